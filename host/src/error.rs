@@ -1,0 +1,72 @@
+//! One error enum for everything the host does, with stable codes.
+//!
+//! The codes are part of HitSave's contract: Python's `HitSaveError.code`
+//! and JavaScript's `err.code` carry the same strings, and
+//! `docs/errors.md` lists them (a test keeps the three in step).
+
+use std::path::PathBuf;
+
+use hitsave_core::{CoreError, ErrorCode};
+
+/// Everything that can go wrong in the host.
+#[derive(Debug, thiserror::Error)]
+pub enum HitSaveError {
+    /// A domain error reported by the core (bad value, bad graph, ...).
+    #[error("{0}")]
+    Core(CoreError),
+    /// The core component trapped: a bug in HitSave, never the user's input.
+    #[error("the HitSave core trapped (this is a bug in HitSave; please report it): {0}")]
+    CoreTrap(String),
+    /// The embedded component could not be compiled or instantiated.
+    #[error("cannot load the HitSave core component: {0}")]
+    ComponentLoad(String),
+    /// A file could not be read while hashing it.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Stable codes of the host's own errors (the core's are [`ErrorCode::ALL`]).
+pub const HOST_CODES: [&str; 3] = ["core_trap", "component_load", "io"];
+
+impl HitSaveError {
+    /// The stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Core(error) => error.code.as_str(),
+            Self::CoreTrap(_) => "core_trap",
+            Self::ComponentLoad(_) => "component_load",
+            Self::Io { .. } => "io",
+        }
+    }
+
+    /// Where in the value the error arose (`[1]["x"]`), for core errors about one place.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Self::Core(error) => error.path.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Every stable code, core codes first.
+    pub fn all_codes() -> Vec<&'static str> {
+        ErrorCode::ALL
+            .iter()
+            .map(|code| code.as_str())
+            .chain(HOST_CODES)
+            .collect()
+    }
+}
+
+impl From<CoreError> for HitSaveError {
+    fn from(error: CoreError) -> Self {
+        Self::Core(error)
+    }
+}
+
+/// Result with [`HitSaveError`].
+pub type Result<T, E = HitSaveError> = std::result::Result<T, E>;
