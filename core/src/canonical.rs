@@ -79,20 +79,13 @@ pub fn digest_canonical(canonical: &[u8]) -> Digest {
 
 /// The canonical bytes of one value stream.
 pub fn canonical_bytes(stream: &[u8]) -> Result<Vec<u8>, CoreError> {
-    let mut parser = Parser {
-        input: stream,
-        pos: 0,
-        path: Vec::new(),
-    };
+    let mut parser = Parser { input: stream, pos: 0, path: Vec::new() };
     let mut out = Vec::with_capacity(stream.len() + 16);
     parser.value(&mut out)?;
     if parser.pos != stream.len() {
         return Err(parser.error(
             ErrorCode::MalformedStream,
-            format!(
-                "{} trailing bytes after the value",
-                stream.len() - parser.pos
-            ),
+            format!("{} trailing bytes after the value", stream.len() - parser.pos),
         ));
     }
     Ok(out)
@@ -121,11 +114,7 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn error(&self, code: ErrorCode, message: impl Into<String>) -> CoreError {
-        CoreError {
-            code,
-            message: message.into(),
-            path: Some(self.render_path()),
-        }
+        CoreError { code, message: message.into(), path: Some(self.render_path()) }
     }
 
     fn render_path(&self) -> String {
@@ -133,9 +122,7 @@ impl<'a> Parser<'a> {
         for segment in &self.path {
             match *segment {
                 Segment::Index(index) => out.push_str(&format!("[{index}]")),
-                Segment::Value { entry, key_at } => {
-                    out.push_str(&format!("[{}]", self.render_key(entry, key_at)))
-                }
+                Segment::Value { entry, key_at } => out.push_str(&format!("[{}]", self.render_key(entry, key_at))),
                 Segment::Key(entry) => out.push_str(&format!("{{key #{entry}}}")),
                 Segment::Member(index) => out.push_str(&format!("{{member #{index}}}")),
                 Segment::Field { at, len } => {
@@ -153,12 +140,9 @@ impl<'a> Parser<'a> {
         let input = self.input;
         match input.get(at) {
             Some(&token::STR) => {
-                let len = input
-                    .get(at + 1..at + 5)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-                if let Some(text) = len
-                    .and_then(|len| input.get(at + 5..at + 5 + len))
-                    .and_then(|b| std::str::from_utf8(b).ok())
+                let len = input.get(at + 1..at + 5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                if let Some(text) =
+                    len.and_then(|len| input.get(at + 5..at + 5 + len)).and_then(|b| std::str::from_utf8(b).ok())
                 {
                     return json_quote(text);
                 }
@@ -176,10 +160,7 @@ impl<'a> Parser<'a> {
     }
 
     fn take(&mut self, len: usize) -> Result<&'a [u8], CoreError> {
-        let end = self
-            .pos
-            .checked_add(len)
-            .filter(|&end| end <= self.input.len());
+        let end = self.pos.checked_add(len).filter(|&end| end <= self.input.len());
         match end {
             Some(end) => {
                 let bytes = &self.input[self.pos..end];
@@ -212,12 +193,8 @@ impl<'a> Parser<'a> {
 
     fn utf8(&mut self, len: usize) -> Result<&'a str, CoreError> {
         let bytes = self.take(len)?;
-        std::str::from_utf8(bytes).map_err(|err| {
-            self.error(
-                ErrorCode::InvalidUtf8,
-                format!("a string is not UTF-8: {err}"),
-            )
-        })
+        std::str::from_utf8(bytes)
+            .map_err(|err| self.error(ErrorCode::InvalidUtf8, format!("a string is not UTF-8: {err}")))
     }
 
     /// A count of items that each take at least one stream byte: a count the
@@ -235,10 +212,7 @@ impl<'a> Parser<'a> {
 
     fn value(&mut self, out: &mut Vec<u8>) -> Result<(), CoreError> {
         if self.path.len() >= MAX_DEPTH {
-            return Err(self.error(
-                ErrorCode::TooDeep,
-                format!("values may nest at most {MAX_DEPTH} levels deep"),
-            ));
+            return Err(self.error(ErrorCode::TooDeep, format!("values may nest at most {MAX_DEPTH} levels deep")));
         }
         let token = self.u8()?;
         match token {
@@ -252,10 +226,9 @@ impl<'a> Parser<'a> {
             token::BIGINT => {
                 let sign = self.u8()?;
                 if sign > 1 {
-                    return Err(self.error(
-                        ErrorCode::MalformedStream,
-                        format!("bigint sign byte must be 0 or 1, got {sign}"),
-                    ));
+                    return Err(
+                        self.error(ErrorCode::MalformedStream, format!("bigint sign byte must be 0 or 1, got {sign}"))
+                    );
                 }
                 let len = self.u32()? as usize;
                 let magnitude = self.take(len)?;
@@ -287,11 +260,7 @@ impl<'a> Parser<'a> {
             token::BYTES_DIGEST | token::FILE_DIGEST => {
                 let len = self.u64()?;
                 let digest = self.digest32()?;
-                out.push(if token == token::BYTES_DIGEST {
-                    tag::BYTES
-                } else {
-                    tag::FILE
-                });
+                out.push(if token == token::BYTES_DIGEST { tag::BYTES } else { tag::FILE });
                 out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(digest);
             }
@@ -332,10 +301,7 @@ impl<'a> Parser<'a> {
             }
             other => {
                 self.pos -= 1;
-                return Err(self.error(
-                    ErrorCode::MalformedStream,
-                    format!("unknown stream token 0x{other:02x}"),
-                ));
+                return Err(self.error(ErrorCode::MalformedStream, format!("unknown stream token 0x{other:02x}")));
             }
         }
         Ok(())
@@ -359,9 +325,8 @@ impl<'a> Parser<'a> {
             entries.push((key_start, value_start, scratch.len()));
         }
         entries.sort_unstable_by(|a, b| scratch[a.0..a.1].cmp(&scratch[b.0..b.1]));
-        if let Some(pair) = entries
-            .windows(2)
-            .find(|pair| scratch[pair[0].0..pair[0].1] == scratch[pair[1].0..pair[1].1])
+        if let Some(pair) =
+            entries.windows(2).find(|pair| scratch[pair[0].0..pair[0].1] == scratch[pair[1].0..pair[1].1])
         {
             let _ = pair;
             return Err(self.error(
@@ -410,25 +375,19 @@ impl<'a> Parser<'a> {
             let field_at = self.pos;
             self.utf8(field_len)?;
             let start = scratch.len();
-            self.path.push(Segment::Field {
-                at: field_at,
-                len: field_len,
-            });
+            self.path.push(Segment::Field { at: field_at, len: field_len });
             self.value(&mut scratch)?;
             self.path.pop();
             fields.push((field_at, field_len, start, scratch.len()));
         }
         let input = self.input;
         fields.sort_unstable_by(|a, b| input[a.0..a.0 + a.1].cmp(&input[b.0..b.0 + b.1]));
-        if let Some(pair) = fields.windows(2).find(|pair| {
-            input[pair[0].0..pair[0].0 + pair[0].1] == input[pair[1].0..pair[1].0 + pair[1].1]
-        }) {
-            let field =
-                String::from_utf8_lossy(&input[pair[0].0..pair[0].0 + pair[0].1]).into_owned();
-            return Err(self.error(
-                ErrorCode::DuplicateKey,
-                format!("record {name} repeats the field {field}"),
-            ));
+        if let Some(pair) = fields
+            .windows(2)
+            .find(|pair| input[pair[0].0..pair[0].0 + pair[0].1] == input[pair[1].0..pair[1].0 + pair[1].1])
+        {
+            let field = String::from_utf8_lossy(&input[pair[0].0..pair[0].0 + pair[0].1]).into_owned();
+            return Err(self.error(ErrorCode::DuplicateKey, format!("record {name} repeats the field {field}")));
         }
         out.push(tag::RECORD);
         write_bytes(out, name.as_bytes());
@@ -490,10 +449,7 @@ fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Writes an integer given by sign and little-endian magnitude as
 /// `INT, u32 BE length, minimal two's complement big-endian`.
 pub(crate) fn write_int(out: &mut Vec<u8>, negative: bool, magnitude_le: &[u8]) {
-    let significant = magnitude_le
-        .iter()
-        .rposition(|&byte| byte != 0)
-        .map_or(0, |index| index + 1);
+    let significant = magnitude_le.iter().rposition(|&byte| byte != 0).map_or(0, |index| index + 1);
     let magnitude = &magnitude_le[..significant];
     out.push(tag::INT);
     if magnitude.is_empty() {
@@ -510,10 +466,7 @@ pub(crate) fn write_int(out: &mut Vec<u8>, negative: bool, magnitude_le: &[u8]) 
                 break;
             }
         }
-        let significant = less
-            .iter()
-            .rposition(|&byte| byte != 0)
-            .map_or(0, |index| index + 1);
+        let significant = less.iter().rposition(|&byte| byte != 0).map_or(0, |index| index + 1);
         less.truncate(significant);
         less.reverse();
         if less.first().is_none_or(|&byte| byte & 0x80 != 0) {
@@ -554,14 +507,9 @@ pub(crate) fn write_float(out: &mut Vec<u8>, value: f64) {
         return;
     }
     // Subnormals (exponent 0) are never integral; normal: value = m * 2^(e - 1075).
-    let mantissa = if exponent == 0 {
-        bits & ((1 << 52) - 1)
-    } else {
-        (bits & ((1 << 52) - 1)) | (1 << 52)
-    };
+    let mantissa = if exponent == 0 { bits & ((1 << 52) - 1) } else { (bits & ((1 << 52) - 1)) | (1 << 52) };
     let shift = exponent - 1075;
-    let integral =
-        exponent != 0 && (shift >= 0 || (-shift < 64 && mantissa & ((1u64 << -shift) - 1) == 0));
+    let integral = exponent != 0 && (shift >= 0 || (-shift < 64 && mantissa & ((1u64 << -shift) - 1) == 0));
     if !integral {
         out.push(tag::FLOAT);
         out.extend_from_slice(&bits.to_be_bytes());

@@ -9,8 +9,8 @@ wit_bindgen::generate!({
 });
 
 use exports::hitsave::core::{
-    canonical as wit_canonical, fingerprint as wit_fingerprint, keys as wit_keys,
-    policy as wit_policy, types as wit_types,
+    canonical as wit_canonical, fingerprint as wit_fingerprint, keys as wit_keys, policy as wit_policy,
+    types as wit_types,
 };
 
 use crate::digest::{Digest, DigestKind};
@@ -39,11 +39,7 @@ fn kind_to(kind: DigestKind) -> wit_types::DigestKind {
 }
 
 fn digest_to(digest: Digest) -> wit_types::Digest {
-    wit_types::Digest {
-        kind: kind_to(digest.kind),
-        version: digest.version,
-        bytes: digest.bytes.to_vec(),
-    }
+    wit_types::Digest { kind: kind_to(digest.kind), version: digest.version, bytes: digest.bytes.to_vec() }
 }
 
 fn digest_from(digest: wit_types::Digest) -> Result<Digest, CoreError> {
@@ -65,11 +61,7 @@ fn code_to(code: ErrorCode) -> wit_types::ErrorCode {
 }
 
 fn error_to(error: CoreError) -> wit_types::CoreError {
-    wit_types::CoreError {
-        code: code_to(error.code),
-        message: error.message,
-        path: error.path,
-    }
+    wit_types::CoreError { code: code_to(error.code), message: error.message, path: error.path }
 }
 
 fn node_from(node: wit_fingerprint::Node) -> Result<Node, CoreError> {
@@ -80,12 +72,7 @@ fn node_from(node: wit_fingerprint::Node) -> Result<Node, CoreError> {
         wit_fingerprint::NodeKind::Package => NodeKind::Package,
         wit_fingerprint::NodeKind::Module => NodeKind::Module,
     };
-    Ok(Node {
-        kind,
-        name: node.name,
-        content: digest_from(node.content)?,
-        deps: node.deps,
-    })
+    Ok(Node { kind, name: node.name, content: digest_from(node.content)?, deps: node.deps })
 }
 
 fn nodes_from(nodes: Vec<wit_fingerprint::Node>) -> Result<Vec<Node>, CoreError> {
@@ -95,10 +82,7 @@ fn nodes_from(nodes: Vec<wit_fingerprint::Node>) -> Result<Vec<Node>, CoreError>
 impl wit_canonical::Guest for Component {
     fn encode(stream: Vec<u8>) -> Result<wit_canonical::Encoded, wit_types::CoreError> {
         let encoded = canonical::encode(&stream).map_err(error_to)?;
-        Ok(wit_canonical::Encoded {
-            canonical: encoded.canonical,
-            digest: digest_to(encoded.digest),
-        })
+        Ok(wit_canonical::Encoded { canonical: encoded.canonical, digest: digest_to(encoded.digest) })
     }
 
     fn value_digest(stream: Vec<u8>) -> Result<wit_types::Digest, wit_types::CoreError> {
@@ -117,10 +101,7 @@ impl wit_keys::Guest for Component {
                     keys::FunctionIdentity::Fingerprint(digest_from(digest)?)
                 }
                 wit_keys::FunctionIdentity::Explicit(explicit) => {
-                    keys::FunctionIdentity::Explicit {
-                        name: explicit.name,
-                        version: explicit.version,
-                    }
+                    keys::FunctionIdentity::Explicit { name: explicit.name, version: explicit.version }
                 }
             };
             keys::derive_key(&identity, &digest_from(arguments)?)
@@ -130,13 +111,9 @@ impl wit_keys::Guest for Component {
 }
 
 impl wit_fingerprint::Guest for Component {
-    fn fingerprints(
-        nodes: Vec<wit_fingerprint::Node>,
-    ) -> Result<Vec<wit_types::Digest>, wit_types::CoreError> {
+    fn fingerprints(nodes: Vec<wit_fingerprint::Node>) -> Result<Vec<wit_types::Digest>, wit_types::CoreError> {
         let run = || graph::fingerprints(&nodes_from(nodes)?);
-        run()
-            .map(|digests| digests.into_iter().map(digest_to).collect())
-            .map_err(error_to)
+        run().map(|digests| digests.into_iter().map(digest_to).collect()).map_err(error_to)
     }
 
     fn diff(
@@ -177,11 +154,7 @@ impl wit_policy::Guest for Component {
             .collect();
         policy::evict(
             &entries,
-            &policy::EvictionParams {
-                budget: params.budget,
-                now: params.now,
-                half_life: params.half_life,
-            },
+            &policy::EvictionParams { budget: params.budget, now: params.now, half_life: params.half_life },
         )
     }
 

@@ -66,11 +66,7 @@ pub struct Digest {
 impl Digest {
     /// A digest of the current scheme version.
     pub const fn new(kind: DigestKind, bytes: [u8; 32]) -> Self {
-        Self {
-            kind,
-            version: SCHEME_VERSION,
-            bytes,
-        }
+        Self { kind, version: SCHEME_VERSION, bytes }
     }
 
     /// Plain BLAKE3 of content bytes (`blob1`).
@@ -81,16 +77,9 @@ impl Digest {
     /// Builds a digest from parts crossing a boundary, checking the length.
     pub fn from_parts(kind: DigestKind, version: u8, bytes: &[u8]) -> Result<Self, CoreError> {
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
-            CoreError::new(
-                ErrorCode::InvalidDigest,
-                format!("a digest has 32 bytes, got {}", bytes.len()),
-            )
+            CoreError::new(ErrorCode::InvalidDigest, format!("a digest has 32 bytes, got {}", bytes.len()))
         })?;
-        Ok(Self {
-            kind,
-            version,
-            bytes,
-        })
+        Ok(Self { kind, version, bytes })
     }
 
     /// Fails unless this digest has the given kind and the current version.
@@ -127,9 +116,8 @@ impl Digest {
         let kind = DigestKind::ALL
             .into_iter()
             .find(|kind| {
-                head.strip_prefix(kind.prefix()).is_some_and(|version| {
-                    !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit())
-                })
+                head.strip_prefix(kind.prefix())
+                    .is_some_and(|version| !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))
             })
             .ok_or_else(bad)?;
         let version: u8 = head[kind.prefix().len()..].parse().map_err(|_| bad())?;
@@ -140,11 +128,7 @@ impl Digest {
         for (index, byte) in bytes.iter_mut().enumerate() {
             *byte = u8::from_str_radix(&hex[2 * index..2 * index + 2], 16).map_err(|_| bad())?;
         }
-        Ok(Self {
-            kind,
-            version,
-            bytes,
-        })
+        Ok(Self { kind, version, bytes })
     }
 }
 
@@ -187,11 +171,7 @@ mod tests {
             &format!("val1_{}", "AB".repeat(32)),
             &format!("nope1_{}", "0".repeat(64)),
         ] {
-            assert_eq!(
-                Digest::parse(text).unwrap_err().code,
-                ErrorCode::InvalidDigest,
-                "{text}"
-            );
+            assert_eq!(Digest::parse(text).unwrap_err().code, ErrorCode::InvalidDigest, "{text}");
         }
     }
 }

@@ -69,11 +69,7 @@ pub struct CoreError {
 impl CoreError {
     /// An error that is not about one place in a value.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            path: None,
-        }
+        Self { code, message: message.into(), path: None }
     }
 }
 

@@ -28,13 +28,7 @@ pub enum NodeKind {
 
 impl NodeKind {
     /// Every kind, in WIT order.
-    pub const ALL: [NodeKind; 5] = [
-        Self::Function,
-        Self::Class,
-        Self::Constant,
-        Self::Package,
-        Self::Module,
-    ];
+    pub const ALL: [NodeKind; 5] = [Self::Function, Self::Class, Self::Constant, Self::Package, Self::Module];
 
     /// The byte that stands for the kind in fingerprint material.
     pub const fn tag(self) -> u8 {
@@ -110,19 +104,12 @@ fn validate(nodes: &[Node]) -> Result<HashMap<&str, usize>, CoreError> {
     let mut by_name = HashMap::with_capacity(nodes.len());
     for (index, node) in nodes.iter().enumerate() {
         if by_name.insert(node.name.as_str(), index).is_some() {
-            return Err(CoreError::new(
-                ErrorCode::InvalidGraph,
-                format!("two nodes are named {:?}", node.name),
-            ));
+            return Err(CoreError::new(ErrorCode::InvalidGraph, format!("two nodes are named {:?}", node.name)));
         }
         if let Some(&dep) = node.deps.iter().find(|&&dep| dep as usize >= nodes.len()) {
             return Err(CoreError::new(
                 ErrorCode::InvalidGraph,
-                format!(
-                    "node {:?} depends on node {dep}, but the graph has {} nodes",
-                    node.name,
-                    nodes.len()
-                ),
+                format!("node {:?} depends on node {dep}, but the graph has {} nodes", node.name, nodes.len()),
             ));
         }
     }
@@ -223,11 +210,7 @@ pub fn fingerprints(nodes: &[Node]) -> Result<Vec<Digest>, CoreError> {
                 if component_of[dep] == number {
                     internal.insert(nodes[dep].name.as_str());
                 } else {
-                    external.insert(
-                        result[dep]
-                            .expect("dependencies are fingerprinted first")
-                            .bytes,
-                    );
+                    external.insert(result[dep].expect("dependencies are fingerprinted first").bytes);
                 }
             }
             scc.update(&(internal.len() as u64).to_be_bytes());
@@ -245,23 +228,13 @@ pub fn fingerprints(nodes: &[Node]) -> Result<Vec<Digest>, CoreError> {
             node_hasher.update(b"node");
             node_hasher.update(scc.as_bytes());
             write_str(&mut node_hasher, &nodes[member].name);
-            result[member] = Some(Digest::new(
-                DigestKind::Code,
-                *node_hasher.finalize().as_bytes(),
-            ));
+            result[member] = Some(Digest::new(DigestKind::Code, *node_hasher.finalize().as_bytes()));
         }
     }
-    Ok(result
-        .into_iter()
-        .map(|digest| digest.expect("every node is in one component"))
-        .collect())
+    Ok(result.into_iter().map(|digest| digest.expect("every node is in one component")).collect())
 }
 
-fn reachable<'a>(
-    nodes: &'a [Node],
-    by_name: &HashMap<&str, usize>,
-    root: &str,
-) -> BTreeMap<&'a str, &'a Node> {
+fn reachable<'a>(nodes: &'a [Node], by_name: &HashMap<&str, usize>, root: &str) -> BTreeMap<&'a str, &'a Node> {
     let mut seen = BTreeMap::new();
     let Some(&start) = by_name.get(root) else {
         return seen;
@@ -281,10 +254,7 @@ pub fn diff(old: &[Node], new: &[Node], root: &str) -> Result<Vec<Change>, CoreE
     let old_names = validate(old)?;
     let new_names = validate(new)?;
     if !old_names.contains_key(root) && !new_names.contains_key(root) {
-        return Err(CoreError::new(
-            ErrorCode::InvalidGraph,
-            format!("neither graph has the root {root:?}"),
-        ));
+        return Err(CoreError::new(ErrorCode::InvalidGraph, format!("neither graph has the root {root:?}")));
     }
     let before = reachable(old, &old_names, root);
     let after = reachable(new, &new_names, root);
@@ -299,10 +269,7 @@ pub fn diff(old: &[Node], new: &[Node], root: &str) -> Result<Vec<Change>, CoreE
             _ => None,
         };
         if let Some(change) = change {
-            changes.push(Change {
-                name: name.to_owned(),
-                change,
-            });
+            changes.push(Change { name: name.to_owned(), change });
         }
     }
     Ok(changes)

@@ -24,9 +24,7 @@ fn check_identity_part(what: &str, value: &str) -> Result<(), CoreError> {
     if value.is_empty() || value.len() > MAX_IDENTITY_LEN || value.chars().any(char::is_control) {
         return Err(CoreError::new(
             ErrorCode::InvalidIdentity,
-            format!(
-                "the {what} must be 1 to {MAX_IDENTITY_LEN} bytes without control characters, got {value:?}"
-            ),
+            format!("the {what} must be 1 to {MAX_IDENTITY_LEN} bytes without control characters, got {value:?}"),
         ));
     }
     Ok(())

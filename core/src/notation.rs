@@ -68,10 +68,7 @@ pub fn write(value: &Value, buffers: Buffers, out: &mut StreamWriter) -> Result<
             // A record is the one two-key form; every other tagged form has one key.
             let (tag, body) = match object.get_key_value("record") {
                 Some(pair) => pair,
-                None if object.len() == 1 => object
-                    .iter()
-                    .next()
-                    .ok_or("an empty object is not a value")?,
+                None if object.len() == 1 => object.iter().next().ok_or("an empty object is not a value")?,
                 None => {
                     return Err(format!(
                         "a tagged value has exactly one key, got {:?}",
@@ -99,24 +96,19 @@ pub fn write(value: &Value, buffers: Buffers, out: &mut StreamWriter) -> Result<
                         "nan" => f64::NAN,
                         "inf" => f64::INFINITY,
                         "-inf" => f64::NEG_INFINITY,
-                        other => other
-                            .parse::<f64>()
-                            .map_err(|err| format!("bad float {other:?}: {err}"))?,
+                        other => other.parse::<f64>().map_err(|err| format!("bad float {other:?}: {err}"))?,
                     };
                     out.float(float);
                 }
                 ("float_bits", Value::String(hex)) => {
-                    let bits = u64::from_str_radix(hex, 16)
-                        .map_err(|err| format!("bad float bits {hex:?}: {err}"))?;
+                    let bits = u64::from_str_radix(hex, 16).map_err(|err| format!("bad float bits {hex:?}: {err}"))?;
                     out.float(f64::from_bits(bits));
                 }
                 ("bytes", Value::String(hex)) => {
                     let data = decode_hex(hex)?;
                     match buffers {
                         Buffers::Inline => out.bytes(&data),
-                        Buffers::Digest => {
-                            out.bytes_digest(data.len() as u64, blake3::hash(&data).as_bytes())
-                        }
+                        Buffers::Digest => out.bytes_digest(data.len() as u64, blake3::hash(&data).as_bytes()),
                     };
                 }
                 ("tuple", Value::Array(items)) => {
@@ -128,10 +120,8 @@ pub fn write(value: &Value, buffers: Buffers, out: &mut StreamWriter) -> Result<
                 ("map", Value::Array(entries)) => {
                     out.map(entries.len());
                     for entry in entries {
-                        let pair = entry
-                            .as_array()
-                            .filter(|pair| pair.len() == 2)
-                            .ok_or("a map entry is [key, value]")?;
+                        let pair =
+                            entry.as_array().filter(|pair| pair.len() == 2).ok_or("a map entry is [key, value]")?;
                         write(&pair[0], buffers, out)?;
                         write(&pair[1], buffers, out)?;
                     }
@@ -149,19 +139,13 @@ pub fn write(value: &Value, buffers: Buffers, out: &mut StreamWriter) -> Result<
                         .ok_or("a record has fields: [[name, value], ...]")?;
                     out.record(name, fields.len());
                     for field in fields {
-                        let pair = field
-                            .as_array()
-                            .filter(|pair| pair.len() == 2)
-                            .ok_or("a field is [name, value]")?;
+                        let pair = field.as_array().filter(|pair| pair.len() == 2).ok_or("a field is [name, value]")?;
                         out.field(pair[0].as_str().ok_or("a field name is a string")?);
                         write(&pair[1], buffers, out)?;
                     }
                 }
                 ("array", Value::Object(array)) => {
-                    let dtype = array
-                        .get("dtype")
-                        .and_then(Value::as_str)
-                        .ok_or("an array has a dtype")?;
+                    let dtype = array.get("dtype").and_then(Value::as_str).ok_or("an array has a dtype")?;
                     let shape: Vec<u64> = array
                         .get("shape")
                         .and_then(Value::as_array)
@@ -169,20 +153,12 @@ pub fn write(value: &Value, buffers: Buffers, out: &mut StreamWriter) -> Result<
                         .iter()
                         .map(|dim| dim.as_u64().ok_or("dimensions are non-negative integers"))
                         .collect::<Result<_, _>>()?;
-                    let data = decode_hex(
-                        array
-                            .get("data")
-                            .and_then(Value::as_str)
-                            .ok_or("an array has hex data")?,
-                    )?;
+                    let data = decode_hex(array.get("data").and_then(Value::as_str).ok_or("an array has hex data")?)?;
                     match buffers {
                         Buffers::Inline => out.array(dtype, &shape, &data),
-                        Buffers::Digest => out.array_digest(
-                            dtype,
-                            &shape,
-                            data.len() as u64,
-                            blake3::hash(&data).as_bytes(),
-                        ),
+                        Buffers::Digest => {
+                            out.array_digest(dtype, &shape, data.len() as u64, blake3::hash(&data).as_bytes())
+                        }
                     };
                 }
                 ("file", Value::String(hex)) => {
@@ -256,8 +232,7 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
     }
     (0..text.len() / 2)
         .map(|index| {
-            u8::from_str_radix(&text[2 * index..2 * index + 2], 16)
-                .map_err(|err| format!("bad hex {text:?}: {err}"))
+            u8::from_str_radix(&text[2 * index..2 * index + 2], 16).map_err(|err| format!("bad hex {text:?}: {err}"))
         })
         .collect()
 }

@@ -35,14 +35,9 @@ pub const COMPUTE_FLOOR_MICROS: u64 = 1000;
 
 /// The value per byte of keeping an entry. Higher is kept longer.
 pub fn retention_score(entry: &Entry, now: u64, half_life: u64) -> f64 {
-    let worth =
-        (entry.compute_micros as f64 + COMPUTE_FLOOR_MICROS as f64) * (entry.hits as f64 + 1.0);
+    let worth = (entry.compute_micros as f64 + COMPUTE_FLOOR_MICROS as f64) * (entry.hits as f64 + 1.0);
     let age = now.saturating_sub(entry.last_access) as f64;
-    let decayed = if half_life == 0 {
-        worth
-    } else {
-        worth * half_life as f64 / (half_life as f64 + age)
-    };
+    let decayed = if half_life == 0 { worth } else { worth * half_life as f64 / (half_life as f64 + age) };
     decayed / (entry.size as f64 + ENTRY_OVERHEAD as f64)
 }
 
@@ -62,10 +57,7 @@ pub fn evict(entries: &[Entry], params: &EvictionParams) -> Vec<u32> {
     // Lowest score first; ties: least recently used, then larger, then input order.
     order.sort_by(|a, b| {
         let (ea, eb) = (&entries[a.1], &entries[b.1]);
-        a.0.total_cmp(&b.0)
-            .then(ea.last_access.cmp(&eb.last_access))
-            .then(eb.size.cmp(&ea.size))
-            .then(a.1.cmp(&b.1))
+        a.0.total_cmp(&b.0).then(ea.last_access.cmp(&eb.last_access)).then(eb.size.cmp(&ea.size)).then(a.1.cmp(&b.1))
     });
     let mut remaining = total;
     let mut chosen = Vec::new();

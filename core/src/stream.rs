@@ -74,10 +74,7 @@ pub const DTYPES: [(&str, u64); 14] = [
 
 /// Item size of a dtype, or `None` when it is unknown.
 pub fn dtype_size(dtype: &str) -> Option<u64> {
-    DTYPES
-        .iter()
-        .find(|(name, _)| *name == dtype)
-        .map(|(_, size)| *size)
+    DTYPES.iter().find(|(name, _)| *name == dtype).map(|(_, size)| *size)
 }
 
 /// Writes a value stream. Containers are announced with their count and
@@ -109,8 +106,7 @@ impl StreamWriter {
     }
 
     fn len32(&mut self, len: usize) {
-        let len = u32::try_from(len)
-            .expect("value stream items are limited to 4 GiB; hash larger ones by digest");
+        let len = u32::try_from(len).expect("value stream items are limited to 4 GiB; hash larger ones by digest");
         self.buffer.extend_from_slice(&len.to_le_bytes());
     }
 
@@ -122,8 +118,7 @@ impl StreamWriter {
 
     /// A boolean.
     pub fn bool(&mut self, value: bool) -> &mut Self {
-        self.buffer
-            .push(if value { token::TRUE } else { token::FALSE });
+        self.buffer.push(if value { token::TRUE } else { token::FALSE });
         self
     }
 
@@ -240,13 +235,7 @@ impl StreamWriter {
     }
 
     /// A numeric array whose data the host hashed.
-    pub fn array_digest(
-        &mut self,
-        dtype: &str,
-        shape: &[u64],
-        byte_len: u64,
-        blake3: &[u8; 32],
-    ) -> &mut Self {
+    pub fn array_digest(&mut self, dtype: &str, shape: &[u64], byte_len: u64, blake3: &[u8; 32]) -> &mut Self {
         self.array_head(token::ARRAY_DIGEST, dtype, shape, byte_len);
         self.buffer.extend_from_slice(blake3);
         self

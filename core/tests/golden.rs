@@ -8,11 +8,7 @@ use hitsave_core::stream::StreamWriter;
 fn canonical_hex(build: impl FnOnce(&mut StreamWriter)) -> String {
     let mut stream = StreamWriter::new();
     build(&mut stream);
-    hex::encode(
-        canonical::encode(stream.as_bytes())
-            .expect("valid stream")
-            .canonical,
-    )
+    hex::encode(canonical::encode(stream.as_bytes()).expect("valid stream").canonical)
 }
 
 #[test]
@@ -116,14 +112,7 @@ fn containers_have_the_documented_bytes() {
         canonical_hex(|s| {
             s.map(2).str("a").null().int(2).bool(true);
         }),
-        concat!(
-            "08",
-            "0000000000000002",
-            "030000000102",
-            "02",
-            "05000000000000000161",
-            "00"
-        )
+        concat!("08", "0000000000000002", "030000000102", "02", "05000000000000000161", "00")
     );
     // Members sorted, and 2.0 is the same member as 2.
     assert_eq!(
@@ -171,9 +160,7 @@ fn buffers_enter_by_their_blake3() {
         canonical_hex(|s| {
             s.array("uint8", &[5], b"hello");
         }),
-        format!(
-            "0b000000000000000575696e7438000000000000000100000000000000050000000000000005{content_hash}"
-        )
+        format!("0b000000000000000575696e7438000000000000000100000000000000050000000000000005{content_hash}")
     );
 }
 
@@ -182,9 +169,7 @@ fn digests_are_pinned() {
     let digest = |build: &dyn Fn(&mut StreamWriter)| {
         let mut stream = StreamWriter::new();
         build(&mut stream);
-        canonical::digest(stream.as_bytes())
-            .expect("valid")
-            .to_string()
+        canonical::digest(stream.as_bytes()).expect("valid").to_string()
     };
     // BLAKE3 derive-key("hitsave 2026-11 value v1") of the canonical bytes.
     let expected_null = {

@@ -83,12 +83,8 @@ fn write(model: &Model, choices: &mut Choices, out: &mut StreamWriter) {
             let value = f64::from_bits(*bits);
             if value.is_nan() {
                 // Any NaN will do.
-                let nans = [
-                    0x7ff8_0000_0000_0000u64,
-                    0xfff8_0000_0000_0000,
-                    0x7ff0_0000_0000_0001,
-                    0x7fff_ffff_ffff_ffff,
-                ];
+                let nans =
+                    [0x7ff8_0000_0000_0000u64, 0xfff8_0000_0000_0000, 0x7ff0_0000_0000_0001, 0x7fff_ffff_ffff_ffff];
                 out.float(f64::from_bits(nans[choices.pick(4) as usize]));
             } else {
                 out.float(value);
@@ -169,21 +165,11 @@ fn leaf() -> impl Strategy<Value = Model> {
             Just(1e-300),
             Just(0.1)
         ]
-        .prop_map(|v| Model::Float(if v.is_nan() {
-            0x7ff8_0000_0000_0000
-        } else {
-            v.to_bits()
-        })),
-        prop_oneof![Just(""), Just("a"), Just("1"), Just("é")]
-            .prop_map(|s| Model::Str(s.to_owned())),
+        .prop_map(|v| Model::Float(if v.is_nan() { 0x7ff8_0000_0000_0000 } else { v.to_bits() })),
+        prop_oneof![Just(""), Just("a"), Just("1"), Just("é")].prop_map(|s| Model::Str(s.to_owned())),
         prop_oneof![Just(""), Just("a"), Just("1")].prop_map(|s| Model::Path(s.to_owned())),
-        prop_oneof![
-            Just(vec![]),
-            Just(b"a".to_vec()),
-            Just(b"1".to_vec()),
-            Just(vec![7u8; 5000])
-        ]
-        .prop_map(Model::Bytes),
+        prop_oneof![Just(vec![]), Just(b"a".to_vec()), Just(b"1".to_vec()), Just(vec![7u8; 5000])]
+            .prop_map(Model::Bytes),
     ]
 }
 
@@ -196,11 +182,7 @@ fn model() -> impl Strategy<Value = Model> {
             (
                 prop_oneof![Just("P"), Just("Q")],
                 prop::collection::btree_map(
-                    prop_oneof![
-                        Just("x".to_owned()),
-                        Just("y".to_owned()),
-                        Just("z".to_owned())
-                    ],
+                    prop_oneof![Just("x".to_owned()), Just("y".to_owned()), Just("z".to_owned())],
                     inner,
                     0..3
                 )
@@ -267,8 +249,5 @@ fn nesting_up_to_the_limit_is_accepted() {
     deeper.list(1);
     let mut bytes = deeper.into_bytes();
     bytes.extend_from_slice(stream.as_bytes());
-    assert_eq!(
-        canonical::encode(&bytes).unwrap_err().code,
-        hitsave_core::ErrorCode::TooDeep
-    );
+    assert_eq!(canonical::encode(&bytes).unwrap_err().code, hitsave_core::ErrorCode::TooDeep);
 }

@@ -54,11 +54,7 @@ impl HitSaveError {
 
     /// Every stable code, core codes first.
     pub fn all_codes() -> Vec<&'static str> {
-        ErrorCode::ALL
-            .iter()
-            .map(|code| code.as_str())
-            .chain(HOST_CODES)
-            .collect()
+        ErrorCode::ALL.iter().map(|code| code.as_str()).chain(HOST_CODES).collect()
     }
 }
 

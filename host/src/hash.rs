@@ -28,32 +28,17 @@ pub fn blob_digest(data: &[u8]) -> Digest {
     } else {
         hasher.update(data);
     }
-    Digest::new(
-        hitsave_core::DigestKind::Blob,
-        *hasher.finalize().as_bytes(),
-    )
+    Digest::new(hitsave_core::DigestKind::Blob, *hasher.finalize().as_bytes())
 }
 
 /// Length and BLAKE3 of a file's contents, memory-mapped and on all cores
 /// when large.
 pub fn file_digest(path: &Path) -> Result<(u64, Digest)> {
-    let io = |source| HitSaveError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let len = File::open(path)
-        .and_then(|file| file.metadata())
-        .map_err(io)?
-        .len();
+    let io = |source| HitSaveError::Io { path: path.to_path_buf(), source };
+    let len = File::open(path).and_then(|file| file.metadata()).map_err(io)?.len();
     let mut hasher = blake3::Hasher::new();
     hasher.update_mmap_rayon(path).map_err(io)?;
-    Ok((
-        len,
-        Digest::new(
-            hitsave_core::DigestKind::Blob,
-            *hasher.finalize().as_bytes(),
-        ),
-    ))
+    Ok((len, Digest::new(hitsave_core::DigestKind::Blob, *hasher.finalize().as_bytes())))
 }
 
 /// Writes bytes into a stream: small ones inline, large ones by native digest.

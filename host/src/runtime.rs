@@ -63,9 +63,7 @@ pub struct LoadOptions {
 impl LoadOptions {
     /// The default: compiled components under `<cache dir>/compiled`.
     pub fn from_env() -> Self {
-        Self {
-            compiled_dir: crate::paths::cache_dir().map(|dir| dir.join("compiled")),
-        }
+        Self { compiled_dir: crate::paths::cache_dir().map(|dir| dir.join("compiled")) }
     }
 }
 
@@ -103,11 +101,7 @@ impl Core {
         let linker: Linker<StoreLimits> = Linker::new(&engine);
         let instance_pre = linker.instantiate_pre(&component).map_err(load_error)?;
         let pre = bindings::CorePre::new(instance_pre).map_err(load_error)?;
-        Ok(Self {
-            pre,
-            pool: Mutex::new(Vec::new()),
-            source,
-        })
+        Ok(Self { pre, pool: Mutex::new(Vec::new()), source })
     }
 
     /// Where the compiled component came from.
@@ -125,16 +119,8 @@ impl Core {
 
     /// Runs `call` on a pooled instance. A trapped instance is dropped (its
     /// state is undefined); so is one that took a very large input.
-    fn with<R>(
-        &self,
-        input_size: usize,
-        call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
-    ) -> Result<R> {
-        let pooled = self
-            .pool
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop();
+    fn with<R>(&self, input_size: usize, call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>) -> Result<R> {
+        let pooled = self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
         let mut instance = match pooled {
             Some(instance) => instance,
             None => self.instantiate()?,
@@ -142,10 +128,7 @@ impl Core {
         match call(&mut instance) {
             Ok(result) => {
                 if input_size <= RECYCLE_LIMIT {
-                    self.pool
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .push(instance);
+                    self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(instance);
                 }
                 Ok(result)
             }
@@ -156,10 +139,7 @@ impl Core {
     /// Canonical bytes and `val1` digest of a value stream.
     pub fn encode(&self, stream: &[u8]) -> Result<(Vec<u8>, Digest)> {
         let encoded = self.with(stream.len(), |instance| {
-            instance
-                .core
-                .hitsave_core_canonical()
-                .call_encode(&mut instance.store, stream)
+            instance.core.hitsave_core_canonical().call_encode(&mut instance.store, stream)
         })?;
         let encoded = encoded.map_err(error_from)?;
         Ok((encoded.canonical, digest_from(encoded.digest)?))
@@ -168,10 +148,7 @@ impl Core {
     /// The `val1` digest of a value stream.
     pub fn value_digest(&self, stream: &[u8]) -> Result<Digest> {
         let digest = self.with(stream.len(), |instance| {
-            instance
-                .core
-                .hitsave_core_canonical()
-                .call_value_digest(&mut instance.store, stream)
+            instance.core.hitsave_core_canonical().call_value_digest(&mut instance.store, stream)
         })?;
         digest_from(digest.map_err(error_from)?)
     }
@@ -179,9 +156,7 @@ impl Core {
     /// The `key1` eval key of a function identity and an argument digest.
     pub fn derive_key(&self, identity: &FunctionIdentity, arguments: &Digest) -> Result<Digest> {
         let identity = match identity {
-            FunctionIdentity::Fingerprint(digest) => {
-                wit_keys::FunctionIdentity::Fingerprint(digest_to(digest))
-            }
+            FunctionIdentity::Fingerprint(digest) => wit_keys::FunctionIdentity::Fingerprint(digest_to(digest)),
             FunctionIdentity::Explicit { name, version } => {
                 wit_keys::FunctionIdentity::Explicit(wit_keys::ExplicitIdentity {
                     name: name.clone(),
@@ -191,11 +166,7 @@ impl Core {
         };
         let arguments = digest_to(arguments);
         let key = self.with(0, |instance| {
-            instance.core.hitsave_core_keys().call_derive_key(
-                &mut instance.store,
-                &identity,
-                &arguments,
-            )
+            instance.core.hitsave_core_keys().call_derive_key(&mut instance.store, &identity, &arguments)
         })?;
         digest_from(key.map_err(error_from)?)
     }
@@ -204,16 +175,9 @@ impl Core {
     pub fn fingerprints(&self, nodes: &[Node]) -> Result<Vec<Digest>> {
         let nodes: Vec<wit_fingerprint::Node> = nodes.iter().map(node_to).collect();
         let digests = self.with(0, |instance| {
-            instance
-                .core
-                .hitsave_core_fingerprint()
-                .call_fingerprints(&mut instance.store, &nodes)
+            instance.core.hitsave_core_fingerprint().call_fingerprints(&mut instance.store, &nodes)
         })?;
-        digests
-            .map_err(error_from)?
-            .into_iter()
-            .map(digest_from)
-            .collect()
+        digests.map_err(error_from)?.into_iter().map(digest_from).collect()
     }
 
     /// What changed between two graphs among the nodes reachable from `root`.
@@ -221,12 +185,7 @@ impl Core {
         let old: Vec<wit_fingerprint::Node> = old.iter().map(node_to).collect();
         let new: Vec<wit_fingerprint::Node> = new.iter().map(node_to).collect();
         let changes = self.with(0, |instance| {
-            instance.core.hitsave_core_fingerprint().call_diff(
-                &mut instance.store,
-                &old,
-                &new,
-                root,
-            )
+            instance.core.hitsave_core_fingerprint().call_diff(&mut instance.store, &old, &new, root)
         })?;
         Ok(changes
             .map_err(error_from)?
@@ -254,38 +213,19 @@ impl Core {
                 hits: entry.hits,
             })
             .collect();
-        let params = wit_policy::EvictionParams {
-            budget: params.budget,
-            now: params.now,
-            half_life: params.half_life,
-        };
-        self.with(0, |instance| {
-            instance
-                .core
-                .hitsave_core_policy()
-                .call_evict(&mut instance.store, &entries, params)
-        })
+        let params = wit_policy::EvictionParams { budget: params.budget, now: params.now, half_life: params.half_life };
+        self.with(0, |instance| instance.core.hitsave_core_policy().call_evict(&mut instance.store, &entries, params))
     }
 
     /// Whether a fresh result is worth storing.
-    pub fn should_store(
-        &self,
-        size: u64,
-        compute_micros: u64,
-        params: &StoreParams,
-    ) -> Result<bool> {
+    pub fn should_store(&self, size: u64, compute_micros: u64, params: &StoreParams) -> Result<bool> {
         let params = wit_policy::StoreParams {
             budget: params.budget,
             min_compute_micros: params.min_compute_micros,
             read_bytes_per_second: params.read_bytes_per_second,
         };
         self.with(0, |instance| {
-            instance.core.hitsave_core_policy().call_should_store(
-                &mut instance.store,
-                size,
-                compute_micros,
-                params,
-            )
+            instance.core.hitsave_core_policy().call_should_store(&mut instance.store, size, compute_micros, params)
         })
     }
 
@@ -299,12 +239,7 @@ impl Core {
             remote_bytes: stats.remote_bytes,
             free_bytes: stats.free_bytes,
         };
-        self.with(0, |instance| {
-            instance
-                .core
-                .hitsave_core_policy()
-                .call_should_prefetch(&mut instance.store, stats)
-        })
+        self.with(0, |instance| instance.core.hitsave_core_policy().call_should_prefetch(&mut instance.store, stats))
     }
 }
 
@@ -342,11 +277,7 @@ pub fn compiled_path(engine: &Engine, dir: &Path) -> PathBuf {
     let mut hasher = Blake3Hasher(blake3::Hasher::new());
     std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
     let compatibility = hasher.0.finalize().to_hex();
-    dir.join(format!(
-        "core-{}-{}.cwasm",
-        &component_digest()[..24],
-        &compatibility[..24]
-    ))
+    dir.join(format!("core-{}-{}.cwasm", &component_digest()[..24], &compatibility[..24]))
 }
 
 /// Loads the compiled component from `dir`, or compiles it and writes it
@@ -382,15 +313,11 @@ fn load_cached(engine: &Engine, dir: &Path) -> Result<(Component, LoadSource)> {
 
 fn write_atomically(path: &Path, compiled: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
     std::fs::create_dir_all(dir)?;
     let temp = dir.join(format!(
         ".{}.{}.{:?}.tmp",
-        path.file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default(),
         std::process::id(),
         std::thread::current().id()
     ));
@@ -417,11 +344,7 @@ fn digest_kind_to(kind: DigestKind) -> wit_types::DigestKind {
 }
 
 fn digest_to(digest: &Digest) -> wit_types::Digest {
-    wit_types::Digest {
-        kind: digest_kind_to(digest.kind),
-        version: digest.version,
-        bytes: digest.bytes.to_vec(),
-    }
+    wit_types::Digest { kind: digest_kind_to(digest.kind), version: digest.version, bytes: digest.bytes.to_vec() }
 }
 
 fn digest_from(digest: wit_types::Digest) -> Result<Digest> {
@@ -431,9 +354,8 @@ fn digest_from(digest: wit_types::Digest) -> Result<Digest> {
         wit_types::DigestKind::Code => DigestKind::Code,
         wit_types::DigestKind::Blob => DigestKind::Blob,
     };
-    Digest::from_parts(kind, digest.version, &digest.bytes).map_err(|err| {
-        HitSaveError::CoreTrap(format!("the core returned a malformed digest: {err}"))
-    })
+    Digest::from_parts(kind, digest.version, &digest.bytes)
+        .map_err(|err| HitSaveError::CoreTrap(format!("the core returned a malformed digest: {err}")))
 }
 
 fn error_from(error: wit_types::CoreError) -> HitSaveError {
@@ -448,11 +370,7 @@ fn error_from(error: wit_types::CoreError) -> HitSaveError {
         wit_types::ErrorCode::InvalidIdentity => ErrorCode::InvalidIdentity,
         wit_types::ErrorCode::TooDeep => ErrorCode::TooDeep,
     };
-    HitSaveError::Core(CoreError {
-        code,
-        message: error.message,
-        path: error.path,
-    })
+    HitSaveError::Core(CoreError { code, message: error.message, path: error.path })
 }
 
 fn node_to(node: &Node) -> wit_fingerprint::Node {

@@ -11,10 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 /// The committed component, relative to the workspace root.
@@ -90,8 +87,7 @@ fn component(check: bool) -> Result<String, String> {
         return Err(format!("building the core for wasm failed: {status}"));
     }
     let module_path = target_dir.join("wasm32-unknown-unknown/component/hitsave_core.wasm");
-    let module = std::fs::read(&module_path)
-        .map_err(|err| format!("cannot read {}: {err}", module_path.display()))?;
+    let module = std::fs::read(&module_path).map_err(|err| format!("cannot read {}: {err}", module_path.display()))?;
     let component = wit_component::ComponentEncoder::default()
         .module(&module)
         .map_err(|err| format!("not a core module the encoder accepts: {err:#}"))?
@@ -100,8 +96,7 @@ fn component(check: bool) -> Result<String, String> {
         .map_err(|err| format!("cannot encode the component: {err:#}"))?;
     let committed = root.join(COMPONENT_PATH);
     if check {
-        let current = std::fs::read(&committed)
-            .map_err(|err| format!("cannot read {}: {err}", committed.display()))?;
+        let current = std::fs::read(&committed).map_err(|err| format!("cannot read {}: {err}", committed.display()))?;
         if current != component {
             return Err(format!(
                 "{COMPONENT_PATH} differs from a fresh build ({} vs {} bytes, blake3 {} vs {}): run `cargo run -p hitsave-xtask -- component` and commit it",
@@ -111,17 +106,10 @@ fn component(check: bool) -> Result<String, String> {
                 blake3_hex(&component)
             ));
         }
-        return Ok(format!(
-            "{COMPONENT_PATH} is reproduced byte for byte ({} bytes)",
-            component.len()
-        ));
+        return Ok(format!("{COMPONENT_PATH} is reproduced byte for byte ({} bytes)", component.len()));
     }
-    std::fs::write(&committed, &component)
-        .map_err(|err| format!("cannot write {}: {err}", committed.display()))?;
-    Ok(format!(
-        "wrote {COMPONENT_PATH} ({} bytes)",
-        component.len()
-    ))
+    std::fs::write(&committed, &component).map_err(|err| format!("cannot write {}: {err}", committed.display()))?;
+    Ok(format!("wrote {COMPONENT_PATH} ({} bytes)", component.len()))
 }
 
 fn blake3_hex(bytes: &[u8]) -> String {

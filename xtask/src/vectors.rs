@@ -18,16 +18,11 @@ use hitsave_core::stream::StreamWriter;
 use hitsave_core::{Digest, canonical};
 use serde_json::{Value, json};
 
-const HEADER: &str =
-    "Written by `cargo run -p hitsave-xtask -- vectors`; checked by CI. Do not edit by hand.";
+const HEADER: &str = "Written by `cargo run -p hitsave-xtask -- vectors`; checked by CI. Do not edit by hand.";
 
 pub fn run(root: &Path, check: bool) -> Result<String, String> {
-    let files = [
-        ("values.json", values()?),
-        ("keys.json", keys()?),
-        ("graphs.json", graphs()?),
-        ("policy.json", policies()),
-    ];
+    let files =
+        [("values.json", values()?), ("keys.json", keys()?), ("graphs.json", graphs()?), ("policy.json", policies())];
     let dir = root.join("tests/vectors");
     let mut stale = Vec::new();
     for (name, content) in &files {
@@ -39,8 +34,7 @@ pub fn run(root: &Path, check: bool) -> Result<String, String> {
             }
         } else {
             std::fs::create_dir_all(&dir).map_err(|err| err.to_string())?;
-            std::fs::write(&path, text)
-                .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+            std::fs::write(&path, text).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         }
     }
     if !stale.is_empty() {
@@ -49,11 +43,7 @@ pub fn run(root: &Path, check: bool) -> Result<String, String> {
             stale.join(", ")
         ));
     }
-    Ok(format!(
-        "tests/vectors: {} files {}",
-        files.len(),
-        if check { "are current" } else { "written" }
-    ))
+    Ok(format!("tests/vectors: {} files {}", files.len(), if check { "are current" } else { "written" }))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -90,93 +80,29 @@ fn values() -> Result<Value, String> {
         ("int 2^64", json!({"int": "18446744073709551616"}), None),
         ("int -2^64", json!({"int": "-18446744073709551616"}), None),
         ("int 10^30", json!({"int": ten_pow_30}), None),
-        (
-            "bigint 5 equals int 5",
-            json!({"bigint": "5"}),
-            Some("int 5"),
-        ),
+        ("bigint 5 equals int 5", json!({"bigint": "5"}), Some("int 5")),
         ("int 5", json!(5), None),
-        (
-            "bigint -1 equals int -1",
-            json!({"bigint": "-1"}),
-            Some("int -1"),
-        ),
-        (
-            "bigint 0 with leading zero bytes equals int 0",
-            json!({"bigint": "0"}),
-            Some("int 0"),
-        ),
+        ("bigint -1 equals int -1", json!({"bigint": "-1"}), Some("int -1")),
+        ("bigint 0 with leading zero bytes equals int 0", json!({"bigint": "0"}), Some("int 0")),
         ("float 1.5", json!({"float": "1.5"}), None),
         ("float -2.25", json!({"float": "-2.25"}), None),
         ("float 0.1", json!({"float": "0.1"}), None),
-        (
-            "float 1.0 equals int 1",
-            json!({"float": "1.0"}),
-            Some("int 1"),
-        ),
-        (
-            "float -1.0 equals int -1",
-            json!({"float": "-1.0"}),
-            Some("int -1"),
-        ),
-        (
-            "float 0.0 equals int 0",
-            json!({"float": "0.0"}),
-            Some("int 0"),
-        ),
-        (
-            "float -0.0 equals int 0",
-            json!({"float": "-0.0"}),
-            Some("int 0"),
-        ),
-        (
-            "float 2^64 equals int 2^64",
-            json!({"float": "18446744073709551616"}),
-            Some("int 2^64"),
-        ),
-        (
-            "float -2^64 equals int -2^64",
-            json!({"float": "-18446744073709551616"}),
-            Some("int -2^64"),
-        ),
+        ("float 1.0 equals int 1", json!({"float": "1.0"}), Some("int 1")),
+        ("float -1.0 equals int -1", json!({"float": "-1.0"}), Some("int -1")),
+        ("float 0.0 equals int 0", json!({"float": "0.0"}), Some("int 0")),
+        ("float -0.0 equals int 0", json!({"float": "-0.0"}), Some("int 0")),
+        ("float 2^64 equals int 2^64", json!({"float": "18446744073709551616"}), Some("int 2^64")),
+        ("float -2^64 equals int -2^64", json!({"float": "-18446744073709551616"}), Some("int -2^64")),
         ("float 1e300", json!({"float": "1e300"}), Some("int 1e300")),
-        (
-            "int 1e300",
-            json!({"int": format!("{:.0}", 1e300_f64)}),
-            None,
-        ),
-        (
-            "float 2^53+2",
-            json!({"float": "9007199254740994"}),
-            Some("int 2^53+2"),
-        ),
+        ("int 1e300", json!({"int": format!("{:.0}", 1e300_f64)}), None),
+        ("float 2^53+2", json!({"float": "9007199254740994"}), Some("int 2^53+2")),
         ("int 2^53+2", json!(9007199254740994_i64), None),
-        (
-            "float max",
-            json!({"float": "1.7976931348623157e308"}),
-            None,
-        ),
-        (
-            "float smallest subnormal",
-            json!({"float_bits": "0000000000000001"}),
-            None,
-        ),
+        ("float max", json!({"float": "1.7976931348623157e308"}), None),
+        ("float smallest subnormal", json!({"float_bits": "0000000000000001"}), None),
         ("float nan", json!({"float": "nan"}), None),
-        (
-            "float nan with payload equals nan",
-            json!({"float_bits": "7ff8000000000001"}),
-            Some("float nan"),
-        ),
-        (
-            "float negative nan equals nan",
-            json!({"float_bits": "fff8000000000000"}),
-            Some("float nan"),
-        ),
-        (
-            "float signalling nan equals nan",
-            json!({"float_bits": "7ff0000000000001"}),
-            Some("float nan"),
-        ),
+        ("float nan with payload equals nan", json!({"float_bits": "7ff8000000000001"}), Some("float nan")),
+        ("float negative nan equals nan", json!({"float_bits": "fff8000000000000"}), Some("float nan")),
+        ("float signalling nan equals nan", json!({"float_bits": "7ff0000000000001"}), Some("float nan")),
         ("float inf", json!({"float": "inf"}), None),
         ("float -inf", json!({"float": "-inf"}), None),
         ("str empty", json!(""), None),
@@ -185,76 +111,32 @@ fn values() -> Result<Value, String> {
         ("str with nul", json!("a\u{0}b"), None),
         ("bytes empty", json!({"bytes": ""}), None),
         ("bytes hello", json!({"bytes": hex(b"hello")}), None),
-        (
-            "bytes 5000 (hashed by the host)",
-            json!({"bytes": big}),
-            None,
-        ),
+        ("bytes 5000 (hashed by the host)", json!({"bytes": big}), None),
         ("list empty", json!([]), None),
         ("list mixed", json!([1, "a", null, {"float": "2.5"}]), None),
         ("list nested", json!([[1, [2, [3]]], []]), None),
-        (
-            "tuple equals list",
-            json!({"tuple": [1, 2]}),
-            Some("list 1 2"),
-        ),
+        ("tuple equals list", json!({"tuple": [1, 2]}), Some("list 1 2")),
         ("list 1 2", json!([1, 2]), None),
-        (
-            "list of floats equals list of ints",
-            json!([{"float": "1.0"}, {"float": "2.0"}]),
-            Some("list 1 2"),
-        ),
+        ("list of floats equals list of ints", json!([{"float": "1.0"}, {"float": "2.0"}]), Some("list 1 2")),
         ("map empty", json!({"map": []}), None),
         ("map a b", json!({"map": [["a", 1], ["b", 2]]}), None),
-        (
-            "map b a equals map a b",
-            json!({"map": [["b", 2], ["a", 1]]}),
-            Some("map a b"),
-        ),
+        ("map b a equals map a b", json!({"map": [["b", 2], ["a", 1]]}), Some("map a b")),
         ("map int keys", json!({"map": [[2, "y"], [1, "x"]]}), None),
-        (
-            "map float key equals int key",
-            json!({"map": [[{"float": "2.0"}, "y"], [1, "x"]]}),
-            Some("map int keys"),
-        ),
-        (
-            "map mixed keys",
-            json!({"map": [["a", 1], [1, "a"], [null, true], [[1, 2], {"bytes": "00"}]]}),
-            None,
-        ),
+        ("map float key equals int key", json!({"map": [[{"float": "2.0"}, "y"], [1, "x"]]}), Some("map int keys")),
+        ("map mixed keys", json!({"map": [["a", 1], [1, "a"], [null, true], [[1, 2], {"bytes": "00"}]]}), None),
         ("set empty", json!({"set": []}), None),
         ("set 1 2 3", json!({"set": [1, 2, 3]}), None),
-        (
-            "set 3 1 2 equals set 1 2 3",
-            json!({"set": [3, 1, 2]}),
-            Some("set 1 2 3"),
-        ),
-        (
-            "set with 1 and 1.0 equals set 1",
-            json!({"set": [1, {"float": "1.0"}]}),
-            Some("set 1"),
-        ),
+        ("set 3 1 2 equals set 1 2 3", json!({"set": [3, 1, 2]}), Some("set 1 2 3")),
+        ("set with 1 and 1.0 equals set 1", json!({"set": [1, {"float": "1.0"}]}), Some("set 1")),
         ("set 1", json!({"set": [1]}), None),
-        (
-            "record point",
-            json!({"record": "geometry.Point", "fields": [["x", 1], ["y", 2]]}),
-            None,
-        ),
+        ("record point", json!({"record": "geometry.Point", "fields": [["x", 1], ["y", 2]]}), None),
         (
             "record fields reordered equals record point",
             json!({"record": "geometry.Point", "fields": [["y", 2], ["x", {"float": "1.0"}]]}),
             Some("record point"),
         ),
-        (
-            "record other name",
-            json!({"record": "geometry.Vector", "fields": [["x", 1], ["y", 2]]}),
-            None,
-        ),
-        (
-            "record empty",
-            json!({"record": "Unit", "fields": []}),
-            None,
-        ),
+        ("record other name", json!({"record": "geometry.Vector", "fields": [["x", 1], ["y", 2]]}), None),
+        ("record empty", json!({"record": "Unit", "fields": []}), None),
         (
             "array float64 [2]",
             json!({"array": {"dtype": "float64", "shape": [2], "data": hex(&[1.5f64.to_le_bytes(), (-2.0f64).to_le_bytes()].concat())}}),
@@ -270,16 +152,8 @@ fn values() -> Result<Value, String> {
             json!({"array": {"dtype": "int32", "shape": [4], "data": hex(&[1i32, 2, 3, 4].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())}}),
             None,
         ),
-        (
-            "array uint8 [5]",
-            json!({"array": {"dtype": "uint8", "shape": [5], "data": hex(b"hello")}}),
-            None,
-        ),
-        (
-            "array float32 empty [0,3]",
-            json!({"array": {"dtype": "float32", "shape": [0, 3], "data": ""}}),
-            None,
-        ),
+        ("array uint8 [5]", json!({"array": {"dtype": "uint8", "shape": [5], "data": hex(b"hello")}}), None),
+        ("array float32 empty [0,3]", json!({"array": {"dtype": "float32", "shape": [0, 3], "data": ""}}), None),
         (
             "array scalar shape []",
             json!({"array": {"dtype": "int64", "shape": [], "data": hex(&7i64.to_le_bytes())}}),
@@ -293,19 +167,14 @@ fn values() -> Result<Value, String> {
         ("file hello", json!({"file": hex(b"hello")}), None),
         ("path", json!({"path": "/data/input.csv"}), None),
         ("str same text as path", json!("/data/input.csv"), None),
-        (
-            "function",
-            json!({"function": format!("code1_{}", "ab".repeat(32))}),
-            None,
-        ),
+        ("function", json!({"function": format!("code1_{}", "ab".repeat(32))}), None),
     ];
     let mut digests: BTreeMap<&str, Digest> = BTreeMap::new();
     let mut out = Vec::new();
     for (name, value, _) in &cases {
         let stream = notation::to_stream(value, Buffers::Inline)?;
         let encoded = canonical::encode(&stream).map_err(|err| format!("{name}: {err}"))?;
-        let hashed = canonical::encode(&notation::to_stream(value, Buffers::Digest)?)
-            .map_err(|err| err.to_string())?;
+        let hashed = canonical::encode(&notation::to_stream(value, Buffers::Digest)?).map_err(|err| err.to_string())?;
         if hashed != encoded {
             return Err(format!("{name}: inline and host-hashed buffers disagree"));
         }
@@ -332,47 +201,24 @@ fn values() -> Result<Value, String> {
     for (name, _, same_as) in &cases {
         if same_as.is_none() {
             if let Some(other) = seen.insert(digests[name], name) {
-                return Err(format!(
-                    "{name} and {other} share a digest but are different values"
-                ));
+                return Err(format!("{name} and {other} share a digest but are different values"));
             }
         }
     }
 
     let mut errors = Vec::new();
     let notation_errors: Vec<(&str, Value)> = vec![
-        (
-            "unhashable value names its path",
-            json!([0, {"map": [["x", [0, 0, 0, {"unhashable": "threading.Lock"}]]]}]),
-        ),
+        ("unhashable value names its path", json!([0, {"map": [["x", [0, 0, 0, {"unhashable": "threading.Lock"}]]]}])),
         (
             "unhashable inside a record field",
             json!({"record": "Job", "fields": [["lock", {"unhashable": "_thread.lock"}]]}),
         ),
-        (
-            "unhashable inside a set",
-            json!({"set": [1, {"unhashable": "generator"}]}),
-        ),
-        (
-            "unhashable as a map key",
-            json!({"map": [[{"unhashable": "socket"}, 1]]}),
-        ),
-        (
-            "unhashable under an int key",
-            json!({"map": [[7, {"unhashable": "Promise"}]]}),
-        ),
-        (
-            "duplicate map key after canonicalisation",
-            json!({"map": [[1, "a"], [{"float": "1.0"}, "b"]]}),
-        ),
-        (
-            "duplicate record field",
-            json!({"record": "P", "fields": [["x", 1], ["x", 2]]}),
-        ),
-        (
-            "unknown dtype",
-            json!({"array": {"dtype": "float128", "shape": [1], "data": "00".repeat(16)}}),
-        ),
+        ("unhashable inside a set", json!({"set": [1, {"unhashable": "generator"}]})),
+        ("unhashable as a map key", json!({"map": [[{"unhashable": "socket"}, 1]]})),
+        ("unhashable under an int key", json!({"map": [[7, {"unhashable": "Promise"}]]})),
+        ("duplicate map key after canonicalisation", json!({"map": [[1, "a"], [{"float": "1.0"}, "b"]]})),
+        ("duplicate record field", json!({"record": "P", "fields": [["x", 1], ["x", 2]]})),
+        ("unknown dtype", json!({"array": {"dtype": "float128", "shape": [1], "data": "00".repeat(16)}})),
         (
             "array length does not match shape",
             json!({"array": {"dtype": "float64", "shape": [3], "data": "00".repeat(16)}}),
@@ -380,20 +226,11 @@ fn values() -> Result<Value, String> {
     ];
     for (name, value) in notation_errors {
         let stream = notation::to_stream(&value, Buffers::Inline)?;
-        let error = canonical::encode(&stream)
-            .err()
-            .ok_or(format!("{name}: expected an error"))?;
+        let error = canonical::encode(&stream).err().ok_or(format!("{name}: expected an error"))?;
         errors.push(json!({"name": name, "value": value, "stream": hex(&stream), "code": error.code.as_str(), "path": error.path}));
     }
     let mut raw: Vec<(&str, Vec<u8>)> = Vec::new();
-    raw.push((
-        "invalid utf-8 string",
-        StreamWriter::new()
-            .list(1)
-            .str_bytes(&[0x66, 0xff])
-            .as_bytes()
-            .to_vec(),
-    ));
+    raw.push(("invalid utf-8 string", StreamWriter::new().list(1).str_bytes(&[0x66, 0xff]).as_bytes().to_vec()));
     raw.push(("empty stream", Vec::new()));
     raw.push((
         "too deep: 512 lists around a leaf (513 levels)",
@@ -402,10 +239,7 @@ fn values() -> Result<Value, String> {
     raw.push(("truncated int", vec![0x03, 1, 2]));
     raw.push(("unknown token", vec![0x42]));
     raw.push(("trailing bytes", vec![0x00, 0x00]));
-    raw.push((
-        "count larger than the stream",
-        vec![0x09, 0xff, 0xff, 0xff, 0x7f],
-    ));
+    raw.push(("count larger than the stream", vec![0x09, 0xff, 0xff, 0xff, 0x7f]));
     raw.push(("bigint sign byte out of range", vec![0x04, 2, 0, 0, 0, 0]));
     raw.push(("function fingerprint of an unknown version", {
         let mut stream = vec![0x10, 9];
@@ -413,9 +247,7 @@ fn values() -> Result<Value, String> {
         stream
     }));
     for (name, stream) in raw {
-        let error = canonical::encode(&stream)
-            .err()
-            .ok_or(format!("{name}: expected an error"))?;
+        let error = canonical::encode(&stream).err().ok_or(format!("{name}: expected an error"))?;
         errors.push(json!({"name": name, "value": null, "stream": hex(&stream), "code": error.code.as_str(), "path": error.path}));
     }
     Ok(json!({
@@ -429,10 +261,7 @@ fn values() -> Result<Value, String> {
 }
 
 fn keys() -> Result<Value, String> {
-    let fingerprint = Digest::new(
-        hitsave_core::DigestKind::Code,
-        *blake3::hash(b"example fingerprint").as_bytes(),
-    );
+    let fingerprint = Digest::new(hitsave_core::DigestKind::Code, *blake3::hash(b"example fingerprint").as_bytes());
     let argument_sets = vec![
         json!([]),
         json!([1, 2]),
@@ -441,30 +270,17 @@ fn keys() -> Result<Value, String> {
         json!(["data.csv", {"bytes": "00ff"}]),
     ];
     let identities = vec![
-        (
-            "fingerprint",
-            json!({"fingerprint": fingerprint.to_string()}),
-        ),
-        (
-            "explicit train v1",
-            json!({"name": "train", "version": "1"}),
-        ),
-        (
-            "explicit train v2",
-            json!({"name": "train", "version": "2"}),
-        ),
-        (
-            "explicit unicode",
-            json!({"name": "modèle.entraîner", "version": "2026-11-23"}),
-        ),
+        ("fingerprint", json!({"fingerprint": fingerprint.to_string()})),
+        ("explicit train v1", json!({"name": "train", "version": "1"})),
+        ("explicit train v2", json!({"name": "train", "version": "2"})),
+        ("explicit unicode", json!({"name": "modèle.entraîner", "version": "2026-11-23"})),
     ];
     let mut cases = Vec::new();
     let mut seen = BTreeMap::new();
     for (identity_name, identity) in &identities {
         for arguments in &argument_sets {
             let arguments_digest = value_digest(arguments)?;
-            let key = keys::derive_key(&identity_from(identity)?, &arguments_digest)
-                .map_err(|err| err.to_string())?;
+            let key = keys::derive_key(&identity_from(identity)?, &arguments_digest).map_err(|err| err.to_string())?;
             if let Some(previous) = seen.insert(key, (identity_name, arguments.clone())) {
                 // [1.0, 2] and [1, 2] are the same arguments; anything else colliding is a bug.
                 if previous.0 != identity_name || value_digest(&previous.1)? != arguments_digest {
@@ -482,26 +298,10 @@ fn keys() -> Result<Value, String> {
     }
     let valid_arguments = value_digest(&json!([]))?.to_string();
     let error_cases = vec![
-        (
-            "empty name",
-            json!({"name": "", "version": "1"}),
-            valid_arguments.clone(),
-        ),
-        (
-            "empty version",
-            json!({"name": "train", "version": ""}),
-            valid_arguments.clone(),
-        ),
-        (
-            "control character in name",
-            json!({"name": "tra\nin", "version": "1"}),
-            valid_arguments.clone(),
-        ),
-        (
-            "name longer than 256 bytes",
-            json!({"name": "n".repeat(257), "version": "1"}),
-            valid_arguments.clone(),
-        ),
+        ("empty name", json!({"name": "", "version": "1"}), valid_arguments.clone()),
+        ("empty version", json!({"name": "train", "version": ""}), valid_arguments.clone()),
+        ("control character in name", json!({"name": "tra\nin", "version": "1"}), valid_arguments.clone()),
+        ("name longer than 256 bytes", json!({"name": "n".repeat(257), "version": "1"}), valid_arguments.clone()),
         (
             "arguments digest of the wrong kind",
             json!({"name": "train", "version": "1"}),
@@ -519,41 +319,28 @@ fn keys() -> Result<Value, String> {
         let error = keys::derive_key(&identity_from(&identity)?, &arguments_digest)
             .err()
             .ok_or(format!("{name}: expected an error"))?;
-        errors.push(json!({"name": name, "identity": identity, "arguments_digest": arguments, "code": error.code.as_str()}));
+        errors.push(
+            json!({"name": name, "identity": identity, "arguments_digest": arguments, "code": error.code.as_str()}),
+        );
     }
-    Ok(
-        json!({"about": HEADER, "spec": "docs/spec/keys.md", "scheme": "key1", "cases": cases, "errors": errors}),
-    )
+    Ok(json!({"about": HEADER, "spec": "docs/spec/keys.md", "scheme": "key1", "cases": cases, "errors": errors}))
 }
 
 /// Reads an identity from its vector notation.
 pub fn identity_from(value: &Value) -> Result<FunctionIdentity, String> {
     if let Some(text) = value.get("fingerprint").and_then(Value::as_str) {
-        return Ok(FunctionIdentity::Fingerprint(
-            Digest::parse(text).map_err(|err| err.to_string())?,
-        ));
+        return Ok(FunctionIdentity::Fingerprint(Digest::parse(text).map_err(|err| err.to_string())?));
     }
-    let field = |name: &str| {
-        value
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or(format!("identity lacks {name}"))
-    };
-    Ok(FunctionIdentity::Explicit {
-        name: field("name")?,
-        version: field("version")?,
-    })
+    let field =
+        |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned).ok_or(format!("identity lacks {name}"));
+    Ok(FunctionIdentity::Explicit { name: field("name")?, version: field("version")? })
 }
 
 /// A graph in vector notation: `[kind, name, content source text, [dep names]]`.
 type GraphSpec<'a> = Vec<(&'a str, &'a str, &'a str, Vec<&'a str>)>;
 
 fn kind_from(text: &str) -> NodeKind {
-    NodeKind::ALL
-        .into_iter()
-        .find(|kind| kind.as_str() == text)
-        .expect("known node kind")
+    NodeKind::ALL.into_iter().find(|kind| kind.as_str() == text).expect("known node kind")
 }
 
 fn build(spec: &GraphSpec) -> Result<(Vec<Node>, Value), String> {
@@ -570,91 +357,38 @@ fn build(spec: &GraphSpec) -> Result<(Vec<Node>, Value), String> {
                     .ok_or(format!("unknown dep {dep}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        nodes.push(Node {
-            kind: kind_from(kind),
-            name: (*name).to_owned(),
-            content,
-            deps: indices.clone(),
-        });
-        notation.push(
-            json!({"kind": kind, "name": name, "content": content.to_string(), "deps": indices}),
-        );
+        nodes.push(Node { kind: kind_from(kind), name: (*name).to_owned(), content, deps: indices.clone() });
+        notation.push(json!({"kind": kind, "name": name, "content": content.to_string(), "deps": indices}));
     }
     Ok((nodes, Value::Array(notation)))
 }
 
 fn fingerprint_map(nodes: &[Node]) -> Result<BTreeMap<String, Digest>, String> {
     let digests = graph::fingerprints(nodes).map_err(|err| err.to_string())?;
-    Ok(nodes
-        .iter()
-        .zip(digests)
-        .map(|(node, digest)| (node.name.clone(), digest))
-        .collect())
+    Ok(nodes.iter().zip(digests).map(|(node, digest)| (node.name.clone(), digest)).collect())
 }
 
 fn graphs() -> Result<Value, String> {
     let project: GraphSpec = vec![
-        (
-            "function",
-            "app:f",
-            "def f(x): return g(x) + k(x)",
-            vec!["app:g", "app:k"],
-        ),
-        (
-            "function",
-            "app:g",
-            "def g(x): return h(x) * SCALE",
-            vec!["app:h", "app:SCALE"],
-        ),
+        ("function", "app:f", "def f(x): return g(x) + k(x)", vec!["app:g", "app:k"]),
+        ("function", "app:g", "def g(x): return h(x) * SCALE", vec!["app:h", "app:SCALE"]),
         ("function", "app:h", "def h(x): return x + 1", vec![]),
-        (
-            "function",
-            "app:k",
-            "def k(x): return numpy.sum(x)",
-            vec!["numpy"],
-        ),
+        ("function", "app:k", "def k(x): return numpy.sum(x)", vec!["numpy"]),
         ("package", "numpy", "numpy==2.1.0", vec![]),
         ("constant", "app:SCALE", "3", vec![]),
         ("function", "app:m", "def m(x): return g(x)", vec!["app:g"]),
         ("function", "app:n", "def n(): return 0", vec![]),
-        (
-            "function",
-            "app:p",
-            "def p(x): return q(x - 1) if x else 0",
-            vec!["app:q"],
-        ),
-        (
-            "function",
-            "app:q",
-            "def q(x): return p(x) + h(x)",
-            vec!["app:p", "app:h"],
-        ),
-        (
-            "class",
-            "app:Model",
-            "class Model(Base): ...",
-            vec!["app:Base", "app:Model.fit"],
-        ),
+        ("function", "app:p", "def p(x): return q(x - 1) if x else 0", vec!["app:q"]),
+        ("function", "app:q", "def q(x): return p(x) + h(x)", vec!["app:p", "app:h"]),
+        ("class", "app:Model", "class Model(Base): ...", vec!["app:Base", "app:Model.fit"]),
         ("class", "app:Base", "class Base: ...", vec![]),
-        (
-            "function",
-            "app:Model.fit",
-            "def fit(self): return Model.defaults()",
-            vec!["app:Model"],
-        ),
+        ("function", "app:Model.fit", "def fit(self): return Model.defaults()", vec!["app:Model"]),
     ];
     let cases: Vec<(&str, GraphSpec)> = vec![
-        (
-            "single node",
-            vec![("function", "a", "def a(): return 1", vec![])],
-        ),
+        ("single node", vec![("function", "a", "def a(): return 1", vec![])]),
         (
             "chain",
-            vec![
-                ("function", "a", "a", vec!["b"]),
-                ("function", "b", "b", vec!["c"]),
-                ("function", "c", "c", vec![]),
-            ],
+            vec![("function", "a", "a", vec!["b"]), ("function", "b", "b", vec!["c"]), ("function", "c", "c", vec![])],
         ),
         (
             "diamond",
@@ -665,15 +399,7 @@ fn graphs() -> Result<Value, String> {
                 ("function", "d", "d", vec![]),
             ],
         ),
-        (
-            "self loop",
-            vec![(
-                "function",
-                "fact",
-                "def fact(n): return n * fact(n - 1) if n else 1",
-                vec!["fact"],
-            )],
-        ),
+        ("self loop", vec![("function", "fact", "def fact(n): return n * fact(n - 1) if n else 1", vec!["fact"])]),
         (
             "two-node cycle",
             vec![
@@ -682,13 +408,7 @@ fn graphs() -> Result<Value, String> {
                 ("function", "main", "main", vec!["even"]),
             ],
         ),
-        (
-            "duplicate edges",
-            vec![
-                ("function", "a", "a", vec!["b", "b"]),
-                ("function", "b", "b", vec![]),
-            ],
-        ),
+        ("duplicate edges", vec![("function", "a", "a", vec!["b", "b"]), ("function", "b", "b", vec![])]),
         ("project", project.clone()),
     ];
     let mut fingerprint_cases = Vec::new();
@@ -710,27 +430,11 @@ fn graphs() -> Result<Value, String> {
 
     // One-node edits: exactly the edited node and the nodes that reach it change.
     let edits: Vec<(&str, &str, Vec<&str>)> = vec![
-        (
-            "edit a leaf",
-            "app:h",
-            vec!["app:f", "app:g", "app:h", "app:m", "app:p", "app:q"],
-        ),
-        (
-            "edit a constant",
-            "app:SCALE",
-            vec!["app:SCALE", "app:f", "app:g", "app:m"],
-        ),
-        (
-            "edit a package version",
-            "numpy",
-            vec!["app:f", "app:k", "numpy"],
-        ),
+        ("edit a leaf", "app:h", vec!["app:f", "app:g", "app:h", "app:m", "app:p", "app:q"]),
+        ("edit a constant", "app:SCALE", vec!["app:SCALE", "app:f", "app:g", "app:m"]),
+        ("edit a package version", "numpy", vec!["app:f", "app:k", "numpy"]),
         ("edit inside a cycle", "app:p", vec!["app:p", "app:q"]),
-        (
-            "edit a base class",
-            "app:Base",
-            vec!["app:Base", "app:Model", "app:Model.fit"],
-        ),
+        ("edit a base class", "app:Base", vec!["app:Base", "app:Model", "app:Model.fit"]),
         ("edit an unreached function", "app:n", vec!["app:n"]),
     ];
     let (before_nodes, before_notation) = build(&project)?;
@@ -738,44 +442,23 @@ fn graphs() -> Result<Value, String> {
     let mut edit_cases = Vec::new();
     let mut diff_cases = Vec::new();
     for (name, edited, expected) in edits {
-        let source = format!(
-            "{} # edited",
-            project
-                .iter()
-                .find(|node| node.1 == edited)
-                .expect("edited node exists")
-                .2
-        );
+        let source =
+            format!("{} # edited", project.iter().find(|node| node.1 == edited).expect("edited node exists").2);
         let after_spec: GraphSpec = project
             .iter()
             .map(|(kind, node, text, deps)| {
-                (
-                    *kind,
-                    *node,
-                    if *node == edited {
-                        source.as_str()
-                    } else {
-                        *text
-                    },
-                    deps.clone(),
-                )
+                (*kind, *node, if *node == edited { source.as_str() } else { *text }, deps.clone())
             })
             .collect();
         let (after_nodes, after_notation) = build(&after_spec)?;
         let after = fingerprint_map(&after_nodes)?;
-        let changed: Vec<&str> = before
-            .keys()
-            .filter(|node| before[*node] != after[*node])
-            .map(String::as_str)
-            .collect();
+        let changed: Vec<&str> =
+            before.keys().filter(|node| before[*node] != after[*node]).map(String::as_str).collect();
         if changed != expected {
-            return Err(format!(
-                "{name}: changed {changed:?}, expected {expected:?}"
-            ));
+            return Err(format!("{name}: changed {changed:?}, expected {expected:?}"));
         }
         edit_cases.push(json!({"name": name, "before": before_notation, "after": after_notation, "changed": changed}));
-        let changes =
-            graph::diff(&before_nodes, &after_nodes, "app:f").map_err(|err| err.to_string())?;
+        let changes = graph::diff(&before_nodes, &after_nodes, "app:f").map_err(|err| err.to_string())?;
         diff_cases.push(json!({
             "name": format!("why app:f missed after: {name}"),
             "old": before_notation,
@@ -786,12 +469,7 @@ fn graphs() -> Result<Value, String> {
     }
     // A dependency swapped for another and a kind change.
     let swapped: GraphSpec = vec![
-        (
-            "function",
-            "app:f",
-            "def f(x): return g2(x)",
-            vec!["app:g2"],
-        ),
+        ("function", "app:f", "def f(x): return g2(x)", vec!["app:g2"]),
         ("function", "app:g2", "def g2(x): return x", vec![]),
         ("function", "app:g", "def g(x): return h(x) * SCALE", vec![]),
     ];
@@ -837,50 +515,28 @@ fn policies() -> Value {
         hits,
     };
     let evictions: Vec<(&str, Vec<Entry>, u64)> = vec![
-        (
-            "under budget evicts nothing",
-            vec![entry(100, 10, 0, 0), entry(200, 10, 0, 0)],
-            1000,
-        ),
+        ("under budget evicts nothing", vec![entry(100, 10, 0, 0), entry(200, 10, 0, 0)], 1000),
         (
             "expensive small entry is kept over a cheap large one",
-            vec![
-                entry(4_000, 60_000_000, DAY, 0),
-                entry(50_000_000, 2_000, 0, 5),
-            ],
+            vec![entry(4_000, 60_000_000, DAY, 0), entry(50_000_000, 2_000, 0, 5)],
             10_000_000,
         ),
         (
             "older of two equal entries goes first",
-            vec![
-                entry(1_000_000, 1_000_000, 0, 1),
-                entry(1_000_000, 1_000_000, 30 * DAY, 1),
-            ],
+            vec![entry(1_000_000, 1_000_000, 0, 1), entry(1_000_000, 1_000_000, 30 * DAY, 1)],
             1_500_000,
         ),
         (
             "entry with more hits is kept",
-            vec![
-                entry(1_000_000, 1_000_000, DAY, 20),
-                entry(1_000_000, 1_000_000, DAY, 0),
-            ],
+            vec![entry(1_000_000, 1_000_000, DAY, 20), entry(1_000_000, 1_000_000, DAY, 0)],
             1_500_000,
         ),
         (
             "several go until the rest fits",
-            vec![
-                entry(300, 10, 0, 0),
-                entry(300, 20, 0, 0),
-                entry(300, 30, 0, 0),
-                entry(300, 1_000_000_000, 0, 0),
-            ],
+            vec![entry(300, 10, 0, 0), entry(300, 20, 0, 0), entry(300, 30, 0, 0), entry(300, 1_000_000_000, 0, 0)],
             650,
         ),
-        (
-            "zero budget evicts everything",
-            vec![entry(1, 1, 0, 0), entry(2, 2, 0, 0)],
-            0,
-        ),
+        ("zero budget evicts everything", vec![entry(1, 1, 0, 0), entry(2, 2, 0, 0)], 0),
         ("empty store", vec![], 0),
     ];
     let evict_cases: Vec<Value> = evictions
@@ -896,48 +552,23 @@ fn policies() -> Value {
             })
         })
         .collect();
-    let store_params = StoreParams {
-        budget: 10 << 30,
-        min_compute_micros: 0,
-        read_bytes_per_second: 1 << 30,
-    };
+    let store_params = StoreParams { budget: 10 << 30, min_compute_micros: 0, read_bytes_per_second: 1 << 30 };
     let stores: Vec<(&str, u64, u64, StoreParams)> = vec![
         ("small fast result is stored", 100, 5, store_params),
-        (
-            "large result slower to compute than to read is stored",
-            100 << 20,
-            1_000_000,
-            store_params,
-        ),
-        (
-            "large result faster to compute than to read is not",
-            512 << 20,
-            1_000,
-            store_params,
-        ),
-        (
-            "result larger than the budget is not",
-            11 << 30,
-            3_600_000_000,
-            store_params,
-        ),
+        ("large result slower to compute than to read is stored", 100 << 20, 1_000_000, store_params),
+        ("large result faster to compute than to read is not", 512 << 20, 1_000, store_params),
+        ("result larger than the budget is not", 11 << 30, 3_600_000_000, store_params),
         (
             "result under the minimum compute time is not",
             100,
             5,
-            StoreParams {
-                min_compute_micros: 1_000,
-                ..store_params
-            },
+            StoreParams { min_compute_micros: 1_000, ..store_params },
         ),
         (
             "read estimate disabled stores large results",
             512 << 20,
             1_000,
-            StoreParams {
-                read_bytes_per_second: 0,
-                ..store_params
-            },
+            StoreParams { read_bytes_per_second: 0, ..store_params },
         ),
     ];
     let store_cases: Vec<Value> = stores
@@ -960,34 +591,13 @@ fn policies() -> Value {
     };
     let prefetches: Vec<(&str, FunctionStats)> = vec![
         ("frequent remote hits prefetch", stats),
-        (
-            "too few remote hits",
-            FunctionStats {
-                remote_hits: 2,
-                misses: 0,
-                ..stats
-            },
-        ),
-        (
-            "more misses than remote hits",
-            FunctionStats { misses: 7, ..stats },
-        ),
+        ("too few remote hits", FunctionStats { remote_hits: 2, misses: 0, ..stats }),
+        ("more misses than remote hits", FunctionStats { misses: 7, ..stats }),
         (
             "bulk does not fit half the free room",
-            FunctionStats {
-                remote_bytes: 600 << 20,
-                free_bytes: 1 << 30,
-                ..stats
-            },
+            FunctionStats { remote_bytes: 600 << 20, free_bytes: 1 << 30, ..stats },
         ),
-        (
-            "nothing remote",
-            FunctionStats {
-                remote_entries: 0,
-                remote_bytes: 0,
-                ..stats
-            },
-        ),
+        ("nothing remote", FunctionStats { remote_entries: 0, remote_bytes: 0, ..stats }),
     ];
     let prefetch_cases: Vec<Value> = prefetches
         .into_iter()
