@@ -227,7 +227,7 @@ fn to_i128(negative: bool, magnitude: &[u8]) -> Option<i128> {
 
 /// Decodes lowercase or uppercase hex.
 pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!("odd-length hex {text:?}"));
     }
     (0..text.len() / 2)

@@ -120,10 +120,10 @@ fn write(model: &Model, choices: &mut Choices, out: &mut StreamWriter) {
         }
         Model::Set(members) => {
             let mut members: Vec<_> = members.iter().collect();
-            if let Some(&first) = members.first() {
-                if choices.pick(2) == 0 {
-                    members.push(first);
-                }
+            if let Some(&first) = members.first()
+                && choices.pick(2) == 0
+            {
+                members.push(first);
             }
             choices.shuffle(&mut members);
             out.set(members.len());

@@ -199,10 +199,10 @@ fn values() -> Result<Value, String> {
     // Values not declared equal must all differ.
     let mut seen: BTreeMap<Digest, &str> = BTreeMap::new();
     for (name, _, same_as) in &cases {
-        if same_as.is_none() {
-            if let Some(other) = seen.insert(digests[name], name) {
-                return Err(format!("{name} and {other} share a digest but are different values"));
-            }
+        if same_as.is_none()
+            && let Some(other) = seen.insert(digests[name], name)
+        {
+            return Err(format!("{name} and {other} share a digest but are different values"));
         }
     }
 

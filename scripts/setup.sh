@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what building and testing HitSave needs on a fresh machine:
+# the pinned Rust toolchain's wasm target and tools, and the Python packages
+# the spec check uses. Safe to run again; it does nothing that is done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup toolchain list | grep -q "^$toolchain"; then
+  rustup toolchain install "$toolchain" --profile minimal
+fi
+installed_targets=$(rustup target list --installed --toolchain "$toolchain")
+grep -qx wasm32-unknown-unknown <<<"$installed_targets" || rustup target add wasm32-unknown-unknown --toolchain "$toolchain"
+installed_components=$(rustup component list --installed --toolchain "$toolchain")
+for component in rustfmt clippy; do
+  grep -q "^$component" <<<"$installed_components" || rustup component add "$component" --toolchain "$toolchain"
+done
+
+# The independent spec check (tests/spec/check_values.py) needs BLAKE3 for Python.
+python3 -c 'import blake3' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check 'blake3>=1,<2'

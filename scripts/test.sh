@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up and runs every test. This is the command the README gives and CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "the committed core component is what a fresh build produces"
+cargo run --quiet --locked -p hitsave-xtask -- component --check
+
+step "tests/vectors is current"
+cargo run --quiet --locked -p hitsave-xtask -- vectors --check
+
+step "lints"
+cargo clippy --quiet --locked --workspace --all-targets -- -D warnings
+
+step "Rust tests (core natively, host with the embedded component)"
+cargo test --locked --workspace
+
+step "an independent implementation of docs/spec/values.md agrees with the vectors"
+python3 tests/spec/check_values.py
