@@ -28,10 +28,40 @@ pub enum HitSaveError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The configuration (environment or `hitsave.toml`) is invalid.
+    #[error("invalid configuration: {0}")]
+    ConfigInvalid(String),
+    /// The local store's files could not be read or written (permissions, disk full).
+    #[error("local store {path}: {source}")]
+    StoreIo {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The local store's index database failed.
+    #[error("local store index: {0}")]
+    StoreDatabase(String),
+    /// The store was written by a newer HitSave.
+    #[error(
+        "the local store at {path} has schema version {found}; this HitSave reads up to {supported}: upgrade HitSave or set HITSAVE_CACHE_DIR to another directory"
+    )]
+    StoreTooNew {
+        /// The store directory.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest this build reads.
+        supported: i64,
+    },
+    /// The asked-for entry or function is not in the store.
+    #[error("not found: {0}")]
+    NotFound(String),
 }
 
 /// Stable codes of the host's own errors (the core's are [`ErrorCode::ALL`]).
-pub const HOST_CODES: [&str; 3] = ["core_trap", "component_load", "io"];
+pub const HOST_CODES: [&str; 8] =
+    ["core_trap", "component_load", "io", "config_invalid", "store_io", "store_database", "store_too_new", "not_found"];
 
 impl HitSaveError {
     /// The stable snake_case code.
@@ -41,6 +71,11 @@ impl HitSaveError {
             Self::CoreTrap(_) => "core_trap",
             Self::ComponentLoad(_) => "component_load",
             Self::Io { .. } => "io",
+            Self::ConfigInvalid(_) => "config_invalid",
+            Self::StoreIo { .. } => "store_io",
+            Self::StoreDatabase(_) => "store_database",
+            Self::StoreTooNew { .. } => "store_too_new",
+            Self::NotFound(_) => "not_found",
         }
     }
 
@@ -55,6 +90,12 @@ impl HitSaveError {
     /// Every stable code, core codes first.
     pub fn all_codes() -> Vec<&'static str> {
         ErrorCode::ALL.iter().map(|code| code.as_str()).chain(HOST_CODES).collect()
+    }
+}
+
+impl From<rusqlite::Error> for HitSaveError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::StoreDatabase(error.to_string())
     }
 }
 

@@ -31,10 +31,15 @@
 //! # Ok::<(), hitsave_host::HitSaveError>(())
 //! ```
 
+pub mod config;
 pub mod error;
 pub mod hash;
+pub mod memo;
 pub mod paths;
 pub mod runtime;
+pub mod store;
 
+pub use config::{Config, Mode};
 pub use error::{HitSaveError, Result};
 pub use runtime::{Core, LoadOptions, LoadSource};
+pub use store::Store;

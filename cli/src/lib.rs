@@ -1,0 +1,357 @@
+//! `hitsave-cli`: the `hitsave` command.
+//!
+//! One implementation in Rust. The `hitsave` binary calls [`run`]; the
+//! Python and Node packages call the same function through their native
+//! modules, so every install has the same commands and output.
+//!
+//! ```text
+//! hitsave ls [FUNCTION]        functions and their results
+//! hitsave show KEY             one stored result
+//! hitsave why FUNCTION         which dependencies changed since results were stored
+//! hitsave stats                store-wide numbers
+//! hitsave gc [--max-size N]    apply the size budget now; remove orphans
+//! hitsave clear FUNCTION|--all remove results
+//! hitsave verify               re-hash everything; drop corrupt entries
+//! ```
+//!
+//! Every command takes `--json` for machine-readable output and `--help`.
+
+use std::ffi::OsString;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use hitsave_host::config::parse_size;
+use hitsave_host::store::{EvalRecord, Stats};
+use hitsave_host::{Config, Core, HitSaveError, Store};
+use serde::Serialize;
+
+/// HitSave: results of slow, pure functions, saved once and shared.
+#[derive(Debug, Parser)]
+#[command(name = "hitsave", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The store directory (overrides HITSAVE_CACHE_DIR and hitsave.toml).
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List functions with stored results, or one function's results.
+    Ls {
+        /// Show this function's results instead of the function list.
+        function: Option<String>,
+    },
+    /// Show one stored result's record.
+    Show {
+        /// The eval key (`key1_…`), or a unique prefix of it.
+        key: String,
+    },
+    /// Explain which dependencies changed between a function's stored results and its current code.
+    Why {
+        /// The function name, as `hitsave ls` shows it.
+        function: String,
+    },
+    /// Store-wide numbers: entries, sizes, budget, hits, evictions.
+    Stats,
+    /// Apply the size budget now, and remove blob files and temp files no entry uses.
+    Gc {
+        /// Evict down to this size instead of the configured budget (e.g. 500MB, 2GiB).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: Option<u64>,
+    },
+    /// Remove stored results: one function's, or with --all every one.
+    Clear {
+        /// The function whose results to remove.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        function: Option<String>,
+        /// Remove every stored result.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Re-hash every stored result; report and remove corrupt ones.
+    Verify,
+}
+
+/// Runs the CLI with these arguments (the first is the program name) and
+/// returns the process exit code: 0 on success, 1 on an error, 2 on a usage
+/// error.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            return code;
+        }
+    };
+    match execute(&cli) {
+        Ok(()) => 0,
+        Err(err) => {
+            if cli.global.json {
+                let body = serde_json::json!({"error": {"code": err.code(), "message": err.to_string()}});
+                eprintln!("{body}");
+            } else {
+                eprintln!("error[{}]: {err}", err.code());
+            }
+            1
+        }
+    }
+}
+
+fn open(global: &Global) -> Result<Store, HitSaveError> {
+    let mut config = Config::load()?;
+    if let Some(dir) = &global.cache_dir {
+        config.cache_dir = dir.clone();
+    }
+    Store::open(&config)
+}
+
+fn print_json(value: &impl Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}")));
+}
+
+/// `1.5 MiB`, `312 B`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// `3m ago`, `2d ago`, `never`.
+fn ago(seconds_since_epoch: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let age = now.saturating_sub(seconds_since_epoch);
+    match age {
+        0..60 => format!("{age}s ago"),
+        60..3600 => format!("{}m ago", age / 60),
+        3600..86_400 => format!("{}h ago", age / 3600),
+        _ => format!("{}d ago", age / 86_400),
+    }
+}
+
+fn micros(value: u64) -> String {
+    match value {
+        0..1000 => format!("{value} µs"),
+        1000..1_000_000 => format!("{:.1} ms", value as f64 / 1e3),
+        _ => format!("{:.1} s", value as f64 / 1e6),
+    }
+}
+
+fn progress_bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || total < 2 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    Some(bar)
+}
+
+fn execute(cli: &Cli) -> Result<(), HitSaveError> {
+    let json = cli.global.json;
+    let store = open(&cli.global)?;
+    match &cli.command {
+        Command::Ls { function: None } => {
+            let functions = store.functions()?;
+            if json {
+                print_json(&functions);
+            } else if functions.is_empty() {
+                println!("no stored results in {}", store.path().display());
+            } else {
+                println!(
+                    "{:<40} {:>8} {:>10} {:>8} {:<12} LANGUAGES",
+                    "FUNCTION", "RESULTS", "SIZE", "HITS", "LAST USED"
+                );
+                for function in functions {
+                    println!(
+                        "{:<40} {:>8} {:>10} {:>8} {:<12} {}",
+                        function.function_name,
+                        function.evals,
+                        human_size(function.size),
+                        function.hits,
+                        ago(function.last_access),
+                        function.languages.join(",")
+                    );
+                }
+            }
+        }
+        Command::Ls { function: Some(name) } => {
+            let evals = store.evals(Some(name))?;
+            if evals.is_empty() && !json {
+                return Err(HitSaveError::NotFound(format!("no results for {name:?}; `hitsave ls` lists functions")));
+            }
+            if json {
+                print_json(&evals);
+            } else {
+                println!("{:<22} {:>10} {:>10} {:>6} {:<12} CODEC", "KEY", "SIZE", "COMPUTE", "HITS", "LAST USED");
+                for eval in evals {
+                    println!(
+                        "{:<22} {:>10} {:>10} {:>6} {:<12} {}",
+                        format!("{}…", &eval.key[..20.min(eval.key.len())]),
+                        human_size(eval.size),
+                        micros(eval.compute_micros),
+                        eval.hits,
+                        ago(eval.last_access),
+                        eval.codec
+                    );
+                }
+            }
+        }
+        Command::Show { key } => {
+            let record = find_record(&store, key)?;
+            if json {
+                print_json(&record);
+            } else {
+                print_record(&record);
+            }
+        }
+        Command::Why { function } => {
+            let core = Core::shared()?;
+            let report = store.why(core, function)?;
+            if json {
+                print_json(&report);
+            } else {
+                println!("{}", report.function_name);
+                match &report.current {
+                    Some(current) => println!("  current code: {current}"),
+                    None => println!("  current code: not recorded yet (run the function once)"),
+                }
+                for group in &report.stored {
+                    let label = group.graph.as_deref().unwrap_or("(no dependency graph recorded)");
+                    if group.current {
+                        println!("  {} result(s) under {label}: current, these can hit", group.evals);
+                    } else if group.changes.is_empty() {
+                        println!("  {} result(s) under {label}: code differs (graph not comparable)", group.evals);
+                    } else {
+                        println!("  {} result(s) under {label}: stale because", group.evals);
+                        for (node, change) in &group.changes {
+                            println!("    {change:<12} {node}");
+                        }
+                    }
+                }
+            }
+        }
+        Command::Stats => {
+            let stats = store.stats()?;
+            if json {
+                print_json(&stats);
+            } else {
+                print_stats(&stats);
+            }
+        }
+        Command::Gc { max_size } => {
+            let core = Core::shared()?;
+            let report = store.gc(core, *max_size)?;
+            if json {
+                print_json(&report);
+            } else {
+                println!(
+                    "evicted {} result(s) ({}); removed {} orphan blob(s) and {} stale temp file(s)",
+                    report.evicted,
+                    human_size(report.evicted_bytes),
+                    report.orphan_blobs,
+                    report.stale_temp_files
+                );
+            }
+        }
+        Command::Clear { function, all } => {
+            let removed = store.clear(if *all { None } else { function.as_deref() })?;
+            if json {
+                print_json(&serde_json::json!({"removed": removed}));
+            } else {
+                println!("removed {removed} result(s)");
+            }
+        }
+        Command::Verify => {
+            let total = store.stats()?.evals;
+            let bar = if json { None } else { progress_bar(total, "verifying") };
+            let report = store.verify(|done, _| {
+                if let Some(bar) = &bar {
+                    bar.set_position(done);
+                }
+            })?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if json {
+                print_json(&report);
+            } else {
+                println!("checked {} result(s); {} corrupt", report.checked, report.corrupt.len());
+                for key in &report.corrupt {
+                    println!("  removed {key}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn find_record(store: &Store, key: &str) -> Result<EvalRecord, HitSaveError> {
+    if let Some(record) = store.record(key)? {
+        return Ok(record);
+    }
+    let matches: Vec<EvalRecord> =
+        store.evals(None)?.into_iter().filter(|record| record.key.starts_with(key)).collect();
+    match matches.len() {
+        1 => Ok(matches.into_iter().next().expect("one match")),
+        0 => Err(HitSaveError::NotFound(format!("no stored result with key {key:?}"))),
+        n => Err(HitSaveError::NotFound(format!("{n} keys start with {key:?}; give more of it"))),
+    }
+}
+
+fn print_record(record: &EvalRecord) {
+    println!("key           {}", record.key);
+    println!("function      {} ({})", record.function_name, record.language);
+    println!("identity      {}", record.function_id);
+    println!("arguments     {}", record.arguments);
+    println!(
+        "result        {} ({}, {}, {})",
+        record.result,
+        human_size(record.size),
+        record.codec,
+        if record.inline { "inline" } else { "blob" }
+    );
+    println!("computed in   {}", micros(record.compute_micros));
+    println!("created       {}", ago(record.created));
+    println!("last used     {}", ago(record.last_access));
+    println!("hits          {}", record.hits);
+    if let Some(graph) = &record.graph {
+        println!("code          {graph}");
+    }
+}
+
+fn print_stats(stats: &Stats) {
+    println!("store         {}", stats.path.display());
+    println!("results       {} in {} function(s)", stats.evals, stats.functions);
+    println!("size          {} of {} budget", human_size(stats.size), human_size(stats.max_size));
+    println!("  inline      {}", human_size(stats.inline_size));
+    println!("  blobs       {} file(s), {}", stats.blobs, human_size(stats.blob_bytes));
+    println!("hits          {}", stats.hits);
+    println!("evictions     {}", stats.evictions);
+    println!("schema        v{}", stats.schema_version);
+}

@@ -1,0 +1,5 @@
+//! The `hitsave` binary: see [`hitsave_cli::run`].
+
+fn main() {
+    std::process::exit(hitsave_cli::run(std::env::args_os()));
+}

@@ -1,0 +1,241 @@
+//! Configuration: environment variables over `hitsave.toml` over defaults.
+//!
+//! `docs/configuration.md` is the one table of every setting; keep it in step.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{HitSaveError, Result};
+
+/// How HitSave uses its caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Call functions directly; read and write nothing.
+    Off,
+    /// Read and write the local store only.
+    Local,
+    /// Local store plus the cloud server.
+    Cloud,
+    /// Read the caches, never write them.
+    ReadOnly,
+}
+
+impl Mode {
+    fn parse(text: &str, origin: &str) -> Result<Self> {
+        match text {
+            "off" => Ok(Self::Off),
+            "local" => Ok(Self::Local),
+            "cloud" => Ok(Self::Cloud),
+            "read-only" => Ok(Self::ReadOnly),
+            other => Err(HitSaveError::ConfigInvalid(format!(
+                "{origin}: mode must be off, local, cloud or read-only, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The spelling used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Local => "local",
+            Self::Cloud => "cloud",
+            Self::ReadOnly => "read-only",
+        }
+    }
+}
+
+/// Resolved configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The local store directory, shared by every language and the CLI.
+    pub cache_dir: PathBuf,
+    /// Size budget of the local store in bytes; kept automatically.
+    pub max_size: u64,
+    /// Cache mode.
+    pub mode: Mode,
+    /// Whether blob files and the index are fsynced before a put returns.
+    pub fsync: bool,
+    /// Results up to this many bytes are stored inside the index.
+    pub inline_limit: u64,
+    /// The `hitsave.toml` that was read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+/// Default budget: 10 GiB.
+pub const DEFAULT_MAX_SIZE: u64 = 10 << 30;
+/// Default inline limit: 64 KiB.
+pub const DEFAULT_INLINE_LIMIT: u64 = 64 << 10;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    cache_dir: Option<PathBuf>,
+    max_size: Option<SizeValue>,
+    mode: Option<String>,
+    fsync: Option<bool>,
+    inline_limit: Option<SizeValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn bytes(&self, origin: &str) -> Result<u64> {
+        match self {
+            Self::Bytes(bytes) => Ok(*bytes),
+            Self::Text(text) => parse_size(text).map_err(|err| HitSaveError::ConfigInvalid(format!("{origin}: {err}"))),
+        }
+    }
+}
+
+/// Parses a size: a number of bytes with an optional unit (`B`, `KB`, `MB`,
+/// `GB`, `TB` in powers of 1000; `KiB`, `MiB`, `GiB`, `TiB` in powers of 1024;
+/// `K`, `M`, `G`, `T` as the binary ones). Spaces and case are ignored.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+    let split = compact.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(compact.len());
+    let (number, unit) = compact.split_at(split);
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000_u64.pow(2),
+        "gb" => 1000_u64.pow(3),
+        "tb" => 1000_u64.pow(4),
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => return Err(format!("unknown size unit in {text:?}")),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("not a size: {text:?}"))?;
+    if !value.is_finite() || value < 0.0 || value * multiplier as f64 > u64::MAX as f64 {
+        return Err(format!("not a size: {text:?}"));
+    }
+    Ok((value * multiplier as f64).round() as u64)
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// The `hitsave.toml` to read: `$HITSAVE_CONFIG`, else the nearest
+/// `hitsave.toml` from the current directory upwards, else
+/// `$XDG_CONFIG_HOME/hitsave/hitsave.toml` (or `~/.config/...`) if it exists.
+pub fn config_file() -> Option<PathBuf> {
+    if let Some(path) = env("HITSAVE_CONFIG") {
+        return Some(PathBuf::from(path));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors() {
+            let candidate = dir.join("hitsave.toml");
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    let user = env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".config")))?
+        .join("hitsave/hitsave.toml");
+    user.is_file().then_some(user)
+}
+
+impl Config {
+    /// Reads the environment and the `hitsave.toml` [`config_file`] finds.
+    pub fn load() -> Result<Self> {
+        Self::load_from(config_file().as_deref())
+    }
+
+    /// Reads the environment and, if given, one `hitsave.toml`.
+    pub fn load_from(file: Option<&Path>) -> Result<Self> {
+        let parsed: FileConfig = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot read {}: {err}", path.display())))?;
+                toml::from_str(&text)
+                    .map_err(|err| HitSaveError::ConfigInvalid(format!("{}: {err}", path.display())))?
+            }
+            None => FileConfig::default(),
+        };
+        let origin = |key: &str| match file {
+            Some(path) => format!("{} ({key})", path.display()),
+            None => key.to_owned(),
+        };
+        // A relative cache_dir in a file is relative to that file.
+        let file_cache_dir = parsed.cache_dir.map(|dir| match file.and_then(Path::parent) {
+            Some(base) if dir.is_relative() => base.join(dir),
+            _ => dir,
+        });
+        let cache_dir = env("HITSAVE_CACHE_DIR")
+            .map(PathBuf::from)
+            .or(file_cache_dir)
+            .or_else(crate::paths::cache_dir)
+            .ok_or_else(|| HitSaveError::ConfigInvalid("no cache directory: set HITSAVE_CACHE_DIR or HOME".into()))?;
+        let max_size = match env("HITSAVE_MAX_SIZE") {
+            Some(text) => {
+                parse_size(&text).map_err(|err| HitSaveError::ConfigInvalid(format!("HITSAVE_MAX_SIZE: {err}")))?
+            }
+            None => match &parsed.max_size {
+                Some(value) => value.bytes(&origin("max_size"))?,
+                None => DEFAULT_MAX_SIZE,
+            },
+        };
+        let mode = match env("HITSAVE_MODE") {
+            Some(text) => Mode::parse(&text, "HITSAVE_MODE")?,
+            None => match &parsed.mode {
+                Some(text) => Mode::parse(text, &origin("mode"))?,
+                None => Mode::Local,
+            },
+        };
+        let fsync = match env("HITSAVE_FSYNC") {
+            Some(text) => match text.as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                other => {
+                    return Err(HitSaveError::ConfigInvalid(format!(
+                        "HITSAVE_FSYNC must be true or false, got {other:?}"
+                    )));
+                }
+            },
+            None => parsed.fsync.unwrap_or(false),
+        };
+        let inline_limit = match &parsed.inline_limit {
+            Some(value) => value.bytes(&origin("inline_limit"))?,
+            None => DEFAULT_INLINE_LIMIT,
+        };
+        Ok(Self { cache_dir, max_size, mode, fsync, inline_limit, config_file: file.map(Path::to_path_buf) })
+    }
+
+    /// A configuration for a store in `dir` with defaults otherwise (tests, tools).
+    pub fn for_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_dir: dir.into(),
+            max_size: DEFAULT_MAX_SIZE,
+            mode: Mode::Local,
+            fsync: false,
+            inline_limit: DEFAULT_INLINE_LIMIT,
+            config_file: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("123").unwrap(), 123);
+        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("10 gb").unwrap(), 10_000_000_000);
+        assert_eq!(parse_size("1.5M").unwrap(), 3 << 19);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("-1").is_err());
+    }
+}

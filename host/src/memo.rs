@@ -1,0 +1,83 @@
+//! The call path every SDK shares: look up, else compute and store, and never
+//! let the cache cost the caller their result.
+//!
+//! Bindings bring what is intrinsically theirs (binding arguments, encoding
+//! the result with a codec); this module decides what happens around the
+//! store. A store that cannot be read is a miss with a warning; a result that
+//! cannot be stored is returned all the same, with a warning.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::error::HitSaveError;
+use crate::runtime::Core;
+use crate::store::{NewEval, PutOutcome, ResultData, Store};
+
+/// Where a call's value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The local store.
+    Hit,
+    /// The function ran.
+    Computed,
+}
+
+/// A call's result.
+#[derive(Debug)]
+pub struct Call {
+    /// The encoded result.
+    pub data: ResultData,
+    /// Hit or computed.
+    pub source: Source,
+    /// What went wrong with the cache along the way (the value is still good).
+    pub warnings: Vec<HitSaveError>,
+    /// What storing did, when the value was computed and storing was tried.
+    pub stored: Option<PutOutcome>,
+}
+
+/// Looks `eval.key` up; on a miss runs `compute` (which returns the encoded
+/// result) and stores it. `eval.compute_micros` is filled in here. Errors of
+/// `compute` are returned as they are and nothing is stored.
+pub fn call<E>(
+    store: Option<&Store>,
+    core: &Core,
+    mut eval: NewEval,
+    compute: impl FnOnce() -> Result<Vec<u8>, E>,
+) -> Result<Call, E> {
+    let mut warnings = Vec::new();
+    if let Some(store) = store {
+        match store.get(&eval.key) {
+            Ok(Some(hit)) => return Ok(Call { data: hit.data, source: Source::Hit, warnings, stored: None }),
+            Ok(None) => {}
+            Err(err) => warnings.push(err),
+        }
+    }
+    let start = Instant::now();
+    let data = compute()?;
+    eval.compute_micros = start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+    let mut stored = None;
+    if let Some(store) = store {
+        match store.put(core, &eval, &data) {
+            Ok(outcome) => stored = Some(outcome),
+            Err(err) => warnings.push(err),
+        }
+    }
+    for warning in &warnings {
+        warn_once(warning);
+    }
+    Ok(Call { data: ResultData::Inline(data), source: Source::Computed, warnings, stored })
+}
+
+/// Prints a cache warning to stderr, once per error code per process, so a
+/// broken cache is said once rather than on every call.
+pub fn warn_once(error: &HitSaveError) {
+    static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if seen.get_or_insert_with(HashSet::new).insert(error.code()) {
+        eprintln!(
+            "hitsave: warning[{}]: {error} (the result is returned, but the cache could not be used)",
+            error.code()
+        );
+    }
+}

@@ -1,0 +1,1080 @@
+//! The local store: one directory shared by every language and the CLI.
+//!
+//! ```text
+//! <cache dir>/
+//!   index.sqlite        SQLite in WAL mode: eval records, small results inline,
+//!                       dependency graphs, size accounting
+//!   blobs/ab/cdef…      large results, content-addressed by their BLAKE3
+//!   tmp/                blobs being written (unique names; renamed into place)
+//!   compiled/           the compiled core component (see `runtime`)
+//! ```
+//!
+//! Guarantees:
+//! - Every read verifies the result's BLAKE3; a mismatch (or a missing blob)
+//!   is a miss, and the bad entry is removed. A torn entry is never served.
+//! - Blobs are written to a unique temp file and renamed into place, so a
+//!   blob file is whole or absent; its index row is inserted only after the
+//!   rename. A process killed at any point leaves a store that opens and
+//!   serves only whole entries.
+//! - Many processes and threads read and write at once: SQLite serialises
+//!   writers; blob existence checks and deletions happen inside write
+//!   transactions so eviction never removes a blob a concurrent put relies on.
+//!   Two processes computing the same key both succeed; the first row stays.
+//! - The size budget is kept by the core's cost-aware eviction policy after
+//!   every put that crosses it.
+//! - Blob paths come only from validated hex digests and are opened through
+//!   `cap-std`, so no path from data can leave the store directory.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use hitsave_core::graph::{Node, NodeKind};
+use hitsave_core::policy::{Entry, EvictionParams, StoreParams};
+use hitsave_core::{Digest, DigestKind};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Mode};
+use crate::error::{HitSaveError, Result};
+use crate::runtime::Core;
+
+/// The schema this build writes. Older stores are migrated forward on open.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Eviction brings the store down to this fraction of the budget, so a
+/// store at its budget does not evict on every put.
+pub const EVICTION_TARGET: f64 = 0.9;
+
+/// Seven days: after this long without access an entry's worth halves.
+pub const HALF_LIFE_SECONDS: u64 = 7 * 86_400;
+
+/// Hits are recorded in memory and written in batches of this many (or on
+/// the next write, or when the store is dropped): a hit must not cost a
+/// write transaction.
+const HIT_BATCH: usize = 256;
+const HIT_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE evals (
+        key TEXT PRIMARY KEY NOT NULL,
+        function_id TEXT NOT NULL,
+        function_name TEXT NOT NULL,
+        language TEXT NOT NULL,
+        arguments TEXT NOT NULL,
+        codec TEXT NOT NULL,
+        result TEXT NOT NULL,
+        inline BLOB,
+        size INTEGER NOT NULL,
+        compute_micros INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        last_access INTEGER NOT NULL,
+        hits INTEGER NOT NULL DEFAULT 0,
+        graph TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX evals_by_function ON evals(function_name);
+    CREATE INDEX evals_by_result ON evals(result) WHERE inline IS NULL;
+    CREATE TABLE graphs (
+        fingerprint TEXT PRIMARY KEY NOT NULL,
+        root TEXT NOT NULL,
+        nodes TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE functions (
+        name TEXT PRIMARY KEY NOT NULL,
+        language TEXT NOT NULL,
+        graph TEXT,
+        seen INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE totals (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO totals VALUES ('size', 0), ('evictions', 0);
+    CREATE TRIGGER evals_size_insert AFTER INSERT ON evals BEGIN
+        UPDATE totals SET value = value + NEW.size WHERE name = 'size';
+    END;
+    CREATE TRIGGER evals_size_delete AFTER DELETE ON evals BEGIN
+        UPDATE totals SET value = value - OLD.size WHERE name = 'size';
+    END;",
+];
+
+/// Where a result's bytes live.
+#[derive(Debug)]
+pub enum ResultData {
+    /// Small results, copied out of the index.
+    Inline(Vec<u8>),
+    /// Large results, memory-mapped from their blob file.
+    Mapped(memmap2::Mmap),
+}
+
+impl ResultData {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(bytes) => bytes,
+            Self::Mapped(map) => map,
+        }
+    }
+}
+
+/// What a caller tells the store about a fresh result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEval {
+    /// The eval key (`key1`).
+    pub key: Digest,
+    /// The function identity: its `code1` fingerprint, or `name@version` for an explicit one.
+    pub function_id: String,
+    /// The function's qualified name, for people.
+    pub function_name: String,
+    /// `python`, `node`, `rust`, …
+    pub language: String,
+    /// The `val1` digest of the arguments.
+    pub arguments: Digest,
+    /// The result codec (`portable`, `pickle`, `v8`, …).
+    pub codec: String,
+    /// How long the result took to compute.
+    pub compute_micros: u64,
+    /// The dependency graph the result was computed under, if known.
+    pub graph: Option<Graph>,
+}
+
+/// A dependency graph with the node its function is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Graph {
+    /// Name of the memoized function's node.
+    pub root: String,
+    /// The nodes.
+    pub nodes: Vec<GraphNode>,
+}
+
+/// A node of a stored graph (the serialisable twin of [`hitsave_core::graph::Node`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphNode {
+    /// `function`, `class`, `constant`, `package` or `module`.
+    pub kind: String,
+    /// Unique name.
+    pub name: String,
+    /// Content digest, text form.
+    pub content: String,
+    /// Indices of dependencies.
+    pub deps: Vec<u32>,
+}
+
+impl Graph {
+    /// Converts core nodes.
+    pub fn from_nodes(root: &str, nodes: &[Node]) -> Self {
+        Self {
+            root: root.to_owned(),
+            nodes: nodes
+                .iter()
+                .map(|node| GraphNode {
+                    kind: node.kind.as_str().to_owned(),
+                    name: node.name.clone(),
+                    content: node.content.to_string(),
+                    deps: node.deps.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Converts back to core nodes.
+    pub fn to_nodes(&self) -> Result<Vec<Node>> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let kind = NodeKind::ALL.into_iter().find(|kind| kind.as_str() == node.kind).ok_or_else(|| {
+                    HitSaveError::StoreDatabase(format!("stored graph has an unknown kind {:?}", node.kind))
+                })?;
+                Ok(Node {
+                    kind,
+                    name: node.name.clone(),
+                    content: Digest::parse(&node.content)?,
+                    deps: node.deps.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A stored eval record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EvalRecord {
+    /// Eval key, text form.
+    pub key: String,
+    /// Function identity.
+    pub function_id: String,
+    /// Function name.
+    pub function_name: String,
+    /// Language that wrote it.
+    pub language: String,
+    /// Argument digest, text form.
+    pub arguments: String,
+    /// Result codec.
+    pub codec: String,
+    /// Result digest (`blob1_…`).
+    pub result: String,
+    /// Whether the result is inline in the index.
+    pub inline: bool,
+    /// Result size in bytes.
+    pub size: u64,
+    /// Compute time in microseconds.
+    pub compute_micros: u64,
+    /// Created, seconds since the epoch.
+    pub created: u64,
+    /// Last access, seconds since the epoch.
+    pub last_access: u64,
+    /// Times served from the store.
+    pub hits: u64,
+    /// Fingerprint of the stored dependency graph, if any.
+    pub graph: Option<String>,
+}
+
+/// A hit: the record and the verified bytes.
+#[derive(Debug)]
+pub struct Hit {
+    /// The record (hits and last access as of before this hit).
+    pub record: EvalRecord,
+    /// The result bytes, verified against the record's digest.
+    pub data: ResultData,
+}
+
+/// What `put` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Stored.
+    Stored,
+    /// An entry for this key was already there (another process computed it too); it was kept.
+    AlreadyPresent,
+    /// Not stored: the policy judged it not worth it, or the store is read-only.
+    Skipped,
+}
+
+/// One function's results in the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FunctionSummary {
+    /// Function name.
+    pub function_name: String,
+    /// Languages that wrote its results.
+    pub languages: Vec<String>,
+    /// Number of stored results.
+    pub evals: u64,
+    /// Their total size.
+    pub size: u64,
+    /// Total hits.
+    pub hits: u64,
+    /// Most recent access, seconds since the epoch.
+    pub last_access: u64,
+}
+
+/// Store-wide numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Store directory.
+    pub path: PathBuf,
+    /// Stored results.
+    pub evals: u64,
+    /// Functions with results.
+    pub functions: u64,
+    /// Total result bytes (a blob shared by several results counts each time).
+    pub size: u64,
+    /// Bytes of result data inside the index.
+    pub inline_size: u64,
+    /// Blob files and their bytes on disk.
+    pub blobs: u64,
+    /// Bytes of blob files on disk.
+    pub blob_bytes: u64,
+    /// The budget.
+    pub max_size: u64,
+    /// Total hits recorded.
+    pub hits: u64,
+    /// Entries evicted by the policy since the store was created.
+    pub evictions: u64,
+    /// Schema version.
+    pub schema_version: i64,
+}
+
+/// What `gc` removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Entries evicted.
+    pub evicted: u64,
+    /// Bytes of results evicted.
+    pub evicted_bytes: u64,
+    /// Blob files no entry referenced.
+    pub orphan_blobs: u64,
+    /// Temp files left by killed writers.
+    pub stale_temp_files: u64,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Entries checked.
+    pub checked: u64,
+    /// Entries whose bytes did not match their digest (or whose blob was missing); removed.
+    pub corrupt: Vec<String>,
+}
+
+/// Why a function's stored results no longer match its current code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WhyReport {
+    /// The function.
+    pub function_name: String,
+    /// The graph fingerprint last seen for it (its current code).
+    pub current: Option<String>,
+    /// One group per distinct stored graph.
+    pub stored: Vec<WhyGroup>,
+}
+
+/// Stored results computed under one graph, and what changed since.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WhyGroup {
+    /// The stored graph's fingerprint.
+    pub graph: Option<String>,
+    /// How many results were computed under it.
+    pub evals: u64,
+    /// Whether this is the current code (its results can hit).
+    pub current: bool,
+    /// What changed between it and the current graph: `(node, change)`.
+    pub changes: Vec<(String, String)>,
+}
+
+struct Db {
+    conn: Connection,
+    pid: u32,
+}
+
+struct PendingHits {
+    hits: HashMap<String, (u64, u64)>,
+    since: Instant,
+}
+
+/// The local store. `Send + Sync`: share one per process.
+pub struct Store {
+    root: PathBuf,
+    dir: Dir,
+    db: Mutex<Option<Db>>,
+    pending: Mutex<PendingHits>,
+    max_size: AtomicU64,
+    inline_limit: u64,
+    fsync: bool,
+    read_only: bool,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn temp_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{}-{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos)
+}
+
+/// The path of a blob inside the store, from a validated digest.
+fn blob_path(digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    PathBuf::from("blobs").join(&hex[..2]).join(&hex[2..])
+}
+
+fn parse_result_digest(text: &str) -> Result<Digest> {
+    let digest = Digest::parse(text)?;
+    digest.expect(DigestKind::Blob, "a result digest")?;
+    Ok(digest)
+}
+
+const RECORD_COLUMNS: &str = "key, function_id, function_name, language, arguments, codec, result, inline IS NOT NULL, size, compute_micros, created, last_access, hits, graph";
+
+fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EvalRecord> {
+    Ok(EvalRecord {
+        key: row.get(0)?,
+        function_id: row.get(1)?,
+        function_name: row.get(2)?,
+        language: row.get(3)?,
+        arguments: row.get(4)?,
+        codec: row.get(5)?,
+        result: row.get(6)?,
+        inline: row.get(7)?,
+        size: row.get::<_, i64>(8)? as u64,
+        compute_micros: row.get::<_, i64>(9)? as u64,
+        created: row.get::<_, i64>(10)? as u64,
+        last_access: row.get::<_, i64>(11)? as u64,
+        hits: row.get::<_, i64>(12)? as u64,
+        graph: row.get(13)?,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the store a configuration names.
+    pub fn open(config: &Config) -> Result<Self> {
+        let root = config.cache_dir.clone();
+        let io = |path: &Path, source| HitSaveError::StoreIo { path: path.to_path_buf(), source };
+        std::fs::create_dir_all(&root).map_err(|err| io(&root, err))?;
+        let dir = Dir::open_ambient_dir(&root, ambient_authority()).map_err(|err| io(&root, err))?;
+        let read_only = config.mode == Mode::ReadOnly;
+        if !read_only {
+            for sub in ["blobs", "tmp"] {
+                dir.create_dir_all(sub).map_err(|err| io(&root.join(sub), err))?;
+            }
+        }
+        let store = Self {
+            root,
+            dir,
+            db: Mutex::new(None),
+            pending: Mutex::new(PendingHits { hits: HashMap::new(), since: Instant::now() }),
+            max_size: AtomicU64::new(config.max_size),
+            inline_limit: config.inline_limit,
+            fsync: config.fsync,
+            read_only,
+        };
+        store.with_db(|_| Ok(()))?;
+        Ok(store)
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The budget in bytes.
+    pub fn max_size(&self) -> u64 {
+        self.max_size.load(Ordering::Relaxed)
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let path = self.root.join("index.sqlite");
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", if self.fsync { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(HitSaveError::StoreTooNew {
+                path: self.root.clone(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            if self.read_only {
+                return Err(HitSaveError::StoreDatabase(format!(
+                    "the store at {} needs a schema upgrade, which read-only mode cannot do",
+                    self.root.display()
+                )));
+            }
+            // Migrate under the write lock; re-read the version in case another process did it first.
+            let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+            let current: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+            for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+                tx.execute_batch(migration)?;
+                tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            }
+            tx.commit()?;
+        }
+        Ok(conn)
+    }
+
+    /// Runs `work` with this process's connection; a forked child opens its own.
+    fn with_db<R>(&self, work: impl FnOnce(&mut Connection) -> Result<R>) -> Result<R> {
+        let mut guard = self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pid = std::process::id();
+        if guard.as_ref().is_none_or(|db| db.pid != pid) {
+            if let Some(db) = guard.take()
+                && db.pid != pid
+            {
+                // Never close the parent's connection from a forked child.
+                std::mem::forget(db);
+            }
+            *guard = Some(Db { conn: self.connect()?, pid });
+        }
+        let db = guard.as_mut().expect("connection was just opened");
+        work(&mut db.conn)
+    }
+
+    /// Looks a key up. A hit's bytes are verified; a corrupt or incomplete
+    /// entry is removed and reported as a miss.
+    pub fn get(&self, key: &Digest) -> Result<Option<Hit>> {
+        let key_text = key.to_string();
+        let found = self.with_db(|conn| {
+            let mut statement =
+                conn.prepare_cached(&format!("SELECT {RECORD_COLUMNS}, inline FROM evals WHERE key = ?1"))?;
+            Ok(statement
+                .query_row([&key_text], |row| Ok((record_from_row(row)?, row.get::<_, Option<Vec<u8>>>(14)?)))
+                .optional()?)
+        })?;
+        let Some((record, inline)) = found else { return Ok(None) };
+        let expected = parse_result_digest(&record.result)?;
+        let data = match inline {
+            Some(bytes) => ResultData::Inline(bytes),
+            None => match self.map_blob(&expected) {
+                Ok(map) => ResultData::Mapped(map),
+                Err(_) => {
+                    self.remove_corrupt(&record.key)?;
+                    return Ok(None);
+                }
+            },
+        };
+        if crate::hash::blob_digest(data.bytes()) != expected || data.bytes().len() as u64 != record.size {
+            self.remove_corrupt(&record.key)?;
+            return Ok(None);
+        }
+        self.record_hit(&record.key)?;
+        Ok(Some(Hit { record, data }))
+    }
+
+    fn map_blob(&self, digest: &Digest) -> std::io::Result<memmap2::Mmap> {
+        let file = self.dir.open(blob_path(digest))?.into_std();
+        if file.metadata()?.len() == 0 {
+            // An empty file cannot be mapped; an empty result is always inline, so this is damage.
+            return Err(std::io::Error::other("empty blob file"));
+        }
+        // SAFETY: blob files are never modified in place (written under a
+        // temp name, then renamed); a file replaced or truncated underneath
+        // the map is caught by the digest check that follows every map.
+        unsafe { memmap2::Mmap::map(&file) }
+    }
+
+    /// Drops an entry whose bytes failed verification (and its blob, if no
+    /// other entry uses it).
+    fn remove_corrupt(&self, key: &str) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.with_db(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let removed: Option<(String, bool)> = tx
+                .query_row("DELETE FROM evals WHERE key = ?1 RETURNING result, inline IS NULL", [key], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            if let Some((result, true)) = removed {
+                // A corrupt blob is removed even if other rows use it: they would fail too.
+                let digest = parse_result_digest(&result)?;
+                tx.execute("DELETE FROM evals WHERE result = ?1 AND inline IS NULL", [&result])?;
+                let _ = self.dir.remove_file(blob_path(&digest));
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn record_hit(&self, key: &str) -> Result<()> {
+        let flush = {
+            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let entry = pending.hits.entry(key.to_owned()).or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 = now();
+            pending.hits.len() >= HIT_BATCH || pending.since.elapsed() >= HIT_FLUSH_INTERVAL
+        };
+        if flush { self.flush_hits() } else { Ok(()) }
+    }
+
+    /// Writes buffered hit counts and access times to the index.
+    pub fn flush_hits(&self) -> Result<()> {
+        let hits = {
+            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            pending.since = Instant::now();
+            std::mem::take(&mut pending.hits)
+        };
+        if hits.is_empty() || self.read_only {
+            return Ok(());
+        }
+        self.with_db(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut statement = tx.prepare_cached(
+                    "UPDATE evals SET hits = hits + ?2, last_access = max(last_access, ?3) WHERE key = ?1",
+                )?;
+                for (key, (count, at)) in &hits {
+                    statement.execute(params![key, *count as i64, *at as i64])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Stores a fresh result. The caller must still return its value if this fails.
+    pub fn put(&self, core: &Core, eval: &NewEval, data: &[u8]) -> Result<PutOutcome> {
+        if self.read_only {
+            return Ok(PutOutcome::Skipped);
+        }
+        let size = data.len() as u64;
+        let store_params =
+            StoreParams { budget: self.max_size(), min_compute_micros: 0, read_bytes_per_second: 1 << 30 };
+        if !core.should_store(size, eval.compute_micros, &store_params)? {
+            return Ok(PutOutcome::Skipped);
+        }
+        let digest = crate::hash::blob_digest(data);
+        let inline = size <= self.inline_limit;
+        if !inline {
+            self.write_blob(&digest, data)?;
+        }
+        let graph_json = match &eval.graph {
+            Some(graph) => {
+                Some(serde_json::to_string(graph).map_err(|err| HitSaveError::StoreDatabase(err.to_string()))?)
+            }
+            None => None,
+        };
+        let graph_fingerprint = match &eval.graph {
+            Some(graph) => {
+                let nodes = graph.to_nodes()?;
+                let fingerprints = core.fingerprints(&nodes)?;
+                nodes.iter().position(|node| node.name == graph.root).map(|index| fingerprints[index].to_string())
+            }
+            None => None,
+        };
+        let time = now() as i64;
+        let outcome = self.with_db(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Eviction deletes blobs only inside write transactions: if ours
+            // vanished between the write above and now, write it again.
+            if !inline && self.dir.metadata(blob_path(&digest)).is_err() {
+                self.write_blob(&digest, data)?;
+            }
+            if let (Some(fingerprint), Some(json)) = (&graph_fingerprint, &graph_json) {
+                tx.execute(
+                    "INSERT INTO graphs (fingerprint, root, nodes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![fingerprint, eval.graph.as_ref().map(|g| g.root.as_str()), json],
+                )?;
+                tx.execute(
+                    "INSERT INTO functions (name, language, graph, seen) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(name) DO UPDATE SET language = excluded.language, graph = excluded.graph, seen = excluded.seen",
+                    params![eval.function_name, eval.language, fingerprint, time],
+                )?;
+            }
+            let inserted = tx.execute(
+                "INSERT INTO evals (key, function_id, function_name, language, arguments, codec, result, inline, size,
+                                    compute_micros, created, last_access, hits, graph)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 0, ?12)
+                 ON CONFLICT(key) DO NOTHING",
+                params![
+                    eval.key.to_string(),
+                    eval.function_id,
+                    eval.function_name,
+                    eval.language,
+                    eval.arguments.to_string(),
+                    eval.codec,
+                    digest.to_string(),
+                    if inline { Some(data) } else { None },
+                    size as i64,
+                    eval.compute_micros as i64,
+                    time,
+                    graph_fingerprint,
+                ],
+            )?;
+            tx.commit()?;
+            Ok(if inserted == 1 { PutOutcome::Stored } else { PutOutcome::AlreadyPresent })
+        })?;
+        if outcome == PutOutcome::Stored && self.total_size()? > self.max_size() {
+            self.evict_to(core, (self.max_size() as f64 * EVICTION_TARGET) as u64)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Records the graph a function has now, so `why` can compare stored
+    /// results against the current code even before a new result is stored.
+    pub fn record_function(&self, core: &Core, function_name: &str, language: &str, graph: &Graph) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let nodes = graph.to_nodes()?;
+        let fingerprints = core.fingerprints(&nodes)?;
+        let Some(index) = nodes.iter().position(|node| node.name == graph.root) else {
+            return Err(HitSaveError::Core(hitsave_core::CoreError::new(
+                hitsave_core::ErrorCode::InvalidGraph,
+                format!("the graph has no node named {:?}", graph.root),
+            )));
+        };
+        let fingerprint = fingerprints[index].to_string();
+        let json = serde_json::to_string(graph).map_err(|err| HitSaveError::StoreDatabase(err.to_string()))?;
+        self.with_db(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO graphs (fingerprint, root, nodes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![fingerprint, graph.root, json],
+            )?;
+            tx.execute(
+                "INSERT INTO functions (name, language, graph, seen) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET language = excluded.language, graph = excluded.graph, seen = excluded.seen",
+                params![function_name, language, fingerprint, now() as i64],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn write_blob(&self, digest: &Digest, data: &[u8]) -> Result<()> {
+        let target = blob_path(digest);
+        if self.dir.metadata(&target).is_ok_and(|meta| meta.len() == data.len() as u64) {
+            return Ok(()); // Identical results are stored once.
+        }
+        let io = |path: &Path, source| HitSaveError::StoreIo { path: self.root.join(path), source };
+        let parent = target.parent().expect("blob paths have a shard directory");
+        self.dir.create_dir_all(parent).map_err(|err| io(parent, err))?;
+        let temp = PathBuf::from("tmp").join(temp_name());
+        let result = (|| {
+            let mut file = self.dir.create(&temp)?;
+            file.write_all(data)?;
+            if self.fsync {
+                file.sync_all()?;
+            }
+            drop(file);
+            self.dir.rename(&temp, &self.dir, &target)?;
+            if self.fsync {
+                self.dir.open_dir(parent)?.into_std_file().sync_all()?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = self.dir.remove_file(&temp);
+        }
+        result.map_err(|err| io(&target, err))
+    }
+
+    fn total_size(&self) -> Result<u64> {
+        self.with_db(|conn| {
+            Ok(conn.query_row("SELECT value FROM totals WHERE name = 'size'", [], |row| row.get::<_, i64>(0))? as u64)
+        })
+    }
+
+    /// Evicts, by the core's policy, until the total is at most `target`.
+    fn evict_to(&self, core: &Core, target: u64) -> Result<(u64, u64)> {
+        self.flush_hits()?;
+        self.with_db(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let rows: Vec<(String, Entry)> = {
+                let mut statement = tx.prepare("SELECT key, size, compute_micros, last_access, hits FROM evals")?;
+                statement
+                    .query_map([], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            Entry {
+                                size: row.get::<_, i64>(1)? as u64,
+                                compute_micros: row.get::<_, i64>(2)? as u64,
+                                last_access: row.get::<_, i64>(3)? as u64,
+                                hits: row.get::<_, i64>(4)? as u64,
+                            },
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let entries: Vec<Entry> = rows.iter().map(|(_, entry)| *entry).collect();
+            let chosen =
+                core.evict(&entries, &EvictionParams { budget: target, now: now(), half_life: HALF_LIFE_SECONDS })?;
+            let mut evicted_bytes = 0;
+            for &index in &chosen {
+                let (key, entry) = &rows[index as usize];
+                evicted_bytes += entry.size;
+                let removed: Option<(String, bool)> = tx
+                    .query_row("DELETE FROM evals WHERE key = ?1 RETURNING result, inline IS NULL", [key], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()?;
+                if let Some((result, true)) = removed {
+                    let still_used: bool = tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM evals WHERE result = ?1 AND inline IS NULL)",
+                        [&result],
+                        |row| row.get(0),
+                    )?;
+                    if !still_used {
+                        let _ = self.dir.remove_file(blob_path(&parse_result_digest(&result)?));
+                    }
+                }
+            }
+            tx.execute("UPDATE totals SET value = value + ?1 WHERE name = 'evictions'", [chosen.len() as i64])?;
+            tx.commit()?;
+            Ok((chosen.len() as u64, evicted_bytes))
+        })
+    }
+
+    /// Applies the budget now (optionally a smaller one), removes blob files
+    /// no entry uses and temp files older than an hour.
+    pub fn gc(&self, core: &Core, max_size: Option<u64>) -> Result<GcReport> {
+        let budget = max_size.unwrap_or_else(|| self.max_size());
+        let (evicted, evicted_bytes) =
+            if self.total_size()? > budget { self.evict_to(core, budget) } else { Ok((0, 0)) }?;
+        let mut report = GcReport { evicted, evicted_bytes, ..GcReport::default() };
+        // Orphans: blob files without a row. Checked under the write lock, per shard.
+        let shards: Vec<String> = match self.dir.read_dir("blobs") {
+            Ok(entries) => entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect(),
+            Err(_) => Vec::new(),
+        };
+        for shard in shards {
+            if shard.len() != 2 || !shard.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let names: Vec<String> = match self.dir.read_dir(PathBuf::from("blobs").join(&shard)) {
+                Ok(entries) => {
+                    entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect()
+                }
+                Err(_) => continue,
+            };
+            self.with_db(|conn| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                for name in &names {
+                    let Ok(digest) = Digest::parse(&format!("blob1_{shard}{name}")) else { continue };
+                    let used: bool = tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM evals WHERE result = ?1 AND inline IS NULL)",
+                        [digest.to_string()],
+                        |row| row.get(0),
+                    )?;
+                    if !used && self.dir.remove_file(blob_path(&digest)).is_ok() {
+                        report.orphan_blobs += 1;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })?;
+        }
+        if let Ok(entries) = self.dir.read_dir("tmp") {
+            for entry in entries.filter_map(|e| e.ok()) {
+                let old = entry
+                    .metadata()
+                    .ok()
+                    .and_then(|meta| meta.modified().ok())
+                    .and_then(|time| time.into_std().elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(3600));
+                if old && self.dir.remove_file(PathBuf::from("tmp").join(entry.file_name())).is_ok() {
+                    report.stale_temp_files += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes every entry, or those of one function. Returns how many.
+    pub fn clear(&self, function_name: Option<&str>) -> Result<u64> {
+        self.flush_hits()?;
+        let removed = self.with_db(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let rows: Vec<(String, bool)> = {
+                let mut statement = tx.prepare(
+                    "DELETE FROM evals WHERE (?1 IS NULL OR function_name = ?1) RETURNING result, inline IS NULL",
+                )?;
+                statement
+                    .query_map([function_name], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let mut blobs: Vec<&String> = rows.iter().filter(|(_, blob)| *blob).map(|(digest, _)| digest).collect();
+            blobs.sort();
+            blobs.dedup();
+            for result in blobs {
+                let still_used: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM evals WHERE result = ?1 AND inline IS NULL)",
+                    [result],
+                    |row| row.get(0),
+                )?;
+                if !still_used {
+                    let _ = self.dir.remove_file(blob_path(&parse_result_digest(result)?));
+                }
+            }
+            if let Some(name) = function_name {
+                tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
+            } else {
+                tx.execute("DELETE FROM functions", [])?;
+                tx.execute("DELETE FROM graphs", [])?;
+            }
+            tx.commit()?;
+            Ok(rows.len() as u64)
+        })?;
+        Ok(removed)
+    }
+
+    /// Re-hashes every entry; corrupt ones (or ones whose blob is missing)
+    /// are reported and removed. `progress(done, total)` is called as it goes.
+    pub fn verify(&self, mut progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
+        let records = self.evals(None)?;
+        let total = records.len() as u64;
+        let mut report = VerifyReport::default();
+        for (index, record) in records.iter().enumerate() {
+            let key = Digest::parse(&record.key)?;
+            let ok = self.verify_one(&key, record)?;
+            if !ok {
+                report.corrupt.push(record.key.clone());
+                self.remove_corrupt(&record.key)?;
+            }
+            report.checked += 1;
+            progress(index as u64 + 1, total);
+        }
+        Ok(report)
+    }
+
+    fn verify_one(&self, key: &Digest, record: &EvalRecord) -> Result<bool> {
+        let expected = parse_result_digest(&record.result)?;
+        let bytes = if record.inline {
+            let inline: Option<Vec<u8>> = self.with_db(|conn| {
+                Ok(conn
+                    .query_row("SELECT inline FROM evals WHERE key = ?1", [key.to_string()], |row| row.get(0))
+                    .optional()?
+                    .flatten())
+            })?;
+            match inline {
+                Some(bytes) => ResultData::Inline(bytes),
+                None => return Ok(true), // removed meanwhile
+            }
+        } else {
+            match self.map_blob(&expected) {
+                Ok(map) => ResultData::Mapped(map),
+                Err(_) => return Ok(false),
+            }
+        };
+        Ok(crate::hash::blob_digest(bytes.bytes()) == expected && bytes.bytes().len() as u64 == record.size)
+    }
+
+    /// One record, without reading or verifying its result.
+    pub fn record(&self, key: &str) -> Result<Option<EvalRecord>> {
+        self.with_db(|conn| {
+            Ok(conn
+                .query_row(&format!("SELECT {RECORD_COLUMNS} FROM evals WHERE key = ?1"), [key], record_from_row)
+                .optional()?)
+        })
+    }
+
+    /// Records, all or of one function, newest first.
+    pub fn evals(&self, function_name: Option<&str>) -> Result<Vec<EvalRecord>> {
+        self.flush_hits()?;
+        self.with_db(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {RECORD_COLUMNS} FROM evals WHERE (?1 IS NULL OR function_name = ?1) ORDER BY created DESC, key"
+            ))?;
+            Ok(statement.query_map([function_name], record_from_row)?.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Per-function summaries, by name.
+    pub fn functions(&self) -> Result<Vec<FunctionSummary>> {
+        self.flush_hits()?;
+        self.with_db(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT function_name, group_concat(DISTINCT language), count(*), sum(size), sum(hits), max(last_access)
+                 FROM evals GROUP BY function_name ORDER BY function_name",
+            )?;
+            Ok(statement
+                .query_map([], |row| {
+                    let languages: String = row.get(1)?;
+                    let mut languages: Vec<String> = languages.split(',').map(str::to_owned).collect();
+                    languages.sort();
+                    Ok(FunctionSummary {
+                        function_name: row.get(0)?,
+                        languages,
+                        evals: row.get::<_, i64>(2)? as u64,
+                        size: row.get::<_, i64>(3)? as u64,
+                        hits: row.get::<_, i64>(4)? as u64,
+                        last_access: row.get::<_, i64>(5)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Store-wide numbers.
+    pub fn stats(&self) -> Result<Stats> {
+        self.flush_hits()?;
+        let (evals, functions, size, inline_size, hits, evictions, schema_version) = self.with_db(|conn| {
+            Ok(conn.query_row(
+                "SELECT count(*), count(DISTINCT function_name), coalesce(sum(size), 0),
+                        coalesce(sum(CASE WHEN inline IS NULL THEN 0 ELSE size END), 0), coalesce(sum(hits), 0),
+                        (SELECT value FROM totals WHERE name = 'evictions'), (SELECT user_version FROM pragma_user_version)
+                 FROM evals",
+                [],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)? as u64,
+                        row.get::<_, i64>(1)? as u64,
+                        row.get::<_, i64>(2)? as u64,
+                        row.get::<_, i64>(3)? as u64,
+                        row.get::<_, i64>(4)? as u64,
+                        row.get::<_, i64>(5)? as u64,
+                        row.get::<_, i64>(6)?,
+                    ))
+                },
+            )?)
+        })?;
+        let (mut blobs, mut blob_bytes) = (0, 0);
+        if let Ok(shards) = self.dir.read_dir("blobs") {
+            for shard in shards.filter_map(|e| e.ok()) {
+                if let Ok(files) = self.dir.read_dir(PathBuf::from("blobs").join(shard.file_name())) {
+                    for file in files.filter_map(|e| e.ok()) {
+                        blobs += 1;
+                        blob_bytes += file.metadata().map(|meta| meta.len()).unwrap_or(0);
+                    }
+                }
+            }
+        }
+        Ok(Stats {
+            path: self.root.clone(),
+            evals,
+            functions,
+            size,
+            inline_size,
+            blobs,
+            blob_bytes,
+            max_size: self.max_size(),
+            hits,
+            evictions,
+            schema_version,
+        })
+    }
+
+    /// Which dependencies changed between a function's stored results and
+    /// the code last seen for it.
+    pub fn why(&self, core: &Core, function_name: &str) -> Result<WhyReport> {
+        let (current, groups) = self.with_db(|conn| {
+            let current: Option<String> = conn
+                .query_row("SELECT graph FROM functions WHERE name = ?1", [function_name], |row| row.get(0))
+                .optional()?
+                .flatten();
+            let mut statement = conn.prepare(
+                "SELECT graph, count(*) FROM evals WHERE function_name = ?1 GROUP BY graph ORDER BY max(created) DESC",
+            )?;
+            let groups: Vec<(Option<String>, i64)> = statement
+                .query_map([function_name], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok((current, groups))
+        })?;
+        if current.is_none() && groups.is_empty() {
+            return Err(HitSaveError::NotFound(format!(
+                "no function named {function_name:?} in {}",
+                self.root.display()
+            )));
+        }
+        let load = |fingerprint: &str| -> Result<Option<Graph>> {
+            let json: Option<String> = self.with_db(|conn| {
+                Ok(conn
+                    .query_row("SELECT nodes FROM graphs WHERE fingerprint = ?1", [fingerprint], |row| row.get(0))
+                    .optional()?)
+            })?;
+            json.map(|json| serde_json::from_str(&json).map_err(|err| HitSaveError::StoreDatabase(err.to_string())))
+                .transpose()
+        };
+        let current_graph = match &current {
+            Some(fingerprint) => load(fingerprint)?,
+            None => None,
+        };
+        let mut stored = Vec::new();
+        for (graph, count) in groups {
+            let is_current = graph.is_some() && graph == current;
+            let mut changes = Vec::new();
+            if let (Some(fingerprint), Some(now_graph), false) = (&graph, &current_graph, is_current)
+                && let Some(old_graph) = load(fingerprint)?
+            {
+                for change in core.diff(&old_graph.to_nodes()?, &now_graph.to_nodes()?, &now_graph.root)? {
+                    changes.push((change.name, change.change.as_str().to_owned()));
+                }
+            }
+            stored.push(WhyGroup { graph, evals: count as u64, current: is_current, changes });
+        }
+        Ok(WhyReport { function_name: function_name.to_owned(), current, stored })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.flush_hits();
+    }
+}

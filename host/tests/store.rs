@@ -1,0 +1,375 @@
+//! The local store with real SQLite and real files: round trips, dedup,
+//! concurrent writers in several processes, SIGKILL at random points,
+//! corruption, eviction, and a store that cannot be written.
+//!
+//! Child processes are this test binary run again with `HITSAVE_TEST_ROLE`
+//! set, executing only `child_process_entry`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use hitsave_core::{Digest, DigestKind};
+use hitsave_host::config::{Config, Mode};
+use hitsave_host::memo::{self, Source};
+use hitsave_host::store::{NewEval, PutOutcome, Store};
+use hitsave_host::{Core, LoadOptions};
+
+fn core() -> &'static Core {
+    static CORE: OnceLock<Core> = OnceLock::new();
+    CORE.get_or_init(|| {
+        let dir = std::env::temp_dir().join("hitsave-test-compiled");
+        Core::load(&LoadOptions { compiled_dir: Some(dir) }).expect("core loads")
+    })
+}
+
+fn key(label: &str) -> Digest {
+    Digest::new(DigestKind::Key, *blake3::hash(label.as_bytes()).as_bytes())
+}
+
+fn eval(label: &str, function: &str, compute_micros: u64) -> NewEval {
+    NewEval {
+        key: key(label),
+        // The label rides along so tests can tell which entry a record is.
+        function_id: format!("{function}#{label}"),
+        function_name: function.to_owned(),
+        language: "rust".to_owned(),
+        arguments: Digest::new(DigestKind::Value, *blake3::hash(label.as_bytes()).as_bytes()),
+        codec: "raw".to_owned(),
+        compute_micros,
+        graph: None,
+    }
+}
+
+/// Deterministic content for an entry: small ones inline, every fifth one a blob.
+fn content(index: u64) -> Vec<u8> {
+    let len = if index.is_multiple_of(5) { 100_000 + (index as usize % 7) * 1000 } else { 10 + (index as usize % 50) };
+    (0..len).map(|i| (i as u64).wrapping_mul(31).wrapping_add(index) as u8).collect()
+}
+
+fn config(dir: &Path) -> Config {
+    Config::for_dir(dir)
+}
+
+fn spawn_child(role: &str, dir: &Path, extra: &[(&str, String)]) -> Command {
+    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+    command
+        .args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
+        .env("HITSAVE_TEST_ROLE", role)
+        .env("HITSAVE_TEST_DIR", dir)
+        .stdout(Stdio::null());
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    command
+}
+
+/// Runs in child processes only.
+#[test]
+fn child_process_entry() {
+    let Ok(role) = std::env::var("HITSAVE_TEST_ROLE") else { return };
+    let dir = PathBuf::from(std::env::var("HITSAVE_TEST_DIR").expect("dir"));
+    let store = Store::open(&config(&dir)).expect("open");
+    match role.as_str() {
+        "writer" => {
+            // Overlapping ranges across processes: the same key from two processes.
+            let first: u64 = std::env::var("HITSAVE_TEST_FIRST").unwrap().parse().unwrap();
+            for index in first..first + 60 {
+                let outcome =
+                    store.put(core(), &eval(&format!("entry {index}"), "f", 1000), &content(index)).expect("put");
+                assert!(matches!(outcome, PutOutcome::Stored | PutOutcome::AlreadyPresent));
+                // Read back something another process may be writing.
+                let other = index.saturating_sub(30);
+                if let Some(hit) = store.get(&key(&format!("entry {other}"))).expect("get") {
+                    assert_eq!(hit.data.bytes(), content(other).as_slice());
+                }
+            }
+        }
+        "forever" => {
+            // Written until killed.
+            for index in 0.. {
+                let _ = store.put(core(), &eval(&format!("entry {index}"), "f", 1000), &content(index));
+            }
+        }
+        "disk-full" => {
+            // RLIMIT_FSIZE is 1 MiB here: a 4 MiB result cannot be written.
+            let big = vec![7u8; 4 << 20];
+            let call =
+                memo::call(Some(&store), core(), eval("big", "f", 0), || Ok::<_, ()>(big.clone())).expect("computes");
+            assert_eq!(call.source, Source::Computed);
+            assert_eq!(call.data.bytes(), big.as_slice(), "the value is returned even though it was not stored");
+            assert_eq!(call.warnings.len(), 1);
+            assert_eq!(call.warnings[0].code(), "store_io");
+            // Small results still go in.
+            let small =
+                memo::call(Some(&store), core(), eval("small", "f", 0), || Ok::<_, ()>(b"ok".to_vec())).unwrap();
+            assert!(small.warnings.is_empty());
+            println!("disk-full child done");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn results_round_trip_inline_and_as_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    for index in 0..10 {
+        assert_eq!(
+            store.put(core(), &eval(&format!("k{index}"), "f", 10), &content(index)).unwrap(),
+            PutOutcome::Stored
+        );
+    }
+    for index in 0..10 {
+        let hit = store.get(&key(&format!("k{index}"))).unwrap().expect("stored");
+        assert_eq!(hit.data.bytes(), content(index).as_slice());
+        assert_eq!(hit.record.inline, content(index).len() as u64 <= config(dir.path()).inline_limit);
+    }
+    assert!(store.get(&key("absent")).unwrap().is_none());
+    // A second put of the same key keeps the first.
+    assert_eq!(store.put(core(), &eval("k1", "f", 10), b"other").unwrap(), PutOutcome::AlreadyPresent);
+    assert_eq!(store.get(&key("k1")).unwrap().unwrap().data.bytes(), content(1).as_slice());
+    // The empty result is a result.
+    store.put(core(), &eval("empty", "f", 10), b"").unwrap();
+    assert_eq!(store.get(&key("empty")).unwrap().unwrap().data.bytes(), b"");
+}
+
+#[test]
+fn identical_results_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let big = content(0);
+    store.put(core(), &eval("a", "f", 10), &big).unwrap();
+    store.put(core(), &eval("b", "g", 10), &big).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.evals, stats.blobs), (2, 1));
+    assert_eq!(stats.blob_bytes, big.len() as u64);
+    // Clearing one function keeps the blob the other still uses.
+    assert_eq!(store.clear(Some("f")).unwrap(), 1);
+    assert_eq!(store.get(&key("b")).unwrap().unwrap().data.bytes(), big.as_slice());
+    assert_eq!(store.clear(None).unwrap(), 1);
+    assert_eq!(store.stats().unwrap().blobs, 0);
+}
+
+#[test]
+fn hits_and_last_access_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store.put(core(), &eval("a", "f", 10), b"value").unwrap();
+    for _ in 0..3 {
+        store.get(&key("a")).unwrap().unwrap();
+    }
+    drop(store);
+    let store = Store::open(&config(dir.path())).unwrap();
+    let record = store.record(&key("a").to_string()).unwrap().unwrap();
+    assert_eq!(record.hits, 3);
+    let functions = store.functions().unwrap();
+    assert_eq!(functions.len(), 1);
+    assert_eq!((functions[0].evals, functions[0].hits), (1, 3));
+}
+
+#[test]
+fn concurrent_writers_in_several_processes_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(&config(dir.path())).unwrap();
+    // Four processes, overlapping key ranges [0,60), [30,90), [60,120), [90,150).
+    let children: Vec<_> = (0..4u64)
+        .map(|n| spawn_child("writer", dir.path(), &[("HITSAVE_TEST_FIRST", (n * 30).to_string())]).spawn().unwrap())
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "a writer process failed");
+    }
+    let store = Store::open(&config(dir.path())).unwrap();
+    for index in 0..150 {
+        let hit = store.get(&key(&format!("entry {index}"))).unwrap().unwrap_or_else(|| panic!("entry {index} lost"));
+        assert_eq!(hit.data.bytes(), content(index).as_slice());
+    }
+    assert_eq!(store.stats().unwrap().evals, 150);
+    let report = store.verify(|_, _| {}).unwrap();
+    assert_eq!((report.checked, report.corrupt.len()), (150, 0));
+}
+
+#[test]
+fn writer_killed_at_random_points_leaves_only_whole_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(&config(dir.path())).unwrap();
+    let rounds: u64 = std::env::var("HITSAVE_SOAK").ok().and_then(|n| n.parse().ok()).unwrap_or(12);
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for round in 0..rounds {
+        let mut child = spawn_child("forever", dir.path(), &[]).spawn().unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(150 + seed % 250));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let store = Store::open(&config(dir.path())).expect("the store opens after a kill");
+        let records = store.evals(None).unwrap();
+        for record in &records {
+            let hit = store.get(&Digest::parse(&record.key).unwrap()).unwrap();
+            // Every listed entry is whole: its bytes verify and match what was written.
+            let hit = hit.unwrap_or_else(|| panic!("round {round}: listed entry {} is not whole", record.key));
+            let index: u64 = record.function_id.rsplit("entry ").next().unwrap().parse().unwrap();
+            assert_eq!(hit.data.bytes(), content(index).as_slice(), "round {round}");
+        }
+        assert!(store.verify(|_, _| {}).unwrap().corrupt.is_empty(), "round {round}");
+    }
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert!(store.stats().unwrap().evals > 0, "the writers got something stored");
+    // Temp files of killed writers are cleaned by gc once stale; none is ever served.
+    store.gc(core(), None).unwrap();
+}
+
+#[test]
+fn corrupted_blob_is_a_miss_and_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let big = content(0);
+    store.put(core(), &eval("a", "f", 10), &big).unwrap();
+    let digest = blake3::hash(&big).to_hex().to_string();
+    let blob = dir.path().join("blobs").join(&digest[..2]).join(&digest[2..]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[1234] ^= 1;
+    std::fs::write(&blob, &bytes).unwrap();
+    assert!(store.get(&key("a")).unwrap().is_none(), "corrupt bytes are never served");
+    assert!(store.record(&key("a").to_string()).unwrap().is_none(), "the bad entry is removed");
+    // Recompute and store again through the shared call path.
+    let call = memo::call(Some(&store), core(), eval("a", "f", 0), || Ok::<_, ()>(big.clone())).unwrap();
+    assert_eq!(call.source, Source::Computed);
+    let again = memo::call(Some(&store), core(), eval("a", "f", 0), || -> Result<Vec<u8>, ()> {
+        panic!("a hit must not compute")
+    })
+    .unwrap();
+    assert_eq!((again.source, again.data.bytes()), (Source::Hit, big.as_slice()));
+}
+
+#[test]
+fn verify_reports_and_drops_corrupt_inline_and_missing_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store.put(core(), &eval("blob", "f", 10), &content(0)).unwrap();
+    store.put(core(), &eval("good", "f", 10), b"fine").unwrap();
+    let digest = blake3::hash(&content(0)).to_hex().to_string();
+    std::fs::remove_file(dir.path().join("blobs").join(&digest[..2]).join(&digest[2..])).unwrap();
+    let report = store.verify(|_, _| {}).unwrap();
+    assert_eq!(report.checked, 2);
+    assert_eq!(report.corrupt, vec![key("blob").to_string()]);
+    assert_eq!(store.stats().unwrap().evals, 1);
+}
+
+#[test]
+fn eviction_keeps_the_budget_and_expensive_small_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.max_size = 1 << 20;
+    let store = Store::open(&config).unwrap();
+    // Small results that took a minute each, and large ones that took a millisecond.
+    for index in 0..20 {
+        store.put(core(), &eval(&format!("small {index}"), "expensive", 60_000_000), &vec![index as u8; 2000]).unwrap();
+    }
+    for index in 0..10 {
+        store.put(core(), &eval(&format!("large {index}"), "cheap", 1000), &vec![index as u8; 200_000]).unwrap();
+    }
+    let stats = store.stats().unwrap();
+    assert!(stats.size <= config.max_size, "{} over the budget {}", stats.size, config.max_size);
+    assert!(stats.evictions > 0);
+    for index in 0..20 {
+        assert!(store.get(&key(&format!("small {index}"))).unwrap().is_some(), "expensive small entry {index} kept");
+    }
+    // gc with a smaller budget evicts the rest of the cheap ones first.
+    let report = store.gc(core(), Some(50_000)).unwrap();
+    assert!(report.evicted > 0);
+    assert!(store.stats().unwrap().size <= 50_000);
+    assert_eq!(store.stats().unwrap().blobs, 0, "evicted blobs are deleted");
+}
+
+#[test]
+fn reverting_an_edit_hits_the_old_result_again() {
+    // Old versions stay until the budget needs the room: a key that comes back hits.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let mut runs = 0;
+    for version in ["v1", "v2", "v1"] {
+        memo::call(Some(&store), core(), eval(&format!("train {version}"), "train", 0), || {
+            runs += 1;
+            Ok::<_, ()>(version.as_bytes().to_vec())
+        })
+        .unwrap();
+    }
+    assert_eq!(runs, 2, "the third call (v1 again) was a hit");
+}
+
+#[test]
+fn unwritable_store_still_returns_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store.put(core(), &eval("kept", "f", 10), &content(6)).unwrap();
+    // Block the blob tree: creating any shard directory now fails.
+    std::fs::remove_dir_all(dir.path().join("blobs")).unwrap();
+    std::fs::write(dir.path().join("blobs"), b"in the way").unwrap();
+    let big = content(0);
+    let call = memo::call(Some(&store), core(), eval("big", "f", 0), || Ok::<_, ()>(big.clone())).unwrap();
+    assert_eq!(call.data.bytes(), big.as_slice());
+    assert_eq!(call.warnings.iter().map(|w| w.code()).collect::<Vec<_>>(), vec!["store_io"]);
+    // What was stored before is untouched.
+    assert_eq!(store.get(&key("kept")).unwrap().unwrap().data.bytes(), content(6).as_slice());
+    // Computation errors are the caller's own and store nothing.
+    let failed = memo::call(Some(&store), core(), eval("fails", "f", 0), || Err::<Vec<u8>, _>("boom"));
+    assert_eq!(failed.unwrap_err(), "boom");
+    assert!(store.record(&key("fails").to_string()).unwrap().is_none());
+}
+
+#[test]
+fn full_disk_still_returns_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(&config(dir.path())).unwrap();
+    let mut command = spawn_child("disk-full", dir.path(), &[]);
+    command.stdout(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt as _;
+        command.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 1 << 20, rlim_max: 1 << 20 };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("disk-full child done"));
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert!(store.get(&key("small")).unwrap().is_some());
+    assert!(store.get(&key("big")).unwrap().is_none());
+    assert!(store.verify(|_, _| {}).unwrap().corrupt.is_empty());
+}
+
+#[test]
+fn read_only_mode_reads_but_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(&config(dir.path())).unwrap().put(core(), &eval("a", "f", 10), b"value").unwrap();
+    let mut read_only = config(dir.path());
+    read_only.mode = Mode::ReadOnly;
+    let store = Store::open(&read_only).unwrap();
+    assert_eq!(store.get(&key("a")).unwrap().unwrap().data.bytes(), b"value");
+    assert_eq!(store.put(core(), &eval("b", "f", 10), b"new").unwrap(), PutOutcome::Skipped);
+    assert!(store.get(&key("b")).unwrap().is_none());
+}
+
+#[test]
+fn a_newer_schema_is_refused_without_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(&config(dir.path())).unwrap();
+    let conn = rusqlite_connection(&dir.path().join("index.sqlite"));
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let error = Store::open(&config(dir.path())).err().expect("refused");
+    assert_eq!(error.code(), "store_too_new");
+}
+
+fn rusqlite_connection(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
