@@ -1,0 +1,219 @@
+//! The `hitsave` binary run as a user runs it, against a real store.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use hitsave_core::graph::{Node, NodeKind};
+use hitsave_core::{Digest, DigestKind};
+use hitsave_host::store::{Graph, NewEval, Store};
+use hitsave_host::{Config, Core, LoadOptions};
+use serde_json::Value;
+
+fn hitsave(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hitsave"))
+        .args(args)
+        .env("HITSAVE_CACHE_DIR", dir)
+        .env_remove("HITSAVE_CONFIG")
+        .env_remove("HITSAVE_MAX_SIZE")
+        .env_remove("HITSAVE_MODE")
+        .current_dir(dir)
+        .output()
+        .expect("hitsave runs")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "hitsave failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_str(&stdout(output)).expect("JSON output")
+}
+
+fn core() -> Core {
+    Core::load(&LoadOptions { compiled_dir: Some(std::env::temp_dir().join("hitsave-test-compiled")) }).unwrap()
+}
+
+fn digest(kind: DigestKind, text: &str) -> Digest {
+    Digest::new(kind, *blake3::hash(text.as_bytes()).as_bytes())
+}
+
+fn graph(core: &Core, load_data_source: &str) -> Graph {
+    let content = |text: &str| digest(DigestKind::Blob, text);
+    let nodes = vec![
+        Node {
+            kind: NodeKind::Function,
+            name: "app:train".into(),
+            content: content("def train(): ..."),
+            deps: vec![1, 2],
+        },
+        Node {
+            kind: NodeKind::Function,
+            name: "app:load_data".into(),
+            content: content(load_data_source),
+            deps: vec![],
+        },
+        Node { kind: NodeKind::Constant, name: "app:SCALE".into(), content: content("3"), deps: vec![] },
+    ];
+    let _ = core;
+    Graph::from_nodes("app:train", &nodes)
+}
+
+fn eval(label: &str, function: &str, language: &str, graph: Option<Graph>) -> NewEval {
+    NewEval {
+        key: digest(DigestKind::Key, label),
+        function_id: format!("{function}@1"),
+        function_name: function.into(),
+        language: language.into(),
+        arguments: digest(DigestKind::Value, label),
+        codec: "portable".into(),
+        compute_micros: 1500,
+        graph,
+    }
+}
+
+/// Two functions, written from "python" and "node", one with a graph.
+fn populated() -> (tempfile::TempDir, Core) {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core();
+    let store = Store::open(&Config::for_dir(dir.path())).unwrap();
+    let old = graph(&core, "def load_data(): return read('a.csv')");
+    store.put(&core, &eval("t1", "app:train", "python", Some(old.clone())), b"result one").unwrap();
+    store.put(&core, &eval("t2", "app:train", "python", Some(old)), &vec![3u8; 200_000]).unwrap();
+    store.put(&core, &eval("p1", "shared.parse", "node", None), b"parsed").unwrap();
+    store.put(&core, &eval("p2", "shared.parse", "python", None), b"parsed too").unwrap();
+    store.get(&digest(DigestKind::Key, "p1")).unwrap().unwrap();
+    drop(store);
+    (dir, core)
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["ls", "show", "why", "stats", "gc", "clear", "verify"] {
+        let text = stdout(&hitsave(dir.path(), &[command, "--help"]));
+        assert!(text.contains("Usage: hitsave"), "{command} --help: {text}");
+        assert!(text.contains("--json"), "{command} --help lists --json");
+    }
+    let top = stdout(&hitsave(dir.path(), &["--help"]));
+    for command in ["ls", "show", "why", "stats", "gc", "clear", "verify"] {
+        assert!(top.contains(command), "hitsave --help lists {command}");
+    }
+}
+
+#[test]
+fn ls_lists_functions_from_both_languages() {
+    let (dir, _) = populated();
+    let text = stdout(&hitsave(dir.path(), &["ls"]));
+    assert!(text.contains("app:train") && text.contains("shared.parse"), "{text}");
+    let functions = json(&hitsave(dir.path(), &["ls", "--json"]));
+    let parse = functions.as_array().unwrap().iter().find(|f| f["function_name"] == "shared.parse").unwrap();
+    assert_eq!(parse["languages"], serde_json::json!(["node", "python"]));
+    assert_eq!(parse["evals"], 2);
+    assert_eq!(parse["hits"], 1);
+    let train = json(&hitsave(dir.path(), &["ls", "app:train", "--json"]));
+    assert_eq!(train.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn show_accepts_a_key_prefix() {
+    let (dir, _) = populated();
+    let key = digest(DigestKind::Key, "t2").to_string();
+    let record = json(&hitsave(dir.path(), &["show", &key[..16], "--json"]));
+    assert_eq!(record["key"], key.as_str());
+    assert_eq!(record["size"], 200_000);
+    assert_eq!(record["inline"], false);
+    let text = stdout(&hitsave(dir.path(), &["show", &key]));
+    assert!(text.contains("app:train (python)"), "{text}");
+    let missing = hitsave(dir.path(), &["show", "key1_ffff", "--json"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&missing.stderr).unwrap();
+    assert_eq!(error["error"]["code"], "not_found");
+}
+
+#[test]
+fn why_names_the_dependency_that_changed() {
+    let (dir, core) = populated();
+    let store = Store::open(&Config::for_dir(dir.path())).unwrap();
+    store
+        .record_function(&core, "app:train", "python", &graph(&core, "def load_data(): return read('b.csv')"))
+        .unwrap();
+    drop(store);
+    let report = json(&hitsave(dir.path(), &["why", "app:train", "--json"]));
+    let group = &report["stored"][0];
+    assert_eq!(group["evals"], 2);
+    assert_eq!(group["current"], false);
+    assert_eq!(group["changes"], serde_json::json!([["app:load_data", "modified"]]));
+    let text = stdout(&hitsave(dir.path(), &["why", "app:train"]));
+    assert!(text.contains("modified     app:load_data"), "{text}");
+    let unknown = hitsave(dir.path(), &["why", "nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).starts_with("error[not_found]"));
+}
+
+#[test]
+fn stats_gc_clear_and_verify() {
+    let (dir, _) = populated();
+    let stats = json(&hitsave(dir.path(), &["stats", "--json"]));
+    assert_eq!(stats["evals"], 4);
+    assert_eq!(stats["blobs"], 1);
+    assert_eq!(stats["functions"], 2);
+
+    let digest_hex = blake3::hash(&vec![3u8; 200_000]).to_hex().to_string();
+    let blob = dir.path().join("blobs").join(&digest_hex[..2]).join(&digest_hex[2..]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let report = json(&hitsave(dir.path(), &["verify", "--json"]));
+    assert_eq!(report["checked"], 4);
+    assert_eq!(report["corrupt"].as_array().unwrap().len(), 1);
+
+    let gc = json(&hitsave(dir.path(), &["gc", "--max-size", "12", "--json"]));
+    assert!(gc["evicted"].as_u64().unwrap() >= 2, "{gc}");
+    assert!(json(&hitsave(dir.path(), &["stats", "--json"]))["size"].as_u64().unwrap() <= 12);
+
+    let bad_size = hitsave(dir.path(), &["gc", "--max-size", "lots"]);
+    assert_eq!(bad_size.status.code(), Some(2), "a bad size is a usage error");
+
+    let refused = hitsave(dir.path(), &["clear"]);
+    assert_eq!(refused.status.code(), Some(2), "clear needs a function or --all");
+    let cleared = json(&hitsave(dir.path(), &["clear", "--all", "--json"]));
+    assert!(cleared["removed"].as_u64().is_some());
+    assert_eq!(json(&hitsave(dir.path(), &["stats", "--json"]))["evals"], 0);
+    assert!(stdout(&hitsave(dir.path(), &["ls"])).starts_with("no stored results"));
+}
+
+#[test]
+fn configuration_comes_from_env_and_hitsave_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("hitsave.toml"), "cache_dir = \"store\"\nmax_size = \"3MiB\"\n").unwrap();
+    let run = |extra: &[(&str, &str)], args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hitsave"));
+        command
+            .args(args)
+            .current_dir(project.join("src"))
+            .env_remove("HITSAVE_CACHE_DIR")
+            .env_remove("HITSAVE_MAX_SIZE");
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+    // hitsave.toml found from a subdirectory; relative cache_dir is relative to the file.
+    let stats = json(&run(&[], &["stats", "--json"]));
+    assert_eq!(stats["max_size"], 3 << 20);
+    assert_eq!(Path::new(stats["path"].as_str().unwrap()), project.join("store"));
+    // The environment wins over the file.
+    let stats = json(&run(&[("HITSAVE_MAX_SIZE", "1GB")], &["stats", "--json"]));
+    assert_eq!(stats["max_size"], 1_000_000_000);
+    // Bad values are typed errors naming what is wrong.
+    let bad = run(&[("HITSAVE_MODE", "sometimes")], &["stats"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&bad.stderr);
+    assert!(message.starts_with("error[config_invalid]") && message.contains("HITSAVE_MODE"), "{message}");
+    std::fs::write(project.join("hitsave.toml"), "max_sise = 3\n").unwrap();
+    let typo = run(&[], &["stats"]);
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("max_sise"), "unknown keys are named");
+}
