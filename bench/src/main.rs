@@ -166,6 +166,139 @@ fn foundation() -> Vec<Row> {
     rows
 }
 
+fn store_suite() -> Vec<Row> {
+    use hitsave_host::Config;
+    use hitsave_host::store::{NewEval, Store};
+    let mut rows = Vec::new();
+    // On the project's disk (not a tmpfs), so the file peers use the same disk.
+    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-store");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).expect("bench dir");
+    let core = Core::load(&LoadOptions { compiled_dir: Some(base.join("compiled")) }).expect("core");
+    let store = Store::open(&Config::for_dir(base.join("store"))).expect("store");
+    let eval = |index: u64| NewEval {
+        key: hitsave_core::Digest::new(hitsave_core::DigestKind::Key, *blake3::hash(&index.to_le_bytes()).as_bytes()),
+        function_id: "bench@1".into(),
+        function_name: "bench".into(),
+        language: "rust".into(),
+        arguments: hitsave_core::Digest::new(
+            hitsave_core::DigestKind::Value,
+            *blake3::hash(&index.to_le_bytes()).as_bytes(),
+        ),
+        codec: "raw".into(),
+        compute_micros: 5000,
+        graph: None,
+    };
+    let small = vec![42u8; 100];
+
+    // Insert of a small result: HitSave versus a bare SQLite insert in WAL mode.
+    let mut next = 0u64;
+    let insert = per_call(9, 500, || {
+        next += 1;
+        black_box(store.put(&core, &eval(next), &small).expect("put"));
+    });
+    let peer_db = rusqlite::Connection::open(base.join("peer.sqlite")).expect("peer db");
+    peer_db.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    peer_db.pragma_update(None, "synchronous", "NORMAL").expect("sync");
+    peer_db.execute("CREATE TABLE t (key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID", []).expect("table");
+    let mut peer_next = 0u64;
+    let peer_insert = per_call(9, 500, || {
+        peer_next += 1;
+        peer_db
+            .execute(
+                "INSERT INTO t VALUES (?1, ?2)",
+                rusqlite::params![blake3::hash(&peer_next.to_le_bytes()).as_bytes(), small],
+            )
+            .expect("insert");
+    });
+    rows.push(Row {
+        what: "Insert a small (100 B) result".into(),
+        peer: "one bare SQLite INSERT (WAL, synchronous=NORMAL)".into(),
+        ours: fmt_duration(insert),
+        theirs: fmt_duration(peer_insert),
+        target: "≤ 50 µs".into(),
+        verdict: verdict(insert <= Duration::from_micros(50)),
+    });
+
+    // Warm lookup of a small inline result.
+    let mut probe = 0u64;
+    let lookup = per_call(15, 20_000, || {
+        probe = probe % next + 1;
+        black_box(store.get(&eval(probe).key).expect("get").expect("hit"));
+    });
+    let mut statement = peer_db.prepare_cached("SELECT value FROM t WHERE key = ?1").expect("select");
+    let mut peer_probe = 0u64;
+    let peer_lookup = per_call(15, 20_000, || {
+        peer_probe = peer_probe % peer_next + 1;
+        let value: Vec<u8> =
+            statement.query_row([blake3::hash(&peer_probe.to_le_bytes()).as_bytes()], |row| row.get(0)).expect("row");
+        black_box(value);
+    });
+    drop(statement);
+    rows.push(Row {
+        what: "Warm lookup of a small inline result (verified)".into(),
+        peer: "one bare SQLite SELECT by primary key".into(),
+        ours: fmt_duration(lookup),
+        theirs: fmt_duration(peer_lookup),
+        target: "≤ 5 µs".into(),
+        verdict: verdict(lookup <= Duration::from_micros(5)),
+    });
+
+    // 1 GiB: store and load against writing and reading a plain file on the same disk.
+    let gib: Vec<u8> = (0..1u32 << 30).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let plain = base.join("plain.bin");
+    let mut store_times = Vec::new();
+    let mut write_times = Vec::new();
+    let mut load_times = Vec::new();
+    let mut read_times = Vec::new();
+    for round in 0..3u64 {
+        // A distinct result each round, so nothing is deduplicated away.
+        let mut data = gib.clone();
+        data[0] = round as u8;
+        let start = Instant::now();
+        std::fs::write(&plain, &data).expect("plain write");
+        write_times.push(start.elapsed());
+        let start = Instant::now();
+        store.put(&core, &eval(1_000_000 + round), &data).expect("put 1 GiB");
+        store_times.push(start.elapsed());
+        drop(data);
+        let start = Instant::now();
+        let read = std::fs::read(&plain).expect("plain read");
+        black_box(&read);
+        read_times.push(start.elapsed());
+        drop(read);
+        let start = Instant::now();
+        let hit = store.get(&eval(1_000_000 + round).key).expect("get").expect("hit");
+        black_box(hit.data.bytes()[12345]);
+        load_times.push(start.elapsed());
+        let _ = std::fs::remove_file(&plain);
+    }
+    let throughput = |d: Duration| 1.0 / d.as_secs_f64();
+    let (stored, written) = (median(store_times), median(write_times));
+    let (loaded, read) = (median(load_times), median(read_times));
+    let store_ratio = throughput(stored) / throughput(written);
+    let load_ratio = throughput(loaded) / throughput(read);
+    rows.push(Row {
+        what: "Store a 1 GiB result (hash + blob write + index)".into(),
+        peer: "`std::fs::write` of the same bytes, same disk".into(),
+        ours: format!("{} ({:.2} GiB/s)", fmt_duration(stored), throughput(stored)),
+        theirs: format!("{} ({:.2} GiB/s)", fmt_duration(written), throughput(written)),
+        target: format!("≥ 80 % (got {:.0} %)", store_ratio * 100.0),
+        verdict: verdict(store_ratio >= 0.8),
+    });
+    rows.push(Row {
+        what: "Load a 1 GiB result (memory map + verify BLAKE3)".into(),
+        peer: "`std::fs::read` of the same bytes, same disk".into(),
+        ours: format!("{} ({:.2} GiB/s)", fmt_duration(loaded), throughput(loaded)),
+        theirs: format!("{} ({:.2} GiB/s)", fmt_duration(read), throughput(read)),
+        target: format!("≥ 80 % (got {:.0} %)", load_ratio * 100.0),
+        verdict: verdict(load_ratio >= 0.8),
+    });
+    drop(store);
+    let _ = std::fs::remove_dir_all(&base);
+    rows
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -224,8 +357,22 @@ fn main() {
             .expect("write docs/benchmarks.md");
             println!("wrote {}", path.display());
         }
+        "store" => {
+            let rows = store_suite();
+            for row in &rows {
+                println!("{}: {} vs {} ({}) {}", row.what, row.ours, row.theirs, row.target, row.verdict);
+            }
+            let path = write_section(
+                "store",
+                "Local store: lookup, insert, 1 GiB results",
+                "cargo run --release -p hitsave-bench -- store",
+                &rows,
+            )
+            .expect("write docs/benchmarks.md");
+            println!("wrote {}", path.display());
+        }
         other => {
-            eprintln!("unknown suite {other:?}; suites: foundation");
+            eprintln!("unknown suite {other:?}; suites: foundation, store");
             std::process::exit(2);
         }
     }

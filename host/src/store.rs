@@ -609,11 +609,8 @@ impl Store {
         if !core.should_store(size, eval.compute_micros, &store_params)? {
             return Ok(PutOutcome::Skipped);
         }
-        let digest = crate::hash::blob_digest(data);
         let inline = size <= self.inline_limit;
-        if !inline {
-            self.write_blob(&digest, data)?;
-        }
+        let digest = if inline { crate::hash::blob_digest(data) } else { self.write_new_blob(data)? };
         let graph_json = match &eval.graph {
             Some(graph) => {
                 Some(serde_json::to_string(graph).map_err(|err| HitSaveError::StoreDatabase(err.to_string()))?)
@@ -706,6 +703,44 @@ impl Store {
             tx.commit()?;
             Ok(())
         })
+    }
+
+    /// Writes a large result: hashing (on all cores) overlaps writing the
+    /// temp file, then the file is renamed to its digest, or dropped if an
+    /// identical blob is already there.
+    fn write_new_blob(&self, data: &[u8]) -> Result<Digest> {
+        let io = |path: &Path, source| HitSaveError::StoreIo { path: self.root.join(path), source };
+        let temp = PathBuf::from("tmp").join(temp_name());
+        let (digest, written) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| crate::hash::blob_digest(data));
+            let written = (|| {
+                let mut file = self.dir.create(&temp)?;
+                file.write_all(data)?;
+                if self.fsync {
+                    file.sync_all()?;
+                }
+                Ok::<_, std::io::Error>(())
+            })();
+            (hashing.join().unwrap_or_else(|_| crate::hash::blob_digest(data)), written)
+        });
+        let placed = written.and_then(|()| {
+            let target = blob_path(&digest);
+            if self.dir.metadata(&target).is_ok_and(|meta| meta.len() == data.len() as u64) {
+                return self.dir.remove_file(&temp); // Identical results are stored once.
+            }
+            let parent = target.parent().expect("blob paths have a shard directory");
+            self.dir.create_dir_all(parent)?;
+            self.dir.rename(&temp, &self.dir, &target)?;
+            if self.fsync {
+                self.dir.open_dir(parent)?.into_std_file().sync_all()?;
+            }
+            Ok(())
+        });
+        if let Err(err) = placed {
+            let _ = self.dir.remove_file(&temp);
+            return Err(io(&temp, err));
+        }
+        Ok(digest)
     }
 
     fn write_blob(&self, digest: &Digest, data: &[u8]) -> Result<()> {
