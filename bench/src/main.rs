@@ -342,38 +342,18 @@ fn write_section(name: &str, title: &str, command: &str, rows: &[Row]) -> std::i
 
 fn main() {
     let suite = std::env::args().nth(1).unwrap_or_else(|| "foundation".to_owned());
-    match suite.as_str() {
-        "foundation" => {
-            let rows = foundation();
-            for row in &rows {
-                println!("{}: {} vs {} ({}) {}", row.what, row.ours, row.theirs, row.target, row.verdict);
-            }
-            let path = write_section(
-                "foundation",
-                "Foundation: component load, key derivation, native hashing",
-                "cargo run --release -p hitsave-bench -- foundation",
-                &rows,
-            )
-            .expect("write docs/benchmarks.md");
-            println!("wrote {}", path.display());
-        }
-        "store" => {
-            let rows = store_suite();
-            for row in &rows {
-                println!("{}: {} vs {} ({}) {}", row.what, row.ours, row.theirs, row.target, row.verdict);
-            }
-            let path = write_section(
-                "store",
-                "Local store: lookup, insert, 1 GiB results",
-                "cargo run --release -p hitsave-bench -- store",
-                &rows,
-            )
-            .expect("write docs/benchmarks.md");
-            println!("wrote {}", path.display());
-        }
+    let (rows, title) = match suite.as_str() {
+        "foundation" => (foundation(), "Foundation: component load, key derivation, native hashing"),
+        "store" => (store_suite(), "Local store: lookup, insert, 1 GiB results"),
         other => {
             eprintln!("unknown suite {other:?}; suites: foundation, store");
             std::process::exit(2);
         }
+    };
+    for row in &rows {
+        println!("{}: {} vs {} ({}) {}", row.what, row.ours, row.theirs, row.target, row.verdict);
     }
+    let command = format!("cargo run --release -p hitsave-bench -- {suite}");
+    let path = write_section(&suite, title, &command, &rows).expect("write docs/benchmarks.md");
+    println!("wrote {}", path.display());
 }

@@ -407,6 +407,19 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EvalRecord> {
     })
 }
 
+/// Deletes a blob file once no row refers to it. Only called inside a write
+/// transaction, so a concurrent put cannot come to rely on it meanwhile.
+fn remove_blob_if_unused(dir: &Dir, tx: &rusqlite::Transaction<'_>, result: &str) -> Result<()> {
+    let still_used: bool =
+        tx.query_row("SELECT EXISTS (SELECT 1 FROM evals WHERE result = ?1 AND inline IS NULL)", [result], |row| {
+            row.get(0)
+        })?;
+    if !still_used {
+        let _ = dir.remove_file(blob_path(&parse_result_digest(result)?));
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the store a configuration names.
     pub fn open(config: &Config) -> Result<Self> {
@@ -811,14 +824,7 @@ impl Store {
                     })
                     .optional()?;
                 if let Some((result, true)) = removed {
-                    let still_used: bool = tx.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM evals WHERE result = ?1 AND inline IS NULL)",
-                        [&result],
-                        |row| row.get(0),
-                    )?;
-                    if !still_used {
-                        let _ = self.dir.remove_file(blob_path(&parse_result_digest(&result)?));
-                    }
+                    remove_blob_if_unused(&self.dir, &tx, &result)?;
                 }
             }
             tx.execute("UPDATE totals SET value = value + ?1 WHERE name = 'evictions'", [chosen.len() as i64])?;
@@ -853,12 +859,9 @@ impl Store {
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 for name in &names {
                     let Ok(digest) = Digest::parse(&format!("blob1_{shard}{name}")) else { continue };
-                    let used: bool = tx.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM evals WHERE result = ?1 AND inline IS NULL)",
-                        [digest.to_string()],
-                        |row| row.get(0),
-                    )?;
-                    if !used && self.dir.remove_file(blob_path(&digest)).is_ok() {
+                    let present = self.dir.metadata(blob_path(&digest)).is_ok();
+                    remove_blob_if_unused(&self.dir, &tx, &digest.to_string())?;
+                    if present && self.dir.metadata(blob_path(&digest)).is_err() {
                         report.orphan_blobs += 1;
                     }
                 }
@@ -899,14 +902,7 @@ impl Store {
             blobs.sort();
             blobs.dedup();
             for result in blobs {
-                let still_used: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM evals WHERE result = ?1 AND inline IS NULL)",
-                    [result],
-                    |row| row.get(0),
-                )?;
-                if !still_used {
-                    let _ = self.dir.remove_file(blob_path(&parse_result_digest(result)?));
-                }
+                remove_blob_if_unused(&self.dir, &tx, result)?;
             }
             if let Some(name) = function_name {
                 tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;

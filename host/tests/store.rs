@@ -373,3 +373,16 @@ fn a_newer_schema_is_refused_without_changes() {
 fn rusqlite_connection(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
+
+#[test]
+fn gc_removes_orphan_blobs_but_not_used_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store.put(core(), &eval("used", "f", 10), &content(0)).unwrap();
+    let orphan = blake3::hash(b"nobody refers to this").to_hex().to_string();
+    std::fs::create_dir_all(dir.path().join("blobs").join(&orphan[..2])).unwrap();
+    std::fs::write(dir.path().join("blobs").join(&orphan[..2]).join(&orphan[2..]), b"nobody refers to this").unwrap();
+    let report = store.gc(core(), None).unwrap();
+    assert_eq!((report.evicted, report.orphan_blobs), (0, 1));
+    assert_eq!(store.get(&key("used")).unwrap().unwrap().data.bytes(), content(0).as_slice());
+}
