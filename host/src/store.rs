@@ -57,8 +57,8 @@ pub const HALF_LIFE_SECONDS: u64 = 7 * 86_400;
 /// Hits are recorded in memory and written in batches of this many (or on
 /// the next write, or when the store is dropped): a hit must not cost a
 /// write transaction.
-const HIT_BATCH: usize = 256;
-const HIT_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+const HIT_BATCH: usize = 4096;
+const HIT_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -78,7 +78,7 @@ const MIGRATIONS: &[&str] = &[
         hits INTEGER NOT NULL DEFAULT 0,
         graph TEXT
     ) WITHOUT ROWID;
-    CREATE INDEX evals_by_function ON evals(function_name);
+
     CREATE INDEX evals_by_result ON evals(result) WHERE inline IS NULL;
     CREATE TABLE graphs (
         fingerprint TEXT PRIMARY KEY NOT NULL,
@@ -92,13 +92,7 @@ const MIGRATIONS: &[&str] = &[
         seen INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE TABLE totals (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
-    INSERT INTO totals VALUES ('size', 0), ('evictions', 0);
-    CREATE TRIGGER evals_size_insert AFTER INSERT ON evals BEGIN
-        UPDATE totals SET value = value + NEW.size WHERE name = 'size';
-    END;
-    CREATE TRIGGER evals_size_delete AFTER DELETE ON evals BEGIN
-        UPDATE totals SET value = value - OLD.size WHERE name = 'size';
-    END;",
+    INSERT INTO totals VALUES ('evictions', 0);",
 ];
 
 /// Where a result's bytes live.
@@ -232,11 +226,15 @@ pub struct EvalRecord {
     pub graph: Option<String>,
 }
 
-/// A hit: the record and the verified bytes.
+/// A hit: what a caller needs to decode the result, and the verified bytes.
 #[derive(Debug)]
 pub struct Hit {
-    /// The record (hits and last access as of before this hit).
-    pub record: EvalRecord,
+    /// The result codec.
+    pub codec: String,
+    /// The language that stored it.
+    pub language: String,
+    /// Whether the bytes were inline in the index.
+    pub inline: bool,
     /// The result bytes, verified against the record's digest.
     pub data: ResultData,
 }
@@ -344,12 +342,56 @@ pub struct WhyGroup {
 
 struct Db {
     conn: Connection,
-    pid: u32,
+    generation: u64,
+}
+
+/// Bumped in every forked child (`pthread_atfork`), so a child notices it
+/// must not use its parent's connection without a `getpid` per call.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+fn fork_generation() -> u64 {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only touches an atomic.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        }
+    });
+    FORK_GENERATION.load(Ordering::SeqCst)
 }
 
 struct PendingHits {
     hits: HashMap<String, (u64, u64)>,
     since: Instant,
+}
+
+enum FlusherMessage {
+    Batch(HashMap<String, (u64, u64)>),
+    Barrier(std::sync::mpsc::SyncSender<()>),
+}
+
+struct Flusher {
+    sender: std::sync::mpsc::Sender<FlusherMessage>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    generation: u64,
+}
+
+/// This process's view of the store's total size (see `Store::over_budget`).
+#[derive(Default)]
+struct SizeEstimate {
+    estimate: Option<u64>,
+    bytes_since_scan: u64,
+    puts_since_scan: u64,
+}
+
+impl SizeEstimate {
+    fn synced(&mut self, total: u64) {
+        *self = Self { estimate: Some(total), bytes_since_scan: 0, puts_since_scan: 0 };
+    }
 }
 
 /// The local store. `Send + Sync`: share one per process.
@@ -358,6 +400,8 @@ pub struct Store {
     dir: Dir,
     db: Mutex<Option<Db>>,
     pending: Mutex<PendingHits>,
+    size: Mutex<SizeEstimate>,
+    flusher: Mutex<Option<Flusher>>,
     max_size: AtomicU64,
     inline_limit: u64,
     fsync: bool,
@@ -386,7 +430,9 @@ fn parse_result_digest(text: &str) -> Result<Digest> {
     Ok(digest)
 }
 
-const RECORD_COLUMNS: &str = "key, function_id, function_name, language, arguments, codec, result, inline IS NOT NULL, size, compute_micros, created, last_access, hits, graph";
+const RECORD_COLUMNS: &str = "key, function_id, function_name, language, arguments, codec, result, \
+     inline IS NOT NULL, size, compute_micros, created, last_access, hits, graph";
+const GET_SQL: &str = "SELECT codec, language, result, size, inline FROM evals WHERE key = ?1";
 
 fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EvalRecord> {
     Ok(EvalRecord {
@@ -438,6 +484,8 @@ impl Store {
             dir,
             db: Mutex::new(None),
             pending: Mutex::new(PendingHits { hits: HashMap::new(), since: Instant::now() }),
+            size: Mutex::new(SizeEstimate::default()),
+            flusher: Mutex::new(None),
             max_size: AtomicU64::new(config.max_size),
             inline_limit: config.inline_limit,
             fsync: config.fsync,
@@ -494,15 +542,13 @@ impl Store {
     /// Runs `work` with this process's connection; a forked child opens its own.
     fn with_db<R>(&self, work: impl FnOnce(&mut Connection) -> Result<R>) -> Result<R> {
         let mut guard = self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let pid = std::process::id();
-        if guard.as_ref().is_none_or(|db| db.pid != pid) {
-            if let Some(db) = guard.take()
-                && db.pid != pid
-            {
+        let generation = fork_generation();
+        if guard.as_ref().is_none_or(|db| db.generation != generation) {
+            if let Some(db) = guard.take() {
                 // Never close the parent's connection from a forked child.
                 std::mem::forget(db);
             }
-            *guard = Some(Db { conn: self.connect()?, pid });
+            *guard = Some(Db { conn: self.connect()?, generation });
         }
         let db = guard.as_mut().expect("connection was just opened");
         work(&mut db.conn)
@@ -513,30 +559,38 @@ impl Store {
     pub fn get(&self, key: &Digest) -> Result<Option<Hit>> {
         let key_text = key.to_string();
         let found = self.with_db(|conn| {
-            let mut statement =
-                conn.prepare_cached(&format!("SELECT {RECORD_COLUMNS}, inline FROM evals WHERE key = ?1"))?;
+            let mut statement = conn.prepare_cached(GET_SQL)?;
             Ok(statement
-                .query_row([&key_text], |row| Ok((record_from_row(row)?, row.get::<_, Option<Vec<u8>>>(14)?)))
+                .query_row([&key_text], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)? as u64,
+                        row.get::<_, Option<Vec<u8>>>(4)?,
+                    ))
+                })
                 .optional()?)
         })?;
-        let Some((record, inline)) = found else { return Ok(None) };
-        let expected = parse_result_digest(&record.result)?;
+        let Some((codec, language, result, size, inline)) = found else { return Ok(None) };
+        let expected = parse_result_digest(&result)?;
+        let is_inline = inline.is_some();
         let data = match inline {
             Some(bytes) => ResultData::Inline(bytes),
             None => match self.map_blob(&expected) {
                 Ok(map) => ResultData::Mapped(map),
                 Err(_) => {
-                    self.remove_corrupt(&record.key)?;
+                    self.remove_corrupt(&key_text)?;
                     return Ok(None);
                 }
             },
         };
-        if crate::hash::blob_digest(data.bytes()) != expected || data.bytes().len() as u64 != record.size {
-            self.remove_corrupt(&record.key)?;
+        if crate::hash::blob_digest(data.bytes()) != expected || data.bytes().len() as u64 != size {
+            self.remove_corrupt(&key_text)?;
             return Ok(None);
         }
-        self.record_hit(&record.key)?;
-        Ok(Some(Hit { record, data }))
+        self.record_hit(key_text)?;
+        Ok(Some(Hit { codec, language, inline: is_inline, data }))
     }
 
     fn map_blob(&self, digest: &Digest) -> std::io::Result<memmap2::Mmap> {
@@ -575,40 +629,103 @@ impl Store {
         })
     }
 
-    fn record_hit(&self, key: &str) -> Result<()> {
+    fn record_hit(&self, key: String) -> Result<()> {
         let flush = {
             let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let entry = pending.hits.entry(key.to_owned()).or_insert((0, 0));
+            let entry = pending.hits.entry(key).or_insert((0, 0));
             entry.0 += 1;
             entry.1 = now();
             pending.hits.len() >= HIT_BATCH || pending.since.elapsed() >= HIT_FLUSH_INTERVAL
         };
-        if flush { self.flush_hits() } else { Ok(()) }
+        if flush {
+            self.flush_hits_in_background();
+        }
+        Ok(())
     }
 
-    /// Writes buffered hit counts and access times to the index.
+    /// Writes buffered hit counts and access times to the index, and waits
+    /// until batches handed to the background writer are written too.
     pub fn flush_hits(&self) -> Result<()> {
-        let hits = {
-            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            pending.since = Instant::now();
-            std::mem::take(&mut pending.hits)
-        };
-        if hits.is_empty() || self.read_only {
+        let hits = self.take_pending();
+        if self.read_only {
             return Ok(());
         }
-        self.with_db(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut statement = tx.prepare_cached(
-                    "UPDATE evals SET hits = hits + ?2, last_access = max(last_access, ?3) WHERE key = ?1",
-                )?;
-                for (key, (count, at)) in &hits {
-                    statement.execute(params![key, *count as i64, *at as i64])?;
+        let mut flusher = self.flusher.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(running) = flusher.as_ref().filter(|running| running.generation == fork_generation()) {
+            let (done, wait) = std::sync::mpsc::sync_channel(1);
+            if !hits.is_empty() {
+                let _ = running.sender.send(FlusherMessage::Batch(hits.clone()));
+            }
+            if running.sender.send(FlusherMessage::Barrier(done)).is_ok() && wait.recv().is_ok() {
+                return Ok(());
+            }
+            // The writer is gone: write here instead.
+            *flusher = None;
+        }
+        drop(flusher);
+        if hits.is_empty() {
+            return Ok(());
+        }
+        self.with_db(|conn| write_hits(conn, &hits))
+    }
+
+    fn take_pending(&self) -> HashMap<String, (u64, u64)> {
+        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.since = Instant::now();
+        std::mem::take(&mut pending.hits)
+    }
+
+    /// Hands a batch of hits to the background writer (started on first
+    /// use, and again in a forked child), so a lookup never waits for the
+    /// write transaction that records hits.
+    fn flush_hits_in_background(&self) {
+        let hits = self.take_pending();
+        if hits.is_empty() || self.read_only {
+            return;
+        }
+        let generation = fork_generation();
+        let mut flusher = self.flusher.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if flusher.as_ref().is_none_or(|running| running.generation != generation) {
+            if let Some(stale) = flusher.take() {
+                // A thread of the parent process: it does not exist here.
+                std::mem::forget(stale);
+            }
+            let (sender, receiver) = std::sync::mpsc::channel::<FlusherMessage>();
+            let path = self.root.join("index.sqlite");
+            let spawned = std::thread::Builder::new().name("hitsave-hits".into()).spawn(move || {
+                let mut conn: Option<Connection> = None;
+                for message in receiver {
+                    match message {
+                        FlusherMessage::Batch(hits) => {
+                            if conn.is_none() {
+                                conn = Connection::open(&path)
+                                    .and_then(|conn| conn.busy_timeout(Duration::from_secs(30)).map(|()| conn))
+                                    .ok();
+                            }
+                            if let Some(conn) = conn.as_mut()
+                                && let Err(err) = write_hits(conn, &hits)
+                            {
+                                crate::memo::warn_once(&err);
+                            }
+                        }
+                        FlusherMessage::Barrier(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+            match spawned {
+                Ok(handle) => *flusher = Some(Flusher { sender, handle: Some(handle), generation }),
+                Err(_) => {
+                    drop(flusher);
+                    let _ = self.with_db(|conn| write_hits(conn, &hits));
+                    return;
                 }
             }
-            tx.commit()?;
-            Ok(())
-        })
+        }
+        if let Some(running) = flusher.as_ref() {
+            let _ = running.sender.send(FlusherMessage::Batch(hits));
+        }
     }
 
     /// Stores a fresh result. The caller must still return its value if this fails.
@@ -640,7 +757,13 @@ impl Store {
         };
         let time = now() as i64;
         let outcome = self.with_db(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // A small result without a graph is one INSERT: no blob to re-check, no write lock to take early.
+            let behavior = if inline && graph_json.is_none() {
+                rusqlite::TransactionBehavior::Deferred
+            } else {
+                rusqlite::TransactionBehavior::Immediate
+            };
+            let tx = conn.transaction_with_behavior(behavior)?;
             // Eviction deletes blobs only inside write transactions: if ours
             // vanished between the write above and now, write it again.
             if !inline && self.dir.metadata(blob_path(&digest)).is_err() {
@@ -680,7 +803,7 @@ impl Store {
             tx.commit()?;
             Ok(if inserted == 1 { PutOutcome::Stored } else { PutOutcome::AlreadyPresent })
         })?;
-        if outcome == PutOutcome::Stored && self.total_size()? > self.max_size() {
+        if outcome == PutOutcome::Stored && self.over_budget(size)? {
             self.evict_to(core, (self.max_size() as f64 * EVICTION_TARGET) as u64)?;
         }
         Ok(outcome)
@@ -784,10 +907,36 @@ impl Store {
         result.map_err(|err| io(&target, err))
     }
 
+    /// The exact total size of the results (a scan of the index).
     fn total_size(&self) -> Result<u64> {
-        self.with_db(|conn| {
-            Ok(conn.query_row("SELECT value FROM totals WHERE name = 'size'", [], |row| row.get::<_, i64>(0))? as u64)
-        })
+        let total = self.with_db(|conn| {
+            Ok(conn.query_row("SELECT total(size) FROM evals", [], |row| row.get::<_, f64>(0))? as u64)
+        })?;
+        self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).synced(total);
+        Ok(total)
+    }
+
+    /// Whether the store is over its budget after this process added `added`
+    /// bytes. The total is an estimate kept per process (other processes'
+    /// puts are not seen), made exact by a scan of the index whenever the
+    /// estimate crosses the budget or this process has added a twentieth of
+    /// the budget (or 1000 results) since the last scan. A put then costs one
+    /// INSERT, not a size-accounting row that every writer contends on.
+    fn over_budget(&self, added: u64) -> Result<bool> {
+        let budget = self.max_size();
+        let needs_scan = {
+            let mut size = self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            size.estimate = size.estimate.map(|total| total + added);
+            size.bytes_since_scan += added;
+            size.puts_since_scan += 1;
+            size.estimate.is_none_or(|total| total > budget)
+                || size.bytes_since_scan >= budget / 20
+                || size.puts_since_scan >= 1000
+        };
+        if !needs_scan {
+            return Ok(false);
+        }
+        Ok(self.total_size()? > budget)
     }
 
     /// Evicts, by the core's policy, until the total is at most `target`.
@@ -831,6 +980,7 @@ impl Store {
             tx.commit()?;
             Ok((chosen.len() as u64, evicted_bytes))
         })
+        .inspect(|_| self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).estimate = None)
     }
 
     /// Applies the budget now (optionally a smaller one), removes blob files
@@ -913,6 +1063,7 @@ impl Store {
             tx.commit()?;
             Ok(rows.len() as u64)
         })?;
+        self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).estimate = None;
         Ok(removed)
     }
 
@@ -1107,5 +1258,30 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.flush_hits();
+        let flusher = self.flusher.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(mut flusher) = flusher {
+            if flusher.generation == fork_generation() {
+                let handle = flusher.handle.take();
+                drop(flusher.sender);
+                if let Some(handle) = handle {
+                    let _ = handle.join();
+                }
+            } else {
+                std::mem::forget(flusher);
+            }
+        }
     }
+}
+
+fn write_hits(conn: &mut Connection, hits: &HashMap<String, (u64, u64)>) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut statement =
+            tx.prepare_cached("UPDATE evals SET hits = hits + ?2, last_access = max(last_access, ?3) WHERE key = ?1")?;
+        for (key, (count, at)) in hits {
+            statement.execute(params![key, *count as i64, *at as i64])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }

@@ -124,7 +124,7 @@ fn results_round_trip_inline_and_as_blobs() {
     for index in 0..10 {
         let hit = store.get(&key(&format!("k{index}"))).unwrap().expect("stored");
         assert_eq!(hit.data.bytes(), content(index).as_slice());
-        assert_eq!(hit.record.inline, content(index).len() as u64 <= config(dir.path()).inline_limit);
+        assert_eq!(hit.inline, content(index).len() as u64 <= config(dir.path()).inline_limit);
     }
     assert!(store.get(&key("absent")).unwrap().is_none());
     // A second put of the same key keeps the first.
@@ -385,4 +385,43 @@ fn gc_removes_orphan_blobs_but_not_used_ones() {
     let report = store.gc(core(), None).unwrap();
     assert_eq!((report.evicted, report.orphan_blobs), (0, 1));
     assert_eq!(store.get(&key("used")).unwrap().unwrap().data.bytes(), content(0).as_slice());
+}
+
+#[test]
+fn a_forked_child_opens_its_own_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store.put(core(), &eval("before fork", "f", 10), b"parent").unwrap();
+    // SAFETY: the child only uses the store (which reopens its connection),
+    // then leaves with _exit so no parent state is torn down twice.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = store.get(&key("before fork")).ok().flatten().is_some_and(|hit| hit.data.bytes() == b"parent")
+            && store.put(core(), &eval("from child", "f", 10), b"child").is_ok();
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child could use the store");
+    // The parent's connection still works and sees the child's write.
+    assert_eq!(store.get(&key("from child")).unwrap().unwrap().data.bytes(), b"child");
+    assert_eq!(store.get(&key("before fork")).unwrap().unwrap().data.bytes(), b"parent");
+}
+
+#[test]
+fn hits_written_in_the_background_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    // More distinct keys than one batch, so a batch goes to the background writer.
+    for index in 0..5000u64 {
+        store.put(core(), &eval(&format!("k{index}"), "f", 10), &index.to_le_bytes()).unwrap();
+    }
+    for index in 0..5000u64 {
+        assert!(store.get(&key(&format!("k{index}"))).unwrap().is_some());
+    }
+    assert_eq!(store.stats().unwrap().hits, 5000, "stats waits for the background writer");
+    drop(store);
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(store.functions().unwrap()[0].hits, 5000);
 }
