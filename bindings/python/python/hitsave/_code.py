@@ -1,0 +1,284 @@
+"""Code dependencies of a function, discovered from the live objects.
+
+A memoized function's identity is the ``code1`` fingerprint of its node in a
+dependency graph (``docs/spec/keys.md``). This module builds that graph:
+
+- project functions, methods, lambdas and nested functions by their
+  normalised source (the AST without docstrings, so comments, blank lines and
+  docstrings do not count), or their bytecode when no source exists (``python
+  -c``);
+- the globals they read, found in the bytecode of the function and of every
+  code object nested in it (lambdas, comprehensions, inner functions),
+  including ``module.attr`` reads and names reached through closures;
+- classes by their source, with their bases and the globals their methods
+  read;
+- module-level values by their canonical value;
+- anything from an installed package by distribution name and version.
+
+The graph itself is hashed by the core, so Python and Node fingerprints
+follow one rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import dis
+import functools
+import importlib.metadata
+import inspect
+import sys
+import sysconfig
+import textwrap
+import types
+from pathlib import Path
+from typing import Any
+
+from hitsave import _native
+
+_EXTERNAL_ROOTS = tuple(
+    str(Path(p).resolve())
+    for key in ("stdlib", "platstdlib", "purelib", "platlib")
+    if (p := sysconfig.get_paths().get(key))
+)
+
+
+def is_code_object(value: Any) -> bool:
+    """Whether ``value`` is hashed by its code (functions, classes, methods)."""
+    return isinstance(value, (types.FunctionType, types.MethodType, type, functools.partial))
+
+
+def fingerprint_of(value: Any) -> str:
+    """The ``code1`` fingerprint of a function or class."""
+    root, nodes = graph_of(value)
+    names = [node[1] for node in nodes]
+    return _native.fingerprints(nodes)[names.index(root)]
+
+
+def _module_file(module: types.ModuleType | None) -> str | None:
+    file = getattr(module, "__file__", None)
+    return str(Path(file).resolve()) if file else None
+
+
+def is_external(obj: Any) -> bool:
+    """Whether ``obj`` comes from an installed package or the standard library."""
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    if isinstance(obj, types.ModuleType):
+        module = obj
+    if module is None:
+        return False
+    if module.__name__ in sys.builtin_module_names or module.__name__ == "builtins":
+        return True
+    file = _module_file(module)
+    if file is None:
+        return False  # __main__ of `python -c`, notebooks: the user's code
+    return file.startswith(_EXTERNAL_ROOTS) or "site-packages" in file or "dist-packages" in file
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def package_of(obj: Any) -> tuple[str, str]:
+    """``(name, version)`` of the distribution an external object comes from."""
+    module_name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", "") or ""
+    top = module_name.split(".")[0]
+    for dist in _distributions().get(top, []):
+        try:
+            return dist, importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    # The standard library (and anything without metadata) counts by Python's version.
+    return "python", "{}.{}".format(*sys.version_info[:2])
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def normalised_source(obj: Any) -> str | None:
+    """The AST dump of ``obj``'s source without docstrings, or ``None`` when there is no source."""
+    try:
+        source = textwrap.dedent(inspect.getsource(obj))
+    except (OSError, TypeError):
+        return None
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        # A lambda inside a larger expression: keep the text of its line(s).
+        return source.strip()
+    return ast.dump(_strip_docstrings(tree), include_attributes=False)
+
+
+def _code_summary(code: types.CodeType) -> list[Any]:
+    """Bytecode, names and constants of a code object, for when no source exists."""
+    consts = [_code_summary(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return [code.co_code, list(code.co_names), list(code.co_varnames), consts]
+
+
+def _nested_codes(code: types.CodeType) -> list[types.CodeType]:
+    out = [code]
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            out.extend(_nested_codes(const))
+    return out
+
+
+def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[Any]:
+    """Objects a code object (and its nested ones) reads from its globals,
+    including ``module.attr`` chains."""
+    found: list[Any] = []
+    for nested in _nested_codes(code):
+        instructions = list(dis.get_instructions(nested))
+        for index, instruction in enumerate(instructions):
+            if instruction.opname not in ("LOAD_GLOBAL", "LOAD_NAME"):
+                continue
+            name = instruction.argval
+            if name in namespace:
+                value = namespace[name]
+            elif hasattr(builtins, name):
+                continue
+            else:
+                continue  # defined later or never: nothing to hash now
+            # Follow module.attr(.attr…) reads.
+            follow = index + 1
+            while isinstance(value, types.ModuleType) and follow < len(instructions) and instructions[follow].opname in ("LOAD_ATTR", "LOAD_METHOD"):
+                attr = instructions[follow].argval
+                if not hasattr(value, attr):
+                    break
+                value = getattr(value, attr)
+                follow += 1
+            found.append(value)
+    return found
+
+
+class _GraphBuilder:
+    def __init__(self) -> None:
+        self.nodes: list[tuple[str, str, str, list[int]]] = []
+        self.index: dict[str, int] = {}
+        self.seen: dict[int, str] = {}
+
+    def _add(self, kind: str, name: str, content: str) -> int:
+        if name in self.index:
+            return self.index[name]
+        self.index[name] = len(self.nodes)
+        self.nodes.append((kind, name, content, []))
+        return self.index[name]
+
+    def _link(self, parent: int, child: int | None) -> None:
+        if child is not None and child not in self.nodes[parent][3]:
+            self.nodes[parent][3].append(child)
+
+    def visit(self, obj: Any, name_hint: str | None = None) -> int | None:
+        if isinstance(obj, functools.partial):
+            node = self._add("function", f"partial:{id(obj)}", _native.value_digest(["partial", list(obj.args), dict(obj.keywords)]))
+            self._link(node, self.visit(obj.func))
+            return node
+        if isinstance(obj, types.MethodType):
+            return self.visit(obj.__func__)
+        if isinstance(obj, (types.FunctionType, type, types.ModuleType)) or callable(obj):
+            if is_external(obj):
+                dist, version = package_of(obj)
+                return self._add("package", f"package:{dist}", _native.value_digest(f"{dist}=={version}"))
+        if isinstance(obj, types.FunctionType):
+            return self._function(obj)
+        if isinstance(obj, type):
+            return self._class(obj)
+        if isinstance(obj, types.ModuleType):
+            return self._add("module", f"module:{obj.__name__}", _native.value_digest(obj.__name__))
+        if callable(obj) and not isinstance(obj, type):
+            # Builtin functions and other callables without Python code.
+            return None
+        if name_hint is None:
+            return None
+        try:
+            content = _native.value_digest(obj)
+        except _native.HitSaveError:
+            # A module-level value that cannot be hashed faithfully (a logger,
+            # a lock): it counts by its type, so replacing it by another type
+            # still changes the fingerprint.
+            content = _native.value_digest(["opaque", type(obj).__module__, type(obj).__qualname__])
+        return self._add("constant", name_hint, content)
+
+    def _name(self, obj: Any) -> str:
+        return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
+
+    def _function(self, fn: types.FunctionType) -> int:
+        name = self._name(fn)
+        if name in self.index:
+            return self.index[name]
+        source = normalised_source(fn)
+        content = _native.value_digest([
+            "function",
+            source if source is not None else _code_summary(fn.__code__),
+            _safe_value(fn.__defaults__),
+            _safe_value(fn.__kwdefaults__),
+        ])
+        node = self._add("function", name, content)
+        self._deps_of_code(node, fn.__code__, fn.__globals__, fn.__module__)
+        for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue
+            self._link(node, self.visit(value, f"{name}.<closure {cell_name}>"))
+        # A method depends on its class (and so on the class's other methods).
+        qualname = fn.__qualname__
+        if "." in qualname and "<locals>" not in qualname:
+            owner: Any = sys.modules.get(fn.__module__)
+            for part in qualname.split(".")[:-1]:
+                owner = getattr(owner, part, None)
+            if isinstance(owner, type):
+                self._link(node, self.visit(owner))
+        return node
+
+    def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> None:
+        for value in _referenced(code, namespace):
+            hint = None
+            if not isinstance(value, (types.FunctionType, type, types.ModuleType)):
+                names = [k for k, v in namespace.items() if v is value]
+                hint = f"{module}:{names[0]}" if names else None
+            self._link(node, self.visit(value, hint))
+
+    def _class(self, cls: type) -> int:
+        name = self._name(cls)
+        if name in self.index:
+            return self.index[name]
+        source = normalised_source(cls)
+        if source is None:
+            members = sorted((k, _code_summary(v.__code__)) for k, v in vars(cls).items() if isinstance(v, types.FunctionType))
+            source_value: Any = members
+        else:
+            source_value = source
+        node = self._add("class", name, _native.value_digest(["class", source_value]))
+        for base in cls.__bases__:
+            if base is not object:
+                self._link(node, self.visit(base))
+        for member in vars(cls).values():
+            function = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+            if isinstance(function, types.FunctionType):
+                self._deps_of_code(node, function.__code__, function.__globals__, cls.__module__)
+        return node
+
+
+def _safe_value(value: Any) -> Any:
+    try:
+        _native.value_digest(value)
+        return value
+    except _native.HitSaveError:
+        return ["opaque", type(value).__qualname__]
+
+
+def graph_of(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]]]:
+    """``(root name, nodes)`` of the dependency graph of a function or class."""
+    builder = _GraphBuilder()
+    root = builder.visit(obj, getattr(obj, "__qualname__", None))
+    if root is None:
+        raise TypeError(f"{obj!r} has no code to fingerprint")
+    return builder.nodes[root][1], builder.nodes

@@ -1,0 +1,308 @@
+"""``@memo``: the Python face of HitSave's shared call path."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import pickle
+import threading
+import time
+import warnings
+from typing import Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
+
+from hitsave import _code, _native
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Codec names stored with each result. ``pickle`` results are Python-only:
+#: another language never tries to read them.
+PICKLE = "pickle"
+
+
+class Miss:
+    """Returned by ``.lookup()`` when nothing is stored for the arguments."""
+
+    _instance: "Miss | None" = None
+
+    def __new__(cls) -> "Miss":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "hitsave.MISS"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISS = Miss()
+
+_store_lock = threading.Lock()
+_store: _native.Store | None = None
+_store_failed = False
+
+
+def _open_store() -> _native.Store | None:
+    """The process's store, opened on first use; ``None`` if it cannot be (with one warning)."""
+    global _store, _store_failed
+    if _store is not None or _store_failed:
+        return _store
+    with _store_lock:
+        if _store is None and not _store_failed:
+            try:
+                _store = _native.Store()
+            except _native.HitSaveError as error:
+                if error.code == "config_invalid":
+                    raise
+                _store_failed = True
+                _native.warn_once(error)
+    return _store
+
+
+class MemoFunction(Generic[P, R]):
+    """A memoized function. Call it like the original."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None,
+        version: str | None,
+        ignore: Iterable[str],
+        local: bool,
+        cloud: bool | None,
+        codec: str | None,
+    ) -> None:
+        if (name is None) != (version is None):
+            raise TypeError("memo: give both name= and version= (an explicit identity), or neither")
+        if codec not in (None, PICKLE):
+            raise ValueError(f"memo: unknown codec {codec!r}; available: {PICKLE!r}")
+        self.__wrapped__ = fn
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        self._fn = fn
+        self._name = name
+        self._version = version
+        self._ignore = frozenset(ignore)
+        self._local = local
+        self._cloud = cloud
+        self._codec = codec or PICKLE
+        self._signature = inspect.signature(fn)
+        unknown = self._ignore - set(self._signature.parameters)
+        if unknown:
+            raise ValueError(f"memo: ignore= names parameters {sorted(unknown)} that {fn.__qualname__} does not have")
+        self._identity: tuple[str, dict[str, str]] | None = None
+        self._graph: tuple[str, list[Any]] | None = None
+        self._is_async = inspect.iscoroutinefunction(fn)
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self.function_name = f"{fn.__module__}:{fn.__qualname__}" if name is None else name
+
+    # -- identity and keys -------------------------------------------------
+
+    def _identity_kwargs(self) -> dict[str, str]:
+        if self._identity is None:
+            if self._name is not None:
+                kwargs = {"name": self._name, "version": str(self._version)}
+                function_id = f"{self._name}@{self._version}"
+            else:
+                root, nodes = _code.graph_of(self._fn)
+                names = [node[1] for node in nodes]
+                fingerprint = _native.fingerprints(nodes)[names.index(root)]
+                self._graph = (root, nodes)
+                kwargs = {"fingerprint": fingerprint}
+                function_id = fingerprint
+            self._identity = (function_id, kwargs)
+        return self._identity[1]
+
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = []
+        for parameter_name, value in bound.arguments.items():
+            if parameter_name in self._ignore:
+                continue
+            values.append(value)
+        return values
+
+    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
+        try:
+            arguments = _native.value_digest(self._arguments(args, kwargs))
+        except _native.HitSaveError as error:
+            if error.path is not None:
+                # The arguments are hashed as one list: its indices are the parameters'.
+                error.path = "args" + error.path
+                error.args = (f"{self.function_name}: {error.args[0]}".replace(" at [", " at args[", 1),)
+            raise
+        return _native.derive_key(arguments, **self._identity_kwargs()), arguments
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The eval key (``key1_…``) these arguments have."""
+        return self._key(args, kwargs)[0]
+
+    # -- store -------------------------------------------------------------
+
+    def _enabled_store(self) -> _native.Store | None:
+        if not self._local:
+            return None
+        store = _open_store()
+        if store is None or store.mode == "off":
+            return None
+        return store
+
+    def _lookup(self, store: _native.Store | None, key: str) -> Any:
+        if store is None:
+            return MISS
+        try:
+            hit = store.get(key)
+        except _native.HitSaveError as error:
+            _native.warn_once(error)
+            return MISS
+        if hit is None:
+            return MISS
+        codec, language, data = hit
+        if codec != PICKLE:
+            raise _native.HitSaveError(
+                f"{self.function_name}: the stored result uses the {codec!r} codec written by {language}, "
+                "which this version of the Python SDK cannot read"
+            )
+        return pickle.loads(data)
+
+    def _save(self, store: _native.Store | None, key: str, arguments: str, value: Any, micros: int) -> None:
+        if store is None:
+            return
+        try:
+            data = pickle.dumps(value, protocol=5)
+        except Exception as error:  # noqa: BLE001 - any pickling failure means "not storable"
+            warnings.warn(f"hitsave: {self.function_name}: the result cannot be pickled ({error}); it is returned but not stored", stacklevel=3)
+            return
+        identity = self._identity[0] if self._identity else ""
+        graph = self._graph
+        try:
+            store.put(
+                key,
+                function_id=identity,
+                function_name=self.function_name,
+                arguments=arguments,
+                codec=PICKLE,
+                data=data,
+                compute_micros=micros,
+                graph=graph,
+            )
+        except _native.HitSaveError as error:
+            _native.warn_once(error)
+
+    # -- calls ---------------------------------------------------------------
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        store = self._enabled_store()
+        if store is None and self._local:
+            return self._fn(*args, **kwargs)
+        key, arguments = self._key(args, kwargs)
+        if self._is_async:
+            return self._call_async(store, key, arguments, args, kwargs)  # type: ignore[return-value]
+        value = self._lookup(store, key)
+        if value is not MISS:
+            return value  # type: ignore[no-any-return]
+        start = time.perf_counter_ns()
+        value = self._fn(*args, **kwargs)
+        self._save(store, key, arguments, value, (time.perf_counter_ns() - start) // 1000)
+        return value
+
+    async def _call_async(self, store: _native.Store | None, key: str, arguments: str, args: Any, kwargs: Any) -> Any:
+        value = await asyncio.to_thread(self._lookup, store, key)
+        if value is not MISS:
+            return value
+        pending = self._pending.get(key)
+        if pending is not None and pending.get_loop() is asyncio.get_running_loop():
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            start = time.perf_counter_ns()
+            value = await self._fn(*args, **kwargs)  # type: ignore[misc]
+            micros = (time.perf_counter_ns() - start) // 1000
+            await asyncio.to_thread(self._save, store, key, arguments, value, micros)
+            future.set_result(value)
+            return value
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: waiters re-raise it; nothing is stored
+            raise
+        finally:
+            self._pending.pop(key, None)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        return functools.partial(self, instance)
+
+    # -- helpers on the wrapped function -------------------------------------
+
+    def lookup(self, *args: P.args, **kwargs: P.kwargs) -> R | Miss:
+        """The stored result for these arguments, or ``hitsave.MISS``, without running the function."""
+        return self._lookup(self._enabled_store(), self._key(args, kwargs)[0])  # type: ignore[no-any-return]
+
+    def clear(self) -> int:
+        """Removes this function's stored results; returns how many."""
+        store = self._enabled_store()
+        return store.clear(self.function_name) if store is not None else 0
+
+    def why(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """``"hit"`` when these arguments have a stored result, else what changed since stored results."""
+        store = self._enabled_store()
+        if store is None:
+            return "the cache is off"
+        key = self._key(args, kwargs)[0]
+        if self._lookup(store, key) is not MISS:
+            return "hit"
+        if self._graph is not None:
+            store.record_function(self.function_name, self._graph[0], self._graph[1])
+        try:
+            groups = store.why(self.function_name)
+        except _native.HitSaveError:
+            return "miss: nothing is stored for this function yet"
+        changes = [f"{node} {change}" for _graph, _count, current, group in groups if not current for node, change in group]
+        if any(current for _graph, _count, current, _group in groups):
+            return "miss: the code is unchanged; no result is stored for these arguments"
+        if changes:
+            return "miss: code changed since results were stored: " + ", ".join(sorted(set(changes)))
+        return "miss: no result is stored for these arguments"
+
+
+@overload
+def memo(fn: Callable[P, R], /) -> MemoFunction[P, R]: ...
+@overload
+def memo(
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    ignore: Iterable[str] = (),
+    local: bool = True,
+    cloud: bool | None = None,
+    codec: str | None = None,
+) -> Callable[[Callable[P, R]], MemoFunction[P, R]]: ...
+def memo(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    ignore: Iterable[str] = (),
+    local: bool = True,
+    cloud: bool | None = None,
+    codec: str | None = None,
+) -> Any:
+    """Save a function's results on disk, keyed by its arguments and its code.
+
+    Use as ``@memo`` or ``@memo(name="train", version="2", ignore=["verbose"])``.
+    Without ``name``/``version`` the function is identified by a fingerprint of
+    its code and everything it depends on, so editing any of it starts a new
+    set of results (and reverting the edit finds the old ones again).
+    """
+
+    def wrap(function: Callable[P, R]) -> MemoFunction[P, R]:
+        return MemoFunction(function, name=name, version=version, ignore=ignore, local=local, cloud=cloud, codec=codec)
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,376 @@
+//! `hitsave._native`: the Python SDK's native module.
+//!
+//! It translates and nothing more: Python values into the value stream
+//! ([`walk`]), calls into `hitsave-host` (which runs the core component), and
+//! host errors into Python exceptions with stable `.code`s. `@memo` itself is
+//! in `python/hitsave/_memo.py`: signature binding and sync/async plumbing are
+//! intrinsically Python.
+
+mod walk;
+
+use std::collections::HashMap;
+
+use hitsave_core::Digest;
+use hitsave_core::graph::{Node, NodeKind};
+use hitsave_core::keys::FunctionIdentity;
+use hitsave_core::stream::StreamWriter;
+use hitsave_host::store::{Graph, NewEval, PutOutcome};
+use hitsave_host::{Config, Core, HitSaveError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
+
+/// Python base classes per error code, besides `HitSaveError`.
+fn builtin_base(code: &str) -> &'static str {
+    match code {
+        "unhashable_value" => "TypeError",
+        "io" | "store_io" => "OSError",
+        "malformed_stream" | "invalid_utf8" | "duplicate_key" | "invalid_array" | "invalid_digest"
+        | "invalid_graph" | "invalid_identity" | "too_deep" | "config_invalid" => "ValueError",
+        "not_found" => "LookupError",
+        _ => "RuntimeError",
+    }
+}
+
+/// `unhashable_value` -> `UnhashableValueError`.
+pub fn class_name(code: &str) -> String {
+    let mut name: String = code
+        .split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect();
+    name = name.replace("Utf8", "UTF8").replace("Io", "IO");
+    name + "Error"
+}
+
+static ERROR_BASE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static ERROR_CLASSES: PyOnceLock<HashMap<&'static str, Py<PyType>>> = PyOnceLock::new();
+
+/// `hitsave.HitSaveError`: the base of every HitSave exception.
+fn error_base(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    let base = ERROR_BASE.get_or_try_init(py, || {
+        let namespace = PyDict::new(py);
+        namespace.set_item("__module__", "hitsave")?;
+        namespace.set_item(
+            "__doc__",
+            "Base of every HitSave error. `.code` is a stable snake_case code (docs/errors.md); \
+             `.path` is where in the arguments the error arose, when it is about one place.",
+        )?;
+        namespace.set_item("code", "hitsave_error")?;
+        namespace.set_item("path", py.None())?;
+        let bases = PyTuple::new(py, [py.get_type::<pyo3::exceptions::PyException>()])?;
+        let class = py.import("builtins")?.getattr("type")?.call1(("HitSaveError", bases, namespace))?;
+        Ok::<_, PyErr>(class.cast_into::<PyType>()?.unbind())
+    })?;
+    Ok(base.bind(py).clone())
+}
+
+fn error_classes(py: Python<'_>) -> PyResult<&HashMap<&'static str, Py<PyType>>> {
+    ERROR_CLASSES.get_or_try_init(py, || {
+        let builtins = py.import("builtins")?;
+        let type_ = builtins.getattr("type")?;
+        let base = error_base(py)?;
+        let mut classes = HashMap::new();
+        for code in HitSaveError::all_codes() {
+            let namespace = PyDict::new(py);
+            namespace.set_item("__module__", "hitsave")?;
+            namespace.set_item("__doc__", format!("HitSave error `{code}` (see docs/errors.md)."))?;
+            let bases = PyTuple::new(py, [base.clone().into_any(), builtins.getattr(builtin_base(code))?])?;
+            let class = type_.call1((class_name(code), bases, namespace))?;
+            classes.insert(code, class.cast_into::<PyType>()?.unbind());
+        }
+        Ok(classes)
+    })
+}
+
+/// A host error as a Python exception of its code's class, with `.code` and `.path`.
+pub fn to_py_err(error: HitSaveError) -> PyErr {
+    Python::attach(|py| {
+        let code = error.code();
+        let path = error.path().map(str::to_owned);
+        let made = (|| -> PyResult<PyErr> {
+            let class = error_classes(py)?.get(code).map(|class| class.bind(py).clone());
+            let class = match class {
+                Some(class) => class,
+                None => error_base(py)?,
+            };
+            let instance = class.call1((error.to_string(),))?;
+            instance.setattr("code", code)?;
+            instance.setattr("path", path.clone())?;
+            Ok(PyErr::from_value(instance))
+        })();
+        made.unwrap_or_else(|err| err)
+    })
+}
+
+fn core() -> PyResult<&'static Core> {
+    Core::shared().map_err(to_py_err)
+}
+
+fn stream_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let mut out = StreamWriter::new();
+    walk::walk(value, &mut out, 0)?;
+    Ok(out.into_bytes())
+}
+
+/// The `val1` digest of a Python value.
+#[pyfunction]
+fn value_digest(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<String> {
+    let stream = stream_of(value)?;
+    let core = core()?;
+    let digest = py.detach(move || core.value_digest(&stream)).map_err(to_py_err)?;
+    Ok(digest.to_string())
+}
+
+/// Canonical bytes of a Python value (for tests and debugging).
+#[pyfunction]
+fn canonical_bytes<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let stream = stream_of(value)?;
+    let (canonical, _) = core()?.encode(&stream).map_err(to_py_err)?;
+    Ok(PyBytes::new(py, &canonical))
+}
+
+/// The value stream of a Python value (for tests against the vectors).
+#[pyfunction]
+fn value_stream<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(py, &stream_of(value)?))
+}
+
+fn parse_digest(text: &str) -> PyResult<Digest> {
+    Digest::parse(text).map_err(|err| to_py_err(err.into()))
+}
+
+/// The `key1` eval key: `fingerprint` (a `code1` digest) or `name` + `version`, and the argument digest.
+#[pyfunction]
+#[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None))]
+fn derive_key(
+    arguments: &str,
+    fingerprint: Option<&str>,
+    name: Option<String>,
+    version: Option<String>,
+) -> PyResult<String> {
+    let identity = match (fingerprint, name, version) {
+        (Some(fingerprint), None, None) => FunctionIdentity::Fingerprint(parse_digest(fingerprint)?),
+        (None, Some(name), Some(version)) => FunctionIdentity::Explicit { name, version },
+        _ => {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "derive_key takes either fingerprint= or both name= and version=",
+            ));
+        }
+    };
+    let key = core()?.derive_key(&identity, &parse_digest(arguments)?).map_err(to_py_err)?;
+    Ok(key.to_string())
+}
+
+type NodeTuple = (String, String, String, Vec<u32>);
+/// `(graph fingerprint, results, is current, [(node, change)])`.
+type WhyGroupTuple = (Option<String>, u64, bool, Vec<(String, String)>);
+
+fn nodes_from(nodes: Vec<NodeTuple>) -> PyResult<Vec<Node>> {
+    nodes
+        .into_iter()
+        .map(|(kind, name, content, deps)| {
+            let kind = NodeKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(|| {
+                to_py_err(HitSaveError::Core(hitsave_core::CoreError::new(
+                    hitsave_core::ErrorCode::InvalidGraph,
+                    format!("unknown node kind {kind:?}"),
+                )))
+            })?;
+            Ok(Node { kind, name, content: parse_digest(&content)?, deps })
+        })
+        .collect()
+}
+
+/// `code1` fingerprints of `(kind, name, content digest, dep indices)` nodes.
+#[pyfunction]
+fn fingerprints(nodes: Vec<NodeTuple>) -> PyResult<Vec<String>> {
+    let nodes = nodes_from(nodes)?;
+    Ok(core()?.fingerprints(&nodes).map_err(to_py_err)?.iter().map(Digest::to_string).collect())
+}
+
+/// What changed between two graphs, as `(name, change)` pairs.
+#[pyfunction]
+fn diff(old: Vec<NodeTuple>, new: Vec<NodeTuple>, root: &str) -> PyResult<Vec<(String, String)>> {
+    let changes = core()?.diff(&nodes_from(old)?, &nodes_from(new)?, root).map_err(to_py_err)?;
+    Ok(changes.into_iter().map(|change| (change.name, change.change.as_str().to_owned())).collect())
+}
+
+/// BLAKE3 (`blob1`) of bytes-like data, hashed without the GIL.
+#[pyfunction]
+fn blob_digest(py: Python<'_>, data: &[u8]) -> String {
+    let (address, len) = (data.as_ptr() as usize, data.len());
+    py.detach(move || {
+        // SAFETY: `data` is borrowed from a Python object the caller holds for this call.
+        let data = unsafe { std::slice::from_raw_parts(address as *const u8, len) };
+        hitsave_host::hash::blob_digest(data).to_string()
+    })
+}
+
+/// The local store, opened from the configuration (environment, `hitsave.toml`).
+#[pyclass(frozen, module = "hitsave._native")]
+struct Store {
+    inner: hitsave_host::Store,
+    mode: String,
+}
+
+#[pymethods]
+impl Store {
+    /// Opens the store; `cache_dir` overrides the configuration.
+    #[new]
+    #[pyo3(signature = (cache_dir=None))]
+    fn new(py: Python<'_>, cache_dir: Option<std::path::PathBuf>) -> PyResult<Self> {
+        py.detach(|| {
+            let mut config = Config::load()?;
+            if let Some(dir) = cache_dir {
+                config.cache_dir = dir;
+            }
+            let mode = config.mode.as_str().to_owned();
+            Ok(Self { inner: hitsave_host::Store::open(&config)?, mode })
+        })
+        .map_err(to_py_err)
+    }
+
+    /// The configured mode: `off`, `local`, `cloud` or `read-only`.
+    #[getter]
+    fn mode(&self) -> &str {
+        &self.mode
+    }
+
+    /// The store directory.
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.path().display().to_string()
+    }
+
+    /// `(codec, language, bytes)` for a key, or `None` on a miss. Bytes are verified.
+    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<(String, String, Bound<'py, PyBytes>)>> {
+        let key = parse_digest(key)?;
+        let hit = py.detach(|| self.inner.get(&key)).map_err(to_py_err)?;
+        Ok(hit.map(|hit| (hit.codec, hit.language, PyBytes::new(py, hit.data.bytes()))))
+    }
+
+    /// Stores a result; returns `stored`, `already_present` or `skipped`.
+    #[pyo3(signature = (key, *, function_id, function_name, arguments, codec, data, compute_micros, graph=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        function_id: String,
+        function_name: String,
+        arguments: &str,
+        codec: String,
+        data: &[u8],
+        compute_micros: u64,
+        graph: Option<(String, Vec<NodeTuple>)>,
+    ) -> PyResult<&'static str> {
+        let graph = match graph {
+            Some((root, nodes)) => Some(Graph::from_nodes(&root, &nodes_from(nodes)?)),
+            None => None,
+        };
+        let eval = NewEval {
+            key: parse_digest(key)?,
+            function_id,
+            function_name,
+            language: "python".to_owned(),
+            arguments: parse_digest(arguments)?,
+            codec,
+            compute_micros,
+            graph,
+        };
+        let core = core()?;
+        let (address, len) = (data.as_ptr() as usize, data.len());
+        let outcome = py
+            .detach(move || {
+                // SAFETY: `data` is borrowed from a bytes object held by the caller for this call.
+                let data = unsafe { std::slice::from_raw_parts(address as *const u8, len) };
+                self.inner.put(core, &eval, data)
+            })
+            .map_err(to_py_err)?;
+        Ok(match outcome {
+            PutOutcome::Stored => "stored",
+            PutOutcome::AlreadyPresent => "already_present",
+            PutOutcome::Skipped => "skipped",
+        })
+    }
+
+    /// Records the graph a function has now (for `hitsave why`).
+    fn record_function(&self, py: Python<'_>, function_name: &str, root: &str, nodes: Vec<NodeTuple>) -> PyResult<()> {
+        let graph = Graph::from_nodes(root, &nodes_from(nodes)?);
+        let core = core()?;
+        py.detach(|| self.inner.record_function(core, function_name, "python", &graph)).map_err(to_py_err)
+    }
+
+    /// Removes one function's results (or all); returns how many.
+    #[pyo3(signature = (function_name=None))]
+    fn clear(&self, py: Python<'_>, function_name: Option<&str>) -> PyResult<u64> {
+        py.detach(|| self.inner.clear(function_name)).map_err(to_py_err)
+    }
+
+    /// Which dependencies changed, per stored graph: `[(graph, evals, current, [(node, change)])]`.
+    fn why(&self, py: Python<'_>, function_name: &str) -> PyResult<Vec<WhyGroupTuple>> {
+        let core = core()?;
+        let report = py.detach(|| self.inner.why(core, function_name)).map_err(to_py_err)?;
+        Ok(report.stored.into_iter().map(|group| (group.graph, group.evals, group.current, group.changes)).collect())
+    }
+
+    /// Writes buffered hit counts now.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.flush_hits()).map_err(to_py_err)
+    }
+}
+
+/// Prints a cache warning once per code per process (the value is still returned).
+#[pyfunction]
+fn warn_once(error: &Bound<'_, PyAny>) -> PyResult<()> {
+    let code: String = error.getattr("code")?.extract()?;
+    let message = error.str()?.to_string();
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> = std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if seen.get_or_insert_with(Default::default).insert(code.clone()) {
+        eprintln!("hitsave: warning[{code}]: {message} (the result is returned, but the cache could not be used)");
+    }
+    Ok(())
+}
+
+/// Runs the `hitsave` CLI with `argv` (program name first); returns the exit code.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
+    py.detach(|| hitsave_cli::run(argv))
+}
+
+/// Every stable error code, in the order of `docs/errors.md`.
+#[pyfunction]
+fn error_codes() -> Vec<&'static str> {
+    HitSaveError::all_codes()
+}
+
+/// The BLAKE3 of the embedded core component (the same in every binding).
+#[pyfunction]
+fn component_digest() -> String {
+    hitsave_host::runtime::component_digest()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("HitSaveError", error_base(py)?)?;
+    for (code, class) in error_classes(py)? {
+        m.add(class_name(code), class.bind(py))?;
+    }
+    m.add_function(wrap_pyfunction!(value_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(canonical_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(value_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(derive_key, m)?)?;
+    m.add_function(wrap_pyfunction!(fingerprints, m)?)?;
+    m.add_function(wrap_pyfunction!(diff, m)?)?;
+    m.add_function(wrap_pyfunction!(blob_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(warn_once, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(error_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(component_digest, m)?)?;
+    m.add_class::<Store>()?;
+    Ok(())
+}

@@ -1,0 +1,44 @@
+import re
+import threading
+
+import pytest
+
+import hitsave
+from hitsave import _native
+from conftest import REPO
+
+
+def test_error_codes_match_rust_and_docs():
+    documented = re.findall(r"^\| `([a-z0-9_]+)` \|", (REPO / "docs" / "errors.md").read_text(), re.MULTILINE)
+    assert _native.error_codes() == documented
+    for code in documented:
+        name = "".join(part.capitalize() for part in code.split("_")).replace("Utf8", "UTF8").replace("Io", "IO") + "Error"
+        cls = getattr(hitsave, name)
+        assert issubclass(cls, hitsave.HitSaveError), name
+
+
+def test_unhashable_argument_names_its_path_and_type():
+    @hitsave.memo
+    def f(a, b):
+        return a
+
+    with pytest.raises(hitsave.UnhashableValueError) as raised:
+        f(1, {"x": [0, 0, 0, threading.Lock()]})
+    assert raised.value.code == "unhashable_value"
+    assert raised.value.path == 'args[1]["x"][3]'
+    assert "_thread.lock" in str(raised.value)
+    assert isinstance(raised.value, TypeError)
+
+
+def test_generators_and_plain_objects_are_not_hashed_to_a_constant():
+    with pytest.raises(hitsave.UnhashableValueError):
+        hitsave.value_digest(x for x in range(3))
+    with pytest.raises(hitsave.UnhashableValueError):
+        hitsave.value_digest(object())
+
+
+def test_bad_identity_is_a_typed_error():
+    f = hitsave.memo(name="", version="1")(lambda x: x)
+    with pytest.raises(hitsave.InvalidIdentityError) as raised:
+        f(1)
+    assert raised.value.code == "invalid_identity"

@@ -1,0 +1,253 @@
+"""@memo as a user uses it: real projects on disk, edited between runs of
+fresh interpreters, sharing one store."""
+
+import asyncio
+import os
+import threading
+
+import pytest
+
+import hitsave
+
+CALL = """
+import app
+print("result", app.compute(3))
+"""
+
+
+def ran(result):
+    return "computing" in result.stdout
+
+
+def write_app(project, helper_body="return x + 1", extra=""):
+    project.write(
+        "app.py",
+        f'''
+        from hitsave import memo
+        import helpers
+
+        SCALE = 10
+
+        @memo
+        def compute(x):
+            """Docstring."""
+            print("computing")
+            return helpers.helper(x) * SCALE
+        {extra}
+        ''',
+    )
+    project.write(
+        "helpers.py",
+        f"""
+        def helper(x):
+            {helper_body}
+
+        def unrelated():
+            return 0
+        """,
+    )
+
+
+def test_second_run_hits_and_an_edit_in_an_imported_module_misses(project):
+    write_app(project)
+    first = project.run(CALL)
+    assert ran(first) and "result 40" in first.stdout
+    second = project.run(CALL)
+    assert not ran(second) and "result 40" in second.stdout
+    write_app(project, helper_body="return x + 2")
+    third = project.run(CALL)
+    assert ran(third) and "result 50" in third.stdout
+    # Reverting the edit finds the old result again.
+    write_app(project)
+    fourth = project.run(CALL)
+    assert not ran(fourth) and "result 40" in fourth.stdout
+
+
+def test_comments_docstrings_and_unreached_edits_do_not_count(project):
+    write_app(project)
+    project.run(CALL)
+    project.write(
+        "helpers.py",
+        """
+        def helper(x):
+            # a comment
+
+            return x + 1
+
+        def unrelated():
+            return 12345
+        """,
+    )
+    assert not ran(project.run(CALL))
+
+
+def test_global_constant_edit_misses(project):
+    write_app(project)
+    project.run(CALL)
+    project.write("app.py", (project.root / "app.py").read_text().replace("SCALE = 10", "SCALE = 11"))
+    result = project.run(CALL)
+    assert ran(result) and "result 44" in result.stdout
+
+
+def test_globals_in_lambdas_comprehensions_and_nested_functions_count(project):
+    project.write(
+        "app.py",
+        """
+        from hitsave import memo
+
+        OFFSET = 1
+
+        @memo
+        def compute(x):
+            print("computing")
+            inner = lambda v: v + OFFSET
+            def nested(v):
+                return inner(v)
+            return sum(nested(i) for i in range(x))
+        """,
+    )
+    project.run(CALL)
+    assert not ran(project.run(CALL))
+    project.write("app.py", (project.root / "app.py").read_text().replace("OFFSET = 1", "OFFSET = 2"))
+    assert ran(project.run(CALL))
+
+
+def test_base_class_edit_misses(project):
+    project.write(
+        "shapes.py",
+        """
+        class Base:
+            def area(self):
+                return 1
+        """,
+    )
+    project.write(
+        "app.py",
+        """
+        from hitsave import memo
+        from shapes import Base
+
+        class Square(Base):
+            pass
+
+        @memo
+        def compute(x):
+            print("computing")
+            return Square().area() * x
+        """,
+    )
+    project.run(CALL)
+    assert not ran(project.run(CALL))
+    project.write("shapes.py", (project.root / "shapes.py").read_text().replace("return 1", "return 2"))
+    assert ran(project.run(CALL))
+
+
+def test_keyword_order_and_defaults_do_not_change_the_key():
+    @hitsave.memo
+    def f(a, b=2, *, c=3):
+        return a + b + c
+
+    assert f.key(1) == f.key(1, 2) == f.key(a=1, c=3, b=2) == f.key(1, b=2, c=3)
+    assert f.key(1) != f.key(2)
+
+
+def test_explicit_identity_ignore_lookup_clear_and_why():
+    calls = []
+
+    @hitsave.memo(name="train", version="1", ignore=["verbose"])
+    def train(epochs, verbose=False):
+        calls.append(epochs)
+        return epochs * 2
+
+    assert train.lookup(3) is hitsave.MISS
+    assert train(3, verbose=True) == 6
+    assert train(3, verbose=False) == 6
+    assert calls == [3]
+    assert train.lookup(3) == 6
+    assert train.why(3) == "hit"
+    assert train.why(4).startswith("miss")
+    assert train.clear() == 1
+    assert train.lookup(3) is hitsave.MISS
+
+
+def test_threads_share_results():
+    calls = []
+
+    @hitsave.memo
+    def f(x):
+        calls.append(x)
+        return x * x
+
+    threads = [threading.Thread(target=lambda i=i: [f(i % 4) for _ in range(20)]) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(calls)) == [0, 1, 2, 3]
+    assert [f(i) for i in range(4)] == [0, 1, 4, 9]
+
+
+def test_async_calls_of_one_key_run_once_and_failures_are_not_cached():
+    calls = []
+
+    @hitsave.memo
+    async def fetch(x):
+        calls.append(x)
+        await asyncio.sleep(0.05)
+        if x < 0:
+            raise ValueError("negative")
+        return x + 1
+
+    async def main():
+        results = await asyncio.gather(*(fetch(5) for _ in range(5)))
+        assert results == [6] * 5
+        with pytest.raises(ValueError):
+            await fetch(-1)
+        with pytest.raises(ValueError):
+            await fetch(-1)
+
+    asyncio.run(main())
+    assert calls == [5, -1, -1]
+
+
+def test_methods_hash_self_by_its_fields():
+    class Model:
+        def __init__(self, scale):
+            self.scale = scale
+
+        @hitsave.memo
+        def predict(self, x):
+            return self.scale * x
+
+    assert Model(2).predict(3) == 6
+    assert Model(3).predict(3) == 9
+    assert Model(2).predict.__self__ if hasattr(Model(2).predict, "__self__") else True
+
+
+def test_processes_share_one_store(project):
+    write_app(project)
+    results = [project.run(CALL) for _ in range(3)]
+    assert sum(ran(result) for result in results) == 1
+
+
+def test_an_unusable_store_still_returns_the_value(project, tmp_path):
+    write_app(project)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    result = project.run(CALL, env={"HITSAVE_CACHE_DIR": str(blocker / "cache")})
+    assert "result 40" in result.stdout
+    assert "warning[store_io]" in result.stderr
+
+
+def test_mode_off_calls_through(project):
+    write_app(project)
+    assert ran(project.run(CALL, env={"HITSAVE_MODE": "off"}))
+    assert ran(project.run(CALL, env={"HITSAVE_MODE": "off"}))
+
+
+def test_cli_is_reachable_from_python(project):
+    write_app(project)
+    project.run(CALL)
+    listing = project.run("import sys, runpy; sys.argv = ['hitsave', 'ls']; runpy.run_module('hitsave', run_name='__main__')", check=False)
+    assert listing.returncode == 0, listing.stderr
+    assert "app:compute" in listing.stdout and "python" in listing.stdout

@@ -1,0 +1,135 @@
+"""The shared vectors (tests/vectors) through the Python walker: Python
+values built from the notation must give the digests Rust pins."""
+
+import dataclasses
+import json
+import math
+import pathlib
+import struct
+import threading
+
+import pytest
+
+import hitsave
+from hitsave import _native
+from conftest import VECTORS
+
+np = pytest.importorskip("numpy")
+
+
+class NotRepresentable(Exception):
+    """A notation value Python cannot express (e.g. a dict with keys 1 and 1.0)."""
+
+
+def hashable(value):
+    return tuple(hashable(v) for v in value) if isinstance(value, list) else value
+
+
+def from_notation(node, tmp_path):
+    if node is None or isinstance(node, (bool, str)):
+        return node
+    if isinstance(node, int):
+        return node
+    if isinstance(node, float):
+        return node
+    if isinstance(node, list):
+        return [from_notation(item, tmp_path) for item in node]
+    if "record" in node:
+        fields = node["fields"]
+        names = [name for name, _ in fields]
+        if len(set(names)) != len(names):
+            raise NotRepresentable("repeated field")
+        module, _, qualname = node["record"].rpartition(".")
+        cls = dataclasses.make_dataclass(qualname, names)
+        cls.__module__ = module or "builtins"
+        cls.__qualname__ = qualname
+        return cls(*[from_notation(value, tmp_path) for _, value in fields])
+    (tag, body), = node.items()
+    if tag in ("int", "bigint"):
+        return int(body)
+    if tag == "float":
+        return float(body)
+    if tag == "float_bits":
+        return struct.unpack("<d", bytes.fromhex(body)[::-1])[0]
+    if tag == "bytes":
+        return bytes.fromhex(body)
+    if tag == "tuple":
+        return tuple(from_notation(item, tmp_path) for item in body)
+    if tag == "map":
+        result = {hashable(from_notation(k, tmp_path)): from_notation(v, tmp_path) for k, v in body}
+        if len(result) != len(body):
+            raise NotRepresentable("keys equal in Python")
+        return result
+    if tag == "set":
+        return {hashable(from_notation(item, tmp_path)) for item in body}
+    if tag == "array":
+        data = bytes.fromhex(body["data"])
+        return np.frombuffer(data, dtype=np.dtype(body["dtype"]).newbyteorder("<")).reshape(body["shape"]).copy()
+    if tag == "file":
+        path = tmp_path / f"file-{len(list(tmp_path.iterdir()))}"
+        path.write_bytes(bytes.fromhex(body))
+        return hitsave.File(path)
+    if tag == "path":
+        return pathlib.PurePosixPath(body)
+    if tag == "unhashable":
+        return threading.Lock()
+    raise NotRepresentable(tag)
+
+
+def load(name):
+    return json.loads((VECTORS / name).read_text())
+
+
+VALUES = load("values.json")
+
+
+@pytest.mark.parametrize("case", VALUES["cases"], ids=lambda case: case["name"])
+def test_value_vector(case, tmp_path):
+    try:
+        value = from_notation(case["value"], tmp_path)
+    except NotRepresentable:
+        pytest.skip("not expressible as a Python value")
+    assert _native.canonical_bytes(value).hex() == case["canonical"]
+    assert hitsave.value_digest(value) == case["digest"]
+
+
+@pytest.mark.parametrize("case", [c for c in VALUES["errors"] if c["value"] is not None], ids=lambda case: case["name"])
+def test_value_error_vector(case, tmp_path):
+    if "array" in json.dumps(case["value"]):
+        pytest.skip("numpy cannot build an array whose data contradicts its dtype or shape")
+    if "{member" in (case["path"] or ""):
+        pytest.skip("a Python set's iteration order is not the notation's order")
+    try:
+        value = from_notation(case["value"], tmp_path)
+    except NotRepresentable:
+        pytest.skip("not expressible as a Python value")
+    with pytest.raises(hitsave.HitSaveError) as raised:
+        hitsave.value_digest(value)
+    assert raised.value.code == case["code"]
+    assert raised.value.path == case["path"]
+
+
+@pytest.mark.parametrize("case", load("keys.json")["cases"], ids=lambda case: case["name"])
+def test_key_vector(case, tmp_path):
+    arguments = hitsave.value_digest(from_notation(case["arguments"], tmp_path))
+    assert arguments == case["arguments_digest"]
+    assert _native.derive_key(arguments, **case["identity"]) == case["key"]
+
+
+@pytest.mark.parametrize("case", load("graphs.json")["fingerprints"], ids=lambda case: case["name"])
+def test_graph_vector(case):
+    nodes = [(n["kind"], n["name"], n["content"], n["deps"]) for n in case["nodes"]]
+    assert _native.fingerprints(nodes) == [case["fingerprints"][n["name"]] for n in case["nodes"]]
+
+
+def test_python_specific_values():
+    # numpy scalars are their Python values; big-endian and strided arrays equal their little-endian C-order copies.
+    assert hitsave.value_digest(np.float64(2.0)) == hitsave.value_digest(2)
+    a = np.arange(12, dtype=">i4").reshape(3, 4)
+    assert hitsave.value_digest(a) == hitsave.value_digest(np.ascontiguousarray(a, dtype="<i4"))
+    assert hitsave.value_digest(a.T) == hitsave.value_digest(np.ascontiguousarray(a.T, dtype="<i4"))
+    assert hitsave.value_digest(bytearray(b"xy")) == hitsave.value_digest(b"xy") == hitsave.value_digest(memoryview(b"xy"))
+    assert hitsave.value_digest(True) != hitsave.value_digest(1)
+    assert hitsave.value_digest(math.nan) == hitsave.value_digest(float("-nan"))
+    big = np.zeros(1 << 20, dtype=np.uint8)
+    assert hitsave.value_digest(big) == hitsave.value_digest(big.copy())
