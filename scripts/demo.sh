@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up and runs the demo on the embedded defaults.
+# Sets up (toolchain, Python environment, the SDK) and runs the demo on the embedded defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo run --quiet --locked -p hitsave-host --example demo
+bash scripts/python-dev.sh >/dev/null
+.venv/bin/python examples/demo.py

@@ -16,5 +16,8 @@ for component in rustfmt clippy; do
   grep -q "^$component" <<<"$installed_components" || rustup component add "$component" --toolchain "$toolchain"
 done
 
-# The independent spec check (tests/spec/check_values.py) needs BLAKE3 for Python.
-python3 -c 'import blake3' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check 'blake3>=1,<2'
+# Python: one virtual environment for building the SDK and running its tests
+# and the independent spec check (tests/spec/check_values.py needs BLAKE3).
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check \
+  'maturin>=1.9.4,<2' 'pytest>=8' 'numpy>=1.26' 'blake3>=1,<2'

@@ -22,4 +22,10 @@ step "Rust tests (core natively, host with the embedded component)"
 cargo test --locked --workspace
 
 step "an independent implementation of docs/spec/values.md agrees with the vectors"
-python3 tests/spec/check_values.py
+.venv/bin/python tests/spec/check_values.py
+
+step "Python SDK: build the extension (dev profile, the same target dir) and install it"
+bash scripts/python-dev.sh
+
+step "Python tests"
+.venv/bin/python -m pytest -q bindings/python/tests
