@@ -36,6 +36,7 @@ pub mod error;
 pub mod hash;
 pub mod memo;
 pub mod paths;
+pub mod portable;
 pub mod runtime;
 pub mod store;
 

@@ -6,6 +6,7 @@
 //! in `python/hitsave/_memo.py`: signature binding and sync/async plumbing are
 //! intrinsically Python.
 
+mod portable;
 mod walk;
 
 use std::collections::HashMap;
@@ -162,6 +163,50 @@ fn derive_key(
     };
     let key = core()?.derive_key(&identity, &parse_digest(arguments)?).map_err(to_py_err)?;
     Ok(key.to_string())
+}
+
+/// The eval key and the argument digest of bound arguments, in one crossing:
+/// `(key1_…, val1_…)`.
+#[pyfunction]
+#[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None))]
+fn arguments_key(
+    py: Python<'_>,
+    arguments: &Bound<'_, PyAny>,
+    fingerprint: Option<&str>,
+    name: Option<String>,
+    version: Option<String>,
+) -> PyResult<(String, String)> {
+    let identity = match (fingerprint, name, version) {
+        (Some(fingerprint), None, None) => FunctionIdentity::Fingerprint(parse_digest(fingerprint)?),
+        (None, Some(name), Some(version)) => FunctionIdentity::Explicit { name, version },
+        _ => {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "arguments_key takes either fingerprint= or both name= and version=",
+            ));
+        }
+    };
+    let stream = stream_of(arguments)?;
+    let core = core()?;
+    let (key, digest) = py
+        .detach(move || {
+            let digest = core.value_digest(&stream)?;
+            Ok::<_, HitSaveError>((core.derive_key(&identity, &digest)?, digest))
+        })
+        .map_err(to_py_err)?;
+    Ok((key.to_string(), digest.to_string()))
+}
+
+/// The portable encoding of a result, or `None` when it has no exact portable form.
+#[pyfunction]
+fn encode_portable<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let mut out = StreamWriter::new();
+    Ok(portable::encode(value, &mut out, 0)?.then(|| PyBytes::new(py, out.as_bytes())))
+}
+
+/// Rebuilds a result stored with the portable codec.
+#[pyfunction]
+fn decode_portable<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    portable::decode_value(py, data)
 }
 
 type NodeTuple = (String, String, String, Vec<u32>);
@@ -364,6 +409,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(canonical_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(value_stream, m)?)?;
     m.add_function(wrap_pyfunction!(derive_key, m)?)?;
+    m.add_function(wrap_pyfunction!(arguments_key, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_portable, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_portable, m)?)?;
+    m.add("PORTABLE", hitsave_host::portable::CODEC)?;
     m.add_function(wrap_pyfunction!(fingerprints, m)?)?;
     m.add_function(wrap_pyfunction!(diff, m)?)?;
     m.add_function(wrap_pyfunction!(blob_digest, m)?)?;

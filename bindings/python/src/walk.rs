@@ -233,7 +233,7 @@ fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -
     }
     let hitsave_types = py.import("hitsave._types")?;
     if value.is_instance(&hitsave_types.getattr("File")?)? {
-        let path: String = value.getattr("path")?.call_method0("__fspath__")?.extract()?;
+        let path: String = value.getattr("path")?.extract()?;
         return hash::write_file(out, std::path::Path::new(&path)).map_err(crate::to_py_err);
     }
     if value.is_instance(&py.import("pathlib")?.getattr("PurePath")?)? {

@@ -251,3 +251,48 @@ def test_cli_is_reachable_from_python(project):
     listing = project.run("import sys, runpy; sys.argv = ['hitsave', 'ls']; runpy.run_module('hitsave', run_name='__main__')", check=False)
     assert listing.returncode == 0, listing.stderr
     assert "app:compute" in listing.stdout and "python" in listing.stdout
+
+
+def test_plain_functions_bind_like_python_does():
+    @hitsave.memo
+    def f(a, b=2):
+        return a + b
+
+    assert f.key(1) == f.key(1, 2) == f.key(a=1) == f.key(b=2, a=1) == f.key(1, b=2)
+    assert f.key(1) != f.key(1, 3)
+    for bad in [lambda: f.key(), lambda: f.key(1, a=2), lambda: f.key(1, c=3), lambda: f.key(1, 2, 3)]:
+        with pytest.raises(TypeError):
+            bad()
+
+    @hitsave.memo(ignore=["verbose"])
+    def g(x, verbose=False):
+        return x
+
+    assert g.key(1, True) == g.key(1) == g.key(1, verbose=True)
+
+
+def test_results_come_back_exactly_portable_or_pickled(isolated_cache):
+    np = pytest.importorskip("numpy")
+    values = [
+        None, True, 7, 2**100, -3.5, 1.0, "héllo", b"\x00\xff", [1, [2.0, None]], {"a": 1, 2: [3]},
+        np.arange(6, dtype=np.float32).reshape(2, 3),
+        (1, 2), {1, 2}, bytearray(b"x"), {"t": (1,)},
+    ]
+    for index, value in enumerate(values):
+        @hitsave.memo(name=f"identity-{index}", version="1")
+        def identity(x):
+            return x
+
+        first = identity(value)
+        again = identity(value)
+        store = hitsave._memo._open_store()
+        codec = store.get(identity.key(value))[0]
+        if isinstance(value, np.ndarray):
+            assert again.dtype == value.dtype and again.shape == value.shape and (again == value).all()
+            again[0, 0] = 99  # writable, like the original
+            assert codec == "portable"
+        else:
+            assert type(again) is type(value) and again == value, (value, again)
+            exact = isinstance(value, (type(None), bool, int, float, str, bytes, list)) or (isinstance(value, dict) and value != {"t": (1,)})
+            assert codec == ("portable" if exact else "pickle"), (value, codec)
+        assert first == value if not isinstance(value, np.ndarray) else True

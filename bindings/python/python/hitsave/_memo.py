@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import inspect
 import pickle
 import threading
 import time
 import warnings
-from typing import Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
 
-from hitsave import _code, _native
+from hitsave import _native
+
+if TYPE_CHECKING:
+    import asyncio
+    import inspect
+
+# `import hitsave` stays light: asyncio, inspect and the code analysis are
+# imported when a memoized function first needs them.
+_CO_COROUTINE = 0x80
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Codec names stored with each result. ``pickle`` results are Python-only:
-#: another language never tries to read them.
+#: Codec names stored with each result. ``portable`` results (None, bool,
+#: int, float, str, bytes, list, dict, numpy arrays) are read by every
+#: language as equal values; ``pickle`` results are Python-only: another
+#: language never tries to read them.
+PORTABLE = "portable"
 PICKLE = "pickle"
 
 
@@ -78,8 +87,8 @@ class MemoFunction(Generic[P, R]):
     ) -> None:
         if (name is None) != (version is None):
             raise TypeError("memo: give both name= and version= (an explicit identity), or neither")
-        if codec not in (None, PICKLE):
-            raise ValueError(f"memo: unknown codec {codec!r}; available: {PICKLE!r}")
+        if codec not in (None, PORTABLE, PICKLE):
+            raise ValueError(f"memo: unknown codec {codec!r}; available: {PORTABLE!r}, {PICKLE!r} (None: portable when exact, else pickle)")
         self.__wrapped__ = fn
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
         self._fn = fn
@@ -88,18 +97,31 @@ class MemoFunction(Generic[P, R]):
         self._ignore = frozenset(ignore)
         self._local = local
         self._cloud = cloud
-        self._codec = codec or PICKLE
-        self._signature = inspect.signature(fn)
-        unknown = self._ignore - set(self._signature.parameters)
+        self._codec = codec
+        self._signature_cache: inspect.Signature | None = None
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            count = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)
+            unknown = self._ignore - set(code.co_varnames[:count])
+        else:
+            unknown = self._ignore - set(self._signature.parameters)
         if unknown:
             raise ValueError(f"memo: ignore= names parameters {sorted(unknown)} that {fn.__qualname__} does not have")
         self._identity: tuple[str, dict[str, str]] | None = None
         self._graph: tuple[str, list[Any]] | None = None
-        self._is_async = inspect.iscoroutinefunction(fn)
+        self._is_async = bool(code is not None and code.co_flags & _CO_COROUTINE)
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self.function_name = f"{fn.__module__}:{fn.__qualname__}" if name is None else name
 
     # -- identity and keys -------------------------------------------------
+
+    @property
+    def _signature(self) -> inspect.Signature:
+        if self._signature_cache is None:
+            import inspect
+
+            self._signature_cache = inspect.signature(self._fn)
+        return self._signature_cache
 
     def _identity_kwargs(self) -> dict[str, str]:
         if self._identity is None:
@@ -107,6 +129,8 @@ class MemoFunction(Generic[P, R]):
                 kwargs = {"name": self._name, "version": str(self._version)}
                 function_id = f"{self._name}@{self._version}"
             else:
+                from hitsave import _code
+
                 root, nodes = _code.graph_of(self._fn)
                 names = [node[1] for node in nodes]
                 fingerprint = _native.fingerprints(nodes)[names.index(root)]
@@ -117,25 +141,56 @@ class MemoFunction(Generic[P, R]):
         return self._identity[1]
 
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+        fast = self._fast_binding
+        if fast is not None and len(args) <= len(fast[0]):
+            names, defaults = fast
+            values = list(args)
+            used = 0
+            for name in names[len(args):]:
+                if name in kwargs:
+                    values.append(kwargs[name])
+                    used += 1
+                elif name in defaults:
+                    values.append(defaults[name])
+                else:
+                    break  # a missing argument: inspect raises Python's own TypeError
+            else:
+                if used == len(kwargs):  # no unknown keyword, none given twice
+                    if self._ignore:
+                        return [value for name, value in zip(names, values) if name not in self._ignore]
+                    return values
+        # The general case (and every binding error, with Python's own message).
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        values = []
-        for parameter_name, value in bound.arguments.items():
-            if parameter_name in self._ignore:
-                continue
-            values.append(value)
-        return values
+        return [value for parameter_name, value in bound.arguments.items() if parameter_name not in self._ignore]
+
+    @functools.cached_property
+    def _fast_binding(self) -> tuple[tuple[str, ...], dict[str, Any]] | None:
+        """Parameter names and defaults of a plain function (no ``*args``,
+        ``**kwargs`` or positional-only parameters), bound without ``inspect``."""
+        code = getattr(self._fn, "__code__", None)
+        if code is None or code.co_flags & 0x0C or code.co_posonlyargcount:
+            return None
+        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        positional = names[: code.co_argcount]
+        defaults: dict[str, Any] = {}
+        if self._fn.__defaults__:
+            defaults.update(zip(positional[len(positional) - len(self._fn.__defaults__):], self._fn.__defaults__))
+        if self._fn.__kwdefaults__:
+            defaults.update(self._fn.__kwdefaults__)
+        if code.co_kwonlyargcount:
+            return None  # keyword-only parameters cannot be passed positionally; leave them to inspect
+        return names, defaults
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
         try:
-            arguments = _native.value_digest(self._arguments(args, kwargs))
+            return _native.arguments_key(self._arguments(args, kwargs), **self._identity_kwargs())
         except _native.HitSaveError as error:
             if error.path is not None:
                 # The arguments are hashed as one list: its indices are the parameters'.
                 error.path = "args" + error.path
                 error.args = (f"{self.function_name}: {error.args[0]}".replace(" at [", " at args[", 1),)
             raise
-        return _native.derive_key(arguments, **self._identity_kwargs()), arguments
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The eval key (``key1_…``) these arguments have."""
@@ -162,21 +217,30 @@ class MemoFunction(Generic[P, R]):
         if hit is None:
             return MISS
         codec, language, data = hit
-        if codec != PICKLE:
-            raise _native.HitSaveError(
-                f"{self.function_name}: the stored result uses the {codec!r} codec written by {language}, "
-                "which this version of the Python SDK cannot read"
-            )
-        return pickle.loads(data)
+        if codec == PORTABLE:
+            return _native.decode_portable(data)
+        if codec == PICKLE:
+            return pickle.loads(data)
+        raise _native.HitSaveError(
+            f"{self.function_name}: the stored result was written by {language} with the {codec!r} codec, "
+            "which only that language reads; call it with another name= or version=, or from that language"
+        )
 
     def _save(self, store: _native.Store | None, key: str, arguments: str, value: Any, micros: int) -> None:
         if store is None:
             return
-        try:
-            data = pickle.dumps(value, protocol=5)
-        except Exception as error:  # noqa: BLE001 - any pickling failure means "not storable"
-            warnings.warn(f"hitsave: {self.function_name}: the result cannot be pickled ({error}); it is returned but not stored", stacklevel=3)
-            return
+        data = _native.encode_portable(value) if self._codec in (None, PORTABLE) else None
+        codec = PORTABLE
+        if data is None:
+            if self._codec == PORTABLE:
+                warnings.warn(f"hitsave: {self.function_name}: the result has no portable form; it is returned but not stored", stacklevel=3)
+                return
+            codec = PICKLE
+            try:
+                data = pickle.dumps(value, protocol=5)
+            except Exception as error:  # noqa: BLE001 - any pickling failure means "not storable"
+                warnings.warn(f"hitsave: {self.function_name}: the result cannot be pickled ({error}); it is returned but not stored", stacklevel=3)
+                return
         identity = self._identity[0] if self._identity else ""
         graph = self._graph
         try:
@@ -185,7 +249,7 @@ class MemoFunction(Generic[P, R]):
                 function_id=identity,
                 function_name=self.function_name,
                 arguments=arguments,
-                codec=PICKLE,
+                codec=codec,
                 data=data,
                 compute_micros=micros,
                 graph=graph,
@@ -211,6 +275,8 @@ class MemoFunction(Generic[P, R]):
         return value
 
     async def _call_async(self, store: _native.Store | None, key: str, arguments: str, args: Any, kwargs: Any) -> Any:
+        import asyncio
+
         value = await asyncio.to_thread(self._lookup, store, key)
         if value is not MISS:
             return value

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 
-@dataclass(frozen=True)
 class File:
     """An argument that stands for a file's *contents*.
 
@@ -16,7 +13,16 @@ class File:
     argument is hashed as the path text only.
     """
 
-    path: Path
+    __slots__ = ("path",)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "path", Path(path))
+        self.path: str = os.fspath(path)
+
+    def __repr__(self) -> str:
+        return f"hitsave.File({self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, File) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(("hitsave.File", self.path))

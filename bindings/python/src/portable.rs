@@ -1,0 +1,164 @@
+//! The portable result codec for Python values (`hitsave_host::portable`).
+//!
+//! Only values that come back exactly are portable: `None`, `bool`, `int`,
+//! `float`, `str`, `bytes`, `list`, `dict` (exact types, not subclasses) and
+//! numpy arrays of the supported dtypes. Anything else (a tuple would come
+//! back as a list) is stored with pickle instead.
+
+use hitsave_core::canonical::MAX_DEPTH;
+use hitsave_core::stream::StreamWriter;
+use hitsave_host::HitSaveError;
+use hitsave_host::portable::{Build, decode};
+use pyo3::buffer::PyUntypedBuffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// Writes `value` as a portable stream; `false` when it has no portable form.
+pub fn encode(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<bool> {
+    if depth >= MAX_DEPTH {
+        return Ok(false);
+    }
+    if value.is_none() {
+        out.null();
+    } else if let Ok(flag) = value.cast_exact::<PyBool>() {
+        out.bool(flag.is_true());
+    } else if let Ok(int) = value.cast_exact::<PyInt>() {
+        if let Ok(small) = int.extract::<i64>() {
+            out.int(small);
+        } else {
+            let negative = int.lt(0)?;
+            let magnitude = if negative { int.call_method0("__neg__")? } else { int.clone().into_any() };
+            let bits: usize = magnitude.call_method0("bit_length")?.extract()?;
+            let bytes = magnitude.call_method1("to_bytes", (bits.div_ceil(8), "little"))?;
+            out.bigint(negative, bytes.cast::<PyBytes>()?.as_bytes());
+        }
+    } else if let Ok(float) = value.cast_exact::<PyFloat>() {
+        out.float(float.value());
+    } else if let Ok(text) = value.cast_exact::<PyString>() {
+        match text.to_str() {
+            Ok(text) => out.str(text),
+            Err(_) => return Ok(false),
+        };
+    } else if let Ok(bytes) = value.cast_exact::<PyBytes>() {
+        out.bytes(bytes.as_bytes());
+    } else if let Ok(list) = value.cast_exact::<PyList>() {
+        let items: Vec<Bound<'_, PyAny>> = list.iter().collect();
+        out.list(items.len());
+        for item in &items {
+            if !encode(item, out, depth + 1)? {
+                return Ok(false);
+            }
+        }
+    } else if let Ok(dict) = value.cast_exact::<PyDict>() {
+        let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = dict.iter().collect();
+        out.map(items.len());
+        for (key, item) in &items {
+            if !encode(key, out, depth + 1)? || !encode(item, out, depth + 1)? {
+                return Ok(false);
+            }
+        }
+    } else if is_numpy_array(value) {
+        return encode_array(value, out);
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn is_numpy_array(value: &Bound<'_, PyAny>) -> bool {
+    let kind = value.get_type();
+    kind.name().is_ok_and(|n| n.to_str().is_ok_and(|n| n == "ndarray"))
+        && kind.module().is_ok_and(|m| m.to_str().is_ok_and(|m| m == "numpy"))
+}
+
+fn encode_array(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<bool> {
+    let dtype = value.getattr("dtype")?;
+    let name: String = dtype.getattr("name")?.extract()?;
+    let byteorder: String = dtype.getattr("byteorder")?.extract()?;
+    if hitsave_core::stream::dtype_size(&name).is_none() || byteorder == ">" {
+        return Ok(false);
+    }
+    let contiguous = value.py().import("numpy")?.call_method1("ascontiguousarray", (value,))?;
+    let shape: Vec<u64> = value.getattr("shape")?.extract()?;
+    let flat = contiguous.call_method1("reshape", (-1,))?;
+    let buffer = PyUntypedBuffer::get(&flat)?;
+    // SAFETY: the export keeps the memory alive until `buffer` drops.
+    let data = unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) };
+    out.array(&name, &shape, data);
+    Ok(true)
+}
+
+/// A `PyErr` that can come from a host error.
+pub struct BuildError(pub PyErr);
+
+impl From<HitSaveError> for BuildError {
+    fn from(error: HitSaveError) -> Self {
+        Self(crate::to_py_err(error))
+    }
+}
+
+impl From<PyErr> for BuildError {
+    fn from(error: PyErr) -> Self {
+        Self(error)
+    }
+}
+
+/// Rebuilds Python values.
+pub struct PyBuilder<'py> {
+    pub py: Python<'py>,
+}
+
+impl<'py> Build for PyBuilder<'py> {
+    type Value = Bound<'py, PyAny>;
+    type Error = BuildError;
+
+    fn null(&mut self) -> Result<Self::Value, BuildError> {
+        Ok(self.py.None().into_bound(self.py))
+    }
+    fn bool(&mut self, value: bool) -> Result<Self::Value, BuildError> {
+        Ok(PyBool::new(self.py, value).to_owned().into_any())
+    }
+    fn int(&mut self, value: i64) -> Result<Self::Value, BuildError> {
+        Ok(value.into_pyobject(self.py).map_err(PyErr::from)?.into_any())
+    }
+    fn bigint(&mut self, negative: bool, magnitude: &[u8]) -> Result<Self::Value, BuildError> {
+        let int_type = self.py.get_type::<PyInt>();
+        let value = int_type.call_method1("from_bytes", (PyBytes::new(self.py, magnitude), "little"))?;
+        Ok(if negative { value.call_method0("__neg__")? } else { value })
+    }
+    fn float(&mut self, value: f64) -> Result<Self::Value, BuildError> {
+        Ok(PyFloat::new(self.py, value).into_any())
+    }
+    fn str(&mut self, value: &str) -> Result<Self::Value, BuildError> {
+        Ok(PyString::new(self.py, value).into_any())
+    }
+    fn bytes(&mut self, value: &[u8]) -> Result<Self::Value, BuildError> {
+        Ok(PyBytes::new(self.py, value).into_any())
+    }
+    fn list(&mut self, items: Vec<Self::Value>) -> Result<Self::Value, BuildError> {
+        Ok(PyList::new(self.py, items)?.into_any())
+    }
+    fn map(&mut self, entries: Vec<(Self::Value, Self::Value)>) -> Result<Self::Value, BuildError> {
+        let dict = PyDict::new(self.py);
+        for (key, value) in entries {
+            // Another language may key a map by a list; a Python dict needs a tuple.
+            let key = match key.cast::<PyList>() {
+                Ok(list) => PyTuple::new(self.py, list.iter())?.into_any(),
+                Err(_) => key,
+            };
+            dict.set_item(key, value)?;
+        }
+        Ok(dict.into_any())
+    }
+    fn array(&mut self, dtype: &str, shape: &[u64], data: &[u8]) -> Result<Self::Value, BuildError> {
+        let numpy = self.py.import("numpy")?;
+        let flat = numpy.call_method1("frombuffer", (PyBytes::new(self.py, data), dtype))?;
+        // A writable array of its own, as the function returned.
+        Ok(flat.call_method1("reshape", (shape.to_vec(),))?.call_method0("copy")?)
+    }
+}
+
+/// Rebuilds a portable result.
+pub fn decode_value<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    decode(bytes, &mut PyBuilder { py }).map_err(|BuildError(err)| err)
+}
