@@ -176,25 +176,32 @@ fn arguments_key(
     name: Option<String>,
     version: Option<String>,
 ) -> PyResult<(String, String)> {
-    let identity = match (fingerprint, name, version) {
-        (Some(fingerprint), None, None) => FunctionIdentity::Fingerprint(parse_digest(fingerprint)?),
-        (None, Some(name), Some(version)) => FunctionIdentity::Explicit { name, version },
-        _ => {
-            return Err(pyo3::exceptions::PyTypeError::new_err(
-                "arguments_key takes either fingerprint= or both name= and version=",
-            ));
-        }
-    };
-    let stream = stream_of(arguments)?;
-    let core = core()?;
-    let (key, digest) = py
-        .detach(move || {
-            let digest = core.value_digest(&stream)?;
-            Ok::<_, HitSaveError>((core.derive_key(&identity, &digest)?, digest))
-        })
-        .map_err(to_py_err)?;
+    let identity = identity_of(fingerprint, name, version)?;
+    let (key, digest) = key_of(py, arguments, identity)?;
     Ok((key.to_string(), digest.to_string()))
 }
+
+fn identity_of(fingerprint: Option<&str>, name: Option<String>, version: Option<String>) -> PyResult<FunctionIdentity> {
+    match (fingerprint, name, version) {
+        (Some(fingerprint), None, None) => Ok(FunctionIdentity::Fingerprint(parse_digest(fingerprint)?)),
+        (None, Some(name), Some(version)) => Ok(FunctionIdentity::Explicit { name, version }),
+        _ => Err(pyo3::exceptions::PyTypeError::new_err("give either fingerprint= or both name= and version=")),
+    }
+}
+
+/// The key and argument digest of bound arguments (the GIL released for the core).
+fn key_of(py: Python<'_>, arguments: &Bound<'_, PyAny>, identity: FunctionIdentity) -> PyResult<(Digest, Digest)> {
+    let stream = stream_of(arguments)?;
+    let core = core()?;
+    py.detach(move || {
+        let digest = core.value_digest(&stream)?;
+        Ok::<_, HitSaveError>((core.derive_key(&identity, &digest)?, digest))
+    })
+    .map_err(to_py_err)
+}
+
+/// `(codec, language, bytes)` of a hit.
+type HitTuple<'py> = (String, String, Bound<'py, PyBytes>);
 
 /// The portable encoding of a result, or `None` when it has no exact portable form.
 #[pyfunction]
@@ -290,10 +297,35 @@ impl Store {
     }
 
     /// `(codec, language, bytes)` for a key, or `None` on a miss. Bytes are verified.
-    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<(String, String, Bound<'py, PyBytes>)>> {
+    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<HitTuple<'py>>> {
         let key = parse_digest(key)?;
         let hit = py.detach(|| self.inner.get(&key)).map_err(to_py_err)?;
         Ok(hit.map(|hit| (hit.codec, hit.language, PyBytes::new(py, hit.data.bytes()))))
+    }
+
+    /// The call path's first step in one crossing: `(key, argument digest,
+    /// hit or None)`. A store that cannot be read is reported as
+    /// `(key, digest, error)` so the caller can warn and compute.
+    #[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None))]
+    fn lookup_call<'py>(
+        &self,
+        py: Python<'py>,
+        arguments: &Bound<'py, PyAny>,
+        fingerprint: Option<&str>,
+        name: Option<String>,
+        version: Option<String>,
+    ) -> PyResult<(String, String, Bound<'py, PyAny>)> {
+        let (key, digest) = key_of(py, arguments, identity_of(fingerprint, name, version)?)?;
+        let found = py.detach(|| self.inner.get(&key));
+        let outcome = match found {
+            Ok(Some(hit)) => {
+                let hit: HitTuple<'py> = (hit.codec, hit.language, PyBytes::new(py, hit.data.bytes()));
+                hit.into_pyobject(py)?.into_any()
+            }
+            Ok(None) => py.None().into_bound(py),
+            Err(error) => to_py_err(error).into_value(py).into_bound(py).into_any(),
+        };
+        Ok((key.to_string(), digest.to_string(), outcome))
     }
 
     /// Stores a result; returns `stored`, `already_present` or `skipped`.

@@ -186,11 +186,15 @@ class MemoFunction(Generic[P, R]):
         try:
             return _native.arguments_key(self._arguments(args, kwargs), **self._identity_kwargs())
         except _native.HitSaveError as error:
-            if error.path is not None:
-                # The arguments are hashed as one list: its indices are the parameters'.
-                error.path = "args" + error.path
-                error.args = (f"{self.function_name}: {error.args[0]}".replace(" at [", " at args[", 1),)
+            self._locate(error)
             raise
+
+    def _locate(self, error: Any) -> None:
+        """Says where in the call an argument error is: the arguments are hashed
+        as one list, so its indices are the parameters'."""
+        if error.path is not None and not error.path.startswith("args"):
+            error.path = "args" + error.path
+            error.args = (f"{self.function_name}: {error.args[0]}".replace(" at [", " at args[", 1),)
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The eval key (``key1_…``) these arguments have."""
@@ -216,6 +220,9 @@ class MemoFunction(Generic[P, R]):
             return MISS
         if hit is None:
             return MISS
+        return self._decode(hit)
+
+    def _decode(self, hit: tuple[str, str, bytes]) -> Any:
         codec, language, data = hit
         if codec == PORTABLE:
             return _native.decode_portable(data)
@@ -261,25 +268,31 @@ class MemoFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         store = self._enabled_store()
-        if store is None and self._local:
+        if store is None:
             return self._fn(*args, **kwargs)
-        key, arguments = self._key(args, kwargs)
+        try:
+            key, arguments, hit = store.lookup_call(self._arguments(args, kwargs), **self._identity_kwargs())
+        except _native.HitSaveError as error:
+            self._locate(error)
+            raise
         if self._is_async:
-            return self._call_async(store, key, arguments, args, kwargs)  # type: ignore[return-value]
-        value = self._lookup(store, key)
-        if value is not MISS:
-            return value  # type: ignore[no-any-return]
+            return self._call_async(store, key, arguments, hit, args, kwargs)  # type: ignore[return-value]
+        if hit is not None:
+            if isinstance(hit, tuple):
+                return self._decode(hit)  # type: ignore[no-any-return]
+            _native.warn_once(hit)
         start = time.perf_counter_ns()
         value = self._fn(*args, **kwargs)
         self._save(store, key, arguments, value, (time.perf_counter_ns() - start) // 1000)
         return value
 
-    async def _call_async(self, store: _native.Store | None, key: str, arguments: str, args: Any, kwargs: Any) -> Any:
+    async def _call_async(self, store: _native.Store, key: str, arguments: str, hit: Any, args: Any, kwargs: Any) -> Any:
         import asyncio
 
-        value = await asyncio.to_thread(self._lookup, store, key)
-        if value is not MISS:
-            return value
+        if isinstance(hit, tuple):
+            return self._decode(hit)
+        if hit is not None:
+            _native.warn_once(hit)
         pending = self._pending.get(key)
         if pending is not None and pending.get_loop() is asyncio.get_running_loop():
             return await asyncio.shield(pending)
