@@ -23,15 +23,7 @@ pub fn encode(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) ->
     } else if let Ok(flag) = value.cast_exact::<PyBool>() {
         out.bool(flag.is_true());
     } else if let Ok(int) = value.cast_exact::<PyInt>() {
-        if let Ok(small) = int.extract::<i64>() {
-            out.int(small);
-        } else {
-            let negative = int.lt(0)?;
-            let magnitude = if negative { int.call_method0("__neg__")? } else { int.clone().into_any() };
-            let bits: usize = magnitude.call_method0("bit_length")?.extract()?;
-            let bytes = magnitude.call_method1("to_bytes", (bits.div_ceil(8), "little"))?;
-            out.bigint(negative, bytes.cast::<PyBytes>()?.as_bytes());
-        }
+        crate::walk::write_int(int, out)?;
     } else if let Ok(float) = value.cast_exact::<PyFloat>() {
         out.float(float.value());
     } else if let Ok(text) = value.cast_exact::<PyString>() {

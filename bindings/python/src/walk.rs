@@ -77,14 +77,8 @@ pub fn walk(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> P
             walk(key, out, depth + 1)?;
             walk(item, out, depth + 1)?;
         }
-    } else if let Ok(set) = value.cast::<PySet>() {
-        let items: Vec<Bound<'_, PyAny>> = set.iter().collect();
-        out.set(items.len());
-        for item in &items {
-            walk(item, out, depth + 1)?;
-        }
-    } else if let Ok(set) = value.cast::<PyFrozenSet>() {
-        let items: Vec<Bound<'_, PyAny>> = set.iter().collect();
+    } else if value.is_instance_of::<PySet>() || value.is_instance_of::<PyFrozenSet>() {
+        let items: Vec<Bound<'_, PyAny>> = value.try_iter()?.collect::<PyResult<_>>()?;
         out.set(items.len());
         for item in &items {
             walk(item, out, depth + 1)?;
@@ -106,7 +100,8 @@ pub fn type_name(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(value.get_type().fully_qualified_name()?.to_str()?.to_owned())
 }
 
-fn write_int(int: &Bound<'_, PyInt>, out: &mut StreamWriter) -> PyResult<()> {
+/// An `int` of any size: `int` token when it fits 64 bits, else `bigint`.
+pub(crate) fn write_int(int: &Bound<'_, PyInt>, out: &mut StreamWriter) -> PyResult<()> {
     if let Ok(small) = int.extract::<i64>() {
         out.int(small);
         return Ok(());
