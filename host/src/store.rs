@@ -380,6 +380,49 @@ struct Flusher {
     generation: u64,
 }
 
+/// Small results this process read recently, already verified: a repeated
+/// hit skips SQLite. Results are immutable per key, so serving them from
+/// memory is exact; any deletion through this store forgets them all.
+#[derive(Default)]
+struct RecentHits {
+    entries: HashMap<String, (String, String, std::sync::Arc<[u8]>)>,
+    order: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+/// Memory for [`RecentHits`].
+const RECENT_BYTES: usize = 16 << 20;
+
+impl RecentHits {
+    fn get(&self, key: &str) -> Option<Hit> {
+        self.entries.get(key).map(|(codec, language, bytes)| Hit {
+            codec: codec.clone(),
+            language: language.clone(),
+            inline: true,
+            data: ResultData::Inline(bytes.to_vec()),
+        })
+    }
+
+    fn insert(&mut self, key: &str, codec: &str, language: &str, bytes: &[u8]) {
+        if self.entries.contains_key(key) || bytes.len() > RECENT_BYTES / 64 {
+            return;
+        }
+        while self.bytes + bytes.len() > RECENT_BYTES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some((_, _, old)) = self.entries.remove(&oldest) {
+                self.bytes -= old.len();
+            }
+        }
+        self.bytes += bytes.len();
+        self.order.push_back(key.to_owned());
+        self.entries.insert(key.to_owned(), (codec.to_owned(), language.to_owned(), bytes.into()));
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// This process's view of the store's total size (see `Store::over_budget`).
 #[derive(Default)]
 struct SizeEstimate {
@@ -402,6 +445,7 @@ pub struct Store {
     pending: Mutex<PendingHits>,
     size: Mutex<SizeEstimate>,
     flusher: Mutex<Option<Flusher>>,
+    recent: Mutex<RecentHits>,
     max_size: AtomicU64,
     inline_limit: u64,
     fsync: bool,
@@ -486,6 +530,7 @@ impl Store {
             pending: Mutex::new(PendingHits { hits: HashMap::new(), since: Instant::now() }),
             size: Mutex::new(SizeEstimate::default()),
             flusher: Mutex::new(None),
+            recent: Mutex::new(RecentHits::default()),
             max_size: AtomicU64::new(config.max_size),
             inline_limit: config.inline_limit,
             fsync: config.fsync,
@@ -558,6 +603,10 @@ impl Store {
     /// entry is removed and reported as a miss.
     pub fn get(&self, key: &Digest) -> Result<Option<Hit>> {
         let key_text = key.to_string();
+        if let Some(hit) = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key_text) {
+            self.record_hit(key_text)?;
+            return Ok(Some(hit));
+        }
         let found = self.with_db(|conn| {
             let mut statement = conn.prepare_cached(GET_SQL)?;
             Ok(statement
@@ -589,8 +638,18 @@ impl Store {
             self.remove_corrupt(&key_text)?;
             return Ok(None);
         }
+        if let ResultData::Inline(bytes) = &data {
+            self.recent
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(&key_text, &codec, &language, bytes);
+        }
         self.record_hit(key_text)?;
         Ok(Some(Hit { codec, language, inline: is_inline, data }))
+    }
+
+    fn forget_recent(&self) {
+        self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
     }
 
     fn map_blob(&self, digest: &Digest) -> std::io::Result<memmap2::Mmap> {
@@ -608,6 +667,7 @@ impl Store {
     /// Drops an entry whose bytes failed verification (and its blob, if no
     /// other entry uses it).
     fn remove_corrupt(&self, key: &str) -> Result<()> {
+        self.forget_recent();
         if self.read_only {
             return Ok(());
         }
@@ -941,6 +1001,7 @@ impl Store {
 
     /// Evicts, by the core's policy, until the total is at most `target`.
     fn evict_to(&self, core: &Core, target: u64) -> Result<(u64, u64)> {
+        self.forget_recent();
         self.flush_hits()?;
         self.with_db(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -1037,6 +1098,7 @@ impl Store {
 
     /// Removes every entry, or those of one function. Returns how many.
     pub fn clear(&self, function_name: Option<&str>) -> Result<u64> {
+        self.forget_recent();
         self.flush_hits()?;
         let removed = self.with_db(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
