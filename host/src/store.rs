@@ -908,7 +908,9 @@ impl Store {
         let io = |path: &Path, source| HitSaveError::StoreIo { path: self.root.join(path), source };
         let temp = PathBuf::from("tmp").join(temp_name());
         let (digest, written) = std::thread::scope(|scope| {
-            let hashing = scope.spawn(|| crate::hash::blob_digest(data));
+            // One thread hashes while this one writes: on few cores, hashing
+            // on all of them would take the CPU the write needs.
+            let hashing = scope.spawn(|| Digest::blob(data));
             let written = (|| {
                 let mut file = self.dir.create(&temp)?;
                 file.write_all(data)?;
@@ -917,7 +919,7 @@ impl Store {
                 }
                 Ok::<_, std::io::Error>(())
             })();
-            (hashing.join().unwrap_or_else(|_| crate::hash::blob_digest(data)), written)
+            (hashing.join().unwrap_or_else(|_| Digest::blob(data)), written)
         });
         let placed = written.and_then(|()| {
             let target = blob_path(&digest);
