@@ -816,51 +816,63 @@ impl Store {
             None => None,
         };
         let time = now() as i64;
-        let outcome = self.with_db(|conn| {
-            // A small result without a graph is one INSERT: no blob to re-check, no write lock to take early.
-            let behavior = if inline && graph_json.is_none() {
-                rusqlite::TransactionBehavior::Deferred
-            } else {
-                rusqlite::TransactionBehavior::Immediate
-            };
-            let tx = conn.transaction_with_behavior(behavior)?;
-            // Eviction deletes blobs only inside write transactions: if ours
-            // vanished between the write above and now, write it again.
-            if !inline && self.dir.metadata(blob_path(&digest)).is_err() {
-                self.write_blob(&digest, data)?;
-            }
-            if let (Some(fingerprint), Some(json)) = (&graph_fingerprint, &graph_json) {
-                tx.execute(
-                    "INSERT INTO graphs (fingerprint, root, nodes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                    params![fingerprint, eval.graph.as_ref().map(|g| g.root.as_str()), json],
-                )?;
-                tx.execute(
-                    "INSERT INTO functions (name, language, graph, seen) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(name) DO UPDATE SET language = excluded.language, graph = excluded.graph, seen = excluded.seen",
-                    params![eval.function_name, eval.language, fingerprint, time],
-                )?;
-            }
-            let inserted = tx.execute(
+        let key_text = eval.key.to_string();
+        let arguments_text = eval.arguments.to_string();
+        let result_text = digest.to_string();
+        let insert_eval = |conn: &Connection| -> Result<usize> {
+            let mut statement = conn.prepare_cached(
                 "INSERT INTO evals (key, function_id, function_name, language, arguments, codec, result, inline, size,
                                     compute_micros, created, last_access, hits, graph)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 0, ?12)
                  ON CONFLICT(key) DO NOTHING",
-                params![
-                    eval.key.to_string(),
-                    eval.function_id,
-                    eval.function_name,
-                    eval.language,
-                    eval.arguments.to_string(),
-                    eval.codec,
-                    digest.to_string(),
-                    if inline { Some(data) } else { None },
-                    size as i64,
-                    eval.compute_micros as i64,
-                    time,
-                    graph_fingerprint,
-                ],
             )?;
-            tx.commit()?;
+            Ok(statement.execute(params![
+                key_text,
+                eval.function_id,
+                eval.function_name,
+                eval.language,
+                arguments_text,
+                eval.codec,
+                result_text,
+                if inline { Some(data) } else { None },
+                size as i64,
+                eval.compute_micros as i64,
+                time,
+                graph_fingerprint,
+            ])?)
+        };
+        let outcome = self.with_db(|conn| {
+            let inserted = if inline && graph_json.is_none() {
+                // A small result without a graph is one INSERT (autocommit): no blob
+                // to re-check, no graph to record alongside.
+                insert_eval(conn)?
+            } else {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                // Eviction deletes blobs only inside write transactions: if ours
+                // vanished between the write above and now, write it again.
+                if !inline && self.dir.metadata(blob_path(&digest)).is_err() {
+                    self.write_blob(&digest, data)?;
+                }
+                if let (Some(fingerprint), Some(json)) = (&graph_fingerprint, &graph_json) {
+                    tx.prepare_cached(
+                        "INSERT INTO graphs (fingerprint, root, nodes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![
+                        fingerprint,
+                        eval.graph.as_ref().map(|g| g.root.as_str()),
+                        json
+                    ])?;
+                    tx.prepare_cached(
+                        "INSERT INTO functions (name, language, graph, seen) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(name) DO UPDATE SET language = excluded.language, graph = excluded.graph,
+                                                         seen = excluded.seen",
+                    )?
+                    .execute(params![eval.function_name, eval.language, fingerprint, time])?;
+                }
+                let inserted = insert_eval(&tx)?;
+                tx.commit()?;
+                inserted
+            };
             Ok(if inserted == 1 { PutOutcome::Stored } else { PutOutcome::AlreadyPresent })
         })?;
         if outcome == PutOutcome::Stored && self.over_budget(size)? {
