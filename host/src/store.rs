@@ -851,7 +851,7 @@ impl Store {
                 // Eviction deletes blobs only inside write transactions: if ours
                 // vanished between the write above and now, write it again.
                 if !inline && self.dir.metadata(blob_path(&digest)).is_err() {
-                    self.write_blob(&digest, data)?;
+                    self.write_new_blob(data)?;
                 }
                 if let (Some(fingerprint), Some(json)) = (&graph_fingerprint, &graph_json) {
                     tx.prepare_cached(
@@ -951,34 +951,6 @@ impl Store {
             return Err(io(&temp, err));
         }
         Ok(digest)
-    }
-
-    fn write_blob(&self, digest: &Digest, data: &[u8]) -> Result<()> {
-        let target = blob_path(digest);
-        if self.dir.metadata(&target).is_ok_and(|meta| meta.len() == data.len() as u64) {
-            return Ok(()); // Identical results are stored once.
-        }
-        let io = |path: &Path, source| HitSaveError::StoreIo { path: self.root.join(path), source };
-        let parent = target.parent().expect("blob paths have a shard directory");
-        self.dir.create_dir_all(parent).map_err(|err| io(parent, err))?;
-        let temp = PathBuf::from("tmp").join(temp_name());
-        let result = (|| {
-            let mut file = self.dir.create(&temp)?;
-            file.write_all(data)?;
-            if self.fsync {
-                file.sync_all()?;
-            }
-            drop(file);
-            self.dir.rename(&temp, &self.dir, &target)?;
-            if self.fsync {
-                self.dir.open_dir(parent)?.into_std_file().sync_all()?;
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = self.dir.remove_file(&temp);
-        }
-        result.map_err(|err| io(&target, err))
     }
 
     /// The exact total size of the results (a scan of the index).
