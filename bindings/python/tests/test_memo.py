@@ -296,3 +296,85 @@ def test_results_come_back_exactly_portable_or_pickled(isolated_cache):
             exact = isinstance(value, (type(None), bool, int, float, str, bytes, list)) or (isinstance(value, dict) and value != {"t": (1,)})
             assert codec == ("portable" if exact else "pickle"), (value, codec)
         assert first == value if not isinstance(value, np.ndarray) else True
+
+
+def test_relative_imports_inside_a_package_count(project):
+    project.write("pkg/__init__.py", "")
+    project.write(
+        "pkg/helpers.py",
+        """
+        def helper(x):
+            return x + 1
+        """,
+    )
+    project.write(
+        "pkg/app.py",
+        """
+        from hitsave import memo
+        from .helpers import helper
+        from . import helpers
+
+        @memo
+        def compute(x):
+            print("computing")
+            return helper(x) + helpers.helper(x)
+        """,
+    )
+    call = "from pkg import app; print('result', app.compute(3))"
+    assert ran(project.run(call))
+    assert not ran(project.run(call))
+    project.write("pkg/helpers.py", (project.root / "pkg/helpers.py").read_text().replace("x + 1", "x + 2"))
+    result = project.run(call)
+    assert ran(result) and "result 10" in result.stdout
+
+
+def test_decorated_dependencies_count_through_the_wrapper(project):
+    project.write(
+        "app.py",
+        """
+        import functools
+        from hitsave import memo
+
+        def logged(fn):
+            @functools.wraps(fn)
+            def wrapper(*args):
+                return fn(*args)
+            return wrapper
+
+        @logged
+        def helper(x):
+            return x * 2
+
+        @memo
+        def compute(x):
+            print("computing")
+            return helper(x)
+        """,
+    )
+    assert ran(project.run(CALL))
+    assert not ran(project.run(CALL))
+    project.write("app.py", (project.root / "app.py").read_text().replace("x * 2", "x * 3"))
+    result = project.run(CALL)
+    assert ran(result) and "result 9" in result.stdout
+
+
+def test_a_forked_child_uses_the_store(project):
+    write_app(project)
+    result = project.run(
+        """
+        import os, sys, app
+        print("parent", app.compute(3))
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            print("child", app.compute(3), app.compute(4))
+            sys.stdout.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print("parent sees the child's result:", app.compute.lookup(4))
+        """
+    )
+    # compute(3) once in the parent; the child hits it and computes compute(4) once.
+    assert result.stdout.count("computing") == 2, result.stdout
+    assert "child 40 50" in result.stdout
+    assert "parent sees the child's result: 50" in result.stdout
