@@ -510,6 +510,36 @@ fn remove_blob_if_unused(dir: &Dir, tx: &rusqlite::Transaction<'_>, result: &str
     Ok(())
 }
 
+/// The root's `code1` fingerprint and the JSON of a graph, or `None` when
+/// the graph has no node named as its root.
+fn graph_row(core: &Core, graph: &Graph) -> Result<Option<(String, String)>> {
+    let nodes = graph.to_nodes()?;
+    let fingerprints = core.fingerprints(&nodes)?;
+    let Some(index) = nodes.iter().position(|node| node.name == graph.root) else { return Ok(None) };
+    let json = serde_json::to_string(graph).map_err(|err| HitSaveError::StoreDatabase(err.to_string()))?;
+    Ok(Some((fingerprints[index].to_string(), json)))
+}
+
+/// Stores a graph (once per fingerprint) and makes it the function's current one.
+fn record_graph(
+    tx: &rusqlite::Transaction<'_>,
+    fingerprint: &str,
+    root: &str,
+    json: &str,
+    function_name: &str,
+    language: &str,
+    time: i64,
+) -> Result<()> {
+    tx.prepare_cached("INSERT INTO graphs (fingerprint, root, nodes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?
+        .execute(params![fingerprint, root, json])?;
+    tx.prepare_cached(
+        "INSERT INTO functions (name, language, graph, seen) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(name) DO UPDATE SET language = excluded.language, graph = excluded.graph, seen = excluded.seen",
+    )?
+    .execute(params![function_name, language, fingerprint, time])?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the store a configuration names.
     pub fn open(config: &Config) -> Result<Self> {
@@ -801,18 +831,8 @@ impl Store {
         }
         let inline = size <= self.inline_limit;
         let digest = if inline { crate::hash::blob_digest(data) } else { self.write_new_blob(data)? };
-        let graph_json = match &eval.graph {
-            Some(graph) => {
-                Some(serde_json::to_string(graph).map_err(|err| HitSaveError::StoreDatabase(err.to_string()))?)
-            }
-            None => None,
-        };
-        let graph_fingerprint = match &eval.graph {
-            Some(graph) => {
-                let nodes = graph.to_nodes()?;
-                let fingerprints = core.fingerprints(&nodes)?;
-                nodes.iter().position(|node| node.name == graph.root).map(|index| fingerprints[index].to_string())
-            }
+        let graph_row = match &eval.graph {
+            Some(graph) => graph_row(core, graph)?,
             None => None,
         };
         let time = now() as i64;
@@ -838,11 +858,11 @@ impl Store {
                 size as i64,
                 eval.compute_micros as i64,
                 time,
-                graph_fingerprint,
+                graph_row.as_ref().map(|(fingerprint, _)| fingerprint),
             ])?)
         };
         let outcome = self.with_db(|conn| {
-            let inserted = if inline && graph_json.is_none() {
+            let inserted = if inline && graph_row.is_none() {
                 // A small result without a graph is one INSERT (autocommit): no blob
                 // to re-check, no graph to record alongside.
                 insert_eval(conn)?
@@ -853,21 +873,8 @@ impl Store {
                 if !inline && self.dir.metadata(blob_path(&digest)).is_err() {
                     self.write_new_blob(data)?;
                 }
-                if let (Some(fingerprint), Some(json)) = (&graph_fingerprint, &graph_json) {
-                    tx.prepare_cached(
-                        "INSERT INTO graphs (fingerprint, root, nodes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![
-                        fingerprint,
-                        eval.graph.as_ref().map(|g| g.root.as_str()),
-                        json
-                    ])?;
-                    tx.prepare_cached(
-                        "INSERT INTO functions (name, language, graph, seen) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT(name) DO UPDATE SET language = excluded.language, graph = excluded.graph,
-                                                         seen = excluded.seen",
-                    )?
-                    .execute(params![eval.function_name, eval.language, fingerprint, time])?;
+                if let (Some((fingerprint, json)), Some(graph)) = (&graph_row, &eval.graph) {
+                    record_graph(&tx, fingerprint, &graph.root, json, &eval.function_name, &eval.language, time)?;
                 }
                 let inserted = insert_eval(&tx)?;
                 tx.commit()?;
@@ -887,34 +894,22 @@ impl Store {
         if self.read_only {
             return Ok(());
         }
-        let nodes = graph.to_nodes()?;
-        let fingerprints = core.fingerprints(&nodes)?;
-        let Some(index) = nodes.iter().position(|node| node.name == graph.root) else {
+        let Some((fingerprint, json)) = graph_row(core, graph)? else {
             return Err(HitSaveError::Core(hitsave_core::CoreError::new(
                 hitsave_core::ErrorCode::InvalidGraph,
                 format!("the graph has no node named {:?}", graph.root),
             )));
         };
-        let fingerprint = fingerprints[index].to_string();
-        let json = serde_json::to_string(graph).map_err(|err| HitSaveError::StoreDatabase(err.to_string()))?;
         self.with_db(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO graphs (fingerprint, root, nodes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![fingerprint, graph.root, json],
-            )?;
-            tx.execute(
-                "INSERT INTO functions (name, language, graph, seen) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(name) DO UPDATE SET language = excluded.language, graph = excluded.graph, seen = excluded.seen",
-                params![function_name, language, fingerprint, now() as i64],
-            )?;
+            record_graph(&tx, &fingerprint, &graph.root, &json, function_name, language, now() as i64)?;
             tx.commit()?;
             Ok(())
         })
     }
 
-    /// Writes a large result: hashing (on all cores) overlaps writing the
-    /// temp file, then the file is renamed to its digest, or dropped if an
+    /// Writes a large result: hashing (on one other thread) overlaps writing
+    /// the temp file, then the file is renamed to its digest, or dropped if an
     /// identical blob is already there.
     fn write_new_blob(&self, data: &[u8]) -> Result<Digest> {
         let io = |path: &Path, source| HitSaveError::StoreIo { path: self.root.join(path), source };
