@@ -61,9 +61,13 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// The default: compiled components under `<cache dir>/compiled`.
+    /// The default: compiled components under `<cache dir>/compiled`, the
+    /// cache dir resolved like the store's (environment, then `hitsave.toml`).
+    /// An invalid configuration is reported by whoever opens the store; the
+    /// component still loads, with the default directory.
     pub fn from_env() -> Self {
-        Self { compiled_dir: crate::paths::cache_dir().map(|dir| dir.join("compiled")) }
+        let dir = crate::config::Config::load().map(|config| config.cache_dir).ok().or_else(crate::paths::cache_dir);
+        Self { compiled_dir: dir.map(|dir| dir.join("compiled")) }
     }
 }
 

@@ -107,6 +107,26 @@ fn child_process_entry() {
             assert!(small.warnings.is_empty());
             println!("disk-full child done");
         }
+        "fork" => {
+            store.put(core(), &eval("before fork", "f", 10), b"parent").expect("put");
+            // SAFETY: this process runs one test on one thread; the child only
+            // uses the store (which reopens its connection), then leaves with
+            // _exit so no parent state is torn down twice.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let ok = store.get(&key("before fork")).ok().flatten().is_some_and(|hit| hit.data.bytes() == b"parent")
+                    && store.put(core(), &eval("from child", "f", 10), b"child").is_ok();
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child could use the store");
+            // The parent's connection still works and sees the child's write.
+            assert_eq!(store.get(&key("from child")).unwrap().unwrap().data.bytes(), b"child");
+            assert_eq!(store.get(&key("before fork")).unwrap().unwrap().data.bytes(), b"parent");
+            println!("fork child done");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -389,24 +409,13 @@ fn gc_removes_orphan_blobs_but_not_used_ones() {
 
 #[test]
 fn a_forked_child_opens_its_own_connection() {
+    // Forked from a process of its own: forking this multi-threaded test
+    // process could copy a lock another test thread holds into the child.
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
-    store.put(core(), &eval("before fork", "f", 10), b"parent").unwrap();
-    // SAFETY: the child only uses the store (which reopens its connection),
-    // then leaves with _exit so no parent state is torn down twice.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let ok = store.get(&key("before fork")).ok().flatten().is_some_and(|hit| hit.data.bytes() == b"parent")
-            && store.put(core(), &eval("from child", "f", 10), b"child").is_ok();
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    let mut status = 0;
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child could use the store");
-    // The parent's connection still works and sees the child's write.
-    assert_eq!(store.get(&key("from child")).unwrap().unwrap().data.bytes(), b"child");
-    assert_eq!(store.get(&key("before fork")).unwrap().unwrap().data.bytes(), b"parent");
+    Store::open(&config(dir.path())).unwrap();
+    let output = spawn_child("fork", dir.path(), &[]).stdout(Stdio::piped()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("fork child done"));
 }
 
 #[test]
