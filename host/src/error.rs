@@ -57,11 +57,31 @@ pub enum HitSaveError {
     /// The asked-for entry or function is not in the store.
     #[error("not found: {0}")]
     NotFound(String),
+    /// A function's code could not be found or parsed to fingerprint it.
+    #[error("cannot fingerprint the function's code: {0}; give it an explicit name and version instead")]
+    CodeUnavailable(String),
+    /// A stored result was written with a codec only another language reads.
+    #[error("{0}")]
+    ForeignCodec(String),
+    /// The HitSave cloud is needed but not configured or not reachable.
+    #[error("the HitSave cloud is not available: {0}")]
+    CloudUnavailable(String),
 }
 
 /// Stable codes of the host's own errors (the core's are [`ErrorCode::ALL`]).
-pub const HOST_CODES: [&str; 8] =
-    ["core_trap", "component_load", "io", "config_invalid", "store_io", "store_database", "store_too_new", "not_found"];
+pub const HOST_CODES: [&str; 11] = [
+    "core_trap",
+    "component_load",
+    "io",
+    "config_invalid",
+    "store_io",
+    "store_database",
+    "store_too_new",
+    "not_found",
+    "code_unavailable",
+    "foreign_codec",
+    "cloud_unavailable",
+];
 
 impl HitSaveError {
     /// The stable snake_case code.
@@ -76,6 +96,9 @@ impl HitSaveError {
             Self::StoreDatabase(_) => "store_database",
             Self::StoreTooNew { .. } => "store_too_new",
             Self::NotFound(_) => "not_found",
+            Self::CodeUnavailable(_) => "code_unavailable",
+            Self::ForeignCodec(_) => "foreign_codec",
+            Self::CloudUnavailable(_) => "cloud_unavailable",
         }
     }
 

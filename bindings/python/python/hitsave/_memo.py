@@ -228,10 +228,12 @@ class MemoFunction(Generic[P, R]):
             return _native.decode_portable(data)
         if codec == PICKLE:
             return pickle.loads(data)
-        raise _native.HitSaveError(
+        error = _native.ForeignCodecError(
             f"{self.function_name}: the stored result was written by {language} with the {codec!r} codec, "
             "which only that language reads; call it with another name= or version=, or from that language"
         )
+        error.code = "foreign_codec"
+        raise error
 
     def _save(self, store: _native.Store | None, key: str, arguments: str, value: Any, micros: int) -> None:
         if store is None:

@@ -1,0 +1,397 @@
+'use strict';
+/**
+ * HitSave for Node: `memo(fn)` saves a function's results on disk, keyed by
+ * its arguments and its code, in the store Python uses too.
+ *
+ * The native addon (`hitsave.node`, Rust) walks arguments, derives keys,
+ * reads and writes the store and analyses code; this file is the call path
+ * (sync and async) and the public API. See docs/node.md.
+ */
+const { EventEmitter } = require('node:events');
+const v8 = require('node:v8');
+const native = loadNative();
+
+function loadNative() {
+  const path = require('node:path');
+  const file = process.env.HITSAVE_NODE_ADDON || path.join(__dirname, 'hitsave.node');
+  try {
+    return require(file);
+  } catch (error) {
+    error.message =
+      `hitsave: cannot load the native addon ${file} (${error.message}); ` +
+      'build it with `node scripts/build.js` in bindings/node';
+    throw error;
+  }
+}
+
+/** Every HitSave error: `code` is stable (docs/errors.md), `path` says where in the arguments. */
+class HitSaveError extends Error {
+  constructor(message, code = 'hitsave_error', path = null) {
+    super(message);
+    this.name = 'HitSaveError';
+    this.code = code;
+    this.path = path;
+  }
+}
+
+/** A file's contents as an argument (a plain string is just a string). */
+class File {
+  constructor(path) {
+    this.path = String(path);
+  }
+}
+
+const DTYPES = {
+  bool: Uint8Array, int8: Int8Array, uint8: Uint8Array, int16: Int16Array, uint16: Uint16Array,
+  int32: Int32Array, uint32: Uint32Array, int64: BigInt64Array, uint64: BigUint64Array,
+  float16: Uint16Array, float32: Float32Array, float64: Float64Array,
+  complex64: Float32Array, complex128: Float64Array,
+};
+
+/**
+ * A numeric array with a dtype and a shape (C order), as numpy has: how a
+ * multi-dimensional array (or one of a dtype JavaScript has no TypedArray
+ * for) crosses between Python and Node.
+ */
+class NDArray {
+  constructor(dtype, shape, data) {
+    if (!(dtype in DTYPES)) throw new TypeError(`NDArray: unknown dtype ${dtype}`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new TypeError('NDArray: shape must be an array of non-negative integers');
+    }
+    if (!ArrayBuffer.isView(data) || data instanceof DataView) {
+      throw new TypeError('NDArray: data must be a TypedArray');
+    }
+    this.dtype = dtype;
+    this.shape = shape;
+    this.data = data;
+  }
+}
+
+/** Returned by `.lookup()` when nothing is stored for the arguments. */
+const MISS = Symbol.for('hitsave.MISS');
+
+const IDENTITY = Symbol('hitsave.identity');
+
+function fingerprintFunction(fn) {
+  const memoized = fn[IDENTITY];
+  if (memoized) return memoized();
+  const source = Function.prototype.toString.call(fn);
+  if (source.includes('[native code]')) return null; // bound and builtin functions have no source
+  return native.sourceFingerprint(source, fn.name || '');
+}
+
+native.init({ HitSaveError, File, NDArray, EventEmitter, Buffer, fingerprintFunction });
+
+const MISS_STATUS = 0;
+const HIT_VALUE = 1;
+const HIT_DATA = 2;
+const STORE_ERROR = 3;
+
+const PORTABLE = 'portable';
+const V8 = 'v8';
+
+function warnOnce(error) {
+  native.warnOnce(String(error && error.code ? error.code : 'store_io'), String(error && error.message));
+}
+
+/** The place `memo()` was called from: where its argument is found in the source. */
+function callSite(skip) {
+  const saved = Error.prepareStackTrace;
+  const savedLimit = Error.stackTraceLimit;
+  try {
+    Error.stackTraceLimit = 1;
+    Error.prepareStackTrace = (_, sites) => sites;
+    const holder = {};
+    Error.captureStackTrace(holder, skip);
+    const site = holder.stack && holder.stack[0];
+    if (!site) return null;
+    let file = site.getFileName();
+    if (!file) return null;
+    if (file.startsWith('file://')) file = require('node:url').fileURLToPath(file);
+    return { file, line: site.getLineNumber() || 0, column: site.getColumnNumber() || 0 };
+  } finally {
+    Error.prepareStackTrace = saved;
+    Error.stackTraceLimit = savedLimit;
+  }
+}
+
+function decodeHit(status, payload, functionName) {
+  if (status === HIT_VALUE) return payload;
+  const [codec, language, data] = payload;
+  if (codec === V8) return v8.deserialize(data);
+  throw new HitSaveError(
+    `${functionName}: the stored result was written by ${language} with the '${codec}' codec, ` +
+      'which only that language reads; call it with another name/version, or from that language',
+    'foreign_codec',
+  );
+}
+
+function encodeResult(value, codec, functionName) {
+  if (codec !== V8) {
+    const data = native.encodePortable(value);
+    if (data !== null) return [PORTABLE, data];
+    if (codec === PORTABLE) {
+      process.emitWarning(`hitsave: ${functionName}: the result has no portable form; it is returned but not stored`);
+      return null;
+    }
+  }
+  try {
+    return [V8, v8.serialize(value)];
+  } catch (error) {
+    process.emitWarning(`hitsave: ${functionName}: the result cannot be serialized (${error.message}); it is returned but not stored`);
+    return null;
+  }
+}
+
+function locate(error, functionName) {
+  if (error instanceof HitSaveError && typeof error.path === 'string' && !error.path.startsWith('args')) {
+    error.message = `${functionName}: ${error.message}`.replace(' at [', ' at args[');
+    error.path = `args${error.path}`;
+  }
+  return error;
+}
+
+/**
+ * Save `fn`'s results on disk, keyed by its arguments and its code.
+ *
+ * @param {Function} fn the function to memoize
+ * @param {object} [options]
+ * @param {string} [options.name] explicit identity (with `version`): shares results with Python
+ * @param {string|number} [options.version]
+ * @param {Array<string|number>} [options.ignore] parameter names or positions left out of the key
+ * @param {boolean} [options.local=true] use the local store (false: always compute)
+ * @param {boolean} [options.cloud] reserved for the HitSave cloud
+ * @param {'portable'|'v8'} [options.codec] how results are stored (default: portable when exact, else v8)
+ * @param {boolean} [options.async] the function returns a promise (default: detected for `async` functions)
+ * @param {string} [options.cacheDir] a store directory other than the configured one
+ */
+function memo(fn, options = {}) {
+  if (typeof fn !== 'function') throw new TypeError('memo: expected a function');
+  if (options === null || typeof options !== 'object') throw new TypeError('memo: options must be an object');
+  const { name, version, ignore = [], local = true, codec, cacheDir } = options;
+  if ((name === undefined) !== (version === undefined)) {
+    throw new TypeError('memo: give both name and version (an explicit identity), or neither');
+  }
+  if (codec !== undefined && codec !== PORTABLE && codec !== V8) {
+    throw new TypeError(`memo: unknown codec ${codec}; available: 'portable', 'v8' (default: portable when exact, else v8)`);
+  }
+  const site = name === undefined ? callSite(memo) : null;
+  const source = Function.prototype.toString.call(fn);
+  const [params, usesThis] = native.functionInfo(source);
+  const ignored = new Set();
+  for (const item of ignore) {
+    const index = typeof item === 'number' ? item : params.indexOf(item);
+    if (index < 0 || (typeof item === 'number' && !Number.isInteger(item))) {
+      throw new TypeError(`memo: ignore names a parameter ${String(item)} that ${fn.name || 'the function'} does not have`);
+    }
+    ignored.add(index);
+  }
+  const isAsync = options.async ?? Object.prototype.toString.call(fn) === '[object AsyncFunction]';
+  const functionName =
+    name !== undefined ? String(name) : `${site ? site.file.split(/[\\/]/).pop() : '<unknown>'}:${fn.name || 'anonymous'}`;
+
+  let state = null; // { handle, mode, fingerprint, graph }
+  function registered() {
+    if (state !== null) return state;
+    const spec = { functionName, cacheDir };
+    let graph = null;
+    if (name !== undefined) {
+      spec.name = String(name);
+      spec.version = String(version);
+    } else {
+      graph = native.analyze(site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source);
+      spec.fingerprint = graph.fingerprint;
+      spec.graph = { root: graph.root, nodes: graph.nodes };
+    }
+    const [handle, mode] = native.registerFunction(spec);
+    state = { handle, mode, graph, fingerprint: graph ? graph.fingerprint : null };
+    return state;
+  }
+
+  function argumentList(self, args) {
+    let end = args.length;
+    while (end > 0 && args[end - 1] === undefined) end--;
+    let list = end === args.length ? args : args.slice(0, end);
+    if (ignored.size) list = list.filter((_, index) => !ignored.has(index));
+    if (usesThis && self !== undefined && self !== globalThis) list = [self, ...list];
+    return list;
+  }
+
+  function enabled() {
+    return local && registered().mode !== 'off';
+  }
+
+  function save(s, key, digest, value, micros) {
+    if (s.mode === 'read-only') return null;
+    const encoded = encodeResult(value, codec, functionName);
+    return encoded;
+  }
+
+  function callSync(self, args) {
+    if (!enabled()) return fn.apply(self, args);
+    const s = state;
+    let key, digest, status, payload;
+    try {
+      [key, digest, status, payload] = native.lookupCall(s.handle, argumentList(self, args));
+    } catch (error) {
+      throw locate(error, functionName);
+    }
+    if (status === HIT_VALUE || status === HIT_DATA) return decodeHit(status, payload, functionName);
+    if (status === STORE_ERROR) warnOnce(payload);
+    const start = process.hrtime.bigint();
+    const value = fn.apply(self, args);
+    if (value !== null && typeof value === 'object' && typeof value.then === 'function') {
+      // A plain function that returned a promise: store what it resolves to.
+      return settle(s, key, digest, value, start);
+    }
+    const micros = Number((process.hrtime.bigint() - start) / 1000n);
+    const encoded = save(s, key, digest, value, micros);
+    if (encoded) {
+      try {
+        native.put(s.handle, key, digest, encoded[0], encoded[1], micros);
+      } catch (error) {
+        warnOnce(error);
+      }
+    }
+    return value;
+  }
+
+  const pending = new Map();
+
+  async function settle(s, key, digest, promise, start) {
+    const value = await promise;
+    const micros = Number((process.hrtime.bigint() - start) / 1000n);
+    const encoded = save(s, key, digest, value, micros);
+    if (encoded) {
+      try {
+        await native.putAsync(s.handle, key, digest, encoded[0], encoded[1], micros);
+      } catch (error) {
+        warnOnce(error);
+      }
+    }
+    return value;
+  }
+
+  async function callAsync(self, args) {
+    if (!enabled()) return fn.apply(self, args);
+    const s = state;
+    let key, digest, status, payload;
+    try {
+      [key, digest, status, payload] = await native.lookupCallAsync(s.handle, argumentList(self, args));
+    } catch (error) {
+      throw locate(error, functionName);
+    }
+    if (status === HIT_VALUE || status === HIT_DATA) return decodeHit(status, payload, functionName);
+    if (status === STORE_ERROR) warnOnce(payload);
+    const running = pending.get(key);
+    if (running) return running;
+    const start = process.hrtime.bigint();
+    const computation = (async () => settle(s, key, digest, fn.apply(self, args), start))();
+    pending.set(key, computation);
+    try {
+      return await computation;
+    } finally {
+      pending.delete(key);
+    }
+  }
+
+  const memoized = isAsync
+    ? function (...args) {
+        return callAsync(this, args);
+      }
+    : function (...args) {
+        return callSync(this, args);
+      };
+
+  Object.defineProperty(memoized, 'name', { value: fn.name, configurable: true });
+  Object.defineProperty(memoized, 'length', { value: fn.length, configurable: true });
+  memoized[IDENTITY] = () => {
+    const s = registered();
+    return s.fingerprint ?? native.sourceFingerprint(`${functionName}@${String(version)}`, functionName);
+  };
+  /** The function's name in the store (`hitsave ls`). */
+  memoized.functionName = functionName;
+  /** The eval key (`key1_…`) these arguments have. */
+  memoized.key = function (...args) {
+    try {
+      return native.argumentsKey(registered().handle, argumentList(this, args))[0];
+    } catch (error) {
+      throw locate(error, functionName);
+    }
+  };
+  /** The stored result for these arguments, or `MISS`, without running the function. */
+  memoized.lookup = function (...args) {
+    if (!enabled()) return MISS;
+    const key = memoized.key.apply(this, args);
+    const [status, payload] = native.lookupKey(state.handle, key);
+    if (status === STORE_ERROR) {
+      warnOnce(payload);
+      return MISS;
+    }
+    return status === MISS_STATUS ? MISS : decodeHit(status, payload, functionName);
+  };
+  /** Removes this function's stored results; returns how many. */
+  memoized.clear = function () {
+    if (!enabled()) return 0;
+    return native.clear(state.handle);
+  };
+  /** `'hit'`, or why these arguments miss (which dependencies changed since results were stored). */
+  memoized.why = function (...args) {
+    if (!enabled()) return 'the cache is off';
+    if (memoized.lookup.apply(this, args) !== MISS) return 'hit';
+    let groups;
+    try {
+      groups = native.why(state.handle);
+    } catch {
+      return 'miss: nothing is stored for this function yet';
+    }
+    if (groups.some(([, , current]) => current)) {
+      return 'miss: the code is unchanged; no result is stored for these arguments';
+    }
+    const changes = new Set();
+    for (const [, , current, group] of groups) {
+      if (!current) for (const [node, change] of group) changes.add(`${node} ${change}`);
+    }
+    if (changes.size) return `miss: code changed since results were stored: ${[...changes].sort().join(', ')}`;
+    return 'miss: no result is stored for these arguments';
+  };
+  /** Fetches this function's cloud results in bulk (the HitSave cloud is not available yet). */
+  memoized.download = async function () {
+    throw new HitSaveError(`${functionName}: download() needs the HitSave cloud, which is not configured`, 'cloud_unavailable');
+  };
+  /** The dependency graph HitSave fingerprints (automatic identity only). */
+  memoized.graph = function () {
+    const s = registered();
+    return s.graph;
+  };
+  return memoized;
+}
+
+/** Writes buffered hit counts now (they are also written in the background). */
+function flush() {
+  native.flush();
+}
+
+/** The `val1` digest of a value (what an argument contributes to a key). */
+function valueDigest(value) {
+  return native.valueDigest(value);
+}
+
+module.exports = {
+  memo,
+  MISS,
+  File,
+  NDArray,
+  HitSaveError,
+  valueDigest,
+  flush,
+  errorCodes: () => native.errorCodes(),
+  componentDigest: () => native.componentDigest(),
+  configuration: () => {
+    const [mode, cacheDir] = native.configuration();
+    return { mode, cacheDir };
+  },
+  /** @internal for tests and the CLI */
+  _native: native,
+};

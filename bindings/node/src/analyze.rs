@@ -1,0 +1,1148 @@
+//! Code dependencies of a memoized JavaScript function, by static analysis
+//! of the module sources (oxc's parser and scope analysis; never regular
+//! expressions).
+//!
+//! Each module is summarised once per process into **units**: one per
+//! top-level declaration (a function, a class, one declarator of a `const`,
+//! `export default …`, a `module.exports = …` statement, a top-level
+//! assignment to a module-level binding). A unit's content is its
+//! normalised source: the declaration parsed on its own and printed back by
+//! oxc's code generator without comments or formatting, so neither counts.
+//! Its edges are the references inside it that resolve, through oxc's scope
+//! analysis, to another unit or to an import. Imports of the project's own
+//! files (relative paths, ESM and CommonJS) are followed to the exported
+//! unit; bare imports are packages, by name and the version in their
+//! `node_modules/<name>/package.json`; `node:` builtins by name.
+//!
+//! The memoized function is found from the `memo()` call that wrapped it
+//! (`file:line:column` of the call, from the stack): its first argument is
+//! an inline function (its own unit) or a name resolved like any reference.
+//! When that fails, the function's source text (`fn.toString()`) is looked
+//! up in the file.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use hitsave_core::Digest;
+use hitsave_core::stream::StreamWriter;
+use hitsave_host::{Core, HitSaveError};
+use oxc_allocator::Allocator;
+use oxc_ast::AstKind;
+use oxc_ast::ast::{
+    Argument, AssignmentTarget, BindingPattern, Declaration, ExportDefaultDeclarationKind, Expression,
+    ImportDeclarationSpecifier, ModuleExportName, Program, Statement,
+};
+use oxc_codegen::{Codegen, CodegenOptions, CommentOptions};
+use oxc_parser::Parser;
+use oxc_semantic::{Semantic, SemanticBuilder};
+use oxc_span::{GetSpan, SourceType, Span};
+
+/// A node of the dependency graph, as the core takes it.
+#[derive(Clone, Debug)]
+pub struct GraphNode {
+    pub kind: String,
+    pub name: String,
+    pub content: String,
+    pub deps: Vec<u32>,
+}
+
+/// A function's graph: the root node's name and every node.
+pub struct AnalyzedGraph {
+    pub root: String,
+    pub nodes: Vec<GraphNode>,
+}
+
+fn unavailable(message: impl Into<String>) -> HitSaveError {
+    HitSaveError::CodeUnavailable(message.into())
+}
+
+/// What an imported name is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Imported {
+    Named(String),
+    Default,
+    Namespace,
+}
+
+/// An edge out of a unit.
+#[derive(Clone, Debug)]
+enum Dep {
+    Unit(usize),
+    Import { spec: String, imported: Imported },
+}
+
+#[derive(Debug)]
+struct Unit {
+    name: String,
+    kind: &'static str,
+    content: Digest,
+    span: Span,
+    deps: Vec<Dep>,
+}
+
+/// What a module-level name is bound to.
+#[derive(Clone, Debug)]
+enum Binding {
+    Unit(usize),
+    Import { spec: String, imported: Imported },
+}
+
+/// What an exported name is.
+#[derive(Clone, Debug)]
+enum Export {
+    Local(String),
+    Unit(usize),
+    From { spec: String, imported: Imported },
+}
+
+/// One module, summarised without its AST.
+#[derive(Debug)]
+struct Module {
+    path: PathBuf,
+    rel: String,
+    units: Vec<Unit>,
+    bindings: HashMap<String, Binding>,
+    exports: HashMap<String, Export>,
+    star_exports: Vec<String>,
+    /// `module.exports = …` (what `require` and a default import give).
+    cjs_exports: Option<usize>,
+    /// The memoized function, when this is the file `memo()` was called in.
+    root: Option<Binding>,
+}
+
+/// Normalised source: parse `text` on its own and print it without comments or formatting.
+fn normalize(text: &str, source_type: SourceType) -> Option<String> {
+    let allocator = Allocator::default();
+    let parsed = Parser::new(&allocator, text, source_type).parse();
+    if !parsed.diagnostics.is_empty() || parsed.panicked {
+        return None;
+    }
+    let options = CodegenOptions { minify: true, comments: CommentOptions::disabled(), ..CodegenOptions::default() };
+    Some(Codegen::new().with_options(options).build(&parsed.program).code)
+}
+
+fn content_digest(core: &Core, kind: &str, text: &str, source_type: SourceType) -> Result<Digest, HitSaveError> {
+    let normalized = normalize(text, source_type);
+    let mut stream = StreamWriter::new();
+    match &normalized {
+        Some(code) => stream.list(3).str("js").str(kind).str(code),
+        // Not parseable alone (a method's text): its exact text, so nothing is missed.
+        None => stream.list(3).str("js-text").str(kind).str(text),
+    };
+    core.value_digest(stream.as_bytes())
+}
+
+/// The content digest of a function's own source (for functions passed as arguments).
+pub fn normalized_function(core: &Core, source: &str) -> Result<Digest, HitSaveError> {
+    let wrapped = format!("({source})");
+    let text = if normalize(&wrapped, SourceType::mjs()).is_some() { wrapped } else { format!("({{{source}}})") };
+    content_digest(core, "function", &text, SourceType::mjs())
+}
+
+fn source_type_of(path: &Path) -> SourceType {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext {
+        "ts" | "mts" | "cts" | "tsx" => SourceType::from_path(path).unwrap_or(SourceType::ts()),
+        "cjs" => SourceType::cjs(),
+        "mjs" => SourceType::mjs(),
+        "jsx" => SourceType::from_path(path).unwrap_or(SourceType::unambiguous()).with_unambiguous(true),
+        _ => SourceType::unambiguous(),
+    }
+}
+
+/// The string argument of `require("x")`, if `expr` is such a call.
+fn require_spec<'a>(expr: &'a Expression<'a>) -> Option<&'a str> {
+    if let Expression::CallExpression(call) = expr
+        && let Expression::Identifier(callee) = &call.callee
+        && callee.name == "require"
+        && call.arguments.len() == 1
+        && let Some(Expression::StringLiteral(spec)) = call.arguments[0].as_expression()
+    {
+        return Some(spec.value.as_str());
+    }
+    None
+}
+
+fn export_name(name: &ModuleExportName<'_>) -> String {
+    match name {
+        ModuleExportName::IdentifierName(id) => id.name.to_string(),
+        ModuleExportName::IdentifierReference(id) => id.name.to_string(),
+        ModuleExportName::StringLiteral(lit) => lit.value.to_string(),
+    }
+}
+
+fn imported_of(name: &str) -> Imported {
+    if name == "default" { Imported::Default } else { Imported::Named(name.to_owned()) }
+}
+
+struct Builder<'s, 'c> {
+    core: &'c Core,
+    text: &'s str,
+    source_type: SourceType,
+    module: Module,
+    /// Units of statements that assign to a binding, applied once all bindings are known.
+    assignments: Vec<(String, usize)>,
+}
+
+impl Builder<'_, '_> {
+    fn slice(&self, span: Span) -> &str {
+        &self.text[span.start as usize..span.end as usize]
+    }
+
+    fn unit(&mut self, name: String, kind: &'static str, span: Span, text: &str) -> Result<usize, HitSaveError> {
+        let content = content_digest(self.core, kind, text, self.source_type)?;
+        self.module.units.push(Unit { name, kind, content, span, deps: Vec::new() });
+        Ok(self.module.units.len() - 1)
+    }
+
+    fn bind(&mut self, name: &str, unit: usize) {
+        self.module.bindings.insert(name.to_owned(), Binding::Unit(unit));
+    }
+
+    fn declaration(&mut self, declaration: &Declaration<'_>, exported: bool) -> Result<(), HitSaveError> {
+        match declaration {
+            Declaration::FunctionDeclaration(function) => {
+                if let Some(id) = &function.id {
+                    let text = self.slice(function.span).to_owned();
+                    let unit = self.unit(id.name.to_string(), "function", function.span, &text)?;
+                    self.bind(&id.name, unit);
+                    if exported {
+                        self.module.exports.insert(id.name.to_string(), Export::Unit(unit));
+                    }
+                }
+            }
+            Declaration::ClassDeclaration(class) => {
+                if let Some(id) = &class.id {
+                    let text = self.slice(class.span).to_owned();
+                    let unit = self.unit(id.name.to_string(), "class", class.span, &text)?;
+                    self.bind(&id.name, unit);
+                    if exported {
+                        self.module.exports.insert(id.name.to_string(), Export::Unit(unit));
+                    }
+                }
+            }
+            Declaration::VariableDeclaration(variables) => {
+                let keyword = variables.kind.as_str();
+                for declarator in &variables.declarations {
+                    let names: Vec<String> =
+                        declarator.id.get_binding_identifiers().iter().map(|id| id.name.to_string()).collect();
+                    // `const x = require("m")`, `const { a, b: c } = require("m")`, `const a = require("m").a`
+                    let required = declarator.init.as_ref().and_then(|init| match init {
+                        Expression::StaticMemberExpression(member) => {
+                            require_spec(&member.object).map(|spec| (spec, Some(member.property.name.to_string())))
+                        }
+                        other => require_spec(other).map(|spec| (spec, None)),
+                    });
+                    if let Some((spec, member)) = required {
+                        match (&declarator.id, member) {
+                            (BindingPattern::BindingIdentifier(id), Some(member)) => {
+                                self.module.bindings.insert(
+                                    id.name.to_string(),
+                                    Binding::Import { spec: spec.to_owned(), imported: Imported::Named(member) },
+                                );
+                                continue;
+                            }
+                            (BindingPattern::BindingIdentifier(id), None) => {
+                                self.module.bindings.insert(
+                                    id.name.to_string(),
+                                    Binding::Import { spec: spec.to_owned(), imported: Imported::Namespace },
+                                );
+                                continue;
+                            }
+                            (BindingPattern::ObjectPattern(pattern), None) if pattern.rest.is_none() => {
+                                let mut simple = true;
+                                let mut pairs = Vec::new();
+                                for property in &pattern.properties {
+                                    match (property.key.static_name(), &property.value) {
+                                        (Some(key), BindingPattern::BindingIdentifier(local)) => {
+                                            pairs.push((local.name.to_string(), key.to_string()))
+                                        }
+                                        _ => simple = false,
+                                    }
+                                }
+                                if simple {
+                                    for (local, key) in pairs {
+                                        self.module.bindings.insert(
+                                            local,
+                                            Binding::Import { spec: spec.to_owned(), imported: Imported::Named(key) },
+                                        );
+                                    }
+                                    continue;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    let kind = match &declarator.init {
+                        Some(Expression::FunctionExpression(_) | Expression::ArrowFunctionExpression(_)) => "function",
+                        Some(Expression::ClassExpression(_)) => "class",
+                        _ => "constant",
+                    };
+                    let text = format!("{keyword} {}", self.slice(declarator.span));
+                    let unit = self.unit(names.join(","), kind, declarator.span, &text)?;
+                    for name in &names {
+                        self.bind(name, unit);
+                        if exported {
+                            self.module.exports.insert(name.clone(), Export::Unit(unit));
+                        }
+                    }
+                }
+            }
+            Declaration::TSEnumDeclaration(declaration) => {
+                let text = self.slice(declaration.span).to_owned();
+                let unit = self.unit(declaration.id.name.to_string(), "constant", declaration.span, &text)?;
+                self.bind(&declaration.id.name, unit);
+                if exported {
+                    self.module.exports.insert(declaration.id.name.to_string(), Export::Unit(unit));
+                }
+            }
+            // Types and interfaces do not run.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn statement(&mut self, statement: &Statement<'_>) -> Result<(), HitSaveError> {
+        match statement {
+            Statement::ImportDeclaration(import) => {
+                let spec = import.source.value.to_string();
+                for specifier in import.specifiers.iter().flatten() {
+                    let (local, imported) = match specifier {
+                        ImportDeclarationSpecifier::ImportSpecifier(s) => {
+                            (s.local.name.to_string(), imported_of(&export_name(&s.imported)))
+                        }
+                        ImportDeclarationSpecifier::ImportDefaultSpecifier(s) => {
+                            (s.local.name.to_string(), Imported::Default)
+                        }
+                        ImportDeclarationSpecifier::ImportNamespaceSpecifier(s) => {
+                            (s.local.name.to_string(), Imported::Namespace)
+                        }
+                    };
+                    self.module.bindings.insert(local, Binding::Import { spec: spec.clone(), imported });
+                }
+            }
+            Statement::ExportDeclaration(export) => self.declaration(&export.declaration, true)?,
+            Statement::ExportNamedDeclaration(export) => {
+                for specifier in &export.specifiers {
+                    self.module
+                        .exports
+                        .insert(export_name(&specifier.exported), Export::Local(export_name(&specifier.local)));
+                }
+            }
+            Statement::ExportFromDeclaration(export) => {
+                let spec = export.source.value.to_string();
+                for specifier in &export.specifiers {
+                    self.module.exports.insert(
+                        export_name(&specifier.exported),
+                        Export::From { spec: spec.clone(), imported: imported_of(&export_name(&specifier.local)) },
+                    );
+                }
+            }
+            Statement::ExportAllDeclaration(export) => {
+                let spec = export.source.value.to_string();
+                match &export.exported {
+                    Some(name) => {
+                        self.module
+                            .exports
+                            .insert(export_name(name), Export::From { spec, imported: Imported::Namespace });
+                    }
+                    None => self.module.star_exports.push(spec),
+                }
+            }
+            Statement::ExportDefaultDeclaration(export) => {
+                let (text, kind, id) = match &export.declaration {
+                    ExportDefaultDeclarationKind::FunctionDeclaration(function) => (
+                        self.slice(function.span).to_owned(),
+                        "function",
+                        function.id.as_ref().map(|id| id.name.to_string()),
+                    ),
+                    ExportDefaultDeclarationKind::ClassDeclaration(class) => {
+                        (self.slice(class.span).to_owned(), "class", class.id.as_ref().map(|id| id.name.to_string()))
+                    }
+                    ExportDefaultDeclarationKind::TSInterfaceDeclaration(_) => return Ok(()),
+                    other => {
+                        let expression = other.to_expression();
+                        (format!("({})", self.slice(expression.span())), "constant", None)
+                    }
+                };
+                let unit = self.unit("default".to_owned(), kind, export.span, &text)?;
+                if let Some(id) = id {
+                    self.bind(&id, unit);
+                }
+                self.module.exports.insert("default".to_owned(), Export::Unit(unit));
+            }
+            Statement::ExpressionStatement(expression) => {
+                if let Expression::AssignmentExpression(assignment) = &expression.expression {
+                    let text = self.slice(expression.span).to_owned();
+                    match &assignment.left {
+                        // module.exports = …, module.exports.a = …, exports.a = …
+                        AssignmentTarget::StaticMemberExpression(member) => {
+                            let object = &member.object;
+                            let property = member.property.name.to_string();
+                            let is_module_exports = |e: &Expression<'_>| {
+                                matches!(e, Expression::StaticMemberExpression(m)
+                                    if matches!(&m.object, Expression::Identifier(o) if o.name == "module")
+                                        && m.property.name == "exports")
+                            };
+                            if matches!(object, Expression::Identifier(o) if o.name == "module")
+                                && property == "exports"
+                            {
+                                let unit =
+                                    self.unit("module.exports".to_owned(), "constant", expression.span, &text)?;
+                                self.module.cjs_exports = Some(unit);
+                                if let Expression::ObjectExpression(object) = &assignment.right {
+                                    for property in &object.properties {
+                                        if let oxc_ast::ast::ObjectPropertyKind::ObjectProperty(property) = property
+                                            && let (Some(key), Expression::Identifier(value)) =
+                                                (property.key.static_name(), &property.value)
+                                        {
+                                            self.module
+                                                .exports
+                                                .insert(key.to_string(), Export::Local(value.name.to_string()));
+                                        }
+                                    }
+                                }
+                            } else if is_module_exports(object)
+                                || matches!(object, Expression::Identifier(o) if o.name == "exports")
+                            {
+                                let unit =
+                                    self.unit(format!("exports.{property}"), "constant", expression.span, &text)?;
+                                self.module.exports.insert(property, Export::Unit(unit));
+                            } else if let Expression::Identifier(target) = object {
+                                let unit = self.unit(
+                                    format!("{}=#{}", target.name, self.assignments.len()),
+                                    "constant",
+                                    expression.span,
+                                    &text,
+                                )?;
+                                self.assignments.push((target.name.to_string(), unit));
+                            }
+                        }
+                        AssignmentTarget::AssignmentTargetIdentifier(target) => {
+                            let unit = self.unit(
+                                format!("{}=#{}", target.name, self.assignments.len()),
+                                "constant",
+                                expression.span,
+                                &text,
+                            )?;
+                            self.assignments.push((target.name.to_string(), unit));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            other => {
+                if let Some(declaration) = other.as_declaration() {
+                    self.declaration(declaration, false)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The innermost unit whose span holds `span`.
+fn unit_at(units: &[Unit], span: Span) -> Option<usize> {
+    units
+        .iter()
+        .enumerate()
+        .filter(|(_, unit)| unit.span.start <= span.start && span.end <= unit.span.end)
+        .min_by_key(|(_, unit)| unit.span.size())
+        .map(|(index, _)| index)
+}
+
+/// Fills the units' edges from the scope analysis.
+fn link(module: &mut Module, semantic: &Semantic<'_>) {
+    let scoping = semantic.scoping();
+    let nodes = semantic.nodes();
+    let root_scope = scoping.root_scope_id();
+    for symbol in scoping.symbol_ids() {
+        let name = scoping.symbol_name(symbol);
+        let declared = scoping.symbol_span(symbol);
+        let at_root = scoping.symbol_scope_id(symbol) == root_scope;
+        let home: Option<Dep> = match (at_root, module.bindings.get(name)) {
+            (true, Some(Binding::Import { spec, imported })) => {
+                Some(Dep::Import { spec: spec.clone(), imported: imported.clone() })
+            }
+            (true, Some(Binding::Unit(unit))) => Some(Dep::Unit(*unit)),
+            _ => unit_at(&module.units, declared).map(Dep::Unit),
+        };
+        let Some(home) = home else { continue };
+        for reference in scoping.get_resolved_references(symbol) {
+            let node = nodes.get_node(reference.node_id());
+            let span = node.kind().span();
+            let Some(user) = unit_at(&module.units, span) else { continue };
+            let dep = match &home {
+                Dep::Unit(unit) if *unit == user => continue,
+                // `ns.name` on a namespace import depends on that export only.
+                Dep::Import { spec, imported: Imported::Namespace } => match nodes.parent_kind(node.id()) {
+                    AstKind::StaticMemberExpression(member) if member.object.span() == span => {
+                        Dep::Import { spec: spec.clone(), imported: Imported::Named(member.property.name.to_string()) }
+                    }
+                    _ => home.clone(),
+                },
+                other => other.clone(),
+            };
+            module.units[user].deps.push(dep);
+        }
+    }
+    // `require("x")` and `import("x")` inside functions: the whole module.
+    for node in nodes.iter() {
+        let (spec, span) = match node.kind() {
+            AstKind::CallExpression(call) => match (&call.callee, call.arguments.first()) {
+                (Expression::Identifier(callee), Some(Argument::StringLiteral(spec)))
+                    if callee.name == "require" && call.arguments.len() == 1 =>
+                {
+                    (spec.value.to_string(), call.span)
+                }
+                _ => continue,
+            },
+            AstKind::ImportExpression(import) => match &import.source {
+                Expression::StringLiteral(spec) => (spec.value.to_string(), import.span),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if let Some(user) = unit_at(&module.units, span) {
+            module.units[user].deps.push(Dep::Import { spec, imported: Imported::Namespace });
+        }
+    }
+}
+
+/// Byte offset of a 1-based line and UTF-16 column (what V8 reports).
+fn offset_of(text: &str, line: u32, column: u32) -> Option<usize> {
+    let mut start = 0usize;
+    for _ in 1..line {
+        start += text[start..].find('\n')? + 1;
+    }
+    let mut units = 1u32;
+    for (index, ch) in text[start..].char_indices() {
+        if units >= column {
+            return Some(start + index);
+        }
+        units += ch.len_utf16() as u32;
+    }
+    Some(text.len())
+}
+
+/// Finds the memoized function in the file `memo()` was called from.
+fn find_root(
+    builder: &mut Builder<'_, '_>,
+    program: &Program<'_>,
+    semantic: &Semantic<'_>,
+    call_at: Option<usize>,
+    source: &str,
+) -> Result<Option<Binding>, HitSaveError> {
+    let _ = program;
+    let text = builder.text;
+    // 1. The innermost call whose callee holds the position V8 reported.
+    let mut best: Option<&oxc_ast::ast::CallExpression<'_>> = None;
+    let mut memo_calls = 0usize;
+    let mut best_index = 0usize;
+    if let Some(offset) = call_at {
+        let offset = offset as u32;
+        for node in semantic.nodes().iter() {
+            if let AstKind::CallExpression(call) = node.kind()
+                && call.span.start <= offset
+                && offset <= call.callee.span().end
+                && best.is_none_or(|b| call.span.size() < b.span.size())
+            {
+                best = Some(call);
+            }
+        }
+        // Which memo call of the file this is (stable under edits elsewhere), for its name.
+        if let Some(best) = best {
+            for node in semantic.nodes().iter() {
+                if let AstKind::CallExpression(call) = node.kind()
+                    && text[call.callee.span().start as usize..call.callee.span().end as usize]
+                        == text[best.callee.span().start as usize..best.callee.span().end as usize]
+                {
+                    if call.span.start < best.span.start {
+                        best_index += 1;
+                    }
+                    memo_calls += 1;
+                }
+            }
+        }
+    }
+    let _ = memo_calls;
+    if let Some(call) = best
+        && let Some(argument) = call.arguments.first().and_then(Argument::as_expression)
+    {
+        let argument = argument.without_parentheses();
+        match argument {
+            Expression::FunctionExpression(_) | Expression::ArrowFunctionExpression(_) => {
+                // Named after the binding it is assigned to, else its place among the file's memo calls.
+                let name = semantic
+                    .nodes()
+                    .iter()
+                    .find_map(|node| match node.kind() {
+                        AstKind::VariableDeclarator(declarator)
+                            if declarator.init.as_ref().is_some_and(|init| init.span() == call.span) =>
+                        {
+                            declarator.id.get_identifier_name().map(|name| name.to_string())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| format!("<memo #{}>", best_index + 1));
+                let span = argument.span();
+                let body = format!("({})", builder.slice(span));
+                let unit = builder.unit(format!("{name}/memo"), "function", span, &body)?;
+                return Ok(Some(Binding::Unit(unit)));
+            }
+            Expression::Identifier(identifier) => {
+                if let Some(binding) = builder.module.bindings.get(identifier.name.as_str()) {
+                    return Ok(Some(binding.clone()));
+                }
+                // A name bound inside a function (not module-level): find its declaration below.
+                if let Some(reference) = identifier.reference_id.get()
+                    && let Some(symbol) = semantic.scoping().get_reference(reference).symbol_id()
+                {
+                    let declared = semantic.scoping().symbol_span(symbol);
+                    if let Some(found) = function_at_text(builder, semantic, declared.start as usize)? {
+                        return Ok(Some(found));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // 2. The function's own text, found in the file.
+    if !source.is_empty()
+        && let Some(at) = text.find(source)
+        && let Some(found) = function_at_text(builder, semantic, at)?
+    {
+        return Ok(Some(found));
+    }
+    Ok(None)
+}
+
+/// A unit for the function, class or method that starts at (or is named at) `at`.
+fn function_at_text(
+    builder: &mut Builder<'_, '_>,
+    semantic: &Semantic<'_>,
+    at: usize,
+) -> Result<Option<Binding>, HitSaveError> {
+    let at = at as u32;
+    let mut best: Option<Span> = None;
+    for node in semantic.nodes().iter() {
+        let span = match node.kind() {
+            AstKind::Function(function) => function.span,
+            AstKind::ArrowFunctionExpression(arrow) => arrow.span,
+            AstKind::MethodDefinition(method) => method.span,
+            AstKind::VariableDeclarator(declarator)
+                if declarator.init.as_ref().is_some_and(|init| {
+                    matches!(init, Expression::FunctionExpression(_) | Expression::ArrowFunctionExpression(_))
+                }) =>
+            {
+                declarator.span
+            }
+            _ => continue,
+        };
+        if span.start <= at && at < span.end && best.is_none_or(|b| span.size() < b.size()) {
+            best = Some(span);
+        }
+    }
+    let Some(span) = best else { return Ok(None) };
+    if let Some(existing) = builder.module.units.iter().position(|unit| unit.span == span) {
+        return Ok(Some(Binding::Unit(existing)));
+    }
+    let text = builder.slice(span).to_owned();
+    let wrapped = format!("({text})");
+    let body = if normalize(&wrapped, builder.source_type).is_some() { wrapped } else { format!("({{{text}}})") };
+    let line = builder.text[..span.start as usize].matches('\n').count() + 1;
+    let name = text.split(['(', '=', ' ']).find(|part| !part.is_empty()).unwrap_or("function").to_owned();
+    let unit = builder.unit(format!("{name}@{line}"), "function", span, &body)?;
+    Ok(Some(Binding::Unit(unit)))
+}
+
+fn summarize(
+    core: &Core,
+    path: &Path,
+    rel: String,
+    call_at: Option<(u32, u32)>,
+    source: &str,
+) -> Result<Module, HitSaveError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|err| unavailable(format!("cannot read {}: {err}", path.display())))?;
+    let module = Module {
+        path: path.to_path_buf(),
+        rel,
+        units: Vec::new(),
+        bindings: HashMap::new(),
+        exports: HashMap::new(),
+        star_exports: Vec::new(),
+        cjs_exports: None,
+        root: None,
+    };
+    if path.extension().is_some_and(|ext| ext == "json") {
+        let mut module = module;
+        let mut stream = StreamWriter::new();
+        stream.list(2).str("json").str(&text);
+        let content = core.value_digest(stream.as_bytes())?;
+        module.units.push(Unit {
+            name: "json".into(),
+            kind: "constant",
+            content,
+            span: Span::default(),
+            deps: Vec::new(),
+        });
+        module.cjs_exports = Some(0);
+        module.exports.insert("default".into(), Export::Unit(0));
+        return Ok(module);
+    }
+    let source_type = source_type_of(path);
+    let allocator = Allocator::default();
+    let mut parsed = Parser::new(&allocator, &text, source_type).parse();
+    if (!parsed.diagnostics.is_empty() || parsed.panicked) && !source_type.is_typescript() {
+        // A CommonJS file may not parse as a module (or the reverse): try a script.
+        let retry = Parser::new(&allocator, &text, SourceType::cjs()).parse();
+        if retry.diagnostics.is_empty() && !retry.panicked {
+            parsed = retry;
+        }
+    }
+    if parsed.panicked || !parsed.diagnostics.is_empty() {
+        return Err(unavailable(format!("{} does not parse as JavaScript or TypeScript", path.display())));
+    }
+    let program = parsed.program;
+    let semantic = SemanticBuilder::new().with_build_nodes(true).build(&program).semantic;
+    let mut builder = Builder { core, text: &text, source_type, module, assignments: Vec::new() };
+    for statement in &program.body {
+        builder.statement(statement)?;
+    }
+    if call_at.is_some() || !source.is_empty() {
+        let offset = call_at.and_then(|(line, column)| offset_of(&text, line, column));
+        builder.module.root = find_root(&mut builder, &program, &semantic, offset, source)?;
+    }
+    let assignments = std::mem::take(&mut builder.assignments);
+    let mut module = builder.module;
+    link(&mut module, &semantic);
+    for (target, unit) in assignments {
+        if let Some(Binding::Unit(owner)) = module.bindings.get(&target).cloned() {
+            module.units[owner].deps.push(Dep::Unit(unit));
+        }
+    }
+    Ok(module)
+}
+
+/// Where an import specifier leads.
+enum Resolved {
+    File(PathBuf),
+    Package { name: String, version: String },
+}
+
+const BUILTINS: &[&str] = &[
+    "assert",
+    "async_hooks",
+    "buffer",
+    "child_process",
+    "cluster",
+    "console",
+    "constants",
+    "crypto",
+    "dgram",
+    "diagnostics_channel",
+    "dns",
+    "domain",
+    "events",
+    "fs",
+    "http",
+    "http2",
+    "https",
+    "inspector",
+    "module",
+    "net",
+    "os",
+    "path",
+    "perf_hooks",
+    "process",
+    "punycode",
+    "querystring",
+    "readline",
+    "repl",
+    "stream",
+    "string_decoder",
+    "sys",
+    "timers",
+    "tls",
+    "trace_events",
+    "tty",
+    "url",
+    "util",
+    "v8",
+    "vm",
+    "wasi",
+    "worker_threads",
+    "zlib",
+];
+
+const EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "ts", "mts", "cts", "jsx", "tsx", "json"];
+
+fn resolve_file(base: &Path) -> Option<PathBuf> {
+    if base.is_file() {
+        return Some(base.to_path_buf());
+    }
+    for ext in EXTENSIONS {
+        let mut candidate = base.as_os_str().to_owned();
+        candidate.push(format!(".{ext}"));
+        let candidate = PathBuf::from(candidate);
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    // TypeScript sources import "./x.js" meaning "./x.ts".
+    if let Some(stem) = base.to_str().and_then(|b| b.strip_suffix(".js")) {
+        for ext in ["ts", "tsx"] {
+            let candidate = PathBuf::from(format!("{stem}.{ext}"));
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    if base.is_dir() {
+        if let Ok(manifest) = std::fs::read_to_string(base.join("package.json"))
+            && let Some(main) = json_string_field(&manifest, "main")
+            && let Some(found) = resolve_file(&base.join(main))
+        {
+            return Some(found);
+        }
+        for ext in EXTENSIONS {
+            let candidate = base.join(format!("index.{ext}"));
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+/// A top-level string field of a package.json, read with a real JSON parser.
+fn json_string_field(manifest: &str, field: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(manifest).ok()?;
+    value.get(field)?.as_str().map(str::to_owned)
+}
+
+fn package_version(from: &Path, name: &str) -> String {
+    let mut dir = from.parent();
+    while let Some(current) = dir {
+        let manifest = current.join("node_modules").join(name).join("package.json");
+        if let Ok(text) = std::fs::read_to_string(&manifest) {
+            return json_string_field(&text, "version").unwrap_or_else(|| "unversioned".to_owned());
+        }
+        dir = current.parent();
+    }
+    "not-installed".to_owned()
+}
+
+fn resolve(from: &Path, spec: &str) -> Resolved {
+    let builtin = spec.strip_prefix("node:").unwrap_or(spec);
+    if spec.starts_with("node:") || BUILTINS.contains(&builtin.split('/').next().unwrap_or(builtin)) {
+        return Resolved::Package { name: format!("node:{builtin}"), version: "builtin".to_owned() };
+    }
+    let local = if let Some(url) = spec.strip_prefix("file://") {
+        Some(PathBuf::from(url))
+    } else if spec.starts_with('.') || spec.starts_with('/') {
+        Some(from.parent().unwrap_or(Path::new("/")).join(spec))
+    } else {
+        None
+    };
+    if let Some(base) = local {
+        if let Some(file) = resolve_file(&base) {
+            let file = file.canonicalize().unwrap_or(file);
+            if !file.components().any(|c| c.as_os_str() == "node_modules") {
+                return Resolved::File(file);
+            }
+        }
+        return Resolved::Package { name: format!("unresolved:{spec}"), version: "missing".to_owned() };
+    }
+    let mut parts = spec.split('/');
+    let first = parts.next().unwrap_or(spec);
+    let name =
+        if first.starts_with('@') { format!("{first}/{}", parts.next().unwrap_or("")) } else { first.to_owned() };
+    let version = package_version(from, &name);
+    Resolved::Package { name, version }
+}
+
+/// Assembles the graph across modules.
+struct Graph<'c> {
+    core: &'c Core,
+    project: PathBuf,
+    modules: HashMap<PathBuf, Rc<Module>>,
+    nodes: Vec<GraphNode>,
+    index: HashMap<String, u32>,
+}
+
+impl Graph<'_> {
+    fn rel(&self, path: &Path) -> String {
+        match path.strip_prefix(&self.project) {
+            Ok(rel) => rel.to_string_lossy().replace('\\', "/"),
+            Err(_) => {
+                // Outside the project root: relative with `..`, still machine-independent.
+                let mut up = PathBuf::new();
+                let mut base = self.project.as_path();
+                loop {
+                    if let Ok(rel) = path.strip_prefix(base) {
+                        return format!("{}{}", up.to_string_lossy(), rel.to_string_lossy());
+                    }
+                    match base.parent() {
+                        Some(parent) => {
+                            base = parent;
+                            up.push("..");
+                            up.push("");
+                        }
+                        None => return path.to_string_lossy().into_owned(),
+                    }
+                }
+            }
+        }
+    }
+
+    fn module(&mut self, path: &Path) -> Result<Rc<Module>, HitSaveError> {
+        if let Some(module) = self.modules.get(path) {
+            return Ok(module.clone());
+        }
+        let rel = self.rel(path);
+        let module = Rc::new(summarize(self.core, path, rel, None, "")?);
+        self.modules.insert(path.to_path_buf(), module.clone());
+        Ok(module)
+    }
+
+    fn add(&mut self, kind: &str, name: String, content: Digest) -> (u32, bool) {
+        if let Some(&index) = self.index.get(&name) {
+            return (index, false);
+        }
+        let index = self.nodes.len() as u32;
+        self.nodes.push(GraphNode {
+            kind: kind.to_owned(),
+            name: name.clone(),
+            content: content.to_string(),
+            deps: Vec::new(),
+        });
+        self.index.insert(name, index);
+        (index, true)
+    }
+
+    fn package(&mut self, name: &str, version: &str) -> Result<u32, HitSaveError> {
+        let mut stream = StreamWriter::new();
+        stream.str(&format!("{name}=={version}"));
+        let content = self.core.value_digest(stream.as_bytes())?;
+        Ok(self.add("package", format!("package:{name}"), content).0)
+    }
+
+    fn unit(&mut self, module: &Rc<Module>, unit: usize) -> Result<u32, HitSaveError> {
+        let data = &module.units[unit];
+        let (index, new) = self.add(data.kind, format!("{}:{}", module.rel, data.name), data.content.clone());
+        if !new {
+            return Ok(index);
+        }
+        let mut deps = Vec::new();
+        for dep in &data.deps {
+            let target = match dep {
+                Dep::Unit(other) => Some(self.unit(module, *other)?),
+                Dep::Import { spec, imported } => self.import(module, spec, imported)?,
+            };
+            if let Some(target) = target
+                && target != index
+                && !deps.contains(&target)
+            {
+                deps.push(target);
+            }
+        }
+        self.nodes[index as usize].deps = deps;
+        Ok(index)
+    }
+
+    fn binding(&mut self, module: &Rc<Module>, binding: &Binding) -> Result<Option<u32>, HitSaveError> {
+        match binding {
+            Binding::Unit(unit) => Ok(Some(self.unit(module, *unit)?)),
+            Binding::Import { spec, imported } => self.import(module, spec, imported),
+        }
+    }
+
+    fn import(&mut self, from: &Rc<Module>, spec: &str, imported: &Imported) -> Result<Option<u32>, HitSaveError> {
+        match resolve(&from.path, spec) {
+            Resolved::Package { name, version } => Ok(Some(self.package(&name, &version)?)),
+            Resolved::File(path) => {
+                let module = self.module(&path)?;
+                self.export(&module, imported, 0)
+            }
+        }
+    }
+
+    fn export(&mut self, module: &Rc<Module>, imported: &Imported, depth: usize) -> Result<Option<u32>, HitSaveError> {
+        if depth > 64 {
+            return Ok(None);
+        }
+        let name = match imported {
+            Imported::Namespace => return Ok(Some(self.whole(module)?)),
+            Imported::Default => "default",
+            Imported::Named(name) => name.as_str(),
+        };
+        if let Some(export) = module.exports.get(name).cloned() {
+            return match export {
+                Export::Unit(unit) => Ok(Some(self.unit(module, unit)?)),
+                Export::Local(local) => match module.bindings.get(&local).cloned() {
+                    Some(binding) => self.binding(module, &binding),
+                    None => Ok(Some(self.whole(module)?)),
+                },
+                Export::From { spec, imported } => self.import(module, &spec, &imported),
+            };
+        }
+        for spec in module.star_exports.clone() {
+            if let Resolved::File(path) = resolve(&module.path, &spec) {
+                let target = self.module(&path)?;
+                if target.exports.contains_key(name) {
+                    return self.export(&target, imported, depth + 1);
+                }
+            }
+        }
+        if let Some(unit) = module.cjs_exports {
+            return Ok(Some(self.unit(module, unit)?));
+        }
+        Ok(Some(self.whole(module)?))
+    }
+
+    /// A module used as a whole: every unit and re-export.
+    fn whole(&mut self, module: &Rc<Module>) -> Result<u32, HitSaveError> {
+        let mut stream = StreamWriter::new();
+        stream.str(&module.rel);
+        let content = self.core.value_digest(stream.as_bytes())?;
+        let (index, new) = self.add("module", module.rel.clone(), content);
+        if !new {
+            return Ok(index);
+        }
+        let mut deps = Vec::new();
+        for unit in 0..module.units.len() {
+            deps.push(self.unit(module, unit)?);
+        }
+        let mut reexports: Vec<(String, Imported)> = module
+            .exports
+            .values()
+            .filter_map(|export| match export {
+                Export::From { spec, imported } => Some((spec.clone(), imported.clone())),
+                _ => None,
+            })
+            .collect();
+        reexports.extend(module.star_exports.iter().map(|spec| (spec.clone(), Imported::Namespace)));
+        for (spec, imported) in reexports {
+            if let Some(target) = self.import(module, &spec, &imported)? {
+                deps.push(target);
+            }
+        }
+        deps.sort_unstable();
+        deps.dedup();
+        deps.retain(|&dep| dep != index);
+        self.nodes[index as usize].deps = deps;
+        Ok(index)
+    }
+}
+
+/// The project a file belongs to: the nearest directory above it with a
+/// `package.json` (outside `node_modules`), else the file's directory.
+fn project_root(file: &Path) -> PathBuf {
+    let mut dir = file.parent();
+    while let Some(current) = dir {
+        if current.join("package.json").is_file() && !current.components().any(|c| c.as_os_str() == "node_modules") {
+            return current.to_path_buf();
+        }
+        dir = current.parent();
+    }
+    file.parent().unwrap_or(Path::new("/")).to_path_buf()
+}
+
+thread_local! {
+    /// Module summaries of this process (sources do not change under a running program).
+    static CACHE: RefCell<HashMap<PathBuf, Rc<Module>>> = RefCell::new(HashMap::new());
+}
+
+/// The dependency graph of the function `memo()` was called with at `file:line:column`.
+pub fn analyze(core: &Core, file: &Path, line: u32, column: u32, source: &str) -> Result<AnalyzedGraph, HitSaveError> {
+    let file = file.canonicalize().map_err(|err| unavailable(format!("cannot find {}: {err}", file.display())))?;
+    let project = project_root(&file);
+    let mut graph = Graph {
+        core,
+        project,
+        modules: CACHE.with(|cache| cache.borrow().clone()),
+        nodes: Vec::new(),
+        index: HashMap::new(),
+    };
+    let rel = graph.rel(&file);
+    let at = if line > 0 { Some((line, column)) } else { None };
+    let module = Rc::new(summarize(core, &file, rel, at, source)?);
+    let Some(root) = module.root.clone() else {
+        return Err(unavailable(format!(
+            "the function passed to memo() at {}:{line}:{column} was not found in that file's source",
+            file.display()
+        )));
+    };
+    let root =
+        graph.binding(&module, &root)?.ok_or_else(|| unavailable("the memoized function could not be resolved"))?;
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        for (path, module) in &graph.modules {
+            cache.entry(path.clone()).or_insert_with(|| module.clone());
+        }
+    });
+    let root_name = graph.nodes[root as usize].name.clone();
+    Ok(AnalyzedGraph { root: root_name, nodes: graph.nodes })
+}
+
+/// What `memo()` needs to know about a function from its own source:
+/// its parameter names (`None` for a destructured one) and whether it
+/// refers to `this` (outside nested non-arrow functions).
+pub fn function_info(source: &str) -> (Vec<Option<String>>, bool) {
+    let allocator = Allocator::default();
+    for text in [format!("({source})"), format!("({{{source}}})")] {
+        let parsed = Parser::new(&allocator, &text, SourceType::mjs()).parse();
+        if !parsed.diagnostics.is_empty() || parsed.panicked {
+            continue;
+        }
+        let semantic = SemanticBuilder::new().with_build_nodes(true).build(&parsed.program).semantic;
+        let mut params: Option<Vec<Option<String>>> = None;
+        let mut uses_this = false;
+        for node in semantic.nodes().iter() {
+            match node.kind() {
+                AstKind::Function(function) if params.is_none() => {
+                    params = Some(
+                        function
+                            .params
+                            .items
+                            .iter()
+                            .map(|p| p.pattern.get_identifier_name().map(|n| n.to_string()))
+                            .chain(
+                                function
+                                    .params
+                                    .rest
+                                    .iter()
+                                    .map(|r| r.rest.argument.get_identifier_name().map(|n| n.to_string())),
+                            )
+                            .collect(),
+                    );
+                }
+                AstKind::ArrowFunctionExpression(arrow) if params.is_none() => {
+                    params = Some(
+                        arrow
+                            .params
+                            .items
+                            .iter()
+                            .map(|p| p.pattern.get_identifier_name().map(|n| n.to_string()))
+                            .chain(
+                                arrow
+                                    .params
+                                    .rest
+                                    .iter()
+                                    .map(|r| r.rest.argument.get_identifier_name().map(|n| n.to_string())),
+                            )
+                            .collect(),
+                    );
+                }
+                AstKind::ThisExpression(_) => uses_this = true,
+                _ => {}
+            }
+        }
+        return (params.unwrap_or_default(), uses_this);
+    }
+    (Vec::new(), true)
+}

@@ -1,0 +1,656 @@
+//! `hitsave.node`: the Node SDK's native addon.
+//!
+//! Like the Python module it translates and nothing more: JavaScript values
+//! into the value stream ([`walk`]), portable results both ways
+//! ([`portable`]), module sources into dependency graphs ([`analyze`]), and
+//! host errors into `HitSaveError`s with stable codes. `memo()` itself is in
+//! `index.js`.
+//!
+//! Memoized functions are registered once ([`register_function`]) and called
+//! by handle, so a call crosses into Rust once on a hit: walk the arguments,
+//! derive the key, read the store, rebuild the result. Asynchronous calls do
+//! the hashing, the key and the store read on a libuv worker
+//! ([`lookup_call_async`]), so the event loop keeps running.
+
+mod analyze;
+mod context;
+mod js;
+mod portable;
+mod walk;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use hitsave_core::Digest;
+use hitsave_core::graph::{Node, NodeKind};
+use hitsave_core::keys::FunctionIdentity;
+use hitsave_host::store::{Graph, Hit, NewEval, PutOutcome};
+use hitsave_host::{Config, Core, HitSaveError, Store};
+use napi::bindgen_prelude::{AsyncTask, FromNapiValue, Unknown};
+use napi::{Env, Error, Result, Task, sys};
+use napi_derive::napi;
+
+use crate::js::{Js, Raw, V};
+use crate::walk::{Deferred, Hashing, Walker};
+
+/// A host error as a JavaScript `HitSaveError` with `.code` and `.path`.
+pub(crate) fn to_napi(js: Js, error: HitSaveError) -> Error {
+    let code = error.code();
+    let message = error.to_string();
+    let made = (|| -> Result<Error> {
+        let class = js.deref(context::get()?.error_class)?;
+        let path = match error.path() {
+            Some(path) => js.str(path)?,
+            None => js.null()?,
+        };
+        let instance = js.new_instance(class, &[js.str(&message)?, js.str(code)?, path])?;
+        Ok(Error::from_unknown_without_coercion(unsafe { Unknown::from_napi_value(js.0, instance)? }))
+    })();
+    made.unwrap_or_else(|_| Error::from_reason(format!("[{code}] {message}")))
+}
+
+fn core(js: Js) -> Result<&'static Core> {
+    Core::shared().map_err(|err| to_napi(js, err))
+}
+
+/// Receives the classes the native side builds and recognises (once per thread).
+#[napi]
+pub fn init(env: Env, options: Raw) -> Result<()> {
+    context::init(Js(env.raw()), options.0)
+}
+
+fn walk_value(js: Js, value: V, hashing: Hashing) -> Result<(Vec<u8>, Vec<Deferred>)> {
+    let ctx = context::get()?;
+    let mut walker = Walker::new(js, ctx, hashing);
+    if let Err(error) = walker.walk(value, 0) {
+        walker.abandon();
+        return Err(error);
+    }
+    Ok((walker.out.into_bytes(), walker.deferred))
+}
+
+/// The value stream of a value (for tests against the vectors).
+#[napi]
+pub fn value_stream(env: Env, value: Raw) -> Result<Raw> {
+    let js = Js(env.raw());
+    let (stream, _) = walk_value(js, value.0, Hashing::Inline)?;
+    Ok(Raw(js.buffer(&stream)?))
+}
+
+/// The `val1` digest of a value.
+#[napi]
+pub fn value_digest(env: Env, value: Raw) -> Result<String> {
+    let js = Js(env.raw());
+    let (stream, _) = walk_value(js, value.0, Hashing::Inline)?;
+    Ok(core(js)?.value_digest(&stream).map_err(|err| to_napi(js, err))?.to_string())
+}
+
+/// Canonical bytes of a value (for tests and debugging).
+#[napi]
+pub fn canonical_bytes(env: Env, value: Raw) -> Result<Raw> {
+    let js = Js(env.raw());
+    let (stream, _) = walk_value(js, value.0, Hashing::Inline)?;
+    let (canonical, _) = core(js)?.encode(&stream).map_err(|err| to_napi(js, err))?;
+    Ok(Raw(js.buffer(&canonical)?))
+}
+
+fn parse_digest(js: Js, text: &str) -> Result<Digest> {
+    Digest::parse(text).map_err(|err| to_napi(js, err.into()))
+}
+
+fn identity_of(
+    js: Js,
+    fingerprint: Option<String>,
+    name: Option<String>,
+    version: Option<String>,
+) -> Result<FunctionIdentity> {
+    match (fingerprint, name, version) {
+        (Some(fingerprint), None, None) => Ok(FunctionIdentity::Fingerprint(parse_digest(js, &fingerprint)?)),
+        (None, Some(name), Some(version)) => Ok(FunctionIdentity::Explicit { name, version }),
+        _ => Err(Error::new(napi::Status::InvalidArg, "give either fingerprint or both name and version")),
+    }
+}
+
+/// The `key1` key of an argument digest under a fingerprint or a name and version.
+#[napi]
+pub fn derive_key(
+    env: Env,
+    arguments: String,
+    fingerprint: Option<String>,
+    name: Option<String>,
+    version: Option<String>,
+) -> Result<String> {
+    let js = Js(env.raw());
+    let identity = identity_of(js, fingerprint, name, version)?;
+    let key = core(js)?.derive_key(&identity, &parse_digest(js, &arguments)?).map_err(|err| to_napi(js, err))?;
+    Ok(key.to_string())
+}
+
+/// The portable encoding of a result as a Buffer, or `null` when it has no exact portable form.
+#[napi]
+pub fn encode_portable(env: Env, value: Raw) -> Result<Raw> {
+    let js = Js(env.raw());
+    let mut out = hitsave_core::stream::StreamWriter::new();
+    if portable::encode(js, context::get()?, value.0, &mut out, 0)? {
+        Ok(Raw(js.buffer(out.as_bytes())?))
+    } else {
+        Ok(Raw(js.null()?))
+    }
+}
+
+/// Rebuilds a result stored with the portable codec.
+#[napi]
+pub fn decode_portable(env: Env, data: Raw) -> Result<Raw> {
+    let js = Js(env.raw());
+    let (address, len) = js.buffer_info(data.0)?;
+    let bytes = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(address, len) } };
+    Ok(Raw(portable::decode_value(js, context::get()?, bytes)?))
+}
+
+/// BLAKE3 (`blob1`) of a Buffer or TypedArray, on all cores.
+#[napi]
+pub fn blob_digest(env: Env, data: Raw) -> Result<String> {
+    let js = Js(env.raw());
+    let (address, len) = js.buffer_info(data.0)?;
+    let bytes = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(address, len) } };
+    Ok(hitsave_host::hash::blob_digest(bytes).to_string())
+}
+
+fn nodes_from(js: Js, nodes: &[analyze::GraphNode]) -> Result<Vec<Node>> {
+    nodes
+        .iter()
+        .map(|node| {
+            let kind = NodeKind::ALL.into_iter().find(|k| k.as_str() == node.kind).ok_or_else(|| {
+                to_napi(
+                    js,
+                    HitSaveError::Core(hitsave_core::CoreError::new(
+                        hitsave_core::ErrorCode::InvalidGraph,
+                        format!("unknown node kind {:?}", node.kind),
+                    )),
+                )
+            })?;
+            Ok(Node {
+                kind,
+                name: node.name.clone(),
+                content: parse_digest(js, &node.content)?,
+                deps: node.deps.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A function's dependency graph, found from the `memo()` call at `file:line:column`
+/// (or, failing that, from the function's source text): `{ root, fingerprint, nodes }`.
+#[napi]
+pub fn analyze(env: Env, file: String, line: u32, column: u32, source: String) -> Result<Raw> {
+    let js = Js(env.raw());
+    let core = core(js)?;
+    let graph =
+        analyze::analyze(core, std::path::Path::new(&file), line, column, &source).map_err(|err| to_napi(js, err))?;
+    let nodes = nodes_from(js, &graph.nodes)?;
+    let fingerprints = core.fingerprints(&nodes).map_err(|err| to_napi(js, err))?;
+    let root = graph.nodes.iter().position(|node| node.name == graph.root).unwrap_or(0);
+    let out = js.object()?;
+    js.set_named(out, "root", js.str(&graph.root)?)?;
+    js.set_named(out, "fingerprint", js.str(&fingerprints[root].to_string())?)?;
+    let mut items = Vec::new();
+    for node in &graph.nodes {
+        let deps: Vec<V> = node.deps.iter().map(|&dep| js.number(dep as f64)).collect::<Result<_>>()?;
+        items.push(js.array_of(&[
+            js.str(&node.kind)?,
+            js.str(&node.name)?,
+            js.str(&node.content)?,
+            js.array_of(&deps)?,
+        ])?);
+    }
+    js.set_named(out, "nodes", js.array_of(&items)?)?;
+    Ok(Raw(out))
+}
+
+/// The `code1` fingerprint of a function value that is not memoized: its
+/// own normalised source (its dependencies are not followed: see docs/node.md).
+#[napi]
+pub fn source_fingerprint(env: Env, source: String, name: String) -> Result<String> {
+    let js = Js(env.raw());
+    let core = core(js)?;
+    let content = analyze::normalized_function(core, &source).map_err(|err| to_napi(js, err))?;
+    let node = Node { kind: NodeKind::Function, name: format!("<argument>:{name}"), content, deps: Vec::new() };
+    Ok(core.fingerprints(&[node]).map_err(|err| to_napi(js, err))?[0].to_string())
+}
+
+// -- the store and registered functions ------------------------------------
+
+static CONFIG: OnceLock<std::result::Result<Config, String>> = OnceLock::new();
+static STORES: Mutex<Option<HashMap<PathBuf, Arc<Store>>>> = Mutex::new(None);
+
+fn config(js: Js) -> Result<&'static Config> {
+    match CONFIG.get_or_init(|| Config::load().map_err(|err| err.to_string())) {
+        Ok(config) => Ok(config),
+        Err(message) => Err(to_napi(js, HitSaveError::ConfigInvalid(message.clone()))),
+    }
+}
+
+/// The store for a directory, opened once per process.
+fn store_for(dir: &std::path::Path) -> std::result::Result<Arc<Store>, HitSaveError> {
+    let mut stores = STORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let stores = stores.get_or_insert_with(HashMap::new);
+    if let Some(store) = stores.get(dir) {
+        return Ok(store.clone());
+    }
+    let mut config = Config::load()?;
+    config.cache_dir = dir.to_path_buf();
+    let store = Arc::new(Store::open(&config)?);
+    stores.insert(dir.to_path_buf(), store.clone());
+    Ok(store)
+}
+
+/// A memoized function as the native side knows it.
+struct Function {
+    identity: FunctionIdentity,
+    function_id: String,
+    function_name: String,
+    graph: Option<Graph>,
+    cache_dir: PathBuf,
+}
+
+impl Function {
+    fn store(&self) -> std::result::Result<Arc<Store>, HitSaveError> {
+        store_for(&self.cache_dir)
+    }
+}
+
+static FUNCTIONS: RwLock<Vec<Arc<Function>>> = RwLock::new(Vec::new());
+
+fn function(handle: u32) -> Result<Arc<Function>> {
+    let functions = FUNCTIONS.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    functions.get(handle as usize).cloned().ok_or_else(|| Error::from_reason("hitsave: unknown function handle"))
+}
+
+fn optional_string(js: Js, object: V, name: &str) -> Result<Option<String>> {
+    let value = js.get_named(object, name)?;
+    match js.typeof_(value)? {
+        sys::ValueType::napi_undefined | sys::ValueType::napi_null => Ok(None),
+        _ => Ok(Some(js.string(value)?)),
+    }
+}
+
+/// Registers a memoized function: `{ functionName, fingerprint | name + version,
+/// graph?: { root, nodes }, cacheDir? }`. Returns `[handle, mode, store path]`.
+#[napi]
+pub fn register_function(env: Env, spec: Raw) -> Result<Raw> {
+    let js = Js(env.raw());
+    let spec = spec.0;
+    let config = config(js)?;
+    let identity = identity_of(
+        js,
+        optional_string(js, spec, "fingerprint")?,
+        optional_string(js, spec, "name")?,
+        optional_string(js, spec, "version")?,
+    )?;
+    let function_id = match &identity {
+        FunctionIdentity::Fingerprint(fingerprint) => fingerprint.to_string(),
+        FunctionIdentity::Explicit { name, version } => format!("{name}@{version}"),
+    };
+    let graph = {
+        let graph = js.get_named(spec, "graph")?;
+        if js.typeof_(graph)? == sys::ValueType::napi_object {
+            let root = js.string(js.get_named(graph, "root")?)?;
+            let items = js.get_named(graph, "nodes")?;
+            let mut nodes = Vec::new();
+            for index in 0..js.array_len(items)? {
+                let item = js.element(items, index)?;
+                let deps_value = js.element(item, 3)?;
+                let mut deps = Vec::new();
+                for dep in 0..js.array_len(deps_value)? {
+                    deps.push(js.f64_value(js.element(deps_value, dep)?)? as u32);
+                }
+                nodes.push(analyze::GraphNode {
+                    kind: js.string(js.element(item, 0)?)?,
+                    name: js.string(js.element(item, 1)?)?,
+                    content: js.string(js.element(item, 2)?)?,
+                    deps,
+                });
+            }
+            Some(Graph::from_nodes(&root, &nodes_from(js, &nodes)?))
+        } else {
+            None
+        }
+    };
+    let cache_dir = optional_string(js, spec, "cacheDir")?.map(PathBuf::from).unwrap_or(config.cache_dir.clone());
+    let function = Function {
+        identity,
+        function_id,
+        function_name: js.string(js.get_named(spec, "functionName")?)?,
+        graph,
+        cache_dir: cache_dir.clone(),
+    };
+    let mut functions = FUNCTIONS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    functions.push(Arc::new(function));
+    let handle = (functions.len() - 1) as f64;
+    Ok(Raw(js.array_of(&[
+        js.number(handle)?,
+        js.str(config.mode.as_str())?,
+        js.str(&cache_dir.display().to_string())?,
+    ])?))
+}
+
+/// Status of a lookup, as JavaScript sees it.
+const MISS: f64 = 0.0;
+const HIT_VALUE: f64 = 1.0;
+const HIT_DATA: f64 = 2.0;
+const STORE_ERROR: f64 = 3.0;
+
+/// `[status, payload]`: a miss, a decoded portable value, `[codec, language, Buffer]`
+/// for another codec, or the store's error (to warn about and compute).
+fn hit_to_js(js: Js, found: std::result::Result<Option<Hit>, HitSaveError>) -> Result<(f64, V)> {
+    Ok(match found {
+        Ok(None) => (MISS, js.null()?),
+        Ok(Some(hit)) if hit.codec == hitsave_host::portable::CODEC => {
+            (HIT_VALUE, portable::decode_value(js, context::get()?, hit.data.bytes())?)
+        }
+        Ok(Some(hit)) => {
+            (HIT_DATA, js.array_of(&[js.str(&hit.codec)?, js.str(&hit.language)?, js.buffer(hit.data.bytes())?])?)
+        }
+        Err(error) => {
+            let error = to_napi(js, error);
+            (STORE_ERROR, error_value(js, error)?)
+        }
+    })
+}
+
+/// The JavaScript value of an error made by [`to_napi`].
+fn error_value(js: Js, error: Error) -> Result<V> {
+    let message = error.reason.clone();
+    let env = Env::from_raw(js.0);
+    match env.create_error(error) {
+        Ok(object) => Ok(napi::JsValue::raw(&object)),
+        Err(_) => js.str(&message),
+    }
+}
+
+fn key_of(function: &Function, stream: &[u8]) -> std::result::Result<(Digest, Digest), HitSaveError> {
+    let core = Core::shared()?;
+    let digest = core.value_digest(stream)?;
+    Ok((core.derive_key(&function.identity, &digest)?, digest))
+}
+
+/// The synchronous call path's first step: `[key, argument digest, status, payload]`.
+#[napi]
+pub fn lookup_call(env: Env, handle: u32, args: Raw) -> Result<Raw> {
+    let js = Js(env.raw());
+    let function = function(handle)?;
+    let (stream, _) = walk_value(js, args.0, Hashing::Inline)?;
+    let (key, digest) = key_of(&function, &stream).map_err(|err| to_napi(js, err))?;
+    let found = function.store().and_then(|store| store.get(&key));
+    let (status, payload) = hit_to_js(js, found)?;
+    Ok(Raw(js.array_of(&[js.str(&key.to_string())?, js.str(&digest.to_string())?, js.number(status)?, payload])?))
+}
+
+/// The key and argument digest of arguments, without reading the store: `[key, digest]`.
+#[napi]
+pub fn arguments_key(env: Env, handle: u32, args: Raw) -> Result<Raw> {
+    let js = Js(env.raw());
+    let function = function(handle)?;
+    let (stream, _) = walk_value(js, args.0, Hashing::Inline)?;
+    let (key, digest) = key_of(&function, &stream).map_err(|err| to_napi(js, err))?;
+    Ok(Raw(js.array_of(&[js.str(&key.to_string())?, js.str(&digest.to_string())?])?))
+}
+
+/// Reads one key: `[status, payload]`.
+#[napi]
+pub fn lookup_key(env: Env, handle: u32, key: String) -> Result<Raw> {
+    let js = Js(env.raw());
+    let function = function(handle)?;
+    let key = parse_digest(js, &key)?;
+    let (status, payload) = hit_to_js(js, function.store().and_then(|store| store.get(&key)))?;
+    Ok(Raw(js.array_of(&[js.number(status)?, payload])?))
+}
+
+/// The asynchronous lookup: big buffers hashed, key derived and store read on a worker.
+pub struct Lookup {
+    function: Arc<Function>,
+    stream: Vec<u8>,
+    deferred: Vec<Deferred>,
+}
+
+type LookupOutput = (Digest, Digest, std::result::Result<Option<Hit>, HitSaveError>);
+
+impl Task for Lookup {
+    type Output = std::result::Result<LookupOutput, HitSaveError>;
+    type JsValue = Raw;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        // SAFETY: every holder stays referenced until `finally` runs on the JS thread.
+        unsafe { Deferred::fill(&self.deferred, &mut self.stream) };
+        Ok(key_of(&self.function, &self.stream)
+            .map(|(key, digest)| (key, digest, self.function.store().and_then(|store| store.get(&key)))))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
+        let js = Js(env.raw());
+        let (key, digest, found) = output.map_err(|err| to_napi(js, err))?;
+        let (status, payload) = hit_to_js(js, found)?;
+        Ok(Raw(js.array_of(&[js.str(&key.to_string())?, js.str(&digest.to_string())?, js.number(status)?, payload])?))
+    }
+
+    fn finally(self, env: Env) -> Result<()> {
+        Deferred::release(Js(env.raw()), &self.deferred);
+        Ok(())
+    }
+}
+
+/// `lookupCall` for async functions: resolves to `[key, argument digest, status, payload]`.
+#[napi(ts_return_type = "Promise<[string, string, number, unknown]>")]
+pub fn lookup_call_async(env: Env, handle: u32, args: Raw) -> Result<AsyncTask<Lookup>> {
+    let js = Js(env.raw());
+    let function = function(handle)?;
+    let (stream, deferred) = walk_value(js, args.0, Hashing::Defer)?;
+    Ok(AsyncTask::new(Lookup { function, stream, deferred }))
+}
+
+/// A result to store, its bytes kept alive by a reference to their Buffer.
+pub struct Put {
+    function: Arc<Function>,
+    eval: NewEval,
+    address: usize,
+    len: usize,
+    holder: usize,
+}
+
+impl Put {
+    fn new(js: Js, handle: u32, key: &str, arguments: &str, codec: String, data: V, micros: f64) -> Result<Self> {
+        let function = function(handle)?;
+        let (address, len) = js.buffer_info(data)?;
+        let eval = NewEval {
+            key: parse_digest(js, key)?,
+            function_id: function.function_id.clone(),
+            function_name: function.function_name.clone(),
+            language: "node".to_owned(),
+            arguments: parse_digest(js, arguments)?,
+            codec,
+            compute_micros: micros.max(0.0) as u64,
+            graph: function.graph.clone(),
+        };
+        Ok(Self { function, eval, address: address as usize, len, holder: js.reference(data)? as usize })
+    }
+
+    fn run(&self) -> std::result::Result<PutOutcome, HitSaveError> {
+        let store = self.function.store()?;
+        // SAFETY: `holder` keeps the Buffer alive until `finally` (or the end of the sync call).
+        let data = if self.len == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(self.address as *const u8, self.len) }
+        };
+        store.put(Core::shared()?, &self.eval, data)
+    }
+}
+
+fn outcome_name(outcome: PutOutcome) -> &'static str {
+    match outcome {
+        PutOutcome::Stored => "stored",
+        PutOutcome::AlreadyPresent => "already_present",
+        PutOutcome::Skipped => "skipped",
+    }
+}
+
+impl Task for Put {
+    type Output = std::result::Result<PutOutcome, HitSaveError>;
+    type JsValue = Raw;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        Ok(self.run())
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
+        let js = Js(env.raw());
+        match output {
+            Ok(outcome) => Ok(Raw(js.str(outcome_name(outcome))?)),
+            Err(error) => Err(to_napi(js, error)),
+        }
+    }
+
+    fn finally(self, env: Env) -> Result<()> {
+        Js(env.raw()).drop_reference(self.holder as sys::napi_ref);
+        Ok(())
+    }
+}
+
+/// Stores a result: `stored`, `already_present` or `skipped`. Throws the store's error.
+#[napi]
+pub fn put(
+    env: Env,
+    handle: u32,
+    key: String,
+    arguments: String,
+    codec: String,
+    data: Raw,
+    compute_micros: f64,
+) -> Result<String> {
+    let js = Js(env.raw());
+    let put = Put::new(js, handle, &key, &arguments, codec, data.0, compute_micros)?;
+    let outcome = put.run();
+    js.drop_reference(put.holder as sys::napi_ref);
+    Ok(outcome_name(outcome.map_err(|err| to_napi(js, err))?).to_owned())
+}
+
+/// `put` on a worker thread.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn put_async(
+    env: Env,
+    handle: u32,
+    key: String,
+    arguments: String,
+    codec: String,
+    data: Raw,
+    compute_micros: f64,
+) -> Result<AsyncTask<Put>> {
+    let js = Js(env.raw());
+    Ok(AsyncTask::new(Put::new(js, handle, &key, &arguments, codec, data.0, compute_micros)?))
+}
+
+/// Removes one function's results; returns how many.
+#[napi]
+pub fn clear(env: Env, handle: u32) -> Result<f64> {
+    let js = Js(env.raw());
+    let function = function(handle)?;
+    let store = function.store().map_err(|err| to_napi(js, err))?;
+    Ok(store.clear(Some(&function.function_name)).map_err(|err| to_napi(js, err))? as f64)
+}
+
+/// Which dependencies changed, per stored graph: `[[graph, results, current, [[node, change]]]]`.
+#[napi]
+pub fn why(env: Env, handle: u32) -> Result<Raw> {
+    let js = Js(env.raw());
+    let function = function(handle)?;
+    let core = core(js)?;
+    let store = function.store().map_err(|err| to_napi(js, err))?;
+    if let Some(graph) = &function.graph {
+        store.record_function(core, &function.function_name, "node", graph).map_err(|err| to_napi(js, err))?;
+    }
+    let report = store.why(core, &function.function_name).map_err(|err| to_napi(js, err))?;
+    let mut groups = Vec::new();
+    for group in report.stored {
+        let changes: Vec<V> = group
+            .changes
+            .iter()
+            .map(|(node, change)| js.array_of(&[js.str(node)?, js.str(change)?]))
+            .collect::<Result<_>>()?;
+        let graph = match &group.graph {
+            Some(graph) => js.str(graph)?,
+            None => js.null()?,
+        };
+        groups.push(js.array_of(&[
+            graph,
+            js.number(group.evals as f64)?,
+            js.boolean(group.current)?,
+            js.array_of(&changes)?,
+        ])?);
+    }
+    Ok(Raw(js.array_of(&groups)?))
+}
+
+/// Writes buffered hit counts of every open store now.
+#[napi]
+pub fn flush(env: Env) -> Result<()> {
+    let js = Js(env.raw());
+    let stores: Vec<Arc<Store>> = {
+        let stores = STORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        stores.as_ref().map(|stores| stores.values().cloned().collect()).unwrap_or_default()
+    };
+    for store in stores {
+        store.flush_hits().map_err(|err| to_napi(js, err))?;
+    }
+    Ok(())
+}
+
+/// Prints a cache warning once per code per process (the value is still returned).
+#[napi]
+pub fn warn_once(code: String, message: String) {
+    static SEEN: Mutex<Option<std::collections::HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if seen.get_or_insert_with(Default::default).insert(code.clone()) {
+        eprintln!("hitsave: warning[{code}]: {message} (the result is returned, but the cache could not be used)");
+    }
+}
+
+/// Runs the `hitsave` CLI with `argv` (program name first); returns the exit code.
+#[napi]
+pub fn cli_main(argv: Vec<String>) -> i32 {
+    hitsave_cli::run(argv)
+}
+
+/// Every stable error code, in the order of `docs/errors.md`.
+#[napi]
+pub fn error_codes() -> Vec<&'static str> {
+    HitSaveError::all_codes()
+}
+
+/// The BLAKE3 of the embedded core component (the same in every binding).
+#[napi]
+pub fn component_digest() -> String {
+    hitsave_host::runtime::component_digest()
+}
+
+/// The configured mode and store directory: `[mode, cacheDir]`.
+#[napi]
+pub fn configuration(env: Env) -> Result<Vec<String>> {
+    let config = config(Js(env.raw()))?;
+    Ok(vec![config.mode.as_str().to_owned(), config.cache_dir.display().to_string()])
+}
+
+/// `[parameter names (null when destructured), refers to this]` of a function's source.
+#[napi]
+pub fn function_info(env: Env, source: String) -> Result<Raw> {
+    let js = Js(env.raw());
+    let (params, uses_this) = analyze::function_info(&source);
+    let names: Vec<V> = params
+        .iter()
+        .map(|name| match name {
+            Some(name) => js.str(name),
+            None => js.null(),
+        })
+        .collect::<Result<_>>()?;
+    Ok(Raw(js.array_of(&[js.array_of(&names)?, js.boolean(uses_this)?])?))
+}

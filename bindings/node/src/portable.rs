@@ -1,0 +1,299 @@
+//! The portable result codec for JavaScript values (`hitsave_host::portable`).
+//!
+//! Only values that come back exactly are portable (`docs/node.md` lists
+//! them): `null`, booleans, numbers, bigints beyond the safe-integer range,
+//! well-formed strings, Buffers, TypedArrays, `NDArray`s, dense arrays, plain
+//! objects, and Maps whose keys are not all strings. Anything else
+//! (`undefined`, a Date, a class instance…) is stored with V8 serialization,
+//! which only Node reads.
+
+use hitsave_core::canonical::MAX_DEPTH;
+use hitsave_core::stream::StreamWriter;
+use hitsave_host::HitSaveError;
+use hitsave_host::portable::{Build, decode};
+use napi::{Result, sys};
+
+use crate::context::Context;
+use crate::js::{Js, V};
+use crate::walk::{dtype_of, write_bigint};
+
+const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+
+/// Writes `value` as a portable stream; `false` when it has no exact portable form.
+pub fn encode(js: Js, ctx: &Context, value: V, out: &mut StreamWriter, depth: usize) -> Result<bool> {
+    if depth >= MAX_DEPTH {
+        return Ok(false);
+    }
+    match js.typeof_(value)? {
+        sys::ValueType::napi_null => {
+            out.null();
+        }
+        sys::ValueType::napi_boolean => {
+            out.bool(js.bool_value(value)?);
+        }
+        sys::ValueType::napi_number => {
+            let number = js.f64_value(value)?;
+            if number.fract() == 0.0 && number.abs() <= MAX_SAFE && !(number == 0.0 && number.is_sign_negative()) {
+                out.int(number as i64);
+            } else {
+                out.float(number);
+            }
+        }
+        sys::ValueType::napi_bigint => {
+            let (negative, words) = js.bigint_words(value)?;
+            // A bigint in the safe range would come back as a number.
+            let small = words.len() <= 1 && (words.first().copied().unwrap_or(0) as f64) <= MAX_SAFE;
+            if small {
+                return Ok(false);
+            }
+            write_bigint(out, negative, &words);
+        }
+        sys::ValueType::napi_string => {
+            let units = js.utf16(value)?;
+            match String::from_utf16(&units) {
+                Ok(text) => out.str(&text),
+                Err(_) => return Ok(false),
+            };
+        }
+        sys::ValueType::napi_object => return encode_object(js, ctx, value, out, depth),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn encode_object(js: Js, ctx: &Context, value: V, out: &mut StreamWriter, depth: usize) -> Result<bool> {
+    if js.is_array(value)? {
+        let len = js.array_len(value)?;
+        out.list(len as usize);
+        for index in 0..len {
+            if !js.has_element(value, index)? || !encode(js, ctx, js.element(value, index)?, out, depth + 1)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    if js.is(value, sys::napi_is_typedarray)? {
+        let (kind, len, address) = js.typedarray_info(value)?;
+        let prototype = js.prototype(value)?;
+        if js.instance_of(value, js.deref(ctx.buffer)?)? {
+            out.bytes(slice(address, len));
+            return Ok(true);
+        }
+        // Exactly a TypedArray of a supported type (not a subclass or a clamped array).
+        let Some(dtype) = dtype_of(kind) else { return Ok(false) };
+        if kind == sys::TypedarrayType::uint8_clamped_array
+            || crate::walk::constructor_name(js, prototype)? != typed_array_name(kind)
+        {
+            return Ok(false);
+        }
+        let size = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
+        out.array(dtype, &[len as u64], slice(address, len * size));
+        return Ok(true);
+    }
+    if js.instance_of(value, js.deref(ctx.ndarray)?)? {
+        let dtype = js.string(js.get_named(value, "dtype")?)?;
+        let shape = js.get_named(value, "shape")?;
+        // A one-dimensional NDArray of a TypedArray type would come back as that TypedArray.
+        if js.array_len(shape)? == 1 && typed_array_kind(&dtype).is_some() {
+            return Ok(false);
+        }
+        let data = js.get_named(value, "data")?;
+        let (kind, count, address) = js.typedarray_info(data)?;
+        let size = dtype_of(kind).and_then(hitsave_core::stream::dtype_size).unwrap_or(1) as usize;
+        let mut dims = Vec::new();
+        for index in 0..js.array_len(shape)? {
+            dims.push(js.f64_value(js.element(shape, index)?)? as u64);
+        }
+        let Some(item) = hitsave_core::stream::dtype_size(&dtype) else { return Ok(false) };
+        if dims.iter().try_fold(item, |acc, &dim| acc.checked_mul(dim)) != Some((count * size) as u64) {
+            return Ok(false);
+        }
+        out.array(&dtype, &dims, slice(address, count * size));
+        return Ok(true);
+    }
+    let prototype = js.prototype(value)?;
+    if js.strict_equals(prototype, js.deref(ctx.object_prototype)?)? {
+        let keys = js.own_keys(value)?;
+        let len = js.array_len(keys)?;
+        out.map(len as usize);
+        for index in 0..len {
+            let key = js.element(keys, index)?;
+            if !encode(js, ctx, key, out, depth + 1)? || !encode(js, ctx, js.get(value, key)?, out, depth + 1)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    if js.strict_equals(prototype, js.get_named(js.deref(ctx.map)?, "prototype")?)? {
+        let pairs = js.call(js.undefined()?, js.deref(ctx.array_from)?, &[value])?;
+        let len = js.array_len(pairs)?;
+        let mut all_strings = true;
+        for index in 0..len {
+            let key = js.element(js.element(pairs, index)?, 0)?;
+            all_strings &= js.typeof_(key)? == sys::ValueType::napi_string;
+        }
+        // A Map keyed by strings only would come back as a plain object.
+        if all_strings && len > 0 {
+            return Ok(false);
+        }
+        out.map(len as usize);
+        for index in 0..len {
+            let pair = js.element(pairs, index)?;
+            if !encode(js, ctx, js.element(pair, 0)?, out, depth + 1)?
+                || !encode(js, ctx, js.element(pair, 1)?, out, depth + 1)?
+            {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+fn slice<'a>(address: *const u8, len: usize) -> &'a [u8] {
+    if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(address, len) } }
+}
+
+fn typed_array_name(kind: sys::napi_typedarray_type) -> &'static str {
+    use sys::TypedarrayType as T;
+    match kind {
+        T::int8_array => "Int8Array",
+        T::uint8_array => "Uint8Array",
+        T::uint8_clamped_array => "Uint8ClampedArray",
+        T::int16_array => "Int16Array",
+        T::uint16_array => "Uint16Array",
+        T::int32_array => "Int32Array",
+        T::uint32_array => "Uint32Array",
+        T::float32_array => "Float32Array",
+        T::float64_array => "Float64Array",
+        T::bigint64_array => "BigInt64Array",
+        T::biguint64_array => "BigUint64Array",
+        _ => "",
+    }
+}
+
+/// The TypedArray type that holds a dtype, if JavaScript has one.
+pub fn typed_array_kind(dtype: &str) -> Option<sys::napi_typedarray_type> {
+    use sys::TypedarrayType as T;
+    Some(match dtype {
+        "int8" => T::int8_array,
+        "uint8" => T::uint8_array,
+        "int16" => T::int16_array,
+        "uint16" => T::uint16_array,
+        "int32" => T::int32_array,
+        "uint32" => T::uint32_array,
+        "float32" => T::float32_array,
+        "float64" => T::float64_array,
+        "int64" => T::bigint64_array,
+        "uint64" => T::biguint64_array,
+        _ => return None,
+    })
+}
+
+/// A JavaScript error or a host error met while building values.
+pub enum BuildError {
+    Js(napi::Error),
+    Host(HitSaveError),
+}
+
+impl From<HitSaveError> for BuildError {
+    fn from(error: HitSaveError) -> Self {
+        Self::Host(error)
+    }
+}
+
+impl From<napi::Error> for BuildError {
+    fn from(error: napi::Error) -> Self {
+        Self::Js(error)
+    }
+}
+
+/// Rebuilds JavaScript values.
+pub struct JsBuilder<'c> {
+    pub js: Js,
+    pub ctx: &'c Context,
+}
+
+impl Build for JsBuilder<'_> {
+    type Value = V;
+    type Error = BuildError;
+
+    fn null(&mut self) -> std::result::Result<V, BuildError> {
+        Ok(self.js.null()?)
+    }
+    fn bool(&mut self, value: bool) -> std::result::Result<V, BuildError> {
+        Ok(self.js.boolean(value)?)
+    }
+    fn int(&mut self, value: i64) -> std::result::Result<V, BuildError> {
+        if (value as f64).abs() <= MAX_SAFE {
+            Ok(self.js.number(value as f64)?)
+        } else {
+            Ok(self.js.bigint(value < 0, &[value.unsigned_abs()])?)
+        }
+    }
+    fn bigint(&mut self, negative: bool, magnitude: &[u8]) -> std::result::Result<V, BuildError> {
+        let words: Vec<u64> = magnitude
+            .chunks(8)
+            .map(|chunk| {
+                let mut le = [0u8; 8];
+                le[..chunk.len()].copy_from_slice(chunk);
+                u64::from_le_bytes(le)
+            })
+            .collect();
+        Ok(self.js.bigint(negative, &words)?)
+    }
+    fn float(&mut self, value: f64) -> std::result::Result<V, BuildError> {
+        Ok(self.js.number(value)?)
+    }
+    fn str(&mut self, value: &str) -> std::result::Result<V, BuildError> {
+        Ok(self.js.str(value)?)
+    }
+    fn bytes(&mut self, value: &[u8]) -> std::result::Result<V, BuildError> {
+        Ok(self.js.buffer(value)?)
+    }
+    fn list(&mut self, items: Vec<V>) -> std::result::Result<V, BuildError> {
+        Ok(self.js.array_of(&items)?)
+    }
+    fn map(&mut self, entries: Vec<(V, V)>) -> std::result::Result<V, BuildError> {
+        let js = self.js;
+        let mut keys_are_strings = true;
+        for (key, _) in &entries {
+            keys_are_strings &= js.typeof_(*key)? == sys::ValueType::napi_string && js.string(*key)? != "__proto__";
+        }
+        if keys_are_strings {
+            let object = js.object()?;
+            for (key, value) in entries {
+                js.set(object, key, value)?;
+            }
+            return Ok(object);
+        }
+        let pairs: Vec<V> =
+            entries.into_iter().map(|(key, value)| js.array_of(&[key, value])).collect::<Result<_>>()?;
+        let pairs = js.array_of(&pairs)?;
+        Ok(js.new_instance(js.deref(self.ctx.map)?, &[pairs])?)
+    }
+    fn array(&mut self, dtype: &str, shape: &[u64], data: &[u8]) -> std::result::Result<V, BuildError> {
+        let js = self.js;
+        let buffer = js.arraybuffer(data)?;
+        let item = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
+        let (kind, len) = match typed_array_kind(dtype) {
+            Some(kind) => (kind, data.len() / item),
+            None => (sys::TypedarrayType::uint8_array, data.len()),
+        };
+        let typed = js.typedarray(kind, len, buffer)?;
+        if shape.len() == 1 && typed_array_kind(dtype).is_some() {
+            return Ok(typed);
+        }
+        let dims: Vec<V> = shape.iter().map(|&dim| js.number(dim as f64)).collect::<Result<_>>()?;
+        let dims = js.array_of(&dims)?;
+        Ok(js.new_instance(js.deref(self.ctx.ndarray)?, &[js.str(dtype)?, dims, typed])?)
+    }
+}
+
+/// Rebuilds a portable result.
+pub fn decode_value(js: Js, ctx: &Context, bytes: &[u8]) -> Result<V> {
+    decode(bytes, &mut JsBuilder { js, ctx }).map_err(|error| match error {
+        BuildError::Js(error) => error,
+        BuildError::Host(error) => crate::to_napi(js, error),
+    })
+}

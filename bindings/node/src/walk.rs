@@ -1,0 +1,421 @@
+//! JavaScript values to the value stream (`docs/spec/values.md`, the
+//! JavaScript column), in Rust.
+//!
+//! As in the Python binding, only translation happens here; the core decides
+//! what values mean and reports errors with their path. A value that cannot
+//! be hashed faithfully is written as an `unhashable` token naming its type.
+//!
+//! Big byte data (Buffers, TypedArrays, DataViews, ArrayBuffers over the
+//! inline limit) is hashed natively: at once for a synchronous call, or,
+//! for an asynchronous one, later on a worker thread ([`Hashing::Defer`]),
+//! so the event loop keeps running during a large hash.
+
+use hitsave_core::canonical::MAX_DEPTH;
+use hitsave_core::stream::StreamWriter;
+use hitsave_host::hash;
+use napi::{Result, sys};
+
+use crate::context::Context;
+use crate::js::{Js, V};
+
+/// When big buffers are hashed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hashing {
+    /// Now, on this thread.
+    Inline,
+    /// Later, off the JavaScript thread: a placeholder digest is written and
+    /// the buffer is kept alive by a reference until then.
+    Defer,
+}
+
+/// A buffer whose digest is still to be written into the stream.
+pub struct Deferred {
+    /// Where the 32 placeholder bytes are.
+    pub offset: usize,
+    /// The memory (kept alive by `holder`).
+    pub address: usize,
+    pub len: usize,
+    /// A `napi_ref` to the object that owns the memory.
+    pub holder: usize,
+}
+
+impl Deferred {
+    /// Hashes every deferred buffer and writes its digest into `stream`.
+    ///
+    /// # Safety
+    /// Each buffer must still be alive (its holder referenced) and unchanged
+    /// in length.
+    pub unsafe fn fill(deferred: &[Deferred], stream: &mut [u8]) {
+        for item in deferred {
+            // SAFETY: the caller keeps every holder referenced until this returns.
+            let data = unsafe { std::slice::from_raw_parts(item.address as *const u8, item.len) };
+            let digest = hash::blob_digest(data);
+            stream[item.offset..item.offset + 32].copy_from_slice(&digest.bytes);
+        }
+    }
+
+    /// Releases the holders (on the JavaScript thread).
+    pub fn release(js: Js, deferred: &[Deferred]) {
+        for item in deferred {
+            js.drop_reference(item.holder as sys::napi_ref);
+        }
+    }
+}
+
+/// The name JavaScript gives a TypedArray's element type, as a dtype.
+pub fn dtype_of(kind: sys::napi_typedarray_type) -> Option<&'static str> {
+    use sys::TypedarrayType as T;
+    Some(match kind {
+        T::int8_array => "int8",
+        T::uint8_array | T::uint8_clamped_array => "uint8",
+        T::int16_array => "int16",
+        T::uint16_array => "uint16",
+        T::int32_array => "int32",
+        T::uint32_array => "uint32",
+        T::float32_array => "float32",
+        T::float64_array => "float64",
+        T::bigint64_array => "int64",
+        T::biguint64_array => "uint64",
+        _ => return None,
+    })
+}
+
+/// Walks one value into a stream.
+pub struct Walker<'c> {
+    pub js: Js,
+    pub ctx: &'c Context,
+    pub out: StreamWriter,
+    pub hashing: Hashing,
+    pub deferred: Vec<Deferred>,
+}
+
+impl<'c> Walker<'c> {
+    pub fn new(js: Js, ctx: &'c Context, hashing: Hashing) -> Self {
+        Self { js, ctx, out: StreamWriter::new(), hashing, deferred: Vec::new() }
+    }
+
+    /// Releases deferred holders if the walk is abandoned (an error).
+    pub fn abandon(&mut self) {
+        Deferred::release(self.js, &self.deferred);
+        self.deferred.clear();
+    }
+
+    pub fn walk(&mut self, value: V, depth: usize) -> Result<()> {
+        if depth >= MAX_DEPTH {
+            // The core reports `too_deep` with the path; this also ends cycles.
+            self.out.null();
+            return Ok(());
+        }
+        let js = self.js;
+        match js.typeof_(value)? {
+            sys::ValueType::napi_undefined => {
+                self.out.record("undefined", 0);
+            }
+            sys::ValueType::napi_null => {
+                self.out.null();
+            }
+            sys::ValueType::napi_boolean => {
+                self.out.bool(js.bool_value(value)?);
+            }
+            sys::ValueType::napi_number => {
+                self.out.float(js.f64_value(value)?);
+            }
+            sys::ValueType::napi_bigint => {
+                let (negative, words) = js.bigint_words(value)?;
+                write_bigint(&mut self.out, negative, &words);
+            }
+            sys::ValueType::napi_string => write_string(&mut self.out, &js.utf16(value)?),
+            sys::ValueType::napi_symbol => {
+                self.out.unhashable("symbol");
+            }
+            sys::ValueType::napi_function => self.function(value)?,
+            sys::ValueType::napi_object => self.object(value, depth)?,
+            _ => {
+                self.out.unhashable("external");
+            }
+        }
+        Ok(())
+    }
+
+    fn function(&mut self, value: V) -> Result<()> {
+        let js = self.js;
+        let hook = js.deref(self.ctx.fingerprint_function)?;
+        let undefined = js.undefined()?;
+        let text = js.call(undefined, hook, &[value])?;
+        if js.typeof_(text)? != sys::ValueType::napi_string {
+            self.out.unhashable(&format!("function {}", js.string(js.get_named(value, "name")?)?));
+            return Ok(());
+        }
+        let text = js.string(text)?;
+        let digest = hitsave_core::Digest::parse(&text).map_err(|err| crate::to_napi(js, err.into()))?;
+        self.out.function(&digest);
+        Ok(())
+    }
+
+    /// Writes byte data owned by `holder`: inline when small, else by digest.
+    fn bytes(&mut self, holder: V, address: *const u8, len: usize, array: Option<(&str, &[u64])>) -> Result<()> {
+        let data: &[u8] = if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(address, len) } };
+        if len <= hash::INLINE_LIMIT {
+            match array {
+                Some((dtype, shape)) => self.out.array(dtype, shape, data),
+                None => self.out.bytes(data),
+            };
+            return Ok(());
+        }
+        match self.hashing {
+            Hashing::Inline => {
+                let digest = hash::blob_digest(data);
+                match array {
+                    Some((dtype, shape)) => self.out.array_digest(dtype, shape, len as u64, &digest.bytes),
+                    None => self.out.bytes_digest(len as u64, &digest.bytes),
+                };
+            }
+            Hashing::Defer => {
+                match array {
+                    Some((dtype, shape)) => self.out.array_digest(dtype, shape, len as u64, &[0; 32]),
+                    None => self.out.bytes_digest(len as u64, &[0; 32]),
+                };
+                let holder = self.js.reference(holder)? as usize;
+                let offset = self.out.as_bytes().len() - 32;
+                self.deferred.push(Deferred { offset, address: address as usize, len, holder });
+            }
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, value: V, depth: usize) -> Result<()> {
+        let js = self.js;
+        let ctx = self.ctx;
+        if js.is_array(value)? {
+            let len = js.array_len(value)?;
+            self.out.list(len as usize);
+            for index in 0..len {
+                // A hole reads as undefined, as JavaScript reads it.
+                let item = js.element(value, index)?;
+                self.walk(item, depth + 1)?;
+            }
+            return Ok(());
+        }
+        if js.is(value, sys::napi_is_typedarray)? {
+            let (kind, len, address) = js.typedarray_info(value)?;
+            if js.instance_of(value, js.deref(ctx.buffer)?)? {
+                return self.bytes(value, address, len, None);
+            }
+            let Some(dtype) = dtype_of(kind) else {
+                self.out.unhashable("a TypedArray of an unsupported element type");
+                return Ok(());
+            };
+            let size = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
+            return self.bytes(value, address, len * size, Some((dtype, &[len as u64])));
+        }
+        if js.is(value, sys::napi_is_dataview)? {
+            let (address, len) = js.dataview_info(value)?;
+            return self.bytes(value, address, len, None);
+        }
+        if js.is(value, sys::napi_is_arraybuffer)? {
+            let (address, len) = js.arraybuffer_info(value)?;
+            return self.bytes(value, address, len, None);
+        }
+        if js.is(value, sys::napi_is_date)? {
+            self.out.record("Date", 1).field("time").float(js.date_value(value)?);
+            return Ok(());
+        }
+        if js.is(value, sys::napi_is_promise)? {
+            self.out.unhashable("Promise");
+            return Ok(());
+        }
+        if js.is(value, sys::napi_is_error)? {
+            self.out.unhashable("Error");
+            return Ok(());
+        }
+        let prototype = js.prototype(value)?;
+        let plain = js.typeof_(prototype)? == sys::ValueType::napi_null
+            || js.strict_equals(prototype, js.deref(ctx.object_prototype)?)?;
+        if plain {
+            return self.fields(value, None, depth);
+        }
+        if js.instance_of(value, js.deref(ctx.map)?)? {
+            let pairs = js.call(js.undefined()?, js.deref(ctx.array_from)?, &[value])?;
+            let len = js.array_len(pairs)?;
+            self.out.map(len as usize);
+            for index in 0..len {
+                let pair = js.element(pairs, index)?;
+                self.walk(js.element(pair, 0)?, depth + 1)?;
+                self.walk(js.element(pair, 1)?, depth + 1)?;
+            }
+            return Ok(());
+        }
+        if js.instance_of(value, js.deref(ctx.set)?)? {
+            let members = js.call(js.undefined()?, js.deref(ctx.array_from)?, &[value])?;
+            let len = js.array_len(members)?;
+            self.out.set(len as usize);
+            for index in 0..len {
+                self.walk(js.element(members, index)?, depth + 1)?;
+            }
+            return Ok(());
+        }
+        if js.instance_of(value, js.deref(ctx.file)?)? {
+            let path = js.string(js.get_named(value, "path")?)?;
+            return hash::write_file(&mut self.out, std::path::Path::new(&path)).map_err(|err| crate::to_napi(js, err));
+        }
+        if js.instance_of(value, js.deref(ctx.ndarray)?)? {
+            return self.ndarray(value);
+        }
+        if js.instance_of(value, js.deref(ctx.event_emitter)?)? {
+            // Sockets, streams, servers, child processes: live resources, not values.
+            let name = constructor_name(js, prototype)?;
+            self.out.unhashable(&format!("{name} (an EventEmitter)"));
+            return Ok(());
+        }
+        let tag = js.string(js.call(value, js.deref(ctx.object_to_string)?, &[])?)?;
+        match tag.as_str() {
+            "[object Object]" => {
+                let name = constructor_name(js, prototype)?;
+                self.fields(value, Some(&name), depth)
+            }
+            "[object RegExp]" => {
+                self.out.record("RegExp", 2).field("flags");
+                write_string(&mut self.out, &js.utf16(js.get_named(value, "flags")?)?);
+                self.out.field("source");
+                write_string(&mut self.out, &js.utf16(js.get_named(value, "source")?)?);
+                Ok(())
+            }
+            "[object Arguments]" => {
+                let len = js.f64_value(js.get_named(value, "length")?)? as u32;
+                self.out.list(len as usize);
+                for index in 0..len {
+                    self.walk(js.element(value, index)?, depth + 1)?;
+                }
+                Ok(())
+            }
+            // Boxed primitives, WeakMap, WeakRef, generators, module namespaces…:
+            // their state is not in their properties.
+            other => {
+                let name = other.trim_start_matches("[object ").trim_end_matches(']');
+                self.out.unhashable(name);
+                Ok(())
+            }
+        }
+    }
+
+    /// A plain object (a map of its own enumerable string keys) or a class
+    /// instance (a record of the class name and those fields).
+    fn fields(&mut self, value: V, record: Option<&str>, depth: usize) -> Result<()> {
+        let js = self.js;
+        let keys = js.own_keys(value)?;
+        let len = js.array_len(keys)?;
+        match record {
+            Some(name) => self.out.record(name, len as usize),
+            None => self.out.map(len as usize),
+        };
+        for index in 0..len {
+            let key = js.element(keys, index)?;
+            let item = js.get(value, key)?;
+            match record {
+                Some(_) => {
+                    let field = js.string(key)?;
+                    self.out.field(&field);
+                }
+                None => write_string(&mut self.out, &js.utf16(key)?),
+            }
+            self.walk(item, depth + 1)?;
+        }
+        Ok(())
+    }
+
+    fn ndarray(&mut self, value: V) -> Result<()> {
+        let js = self.js;
+        let dtype = js.string(js.get_named(value, "dtype")?)?;
+        let shape_value = js.get_named(value, "shape")?;
+        let mut shape = Vec::new();
+        for index in 0..js.array_len(shape_value)? {
+            shape.push(js.f64_value(js.element(shape_value, index)?)? as u64);
+        }
+        let data = js.get_named(value, "data")?;
+        let (address, len) = if js.is(data, sys::napi_is_typedarray)? {
+            let (kind, count, address) = js.typedarray_info(data)?;
+            let size = dtype_of(kind).and_then(hitsave_core::stream::dtype_size).unwrap_or(1) as usize;
+            (address, count * size)
+        } else {
+            self.out.unhashable("NDArray whose data is not a TypedArray");
+            return Ok(());
+        };
+        let Some(item) = hitsave_core::stream::dtype_size(&dtype) else {
+            self.out.unhashable(&format!("NDArray of dtype {dtype}"));
+            return Ok(());
+        };
+        if shape.iter().try_fold(item, |acc, &dim| acc.checked_mul(dim)) != Some(len as u64) {
+            self.out.unhashable("NDArray whose data length does not match its shape");
+            return Ok(());
+        }
+        self.bytes(data, address, len, Some((&dtype, &shape)))
+    }
+}
+
+/// A class's name, from its prototype's `constructor.name`.
+pub fn constructor_name(js: Js, prototype: V) -> Result<String> {
+    let constructor = js.get_named(prototype, "constructor")?;
+    if js.typeof_(constructor)? != sys::ValueType::napi_function {
+        return Ok("Object".to_owned());
+    }
+    let name = js.get_named(constructor, "name")?;
+    if js.typeof_(name)? != sys::ValueType::napi_string {
+        return Ok("Object".to_owned());
+    }
+    let name = js.string(name)?;
+    Ok(if name.is_empty() { "Object".to_owned() } else { name })
+}
+
+/// A JavaScript string: exact UTF-8, or (with a lone surrogate) its WTF-8
+/// bytes, which the core rejects as invalid UTF-8 with the path.
+pub fn write_string(out: &mut StreamWriter, units: &[u16]) {
+    let mut text = String::with_capacity(units.len());
+    let mut wtf8: Option<Vec<u8>> = None;
+    for unit in char::decode_utf16(units.iter().copied()) {
+        match (unit, wtf8.as_mut()) {
+            (Ok(ch), None) => text.push(ch),
+            (Ok(ch), Some(bytes)) => {
+                let mut buf = [0u8; 4];
+                bytes.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+            }
+            (Err(lone), bytes) => {
+                let bytes = match bytes {
+                    Some(bytes) => bytes,
+                    None => wtf8.insert(text.as_bytes().to_vec()),
+                };
+                let unit = lone.unpaired_surrogate() as u32;
+                bytes.extend_from_slice(&[
+                    0xE0 | (unit >> 12) as u8,
+                    0x80 | ((unit >> 6) & 0x3F) as u8,
+                    0x80 | (unit & 0x3F) as u8,
+                ]);
+            }
+        }
+    }
+    match wtf8 {
+        Some(bytes) => out.str_bytes(&bytes),
+        None => out.str(&text),
+    };
+}
+
+/// A bigint: `int` when it fits 64 bits, else sign and magnitude.
+pub fn write_bigint(out: &mut StreamWriter, negative: bool, words: &[u64]) {
+    let mut magnitude: Vec<u8> = words.iter().flat_map(|word| word.to_le_bytes()).collect();
+    while magnitude.last() == Some(&0) {
+        magnitude.pop();
+    }
+    if magnitude.len() <= 8 {
+        let mut le = [0u8; 8];
+        le[..magnitude.len()].copy_from_slice(&magnitude);
+        let value = u64::from_le_bytes(le);
+        if !negative && value <= i64::MAX as u64 {
+            out.int(value as i64);
+            return;
+        }
+        if negative && value <= 1u64 << 63 {
+            out.int((value as i128).wrapping_neg() as i64);
+            return;
+        }
+    }
+    out.bigint(negative && !magnitude.is_empty(), &magnitude);
+}
