@@ -73,7 +73,7 @@ impl Js {
         let mut count = 0usize;
         let mut sign = 0i32;
         check(
-            unsafe { sys::napi_get_value_bigint_words(self.0, value, &mut sign, &mut count, ptr::null_mut()) },
+            unsafe { sys::napi_get_value_bigint_words(self.0, value, ptr::null_mut(), &mut count, ptr::null_mut()) },
             "bigint",
         )?;
         let mut words = vec![0u64; count];

@@ -654,3 +654,26 @@ pub fn function_info(env: Env, source: String) -> Result<Raw> {
         .collect::<Result<_>>()?;
     Ok(Raw(js.array_of(&[js.array_of(&names)?, js.boolean(uses_this)?])?))
 }
+
+/// `code1` fingerprints of `[kind, name, content digest, dep indices]` nodes (for the shared vectors).
+#[napi]
+pub fn fingerprints(env: Env, nodes: Raw) -> Result<Vec<String>> {
+    let js = Js(env.raw());
+    let mut parsed = Vec::new();
+    for index in 0..js.array_len(nodes.0)? {
+        let item = js.element(nodes.0, index)?;
+        let deps_value = js.element(item, 3)?;
+        let mut deps = Vec::new();
+        for dep in 0..js.array_len(deps_value)? {
+            deps.push(js.f64_value(js.element(deps_value, dep)?)? as u32);
+        }
+        parsed.push(analyze::GraphNode {
+            kind: js.string(js.element(item, 0)?)?,
+            name: js.string(js.element(item, 1)?)?,
+            content: js.string(js.element(item, 2)?)?,
+            deps,
+        });
+    }
+    let nodes = nodes_from(js, &parsed)?;
+    Ok(core(js)?.fingerprints(&nodes).map_err(|err| to_napi(js, err))?.iter().map(Digest::to_string).collect())
+}

@@ -118,7 +118,14 @@ impl<'c> Walker<'c> {
                 self.out.bool(js.bool_value(value)?);
             }
             sys::ValueType::napi_number => {
-                self.out.float(js.f64_value(value)?);
+                // Integral numbers as integers (the same canonical bytes as a float, and a
+                // path that names a map key by its value rather than its position).
+                let number = js.f64_value(value)?;
+                if number.fract() == 0.0 && number.abs() < 9.2e18 {
+                    self.out.int(number as i64);
+                } else {
+                    self.out.float(number);
+                }
             }
             sys::ValueType::napi_bigint => {
                 let (negative, words) = js.bigint_words(value)?;
