@@ -1,0 +1,282 @@
+'use strict';
+// memo() the way a user uses it: a real project on disk, edited between
+// runs of fresh Node processes sharing one store.
+const test = require('node:test');
+const assert = require('node:assert');
+const fs = require('node:fs');
+const path = require('node:path');
+const { Project } = require('./helpers');
+
+// A project whose memoized function reaches a helper module and a constant.
+const MAIN = `
+const fs = require('node:fs');
+const { memo } = require(HITSAVE);
+const { scale } = require('./lib/helper');
+const OFFSET = 10;
+function mark() { fs.appendFileSync(__dirname + '/runs.log', 'x'); }
+const slow = memo(function slow(x) {
+  mark();
+  return scale(x) + OFFSET;
+});
+if (process.env.ONLY_WHY) console.log(JSON.stringify({ why: slow.why(2) }));
+else console.log(JSON.stringify({ value: slow(2) }));
+`;
+const HELPER = `
+const FACTOR = 3;
+// scale multiplies by FACTOR
+function scale(x) { return x * FACTOR; }
+function unrelated() { return 'not reached'; }
+module.exports = { scale, unrelated };
+`;
+
+function runs(project) {
+  const file = path.join(project.root, 'runs.log');
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').length : 0;
+}
+
+test('a second run hits; edits to reached code miss; other edits and reverts hit', () => {
+  const project = new Project({ 'main.js': MAIN, 'lib/helper.js': HELPER });
+  assert.strictEqual(project.run('main.js').out.value, 16);
+  assert.strictEqual(runs(project), 1);
+  assert.strictEqual(project.run('main.js').out.value, 16);
+  assert.strictEqual(runs(project), 1, 'the second process hits');
+
+  // Comments, formatting and an unreached function do not count.
+  project.write({
+    'lib/helper.js': HELPER.replace('// scale multiplies by FACTOR', '/* a different comment */')
+      .replace('function scale(x) { return x * FACTOR; }', 'function scale(x) {\n  return x   *   FACTOR;\n}')
+      .replace("'not reached'", "'still not reached'"),
+  });
+  assert.strictEqual(project.run('main.js').out.value, 16);
+  assert.strictEqual(runs(project), 1, 'comments, whitespace and unreached edits hit');
+
+  // An edit in the imported module that the function reaches misses.
+  project.write({ 'lib/helper.js': HELPER.replace('const FACTOR = 3;', 'const FACTOR = 4;') });
+  const edited = project.run('main.js').out;
+  assert.strictEqual(edited.value, 18);
+  assert.strictEqual(runs(project), 2);
+
+  // Reverting finds the old result.
+  project.write({ 'lib/helper.js': HELPER });
+  assert.strictEqual(project.run('main.js').out.value, 16);
+  assert.strictEqual(runs(project), 2, 'a revert hits');
+
+  // An edit to the function itself and to a module constant miss.
+  project.write({ 'main.js': MAIN.replace('const OFFSET = 10;', 'const OFFSET = 11;') });
+  assert.strictEqual(project.run('main.js').out.value, 17);
+  assert.strictEqual(runs(project), 3);
+  project.write({ 'main.js': MAIN.replace('return scale(x) + OFFSET;', 'return scale(x) + OFFSET + 1;') });
+  assert.strictEqual(project.run('main.js').out.value, 17);
+  assert.strictEqual(runs(project), 4);
+});
+
+test('why names the changed dependency', () => {
+  const project = new Project({ 'main.js': MAIN, 'lib/helper.js': HELPER });
+  project.run('main.js');
+  project.write({ 'lib/helper.js': HELPER.replace('FACTOR = 3', 'FACTOR = 5') });
+  const why = project.run('main.js', { env: { ONLY_WHY: '1' } }).out.why;
+  assert.match(why, /^miss: code changed/);
+  assert.match(why, /lib\/helper\.js:FACTOR/);
+  project.write({ 'lib/helper.js': HELPER });
+  assert.strictEqual(project.run('main.js', { env: { ONLY_WHY: '1' } }).out.why, 'hit');
+});
+
+test('ES modules: imports of the project followed, packages by version', () => {
+  const project = new Project({
+    'main.mjs': `
+      import { memo } from ESM_ENTRY;
+      import { double } from './math.mjs';
+      import * as text from './text.mjs';
+      import leftpad from 'leftpad';
+      import fs from 'node:fs';
+      const compute = memo((x) => { fs.appendFileSync('runs.log', 'x'); return text.label(double(x)) + leftpad(); });
+      console.log(JSON.stringify({ value: compute(4) }));
+    `,
+    'math.mjs': 'export const double = (x) => x * 2;\nexport function triple(x) { return x * 3; }\n',
+    'text.mjs': "export function label(x) { return 'n=' + x; }\nexport function other() { return 1; }\n",
+    'node_modules/leftpad/package.json': JSON.stringify({ name: 'leftpad', version: '1.0.0', main: 'index.js', type: 'module' }),
+    'node_modules/leftpad/index.js': "export default function leftpad() { return '!'; }\n",
+  });
+  // ESM imports the package by path (a file URL).
+  const main = fs.readFileSync(path.join(project.root, 'main.mjs'), 'utf8');
+  fs.writeFileSync(
+    path.join(project.root, 'main.mjs'),
+    main.replace('ESM_ENTRY', JSON.stringify(require('node:url').pathToFileURL(path.join(__dirname, '..', 'index.mjs')).href)),
+  );
+  assert.strictEqual(project.run('main.mjs').out.value, 'n=8!');
+  assert.strictEqual(project.run('main.mjs').out.value, 'n=8!');
+  assert.strictEqual(runs(project), 1);
+  project.write({ 'math.mjs': 'export const double = (x) => x * 2;\nexport function triple(x) { return x * 3 + 0; }\n' });
+  project.write({ 'text.mjs': "export function label(x) { return 'n=' + x; }\nexport function other() { return 2; }\n" });
+  project.run('main.mjs');
+  assert.strictEqual(runs(project), 1, 'edits to exports the function does not use hit');
+  project.write({ 'text.mjs': "export function label(x) { return 'N=' + x; }\nexport function other() { return 2; }\n" });
+  assert.strictEqual(project.run('main.mjs').out.value, 'N=8!');
+  assert.strictEqual(runs(project), 2, 'an edit through a namespace import misses');
+  project.write({ 'node_modules/leftpad/package.json': JSON.stringify({ name: 'leftpad', version: '1.0.1', main: 'index.js', type: 'module' }) });
+  project.run('main.mjs');
+  assert.strictEqual(runs(project), 3, 'a package version change misses');
+});
+
+test('async: concurrent calls share one computation; a rejection is not cached', () => {
+  const project = new Project({
+    'main.js': `
+      const fs = require('node:fs');
+      const { memo } = require(HITSAVE);
+      let calls = 0;
+      const fetchIt = memo(async (x) => {
+        calls++;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        if (x < 0) throw new Error('negative');
+        return { x, data: Buffer.from('abc'), list: [1, 2.5, 'three', null] };
+      });
+      (async () => {
+        const results = await Promise.all([fetchIt(1), fetchIt(1), fetchIt(1)]);
+        const shared = calls;
+        let rejected = 0;
+        for (let i = 0; i < 2; i++) await fetchIt(-1).catch(() => rejected++);
+        // The event loop keeps running while a large argument is hashed off the thread.
+        let ticks = 0;
+        const timer = setInterval(() => ticks++, 1);
+        const big = Buffer.alloc(64 << 20, 1);
+        const start = Date.now();
+        await fetchIt.lookup(1);
+        await fetchIt(big.length > 0 ? 2 : 0);
+        clearInterval(timer);
+        console.log(JSON.stringify({ shared, calls, rejected, first: results[0], same: results.every((r) => JSON.stringify(r) === JSON.stringify(results[0])), again: await fetchIt(1) }));
+      })();
+    `,
+  });
+  const { out } = project.run('main.js');
+  assert.strictEqual(out.shared, 1, 'three concurrent calls ran once');
+  assert.strictEqual(out.rejected, 2);
+  assert.strictEqual(out.calls, 4, 'both rejected calls ran: a rejection is not stored');
+  assert.ok(out.same);
+  assert.deepStrictEqual(out.again, out.first);
+  assert.deepStrictEqual(out.first.list, [1, 2.5, 'three', null]);
+});
+
+test('results come back as the values the function returned', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo, NDArray } = require(HITSAVE);
+      const v8 = require('node:v8');
+      const make = memo((kind) => {
+        switch (kind) {
+          case 'portable': return { n: 1, f: -0.5, big: 2n ** 70n, s: 'é', b: Buffer.from([0, 255]), l: [true, null, [1]],
+            f64: new Float64Array([1.5, 2]), i64: new BigInt64Array([-1n]), nd: new NDArray('int32', [2, 2], new Int32Array([1, 2, 3, 4])),
+            m: new Map([[1, 'one'], [2, 'two']]) };
+          case 'v8': return { d: new Date(0), u: undefined, s: new Set([1]), small: 5n };
+          case 'undefined': return undefined;
+        }
+      });
+      const show = (v) => v8.serialize(v).toString('hex');
+      const out = {};
+      for (const kind of ['portable', 'v8', 'undefined']) {
+        const first = make(kind);
+        const hit = make(kind);
+        out[kind] = { equal: show(first) === show(hit), hitNd: kind === 'portable' ? hit.nd instanceof NDArray : null };
+      }
+      console.log(JSON.stringify(out));
+    `,
+  });
+  project.run('main.js');
+  const { out } = project.run('main.js');
+  for (const kind of ['portable', 'v8', 'undefined']) assert.ok(out[kind].equal, kind);
+  assert.ok(out.portable.hitNd);
+  const listing = project.cli('ls', '--json');
+  assert.strictEqual(listing.status, 0, listing.stderr);
+});
+
+test('lookup, key, clear, ignore and explicit identity', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo, MISS } = require(HITSAVE);
+      let runs = 0;
+      const f = memo(function f(a, verbose) { runs++; return a * 2; }, { ignore: ['verbose'] });
+      const out = {};
+      out.before = f.lookup(3) === MISS;
+      out.value = f(3, true);
+      out.ignored = f(3, false);
+      out.runs = runs;
+      out.after = f.lookup(3);
+      out.sameKey = f.key(3) === f.key(3, true) && f.key(3) !== f.key(4);
+      out.trailingUndefined = f.key(3, undefined) === f.key(3);
+      out.cleared = f.clear();
+      out.afterClear = f.lookup(3) === MISS;
+      const g = memo((x) => x + 1, { name: 'shared-g', version: '1' });
+      const h = memo((x) => x + 100, { name: 'shared-g', version: '1' });
+      out.explicit = [g(1), h(1)];
+      out.versions = memo((x) => x + 5, { name: 'shared-g', version: '2' })(1);
+      console.log(JSON.stringify(out));
+    `,
+  });
+  const { out } = project.run('main.js');
+  assert.deepStrictEqual(out, {
+    before: true, value: 6, ignored: 6, runs: 1, after: 6, sameKey: true, trailingUndefined: true,
+    cleared: 1, afterClear: true, explicit: [2, 2], versions: 6,
+  });
+});
+
+test('errors are typed with stable codes and paths; nothing stored is lost', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo, HitSaveError } = require(HITSAVE);
+      const f = memo((a, b) => a + b.x);
+      const out = { value: f(1, { x: 2 }) };
+      try { f(1, { x: new WeakMap() }); } catch (e) {
+        out.error = { isHitSave: e instanceof HitSaveError, code: e.code, path: e.path, message: e.message };
+      }
+      out.still = f.lookup(1, { x: 2 });
+      try { memo((x) => x, { name: 'a' }); } catch (e) { out.options = e instanceof TypeError; }
+      try { memo((x) => x, { name: 'bad\\u0001', version: '1' })(1); } catch (e) { out.identity = e.code; }
+      try { memo((x) => x, { ignore: ['nope'] }); } catch (e) { out.ignore = e instanceof TypeError; }
+      console.log(JSON.stringify(out));
+    `,
+  });
+  const { out } = project.run('main.js');
+  assert.strictEqual(out.value, 3);
+  assert.deepStrictEqual({ ...out.error, message: undefined }, { isHitSave: true, code: 'unhashable_value', path: 'args[1]["x"]', message: undefined });
+  assert.match(out.error.message, /WeakMap/);
+  assert.strictEqual(out.still, 3);
+  assert.ok(out.options);
+  assert.strictEqual(out.identity, 'invalid_identity');
+  assert.ok(out.ignore);
+});
+
+test('a result that cannot be stored is still returned, with one warning', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const f = memo((x) => x * 2);
+      console.log(JSON.stringify({ values: [f(1), f(2), f(1)] }));
+    `,
+  });
+  fs.writeFileSync(path.join(project.root, 'blocker'), 'a file where the store directory should be');
+  const { out, stderr } = project.run('main.js', { env: { HITSAVE_CACHE_DIR: path.join(project.root, 'blocker', 'cache') } });
+  assert.deepStrictEqual(out.values, [2, 4, 2]);
+  assert.strictEqual(stderr.match(/hitsave: warning/g).length, 1, stderr);
+});
+
+test('HITSAVE_MODE=off computes every time; read-only reads but never writes', () => {
+  const project = new Project({ 'main.js': MAIN, 'lib/helper.js': HELPER });
+  project.run('main.js', { env: { HITSAVE_MODE: 'off' } });
+  project.run('main.js', { env: { HITSAVE_MODE: 'off' } });
+  assert.strictEqual(runs(project), 2);
+  project.run('main.js', { env: { HITSAVE_MODE: 'read-only' } });
+  project.run('main.js', { env: { HITSAVE_MODE: 'read-only' } });
+  assert.strictEqual(runs(project), 4, 'read-only stores nothing');
+  project.run('main.js');
+  project.run('main.js', { env: { HITSAVE_MODE: 'read-only' } });
+  assert.strictEqual(runs(project), 5, 'read-only reads');
+});
+
+test('the hitsave CLI runs from the Node package', () => {
+  const project = new Project({ 'main.js': MAIN, 'lib/helper.js': HELPER });
+  project.run('main.js');
+  const listing = project.cli('ls');
+  assert.strictEqual(listing.status, 0, listing.stderr);
+  assert.match(listing.stdout, /main\.js:slow/);
+  assert.strictEqual(project.cli('stats').status, 0);
+  assert.strictEqual(project.cli('no-such-command').status, 2);
+});
