@@ -27,5 +27,11 @@ step "an independent implementation of docs/spec/values.md agrees with the vecto
 step "Python SDK: build the extension (dev profile, the same target dir) and install it"
 bash scripts/python-dev.sh
 
-step "Python tests"
-.venv/bin/python -m pytest -q bindings/python/tests
+step "Node SDK: build the addon (dev profile, the same target dir)"
+node bindings/node/scripts/build.js --dev
+
+step "Node tests"
+node --test bindings/node/test/
+
+step "Python tests, and Python and Node sharing one store (tests/interop)"
+.venv/bin/python -m pytest -q bindings/python/tests tests/interop

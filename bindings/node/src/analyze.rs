@@ -32,7 +32,7 @@ use oxc_allocator::Allocator;
 use oxc_ast::AstKind;
 use oxc_ast::ast::{
     Argument, AssignmentTarget, BindingPattern, Declaration, ExportDefaultDeclarationKind, Expression,
-    ImportDeclarationSpecifier, ModuleExportName, Program, Statement,
+    ImportDeclarationSpecifier, ModuleExportName, Statement,
 };
 use oxc_codegen::{Codegen, CodegenOptions, CommentOptions};
 use oxc_parser::Parser;
@@ -530,16 +530,13 @@ fn offset_of(text: &str, line: u32, column: u32) -> Option<usize> {
 /// Finds the memoized function in the file `memo()` was called from.
 fn find_root(
     builder: &mut Builder<'_, '_>,
-    program: &Program<'_>,
     semantic: &Semantic<'_>,
     call_at: Option<usize>,
     source: &str,
 ) -> Result<Option<Binding>, HitSaveError> {
-    let _ = program;
     let text = builder.text;
     // 1. The innermost call whose callee holds the position V8 reported.
     let mut best: Option<&oxc_ast::ast::CallExpression<'_>> = None;
-    let mut memo_calls = 0usize;
     let mut best_index = 0usize;
     if let Some(offset) = call_at {
         let offset = offset as u32;
@@ -558,16 +555,13 @@ fn find_root(
                 if let AstKind::CallExpression(call) = node.kind()
                     && text[call.callee.span().start as usize..call.callee.span().end as usize]
                         == text[best.callee.span().start as usize..best.callee.span().end as usize]
+                    && call.span.start < best.span.start
                 {
-                    if call.span.start < best.span.start {
-                        best_index += 1;
-                    }
-                    memo_calls += 1;
+                    best_index += 1;
                 }
             }
         }
     }
-    let _ = memo_calls;
     if let Some(call) = best
         && let Some(argument) = call.arguments.first().and_then(Argument::as_expression)
     {
@@ -714,7 +708,7 @@ fn summarize(
     }
     if call_at.is_some() || !source.is_empty() {
         let offset = call_at.and_then(|(line, column)| offset_of(&text, line, column));
-        builder.module.root = find_root(&mut builder, &program, &semantic, offset, source)?;
+        builder.module.root = find_root(&mut builder, &semantic, offset, source)?;
     }
     let assignments = std::mem::take(&mut builder.assignments);
     let mut module = builder.module;
@@ -933,7 +927,7 @@ impl Graph<'_> {
 
     fn unit(&mut self, module: &Rc<Module>, unit: usize) -> Result<u32, HitSaveError> {
         let data = &module.units[unit];
-        let (index, new) = self.add(data.kind, format!("{}:{}", module.rel, data.name), data.content.clone());
+        let (index, new) = self.add(data.kind, format!("{}:{}", module.rel, data.name), data.content);
         if !new {
             return Ok(index);
         }
