@@ -188,6 +188,8 @@ function memo(fn, options = {}) {
     ignored.add(index);
   }
   const isAsync = options.async ?? Object.prototype.toString.call(fn) === '[object AsyncFunction]';
+  // A plain function seen returning a promise: its hits are promises too from then on.
+  let promised = false;
   const functionName =
     name !== undefined ? String(name) : `${site ? site.file.split(/[\\/]/).pop() : '<unknown>'}:${fn.name || 'anonymous'}`;
 
@@ -222,10 +224,9 @@ function memo(fn, options = {}) {
     return local && registered().mode !== 'off';
   }
 
-  function save(s, key, digest, value, micros) {
+  function save(s, value) {
     if (s.mode === 'read-only') return null;
-    const encoded = encodeResult(value, codec, functionName);
-    return encoded;
+    return encodeResult(value, codec, functionName);
   }
 
   function callSync(self, args) {
@@ -237,16 +238,20 @@ function memo(fn, options = {}) {
     } catch (error) {
       throw locate(error, functionName);
     }
-    if (status === HIT_VALUE || status === HIT_DATA) return decodeHit(status, payload, functionName);
+    if (status === HIT_VALUE || status === HIT_DATA) {
+      const value = decodeHit(status, payload, functionName);
+      return promised ? Promise.resolve(value) : value;
+    }
     if (status === STORE_ERROR) warnOnce(payload);
     const start = process.hrtime.bigint();
     const value = fn.apply(self, args);
     if (value !== null && typeof value === 'object' && typeof value.then === 'function') {
       // A plain function that returned a promise: store what it resolves to.
+      promised = true;
       return settle(s, key, digest, value, start);
     }
     const micros = Number((process.hrtime.bigint() - start) / 1000n);
-    const encoded = save(s, key, digest, value, micros);
+    const encoded = save(s, value);
     if (encoded) {
       try {
         native.put(s.handle, key, digest, encoded[0], encoded[1], micros);
@@ -262,7 +267,7 @@ function memo(fn, options = {}) {
   async function settle(s, key, digest, promise, start) {
     const value = await promise;
     const micros = Number((process.hrtime.bigint() - start) / 1000n);
-    const encoded = save(s, key, digest, value, micros);
+    const encoded = save(s, value);
     if (encoded) {
       try {
         await native.putAsync(s.handle, key, digest, encoded[0], encoded[1], micros);

@@ -280,3 +280,29 @@ test('the hitsave CLI runs from the Node package', () => {
   assert.strictEqual(project.cli('stats').status, 0);
   assert.strictEqual(project.cli('no-such-command').status, 2);
 });
+
+test('a plain function that returns a promise keeps returning promises', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const later = memo((x) => new Promise((resolve) => setTimeout(() => resolve(x * 3), 5)));
+      const declared = memo((x) => Promise.resolve(x + 1), { async: true });
+      (async () => {
+        const first = later(2);
+        const second = later(2);
+        const third = declared(1);
+        console.log(JSON.stringify({
+          promises: [first instanceof Promise, second instanceof Promise, third instanceof Promise],
+          values: [await first, await second, await third],
+        }));
+      })();
+    `,
+  });
+  const computed = project.run('main.js').out;
+  assert.deepStrictEqual(computed, { promises: [true, true, true], values: [6, 6, 2] });
+  const { out } = project.run('main.js');
+  assert.deepStrictEqual(out.values, [6, 6, 2]);
+  // In a new process a hit comes before the function was seen returning a promise: a plain
+  // value (await gives the same), unless the function says async: true.
+  assert.deepStrictEqual(out.promises, [false, false, true]);
+});
