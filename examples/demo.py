@@ -1,6 +1,7 @@
 """The HitSave demo: a hit, a miss after an edit, a hit after reverting it,
 in fresh Python processes sharing one store (the embedded defaults: a local
-store in a fresh directory, no server).
+store in a fresh directory, no server); then Python and Node sharing results
+through that store.
 
 Run by `bash scripts/demo.sh`.
 """
@@ -16,6 +17,23 @@ PROJECT = {
     "features.py": """
         def featurize(x):
             return [x, x * x]
+    """,
+    "embed.py": """
+        from hitsave import memo
+
+        @memo(name="embed", version="1")
+        def embed(text):
+            print("  (python computes embed)")
+            return {"text": text, "vector": [len(text), text.count("l")]}
+    """,
+    "embed.js": """
+        const { memo } = require(process.env.HITSAVE_NODE_PACKAGE);
+        const embed = memo((text) => {
+          console.log('  (node computes embed)');
+          return { text, vector: [text.length, text.split('l').length - 1] };
+        }, { name: 'embed', version: '1' });
+        const text = process.argv[2];
+        console.log(`  node: embed(${JSON.stringify(text)}) = ${JSON.stringify(embed(text))}`);
     """,
     "train.py": """
         import time
@@ -61,8 +79,17 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "hitsave", "ls"], env=env, check=True)
         print("7. why would train miss now? (`hitsave why`):")
         subprocess.run([sys.executable, "-m", "hitsave", "why", "train:train"], env=env, check=True)
-        print("\nNode shares this store once the Node SDK lands (issue 5); the Rust host demo")
-        print("shows the shared key derivation: cargo run -p hitsave-host --example demo")
+        node_env = dict(env, HITSAVE_NODE_PACKAGE=str(Path(__file__).resolve().parents[1] / "bindings" / "node"))
+        py_embed = "import sys, embed; print(f'  python: embed({sys.argv[1]!r}) = {embed.embed(sys.argv[1])}')"
+        print("8. Python computes embed('hello') (explicit name and version, shared across languages):")
+        subprocess.run([sys.executable, "-c", py_embed, "hello"], cwd=root, env=env, check=True)
+        print("9. Node calls embed('hello') with the same name and version -> a hit on Python's result:")
+        subprocess.run(["node", str(root / "embed.js"), "hello"], cwd=root, env=node_env, check=True)
+        print("10. Node computes embed('world'); Python then hits on Node's result:")
+        subprocess.run(["node", str(root / "embed.js"), "world"], cwd=root, env=node_env, check=True)
+        subprocess.run([sys.executable, "-c", py_embed, "world"], cwd=root, env=env, check=True)
+        print("11. one store, both languages (`hitsave ls`):")
+        subprocess.run([sys.executable, "-m", "hitsave", "ls"], env=env, check=True)
 
 
 if __name__ == "__main__":

@@ -207,6 +207,7 @@ function memo(fn, options = {}) {
       spec.graph = { root: graph.root, nodes: graph.nodes };
     }
     const [handle, mode] = native.registerFunction(spec);
+    flushAtExit();
     state = { handle, mode, graph, fingerprint: graph ? graph.fingerprint : null };
     return state;
   }
@@ -371,6 +372,19 @@ function memo(fn, options = {}) {
     return s.graph;
   };
   return memoized;
+}
+
+let flushing = false;
+function flushAtExit() {
+  if (flushing) return;
+  flushing = true;
+  process.once('exit', () => {
+    try {
+      native.flush();
+    } catch {
+      // Hit counts are advisory; a store that cannot take them was warned about already.
+    }
+  });
 }
 
 /** Writes buffered hit counts now (they are also written in the background). */
