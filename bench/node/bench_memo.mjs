@@ -1,0 +1,137 @@
+// Node SDK benchmarks against an in-memory Map, p-memoize and memoize-fs, in one process.
+//
+//   (cd bench/node && npm install)                      # the peers
+//   node bindings/node/scripts/build.js                 # a release addon
+//   node bench/node/bench_memo.mjs                      # rewrites its section of docs/benchmarks.md
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+const require = createRequire(import.meta.url);
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hitsave-bench-node-'));
+process.env.HITSAVE_CACHE_DIR = path.join(tmp, 'cache');
+const hitsave = require(path.join(repo, 'bindings', 'node'));
+const { default: pMemoize } = await import('p-memoize');
+const memoizeFs = (await import('memoize-fs')).default;
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const fmt = (s) => (s < 1e-6 ? `${(s * 1e9).toFixed(0)} ns` : s < 1e-3 ? `${(s * 1e6).toFixed(2)} µs` : `${(s * 1e3).toFixed(2)} ms`);
+
+function perCall(fn, calls, rounds = 7) {
+  const samples = [];
+  for (let r = 0; r < rounds; r++) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < calls; i++) fn();
+    samples.push(Number(process.hrtime.bigint() - start) / 1e9 / calls);
+  }
+  return median(samples);
+}
+
+async function perCallAsync(fn, calls, rounds = 7) {
+  const samples = [];
+  for (let r = 0; r < rounds; r++) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < calls; i++) await fn();
+    samples.push(Number(process.hrtime.bigint() - start) / 1e9 / calls);
+  }
+  return median(samples);
+}
+
+const rows = [];
+const slow = (a, b, name) => ({ a, b, name });
+
+// Warm hit on small arguments.
+const ours = hitsave.memo(slow, { name: 'bench-small', version: '1' });
+const oursAsync = hitsave.memo(async (a, b, name) => ({ a, b, name }), { name: 'bench-small-async', version: '1' });
+const map = new Map();
+const viaMap = (a, b, name) => {
+  const key = JSON.stringify([a, b, name]);
+  let value = map.get(key);
+  if (value === undefined) map.set(key, (value = slow(a, b, name)));
+  return value;
+};
+const viaP = pMemoize(async (a, b, name) => slow(a, b, name), { cacheKey: (args) => JSON.stringify(args) });
+const memoizer = memoizeFs({ cachePath: path.join(tmp, 'memoize-fs') });
+const viaFs = await memoizer.fn(async (a, b, name) => slow(a, b, name));
+ours(3, 4.5, 'y');
+await oursAsync(3, 4.5, 'y');
+viaMap(3, 4.5, 'y');
+await viaP(3, 4.5, 'y');
+await viaFs(3, 4.5, 'y');
+const tOurs = perCall(() => ours(3, 4.5, 'y'), 20000);
+const tOursAsync = await perCallAsync(() => oursAsync(3, 4.5, 'y'), 5000);
+const tMap = perCall(() => viaMap(3, 4.5, 'y'), 200000);
+const tP = await perCallAsync(() => viaP(3, 4.5, 'y'), 50000);
+const tFs = await perCallAsync(() => viaFs(3, 4.5, 'y'), 2000);
+rows.push([
+  "Warm hit, small arguments `f(3, 4.5, 'y')`",
+  `Map ${fmt(tMap)}; p-memoize ${fmt(tP)}; memoize-fs ${fmt(tFs)}`,
+  `${fmt(tOurs)} sync; ${fmt(tOursAsync)} async`,
+  `≤ 15 µs`,
+  tOurs <= 15e-6 && tOursAsync <= 15e-6 ? 'met' : tOurs <= 15e-6 ? 'met (sync); async **missed**' : '**missed**',
+]);
+
+// Hashing a 256 MiB Buffer.
+const big = crypto.randomBytes(256 << 20);
+hitsave.valueDigest(big);
+const hashOurs = median(Array.from({ length: 5 }, () => {
+  const start = process.hrtime.bigint();
+  hitsave.valueDigest(big);
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}));
+const hashSha = median(Array.from({ length: 3 }, () => {
+  const start = process.hrtime.bigint();
+  crypto.createHash('sha256').update(big).digest();
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}));
+rows.push([
+  'Hash a 256 MiB Buffer argument',
+  `crypto sha256 ${fmt(hashSha)}`,
+  fmt(hashOurs),
+  `≥ 3× (got ${(hashSha / hashOurs).toFixed(1)}×)`,
+  hashSha / hashOurs >= 3 ? 'met' : '**missed**',
+]);
+
+// Package load time: a fresh node requiring hitsave, less a fresh node requiring nothing.
+const timeNode = (code) => {
+  const samples = [];
+  for (let i = 0; i < 9; i++) {
+    const start = process.hrtime.bigint();
+    execFileSync(process.execPath, ['-e', code], { env: process.env });
+    samples.push(Number(process.hrtime.bigint() - start) / 1e9);
+  }
+  return median(samples);
+};
+const inProcess = timeNode(`const t=process.hrtime.bigint();require(${JSON.stringify(path.join(repo, 'bindings', 'node'))});process.stdout.write('')`);
+const bare = timeNode('');
+const load = inProcess - bare;
+rows.push(["`require('hitsave')` (fresh process, less bare `node -e ''`)", '—', fmt(load), '≤ 50 ms', load <= 0.05 ? 'met' : '**missed**']);
+
+const cpu = (os.cpus()[0] || {}).model || 'unknown CPU';
+const start = '<!-- bench:node -->';
+const end = '<!-- /bench:node -->';
+const section = [
+  start,
+  '## Node SDK: warm hits, hashing, load',
+  '',
+  `\`node bench/node/bench_memo.mjs\` — ${os.cpus().length} cores, ${cpu.trim()}, Node ${process.version}, release addon (\`node bindings/node/scripts/build.js\`), peers p-memoize 9 and memoize-fs 4, medians.`,
+  '',
+  '| what | peers | HitSave | target | |',
+  '|---|---|---|---|---|',
+  ...rows.map((row) => `| ${row.join(' | ')} |`),
+  end,
+].join('\n');
+const file = path.join(repo, 'docs', 'benchmarks.md');
+let text = fs.readFileSync(file, 'utf8');
+text = text.includes(start) && text.includes(end)
+  ? text.slice(0, text.indexOf(start)) + section + text.slice(text.indexOf(end) + end.length)
+  : `${text.trimEnd()}\n\n${section}\n`;
+fs.writeFileSync(file, text);
+for (const row of rows) console.log(row.join(' | '));
+fs.rmSync(tmp, { recursive: true, force: true });
