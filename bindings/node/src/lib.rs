@@ -422,7 +422,9 @@ impl Task for Lookup {
 
     fn compute(&mut self) -> Result<Self::Output> {
         // SAFETY: every holder stays referenced until `finally` runs on the JS thread.
-        unsafe { Deferred::fill(&self.deferred, &mut self.stream) };
+        if let Err(error) = unsafe { Deferred::fill(&self.deferred, &mut self.stream) } {
+            return Ok(Err(error));
+        }
         Ok(key_of(&self.function, &self.stream)
             .map(|(key, digest)| (key, digest, self.function.store().and_then(|store| store.get(&key)))))
     }

@@ -8,7 +8,8 @@
 //! Big byte data (Buffers, TypedArrays, DataViews, ArrayBuffers over the
 //! inline limit) is hashed natively: at once for a synchronous call, or,
 //! for an asynchronous one, later on a worker thread ([`Hashing::Defer`]),
-//! so the event loop keeps running during a large hash.
+//! so the event loop keeps running during a large hash. `File(path)`
+//! arguments are read and hashed the same way.
 
 use hitsave_core::canonical::MAX_DEPTH;
 use hitsave_core::stream::StreamWriter;
@@ -28,36 +29,55 @@ pub enum Hashing {
     Defer,
 }
 
-/// A buffer whose digest is still to be written into the stream.
+/// What a deferred digest is of.
+pub enum Pending {
+    /// Memory owned by a JavaScript object, kept alive by a `napi_ref` (`holder`).
+    Memory { address: usize, len: usize, holder: usize },
+    /// A file's contents (`File(path)`): its length and digest are both placeholders.
+    File { path: std::path::PathBuf },
+}
+
+/// A digest still to be written into the stream.
 pub struct Deferred {
-    /// Where the 32 placeholder bytes are.
+    /// Where the placeholder is: the 32 digest bytes for memory, the 8 length
+    /// bytes followed by the 32 digest bytes for a file.
     pub offset: usize,
-    /// The memory (kept alive by `holder`).
-    pub address: usize,
-    pub len: usize,
-    /// A `napi_ref` to the object that owns the memory.
-    pub holder: usize,
+    pub pending: Pending,
 }
 
 impl Deferred {
-    /// Hashes every deferred buffer and writes its digest into `stream`.
+    /// Hashes every deferred buffer and file and writes the digests into `stream`.
     ///
     /// # Safety
-    /// Each buffer must still be alive (its holder referenced) and unchanged
-    /// in length.
-    pub unsafe fn fill(deferred: &[Deferred], stream: &mut [u8]) {
+    /// Each memory holder must still be referenced, so its memory is alive.
+    pub unsafe fn fill(
+        deferred: &[Deferred],
+        stream: &mut [u8],
+    ) -> std::result::Result<(), hitsave_host::HitSaveError> {
         for item in deferred {
-            // SAFETY: the caller keeps every holder referenced until this returns.
-            let data = unsafe { std::slice::from_raw_parts(item.address as *const u8, item.len) };
-            let digest = hash::blob_digest(data);
-            stream[item.offset..item.offset + 32].copy_from_slice(&digest.bytes);
+            match &item.pending {
+                Pending::Memory { address, len, .. } => {
+                    // SAFETY: the caller keeps every holder referenced until this returns.
+                    let data = unsafe { std::slice::from_raw_parts(*address as *const u8, *len) };
+                    let digest = hash::blob_digest(data);
+                    stream[item.offset..item.offset + 32].copy_from_slice(&digest.bytes);
+                }
+                Pending::File { path } => {
+                    let (len, digest) = hash::file_digest(path)?;
+                    stream[item.offset..item.offset + 8].copy_from_slice(&len.to_le_bytes());
+                    stream[item.offset + 8..item.offset + 40].copy_from_slice(&digest.bytes);
+                }
+            }
         }
+        Ok(())
     }
 
     /// Releases the holders (on the JavaScript thread).
     pub fn release(js: Js, deferred: &[Deferred]) {
         for item in deferred {
-            js.drop_reference(item.holder as sys::napi_ref);
+            if let Pending::Memory { holder, .. } = item.pending {
+                js.drop_reference(holder as sys::napi_ref);
+            }
         }
     }
 }
@@ -184,7 +204,8 @@ impl<'c> Walker<'c> {
                 };
                 let holder = self.js.reference(holder)? as usize;
                 let offset = self.out.as_bytes().len() - 32;
-                self.deferred.push(Deferred { offset, address: address as usize, len, holder });
+                self.deferred
+                    .push(Deferred { offset, pending: Pending::Memory { address: address as usize, len, holder } });
             }
         }
         Ok(())
@@ -262,8 +283,15 @@ impl<'c> Walker<'c> {
             return Ok(());
         }
         if js.instance_of(value, js.deref(ctx.file)?)? {
-            let path = js.string(js.get_named(value, "path")?)?;
-            return hash::write_file(&mut self.out, std::path::Path::new(&path)).map_err(|err| crate::to_napi(js, err));
+            let path = std::path::PathBuf::from(js.string(js.get_named(value, "path")?)?);
+            if self.hashing == Hashing::Defer {
+                // Read and hashed on the worker, like big buffers.
+                self.out.file_digest(0, &[0; 32]);
+                let offset = self.out.as_bytes().len() - 40;
+                self.deferred.push(Deferred { offset, pending: Pending::File { path } });
+                return Ok(());
+            }
+            return hash::write_file(&mut self.out, &path).map_err(|err| crate::to_napi(js, err));
         }
         if js.instance_of(value, js.deref(ctx.ndarray)?)? {
             return self.ndarray(value);

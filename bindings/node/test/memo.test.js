@@ -306,3 +306,87 @@ test('a plain function that returns a promise keeps returning promises', () => {
   // value (await gives the same), unless the function says async: true.
   assert.deepStrictEqual(out.promises, [false, false, true]);
 });
+
+test('File arguments: hashed off the thread for async functions, by contents', () => {
+  const project = new Project({
+    'data.txt': 'one',
+    'main.js': `
+      const fs = require('node:fs');
+      const { memo, File, MISS } = require(HITSAVE);
+      const count = memo(async (file, big) => { fs.appendFileSync('runs.log', 'x'); return fs.readFileSync(file.path, 'utf8').length + big.length; });
+      (async () => {
+        const big = Buffer.alloc(1 << 20, 3);
+        const value = await count(new File('data.txt'), big);
+        // The key computed inline (lookup is sync) equals the one computed on the worker.
+        const found = count.lookup(new File('data.txt'), Buffer.from(big));
+        console.log(JSON.stringify({ value, found: found === MISS ? 'miss' : found }));
+      })();
+    `,
+  });
+  assert.deepStrictEqual(project.run('main.js').out, { value: 3 + (1 << 20), found: 3 + (1 << 20) });
+  project.run('main.js');
+  assert.strictEqual(runs(project), 1);
+  project.write({ 'data.txt': 'three' });
+  assert.strictEqual(project.run('main.js').out.value, 5 + (1 << 20));
+  assert.strictEqual(runs(project), 2, 'new file contents miss');
+  fs.rmSync(path.join(project.root, 'data.txt'));
+  const missing = project.run('main.js', { expectFailure: true });
+  assert.notStrictEqual(missing.status, 0);
+  assert.match(missing.stderr, /code: 'io'/);
+});
+
+test('methods: this is part of the key when the function uses it', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      let runs = 0;
+      class Scaler {
+        constructor(k) { this.k = k; }
+      }
+      Scaler.prototype.apply = memo(function apply(x) { runs++; return this.k * x; });
+      const plain = memo(function plain(x) { runs++; return x; });
+      const a = new Scaler(2);
+      const b = new Scaler(3);
+      const out = { a: a.apply(5), b: b.apply(5), again: a.apply(5), plain: [plain(1), plain.call({ ignored: true }, 1)] };
+      out.runs = runs;
+      console.log(JSON.stringify(out));
+    `,
+  });
+  assert.deepStrictEqual(project.run('main.js').out, { a: 10, b: 15, again: 10, plain: [1, 1], runs: 3 });
+});
+
+test('a function imported from another module is analysed where it is defined', () => {
+  const project = new Project({
+    'lib.js': 'const RATE = 2;\nexports.cost = function cost(x) { require("node:fs").appendFileSync("runs.log", "x"); return x * RATE; };\n',
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const { cost } = require('./lib');
+      const cached = memo(cost);
+      console.log(JSON.stringify({ value: cached(21), root: cached.graph().root }));
+    `,
+  });
+  assert.deepStrictEqual(project.run('main.js').out, { value: 42, root: 'lib.js:exports.cost' });
+  project.run('main.js');
+  assert.strictEqual(runs(project), 1);
+  project.write({ 'lib.js': 'const RATE = 3;\nexports.cost = function cost(x) { require("node:fs").appendFileSync("runs.log", "x"); return x * RATE; };\n' });
+  assert.strictEqual(project.run('main.js').out.value, 63);
+});
+
+test("Node's own WebAssembly traps still work beside the embedded wasmtime", () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      memo((x) => x + 1)(1); // wasmtime is loaded and its signal handlers installed
+      // (module (memory 1) (func (export "f") (result i32) i32.const 0x7fffffff i32.load))
+      const bytes = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 127, 3, 2, 1, 0, 5, 3, 1, 0, 1,
+        7, 5, 1, 1, 102, 0, 0, 10, 13, 1, 11, 0, 65, 255, 255, 255, 255, 7, 40, 2, 0, 11]);
+      const { f } = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports;
+      let caught = null;
+      for (let i = 0; i < 3; i++) {
+        try { f(); } catch (e) { caught = e instanceof WebAssembly.RuntimeError ? 'RuntimeError' : String(e); }
+      }
+      console.log(JSON.stringify({ caught, after: memo((x) => x * 2)(4) }));
+    `,
+  });
+  assert.deepStrictEqual(project.run('main.js').out, { caught: 'RuntimeError', after: 8 });
+});
