@@ -19,7 +19,7 @@ function loadNative() {
   } catch (error) {
     error.message =
       `hitsave: cannot load the native addon ${file} (${error.message}); ` +
-      'build it with `node scripts/build.js` in bindings/node';
+      'build it with `npm run build` (or `node scripts/build.js`) in bindings/node';
     throw error;
   }
 }
