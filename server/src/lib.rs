@@ -1,0 +1,588 @@
+//! `hitsave-server`: the HitSave cloud. A team's machines share results
+//! through it: content-addressed blobs (re-hashed by the server on upload)
+//! and eval records mapping keys to blobs, per project, behind API keys.
+//!
+//! The protocol is `/v1`, written down in `server/openapi.json` (a test
+//! keeps the router and the document in step). Storage is behind
+//! [`storage::Metadata`] and [`storage::Blobs`]; the embedded default is
+//! SQLite plus a directory ([`open_embedded`]).
+
+pub mod error;
+pub mod storage;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use std::io::Read;
+
+use tokio::io::AsyncWriteExt;
+
+pub use error::ApiError;
+use storage::{Blobs, Eval, KeyRecord, Metadata, ProjectId, Scope};
+
+/// Limits a server enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest blob accepted, in bytes.
+    pub max_blob_size: u64,
+    /// Largest JSON request body, in bytes.
+    pub max_json_body: usize,
+    /// Most keys in one batch lookup or evals in one upload.
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_blob_size: 8 << 30, max_json_body: 16 << 20, max_batch: 1000 }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Projects, keys, blob ownership and evals.
+    pub metadata: Arc<dyn Metadata>,
+    /// The blob bytes.
+    pub blobs: Arc<dyn Blobs>,
+    /// Size limits.
+    pub limits: Limits,
+    /// A token that may create projects over HTTP (`POST /v1/projects`); none disables it.
+    pub admin_token: Option<Arc<str>>,
+}
+
+/// The two storage halves a server runs on.
+pub type Storage = (Arc<dyn Metadata>, Arc<dyn Blobs>);
+
+/// The embedded default storage in `dir`: `metadata.sqlite` and `blobs/`.
+pub fn open_embedded(dir: &std::path::Path) -> Result<Storage, ApiError> {
+    std::fs::create_dir_all(dir)?;
+    let metadata = storage::SqliteMetadata::open(&dir.join("metadata.sqlite"))?;
+    let blobs = storage::DirBlobs::open(dir)?;
+    Ok((Arc::new(metadata), Arc::new(blobs)))
+}
+
+/// Runs blocking storage work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|err| ApiError::internal(format!("storage task failed: {err}")))?
+}
+
+fn random_hex(bytes: usize) -> Result<String, ApiError> {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::fill(&mut buffer).map_err(|err| ApiError::internal(format!("no randomness: {err}")))?;
+    Ok(hex::encode(buffer))
+}
+
+/// A new API key for a project: the record to store and the key text to hand out once.
+pub fn new_key(project: ProjectId, scope: Scope, name: &str) -> Result<(KeyRecord, String), ApiError> {
+    let id = random_hex(8)?;
+    let secret = random_hex(32)?;
+    let record = KeyRecord {
+        id: id.clone(),
+        project,
+        scope,
+        name: name.to_owned(),
+        secret_hash: *blake3::hash(secret.as_bytes()).as_bytes(),
+        created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        revoked: false,
+    };
+    Ok((record, format!("hs_{id}_{secret}")))
+}
+
+/// Creates a project with a first read-write key; returns `(project id, key text)`.
+pub fn create_project(metadata: &dyn Metadata, name: &str) -> Result<(ProjectId, String), ApiError> {
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("a project name is 1-128 characters without control characters"));
+    }
+    let project = metadata.create_project(name)?;
+    let (record, text) = new_key(project, Scope::ReadWrite, "first key")?;
+    metadata.add_key(&record)?;
+    Ok((project, text))
+}
+
+/// The caller, authenticated by `Authorization: Bearer hs_<id>_<secret>`.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    /// The key's project.
+    pub project: ProjectId,
+    /// What the key may do.
+    pub scope: Scope,
+    /// The key's public id.
+    pub key_id: String,
+}
+
+impl Auth {
+    fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if scope == Scope::ReadWrite && self.scope != Scope::ReadWrite {
+            return Err(ApiError::forbidden("this API key is read-only"));
+        }
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <API key>"))?;
+        let token = header.strip_prefix("Bearer ").ok_or_else(|| ApiError::unauthorized("expected a Bearer token"))?;
+        let mut parts_of = token.trim().splitn(3, '_');
+        let (Some("hs"), Some(id), Some(secret)) = (parts_of.next(), parts_of.next(), parts_of.next()) else {
+            return Err(ApiError::unauthorized("malformed API key"));
+        };
+        let (id, secret) = (id.to_owned(), secret.to_owned());
+        let metadata = state.metadata.clone();
+        let record = blocking(move || metadata.key(&id)).await?;
+        // Compare hashes in constant time (blake3::Hash's equality is), even for unknown ids.
+        let presented = blake3::hash(secret.as_bytes());
+        let stored = blake3::Hash::from_bytes(record.as_ref().map(|r| r.secret_hash).unwrap_or([0; 32]));
+        match record {
+            Some(record) if presented == stored && !record.revoked => {
+                Ok(Auth { project: record.project, scope: record.scope, key_id: record.id })
+            }
+            _ => Err(ApiError::unauthorized("unknown or revoked API key")),
+        }
+    }
+}
+
+/// `Json<T>` whose rejections are JSON errors with stable codes.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", rejection.body_text()))
+            }
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+fn check_digest(text: &str, prefix: &str) -> Result<(), ApiError> {
+    let ok = text
+        .strip_prefix(prefix)
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+    if ok { Ok(()) } else { Err(ApiError::bad_request(format!("{text:?} is not a {prefix}… digest"))) }
+}
+
+/// The router of the whole `/v1` API.
+pub fn router(state: AppState) -> Router {
+    let json_limit = axum::extract::DefaultBodyLimit::max(state.limits.max_json_body);
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/projects", post(create_project_route))
+        .route("/v1/blobs/missing", post(missing_blobs))
+        .route("/v1/blobs/{digest}", put(put_blob).get(get_blob).layer(axum::extract::DefaultBodyLimit::disable()))
+        .route("/v1/evals", post(put_evals))
+        .route("/v1/evals/lookup", post(lookup_evals))
+        .route("/v1/functions/{name}/evals", get(list_evals))
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{id}", delete(revoke_key))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "bad_request", "method not allowed on this route")
+        })
+        .layer(json_limit)
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "protocol": "v1" }))
+}
+
+async fn whoami(State(state): State<AppState>, auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {
+    let metadata = state.metadata.clone();
+    let project = auth.project;
+    let name = blocking(move || metadata.project_name(project)).await?;
+    Ok(Json(json!({ "project": name, "scope": auth.scope.as_str(), "key_id": auth.key_id })))
+}
+
+#[derive(Deserialize)]
+struct NewProject {
+    name: String,
+}
+
+async fn create_project_route(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<NewProject>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Some(admin) = state.admin_token.clone() else {
+        return Err(ApiError::forbidden("creating projects over HTTP is disabled (no admin token configured)"));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("missing the admin token"))?;
+    if blake3::hash(presented.as_bytes()) != blake3::hash(admin.as_bytes()) {
+        return Err(ApiError::unauthorized("wrong admin token"));
+    }
+    let metadata = state.metadata.clone();
+    let (project, key) = blocking(move || create_project(metadata.as_ref(), &body.name)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "project": project, "key": key }))))
+}
+
+#[derive(Deserialize)]
+struct Digests {
+    digests: Vec<String>,
+}
+
+async fn missing_blobs(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<Digests>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if body.digests.len() > state.limits.max_batch {
+        return Err(ApiError::bad_request(format!("at most {} digests per request", state.limits.max_batch)));
+    }
+    for digest in &body.digests {
+        check_digest(digest, "blob1_")?;
+    }
+    let metadata = state.metadata.clone();
+    let missing = blocking(move || {
+        let mut missing = Vec::new();
+        for digest in body.digests {
+            if metadata.blob_size(auth.project, &digest)?.is_none() {
+                missing.push(digest);
+            }
+        }
+        Ok(missing)
+    })
+    .await?;
+    Ok(Json(json!({ "missing": missing })))
+}
+
+/// Deletes an upload temporary unless disarmed (a dropped connection leaves nothing behind).
+struct TempGuard(Option<std::path::PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn put_blob(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(digest): Path<String>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::ReadWrite)?;
+    check_digest(&digest, "blob1_")?;
+    let temp = state.blobs.temp_dir().join(format!("upload-{}", random_hex(12)?));
+    let mut guard = TempGuard(Some(temp.clone()));
+    let mut file = tokio::fs::File::create(&temp).await?;
+    let mut hasher = blake3::Hasher::new();
+    let mut size: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|err| ApiError::bad_request(format!("upload interrupted: {err}")))?;
+        size += chunk.len() as u64;
+        if size > state.limits.max_blob_size {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("blobs are limited to {} bytes", state.limits.max_blob_size),
+            ));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await?;
+    }
+    file.sync_all().await?;
+    drop(file);
+    let actual = format!("blob1_{}", hasher.finalize().to_hex());
+    if actual != digest {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "digest_mismatch",
+            format!("the uploaded bytes hash to {actual}, not {digest}"),
+        ));
+    }
+    let (metadata, blobs) = (state.metadata.clone(), state.blobs.clone());
+    let stored = digest.clone();
+    blocking(move || {
+        blobs.put_file(&stored, &temp)?;
+        metadata.add_blob(auth.project, &stored, size)
+    })
+    .await?;
+    guard.0 = None;
+    Ok((StatusCode::CREATED, Json(json!({ "digest": digest, "size": size }))))
+}
+
+/// `(start, length)` of a `Range: bytes=…` header over `size` bytes.
+fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (start, end) = if first.is_empty() {
+        let suffix: u64 = last.parse().ok()?;
+        if suffix == 0 {
+            return None;
+        }
+        (size.saturating_sub(suffix), size.checked_sub(1)?)
+    } else {
+        let start: u64 = first.parse().ok()?;
+        let end =
+            if last.is_empty() { size.checked_sub(1)? } else { last.parse::<u64>().ok()?.min(size.checked_sub(1)?) };
+        (start, end)
+    };
+    (start <= end && end < size).then(|| (start, end - start + 1))
+}
+
+async fn get_blob(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(digest): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_digest(&digest, "blob1_")?;
+    let metadata = state.metadata.clone();
+    let owned = digest.clone();
+    let size = blocking(move || metadata.blob_size(auth.project, &owned))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("blob {digest} is not stored in this project")))?;
+    let (status, start, len) = match headers.get(header::RANGE).and_then(|value| value.to_str().ok()) {
+        None => (StatusCode::OK, 0, size),
+        Some(range) => match parse_range(range, size) {
+            Some((start, len)) => (StatusCode::PARTIAL_CONTENT, start, len),
+            None => {
+                let mut response = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    format!("{range} of {size} bytes"),
+                )
+                .into_response();
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, value);
+                }
+                return Ok(response);
+            }
+        },
+    };
+    let blobs = state.blobs.clone();
+    let owned = digest.clone();
+    let mut reader = blocking(move || blobs.read_range(&owned, start, len)).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if sender.blocking_send(Ok(bytes::Bytes::copy_from_slice(&buffer[..n]))).is_err() {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    let _ = sender.blocking_send(Err(err));
+                    break;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+        headers.insert(header::ETAG, value);
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
+    {
+        headers.insert(header::CONTENT_RANGE, value);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct EvalUpload {
+    evals: Vec<Eval>,
+}
+
+async fn put_evals(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<EvalUpload>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth.require(Scope::ReadWrite)?;
+    if body.evals.len() > state.limits.max_batch {
+        return Err(ApiError::bad_request(format!("at most {} evals per request", state.limits.max_batch)));
+    }
+    for eval in &body.evals {
+        check_digest(&eval.key, "key1_")?;
+        check_digest(&eval.arguments, "val1_")?;
+        check_digest(&eval.blob, "blob1_")?;
+        if eval.function_name.is_empty() || eval.codec.is_empty() || eval.language.is_empty() {
+            return Err(ApiError::bad_request(format!("{}: function_name, codec and language are required", eval.key)));
+        }
+    }
+    let metadata = state.metadata.clone();
+    let results = blocking(move || {
+        // Every eval must point at a blob this project holds, of the stated size.
+        for eval in &body.evals {
+            match metadata.blob_size(auth.project, &eval.blob)? {
+                Some(size) if size == eval.size => {}
+                Some(size) => {
+                    return Err(ApiError::bad_request(format!(
+                        "{}: blob {} has {size} bytes, not {}",
+                        eval.key, eval.blob, eval.size
+                    )));
+                }
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "blob_missing",
+                        format!("{}: upload blob {} first", eval.key, eval.blob),
+                    ));
+                }
+            }
+        }
+        let stored = metadata.put_evals(auth.project, &body.evals)?;
+        Ok(body
+            .evals
+            .iter()
+            .zip(stored)
+            .map(|(eval, stored)| json!({ "key": eval.key, "status": if stored { "stored" } else { "exists" } }))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(Json(json!({ "results": results })))
+}
+
+#[derive(Deserialize)]
+struct Keys {
+    keys: Vec<String>,
+}
+
+async fn lookup_evals(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<Keys>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if body.keys.len() > state.limits.max_batch {
+        return Err(ApiError::bad_request(format!("at most {} keys per request", state.limits.max_batch)));
+    }
+    for key in &body.keys {
+        check_digest(key, "key1_")?;
+    }
+    let metadata = state.metadata.clone();
+    let evals = blocking(move || metadata.get_evals(auth.project, &body.keys)).await?;
+    Ok(Json(json!({ "evals": evals })))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_evals(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = page.limit.unwrap_or(state.limits.max_batch).clamp(1, state.limits.max_batch);
+    let metadata = state.metadata.clone();
+    let evals = blocking(move || metadata.list_evals(auth.project, &name, page.after.as_deref(), limit)).await?;
+    let next = if evals.len() == limit { evals.last().map(|eval| eval.key.clone()) } else { None };
+    Ok(Json(json!({ "evals": evals, "next": next })))
+}
+
+#[derive(Deserialize)]
+struct NewKey {
+    scope: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<NewKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::ReadWrite)?;
+    let scope = Scope::parse(&body.scope).ok_or_else(|| ApiError::bad_request("scope is read or read-write"))?;
+    let (record, text) = new_key(auth.project, scope, &body.name)?;
+    let metadata = state.metadata.clone();
+    let id = record.id.clone();
+    blocking(move || metadata.add_key(&record)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id, "key": text, "scope": scope.as_str(), "name": body.name }))))
+}
+
+async fn list_keys(State(state): State<AppState>, auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {
+    auth.require(Scope::ReadWrite)?;
+    let metadata = state.metadata.clone();
+    let keys = blocking(move || metadata.keys(auth.project)).await?;
+    let keys: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            json!({ "id": key.id, "scope": key.scope.as_str(), "name": key.name, "created": key.created, "revoked": key.revoked })
+        })
+        .collect();
+    Ok(Json(json!({ "keys": keys })))
+}
+
+async fn revoke_key(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    auth.require(Scope::ReadWrite)?;
+    let metadata = state.metadata.clone();
+    if blocking(move || metadata.revoke_key(auth.project, &id)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("no such key in this project"))
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 10)));
+        assert_eq!(parse_range("bytes=-5", 100), Some((95, 5)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 50)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=0-0", 0), None);
+    }
+}

@@ -1,0 +1,505 @@
+//! The `/v1` API against a real server on 127.0.0.1 with the embedded
+//! storage (SQLite + a directory), through a real HTTP client.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-token-for-tests";
+
+struct Server {
+    base: String,
+    runtime: Option<tokio::runtime::Runtime>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn start_with(limits: hitsave_server::Limits) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let (metadata, blobs) = hitsave_server::open_embedded(dir.path()).unwrap();
+    let state = hitsave_server::AppState { metadata, blobs, limits, admin_token: Some(Arc::from(ADMIN)) };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(hitsave_server::serve(listener, state, std::future::pending()));
+    Server { base, runtime: Some(runtime), _dir: dir }
+}
+
+fn start() -> Server {
+    start_with(hitsave_server::Limits::default())
+}
+
+fn client() -> Client {
+    Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
+}
+
+fn project(server: &Server, name: &str) -> String {
+    let response = client()
+        .post(format!("{}/v1/projects", server.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": name }))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().unwrap()["key"].as_str().unwrap().to_owned()
+}
+
+fn digest(data: &[u8]) -> String {
+    format!("blob1_{}", blake3::hash(data).to_hex())
+}
+
+fn fake(prefix: &str, seed: &str) -> String {
+    format!("{prefix}_{}", blake3::hash(seed.as_bytes()).to_hex())
+}
+
+fn error_code(response: reqwest::blocking::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().expect("every error is a JSON body");
+    (status, body["error"]["code"].as_str().expect("with a code").to_owned())
+}
+
+fn upload(server: &Server, key: &str, data: &[u8]) -> String {
+    let digest = digest(data);
+    let response =
+        client().put(format!("{}/v1/blobs/{digest}", server.base)).bearer_auth(key).body(data.to_vec()).send().unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{:?}", response.text());
+    digest
+}
+
+fn eval(key_seed: &str, function: &str, blob: &str, size: usize) -> Value {
+    json!({
+        "key": fake("key1", key_seed), "function_id": "f@1", "function_name": function, "language": "python",
+        "arguments": fake("val1", key_seed), "codec": "portable", "blob": blob, "size": size, "compute_micros": 1000,
+    })
+}
+
+#[test]
+fn health_and_authentication() {
+    let server = start();
+    let http = client();
+    let health: Value = http.get(format!("{}/v1/health", server.base)).send().unwrap().json().unwrap();
+    assert_eq!(health["protocol"], "v1");
+
+    let no_key = http.get(format!("{}/v1/whoami", server.base)).send().unwrap();
+    assert_eq!(error_code(no_key), (StatusCode::UNAUTHORIZED, "unauthorized".into()));
+    for bad in ["nonsense", "hs_0123456789abcdef_wrong", "hs__", "Basic abc"] {
+        let response = http.get(format!("{}/v1/whoami", server.base)).bearer_auth(bad).send().unwrap();
+        assert_eq!(error_code(response), (StatusCode::UNAUTHORIZED, "unauthorized".into()), "{bad}");
+    }
+    let key = project(&server, "alpha");
+    let me: Value = http.get(format!("{}/v1/whoami", server.base)).bearer_auth(&key).send().unwrap().json().unwrap();
+    assert_eq!(me["project"], "alpha");
+    assert_eq!(me["scope"], "read-write");
+    // The right id with a wrong secret is refused too.
+    let id = key.split('_').nth(1).unwrap();
+    let forged = format!("hs_{id}_{}", "0".repeat(64));
+    let response = http.get(format!("{}/v1/whoami", server.base)).bearer_auth(forged).send().unwrap();
+    assert_eq!(error_code(response).0, StatusCode::UNAUTHORIZED);
+
+    let wrong_admin = http
+        .post(format!("{}/v1/projects", server.base))
+        .bearer_auth("nope")
+        .json(&json!({"name": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(error_code(wrong_admin).0, StatusCode::UNAUTHORIZED);
+    let unknown = http.get(format!("{}/v1/nothing", server.base)).send().unwrap();
+    assert_eq!(error_code(unknown), (StatusCode::NOT_FOUND, "not_found".into()));
+    let method = http.patch(format!("{}/v1/evals", server.base)).send().unwrap();
+    assert_eq!(error_code(method).0, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[test]
+fn blobs_are_verified_and_ranged() {
+    let server = start();
+    let key = project(&server, "blobs");
+    let http = client();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let good = digest(&data);
+
+    // Bytes that do not hash to the digest are rejected and not stored.
+    let lie = digest(b"something else");
+    let response =
+        http.put(format!("{}/v1/blobs/{lie}", server.base)).bearer_auth(&key).body(data.clone()).send().unwrap();
+    assert_eq!(error_code(response), (StatusCode::BAD_REQUEST, "digest_mismatch".into()));
+    let missing: Value = http
+        .post(format!("{}/v1/blobs/missing", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "digests": [lie, good] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(missing["missing"], json!([lie, good]));
+
+    upload(&server, &key, &data);
+    let missing: Value = http
+        .post(format!("{}/v1/blobs/missing", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "digests": [lie, good] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(missing["missing"], json!([lie]));
+
+    let whole = http.get(format!("{}/v1/blobs/{good}", server.base)).bearer_auth(&key).send().unwrap();
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.bytes().unwrap().as_ref(), &data[..]);
+    let part = http
+        .get(format!("{}/v1/blobs/{good}", server.base))
+        .bearer_auth(&key)
+        .header("Range", "bytes=100000-")
+        .send()
+        .unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.headers()["content-range"], format!("bytes 100000-299999/{}", data.len()).as_str());
+    assert_eq!(part.bytes().unwrap().as_ref(), &data[100_000..]);
+    let beyond = http
+        .get(format!("{}/v1/blobs/{good}", server.base))
+        .bearer_auth(&key)
+        .header("Range", "bytes=400000-")
+        .send()
+        .unwrap();
+    assert_eq!(error_code(beyond), (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable".into()));
+    let malformed = http.get(format!("{}/v1/blobs/not-a-digest", server.base)).bearer_auth(&key).send().unwrap();
+    assert_eq!(error_code(malformed), (StatusCode::BAD_REQUEST, "bad_request".into()));
+}
+
+#[test]
+fn evals_first_writer_wins_and_need_their_blob() {
+    let server = start();
+    let key = project(&server, "evals");
+    let http = client();
+    let blob = upload(&server, &key, b"result one");
+    let other = upload(&server, &key, b"result two");
+
+    let orphan = eval("k-orphan", "f", &digest(b"never uploaded"), 14);
+    let response = http
+        .post(format!("{}/v1/evals", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "evals": [orphan] }))
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response), (StatusCode::CONFLICT, "blob_missing".into()));
+    let wrong_size = eval("k-size", "f", &blob, 999);
+    let response = http
+        .post(format!("{}/v1/evals", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "evals": [wrong_size] }))
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response), (StatusCode::BAD_REQUEST, "bad_request".into()));
+
+    let first = eval("k1", "f", &blob, 10);
+    let results: Value = http
+        .post(format!("{}/v1/evals", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "evals": [first, eval("k2", "f", &other, 10), eval("k3", "g", &blob, 10)] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(results["results"][0]["status"], "stored");
+    // The same key again, pointing elsewhere: the first record stays.
+    let again: Value = http
+        .post(format!("{}/v1/evals", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "evals": [eval("k1", "f", &other, 10)] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(again["results"][0]["status"], "exists");
+
+    let found: Value = http
+        .post(format!("{}/v1/evals/lookup", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "keys": [fake("key1", "k1"), fake("key1", "absent")] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(found["evals"].as_array().unwrap().len(), 1);
+    assert_eq!(found["evals"][0]["blob"], blob.as_str());
+
+    let page: Value = http
+        .get(format!("{}/v1/functions/f/evals?limit=1", server.base))
+        .bearer_auth(&key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(page["evals"].as_array().unwrap().len(), 1);
+    let next = page["next"].as_str().unwrap().to_owned();
+    let rest: Value = http
+        .get(format!("{}/v1/functions/f/evals?limit=5&after={next}", server.base))
+        .bearer_auth(&key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(rest["evals"].as_array().unwrap().len(), 1);
+    assert!(rest["next"].is_null());
+
+    let bad = http
+        .post(format!("{}/v1/evals/lookup", server.base))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(error_code(bad), (StatusCode::BAD_REQUEST, "bad_request".into()));
+}
+
+#[test]
+fn projects_are_isolated_and_scopes_enforced() {
+    let server = start();
+    let http = client();
+    let alpha = project(&server, "alpha");
+    let beta = project(&server, "beta");
+    let blob = upload(&server, &alpha, b"alpha's secret result");
+    http.post(format!("{}/v1/evals", server.base))
+        .bearer_auth(&alpha)
+        .json(&json!({ "evals": [eval("shared-key", "f", &blob, 21)] }))
+        .send()
+        .unwrap();
+
+    // Beta sees nothing of alpha's: not the eval, not the blob, not the listing.
+    let found: Value = http
+        .post(format!("{}/v1/evals/lookup", server.base))
+        .bearer_auth(&beta)
+        .json(&json!({ "keys": [fake("key1", "shared-key")] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(found["evals"], json!([]));
+    let download = http.get(format!("{}/v1/blobs/{blob}", server.base)).bearer_auth(&beta).send().unwrap();
+    assert_eq!(error_code(download), (StatusCode::NOT_FOUND, "not_found".into()));
+    let listing: Value =
+        http.get(format!("{}/v1/functions/f/evals", server.base)).bearer_auth(&beta).send().unwrap().json().unwrap();
+    assert_eq!(listing["evals"], json!([]));
+    let missing: Value = http
+        .post(format!("{}/v1/blobs/missing", server.base))
+        .bearer_auth(&beta)
+        .json(&json!({ "digests": [blob] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(missing["missing"], json!([blob]), "holding a blob is per project");
+    // Beta cannot point an eval at alpha's blob without uploading the bytes.
+    let response = http
+        .post(format!("{}/v1/evals", server.base))
+        .bearer_auth(&beta)
+        .json(&json!({ "evals": [eval("beta-key", "f", &blob, 21)] }))
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response).1, "blob_missing");
+
+    // A read key reads and cannot write or manage keys.
+    let created: Value = http
+        .post(format!("{}/v1/keys", server.base))
+        .bearer_auth(&alpha)
+        .json(&json!({ "scope": "read", "name": "ci" }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let reader = created["key"].as_str().unwrap().to_owned();
+    let found: Value = http
+        .post(format!("{}/v1/evals/lookup", server.base))
+        .bearer_auth(&reader)
+        .json(&json!({ "keys": [fake("key1", "shared-key")] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(found["evals"].as_array().unwrap().len(), 1);
+    let write =
+        http.put(format!("{}/v1/blobs/{}", server.base, digest(b"x"))).bearer_auth(&reader).body("x").send().unwrap();
+    assert_eq!(error_code(write), (StatusCode::FORBIDDEN, "forbidden".into()));
+    let manage = http.get(format!("{}/v1/keys", server.base)).bearer_auth(&reader).send().unwrap();
+    assert_eq!(error_code(manage).0, StatusCode::FORBIDDEN);
+
+    // Listing never shows secrets; revoking locks the key out; beta cannot revoke alpha's keys.
+    let keys: Value = http.get(format!("{}/v1/keys", server.base)).bearer_auth(&alpha).send().unwrap().json().unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+    assert!(!keys.to_string().contains(reader.split('_').nth(2).unwrap()));
+    let id = created["id"].as_str().unwrap();
+    let cross = http.delete(format!("{}/v1/keys/{id}", server.base)).bearer_auth(&beta).send().unwrap();
+    assert_eq!(error_code(cross).0, StatusCode::NOT_FOUND);
+    let revoke = http.delete(format!("{}/v1/keys/{id}", server.base)).bearer_auth(&alpha).send().unwrap();
+    assert_eq!(revoke.status(), StatusCode::NO_CONTENT);
+    let locked = http.get(format!("{}/v1/whoami", server.base)).bearer_auth(&reader).send().unwrap();
+    assert_eq!(error_code(locked).0, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn size_limits_are_enforced() {
+    let server = start_with(hitsave_server::Limits { max_blob_size: 1000, max_json_body: 4096, max_batch: 10 });
+    let key = project(&server, "limits");
+    let http = client();
+    let big = vec![7u8; 5000];
+    let response = http
+        .put(format!("{}/v1/blobs/{}", server.base, digest(&big)))
+        .bearer_auth(&key)
+        .body(big.clone())
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into()));
+    let many: Vec<String> = (0..11).map(|i| fake("key1", &i.to_string())).collect();
+    let response = http
+        .post(format!("{}/v1/evals/lookup", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "keys": many }))
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response).0, StatusCode::BAD_REQUEST);
+    let huge = json!({ "keys": [ "x".repeat(10_000) ] });
+    let response = http.post(format!("{}/v1/evals/lookup", server.base)).bearer_auth(&key).json(&huge).send().unwrap();
+    assert_eq!(error_code(response), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into()));
+}
+
+#[test]
+fn the_openapi_document_covers_every_route_and_code() {
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap())
+            .unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs")).unwrap();
+    let routes: Vec<&str> = source
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix(".route(\""))
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert!(routes.len() >= 9);
+    for route in &routes {
+        assert!(paths.contains_key(*route), "{route} is not in openapi.json");
+    }
+    assert_eq!(paths.len(), routes.len(), "openapi.json has routes the server does not");
+    let codes: Vec<&str> =
+        document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|code| code.as_str().unwrap())
+            .collect();
+    assert_eq!(codes, hitsave_server::error::CODES.iter().map(|(code, _)| *code).collect::<Vec<_>>());
+}
+
+/// The real binary, killed with SIGKILL in the middle of an upload.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_binary(data: &std::path::Path) -> (Process, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hitsave-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("HITSAVE_SERVER_ADMIN_TOKEN", ADMIN)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    let line = String::from_utf8(line).unwrap();
+    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    (Process(child), base)
+}
+
+#[test]
+fn a_server_killed_mid_upload_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (process, base) = spawn_binary(dir.path());
+    let http = client();
+    let key = http
+        .post(format!("{base}/v1/projects"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": "durable" }))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kept = b"acknowledged result".to_vec();
+    let kept_digest = digest(&kept);
+    assert_eq!(
+        http.put(format!("{base}/v1/blobs/{kept_digest}"))
+            .bearer_auth(&key)
+            .body(kept.clone())
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    http.post(format!("{base}/v1/evals"))
+        .bearer_auth(&key)
+        .json(&json!({ "evals": [eval("kept", "f", &kept_digest, kept.len())] }))
+        .send()
+        .unwrap();
+
+    // Half of a 4 MiB upload, then the server dies.
+    let partial = vec![3u8; 4 << 20];
+    let partial_digest = digest(&partial);
+    let address = base.strip_prefix("http://").unwrap().to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "PUT /v1/blobs/{partial_digest} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n",
+        partial.len()
+    )
+    .unwrap();
+    stream.write_all(&partial[..partial.len() / 2]).unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut process = process;
+    process.0.kill().unwrap();
+    process.0.wait().unwrap();
+    drop(stream);
+
+    let (_process, base) = spawn_binary(dir.path());
+    let found: Value = http
+        .post(format!("{base}/v1/evals/lookup"))
+        .bearer_auth(&key)
+        .json(&json!({ "keys": [fake("key1", "kept")] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(found["evals"][0]["blob"], kept_digest.as_str());
+    let body = http.get(format!("{base}/v1/blobs/{kept_digest}")).bearer_auth(&key).send().unwrap().bytes().unwrap();
+    assert_eq!(body.as_ref(), &kept[..]);
+    let missing: Value = http
+        .post(format!("{base}/v1/blobs/missing"))
+        .bearer_auth(&key)
+        .json(&json!({ "digests": [partial_digest] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(missing["missing"], json!([partial_digest]), "a torn upload is never served");
+}
