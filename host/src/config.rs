@@ -60,6 +60,54 @@ pub struct Config {
     pub inline_limit: u64,
     /// The `hitsave.toml` that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// The cloud server's base URL.
+    pub cloud_url: Option<String>,
+    /// The API key for the cloud server.
+    pub api_key: Option<String>,
+    /// The project's signing secret for language-only results in the cloud.
+    pub signing_key: Option<String>,
+    /// How long a process waits at exit for its queued uploads.
+    pub upload_wait: std::time::Duration,
+}
+
+/// Default wait at exit for queued uploads.
+pub const DEFAULT_UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where `hitsave login` keeps API keys: `$XDG_CONFIG_HOME/hitsave/credentials.toml`
+/// (or `~/.config/hitsave/credentials.toml`).
+pub fn credentials_file() -> Option<PathBuf> {
+    env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .map(|dir| dir.join("hitsave").join("credentials.toml"))
+}
+
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+/// The credentials file: an API key per server URL.
+pub struct Credentials {
+    /// Server URL to its API key.
+    #[serde(default)]
+    pub servers: std::collections::BTreeMap<String, ServerCredentials>,
+}
+
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+/// What is kept for one server.
+pub struct ServerCredentials {
+    /// The API key.
+    pub api_key: String,
+}
+
+impl Credentials {
+    /// Reads the credentials file (empty when there is none).
+    pub fn load() -> Result<Self> {
+        let Some(path) = credentials_file() else { return Ok(Self::default()) };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                toml::from_str(&text).map_err(|err| HitSaveError::ConfigInvalid(format!("{}: {err}", path.display())))
+            }
+            Err(_) => Ok(Self::default()),
+        }
+    }
 }
 
 /// Default budget: 10 GiB.
@@ -75,6 +123,10 @@ struct FileConfig {
     mode: Option<String>,
     fsync: Option<bool>,
     inline_limit: Option<SizeValue>,
+    cloud_url: Option<String>,
+    api_key: Option<String>,
+    signing_key: Option<String>,
+    upload_wait: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,7 +260,44 @@ impl Config {
             Some(value) => value.bytes(&origin("inline_limit"))?,
             None => DEFAULT_INLINE_LIMIT,
         };
-        Ok(Self { cache_dir, max_size, mode, fsync, inline_limit, config_file: file.map(Path::to_path_buf) })
+        let cloud_url = env("HITSAVE_CLOUD_URL").or(parsed.cloud_url).map(|url| url.trim_end_matches('/').to_owned());
+        if let Some(url) = &cloud_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(HitSaveError::ConfigInvalid(format!(
+                "the cloud URL must start with http:// or https://, got {url:?}"
+            )));
+        }
+        let api_key = match env("HITSAVE_API_KEY").or(parsed.api_key) {
+            Some(key) => Some(key),
+            None => match &cloud_url {
+                Some(url) => Credentials::load()?.servers.remove(url).map(|server| server.api_key),
+                None => None,
+            },
+        };
+        let signing_key = env("HITSAVE_SIGNING_KEY").or(parsed.signing_key);
+        let upload_wait = match env("HITSAVE_UPLOAD_WAIT") {
+            Some(text) => std::time::Duration::from_secs_f64(
+                text.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| {
+                    HitSaveError::ConfigInvalid(format!(
+                        "HITSAVE_UPLOAD_WAIT must be a number of seconds, got {text:?}"
+                    ))
+                })?,
+            ),
+            None => parsed.upload_wait.map(std::time::Duration::from_secs).unwrap_or(DEFAULT_UPLOAD_WAIT),
+        };
+        Ok(Self {
+            cache_dir,
+            max_size,
+            mode,
+            fsync,
+            inline_limit,
+            config_file: file.map(Path::to_path_buf),
+            cloud_url,
+            api_key,
+            signing_key,
+            upload_wait,
+        })
     }
 
     /// A configuration for a store in `dir` with defaults otherwise (tests, tools).
@@ -220,6 +309,10 @@ impl Config {
             fsync: false,
             inline_limit: DEFAULT_INLINE_LIMIT,
             config_file: None,
+            cloud_url: None,
+            api_key: None,
+            signing_key: None,
+            upload_wait: DEFAULT_UPLOAD_WAIT,
         }
     }
 }

@@ -66,10 +66,26 @@ pub enum HitSaveError {
     /// The HitSave cloud is needed but not configured or not reachable.
     #[error("the HitSave cloud is not available: {0}")]
     CloudUnavailable(String),
+    /// The cloud server refused a request (a bad key, a missing scope, a limit).
+    #[error("the HitSave cloud refused the request ({status} {code}): {message}")]
+    CloudRejected {
+        /// HTTP status.
+        status: u16,
+        /// The server's stable code (docs/cloud.md).
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// Bytes from the cloud did not match their digest.
+    #[error("{0}")]
+    CloudIntegrity(String),
+    /// A language-only result from the cloud is not signed by a trusted key.
+    #[error("{0}")]
+    CloudUntrusted(String),
 }
 
 /// Stable codes of the host's own errors (the core's are [`ErrorCode::ALL`]).
-pub const HOST_CODES: [&str; 11] = [
+pub const HOST_CODES: [&str; 14] = [
     "core_trap",
     "component_load",
     "io",
@@ -81,6 +97,9 @@ pub const HOST_CODES: [&str; 11] = [
     "code_unavailable",
     "foreign_codec",
     "cloud_unavailable",
+    "cloud_rejected",
+    "cloud_integrity",
+    "cloud_untrusted",
 ];
 
 impl HitSaveError {
@@ -99,6 +118,9 @@ impl HitSaveError {
             Self::CodeUnavailable(_) => "code_unavailable",
             Self::ForeignCodec(_) => "foreign_codec",
             Self::CloudUnavailable(_) => "cloud_unavailable",
+            Self::CloudRejected { .. } => "cloud_rejected",
+            Self::CloudIntegrity(_) => "cloud_integrity",
+            Self::CloudUntrusted(_) => "cloud_untrusted",
         }
     }
 

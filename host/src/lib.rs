@@ -31,6 +31,7 @@
 //! # Ok::<(), hitsave_host::HitSaveError>(())
 //! ```
 
+pub mod cloud;
 pub mod config;
 pub mod error;
 pub mod hash;

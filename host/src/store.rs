@@ -45,7 +45,7 @@ use crate::error::{HitSaveError, Result};
 use crate::runtime::Core;
 
 /// The schema this build writes. Older stores are migrated forward on open.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Eviction brings the store down to this fraction of the budget, so a
 /// store at its budget does not evict on every put.
@@ -93,6 +93,8 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE TABLE totals (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO totals VALUES ('evictions', 0);",
+    // 1 -> 2: results waiting to be uploaded to the cloud (a persistent outbox).
+    "CREATE TABLE outbox (key TEXT PRIMARY KEY NOT NULL, queued INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 /// Where a result's bytes live.
@@ -450,6 +452,8 @@ pub struct Store {
     inline_limit: u64,
     fsync: bool,
     read_only: bool,
+    cloud: Option<std::sync::Arc<crate::cloud::CloudSync>>,
+    upload_wait: Duration,
 }
 
 fn now() -> u64 {
@@ -565,9 +569,22 @@ impl Store {
             inline_limit: config.inline_limit,
             fsync: config.fsync,
             read_only,
+            cloud: crate::cloud::CloudSync::from_config(config)?,
+            upload_wait: config.upload_wait,
         };
         store.with_db(|_| Ok(()))?;
+        // Uploads a previous process queued but did not finish are retried now.
+        if let Some(cloud) = &store.cloud
+            && store.outbox_len().unwrap_or(0) > 0
+        {
+            cloud.wake_uploader();
+        }
         Ok(store)
+    }
+
+    /// The cloud side, in `cloud` mode.
+    pub fn cloud(&self) -> Option<&std::sync::Arc<crate::cloud::CloudSync>> {
+        self.cloud.as_ref()
     }
 
     /// The store directory.
@@ -629,9 +646,20 @@ impl Store {
         work(&mut db.conn)
     }
 
-    /// Looks a key up. A hit's bytes are verified; a corrupt or incomplete
-    /// entry is removed and reported as a miss.
+    /// Looks a key up: the local store, then (in `cloud` mode) the cloud,
+    /// whose result is verified and kept locally. Cloud failures are warnings
+    /// and misses.
     pub fn get(&self, key: &Digest) -> Result<Option<Hit>> {
+        let local = self.get_local(key)?;
+        if local.is_some() {
+            return Ok(local);
+        }
+        Ok(self.cloud.as_ref().and_then(|cloud| cloud.fetch(self, key)))
+    }
+
+    /// Looks a key up in the local store only. A hit's bytes are verified; a
+    /// corrupt or incomplete entry is removed and reported as a miss.
+    pub fn get_local(&self, key: &Digest) -> Result<Option<Hit>> {
         let key_text = key.to_string();
         if let Some(hit) = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key_text) {
             self.record_hit(key_text)?;
@@ -818,8 +846,104 @@ impl Store {
         }
     }
 
-    /// Stores a fresh result. The caller must still return its value if this fails.
+    /// Stores a fresh result (and, in `cloud` mode, queues it for upload).
+    /// The caller must still return its value if this fails.
     pub fn put(&self, core: &Core, eval: &NewEval, data: &[u8]) -> Result<PutOutcome> {
+        let outcome = self.put_inner(core, eval, data)?;
+        if outcome == PutOutcome::Stored
+            && let Some(cloud) = &self.cloud
+        {
+            let key = eval.key.to_string();
+            self.with_db(|conn| {
+                conn.prepare_cached("INSERT INTO outbox (key, queued) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
+                    .execute(params![key, now() as i64])?;
+                Ok(())
+            })?;
+            cloud.wake_uploader();
+        }
+        Ok(outcome)
+    }
+
+    /// Stores a result downloaded from the cloud (not queued for upload).
+    pub fn put_downloaded(&self, core: &Core, eval: &NewEval, data: &[u8]) -> Result<PutOutcome> {
+        self.put_inner(core, eval, data)
+    }
+
+    /// Up to `limit` keys waiting for upload, oldest first.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<String>> {
+        self.with_db(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT key FROM outbox ORDER BY queued, key LIMIT ?1")?
+                .query_map([limit as i64], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
+    /// How many results wait for upload.
+    pub fn outbox_len(&self) -> Result<u64> {
+        self.with_db(|conn| Ok(conn.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0))? as u64))
+    }
+
+    /// Removes an uploaded key from the outbox.
+    pub fn outbox_done(&self, key: &str) -> Result<()> {
+        self.with_db(|conn| {
+            conn.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute([key])?;
+            Ok(())
+        })
+    }
+
+    /// Queues every local result for upload (`hitsave push`); returns how many were queued.
+    pub fn queue_all(&self, function_name: Option<&str>) -> Result<u64> {
+        self.with_db(|conn| {
+            let queued = conn.execute(
+                "INSERT INTO outbox (key, queued) SELECT key, ?1 FROM evals WHERE ?2 IS NULL OR function_name = ?2
+                 ON CONFLICT DO NOTHING",
+                params![now() as i64, function_name],
+            )?;
+            Ok(queued as u64)
+        })
+    }
+
+    /// An outbox entry as a record and its bytes, or `None` if it is no longer stored.
+    pub fn upload_record(&self, key: &str) -> Result<Option<(crate::cloud::RemoteEval, Vec<u8>)>> {
+        let Some(record) = self.record(key)? else { return Ok(None) };
+        let Some(hit) = self.get_local(&Digest::parse(key)?)? else { return Ok(None) };
+        let graph = match &record.graph {
+            Some(fingerprint) => self.with_db(|conn| {
+                Ok(conn
+                    .query_row("SELECT root, nodes FROM graphs WHERE fingerprint = ?1", [fingerprint], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .optional()?)
+            })?,
+            None => None,
+        };
+        let data = hit.data.bytes().to_vec();
+        let eval = crate::cloud::RemoteEval {
+            key: record.key,
+            function_id: record.function_id,
+            function_name: record.function_name,
+            language: record.language,
+            arguments: record.arguments,
+            codec: record.codec,
+            blob: crate::hash::blob_digest(&data).to_string(),
+            size: data.len() as u64,
+            compute_micros: record.compute_micros,
+            signature: None,
+            graph: graph.map(|(_, nodes)| nodes),
+        };
+        Ok(Some((eval, data)))
+    }
+
+    /// Waits (up to the configured `upload_wait`) for queued uploads; returns how many are left.
+    pub fn drain_uploads(&self) -> Result<u64> {
+        match &self.cloud {
+            Some(cloud) => cloud.drain(self, self.upload_wait),
+            None => Ok(0),
+        }
+    }
+
+    fn put_inner(&self, core: &Core, eval: &NewEval, data: &[u8]) -> Result<PutOutcome> {
         if self.read_only {
             return Ok(PutOutcome::Skipped);
         }

@@ -1,0 +1,600 @@
+//! The HitSave cloud client, used by both SDKs and the CLI through the store.
+//!
+//! - [`CloudClient`]: the `/v1` protocol (`server/openapi.json`) over
+//!   reqwest with rustls: batch lookups, blob uploads after a batch
+//!   existence check, downloads that resume with range requests and are
+//!   verified against their digest, paged listings, key management.
+//! - [`CloudSync`]: what a store in `cloud` mode does with it. A local miss
+//!   reads through (lookup, download, verify, store locally); a fresh result
+//!   is queued in the store's persistent outbox and uploaded by a background
+//!   thread, so a call never waits on the network. An unreachable server is
+//!   one warning, then local-only until a retry (with backoff) finds it again.
+//!
+//! Results in a language-only codec (`pickle`, `v8`) are signed on upload
+//! with the project's signing secret (`HITSAVE_SIGNING_KEY`, a keyed BLAKE3
+//! MAC) and loaded from the cloud only when the signature verifies; portable
+//! results need only the digest check.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use hitsave_core::Digest;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::{Config, Mode};
+use crate::error::{HitSaveError, Result};
+use crate::store::{Hit, NewEval, ResultData, Store};
+
+/// Context of the signing MAC's key derivation.
+const SIGNING_CONTEXT: &str = "hitsave 2026-11 eval signature v1";
+
+/// How long small requests may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a blob transfer may take.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Backoff after the server could not be reached: doubles up to the maximum.
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Evals per upload request and keys per lookup (the server's batch limit).
+const BATCH: usize = 500;
+
+/// An eval record as the server holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteEval {
+    /// `key1_…`
+    pub key: String,
+    /// A `code1` fingerprint or `name@version`.
+    pub function_id: String,
+    /// The function's name.
+    pub function_name: String,
+    /// The language that wrote it.
+    pub language: String,
+    /// `val1_…` of the arguments.
+    pub arguments: String,
+    /// The result codec.
+    pub codec: String,
+    /// `blob1_…` of the result bytes.
+    pub blob: String,
+    /// Result size in bytes.
+    pub size: u64,
+    /// Compute time in microseconds.
+    pub compute_micros: u64,
+    /// MAC of the record (hex), for language-only codecs.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// The dependency graph (JSON).
+    #[serde(default)]
+    pub graph: Option<String>,
+}
+
+impl RemoteEval {
+    fn mac_message(&self) -> Vec<u8> {
+        let mut message = Vec::new();
+        for field in [
+            self.key.as_str(),
+            &self.function_id,
+            &self.function_name,
+            &self.language,
+            &self.arguments,
+            &self.codec,
+            &self.blob,
+            &self.size.to_string(),
+        ] {
+            message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            message.extend_from_slice(field.as_bytes());
+        }
+        message
+    }
+}
+
+/// Whether a codec is read by every language (only the digest check is needed).
+pub fn is_portable(codec: &str) -> bool {
+    codec == crate::portable::CODEC
+}
+
+fn unavailable(message: impl Into<String>) -> HitSaveError {
+    HitSaveError::CloudUnavailable(message.into())
+}
+
+/// A client of one server with one API key.
+pub struct CloudClient {
+    base: String,
+    key: String,
+    http: reqwest::blocking::Client,
+    signing: Option<[u8; 32]>,
+}
+
+/// Installs rustls's ring provider once (reqwest is built without a default provider).
+fn install_crypto_provider() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl CloudClient {
+    /// A client of `url` (`http://host:port`), authenticating with `api_key`;
+    /// `signing_key` signs and verifies language-only results.
+    pub fn new(url: &str, api_key: &str, signing_key: Option<&str>) -> Result<Self> {
+        install_crypto_provider();
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("hitsave/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot build an HTTP client: {err}")))?;
+        let signing = signing_key.map(|secret| blake3::derive_key(SIGNING_CONTEXT, secret.as_bytes()));
+        Ok(Self { base: url.trim_end_matches('/').to_owned(), key: api_key.to_owned(), http, signing })
+    }
+
+    /// The client a configuration describes, if it names a server and a key.
+    pub fn from_config(config: &Config) -> Result<Option<Self>> {
+        match (&config.cloud_url, &config.api_key) {
+            (Some(url), Some(key)) => Ok(Some(Self::new(url, key, config.signing_key.as_deref())?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
+        let response = request
+            .bearer_auth(&self.key)
+            .send()
+            .map_err(|err| unavailable(format!("{}: {}", self.base, err.without_url())))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body: serde_json::Value = response.json().unwrap_or_default();
+        let code = body["error"]["code"].as_str().unwrap_or("unknown").to_owned();
+        let message = body["error"]["message"].as_str().unwrap_or("").to_owned();
+        if status.is_server_error() {
+            return Err(unavailable(format!("{}: {status} {code}: {message}", self.base)));
+        }
+        Err(HitSaveError::CloudRejected { status: status.as_u16(), code, message })
+    }
+
+    fn url_of(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The key's project and scope.
+    pub fn whoami(&self) -> Result<serde_json::Value> {
+        self.json(self.send(self.http.get(self.url_of("/v1/whoami")))?)
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, response: reqwest::blocking::Response) -> Result<T> {
+        response.json().map_err(|err| unavailable(format!("{}: unreadable response: {err}", self.base)))
+    }
+
+    /// The evals the server holds among `keys`.
+    pub fn lookup(&self, keys: &[String]) -> Result<Vec<RemoteEval>> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(BATCH) {
+            #[derive(Deserialize)]
+            struct Found {
+                evals: Vec<RemoteEval>,
+            }
+            let response =
+                self.send(self.http.post(self.url_of("/v1/evals/lookup")).json(&json!({ "keys": chunk })))?;
+            found.extend(self.json::<Found>(response)?.evals);
+        }
+        Ok(found)
+    }
+
+    /// One page of a function's evals: `(evals, next cursor)`.
+    pub fn list(&self, function_name: &str, after: Option<&str>) -> Result<(Vec<RemoteEval>, Option<String>)> {
+        #[derive(Deserialize)]
+        struct Page {
+            evals: Vec<RemoteEval>,
+            next: Option<String>,
+        }
+        let mut url = self.url_of(&format!("/v1/functions/{}/evals?limit={BATCH}", encode_path(function_name)));
+        if let Some(after) = after {
+            url.push_str(&format!("&after={}", encode_path(after)));
+        }
+        let page: Page = self.json(self.send(self.http.get(url))?)?;
+        Ok((page.evals, page.next))
+    }
+
+    /// Downloads a result and verifies its size and digest; an interrupted
+    /// transfer resumes where it stopped (range requests).
+    pub fn download(&self, eval: &RemoteEval) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let expected = Digest::parse(&eval.blob)?;
+        let mut data: Vec<u8> = Vec::with_capacity(eval.size.min(1 << 30) as usize);
+        let mut attempts = 0;
+        while (data.len() as u64) < eval.size || (eval.size == 0 && attempts == 0) {
+            attempts += 1;
+            let mut request = self.http.get(self.url_of(&format!("/v1/blobs/{}", eval.blob))).timeout(TRANSFER_TIMEOUT);
+            if !data.is_empty() {
+                request = request.header(reqwest::header::RANGE, format!("bytes={}-", data.len()));
+            }
+            let result = self.send(request).and_then(|mut response| {
+                let mut buffer = vec![0u8; 1 << 20];
+                loop {
+                    match response.read(&mut buffer) {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => {
+                            data.extend_from_slice(&buffer[..n]);
+                            if data.len() as u64 > eval.size {
+                                return Err(HitSaveError::CloudIntegrity(format!(
+                                    "{}: the server sent more than {} bytes",
+                                    eval.blob, eval.size
+                                )));
+                            }
+                        }
+                        Err(err) => return Err(unavailable(format!("{}: download interrupted: {err}", self.base))),
+                    }
+                }
+            });
+            match result {
+                Ok(()) if eval.size == 0 => break,
+                Ok(()) => {}
+                Err(HitSaveError::CloudUnavailable(message)) if attempts < 5 => {
+                    std::thread::sleep(Duration::from_millis(200 * attempts));
+                    let _ = message;
+                }
+                Err(error) => return Err(error),
+            }
+            if attempts >= 5 && (data.len() as u64) < eval.size {
+                return Err(unavailable(format!("{}: download of {} did not complete", self.base, eval.blob)));
+            }
+        }
+        let actual = crate::hash::blob_digest(&data);
+        if actual != expected || data.len() as u64 != eval.size {
+            return Err(HitSaveError::CloudIntegrity(format!(
+                "{}: downloaded bytes hash to {actual}, not {} (a tampered or damaged blob; nothing was stored)",
+                eval.key, eval.blob
+            )));
+        }
+        Ok(data)
+    }
+
+    /// Uploads a result: its blob unless the project holds it, then its record.
+    pub fn upload(&self, evals: &[(RemoteEval, &[u8])]) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Missing {
+            missing: Vec<String>,
+        }
+        for chunk in evals.chunks(BATCH) {
+            let mut digests: Vec<&str> = chunk.iter().map(|(eval, _)| eval.blob.as_str()).collect();
+            digests.sort_unstable();
+            digests.dedup();
+            let response =
+                self.send(self.http.post(self.url_of("/v1/blobs/missing")).json(&json!({ "digests": digests })))?;
+            let missing = self.json::<Missing>(response)?.missing;
+            for digest in &missing {
+                if let Some((_, data)) = chunk.iter().find(|(eval, _)| &eval.blob == digest) {
+                    self.send(
+                        self.http
+                            .put(self.url_of(&format!("/v1/blobs/{digest}")))
+                            .timeout(TRANSFER_TIMEOUT)
+                            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                            .body(data.to_vec()),
+                    )?;
+                }
+            }
+            let records: Vec<RemoteEval> = chunk.iter().map(|(eval, _)| self.signed(eval.clone())).collect();
+            self.send(self.http.post(self.url_of("/v1/evals")).json(&json!({ "evals": records })))?;
+        }
+        Ok(())
+    }
+
+    /// Signs a language-only record with the signing key, if there is one.
+    pub fn signed(&self, mut eval: RemoteEval) -> RemoteEval {
+        if let (Some(key), false) = (&self.signing, is_portable(&eval.codec)) {
+            eval.signature = Some(blake3::keyed_hash(key, &eval.mac_message()).to_hex().to_string());
+        }
+        eval
+    }
+
+    /// Whether a record may be loaded: portable results always (their bytes
+    /// are checked against the digest), language-only ones only when signed
+    /// by the signing key this client trusts.
+    pub fn trusted(&self, eval: &RemoteEval) -> bool {
+        if is_portable(&eval.codec) {
+            return true;
+        }
+        let (Some(key), Some(signature)) = (&self.signing, &eval.signature) else { return false };
+        let Ok(presented) = blake3::Hash::from_hex(signature) else { return false };
+        // blake3::Hash compares in constant time.
+        presented == blake3::keyed_hash(key, &eval.mac_message())
+    }
+
+    /// Creates an API key for this key's project: the server's answer (the key is shown once).
+    pub fn create_key(&self, scope: &str, name: &str) -> Result<serde_json::Value> {
+        self.json(self.send(self.http.post(self.url_of("/v1/keys")).json(&json!({ "scope": scope, "name": name })))?)
+    }
+
+    /// The project's keys.
+    pub fn list_keys(&self) -> Result<serde_json::Value> {
+        self.json(self.send(self.http.get(self.url_of("/v1/keys")))?)
+    }
+
+    /// Revokes a key of the project.
+    pub fn revoke_key(&self, id: &str) -> Result<()> {
+        self.send(self.http.delete(self.url_of(&format!("/v1/keys/{}", encode_path(id)))))?;
+        Ok(())
+    }
+}
+
+/// Percent-encodes a path segment.
+fn encode_path(segment: &str) -> String {
+    let mut out = String::new();
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Whether the server answered recently, and when to try again if not.
+struct Health {
+    down_until: Option<Instant>,
+    backoff: Duration,
+}
+
+/// A store's cloud side: read-through, background upload, bulk download.
+pub struct CloudSync {
+    client: CloudClient,
+    config: Config,
+    health: Mutex<Health>,
+    uploading: AtomicBool,
+    /// Completed uploader runs (so a drain can tell a run that made no progress).
+    runs: std::sync::atomic::AtomicU64,
+}
+
+impl CloudSync {
+    /// The cloud side a configuration asks for: `None` unless the mode is
+    /// `cloud`; `config_invalid` if it is but no server or key is configured.
+    pub fn from_config(config: &Config) -> Result<Option<Arc<Self>>> {
+        if config.mode != Mode::Cloud {
+            return Ok(None);
+        }
+        let client = CloudClient::from_config(config)?.ok_or_else(|| {
+            HitSaveError::ConfigInvalid(
+                "mode is cloud but no server is configured: set HITSAVE_CLOUD_URL and HITSAVE_API_KEY (or run `hitsave login`)"
+                    .into(),
+            )
+        })?;
+        Ok(Some(Arc::new(Self {
+            client,
+            config: config.clone(),
+            health: Mutex::new(Health { down_until: None, backoff: FIRST_BACKOFF }),
+            uploading: AtomicBool::new(false),
+            runs: std::sync::atomic::AtomicU64::new(0),
+        })))
+    }
+
+    /// The client.
+    pub fn client(&self) -> &CloudClient {
+        &self.client
+    }
+
+    fn reachable(&self) -> bool {
+        let health = self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        health.down_until.is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// Notes the outcome of a request: an unreachable server is warned about
+    /// once and skipped until the backoff passes.
+    fn note<T>(&self, result: &Result<T>) {
+        let mut health = self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match result {
+            Err(error @ HitSaveError::CloudUnavailable(_)) => {
+                crate::memo::warn_once(error);
+                health.down_until = Some(Instant::now() + health.backoff);
+                health.backoff = (health.backoff * 2).min(MAX_BACKOFF);
+            }
+            _ => {
+                health.down_until = None;
+                health.backoff = FIRST_BACKOFF;
+            }
+        }
+    }
+
+    /// Read-through on a local miss: the server's record, downloaded,
+    /// verified and stored locally. Failures are warnings and misses.
+    pub fn fetch(&self, store: &Store, key: &Digest) -> Option<Hit> {
+        if !self.reachable() {
+            return None;
+        }
+        let found = self.client.lookup(&[key.to_string()]);
+        self.note(&found);
+        let eval = found.ok()?.into_iter().next()?;
+        self.load(store, &eval).unwrap_or_else(|error| {
+            crate::memo::warn_once(&error);
+            None
+        })
+    }
+
+    /// Downloads one record into the local store, if trusted.
+    fn load(&self, store: &Store, eval: &RemoteEval) -> Result<Option<Hit>> {
+        if !self.client.trusted(eval) {
+            return Err(HitSaveError::CloudUntrusted(format!(
+                "{} ({}, codec {}): a language-only result from the cloud without a valid signature is never loaded; \
+                 set HITSAVE_SIGNING_KEY to the project's signing secret",
+                eval.key, eval.function_name, eval.codec
+            )));
+        }
+        let data = self.client.download(eval);
+        self.note(&data);
+        let data = data?;
+        let new = NewEval {
+            key: Digest::parse(&eval.key)?,
+            function_id: eval.function_id.clone(),
+            function_name: eval.function_name.clone(),
+            language: eval.language.clone(),
+            arguments: Digest::parse(&eval.arguments)?,
+            codec: eval.codec.clone(),
+            compute_micros: eval.compute_micros,
+            graph: None,
+        };
+        // Keep it locally (not queued for upload: it came from there).
+        if let Err(error) = store.put_downloaded(crate::runtime::Core::shared()?, &new, &data) {
+            crate::memo::warn_once(&error);
+        }
+        Ok(Some(Hit {
+            codec: eval.codec.clone(),
+            language: eval.language.clone(),
+            inline: true,
+            data: ResultData::Inline(data),
+        }))
+    }
+
+    /// Starts the background uploader if it is not running.
+    pub fn wake_uploader(self: &Arc<Self>) {
+        if self.uploading.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sync = self.clone();
+        let spawned = std::thread::Builder::new().name("hitsave-upload".into()).spawn(move || {
+            let outcome = sync.upload_outbox();
+            sync.runs.fetch_add(1, Ordering::AcqRel);
+            sync.uploading.store(false, Ordering::Release);
+            if let Err(error) = outcome
+                && !matches!(error, HitSaveError::CloudUnavailable(_))
+            {
+                crate::memo::warn_once(&error);
+            }
+        });
+        if spawned.is_err() {
+            self.uploading.store(false, Ordering::Release);
+        }
+    }
+
+    /// Uploads everything in the outbox (its own store handle, so callers never wait on it).
+    pub fn upload_outbox(&self) -> Result<u64> {
+        let mut local = self.config.clone();
+        local.mode = Mode::Local;
+        let store = Store::open(&local)?;
+        let mut uploaded = 0;
+        loop {
+            if !self.reachable() {
+                return Ok(uploaded);
+            }
+            let keys = store.outbox(BATCH)?;
+            if keys.is_empty() {
+                return Ok(uploaded);
+            }
+            let mut batch: Vec<(RemoteEval, Vec<u8>)> = Vec::new();
+            let mut gone = Vec::new();
+            for key in &keys {
+                match store.upload_record(key)? {
+                    Some(item) => batch.push(item),
+                    None => gone.push(key.clone()),
+                }
+            }
+            let items: Vec<(RemoteEval, &[u8])> =
+                batch.iter().map(|(eval, data)| (eval.clone(), data.as_slice())).collect();
+            let result = self.client.upload(&items);
+            self.note(&result);
+            match result {
+                Ok(()) => {}
+                Err(HitSaveError::CloudRejected { status, code, message }) if status != 401 && status != 403 => {
+                    // The server refuses these records for good (e.g. too large): drop them from the outbox.
+                    crate::memo::warn_once(&HitSaveError::CloudRejected { status, code, message });
+                }
+                Err(error) => return Err(error),
+            }
+            uploaded += batch.len() as u64;
+            for key in batch.iter().map(|(eval, _)| &eval.key).chain(gone.iter()) {
+                store.outbox_done(key)?;
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the outbox to empty (at process exit, so a
+    /// short-lived process still shares its results). Returns what is left.
+    pub fn drain(self: &Arc<Self>, store: &Store, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        let mut before: Option<(u64, u64)> = None;
+        loop {
+            let left = store.outbox_len()?;
+            if left == 0 || Instant::now() >= deadline || !self.reachable() {
+                return Ok(left);
+            }
+            let runs = self.runs.load(Ordering::Acquire);
+            match before {
+                // A whole run finished since the last look and nothing moved: the
+                // server refuses these (a read-only or revoked key); stop waiting.
+                Some((earlier_runs, earlier_left))
+                    if runs > earlier_runs && left >= earlier_left && !self.uploading.load(Ordering::Acquire) =>
+                {
+                    return Ok(left);
+                }
+                Some((earlier_runs, _)) if runs == earlier_runs => {}
+                _ => before = Some((runs, left)),
+            }
+            self.wake_uploader();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Fetches every result of a function the local store lacks; returns how many.
+    /// `progress(done, total)` is called as downloads finish.
+    pub fn download_function(
+        &self,
+        store: &Store,
+        function_name: &str,
+        mut progress: impl FnMut(u64, u64) + Send,
+    ) -> Result<u64> {
+        let mut wanted = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.client.list(function_name, after.as_deref());
+            self.note(&page);
+            let (evals, next) = page?;
+            for eval in evals {
+                if store.get_local(&Digest::parse(&eval.key)?)?.is_none() {
+                    wanted.push(eval);
+                }
+            }
+            match next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let total = wanted.len() as u64;
+        progress(0, total);
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let progress = Mutex::new(progress);
+        let failures = Mutex::new(Vec::new());
+        // A few transfers at once: enough to fill a link, few enough for a small server.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(eval) = wanted.get(index) else { break };
+                        if let Err(error) = self.load(store, eval) {
+                            failures.lock().unwrap_or_else(|p| p.into_inner()).push(error);
+                        }
+                        let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        (progress.lock().unwrap_or_else(|p| p.into_inner()))(finished, total);
+                    }
+                });
+            }
+        });
+        let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+        let failed = failures.len() as u64;
+        if let Some(first) = failures.into_iter().next() {
+            if failed == total {
+                return Err(first);
+            }
+            crate::memo::warn_once(&first);
+        }
+        Ok(total - failed)
+    }
+}

@@ -1,0 +1,225 @@
+//! Two machines (two store directories) sharing results through a real
+//! server on 127.0.0.1, through the store's cloud mode.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hitsave_core::Digest;
+use hitsave_host::store::{NewEval, PutOutcome};
+use hitsave_host::{Config, Core, Mode, Store};
+
+struct Server {
+    url: String,
+    data: tempfile::TempDir,
+    metadata: Arc<dyn hitsave_server::storage::Metadata>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn serve_on(listener: std::net::TcpListener, data: tempfile::TempDir) -> Server {
+    let (metadata, blobs) = hitsave_server::open_embedded(data.path()).unwrap();
+    let state = hitsave_server::AppState {
+        metadata: metadata.clone(),
+        blobs,
+        limits: hitsave_server::Limits::default(),
+        admin_token: None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let listener = runtime.block_on(async { tokio::net::TcpListener::from_std(listener) }).unwrap();
+    runtime.spawn(hitsave_server::serve(listener, state, std::future::pending()));
+    Server { url, data, metadata, runtime: Some(runtime) }
+}
+
+fn server() -> Server {
+    serve_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), tempfile::tempdir().unwrap())
+}
+
+fn project(server: &Server, name: &str) -> String {
+    hitsave_server::create_project(server.metadata.as_ref(), name).unwrap().1
+}
+
+fn machine(url: &str, key: &str, signing: Option<&str>) -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_dir(dir.path());
+    config.mode = Mode::Cloud;
+    config.cloud_url = Some(url.to_owned());
+    config.api_key = Some(key.to_owned());
+    config.signing_key = signing.map(str::to_owned);
+    config.upload_wait = Duration::from_secs(20);
+    (dir, config)
+}
+
+fn digest(kind: &str, seed: &str) -> Digest {
+    Digest::parse(&format!("{kind}1_{}", blake3::hash(seed.as_bytes()).to_hex())).unwrap()
+}
+
+fn eval(seed: &str, function: &str, codec: &str) -> NewEval {
+    NewEval {
+        key: digest("key", seed),
+        function_id: "f@1".into(),
+        function_name: function.into(),
+        language: "python".into(),
+        arguments: digest("val", seed),
+        codec: codec.into(),
+        compute_micros: 50_000,
+        graph: None,
+    }
+}
+
+fn core() -> &'static Core {
+    Core::shared().unwrap()
+}
+
+#[test]
+fn a_result_computed_on_one_machine_hits_on_another() {
+    let server = server();
+    let key = project(&server, "team");
+    let (_a_dir, a_config) = machine(&server.url, &key, None);
+    let (_b_dir, b_config) = machine(&server.url, &key, None);
+    let a = Store::open(&a_config).unwrap();
+    let small = b"a small result".to_vec();
+    let large: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    assert_eq!(a.put(core(), &eval("small", "f", "portable"), &small).unwrap(), PutOutcome::Stored);
+    assert_eq!(a.put(core(), &eval("large", "f", "portable"), &large).unwrap(), PutOutcome::Stored);
+    assert_eq!(a.drain_uploads().unwrap(), 0, "the outbox empties");
+
+    let b = Store::open(&b_config).unwrap();
+    assert!(b.get_local(&digest("key", "small")).unwrap().is_none());
+    let hit = b.get(&digest("key", "small")).unwrap().expect("read through the cloud");
+    assert_eq!(hit.data.bytes(), &small[..]);
+    assert_eq!(b.get(&digest("key", "large")).unwrap().unwrap().data.bytes(), &large[..]);
+    assert!(b.get_local(&digest("key", "large")).unwrap().is_some(), "kept locally");
+    assert_eq!(b.outbox_len().unwrap(), 0, "a downloaded result is not uploaded back");
+    assert!(b.get(&digest("key", "never")).unwrap().is_none());
+}
+
+#[test]
+fn bulk_download_of_a_function() {
+    let server = server();
+    let key = project(&server, "bulk");
+    let (_a_dir, a_config) = machine(&server.url, &key, None);
+    let (_b_dir, b_config) = machine(&server.url, &key, None);
+    let a = Store::open(&a_config).unwrap();
+    for i in 0..12 {
+        a.put(core(), &eval(&format!("f{i}"), "train", "portable"), format!("result {i}").as_bytes()).unwrap();
+    }
+    a.put(core(), &eval("other", "other", "portable"), b"x").unwrap();
+    a.drain_uploads().unwrap();
+    let b = Store::open(&b_config).unwrap();
+    let mut calls = Vec::new();
+    let fetched = b.cloud().unwrap().download_function(&b, "train", |done, total| calls.push((done, total))).unwrap();
+    assert_eq!(fetched, 12);
+    assert_eq!(calls.last(), Some(&(12, 12)));
+    for i in 0..12 {
+        assert!(b.get_local(&digest("key", &format!("f{i}"))).unwrap().is_some());
+    }
+    assert!(b.get_local(&digest("key", "other")).unwrap().is_none());
+    assert_eq!(b.cloud().unwrap().download_function(&b, "train", |_, _| {}).unwrap(), 0, "nothing left to fetch");
+}
+
+#[test]
+fn an_unreachable_server_costs_nothing_and_uploads_resume_at_the_next_start() {
+    // A port with nothing listening (yet).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let url = format!("http://{address}");
+    let (dir, mut config) = machine(&url, "hs_0000000000000000_none", None);
+    config.upload_wait = Duration::from_millis(300);
+    let store = Store::open(&config).unwrap();
+    let start = Instant::now();
+    assert_eq!(store.put(core(), &eval("offline", "f", "portable"), b"computed offline").unwrap(), PutOutcome::Stored);
+    assert!(store.get(&digest("key", "elsewhere")).unwrap().is_none());
+    assert!(store.get(&digest("key", "elsewhere-too")).unwrap().is_none());
+    assert!(store.get(&digest("key", "offline")).unwrap().is_some(), "local hits still work");
+    store.drain_uploads().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10), "no hang: {:?}", start.elapsed());
+    assert_eq!(store.outbox_len().unwrap(), 1, "the upload waits in the outbox");
+    drop(store);
+
+    // The server comes up on that address; the next process start uploads what was queued.
+    let server = serve_on(std::net::TcpListener::bind(address).unwrap(), tempfile::tempdir().unwrap());
+    let key = project(&server, "late");
+    config.api_key = Some(key.clone());
+    config.upload_wait = Duration::from_secs(20);
+    let store = Store::open(&config).unwrap();
+    assert_eq!(store.drain_uploads().unwrap(), 0);
+    let client = hitsave_host::cloud::CloudClient::new(&server.url, &key, None).unwrap();
+    assert_eq!(client.lookup(&[digest("key", "offline").to_string()]).unwrap().len(), 1);
+    drop(dir);
+}
+
+#[test]
+fn a_tampered_blob_is_rejected_and_nothing_is_stored() {
+    let server = server();
+    let key = project(&server, "tamper");
+    let (_a_dir, a_config) = machine(&server.url, &key, None);
+    let (_b_dir, b_config) = machine(&server.url, &key, None);
+    let a = Store::open(&a_config).unwrap();
+    let data = b"the honest result".to_vec();
+    a.put(core(), &eval("t", "f", "portable"), &data).unwrap();
+    a.drain_uploads().unwrap();
+    // Someone edits the blob on the server's disk.
+    let hex = blake3::hash(&data).to_hex().to_string();
+    let path = server.data.path().join("blobs").join(&hex[..2]).join(&hex);
+    std::fs::write(&path, b"the forged result").unwrap();
+    let b = Store::open(&b_config).unwrap();
+    assert!(b.get(&digest("key", "t")).unwrap().is_none(), "a blob that fails its digest is a miss");
+    assert!(b.get_local(&digest("key", "t")).unwrap().is_none(), "and is not stored");
+}
+
+#[test]
+fn language_only_results_load_only_when_signed_by_a_trusted_key() {
+    let server = server();
+    let key = project(&server, "signed");
+    let (_a_dir, a_config) = machine(&server.url, &key, Some("team secret"));
+    let a = Store::open(&a_config).unwrap();
+    a.put(core(), &eval("pickled", "f", "pickle"), b"pickle bytes").unwrap();
+    a.put(core(), &eval("portable", "f", "portable"), b"portable bytes").unwrap();
+    a.drain_uploads().unwrap();
+
+    let (_b_dir, b_config) = machine(&server.url, &key, Some("team secret"));
+    let b = Store::open(&b_config).unwrap();
+    assert_eq!(b.get(&digest("key", "pickled")).unwrap().unwrap().data.bytes(), b"pickle bytes");
+
+    for signing in [None, Some("another secret")] {
+        let (_dir, config) = machine(&server.url, &key, signing);
+        let c = Store::open(&config).unwrap();
+        assert!(c.get(&digest("key", "pickled")).unwrap().is_none(), "untrusted with {signing:?}");
+        assert!(c.get(&digest("key", "portable")).unwrap().is_some(), "portable needs only the digest");
+    }
+
+    // A forged record: uploaded by a key holder without the signing secret.
+    let (_f_dir, f_config) = machine(&server.url, &key, Some("forger's guess"));
+    let f = Store::open(&f_config).unwrap();
+    f.put(core(), &eval("forged", "f", "pickle"), b"malicious pickle").unwrap();
+    f.drain_uploads().unwrap();
+    let (_d_dir, d_config) = machine(&server.url, &key, Some("team secret"));
+    let d = Store::open(&d_config).unwrap();
+    assert!(d.get(&digest("key", "forged")).unwrap().is_none(), "a forged eval is never loaded");
+}
+
+#[test]
+fn a_read_only_key_cannot_upload_but_the_result_stays_local() {
+    let server = server();
+    let key = project(&server, "ro");
+    let client = hitsave_host::cloud::CloudClient::new(&server.url, &key, None).unwrap();
+    let reader = client.create_key("read", "laptop").unwrap()["key"].as_str().unwrap().to_owned();
+    let (_dir, config) = machine(&server.url, &reader, None);
+    let store = Store::open(&config).unwrap();
+    assert_eq!(store.put(core(), &eval("r", "f", "portable"), b"mine").unwrap(), PutOutcome::Stored);
+    store.drain_uploads().unwrap();
+    assert!(store.get(&digest("key", "r")).unwrap().is_some());
+    assert!(client.lookup(&[digest("key", "r").to_string()]).unwrap().is_empty());
+    let keys = client.list_keys().unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+}
