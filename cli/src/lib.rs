@@ -12,6 +12,11 @@
 //! hitsave gc [--max-size N]    apply the size budget now; remove orphans
 //! hitsave clear FUNCTION|--all remove results
 //! hitsave verify               re-hash everything; drop corrupt entries
+//! hitsave push [FUNCTION]      upload local results to the cloud
+//! hitsave pull FUNCTION        download a function's cloud results
+//! hitsave login --url URL      keep an API key for a server
+//! hitsave keys create|list|revoke   manage the project's API keys
+//! hitsave serve                run the cloud server (the standalone binary)
 //! ```
 //!
 //! Every command takes `--json` for machine-readable output and `--help`.
@@ -82,6 +87,62 @@ enum Command {
     },
     /// Re-hash every stored result; report and remove corrupt ones.
     Verify,
+    /// Upload local results to the cloud (what the background uploader does, by hand).
+    Push {
+        /// Only this function's results.
+        function: Option<String>,
+    },
+    /// Download a function's results from the cloud into the local store.
+    Pull {
+        /// The function name, as `hitsave ls` shows it.
+        function: String,
+    },
+    /// Keep an API key for a cloud server (in the user's credentials file) and make it the default server.
+    Login {
+        /// The server's URL (http://host:port); default HITSAVE_CLOUD_URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// The API key (hs_…); default: read one line from standard input.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Manage the API keys of the current key's project.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Run the HitSave cloud server (the same as `hitsave-server serve`).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "HITSAVE_SERVER_LISTEN", default_value = "127.0.0.1:8787")]
+        listen: String,
+        /// Directory of the embedded storage (SQLite metadata and blob files).
+        #[arg(long, env = "HITSAVE_SERVER_DATA", default_value = "hitsave-server-data")]
+        data: PathBuf,
+        /// Create this project first (if new) and print its first API key.
+        #[arg(long, value_name = "NAME")]
+        create_project: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// `read` or `read-write`.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// A label (who or what uses it).
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List the project's keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id (the part after `hs_`).
+        id: String,
+    },
 }
 
 /// Runs the CLI with these arguments (the first is the program name) and
@@ -114,12 +175,216 @@ where
     }
 }
 
-fn open(global: &Global) -> Result<Store, HitSaveError> {
+fn config(global: &Global) -> Result<Config, HitSaveError> {
     let mut config = Config::load()?;
     if let Some(dir) = &global.cache_dir {
         config.cache_dir = dir.clone();
     }
+    Ok(config)
+}
+
+fn open(global: &Global) -> Result<Store, HitSaveError> {
+    Store::open(&config(global)?)
+}
+
+/// The store with its cloud side, whatever the configured mode.
+fn open_cloud(global: &Global) -> Result<Store, HitSaveError> {
+    let mut config = config(global)?;
+    config.mode = hitsave_host::Mode::Cloud;
+    config.upload_wait = std::time::Duration::from_secs(24 * 3600);
     Store::open(&config)
+}
+
+fn client(global: &Global) -> Result<hitsave_host::cloud::CloudClient, HitSaveError> {
+    hitsave_host::cloud::CloudClient::from_config(&config(global)?)?.ok_or_else(|| {
+        HitSaveError::ConfigInvalid(
+            "no cloud server configured: run `hitsave login --url URL` or set HITSAVE_CLOUD_URL and HITSAVE_API_KEY"
+                .into(),
+        )
+    })
+}
+
+fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
+    let json = cli.global.json;
+    let global = &cli.global;
+    Some(match &cli.command {
+        Command::Push { function } => (|| {
+            let store = open_cloud(global)?;
+            let queued = store.queue_all(function.as_deref())?;
+            let total = store.outbox_len()?;
+            let bar = progress_bar(total, "uploading");
+            let cloud = store.cloud().expect("cloud mode").clone();
+            let left = loop {
+                let left = cloud.drain(&store, std::time::Duration::from_millis(500))?;
+                if let Some(bar) = &bar {
+                    bar.set_position(total - left);
+                }
+                let again = store.outbox_len()?;
+                if again == 0 || again == left && cloud.drain(&store, std::time::Duration::from_secs(5))? == left {
+                    break again;
+                }
+            };
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if json {
+                print_json(&serde_json::json!({ "queued": queued, "uploaded": total - left, "left": left }));
+            } else {
+                println!("uploaded {} result(s); {left} left", total - left);
+            }
+            if left > 0 {
+                return Err(HitSaveError::CloudUnavailable(format!(
+                    "{left} result(s) could not be uploaded; they stay queued"
+                )));
+            }
+            Ok(())
+        })(),
+        Command::Pull { function } => (|| {
+            let store = open_cloud(global)?;
+            let cloud = store.cloud().expect("cloud mode").clone();
+            let mut bar: Option<indicatif::ProgressBar> = None;
+            let fetched = cloud.download_function(&store, function, |done, total| {
+                if bar.is_none() {
+                    bar = progress_bar(total, "downloading");
+                }
+                if let Some(bar) = &bar {
+                    bar.set_position(done);
+                }
+            })?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if json {
+                print_json(&serde_json::json!({ "downloaded": fetched }));
+            } else {
+                println!("downloaded {fetched} result(s) of {function}");
+            }
+            Ok(())
+        })(),
+        Command::Login { url, key } => (|| {
+            let config = config(global)?;
+            let url = url
+                .clone()
+                .or(config.cloud_url)
+                .ok_or_else(|| HitSaveError::ConfigInvalid("give --url (or set HITSAVE_CLOUD_URL)".into()))?;
+            let url = url.trim_end_matches('/').to_owned();
+            let key = match key {
+                Some(key) => key.clone(),
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot read the key: {err}")))?;
+                    line.trim().to_owned()
+                }
+            };
+            let who = hitsave_host::cloud::CloudClient::new(&url, &key, None)?.whoami()?;
+            let path = hitsave_host::config::credentials_file().ok_or_else(|| {
+                HitSaveError::ConfigInvalid("no config directory: set HOME or XDG_CONFIG_HOME".into())
+            })?;
+            let mut credentials = hitsave_host::config::Credentials::load()?;
+            credentials.servers.insert(url.clone(), hitsave_host::config::ServerCredentials { api_key: key });
+            credentials.current = Some(url.clone());
+            credentials.save(&path)?;
+            if json {
+                print_json(
+                    &serde_json::json!({ "url": url, "project": who["project"], "scope": who["scope"], "credentials": path }),
+                );
+            } else {
+                println!(
+                    "logged in to {url}: project {}, scope {} (key kept in {})",
+                    who["project"].as_str().unwrap_or("?"),
+                    who["scope"].as_str().unwrap_or("?"),
+                    path.display()
+                );
+            }
+            Ok(())
+        })(),
+        Command::Keys { action } => (|| {
+            let client = client(global)?;
+            match action {
+                KeysAction::Create { scope, name } => {
+                    let created = client.create_key(scope, name)?;
+                    if json {
+                        print_json(&created);
+                    } else {
+                        println!("{}", created["key"].as_str().unwrap_or_default());
+                        eprintln!(
+                            "(id {}, scope {}: the key is shown once)",
+                            created["id"].as_str().unwrap_or_default(),
+                            created["scope"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+                KeysAction::List => {
+                    let keys = client.list_keys()?;
+                    if json {
+                        print_json(&keys);
+                    } else {
+                        println!("{:<18} {:<11} {:<8} NAME", "ID", "SCOPE", "STATE");
+                        for key in keys["keys"].as_array().into_iter().flatten() {
+                            println!(
+                                "{:<18} {:<11} {:<8} {}",
+                                key["id"].as_str().unwrap_or_default(),
+                                key["scope"].as_str().unwrap_or_default(),
+                                if key["revoked"].as_bool().unwrap_or(false) { "revoked" } else { "active" },
+                                key["name"].as_str().unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+                KeysAction::Revoke { id } => {
+                    client.revoke_key(id)?;
+                    if json {
+                        print_json(&serde_json::json!({ "revoked": id }));
+                    } else {
+                        println!("revoked {id}");
+                    }
+                }
+            }
+            Ok(())
+        })(),
+        Command::Serve { listen, data, create_project } => serve(listen, data, create_project.as_deref()),
+        _ => return None,
+    })
+}
+
+#[cfg(feature = "server")]
+fn serve(listen: &str, data: &std::path::Path, create_project: Option<&str>) -> Result<(), HitSaveError> {
+    let failed = |err: String| HitSaveError::ConfigInvalid(err);
+    let listen: std::net::SocketAddr = listen.parse().map_err(|err| failed(format!("--listen {listen}: {err}")))?;
+    let (metadata, blobs) = hitsave_server::open_embedded(data).map_err(|err| failed(err.to_string()))?;
+    if let Some(name) = create_project {
+        match hitsave_server::create_project(metadata.as_ref(), name) {
+            Ok((_, key)) => println!("project {name}: {key}"),
+            Err(err) if err.code == "conflict" => eprintln!("project {name} exists"),
+            Err(err) => return Err(failed(err.to_string())),
+        }
+    }
+    let state =
+        hitsave_server::AppState { metadata, blobs, limits: hitsave_server::Limits::default(), admin_token: None };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|err| failed(err.to_string()))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|err| failed(format!("cannot listen on {listen}: {err}")))?;
+        println!("listening on http://{}", listener.local_addr().map_err(|err| failed(err.to_string()))?);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        hitsave_server::serve(listener, state, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|err| failed(err.to_string()))
+    })
+}
+
+#[cfg(not(feature = "server"))]
+fn serve(_listen: &str, _data: &std::path::Path, _create_project: Option<&str>) -> Result<(), HitSaveError> {
+    Err(HitSaveError::ConfigInvalid(
+        "this build of hitsave has no server; run the `hitsave` binary (cargo install --path cli) or `hitsave-server serve`".into(),
+    ))
 }
 
 fn print_json(value: &impl Serialize) {
@@ -173,6 +438,9 @@ fn progress_bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
 }
 
 fn execute(cli: &Cli) -> Result<(), HitSaveError> {
+    if let Some(result) = execute_cloud(cli) {
+        return result;
+    }
     let json = cli.global.json;
     let store = open(&cli.global)?;
     match &cli.command {
@@ -307,6 +575,12 @@ fn execute(cli: &Cli) -> Result<(), HitSaveError> {
                 }
             }
         }
+        // Handled by execute_cloud before the store is opened.
+        Command::Push { .. }
+        | Command::Pull { .. }
+        | Command::Login { .. }
+        | Command::Keys { .. }
+        | Command::Serve { .. } => {}
     }
     Ok(())
 }

@@ -217,3 +217,89 @@ fn configuration_comes_from_env_and_hitsave_toml() {
     let typo = run(&[], &["stats"]);
     assert!(String::from_utf8_lossy(&typo.stderr).contains("max_sise"), "unknown keys are named");
 }
+
+/// `hitsave serve` as a child process, killed when dropped.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cloud_cli(home: &Path, cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hitsave"))
+        .args(args)
+        .env("HITSAVE_CACHE_DIR", cache)
+        .env("XDG_CONFIG_HOME", home)
+        .env_remove("HITSAVE_CONFIG")
+        .env_remove("HITSAVE_MODE")
+        .env_remove("HITSAVE_CLOUD_URL")
+        .env_remove("HITSAVE_API_KEY")
+        .current_dir(cache)
+        .output()
+        .expect("hitsave runs")
+}
+
+#[test]
+fn serve_login_keys_push_and_pull() {
+    use std::io::{BufRead, BufReader};
+    let root = tempfile::tempdir().unwrap();
+    let (home, a, b) = (root.path().join("home"), root.path().join("a"), root.path().join("b"));
+    for dir in [&home, &a, &b] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hitsave"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--create-project", "team", "--data"])
+        .arg(root.path().join("server"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let key = lines.next().unwrap().unwrap().strip_prefix("project team: ").unwrap().to_owned();
+    let url = lines.next().unwrap().unwrap().strip_prefix("listening on ").unwrap().to_owned();
+    let _served = Served(child);
+
+    let login = cloud_cli(&home, &a, &["login", "--url", &url, "--key", &key]);
+    assert!(stdout(&login).contains("project team, scope read-write"));
+    let bad = cloud_cli(&home, &a, &["login", "--url", &url, "--key", "hs_00_bad"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("error[cloud_rejected]"));
+
+    // Results stored on machine A (before it used the cloud) are pushed by hand.
+    let core = core();
+    let mut local = Config::for_dir(&a);
+    local.mode = hitsave_host::Mode::Local;
+    let store = Store::open(&local).unwrap();
+    for i in 0..3 {
+        let eval = NewEval {
+            key: digest(DigestKind::Key, &format!("k{i}")),
+            function_id: "train@1".into(),
+            function_name: "app:train".into(),
+            language: "python".into(),
+            arguments: digest(DigestKind::Value, &format!("a{i}")),
+            codec: "portable".into(),
+            compute_micros: 10_000,
+            graph: None,
+        };
+        store.put(&core, &eval, format!("result {i}").as_bytes()).unwrap();
+    }
+    drop(store);
+    let pushed = json(&cloud_cli(&home, &a, &["push", "--json"]));
+    assert_eq!(pushed["uploaded"], 3);
+    assert_eq!(pushed["left"], 0);
+
+    let pulled = json(&cloud_cli(&home, &b, &["pull", "app:train", "--json"]));
+    assert_eq!(pulled["downloaded"], 3);
+    let listing = json(&cloud_cli(&home, &b, &["ls", "--json"]));
+    assert_eq!(listing[0]["function_name"], "app:train");
+
+    let created = json(&cloud_cli(&home, &a, &["keys", "create", "--scope", "read", "--name", "ci", "--json"]));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let keys = json(&cloud_cli(&home, &a, &["keys", "list", "--json"]));
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+    assert!(cloud_cli(&home, &a, &["keys", "revoke", &id]).status.success());
+    let keys = json(&cloud_cli(&home, &a, &["keys", "list", "--json"]));
+    assert!(keys["keys"].as_array().unwrap().iter().any(|key| key["id"] == id.as_str() && key["revoked"] == true));
+}

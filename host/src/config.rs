@@ -85,6 +85,9 @@ pub fn credentials_file() -> Option<PathBuf> {
 #[derive(Debug, Default, Deserialize, serde::Serialize)]
 /// The credentials file: an API key per server URL.
 pub struct Credentials {
+    /// The server `hitsave login` last logged in to: the default cloud URL.
+    #[serde(default)]
+    pub current: Option<String>,
     /// Server URL to its API key.
     #[serde(default)]
     pub servers: std::collections::BTreeMap<String, ServerCredentials>,
@@ -107,6 +110,29 @@ impl Credentials {
             }
             Err(_) => Ok(Self::default()),
         }
+    }
+
+    /// Writes the file (readable by its owner only), atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io = |err: std::io::Error| HitSaveError::ConfigInvalid(format!("cannot write {}: {err}", path.display()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text = toml::to_string(self).map_err(|err| HitSaveError::ConfigInvalid(err.to_string()))?;
+        let temp = path.with_extension("toml.tmp");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temp)
+                .map_err(io)?;
+            file.write_all(text.as_bytes()).map_err(io)?;
+        }
+        std::fs::rename(&temp, path).map_err(io)
     }
 }
 
@@ -238,10 +264,10 @@ impl Config {
             },
         };
         let mode = match env("HITSAVE_MODE") {
-            Some(text) => Mode::parse(&text, "HITSAVE_MODE")?,
+            Some(text) => Some(Mode::parse(&text, "HITSAVE_MODE")?),
             None => match &parsed.mode {
-                Some(text) => Mode::parse(text, &origin("mode"))?,
-                None => Mode::Local,
+                Some(text) => Some(Mode::parse(text, &origin("mode"))?),
+                None => None,
             },
         };
         let fsync = match env("HITSAVE_FSYNC") {
@@ -260,7 +286,11 @@ impl Config {
             Some(value) => value.bytes(&origin("inline_limit"))?,
             None => DEFAULT_INLINE_LIMIT,
         };
-        let cloud_url = env("HITSAVE_CLOUD_URL").or(parsed.cloud_url).map(|url| url.trim_end_matches('/').to_owned());
+        let credentials = Credentials::load()?;
+        let cloud_url = env("HITSAVE_CLOUD_URL")
+            .or(parsed.cloud_url)
+            .or_else(|| credentials.current.clone())
+            .map(|url| url.trim_end_matches('/').to_owned());
         if let Some(url) = &cloud_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -271,11 +301,13 @@ impl Config {
         let api_key = match env("HITSAVE_API_KEY").or(parsed.api_key) {
             Some(key) => Some(key),
             None => match &cloud_url {
-                Some(url) => Credentials::load()?.servers.remove(url).map(|server| server.api_key),
+                Some(url) => credentials.servers.get(url).map(|server| server.api_key.clone()),
                 None => None,
             },
         };
         let signing_key = env("HITSAVE_SIGNING_KEY").or(parsed.signing_key);
+        // Unset, the mode is `cloud` when a server and a key are configured, else `local`.
+        let mode = mode.unwrap_or(if cloud_url.is_some() && api_key.is_some() { Mode::Cloud } else { Mode::Local });
         let upload_wait = match env("HITSAVE_UPLOAD_WAIT") {
             Some(text) => std::time::Duration::from_secs_f64(
                 text.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| {
