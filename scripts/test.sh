@@ -33,5 +33,8 @@ node bindings/node/scripts/build.js --dev
 step "Node tests"
 node --test bindings/node/test/
 
-step "Python tests, and Python and Node sharing one store (tests/interop)"
+step "the cloud server binary for the cross-language cloud tests"
+cargo build --quiet --locked -p hitsave-server
+
+step "Python tests, and Python and Node sharing one store and one cloud (tests/interop)"
 .venv/bin/python -m pytest -q bindings/python/tests tests/interop

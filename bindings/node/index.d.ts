@@ -14,7 +14,7 @@ export interface MemoOptions {
   ignore?: Array<string | number>;
   /** Use the local store (default `true`); `false` always computes. */
   local?: boolean;
-  /** Reserved for the HitSave cloud. */
+  /** Use the HitSave cloud when one is configured (default `true`); `false` keeps this function's results local. */
   cloud?: boolean;
   /**
    * How results are stored: `'portable'` (read by every language; a result
@@ -46,8 +46,8 @@ export type MemoFunction<F extends (...args: any[]) => any> = F & {
   clear(): number;
   /** `'hit'`, or why these arguments miss (which dependencies changed since results were stored). */
   why(...args: Parameters<F>): string;
-  /** Fetches this function's cloud results in bulk (needs the HitSave cloud: `cloud_unavailable` until then). */
-  download(): Promise<void>;
+  /** Fetches this function's cloud results in bulk, in parallel, off the JS thread; resolves to how many. */
+  download(): Promise<number>;
   /** The dependency graph the fingerprint covers (automatic identity), or `null`. */
   graph(): { root: string; fingerprint: string; nodes: Array<[string, string, string, number[]]> } | null;
 };

@@ -161,7 +161,7 @@ function locate(error, functionName) {
  * @param {string|number} [options.version]
  * @param {Array<string|number>} [options.ignore] parameter names or positions left out of the key
  * @param {boolean} [options.local=true] use the local store (false: always compute)
- * @param {boolean} [options.cloud] reserved for the HitSave cloud
+ * @param {boolean} [options.cloud=true] use the HitSave cloud when configured (false: local only)
  * @param {'portable'|'v8'} [options.codec] how results are stored (default: portable when exact, else v8)
  * @param {boolean} [options.async] the function returns a promise (default: detected for `async` functions)
  * @param {string} [options.cacheDir] a store directory other than the configured one
@@ -169,7 +169,7 @@ function locate(error, functionName) {
 function memo(fn, options = {}) {
   if (typeof fn !== 'function') throw new TypeError('memo: expected a function');
   if (options === null || typeof options !== 'object') throw new TypeError('memo: options must be an object');
-  const { name, version, ignore = [], local = true, codec, cacheDir } = options;
+  const { name, version, ignore = [], local = true, cloud, codec, cacheDir } = options;
   if ((name === undefined) !== (version === undefined)) {
     throw new TypeError('memo: give both name and version (an explicit identity), or neither');
   }
@@ -196,7 +196,7 @@ function memo(fn, options = {}) {
   let state = null; // { handle, mode, fingerprint, graph }
   function registered() {
     if (state !== null) return state;
-    const spec = { functionName, cacheDir };
+    const spec = { functionName, cacheDir, cloud: cloud !== false };
     let graph = null;
     if (name !== undefined) {
       spec.name = String(name);
@@ -362,9 +362,10 @@ function memo(fn, options = {}) {
     if (changes.size) return `miss: code changed since results were stored: ${[...changes].sort().join(', ')}`;
     return 'miss: no result is stored for these arguments';
   };
-  /** Fetches this function's cloud results in bulk (the HitSave cloud is not available yet). */
+  /** Fetches this function's cloud results in bulk (in parallel, off the JS thread); resolves to how many. */
   memoized.download = async function () {
-    throw new HitSaveError(`${functionName}: download() needs the HitSave cloud, which is not configured`, 'cloud_unavailable');
+    if (!enabled()) return 0;
+    return native.download(state.handle);
   };
   /** The dependency graph HitSave fingerprints (automatic identity only). */
   memoized.graph = function () {
@@ -380,6 +381,7 @@ function flushAtExit() {
   flushing = true;
   process.once('exit', () => {
     try {
+      native.drainUploads();
       native.flush();
     } catch {
       // Hit counts are advisory; a store that cannot take them was warned about already.

@@ -441,7 +441,7 @@ impl CloudSync {
             graph: None,
         };
         // Keep it locally (not queued for upload: it came from there).
-        if let Err(error) = store.put_downloaded(crate::runtime::Core::shared()?, &new, &data) {
+        if let Err(error) = store.put_local(crate::runtime::Core::shared()?, &new, &data) {
             crate::memo::warn_once(&error);
         }
         Ok(Some(Hit {

@@ -864,8 +864,9 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Stores a result downloaded from the cloud (not queued for upload).
-    pub fn put_downloaded(&self, core: &Core, eval: &NewEval, data: &[u8]) -> Result<PutOutcome> {
+    /// Stores a result without queueing it for upload (downloaded from the
+    /// cloud, or from a function memoized with `cloud=False`).
+    pub fn put_local(&self, core: &Core, eval: &NewEval, data: &[u8]) -> Result<PutOutcome> {
         self.put_inner(core, eval, data)
     }
 

@@ -252,11 +252,18 @@ struct Function {
     function_name: String,
     graph: Option<Graph>,
     cache_dir: PathBuf,
+    /// `cloud: false` in memo(): the local store only.
+    cloud: bool,
 }
 
 impl Function {
     fn store(&self) -> std::result::Result<Arc<Store>, HitSaveError> {
         store_for(&self.cache_dir)
+    }
+
+    fn get(&self, key: &Digest) -> std::result::Result<Option<Hit>, HitSaveError> {
+        let store = self.store()?;
+        if self.cloud { store.get(key) } else { store.get_local(key) }
     }
 }
 
@@ -318,12 +325,17 @@ pub fn register_function(env: Env, spec: Raw) -> Result<Raw> {
         }
     };
     let cache_dir = optional_string(js, spec, "cacheDir")?.map(PathBuf::from).unwrap_or(config.cache_dir.clone());
+    let cloud = {
+        let value = js.get_named(spec, "cloud")?;
+        js.typeof_(value)? != sys::ValueType::napi_boolean || js.bool_value(value)?
+    };
     let function = Function {
         identity,
         function_id,
         function_name: js.string(js.get_named(spec, "functionName")?)?,
         graph,
         cache_dir: cache_dir.clone(),
+        cloud,
     };
     let mut functions = FUNCTIONS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
     functions.push(Arc::new(function));
@@ -382,7 +394,7 @@ pub fn lookup_call(env: Env, handle: u32, args: Raw) -> Result<Raw> {
     let function = function(handle)?;
     let (stream, _) = walk_value(js, args.0, Hashing::Inline)?;
     let (key, digest) = key_of(&function, &stream).map_err(|err| to_napi(js, err))?;
-    let found = function.store().and_then(|store| store.get(&key));
+    let found = function.get(&key);
     let (status, payload) = hit_to_js(js, found)?;
     Ok(Raw(js.array_of(&[js.str(&key.to_string())?, js.str(&digest.to_string())?, js.number(status)?, payload])?))
 }
@@ -403,7 +415,7 @@ pub fn lookup_key(env: Env, handle: u32, key: String) -> Result<Raw> {
     let js = Js(env.raw());
     let function = function(handle)?;
     let key = parse_digest(js, &key)?;
-    let (status, payload) = hit_to_js(js, function.store().and_then(|store| store.get(&key)))?;
+    let (status, payload) = hit_to_js(js, function.get(&key))?;
     Ok(Raw(js.array_of(&[js.number(status)?, payload])?))
 }
 
@@ -425,8 +437,7 @@ impl Task for Lookup {
         if let Err(error) = unsafe { Deferred::fill(&self.deferred, &mut self.stream) } {
             return Ok(Err(error));
         }
-        Ok(key_of(&self.function, &self.stream)
-            .map(|(key, digest)| (key, digest, self.function.store().and_then(|store| store.get(&key)))))
+        Ok(key_of(&self.function, &self.stream).map(|(key, digest)| (key, digest, self.function.get(&key))))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
@@ -591,6 +602,48 @@ pub fn why(env: Env, handle: u32) -> Result<Raw> {
         ])?);
     }
     Ok(Raw(js.array_of(&groups)?))
+}
+
+/// Bulk download of a function's cloud results, on a worker.
+pub struct Download {
+    function: Arc<Function>,
+}
+
+impl Task for Download {
+    type Output = std::result::Result<u64, HitSaveError>;
+    type JsValue = f64;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        Ok((|| {
+            let store = self.function.store()?;
+            let cloud = store.cloud().cloned().ok_or_else(|| {
+                HitSaveError::CloudUnavailable(
+                    "download() needs the cloud: set HITSAVE_CLOUD_URL and HITSAVE_API_KEY (or `hitsave login`)".into(),
+                )
+            })?;
+            cloud.download_function(&store, &self.function.function_name, |_, _| {})
+        })())
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> Result<f64> {
+        output.map(|count| count as f64).map_err(|err| to_napi(Js(env.raw()), err))
+    }
+}
+
+/// Fetches a function's cloud results the local store lacks; resolves to how many.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn download(handle: u32) -> Result<AsyncTask<Download>> {
+    Ok(AsyncTask::new(Download { function: function(handle)? }))
+}
+
+/// Waits (up to `upload_wait`) for every open store's queued uploads; returns how many are left.
+#[napi]
+pub fn drain_uploads() -> f64 {
+    let stores: Vec<Arc<Store>> = {
+        let stores = STORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        stores.as_ref().map(|stores| stores.values().cloned().collect()).unwrap_or_default()
+    };
+    stores.iter().map(|store| store.drain_uploads().unwrap_or(0) as f64).sum()
 }
 
 /// Writes buffered hit counts of every open store now.

@@ -296,17 +296,20 @@ impl Store {
         self.inner.path().display().to_string()
     }
 
-    /// `(codec, language, bytes)` for a key, or `None` on a miss. Bytes are verified.
-    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<HitTuple<'py>>> {
+    /// `(codec, language, bytes)` for a key, or `None` on a miss. Bytes are
+    /// verified. `cloud=False` reads the local store only.
+    #[pyo3(signature = (key, cloud=true))]
+    fn get<'py>(&self, py: Python<'py>, key: &str, cloud: bool) -> PyResult<Option<HitTuple<'py>>> {
         let key = parse_digest(key)?;
-        let hit = py.detach(|| self.inner.get(&key)).map_err(to_py_err)?;
+        let hit =
+            py.detach(|| if cloud { self.inner.get(&key) } else { self.inner.get_local(&key) }).map_err(to_py_err)?;
         Ok(hit.map(|hit| (hit.codec, hit.language, PyBytes::new(py, hit.data.bytes()))))
     }
 
     /// The call path's first step in one crossing: `(key, argument digest,
     /// hit or None)`. A store that cannot be read is reported as
     /// `(key, digest, error)` so the caller can warn and compute.
-    #[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None))]
+    #[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None, cloud=true))]
     fn lookup_call<'py>(
         &self,
         py: Python<'py>,
@@ -314,9 +317,10 @@ impl Store {
         fingerprint: Option<&str>,
         name: Option<String>,
         version: Option<String>,
+        cloud: bool,
     ) -> PyResult<(String, String, Bound<'py, PyAny>)> {
         let (key, digest) = key_of(py, arguments, identity_of(fingerprint, name, version)?)?;
-        let found = py.detach(|| self.inner.get(&key));
+        let found = py.detach(|| if cloud { self.inner.get(&key) } else { self.inner.get_local(&key) });
         let outcome = match found {
             Ok(Some(hit)) => {
                 let hit: HitTuple<'py> = (hit.codec, hit.language, PyBytes::new(py, hit.data.bytes()));
@@ -329,7 +333,7 @@ impl Store {
     }
 
     /// Stores a result; returns `stored`, `already_present` or `skipped`.
-    #[pyo3(signature = (key, *, function_id, function_name, arguments, codec, data, compute_micros, graph=None))]
+    #[pyo3(signature = (key, *, function_id, function_name, arguments, codec, data, compute_micros, graph=None, cloud=true))]
     #[allow(clippy::too_many_arguments)]
     fn put(
         &self,
@@ -342,6 +346,7 @@ impl Store {
         data: &[u8],
         compute_micros: u64,
         graph: Option<(String, Vec<NodeTuple>)>,
+        cloud: bool,
     ) -> PyResult<&'static str> {
         let graph = match graph {
             Some((root, nodes)) => Some(Graph::from_nodes(&root, &nodes_from(nodes)?)),
@@ -363,7 +368,7 @@ impl Store {
             .detach(move || {
                 // SAFETY: `data` is borrowed from a bytes object held by the caller for this call.
                 let data = unsafe { std::slice::from_raw_parts(address as *const u8, len) };
-                self.inner.put(core, &eval, data)
+                if cloud { self.inner.put(core, &eval, data) } else { self.inner.put_local(core, &eval, data) }
             })
             .map_err(to_py_err)?;
         Ok(match outcome {
@@ -391,6 +396,21 @@ impl Store {
         let core = core()?;
         let report = py.detach(|| self.inner.why(core, function_name)).map_err(to_py_err)?;
         Ok(report.stored.into_iter().map(|group| (group.graph, group.evals, group.current, group.changes)).collect())
+    }
+
+    /// Fetches a function's cloud results the local store lacks; returns how many.
+    fn download(&self, py: Python<'_>, function_name: &str) -> PyResult<u64> {
+        let cloud = self.inner.cloud().cloned().ok_or_else(|| {
+            to_py_err(HitSaveError::CloudUnavailable(
+                "download() needs the cloud: set HITSAVE_CLOUD_URL and HITSAVE_API_KEY (or `hitsave login`)".into(),
+            ))
+        })?;
+        py.detach(|| cloud.download_function(&self.inner, function_name, |_, _| {})).map_err(to_py_err)
+    }
+
+    /// Waits (up to `upload_wait`) for queued cloud uploads; returns how many are left.
+    fn drain_uploads(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.inner.drain_uploads()).map_err(to_py_err)
     }
 
     /// Writes buffered hit counts now.

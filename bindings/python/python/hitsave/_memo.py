@@ -68,7 +68,23 @@ def _open_store() -> _native.Store | None:
                     raise
                 _store_failed = True
                 _native.warn_once(error)
+            else:
+                import atexit
+
+                atexit.register(_drain_uploads)
     return _store
+
+
+def _drain_uploads() -> None:
+    """At exit, give queued cloud uploads a bounded chance to finish (``upload_wait``)."""
+    store = _store
+    if store is None:
+        return
+    try:
+        store.drain_uploads()
+        store.flush()
+    except Exception:  # noqa: BLE001 - exit must not fail over the cache
+        pass
 
 
 class MemoFunction(Generic[P, R]):
@@ -214,7 +230,7 @@ class MemoFunction(Generic[P, R]):
         if store is None:
             return MISS
         try:
-            hit = store.get(key)
+            hit = store.get(key, self._cloud is not False)
         except _native.HitSaveError as error:
             _native.warn_once(error)
             return MISS
@@ -262,6 +278,7 @@ class MemoFunction(Generic[P, R]):
                 data=data,
                 compute_micros=micros,
                 graph=graph,
+                cloud=self._cloud is not False,
             )
         except _native.HitSaveError as error:
             _native.warn_once(error)
@@ -273,7 +290,7 @@ class MemoFunction(Generic[P, R]):
         if store is None:
             return self._fn(*args, **kwargs)
         try:
-            key, arguments, hit = store.lookup_call(self._arguments(args, kwargs), **self._identity_kwargs())
+            key, arguments, hit = store.lookup_call(self._arguments(args, kwargs), cloud=self._cloud is not False, **self._identity_kwargs())
         except _native.HitSaveError as error:
             self._locate(error)
             raise
@@ -324,6 +341,14 @@ class MemoFunction(Generic[P, R]):
     def lookup(self, *args: P.args, **kwargs: P.kwargs) -> R | Miss:
         """The stored result for these arguments, or ``hitsave.MISS``, without running the function."""
         return self._lookup(self._enabled_store(), self._key(args, kwargs)[0])  # type: ignore[no-any-return]
+
+    def download(self) -> int:
+        """Fetches this function's results from the HitSave cloud in bulk (in
+        parallel) into the local store; returns how many were fetched."""
+        store = self._enabled_store()
+        if store is None:
+            return 0
+        return store.download(self.function_name)
 
     def clear(self) -> int:
         """Removes this function's stored results; returns how many."""
