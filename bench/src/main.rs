@@ -6,6 +6,8 @@
 //! cargo run --release -p hitsave-bench -- foundation
 //! ```
 
+mod cloud;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -388,8 +390,9 @@ fn main() {
     let (rows, title) = match suite.as_str() {
         "foundation" => (foundation(), "Foundation: component load, key derivation, native hashing"),
         "store" => (store_suite(), "Local store: lookup, insert, 1 GiB results"),
+        "cloud" => (cloud::cloud_suite(), "Cloud: lookups, 256 MiB upload and download on loopback"),
         other => {
-            eprintln!("unknown suite {other:?}; suites: foundation, store");
+            eprintln!("unknown suite {other:?}; suites: foundation, store, cloud");
             std::process::exit(2);
         }
     };

@@ -352,6 +352,18 @@ pub struct CloudSync {
     uploading: AtomicBool,
     /// Completed uploader runs (so a drain can tell a run that made no progress).
     runs: std::sync::atomic::AtomicU64,
+    /// Per function: calls that reached the cloud, for the prefetch policy.
+    usage: Mutex<std::collections::HashMap<String, Usage>>,
+}
+
+/// What the prefetch policy sees of one function in this process.
+#[derive(Default)]
+struct Usage {
+    calls: u64,
+    remote_hits: u64,
+    misses: u64,
+    /// A bulk fetch was considered (once per function per process).
+    considered: bool,
 }
 
 impl CloudSync {
@@ -373,6 +385,7 @@ impl CloudSync {
             health: Mutex::new(Health { down_until: None, backoff: FIRST_BACKOFF }),
             uploading: AtomicBool::new(false),
             runs: std::sync::atomic::AtomicU64::new(0),
+            usage: Mutex::new(std::collections::HashMap::new()),
         })))
     }
 
@@ -405,17 +418,84 @@ impl CloudSync {
 
     /// Read-through on a local miss: the server's record, downloaded,
     /// verified and stored locally. Failures are warnings and misses.
-    pub fn fetch(&self, store: &Store, key: &Digest) -> Option<Hit> {
+    /// `function_name`, when known, feeds the prefetch policy.
+    pub fn fetch(self: &Arc<Self>, store: &Store, key: &Digest, function_name: Option<&str>) -> Option<Hit> {
         if !self.reachable() {
             return None;
         }
         let found = self.client.lookup(&[key.to_string()]);
         self.note(&found);
-        let eval = found.ok()?.into_iter().next()?;
-        self.load(store, &eval).unwrap_or_else(|error| {
-            crate::memo::warn_once(&error);
-            None
-        })
+        let eval = found.ok()?.into_iter().next();
+        let hit = eval.and_then(|eval| {
+            self.load(store, &eval).unwrap_or_else(|error| {
+                crate::memo::warn_once(&error);
+                None
+            })
+        });
+        if let Some(function_name) = function_name {
+            self.consider_prefetch(store, function_name, hit.is_some());
+        }
+        hit
+    }
+
+    /// Counts a cloud lookup of a function and, when the core's prefetch
+    /// policy says the function is worth it, fetches its results in bulk in
+    /// the background (once per function per process).
+    fn consider_prefetch(self: &Arc<Self>, store: &Store, function_name: &str, remote_hit: bool) {
+        let (calls, remote_hits, misses) = {
+            let mut usage = self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let entry = usage.entry(function_name.to_owned()).or_default();
+            entry.calls += 1;
+            if remote_hit {
+                entry.remote_hits += 1;
+            } else {
+                entry.misses += 1;
+            }
+            // Only worth asking the server once the cheap conditions hold.
+            if entry.considered
+                || entry.remote_hits < hitsave_core::policy::PREFETCH_MIN_REMOTE_HITS
+                || entry.remote_hits <= entry.misses
+            {
+                return;
+            }
+            entry.considered = true;
+            (entry.calls, entry.remote_hits, entry.misses)
+        };
+        let sync = self.clone();
+        let function_name = function_name.to_owned();
+        let free_bytes = store.stats().map(|stats| stats.max_size.saturating_sub(stats.size)).unwrap_or(0);
+        let _ = std::thread::Builder::new().name("hitsave-prefetch".into()).spawn(move || {
+            let mut local_config = sync.config.clone();
+            local_config.mode = Mode::Local;
+            let Ok(local) = Store::open(&local_config) else { return };
+            let (mut remote_entries, mut remote_bytes) = (0u64, 0u64);
+            let mut after: Option<String> = None;
+            loop {
+                let Ok((evals, next)) = sync.client.list(&function_name, after.as_deref()) else { return };
+                for eval in evals {
+                    if Digest::parse(&eval.key).ok().and_then(|key| local.get_local(&key).ok().flatten()).is_none() {
+                        remote_entries += 1;
+                        remote_bytes += eval.size;
+                    }
+                }
+                match next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            let stats = hitsave_core::policy::FunctionStats {
+                calls,
+                remote_hits,
+                misses,
+                remote_entries,
+                remote_bytes,
+                free_bytes,
+            };
+            let worth = crate::runtime::Core::shared().and_then(|core| core.should_prefetch(&stats)).unwrap_or(false);
+            if worth {
+                let _ = sync.download_function(&local, &function_name, |_, _| {});
+            }
+        });
     }
 
     /// Downloads one record into the local store, if trusted.

@@ -650,11 +650,18 @@ impl Store {
     /// whose result is verified and kept locally. Cloud failures are warnings
     /// and misses.
     pub fn get(&self, key: &Digest) -> Result<Option<Hit>> {
+        self.get_for(key, None)
+    }
+
+    /// [`Store::get`] for a call of `function_name`, whose cloud lookups feed
+    /// the prefetch policy (a function the cloud keeps answering is fetched
+    /// in bulk in the background).
+    pub fn get_for(&self, key: &Digest, function_name: Option<&str>) -> Result<Option<Hit>> {
         let local = self.get_local(key)?;
         if local.is_some() {
             return Ok(local);
         }
-        Ok(self.cloud.as_ref().and_then(|cloud| cloud.fetch(self, key)))
+        Ok(self.cloud.as_ref().and_then(|cloud| cloud.fetch(self, key, function_name)))
     }
 
     /// Looks a key up in the local store only. A hit's bytes are verified; a

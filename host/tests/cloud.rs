@@ -223,3 +223,28 @@ fn a_read_only_key_cannot_upload_but_the_result_stays_local() {
     let keys = client.list_keys().unwrap();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_function_the_cloud_keeps_answering_is_prefetched_in_bulk() {
+    let server = server();
+    let key = project(&server, "prefetch");
+    let (_a_dir, a_config) = machine(&server.url, &key, None);
+    let (_b_dir, b_config) = machine(&server.url, &key, None);
+    let a = Store::open(&a_config).unwrap();
+    for i in 0..10 {
+        a.put(core(), &eval(&format!("hot{i}"), "hot", "portable"), format!("hot {i}").as_bytes()).unwrap();
+    }
+    a.drain_uploads().unwrap();
+    let b = Store::open(&b_config).unwrap();
+    for i in 0..2 {
+        assert!(b.get_for(&digest("key", &format!("hot{i}")), Some("hot")).unwrap().is_some());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(b.get_local(&digest("key", "hot9")).unwrap().is_none(), "two remote hits are not enough (policy: 3)");
+    assert!(b.get_for(&digest("key", "hot2"), Some("hot")).unwrap().is_some());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (3..10).any(|i| b.get_local(&digest("key", &format!("hot{i}"))).unwrap().is_none()) {
+        assert!(Instant::now() < deadline, "the rest of the function was not prefetched");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

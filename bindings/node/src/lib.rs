@@ -263,7 +263,7 @@ impl Function {
 
     fn get(&self, key: &Digest) -> std::result::Result<Option<Hit>, HitSaveError> {
         let store = self.store()?;
-        if self.cloud { store.get(key) } else { store.get_local(key) }
+        if self.cloud { store.get_for(key, Some(&self.function_name)) } else { store.get_local(key) }
     }
 }
 

@@ -309,7 +309,8 @@ impl Store {
     /// The call path's first step in one crossing: `(key, argument digest,
     /// hit or None)`. A store that cannot be read is reported as
     /// `(key, digest, error)` so the caller can warn and compute.
-    #[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None, cloud=true))]
+    #[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None, cloud=true, function_name=None))]
+    #[allow(clippy::too_many_arguments)]
     fn lookup_call<'py>(
         &self,
         py: Python<'py>,
@@ -318,9 +319,11 @@ impl Store {
         name: Option<String>,
         version: Option<String>,
         cloud: bool,
+        function_name: Option<&str>,
     ) -> PyResult<(String, String, Bound<'py, PyAny>)> {
         let (key, digest) = key_of(py, arguments, identity_of(fingerprint, name, version)?)?;
-        let found = py.detach(|| if cloud { self.inner.get(&key) } else { self.inner.get_local(&key) });
+        let found =
+            py.detach(|| if cloud { self.inner.get_for(&key, function_name) } else { self.inner.get_local(&key) });
         let outcome = match found {
             Ok(Some(hit)) => {
                 let hit: HitTuple<'py> = (hit.codec, hit.language, PyBytes::new(py, hit.data.bytes()));

@@ -290,7 +290,12 @@ class MemoFunction(Generic[P, R]):
         if store is None:
             return self._fn(*args, **kwargs)
         try:
-            key, arguments, hit = store.lookup_call(self._arguments(args, kwargs), cloud=self._cloud is not False, **self._identity_kwargs())
+            key, arguments, hit = store.lookup_call(
+                self._arguments(args, kwargs),
+                cloud=self._cloud is not False,
+                function_name=self.function_name,
+                **self._identity_kwargs(),
+            )
         except _native.HitSaveError as error:
             self._locate(error)
             raise

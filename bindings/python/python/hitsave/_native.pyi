@@ -39,6 +39,7 @@ class Store:
         name: str | None = None,
         version: str | None = None,
         cloud: bool = True,
+        function_name: str | None = None,
     ) -> tuple[str, str, tuple[str, str, bytes] | HitSaveError | None]: ...
     def put(
         self,
