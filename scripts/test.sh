@@ -21,6 +21,13 @@ cargo clippy --quiet --locked --workspace --all-targets -- -D warnings
 step "Rust tests (core natively, host with the embedded component)"
 cargo test --locked --workspace
 
+step "the cloud server's API suite again, against a real PostgreSQL (throwaway cluster on 127.0.0.1)"
+pg_env=$(bash scripts/postgres-up.sh)
+PGROOT=$(sed -n 's/^PGROOT=//p' <<<"$pg_env")
+trap 'bash scripts/postgres-down.sh "$PGROOT"' EXIT
+HITSAVE_TEST_DATABASE_URL=$(sed -n 's/^DATABASE_URL=//p' <<<"$pg_env") \
+  cargo test --locked -p hitsave-server --test api
+
 step "an independent implementation of docs/spec/values.md agrees with the vectors"
 .venv/bin/python tests/spec/check_values.py
 

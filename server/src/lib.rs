@@ -8,6 +8,7 @@
 //! SQLite plus a directory ([`open_embedded`]).
 
 pub mod error;
+pub mod pg;
 pub mod storage;
 
 use std::sync::Arc;
@@ -60,6 +61,23 @@ pub struct AppState {
 
 /// The two storage halves a server runs on.
 pub type Storage = (Arc<dyn Metadata>, Arc<dyn Blobs>);
+
+/// Storage from settings: PostgreSQL metadata when `database_url` is given
+/// (optionally in `schema`), else SQLite in `dir`; blobs in `dir`.
+pub fn open_storage(
+    dir: &std::path::Path,
+    database_url: Option<&str>,
+    schema: Option<&str>,
+) -> Result<Storage, ApiError> {
+    match database_url {
+        None => open_embedded(dir),
+        Some(url) => {
+            std::fs::create_dir_all(dir)?;
+            let metadata = pg::PostgresMetadata::open(url, schema)?;
+            Ok((Arc::new(metadata), Arc::new(storage::DirBlobs::open(dir)?)))
+        }
+    }
+}
 
 /// The embedded default storage in `dir`: `metadata.sqlite` and `blobs/`.
 pub fn open_embedded(dir: &std::path::Path) -> Result<Storage, ApiError> {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use hitsave_server::{AppState, Limits, create_project, open_embedded};
+use hitsave_server::{AppState, Limits, create_project, open_storage};
 
 #[derive(Parser)]
 #[command(name = "hitsave-server", version, about = "The HitSave cloud server (protocol /v1: server/openapi.json)")]
@@ -35,6 +35,9 @@ enum Command {
         /// A token that may create projects with `POST /v1/projects` (unset: disabled).
         #[arg(long, env = "HITSAVE_SERVER_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// PostgreSQL for the metadata (postgres://user@host:port/db), so several servers can share it.
+        #[arg(long, env = "HITSAVE_SERVER_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
     /// Create a project and print its first read-write API key.
     CreateProject {
@@ -43,6 +46,9 @@ enum Command {
         /// Directory of the embedded storage.
         #[arg(long, env = "HITSAVE_SERVER_DATA", default_value = "hitsave-server-data")]
         data: PathBuf,
+        /// PostgreSQL for the metadata, as for `serve`.
+        #[arg(long, env = "HITSAVE_SERVER_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 
@@ -58,14 +64,16 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::CreateProject { name, data } => {
-            let (metadata, _) = open_embedded(&data).map_err(|err| err.to_string())?;
+        Command::CreateProject { name, data, database_url } => {
+            let (metadata, _) = open_storage(&data, database_url.as_deref().filter(|url| !url.is_empty()), None)
+                .map_err(|err| err.to_string())?;
             let (_, key) = create_project(metadata.as_ref(), &name).map_err(|err| err.to_string())?;
             println!("{key}");
             Ok(())
         }
-        Command::Serve { listen, data, max_blob_size, admin_token } => {
-            let (metadata, blobs) = open_embedded(&data).map_err(|err| err.to_string())?;
+        Command::Serve { listen, data, max_blob_size, admin_token, database_url } => {
+            let (metadata, blobs) = open_storage(&data, database_url.as_deref().filter(|url| !url.is_empty()), None)
+                .map_err(|err| err.to_string())?;
             let state = AppState {
                 metadata,
                 blobs,

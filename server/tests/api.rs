@@ -25,9 +25,21 @@ impl Drop for Server {
     }
 }
 
+/// The storage under test: the embedded default, or PostgreSQL when
+/// `HITSAVE_TEST_DATABASE_URL` is set (each test in a schema of its own).
+fn storage(dir: &std::path::Path) -> hitsave_server::Storage {
+    match std::env::var("HITSAVE_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let schema = format!("t_{}", &blake3::hash(dir.to_string_lossy().as_bytes()).to_hex()[..16]);
+            hitsave_server::open_storage(dir, Some(&url), Some(&schema)).unwrap()
+        }
+        _ => hitsave_server::open_embedded(dir).unwrap(),
+    }
+}
+
 fn start_with(limits: hitsave_server::Limits) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let (metadata, blobs) = hitsave_server::open_embedded(dir.path()).unwrap();
+    let (metadata, blobs) = storage(dir.path());
     let state = hitsave_server::AppState { metadata, blobs, limits, admin_token: Some(Arc::from(ADMIN)) };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -415,6 +427,7 @@ fn spawn_binary(data: &std::path::Path) -> (Process, String) {
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("HITSAVE_SERVER_ADMIN_TOKEN", ADMIN)
+        .env("HITSAVE_SERVER_DATABASE_URL", std::env::var("HITSAVE_TEST_DATABASE_URL").unwrap_or_default())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -437,7 +450,7 @@ fn a_server_killed_mid_upload_loses_nothing_acknowledged() {
     let key = http
         .post(format!("{base}/v1/projects"))
         .bearer_auth(ADMIN)
-        .json(&json!({ "name": "durable" }))
+        .json(&json!({ "name": format!("durable-{}", std::process::id()) }))
         .send()
         .unwrap()
         .json::<Value>()
@@ -502,4 +515,66 @@ fn a_server_killed_mid_upload_loses_nothing_acknowledged() {
         .json()
         .unwrap();
     assert_eq!(missing["missing"], json!([partial_digest]), "a torn upload is never served");
+}
+
+#[test]
+fn two_server_processes_share_one_postgres() {
+    // Scale-out: stateless servers over one metadata database (and one blob store).
+    let Ok(url) = std::env::var("HITSAVE_TEST_DATABASE_URL") else {
+        eprintln!("HITSAVE_TEST_DATABASE_URL is not set: scripts/test.sh runs this against a real PostgreSQL");
+        return;
+    };
+    if url.is_empty() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (first, first_url) = spawn_binary(dir.path());
+    let (_second, second_url) = spawn_binary(dir.path());
+    let http = client();
+    let name = format!("shared-{}", std::process::id());
+    let key = http
+        .post(format!("{first_url}/v1/projects"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": name }))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let data = b"computed behind server one".to_vec();
+    let blob = digest(&data);
+    http.put(format!("{first_url}/v1/blobs/{blob}")).bearer_auth(&key).body(data.clone()).send().unwrap();
+    // The same key uploaded through both servers at once: one record wins, both succeed.
+    let one = http
+        .post(format!("{first_url}/v1/evals"))
+        .bearer_auth(&key)
+        .json(&json!({ "evals": [eval("race", "f", &blob, data.len())] }))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    let two = http
+        .post(format!("{second_url}/v1/evals"))
+        .bearer_auth(&key)
+        .json(&json!({ "evals": [eval("race", "f", &blob, data.len())] }))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    let statuses = [one["results"][0]["status"].clone(), two["results"][0]["status"].clone()];
+    assert!(statuses.contains(&json!("stored")) && statuses.contains(&json!("exists")), "{statuses:?}");
+    drop(first);
+    let found: Value = http
+        .post(format!("{second_url}/v1/evals/lookup"))
+        .bearer_auth(&key)
+        .json(&json!({ "keys": [fake("key1", "race")] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(found["evals"][0]["blob"], blob.as_str());
+    let body = http.get(format!("{second_url}/v1/blobs/{blob}")).bearer_auth(&key).send().unwrap().bytes().unwrap();
+    assert_eq!(body.as_ref(), &data[..]);
 }

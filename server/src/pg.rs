@@ -1,0 +1,314 @@
+//! [`Metadata`] in PostgreSQL, so several stateless server processes can
+//! serve one team: every decision that must be made once (which record of a
+//! key wins, whether a project name is taken) is made by PostgreSQL
+//! (`INSERT … ON CONFLICT DO NOTHING`, unique constraints), never by a
+//! process.
+
+use std::sync::{Condvar, Mutex};
+
+use postgres::{Client, NoTls};
+
+use crate::error::ApiError;
+use crate::storage::{Eval, KeyRecord, Metadata, ProjectId, Scope};
+
+/// Connections per server process.
+const POOL: usize = 4;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS projects (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    project BIGINT NOT NULL REFERENCES projects(id),
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    secret_hash BYTEA NOT NULL,
+    created BIGINT NOT NULL,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    project BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    PRIMARY KEY (project, digest)
+);
+CREATE TABLE IF NOT EXISTS evals (
+    project BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    function_id TEXT NOT NULL,
+    function_name TEXT NOT NULL,
+    language TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    compute_micros BIGINT NOT NULL,
+    signature TEXT,
+    graph TEXT,
+    created BIGINT NOT NULL,
+    PRIMARY KEY (project, key)
+);
+CREATE INDEX IF NOT EXISTS evals_by_function ON evals(project, function_name, key);
+";
+
+/// Metadata in a PostgreSQL database (optionally in one schema).
+pub struct PostgresMetadata {
+    pool: Mutex<Vec<Client>>,
+    available: Condvar,
+}
+
+fn db(error: postgres::Error) -> ApiError {
+    if error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+        return ApiError::new(axum::http::StatusCode::CONFLICT, "conflict", error.to_string());
+    }
+    if error.is_closed() || error.code().is_none() {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            format!("metadata database: {error}"),
+        );
+    }
+    ApiError::internal(format!("metadata database: {error}"))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl PostgresMetadata {
+    /// Connects to `url` (`postgres://user@host:port/db`); with `schema`,
+    /// everything lives in that schema (created if missing).
+    pub fn open(url: &str, schema: Option<&str>) -> Result<Self, ApiError> {
+        if let Some(schema) = schema
+            && !schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(ApiError::bad_request("a schema name is letters, digits and _"));
+        }
+        let mut pool = Vec::with_capacity(POOL);
+        for index in 0..POOL {
+            let mut client = Client::connect(url, NoTls).map_err(db)?;
+            if let Some(schema) = schema {
+                client
+                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"))
+                    .map_err(db)?;
+            }
+            if index == 0 {
+                // Concurrent first starts of several servers: one creates, the others wait on the lock.
+                client
+                    .batch_execute(&format!("SELECT pg_advisory_lock(7242); {SCHEMA} SELECT pg_advisory_unlock(7242);"))
+                    .map_err(db)?;
+            }
+            pool.push(client);
+        }
+        Ok(Self { pool: Mutex::new(pool), available: Condvar::new() })
+    }
+
+    fn with<T>(&self, work: impl FnOnce(&mut Client) -> Result<T, postgres::Error>) -> Result<T, ApiError> {
+        let mut client = {
+            let mut pool = self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            loop {
+                if let Some(client) = pool.pop() {
+                    break client;
+                }
+                pool = self.available.wait(pool).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        };
+        let result = work(&mut client);
+        let keep = !client.is_closed();
+        let mut pool = self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if keep {
+            pool.push(client);
+            self.available.notify_one();
+        }
+        // A closed connection is dropped; the pool shrinks and the error says why.
+        result.map_err(db)
+    }
+}
+
+impl Drop for PostgresMetadata {
+    fn drop(&mut self) {
+        // The sync client blocks on its own runtime when dropped, which tokio
+        // forbids on an async worker (where a server's state may be dropped):
+        // close the connections on a plain thread.
+        let clients = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        if !clients.is_empty() {
+            let _ = std::thread::Builder::new().name("hitsave-pg-close".into()).spawn(move || drop(clients));
+        }
+    }
+}
+
+fn eval_from_row(row: &postgres::Row) -> Eval {
+    Eval {
+        key: row.get(0),
+        function_id: row.get(1),
+        function_name: row.get(2),
+        language: row.get(3),
+        arguments: row.get(4),
+        codec: row.get(5),
+        blob: row.get(6),
+        size: row.get::<_, i64>(7) as u64,
+        compute_micros: row.get::<_, i64>(8) as u64,
+        signature: row.get(9),
+        graph: row.get(10),
+        created: row.get::<_, i64>(11) as u64,
+    }
+}
+
+const EVAL_COLUMNS: &str = "key, function_id, function_name, language, arguments, codec, blob, size, compute_micros, signature, graph, created";
+
+fn key_from_row(row: &postgres::Row) -> KeyRecord {
+    let scope: String = row.get(2);
+    let hash: Vec<u8> = row.get(4);
+    let mut secret_hash = [0u8; 32];
+    if hash.len() == 32 {
+        secret_hash.copy_from_slice(&hash);
+    }
+    KeyRecord {
+        id: row.get(0),
+        project: row.get(1),
+        scope: Scope::parse(&scope).unwrap_or(Scope::Read),
+        name: row.get(3),
+        secret_hash,
+        created: row.get::<_, i64>(5) as u64,
+        revoked: row.get(6),
+    }
+}
+
+impl Metadata for PostgresMetadata {
+    fn create_project(&self, name: &str) -> Result<ProjectId, ApiError> {
+        self.with(|c| {
+            let row =
+                c.query_one("INSERT INTO projects (name, created) VALUES ($1, $2) RETURNING id", &[&name, &now()])?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn project_name(&self, project: ProjectId) -> Result<Option<String>, ApiError> {
+        self.with(|c| Ok(c.query_opt("SELECT name FROM projects WHERE id = $1", &[&project])?.map(|row| row.get(0))))
+    }
+
+    fn add_key(&self, key: &KeyRecord) -> Result<(), ApiError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (id, project, scope, name, secret_hash, created, revoked) VALUES ($1, $2, $3, $4, $5, $6, FALSE)",
+                &[&key.id, &key.project, &key.scope.as_str(), &key.name, &&key.secret_hash[..], &(key.created as i64)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn key(&self, id: &str) -> Result<Option<KeyRecord>, ApiError> {
+        self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT id, project, scope, name, secret_hash, created, revoked FROM api_keys WHERE id = $1",
+                &[&id],
+            )?
+            .map(|row| key_from_row(&row)))
+        })
+    }
+
+    fn keys(&self, project: ProjectId) -> Result<Vec<KeyRecord>, ApiError> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT id, project, scope, name, secret_hash, created, revoked FROM api_keys WHERE project = $1 ORDER BY created, id",
+                &[&project],
+            )?
+            .iter()
+            .map(key_from_row)
+            .collect())
+        })
+    }
+
+    fn revoke_key(&self, project: ProjectId, id: &str) -> Result<bool, ApiError> {
+        self.with(|c| {
+            Ok(c.execute("UPDATE api_keys SET revoked = TRUE WHERE project = $1 AND id = $2", &[&project, &id])? > 0)
+        })
+    }
+
+    fn add_blob(&self, project: ProjectId, digest: &str, size: u64) -> Result<(), ApiError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO blobs (project, digest, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&project, &digest, &(size as i64)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn blob_size(&self, project: ProjectId, digest: &str) -> Result<Option<u64>, ApiError> {
+        self.with(|c| {
+            Ok(c.query_opt("SELECT size FROM blobs WHERE project = $1 AND digest = $2", &[&project, &digest])?
+                .map(|row| row.get::<_, i64>(0) as u64))
+        })
+    }
+
+    fn put_evals(&self, project: ProjectId, evals: &[Eval]) -> Result<Vec<bool>, ApiError> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let insert = tx.prepare(
+                "INSERT INTO evals (project, key, function_id, function_name, language, arguments, codec, blob, size,
+                    compute_micros, signature, graph, created)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+            )?;
+            let mut stored = Vec::with_capacity(evals.len());
+            for eval in evals {
+                let changed = tx.execute(
+                    &insert,
+                    &[
+                        &project,
+                        &eval.key,
+                        &eval.function_id,
+                        &eval.function_name,
+                        &eval.language,
+                        &eval.arguments,
+                        &eval.codec,
+                        &eval.blob,
+                        &(eval.size as i64),
+                        &(eval.compute_micros as i64),
+                        &eval.signature,
+                        &eval.graph,
+                        &now(),
+                    ],
+                )?;
+                stored.push(changed > 0);
+            }
+            tx.commit()?;
+            Ok(stored)
+        })
+    }
+
+    fn get_evals(&self, project: ProjectId, keys: &[String]) -> Result<Vec<Eval>, ApiError> {
+        self.with(|c| {
+            Ok(c.query(
+                &format!("SELECT {EVAL_COLUMNS} FROM evals WHERE project = $1 AND key = ANY($2) ORDER BY key"),
+                &[&project, &keys],
+            )?
+            .iter()
+            .map(eval_from_row)
+            .collect())
+        })
+    }
+
+    fn list_evals(
+        &self,
+        project: ProjectId,
+        function_name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Eval>, ApiError> {
+        self.with(|c| {
+            Ok(c.query(
+                &format!(
+                    "SELECT {EVAL_COLUMNS} FROM evals WHERE project = $1 AND function_name = $2 AND key > $3 ORDER BY key LIMIT $4"
+                ),
+                &[&project, &function_name, &after.unwrap_or(""), &(limit as i64)],
+            )?
+            .iter()
+            .map(eval_from_row)
+            .collect())
+        })
+    }
+}
