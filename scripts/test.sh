@@ -21,12 +21,24 @@ cargo clippy --quiet --locked --workspace --all-targets -- -D warnings
 step "Rust tests (core natively, host with the embedded component)"
 cargo test --locked --workspace
 
-step "the cloud server's API suite again, against a real PostgreSQL (throwaway cluster on 127.0.0.1)"
+step "the cloud server's API suite again, on a real PostgreSQL and a real S3 store (Ceph RADOS Gateway), throwaway, on 127.0.0.1"
 pg_env=$(bash scripts/postgres-up.sh)
 PGROOT=$(sed -n 's/^PGROOT=//p' <<<"$pg_env")
-trap 'bash scripts/postgres-down.sh "$PGROOT"' EXIT
-HITSAVE_TEST_DATABASE_URL=$(sed -n 's/^DATABASE_URL=//p' <<<"$pg_env") \
-  cargo test --locked -p hitsave-server --test api
+CROOT=""
+cleanup() {
+  bash scripts/postgres-down.sh "$PGROOT"
+  [ -z "$CROOT" ] || bash scripts/ceph-down.sh "$CROOT"
+}
+trap cleanup EXIT
+ceph_env=$(bash scripts/ceph-up.sh 2>/dev/null)
+CROOT=$(sed -n 's/^CROOT=//p' <<<"$ceph_env")
+(
+  set -a
+  eval "$(grep -v '^CROOT=' <<<"$ceph_env")"
+  set +a
+  HITSAVE_TEST_DATABASE_URL=$(sed -n 's/^DATABASE_URL=//p' <<<"$pg_env") \
+    cargo test --locked -p hitsave-server --test api
+)
 
 step "an independent implementation of docs/spec/values.md agrees with the vectors"
 .venv/bin/python tests/spec/check_values.py

@@ -353,7 +353,13 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
 fn serve(listen: &str, data: &std::path::Path, create_project: Option<&str>) -> Result<(), HitSaveError> {
     let failed = |err: String| HitSaveError::ConfigInvalid(err);
     let listen: std::net::SocketAddr = listen.parse().map_err(|err| failed(format!("--listen {listen}: {err}")))?;
-    let (metadata, blobs) = hitsave_server::open_embedded(data).map_err(|err| failed(err.to_string()))?;
+    let (metadata, blobs) = hitsave_server::open_storage(
+        data,
+        std::env::var("HITSAVE_SERVER_DATABASE_URL").ok().filter(|url| !url.is_empty()).as_deref(),
+        None,
+        hitsave_server::s3_from_env(),
+    )
+    .map_err(|err| failed(err.to_string()))?;
     if let Some(name) = create_project {
         match hitsave_server::create_project(metadata.as_ref(), name) {
             Ok((_, key)) => println!("project {name}: {key}"),

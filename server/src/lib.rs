@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod pg;
+pub mod s3;
 pub mod storage;
 
 use std::sync::Arc;
@@ -63,20 +64,38 @@ pub struct AppState {
 pub type Storage = (Arc<dyn Metadata>, Arc<dyn Blobs>);
 
 /// Storage from settings: PostgreSQL metadata when `database_url` is given
-/// (optionally in `schema`), else SQLite in `dir`; blobs in `dir`.
+/// (optionally in `schema`), else SQLite in `dir`; blobs in an S3-compatible
+/// bucket when `s3` is given, else in `dir`.
 pub fn open_storage(
     dir: &std::path::Path,
     database_url: Option<&str>,
     schema: Option<&str>,
+    s3: Option<s3::S3Config>,
 ) -> Result<Storage, ApiError> {
-    match database_url {
-        None => open_embedded(dir),
-        Some(url) => {
-            std::fs::create_dir_all(dir)?;
-            let metadata = pg::PostgresMetadata::open(url, schema)?;
-            Ok((Arc::new(metadata), Arc::new(storage::DirBlobs::open(dir)?)))
-        }
-    }
+    std::fs::create_dir_all(dir)?;
+    let metadata: Arc<dyn Metadata> = match database_url {
+        None => Arc::new(storage::SqliteMetadata::open(&dir.join("metadata.sqlite"))?),
+        Some(url) => Arc::new(pg::PostgresMetadata::open(url, schema)?),
+    };
+    let blobs: Arc<dyn Blobs> = match s3 {
+        None => Arc::new(storage::DirBlobs::open(dir)?),
+        Some(config) => Arc::new(s3::S3Blobs::open(config, &dir.join("tmp"))?),
+    };
+    Ok((metadata, blobs))
+}
+
+/// The S3 settings in the environment (`HITSAVE_SERVER_S3_ENDPOINT`,
+/// `HITSAVE_SERVER_S3_BUCKET`, `HITSAVE_SERVER_S3_REGION`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`), if an endpoint is set.
+pub fn s3_from_env() -> Option<s3::S3Config> {
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    Some(s3::S3Config {
+        endpoint: var("HITSAVE_SERVER_S3_ENDPOINT")?,
+        bucket: var("HITSAVE_SERVER_S3_BUCKET").unwrap_or_else(|| "hitsave".into()),
+        region: var("HITSAVE_SERVER_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+        access_key: var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
+        secret_key: var("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
+    })
 }
 
 /// The embedded default storage in `dir`: `metadata.sqlite` and `blobs/`.

@@ -4,6 +4,10 @@
 //! hitsave-server serve --listen 127.0.0.1:8787 --data ./hitsave-server-data
 //! hitsave-server create-project team --data ./hitsave-server-data
 //! ```
+//!
+//! Blobs go to an S3-compatible bucket when `HITSAVE_SERVER_S3_ENDPOINT` is
+//! set (with `HITSAVE_SERVER_S3_BUCKET`, `HITSAVE_SERVER_S3_REGION`,
+//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`); see docs/cloud.md.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,15 +69,25 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::CreateProject { name, data, database_url } => {
-            let (metadata, _) = open_storage(&data, database_url.as_deref().filter(|url| !url.is_empty()), None)
-                .map_err(|err| err.to_string())?;
+            let (metadata, _) = open_storage(
+                &data,
+                database_url.as_deref().filter(|url| !url.is_empty()),
+                None,
+                hitsave_server::s3_from_env(),
+            )
+            .map_err(|err| err.to_string())?;
             let (_, key) = create_project(metadata.as_ref(), &name).map_err(|err| err.to_string())?;
             println!("{key}");
             Ok(())
         }
         Command::Serve { listen, data, max_blob_size, admin_token, database_url } => {
-            let (metadata, blobs) = open_storage(&data, database_url.as_deref().filter(|url| !url.is_empty()), None)
-                .map_err(|err| err.to_string())?;
+            let (metadata, blobs) = open_storage(
+                &data,
+                database_url.as_deref().filter(|url| !url.is_empty()),
+                None,
+                hitsave_server::s3_from_env(),
+            )
+            .map_err(|err| err.to_string())?;
             let state = AppState {
                 metadata,
                 blobs,

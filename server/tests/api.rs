@@ -27,13 +27,15 @@ impl Drop for Server {
 
 /// The storage under test: the embedded default, or PostgreSQL when
 /// `HITSAVE_TEST_DATABASE_URL` is set (each test in a schema of its own).
+/// And blobs in an S3-compatible store when `HITSAVE_SERVER_S3_ENDPOINT` is set.
 fn storage(dir: &std::path::Path) -> hitsave_server::Storage {
+    let s3 = hitsave_server::s3_from_env();
     match std::env::var("HITSAVE_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
             let schema = format!("t_{}", &blake3::hash(dir.to_string_lossy().as_bytes()).to_hex()[..16]);
-            hitsave_server::open_storage(dir, Some(&url), Some(&schema)).unwrap()
+            hitsave_server::open_storage(dir, Some(&url), Some(&schema), s3).unwrap()
         }
-        _ => hitsave_server::open_embedded(dir).unwrap(),
+        _ => hitsave_server::open_storage(dir, None, None, s3).unwrap(),
     }
 }
 
