@@ -136,6 +136,7 @@ pub fn cloud_suite() -> Vec<Row> {
         }
         data
     };
+    hitsave_server::install_crypto_provider();
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
     let mut ours_up = Vec::new();
     let mut plain_up = Vec::new();

@@ -30,6 +30,15 @@ use tokio::io::AsyncWriteExt;
 pub use error::ApiError;
 use storage::{Blobs, Eval, KeyRecord, Metadata, ProjectId, Scope};
 
+/// Installs rustls's ring provider for reqwest clients (once; reqwest is
+/// built without a default provider, and building a client without one panics).
+pub fn install_crypto_provider() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// Limits a server enforces.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {

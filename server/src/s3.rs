@@ -77,6 +77,7 @@ impl S3Blobs {
     /// Blobs in `config.bucket`; upload temporaries in `temp`.
     pub fn open(config: S3Config, temp: &Path) -> Result<Self, ApiError> {
         std::fs::create_dir_all(temp)?;
+        crate::install_crypto_provider();
         let http = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(3600))
@@ -220,7 +221,7 @@ mod tests {
         assert_eq!(amz_dates(UNIX_EPOCH), ("19700101".into(), "19700101T000000Z".into()));
         let leap = UNIX_EPOCH + Duration::from_secs(951_827_696); // 2000-02-29T12:34:56Z
         assert_eq!(amz_dates(leap), ("20000229".into(), "20000229T123456Z".into()));
-        let later = UNIX_EPOCH + Duration::from_secs(1_795_000_000); // 2026-11-17T06:26:40Z
-        assert_eq!(amz_dates(later).1, "20261117T062640Z");
+        let later = UNIX_EPOCH + Duration::from_secs(1_795_000_000); // 2026-11-18T11:06:40Z
+        assert_eq!(amz_dates(later).1, "20261118T110640Z");
     }
 }

@@ -55,6 +55,7 @@ fn start() -> Server {
 }
 
 fn client() -> Client {
+    hitsave_server::install_crypto_provider();
     Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
 }
 
