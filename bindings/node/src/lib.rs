@@ -180,6 +180,26 @@ fn nodes_from(js: Js, nodes: &[analyze::GraphNode]) -> Result<Vec<Node>> {
         .collect()
 }
 
+/// Graph nodes from a JavaScript array of `[kind, name, content digest, [dep indices]]`.
+fn nodes_of_js(js: Js, items: V) -> Result<Vec<Node>> {
+    let mut nodes = Vec::new();
+    for index in 0..js.array_len(items)? {
+        let item = js.element(items, index)?;
+        let deps_value = js.element(item, 3)?;
+        let mut deps = Vec::new();
+        for dep in 0..js.array_len(deps_value)? {
+            deps.push(js.f64_value(js.element(deps_value, dep)?)? as u32);
+        }
+        nodes.push(analyze::GraphNode {
+            kind: js.string(js.element(item, 0)?)?,
+            name: js.string(js.element(item, 1)?)?,
+            content: js.string(js.element(item, 2)?)?,
+            deps,
+        });
+    }
+    nodes_from(js, &nodes)
+}
+
 /// A function's dependency graph, found from the `memo()` call at `file:line:column`
 /// (or, failing that, from the function's source text): `{ root, fingerprint, nodes }`.
 #[napi]
@@ -303,23 +323,8 @@ pub fn register_function(env: Env, spec: Raw) -> Result<Raw> {
         let graph = js.get_named(spec, "graph")?;
         if js.typeof_(graph)? == sys::ValueType::napi_object {
             let root = js.string(js.get_named(graph, "root")?)?;
-            let items = js.get_named(graph, "nodes")?;
-            let mut nodes = Vec::new();
-            for index in 0..js.array_len(items)? {
-                let item = js.element(items, index)?;
-                let deps_value = js.element(item, 3)?;
-                let mut deps = Vec::new();
-                for dep in 0..js.array_len(deps_value)? {
-                    deps.push(js.f64_value(js.element(deps_value, dep)?)? as u32);
-                }
-                nodes.push(analyze::GraphNode {
-                    kind: js.string(js.element(item, 0)?)?,
-                    name: js.string(js.element(item, 1)?)?,
-                    content: js.string(js.element(item, 2)?)?,
-                    deps,
-                });
-            }
-            Some(Graph::from_nodes(&root, &nodes_from(js, &nodes)?))
+            let nodes = nodes_of_js(js, js.get_named(graph, "nodes")?)?;
+            Some(Graph::from_nodes(&root, &nodes))
         } else {
             None
         }
@@ -714,21 +719,6 @@ pub fn function_info(env: Env, source: String) -> Result<Raw> {
 #[napi]
 pub fn fingerprints(env: Env, nodes: Raw) -> Result<Vec<String>> {
     let js = Js(env.raw());
-    let mut parsed = Vec::new();
-    for index in 0..js.array_len(nodes.0)? {
-        let item = js.element(nodes.0, index)?;
-        let deps_value = js.element(item, 3)?;
-        let mut deps = Vec::new();
-        for dep in 0..js.array_len(deps_value)? {
-            deps.push(js.f64_value(js.element(deps_value, dep)?)? as u32);
-        }
-        parsed.push(analyze::GraphNode {
-            kind: js.string(js.element(item, 0)?)?,
-            name: js.string(js.element(item, 1)?)?,
-            content: js.string(js.element(item, 2)?)?,
-            deps,
-        });
-    }
-    let nodes = nodes_from(js, &parsed)?;
+    let nodes = nodes_of_js(js, nodes.0)?;
     Ok(core(js)?.fingerprints(&nodes).map_err(|err| to_napi(js, err))?.iter().map(Digest::to_string).collect())
 }
