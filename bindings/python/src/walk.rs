@@ -226,6 +226,19 @@ fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -
             return walk(&value.call_method0("item")?, out, depth);
         }
     }
+    if module == "pandas" || module.starts_with("pandas.") {
+        let described = py.import("hitsave._pandas")?.call_method1("state", (value,))?;
+        if !described.is_none() {
+            let (record, fields): (String, Bound<'_, PyDict>) = described.extract()?;
+            let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = fields.iter().collect();
+            out.record(&record, items.len());
+            for (field, item) in &items {
+                out.field(field.cast::<PyString>()?.to_str()?);
+                walk(item, out, depth + 1)?;
+            }
+            return Ok(());
+        }
+    }
     let hitsave_types = py.import("hitsave._types")?;
     if value.is_instance(&hitsave_types.getattr("File")?)? {
         let path: String = value.getattr("path")?.extract()?;
