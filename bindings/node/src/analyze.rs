@@ -201,26 +201,27 @@ impl Builder<'_, '_> {
         self.module.bindings.insert(name.to_owned(), Binding::Unit(unit));
     }
 
+    /// A declaration of one name: its unit (the source at `span`), its binding, its export.
+    fn declare(&mut self, name: &str, kind: &'static str, span: Span, exported: bool) -> Result<(), HitSaveError> {
+        let text = self.slice(span).to_owned();
+        let unit = self.unit(name.to_owned(), kind, span, &text)?;
+        self.bind(name, unit);
+        if exported {
+            self.module.exports.insert(name.to_owned(), Export::Unit(unit));
+        }
+        Ok(())
+    }
+
     fn declaration(&mut self, declaration: &Declaration<'_>, exported: bool) -> Result<(), HitSaveError> {
         match declaration {
             Declaration::FunctionDeclaration(function) => {
                 if let Some(id) = &function.id {
-                    let text = self.slice(function.span).to_owned();
-                    let unit = self.unit(id.name.to_string(), "function", function.span, &text)?;
-                    self.bind(&id.name, unit);
-                    if exported {
-                        self.module.exports.insert(id.name.to_string(), Export::Unit(unit));
-                    }
+                    self.declare(&id.name, "function", function.span, exported)?;
                 }
             }
             Declaration::ClassDeclaration(class) => {
                 if let Some(id) = &class.id {
-                    let text = self.slice(class.span).to_owned();
-                    let unit = self.unit(id.name.to_string(), "class", class.span, &text)?;
-                    self.bind(&id.name, unit);
-                    if exported {
-                        self.module.exports.insert(id.name.to_string(), Export::Unit(unit));
-                    }
+                    self.declare(&id.name, "class", class.span, exported)?;
                 }
             }
             Declaration::VariableDeclaration(variables) => {
@@ -291,12 +292,7 @@ impl Builder<'_, '_> {
                 }
             }
             Declaration::TSEnumDeclaration(declaration) => {
-                let text = self.slice(declaration.span).to_owned();
-                let unit = self.unit(declaration.id.name.to_string(), "constant", declaration.span, &text)?;
-                self.bind(&declaration.id.name, unit);
-                if exported {
-                    self.module.exports.insert(declaration.id.name.to_string(), Export::Unit(unit));
-                }
+                self.declare(&declaration.id.name, "constant", declaration.span, exported)?;
             }
             // Types and interfaces do not run.
             _ => {}
