@@ -473,7 +473,7 @@ impl CloudSync {
             loop {
                 let Ok((evals, next)) = sync.client.list(&function_name, after.as_deref()) else { return };
                 for eval in evals {
-                    if Digest::parse(&eval.key).ok().and_then(|key| local.get_local(&key).ok().flatten()).is_none() {
+                    if !Digest::parse(&eval.key).ok().and_then(|key| local.contains(&key).ok()).unwrap_or(false) {
                         remote_entries += 1;
                         remote_bytes += eval.size;
                     }
@@ -636,7 +636,7 @@ impl CloudSync {
             self.note(&page);
             let (evals, next) = page?;
             for eval in evals {
-                if store.get_local(&Digest::parse(&eval.key)?)?.is_none() {
+                if !store.contains(&Digest::parse(&eval.key)?)? {
                     wanted.push(eval);
                 }
             }

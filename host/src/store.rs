@@ -667,9 +667,22 @@ impl Store {
     /// Looks a key up in the local store only. A hit's bytes are verified; a
     /// corrupt or incomplete entry is removed and reported as a miss.
     pub fn get_local(&self, key: &Digest) -> Result<Option<Hit>> {
+        self.read_local(key, true)
+    }
+
+    /// Whether the local store holds a result for `key` (no hit is counted, no bytes are read).
+    pub fn contains(&self, key: &Digest) -> Result<bool> {
+        Ok(self.record(&key.to_string())?.is_some())
+    }
+
+    /// [`Store::get_local`]; `count_hit` false for reads that are not calls
+    /// (the uploader), so they do not count as hits for eviction.
+    fn read_local(&self, key: &Digest, count_hit: bool) -> Result<Option<Hit>> {
         let key_text = key.to_string();
         if let Some(hit) = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key_text) {
-            self.record_hit(key_text)?;
+            if count_hit {
+                self.record_hit(key_text)?;
+            }
             return Ok(Some(hit));
         }
         let found = self.with_db(|conn| {
@@ -709,7 +722,9 @@ impl Store {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .insert(&key_text, &codec, &language, bytes);
         }
-        self.record_hit(key_text)?;
+        if count_hit {
+            self.record_hit(key_text)?;
+        }
         Ok(Some(Hit { codec, language, inline: is_inline, data }))
     }
 
@@ -915,7 +930,7 @@ impl Store {
     /// An outbox entry as a record and its bytes, or `None` if it is no longer stored.
     pub fn upload_record(&self, key: &str) -> Result<Option<(crate::cloud::RemoteEval, Vec<u8>)>> {
         let Some(record) = self.record(key)? else { return Ok(None) };
-        let Some(hit) = self.get_local(&Digest::parse(key)?)? else { return Ok(None) };
+        let Some(hit) = self.read_local(&Digest::parse(key)?, false)? else { return Ok(None) };
         let graph = match &record.graph {
             Some(fingerprint) => self.with_db(|conn| {
                 Ok(conn
