@@ -60,12 +60,13 @@ fn client() -> Client {
 }
 
 fn project(server: &Server, name: &str) -> String {
-    let response = client()
-        .post(format!("{}/v1/projects", server.base))
-        .bearer_auth(ADMIN)
-        .json(&json!({ "name": name }))
-        .send()
-        .unwrap();
+    project_at(&server.base, name)
+}
+
+/// Creates a project through the admin route of the server at `base`; returns its first key.
+fn project_at(base: &str, name: &str) -> String {
+    let response =
+        client().post(format!("{base}/v1/projects")).bearer_auth(ADMIN).json(&json!({ "name": name })).send().unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json::<Value>().unwrap()["key"].as_str().unwrap().to_owned()
 }
@@ -450,17 +451,7 @@ fn a_server_killed_mid_upload_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let (process, base) = spawn_binary(dir.path());
     let http = client();
-    let key = http
-        .post(format!("{base}/v1/projects"))
-        .bearer_auth(ADMIN)
-        .json(&json!({ "name": format!("durable-{}", std::process::id()) }))
-        .send()
-        .unwrap()
-        .json::<Value>()
-        .unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = project_at(&base, &format!("durable-{}", std::process::id()));
     let kept = b"acknowledged result".to_vec();
     let kept_digest = digest(&kept);
     assert_eq!(
@@ -535,17 +526,7 @@ fn two_server_processes_share_one_postgres() {
     let (_second, second_url) = spawn_binary(dir.path());
     let http = client();
     let name = format!("shared-{}", std::process::id());
-    let key = http
-        .post(format!("{first_url}/v1/projects"))
-        .bearer_auth(ADMIN)
-        .json(&json!({ "name": name }))
-        .send()
-        .unwrap()
-        .json::<Value>()
-        .unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = project_at(&first_url, &name);
     let data = b"computed behind server one".to_vec();
     let blob = digest(&data);
     http.put(format!("{first_url}/v1/blobs/{blob}")).bearer_auth(&key).body(data.clone()).send().unwrap();
