@@ -9,6 +9,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "formatting"
 cargo fmt --all -- --check
 
+step "every build shares one dependency graph (hack/Cargo.toml is current)"
+python3 scripts/workspace_hack.py --check
+
 step "the committed core component is what a fresh build produces"
 cargo run --quiet --locked -p hitsave-xtask -- component --check
 
@@ -57,3 +60,6 @@ cargo build --quiet --locked -p hitsave-server
 
 step "Python tests, and Python and Node sharing one store and one cloud (tests/interop)"
 .venv/bin/python -m pytest -q bindings/python/tests tests/interop
+
+step "disk used by this run's builds"
+du -sh target 2>/dev/null || true
