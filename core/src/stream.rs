@@ -49,10 +49,23 @@ pub mod token {
     pub const FUNCTION: u8 = 0x10;
     /// A filesystem path (not its contents): u32 length, UTF-8.
     pub const PATH: u8 = 0x11;
+    /// Padding, only in portable results (the core rejects it in a stream):
+    /// u8 length, that many zero bytes. It puts array data on an
+    /// [`super::ARRAY_ALIGN`] boundary so a memory-mapped result's arrays are
+    /// used in place.
+    pub const PADDING: u8 = 0x1F;
     /// A value the binding cannot hash faithfully: u32 length, type name.
     /// The core answers with an `unhashable_value` error naming its path.
     pub const UNHASHABLE: u8 = 0x7F;
 }
+
+/// [`StreamWriter::array_aligned`] starts array data at a multiple of this
+/// many bytes from the start of the stream (a cache line; any dtype's alignment).
+pub const ARRAY_ALIGN: usize = 64;
+
+/// Arrays with less data than this are not aligned (the padding would cost
+/// more than copying them).
+pub const ARRAY_ALIGN_MIN: usize = 4096;
 
 /// Numeric array dtypes and their item sizes in bytes.
 pub const DTYPES: [(&str, u64); 14] = [
@@ -232,6 +245,23 @@ impl StreamWriter {
         self.array_head(token::ARRAY, dtype, shape, data.len() as u64);
         self.buffer.extend_from_slice(data);
         self
+    }
+
+    /// [`StreamWriter::array`] for a portable result: when the data is at
+    /// least [`ARRAY_ALIGN_MIN`] bytes, [`token::PADDING`] first so that the
+    /// data starts at a multiple of [`ARRAY_ALIGN`] bytes from the start of the
+    /// stream. Never for a stream handed to the core, which rejects padding.
+    pub fn array_aligned(&mut self, dtype: &str, shape: &[u64], data: &[u8]) -> &mut Self {
+        let head = 1 + 1 + dtype.len() + 1 + 8 * shape.len() + 8;
+        let misaligned = (self.buffer.len() + head) % ARRAY_ALIGN;
+        if data.len() >= ARRAY_ALIGN_MIN && misaligned != 0 {
+            // The padding token and its length byte are two of the bytes.
+            let pad = (ARRAY_ALIGN - (misaligned + 2) % ARRAY_ALIGN) % ARRAY_ALIGN;
+            self.buffer.push(token::PADDING);
+            self.buffer.push(pad as u8);
+            self.buffer.resize(self.buffer.len() + pad, 0);
+        }
+        self.array(dtype, shape, data)
     }
 
     /// A numeric array whose data the host hashed.

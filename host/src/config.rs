@@ -68,7 +68,13 @@ pub struct Config {
     pub signing_key: Option<String>,
     /// How long a process waits at exit for its queued uploads.
     pub upload_wait: std::time::Duration,
+    /// How long a call waits for another process or thread computing the
+    /// same key before computing it too (zero: no compute locks).
+    pub lock_wait: std::time::Duration,
 }
+
+/// Default wait for another computation of the same key.
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Default wait at exit for queued uploads.
 pub const DEFAULT_UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -153,6 +159,7 @@ struct FileConfig {
     api_key: Option<String>,
     signing_key: Option<String>,
     upload_wait: Option<u64>,
+    lock_wait: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,16 +315,19 @@ impl Config {
         let signing_key = env("HITSAVE_SIGNING_KEY").or(parsed.signing_key);
         // Unset, the mode is `cloud` when a server and a key are configured, else `local`.
         let mode = mode.unwrap_or(if cloud_url.is_some() && api_key.is_some() { Mode::Cloud } else { Mode::Local });
-        let upload_wait = match env("HITSAVE_UPLOAD_WAIT") {
-            Some(text) => std::time::Duration::from_secs_f64(
-                text.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| {
-                    HitSaveError::ConfigInvalid(format!(
-                        "HITSAVE_UPLOAD_WAIT must be a number of seconds, got {text:?}"
-                    ))
-                })?,
-            ),
-            None => parsed.upload_wait.map(std::time::Duration::from_secs).unwrap_or(DEFAULT_UPLOAD_WAIT),
+        let seconds = |name: &str, from_file: Option<u64>, default| match env(name) {
+            Some(text) => text
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(std::time::Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    HitSaveError::ConfigInvalid(format!("{name} must be a number of seconds, got {text:?}"))
+                }),
+            None => Ok(from_file.map(std::time::Duration::from_secs).unwrap_or(default)),
         };
+        let upload_wait = seconds("HITSAVE_UPLOAD_WAIT", parsed.upload_wait, DEFAULT_UPLOAD_WAIT)?;
+        let lock_wait = seconds("HITSAVE_LOCK_WAIT", parsed.lock_wait, DEFAULT_LOCK_WAIT)?;
         Ok(Self {
             cache_dir,
             max_size,
@@ -329,6 +339,7 @@ impl Config {
             api_key,
             signing_key,
             upload_wait,
+            lock_wait,
         })
     }
 
@@ -345,6 +356,7 @@ impl Config {
             api_key: None,
             signing_key: None,
             upload_wait: DEFAULT_UPLOAD_WAIT,
+            lock_wait: DEFAULT_LOCK_WAIT,
         }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! A portable result is a value stream (`docs/spec/values.md`) restricted to
 //! inline tokens a language can rebuild exactly: null, booleans, integers,
-//! floats, strings, bytes, lists, maps and numeric arrays. Unlike canonical
+//! floats, strings, bytes, lists, maps and numeric arrays, plus zero padding
+//! that writers put before large arrays ([`StreamWriter::array_aligned`]) so a
+//! memory-mapped result's array data is aligned and can be used in place. Unlike canonical
 //! bytes it keeps what the writer had (a float stays a float, map entries
 //! keep their order), so a Python writer and a Node reader see the same
 //! value. Each binding rebuilds native values through [`Build`]; the parsing
@@ -10,6 +12,8 @@
 //!
 //! Codec name in the store: [`CODEC`].
 
+#[allow(unused_imports, reason = "named in the module documentation")]
+use hitsave_core::stream::StreamWriter;
 use hitsave_core::stream::{dtype_size, token};
 
 use crate::error::HitSaveError;
@@ -103,7 +107,16 @@ fn value<B: Build>(reader: &mut Reader<'_>, builder: &mut B, depth: usize) -> Re
     if depth >= MAX_DEPTH {
         return Err(malformed("nested too deep").into());
     }
-    match reader.u8()? {
+    let mut tag = reader.u8()?;
+    while tag == token::PADDING {
+        // Writers align array data with zero padding; anything else is damage.
+        let len = reader.u8()? as usize;
+        if reader.take(len)?.iter().any(|&byte| byte != 0) {
+            return Err(malformed("padding that is not zero").into());
+        }
+        tag = reader.u8()?;
+    }
+    match tag {
         token::NULL => builder.null(),
         token::FALSE => builder.bool(false),
         token::TRUE => builder.bool(true),
@@ -232,5 +245,44 @@ mod tests {
         let mut digest_bytes = StreamWriter::new();
         digest_bytes.bytes_digest(3, &[0; 32]);
         assert!(decode(digest_bytes.as_bytes(), &mut Text).is_err(), "a digest cannot be decoded back to bytes");
+    }
+
+    #[test]
+    fn large_arrays_are_aligned_and_padding_is_skipped() {
+        use hitsave_core::stream::{ARRAY_ALIGN, ARRAY_ALIGN_MIN};
+        let data: Vec<u8> = (0..ARRAY_ALIGN_MIN as u32 * 2).map(|i| i as u8).collect();
+        // Every position the array can start at, and dtype names of several lengths.
+        let mut padded = 0;
+        for prefix in 0..ARRAY_ALIGN + 3 {
+            for dtype in ["int8", "float64", "complex128"] {
+                let mut stream = StreamWriter::new();
+                let columns = data.len() as u64 / 2 / dtype_size(dtype).unwrap();
+                stream.list(2).str(&"x".repeat(prefix)).array_aligned(dtype, &[2, columns], &data);
+                let bytes = stream.as_bytes();
+                let start = bytes.windows(data.len()).position(|window| window == data.as_slice()).unwrap();
+                assert_eq!(start % ARRAY_ALIGN, 0, "prefix {prefix}, {dtype}");
+                assert_eq!(
+                    decode(bytes, &mut Text).unwrap(),
+                    format!("[{:?}, array({dtype}, [2, {columns}], {} bytes)]", "x".repeat(prefix), data.len())
+                );
+                // The core never accepts padding in a stream it hashes.
+                let mut plain = StreamWriter::new();
+                plain.list(2).str(&"x".repeat(prefix)).array(dtype, &[2, columns], &data);
+                if plain.as_bytes() != bytes {
+                    padded += 1;
+                    assert_eq!(hitsave_core::canonical::digest(bytes).unwrap_err().code.as_str(), "malformed_stream");
+                }
+            }
+        }
+        assert!(padded > 3 * ARRAY_ALIGN / 2, "most positions need padding: {padded}");
+        // Small arrays are written as they are.
+        let mut small = StreamWriter::new();
+        small.str("x").array_aligned("int8", &[3], &[1, 2, 3]);
+        let mut plain = StreamWriter::new();
+        plain.str("x").array("int8", &[3], &[1, 2, 3]);
+        assert_eq!(small.as_bytes(), plain.as_bytes());
+        // Padding must be zero.
+        assert_eq!(decode(&[token::PADDING, 2, 0, 1, token::NULL], &mut Text).unwrap_err().code(), "malformed_stream");
+        assert_eq!(decode(&[token::PADDING, 2, 0, 0, token::NULL], &mut Text).unwrap(), "null");
     }
 }

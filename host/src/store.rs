@@ -6,6 +6,7 @@
 //!                       dependency graphs, size accounting
 //!   blobs/ab/cdef…      large results, content-addressed by their BLAKE3
 //!   tmp/                blobs being written (unique names; renamed into place)
+//!   locks/<key>         a key being computed (see `Store::lock_compute`)
 //!   compiled/           the compiled core component (see `runtime`)
 //! ```
 //!
@@ -20,6 +21,8 @@
 //!   writers; blob existence checks and deletions happen inside write
 //!   transactions so eviction never removes a blob a concurrent put relies on.
 //!   Two processes computing the same key both succeed; the first row stays.
+//!   To spare the second computation, callers take the key's compute lock
+//!   ([`Store::lock_compute`]) before computing and look again if they waited.
 //! - The size budget is kept by the core's cost-aware eviction policy after
 //!   every put that crosses it.
 //! - Blob paths come only from validated hex digests and are opened through
@@ -102,8 +105,11 @@ const MIGRATIONS: &[&str] = &[
 pub enum ResultData {
     /// Small results, copied out of the index.
     Inline(Vec<u8>),
-    /// Large results, memory-mapped from their blob file.
-    Mapped(memmap2::Mmap),
+    /// Large results, memory-mapped from their blob file, copy-on-write: a
+    /// caller may hand the pages out as a writable buffer (Python's numpy
+    /// results use them in place) and writes stay private to this mapping,
+    /// never reaching the file.
+    Mapped(memmap2::MmapMut),
 }
 
 impl ResultData {
@@ -454,10 +460,94 @@ pub struct Store {
     read_only: bool,
     cloud: Option<std::sync::Arc<crate::cloud::CloudSync>>,
     upload_wait: Duration,
+    lock_wait: Duration,
+}
+
+/// The right to compute one key, held until dropped: an exclusive `flock` on
+/// `locks/<key>` in the store directory, which the OS also releases if the
+/// process dies.
+#[derive(Debug)]
+pub struct ComputeLock {
+    file: std::fs::File,
+    path: PathBuf,
+    waited: bool,
+}
+
+impl ComputeLock {
+    /// Whether another process or thread held the lock when it was asked for:
+    /// the result may have been stored meanwhile, so look it up again.
+    pub fn waited(&self) -> bool {
+        self.waited
+    }
+}
+
+impl Drop for ComputeLock {
+    fn drop(&mut self) {
+        // Unlinked while still held, so no lock file outlives its computation;
+        // a waiter that then locks this unlinked file sees that the path names
+        // another file (or none) and starts over (`Store::lock_compute`).
+        let _ = std::fs::remove_file(&self.path);
+        let _ = &self.file; // closing the file releases the lock
+    }
 }
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Takes an exclusive lock on `dir/name`, polling for up to `wait`.
+#[cfg(unix)]
+fn lock_file(dir: &Path, name: &str, wait: Duration) -> Option<ComputeLock> {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::io::AsRawFd as _;
+    let path = dir.join(name);
+    let deadline = Instant::now() + wait;
+    let mut waited = false;
+    let mut created_dir = false;
+    loop {
+        let file = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !created_dir => {
+                created_dir = true;
+                std::fs::create_dir_all(dir).ok()?;
+                continue;
+            }
+            Err(_) => return None,
+        };
+        let mut pause = Duration::from_millis(1);
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if !matches!(err.raw_os_error(), Some(code) if code == libc::EWOULDBLOCK || code == libc::EINTR) {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            waited = true;
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        // The previous holder unlinks the file when it is done: the lock only
+        // counts if the path still names the file that is locked.
+        let same = match (file.metadata(), std::fs::metadata(&path)) {
+            (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+            _ => false,
+        };
+        if same {
+            return Some(ComputeLock { file, path, waited });
+        }
+        waited = true;
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_file(_dir: &Path, _name: &str, _wait: Duration) -> Option<ComputeLock> {
+    None
 }
 
 fn temp_name() -> String {
@@ -571,6 +661,7 @@ impl Store {
             read_only,
             cloud: crate::cloud::CloudSync::from_config(config)?,
             upload_wait: config.upload_wait,
+            lock_wait: config.lock_wait,
         };
         store.with_db(|_| Ok(()))?;
         // Uploads a previous process queued but did not finish are retried now.
@@ -675,6 +766,26 @@ impl Store {
         Ok(self.record(&key.to_string())?.is_some())
     }
 
+    /// Waits (up to the configured `lock_wait`) for the right to compute
+    /// `key`, so two processes or threads missing the same key at once compute
+    /// it once: the second waits, then finds the first one's result. `None`
+    /// when the wait ran out (a computation that long, or two keys each
+    /// waiting on the other through nested calls: computing anyway is the
+    /// safe way out), when locking is off (`lock_wait = 0`), in `read-only`
+    /// mode, or when the lock file cannot be made; the caller then computes
+    /// without it, as before locks existed.
+    pub fn lock_compute(&self, key: &Digest) -> Option<ComputeLock> {
+        self.lock_compute_for(key, self.lock_wait)
+    }
+
+    /// [`Store::lock_compute`] with an explicit wait.
+    pub fn lock_compute_for(&self, key: &Digest, wait: Duration) -> Option<ComputeLock> {
+        if self.read_only || wait.is_zero() {
+            return None;
+        }
+        lock_file(&self.root.join("locks"), &key.to_string(), wait)
+    }
+
     /// [`Store::get_local`]; `count_hit` false for reads that are not calls
     /// (the uploader), so they do not count as hits for eviction.
     fn read_local(&self, key: &Digest, count_hit: bool) -> Result<Option<Hit>> {
@@ -732,7 +843,7 @@ impl Store {
         self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
     }
 
-    fn map_blob(&self, digest: &Digest) -> std::io::Result<memmap2::Mmap> {
+    fn map_blob(&self, digest: &Digest) -> std::io::Result<memmap2::MmapMut> {
         let file = self.dir.open(blob_path(digest))?.into_std();
         if file.metadata()?.len() == 0 {
             // An empty file cannot be mapped; an empty result is always inline, so this is damage.
@@ -740,8 +851,9 @@ impl Store {
         }
         // SAFETY: blob files are never modified in place (written under a
         // temp name, then renamed); a file replaced or truncated underneath
-        // the map is caught by the digest check that follows every map.
-        unsafe { memmap2::Mmap::map(&file) }
+        // the map is caught by the digest check that follows every map. The
+        // map is private (copy-on-write): writes through it never reach the file.
+        unsafe { memmap2::MmapOptions::new().map_copy(&file) }
     }
 
     /// Drops an entry whose bytes failed verification (and its blob, if no

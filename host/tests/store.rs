@@ -127,6 +127,15 @@ fn child_process_entry() {
             assert_eq!(store.get(&key("before fork")).unwrap().unwrap().data.bytes(), b"parent");
             println!("fork child done");
         }
+        "lock" => {
+            // The parent holds the key: a short wait runs out, then a long one
+            // gets the lock once the parent lets go.
+            let short = store.lock_compute_for(&key("across"), Duration::from_millis(20));
+            println!("lock: {}", if short.is_some() { "free" } else { "held" });
+            drop(short);
+            let lock = store.lock_compute_for(&key("across"), Duration::from_secs(60)).expect("released");
+            println!("lock: got it, waited {}", lock.waited());
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -433,4 +442,59 @@ fn hits_written_in_the_background_are_all_kept() {
     drop(store);
     let store = Store::open(&config(dir.path())).unwrap();
     assert_eq!(store.functions().unwrap()[0].hits, 5000);
+}
+
+#[test]
+fn the_compute_lock_lets_one_caller_compute_and_the_others_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(&config(dir.path())).unwrap());
+    let k = key("locked");
+
+    let first = store.lock_compute(&k).expect("a free key locks at once");
+    assert!(!first.waited());
+    assert!(dir.path().join("locks").join(k.to_string()).is_file());
+    // Another key is not blocked by it.
+    let other = store.lock_compute_for(&key("other"), Duration::from_millis(50)).expect("another key is free");
+    drop(other);
+    // The same key, from another thread: a short wait runs out, a long one
+    // gets the lock once the first holder is done.
+    let waiter = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            assert!(store.lock_compute_for(&k, Duration::from_millis(100)).is_none(), "the key is held");
+            let started = std::time::Instant::now();
+            let lock = store.lock_compute_for(&k, Duration::from_secs(30)).expect("the lock is released");
+            (lock.waited(), started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    drop(first);
+    let (waited, took) = waiter.join().unwrap();
+    assert!(waited && took >= Duration::from_millis(150), "{waited} {took:?}");
+    // Every holder removes its lock file; none is left behind.
+    assert_eq!(std::fs::read_dir(dir.path().join("locks")).unwrap().count(), 0);
+
+    // Off: lock_wait = 0, and in read-only mode.
+    let mut off = config(dir.path());
+    off.lock_wait = Duration::ZERO;
+    assert!(Store::open(&off).unwrap().lock_compute(&k).is_none());
+    let mut read_only = config(dir.path());
+    read_only.mode = Mode::ReadOnly;
+    assert!(Store::open(&read_only).unwrap().lock_compute(&k).is_none());
+}
+
+#[test]
+fn the_compute_lock_is_shared_between_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let held = store.lock_compute(&key("across")).unwrap();
+    let mut child = spawn_child("lock", dir.path(), &[]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()))
+        .map(|line| line.unwrap())
+        // libtest may print "test child_process_entry ... " on the same line first.
+        .filter_map(|line| line.find("lock: ").map(|at| line[at..].to_owned()));
+    assert_eq!(lines.next().as_deref(), Some("lock: held"), "another process sees the lock");
+    drop(held);
+    assert_eq!(lines.next().as_deref(), Some("lock: got it, waited true"));
+    assert!(child.wait().unwrap().success());
 }

@@ -242,3 +242,46 @@ def test_one_store_lists_both_languages(store: Store) -> None:
     text = listing.stdout
     assert "from_python" in text and "fromNode" in text
     assert '"python"' in text and '"node"' in text
+
+
+def test_large_arrays_cross_aligned_and_python_maps_them(store: Store) -> None:
+    # Big arrays are written with padding before their data (docs/spec/values.md,
+    # "Portable results") by both languages; both read the other's.
+    written = store.python("""
+        import json, numpy as np
+        from hitsave import memo
+        @memo(name="interop-big", version="1")
+        def big(n):
+            return {"label": "x" * 5, "f64": np.arange(n, dtype=np.float64) / 2, "u16": np.arange(n, dtype=np.uint16).reshape(-1, 8)}
+        v = big(40000)
+        print(json.dumps(float(v["f64"].sum())))
+    """)
+    read = store.node("""
+        const { memo, NDArray } = hitsave;
+        const big = memo(() => null, { name: 'interop-big', version: '1' });
+        const v = big(40000);
+        let sum = 0; for (const x of v.f64) sum += x;
+        console.log(JSON.stringify({ sum, len: v.f64.length, u16: [v.u16.dtype, v.u16.shape, v.u16.data[8 * 4999 + 7]] }));
+    """)
+    assert read == {"sum": written, "len": 40000, "u16": ["uint16", [5000, 8], (8 * 4999 + 7) % 65536]}
+    store.node("""
+        const { memo } = hitsave;
+        const wave = memo((n) => ({ tag: 'node', samples: Float32Array.from({ length: n }, (_, i) => i % 7) }), { name: 'interop-wave', version: '1' });
+        wave(50000);
+        console.log(JSON.stringify(true));
+    """)
+    seen = store.python("""
+        import json, numpy as np
+        from hitsave import memo, _native
+        @memo(name="interop-wave", version="1")
+        def wave(n):
+            raise AssertionError("computed in Python")
+        v = wave(50000)
+        samples = v["samples"]
+        base = samples
+        while base is not None and not isinstance(base, _native.Mapped):
+            base = getattr(base, "base", None)
+        print(json.dumps([samples.dtype.name, int(samples.size), float(samples.sum()), base is not None, bool(samples.flags.aligned)]))
+    """)
+    expected_sum = float(sum(i % 7 for i in range(50000)))
+    assert seen == ["float32", 50000, expected_sum, True, True]

@@ -87,7 +87,7 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut StreamWriter, depth:
             return Ok(false);
         }
         let size = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
-        out.array(dtype, &[len as u64], slice(address, len * size));
+        out.array_aligned(dtype, &[len as u64], slice(address, len * size));
         return Ok(true);
     }
     if js.instance_of(value, js.deref(ctx.ndarray)?)? {
@@ -108,7 +108,7 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut StreamWriter, depth:
         if dims.iter().try_fold(item, |acc, &dim| acc.checked_mul(dim)) != Some((count * size) as u64) {
             return Ok(false);
         }
-        out.array(&dtype, &dims, slice(address, count * size));
+        out.array_aligned(&dtype, &dims, slice(address, count * size));
         return Ok(true);
     }
     let prototype = js.prototype(value)?;

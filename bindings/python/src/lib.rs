@@ -15,7 +15,7 @@ use hitsave_core::Digest;
 use hitsave_core::graph::{Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
 use hitsave_core::stream::StreamWriter;
-use hitsave_host::store::{Graph, NewEval, PutOutcome};
+use hitsave_host::store::{Graph, NewEval, PutOutcome, ResultData};
 use hitsave_host::{Config, Core, HitSaveError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -200,8 +200,95 @@ fn key_of(py: Python<'_>, arguments: &Bound<'_, PyAny>, identity: FunctionIdenti
     .map_err(to_py_err)
 }
 
-/// `(codec, language, bytes)` of a hit.
-type HitTuple<'py> = (String, String, Bound<'py, PyBytes>);
+/// `(codec, language, data)` of a hit: `bytes`, or a [`Mapped`] result.
+type HitTuple<'py> = (String, String, Bound<'py, PyAny>);
+
+fn hit_tuple<'py>(py: Python<'py>, hit: hitsave_host::store::Hit) -> PyResult<HitTuple<'py>> {
+    let data = match hit.data {
+        ResultData::Inline(bytes) => PyBytes::new(py, &bytes).into_any(),
+        ResultData::Mapped(map) => Bound::new(py, Mapped::new(map))?.into_any(),
+    };
+    Ok((hit.codec, hit.language, data))
+}
+
+/// The right to compute one key (`Store.lock_compute`), held until
+/// `release()` (or until the object is collected, or the process ends).
+#[pyclass(frozen, module = "hitsave._native")]
+struct ComputeLock {
+    inner: std::sync::Mutex<Option<hitsave_host::store::ComputeLock>>,
+    waited: bool,
+}
+
+#[pymethods]
+impl ComputeLock {
+    /// Whether another caller held the key first (look the result up again).
+    #[getter]
+    fn waited(&self) -> bool {
+        self.waited
+    }
+
+    /// Lets the next caller of this key in.
+    fn release(&self) {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    }
+}
+
+/// A large stored result's bytes, memory-mapped copy-on-write from the store
+/// (a bytes-like object: the buffer protocol, writable). Pages load on first
+/// touch; writes stay private to this object and never reach the store.
+#[pyclass(frozen, module = "hitsave._native")]
+pub struct Mapped {
+    map: memmap2::MmapMut,
+    // The map's address, taken once with `&mut` so the buffer can be exported
+    // writable from a shared reference.
+    address: usize,
+}
+
+impl Mapped {
+    fn new(mut map: memmap2::MmapMut) -> Self {
+        let address = map.as_mut_ptr() as usize;
+        Self { map, address }
+    }
+
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+#[pymethods]
+impl Mapped {
+    fn __len__(&self) -> usize {
+        self.map.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<hitsave._native.Mapped {} bytes>", self.map.len())
+    }
+
+    /// Exports the mapping as a writable, one-dimensional byte buffer.
+    ///
+    /// # Safety
+    ///
+    /// `view` is the `Py_buffer` Python passes to `bf_getbuffer`.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::ffi::c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let len = pyo3::ffi::Py_ssize_t::try_from(this.map.len())
+            .map_err(|_| pyo3::exceptions::PyBufferError::new_err("result too large for a buffer"))?;
+        // SAFETY: the buffer points into `this.map`, which lives as long as
+        // the object; PyBuffer_FillInfo takes a reference to the object for
+        // the view's lifetime. The mapping is private, so writes through the
+        // buffer never reach the store's file.
+        let status = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), this.address as *mut std::ffi::c_void, len, 0, flags)
+        };
+        if status == -1 { Err(PyErr::fetch(slf.py())) } else { Ok(()) }
+    }
+}
 
 /// The portable encoding of a result, or `None` when it has no exact portable form.
 #[pyfunction]
@@ -210,10 +297,15 @@ fn encode_portable<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<
     Ok(portable::encode(value, &mut out, 0)?.then(|| PyBytes::new(py, out.as_bytes())))
 }
 
-/// Rebuilds a result stored with the portable codec.
+/// Rebuilds a result stored with the portable codec, from `bytes` or a
+/// [`Mapped`] result (whose large arrays come back as views of the mapping).
 #[pyfunction]
-fn decode_portable<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    portable::decode_value(py, data)
+fn decode_portable<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(mapped) = data.cast::<Mapped>() {
+        return portable::decode_mapped(py, mapped);
+    }
+    let bytes = data.cast::<PyBytes>()?;
+    portable::decode_value(py, bytes.as_bytes())
 }
 
 type NodeTuple = (String, String, String, Vec<u32>);
@@ -303,7 +395,7 @@ impl Store {
         let key = parse_digest(key)?;
         let hit =
             py.detach(|| if cloud { self.inner.get(&key) } else { self.inner.get_local(&key) }).map_err(to_py_err)?;
-        Ok(hit.map(|hit| (hit.codec, hit.language, PyBytes::new(py, hit.data.bytes()))))
+        hit.map(|hit| hit_tuple(py, hit)).transpose()
     }
 
     /// The call path's first step in one crossing: `(key, argument digest,
@@ -325,14 +417,21 @@ impl Store {
         let found =
             py.detach(|| if cloud { self.inner.get_for(&key, function_name) } else { self.inner.get_local(&key) });
         let outcome = match found {
-            Ok(Some(hit)) => {
-                let hit: HitTuple<'py> = (hit.codec, hit.language, PyBytes::new(py, hit.data.bytes()));
-                hit.into_pyobject(py)?.into_any()
-            }
+            Ok(Some(hit)) => hit_tuple(py, hit)?.into_pyobject(py)?.into_any(),
             Ok(None) => py.None().into_bound(py),
             Err(error) => to_py_err(error).into_value(py).into_bound(py).into_any(),
         };
         Ok((key.to_string(), digest.to_string(), outcome))
+    }
+
+    /// Waits (without the GIL, up to `lock_wait`) for the right to compute
+    /// `key`; `None` means compute without it (locks off, read-only, the
+    /// wait ran out).
+    fn lock_compute(&self, py: Python<'_>, key: &str) -> PyResult<Option<ComputeLock>> {
+        let key = parse_digest(key)?;
+        Ok(py
+            .detach(|| self.inner.lock_compute(&key))
+            .map(|lock| ComputeLock { waited: lock.waited(), inner: std::sync::Mutex::new(Some(lock)) }))
     }
 
     /// Stores a result; returns `stored`, `already_present` or `skipped`.
@@ -476,5 +575,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(error_codes, m)?)?;
     m.add_function(wrap_pyfunction!(component_digest, m)?)?;
     m.add_class::<Store>()?;
+    m.add_class::<Mapped>()?;
+    m.add_class::<ComputeLock>()?;
     Ok(())
 }

@@ -76,7 +76,7 @@ fn encode_array(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<bo
     let buffer = PyUntypedBuffer::get(&flat)?;
     // SAFETY: the export keeps the memory alive until `buffer` drops.
     let data = unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) };
-    out.array(&name, &shape, data);
+    out.array_aligned(&name, &shape, data);
     Ok(true)
 }
 
@@ -98,6 +98,9 @@ impl From<PyErr> for BuildError {
 /// Rebuilds Python values.
 pub struct PyBuilder<'py> {
     pub py: Python<'py>,
+    /// A memory-mapped result being decoded and the start of its bytes: large
+    /// aligned arrays become numpy views of the mapping instead of copies.
+    pub mapped: Option<(Bound<'py, PyAny>, usize)>,
 }
 
 impl<'py> Build for PyBuilder<'py> {
@@ -144,13 +147,33 @@ impl<'py> Build for PyBuilder<'py> {
     }
     fn array(&mut self, dtype: &str, shape: &[u64], data: &[u8]) -> Result<Self::Value, BuildError> {
         let numpy = self.py.import("numpy")?;
+        let item = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
+        if let Some((owner, start)) = &self.mapped
+            && data.len() >= hitsave_core::stream::ARRAY_ALIGN_MIN
+            && (data.as_ptr() as usize).is_multiple_of(item)
+        {
+            // A view of the copy-on-write mapping: loaded lazily by the OS,
+            // writable, and writes stay private to this result.
+            let kwargs = pyo3::types::PyDict::new(self.py);
+            kwargs.set_item("count", data.len() / item)?;
+            kwargs.set_item("offset", data.as_ptr() as usize - start)?;
+            let flat = numpy.call_method("frombuffer", (owner, dtype), Some(&kwargs))?;
+            return Ok(flat.call_method1("reshape", (shape.to_vec(),))?);
+        }
         let flat = numpy.call_method1("frombuffer", (PyBytes::new(self.py, data), dtype))?;
         // A writable array of its own, as the function returned.
         Ok(flat.call_method1("reshape", (shape.to_vec(),))?.call_method0("copy")?)
     }
 }
 
-/// Rebuilds a portable result.
+/// Rebuilds a portable result held in memory.
 pub fn decode_value<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    decode(bytes, &mut PyBuilder { py }).map_err(|BuildError(err)| err)
+    decode(bytes, &mut PyBuilder { py, mapped: None }).map_err(|BuildError(err)| err)
+}
+
+/// Rebuilds a memory-mapped portable result; its large arrays are views of `owner`.
+pub fn decode_mapped<'py>(py: Python<'py>, owner: &Bound<'py, crate::Mapped>) -> PyResult<Bound<'py, PyAny>> {
+    let bytes = owner.get().bytes();
+    let mut builder = PyBuilder { py, mapped: Some((owner.clone().into_any(), bytes.as_ptr() as usize)) };
+    decode(bytes, &mut builder).map_err(|BuildError(err)| err)
 }

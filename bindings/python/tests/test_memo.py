@@ -378,3 +378,114 @@ def test_a_forked_child_uses_the_store(project):
     assert result.stdout.count("computing") == 2, result.stdout
     assert "child 40 50" in result.stdout
     assert "parent sees the child's result: 50" in result.stdout
+
+
+def test_large_array_results_load_by_memory_map(project):
+    pytest.importorskip("numpy")
+    project.write(
+        "arrays.py",
+        """
+        import time
+        import numpy as np
+        from hitsave import memo
+
+        @memo
+        def big(n):
+            print("computing", flush=True)
+            time.sleep(0.2)  # slow enough to be worth storing (docs/spec/policy.md)
+            return {"grid": np.arange(n, dtype=np.float64).reshape(-1, 4), "ids": np.arange(n, dtype=np.int32), "small": np.ones(3, dtype=np.uint8)}
+        """,
+    )
+    check = """
+        import numpy as np
+        import arrays
+        from hitsave import _native
+
+        def mapped(array):
+            base = array
+            while base is not None and not isinstance(base, _native.Mapped):
+                base = getattr(base, "base", None) if not isinstance(base, memoryview) else base.obj
+            return base is not None
+
+        n = 1 << 20
+        out = arrays.big(n)
+        assert out["grid"].shape == (n // 4, 4) and out["grid"].dtype == np.float64
+        assert (out["grid"].ravel() == np.arange(n)).all() and (out["ids"] == np.arange(n, dtype=np.int32)).all()
+        print("mapped", mapped(out["grid"]), mapped(out["ids"]), mapped(out["small"]))
+        print("aligned", out["grid"].flags.aligned, out["ids"].flags.aligned)
+        out["grid"][0, 0] = -1.0   # writable, like the array the function returned
+        assert arrays.big(n)["grid"][0, 0] == 0.0, "a write to one result never reaches the store"
+        """
+    first = project.run(check)
+    assert first.stdout.count("computing") == 1
+    assert "mapped False False False" in first.stdout  # computed: the function's own arrays
+    second = project.run(check)
+    assert "computing" not in second.stdout, second.stdout
+    # Large arrays are views of the mapped result; the small one is copied.
+    assert "mapped True True False" in second.stdout, second.stdout
+    assert "aligned True True" in second.stdout
+    verify = project.run("import subprocess, sys; subprocess.run([sys.executable, '-m', 'hitsave', 'verify'], check=True)")
+    assert verify.returncode == 0
+
+
+@pytest.mark.parametrize("lock_wait, computations", [(None, 1), ("0", 2)])
+def test_two_processes_missing_one_key_compute_it_once(project, lock_wait, computations):
+    project.write(
+        "slow.py",
+        """
+        import time
+        from hitsave import memo
+
+        @memo
+        def slow(x):
+            print("computing", flush=True)
+            time.sleep(1.5)
+            return x * 2
+        """,
+    )
+    env = {} if lock_wait is None else {"HITSAVE_LOCK_WAIT": lock_wait}
+    start = project.root / "go"
+    code = f"""
+        import os, time
+        from slow import slow
+        while not os.path.exists({str(start)!r}):
+            time.sleep(0.005)
+        print("result", slow(21), flush=True)
+        """
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    environment = dict(os.environ, HITSAVE_CACHE_DIR=str(project.cache), PYTHONDONTWRITEBYTECODE="1", **env)
+    children = [
+        subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=project.root, env=environment, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    time.sleep(0.5)  # both imported and waiting
+    start.touch()
+    outputs = [child.communicate(timeout=60)[0] for child in children]
+    assert all("result 42" in out for out in outputs), outputs
+    # With the compute lock (default) the second process waits and hits; with
+    # HITSAVE_LOCK_WAIT=0 both compute (what the lock prevents).
+    assert sum(out.count("computing") for out in outputs) == computations, outputs
+
+
+def test_threads_missing_one_key_compute_it_once():
+    import time
+
+    runs = []
+
+    @hitsave.memo(name="slow-threads", version="1")
+    def slow(x):
+        runs.append(x)
+        time.sleep(0.5)
+        return x + 1
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(slow(1))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [2, 2, 2, 2] and runs == [1]

@@ -238,7 +238,16 @@ class MemoFunction(Generic[P, R]):
             return MISS
         return self._decode(hit)
 
-    def _decode(self, hit: tuple[str, str, bytes]) -> Any:
+    def _lock(self, store: _native.Store, key: str) -> _native.ComputeLock | None:
+        """The key's compute lock (waiting for another computation of it), or
+        ``None``: compute without it (locks off, read-only, timed out)."""
+        try:
+            return store.lock_compute(key)
+        except _native.HitSaveError as error:
+            _native.warn_once(error)
+            return None
+
+    def _decode(self, hit: tuple[str, str, bytes | _native.Mapped]) -> Any:
         codec, language, data = hit
         if codec == PORTABLE:
             return _native.decode_portable(data)
@@ -305,10 +314,20 @@ class MemoFunction(Generic[P, R]):
             if isinstance(hit, tuple):
                 return self._decode(hit)  # type: ignore[no-any-return]
             _native.warn_once(hit)
-        start = time.perf_counter_ns()
-        value = self._fn(*args, **kwargs)
-        self._save(store, key, arguments, value, (time.perf_counter_ns() - start) // 1000)
-        return value
+        lock = self._lock(store, key)
+        try:
+            if lock is not None and lock.waited:
+                # Another process or thread held this key: it has probably stored it.
+                again = self._lookup(store, key)
+                if again is not MISS:
+                    return again  # type: ignore[no-any-return]
+            start = time.perf_counter_ns()
+            value = self._fn(*args, **kwargs)
+            self._save(store, key, arguments, value, (time.perf_counter_ns() - start) // 1000)
+            return value
+        finally:
+            if lock is not None:
+                lock.release()
 
     async def _call_async(self, store: _native.Store, key: str, arguments: str, hit: Any, args: Any, kwargs: Any) -> Any:
         import asyncio
@@ -322,7 +341,14 @@ class MemoFunction(Generic[P, R]):
             return await asyncio.shield(pending)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
+        lock = None
         try:
+            lock = await asyncio.to_thread(self._lock, store, key)
+            if lock is not None and lock.waited:
+                again = await asyncio.to_thread(self._lookup, store, key)
+                if again is not MISS:
+                    future.set_result(again)
+                    return again
             start = time.perf_counter_ns()
             value = await self._fn(*args, **kwargs)  # type: ignore[misc]
             micros = (time.perf_counter_ns() - start) // 1000
@@ -335,6 +361,8 @@ class MemoFunction(Generic[P, R]):
             raise
         finally:
             self._pending.pop(key, None)
+            if lock is not None:
+                lock.release()
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         if instance is None:
