@@ -17,6 +17,7 @@ use hitsave_core::keys::FunctionIdentity;
 use hitsave_core::stream::StreamWriter;
 use hitsave_host::store::{Graph, NewEval, PutOutcome, ResultData};
 use hitsave_host::{Config, Core, HitSaveError};
+use pyo3::buffer::PyUntypedBuffer;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
@@ -308,6 +309,51 @@ fn decode_portable<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<B
     portable::decode_value(py, bytes.as_bytes())
 }
 
+/// The start of a pickled result with out-of-band buffers (`docs/python.md`,
+/// "Results"). A plain protocol-5 pickle starts with `0x80`, never `0x00`.
+const PICKLE_MAGIC: &[u8; 10] = b"\x00HSPICKLE\x01";
+
+/// Where each part of a pickle container starts: a multiple of this.
+const PICKLE_ALIGN: usize = 64;
+
+/// Packs a protocol-5 pickle and its out-of-band buffers into one result:
+/// the magic, `u32` buffer count, `u64` pickle length, a `u64` length per
+/// buffer (little-endian), then each buffer starting at a multiple of 64
+/// bytes, then the pickle. Loaded from a memory map, the buffers (numpy
+/// arrays' data) are used in place.
+#[pyfunction]
+fn pack_pickle<'py>(py: Python<'py>, body: &[u8], buffers: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
+    let views = buffers.iter().map(PyUntypedBuffer::get).collect::<PyResult<Vec<_>>>()?;
+    if views.iter().any(|view| !view.is_c_contiguous() && !view.is_fortran_contiguous()) {
+        return Err(pyo3::exceptions::PyValueError::new_err("an out-of-band pickle buffer is not contiguous"));
+    }
+    let aligned = |len: usize| len.next_multiple_of(PICKLE_ALIGN);
+    let head = PICKLE_MAGIC.len() + 4 + 8 + 8 * views.len();
+    let total = aligned(head) + views.iter().map(|view| aligned(view.len_bytes())).sum::<usize>() + body.len();
+    let count = u32::try_from(views.len()).map_err(|_| pyo3::exceptions::PyValueError::new_err("too many buffers"))?;
+    // `new_with` hands over zeroed memory, so the padding is zero.
+    PyBytes::new_with(py, total, |out| {
+        out[..PICKLE_MAGIC.len()].copy_from_slice(PICKLE_MAGIC);
+        let mut at = PICKLE_MAGIC.len();
+        out[at..at + 4].copy_from_slice(&count.to_le_bytes());
+        out[at + 4..at + 12].copy_from_slice(&(body.len() as u64).to_le_bytes());
+        at += 12;
+        for view in &views {
+            out[at..at + 8].copy_from_slice(&(view.len_bytes() as u64).to_le_bytes());
+            at += 8;
+        }
+        at = aligned(at);
+        for view in &views {
+            // SAFETY: the export is contiguous (checked above) and alive while `view` is.
+            let data = unsafe { std::slice::from_raw_parts(view.buf_ptr() as *const u8, view.len_bytes()) };
+            out[at..at + data.len()].copy_from_slice(data);
+            at += aligned(data.len());
+        }
+        out[at..].copy_from_slice(body);
+        Ok(())
+    })
+}
+
 type NodeTuple = (String, String, String, Vec<u32>);
 /// `(graph fingerprint, results, is current, [(node, change)])`.
 type WhyGroupTuple = (Option<String>, u64, bool, Vec<(String, String)>);
@@ -566,6 +612,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arguments_key, m)?)?;
     m.add_function(wrap_pyfunction!(encode_portable, m)?)?;
     m.add_function(wrap_pyfunction!(decode_portable, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_pickle, m)?)?;
+    m.add("PICKLE_MAGIC", PyBytes::new(py, PICKLE_MAGIC))?;
+    m.add("PICKLE_ALIGN", PICKLE_ALIGN)?;
     m.add("PORTABLE", hitsave_host::portable::CODEC)?;
     m.add_function(wrap_pyfunction!(fingerprints, m)?)?;
     m.add_function(wrap_pyfunction!(diff, m)?)?;

@@ -489,3 +489,69 @@ def test_threads_missing_one_key_compute_it_once():
     for thread in threads:
         thread.join()
     assert results == [2, 2, 2, 2] and runs == [1]
+
+
+def test_pickled_results_keep_large_buffers_out_of_band(project):
+    pytest.importorskip("numpy")
+    project.write(
+        "objects.py",
+        """
+        import time
+        import numpy as np
+        from hitsave import memo
+
+        @memo
+        def pair(n):
+            print("computing", flush=True)
+            time.sleep(0.2)
+            # A tuple has no portable form: pickled, with the arrays' data out of band.
+            return (np.arange(n, dtype=np.int64), np.asfortranarray(np.arange(n, dtype=np.float32).reshape(-1, 8)), np.ones(4), "label")
+
+        @memo
+        def small(n):
+            return (np.arange(n, dtype=np.int16), "tiny")
+        """,
+    )
+    check = """
+        import numpy as np
+        import objects
+        from hitsave import _native
+
+        def mapped(array):
+            base = array
+            while base is not None and not isinstance(base, _native.Mapped):
+                base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+            return base is not None
+
+        n = 1 << 18
+        a, f, small_part, label = objects.pair(n)
+        assert (a == np.arange(n)).all() and label == "label" and (small_part == 1).all()
+        assert f.flags.f_contiguous and (f == np.arange(n, dtype=np.float32).reshape(-1, 8)).all()
+        print("mapped", mapped(a), mapped(f), a.flags.writeable, a.flags.aligned)
+        a[0] = -5
+        assert objects.pair(n)[0][0] == 0
+        s, _ = objects.small(2100)  # 4200 bytes: out of band, but the whole result is inline in the index
+        s[0] = 9                     # copied out of the index, so writable
+        print("small", int(s[1]), s.flags.writeable)
+        """
+    first = project.run(check)
+    assert first.stdout.count("computing") == 1 and "mapped False False True True" in first.stdout, first.stdout
+    second = project.run(check)
+    assert "computing" not in second.stdout
+    assert "mapped True True True True" in second.stdout, second.stdout
+    assert "small 1 True" in second.stdout
+
+
+def test_plain_pickles_stored_before_containers_still_load(isolated_cache):
+    import pickle
+
+    @hitsave.memo(name="legacy-pickle", version="1")
+    def legacy(x):
+        raise AssertionError("must not run: the stored result answers")
+
+    store = hitsave._memo._open_store()
+    key = legacy.key(1)
+    arguments = hitsave._native.value_digest([[1], {}])
+    store.put(key, function_id="legacy-pickle@1", function_name="legacy", arguments=arguments, codec="pickle",
+              data=pickle.dumps({"set": {1, 2}}, protocol=5), compute_micros=1000)
+    assert legacy(1) == {"set": {1, 2}}

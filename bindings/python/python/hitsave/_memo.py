@@ -30,6 +30,46 @@ PORTABLE = "portable"
 PICKLE = "pickle"
 
 
+def _pickle(value: Any) -> bytes:
+    """Pickles ``value`` (protocol 5); buffers of 4 KiB or more (numpy arrays'
+    data) go out of band into a container (``_native.pack_pickle``) so a hit
+    loads them in place from the memory-mapped result."""
+    buffers: list[pickle.PickleBuffer] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        if memoryview(buffer).nbytes < 4096:
+            return True  # in band: not worth its own aligned slot
+        buffers.append(buffer)
+        return False
+
+    body = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+    return _native.pack_pickle(body, buffers) if buffers else body
+
+
+def _unpickle(data: bytes | _native.Mapped) -> Any:
+    """Loads what ``_pickle`` wrote, or a plain pickle (results stored before
+    out-of-band buffers; any pickle starts with 0x80, a container with 0x00)."""
+    import struct
+
+    view = memoryview(data)
+    magic = _native.PICKLE_MAGIC
+    if view[: len(magic)] != magic:
+        return pickle.loads(view)
+    align = _native.PICKLE_ALIGN
+    count, body_len = struct.unpack_from("<IQ", view, len(magic))
+    lengths = struct.unpack_from(f"<{count}Q", view, len(magic) + 12)
+    at = -(-(len(magic) + 12 + 8 * count) // align) * align
+    buffers: list[Any] = []
+    for length in lengths:
+        part = view[at : at + length]
+        # A mapped result is writable copy-on-write: arrays use it in place.
+        # Bytes from the index are read-only: copy, so arrays stay writable.
+        buffers.append(bytearray(part) if view.readonly else part)
+        at += -(-length // align) * align
+    if at + body_len != len(view):
+        raise pickle.UnpicklingError("hitsave: a pickled result's container does not add up")
+    return pickle.loads(view[at:], buffers=buffers)
+
 class Miss:
     """Returned by ``.lookup()`` when nothing is stored for the arguments."""
 
@@ -252,7 +292,7 @@ class MemoFunction(Generic[P, R]):
         if codec == PORTABLE:
             return _native.decode_portable(data)
         if codec == PICKLE:
-            return pickle.loads(data)
+            return _unpickle(data)
         error = _native.ForeignCodecError(
             f"{self.function_name}: the stored result was written by {language} with the {codec!r} codec, "
             "which only that language reads; call it with another name= or version=, or from that language"
@@ -271,7 +311,7 @@ class MemoFunction(Generic[P, R]):
                 return
             codec = PICKLE
             try:
-                data = pickle.dumps(value, protocol=5)
+                data = _pickle(value)
             except Exception as error:  # noqa: BLE001 - any pickling failure means "not storable"
                 warnings.warn(f"hitsave: {self.function_name}: the result cannot be pickled ({error}); it is returned but not stored", stacklevel=3)
                 return
