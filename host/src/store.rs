@@ -22,7 +22,7 @@
 //!   transactions so eviction never removes a blob a concurrent put relies on.
 //!   Two processes computing the same key both succeed; the first row stays.
 //!   To spare the second computation, callers take the key's compute lock
-//!   ([`Store::lock_compute`]) before computing and look again if they waited.
+//!   ([`Store::lock_compute`]) before computing and look again once they hold it.
 //! - The size budget is kept by the core's cost-aware eviction policy after
 //!   every put that crosses it.
 //! - Blob paths come only from validated hex digests and are opened through

@@ -266,11 +266,11 @@ class MemoFunction(Generic[P, R]):
             return None
         return store
 
-    def _lookup(self, store: _native.Store | None, key: str) -> Any:
+    def _lookup(self, store: _native.Store | None, key: str, cloud: bool = True) -> Any:
         if store is None:
             return MISS
         try:
-            hit = store.get(key, self._cloud is not False)
+            hit = store.get(key, cloud and self._cloud is not False)
         except _native.HitSaveError as error:
             _native.warn_once(error)
             return MISS
@@ -356,9 +356,11 @@ class MemoFunction(Generic[P, R]):
             _native.warn_once(hit)
         lock = self._lock(store, key)
         try:
-            if lock is not None and lock.waited:
-                # Another process or thread held this key: it has probably stored it.
-                again = self._lookup(store, key)
+            if lock is not None:
+                # Another process or thread may have stored it since the lookup
+                # (it held the lock, or finished just before we asked): look
+                # again, locally (one indexed read; the cloud was asked already).
+                again = self._lookup(store, key, cloud=False)
                 if again is not MISS:
                     return again  # type: ignore[no-any-return]
             start = time.perf_counter_ns()
@@ -384,8 +386,8 @@ class MemoFunction(Generic[P, R]):
         lock = None
         try:
             lock = await asyncio.to_thread(self._lock, store, key)
-            if lock is not None and lock.waited:
-                again = await asyncio.to_thread(self._lookup, store, key)
+            if lock is not None:
+                again = await asyncio.to_thread(self._lookup, store, key, False)
                 if again is not MISS:
                     future.set_result(again)
                     return again
