@@ -815,9 +815,9 @@ impl Store {
         let is_inline = inline.is_some();
         let data = match inline {
             Some(bytes) => ResultData::Inline(bytes),
-            None => match self.map_blob(&expected) {
-                Ok(map) => ResultData::Mapped(map),
-                Err(_) => {
+            None => match self.map_blob(&expected)? {
+                Some(map) => ResultData::Mapped(map),
+                None => {
                     self.remove_corrupt(&key_text)?;
                     return Ok(None);
                 }
@@ -843,17 +843,27 @@ impl Store {
         self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
     }
 
-    fn map_blob(&self, digest: &Digest) -> std::io::Result<memmap2::MmapMut> {
-        let file = self.dir.open(blob_path(digest))?.into_std();
-        if file.metadata()?.len() == 0 {
+    /// Maps a blob. `None` when it is missing or empty: damage, and the entry
+    /// goes. An error when it is there but cannot be opened or mapped
+    /// (permissions, address space, a strict overcommit limit): a warning and
+    /// a miss for the caller, never a reason to drop a good entry.
+    fn map_blob(&self, digest: &Digest) -> Result<Option<memmap2::MmapMut>> {
+        let path = blob_path(digest);
+        let io = |source| HitSaveError::StoreIo { path: self.root.join(&path), source };
+        let file = match self.dir.open(&path) {
+            Ok(file) => file.into_std(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(io(err)),
+        };
+        if file.metadata().map_err(io)?.len() == 0 {
             // An empty file cannot be mapped; an empty result is always inline, so this is damage.
-            return Err(std::io::Error::other("empty blob file"));
+            return Ok(None);
         }
         // SAFETY: blob files are never modified in place (written under a
         // temp name, then renamed); a file replaced or truncated underneath
         // the map is caught by the digest check that follows every map. The
         // map is private (copy-on-write): writes through it never reach the file.
-        unsafe { memmap2::MmapOptions::new().map_copy(&file) }
+        unsafe { memmap2::MmapOptions::new().map_copy(&file) }.map(Some).map_err(io)
     }
 
     /// Drops an entry whose bytes failed verification (and its blob, if no
@@ -1402,9 +1412,9 @@ impl Store {
                 None => return Ok(true), // removed meanwhile
             }
         } else {
-            match self.map_blob(&expected) {
-                Ok(map) => ResultData::Mapped(map),
-                Err(_) => return Ok(false),
+            match self.map_blob(&expected)? {
+                Some(map) => ResultData::Mapped(map),
+                None => return Ok(false),
             }
         };
         Ok(crate::hash::blob_digest(bytes.bytes()) == expected && bytes.bytes().len() as u64 == record.size)

@@ -274,6 +274,27 @@ fn corrupted_blob_is_a_miss_and_is_removed() {
 }
 
 #[test]
+fn a_blob_that_cannot_be_mapped_is_a_warning_and_keeps_its_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let big = content(0);
+    store.put(core(), &eval("a", "f", 10), &big).unwrap();
+    let digest = blake3::hash(&big).to_hex().to_string();
+    let blob = dir.path().join("blobs").join(&digest[..2]).join(&digest[2..]);
+    let aside = dir.path().join("aside");
+    // Something that opens but cannot be mapped (as root, permissions would
+    // not stop a read): a directory where the blob file was.
+    std::fs::rename(&blob, &aside).unwrap();
+    std::fs::create_dir(&blob).unwrap();
+    let error = store.get(&key("a")).unwrap_err();
+    assert_eq!(error.code(), "store_io");
+    assert!(store.record(&key("a").to_string()).unwrap().is_some(), "a good entry is not dropped for a mapping error");
+    std::fs::remove_dir(&blob).unwrap();
+    std::fs::rename(&aside, &blob).unwrap();
+    assert_eq!(store.get(&key("a")).unwrap().unwrap().data.bytes(), big.as_slice());
+}
+
+#[test]
 fn verify_reports_and_drops_corrupt_inline_and_missing_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&config(dir.path())).unwrap();
