@@ -244,23 +244,48 @@ function memo(fn, options = {}) {
       return promised ? Promise.resolve(value) : value;
     }
     if (status === STORE_ERROR) warnOnce(payload);
-    const start = process.hrtime.bigint();
-    const value = fn.apply(self, args);
-    if (value !== null && typeof value === 'object' && typeof value.then === 'function') {
-      // A plain function that returned a promise: store what it resolves to.
-      promised = true;
-      return settle(s, key, digest, value, start);
-    }
-    const micros = Number((process.hrtime.bigint() - start) / 1000n);
-    const encoded = save(s, value);
-    if (encoded) {
-      try {
-        native.put(s.handle, key, digest, encoded[0], encoded[1], micros);
-      } catch (error) {
-        warnOnce(error);
+    // A promise this function returned for the same key is still pending in
+    // this process: share it (waiting for its lock here would block the
+    // event loop it needs).
+    const running = pending.get(key);
+    if (running) return running;
+    // Another process or thread may be computing this key: wait for it, then
+    // look again (docs/configuration.md, HITSAVE_LOCK_WAIT).
+    const [lock, again, found] = native.lockCompute(s.handle, key);
+    let releaseLater = false;
+    try {
+      if (again === HIT_VALUE || again === HIT_DATA) {
+        const value = decodeHit(again, found, functionName);
+        return promised ? Promise.resolve(value) : value;
       }
+      const start = process.hrtime.bigint();
+      const value = fn.apply(self, args);
+      if (value !== null && typeof value === 'object' && typeof value.then === 'function') {
+        // A plain function that returned a promise: store what it resolves to.
+        promised = true;
+        releaseLater = lock !== null;
+        const settled = settle(s, key, digest, value, start);
+        const done = () => {
+          pending.delete(key);
+          if (releaseLater) native.releaseLock(lock);
+        };
+        settled.then(done, done);
+        pending.set(key, settled);
+        return settled;
+      }
+      const micros = Number((process.hrtime.bigint() - start) / 1000n);
+      const encoded = save(s, value);
+      if (encoded) {
+        try {
+          native.put(s.handle, key, digest, encoded[0], encoded[1], micros);
+        } catch (error) {
+          warnOnce(error);
+        }
+      }
+      return value;
+    } finally {
+      if (lock !== null && !releaseLater) native.releaseLock(lock);
     }
-    return value;
   }
 
   const pending = new Map();
@@ -292,8 +317,15 @@ function memo(fn, options = {}) {
     if (status === STORE_ERROR) warnOnce(payload);
     const running = pending.get(key);
     if (running) return running;
-    const start = process.hrtime.bigint();
-    const computation = (async () => settle(s, key, digest, fn.apply(self, args), start))();
+    const computation = (async () => {
+      const [lock, again, found] = await native.lockComputeAsync(s.handle, key);
+      try {
+        if (again === HIT_VALUE || again === HIT_DATA) return decodeHit(again, found, functionName);
+        return await settle(s, key, digest, fn.apply(self, args), process.hrtime.bigint());
+      } finally {
+        if (lock !== null) native.releaseLock(lock);
+      }
+    })();
     pending.set(key, computation);
     try {
       return await computation;

@@ -467,6 +467,87 @@ pub fn lookup_call_async(env: Env, handle: u32, args: Raw) -> Result<AsyncTask<L
     Ok(AsyncTask::new(Lookup { function, stream, deferred }))
 }
 
+/// Compute locks this process holds, by the id JavaScript keeps (`lockCompute`).
+static LOCKS: std::sync::Mutex<(u32, Vec<(u32, hitsave_host::store::ComputeLock)>)> =
+    std::sync::Mutex::new((0, Vec::new()));
+
+/// Takes the key's compute lock (waiting while another process or thread
+/// computes it) and looks the key up again in the local store.
+fn lock_and_look(function: &Function, key: &Digest) -> (Option<u32>, std::result::Result<Option<Hit>, HitSaveError>) {
+    let store = match function.store() {
+        Ok(store) => store,
+        Err(error) => return (None, Err(error)),
+    };
+    let id = store.lock_compute(key).map(|lock| {
+        let mut locks = LOCKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.0 = locks.0.wrapping_add(1);
+        let id = locks.0;
+        locks.1.push((id, lock));
+        id
+    });
+    (id, store.get_local(key))
+}
+
+fn lock_to_js(js: Js, id: Option<u32>, found: std::result::Result<Option<Hit>, HitSaveError>) -> Result<Raw> {
+    let id = match id {
+        Some(id) => js.number(id as f64)?,
+        None => js.null()?,
+    };
+    let (status, payload) = hit_to_js(js, found)?;
+    Ok(Raw(js.array_of(&[id, js.number(status)?, payload])?))
+}
+
+/// Before computing after a miss: `[lock id or null, status, payload]`. Waits
+/// (up to `lock_wait`) while another process or thread computes the key, then
+/// reads the local store again: a hit means someone else stored it meanwhile.
+/// Release the lock with `releaseLock` once the result is stored.
+#[napi]
+pub fn lock_compute(env: Env, handle: u32, key: String) -> Result<Raw> {
+    let js = Js(env.raw());
+    let function = function(handle)?;
+    let key = parse_digest(js, &key)?;
+    let (id, found) = lock_and_look(&function, &key);
+    lock_to_js(js, id, found)
+}
+
+/// `lockCompute` on a worker thread (async functions never wait on the JS thread).
+pub struct LockCompute {
+    function: Arc<Function>,
+    key: Digest,
+}
+
+impl Task for LockCompute {
+    type Output = (Option<u32>, std::result::Result<Option<Hit>, HitSaveError>);
+    type JsValue = Raw;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        Ok(lock_and_look(&self.function, &self.key))
+    }
+
+    fn resolve(&mut self, env: Env, (id, found): Self::Output) -> Result<Raw> {
+        lock_to_js(Js(env.raw()), id, found)
+    }
+}
+
+/// `lockCompute` for async functions.
+#[napi(ts_return_type = "Promise<[number | null, number, unknown]>")]
+pub fn lock_compute_async(env: Env, handle: u32, key: String) -> Result<AsyncTask<LockCompute>> {
+    let js = Js(env.raw());
+    let function = function(handle)?;
+    let key = parse_digest(js, &key)?;
+    Ok(AsyncTask::new(LockCompute { function, key }))
+}
+
+/// Lets the next caller of a locked key in (an unknown id is ignored).
+#[napi]
+pub fn release_lock(id: u32) {
+    let released = {
+        let mut locks = LOCKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.1.iter().position(|(held, _)| *held == id).map(|at| locks.1.swap_remove(at))
+    };
+    drop(released);
+}
+
 /// A result to store, its bytes kept alive by a reference to their Buffer.
 pub struct Put {
     function: Arc<Function>,

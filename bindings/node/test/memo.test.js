@@ -390,3 +390,52 @@ test("Node's own WebAssembly traps still work beside the embedded wasmtime", () 
   });
   assert.deepStrictEqual(project.run('main.js').out, { caught: 'RuntimeError', after: 8 });
 });
+
+test('two processes missing one key compute it once (the compute lock); with the lock off, twice', async () => {
+  const project = new Project({
+    'main.js': `
+      const fs = require('node:fs');
+      const { memo } = require(HITSAVE);
+      const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+      const slowSync = memo(function slowSync(x) {
+        fs.appendFileSync(__dirname + '/sync.log', 'x');
+        sleep(1500);
+        return x * 2;
+      });
+      const slowAsync = memo(async function slowAsync(x) {
+        fs.appendFileSync(__dirname + '/async.log', 'x');
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        return x * 3;
+      });
+      while (!fs.existsSync(__dirname + '/go')) sleep(5);
+      const a = slowSync(7);
+      slowAsync(7).then((b) => console.log(JSON.stringify({ a, b })));
+    `,
+  });
+  const count = (name) => {
+    const file = path.join(project.root, name);
+    return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').length : 0;
+  };
+  const race = async (env) => {
+    const children = [project.spawn('main.js', env), project.spawn('main.js', env)];
+    const outputs = children.map((child) => {
+      let out = '';
+      child.stdout.on('data', (chunk) => (out += chunk));
+      return new Promise((resolve) => child.on('close', (code) => resolve({ code, out })));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 700)); // both started and waiting
+    fs.writeFileSync(path.join(project.root, 'go'), '');
+    const done = await Promise.all(outputs);
+    fs.rmSync(path.join(project.root, 'go'));
+    for (const { code, out } of done) {
+      assert.strictEqual(code, 0);
+      assert.deepStrictEqual(JSON.parse(out.trim()), { a: 14, b: 21 });
+    }
+  };
+  await race({});
+  assert.deepStrictEqual([count('sync.log'), count('async.log')], [1, 1], 'the second process waited and hit');
+  // Without the lock both compute: what the lock saves (and proof this test can fail).
+  fs.rmSync(project.cache, { recursive: true, force: true });
+  await race({ HITSAVE_LOCK_WAIT: '0' });
+  assert.deepStrictEqual([count('sync.log'), count('async.log')], [3, 3]);
+});
