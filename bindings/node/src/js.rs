@@ -327,6 +327,48 @@ impl Js {
         Ok(out)
     }
 
+    /// An `ArrayBuffer` over memory V8 does not own (a memory-mapped result):
+    /// `owner` is kept alive until the buffer is collected, then dropped.
+    /// `Err(owner)` back where the runtime refuses external buffers (then copy instead).
+    pub fn external_arraybuffer<T: 'static>(
+        self,
+        data: *mut u8,
+        len: usize,
+        owner: Box<T>,
+    ) -> Result<std::result::Result<V, Box<T>>> {
+        unsafe extern "C" fn release<T>(
+            _env: sys::napi_env,
+            _data: *mut std::ffi::c_void,
+            hint: *mut std::ffi::c_void,
+        ) {
+            // SAFETY: `hint` is the Box leaked below, released exactly once, here.
+            drop(unsafe { Box::from_raw(hint as *mut T) });
+        }
+        let hint = Box::into_raw(owner);
+        let mut out = ptr::null_mut();
+        // SAFETY: `data..data + len` stays valid while `hint` is alive, which
+        // V8 guarantees until the finalizer runs.
+        let status = unsafe {
+            sys::napi_create_external_arraybuffer(self.0, data.cast(), len, Some(release::<T>), hint.cast(), &mut out)
+        };
+        if status != sys::Status::napi_ok {
+            // SAFETY: V8 did not take the hint: it is still ours.
+            let owner = unsafe { Box::from_raw(hint) };
+            if status == sys::Status::napi_no_external_buffers_allowed {
+                return Ok(Err(owner));
+            }
+            check(status, "external array buffer")?;
+        }
+        Ok(Ok(out))
+    }
+
+    /// A TypedArray of `len` items over `buffer`, starting `offset` bytes in.
+    pub fn typedarray_at(self, kind: sys::napi_typedarray_type, len: usize, buffer: V, offset: usize) -> Result<V> {
+        let mut out = ptr::null_mut();
+        check(unsafe { sys::napi_create_typedarray(self.0, kind, len, buffer, offset, &mut out) }, "typed array")?;
+        Ok(out)
+    }
+
     pub fn typedarray(self, kind: sys::napi_typedarray_type, len: usize, buffer: V) -> Result<V> {
         let mut out = ptr::null_mut();
         check(unsafe { sys::napi_create_typedarray(self.0, kind, len, buffer, 0, &mut out) }, "typed array")?;

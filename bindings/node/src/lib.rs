@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use hitsave_core::Digest;
 use hitsave_core::graph::{Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
-use hitsave_host::store::{Graph, Hit, NewEval, PutOutcome};
+use hitsave_host::store::{Graph, Hit, NewEval, PutOutcome, ResultData};
 use hitsave_host::{Config, Core, HitSaveError, Store};
 use napi::bindgen_prelude::{AsyncTask, FromNapiValue, Unknown};
 use napi::{Env, Error, Result, Task, sys};
@@ -363,9 +363,10 @@ const STORE_ERROR: f64 = 3.0;
 fn hit_to_js(js: Js, found: std::result::Result<Option<Hit>, HitSaveError>) -> Result<(f64, V)> {
     Ok(match found {
         Ok(None) => (MISS, js.null()?),
-        Ok(Some(hit)) if hit.codec == hitsave_host::portable::CODEC => {
-            (HIT_VALUE, portable::decode_value(js, context::get()?, hit.data.bytes())?)
-        }
+        Ok(Some(hit)) if hit.codec == hitsave_host::portable::CODEC => match hit.data {
+            ResultData::Mapped(map) => (HIT_VALUE, portable::decode_mapped(js, context::get()?, map)?),
+            ResultData::Inline(bytes) => (HIT_VALUE, portable::decode_value(js, context::get()?, &bytes)?),
+        },
         Ok(Some(hit)) => {
             (HIT_DATA, js.array_of(&[js.str(&hit.codec)?, js.str(&hit.language)?, js.buffer(hit.data.bytes())?])?)
         }

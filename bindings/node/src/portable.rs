@@ -212,6 +212,10 @@ impl From<napi::Error> for BuildError {
 pub struct JsBuilder<'c> {
     pub js: Js,
     pub ctx: &'c Context,
+    /// A memory-mapped result being decoded, as an external `ArrayBuffer`,
+    /// and the address its bytes start at: large aligned arrays become
+    /// TypedArrays over it instead of copies.
+    pub mapped: Option<(V, usize)>,
 }
 
 impl Build for JsBuilder<'_> {
@@ -274,13 +278,22 @@ impl Build for JsBuilder<'_> {
     }
     fn array(&mut self, dtype: &str, shape: &[u64], data: &[u8]) -> std::result::Result<V, BuildError> {
         let js = self.js;
-        let buffer = js.arraybuffer(data)?;
         let item = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
         let (kind, len) = match typed_array_kind(dtype) {
             Some(kind) => (kind, data.len() / item),
             None => (sys::TypedarrayType::uint8_array, data.len()),
         };
-        let typed = js.typedarray(kind, len, buffer)?;
+        let typed = match self.mapped {
+            // A view of the copy-on-write mapping: paged in lazily, writable,
+            // writes stay private to this result.
+            Some((buffer, start))
+                if data.len() >= hitsave_core::stream::ARRAY_ALIGN_MIN
+                    && (data.as_ptr() as usize).is_multiple_of(item) =>
+            {
+                js.typedarray_at(kind, len, buffer, data.as_ptr() as usize - start)?
+            }
+            _ => js.typedarray(kind, len, js.arraybuffer(data)?)?,
+        };
         if shape.len() == 1 && typed_array_kind(dtype).is_some() {
             return Ok(typed);
         }
@@ -290,9 +303,32 @@ impl Build for JsBuilder<'_> {
     }
 }
 
-/// Rebuilds a portable result.
+/// Rebuilds a portable result held in memory.
 pub fn decode_value(js: Js, ctx: &Context, bytes: &[u8]) -> Result<V> {
-    decode(bytes, &mut JsBuilder { js, ctx }).map_err(|error| match error {
+    decode_with(js, bytes, &mut JsBuilder { js, ctx, mapped: None })
+}
+
+/// Rebuilds a memory-mapped portable result; its large arrays are
+/// TypedArrays over the mapping, which lives as long as any of them.
+pub fn decode_mapped(js: Js, ctx: &Context, mut map: memmap2::MmapMut) -> Result<V> {
+    let (address, len) = (map.as_mut_ptr(), map.len());
+    let map = Box::new(map);
+    // SAFETY of the bytes below: the Box moves only the MmapMut handle, not
+    // the mapping; the mapping lives until the ArrayBuffer's finalizer (or
+    // the end of this function, when the runtime refuses external buffers).
+    let bytes = unsafe { std::slice::from_raw_parts(address as *const u8, len) };
+    match js.external_arraybuffer(address, len, map)? {
+        Ok(buffer) => decode_with(js, bytes, &mut JsBuilder { js, ctx, mapped: Some((buffer, address as usize)) }),
+        Err(map) => {
+            let value = decode_value(js, ctx, bytes);
+            drop(map); // after the copies are made
+            value
+        }
+    }
+}
+
+fn decode_with(js: Js, bytes: &[u8], builder: &mut JsBuilder<'_>) -> Result<V> {
+    decode(bytes, builder).map_err(|error| match error {
         BuildError::Js(error) => error,
         BuildError::Host(error) => crate::to_napi(js, error),
     })

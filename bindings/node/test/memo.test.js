@@ -439,3 +439,30 @@ test('two processes missing one key compute it once (the compute lock); with the
   await race({ HITSAVE_LOCK_WAIT: '0' });
   assert.deepStrictEqual([count('sync.log'), count('async.log')], [3, 3]);
 });
+
+test('large array results are views of the memory-mapped result, writable, private', () => {
+  const project = new Project({
+    'main.js': `
+      const fs = require('node:fs');
+      const { memo } = require(HITSAVE);
+      const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+      const big = memo(function big(n) {
+        fs.appendFileSync(__dirname + '/runs.log', 'x');
+        sleep(200); // slow enough to be worth storing (docs/spec/policy.md)
+        return { label: 'waves', samples: Float64Array.from({ length: n }, (_, i) => i / 2), small: new Int32Array([1, 2, 3]) };
+      });
+      const n = 1 << 17;
+      const out = big(n);
+      const s = out.samples;
+      const view = (a) => a.buffer.byteLength > a.byteLength && a.byteOffset % 64 === 0;
+      const ok = s.length === n && s[n - 1] === (n - 1) / 2 && out.label === 'waves';
+      s[0] = -1; // writable like the array the function returned
+      console.log(JSON.stringify({ ok, mapped: view(s), small: view(out.small), again: big(n).samples[0] }));
+    `,
+  });
+  const first = project.run('main.js').out;
+  assert.deepStrictEqual(first, { ok: true, mapped: false, small: false, again: 0 });
+  const second = project.run('main.js').out;
+  assert.deepStrictEqual(second, { ok: true, mapped: true, small: false, again: 0 }, 'a write never reaches the store');
+  assert.strictEqual(fs.readFileSync(path.join(project.root, 'runs.log'), 'utf8'), 'x');
+});
