@@ -36,8 +36,9 @@ pub struct Call {
     pub stored: Option<PutOutcome>,
 }
 
-/// Looks `eval.key` up; on a miss runs `compute` (which returns the encoded
-/// result) and stores it. `eval.compute_micros` is filled in here. Errors of
+/// Looks `eval.key` up; on a miss takes the key's compute lock
+/// ([`Store::lock_compute`]), looks again, runs `compute` (which returns the
+/// encoded result) and stores it. `eval.compute_micros` is filled in here. Errors of
 /// `compute` are returned as they are and nothing is stored.
 pub fn call<E>(
     store: Option<&Store>,
@@ -52,6 +53,14 @@ pub fn call<E>(
             Ok(None) => {}
             Err(err) => warnings.push(err),
         }
+    }
+    // Another process or thread computing this key: wait for it (the lock is
+    // held until this call returns), then read what it stored.
+    let lock = store.and_then(|store| store.lock_compute(&eval.key));
+    if let (Some(store), Some(_)) = (store, &lock)
+        && let Ok(Some(hit)) = store.get_local(&eval.key)
+    {
+        return Ok(Call { data: hit.data, source: Source::Hit, warnings, stored: None });
     }
     let start = Instant::now();
     let data = compute()?;

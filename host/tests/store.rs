@@ -523,3 +523,29 @@ fn the_compute_lock_is_shared_between_processes() {
     assert!(lines.next().is_some_and(|line| line.starts_with("lock: got it")));
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn concurrent_calls_of_one_key_compute_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<(Source, Vec<u8>)> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    let call = memo::call(Some(&store), core(), eval("shared", "f", 0), || {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(300));
+                        Ok::<_, ()>(b"once".to_vec())
+                    })
+                    .unwrap();
+                    (call.source, call.data.bytes().to_vec())
+                })
+            })
+            .collect();
+        calls.into_iter().map(|call| call.join().unwrap()).collect()
+    });
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1, "the others waited and read its result");
+    assert_eq!(results.iter().filter(|(source, _)| *source == Source::Computed).count(), 1);
+    assert!(results.iter().all(|(_, data)| data == b"once"));
+}
