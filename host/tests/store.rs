@@ -250,14 +250,21 @@ fn writer_killed_at_random_points_leaves_only_whole_entries() {
     store.gc(core(), None).unwrap();
 }
 
-#[test]
-fn corrupted_blob_is_a_miss_and_is_removed() {
+/// A store holding one large result (entry "a"): the directory, the store,
+/// the result's bytes and its blob file.
+fn store_with_one_blob() -> (tempfile::TempDir, Store, Vec<u8>, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&config(dir.path())).unwrap();
     let big = content(0);
     store.put(core(), &eval("a", "f", 10), &big).unwrap();
     let digest = blake3::hash(&big).to_hex().to_string();
     let blob = dir.path().join("blobs").join(&digest[..2]).join(&digest[2..]);
+    (dir, store, big, blob)
+}
+
+#[test]
+fn corrupted_blob_is_a_miss_and_is_removed() {
+    let (_dir, store, big, blob) = store_with_one_blob();
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[1234] ^= 1;
     std::fs::write(&blob, &bytes).unwrap();
@@ -275,12 +282,7 @@ fn corrupted_blob_is_a_miss_and_is_removed() {
 
 #[test]
 fn a_blob_that_cannot_be_mapped_is_a_warning_and_keeps_its_entry() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
-    let big = content(0);
-    store.put(core(), &eval("a", "f", 10), &big).unwrap();
-    let digest = blake3::hash(&big).to_hex().to_string();
-    let blob = dir.path().join("blobs").join(&digest[..2]).join(&digest[2..]);
+    let (dir, store, big, blob) = store_with_one_blob();
     let aside = dir.path().join("aside");
     // Something that opens but cannot be mapped (as root, permissions would
     // not stop a read): a directory where the blob file was.
