@@ -102,8 +102,20 @@ fn unavailable(message: impl Into<String>) -> HitSaveError {
 pub struct CloudClient {
     base: String,
     key: String,
-    http: reqwest::blocking::Client,
+    /// The HTTP client and the fork generation it belongs to: a blocking
+    /// reqwest client runs its own thread, which a forked child does not
+    /// have, so a child builds its own (`CloudClient::http`).
+    http: Mutex<(u64, reqwest::blocking::Client)>,
     signing: Option<[u8; 32]>,
+}
+
+fn http_client() -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("hitsave/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot build an HTTP client: {err}")))
 }
 
 /// Installs rustls's ring provider once (reqwest is built without a default provider).
@@ -119,14 +131,22 @@ impl CloudClient {
     /// `signing_key` signs and verifies language-only results.
     pub fn new(url: &str, api_key: &str, signing_key: Option<&str>) -> Result<Self> {
         install_crypto_provider();
-        let http = reqwest::blocking::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("hitsave/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot build an HTTP client: {err}")))?;
+        let http = Mutex::new((crate::store::fork_generation(), http_client()?));
         let signing = signing_key.map(|secret| blake3::derive_key(SIGNING_CONTEXT, secret.as_bytes()));
         Ok(Self { base: url.trim_end_matches('/').to_owned(), key: api_key.to_owned(), http, signing })
+    }
+
+    /// This process's HTTP client (a cheap handle); a forked child builds its own.
+    fn http(&self) -> Result<reqwest::blocking::Client> {
+        let mut http = self.http.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generation = crate::store::fork_generation();
+        if http.0 != generation {
+            let parents = std::mem::replace(&mut http.1, http_client()?);
+            // Dropping it would join the parent's runtime thread, which this process does not have.
+            std::mem::forget(parents);
+            http.0 = generation;
+        }
+        Ok(http.1.clone())
     }
 
     /// The client a configuration describes, if it names a server and a key.
@@ -166,7 +186,7 @@ impl CloudClient {
 
     /// The key's project and scope.
     pub fn whoami(&self) -> Result<serde_json::Value> {
-        self.json(self.send(self.http.get(self.url_of("/v1/whoami")))?)
+        self.json(self.send(self.http()?.get(self.url_of("/v1/whoami")))?)
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self, response: reqwest::blocking::Response) -> Result<T> {
@@ -182,7 +202,7 @@ impl CloudClient {
                 evals: Vec<RemoteEval>,
             }
             let response =
-                self.send(self.http.post(self.url_of("/v1/evals/lookup")).json(&json!({ "keys": chunk })))?;
+                self.send(self.http()?.post(self.url_of("/v1/evals/lookup")).json(&json!({ "keys": chunk })))?;
             found.extend(self.json::<Found>(response)?.evals);
         }
         Ok(found)
@@ -199,7 +219,7 @@ impl CloudClient {
         if let Some(after) = after {
             url.push_str(&format!("&after={}", encode_path(after)));
         }
-        let page: Page = self.json(self.send(self.http.get(url))?)?;
+        let page: Page = self.json(self.send(self.http()?.get(url))?)?;
         Ok((page.evals, page.next))
     }
 
@@ -212,7 +232,8 @@ impl CloudClient {
         let mut attempts = 0;
         while (data.len() as u64) < eval.size || (eval.size == 0 && attempts == 0) {
             attempts += 1;
-            let mut request = self.http.get(self.url_of(&format!("/v1/blobs/{}", eval.blob))).timeout(TRANSFER_TIMEOUT);
+            let mut request =
+                self.http()?.get(self.url_of(&format!("/v1/blobs/{}", eval.blob))).timeout(TRANSFER_TIMEOUT);
             if !data.is_empty() {
                 request = request.header(reqwest::header::RANGE, format!("bytes={}-", data.len()));
             }
@@ -268,12 +289,12 @@ impl CloudClient {
             digests.sort_unstable();
             digests.dedup();
             let response =
-                self.send(self.http.post(self.url_of("/v1/blobs/missing")).json(&json!({ "digests": digests })))?;
+                self.send(self.http()?.post(self.url_of("/v1/blobs/missing")).json(&json!({ "digests": digests })))?;
             let missing = self.json::<Missing>(response)?.missing;
             for digest in &missing {
                 if let Some((_, data)) = chunk.iter().find(|(eval, _)| &eval.blob == digest) {
                     self.send(
-                        self.http
+                        self.http()?
                             .put(self.url_of(&format!("/v1/blobs/{digest}")))
                             .timeout(TRANSFER_TIMEOUT)
                             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -282,7 +303,7 @@ impl CloudClient {
                 }
             }
             let records: Vec<RemoteEval> = chunk.iter().map(|(eval, _)| self.signed(eval.clone())).collect();
-            self.send(self.http.post(self.url_of("/v1/evals")).json(&json!({ "evals": records })))?;
+            self.send(self.http()?.post(self.url_of("/v1/evals")).json(&json!({ "evals": records })))?;
         }
         Ok(())
     }
@@ -310,17 +331,17 @@ impl CloudClient {
 
     /// Creates an API key for this key's project: the server's answer (the key is shown once).
     pub fn create_key(&self, scope: &str, name: &str) -> Result<serde_json::Value> {
-        self.json(self.send(self.http.post(self.url_of("/v1/keys")).json(&json!({ "scope": scope, "name": name })))?)
+        self.json(self.send(self.http()?.post(self.url_of("/v1/keys")).json(&json!({ "scope": scope, "name": name })))?)
     }
 
     /// The project's keys.
     pub fn list_keys(&self) -> Result<serde_json::Value> {
-        self.json(self.send(self.http.get(self.url_of("/v1/keys")))?)
+        self.json(self.send(self.http()?.get(self.url_of("/v1/keys")))?)
     }
 
     /// Revokes a key of the project.
     pub fn revoke_key(&self, id: &str) -> Result<()> {
-        self.send(self.http.delete(self.url_of(&format!("/v1/keys/{}", encode_path(id)))))?;
+        self.send(self.http()?.delete(self.url_of(&format!("/v1/keys/{}", encode_path(id)))))?;
         Ok(())
     }
 }
@@ -350,6 +371,9 @@ pub struct CloudSync {
     config: Config,
     health: Mutex<Health>,
     uploading: AtomicBool,
+    /// The fork generation `uploading` was last set in: a flag the parent's
+    /// uploader set means nothing in a forked child.
+    uploading_generation: std::sync::atomic::AtomicU64,
     /// Completed uploader runs (so a drain can tell a run that made no progress).
     runs: std::sync::atomic::AtomicU64,
     /// Per function: calls that reached the cloud, for the prefetch policy.
@@ -384,6 +408,7 @@ impl CloudSync {
             config: config.clone(),
             health: Mutex::new(Health { down_until: None, backoff: FIRST_BACKOFF }),
             uploading: AtomicBool::new(false),
+            uploading_generation: std::sync::atomic::AtomicU64::new(crate::store::fork_generation()),
             runs: std::sync::atomic::AtomicU64::new(0),
             usage: Mutex::new(std::collections::HashMap::new()),
         })))
@@ -534,6 +559,11 @@ impl CloudSync {
 
     /// Starts the background uploader if it is not running.
     pub fn wake_uploader(self: &Arc<Self>) {
+        let generation = crate::store::fork_generation();
+        if self.uploading_generation.swap(generation, Ordering::AcqRel) != generation {
+            // Forked: the parent's uploader thread is not in this process.
+            self.uploading.store(false, Ordering::Release);
+        }
         if self.uploading.swap(true, Ordering::AcqRel) {
             return;
         }

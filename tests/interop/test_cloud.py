@@ -197,3 +197,37 @@ def test_an_unreachable_server_means_local_only_with_one_warning(tmp_path: Path)
     assert json.loads(result.stdout)[3] == [1, 2]
     assert result.stderr.count("warning[cloud_unavailable]") == 1, result.stderr
     assert time.monotonic() - start < 30
+
+
+def test_a_forked_child_reads_through_and_uploads_with_its_own_client(cloud: Cloud, tmp_path: Path) -> None:
+    # Machine b computes f(5) and uploads it.
+    out = python(cloud.machine("b"), PY_SHARED + "\nf(5)\nprint(json.dumps(runs))", tmp_path)
+    assert out == [5]
+    # Machine a uses the cloud in the parent, then forks (as multiprocessing does on
+    # Linux): the child's HTTP client and uploader must be its own, not the parent's
+    # threads, which a child does not have.
+    code = PY_SHARED + textwrap.dedent("""
+        import os, sys
+        f(1)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            value = f(5)   # a cloud hit, read through by the child
+            f(6)           # computed in the child, uploaded by the child
+            from hitsave import _memo
+            _memo._open_store().drain_uploads()
+            os.write(write, json.dumps({"value": value, "runs": runs}).encode())
+            os._exit(0)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        child = json.loads(os.read(read, 65536))
+        print(json.dumps({"child": child, "status": status}))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cloud.machine("a"), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "cloud_unavailable" not in result.stderr, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out == {"child": {"value": {"x": 5, "square": 25, "tags": ["a", "b"]}, "runs": [1, 6]}, "status": 0}
+    # What the child computed reached the cloud: machine c hits it.
+    out = python(cloud.machine("c"), PY_SHARED + "\nf(6)\nprint(json.dumps(runs))", tmp_path)
+    assert out == []
