@@ -70,6 +70,7 @@ def _unpickle(data: bytes | _native.Mapped) -> Any:
         raise pickle.UnpicklingError("hitsave: a pickled result's container does not add up")
     return pickle.loads(view[at:], buffers=buffers)
 
+
 class Miss:
     """Returned by ``.lookup()`` when nothing is stored for the arguments."""
 
