@@ -277,7 +277,7 @@ function memo(fn, options = {}) {
       const encoded = save(s, value);
       if (encoded) {
         try {
-          native.put(s.handle, key, digest, encoded[0], encoded[1], micros);
+          stored(s, key, encoded, micros, native.put(s.handle, key, digest, encoded[0], encoded[1], micros));
         } catch (error) {
           warnOnce(error);
         }
@@ -289,6 +289,22 @@ function memo(fn, options = {}) {
   }
 
   const pending = new Map();
+  // Keys whose last result the store's policy declined (for `why`): [bytes, µs].
+  const notStored = new Map();
+  let warnedNotStored = false;
+
+  function stored(s, key, encoded, micros, outcome) {
+    if (outcome !== 'skipped' || s.mode === 'read-only') return;
+    if (notStored.size >= 1024) notStored.clear();
+    notStored.set(key, [encoded[1].length, micros]);
+    if (warnedNotStored) return;
+    warnedNotStored = true;
+    process.emitWarning(
+      `hitsave: ${functionName}: a result of ${encoded[1].length} bytes computed in ${micros} µs is returned but not stored: ` +
+        "the store's policy keeps results that are cheaper to read back than to recompute and fit the size budget (docs/spec/policy.md)",
+      { type: 'HitSaveNotStoredWarning', code: 'HITSAVE_NOT_STORED' },
+    );
+  }
 
   async function settle(s, key, digest, promise, start) {
     const value = await promise;
@@ -296,7 +312,7 @@ function memo(fn, options = {}) {
     const encoded = save(s, value);
     if (encoded) {
       try {
-        await native.putAsync(s.handle, key, digest, encoded[0], encoded[1], micros);
+        stored(s, key, encoded, micros, await native.putAsync(s.handle, key, digest, encoded[0], encoded[1], micros));
       } catch (error) {
         warnOnce(error);
       }
@@ -378,6 +394,11 @@ function memo(fn, options = {}) {
   memoized.why = function (...args) {
     if (!enabled()) return 'the cache is off';
     if (memoized.lookup.apply(this, args) !== MISS) return 'hit';
+    const declined = notStored.get(memoized.key.apply(this, args));
+    if (declined) {
+      return `miss: the last result for these arguments (${declined[0]} bytes, computed in ${declined[1]} µs) was not stored: ` +
+        'cheaper to recompute than to read back, or larger than the size budget (docs/spec/policy.md)';
+    }
     let groups;
     try {
       groups = native.why(state.handle);

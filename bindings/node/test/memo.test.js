@@ -466,3 +466,26 @@ test('large array results are views of the memory-mapped result, writable, priva
   assert.deepStrictEqual(second, { ok: true, mapped: true, small: false, again: 0 }, 'a write never reaches the store');
   assert.strictEqual(fs.readFileSync(path.join(project.root, 'runs.log'), 'utf8'), 'x');
 });
+
+test('a result the policy declines is returned with one warning, and why says so', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const warnings = [];
+      process.on('warning', (warning) => warnings.push([warning.name, warning.code]));
+      let runs = 0;
+      // 4 MiB made in a blink: cheaper to recompute than to read back.
+      const cheap = memo(function cheap(n) { runs++; return Buffer.alloc(n); });
+      cheap(4 << 20);
+      cheap(4 << 20);
+      const small = memo(function small(n) { return n + 1; });
+      small(1);
+      setImmediate(() => console.log(JSON.stringify({ runs, warnings, why: cheap.why(4 << 20), small: small.why(1) })));
+    `,
+  });
+  const { out } = project.run('main.js');
+  assert.strictEqual(out.runs, 2, 'not stored, so computed again');
+  assert.deepStrictEqual(out.warnings, [['HitSaveNotStoredWarning', 'HITSAVE_NOT_STORED']], 'one warning per function');
+  assert.match(out.why, /^miss: the last result for these arguments \(\d+ bytes, computed in \d+ µs\) was not stored/);
+  assert.strictEqual(out.small, 'hit');
+});

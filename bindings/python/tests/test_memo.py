@@ -555,3 +555,32 @@ def test_plain_pickles_stored_before_containers_still_load(isolated_cache):
     store.put(key, function_id="legacy-pickle@1", function_name="legacy", arguments=arguments, codec="pickle",
               data=pickle.dumps({"set": {1, 2}}, protocol=5), compute_micros=1000)
     assert legacy(1) == {"set": {1, 2}}
+
+
+def test_a_result_the_policy_declines_is_returned_with_a_warning_and_why_says_so(isolated_cache):
+    np = pytest.importorskip("numpy")
+    runs = []
+
+    @hitsave.memo(name="cheap-and-big", version="1")
+    def cheap(n):
+        runs.append(n)
+        return np.zeros(n, dtype=np.uint8)  # 4 MiB made in a blink: cheaper to recompute than to read back
+
+    with pytest.warns(hitsave.NotStoredWarning, match="not stored"):
+        assert cheap(4 << 20).shape == (4 << 20,)
+    why = cheap.why(4 << 20)
+    assert why.startswith("miss: the last result for these arguments (") and "was not stored" in why, why
+    with pytest.warns(hitsave.NotStoredWarning):
+        cheap(4 << 20)
+    assert runs == [4 << 20, 4 << 20], "not stored, so computed again"
+
+    @hitsave.memo(name="cheap-and-small", version="1")
+    def small(n):
+        return n + 1
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # small results are always kept: no warning
+        assert small(1) == 2
+    assert small.why(1) == "hit"

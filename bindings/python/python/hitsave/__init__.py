@@ -7,7 +7,7 @@
 """
 
 from hitsave import _native
-from hitsave._memo import MISS, Miss, MemoFunction, memo
+from hitsave._memo import MISS, Miss, MemoFunction, NotStoredWarning, memo
 from hitsave._native import HitSaveError
 from hitsave._types import File
 
@@ -23,4 +23,4 @@ def value_digest(value: object) -> str:
     return _native.value_digest(value)
 
 
-__all__ = ["File", "HitSaveError", "MISS", "Miss", "MemoFunction", "memo", "value_digest"]
+__all__ = ["File", "HitSaveError", "MISS", "Miss", "MemoFunction", "NotStoredWarning", "memo", "value_digest"]

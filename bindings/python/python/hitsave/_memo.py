@@ -71,6 +71,12 @@ def _unpickle(data: bytes | _native.Mapped) -> Any:
     return pickle.loads(view[at:], buffers=buffers)
 
 
+class NotStoredWarning(UserWarning):
+    """A result was returned but not stored, by the store's policy
+    (``docs/spec/policy.md``): cheaper to recompute than to read back, or
+    larger than the whole size budget. Silence it with ``warnings.filterwarnings``."""
+
+
 class Miss:
     """Returned by ``.lookup()`` when nothing is stored for the arguments."""
 
@@ -168,6 +174,8 @@ class MemoFunction(Generic[P, R]):
         self._graph: tuple[str, list[Any]] | None = None
         self._is_async = bool(code is not None and code.co_flags & _CO_COROUTINE)
         self._pending: dict[str, asyncio.Future[Any]] = {}
+        # Keys whose last result the store's policy declined (for `why`), with size and µs.
+        self._not_stored: dict[str, tuple[int, int]] = {}
         self.function_name = f"{fn.__module__}:{fn.__qualname__}" if name is None else name
 
     # -- identity and keys -------------------------------------------------
@@ -319,7 +327,7 @@ class MemoFunction(Generic[P, R]):
         identity = self._identity[0] if self._identity else ""
         graph = self._graph
         try:
-            store.put(
+            outcome = store.put(
                 key,
                 function_id=identity,
                 function_name=self.function_name,
@@ -332,6 +340,18 @@ class MemoFunction(Generic[P, R]):
             )
         except _native.HitSaveError as error:
             _native.warn_once(error)
+            return
+        if outcome == "skipped" and store.mode != "read-only":
+            if len(self._not_stored) >= 1024:
+                self._not_stored.clear()
+            self._not_stored[key] = (len(data), micros)
+            warnings.warn(
+                f"hitsave: {self.function_name}: a result of {len(data)} bytes computed in {micros} µs is returned but not "
+                "stored: the store's policy keeps results that are cheaper to read back than to recompute and fit the "
+                "size budget (docs/spec/policy.md)",
+                NotStoredWarning,
+                stacklevel=3,
+            )
 
     # -- calls ---------------------------------------------------------------
 
@@ -439,6 +459,12 @@ class MemoFunction(Generic[P, R]):
         key = self._key(args, kwargs)[0]
         if self._lookup(store, key) is not MISS:
             return "hit"
+        if key in self._not_stored:
+            size, micros = self._not_stored[key]
+            return (
+                f"miss: the last result for these arguments ({size} bytes, computed in {micros} µs) was not stored: "
+                "cheaper to recompute than to read back, or larger than the size budget (docs/spec/policy.md)"
+            )
         if self._graph is not None:
             store.record_function(self.function_name, self._graph[0], self._graph[1])
         try:
