@@ -87,6 +87,9 @@ const MISS_STATUS = 0;
 const HIT_VALUE = 1;
 const HIT_DATA = 2;
 const STORE_ERROR = 3;
+// What one attempt at a compute lock found (tryLockComputeAsync).
+const LOCK_HELD = 0;
+const LOCK_BUSY = 1;
 
 const PORTABLE = 'portable';
 const V8 = 'v8';
@@ -206,9 +209,9 @@ function memo(fn, options = {}) {
       spec.fingerprint = graph.fingerprint;
       spec.graph = { root: graph.root, nodes: graph.nodes };
     }
-    const [handle, mode] = native.registerFunction(spec);
+    const [handle, mode, , lockWait] = native.registerFunction(spec);
     flushAtExit();
-    state = { handle, mode, graph, fingerprint: graph ? graph.fingerprint : null };
+    state = { handle, mode, lockWait, graph, fingerprint: graph ? graph.fingerprint : null };
     return state;
   }
 
@@ -334,7 +337,19 @@ function memo(fn, options = {}) {
     const running = pending.get(key);
     if (running) return running;
     const computation = (async () => {
-      const [lock, again, found] = await native.lockComputeAsync(s.handle, key);
+      // The compute lock, polled with timers so that waiting for another
+      // process holds neither this thread nor a libuv worker.
+      let lock = null, again = MISS_STATUS, found = null;
+      const deadline = Date.now() + s.lockWait;
+      for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+        const [attempt, id, status, payload] = await native.tryLockComputeAsync(s.handle, key);
+        if (attempt === LOCK_BUSY && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, pause));
+          continue;
+        }
+        if (attempt === LOCK_HELD) [lock, again, found] = [id, status, payload];
+        break;
+      }
       try {
         if (again === HIT_VALUE || again === HIT_DATA) return decodeHit(again, found, functionName);
         return await settle(s, key, digest, fn.apply(self, args), process.hrtime.bigint());

@@ -481,6 +481,17 @@ impl ComputeLock {
     }
 }
 
+/// What one attempt at a compute lock found ([`Store::try_lock_compute`]).
+#[derive(Debug)]
+pub enum TryLock {
+    /// Held until dropped.
+    Acquired(ComputeLock),
+    /// Another process or thread holds it: try again later (up to `lock_wait`).
+    Busy,
+    /// No lock: locking is off, the store is read-only, or no lock file can be made.
+    Unavailable,
+}
+
 impl Drop for ComputeLock {
     fn drop(&mut self) {
         // Unlinked while still held, so no lock file outlives its computation;
@@ -495,42 +506,31 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Takes an exclusive lock on `dir/name`, polling for up to `wait`.
+/// One attempt at an exclusive lock on `dir/name`, never waiting:
+/// `Ok(Some)` held, `Ok(None)` busy (another holder), `Err` no lock can be made.
 #[cfg(unix)]
-fn lock_file(dir: &Path, name: &str, wait: Duration) -> Option<ComputeLock> {
+fn try_lock_file(dir: &Path, name: &str) -> std::result::Result<Option<ComputeLock>, ()> {
     use std::os::unix::fs::MetadataExt as _;
     use std::os::unix::io::AsRawFd as _;
     let path = dir.join(name);
-    let deadline = Instant::now() + wait;
-    let mut waited = false;
-    let mut created_dir = false;
-    loop {
+    // A few rounds: the directory may need making, and a holder may unlink
+    // the file between our open and our lock (then we lock a stale file).
+    for _ in 0..8 {
         let file = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path) {
             Ok(file) => file,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !created_dir => {
-                created_dir = true;
-                std::fs::create_dir_all(dir).ok()?;
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(|_| ())?;
                 continue;
             }
-            Err(_) => return None,
+            Err(_) => return Err(()),
         };
-        let mut pause = Duration::from_millis(1);
-        loop {
-            // SAFETY: flock on a descriptor this function owns.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if !matches!(err.raw_os_error(), Some(code) if code == libc::EWOULDBLOCK || code == libc::EINTR) {
-                return None;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            waited = true;
-            std::thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(50));
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return match std::io::Error::last_os_error().raw_os_error() {
+                Some(code) if code == libc::EWOULDBLOCK => Ok(None),
+                Some(code) if code == libc::EINTR => continue,
+                _ => Err(()),
+            };
         }
         // The previous holder unlinks the file when it is done: the lock only
         // counts if the path still names the file that is locked.
@@ -539,15 +539,39 @@ fn lock_file(dir: &Path, name: &str, wait: Duration) -> Option<ComputeLock> {
             _ => false,
         };
         if same {
-            return Some(ComputeLock { file, path, waited });
+            return Ok(Some(ComputeLock { file, path, waited: false }));
         }
-        waited = true;
     }
+    Ok(None)
 }
 
 #[cfg(not(unix))]
-fn lock_file(_dir: &Path, _name: &str, _wait: Duration) -> Option<ComputeLock> {
-    None
+fn try_lock_file(_dir: &Path, _name: &str) -> std::result::Result<Option<ComputeLock>, ()> {
+    Err(())
+}
+
+/// Takes an exclusive lock on `dir/name`, polling for up to `wait`.
+fn lock_file(dir: &Path, name: &str, wait: Duration) -> Option<ComputeLock> {
+    let deadline = Instant::now() + wait;
+    let mut waited = false;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match try_lock_file(dir, name) {
+            Ok(Some(mut lock)) => {
+                lock.waited = waited;
+                return Some(lock);
+            }
+            Ok(None) => {}
+            Err(()) => return None,
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        waited = true;
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
 }
 
 fn temp_name() -> String {
@@ -776,6 +800,25 @@ impl Store {
     /// without it, as before locks existed.
     pub fn lock_compute(&self, key: &Digest) -> Option<ComputeLock> {
         self.lock_compute_for(key, self.lock_wait)
+    }
+
+    /// One attempt at the compute lock, never waiting (for callers that must
+    /// not block a thread while they wait, such as Node's async path, which
+    /// polls with timers): see [`TryLock`].
+    pub fn try_lock_compute(&self, key: &Digest) -> TryLock {
+        if self.read_only || self.lock_wait.is_zero() {
+            return TryLock::Unavailable;
+        }
+        match try_lock_file(&self.root.join("locks"), &key.to_string()) {
+            Ok(Some(lock)) => TryLock::Acquired(lock),
+            Ok(None) => TryLock::Busy,
+            Err(()) => TryLock::Unavailable,
+        }
+    }
+
+    /// How long callers wait for another computation of a key (`lock_wait`).
+    pub fn lock_wait(&self) -> Duration {
+        self.lock_wait
     }
 
     /// [`Store::lock_compute`] with an explicit wait.

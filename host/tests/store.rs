@@ -13,7 +13,7 @@ use std::time::Duration;
 use hitsave_core::{Digest, DigestKind};
 use hitsave_host::config::{Config, Mode};
 use hitsave_host::memo::{self, Source};
-use hitsave_host::store::{NewEval, PutOutcome, Store};
+use hitsave_host::store::{NewEval, PutOutcome, Store, TryLock};
 use hitsave_host::{Core, LoadOptions};
 
 fn core() -> &'static Core {
@@ -500,10 +500,20 @@ fn the_compute_lock_lets_one_caller_compute_and_the_others_wait() {
     // Every holder removes its lock file; none is left behind.
     assert_eq!(std::fs::read_dir(dir.path().join("locks")).unwrap().count(), 0);
 
+    // One attempt, never waiting: held, then busy for another caller, then free again.
+    let held = match store.try_lock_compute(&k) {
+        TryLock::Acquired(lock) => lock,
+        other => panic!("a free key: {other:?}"),
+    };
+    assert!(matches!(store.try_lock_compute(&k), TryLock::Busy));
+    drop(held);
+    assert!(matches!(store.try_lock_compute(&k), TryLock::Acquired(_)));
+
     // Off: lock_wait = 0, and in read-only mode.
     let mut off = config(dir.path());
     off.lock_wait = Duration::ZERO;
     assert!(Store::open(&off).unwrap().lock_compute(&k).is_none());
+    assert!(matches!(Store::open(&off).unwrap().try_lock_compute(&k), TryLock::Unavailable));
     let mut read_only = config(dir.path());
     read_only.mode = Mode::ReadOnly;
     assert!(Store::open(&read_only).unwrap().lock_compute(&k).is_none());

@@ -349,6 +349,7 @@ pub fn register_function(env: Env, spec: Raw) -> Result<Raw> {
         js.number(handle)?,
         js.str(config.mode.as_str())?,
         js.str(&cache_dir.display().to_string())?,
+        js.number(config.lock_wait.as_secs_f64() * 1000.0)?,
     ])?))
 }
 
@@ -479,14 +480,17 @@ fn lock_and_look(function: &Function, key: &Digest) -> (Option<u32>, std::result
         Ok(store) => store,
         Err(error) => return (None, Err(error)),
     };
-    let id = store.lock_compute(key).map(|lock| {
-        let mut locks = LOCKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        locks.0 = locks.0.wrapping_add(1);
-        let id = locks.0;
-        locks.1.push((id, lock));
-        id
-    });
+    let id = store.lock_compute(key).map(keep_lock);
     (id, store.get_local(key))
+}
+
+/// Keeps a held lock in this process's table; JavaScript gets its id.
+fn keep_lock(lock: hitsave_host::store::ComputeLock) -> u32 {
+    let mut locks = LOCKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    locks.0 = locks.0.wrapping_add(1);
+    let id = locks.0;
+    locks.1.push((id, lock));
+    id
 }
 
 fn lock_to_js(js: Js, id: Option<u32>, found: std::result::Result<Option<Hit>, HitSaveError>) -> Result<Raw> {
@@ -511,32 +515,53 @@ pub fn lock_compute(env: Env, handle: u32, key: String) -> Result<Raw> {
     lock_to_js(js, id, found)
 }
 
-/// `lockCompute` on a worker thread (async functions never wait on the JS thread).
-pub struct LockCompute {
+/// One attempt at the compute lock on a worker, never waiting there: async
+/// functions poll it with timers, so waiting for another process holds
+/// neither the JS thread nor a libuv worker.
+pub struct TryLockCompute {
     function: Arc<Function>,
     key: Digest,
 }
 
-impl Task for LockCompute {
-    type Output = (Option<u32>, std::result::Result<Option<Hit>, HitSaveError>);
+/// What a lock attempt found, as JavaScript sees it.
+const LOCK_HELD: f64 = 0.0;
+const LOCK_BUSY: f64 = 1.0;
+const LOCK_NONE: f64 = 2.0;
+
+impl Task for TryLockCompute {
+    type Output = (f64, Option<u32>, std::result::Result<Option<Hit>, HitSaveError>);
     type JsValue = Raw;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        Ok(lock_and_look(&self.function, &self.key))
+        let store = match self.function.store() {
+            Ok(store) => store,
+            Err(error) => return Ok((LOCK_NONE, None, Err(error))),
+        };
+        Ok(match store.try_lock_compute(&self.key) {
+            hitsave_host::store::TryLock::Acquired(lock) => {
+                (LOCK_HELD, Some(keep_lock(lock)), store.get_local(&self.key))
+            }
+            hitsave_host::store::TryLock::Busy => (LOCK_BUSY, None, Ok(None)),
+            hitsave_host::store::TryLock::Unavailable => (LOCK_NONE, None, Ok(None)),
+        })
     }
 
-    fn resolve(&mut self, env: Env, (id, found): Self::Output) -> Result<Raw> {
-        lock_to_js(Js(env.raw()), id, found)
+    fn resolve(&mut self, env: Env, (state, id, found): Self::Output) -> Result<Raw> {
+        let js = Js(env.raw());
+        let Raw(rest) = lock_to_js(js, id, found)?;
+        Ok(Raw(js.array_of(&[js.number(state)?, js.element(rest, 0)?, js.element(rest, 1)?, js.element(rest, 2)?])?))
     }
 }
 
-/// `lockCompute` for async functions.
-#[napi(ts_return_type = "Promise<[number | null, number, unknown]>")]
-pub fn lock_compute_async(env: Env, handle: u32, key: String) -> Result<AsyncTask<LockCompute>> {
+/// For async functions: `[state, lock id or null, status, payload]` where
+/// state is 0 (held: the local store was read again), 1 (busy: try again
+/// later, up to `lockWait`) or 2 (no lock: compute without one).
+#[napi(ts_return_type = "Promise<[number, number | null, number, unknown]>")]
+pub fn try_lock_compute_async(env: Env, handle: u32, key: String) -> Result<AsyncTask<TryLockCompute>> {
     let js = Js(env.raw());
     let function = function(handle)?;
     let key = parse_digest(js, &key)?;
-    Ok(AsyncTask::new(LockCompute { function, key }))
+    Ok(AsyncTask::new(TryLockCompute { function, key }))
 }
 
 /// Lets the next caller of a locked key in (an unknown id is ignored).

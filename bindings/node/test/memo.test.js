@@ -489,3 +489,45 @@ test('a result the policy declines is returned with one warning, and why says so
   assert.match(out.why, /^miss: the last result for these arguments \(\d+ bytes, computed in \d+ µs\) was not stored/);
   assert.strictEqual(out.small, 'hit');
 });
+
+test('waiting for another process holds neither the event loop nor the libuv pool', async () => {
+  const project = new Project({
+    'slow.js': `
+      const fs = require('node:fs');
+      const { memo } = require(HITSAVE);
+      module.exports = memo(async function slow(x) {
+        fs.appendFileSync(__dirname + '/started.log', 'x');
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        return x * 10;
+      });
+    `,
+    'holder.js': `
+      const slow = require('./slow');
+      Promise.all([0, 1, 2, 3, 4, 5].map(slow)).then((values) => console.log(JSON.stringify(values)));
+    `,
+    'waiter.js': `
+      const fs = require('node:fs');
+      const slow = require('./slow');
+      const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+      // Start once the holder computes all six keys (and so holds their locks).
+      while (!fs.existsSync(__dirname + '/started.log') || fs.readFileSync(__dirname + '/started.log', 'utf8').length < 6) sleep(5);
+      const values = Promise.all([0, 1, 2, 3, 4, 5].map(slow));
+      const asked = Date.now();
+      setTimeout(async () => {
+        const start = Date.now();
+        await fs.promises.readFile(__filename); // needs a libuv worker
+        const readMs = Date.now() - start;
+        const all = await values;
+        console.log(JSON.stringify({ values: all, readMs, waitedMs: Date.now() - asked }));
+      }, 100);
+    `,
+  });
+  const holder = project.spawn('holder.js');
+  const done = new Promise((resolve) => holder.on('close', resolve));
+  const { out } = project.run('waiter.js');
+  await done;
+  assert.deepStrictEqual(out.values, [0, 10, 20, 30, 40, 50]);
+  assert.strictEqual(fs.readFileSync(path.join(project.root, 'started.log'), 'utf8'), 'xxxxxx', 'the waiter computed nothing');
+  assert.ok(out.waitedMs >= 1000, `it did wait for the holder (${out.waitedMs} ms)`);
+  assert.ok(out.readMs < 1000, `a file read went through while six keys were waited for (${out.readMs} ms)`);
+});
