@@ -470,6 +470,26 @@ impl Store {
         Ok((key.to_string(), digest.to_string(), outcome))
     }
 
+    /// One attempt at the compute lock, never waiting: `("held", lock)`,
+    /// `("busy", None)` (another caller holds it: try again later, up to
+    /// `lock_wait`) or `("none", None)` (no lock: compute without one).
+    fn try_lock_compute(&self, py: Python<'_>, key: &str) -> PyResult<(&'static str, Option<ComputeLock>)> {
+        let key = parse_digest(key)?;
+        Ok(match py.detach(|| self.inner.try_lock_compute(&key)) {
+            hitsave_host::store::TryLock::Acquired(lock) => {
+                ("held", Some(ComputeLock { waited: false, inner: std::sync::Mutex::new(Some(lock)) }))
+            }
+            hitsave_host::store::TryLock::Busy => ("busy", None),
+            hitsave_host::store::TryLock::Unavailable => ("none", None),
+        })
+    }
+
+    /// Seconds a call waits for another computation of its key (`HITSAVE_LOCK_WAIT`).
+    #[getter]
+    fn lock_wait(&self) -> f64 {
+        self.inner.lock_wait().as_secs_f64()
+    }
+
     /// Waits (without the GIL, up to `lock_wait`) for the right to compute
     /// `key`; `None` means compute without it (locks off, read-only, the
     /// wait ran out).

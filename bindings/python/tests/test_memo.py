@@ -584,3 +584,61 @@ def test_a_result_the_policy_declines_is_returned_with_a_warning_and_why_says_so
         warnings.simplefilter("error")  # small results are always kept: no warning
         assert small(1) == 2
     assert small.why(1) == "hit"
+
+
+def test_async_waits_for_another_process_hold_no_executor_thread(project):
+    project.write(
+        "slow_async.py",
+        """
+        import asyncio, os
+        from hitsave import memo
+
+        @memo
+        async def slow(x):
+            with open(os.path.join(os.path.dirname(__file__), "started.log"), "a") as log:
+                log.write("x")
+            await asyncio.sleep(2.5)
+            return x * 10
+        """,
+    )
+    project.write(
+        "holder.py",
+        """
+        import asyncio
+        from slow_async import slow
+        async def main():
+            print(await asyncio.gather(*(slow(i) for i in range(8))), flush=True)
+        asyncio.run(main())
+        """,
+    )
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, HITSAVE_CACHE_DIR=str(project.cache), PYTHONDONTWRITEBYTECODE="1")
+    holder = subprocess.Popen([sys.executable, "holder.py"], cwd=project.root, env=environment, stdout=subprocess.PIPE, text=True)
+    try:
+        waiter = project.run(
+            """
+            import asyncio, json, os, time
+            from slow_async import slow
+            while not os.path.exists("started.log") or len(open("started.log").read()) < 8:
+                time.sleep(0.005)   # the holder computes all eight keys and holds their locks
+
+            async def main():
+                asked = time.monotonic()
+                values = asyncio.gather(*(slow(i) for i in range(8)))
+                await asyncio.sleep(0.1)
+                start = time.monotonic()
+                await asyncio.to_thread(lambda: None)   # needs a thread of the default executor
+                thread_ms = (time.monotonic() - start) * 1000
+                print(json.dumps({"values": await values, "thread_ms": thread_ms, "waited_ms": (time.monotonic() - asked) * 1000}))
+            asyncio.run(main())
+            """
+        )
+    finally:
+        holder.communicate(timeout=60)
+    out = __import__("json").loads(waiter.stdout.strip().splitlines()[-1])
+    assert out["values"] == [i * 10 for i in range(8)]
+    assert (project.root / "started.log").read_text() == "x" * 8, "the waiter computed nothing"
+    assert out["waited_ms"] >= 1000, out
+    assert out["thread_ms"] < 1000, f"an executor thread was free while eight keys waited: {out}"

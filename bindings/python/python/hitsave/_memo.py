@@ -296,6 +296,27 @@ class MemoFunction(Generic[P, R]):
             _native.warn_once(error)
             return None
 
+    async def _lock_async(self, store: _native.Store, key: str) -> _native.ComputeLock | None:
+        """``_lock`` for coroutines: one non-blocking attempt at a time, with
+        ``asyncio.sleep`` between, so waiting for another process holds no
+        executor thread (a blocking wait per key could fill the default
+        executor, which our own stores need: two processes each waiting on
+        the other's keys would then stall until ``HITSAVE_LOCK_WAIT``)."""
+        import asyncio
+
+        deadline = time.monotonic() + store.lock_wait
+        pause = 0.001
+        while True:
+            try:
+                state, lock = await asyncio.to_thread(store.try_lock_compute, key)
+            except _native.HitSaveError as error:
+                _native.warn_once(error)
+                return None
+            if state != "busy" or time.monotonic() >= deadline:
+                return lock
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
     def _decode(self, hit: tuple[str, str, bytes | _native.Mapped]) -> Any:
         codec, language, data = hit
         if codec == PORTABLE:
@@ -406,7 +427,7 @@ class MemoFunction(Generic[P, R]):
         self._pending[key] = future
         lock = None
         try:
-            lock = await asyncio.to_thread(self._lock, store, key)
+            lock = await self._lock_async(store, key)
             if lock is not None:
                 again = await asyncio.to_thread(self._lookup, store, key, False)
                 if again is not MISS:
