@@ -131,15 +131,15 @@ impl CloudClient {
     /// `signing_key` signs and verifies language-only results.
     pub fn new(url: &str, api_key: &str, signing_key: Option<&str>) -> Result<Self> {
         install_crypto_provider();
-        let http = Mutex::new((crate::store::fork_generation(), http_client()?));
+        let http = Mutex::new((crate::fork::generation(), http_client()?));
         let signing = signing_key.map(|secret| blake3::derive_key(SIGNING_CONTEXT, secret.as_bytes()));
         Ok(Self { base: url.trim_end_matches('/').to_owned(), key: api_key.to_owned(), http, signing })
     }
 
     /// This process's HTTP client (a cheap handle); a forked child builds its own.
     fn http(&self) -> Result<reqwest::blocking::Client> {
-        let mut http = self.http.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let generation = crate::store::fork_generation();
+        let mut http = crate::fork::lock(&self.http);
+        let generation = crate::fork::generation();
         if http.0 != generation {
             let parents = std::mem::replace(&mut http.1, http_client()?);
             // Dropping it would join the parent's runtime thread, which this process does not have.
@@ -408,7 +408,7 @@ impl CloudSync {
             config: config.clone(),
             health: Mutex::new(Health { down_until: None, backoff: FIRST_BACKOFF }),
             uploading: AtomicBool::new(false),
-            uploading_generation: std::sync::atomic::AtomicU64::new(crate::store::fork_generation()),
+            uploading_generation: std::sync::atomic::AtomicU64::new(crate::fork::generation()),
             runs: std::sync::atomic::AtomicU64::new(0),
             usage: Mutex::new(std::collections::HashMap::new()),
         })))
@@ -420,14 +420,14 @@ impl CloudSync {
     }
 
     fn reachable(&self) -> bool {
-        let health = self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let health = crate::fork::lock(&self.health);
         health.down_until.is_none_or(|until| Instant::now() >= until)
     }
 
     /// Notes the outcome of a request: an unreachable server is warned about
     /// once and skipped until the backoff passes.
     fn note<T>(&self, result: &Result<T>) {
-        let mut health = self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut health = crate::fork::lock(&self.health);
         match result {
             Err(error @ HitSaveError::CloudUnavailable(_)) => {
                 crate::memo::warn_once(error);
@@ -468,7 +468,7 @@ impl CloudSync {
     /// the background (once per function per process).
     fn consider_prefetch(self: &Arc<Self>, store: &Store, function_name: &str, remote_hit: bool) {
         let (calls, remote_hits, misses) = {
-            let mut usage = self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut usage = crate::fork::lock(&self.usage);
             let entry = usage.entry(function_name.to_owned()).or_default();
             entry.calls += 1;
             if remote_hit {
@@ -559,7 +559,7 @@ impl CloudSync {
 
     /// Starts the background uploader if it is not running.
     pub fn wake_uploader(self: &Arc<Self>) {
-        let generation = crate::store::fork_generation();
+        let generation = crate::fork::generation();
         if self.uploading_generation.swap(generation, Ordering::AcqRel) != generation {
             // Forked: the parent's uploader thread is not in this process.
             self.uploading.store(false, Ordering::Release);

@@ -34,6 +34,7 @@
 pub mod cloud;
 pub mod config;
 pub mod error;
+pub(crate) mod fork;
 pub mod hash;
 pub mod memo;
 pub mod paths;

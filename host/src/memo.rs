@@ -82,7 +82,7 @@ pub fn call<E>(
 /// broken cache is said once rather than on every call.
 pub fn warn_once(error: &HitSaveError) {
     static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut seen = crate::fork::lock(&SEEN);
     if seen.get_or_insert_with(HashSet::new).insert(error.code()) {
         eprintln!(
             "hitsave: warning[{}]: {error} (the result is returned, but the cache could not be used)",

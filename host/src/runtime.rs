@@ -124,7 +124,9 @@ impl Core {
     /// Runs `call` on a pooled instance. A trapped instance is dropped (its
     /// state is undefined); so is one that took a very large input.
     fn with<R>(&self, input_size: usize, call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>) -> Result<R> {
-        let pooled = self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        // A fork waits for calls in flight (wasmtime's own registries included).
+        let _entered = crate::fork::enter();
+        let pooled = crate::fork::lock(&self.pool).pop();
         let mut instance = match pooled {
             Some(instance) => instance,
             None => self.instantiate()?,
@@ -132,7 +134,7 @@ impl Core {
         match call(&mut instance) {
             Ok(result) => {
                 if input_size <= RECYCLE_LIMIT {
-                    self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(instance);
+                    crate::fork::lock(&self.pool).push(instance);
                 }
                 Ok(result)
             }

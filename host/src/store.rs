@@ -353,24 +353,7 @@ struct Db {
     generation: u64,
 }
 
-/// Bumped in every forked child (`pthread_atfork`), so a child notices it
-/// must not use its parent's connection without a `getpid` per call.
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn after_fork_in_child() {
-    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
-}
-
-pub(crate) fn fork_generation() -> u64 {
-    static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| {
-        // SAFETY: registers a handler that only touches an atomic.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(after_fork_in_child));
-        }
-    });
-    FORK_GENERATION.load(Ordering::SeqCst)
-}
+use crate::fork::generation as fork_generation;
 
 struct PendingHits {
     hits: HashMap<String, (u64, u64)>,
@@ -748,7 +731,7 @@ impl Store {
 
     /// Runs `work` with this process's connection; a forked child opens its own.
     fn with_db<R>(&self, work: impl FnOnce(&mut Connection) -> Result<R>) -> Result<R> {
-        let mut guard = self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = crate::fork::lock(&self.db);
         let generation = fork_generation();
         if guard.as_ref().is_none_or(|db| db.generation != generation) {
             if let Some(db) = guard.take() {
@@ -833,7 +816,7 @@ impl Store {
     /// (the uploader), so they do not count as hits for eviction.
     fn read_local(&self, key: &Digest, count_hit: bool) -> Result<Option<Hit>> {
         let key_text = key.to_string();
-        if let Some(hit) = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key_text) {
+        if let Some(hit) = crate::fork::lock(&self.recent).get(&key_text) {
             if count_hit {
                 self.record_hit(key_text)?;
             }
@@ -883,7 +866,7 @@ impl Store {
     }
 
     fn forget_recent(&self) {
-        self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+        crate::fork::lock(&self.recent).clear();
     }
 
     /// Maps a blob. `None` when it is missing or empty: damage, and the entry
@@ -936,7 +919,7 @@ impl Store {
 
     fn record_hit(&self, key: String) -> Result<()> {
         let flush = {
-            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut pending = crate::fork::lock(&self.pending);
             let entry = pending.hits.entry(key).or_insert((0, 0));
             entry.0 += 1;
             entry.1 = now();
@@ -955,19 +938,27 @@ impl Store {
         if self.read_only {
             return Ok(());
         }
-        let mut flusher = self.flusher.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(running) = flusher.as_ref().filter(|running| running.generation == fork_generation()) {
+        // The writer's sender, taken under the lock; the wait happens outside
+        // it (and outside any fork section: the writer enters one to write).
+        let generation = fork_generation();
+        let sender = crate::fork::lock(&self.flusher)
+            .as_ref()
+            .filter(|running| running.generation == generation)
+            .map(|running| running.sender.clone());
+        if let Some(sender) = sender {
             let (done, wait) = std::sync::mpsc::sync_channel(1);
             if !hits.is_empty() {
-                let _ = running.sender.send(FlusherMessage::Batch(hits.clone()));
+                let _ = sender.send(FlusherMessage::Batch(hits.clone()));
             }
-            if running.sender.send(FlusherMessage::Barrier(done)).is_ok() && wait.recv().is_ok() {
+            if sender.send(FlusherMessage::Barrier(done)).is_ok() && wait.recv().is_ok() {
                 return Ok(());
             }
             // The writer is gone: write here instead.
-            *flusher = None;
+            let mut flusher = crate::fork::lock(&self.flusher);
+            if flusher.as_ref().is_some_and(|running| running.generation == generation) {
+                *flusher = None;
+            }
         }
-        drop(flusher);
         if hits.is_empty() {
             return Ok(());
         }
@@ -975,7 +966,7 @@ impl Store {
     }
 
     fn take_pending(&self) -> HashMap<String, (u64, u64)> {
-        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pending = crate::fork::lock(&self.pending);
         pending.since = Instant::now();
         std::mem::take(&mut pending.hits)
     }
@@ -989,7 +980,7 @@ impl Store {
             return;
         }
         let generation = fork_generation();
-        let mut flusher = self.flusher.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut flusher = crate::fork::lock(&self.flusher);
         if flusher.as_ref().is_none_or(|running| running.generation != generation) {
             if let Some(stale) = flusher.take() {
                 // A thread of the parent process: it does not exist here.
@@ -1002,6 +993,8 @@ impl Store {
                 for message in receiver {
                     match message {
                         FlusherMessage::Batch(hits) => {
+                            // A fork waits for this write (and its SQLite locks) to finish.
+                            let _entered = crate::fork::enter();
                             if conn.is_none() {
                                 conn = Connection::open(&path)
                                     .and_then(|conn| conn.busy_timeout(Duration::from_secs(30)).map(|()| conn))
@@ -1265,7 +1258,7 @@ impl Store {
         let total = self.with_db(|conn| {
             Ok(conn.query_row("SELECT total(size) FROM evals", [], |row| row.get::<_, f64>(0))? as u64)
         })?;
-        self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).synced(total);
+        crate::fork::lock(&self.size).synced(total);
         Ok(total)
     }
 
@@ -1278,7 +1271,7 @@ impl Store {
     fn over_budget(&self, added: u64) -> Result<bool> {
         let budget = self.max_size();
         let needs_scan = {
-            let mut size = self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut size = crate::fork::lock(&self.size);
             size.estimate = size.estimate.map(|total| total + added);
             size.bytes_since_scan += added;
             size.puts_since_scan += 1;
@@ -1334,7 +1327,7 @@ impl Store {
             tx.commit()?;
             Ok((chosen.len() as u64, evicted_bytes))
         })
-        .inspect(|_| self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).estimate = None)
+        .inspect(|_| crate::fork::lock(&self.size).estimate = None)
     }
 
     /// Applies the budget now (optionally a smaller one), removes blob files
@@ -1418,7 +1411,7 @@ impl Store {
             tx.commit()?;
             Ok(rows.len() as u64)
         })?;
-        self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).estimate = None;
+        crate::fork::lock(&self.size).estimate = None;
         Ok(removed)
     }
 

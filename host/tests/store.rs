@@ -136,6 +136,56 @@ fn child_process_entry() {
             let lock = store.lock_compute_for(&key("across"), Duration::from_secs(60)).expect("released");
             println!("lock: got it, waited {}", lock.waited());
         }
+        "fork-busy" => {
+            // Another thread keeps using the store while this one forks: a
+            // child must never inherit a lock that thread held.
+            store.put(core(), &eval("before fork", "f", 10), b"parent").expect("put");
+            let store = std::sync::Arc::new(store);
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let busy = {
+                let (store, stop) = (store.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut index = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = store.get(&key("before fork"));
+                        let _ =
+                            store.put(core(), &eval(&format!("busy {}", index % 64), "f", 10), &content(index % 64));
+                        let _ = core().value_digest(&[0x03, 1, 0, 0, 0, 0, 0, 0, 0]);
+                        index += 1;
+                    }
+                })
+            };
+            for round in 0..200 {
+                // SAFETY: the child only uses the store and the core, then leaves with _exit.
+                let pid = unsafe { libc::fork() };
+                assert!(pid >= 0, "fork failed");
+                if pid == 0 {
+                    let ok =
+                        store.get(&key("before fork")).ok().flatten().is_some_and(|hit| hit.data.bytes() == b"parent")
+                            && store.put(core(), &eval(&format!("child {round}"), "f", 10), b"child").is_ok()
+                            && core().value_digest(&[0x00]).is_ok();
+                    unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+                }
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                let mut status = 0;
+                loop {
+                    let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                    if done == pid {
+                        break;
+                    }
+                    if std::time::Instant::now() > deadline {
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        unsafe { libc::waitpid(pid, &mut status, 0) };
+                        panic!("the child of fork {round} hung");
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child {round} failed");
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            busy.join().unwrap();
+            println!("fork-busy done");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -437,6 +487,14 @@ fn gc_removes_orphan_blobs_but_not_used_ones() {
     let report = store.gc(core(), None).unwrap();
     assert_eq!((report.evicted, report.orphan_blobs), (0, 1));
     assert_eq!(store.get(&key("used")).unwrap().unwrap().data.bytes(), content(0).as_slice());
+}
+
+#[test]
+fn forks_while_another_thread_uses_the_store_never_hang_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = spawn_child("fork-busy", dir.path(), &[]).stdout(Stdio::piped()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("fork-busy done"));
 }
 
 #[test]
