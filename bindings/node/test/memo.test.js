@@ -399,14 +399,16 @@ test('two processes missing one key compute it once (the compute lock); with the
       const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
       const slowSync = memo(function slowSync(x) {
         fs.appendFileSync(__dirname + '/sync.log', 'x');
-        sleep(1500);
+        sleep(2500);
         return x * 2;
       });
       const slowAsync = memo(async function slowAsync(x) {
         fs.appendFileSync(__dirname + '/async.log', 'x');
-        await new Promise((resolve) => setTimeout(resolve, 1500));
+        await new Promise((resolve) => setTimeout(resolve, 2500));
         return x * 3;
       });
+      slowSync.key(0); // analysis and the core loaded before the race, so both start together
+      slowAsync.key(0);
       while (!fs.existsSync(__dirname + '/go')) sleep(5);
       const a = slowSync(7);
       slowAsync(7).then((b) => console.log(JSON.stringify({ a, b })));
@@ -423,7 +425,7 @@ test('two processes missing one key compute it once (the compute lock); with the
       child.stdout.on('data', (chunk) => (out += chunk));
       return new Promise((resolve) => child.on('close', (code) => resolve({ code, out })));
     });
-    await new Promise((resolve) => setTimeout(resolve, 700)); // both started and waiting
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // both ready and waiting
     fs.writeFileSync(path.join(project.root, 'go'), '');
     const done = await Promise.all(outputs);
     fs.rmSync(path.join(project.root, 'go'));

@@ -439,7 +439,7 @@ def test_two_processes_missing_one_key_compute_it_once(project, lock_wait, compu
         @memo
         def slow(x):
             print("computing", flush=True)
-            time.sleep(1.5)
+            time.sleep(2.5)
             return x * 2
         """,
     )
@@ -448,6 +448,7 @@ def test_two_processes_missing_one_key_compute_it_once(project, lock_wait, compu
     code = f"""
         import os, time
         from slow import slow
+        slow.key(0)  # analysis and the core loaded before the race, so both start together
         while not os.path.exists({str(start)!r}):
             time.sleep(0.005)
         print("result", slow(21), flush=True)
@@ -462,7 +463,7 @@ def test_two_processes_missing_one_key_compute_it_once(project, lock_wait, compu
         subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=project.root, env=environment, stdout=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    time.sleep(0.5)  # both imported and waiting
+    time.sleep(1.5)  # both ready and waiting
     start.touch()
     outputs = [child.communicate(timeout=60)[0] for child in children]
     assert all("result 42" in out for out in outputs), outputs
