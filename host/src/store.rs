@@ -854,10 +854,7 @@ impl Store {
             return Ok(None);
         }
         if let ResultData::Inline(bytes) = &data {
-            self.recent
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(&key_text, &codec, &language, bytes);
+            crate::fork::lock(&self.recent).insert(&key_text, &codec, &language, bytes);
         }
         if count_hit {
             self.record_hit(key_text)?;
