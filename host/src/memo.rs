@@ -56,10 +56,8 @@ pub fn call<E>(
     }
     // Another process or thread computing this key: wait for it (the lock is
     // held until this call returns), then read what it stored.
-    let lock = store.and_then(|store| store.lock_compute(&eval.key));
-    if let (Some(store), Some(_)) = (store, &lock)
-        && let Ok(Some(hit)) = store.get_local(&eval.key)
-    {
+    let (_lock, reread) = store.map(|store| store.lock_and_reread(&eval.key)).unwrap_or((None, Ok(None)));
+    if let Ok(Some(hit)) = reread {
         return Ok(Call { data: hit.data, source: Source::Hit, warnings, stored: None });
     }
     let start = Instant::now();

@@ -3,7 +3,8 @@
 //! A portable result is a value stream (`docs/spec/values.md`) restricted to
 //! inline tokens a language can rebuild exactly: null, booleans, integers,
 //! floats, strings, bytes, lists, maps and numeric arrays, plus zero padding
-//! that writers put before large arrays ([`StreamWriter::array_aligned`]) so a
+//! that writers put before large arrays
+//! ([`StreamWriter::array_aligned`](hitsave_core::stream::StreamWriter::array_aligned)) so a
 //! memory-mapped result's array data is aligned and can be used in place. Unlike canonical
 //! bytes it keeps what the writer had (a float stays a float, map entries
 //! keep their order), so a Python writer and a Node reader see the same
@@ -12,8 +13,6 @@
 //!
 //! Codec name in the store: [`CODEC`].
 
-#[allow(unused_imports, reason = "named in the module documentation")]
-use hitsave_core::stream::StreamWriter;
 use hitsave_core::stream::{dtype_size, token};
 
 use crate::error::HitSaveError;

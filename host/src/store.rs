@@ -785,6 +785,17 @@ impl Store {
         self.lock_compute_for(key, self.lock_wait)
     }
 
+    /// Before computing after a miss: the key's compute lock
+    /// ([`Store::lock_compute`]) and, when it is held, the local store read
+    /// again: a hit there is what another process or thread stored while this
+    /// one waited (or between its lookup and the lock). Read errors are the
+    /// caller's to warn about.
+    pub fn lock_and_reread(&self, key: &Digest) -> (Option<ComputeLock>, Result<Option<Hit>>) {
+        let lock = self.lock_compute(key);
+        let found = if lock.is_some() { self.get_local(key) } else { Ok(None) };
+        (lock, found)
+    }
+
     /// One attempt at the compute lock, never waiting (for callers that must
     /// not block a thread while they wait, such as Node's async path, which
     /// polls with timers): see [`TryLock`].

@@ -474,14 +474,15 @@ static LOCKS: std::sync::Mutex<(u32, Vec<(u32, hitsave_host::store::ComputeLock)
     std::sync::Mutex::new((0, Vec::new()));
 
 /// Takes the key's compute lock (waiting while another process or thread
-/// computes it) and looks the key up again in the local store.
+/// computes it) and, holding it, looks the key up again in the local store
+/// ([`Store::lock_and_reread`]).
 fn lock_and_look(function: &Function, key: &Digest) -> (Option<u32>, std::result::Result<Option<Hit>, HitSaveError>) {
     let store = match function.store() {
         Ok(store) => store,
         Err(error) => return (None, Err(error)),
     };
-    let id = store.lock_compute(key).map(keep_lock);
-    (id, store.get_local(key))
+    let (lock, found) = store.lock_and_reread(key);
+    (lock.map(keep_lock), found)
 }
 
 /// Keeps a held lock in this process's table; JavaScript gets its id.
@@ -493,13 +494,14 @@ fn keep_lock(lock: hitsave_host::store::ComputeLock) -> u32 {
     id
 }
 
-fn lock_to_js(js: Js, id: Option<u32>, found: std::result::Result<Option<Hit>, HitSaveError>) -> Result<Raw> {
+/// `[lock id or null, status, payload]` of a lock attempt and its re-read.
+fn lock_to_js(js: Js, id: Option<u32>, found: std::result::Result<Option<Hit>, HitSaveError>) -> Result<[V; 3]> {
     let id = match id {
         Some(id) => js.number(id as f64)?,
         None => js.null()?,
     };
     let (status, payload) = hit_to_js(js, found)?;
-    Ok(Raw(js.array_of(&[id, js.number(status)?, payload])?))
+    Ok([id, js.number(status)?, payload])
 }
 
 /// Before computing after a miss: `[lock id or null, status, payload]`. Waits
@@ -512,7 +514,7 @@ pub fn lock_compute(env: Env, handle: u32, key: String) -> Result<Raw> {
     let function = function(handle)?;
     let key = parse_digest(js, &key)?;
     let (id, found) = lock_and_look(&function, &key);
-    lock_to_js(js, id, found)
+    Ok(Raw(js.array_of(&lock_to_js(js, id, found)?)?))
 }
 
 /// One attempt at the compute lock on a worker, never waiting there: async
@@ -548,8 +550,8 @@ impl Task for TryLockCompute {
 
     fn resolve(&mut self, env: Env, (state, id, found): Self::Output) -> Result<Raw> {
         let js = Js(env.raw());
-        let Raw(rest) = lock_to_js(js, id, found)?;
-        Ok(Raw(js.array_of(&[js.number(state)?, js.element(rest, 0)?, js.element(rest, 1)?, js.element(rest, 2)?])?))
+        let [id, status, payload] = lock_to_js(js, id, found)?;
+        Ok(Raw(js.array_of(&[js.number(state)?, id, status, payload])?))
     }
 }
 
