@@ -217,17 +217,16 @@ fn hit_tuple<'py>(py: Python<'py>, hit: hitsave_host::store::Hit) -> PyResult<Hi
 #[pyclass(frozen, module = "hitsave._native")]
 struct ComputeLock {
     inner: std::sync::Mutex<Option<hitsave_host::store::ComputeLock>>,
-    waited: bool,
+}
+
+impl ComputeLock {
+    fn new(lock: hitsave_host::store::ComputeLock) -> Self {
+        Self { inner: std::sync::Mutex::new(Some(lock)) }
+    }
 }
 
 #[pymethods]
 impl ComputeLock {
-    /// Whether another caller held the key first (look the result up again).
-    #[getter]
-    fn waited(&self) -> bool {
-        self.waited
-    }
-
     /// Lets the next caller of this key in.
     fn release(&self) {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
@@ -476,9 +475,7 @@ impl Store {
     fn try_lock_compute(&self, py: Python<'_>, key: &str) -> PyResult<(&'static str, Option<ComputeLock>)> {
         let key = parse_digest(key)?;
         Ok(match py.detach(|| self.inner.try_lock_compute(&key)) {
-            hitsave_host::store::TryLock::Acquired(lock) => {
-                ("held", Some(ComputeLock { waited: false, inner: std::sync::Mutex::new(Some(lock)) }))
-            }
+            hitsave_host::store::TryLock::Acquired(lock) => ("held", Some(ComputeLock::new(lock))),
             hitsave_host::store::TryLock::Busy => ("busy", None),
             hitsave_host::store::TryLock::Unavailable => ("none", None),
         })
@@ -495,9 +492,7 @@ impl Store {
     /// wait ran out).
     fn lock_compute(&self, py: Python<'_>, key: &str) -> PyResult<Option<ComputeLock>> {
         let key = parse_digest(key)?;
-        Ok(py
-            .detach(|| self.inner.lock_compute(&key))
-            .map(|lock| ComputeLock { waited: lock.waited(), inner: std::sync::Mutex::new(Some(lock)) }))
+        Ok(py.detach(|| self.inner.lock_compute(&key)).map(ComputeLock::new))
     }
 
     /// Stores a result; returns `stored`, `already_present` or `skipped`.

@@ -230,13 +230,7 @@ fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -
         let described = py.import("hitsave._pandas")?.call_method1("state", (value,))?;
         if !described.is_none() {
             let (record, fields): (String, Bound<'_, PyDict>) = described.extract()?;
-            let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = fields.iter().collect();
-            out.record(&record, items.len());
-            for (field, item) in &items {
-                out.field(field.cast::<PyString>()?.to_str()?);
-                walk(item, out, depth + 1)?;
-            }
-            return Ok(());
+            return walk_record(&record, &fields, out, depth);
         }
     }
     let hitsave_types = py.import("hitsave._types")?;
@@ -274,13 +268,7 @@ fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -
     let state = value.call_method0("__getstate__");
     match state {
         Ok(state) if state.is_instance_of::<PyDict>() => {
-            let state = state.cast::<PyDict>()?;
-            let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = state.iter().collect();
-            out.record(&type_name(value)?, items.len());
-            for (field, item) in &items {
-                out.field(field.cast::<PyString>()?.to_str()?);
-                walk(item, out, depth + 1)?;
-            }
+            walk_record(&type_name(value)?, state.cast::<PyDict>()?, out, depth)?;
         }
         Ok(state) if state.is_instance_of::<PyTuple>() && !state.cast::<PyTuple>()?.is_empty() => {
             // (dict or None, slots dict) from objects with __slots__.
@@ -306,6 +294,17 @@ fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -
         _ => {
             out.unhashable(&type_name(value)?);
         }
+    }
+    Ok(())
+}
+
+/// A record named `name` whose fields are the (string) keys of `fields`, in order.
+fn walk_record(name: &str, fields: &Bound<'_, PyDict>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
+    let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = fields.iter().collect();
+    out.record(name, items.len());
+    for (field, item) in &items {
+        out.field(field.cast::<PyString>()?.to_str()?);
+        walk(item, out, depth + 1)?;
     }
     Ok(())
 }

@@ -36,13 +36,23 @@ class Project:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
 
-    def run(self, code: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment the project's processes run in: its store, plus `extra`."""
         environment = dict(os.environ, HITSAVE_CACHE_DIR=str(self.cache), PYTHONDONTWRITEBYTECODE="1")
-        environment.update(env or {})
+        environment.update(extra or {})
+        return environment
+
+    def spawn(self, code: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Starts `code` in a fresh interpreter without waiting; its stdout is piped."""
+        return subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)], cwd=self.root, env=self.env(env), stdout=subprocess.PIPE, text=True
+        )
+
+    def run(self, code: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(code)],
             cwd=self.root,
-            env=environment,
+            env=self.env(env),
             capture_output=True,
             text=True,
             timeout=120,

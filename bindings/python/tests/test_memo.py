@@ -453,16 +453,9 @@ def test_two_processes_missing_one_key_compute_it_once(project, lock_wait, compu
             time.sleep(0.005)
         print("result", slow(21), flush=True)
         """
-    import subprocess
-    import sys
-    import textwrap
     import time
 
-    environment = dict(os.environ, HITSAVE_CACHE_DIR=str(project.cache), PYTHONDONTWRITEBYTECODE="1", **env)
-    children = [
-        subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=project.root, env=environment, stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    children = [project.spawn(code, env) for _ in range(2)]
     time.sleep(1.5)  # both ready and waiting
     start.touch()
     outputs = [child.communicate(timeout=60)[0] for child in children]
@@ -612,11 +605,7 @@ def test_async_waits_for_another_process_hold_no_executor_thread(project):
         asyncio.run(main())
         """,
     )
-    import subprocess
-    import sys
-
-    environment = dict(os.environ, HITSAVE_CACHE_DIR=str(project.cache), PYTHONDONTWRITEBYTECODE="1")
-    holder = subprocess.Popen([sys.executable, "holder.py"], cwd=project.root, env=environment, stdout=subprocess.PIPE, text=True)
+    holder = project.spawn("import holder")
     try:
         waiter = project.run(
             """

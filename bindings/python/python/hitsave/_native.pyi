@@ -37,8 +37,6 @@ class Mapped:
 class ComputeLock:
     """The right to compute one key, held until ``release()``."""
 
-    @property
-    def waited(self) -> bool: ...
     def release(self) -> None: ...
 
 class Store:
