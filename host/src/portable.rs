@@ -92,6 +92,18 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Where a decoded array's data can be used in place: its offset from
+/// `start` (the first byte of a memory-mapped result) when the array is large
+/// enough to be worth a view ([`hitsave_core::stream::ARRAY_ALIGN_MIN`]) and
+/// aligned for its dtype; `None` means copy it. Both bindings ask this, so
+/// Python and Node view the same arrays.
+pub fn view_offset(start: usize, dtype: &str, data: &[u8]) -> Option<usize> {
+    let item = dtype_size(dtype).unwrap_or(1) as usize;
+    let address = data.as_ptr() as usize;
+    (data.len() >= hitsave_core::stream::ARRAY_ALIGN_MIN && address.is_multiple_of(item) && address >= start)
+        .then(|| address - start)
+}
+
 /// Rebuilds a portable result with `builder`.
 pub fn decode<B: Build>(bytes: &[u8], builder: &mut B) -> Result<B::Value, B::Error> {
     let mut reader = Reader { input: bytes, pos: 0 };

@@ -369,12 +369,6 @@ impl Js {
         Ok(out)
     }
 
-    pub fn typedarray(self, kind: sys::napi_typedarray_type, len: usize, buffer: V) -> Result<V> {
-        let mut out = ptr::null_mut();
-        check(unsafe { sys::napi_create_typedarray(self.0, kind, len, buffer, 0, &mut out) }, "typed array")?;
-        Ok(out)
-    }
-
     pub fn array(self, len: usize) -> Result<V> {
         let mut out = ptr::null_mut();
         check(unsafe { sys::napi_create_array_with_length(self.0, len, &mut out) }, "array")?;

@@ -283,16 +283,14 @@ impl Build for JsBuilder<'_> {
             Some(kind) => (kind, data.len() / item),
             None => (sys::TypedarrayType::uint8_array, data.len()),
         };
-        let typed = match self.mapped {
+        let view = self.mapped.and_then(|(buffer, start)| {
+            hitsave_host::portable::view_offset(start, dtype, data).map(|offset| (buffer, offset))
+        });
+        let typed = match view {
             // A view of the copy-on-write mapping: paged in lazily, writable,
             // writes stay private to this result.
-            Some((buffer, start))
-                if data.len() >= hitsave_core::stream::ARRAY_ALIGN_MIN
-                    && (data.as_ptr() as usize).is_multiple_of(item) =>
-            {
-                js.typedarray_at(kind, len, buffer, data.as_ptr() as usize - start)?
-            }
-            _ => js.typedarray(kind, len, js.arraybuffer(data)?)?,
+            Some((buffer, offset)) => js.typedarray_at(kind, len, buffer, offset)?,
+            None => js.typedarray_at(kind, len, js.arraybuffer(data)?, 0)?,
         };
         if shape.len() == 1 && typed_array_kind(dtype).is_some() {
             return Ok(typed);

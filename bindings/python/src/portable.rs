@@ -147,16 +147,15 @@ impl<'py> Build for PyBuilder<'py> {
     }
     fn array(&mut self, dtype: &str, shape: &[u64], data: &[u8]) -> Result<Self::Value, BuildError> {
         let numpy = self.py.import("numpy")?;
-        let item = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
         if let Some((owner, start)) = &self.mapped
-            && data.len() >= hitsave_core::stream::ARRAY_ALIGN_MIN
-            && (data.as_ptr() as usize).is_multiple_of(item)
+            && let Some(offset) = hitsave_host::portable::view_offset(*start, dtype, data)
         {
             // A view of the copy-on-write mapping: loaded lazily by the OS,
             // writable, and writes stay private to this result.
+            let item = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
             let kwargs = pyo3::types::PyDict::new(self.py);
             kwargs.set_item("count", data.len() / item)?;
-            kwargs.set_item("offset", data.as_ptr() as usize - start)?;
+            kwargs.set_item("offset", offset)?;
             let flat = numpy.call_method("frombuffer", (owner, dtype), Some(&kwargs))?;
             return Ok(flat.call_method1("reshape", (shape.to_vec(),))?);
         }
