@@ -323,12 +323,24 @@ function memo(fn, options = {}) {
     return value;
   }
 
-  async function callAsync(self, args) {
-    if (!enabled()) return fn.apply(self, args);
+  function callAsync(self, args) {
+    let first;
+    try {
+      if (!enabled()) return (async () => fn.apply(self, args))();
+      first = native.lookupCallAsync(state.handle, argumentList(self, args));
+      // A repeated hit comes back at once (nothing left that could block).
+      if (Array.isArray(first)) return Promise.resolve(decodeHit(first[2], first[3], functionName));
+    } catch (error) {
+      return Promise.reject(locate(error, functionName));
+    }
+    return lookedUp(self, args, first);
+  }
+
+  async function lookedUp(self, args, lookup) {
     const s = state;
     let key, digest, status, payload;
     try {
-      [key, digest, status, payload] = await native.lookupCallAsync(s.handle, argumentList(self, args));
+      [key, digest, status, payload] = await lookup;
     } catch (error) {
       throw locate(error, functionName);
     }

@@ -768,6 +768,19 @@ impl Store {
         self.read_local(key, true)
     }
 
+    /// A hit this process already read and verified, from memory only: no
+    /// SQLite, no file, no hashing, so it never blocks (Node's async call
+    /// path answers repeated hits with it on the JavaScript thread). `None`
+    /// means "not in memory", not a miss: ask [`Store::get`] then. Counts
+    /// the hit like [`Store::get_local`].
+    pub fn get_recent(&self, key: &Digest) -> Option<Hit> {
+        let key_text = key.to_string();
+        let hit = crate::fork::lock(&self.recent).get(&key_text)?;
+        // Counting is buffered in memory; a failure there is only advisory.
+        let _ = self.record_hit(key_text);
+        Some(hit)
+    }
+
     /// Whether the local store holds a result for `key` (no hit is counted, no bytes are read).
     pub fn contains(&self, key: &Digest) -> Result<bool> {
         Ok(self.record(&key.to_string())?.is_some())

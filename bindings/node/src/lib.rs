@@ -27,7 +27,7 @@ use hitsave_core::graph::{Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
 use hitsave_host::store::{Graph, Hit, NewEval, PutOutcome, ResultData};
 use hitsave_host::{Config, Core, HitSaveError, Store};
-use napi::bindgen_prelude::{AsyncTask, FromNapiValue, Unknown};
+use napi::bindgen_prelude::{AsyncTask, Either, FromNapiValue, Unknown};
 use napi::{Env, Error, Result, Task, sys};
 use napi_derive::napi;
 
@@ -274,7 +274,23 @@ struct Function {
     cache_dir: PathBuf,
     /// `cloud: false` in memo(): the local store only.
     cloud: bool,
+    /// Keys this process derived, by argument stream ([`KeyMemo`]).
+    keys: Mutex<KeyMemo>,
 }
+
+/// The keys a function's calls derived in this process, by the exact value
+/// stream of their arguments. A key is a pure function of the function's
+/// identity (fixed per registration) and that stream, so a repeated call
+/// skips the core component; the async path needs no worker for a repeated
+/// hit then. Only streams with every byte present (no deferred hashing) and
+/// at most [`KEY_MEMO_STREAM`] bytes are kept, at most [`KEY_MEMO_ENTRIES`].
+#[derive(Default)]
+struct KeyMemo(HashMap<Box<[u8]>, (Digest, Digest)>);
+
+/// The longest argument stream [`KeyMemo`] keeps.
+const KEY_MEMO_STREAM: usize = 1024;
+/// How many keys [`KeyMemo`] keeps per function before it starts afresh.
+const KEY_MEMO_ENTRIES: usize = 4096;
 
 impl Function {
     fn store(&self) -> std::result::Result<Arc<Store>, HitSaveError> {
@@ -284,6 +300,33 @@ impl Function {
     fn get(&self, key: &Digest) -> std::result::Result<Option<Hit>, HitSaveError> {
         let store = self.store()?;
         if self.cloud { store.get_for(key, Some(&self.function_name)) } else { store.get_local(key) }
+    }
+
+    /// The key and argument digest of a complete argument stream: remembered,
+    /// else derived by the core component and remembered.
+    fn key_of(&self, stream: &[u8]) -> std::result::Result<(Digest, Digest), HitSaveError> {
+        if let Some(known) = self.known_key(stream) {
+            return Ok(known);
+        }
+        let core = Core::shared()?;
+        let digest = core.value_digest(stream)?;
+        let key = core.derive_key(&self.identity, &digest)?;
+        if stream.len() <= KEY_MEMO_STREAM {
+            let mut keys = self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if keys.0.len() >= KEY_MEMO_ENTRIES {
+                keys.0.clear();
+            }
+            keys.0.insert(stream.into(), (key, digest));
+        }
+        Ok((key, digest))
+    }
+
+    /// The remembered key of a complete argument stream, if any.
+    fn known_key(&self, stream: &[u8]) -> Option<(Digest, Digest)> {
+        if stream.len() > KEY_MEMO_STREAM {
+            return None;
+        }
+        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).0.get(stream).copied()
     }
 }
 
@@ -341,6 +384,7 @@ pub fn register_function(env: Env, spec: Raw) -> Result<Raw> {
         graph,
         cache_dir: cache_dir.clone(),
         cloud,
+        keys: Mutex::default(),
     };
     let mut functions = FUNCTIONS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
     functions.push(Arc::new(function));
@@ -388,19 +432,13 @@ fn error_value(js: Js, error: Error) -> Result<V> {
     }
 }
 
-fn key_of(function: &Function, stream: &[u8]) -> std::result::Result<(Digest, Digest), HitSaveError> {
-    let core = Core::shared()?;
-    let digest = core.value_digest(stream)?;
-    Ok((core.derive_key(&function.identity, &digest)?, digest))
-}
-
 /// The synchronous call path's first step: `[key, argument digest, status, payload]`.
 #[napi]
 pub fn lookup_call(env: Env, handle: u32, args: Raw) -> Result<Raw> {
     let js = Js(env.raw());
     let function = function(handle)?;
     let (stream, _) = walk_value(js, args.0, Hashing::Inline)?;
-    let (key, digest) = key_of(&function, &stream).map_err(|err| to_napi(js, err))?;
+    let (key, digest) = function.key_of(&stream).map_err(|err| to_napi(js, err))?;
     let found = function.get(&key);
     let (status, payload) = hit_to_js(js, found)?;
     Ok(Raw(js.array_of(&[js.str(&key.to_string())?, js.str(&digest.to_string())?, js.number(status)?, payload])?))
@@ -412,7 +450,7 @@ pub fn arguments_key(env: Env, handle: u32, args: Raw) -> Result<Raw> {
     let js = Js(env.raw());
     let function = function(handle)?;
     let (stream, _) = walk_value(js, args.0, Hashing::Inline)?;
-    let (key, digest) = key_of(&function, &stream).map_err(|err| to_napi(js, err))?;
+    let (key, digest) = function.key_of(&stream).map_err(|err| to_napi(js, err))?;
     Ok(Raw(js.array_of(&[js.str(&key.to_string())?, js.str(&digest.to_string())?])?))
 }
 
@@ -444,7 +482,7 @@ impl Task for Lookup {
         if let Err(error) = unsafe { Deferred::fill(&self.deferred, &mut self.stream) } {
             return Ok(Err(error));
         }
-        Ok(key_of(&self.function, &self.stream).map(|(key, digest)| (key, digest, self.function.get(&key))))
+        Ok(self.function.key_of(&self.stream).map(|(key, digest)| (key, digest, self.function.get(&key))))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
@@ -461,12 +499,31 @@ impl Task for Lookup {
 }
 
 /// `lookupCall` for async functions: resolves to `[key, argument digest, status, payload]`.
-#[napi(ts_return_type = "Promise<[string, string, number, unknown]>")]
-pub fn lookup_call_async(env: Env, handle: u32, args: Raw) -> Result<AsyncTask<Lookup>> {
+///
+/// A repeated hit is answered at once, as that array itself rather than a
+/// promise: when every argument byte is at hand (no large buffer or file to
+/// hash), the key was derived before in this process ([`KeyMemo`]) and the
+/// result is in the store's memory of verified hits ([`Store::get_recent`]),
+/// nothing is left that could block. Everything else (hashing, the core
+/// component, SQLite, files, the network) runs on a libuv worker.
+#[napi(ts_return_type = "[string, string, number, unknown] | Promise<[string, string, number, unknown]>")]
+pub fn lookup_call_async(env: Env, handle: u32, args: Raw) -> Result<Either<Raw, AsyncTask<Lookup>>> {
     let js = Js(env.raw());
     let function = function(handle)?;
     let (stream, deferred) = walk_value(js, args.0, Hashing::Defer)?;
-    Ok(AsyncTask::new(Lookup { function, stream, deferred }))
+    if deferred.is_empty()
+        && let Some((key, digest)) = function.known_key(&stream)
+        && let Some(hit) = function.store().ok().and_then(|store| store.get_recent(&key))
+    {
+        let (status, payload) = hit_to_js(js, Ok(Some(hit)))?;
+        return Ok(Either::A(Raw(js.array_of(&[
+            js.str(&key.to_string())?,
+            js.str(&digest.to_string())?,
+            js.number(status)?,
+            payload,
+        ])?)));
+    }
+    Ok(Either::B(AsyncTask::new(Lookup { function, stream, deferred })))
 }
 
 /// Compute locks this process holds, by the id JavaScript keeps (`lockCompute`).

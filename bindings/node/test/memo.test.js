@@ -135,25 +135,57 @@ test('async: concurrent calls share one computation; a rejection is not cached',
         const shared = calls;
         let rejected = 0;
         for (let i = 0; i < 2; i++) await fetchIt(-1).catch(() => rejected++);
-        // The event loop keeps running while a large argument is hashed off the thread.
+        // The event loop keeps running while a large argument is hashed off
+        // the thread (hashing 256 MiB on the JS thread would leave no tick).
+        const size = memo(async (buffer) => buffer.length);
+        await size(Buffer.alloc(1));
+        const big = Buffer.alloc(256 << 20, 1);
         let ticks = 0;
         const timer = setInterval(() => ticks++, 1);
-        const big = Buffer.alloc(64 << 20, 1);
-        const start = Date.now();
-        await fetchIt.lookup(1);
-        await fetchIt(big.length > 0 ? 2 : 0);
+        const length = await size(big);
         clearInterval(timer);
-        console.log(JSON.stringify({ shared, calls, rejected, first: results[0], same: results.every((r) => JSON.stringify(r) === JSON.stringify(results[0])), again: await fetchIt(1) }));
+        console.log(JSON.stringify({ shared, calls, rejected, first: results[0], same: results.every((r) => JSON.stringify(r) === JSON.stringify(results[0])), again: await fetchIt(1), length, ticks }));
       })();
     `,
   });
   const { out } = project.run('main.js');
   assert.strictEqual(out.shared, 1, 'three concurrent calls ran once');
   assert.strictEqual(out.rejected, 2);
-  assert.strictEqual(out.calls, 4, 'both rejected calls ran: a rejection is not stored');
+  assert.strictEqual(out.calls, 3, 'both rejected calls ran: a rejection is not stored');
   assert.ok(out.same);
   assert.deepStrictEqual(out.again, out.first);
   assert.deepStrictEqual(out.first.list, [1, 2.5, 'three', null]);
+  assert.strictEqual(out.length, 256 << 20);
+  assert.ok(out.ticks >= 2, `the event loop ticked ${out.ticks} times while 256 MiB were hashed`);
+});
+
+test('async: a repeated hit is answered without a libuv worker', () => {
+  const project = new Project({
+    'main.js': `
+      const crypto = require('node:crypto');
+      const { memo } = require(HITSAVE);
+      let calls = 0;
+      const f = memo(async (x) => { calls++; return { x, list: [x, 'y'] }; });
+      (async () => {
+        await f(1); // computed and stored
+        const read = await f(1); // read from the store on the worker, kept in memory
+        // Hold the only worker (UV_THREADPOOL_SIZE=1) for a while.
+        let busy = true;
+        crypto.pbkdf2('p', 's', 2_000_000, 32, 'sha256', () => { busy = false; });
+        const hit = await f(1);
+        const answeredWhileBusy = busy;
+        const other = await f(2); // a new key needs the worker: it waits its turn
+        console.log(JSON.stringify({ calls, read, hit, answeredWhileBusy, other, busyAfterMiss: busy }));
+      })();
+    `,
+  });
+  const { out } = project.run('main.js', { env: { UV_THREADPOOL_SIZE: '1' } });
+  assert.deepStrictEqual(out.hit, { x: 1, list: [1, 'y'] });
+  assert.deepStrictEqual(out.read, out.hit);
+  assert.strictEqual(out.answeredWhileBusy, true, 'the repeated hit waited for the busy worker');
+  assert.deepStrictEqual(out.other, { x: 2, list: [2, 'y'] });
+  assert.strictEqual(out.busyAfterMiss, false, 'a miss goes through the worker');
+  assert.strictEqual(out.calls, 2);
 });
 
 test('results come back as the values the function returned', () => {
