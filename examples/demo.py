@@ -49,9 +49,18 @@ PROJECT = {
 }
 
 
-def run(root: Path, env: dict[str, str]) -> None:
-    code = "import time, train; t = time.time(); r = train.train(10); print(f'  train(10) = {r:.2f} in {time.time() - t:.2f}s')"
-    subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True)
+def show(command: list[str], root: Path | None, env: dict[str, str]) -> str:
+    """Runs one command, echoes its output, and returns it."""
+    out = subprocess.run(command, cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    print(out, end="")
+    return out
+
+
+def expect(out: str, marker: str, computed: bool) -> None:
+    """The demo checks itself: a hit must not compute and a miss must."""
+    if (marker in out) != computed:
+        sys.exit(f"demo: expected a {'miss' if computed else 'hit'} here, got the opposite")
+    print("     -> " + ("miss: computed and stored" if computed else "hit: nothing computed"))
 
 
 def main() -> None:
@@ -61,35 +70,39 @@ def main() -> None:
         for name, text in PROJECT.items():
             (root / name).write_text(textwrap.dedent(text))
         env = dict(os.environ, HITSAVE_CACHE_DIR=str(Path(tmp) / "cache"))
+        train = [sys.executable, "-c", "import time, train; t = time.time(); r = train.train(10); print(f'  train(10) = {r:.2f} in {time.time() - t:.2f}s')"]
 
         print("1. first run computes:")
-        run(root, env)
+        expect(show(train, root, env), "(training", computed=True)
         print("2. a new process hits the stored result:")
-        run(root, env)
+        expect(show(train, root, env), "(training", computed=False)
         print("3. edit features.py (a dependency of train) -> miss, recompute:")
         (root / "features.py").write_text(textwrap.dedent(PROJECT["features.py"]).replace("x * x", "x * x * x"))
-        run(root, env)
+        expect(show(train, root, env), "(training", computed=True)
         print("4. revert the edit -> the old result hits again:")
         (root / "features.py").write_text(textwrap.dedent(PROJECT["features.py"]))
-        run(root, env)
+        expect(show(train, root, env), "(training", computed=False)
         print("5. add a comment and a docstring -> still a hit (they do not count):")
         (root / "features.py").write_text('"""Features."""\n' + textwrap.dedent(PROJECT["features.py"]).replace("def featurize(x):", "def featurize(x):  # square it"))
-        run(root, env)
+        expect(show(train, root, env), "(training", computed=False)
         print("6. what the store holds (`hitsave ls`, the same CLI for every language):")
-        subprocess.run([sys.executable, "-m", "hitsave", "ls"], env=env, check=True)
+        show([sys.executable, "-m", "hitsave", "ls"], None, env)
         print("7. why would train miss now? (`hitsave why`):")
-        subprocess.run([sys.executable, "-m", "hitsave", "why", "train:train"], env=env, check=True)
+        show([sys.executable, "-m", "hitsave", "why", "train:train"], None, env)
         node_env = dict(env, HITSAVE_NODE_PACKAGE=str(Path(__file__).resolve().parents[1] / "bindings" / "node"))
         py_embed = "import sys, embed; print(f'  python: embed({sys.argv[1]!r}) = {embed.embed(sys.argv[1])}')"
         print("8. Python computes embed('hello') (explicit name and version, shared across languages):")
-        subprocess.run([sys.executable, "-c", py_embed, "hello"], cwd=root, env=env, check=True)
+        expect(show([sys.executable, "-c", py_embed, "hello"], root, env), "(python computes", computed=True)
         print("9. Node calls embed('hello') with the same name and version -> a hit on Python's result:")
-        subprocess.run(["node", str(root / "embed.js"), "hello"], cwd=root, env=node_env, check=True)
+        expect(show(["node", str(root / "embed.js"), "hello"], root, node_env), "(node computes", computed=False)
         print("10. Node computes embed('world'); Python then hits on Node's result:")
-        subprocess.run(["node", str(root / "embed.js"), "world"], cwd=root, env=node_env, check=True)
-        subprocess.run([sys.executable, "-c", py_embed, "world"], cwd=root, env=env, check=True)
+        expect(show(["node", str(root / "embed.js"), "world"], root, node_env), "(node computes", computed=True)
+        expect(show([sys.executable, "-c", py_embed, "world"], root, env), "(python computes", computed=False)
         print("11. one store, both languages (`hitsave ls`):")
-        subprocess.run([sys.executable, "-m", "hitsave", "ls"], env=env, check=True)
+        listing = show([sys.executable, "-m", "hitsave", "ls"], None, env)
+        if "python" not in listing or "node" not in listing:
+            sys.exit("demo: `hitsave ls` should list results of both languages")
+        print("The demo checked every step: hits, misses after an edit, and one cache for Python and Node.")
 
 
 if __name__ == "__main__":
