@@ -197,15 +197,14 @@ function memo(fn, options = {}) {
     name !== undefined ? String(name) : `${site ? site.file.split(/[\\/]/).pop() : '<unknown>'}:${fn.name || 'anonymous'}`;
 
   let state = null; // { handle, mode, fingerprint, graph }
-  function registered() {
+  const where = [site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source];
+  function register(graph) {
     if (state !== null) return state;
     const spec = { functionName, cacheDir, cloud: cloud !== false };
-    let graph = null;
     if (name !== undefined) {
       spec.name = String(name);
       spec.version = String(version);
     } else {
-      graph = native.analyze(site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source);
       spec.fingerprint = graph.fingerprint;
       spec.graph = { root: graph.root, nodes: graph.nodes };
     }
@@ -213,6 +212,22 @@ function memo(fn, options = {}) {
     flushAtExit();
     state = { handle, mode, lockWait, graph, fingerprint: graph ? graph.fingerprint : null };
     return state;
+  }
+  function registered() {
+    if (state !== null) return state;
+    return register(name === undefined ? native.analyze(...where) : null);
+  }
+  // For async functions: the analysis (reading and parsing module sources,
+  // fingerprinting in the core) runs on a worker; concurrent first calls share it.
+  let analysing = null;
+  function registeredAsync() {
+    if (analysing === null) {
+      analysing = native.analyzeAsync(...where).then(register, (error) => {
+        analysing = null; // the next call tries again, as a sync function's would
+        throw error;
+      });
+    }
+    return analysing;
   }
 
   function argumentList(self, args) {
@@ -324,6 +339,7 @@ function memo(fn, options = {}) {
   }
 
   function callAsync(self, args) {
+    if (state === null && local && name === undefined) return registeredAsync().then(() => callAsync(self, args));
     let first;
     try {
       if (!enabled()) return (async () => fn.apply(self, args))();

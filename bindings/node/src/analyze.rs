@@ -20,10 +20,9 @@
 //! When that fails, the function's source text (`fn.toString()`) is looked
 //! up in the file.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use hitsave_core::Digest;
 use hitsave_core::stream::StreamWriter;
@@ -77,7 +76,12 @@ enum Dep {
 struct Unit {
     name: String,
     kind: &'static str,
-    content: Digest,
+    /// The text whose normalised form is the unit's content.
+    text: String,
+    /// The content digest, computed when a graph first reaches the unit:
+    /// normalising means parsing the unit again, and most units of a big
+    /// module are never reached.
+    content: OnceLock<Digest>,
     span: Span,
     deps: Vec<Dep>,
 }
@@ -110,6 +114,8 @@ struct Module {
     cjs_exports: Option<usize>,
     /// The memoized function, when this is the file `memo()` was called in.
     root: Option<Binding>,
+    /// How the units' texts parse.
+    source_type: SourceType,
 }
 
 /// Normalised source: parse `text` on its own and print it without comments or formatting.
@@ -177,8 +183,7 @@ fn imported_of(name: &str) -> Imported {
     if name == "default" { Imported::Default } else { Imported::Named(name.to_owned()) }
 }
 
-struct Builder<'s, 'c> {
-    core: &'c Core,
+struct Builder<'s> {
     text: &'s str,
     source_type: SourceType,
     module: Module,
@@ -186,14 +191,20 @@ struct Builder<'s, 'c> {
     assignments: Vec<(String, usize)>,
 }
 
-impl Builder<'_, '_> {
+impl Builder<'_> {
     fn slice(&self, span: Span) -> &str {
         &self.text[span.start as usize..span.end as usize]
     }
 
     fn unit(&mut self, name: String, kind: &'static str, span: Span, text: &str) -> Result<usize, HitSaveError> {
-        let content = content_digest(self.core, kind, text, self.source_type)?;
-        self.module.units.push(Unit { name, kind, content, span, deps: Vec::new() });
+        self.module.units.push(Unit {
+            name,
+            kind,
+            text: text.to_owned(),
+            content: OnceLock::new(),
+            span,
+            deps: Vec::new(),
+        });
         Ok(self.module.units.len() - 1)
     }
 
@@ -439,14 +450,48 @@ impl Builder<'_, '_> {
     }
 }
 
-/// The innermost unit whose span holds `span`.
-fn unit_at(units: &[Unit], span: Span) -> Option<usize> {
-    units
-        .iter()
-        .enumerate()
-        .filter(|(_, unit)| unit.span.start <= span.start && span.end <= unit.span.end)
-        .min_by_key(|(_, unit)| unit.span.size())
-        .map(|(index, _)| index)
+/// Finds the innermost unit containing a span in O(log n) for the usual
+/// case of units that do not overlap (a scan per reference made a module of
+/// thousands of functions quadratic).
+struct UnitIndex {
+    /// `(start, end, unit)` sorted by start.
+    spans: Vec<(u32, u32, usize)>,
+    /// The largest end among `spans[..=i]`: no unit at or before `i` can
+    /// contain a span ending beyond it, so the backward walk stops there.
+    reach: Vec<u32>,
+}
+
+impl UnitIndex {
+    fn new(units: &[Unit]) -> Self {
+        let mut spans: Vec<(u32, u32, usize)> =
+            units.iter().enumerate().map(|(index, unit)| (unit.span.start, unit.span.end, index)).collect();
+        // By start, and the outer of two units starting together first, so a
+        // backward walk meets inner units before the units around them.
+        spans.sort_unstable_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
+        let reach = spans
+            .iter()
+            .scan(0u32, |reach, &(_, end, _)| {
+                *reach = (*reach).max(end);
+                Some(*reach)
+            })
+            .collect();
+        Self { spans, reach }
+    }
+
+    /// The innermost unit whose span holds `span`: walking back from the
+    /// last unit starting at or before it, the first that also ends at or
+    /// after it (units nest or are disjoint).
+    fn unit_at(&self, span: Span) -> Option<usize> {
+        let mut at = self.spans.partition_point(|&(start, _, _)| start <= span.start);
+        while at > 0 && self.reach[at - 1] >= span.end {
+            at -= 1;
+            let (_, end, unit) = self.spans[at];
+            if span.end <= end {
+                return Some(unit);
+            }
+        }
+        None
+    }
 }
 
 /// Fills the units' edges from the scope analysis.
@@ -454,6 +499,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
     let scoping = semantic.scoping();
     let nodes = semantic.nodes();
     let root_scope = scoping.root_scope_id();
+    let index = UnitIndex::new(&module.units);
     for symbol in scoping.symbol_ids() {
         let name = scoping.symbol_name(symbol);
         let declared = scoping.symbol_span(symbol);
@@ -463,13 +509,13 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
                 Some(Dep::Import { spec: spec.clone(), imported: imported.clone() })
             }
             (true, Some(Binding::Unit(unit))) => Some(Dep::Unit(*unit)),
-            _ => unit_at(&module.units, declared).map(Dep::Unit),
+            _ => index.unit_at(declared).map(Dep::Unit),
         };
         let Some(home) = home else { continue };
         for reference in scoping.get_resolved_references(symbol) {
             let node = nodes.get_node(reference.node_id());
             let span = node.kind().span();
-            let Some(user) = unit_at(&module.units, span) else { continue };
+            let Some(user) = index.unit_at(span) else { continue };
             let dep = match &home {
                 Dep::Unit(unit) if *unit == user => continue,
                 // `ns.name` on a namespace import depends on that export only.
@@ -501,7 +547,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             },
             _ => continue,
         };
-        if let Some(user) = unit_at(&module.units, span) {
+        if let Some(user) = index.unit_at(span) {
             module.units[user].deps.push(Dep::Import { spec, imported: Imported::Namespace });
         }
     }
@@ -525,7 +571,7 @@ fn offset_of(text: &str, line: u32, column: u32) -> Option<usize> {
 
 /// Finds the memoized function in the file `memo()` was called from.
 fn find_root(
-    builder: &mut Builder<'_, '_>,
+    builder: &mut Builder<'_>,
     semantic: &Semantic<'_>,
     call_at: Option<usize>,
     source: &str,
@@ -611,7 +657,7 @@ fn find_root(
 
 /// A unit for the function, class or method that starts at (or is named at) `at`.
 fn function_at_text(
-    builder: &mut Builder<'_, '_>,
+    builder: &mut Builder<'_>,
     semantic: &Semantic<'_>,
     at: usize,
 ) -> Result<Option<Binding>, HitSaveError> {
@@ -666,6 +712,7 @@ fn summarize(
         star_exports: Vec::new(),
         cjs_exports: None,
         root: None,
+        source_type: source_type_of(path),
     };
     if path.extension().is_some_and(|ext| ext == "json") {
         let mut module = module;
@@ -675,7 +722,8 @@ fn summarize(
         module.units.push(Unit {
             name: "json".into(),
             kind: "constant",
-            content,
+            text: String::new(),
+            content: OnceLock::from(content),
             span: Span::default(),
             deps: Vec::new(),
         });
@@ -698,7 +746,7 @@ fn summarize(
     }
     let program = parsed.program;
     let semantic = SemanticBuilder::new().with_build_nodes(true).build(&program).semantic;
-    let mut builder = Builder { core, text: &text, source_type, module, assignments: Vec::new() };
+    let mut builder = Builder { text: &text, source_type, module, assignments: Vec::new() };
     for statement in &program.body {
         builder.statement(statement)?;
     }
@@ -859,7 +907,7 @@ fn resolve(from: &Path, spec: &str) -> Resolved {
 struct Graph<'c> {
     core: &'c Core,
     project: PathBuf,
-    modules: HashMap<PathBuf, Rc<Module>>,
+    modules: HashMap<PathBuf, Arc<Module>>,
     nodes: Vec<GraphNode>,
     index: HashMap<String, u32>,
 }
@@ -889,12 +937,12 @@ impl Graph<'_> {
         }
     }
 
-    fn module(&mut self, path: &Path) -> Result<Rc<Module>, HitSaveError> {
+    fn module(&mut self, path: &Path) -> Result<Arc<Module>, HitSaveError> {
         if let Some(module) = self.modules.get(path) {
             return Ok(module.clone());
         }
         let rel = self.rel(path);
-        let module = Rc::new(summarize(self.core, path, rel, None, "")?);
+        let module = Arc::new(summarize(self.core, path, rel, None, "")?);
         self.modules.insert(path.to_path_buf(), module.clone());
         Ok(module)
     }
@@ -921,9 +969,16 @@ impl Graph<'_> {
         Ok(self.add("package", format!("package:{name}"), content).0)
     }
 
-    fn unit(&mut self, module: &Rc<Module>, unit: usize) -> Result<u32, HitSaveError> {
+    fn unit(&mut self, module: &Arc<Module>, unit: usize) -> Result<u32, HitSaveError> {
         let data = &module.units[unit];
-        let (index, new) = self.add(data.kind, format!("{}:{}", module.rel, data.name), data.content);
+        let content = match data.content.get() {
+            Some(content) => *content,
+            None => {
+                let content = content_digest(self.core, data.kind, &data.text, module.source_type)?;
+                *data.content.get_or_init(|| content)
+            }
+        };
+        let (index, new) = self.add(data.kind, format!("{}:{}", module.rel, data.name), content);
         if !new {
             return Ok(index);
         }
@@ -944,14 +999,14 @@ impl Graph<'_> {
         Ok(index)
     }
 
-    fn binding(&mut self, module: &Rc<Module>, binding: &Binding) -> Result<Option<u32>, HitSaveError> {
+    fn binding(&mut self, module: &Arc<Module>, binding: &Binding) -> Result<Option<u32>, HitSaveError> {
         match binding {
             Binding::Unit(unit) => Ok(Some(self.unit(module, *unit)?)),
             Binding::Import { spec, imported } => self.import(module, spec, imported),
         }
     }
 
-    fn import(&mut self, from: &Rc<Module>, spec: &str, imported: &Imported) -> Result<Option<u32>, HitSaveError> {
+    fn import(&mut self, from: &Arc<Module>, spec: &str, imported: &Imported) -> Result<Option<u32>, HitSaveError> {
         match resolve(&from.path, spec) {
             Resolved::Package { name, version } => Ok(Some(self.package(&name, &version)?)),
             Resolved::File(path) => {
@@ -961,7 +1016,7 @@ impl Graph<'_> {
         }
     }
 
-    fn export(&mut self, module: &Rc<Module>, imported: &Imported, depth: usize) -> Result<Option<u32>, HitSaveError> {
+    fn export(&mut self, module: &Arc<Module>, imported: &Imported, depth: usize) -> Result<Option<u32>, HitSaveError> {
         if depth > 64 {
             return Ok(None);
         }
@@ -995,7 +1050,7 @@ impl Graph<'_> {
     }
 
     /// A module used as a whole: every unit and re-export.
-    fn whole(&mut self, module: &Rc<Module>) -> Result<u32, HitSaveError> {
+    fn whole(&mut self, module: &Arc<Module>) -> Result<u32, HitSaveError> {
         let mut stream = StreamWriter::new();
         stream.str(&module.rel);
         let content = self.core.value_digest(stream.as_bytes())?;
@@ -1042,25 +1097,24 @@ fn project_root(file: &Path) -> PathBuf {
     file.parent().unwrap_or(Path::new("/")).to_path_buf()
 }
 
-thread_local! {
-    /// Module summaries of this process (sources do not change under a running program).
-    static CACHE: RefCell<HashMap<PathBuf, Rc<Module>>> = RefCell::new(HashMap::new());
+/// Module summaries of this process (sources do not change under a running
+/// program), shared by the JS thread and the libuv workers that analyse for
+/// async functions.
+static CACHE: Mutex<Option<HashMap<PathBuf, Arc<Module>>>> = Mutex::new(None);
+
+fn cache() -> std::sync::MutexGuard<'static, Option<HashMap<PathBuf, Arc<Module>>>> {
+    CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The dependency graph of the function `memo()` was called with at `file:line:column`.
 pub fn analyze(core: &Core, file: &Path, line: u32, column: u32, source: &str) -> Result<AnalyzedGraph, HitSaveError> {
     let file = file.canonicalize().map_err(|err| unavailable(format!("cannot find {}: {err}", file.display())))?;
     let project = project_root(&file);
-    let mut graph = Graph {
-        core,
-        project,
-        modules: CACHE.with(|cache| cache.borrow().clone()),
-        nodes: Vec::new(),
-        index: HashMap::new(),
-    };
+    let mut graph =
+        Graph { core, project, modules: cache().clone().unwrap_or_default(), nodes: Vec::new(), index: HashMap::new() };
     let rel = graph.rel(&file);
     let at = if line > 0 { Some((line, column)) } else { None };
-    let module = Rc::new(summarize(core, &file, rel, at, source)?);
+    let module = Arc::new(summarize(core, &file, rel, at, source)?);
     let Some(root) = module.root.clone() else {
         return Err(unavailable(format!(
             "the function passed to memo() at {}:{line}:{column} was not found in that file's source",
@@ -1069,12 +1123,13 @@ pub fn analyze(core: &Core, file: &Path, line: u32, column: u32, source: &str) -
     };
     let root =
         graph.binding(&module, &root)?.ok_or_else(|| unavailable("the memoized function could not be resolved"))?;
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
+    {
+        let mut cache = cache();
+        let cache = cache.get_or_insert_with(HashMap::new);
         for (path, module) in &graph.modules {
             cache.entry(path.clone()).or_insert_with(|| module.clone());
         }
-    });
+    }
     let root_name = graph.nodes[root as usize].name.clone();
     Ok(AnalyzedGraph { root: root_name, nodes: graph.nodes })
 }

@@ -157,25 +157,17 @@ pub fn blob_digest(env: Env, data: Raw) -> Result<String> {
     Ok(hitsave_host::hash::blob_digest(bytes).to_string())
 }
 
-fn nodes_from(js: Js, nodes: &[analyze::GraphNode]) -> Result<Vec<Node>> {
+fn nodes_from(nodes: &[analyze::GraphNode]) -> std::result::Result<Vec<Node>, HitSaveError> {
     nodes
         .iter()
         .map(|node| {
             let kind = NodeKind::ALL.into_iter().find(|k| k.as_str() == node.kind).ok_or_else(|| {
-                to_napi(
-                    js,
-                    HitSaveError::Core(hitsave_core::CoreError::new(
-                        hitsave_core::ErrorCode::InvalidGraph,
-                        format!("unknown node kind {:?}", node.kind),
-                    )),
-                )
+                HitSaveError::Core(hitsave_core::CoreError::new(
+                    hitsave_core::ErrorCode::InvalidGraph,
+                    format!("unknown node kind {:?}", node.kind),
+                ))
             })?;
-            Ok(Node {
-                kind,
-                name: node.name.clone(),
-                content: parse_digest(js, &node.content)?,
-                deps: node.deps.clone(),
-            })
+            Ok(Node { kind, name: node.name.clone(), content: Digest::parse(&node.content)?, deps: node.deps.clone() })
         })
         .collect()
 }
@@ -197,23 +189,28 @@ fn nodes_of_js(js: Js, items: V) -> Result<Vec<Node>> {
             deps,
         });
     }
-    nodes_from(js, &nodes)
+    nodes_from(&nodes).map_err(|err| to_napi(js, err))
 }
 
-/// A function's dependency graph, found from the `memo()` call at `file:line:column`
-/// (or, failing that, from the function's source text): `{ root, fingerprint, nodes }`.
-#[napi]
-pub fn analyze(env: Env, file: String, line: u32, column: u32, source: String) -> Result<Raw> {
-    let js = Js(env.raw());
-    let core = core(js)?;
-    let graph =
-        analyze::analyze(core, std::path::Path::new(&file), line, column, &source).map_err(|err| to_napi(js, err))?;
-    let nodes = nodes_from(js, &graph.nodes)?;
-    let fingerprints = core.fingerprints(&nodes).map_err(|err| to_napi(js, err))?;
+/// A function's analysed dependency graph and the fingerprint of its root.
+type Analysis = (analyze::AnalyzedGraph, Digest);
+
+/// Reads and parses the module sources and fingerprints the graph: file
+/// reads, oxc and the core component, so async functions run it on a worker.
+fn analysis(file: &str, line: u32, column: u32, source: &str) -> std::result::Result<Analysis, HitSaveError> {
+    let core = Core::shared()?;
+    let graph = analyze::analyze(core, std::path::Path::new(file), line, column, source)?;
+    let fingerprints = core.fingerprints(&nodes_from(&graph.nodes)?)?;
     let root = graph.nodes.iter().position(|node| node.name == graph.root).unwrap_or(0);
+    let fingerprint = fingerprints[root];
+    Ok((graph, fingerprint))
+}
+
+/// `{ root, fingerprint, nodes }` for JavaScript.
+fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
     let out = js.object()?;
     js.set_named(out, "root", js.str(&graph.root)?)?;
-    js.set_named(out, "fingerprint", js.str(&fingerprints[root].to_string())?)?;
+    js.set_named(out, "fingerprint", js.str(&fingerprint.to_string())?)?;
     let mut items = Vec::new();
     for node in &graph.nodes {
         let deps: Vec<V> = node.deps.iter().map(|&dep| js.number(dep as f64)).collect::<Result<_>>()?;
@@ -226,6 +223,44 @@ pub fn analyze(env: Env, file: String, line: u32, column: u32, source: String) -
     }
     js.set_named(out, "nodes", js.array_of(&items)?)?;
     Ok(Raw(out))
+}
+
+/// A function's dependency graph, found from the `memo()` call at `file:line:column`
+/// (or, failing that, from the function's source text): `{ root, fingerprint, nodes }`.
+#[napi]
+pub fn analyze(env: Env, file: String, line: u32, column: u32, source: String) -> Result<Raw> {
+    let js = Js(env.raw());
+    let found = analysis(&file, line, column, &source).map_err(|err| to_napi(js, err))?;
+    analysis_to_js(js, found)
+}
+
+/// [`analyze`] on a libuv worker, for the first call of an async function.
+pub struct Analyze {
+    file: String,
+    line: u32,
+    column: u32,
+    source: String,
+}
+
+impl Task for Analyze {
+    type Output = std::result::Result<Analysis, HitSaveError>;
+    type JsValue = Raw;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        Ok(analysis(&self.file, self.line, self.column, &self.source))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
+        let js = Js(env.raw());
+        analysis_to_js(js, output.map_err(|err| to_napi(js, err))?)
+    }
+}
+
+/// `analyze` for async functions: the sources are read and parsed, and the
+/// graph fingerprinted, on a worker, so the first call does not hold the event loop.
+#[napi(ts_return_type = "Promise<unknown>")]
+pub fn analyze_async(file: String, line: u32, column: u32, source: String) -> AsyncTask<Analyze> {
+    AsyncTask::new(Analyze { file, line, column, source })
 }
 
 /// The `code1` fingerprint of a function value that is not memoized: its

@@ -188,6 +188,32 @@ test('async: a repeated hit is answered without a libuv worker', () => {
   assert.strictEqual(out.calls, 2);
 });
 
+test("async: the first call's code analysis runs off the JS thread", () => {
+  // A module large enough that reading, parsing and fingerprinting it takes a while.
+  const filler = Array.from({ length: 20000 }, (_, i) => `function filler${i}(a, b) { return a * ${i} + b; }`).join('\n');
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      ${filler}
+      const f = memo(async (x) => filler7(x, 1));
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 1);
+      const start = process.hrtime.bigint();
+      f(2).then((value) => {
+        clearInterval(timer);
+        const ms = Number(process.hrtime.bigint() - start) / 1e6;
+        console.log(JSON.stringify({ value, ticks, ms, graph: f.graph().nodes.map((node) => node[1]) }));
+      });
+    `,
+  });
+  const { out } = project.run('main.js');
+  assert.strictEqual(out.value, 15);
+  assert.ok(out.graph.includes('main.js:filler7'), out.graph.join(', '));
+  // A 1 ms interval ticks about once a millisecond on a free loop; analysing
+  // on the JS thread leaves only the few ticks of the store's worker hops.
+  assert.ok(out.ticks >= out.ms / 4, `the event loop ticked ${out.ticks} times in the ${out.ms} ms of the first call`);
+});
+
 test('results come back as the values the function returned', () => {
   const project = new Project({
     'main.js': `
