@@ -528,6 +528,15 @@ fn execute(cli: &Cli) -> Result<(), HitSaveError> {
                         }
                     }
                 }
+                if let Some(declined) = &report.declined {
+                    println!(
+                        "  not stored by the cache policy: a result of {} computed in {} µs ({}), {}",
+                        human_size(declined.size),
+                        declined.compute_micros,
+                        declined.reason,
+                        ago(declined.at)
+                    );
+                }
             }
         }
         Command::Stats => {

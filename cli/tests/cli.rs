@@ -152,6 +152,32 @@ fn why_names_the_dependency_that_changed() {
 }
 
 #[test]
+fn why_says_when_the_policy_declined_a_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core();
+    let store = Store::open(&Config::for_dir(dir.path())).unwrap();
+    let eval = NewEval {
+        key: digest(DigestKind::Key, "cheap"),
+        function_id: "cheap@1".into(),
+        function_name: "app:cheap".into(),
+        language: "python".into(),
+        arguments: digest(DigestKind::Value, "cheap"),
+        codec: "pickle".into(),
+        compute_micros: 3,
+        graph: None,
+    };
+    store.put(&core, &eval, &vec![0u8; 3 << 20]).unwrap();
+    drop(store);
+    // Nothing is stored for the function, yet `why` knows why.
+    let report = json(&hitsave(dir.path(), &["why", "app:cheap", "--json"]));
+    assert_eq!(report["stored"], serde_json::json!([]));
+    assert_eq!(report["declined"]["size"], 3 << 20);
+    assert_eq!(report["declined"]["compute_micros"], 3);
+    let text = stdout(&hitsave(dir.path(), &["why", "app:cheap"]));
+    assert!(text.contains("not stored by the cache policy: a result of 3.0 MiB computed in 3 µs"), "{text}");
+}
+
+#[test]
 fn stats_gc_clear_and_verify() {
     let (dir, _) = populated();
     let stats = json(&hitsave(dir.path(), &["stats", "--json"]));

@@ -100,6 +100,58 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE outbox (key TEXT PRIMARY KEY NOT NULL, queued INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
+/// Tables a build may add without a schema version: builds that do not know
+/// them ignore them, so an older SDK sharing the store (pip and npm upgrade
+/// separately) keeps working instead of refusing a newer schema. Created on
+/// first open by a writer; readers treat a missing one as empty.
+const ADDITIVE_TABLES: &[(&str, &str)] = &[(
+    "declined",
+    // The last result of each function the store's policy declined
+    // (Store::declined, for `why` in a later process).
+    "CREATE TABLE IF NOT EXISTS declined (
+        function_name TEXT PRIMARY KEY NOT NULL,
+        key TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        compute_micros INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+)];
+
+fn ensure_additive_tables(conn: &Connection) -> Result<()> {
+    for (name, create) in ADDITIVE_TABLES {
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+            [name],
+            |row| row.get(0),
+        )?;
+        if !exists {
+            conn.execute_batch(create)?;
+        }
+    }
+    Ok(())
+}
+
+/// An additive table a read-only process finds missing (no writer has opened the store since it was added).
+fn missing_table(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(_, Some(message)) if message.starts_with("no such table"))
+}
+
+/// A result the store's policy declined (see [`Store::declined`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Declined {
+    /// The eval key of the declined result.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How long it took to compute.
+    pub compute_micros: u64,
+    /// Why, in words (`docs/spec/policy.md`).
+    pub reason: String,
+    /// When, seconds since the epoch.
+    pub at: u64,
+}
+
 /// Where a result's bytes live.
 #[derive(Debug)]
 pub enum ResultData {
@@ -333,6 +385,8 @@ pub struct WhyReport {
     pub current: Option<String>,
     /// One group per distinct stored graph.
     pub stored: Vec<WhyGroup>,
+    /// The last result the store's policy declined, if any ([`Store::declined`]).
+    pub declined: Option<Declined>,
 }
 
 /// Stored results computed under one graph, and what changed since.
@@ -437,6 +491,8 @@ pub struct Store {
     size: Mutex<SizeEstimate>,
     flusher: Mutex<Option<Flusher>>,
     recent: Mutex<RecentHits>,
+    /// Functions whose declined result this process recorded ([`Store::declined`]).
+    declined_noted: Mutex<std::collections::HashSet<String>>,
     max_size: AtomicU64,
     inline_limit: u64,
     fsync: bool,
@@ -662,6 +718,7 @@ impl Store {
             size: Mutex::new(SizeEstimate::default()),
             flusher: Mutex::new(None),
             recent: Mutex::new(RecentHits::default()),
+            declined_noted: Mutex::default(),
             max_size: AtomicU64::new(config.max_size),
             inline_limit: config.inline_limit,
             fsync: config.fsync,
@@ -725,6 +782,9 @@ impl Store {
                 tx.pragma_update(None, "user_version", index as i64 + 1)?;
             }
             tx.commit()?;
+        }
+        if !self.read_only {
+            ensure_additive_tables(&conn)?;
         }
         Ok(conn)
     }
@@ -1153,6 +1213,7 @@ impl Store {
         let store_params =
             StoreParams { budget: self.max_size(), min_compute_micros: 0, read_bytes_per_second: 1 << 30 };
         if !core.should_store(size, eval.compute_micros, &store_params)? {
+            self.note_declined(eval, size, &store_params);
             return Ok(PutOutcome::Skipped);
         }
         let inline = size <= self.inline_limit;
@@ -1403,6 +1464,64 @@ impl Store {
         Ok(report)
     }
 
+    /// Records a result the policy declined, once per function per process
+    /// (a declined result is typically a cheap one, called often: one write
+    /// per call would cost more than the call). Best effort: `why` is advice.
+    fn note_declined(&self, eval: &NewEval, size: u64, params: &StoreParams) {
+        if !crate::fork::lock(&self.declined_noted).insert(eval.function_name.clone()) {
+            return;
+        }
+        let reason = if size > params.budget {
+            format!("larger than the whole size budget ({} bytes)", params.budget)
+        } else {
+            "1 MiB or more and cheaper to compute again than to read back".to_owned()
+        };
+        let _ = self.with_db(|conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO declined (function_name, key, size, compute_micros, reason, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    eval.function_name,
+                    eval.key.to_string(),
+                    size as i64,
+                    eval.compute_micros as i64,
+                    reason,
+                    now() as i64
+                ],
+            )?;
+            Ok(())
+        });
+    }
+
+    /// The last result of `function_name` that the store's policy declined
+    /// (recorded once per function per process), so `why` can say so in a
+    /// later process: "never cached" is otherwise a mystery.
+    pub fn declined(&self, function_name: &str) -> Result<Option<Declined>> {
+        self.with_db(|conn| {
+            let found = conn
+                .query_row(
+                    "SELECT key, size, compute_micros, reason, at FROM declined WHERE function_name = ?1",
+                    [function_name],
+                    |row| {
+                        Ok(Declined {
+                            key: row.get(0)?,
+                            size: row.get::<_, i64>(1)? as u64,
+                            compute_micros: row.get::<_, i64>(2)? as u64,
+                            reason: row.get(3)?,
+                            at: row.get::<_, i64>(4)? as u64,
+                        })
+                    },
+                )
+                .optional();
+            match found {
+                Ok(found) => Ok(found),
+                // A read-only process on a store no writer has opened since the table was added.
+                Err(err) if missing_table(&err) => Ok(None),
+                Err(err) => Err(err.into()),
+            }
+        })
+    }
+
     /// Removes every entry, or those of one function. Returns how many.
     pub fn clear(&self, function_name: Option<&str>) -> Result<u64> {
         self.forget_recent();
@@ -1422,6 +1541,10 @@ impl Store {
             blobs.dedup();
             for result in blobs {
                 remove_blob_if_unused(&self.dir, &tx, result)?;
+            }
+            match tx.execute("DELETE FROM declined WHERE ?1 IS NULL OR function_name = ?1", [function_name]) {
+                Err(err) if !missing_table(&err) => return Err(err.into()),
+                _ => {}
             }
             if let Some(name) = function_name {
                 tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
@@ -1588,7 +1711,8 @@ impl Store {
                 .collect::<rusqlite::Result<_>>()?;
             Ok((current, groups))
         })?;
-        if current.is_none() && groups.is_empty() {
+        let declined = self.declined(function_name)?;
+        if current.is_none() && groups.is_empty() && declined.is_none() {
             return Err(HitSaveError::NotFound(format!(
                 "no function named {function_name:?} in {}",
                 self.root.display()
@@ -1620,7 +1744,7 @@ impl Store {
             }
             stored.push(WhyGroup { graph, evals: count as u64, current: is_current, changes });
         }
-        Ok(WhyReport { function_name: function_name.to_owned(), current, stored })
+        Ok(WhyReport { function_name: function_name.to_owned(), current, stored, declined })
     }
 }
 

@@ -619,3 +619,38 @@ fn concurrent_calls_of_one_key_compute_once() {
     assert_eq!(results.iter().filter(|(source, _)| *source == Source::Computed).count(), 1);
     assert!(results.iter().all(|(_, data)| data == b"once"));
 }
+
+#[test]
+fn a_declined_result_is_recorded_for_later_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = vec![7u8; 2 << 20];
+    {
+        let store = Store::open(&config(dir.path())).unwrap();
+        // 2 MiB computed in 1 µs: cheaper to compute again than to read back.
+        assert_eq!(store.put(core(), &eval("cheap", "f", 1), &big).unwrap(), PutOutcome::Skipped);
+        // Recorded once per function per process: a second decline writes nothing.
+        assert_eq!(store.put(core(), &eval("cheap 2", "f", 1), &big).unwrap(), PutOutcome::Skipped);
+        assert_eq!(store.put(core(), &eval("kept", "g", 10), b"small").unwrap(), PutOutcome::Stored);
+    }
+    // A later process (a fresh store object) still knows why.
+    let store = Store::open(&config(dir.path())).unwrap();
+    let declined = store.declined("f").unwrap().expect("the decline was recorded");
+    assert_eq!(declined.key, key("cheap").to_string());
+    assert_eq!((declined.size, declined.compute_micros), (2 << 20, 1));
+    assert!(declined.reason.contains("cheaper to compute again"), "{}", declined.reason);
+    assert_eq!(store.declined("g").unwrap(), None);
+
+    // Over the whole budget: the other reason.
+    let mut small_budget = config(dir.path());
+    small_budget.max_size = 1 << 20;
+    let store = Store::open(&small_budget).unwrap();
+    assert_eq!(store.put(core(), &eval("huge", "h", 60_000_000), &big).unwrap(), PutOutcome::Skipped);
+    assert!(store.declined("h").unwrap().unwrap().reason.contains("larger than the whole size budget"));
+
+    // Clearing a function forgets its record; a read-only process reads records too.
+    assert_eq!(store.clear(Some("f")).unwrap(), 0);
+    assert_eq!(store.declined("f").unwrap(), None);
+    let mut read_only = config(dir.path());
+    read_only.mode = Mode::ReadOnly;
+    assert!(Store::open(&read_only).unwrap().declined("h").unwrap().is_some());
+}

@@ -810,6 +810,24 @@ pub fn why(env: Env, handle: u32) -> Result<Raw> {
     Ok(Raw(js.array_of(&groups)?))
 }
 
+/// The last result of the function the store's policy declined:
+/// `[key, size, computeMicros, reason]`, or `null`.
+#[napi]
+pub fn declined(env: Env, handle: u32) -> Result<Raw> {
+    let js = Js(env.raw());
+    let function = function(handle)?;
+    let store = function.store().map_err(|err| to_napi(js, err))?;
+    Ok(Raw(match store.declined(&function.function_name).map_err(|err| to_napi(js, err))? {
+        Some(found) => js.array_of(&[
+            js.str(&found.key)?,
+            js.number(found.size as f64)?,
+            js.number(found.compute_micros as f64)?,
+            js.str(&found.reason)?,
+        ])?,
+        None => js.null()?,
+    }))
+}
+
 /// Bulk download of a function's cloud results, on a worker.
 pub struct Download {
     function: Arc<Function>,

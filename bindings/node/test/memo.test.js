@@ -536,6 +536,11 @@ test('a result the policy declines is returned with one warning, and why says so
       let runs = 0;
       // 4 MiB made in a blink: cheaper to recompute than to read back.
       const cheap = memo(function cheap(n) { runs++; return Buffer.alloc(n); });
+      if (process.env.ONLY_WHY) {
+        // A later process has seen nothing itself: the store remembers the decline.
+        console.log(JSON.stringify({ same: cheap.why(4 << 20), other: cheap.why(5 << 20) }));
+        process.exit(0);
+      }
       cheap(4 << 20);
       cheap(4 << 20);
       const small = memo(function small(n) { return n + 1; });
@@ -548,6 +553,10 @@ test('a result the policy declines is returned with one warning, and why says so
   assert.deepStrictEqual(out.warnings, [['HitSaveNotStoredWarning', 'HITSAVE_NOT_STORED']], 'one warning per function');
   assert.match(out.why, /^miss: the last result for these arguments \(\d+ bytes, computed in \d+ µs\) was not stored/);
   assert.strictEqual(out.small, 'hit');
+
+  const later = project.run('main.js', { env: { ONLY_WHY: '1' } }).out;
+  assert.match(later.same, /^miss: the last result for these arguments \(\d+ bytes, computed in \d+ µs\) was not stored: 1 MiB or more and cheaper to compute again/);
+  assert.match(later.other, /; a result of this function was not stored by the cache policy \(\d+ bytes/);
 });
 
 test('waiting for another process holds neither the event loop nor the libuv pool', async () => {

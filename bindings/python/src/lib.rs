@@ -561,6 +561,13 @@ impl Store {
         Ok(report.stored.into_iter().map(|group| (group.graph, group.evals, group.current, group.changes)).collect())
     }
 
+    /// The last result of a function the store's policy declined:
+    /// `(key, size, compute_micros, reason)`, or `None`.
+    fn declined(&self, py: Python<'_>, function_name: &str) -> PyResult<Option<(String, u64, u64, String)>> {
+        let found = py.detach(|| self.inner.declined(function_name)).map_err(to_py_err)?;
+        Ok(found.map(|d| (d.key, d.size, d.compute_micros, d.reason)))
+    }
+
     /// Fetches a function's cloud results the local store lacks; returns how many.
     fn download(&self, py: Python<'_>, function_name: &str) -> PyResult<u64> {
         let cloud = self.inner.cloud().cloned().ok_or_else(|| {

@@ -3,6 +3,7 @@ fresh interpreters, sharing one store."""
 
 import asyncio
 import os
+import re
 import threading
 
 import pytest
@@ -578,6 +579,31 @@ def test_a_result_the_policy_declines_is_returned_with_a_warning_and_why_says_so
         warnings.simplefilter("error")  # small results are always kept: no warning
         assert small(1) == 2
     assert small.why(1) == "hit"
+
+
+def test_why_explains_a_policy_decline_in_a_later_process(project):
+    pytest.importorskip("numpy")
+    project.write(
+        "cheap.py",
+        """
+        import numpy as np
+        from hitsave import memo
+
+        @memo(name="cheap-later", version="1")
+        def cheap(n):
+            return np.zeros(n, dtype=np.uint8)  # big and made in a blink
+        """,
+    )
+    project.run("import warnings, cheap; warnings.simplefilter('ignore'); cheap.cheap(4 << 20)")
+    # A new process has seen nothing itself; the store remembers the decline.
+    out = project.run("import cheap; print(cheap.cheap.why(4 << 20)); print(cheap.cheap.why(5 << 20))").stdout.splitlines()
+    assert re.match(r"miss: the last result for these arguments \(41943\d\d bytes, computed in \d+ µs\) was not stored", out[0]), out
+    assert "cheaper to compute again than to read back" in out[0], out
+    assert out[1].startswith("miss: no result is stored for these arguments; a result of this function was not stored by the cache policy (41943"), out
+    # Clearing the function forgets it.
+    project.run("import cheap; cheap.cheap.clear()")
+    out = project.run("import cheap; print(cheap.cheap.why(4 << 20))").stdout.strip()
+    assert out == "miss: nothing is stored for this function yet", out
 
 
 def test_async_waits_for_another_process_hold_no_executor_thread(project):

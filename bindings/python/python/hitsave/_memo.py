@@ -486,18 +486,31 @@ class MemoFunction(Generic[P, R]):
                 f"miss: the last result for these arguments ({size} bytes, computed in {micros} µs) was not stored: "
                 "cheaper to recompute than to read back, or larger than the size budget (docs/spec/policy.md)"
             )
+        # What an earlier process saw the policy decline (recorded once per function per process).
+        declined = store.declined(self.function_name)
+        if declined is not None and declined[0] == key:
+            return (
+                f"miss: the last result for these arguments ({declined[1]} bytes, computed in {declined[2]} µs) "
+                f"was not stored: {declined[3]} (docs/spec/policy.md)"
+            )
+        note = (
+            f"; a result of this function was not stored by the cache policy ({declined[1]} bytes, computed in "
+            f"{declined[2]} µs: {declined[3]})"
+            if declined is not None
+            else ""
+        )
         if self._graph is not None:
             store.record_function(self.function_name, self._graph[0], self._graph[1])
         try:
             groups = store.why(self.function_name)
         except _native.HitSaveError:
-            return "miss: nothing is stored for this function yet"
+            return "miss: nothing is stored for this function yet" + note
         changes = [f"{node} {change}" for _graph, _count, current, group in groups if not current for node, change in group]
         if any(current for _graph, _count, current, _group in groups):
-            return "miss: the code is unchanged; no result is stored for these arguments"
+            return "miss: the code is unchanged; no result is stored for these arguments" + note
         if changes:
             return "miss: code changed since results were stored: " + ", ".join(sorted(set(changes)))
-        return "miss: no result is stored for these arguments"
+        return "miss: no result is stored for these arguments" + note
 
 
 @overload
