@@ -600,3 +600,44 @@ test('waiting for another process holds neither the event loop nor the libuv poo
   assert.ok(out.waitedMs >= 1000, `it did wait for the holder (${out.waitedMs} ms)`);
   assert.ok(out.readMs < 1000, `a file read went through while six keys were waited for (${out.readMs} ms)`);
 });
+
+test('worker threads load the addon and share the store with the main thread', () => {
+  const project = new Project({
+    'main.js': `
+      const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
+      const { memo } = require(HITSAVE);
+      let runs = 0;
+      const f = memo(async function f(x) { runs++; return { x, square: x * x, data: new Float64Array(2000).fill(x) }; });
+      const g = memo(function g(x) { runs++; return [x, 'g']; });
+      if (isMainThread) {
+        (async () => {
+          const first = await f(1);
+          const workers = [0, 1].map((i) => new Worker(__filename, { workerData: i }));
+          const results = await Promise.all(workers.map((worker) => new Promise((resolve, reject) => {
+            worker.on('message', resolve);
+            worker.on('error', reject);
+          })));
+          console.log(JSON.stringify({ main: first.square, runs, results }));
+        })();
+      } else {
+        (async () => {
+          const shared = await f(1); // the main thread's result
+          const own = await f(workerData + 10);
+          parentPort.postMessage({ shared: shared.square, own: own.square, sync: g(workerData), runs, length: shared.data.length });
+        })();
+      }
+    `,
+  });
+  const first = project.run('main.js').out;
+  assert.deepStrictEqual(first, {
+    main: 1,
+    runs: 1,
+    results: [
+      { shared: 1, own: 100, sync: [0, 'g'], runs: 2, length: 2000 },
+      { shared: 1, own: 121, sync: [1, 'g'], runs: 2, length: 2000 },
+    ],
+  });
+  const again = project.run('main.js').out;
+  assert.strictEqual(again.runs, 0);
+  assert.ok(again.results.every((result) => result.runs === 0), 'every thread hits in a new process');
+});
