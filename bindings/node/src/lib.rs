@@ -280,7 +280,13 @@ static CONFIG: OnceLock<std::result::Result<Config, String>> = OnceLock::new();
 static STORES: Mutex<Option<HashMap<PathBuf, Arc<Store>>>> = Mutex::new(None);
 
 fn config(js: Js) -> Result<&'static Config> {
-    match CONFIG.get_or_init(|| Config::load().map_err(|err| err.to_string())) {
+    let load = || {
+        Config::load().map_err(|err| match err {
+            HitSaveError::ConfigInvalid(message) => message,
+            other => other.to_string(),
+        })
+    };
+    match CONFIG.get_or_init(load) {
         Ok(config) => Ok(config),
         Err(message) => Err(to_napi(js, HitSaveError::ConfigInvalid(message.clone()))),
     }

@@ -300,6 +300,22 @@ test('errors are typed with stable codes and paths; nothing stored is lost', () 
   assert.ok(out.options);
   assert.strictEqual(out.identity, 'invalid_identity');
   assert.ok(out.ignore);
+
+  // A bad setting is a typed error from sync and async functions alike.
+  project.write({
+    'config.js': `
+      const { memo } = require(HITSAVE);
+      const out = {};
+      try { memo((x) => x)(1); } catch (e) { out.sync = [e.code, e.message]; }
+      memo(async (x) => x)(1).catch((e) => {
+        out.async = [e.code, e.message];
+        console.log(JSON.stringify(out));
+      });
+    `,
+  });
+  const bad = project.run('config.js', { env: { HITSAVE_MODE: 'sometimes' } }).out;
+  const message = 'invalid configuration: HITSAVE_MODE: mode must be off, local, cloud or read-only, got "sometimes"';
+  assert.deepStrictEqual(bad, { sync: ['config_invalid', message], async: ['config_invalid', message] });
 });
 
 test('a result that cannot be stored is still returned, with one warning', () => {
