@@ -107,11 +107,13 @@ pub struct Walker<'c> {
     pub out: StreamWriter,
     pub hashing: Hashing,
     pub deferred: Vec<Deferred>,
+    /// The objects from the argument down to the one being walked (cycles).
+    path: Vec<V>,
 }
 
 impl<'c> Walker<'c> {
     pub fn new(js: Js, ctx: &'c Context, hashing: Hashing) -> Self {
-        Self { js, ctx, out: StreamWriter::new(), hashing, deferred: Vec::new() }
+        Self { js, ctx, out: StreamWriter::new(), hashing, deferred: Vec::new(), path: Vec::new() }
     }
 
     /// Releases deferred holders if the walk is abandoned (an error).
@@ -211,7 +213,32 @@ impl<'c> Walker<'c> {
         Ok(())
     }
 
+    /// An object, unless it is one of its own ancestors: a cycle is written
+    /// as an `unhashable` token (`cyclic Array`, …) so the core names where
+    /// it closes, instead of walking on until `too_deep`.
     fn object(&mut self, value: V, depth: usize) -> Result<()> {
+        let js = self.js;
+        for &ancestor in &self.path {
+            if js.strict_equals(ancestor, value)? {
+                let prototype = js.prototype(value)?;
+                let name = if js.is_array(value)? {
+                    "Array".to_owned()
+                } else if js.typeof_(prototype)? == sys::ValueType::napi_null {
+                    "Object".to_owned()
+                } else {
+                    constructor_name(js, prototype)?
+                };
+                self.out.unhashable(&format!("cyclic {name}"));
+                return Ok(());
+            }
+        }
+        self.path.push(value);
+        let walked = self.object_contents(value, depth);
+        self.path.pop();
+        walked
+    }
+
+    fn object_contents(&mut self, value: V, depth: usize) -> Result<()> {
         let js = self.js;
         let ctx = self.ctx;
         if js.is_array(value)? {

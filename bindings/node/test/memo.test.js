@@ -289,6 +289,12 @@ test('errors are typed with stable codes and paths; nothing stored is lost', () 
       try { memo((x) => x, { name: 'a' }); } catch (e) { out.options = e instanceof TypeError; }
       try { memo((x) => x, { name: 'bad\\u0001', version: '1' })(1); } catch (e) { out.identity = e.code; }
       try { memo((x) => x, { ignore: ['nope'] }); } catch (e) { out.ignore = e instanceof TypeError; }
+      // A cycle is named where it closes; the same object twice is no cycle.
+      const node = { name: 'root', children: [] };
+      node.children.push({ name: 'leaf', parent: node });
+      try { f.key(1, { x: node }); } catch (e) { out.cycle = [e.code, e.path, e.message.includes('cyclic Object')]; }
+      const shared = { n: 1 };
+      out.shared = f.key(1, { x: [shared, shared] }) === f.key(1, { x: [{ n: 1 }, { n: 1 }] });
       console.log(JSON.stringify(out));
     `,
   });
@@ -300,6 +306,8 @@ test('errors are typed with stable codes and paths; nothing stored is lost', () 
   assert.ok(out.options);
   assert.strictEqual(out.identity, 'invalid_identity');
   assert.ok(out.ignore);
+  assert.deepStrictEqual(out.cycle, ['unhashable_value', 'args[1]["x"]["children"][0]["parent"]', true]);
+  assert.strictEqual(out.shared, true);
 
   // A bad setting is a typed error from sync and async functions alike.
   project.write({

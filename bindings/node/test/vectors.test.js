@@ -121,7 +121,11 @@ test('unfaithful values raise typed errors naming the path', () => {
   }
   const cycle = [];
   cycle.push(cycle);
-  assert.throws(() => hitsave.valueDigest(cycle), (error) => error.code === 'too_deep');
+  assert.throws(() => hitsave.valueDigest(cycle), (error) =>
+    error.code === 'unhashable_value' && error.path === '[0]' && error.message.includes('cyclic Array'));
+  let deep = [];
+  for (let i = 0; i < 300; i++) deep = [deep];
+  assert.throws(() => hitsave.valueDigest(deep), (error) => error.code === 'too_deep');
 });
 
 test('every error code is shared with Rust and Python', () => {

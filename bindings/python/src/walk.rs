@@ -16,6 +16,18 @@ use pyo3::types::{
 
 /// Writes one Python value.
 pub fn walk(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
+    if depth == 0 {
+        // A walk of its own (Python code run during a walk, such as a
+        // `__getstate__`, may walk other arguments): its own path.
+        let outer = PATH.with(|path| std::mem::take(&mut *path.borrow_mut()));
+        let walked = walk_value(value, out, 0);
+        PATH.with(|path| *path.borrow_mut() = outer);
+        return walked;
+    }
+    walk_value(value, out, depth)
+}
+
+fn walk_value(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
     if depth >= MAX_DEPTH {
         // The core reports `too_deep` with the path for any value this deep;
         // stopping here also ends self-referencing containers.
@@ -46,7 +58,46 @@ pub fn walk(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> P
         write_buffer_bytes(py, bytes.as_bytes(), out);
     } else if value.is_instance_of::<PyByteArray>() || type_is(value, "builtins", "memoryview") {
         write_contiguous_bytes(value, out)?;
-    } else if let Ok(tuple) = value.cast::<PyTuple>() {
+    } else if let Some(_on_path) = Ancestors::enter(value, out)? {
+        walk_container(value, out, depth)?;
+    }
+    Ok(())
+}
+
+/// The containers on the path from the argument being walked to the value
+/// now walked (this thread's walk: the GIL is held while a walk descends).
+/// A container met again on its own path is a cycle: written as an
+/// `unhashable` token (`cyclic list`, …) so the core names where the cycle
+/// closes, instead of walking on until `too_deep`.
+struct Ancestors;
+
+thread_local! {
+    static PATH: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Ancestors {
+    /// `Some(guard)` (popped when dropped) when `value` is not already on the
+    /// path; `None` after writing the cycle.
+    fn enter(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<Option<Ancestors>> {
+        let address = value.as_ptr() as usize;
+        if PATH.with(|path| path.borrow().contains(&address)) {
+            out.unhashable(&format!("cyclic {}", type_name(value)?));
+            return Ok(None);
+        }
+        PATH.with(|path| path.borrow_mut().push(address));
+        Ok(Some(Ancestors))
+    }
+}
+
+impl Drop for Ancestors {
+    fn drop(&mut self) {
+        PATH.with(|path| path.borrow_mut().pop());
+    }
+}
+
+/// Tuples, lists, dicts, sets and everything else that may hold values.
+fn walk_container(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
+    if let Ok(tuple) = value.cast::<PyTuple>() {
         if let Ok(fields) = value.getattr("_fields")
             && fields.is_instance_of::<PyTuple>()
         {

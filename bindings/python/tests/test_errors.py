@@ -42,3 +42,22 @@ def test_bad_identity_is_a_typed_error():
     with pytest.raises(hitsave.InvalidIdentityError) as raised:
         f(1)
     assert raised.value.code == "invalid_identity"
+
+
+def test_a_cycle_is_named_where_it_closes_and_sharing_is_no_cycle():
+    @hitsave.memo
+    def f(a, b):
+        return a
+
+    node = {"name": "root", "children": []}
+    node["children"].append({"name": "leaf", "parent": node})
+    with pytest.raises(hitsave.UnhashableValueError) as raised:
+        f.key(1, {"x": node})
+    assert raised.value.path == 'args[1]["x"]["children"][0]["parent"]'
+    assert "cyclic dict" in str(raised.value)
+    items = []
+    items.append(items)
+    with pytest.raises(hitsave.UnhashableValueError, match="cyclic list"):
+        hitsave.value_digest(items)
+    shared = {"n": 1}
+    assert f.key(1, [shared, shared]) == f.key(1, [{"n": 1}, {"n": 1}])
