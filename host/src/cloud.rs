@@ -30,8 +30,6 @@ use crate::store::{Hit, NewEval, ResultData, Store};
 /// Context of the signing MAC's key derivation.
 const SIGNING_CONTEXT: &str = "hitsave 2026-11 eval signature v1";
 
-/// How long small requests may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a blob transfer may take.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Backoff after the server could not be reached: doubles up to the maximum.
@@ -107,12 +105,15 @@ pub struct CloudClient {
     /// have, so a child builds its own (`CloudClient::http`).
     http: Mutex<(u64, reqwest::blocking::Client)>,
     signing: Option<[u8; 32]>,
+    /// The limit on small requests (`cloud_timeout`).
+    timeout: Duration,
 }
 
-fn http_client() -> Result<reqwest::blocking::Client> {
+/// `timeout` bounds small requests (blob transfers set their own).
+fn http_client(timeout: Duration) -> Result<reqwest::blocking::Client> {
     reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .timeout(timeout)
         .user_agent(concat!("hitsave/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot build an HTTP client: {err}")))
@@ -130,10 +131,15 @@ impl CloudClient {
     /// A client of `url` (`http://host:port`), authenticating with `api_key`;
     /// `signing_key` signs and verifies language-only results.
     pub fn new(url: &str, api_key: &str, signing_key: Option<&str>) -> Result<Self> {
+        Self::with_timeout(url, api_key, signing_key, crate::config::DEFAULT_CLOUD_TIMEOUT)
+    }
+
+    /// [`CloudClient::new`] with a limit on small requests other than the default.
+    pub fn with_timeout(url: &str, api_key: &str, signing_key: Option<&str>, timeout: Duration) -> Result<Self> {
         install_crypto_provider();
-        let http = Mutex::new((crate::fork::generation(), http_client()?));
+        let http = Mutex::new((crate::fork::generation(), http_client(timeout)?));
         let signing = signing_key.map(|secret| blake3::derive_key(SIGNING_CONTEXT, secret.as_bytes()));
-        Ok(Self { base: url.trim_end_matches('/').to_owned(), key: api_key.to_owned(), http, signing })
+        Ok(Self { base: url.trim_end_matches('/').to_owned(), key: api_key.to_owned(), http, signing, timeout })
     }
 
     /// This process's HTTP client (a cheap handle); a forked child builds its own.
@@ -141,7 +147,7 @@ impl CloudClient {
         let mut http = crate::fork::lock(&self.http);
         let generation = crate::fork::generation();
         if http.0 != generation {
-            let parents = std::mem::replace(&mut http.1, http_client()?);
+            let parents = std::mem::replace(&mut http.1, http_client(self.timeout)?);
             // Dropping it would join the parent's runtime thread, which this process does not have.
             std::mem::forget(parents);
             http.0 = generation;
@@ -152,7 +158,9 @@ impl CloudClient {
     /// The client a configuration describes, if it names a server and a key.
     pub fn from_config(config: &Config) -> Result<Option<Self>> {
         match (&config.cloud_url, &config.api_key) {
-            (Some(url), Some(key)) => Ok(Some(Self::new(url, key, config.signing_key.as_deref())?)),
+            (Some(url), Some(key)) => {
+                Ok(Some(Self::with_timeout(url, key, config.signing_key.as_deref(), config.cloud_timeout)?))
+            }
             _ => Ok(None),
         }
     }
@@ -182,6 +190,20 @@ impl CloudClient {
 
     fn url_of(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Whether the server answers (`/v1/health`, no key needed).
+    pub fn health(&self) -> Result<()> {
+        let response = self
+            .http()?
+            .get(self.url_of("/v1/health"))
+            .send()
+            .map_err(|err| unavailable(format!("{}: {}", self.base, err.without_url())))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(unavailable(format!("{}: health check answered {}", self.base, response.status())))
+        }
     }
 
     /// The key's project and scope.
@@ -363,6 +385,8 @@ fn encode_path(segment: &str) -> String {
 struct Health {
     down_until: Option<Instant>,
     backoff: Duration,
+    /// The fork generation whose background health check is running, if any.
+    probing: Option<u64>,
 }
 
 /// A store's cloud side: read-through, background upload, bulk download.
@@ -406,7 +430,7 @@ impl CloudSync {
         Ok(Some(Arc::new(Self {
             client,
             config: config.clone(),
-            health: Mutex::new(Health { down_until: None, backoff: FIRST_BACKOFF }),
+            health: Mutex::new(Health { down_until: None, backoff: FIRST_BACKOFF, probing: None }),
             uploading: AtomicBool::new(false),
             uploading_generation: std::sync::atomic::AtomicU64::new(crate::fork::generation()),
             runs: std::sync::atomic::AtomicU64::new(0),
@@ -441,11 +465,37 @@ impl CloudSync {
         }
     }
 
+    /// [`CloudSync::reachable`] for a caller's path: once a server that was
+    /// down has waited out its backoff, a background health check (not the
+    /// caller) finds out whether it is back, and calls stay local until it
+    /// answers. A server that accepts connections but never answers would
+    /// otherwise cost a call the whole request timeout at every backoff.
+    fn reachable_for_call(self: &Arc<Self>) -> bool {
+        let mut health = crate::fork::lock(&self.health);
+        let Some(until) = health.down_until else { return true };
+        let generation = crate::fork::generation();
+        if Instant::now() < until || health.probing == Some(generation) {
+            return false;
+        }
+        health.probing = Some(generation);
+        drop(health);
+        let sync = self.clone();
+        let spawned = std::thread::Builder::new().name("hitsave-health".into()).spawn(move || {
+            let answer = sync.client.health();
+            crate::fork::lock(&sync.health).probing = None;
+            sync.note(&answer);
+        });
+        if spawned.is_err() {
+            crate::fork::lock(&self.health).probing = None;
+        }
+        false
+    }
+
     /// Read-through on a local miss: the server's record, downloaded,
     /// verified and stored locally. Failures are warnings and misses.
     /// `function_name`, when known, feeds the prefetch policy.
     pub fn fetch(self: &Arc<Self>, store: &Store, key: &Digest, function_name: Option<&str>) -> Option<Hit> {
-        if !self.reachable() {
+        if !self.reachable_for_call() {
             return None;
         }
         let found = self.client.lookup(&[key.to_string()]);

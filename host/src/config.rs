@@ -71,10 +71,17 @@ pub struct Config {
     /// How long a call waits for another process or thread computing the
     /// same key before computing it too (zero: no compute locks).
     pub lock_wait: std::time::Duration,
+    /// How long a small cloud request (a lookup on a call's path, an
+    /// existence check, an eval upload) may take before the server counts as
+    /// unreachable.
+    pub cloud_timeout: std::time::Duration,
 }
 
 /// Default wait for another computation of the same key.
 pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Default limit on a small cloud request.
+pub const DEFAULT_CLOUD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Default wait at exit for queued uploads.
 pub const DEFAULT_UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -160,6 +167,7 @@ struct FileConfig {
     signing_key: Option<String>,
     upload_wait: Option<u64>,
     lock_wait: Option<u64>,
+    cloud_timeout: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +336,10 @@ impl Config {
         };
         let upload_wait = seconds("HITSAVE_UPLOAD_WAIT", parsed.upload_wait, DEFAULT_UPLOAD_WAIT)?;
         let lock_wait = seconds("HITSAVE_LOCK_WAIT", parsed.lock_wait, DEFAULT_LOCK_WAIT)?;
+        let cloud_timeout = seconds("HITSAVE_CLOUD_TIMEOUT", parsed.cloud_timeout, DEFAULT_CLOUD_TIMEOUT)?;
+        if cloud_timeout.is_zero() {
+            return Err(HitSaveError::ConfigInvalid("HITSAVE_CLOUD_TIMEOUT must be more than 0 seconds".into()));
+        }
         Ok(Self {
             cache_dir,
             max_size,
@@ -340,6 +352,7 @@ impl Config {
             signing_key,
             upload_wait,
             lock_wait,
+            cloud_timeout,
         })
     }
 
@@ -357,6 +370,7 @@ impl Config {
             signing_key: None,
             upload_wait: DEFAULT_UPLOAD_WAIT,
             lock_wait: DEFAULT_LOCK_WAIT,
+            cloud_timeout: DEFAULT_CLOUD_TIMEOUT,
         }
     }
 }

@@ -159,6 +159,55 @@ fn an_unreachable_server_costs_nothing_and_uploads_resume_at_the_next_start() {
 }
 
 #[test]
+fn a_server_that_never_answers_costs_one_timeout_then_nothing_until_it_is_back() {
+    // The project exists in the server's data before the server answers.
+    let data = tempfile::tempdir().unwrap();
+    let key = {
+        let (metadata, _) = hitsave_server::open_embedded(data.path()).unwrap();
+        hitsave_server::create_project(metadata.as_ref(), "back").unwrap().1
+    };
+    // A "black hole": connections are accepted by the kernel, requests never answered.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = black_hole.local_addr().unwrap();
+    let (_dir, mut config) = machine(&format!("http://{address}"), &key, None);
+    config.cloud_timeout = Duration::from_secs(1);
+    let store = Store::open(&config).unwrap();
+    let timed = |seed: &str| {
+        let start = Instant::now();
+        let found = store.get(&digest("key", seed)).unwrap();
+        (found.is_some(), start.elapsed())
+    };
+    let (found, first) = timed("a");
+    assert!(!found);
+    assert!(first >= Duration::from_millis(900) && first < Duration::from_secs(5), "one cloud_timeout: {first:?}");
+    assert!(timed("b").1 < Duration::from_millis(500), "within the backoff: local only");
+    // Past the backoff, a background health check asks; the call does not wait for it.
+    std::thread::sleep(Duration::from_millis(2200));
+    let (_, after_backoff) = timed("c");
+    assert!(after_backoff < Duration::from_millis(500), "the call waited on the server again: {after_backoff:?}");
+
+    // The server comes back on that address, with a result another machine stored.
+    drop(black_hole);
+    let server = serve_on(std::net::TcpListener::bind(address).unwrap(), data);
+    let (_other_dir, other_config) = machine(&server.url, &key, None);
+    let other = Store::open(&other_config).unwrap();
+    other.put(core(), &eval("shared", "f", "portable"), b"from the other machine").unwrap();
+    other.drain_uploads().unwrap();
+    // The process that saw it down reads through again once a health check finds it back,
+    // and no call waits meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (found, took) = timed("shared");
+        assert!(took < Duration::from_millis(500), "a call waited {took:?}");
+        if found {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server was never found back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn a_tampered_blob_is_rejected_and_nothing_is_stored() {
     let server = server();
     let key = project(&server, "tamper");
