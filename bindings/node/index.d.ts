@@ -19,7 +19,10 @@ export interface MemoOptions {
   /**
    * How results are stored: `'portable'` (read by every language; a result
    * without an exact portable form is returned but not stored) or `'v8'`
-   * (Node only). Default: portable when exact, else v8.
+   * (Node only; class instances come back as plain objects). Default:
+   * portable when exact, else v8 when v8 brings the result back as it was
+   * (a result holding a class instance is returned but not stored, with a
+   * `HitSaveNotStoredWarning`).
    */
   codec?: 'portable' | 'v8';
   /**

@@ -130,12 +130,72 @@ function decodeHit(status, payload, functionName) {
   );
 }
 
+// Prototypes v8 serialization brings back as they were (Buffer, every
+// TypedArray, DataView, the native errors, boxed primitives, …).
+const V8_FAITHFUL = new Set(
+  [Object, Array, Map, Set, Date, RegExp, ArrayBuffer, DataView, Buffer, Number, String, Boolean, BigInt,
+    Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError,
+    Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
+    Float32Array, Float64Array, BigInt64Array, BigUint64Array]
+    .map((type) => type.prototype),
+);
+V8_FAITHFUL.add(null); // comes back with Object's prototype: the same own properties
+
+/**
+ * Where a result holds something v8 serialization would bring back as
+ * something else (a class instance as a plain object, a subclass of Array or
+ * Map as its base): `[path, class name]`, or null when it round-trips.
+ */
+function unfaithfulToV8(value) {
+  const seen = new Set();
+  const stack = [[value, 'result']];
+  while (stack.length) {
+    const [item, where] = stack.pop();
+    if (item === null || typeof item !== 'object' || seen.has(item)) continue;
+    seen.add(item);
+    const prototype = Object.getPrototypeOf(item);
+    if (!V8_FAITHFUL.has(prototype)) {
+      const name = prototype && typeof prototype.constructor === 'function' ? prototype.constructor.name : 'object';
+      return [where, name || 'an anonymous class'];
+    }
+    if (ArrayBuffer.isView(item)) continue;
+    if (item instanceof Map) {
+      let index = 0;
+      for (const [key, entry] of item) {
+        stack.push([key, `${where} key ${index}`], [entry, `${where}.get(${index++})`]);
+      }
+    } else if (item instanceof Set) {
+      let index = 0;
+      for (const member of item) stack.push([member, `${where} member ${index++}`]);
+    } else if (Array.isArray(item)) {
+      item.forEach((entry, index) => stack.push([entry, `${where}[${index}]`]));
+    } else {
+      for (const key of Object.keys(item)) {
+        stack.push([item[key], /^[A-Za-z_$][\w$]*$/.test(key) ? `${where}.${key}` : `${where}[${JSON.stringify(key)}]`]);
+      }
+    }
+  }
+  return null;
+}
+
 function encodeResult(value, codec, functionName) {
   if (codec !== V8) {
     const data = native.encodePortable(value);
     if (data !== null) return [PORTABLE, data];
     if (codec === PORTABLE) {
       process.emitWarning(`hitsave: ${functionName}: the result has no portable form; it is returned but not stored`);
+      return null;
+    }
+    // A hit must give back what the call returned: a class instance that
+    // v8 would turn into a plain object is not stored (an explicit
+    // codec: 'v8' stores what v8 serialization keeps).
+    const unfaithful = unfaithfulToV8(value);
+    if (unfaithful !== null) {
+      process.emitWarning(
+        `hitsave: ${functionName}: the result holds ${unfaithful[1]} at ${unfaithful[0]}, which v8 serialization ` +
+          "brings back as a plain object (or its base class); it is returned but not stored. Return plain data, or pass codec: 'v8' to store what v8 keeps",
+        { type: 'HitSaveNotStoredWarning', code: 'HITSAVE_NOT_FAITHFUL' },
+      );
       return null;
     }
   }

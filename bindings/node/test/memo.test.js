@@ -665,3 +665,37 @@ test('worker threads load the addon and share the store with the main thread', (
   assert.strictEqual(again.runs, 0);
   assert.ok(again.results.every((result) => result.runs === 0), 'every thread hits in a new process');
 });
+
+test('a class instance in a result is not stored where v8 would bring it back as a plain object', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const warnings = [];
+      process.on('warning', (warning) => warnings.push([warning.name, warning.code, warning.message]));
+      class Point { constructor(x) { this.x = x; } norm() { return Math.abs(this.x); } }
+      let runs = 0;
+      const make = memo(function make(x) { runs++; return { label: 'p', points: [new Point(x)] }; });
+      const explicit = memo(function explicit(x) { runs++; return new Point(x); }, { codec: 'v8' });
+      const faithful = memo(function faithful(x) { runs++; return { d: new Date(x), e: new TypeError('t'), b: Buffer.from([x]), m: new Map([['k', 1]]) }; });
+      const first = make(3);
+      const second = make(3);
+      explicit(1); const kept = explicit(1);
+      faithful(1); const back = faithful(1);
+      setImmediate(() => console.log(JSON.stringify({
+        runs, norm: second.points[0].norm(), same: first.points[0] instanceof Point && second.points[0] instanceof Point,
+        keptIsPlain: !(kept instanceof Point) && kept.x === 1,
+        faithful: back.d instanceof Date && back.e instanceof TypeError && Buffer.isBuffer(back.b) && back.m instanceof Map,
+        warnings,
+      })));
+    `,
+  });
+  const { out } = project.run('main.js');
+  assert.strictEqual(out.runs, 2 + 1 + 1, 'make computed twice (not stored); explicit and faithful once each');
+  assert.strictEqual(out.norm, 3);
+  assert.ok(out.same, 'every call returns Points');
+  assert.ok(out.keptIsPlain, "codec: 'v8' stores what v8 keeps");
+  assert.ok(out.faithful);
+  assert.strictEqual(out.warnings.length, 2);
+  assert.deepStrictEqual(out.warnings[0].slice(0, 2), ['HitSaveNotStoredWarning', 'HITSAVE_NOT_FAITHFUL']);
+  assert.match(out.warnings[0][2], /holds Point at result\.points\[0\]/);
+});
