@@ -112,7 +112,14 @@ function callSite(skip) {
     let file = site.getFileName();
     if (!file) return null;
     if (file.startsWith('file://')) file = require('node:url').fileURLToPath(file);
-    return { file, line: site.getLineNumber() || 0, column: site.getColumnNumber() || 0 };
+    const where = { file, line: site.getLineNumber() || 0, column: site.getColumnNumber() || 0, script: null };
+    // `node -e` and a script piped to `node -` have no file: analyse their text, placed where they run.
+    const base = require('node:path').basename(file);
+    if (/^\[(eval\d*|stdin)\]$/.test(base) && typeof process._eval === 'string') {
+      where.file = require('node:path').join(process.cwd(), base);
+      where.script = process._eval;
+    }
+    return where;
   } finally {
     Error.prepareStackTrace = saved;
     Error.stackTraceLimit = savedLimit;
@@ -257,7 +264,7 @@ function memo(fn, options = {}) {
     name !== undefined ? String(name) : `${site ? site.file.split(/[\\/]/).pop() : '<unknown>'}:${fn.name || 'anonymous'}`;
 
   let state = null; // { handle, mode, fingerprint, graph }
-  const where = [site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source];
+  const where = [site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source, site ? site.script : null];
   function register(graph) {
     if (state !== null) return state;
     const spec = { functionName, cacheDir, cloud: cloud !== false };

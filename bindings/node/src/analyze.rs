@@ -700,9 +700,13 @@ fn summarize(
     rel: String,
     call_at: Option<(u32, u32)>,
     source: &str,
+    script: Option<&str>,
 ) -> Result<Module, HitSaveError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|err| unavailable(format!("cannot read {}: {err}", path.display())))?;
+    let text = match script {
+        Some(text) => text.to_owned(),
+        None => std::fs::read_to_string(path)
+            .map_err(|err| unavailable(format!("cannot read {}: {err}", path.display())))?,
+    };
     let module = Module {
         path: path.to_path_buf(),
         rel,
@@ -942,7 +946,7 @@ impl Graph<'_> {
             return Ok(module.clone());
         }
         let rel = self.rel(path);
-        let module = Arc::new(summarize(self.core, path, rel, None, "")?);
+        let module = Arc::new(summarize(self.core, path, rel, None, "", None)?);
         self.modules.insert(path.to_path_buf(), module.clone());
         Ok(module)
     }
@@ -1107,14 +1111,27 @@ fn cache() -> std::sync::MutexGuard<'static, Option<HashMap<PathBuf, Arc<Module>
 }
 
 /// The dependency graph of the function `memo()` was called with at `file:line:column`.
-pub fn analyze(core: &Core, file: &Path, line: u32, column: u32, source: &str) -> Result<AnalyzedGraph, HitSaveError> {
-    let file = file.canonicalize().map_err(|err| unavailable(format!("cannot find {}: {err}", file.display())))?;
+/// `script` is the text of a program that has no file (`node -e`, a script
+/// piped to `node -`): `file` is then where it runs (`<cwd>/[eval]`), which
+/// places it in a project and resolves its relative imports.
+pub fn analyze(
+    core: &Core,
+    file: &Path,
+    line: u32,
+    column: u32,
+    source: &str,
+    script: Option<&str>,
+) -> Result<AnalyzedGraph, HitSaveError> {
+    let file = match script {
+        Some(_) => file.to_path_buf(),
+        None => file.canonicalize().map_err(|err| unavailable(format!("cannot find {}: {err}", file.display())))?,
+    };
     let project = project_root(&file);
     let mut graph =
         Graph { core, project, modules: cache().clone().unwrap_or_default(), nodes: Vec::new(), index: HashMap::new() };
     let rel = graph.rel(&file);
     let at = if line > 0 { Some((line, column)) } else { None };
-    let module = Arc::new(summarize(core, &file, rel, at, source)?);
+    let module = Arc::new(summarize(core, &file, rel, at, source, script)?);
     let Some(root) = module.root.clone() else {
         return Err(unavailable(format!(
             "the function passed to memo() at {}:{line}:{column} was not found in that file's source",

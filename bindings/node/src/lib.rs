@@ -197,9 +197,15 @@ type Analysis = (analyze::AnalyzedGraph, Digest);
 
 /// Reads and parses the module sources and fingerprints the graph: file
 /// reads, oxc and the core component, so async functions run it on a worker.
-fn analysis(file: &str, line: u32, column: u32, source: &str) -> std::result::Result<Analysis, HitSaveError> {
+fn analysis(
+    file: &str,
+    line: u32,
+    column: u32,
+    source: &str,
+    script: Option<&str>,
+) -> std::result::Result<Analysis, HitSaveError> {
     let core = Core::shared()?;
-    let graph = analyze::analyze(core, std::path::Path::new(file), line, column, source)?;
+    let graph = analyze::analyze(core, std::path::Path::new(file), line, column, source, script)?;
     let fingerprints = core.fingerprints(&nodes_from(&graph.nodes)?)?;
     let root = graph.nodes.iter().position(|node| node.name == graph.root).unwrap_or(0);
     let fingerprint = fingerprints[root];
@@ -227,10 +233,11 @@ fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
 
 /// A function's dependency graph, found from the `memo()` call at `file:line:column`
 /// (or, failing that, from the function's source text): `{ root, fingerprint, nodes }`.
+/// `script`: the program's text when it has no file (`node -e`, stdin).
 #[napi]
-pub fn analyze(env: Env, file: String, line: u32, column: u32, source: String) -> Result<Raw> {
+pub fn analyze(env: Env, file: String, line: u32, column: u32, source: String, script: Option<String>) -> Result<Raw> {
     let js = Js(env.raw());
-    let found = analysis(&file, line, column, &source).map_err(|err| to_napi(js, err))?;
+    let found = analysis(&file, line, column, &source, script.as_deref()).map_err(|err| to_napi(js, err))?;
     analysis_to_js(js, found)
 }
 
@@ -240,6 +247,7 @@ pub struct Analyze {
     line: u32,
     column: u32,
     source: String,
+    script: Option<String>,
 }
 
 impl Task for Analyze {
@@ -247,7 +255,7 @@ impl Task for Analyze {
     type JsValue = Raw;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        Ok(analysis(&self.file, self.line, self.column, &self.source))
+        Ok(analysis(&self.file, self.line, self.column, &self.source, self.script.as_deref()))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
@@ -259,8 +267,14 @@ impl Task for Analyze {
 /// `analyze` for async functions: the sources are read and parsed, and the
 /// graph fingerprinted, on a worker, so the first call does not hold the event loop.
 #[napi(ts_return_type = "Promise<unknown>")]
-pub fn analyze_async(file: String, line: u32, column: u32, source: String) -> AsyncTask<Analyze> {
-    AsyncTask::new(Analyze { file, line, column, source })
+pub fn analyze_async(
+    file: String,
+    line: u32,
+    column: u32,
+    source: String,
+    script: Option<String>,
+) -> AsyncTask<Analyze> {
+    AsyncTask::new(Analyze { file, line, column, source, script })
 }
 
 /// The `code1` fingerprint of a function value that is not memoized: its

@@ -5,7 +5,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
 const path = require('node:path');
-const { Project } = require('./helpers');
+const { Project, PACKAGE } = require('./helpers');
 
 // A project whose memoized function reaches a helper module and a constant.
 const MAIN = `
@@ -698,4 +698,30 @@ test('a class instance in a result is not stored where v8 would bring it back as
   assert.strictEqual(out.warnings.length, 2);
   assert.deepStrictEqual(out.warnings[0].slice(0, 2), ['HitSaveNotStoredWarning', 'HITSAVE_NOT_FAITHFUL']);
   assert.match(out.warnings[0][2], /holds Point at result\.points\[0\]/);
+});
+
+test('node -e and a script piped to node - are analysed from their text', () => {
+  const { spawnSync } = require('node:child_process');
+  const project = new Project({ 'lib.js': 'exports.K = 3;\n' });
+  const script = `
+    const { memo } = require(${JSON.stringify(PACKAGE)});
+    const { K } = require('./lib');
+    let runs = 0;
+    const f = memo((x) => { runs++; return x * K; });
+    console.log(JSON.stringify({ value: f(2), runs }));
+  `;
+  const run = (how) => {
+    const args = how === 'eval' ? ['-e', script] : ['-'];
+    const result = spawnSync(process.execPath, args, {
+      cwd: project.root, env: project.env(), encoding: 'utf8', input: how === 'stdin' ? script : undefined,
+    });
+    assert.strictEqual(result.status, 0, result.stderr);
+    return JSON.parse(result.stdout.trim());
+  };
+  assert.deepStrictEqual(run('eval'), { value: 6, runs: 1 });
+  assert.deepStrictEqual(run('eval'), { value: 6, runs: 0 }, 'a second node -e hits');
+  assert.deepStrictEqual(run('stdin'), { value: 6, runs: 1 }, 'stdin is its own script name');
+  assert.deepStrictEqual(run('stdin'), { value: 6, runs: 0 });
+  project.write({ 'lib.js': 'exports.K = 4;\n' });
+  assert.deepStrictEqual(run('eval'), { value: 8, runs: 1 }, 'an edit of an imported module misses');
 });
