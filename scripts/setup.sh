@@ -26,3 +26,5 @@ done
 if ! command -v node >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
+# What the Node tests run TypeScript with (tsx, pinned by its package-lock.json).
+npm ci --silent --ignore-scripts --no-audit --no-fund --prefix bindings/node/test/typescript

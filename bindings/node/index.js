@@ -111,8 +111,10 @@ function callSite(skip) {
     if (!site) return null;
     let file = site.getFileName();
     if (!file) return null;
-    if (file.startsWith('file://')) file = require('node:url').fileURLToPath(file);
     const where = { file, line: site.getLineNumber() || 0, column: site.getColumnNumber() || 0, script: null };
+    originalPosition(where);
+    if (where.file.startsWith('file://')) where.file = require('node:url').fileURLToPath(where.file);
+    file = where.file;
     // `node -e` and a script piped to `node -` have no file: analyse their text, placed where they run.
     const base = require('node:path').basename(file);
     if (/^\[(eval\d*|stdin)\]$/.test(base) && typeof process._eval === 'string') {
@@ -124,6 +126,29 @@ function callSite(skip) {
     Error.prepareStackTrace = saved;
     Error.stackTraceLimit = savedLimit;
   }
+}
+
+/**
+ * Code that was transpiled as it loaded (TypeScript through tsx or ts-node,
+ * a bundle) reports positions in the generated code; with source maps on
+ * (they are, for tsx; `--enable-source-maps` otherwise) the map gives the
+ * position in the file the user wrote, which is the one analysed.
+ */
+function originalPosition(where) {
+  let map;
+  try {
+    map = require('node:module').findSourceMap(where.file);
+  } catch {
+    return;
+  }
+  if (!map || where.line < 1) return;
+  const entry = map.findEntry(where.line - 1, Math.max(0, where.column - 1));
+  if (!entry || typeof entry.originalLine !== 'number' || !entry.originalSource) return;
+  let original = entry.originalSource;
+  if (!original.startsWith('file://') && !require('node:path').isAbsolute(original)) return;
+  where.file = original;
+  where.line = entry.originalLine + 1;
+  where.column = entry.originalColumn + 1;
 }
 
 function decodeHit(status, payload, functionName) {

@@ -725,3 +725,49 @@ test('node -e and a script piped to node - are analysed from their text', () => 
   project.write({ 'lib.js': 'exports.K = 4;\n' });
   assert.deepStrictEqual(run('eval'), { value: 8, runs: 1 }, 'an edit of an imported module misses');
 });
+
+const TSX = path.join(__dirname, 'typescript', 'node_modules', '.bin', 'tsx');
+
+test('TypeScript run through tsx: positions come from source maps; types do not count', {
+  skip: !fs.existsSync(TSX) && process.env.CI !== 'true' && 'tsx is not installed (npm ci --prefix bindings/node/test/typescript)',
+}, () => {
+  const { spawnSync } = require('node:child_process');
+  const project = new Project({
+    'lib.ts': 'export const SCALE: number = 3;\nexport function scale(x: number): number { return x * SCALE; }\n',
+    'main.ts': `
+      import { memo } from ${JSON.stringify(path.join(PACKAGE, 'index.js'))};
+      import { scale } from './lib';
+
+      interface Options { offset: number }
+      let runs = 0;
+      const compute = memo((x: number, options: Options): number => {
+        runs++;
+        return scale(x) + options.offset;
+      });
+      console.log(JSON.stringify({ value: compute(2, { offset: 1 }), runs }));
+    `,
+    'esm.mts': `
+      import { memo } from ${JSON.stringify(path.join(PACKAGE, 'index.mjs'))};
+      import { scale } from './lib.ts';
+      let runs = 0;
+      const compute = memo((x: number): number => { runs++; return scale(x); });
+      console.log(JSON.stringify({ value: compute(5), runs }));
+    `,
+  });
+  const run = (file) => {
+    const result = spawnSync(TSX, [file], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+    assert.strictEqual(result.status, 0, result.stderr);
+    return JSON.parse(result.stdout.trim().split('\n').pop());
+  };
+  assert.deepStrictEqual(run('main.ts'), { value: 7, runs: 1 });
+  assert.deepStrictEqual(run('main.ts'), { value: 7, runs: 0 });
+  assert.deepStrictEqual(run('esm.mts'), { value: 15, runs: 1 });
+  assert.deepStrictEqual(run('esm.mts'), { value: 15, runs: 0 });
+  // A type-only edit does not count; an edit of code the function reaches does.
+  const main = fs.readFileSync(path.join(project.root, 'main.ts'), 'utf8');
+  project.write({ 'main.ts': main.replace('interface Options { offset: number }', 'interface Options { offset: number; label?: string }') });
+  assert.deepStrictEqual(run('main.ts'), { value: 7, runs: 0 });
+  project.write({ 'lib.ts': 'export const SCALE: number = 4;\nexport function scale(x: number): number { return x * SCALE; }\n' });
+  assert.deepStrictEqual(run('main.ts'), { value: 9, runs: 1 });
+  assert.deepStrictEqual(run('esm.mts'), { value: 20, runs: 1 });
+});
