@@ -604,28 +604,33 @@ fn find_root(
             }
         }
     }
+    // An argument that is neither a function literal nor a name (`m.predict.bind(m)`,
+    // `makeScorer(3)`): the expression that made the function, if its text is not found.
+    let mut made_by: Option<(String, Span)> = None;
     if let Some(call) = best
         && let Some(argument) = call.arguments.first().and_then(Argument::as_expression)
     {
         let argument = argument.without_parentheses();
+        // Named after the binding the memo() call is assigned to, else its place among the file's memo calls.
+        let name = || {
+            semantic
+                .nodes()
+                .iter()
+                .find_map(|node| match node.kind() {
+                    AstKind::VariableDeclarator(declarator)
+                        if declarator.init.as_ref().is_some_and(|init| init.span() == call.span) =>
+                    {
+                        declarator.id.get_identifier_name().map(|name| name.to_string())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| format!("<memo #{}>", best_index + 1))
+        };
         match argument {
             Expression::FunctionExpression(_) | Expression::ArrowFunctionExpression(_) => {
-                // Named after the binding it is assigned to, else its place among the file's memo calls.
-                let name = semantic
-                    .nodes()
-                    .iter()
-                    .find_map(|node| match node.kind() {
-                        AstKind::VariableDeclarator(declarator)
-                            if declarator.init.as_ref().is_some_and(|init| init.span() == call.span) =>
-                        {
-                            declarator.id.get_identifier_name().map(|name| name.to_string())
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_else(|| format!("<memo #{}>", best_index + 1));
                 let span = argument.span();
                 let body = format!("({})", builder.slice(span));
-                let unit = builder.unit(format!("{name}/memo"), "function", span, &body)?;
+                let unit = builder.unit(format!("{}/memo", name()), "function", span, &body)?;
                 return Ok(Some(Binding::Unit(unit)));
             }
             Expression::Identifier(identifier) => {
@@ -642,7 +647,7 @@ fn find_root(
                     }
                 }
             }
-            _ => {}
+            other => made_by = Some((name(), other.span())),
         }
     }
     // 2. The function's own text, found in the file.
@@ -651,6 +656,13 @@ fn find_root(
         && let Some(found) = function_at_text(builder, semantic, at)?
     {
         return Ok(Some(found));
+    }
+    // 3. The expression that made it (a bound method, a factory's result): it and
+    //    everything it refers to, as a module-level `const f = <expression>` would count.
+    if let Some((name, span)) = made_by {
+        let body = format!("({})", builder.slice(span));
+        let unit = builder.unit(format!("{name}/memo"), "constant", span, &body)?;
+        return Ok(Some(Binding::Unit(unit)));
     }
     Ok(None)
 }

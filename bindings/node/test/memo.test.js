@@ -771,3 +771,50 @@ test('TypeScript run through tsx: positions come from source maps; types do not 
   assert.deepStrictEqual(run('main.ts'), { value: 9, runs: 1 });
   assert.deepStrictEqual(run('esm.mts'), { value: 20, runs: 1 });
 });
+
+test('a function made by an expression (a bound method, a factory) counts that expression and what it reaches', () => {
+  const files = {
+    'model.js': `
+      class Model {
+        constructor(k) { this.k = k; }
+        predict(x) { return x * this.k; }
+      }
+      function makeScaler(k) { return (x) => x * k + 1; }
+      function unrelated() { return 1; }
+      module.exports = { Model, makeScaler, unrelated };
+    `,
+    'main.js': `
+      const fs = require('node:fs');
+      const { memo } = require(HITSAVE);
+      const { Model, makeScaler } = require('./model');
+      const model = new Model(3);
+      const predict = memo(model.predict.bind(model));
+      const scale = memo(makeScaler(2));
+      const out = { predict: predict(2), scale: scale(2) };
+      console.log(JSON.stringify({ ...out, keys: [predict.graph().root, scale.graph().root] }));
+    `,
+  };
+  const project = new Project(files);
+  const runs = () => project.run('main.js').out;
+  const first = runs();
+  assert.deepStrictEqual([first.predict, first.scale], [6, 5]);
+  assert.deepStrictEqual(first.keys, ['main.js:predict/memo', 'main.js:scale/memo']);
+  const hitsAfter = (edit) => {
+    project.write(edit);
+    return project.run('main.js').out;
+  };
+  // Stored results counted after each run: a miss adds one.
+  const stored = () => JSON.parse(project.cli('stats', '--json').stdout).evals;
+  assert.strictEqual(stored(), 2);
+  runs();
+  assert.strictEqual(stored(), 2, 'a second run hits both');
+  hitsAfter({ 'model.js': files['model.js'].replace('return 1;', 'return 2;') });
+  assert.strictEqual(stored(), 2, 'an edit the expressions do not reach changes nothing');
+  const edited = hitsAfter({ 'model.js': files['model.js'].replace('x * this.k', 'x * this.k + 10') });
+  assert.strictEqual(edited.predict, 16);
+  assert.strictEqual(stored(), 3, 'an edit of the bound method misses');
+  const factory = hitsAfter({ 'main.js': files['main.js'].replace('makeScaler(2)', 'makeScaler(5)') });
+  assert.strictEqual(factory.scale, 11);
+  assert.strictEqual(factory.predict, 16);
+  assert.strictEqual(stored(), 4, 'an edit of the factory call misses that function only');
+});
