@@ -2,6 +2,7 @@
 fresh interpreters, sharing one store."""
 
 import asyncio
+import json
 import os
 import re
 import threading
@@ -658,3 +659,50 @@ def test_async_waits_for_another_process_hold_no_executor_thread(project):
     assert (project.root / "started.log").read_text() == "x" * 8, "the waiter computed nothing"
     assert out["waited_ms"] >= 1000, out
     assert out["thread_ms"] < 1000, f"an executor thread was free while eight keys waited: {out}"
+
+
+def test_bound_methods_and_partials_key_on_what_they_bind(project):
+    project.write(
+        "models.py",
+        """
+        import functools
+        from hitsave import memo
+
+        def log(*what):
+            with open("runs.log", "a") as out:
+                out.write(repr(what) + "\\n")
+
+        class Model:
+            def __init__(self, k):
+                self.k = k
+
+            def predict(self, x):
+                log("predict", self.k, x)
+                return x * self.k
+
+        def scale(k, x, offset=0):
+            log("scale", k, x)
+            return k * x + offset
+
+        three = memo(Model(3).predict)
+        four = memo(Model(4).predict)
+        double = memo(functools.partial(scale, 2, offset=1))
+        triple = memo(functools.partial(functools.partial(scale, 3), offset=1))
+        """,
+    )
+    code = "import json, models; print(json.dumps([models.three(2), models.four(2), models.double(5), models.triple(5)]))"
+    log = project.root / "runs.log"
+
+    def runs() -> list[str]:
+        lines = log.read_text().splitlines() if log.exists() else []
+        log.unlink(missing_ok=True)
+        return lines
+
+    assert json.loads(project.run(code).stdout) == [6, 8, 11, 16], "each bound instance and partial has its own results"
+    assert len(runs()) == 4
+    assert json.loads(project.run(code).stdout) == [6, 8, 11, 16]
+    assert runs() == [], "a new process hits all four"
+    text = (project.root / "models.py").read_text().replace("return x * self.k", "return x * self.k + 100")
+    (project.root / "models.py").write_text(text)
+    assert json.loads(project.run(code).stdout) == [106, 108, 11, 16]
+    assert sorted(line.split(",")[0] for line in runs()) == ["('predict'", "('predict'"], "an edit of the method misses only its memos"

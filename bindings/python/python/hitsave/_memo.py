@@ -6,6 +6,7 @@ import functools
 import pickle
 import threading
 import time
+import types
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
 
@@ -134,6 +135,25 @@ def _drain_uploads() -> None:
         pass
 
 
+def _unwrap(fn: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """The function inside bound methods and ``functools.partial`` objects,
+    with the values bound into it: a bound method's instance is its first
+    argument (so ``memo(Model(3).predict)`` and ``memo(Model(4).predict)``
+    never share results), a partial's arguments come before the call's."""
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    while True:
+        if isinstance(fn, types.MethodType):
+            args = (fn.__self__, *args)
+            fn = fn.__func__
+        elif isinstance(fn, functools.partial):
+            args = (*fn.args, *args)
+            kwargs = {**fn.keywords, **kwargs}
+            fn = fn.func
+        else:
+            return fn, args, kwargs
+
+
 class MemoFunction(Generic[P, R]):
     """A memoized function. Call it like the original."""
 
@@ -155,6 +175,10 @@ class MemoFunction(Generic[P, R]):
         self.__wrapped__ = fn
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
         self._fn = fn
+        # A bound method or a functools.partial: the function whose code counts,
+        # and the values bound into it, which are part of every call's key.
+        self._code_fn, fixed_args, fixed_kwargs = _unwrap(fn)
+        self._fixed = (fixed_args, fixed_kwargs) if fixed_args or fixed_kwargs else None
         self._name = name
         self._version = version
         self._ignore = frozenset(ignore)
@@ -162,21 +186,21 @@ class MemoFunction(Generic[P, R]):
         self._cloud = cloud
         self._codec = codec
         self._signature_cache: inspect.Signature | None = None
-        code = getattr(fn, "__code__", None)
+        code = getattr(self._code_fn, "__code__", None)
         if code is not None:
             count = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)
             unknown = self._ignore - set(code.co_varnames[:count])
         else:
             unknown = self._ignore - set(self._signature.parameters)
         if unknown:
-            raise ValueError(f"memo: ignore= names parameters {sorted(unknown)} that {fn.__qualname__} does not have")
+            raise ValueError(f"memo: ignore= names parameters {sorted(unknown)} that {self._code_fn.__qualname__} does not have")
         self._identity: tuple[str, dict[str, str]] | None = None
         self._graph: tuple[str, list[Any]] | None = None
         self._is_async = bool(code is not None and code.co_flags & _CO_COROUTINE)
         self._pending: dict[str, asyncio.Future[Any]] = {}
         # Keys whose last result the store's policy declined (for `why`), with size and µs.
         self._not_stored: dict[str, tuple[int, int]] = {}
-        self.function_name = f"{fn.__module__}:{fn.__qualname__}" if name is None else name
+        self.function_name = f"{self._code_fn.__module__}:{self._code_fn.__qualname__}" if name is None else name
 
     # -- identity and keys -------------------------------------------------
 
@@ -185,7 +209,7 @@ class MemoFunction(Generic[P, R]):
         if self._signature_cache is None:
             import inspect
 
-            self._signature_cache = inspect.signature(self._fn)
+            self._signature_cache = inspect.signature(self._code_fn)
         return self._signature_cache
 
     def _identity_kwargs(self) -> dict[str, str]:
@@ -196,7 +220,7 @@ class MemoFunction(Generic[P, R]):
             else:
                 from hitsave import _code
 
-                root, nodes = _code.graph_of(self._fn)
+                root, nodes = _code.graph_of(self._code_fn)
                 names = [node[1] for node in nodes]
                 fingerprint = _native.fingerprints(nodes)[names.index(root)]
                 self._graph = (root, nodes)
@@ -206,6 +230,9 @@ class MemoFunction(Generic[P, R]):
         return self._identity[1]
 
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+        if self._fixed is not None:
+            args = self._fixed[0] + args
+            kwargs = {**self._fixed[1], **kwargs}
         fast = self._fast_binding
         if fast is not None and len(args) <= len(fast[0]):
             names, defaults = fast
@@ -233,16 +260,17 @@ class MemoFunction(Generic[P, R]):
     def _fast_binding(self) -> tuple[tuple[str, ...], dict[str, Any]] | None:
         """Parameter names and defaults of a plain function (no ``*args``,
         ``**kwargs`` or positional-only parameters), bound without ``inspect``."""
-        code = getattr(self._fn, "__code__", None)
+        code = getattr(self._code_fn, "__code__", None)
         if code is None or code.co_flags & 0x0C or code.co_posonlyargcount:
             return None
         names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
         positional = names[: code.co_argcount]
         defaults: dict[str, Any] = {}
-        if self._fn.__defaults__:
-            defaults.update(zip(positional[len(positional) - len(self._fn.__defaults__):], self._fn.__defaults__))
-        if self._fn.__kwdefaults__:
-            defaults.update(self._fn.__kwdefaults__)
+        function = self._code_fn
+        if function.__defaults__:
+            defaults.update(zip(positional[len(positional) - len(function.__defaults__):], function.__defaults__))
+        if function.__kwdefaults__:
+            defaults.update(function.__kwdefaults__)
         if code.co_kwonlyargcount:
             return None  # keyword-only parameters cannot be passed positionally; leave them to inspect
         return names, defaults
