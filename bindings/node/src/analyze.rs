@@ -35,6 +35,7 @@ use oxc_ast::ast::{
 };
 use oxc_codegen::{Codegen, CodegenOptions, CommentOptions};
 use oxc_parser::Parser;
+use oxc_semantic::SymbolFlags;
 use oxc_semantic::{Semantic, SemanticBuilder};
 use oxc_span::{GetSpan, SourceType, Span};
 
@@ -553,6 +554,84 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
     }
 }
 
+/// The variables of enclosing functions (parameters, loop variables, `let`s,
+/// `const`s computed at run time) that the code at `span` uses. Static
+/// analysis sees their code, not their values: `[2, 3].map((k) => memo((x) =>
+/// x * k))` makes two functions with one fingerprint. Functions, classes,
+/// types and `const`s bound to literals are code, and count as such.
+fn runtime_captures(semantic: &Semantic<'_>, span: Span) -> Vec<String> {
+    let scoping = semantic.scoping();
+    let nodes = semantic.nodes();
+    let root_scope = scoping.root_scope_id();
+    let inside = |other: Span| span.start <= other.start && other.end <= span.end;
+    let mut names = Vec::new();
+    for symbol in scoping.symbol_ids() {
+        if scoping.symbol_scope_id(symbol) == root_scope || inside(scoping.symbol_span(symbol)) {
+            continue;
+        }
+        if !scoping
+            .get_resolved_references(symbol)
+            .any(|reference| inside(nodes.get_node(reference.node_id()).kind().span()))
+        {
+            continue;
+        }
+        let flags = scoping.symbol_flags(symbol);
+        if flags.intersects(
+            SymbolFlags::Function
+                | SymbolFlags::Class
+                | SymbolFlags::TypeAlias
+                | SymbolFlags::Interface
+                | SymbolFlags::TypeParameter
+                | SymbolFlags::TypeImport
+                | SymbolFlags::Import,
+        ) {
+            continue;
+        }
+        if let AstKind::VariableDeclarator(declarator) = nodes.get_node(scoping.symbol_declaration(symbol)).kind()
+            && flags.contains(SymbolFlags::ConstVariable)
+            && declarator.init.as_ref().is_some_and(|init| {
+                matches!(
+                    init.without_parentheses(),
+                    Expression::StringLiteral(_)
+                        | Expression::NumericLiteral(_)
+                        | Expression::BooleanLiteral(_)
+                        | Expression::NullLiteral(_)
+                        | Expression::BigIntLiteral(_)
+                        | Expression::RegExpLiteral(_)
+                        | Expression::FunctionExpression(_)
+                        | Expression::ArrowFunctionExpression(_)
+                        | Expression::ClassExpression(_)
+                )
+            })
+        {
+            continue;
+        }
+        names.push(scoping.symbol_name(symbol).to_owned());
+    }
+    // `this` in an arrow function (or an expression) is the surrounding
+    // code's: an instance known only at run time. A non-arrow function's own
+    // `this` is the call's, part of the key (docs/node.md, methods).
+    let functions: Vec<Span> = nodes
+        .iter()
+        .filter_map(|node| match node.kind() {
+            AstKind::Function(function) if inside(function.span) => Some(function.span),
+            _ => None,
+        })
+        .collect();
+    let lexical_this = nodes.iter().any(|node| match node.kind() {
+        AstKind::ThisExpression(this) => {
+            inside(this.span) && !functions.iter().any(|f| f.start <= this.span.start && this.span.end <= f.end)
+        }
+        _ => false,
+    });
+    if lexical_this {
+        names.push("this".to_owned());
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Byte offset of a 1-based line and UTF-16 column (what V8 reports).
 fn offset_of(text: &str, line: u32, column: u32) -> Option<usize> {
     let mut start = 0usize;
@@ -769,6 +848,19 @@ fn summarize(
     if call_at.is_some() || !source.is_empty() {
         let offset = call_at.and_then(|(line, column)| offset_of(&text, line, column));
         builder.module.root = find_root(&mut builder, &semantic, offset, source)?;
+        if let Some(Binding::Unit(unit)) = &builder.module.root {
+            let captured = runtime_captures(&semantic, builder.module.units[*unit].span);
+            if !captured.is_empty() {
+                let line = text[..builder.module.units[*unit].span.start as usize].matches('\n').count() + 1;
+                return Err(unavailable(format!(
+                    "the function passed to memo() at {}:{line} uses {} from the code around it, whose values are \
+                     only known when it runs, so results for different values could not be told apart; pass them \
+                     as arguments",
+                    path.display(),
+                    captured.join(", ")
+                )));
+            }
+        }
     }
     let assignments = std::mem::take(&mut builder.assignments);
     let mut module = builder.module;

@@ -818,3 +818,43 @@ test('a function made by an expression (a bound method, a factory) counts that e
   assert.strictEqual(factory.predict, 16);
   assert.strictEqual(stored(), 4, 'an edit of the factory call misses that function only');
 });
+
+test('a function that uses run-time values of the code around it is refused, not keyed wrongly', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      function makeScaler(k) { return (x) => x * k; }
+      const out = {};
+      const attempt = (label, make) => {
+        try { out[label] = make(); } catch (e) { out[label] = [e.code, e.message]; }
+      };
+      // Two closures of one memo() call, k = 2 and k = 3: one fingerprint, so refused.
+      attempt('loop', () => [2, 3].map((k) => memo((x) => x * k)).map((f) => f(5)));
+      attempt('factory', () => [2, 3].map((k) => memo(makeScaler(k))).map((f) => f(5)));
+      attempt('parameter', () => { const wrap = (offset) => memo((x) => x + offset); return wrap(1)(1); });
+      class Scaler { constructor(k) { this.k = k; this.scale = memo((x) => x * this.k); } }
+      attempt('this', () => new Scaler(2).scale(5));
+      // Code and literal constants of the surrounding function are code: fine.
+      attempt('code', () => {
+        const K = 3;
+        function helper(x) { return x + 1; }
+        const f = memo((x) => helper(x) * K);
+        return f(1);
+      });
+      // An explicit identity is the user's word that the function is the same.
+      attempt('explicit', () => [2, 3].map((k) => memo((x) => x * k, { name: 'times-' + k, version: '1' })).map((f) => f(5)));
+      console.log(JSON.stringify(out));
+    `,
+  });
+  const { out } = project.run('main.js');
+  assert.strictEqual(out.loop[0], 'code_unavailable');
+  assert.match(out.loop[1], /main\.js:\d+ uses k from the code around it/);
+  assert.strictEqual(out.factory[0], 'code_unavailable');
+  assert.match(out.factory[1], /uses k from/);
+  assert.strictEqual(out.parameter[0], 'code_unavailable');
+  assert.match(out.parameter[1], /uses offset from/);
+  assert.strictEqual(out.code, 6);
+  assert.strictEqual(out.this[0], 'code_unavailable');
+  assert.match(out.this[1], /uses this from/);
+  assert.deepStrictEqual(out.explicit, [10, 15]);
+});
