@@ -706,3 +706,50 @@ def test_bound_methods_and_partials_key_on_what_they_bind(project):
     (project.root / "models.py").write_text(text)
     assert json.loads(project.run(code).stdout) == [106, 108, 11, 16]
     assert sorted(line.split(",")[0] for line in runs()) == ["('predict'", "('predict'"], "an edit of the method misses only its memos"
+
+
+def test_static_and_class_methods_in_either_decorator_order(project):
+    project.write(
+        "shapes.py",
+        """
+        from hitsave import memo
+
+        def log(what):
+            with open("runs.log", "a") as out:
+                out.write(what + "\\n")
+
+        class Shape:
+            sides = 3
+
+            @staticmethod
+            @memo
+            def double(x):
+                log("double")
+                return 2 * x
+
+            @classmethod
+            @memo
+            def perimeter(cls, length):
+                log("perimeter " + cls.__name__)
+                return cls.sides * length
+
+            @memo
+            @classmethod
+            def area_hint(cls, length):
+                log("area_hint " + cls.__name__)
+                return cls.sides * length * length
+
+        class Square(Shape):
+            sides = 4
+        """,
+    )
+    code = (
+        "import json, shapes; S, Q = shapes.Shape, shapes.Square; "
+        "print(json.dumps([S.double(2), S.perimeter(2), Q.perimeter(2), S.area_hint(2), Q.area_hint(2)]))"
+    )
+    log = project.root / "runs.log"
+    assert json.loads(project.run(code).stdout) == [4, 6, 8, 12, 16], "the class is part of a classmethod's key"
+    assert len(log.read_text().splitlines()) == 5
+    log.unlink()
+    assert json.loads(project.run(code).stdout) == [4, 6, 8, 12, 16]
+    assert not log.exists(), "a new process hits all five"

@@ -573,6 +573,11 @@ def memo(
     """
 
     def wrap(function: Callable[P, R]) -> MemoFunction[P, R]:
+        if isinstance(function, (staticmethod, classmethod)):
+            # @memo above @staticmethod / @classmethod: memoize the function inside, keep the descriptor.
+            return type(function)(wrap(function.__func__))  # type: ignore[return-value]
+        if not callable(function):
+            raise TypeError(f"memo: expected a function, got {type(function).__name__}")
         return MemoFunction(function, name=name, version=version, ignore=ignore, local=local, cloud=cloud, codec=codec)
 
     return wrap(fn) if fn is not None else wrap
