@@ -31,6 +31,29 @@ use hitsave_host::store::{EvalRecord, Stats};
 use hitsave_host::{Config, Core, HitSaveError, Store};
 use serde::Serialize;
 
+/// `println!` that ends the command quietly when stdout is closed (`hitsave ls | head`)
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
+/// One line to stdout. A reader that went away (a broken pipe) ends the
+/// process with status 0, as Unix tools do; any other write error with 1.
+#[doc(hidden)]
+pub fn write_out(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("hitsave: cannot write to stdout: {err}");
+        std::process::exit(1);
+    }
+}
+
 /// HitSave: results of slow, pure functions, saved once and shared.
 #[derive(Debug, Parser)]
 #[command(name = "hitsave", version, about, long_about = None, propagate_version = true)]
@@ -230,7 +253,7 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
             if json {
                 print_json(&serde_json::json!({ "queued": queued, "uploaded": total - left, "left": left }));
             } else {
-                println!("uploaded {} result(s); {left} left", total - left);
+                outln!("uploaded {} result(s); {left} left", total - left);
             }
             if left > 0 {
                 return Err(HitSaveError::CloudUnavailable(format!(
@@ -257,7 +280,7 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
             if json {
                 print_json(&serde_json::json!({ "downloaded": fetched }));
             } else {
-                println!("downloaded {fetched} result(s) of {function}");
+                outln!("downloaded {fetched} result(s) of {function}");
             }
             Ok(())
         })(),
@@ -291,7 +314,7 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
                     &serde_json::json!({ "url": url, "project": who["project"], "scope": who["scope"], "credentials": path }),
                 );
             } else {
-                println!(
+                outln!(
                     "logged in to {url}: project {}, scope {} (key kept in {})",
                     who["project"].as_str().unwrap_or("?"),
                     who["scope"].as_str().unwrap_or("?"),
@@ -308,7 +331,7 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
                     if json {
                         print_json(&created);
                     } else {
-                        println!("{}", created["key"].as_str().unwrap_or_default());
+                        outln!("{}", created["key"].as_str().unwrap_or_default());
                         eprintln!(
                             "(id {}, scope {}: the key is shown once)",
                             created["id"].as_str().unwrap_or_default(),
@@ -321,9 +344,9 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
                     if json {
                         print_json(&keys);
                     } else {
-                        println!("{:<18} {:<11} {:<8} NAME", "ID", "SCOPE", "STATE");
+                        outln!("{:<18} {:<11} {:<8} NAME", "ID", "SCOPE", "STATE");
                         for key in keys["keys"].as_array().into_iter().flatten() {
-                            println!(
+                            outln!(
                                 "{:<18} {:<11} {:<8} {}",
                                 key["id"].as_str().unwrap_or_default(),
                                 key["scope"].as_str().unwrap_or_default(),
@@ -338,7 +361,7 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
                     if json {
                         print_json(&serde_json::json!({ "revoked": id }));
                     } else {
-                        println!("revoked {id}");
+                        outln!("revoked {id}");
                     }
                 }
             }
@@ -362,7 +385,7 @@ fn serve(listen: &str, data: &std::path::Path, create_project: Option<&str>) -> 
     .map_err(|err| failed(err.to_string()))?;
     if let Some(name) = create_project {
         match hitsave_server::create_project(metadata.as_ref(), name) {
-            Ok((_, key)) => println!("project {name}: {key}"),
+            Ok((_, key)) => outln!("project {name}: {key}"),
             Err(err) if err.code == "conflict" => eprintln!("project {name} exists"),
             Err(err) => return Err(failed(err.to_string())),
         }
@@ -375,7 +398,7 @@ fn serve(listen: &str, data: &std::path::Path, create_project: Option<&str>) -> 
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|err| failed(format!("cannot listen on {listen}: {err}")))?;
-        println!("listening on http://{}", listener.local_addr().map_err(|err| failed(err.to_string()))?);
+        outln!("listening on http://{}", listener.local_addr().map_err(|err| failed(err.to_string()))?);
         use std::io::Write;
         let _ = std::io::stdout().flush();
         hitsave_server::serve(listener, state, async {
@@ -394,7 +417,7 @@ fn serve(_listen: &str, _data: &std::path::Path, _create_project: Option<&str>) 
 }
 
 fn print_json(value: &impl Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}")));
+    outln!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}")));
 }
 
 /// `1.5 MiB`, `312 B`.
@@ -455,14 +478,18 @@ fn execute(cli: &Cli) -> Result<(), HitSaveError> {
             if json {
                 print_json(&functions);
             } else if functions.is_empty() {
-                println!("no stored results in {}", store.path().display());
+                outln!("no stored results in {}", store.path().display());
             } else {
-                println!(
+                outln!(
                     "{:<40} {:>8} {:>10} {:>8} {:<12} LANGUAGES",
-                    "FUNCTION", "RESULTS", "SIZE", "HITS", "LAST USED"
+                    "FUNCTION",
+                    "RESULTS",
+                    "SIZE",
+                    "HITS",
+                    "LAST USED"
                 );
                 for function in functions {
-                    println!(
+                    outln!(
                         "{:<40} {:>8} {:>10} {:>8} {:<12} {}",
                         function.function_name,
                         function.evals,
@@ -482,9 +509,9 @@ fn execute(cli: &Cli) -> Result<(), HitSaveError> {
             if json {
                 print_json(&evals);
             } else {
-                println!("{:<22} {:>10} {:>10} {:>6} {:<12} CODEC", "KEY", "SIZE", "COMPUTE", "HITS", "LAST USED");
+                outln!("{:<22} {:>10} {:>10} {:>6} {:<12} CODEC", "KEY", "SIZE", "COMPUTE", "HITS", "LAST USED");
                 for eval in evals {
-                    println!(
+                    outln!(
                         "{:<22} {:>10} {:>10} {:>6} {:<12} {}",
                         format!("{}…", &eval.key[..20.min(eval.key.len())]),
                         human_size(eval.size),
@@ -510,26 +537,26 @@ fn execute(cli: &Cli) -> Result<(), HitSaveError> {
             if json {
                 print_json(&report);
             } else {
-                println!("{}", report.function_name);
+                outln!("{}", report.function_name);
                 match &report.current {
-                    Some(current) => println!("  current code: {current}"),
-                    None => println!("  current code: not recorded yet (run the function once)"),
+                    Some(current) => outln!("  current code: {current}"),
+                    None => outln!("  current code: not recorded yet (run the function once)"),
                 }
                 for group in &report.stored {
                     let label = group.graph.as_deref().unwrap_or("(no dependency graph recorded)");
                     if group.current {
-                        println!("  {} result(s) under {label}: current, these can hit", group.evals);
+                        outln!("  {} result(s) under {label}: current, these can hit", group.evals);
                     } else if group.changes.is_empty() {
-                        println!("  {} result(s) under {label}: code differs (graph not comparable)", group.evals);
+                        outln!("  {} result(s) under {label}: code differs (graph not comparable)", group.evals);
                     } else {
-                        println!("  {} result(s) under {label}: stale because", group.evals);
+                        outln!("  {} result(s) under {label}: stale because", group.evals);
                         for (node, change) in &group.changes {
-                            println!("    {change:<12} {node}");
+                            outln!("    {change:<12} {node}");
                         }
                     }
                 }
                 if let Some(declined) = &report.declined {
-                    println!(
+                    outln!(
                         "  not stored by the cache policy: a result of {} computed in {} µs ({}), {}",
                         human_size(declined.size),
                         declined.compute_micros,
@@ -553,7 +580,7 @@ fn execute(cli: &Cli) -> Result<(), HitSaveError> {
             if json {
                 print_json(&report);
             } else {
-                println!(
+                outln!(
                     "evicted {} result(s) ({}); removed {} orphan blob(s) and {} stale temp file(s)",
                     report.evicted,
                     human_size(report.evicted_bytes),
@@ -567,7 +594,7 @@ fn execute(cli: &Cli) -> Result<(), HitSaveError> {
             if json {
                 print_json(&serde_json::json!({"removed": removed}));
             } else {
-                println!("removed {removed} result(s)");
+                outln!("removed {removed} result(s)");
             }
         }
         Command::Verify => {
@@ -584,9 +611,9 @@ fn execute(cli: &Cli) -> Result<(), HitSaveError> {
             if json {
                 print_json(&report);
             } else {
-                println!("checked {} result(s); {} corrupt", report.checked, report.corrupt.len());
+                outln!("checked {} result(s); {} corrupt", report.checked, report.corrupt.len());
                 for key in &report.corrupt {
-                    println!("  removed {key}");
+                    outln!("  removed {key}");
                 }
             }
         }
@@ -614,33 +641,33 @@ fn find_record(store: &Store, key: &str) -> Result<EvalRecord, HitSaveError> {
 }
 
 fn print_record(record: &EvalRecord) {
-    println!("key           {}", record.key);
-    println!("function      {} ({})", record.function_name, record.language);
-    println!("identity      {}", record.function_id);
-    println!("arguments     {}", record.arguments);
-    println!(
+    outln!("key           {}", record.key);
+    outln!("function      {} ({})", record.function_name, record.language);
+    outln!("identity      {}", record.function_id);
+    outln!("arguments     {}", record.arguments);
+    outln!(
         "result        {} ({}, {}, {})",
         record.result,
         human_size(record.size),
         record.codec,
         if record.inline { "inline" } else { "blob" }
     );
-    println!("computed in   {}", micros(record.compute_micros));
-    println!("created       {}", ago(record.created));
-    println!("last used     {}", ago(record.last_access));
-    println!("hits          {}", record.hits);
+    outln!("computed in   {}", micros(record.compute_micros));
+    outln!("created       {}", ago(record.created));
+    outln!("last used     {}", ago(record.last_access));
+    outln!("hits          {}", record.hits);
     if let Some(graph) = &record.graph {
-        println!("code          {graph}");
+        outln!("code          {graph}");
     }
 }
 
 fn print_stats(stats: &Stats) {
-    println!("store         {}", stats.path.display());
-    println!("results       {} in {} function(s)", stats.evals, stats.functions);
-    println!("size          {} of {} budget", human_size(stats.size), human_size(stats.max_size));
-    println!("  inline      {}", human_size(stats.inline_size));
-    println!("  blobs       {} file(s), {}", stats.blobs, human_size(stats.blob_bytes));
-    println!("hits          {}", stats.hits);
-    println!("evictions     {}", stats.evictions);
-    println!("schema        v{}", stats.schema_version);
+    outln!("store         {}", stats.path.display());
+    outln!("results       {} in {} function(s)", stats.evals, stats.functions);
+    outln!("size          {} of {} budget", human_size(stats.size), human_size(stats.max_size));
+    outln!("  inline      {}", human_size(stats.inline_size));
+    outln!("  blobs       {} file(s), {}", stats.blobs, human_size(stats.blob_bytes));
+    outln!("hits          {}", stats.hits);
+    outln!("evictions     {}", stats.evictions);
+    outln!("schema        v{}", stats.schema_version);
 }

@@ -329,3 +329,23 @@ fn serve_login_keys_push_and_pull() {
     let keys = json(&cloud_cli(&home, &a, &["keys", "list", "--json"]));
     assert!(keys["keys"].as_array().unwrap().iter().any(|key| key["id"] == id.as_str() && key["revoked"] == true));
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let (dir, _) = populated();
+    // `hitsave ls --json | head -c 0`: the pipe's read end is closed before anything is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_hitsave"))
+        .args(["ls", "--json"])
+        .env("HITSAVE_CACHE_DIR", dir.path())
+        .env_remove("HITSAVE_CONFIG")
+        .env_remove("HITSAVE_MODE")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "status {:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
