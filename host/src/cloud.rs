@@ -180,12 +180,18 @@ impl CloudClient {
             return Ok(response);
         }
         let body: serde_json::Value = response.json().unwrap_or_default();
+        Err(self.refusal(status, &body))
+    }
+
+    /// The error of a response that is not a success: the server's JSON
+    /// error body; a 5xx counts as the server being unavailable.
+    fn refusal(&self, status: reqwest::StatusCode, body: &serde_json::Value) -> HitSaveError {
         let code = body["error"]["code"].as_str().unwrap_or("unknown").to_owned();
         let message = body["error"]["message"].as_str().unwrap_or("").to_owned();
         if status.is_server_error() {
-            return Err(unavailable(format!("{}: {status} {code}: {message}", self.base)));
+            return unavailable(format!("{}: {status} {code}: {message}", self.base));
         }
-        Err(HitSaveError::CloudRejected { status: status.as_u16(), code, message })
+        HitSaveError::CloudRejected { status: status.as_u16(), code, message }
     }
 
     fn url_of(&self, path: &str) -> String {
@@ -245,50 +251,28 @@ impl CloudClient {
         Ok((page.evals, page.next))
     }
 
-    /// Downloads a result and verifies its size and digest; an interrupted
-    /// transfer resumes where it stopped (range requests).
+    /// Downloads a result and verifies its size and digest. A transfer that
+    /// stops (an error, or no byte for `cloud_timeout`: a stalled server)
+    /// resumes where it stopped (range requests); five attempts in a row
+    /// without progress give up.
     pub fn download(&self, eval: &RemoteEval) -> Result<Vec<u8>> {
-        use std::io::Read;
         let expected = Digest::parse(&eval.blob)?;
         let mut data: Vec<u8> = Vec::with_capacity(eval.size.min(1 << 30) as usize);
-        let mut attempts = 0;
-        while (data.len() as u64) < eval.size || (eval.size == 0 && attempts == 0) {
-            attempts += 1;
-            let mut request =
-                self.http()?.get(self.url_of(&format!("/v1/blobs/{}", eval.blob))).timeout(TRANSFER_TIMEOUT);
-            if !data.is_empty() {
-                request = request.header(reqwest::header::RANGE, format!("bytes={}-", data.len()));
-            }
-            let result = self.send(request).and_then(|mut response| {
-                let mut buffer = vec![0u8; 1 << 20];
-                loop {
-                    match response.read(&mut buffer) {
-                        Ok(0) => return Ok(()),
-                        Ok(n) => {
-                            data.extend_from_slice(&buffer[..n]);
-                            if data.len() as u64 > eval.size {
-                                return Err(HitSaveError::CloudIntegrity(format!(
-                                    "{}: the server sent more than {} bytes",
-                                    eval.blob, eval.size
-                                )));
-                            }
-                        }
-                        Err(err) => return Err(unavailable(format!("{}: download interrupted: {err}", self.base))),
-                    }
-                }
-            });
-            match result {
-                Ok(()) if eval.size == 0 => break,
+        let mut idle_attempts = 0;
+        loop {
+            let before = data.len();
+            match self.download_attempt(eval, &mut data) {
+                Ok(()) if data.len() as u64 == eval.size => break,
                 Ok(()) => {}
-                Err(HitSaveError::CloudUnavailable(message)) if attempts < 5 => {
-                    std::thread::sleep(Duration::from_millis(200 * attempts));
-                    let _ = message;
-                }
+                Err(HitSaveError::CloudUnavailable(_)) if data.len() > before => {}
+                Err(HitSaveError::CloudUnavailable(_)) if idle_attempts < 4 => {}
                 Err(error) => return Err(error),
             }
-            if attempts >= 5 && (data.len() as u64) < eval.size {
+            idle_attempts = if data.len() > before { 0 } else { idle_attempts + 1 };
+            if idle_attempts >= 5 {
                 return Err(unavailable(format!("{}: download of {} did not complete", self.base, eval.blob)));
             }
+            std::thread::sleep(Duration::from_millis(200 * idle_attempts.max(1) as u64));
         }
         let actual = crate::hash::blob_digest(&data);
         if actual != expected || data.len() as u64 != eval.size {
@@ -298,6 +282,51 @@ impl CloudClient {
             )));
         }
         Ok(data)
+    }
+
+    /// One request for the rest of a blob, appended to `data`. Reads on a
+    /// single-threaded runtime of its own with reqwest's async client, whose
+    /// read timeout (unlike the blocking client's whole-request timeout)
+    /// notices a transfer that stalls midway.
+    fn download_attempt(&self, eval: &RemoteEval, data: &mut Vec<u8>) -> Result<()> {
+        let interrupted =
+            |err: reqwest::Error| unavailable(format!("{}: download interrupted: {}", self.base, err.without_url()));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| unavailable(format!("cannot start a download: {err}")))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.timeout.min(Duration::from_secs(3)))
+            .read_timeout(self.timeout)
+            .user_agent(concat!("hitsave/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot build an HTTP client: {err}")))?;
+        let url = self.url_of(&format!("/v1/blobs/{}", eval.blob));
+        let outcome = runtime.block_on(async {
+            let mut request = client.get(url).bearer_auth(&self.key);
+            if !data.is_empty() {
+                request = request.header(reqwest::header::RANGE, format!("bytes={}-", data.len()));
+            }
+            let mut response = request.send().await.map_err(interrupted)?;
+            let status = response.status();
+            if !status.is_success() {
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                return Err(self.refusal(status, &body));
+            }
+            while let Some(chunk) = response.chunk().await.map_err(interrupted)? {
+                data.extend_from_slice(&chunk);
+                if data.len() as u64 > eval.size {
+                    return Err(HitSaveError::CloudIntegrity(format!(
+                        "{}: the server sent more than {} bytes",
+                        eval.blob, eval.size
+                    )));
+                }
+            }
+            Ok(())
+        });
+        // A resolver thread stuck on DNS must not hold the caller.
+        runtime.shutdown_timeout(Duration::from_millis(100));
+        outcome
     }
 
     /// Uploads a result: its blob unless the project holds it, then its record.

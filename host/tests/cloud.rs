@@ -297,3 +297,72 @@ fn a_function_the_cloud_keeps_answering_is_prefetched_in_bulk() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_download_that_stalls_midway_resumes_instead_of_hanging() {
+    use std::io::{BufRead, BufReader, Write};
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let blob = hitsave_host::hash::blob_digest(&data).to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served = data.clone();
+    // A server that sends the first half of the blob and then stops sending
+    // (the connection stays open), and answers a range request in full.
+    std::thread::spawn(move || {
+        let mut stalled = Vec::new();
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut range_start = None;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    range_start = value.trim().trim_end_matches('-').parse::<usize>().ok();
+                }
+            }
+            match range_start {
+                None => {
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", served.len());
+                    stream.write_all(head.as_bytes()).unwrap();
+                    stream.write_all(&served[..served.len() / 2]).unwrap();
+                    stream.flush().unwrap();
+                    stalled.push(stream); // never closed, never finished
+                }
+                Some(start) => {
+                    let rest = &served[start..];
+                    let head = format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\n\r\n",
+                        rest.len(),
+                        served.len() - 1,
+                        served.len()
+                    );
+                    stream.write_all(head.as_bytes()).unwrap();
+                    stream.write_all(rest).unwrap();
+                }
+            }
+        }
+    });
+    let client =
+        hitsave_host::cloud::CloudClient::with_timeout(&url, "hs_0_0", None, Duration::from_millis(500)).unwrap();
+    let eval = hitsave_host::cloud::RemoteEval {
+        key: digest("key", "stall").to_string(),
+        function_id: "f@1".into(),
+        function_name: "f".into(),
+        language: "python".into(),
+        arguments: digest("val", "stall").to_string(),
+        codec: "portable".into(),
+        blob,
+        size: data.len() as u64,
+        compute_micros: 1,
+        signature: None,
+        graph: None,
+    };
+    let start = Instant::now();
+    let downloaded = client.download(&eval).unwrap();
+    assert_eq!(downloaded, data, "the first half and the resumed rest, verified");
+    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+}
