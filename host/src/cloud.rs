@@ -107,6 +107,15 @@ pub struct CloudClient {
     signing: Option<[u8; 32]>,
     /// The limit on small requests (`cloud_timeout`).
     timeout: Duration,
+    /// Blob downloads' async client and the runtime driving it (one worker
+    /// thread), made at the first download, per fork generation like `http`.
+    transfers: Mutex<(u64, Option<Arc<Transfers>>)>,
+}
+
+/// reqwest's async client, which alone has a read timeout, with its runtime.
+struct Transfers {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
 }
 
 /// `timeout` bounds small requests (blob transfers set their own).
@@ -139,7 +148,15 @@ impl CloudClient {
         install_crypto_provider();
         let http = Mutex::new((crate::fork::generation(), http_client(timeout)?));
         let signing = signing_key.map(|secret| blake3::derive_key(SIGNING_CONTEXT, secret.as_bytes()));
-        Ok(Self { base: url.trim_end_matches('/').to_owned(), key: api_key.to_owned(), http, signing, timeout })
+        let transfers = Mutex::new((crate::fork::generation(), None));
+        Ok(Self {
+            base: url.trim_end_matches('/').to_owned(),
+            key: api_key.to_owned(),
+            http,
+            signing,
+            timeout,
+            transfers,
+        })
     }
 
     /// This process's HTTP client (a cheap handle); a forked child builds its own.
@@ -153,6 +170,37 @@ impl CloudClient {
             http.0 = generation;
         }
         Ok(http.1.clone())
+    }
+
+    /// This process's download client (see [`CloudClient::download`]).
+    fn transfers(&self) -> Result<Arc<Transfers>> {
+        let mut transfers = crate::fork::lock(&self.transfers);
+        let generation = crate::fork::generation();
+        if transfers.0 != generation {
+            // The parent's runtime thread is not in this process: never drop (join) it here.
+            if let Some(parents) = transfers.1.take() {
+                std::mem::forget(parents);
+            }
+            transfers.0 = generation;
+        }
+        if let Some(made) = &transfers.1 {
+            return Ok(made.clone());
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("hitsave-transfer")
+            .enable_all()
+            .build()
+            .map_err(|err| unavailable(format!("cannot start the download runtime: {err}")))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.timeout.min(Duration::from_secs(3)))
+            .read_timeout(self.timeout)
+            .user_agent(concat!("hitsave/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot build an HTTP client: {err}")))?;
+        let made = Arc::new(Transfers { runtime, client });
+        transfers.1 = Some(made.clone());
+        Ok(made)
     }
 
     /// The client a configuration describes, if it names a server and a key.
@@ -284,25 +332,16 @@ impl CloudClient {
         Ok(data)
     }
 
-    /// One request for the rest of a blob, appended to `data`. Reads on a
-    /// single-threaded runtime of its own with reqwest's async client, whose
-    /// read timeout (unlike the blocking client's whole-request timeout)
-    /// notices a transfer that stalls midway.
+    /// One request for the rest of a blob, appended to `data`, with
+    /// reqwest's async client, whose read timeout (unlike the blocking
+    /// client's whole-request timeout) notices a transfer that stalls midway.
     fn download_attempt(&self, eval: &RemoteEval, data: &mut Vec<u8>) -> Result<()> {
         let interrupted =
             |err: reqwest::Error| unavailable(format!("{}: download interrupted: {}", self.base, err.without_url()));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|err| unavailable(format!("cannot start a download: {err}")))?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(self.timeout.min(Duration::from_secs(3)))
-            .read_timeout(self.timeout)
-            .user_agent(concat!("hitsave/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot build an HTTP client: {err}")))?;
+        let transfers = self.transfers()?;
+        let client = &transfers.client;
         let url = self.url_of(&format!("/v1/blobs/{}", eval.blob));
-        let outcome = runtime.block_on(async {
+        transfers.runtime.block_on(async {
             let mut request = client.get(url).bearer_auth(&self.key);
             if !data.is_empty() {
                 request = request.header(reqwest::header::RANGE, format!("bytes={}-", data.len()));
@@ -323,10 +362,7 @@ impl CloudClient {
                 }
             }
             Ok(())
-        });
-        // A resolver thread stuck on DNS must not hold the caller.
-        runtime.shutdown_timeout(Duration::from_millis(100));
-        outcome
+        })
     }
 
     /// Uploads a result: its blob unless the project holds it, then its record.
