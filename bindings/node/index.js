@@ -144,8 +144,15 @@ function originalPosition(where) {
   if (!map || where.line < 1) return;
   const entry = map.findEntry(where.line - 1, Math.max(0, where.column - 1));
   if (!entry || typeof entry.originalLine !== 'number' || !entry.originalSource) return;
-  let original = entry.originalSource;
-  if (!original.startsWith('file://') && !require('node:path').isAbsolute(original)) return;
+  const original = entry.originalSource;
+  let file = original;
+  try {
+    if (file.startsWith('file://')) file = require('node:url').fileURLToPath(file);
+  } catch {
+    return;
+  }
+  // Only a source the user has on disk (not `webpack://…`, not a file that is gone).
+  if (!require('node:path').isAbsolute(file) || !require('node:fs').existsSync(file)) return;
   where.file = original;
   where.line = entry.originalLine + 1;
   where.column = entry.originalColumn + 1;
