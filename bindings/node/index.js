@@ -73,6 +73,9 @@ const MISS = Symbol.for('hitsave.MISS');
 
 const IDENTITY = Symbol('hitsave.identity');
 
+/** Analyses by call site (and source): a graph, or the promise of one. */
+const ANALYSES = new Map();
+
 function fingerprintFunction(fn) {
   const memoized = fn[IDENTITY];
   if (memoized) return memoized();
@@ -312,21 +315,39 @@ function memo(fn, options = {}) {
     state = { handle, mode, lockWait, graph, fingerprint: graph ? graph.fingerprint : null };
     return state;
   }
+  // The analysis of a call site is the same for every memo() made there in
+  // this process (sources do not change under a running program, and a
+  // function using run-time values of the code around it is refused), so
+  // memo() run again (in a request handler, a loop) reuses it.
+  const site_key = JSON.stringify(where);
   function registered() {
     if (state !== null) return state;
-    return register(name === undefined ? native.analyze(...where) : null);
+    if (name !== undefined) return register(null);
+    let graph = ANALYSES.get(site_key);
+    if (graph === undefined || graph instanceof Promise) {
+      graph = native.analyze(...where);
+      ANALYSES.set(site_key, graph);
+    }
+    return register(graph);
   }
   // For async functions: the analysis (reading and parsing module sources,
   // fingerprinting in the core) runs on a worker; concurrent first calls share it.
-  let analysing = null;
   function registeredAsync() {
-    if (analysing === null) {
-      analysing = native.analyzeAsync(...where).then(register, (error) => {
-        analysing = null; // the next call tries again, as a sync function's would
-        throw error;
-      });
+    let analysing = ANALYSES.get(site_key);
+    if (analysing === undefined) {
+      analysing = native.analyzeAsync(...where).then(
+        (graph) => {
+          ANALYSES.set(site_key, graph);
+          return graph;
+        },
+        (error) => {
+          ANALYSES.delete(site_key); // the next call tries again, as a sync function's would
+          throw error;
+        },
+      );
+      ANALYSES.set(site_key, analysing);
     }
-    return analysing;
+    return Promise.resolve(analysing).then(register);
   }
 
   function argumentList(self, args) {

@@ -442,14 +442,34 @@ pub fn register_function(env: Env, spec: Raw) -> Result<Raw> {
         keys: Mutex::default(),
     };
     let mut functions = FUNCTIONS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    functions.push(Arc::new(function));
-    let handle = (functions.len() - 1) as f64;
+    // memo() run again for the same function (inside a request handler, a
+    // loop) shares the registration instead of growing the table forever.
+    let same = |other: &Arc<Function>| {
+        other.function_id == function.function_id
+            && other.function_name == function.function_name
+            && other.cache_dir == function.cache_dir
+            && other.cloud == function.cloud
+    };
+    let handle = match functions.iter().position(same) {
+        Some(existing) => existing as f64,
+        None => {
+            functions.push(Arc::new(function));
+            (functions.len() - 1) as f64
+        }
+    };
     Ok(Raw(js.array_of(&[
         js.number(handle)?,
         js.str(config.mode.as_str())?,
         js.str(&cache_dir.display().to_string())?,
         js.number(config.lock_wait.as_secs_f64() * 1000.0)?,
     ])?))
+}
+
+/// How many distinct functions this process registered (for tests: memo()
+/// run again for one function shares its registration).
+#[napi]
+pub fn registered_functions() -> u32 {
+    FUNCTIONS.read().unwrap_or_else(|poisoned| poisoned.into_inner()).len() as u32
 }
 
 /// Status of a lookup, as JavaScript sees it.

@@ -858,3 +858,29 @@ test('a function that uses run-time values of the code around it is refused, not
   assert.match(out.this[1], /uses this from/);
   assert.deepStrictEqual(out.explicit, [10, 15]);
 });
+
+test('memo() run again for the same function (a handler, a loop) shares one registration', () => {
+  const project = new Project({
+    'main.js': `
+      const hitsave = require(HITSAVE);
+      let runs = 0;
+      function handle(request) {
+        // An anti-pattern, but common: memo() inside the code that calls it.
+        const lookup = hitsave.memo((x) => { runs++; return x * 2; });
+        const lookupAsync = hitsave.memo(async (x) => { runs++; return x * 3; });
+        return Promise.all([lookup(request % 3), lookupAsync(request % 3)]);
+      }
+      (async () => {
+        const before = hitsave._native.registeredFunctions();
+        const results = [];
+        for (let i = 0; i < 300; i++) results.push(await handle(i));
+        const added = hitsave._native.registeredFunctions() - before;
+        console.log(JSON.stringify({ added, runs, last: results[299] }));
+      })();
+    `,
+  });
+  const { out } = project.run('main.js');
+  assert.strictEqual(out.added, 2, 'two functions, two registrations');
+  assert.strictEqual(out.runs, 6, 'three keys each, computed once');
+  assert.deepStrictEqual(out.last, [4, 6]);
+});
