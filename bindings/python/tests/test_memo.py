@@ -753,3 +753,52 @@ def test_static_and_class_methods_in_either_decorator_order(project):
     log.unlink()
     assert json.loads(project.run(code).stdout) == [4, 6, 8, 12, 16]
     assert not log.exists(), "a new process hits all five"
+
+
+def test_a_global_changed_after_the_first_call_is_seen_in_the_same_process(project):
+    project.write(
+        "cfg.py",
+        """
+        from hitsave import memo
+
+        CONFIG = {"scale": 3, "tags": ["a"]}
+        OFFSET = 1
+
+        def helper(x):
+            return x + OFFSET
+
+        @memo
+        def f(x):
+            return helper(x) * CONFIG["scale"]
+
+        def make(box):
+            @memo
+            def g(x):
+                return x * box[0]
+            return g
+        """,
+    )
+    code = """
+        import json, cfg
+        out = [cfg.f(2)]
+        cfg.CONFIG["scale"] = 5          # changed in place
+        out.append(cfg.f(2))
+        cfg.OFFSET = 2                   # rebound, read by a helper
+        out.append(cfg.f(2))
+        cfg.CONFIG = {"scale": 1}        # rebound
+        out.append(cfg.f(2))
+        box = [2]
+        g = cfg.make(box)
+        out.append(g(3))
+        box[0] = 4                       # a closure's value changed in place
+        out.append(g(3))
+        print(json.dumps(out))
+    """
+    assert json.loads(project.run(code).stdout) == [9, 15, 20, 4, 6, 12]
+    # And every one of those results is found again by a process that starts with those values.
+    again = """
+        import json, cfg
+        cfg.CONFIG["scale"] = 5
+        print(json.dumps([cfg.f(2), cfg.f.why(2)]))
+    """
+    assert json.loads(project.run(again).stdout) == [15, "hit"]

@@ -27,6 +27,7 @@ import dis
 import functools
 import importlib.metadata
 import inspect
+import operator
 import sys
 import sysconfig
 import textwrap
@@ -158,11 +159,94 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[Any]:
     return found
 
 
+_SAME_OBJECT = object()
+_PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_PLAIN_CONTAINERS = (dict, list, set, tuple, frozenset)
+
+
+def _snapshot(value: Any) -> Any:
+    """What a later call compares a module-level value (or closure cell) with,
+    to notice it changed in place: a deep copy of small plain data (compared
+    with ``==``), else only the object's identity (a rebinding)."""
+    budget = [1000]
+
+    def plain(item: Any) -> bool:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
+        if isinstance(item, _PLAIN_SCALARS):
+            return type(item) in _PLAIN_SCALARS
+        if type(item) in _PLAIN_CONTAINERS:
+            items = [*item.keys(), *item.values()] if isinstance(item, dict) else list(item)
+            return all(plain(member) for member in items)
+        return False
+
+    if type(value) in _PLAIN_CONTAINERS and plain(value):
+        import copy
+
+        return copy.deepcopy(value)
+    return _SAME_OBJECT
+
+
+class Watched:
+    """What a graph read from module namespaces and closure cells, checked
+    before the graph is used again (a rebinding, or small plain data changed
+    in place, means the graph must be built again). Grouped by namespace so a
+    check runs in C loops: a few tens of ns per value."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.cells: dict[int, tuple[Any, Any]] = {}
+        self.snapshots: dict[int, tuple[Any, Any]] = {}
+        self.groups: list[tuple[dict[str, Any], Any, tuple[Any, ...]]] = []
+
+    def name(self, namespace: dict[str, Any], name: str, value: Any) -> None:
+        self.names.setdefault(id(namespace), (namespace, {}))[1].setdefault(name, value)
+        self._snapshot(value)
+
+    def cell(self, cell: Any, value: Any) -> None:
+        self.cells.setdefault(id(cell), (cell, value))
+        self._snapshot(value)
+
+    def _snapshot(self, value: Any) -> None:
+        if id(value) not in self.snapshots:
+            snapshot = _snapshot(value)
+            if snapshot is not _SAME_OBJECT:
+                self.snapshots[id(value)] = (value, snapshot)
+
+    def freeze(self) -> "Watched":
+        for namespace, names in self.names.values():
+            keys = tuple(names)
+            getter = operator.itemgetter(*keys) if len(keys) > 1 else (lambda ns, key=keys[0]: (ns[key],))
+            self.groups.append((namespace, getter, tuple(names[key] for key in keys)))
+        return self
+
+    def current(self) -> bool:
+        for namespace, getter, values in self.groups:
+            try:
+                now = getter(namespace)
+            except KeyError:
+                return False
+            if any(map(operator.is_not, now, values)):
+                return False
+        for cell, value in self.cells.values():
+            try:
+                if cell.cell_contents is not value:
+                    return False
+            except ValueError:
+                return False
+        for value, snapshot in self.snapshots.values():
+            if value != snapshot:
+                return False
+        return True
+
+
 class _GraphBuilder:
     def __init__(self) -> None:
         self.nodes: list[tuple[str, str, str, list[int]]] = []
         self.index: dict[str, int] = {}
         self.seen: dict[int, str] = {}
+        self.watched = Watched()
 
     def _add(self, kind: str, name: str, content: str) -> int:
         if name in self.index:
@@ -227,6 +311,7 @@ class _GraphBuilder:
                 value = cell.cell_contents
             except ValueError:
                 continue
+            self.watched.cell(cell, value)
             self._link(node, self.visit(value, f"{name}.<closure {cell_name}>"))
         # A method depends on its class (and so on the class's other methods).
         qualname = fn.__qualname__
@@ -240,9 +325,11 @@ class _GraphBuilder:
 
     def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> None:
         for value in _referenced(code, namespace):
+            names = [k for k, v in namespace.items() if v is value]
+            if names:
+                self.watched.name(namespace, names[0], value)
             hint = None
             if not isinstance(value, (types.FunctionType, type, types.ModuleType)):
-                names = [k for k, v in namespace.items() if v is value]
                 hint = f"{module}:{names[0]}" if names else None
             self._link(node, self.visit(value, hint))
 
@@ -277,8 +364,15 @@ def _safe_value(value: Any) -> Any:
 
 def graph_of(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]]]:
     """``(root name, nodes)`` of the dependency graph of a function or class."""
+    root, nodes, _ = graph_and_watched(obj)
+    return root, nodes
+
+
+def graph_and_watched(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], Watched]:
+    """:func:`graph_of`, and what :meth:`Watched.current` checks before the
+    graph is used again (module-level values and closure cells it read)."""
     builder = _GraphBuilder()
     root = builder.visit(obj, getattr(obj, "__qualname__", None))
     if root is None:
         raise TypeError(f"{obj!r} has no code to fingerprint")
-    return builder.nodes[root][1], builder.nodes
+    return builder.nodes[root][1], builder.nodes, builder.watched.freeze()

@@ -195,6 +195,8 @@ class MemoFunction(Generic[P, R]):
         if unknown:
             raise ValueError(f"memo: ignore= names parameters {sorted(unknown)} that {self._code_fn.__qualname__} does not have")
         self._identity: tuple[str, dict[str, str]] | None = None
+        # What the graph read (_code.Watched), checked before each use.
+        self._watched: Any = None
         self._graph: tuple[str, list[Any]] | None = None
         self._is_async = bool(code is not None and code.co_flags & _CO_COROUTINE)
         self._pending: dict[str, asyncio.Future[Any]] = {}
@@ -213,6 +215,10 @@ class MemoFunction(Generic[P, R]):
         return self._signature_cache
 
     def _identity_kwargs(self) -> dict[str, str]:
+        # A module-level value or closure cell the graph read was rebound or
+        # changed in place since: build the graph again (docs/python.md).
+        if self._watched is not None and self._identity is not None and not self._watched.current():
+            self._identity = None
         if self._identity is None:
             if self._name is not None:
                 kwargs = {"name": self._name, "version": str(self._version)}
@@ -220,7 +226,7 @@ class MemoFunction(Generic[P, R]):
             else:
                 from hitsave import _code
 
-                root, nodes = _code.graph_of(self._code_fn)
+                root, nodes, self._watched = _code.graph_and_watched(self._code_fn)
                 names = [node[1] for node in nodes]
                 fingerprint = _native.fingerprints(nodes)[names.index(root)]
                 self._graph = (root, nodes)
