@@ -181,10 +181,17 @@ def _snapshot(value: Any) -> Any:
             return all(plain(member) for member in items)
         return False
 
-    if type(value) in _PLAIN_CONTAINERS and plain(value):
-        import copy
+    try:
+        if type(value) in _PLAIN_CONTAINERS and plain(value):
+            import copy
 
-        return copy.deepcopy(value)
+            snapshot = copy.deepcopy(value)
+            # A value not equal to its own copy (a NaN inside) could never be
+            # found unchanged: watch its identity only.
+            if snapshot == value:
+                return snapshot
+    except RecursionError:
+        pass
     return _SAME_OBJECT
 
 
