@@ -30,8 +30,8 @@ use hitsave_host::{Core, HitSaveError};
 use oxc_allocator::Allocator;
 use oxc_ast::AstKind;
 use oxc_ast::ast::{
-    Argument, AssignmentTarget, BindingPattern, Declaration, ExportDefaultDeclarationKind, Expression,
-    ImportDeclarationSpecifier, ModuleExportName, Statement,
+    Argument, ArrayExpressionElement, AssignmentTarget, BindingPattern, Declaration, ExportDefaultDeclarationKind,
+    Expression, ImportDeclarationSpecifier, ModuleExportName, ObjectPropertyKind, Statement,
 };
 use oxc_codegen::{Codegen, CodegenOptions, CommentOptions};
 use oxc_parser::Parser;
@@ -587,23 +587,7 @@ fn runtime_captures(semantic: &Semantic<'_>, span: Span) -> Vec<String> {
         ) {
             continue;
         }
-        if let AstKind::VariableDeclarator(declarator) = nodes.get_node(scoping.symbol_declaration(symbol)).kind()
-            && flags.contains(SymbolFlags::ConstVariable)
-            && declarator.init.as_ref().is_some_and(|init| {
-                matches!(
-                    init.without_parentheses(),
-                    Expression::StringLiteral(_)
-                        | Expression::NumericLiteral(_)
-                        | Expression::BooleanLiteral(_)
-                        | Expression::NullLiteral(_)
-                        | Expression::BigIntLiteral(_)
-                        | Expression::RegExpLiteral(_)
-                        | Expression::FunctionExpression(_)
-                        | Expression::ArrowFunctionExpression(_)
-                        | Expression::ClassExpression(_)
-                )
-            })
-        {
+        if static_const(semantic, symbol, 0) {
             continue;
         }
         names.push(scoping.symbol_name(symbol).to_owned());
@@ -630,6 +614,77 @@ fn runtime_captures(semantic: &Semantic<'_>, span: Span) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// Whether a name of the surrounding code holds a value the code fixes: a
+/// module-level binding (counted as code by the graph), a function or class,
+/// or a `const` bound to an expression of literals and other such names
+/// (`const k = BASE * 2`), never to a call, `new`, `this` or a parameter.
+fn static_const(semantic: &Semantic<'_>, symbol: oxc_semantic::SymbolId, depth: u32) -> bool {
+    let scoping = semantic.scoping();
+    if scoping.symbol_scope_id(symbol) == scoping.root_scope_id() {
+        return true;
+    }
+    let flags = scoping.symbol_flags(symbol);
+    if flags.intersects(SymbolFlags::Function | SymbolFlags::Class) {
+        return true;
+    }
+    if !flags.contains(SymbolFlags::ConstVariable) || depth > 8 {
+        return false;
+    }
+    match semantic.nodes().get_node(scoping.symbol_declaration(symbol)).kind() {
+        AstKind::VariableDeclarator(declarator) => {
+            matches!(declarator.id, BindingPattern::BindingIdentifier(_))
+                && declarator.init.as_ref().is_some_and(|init| static_expression(semantic, init, depth + 1))
+        }
+        _ => false,
+    }
+}
+
+/// An expression whose value the code alone fixes (see [`static_const`]).
+fn static_expression(semantic: &Semantic<'_>, expression: &Expression<'_>, depth: u32) -> bool {
+    let fixed = |inner: &Expression<'_>| static_expression(semantic, inner, depth);
+    match expression.without_parentheses() {
+        Expression::StringLiteral(_)
+        | Expression::NumericLiteral(_)
+        | Expression::BooleanLiteral(_)
+        | Expression::NullLiteral(_)
+        | Expression::BigIntLiteral(_)
+        | Expression::RegExpLiteral(_)
+        | Expression::FunctionExpression(_)
+        | Expression::ArrowFunctionExpression(_)
+        | Expression::ClassExpression(_) => true,
+        Expression::TemplateLiteral(template) => template.expressions.iter().all(fixed),
+        Expression::Identifier(identifier) => {
+            match identifier
+                .reference_id
+                .get()
+                .and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
+            {
+                Some(symbol) => static_const(semantic, symbol, depth),
+                None => matches!(identifier.name.as_str(), "undefined" | "NaN" | "Infinity" | "Math"),
+            }
+        }
+        Expression::UnaryExpression(unary) => fixed(&unary.argument),
+        Expression::BinaryExpression(binary) => fixed(&binary.left) && fixed(&binary.right),
+        Expression::LogicalExpression(logical) => fixed(&logical.left) && fixed(&logical.right),
+        Expression::ConditionalExpression(conditional) => {
+            fixed(&conditional.test) && fixed(&conditional.consequent) && fixed(&conditional.alternate)
+        }
+        Expression::ArrayExpression(array) => array.elements.iter().all(|element| match element {
+            ArrayExpressionElement::SpreadElement(spread) => fixed(&spread.argument),
+            ArrayExpressionElement::Elision(_) => true,
+            other => other.as_expression().is_some_and(fixed),
+        }),
+        Expression::ObjectExpression(object) => object.properties.iter().all(|property| match property {
+            ObjectPropertyKind::ObjectProperty(property) => {
+                (!property.computed || property.key.as_expression().is_some_and(fixed)) && fixed(&property.value)
+            }
+            ObjectPropertyKind::SpreadProperty(spread) => fixed(&spread.argument),
+        }),
+        Expression::StaticMemberExpression(member) => fixed(&member.object),
+        _ => false,
+    }
 }
 
 /// Byte offset of a 1-based line and UTF-16 column (what V8 reports).
@@ -842,8 +897,37 @@ fn summarize(
     let program = parsed.program;
     let semantic = SemanticBuilder::new().with_build_nodes(true).build(&program).semantic;
     let mut builder = Builder { text: &text, source_type, module, assignments: Vec::new() };
+    let mut statements = 0;
     for statement in &program.body {
+        let before = builder.module.units.len();
         builder.statement(statement)?;
+        // A top-level statement that declares nothing module-level (an async
+        // IIFE, a block, a loop) may still hold the memo() call and the
+        // locals its function reads: it is a unit of its own, so those locals
+        // count (coarsely: through the statement's whole text).
+        if builder.module.units.len() == before
+            && matches!(
+                statement,
+                Statement::ExpressionStatement(_)
+                    | Statement::BlockStatement(_)
+                    | Statement::IfStatement(_)
+                    | Statement::ForStatement(_)
+                    | Statement::ForInStatement(_)
+                    | Statement::ForOfStatement(_)
+                    | Statement::WhileStatement(_)
+                    | Statement::DoWhileStatement(_)
+                    | Statement::TryStatement(_)
+                    | Statement::SwitchStatement(_)
+                    | Statement::LabeledStatement(_)
+            )
+        {
+            // Named by its place among such statements (not its line), so an
+            // edit elsewhere in the file does not rename it.
+            statements += 1;
+            let span = statement.span();
+            let body = builder.slice(span).to_owned();
+            builder.unit(format!("<statement #{statements}>"), "constant", span, &body)?;
+        }
     }
     if call_at.is_some() || !source.is_empty() {
         let offset = call_at.and_then(|(line, column)| offset_of(&text, line, column));

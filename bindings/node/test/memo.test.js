@@ -824,6 +824,7 @@ test('a function that uses run-time values of the code around it is refused, not
     'main.js': `
       const { memo } = require(HITSAVE);
       function makeScaler(k) { return (x) => x * k; }
+      const BASE = 10;
       const out = {};
       const attempt = (label, make) => {
         try { out[label] = make(); } catch (e) { out[label] = [e.code, e.message]; }
@@ -837,10 +838,13 @@ test('a function that uses run-time values of the code around it is refused, not
       // Code and literal constants of the surrounding function are code: fine.
       attempt('code', () => {
         const K = 3;
+        const DERIVED = { scale: K * BASE, tags: ['a', \`k\${K}\`] };
         function helper(x) { return x + 1; }
-        const f = memo((x) => helper(x) * K);
+        const f = memo((x) => helper(x) * K + DERIVED.scale);
         return f(1);
       });
+      // A const computed by a call is a run-time value.
+      attempt('call', () => { const k = Math.max(2, BASE); return memo((x) => x * k)(1); });
       // An explicit identity is the user's word that the function is the same.
       attempt('explicit', () => [2, 3].map((k) => memo((x) => x * k, { name: 'times-' + k, version: '1' })).map((f) => f(5)));
       console.log(JSON.stringify(out));
@@ -853,7 +857,9 @@ test('a function that uses run-time values of the code around it is refused, not
   assert.match(out.factory[1], /uses k from/);
   assert.strictEqual(out.parameter[0], 'code_unavailable');
   assert.match(out.parameter[1], /uses offset from/);
-  assert.strictEqual(out.code, 6);
+  assert.strictEqual(out.code, 36, 'literal and derived consts of the code around it count as code');
+  assert.strictEqual(out.call[0], 'code_unavailable');
+  assert.match(out.call[1], /uses k from/);
   assert.strictEqual(out.this[0], 'code_unavailable');
   assert.match(out.this[1], /uses this from/);
   assert.deepStrictEqual(out.explicit, [10, 15]);
@@ -883,4 +889,27 @@ test('memo() run again for the same function (a handler, a loop) shares one regi
   assert.strictEqual(out.added, 2, 'two functions, two registrations');
   assert.strictEqual(out.runs, 6, 'three keys each, computed once');
   assert.deepStrictEqual(out.last, [4, 6]);
+});
+
+test('locals of a top-level statement (an async IIFE) that the function reads count', () => {
+  const MAIN_IIFE = `
+    const fs = require('node:fs');
+    const { memo } = require(HITSAVE);
+    function unrelated() { return 1; }
+    (async () => {
+      const K = 3;
+      const f = memo((x) => { fs.appendFileSync('runs.log', 'x'); return x * K; });
+      console.log(JSON.stringify({ value: f(2) }));
+    })();
+  `;
+  const project = new Project({ 'main.js': MAIN_IIFE });
+  assert.strictEqual(project.run('main.js').out.value, 6);
+  assert.strictEqual(project.run('main.js').out.value, 6);
+  assert.strictEqual(runs(project), 1);
+  project.write({ 'main.js': MAIN_IIFE.replace('return 1;', 'return 2;') });
+  assert.strictEqual(project.run('main.js').out.value, 6);
+  assert.strictEqual(runs(project), 1, 'an edit outside the statement hits');
+  project.write({ 'main.js': MAIN_IIFE.replace('const K = 3;', 'const K = 4;') });
+  assert.strictEqual(project.run('main.js').out.value, 8, 'the edited local is seen (it returned 6 before)');
+  assert.strictEqual(runs(project), 2);
 });
