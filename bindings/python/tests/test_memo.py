@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import re
+import sys
 import threading
 
 import pytest
@@ -802,3 +803,25 @@ def test_a_global_changed_after_the_first_call_is_seen_in_the_same_process(proje
         print(json.dumps([cfg.f(2), cfg.f.why(2)]))
     """
     assert json.loads(project.run(again).stdout) == [15, "hit"]
+
+
+SCALE_FOR_HANDLER_TEST = 2
+
+
+def _work_for_handler_test(x):
+    return x * SCALE_FOR_HANDLER_TEST
+
+
+def test_memo_applied_again_to_one_function_reuses_its_analysis(isolated_cache, monkeypatch):
+    from hitsave import _code
+
+    analysed = []
+    original = _code._graph_and_watched
+    monkeypatch.setattr(_code, "_graph_and_watched", lambda obj: analysed.append(obj) or original(obj))
+    # memo() inside the code that calls it (a request handler): an anti-pattern, but common.
+    results = [hitsave.memo(_work_for_handler_test)(i % 3) for i in range(50)]
+    assert results[:3] == [0, 2, 4]
+    assert len(analysed) == 1, "analysed once, not once per memo()"
+    monkeypatch.setattr(sys.modules[__name__], "SCALE_FOR_HANDLER_TEST", 3)
+    assert hitsave.memo(_work_for_handler_test)(2) == 6, "a changed global is still seen"
+    assert len(analysed) == 2

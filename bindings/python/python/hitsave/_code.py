@@ -32,6 +32,7 @@ import sys
 import sysconfig
 import textwrap
 import types
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -375,9 +376,30 @@ def graph_of(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]]]:
     return root, nodes
 
 
+# Graphs by function object, reused while what they read is unchanged: memo()
+# applied again to one function (inside a request handler) does not analyse
+# it again.
+_GRAPHS: "weakref.WeakKeyDictionary[Any, tuple[str, list[tuple[str, str, str, list[int]]], Watched]]" = weakref.WeakKeyDictionary()
+
+
 def graph_and_watched(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], Watched]:
     """:func:`graph_of`, and what :meth:`Watched.current` checks before the
     graph is used again (module-level values and closure cells it read)."""
+    try:
+        known = _GRAPHS.get(obj)
+    except TypeError:  # not weakly referenceable
+        known = None
+    if known is not None and known[2].current():
+        return known
+    found = _graph_and_watched(obj)
+    try:
+        _GRAPHS[obj] = found
+    except TypeError:
+        pass
+    return found
+
+
+def _graph_and_watched(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], Watched]:
     builder = _GraphBuilder()
     root = builder.visit(obj, getattr(obj, "__qualname__", None))
     if root is None:
