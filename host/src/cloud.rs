@@ -219,10 +219,7 @@ impl CloudClient {
     }
 
     fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
-        let response = request
-            .bearer_auth(&self.key)
-            .send()
-            .map_err(|err| unavailable(format!("{}: {}", self.base, err.without_url())))?;
+        let response = request.bearer_auth(&self.key).send().map_err(|err| self.unreachable(err))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -242,17 +239,18 @@ impl CloudClient {
         HitSaveError::CloudRejected { status: status.as_u16(), code, message }
     }
 
+    /// A request that got no answer (connection refused, timed out, reset).
+    fn unreachable(&self, err: reqwest::Error) -> HitSaveError {
+        unavailable(format!("{}: {}", self.base, err.without_url()))
+    }
+
     fn url_of(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// Whether the server answers (`/v1/health`, no key needed).
     pub fn health(&self) -> Result<()> {
-        let response = self
-            .http()?
-            .get(self.url_of("/v1/health"))
-            .send()
-            .map_err(|err| unavailable(format!("{}: {}", self.base, err.without_url())))?;
+        let response = self.http()?.get(self.url_of("/v1/health")).send().map_err(|err| self.unreachable(err))?;
         if response.status().is_success() {
             Ok(())
         } else {

@@ -900,11 +900,9 @@ impl Store {
     /// (the uploader), so they do not count as hits for eviction.
     fn read_local(&self, key: &Digest, count_hit: bool) -> Result<Option<Hit>> {
         let key_text = key.to_string();
-        if let Some(hit) = crate::fork::lock(&self.recent).get(&key_text) {
-            if count_hit {
-                self.record_hit(key_text)?;
-            }
-            return Ok(Some(hit));
+        let remembered = if count_hit { self.get_recent(key) } else { crate::fork::lock(&self.recent).get(&key_text) };
+        if remembered.is_some() {
+            return Ok(remembered);
         }
         let found = self.with_db(|conn| {
             let mut statement = conn.prepare_cached(GET_SQL)?;

@@ -507,6 +507,17 @@ fn error_value(js: Js, error: Error) -> Result<V> {
     }
 }
 
+/// `[key, argument digest, status, payload]`: what a call's lookup found.
+fn call_lookup_to_js(
+    js: Js,
+    key: &Digest,
+    digest: &Digest,
+    found: std::result::Result<Option<Hit>, HitSaveError>,
+) -> Result<Raw> {
+    let (status, payload) = hit_to_js(js, found)?;
+    Ok(Raw(js.array_of(&[js.str(&key.to_string())?, js.str(&digest.to_string())?, js.number(status)?, payload])?))
+}
+
 /// The synchronous call path's first step: `[key, argument digest, status, payload]`.
 #[napi]
 pub fn lookup_call(env: Env, handle: u32, args: Raw) -> Result<Raw> {
@@ -514,9 +525,7 @@ pub fn lookup_call(env: Env, handle: u32, args: Raw) -> Result<Raw> {
     let function = function(handle)?;
     let (stream, _) = walk_value(js, args.0, Hashing::Inline)?;
     let (key, digest) = function.key_of(&stream).map_err(|err| to_napi(js, err))?;
-    let found = function.get(&key);
-    let (status, payload) = hit_to_js(js, found)?;
-    Ok(Raw(js.array_of(&[js.str(&key.to_string())?, js.str(&digest.to_string())?, js.number(status)?, payload])?))
+    call_lookup_to_js(js, &key, &digest, function.get(&key))
 }
 
 /// The key and argument digest of arguments, without reading the store: `[key, digest]`.
@@ -563,8 +572,7 @@ impl Task for Lookup {
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
         let js = Js(env.raw());
         let (key, digest, found) = output.map_err(|err| to_napi(js, err))?;
-        let (status, payload) = hit_to_js(js, found)?;
-        Ok(Raw(js.array_of(&[js.str(&key.to_string())?, js.str(&digest.to_string())?, js.number(status)?, payload])?))
+        call_lookup_to_js(js, &key, &digest, found)
     }
 
     fn finally(self, env: Env) -> Result<()> {
@@ -590,13 +598,7 @@ pub fn lookup_call_async(env: Env, handle: u32, args: Raw) -> Result<Either<Raw,
         && let Some((key, digest)) = function.known_key(&stream)
         && let Some(hit) = function.store().ok().and_then(|store| store.get_recent(&key))
     {
-        let (status, payload) = hit_to_js(js, Ok(Some(hit)))?;
-        return Ok(Either::A(Raw(js.array_of(&[
-            js.str(&key.to_string())?,
-            js.str(&digest.to_string())?,
-            js.number(status)?,
-            payload,
-        ])?)));
+        return Ok(Either::A(call_lookup_to_js(js, &key, &digest, Ok(Some(hit)))?));
     }
     Ok(Either::B(AsyncTask::new(Lookup { function, stream, deferred })))
 }
