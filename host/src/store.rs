@@ -132,6 +132,35 @@ fn ensure_additive_tables(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// How long a connection waits for another one's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Puts the index in WAL mode (a setting kept in the file). While another
+/// connection holds the database, SQLite refuses the switch with
+/// `SQLITE_BUSY` at once, without waiting through the busy timeout: callers
+/// in several processes whose first calls create one store together met
+/// "database is locked" here, and one of them computed without its cache. A
+/// file already in WAL needs no switch; otherwise the switch is retried for
+/// as long as the busy timeout.
+fn enable_wal(conn: &Connection) -> Result<()> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let attempt = conn.query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0)).and_then(|mode| {
+            if mode.eq_ignore_ascii_case("wal") { Ok(()) } else { conn.pragma_update(None, "journal_mode", "WAL") }
+        });
+        match attempt {
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// An additive table a read-only process finds missing (no writer has opened the store since it was added).
 fn missing_table(err: &rusqlite::Error) -> bool {
     matches!(err, rusqlite::Error::SqliteFailure(_, Some(message)) if message.starts_with("no such table"))
@@ -755,8 +784,8 @@ impl Store {
     fn connect(&self) -> Result<Connection> {
         let path = self.root.join("index.sqlite");
         let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        enable_wal(&conn)?;
         conn.pragma_update(None, "synchronous", if self.fsync { "FULL" } else { "NORMAL" })?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
@@ -1076,7 +1105,7 @@ impl Store {
                             let _entered = crate::fork::enter();
                             if conn.is_none() {
                                 conn = Connection::open(&path)
-                                    .and_then(|conn| conn.busy_timeout(Duration::from_secs(30)).map(|()| conn))
+                                    .and_then(|conn| conn.busy_timeout(BUSY_TIMEOUT).map(|()| conn))
                                     .ok();
                             }
                             if let Some(conn) = conn.as_mut()

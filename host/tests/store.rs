@@ -215,6 +215,33 @@ fn results_round_trip_inline_and_as_blobs() {
 }
 
 #[test]
+fn callers_opening_a_new_store_at_once_all_get_it() {
+    // Two processes whose first calls race create one store together; SQLite
+    // answers the switch to WAL with "database is locked" at once (no busy
+    // wait) while another connection holds the new file, which once made the
+    // second caller compute without its cache (CI, the compute-lock test).
+    for _ in 0..30 {
+        let dir = tempfile::tempdir().unwrap();
+        let start = std::sync::Barrier::new(6);
+        std::thread::scope(|scope| {
+            for thread in 0..6 {
+                let (dir, start) = (dir.path(), &start);
+                scope.spawn(move || {
+                    start.wait();
+                    let store = Store::open(&config(dir)).expect("every caller opens the new store");
+                    let label = format!("t{thread}");
+                    store.put(core(), &eval(&label, "f", 10), label.as_bytes()).unwrap();
+                });
+            }
+        });
+        let store = Store::open(&config(dir.path())).unwrap();
+        for thread in 0..6 {
+            assert!(store.get(&key(&format!("t{thread}"))).unwrap().is_some());
+        }
+    }
+}
+
+#[test]
 fn identical_results_are_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&config(dir.path())).unwrap();

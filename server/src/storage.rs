@@ -196,10 +196,10 @@ impl SqliteMetadata {
     /// Opens (or creates) `path`.
     pub fn open(path: &Path) -> Result<Self, ApiError> {
         let connection = Connection::open(path)?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         // An acknowledged write survives the server process being killed (and, with FULL, power loss).
         connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.busy_timeout(std::time::Duration::from_secs(10))?;
         connection.execute_batch(SCHEMA)?;
         Ok(Self { connection: Mutex::new(connection) })
     }
