@@ -30,8 +30,6 @@ use crate::store::{Hit, NewEval, ResultData, Store};
 /// Context of the signing MAC's key derivation.
 const SIGNING_CONTEXT: &str = "hitsave 2026-11 eval signature v1";
 
-/// How long a blob transfer may take.
-const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Backoff after the server could not be reached: doubles up to the maximum.
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -107,15 +105,59 @@ pub struct CloudClient {
     signing: Option<[u8; 32]>,
     /// The limit on small requests (`cloud_timeout`).
     timeout: Duration,
-    /// Blob downloads' async client and the runtime driving it (one worker
-    /// thread), made at the first download, per fork generation like `http`.
+    /// Blob transfers' async clients and the runtime driving them (one worker
+    /// thread), made at the first transfer, per fork generation like `http`.
     transfers: Mutex<(u64, Option<Arc<Transfers>>)>,
 }
 
-/// reqwest's async client, which alone has a read timeout, with its runtime.
+/// reqwest's async clients, with their runtime: downloads need the read
+/// timeout only the async client has; uploads watch their own progress.
 struct Transfers {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
+    /// Uploads: no read timeout (the server says nothing while it receives).
+    uploads: reqwest::Client,
+}
+
+/// How long a server may take to answer once it has a blob's last byte: it
+/// hashes, syncs and moves the blob to its storage (S3 on a real server)
+/// before it answers, so the allowance grows with the size (at 8 MiB/s).
+fn finishing_allowance(size: u64, timeout: Duration) -> Duration {
+    timeout.max(Duration::from_secs(60)) + Duration::from_secs(size / (8 << 20))
+}
+
+/// A blob as a request body, in 256 KiB frames, counting what the
+/// connection has taken: a frame is asked for only when the one before is
+/// written (or buffered), so a server that stops reading stops the count.
+struct CountedBody {
+    data: bytes::Bytes,
+    taken: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.data.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let length = self.data.len().min(256 << 10);
+        let frame = self.data.split_to(length);
+        self.taken.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(frame))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.len() as u64)
+    }
 }
 
 /// `timeout` bounds small requests (blob transfers set their own).
@@ -172,7 +214,8 @@ impl CloudClient {
         Ok(http.1.clone())
     }
 
-    /// This process's download client (see [`CloudClient::download`]).
+    /// This process's transfer clients (see [`CloudClient::download`] and
+    /// [`CloudClient::upload`]).
     fn transfers(&self) -> Result<Arc<Transfers>> {
         let mut transfers = crate::fork::lock(&self.transfers);
         let generation = crate::fork::generation();
@@ -198,7 +241,12 @@ impl CloudClient {
             .user_agent(concat!("hitsave/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot build an HTTP client: {err}")))?;
-        let made = Arc::new(Transfers { runtime, client });
+        let uploads = reqwest::Client::builder()
+            .connect_timeout(self.timeout.min(Duration::from_secs(3)))
+            .user_agent(concat!("hitsave/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| HitSaveError::ConfigInvalid(format!("cannot build an HTTP client: {err}")))?;
+        let made = Arc::new(Transfers { runtime, client, uploads });
         transfers.1 = Some(made.clone());
         Ok(made)
     }
@@ -378,19 +426,66 @@ impl CloudClient {
             let missing = self.json::<Missing>(response)?.missing;
             for digest in &missing {
                 if let Some((_, data)) = chunk.iter().find(|(eval, _)| &eval.blob == digest) {
-                    self.send(
-                        self.http()?
-                            .put(self.url_of(&format!("/v1/blobs/{digest}")))
-                            .timeout(TRANSFER_TIMEOUT)
-                            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                            .body(data.to_vec()),
-                    )?;
+                    self.upload_blob(digest, data)?;
                 }
             }
             let records: Vec<RemoteEval> = chunk.iter().map(|(eval, _)| self.signed(eval.clone())).collect();
             self.send(self.http()?.post(self.url_of("/v1/evals")).json(&json!({ "evals": records })))?;
         }
         Ok(())
+    }
+
+    /// Sends one blob. Progress is watched instead of a deadline: a server
+    /// that takes no bytes for `cloud_timeout` while the body is being sent,
+    /// or does not answer within [`finishing_allowance`] once all of it is,
+    /// ends the attempt as `cloud_unavailable` (the outbox keeps the entry and
+    /// the uploader tries again after its backoff). A slow link that keeps
+    /// moving is never cut off.
+    fn upload_blob(&self, digest: &str, data: &[u8]) -> Result<()> {
+        let transfers = self.transfers()?;
+        let total = data.len() as u64;
+        let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let body = CountedBody { data: bytes::Bytes::copy_from_slice(data), taken: taken.clone() };
+        let request = transfers
+            .uploads
+            .put(self.url_of(&format!("/v1/blobs/{digest}")))
+            .bearer_auth(&self.key)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap(body));
+        let stalled = |what: String| unavailable(format!("{}: upload of {digest} stalled: {what}", self.base));
+        transfers.runtime.block_on(async {
+            let mut response = std::pin::pin!(request.send());
+            let (mut seen, mut since) = (0, Instant::now());
+            loop {
+                match tokio::time::timeout(Duration::from_millis(100), &mut response).await {
+                    Ok(answer) => {
+                        let response = answer.map_err(|err| self.unreachable(err))?;
+                        let status = response.status();
+                        if status.is_success() {
+                            return Ok(());
+                        }
+                        let body: serde_json::Value = response.json().await.unwrap_or_default();
+                        return Err(self.refusal(status, &body));
+                    }
+                    Err(_) => {
+                        let now = taken.load(std::sync::atomic::Ordering::Relaxed);
+                        if now != seen {
+                            (seen, since) = (now, Instant::now());
+                        }
+                        if now < total && since.elapsed() > self.timeout {
+                            return Err(stalled(format!(
+                                "the server took no bytes for {:?} ({now} of {total} sent)",
+                                self.timeout
+                            )));
+                        }
+                        let allowance = finishing_allowance(total, self.timeout);
+                        if now == total && since.elapsed() > allowance {
+                            return Err(stalled(format!("no answer {allowance:?} after the last byte")));
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// Signs a language-only record with the signing key, if there is one.

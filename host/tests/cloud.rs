@@ -366,3 +366,118 @@ fn a_download_that_stalls_midway_resumes_instead_of_hanging() {
     assert_eq!(downloaded, data, "the first half and the resumed rest, verified");
     assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
 }
+
+/// A server for one blob upload: it answers `/v1/blobs/missing` with the
+/// blob, accepts records, and reads an upload's body `pace` bytes at a time,
+/// pausing `pause` between reads, or, with `pace` 0, reads 64 KiB and then
+/// stops reading (the connection stays open). Returns its URL and a channel
+/// that gets the number of body bytes of each finished upload.
+fn blob_server(blob: String, pace: usize, pause: Duration) -> (String, std::sync::mpsc::Receiver<usize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (finished, uploads) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut stalled = Vec::new();
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut request, mut length) = (String::new(), 0usize);
+            reader.read_line(&mut request).unwrap();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let answer = |stream: &mut std::net::TcpStream, status: &str, body: String| {
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(body.as_bytes()).unwrap();
+            };
+            if request.starts_with("PUT ") {
+                if pace == 0 {
+                    let mut first = vec![0; 64 << 10];
+                    reader.read_exact(&mut first).unwrap();
+                    stalled.push((stream, reader)); // never read again, never closed
+                    continue;
+                }
+                let (mut buffer, mut read) = (vec![0; pace], 0);
+                while read < length {
+                    let want = pace.min(length - read);
+                    reader.read_exact(&mut buffer[..want]).unwrap();
+                    read += want;
+                    std::thread::sleep(pause);
+                }
+                finished.send(read).unwrap();
+                answer(&mut stream, "201 Created", "{}".into());
+            } else {
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let reply = if request.contains("/v1/blobs/missing") {
+                    serde_json::json!({ "missing": [blob] })
+                } else {
+                    serde_json::json!({})
+                };
+                answer(&mut stream, "200 OK", reply.to_string());
+            }
+        }
+    });
+    (url, uploads)
+}
+
+fn remote_eval(seed: &str, data: &[u8]) -> hitsave_host::cloud::RemoteEval {
+    hitsave_host::cloud::RemoteEval {
+        key: digest("key", seed).to_string(),
+        function_id: "f@1".into(),
+        function_name: "f".into(),
+        language: "python".into(),
+        arguments: digest("val", seed).to_string(),
+        codec: "portable".into(),
+        blob: hitsave_host::hash::blob_digest(data).to_string(),
+        size: data.len() as u64,
+        compute_micros: 1,
+        signature: None,
+        graph: None,
+    }
+}
+
+#[test]
+fn an_upload_the_server_stops_reading_ends_instead_of_hanging() {
+    // 32 MiB: more than the socket buffers on both sides and hyper's own hold.
+    let data: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
+    let eval = remote_eval("upload-stall", &data);
+    let (url, uploads) = blob_server(eval.blob.clone(), 0, Duration::ZERO);
+    let client =
+        hitsave_host::cloud::CloudClient::with_timeout(&url, "hs_0_0", None, Duration::from_millis(500)).unwrap();
+    let start = Instant::now();
+    let err = client.upload(&[(eval, &data)]).unwrap_err();
+    assert_eq!(err.code(), "cloud_unavailable", "{err}");
+    assert!(err.to_string().contains("stalled"), "{err}");
+    // Before: the blocking client's one-hour whole-request timeout.
+    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+    assert!(uploads.try_recv().is_err());
+}
+
+#[test]
+fn a_slow_upload_that_keeps_moving_is_not_cut_off() {
+    // The server reads 1 MiB every 100 ms: 32 MiB (more than the socket
+    // buffers hold, so the client waits on the server throughout) takes
+    // ~3.2 s, ten times the 300 ms timeout, and finishes.
+    let data: Vec<u8> = (0..32u32 << 20).map(|i| (i % 241) as u8).collect();
+    let eval = remote_eval("upload-slow", &data);
+    let (url, uploads) = blob_server(eval.blob.clone(), 1 << 20, Duration::from_millis(100));
+    let client =
+        hitsave_host::cloud::CloudClient::with_timeout(&url, "hs_0_0", None, Duration::from_millis(300)).unwrap();
+    let start = Instant::now();
+    client.upload(&[(eval, &data)]).unwrap();
+    assert_eq!(uploads.try_recv().unwrap(), data.len());
+    assert!(start.elapsed() > Duration::from_secs(3), "the server read slowly: {:?}", start.elapsed());
+}
