@@ -805,6 +805,59 @@ def test_a_global_changed_after_the_first_call_is_seen_in_the_same_process(proje
     assert json.loads(project.run(again).stdout) == [15, "hit"]
 
 
+def test_small_arrays_and_instances_changed_in_place_are_seen_within_the_process(project):
+    pytest.importorskip("numpy")
+    project.write(
+        "state.py",
+        """
+        import numpy as np
+        from hitsave import memo
+
+        WEIGHTS = np.array([1, 2, 3])
+        BIG = np.zeros(100_000)            # 800 KB: watched by identity only
+
+        class Settings:
+            def __init__(self):
+                self.scale = 3
+                self.names = ["a"]
+
+        SETTINGS = Settings()
+
+        @memo
+        def weighted(x):
+            return int(WEIGHTS.sum()) * x
+
+        @memo
+        def scaled(x):
+            return SETTINGS.scale * len(SETTINGS.names) * x
+
+        @memo
+        def big(x):
+            return float(BIG[0]) + x
+        """,
+    )
+    code = """
+        import json, state
+        out = [state.weighted(1), state.scaled(1), state.big(1)]
+        state.WEIGHTS[0] = 100             # an element changed in place
+        state.SETTINGS.scale = 5           # an attribute changed
+        state.SETTINGS.names.append("b")   # an attribute's list changed in place
+        out += [state.weighted(1), state.scaled(1)]
+        state.BIG[0] = 7                   # too large to compare at every call: the next process sees it
+        out.append(state.big(1))
+        print(json.dumps(out))
+    """
+    assert json.loads(project.run(code).stdout) == [6, 3, 1.0, 105, 10, 1.0]
+    again = """
+        import json, state
+        state.WEIGHTS[0] = 100
+        state.SETTINGS.scale = 5
+        state.SETTINGS.names.append("b")
+        print(json.dumps([state.weighted.why(1), state.scaled.why(1)]))
+    """
+    assert json.loads(project.run(again).stdout) == ["hit", "hit"]
+
+
 SCALE_FOR_HANDLER_TEST = 2
 
 

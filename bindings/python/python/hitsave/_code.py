@@ -163,12 +163,13 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[Any]:
 _SAME_OBJECT = object()
 _PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
 _PLAIN_CONTAINERS = (dict, list, set, tuple, frozenset)
+# Arrays up to this size are compared byte for byte at every call; larger
+# ones only by identity (a copy per call would cost more than a hit).
+_ARRAY_WATCH_BYTES = 64 << 10
 
 
-def _snapshot(value: Any) -> Any:
-    """What a later call compares a module-level value (or closure cell) with,
-    to notice it changed in place: a deep copy of small plain data (compared
-    with ``==``), else only the object's identity (a rebinding)."""
+def _plain(value: Any) -> bool:
+    """Small plain data: scalars and plain containers of them, up to 1000 items."""
     budget = [1000]
 
     def plain(item: Any) -> bool:
@@ -183,29 +184,78 @@ def _snapshot(value: Any) -> Any:
         return False
 
     try:
-        if type(value) in _PLAIN_CONTAINERS and plain(value):
-            import copy
+        return plain(value)
+    except RecursionError:
+        return False
 
-            snapshot = copy.deepcopy(value)
-            # A value not equal to its own copy (a NaN inside) could never be
-            # found unchanged: watch its identity only.
-            if snapshot == value:
-                return snapshot
+
+def _copy_if_stable(value: Any) -> Any:
+    """A deep copy of small plain data that equals the original, else
+    `_SAME_OBJECT` (a value not equal to its own copy, a NaN inside, could
+    never be found unchanged)."""
+    import copy
+
+    try:
+        snapshot = copy.deepcopy(value)
+        if snapshot == value:
+            return snapshot
     except RecursionError:
         pass
     return _SAME_OBJECT
 
 
+def _snapshot(value: Any) -> Any:
+    """What a later call compares a module-level value (or closure cell) with,
+    to notice it changed in place: a deep copy of small plain data (compared
+    with ``==``), else only the object's identity (a rebinding)."""
+    if type(value) in _PLAIN_CONTAINERS and _plain(value):
+        return _copy_if_stable(value)
+    return _SAME_OBJECT
+
+
+def _array_state(array: Any) -> tuple[Any, ...]:
+    return (array.dtype.str, array.shape, array.tobytes())
+
+
+def _attributes(obj: Any) -> Any:
+    return obj.__dict__
+
+
+def _probe(value: Any) -> tuple[Any, Any] | None:
+    """For values that are not plain containers: a function of the value and
+    what it returned now, which a later call compares again. A small numpy
+    array by its dtype, shape and bytes (`ARRAY[0] = 5` is seen), an
+    instance whose attributes are small plain data by a copy of them
+    (`CONFIG.scale = 5` is seen); anything else only by identity."""
+    kind = type(value)
+    if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+        try:
+            if value.nbytes <= _ARRAY_WATCH_BYTES and value.dtype.hasobject is False:
+                return _array_state, _array_state(value)
+        except Exception:
+            return None
+        return None
+    if isinstance(value, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
+        return None
+    attributes = getattr(value, "__dict__", None)
+    if type(attributes) is dict and _plain(attributes):
+        copied = _copy_if_stable(attributes)
+        if copied is not _SAME_OBJECT:
+            return _attributes, copied
+    return None
+
+
 class Watched:
     """What a graph read from module namespaces and closure cells, checked
-    before the graph is used again (a rebinding, or small plain data changed
-    in place, means the graph must be built again). Grouped by namespace so a
+    before the graph is used again (a rebinding, or a small value changed in
+    place, means the graph must be built again). Grouped by namespace so a
     check runs in C loops: a few tens of ns per value."""
 
     def __init__(self) -> None:
         self.names: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.cells: dict[int, tuple[Any, Any]] = {}
         self.snapshots: dict[int, tuple[Any, Any]] = {}
+        self.probes: dict[int, tuple[Any, Any, Any]] = {}
         self.groups: list[tuple[dict[str, Any], Any, tuple[Any, ...]]] = []
 
     def name(self, namespace: dict[str, Any], name: str, value: Any) -> None:
@@ -217,10 +267,15 @@ class Watched:
         self._snapshot(value)
 
     def _snapshot(self, value: Any) -> None:
-        if id(value) not in self.snapshots:
-            snapshot = _snapshot(value)
-            if snapshot is not _SAME_OBJECT:
-                self.snapshots[id(value)] = (value, snapshot)
+        if id(value) in self.snapshots or id(value) in self.probes:
+            return
+        snapshot = _snapshot(value)
+        if snapshot is not _SAME_OBJECT:
+            self.snapshots[id(value)] = (value, snapshot)
+            return
+        probe = _probe(value)
+        if probe is not None:
+            self.probes[id(value)] = (value, *probe)
 
     def freeze(self) -> "Watched":
         for namespace, names in self.names.values():
@@ -245,6 +300,12 @@ class Watched:
                 return False
         for value, snapshot in self.snapshots.values():
             if value != snapshot:
+                return False
+        for value, probe, then in self.probes.values():
+            try:
+                if probe(value) != then:
+                    return False
+            except Exception:
                 return False
         return True
 
