@@ -158,16 +158,17 @@ impl wit_policy::Guest for Component {
         )
     }
 
-    fn should_store(size: u64, compute_micros: u64, params: wit_policy::StoreParams) -> bool {
-        policy::should_store(
-            size,
-            compute_micros,
-            &policy::StoreParams {
-                budget: params.budget,
-                min_compute_micros: params.min_compute_micros,
-                read_bytes_per_second: params.read_bytes_per_second,
-            },
-        )
+    fn store_decision(size: u64, compute_micros: u64, params: wit_policy::StoreParams) -> Option<wit_policy::Decline> {
+        let params = policy::StoreParams {
+            budget: params.budget,
+            min_compute_micros: params.min_compute_micros,
+            read_bytes_per_second: params.read_bytes_per_second,
+        };
+        policy::store_decision(size, compute_micros, &params).map(|decline| match decline {
+            policy::Decline::OverBudget => wit_policy::Decline::OverBudget,
+            policy::Decline::TooQuick => wit_policy::Decline::TooQuick,
+            policy::Decline::CheaperToRecompute => wit_policy::Decline::CheaperToRecompute,
+        })
     }
 
     fn should_prefetch(stats: wit_policy::FunctionStats) -> bool {

@@ -86,18 +86,43 @@ pub struct StoreParams {
 /// take more than twice as long as computing them again.
 pub const LARGE_RESULT: u64 = 1 << 20;
 
-/// Whether a fresh result is worth storing.
-pub fn should_store(size: u64, compute_micros: u64, params: &StoreParams) -> bool {
-    if size > params.budget || compute_micros < params.min_compute_micros {
-        return false;
+/// Why a fresh result is not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decline {
+    /// Larger than the whole budget.
+    OverBudget,
+    /// Computed faster than the minimum compute time.
+    TooQuick,
+    /// At least [`LARGE_RESULT`] and slower to read back than twice its compute time.
+    CheaperToRecompute,
+}
+
+impl Decline {
+    /// The stable name of the reason (`docs/spec/policy.md`, the test vectors).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OverBudget => "over-budget",
+            Self::TooQuick => "too-quick",
+            Self::CheaperToRecompute => "cheaper-to-recompute",
+        }
+    }
+}
+
+/// Whether a fresh result is worth storing: `None` stores it, otherwise why not.
+pub fn store_decision(size: u64, compute_micros: u64, params: &StoreParams) -> Option<Decline> {
+    if size > params.budget {
+        return Some(Decline::OverBudget);
+    }
+    if compute_micros < params.min_compute_micros {
+        return Some(Decline::TooQuick);
     }
     if size >= LARGE_RESULT && params.read_bytes_per_second > 0 {
         let read_micros = size as f64 * 1e6 / params.read_bytes_per_second as f64;
         if read_micros > 2.0 * compute_micros as f64 {
-            return false;
+            return Some(Decline::CheaperToRecompute);
         }
     }
-    true
+    None
 }
 
 /// Call statistics of one function.

@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 
 use hitsave_core::graph::{Change, ChangeKind, Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
-use hitsave_core::policy::{Entry, EvictionParams, FunctionStats, StoreParams};
+use hitsave_core::policy::{Decline, Entry, EvictionParams, FunctionStats, StoreParams};
 use hitsave_core::{CoreError, Digest, DigestKind, ErrorCode};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
@@ -223,16 +223,22 @@ impl Core {
         self.with(0, |instance| instance.core.hitsave_core_policy().call_evict(&mut instance.store, &entries, params))
     }
 
-    /// Whether a fresh result is worth storing.
-    pub fn should_store(&self, size: u64, compute_micros: u64, params: &StoreParams) -> Result<bool> {
+    /// Whether a fresh result is worth storing: `None` stores it, otherwise
+    /// the policy's reason not to.
+    pub fn store_decision(&self, size: u64, compute_micros: u64, params: &StoreParams) -> Result<Option<Decline>> {
         let params = wit_policy::StoreParams {
             budget: params.budget,
             min_compute_micros: params.min_compute_micros,
             read_bytes_per_second: params.read_bytes_per_second,
         };
-        self.with(0, |instance| {
-            instance.core.hitsave_core_policy().call_should_store(&mut instance.store, size, compute_micros, params)
-        })
+        let decided = self.with(0, |instance| {
+            instance.core.hitsave_core_policy().call_store_decision(&mut instance.store, size, compute_micros, params)
+        })?;
+        Ok(decided.map(|decline| match decline {
+            wit_policy::Decline::OverBudget => Decline::OverBudget,
+            wit_policy::Decline::TooQuick => Decline::TooQuick,
+            wit_policy::Decline::CheaperToRecompute => Decline::CheaperToRecompute,
+        }))
     }
 
     /// Whether to fetch a function's cloud results in bulk.

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use hitsave_core::graph::{Node, NodeKind};
-use hitsave_core::policy::{Entry, EvictionParams, StoreParams};
+use hitsave_core::policy::{Decline, Entry, EvictionParams, StoreParams};
 use hitsave_core::{Digest, DigestKind};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -1239,8 +1239,8 @@ impl Store {
         let size = data.len() as u64;
         let store_params =
             StoreParams { budget: self.max_size(), min_compute_micros: 0, read_bytes_per_second: 1 << 30 };
-        if !core.should_store(size, eval.compute_micros, &store_params)? {
-            self.note_declined(eval, size, &store_params);
+        if let Some(decline) = core.store_decision(size, eval.compute_micros, &store_params)? {
+            self.note_declined(eval, size, decline, &store_params);
             return Ok(PutOutcome::Skipped);
         }
         let inline = size <= self.inline_limit;
@@ -1494,14 +1494,14 @@ impl Store {
     /// Records a result the policy declined, once per function per process
     /// (a declined result is typically a cheap one, called often: one write
     /// per call would cost more than the call). Best effort: `why` is advice.
-    fn note_declined(&self, eval: &NewEval, size: u64, params: &StoreParams) {
+    fn note_declined(&self, eval: &NewEval, size: u64, decline: Decline, params: &StoreParams) {
         if !crate::fork::lock(&self.declined_noted).insert(eval.function_name.clone()) {
             return;
         }
-        let reason = if size > params.budget {
-            format!("larger than the whole size budget ({} bytes)", params.budget)
-        } else {
-            "1 MiB or more and cheaper to compute again than to read back".to_owned()
+        let reason = match decline {
+            Decline::OverBudget => format!("larger than the whole size budget ({} bytes)", params.budget),
+            Decline::TooQuick => format!("computed in less than the minimum {} µs", params.min_compute_micros),
+            Decline::CheaperToRecompute => "1 MiB or more and cheaper to compute again than to read back".to_owned(),
         };
         let _ = self.with_db(|conn| {
             conn.execute(

@@ -211,9 +211,11 @@ fn policy_vectors_match_in_component_and_native() {
             read_bytes_per_second: u64_of(p, "read_bytes_per_second"),
         };
         let (size, micros) = (u64_of(case, "size"), u64_of(case, "compute_micros"));
-        let expected = case["store"].as_bool().expect("bool");
-        assert_eq!(core().should_store(size, micros, &params).expect(name), expected, "{name}");
-        assert_eq!(policy::should_store(size, micros, &params), expected, "{name}");
+        let expected = case["decline"].as_str();
+        assert_eq!(case["store"].as_bool().expect("bool"), expected.is_none(), "{name}");
+        let decided = core().store_decision(size, micros, &params).expect(name);
+        assert_eq!(decided.map(policy::Decline::name), expected, "{name}");
+        assert_eq!(policy::store_decision(size, micros, &params).map(policy::Decline::name), expected, "{name}");
     }
     for case in file["should_prefetch"].as_array().expect("should_prefetch") {
         let name = text(case, "name");

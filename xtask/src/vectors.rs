@@ -577,7 +577,8 @@ fn policies() -> Value {
             json!({
                 "name": name, "size": size, "compute_micros": compute_micros,
                 "params": {"budget": params.budget, "min_compute_micros": params.min_compute_micros, "read_bytes_per_second": params.read_bytes_per_second},
-                "store": policy::should_store(size, compute_micros, &params),
+                "store": policy::store_decision(size, compute_micros, &params).is_none(),
+                "decline": policy::store_decision(size, compute_micros, &params).map(policy::Decline::name),
             })
         })
         .collect();
