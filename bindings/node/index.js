@@ -529,10 +529,14 @@ function memo(fn, options = {}) {
   };
   /** The function's name in the store (`hitsave ls`). */
   memoized.functionName = functionName;
+  // `f.key(x)`, `f.lookup(x)`, `f.why(x)` run with `f` as their receiver:
+  // that is no receiver of the call they describe (`f.key.call(obj, x)`
+  // gives one), or a method's keys would differ from its calls' keys.
+  const receiver = (self) => (self === memoized ? undefined : self);
   /** The eval key (`key1_…`) these arguments have. */
   memoized.key = function (...args) {
     try {
-      return native.argumentsKey(registered().handle, argumentList(this, args))[0];
+      return native.argumentsKey(registered().handle, argumentList(receiver(this), args))[0];
     } catch (error) {
       throw locate(error, functionName);
     }

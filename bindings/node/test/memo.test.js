@@ -431,10 +431,19 @@ test('methods: this is part of the key when the function uses it', () => {
       const b = new Scaler(3);
       const out = { a: a.apply(5), b: b.apply(5), again: a.apply(5), plain: [plain(1), plain.call({ ignored: true }, 1)] };
       out.runs = runs;
+      // key/lookup/why take the method's receiver through call(); called on the
+      // function itself they describe a call without one (not one with the
+      // memoized function as its receiver).
+      out.why = [Scaler.prototype.apply.why.call(a, 5), Scaler.prototype.apply.why.call(b, 7).split(':')[0]];
+      out.sameKey = Scaler.prototype.apply.key.call(a, 5) !== Scaler.prototype.apply.key.call(b, 5);
+      const bare = memo(function bare(x) { return this === undefined || this === globalThis ? x : -x; });
+      out.bare = [bare(4), bare.why(4)];
       console.log(JSON.stringify(out));
     `,
   });
-  assert.deepStrictEqual(project.run('main.js').out, { a: 10, b: 15, again: 10, plain: [1, 1], runs: 3 });
+  assert.deepStrictEqual(project.run('main.js').out, {
+    a: 10, b: 15, again: 10, plain: [1, 1], runs: 3, why: ['hit', 'miss'], sameKey: true, bare: [4, 'hit'],
+  });
 });
 
 test('a function imported from another module is analysed where it is defined', () => {
