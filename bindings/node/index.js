@@ -427,19 +427,21 @@ function memo(fn, options = {}) {
   }
 
   const pending = new Map();
-  // Keys whose last result the store's policy declined (for `why`): [bytes, µs].
+  // Keys whose last result the store's policy declined (for `why`): [bytes, µs, why].
   const notStored = new Map();
   let warnedNotStored = false;
 
   function stored(s, key, encoded, micros, outcome) {
-    if (outcome !== 'skipped' || s.mode === 'read-only') return;
+    // `declined: <why>` (the core's policy); `skipped` is a read-only store.
+    if (!outcome.startsWith('declined: ')) return;
+    const reason = outcome.slice('declined: '.length);
     if (notStored.size >= 1024) notStored.clear();
-    notStored.set(key, [encoded[1].length, micros]);
+    notStored.set(key, [encoded[1].length, micros, reason]);
     if (warnedNotStored) return;
     warnedNotStored = true;
     process.emitWarning(
       `hitsave: ${functionName}: a result of ${encoded[1].length} bytes computed in ${micros} µs is returned but not stored: ` +
-        "the store's policy keeps results that are cheaper to read back than to recompute and fit the size budget (docs/spec/policy.md)",
+        `${reason} (docs/spec/policy.md)`,
       { type: 'HitSaveNotStoredWarning', code: 'HITSAVE_NOT_STORED' },
     );
   }
@@ -564,7 +566,7 @@ function memo(fn, options = {}) {
     const declined = notStored.get(memoized.key.apply(this, args));
     if (declined) {
       return `miss: the last result for these arguments (${declined[0]} bytes, computed in ${declined[1]} µs) was not stored: ` +
-        'cheaper to recompute than to read back, or larger than the size budget (docs/spec/policy.md)';
+        `${declined[2]} (docs/spec/policy.md)`;
     }
     // What an earlier process saw the policy decline (recorded once per function per process).
     const key = memoized.key.apply(this, args);

@@ -161,6 +161,15 @@ fn enable_wal(conn: &Connection) -> Result<()> {
     }
 }
 
+/// The policy's reason not to store a result, in words.
+fn decline_reason(decline: Decline, params: &StoreParams) -> String {
+    match decline {
+        Decline::OverBudget => format!("larger than the whole size budget ({} bytes)", params.budget),
+        Decline::TooQuick => format!("computed in less than the minimum {} µs", params.min_compute_micros),
+        Decline::CheaperToRecompute => "1 MiB or more and cheaper to compute again than to read back".to_owned(),
+    }
+}
+
 /// An additive table a read-only process finds missing (no writer has opened the store since it was added).
 fn missing_table(err: &rusqlite::Error) -> bool {
     matches!(err, rusqlite::Error::SqliteFailure(_, Some(message)) if message.starts_with("no such table"))
@@ -329,13 +338,16 @@ pub struct Hit {
 }
 
 /// What `put` did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PutOutcome {
     /// Stored.
     Stored,
     /// An entry for this key was already there (another process computed it too); it was kept.
     AlreadyPresent,
-    /// Not stored: the policy judged it not worth it, or the store is read-only.
+    /// Not stored: the core's policy judged it not worth it; why, in words
+    /// (`docs/spec/policy.md`).
+    Declined(String),
+    /// Not stored: the store is read-only.
     Skipped,
 }
 
@@ -1240,8 +1252,9 @@ impl Store {
         let store_params =
             StoreParams { budget: self.max_size(), min_compute_micros: 0, read_bytes_per_second: 1 << 30 };
         if let Some(decline) = core.store_decision(size, eval.compute_micros, &store_params)? {
-            self.note_declined(eval, size, decline, &store_params);
-            return Ok(PutOutcome::Skipped);
+            let reason = decline_reason(decline, &store_params);
+            self.note_declined(eval, size, &reason);
+            return Ok(PutOutcome::Declined(reason));
         }
         let inline = size <= self.inline_limit;
         let digest = if inline { crate::hash::blob_digest(data) } else { self.write_new_blob(data)? };
@@ -1494,15 +1507,10 @@ impl Store {
     /// Records a result the policy declined, once per function per process
     /// (a declined result is typically a cheap one, called often: one write
     /// per call would cost more than the call). Best effort: `why` is advice.
-    fn note_declined(&self, eval: &NewEval, size: u64, decline: Decline, params: &StoreParams) {
+    fn note_declined(&self, eval: &NewEval, size: u64, reason: &str) {
         if !crate::fork::lock(&self.declined_noted).insert(eval.function_name.clone()) {
             return;
         }
-        let reason = match decline {
-            Decline::OverBudget => format!("larger than the whole size budget ({} bytes)", params.budget),
-            Decline::TooQuick => format!("computed in less than the minimum {} µs", params.min_compute_micros),
-            Decline::CheaperToRecompute => "1 MiB or more and cheaper to compute again than to read back".to_owned(),
-        };
         let _ = self.with_db(|conn| {
             conn.execute(
                 "INSERT OR REPLACE INTO declined (function_name, key, size, compute_micros, reason, at)

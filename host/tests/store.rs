@@ -654,9 +654,10 @@ fn a_declined_result_is_recorded_for_later_processes() {
     {
         let store = Store::open(&config(dir.path())).unwrap();
         // 2 MiB computed in 1 µs: cheaper to compute again than to read back.
-        assert_eq!(store.put(core(), &eval("cheap", "f", 1), &big).unwrap(), PutOutcome::Skipped);
+        let cheaper = PutOutcome::Declined("1 MiB or more and cheaper to compute again than to read back".into());
+        assert_eq!(store.put(core(), &eval("cheap", "f", 1), &big).unwrap(), cheaper);
         // Recorded once per function per process: a second decline writes nothing.
-        assert_eq!(store.put(core(), &eval("cheap 2", "f", 1), &big).unwrap(), PutOutcome::Skipped);
+        assert_eq!(store.put(core(), &eval("cheap 2", "f", 1), &big).unwrap(), cheaper);
         assert_eq!(store.put(core(), &eval("kept", "g", 10), b"small").unwrap(), PutOutcome::Stored);
     }
     // A later process (a fresh store object) still knows why.
@@ -671,7 +672,8 @@ fn a_declined_result_is_recorded_for_later_processes() {
     let mut small_budget = config(dir.path());
     small_budget.max_size = 1 << 20;
     let store = Store::open(&small_budget).unwrap();
-    assert_eq!(store.put(core(), &eval("huge", "h", 60_000_000), &big).unwrap(), PutOutcome::Skipped);
+    let over = PutOutcome::Declined(format!("larger than the whole size budget ({} bytes)", 1 << 20));
+    assert_eq!(store.put(core(), &eval("huge", "h", 60_000_000), &big).unwrap(), over);
     assert!(store.declined("h").unwrap().unwrap().reason.contains("larger than the whole size budget"));
 
     // Clearing a function forgets its record; a read-only process reads records too.

@@ -748,11 +748,13 @@ impl Put {
     }
 }
 
-fn outcome_name(outcome: PutOutcome) -> &'static str {
+/// `stored`, `already_present`, `skipped` (read-only) or `declined: <why>`.
+fn outcome_name(outcome: PutOutcome) -> String {
     match outcome {
-        PutOutcome::Stored => "stored",
-        PutOutcome::AlreadyPresent => "already_present",
-        PutOutcome::Skipped => "skipped",
+        PutOutcome::Stored => "stored".to_owned(),
+        PutOutcome::AlreadyPresent => "already_present".to_owned(),
+        PutOutcome::Declined(reason) => format!("declined: {reason}"),
+        PutOutcome::Skipped => "skipped".to_owned(),
     }
 }
 
@@ -767,7 +769,7 @@ impl Task for Put {
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
         let js = Js(env.raw());
         match output {
-            Ok(outcome) => Ok(Raw(js.str(outcome_name(outcome))?)),
+            Ok(outcome) => Ok(Raw(js.str(&outcome_name(outcome))?)),
             Err(error) => Err(to_napi(js, error)),
         }
     }
@@ -778,7 +780,8 @@ impl Task for Put {
     }
 }
 
-/// Stores a result: `stored`, `already_present` or `skipped`. Throws the store's error.
+/// Stores a result: `stored`, `already_present`, `skipped` (a read-only
+/// store) or `declined: <why>` (the policy's reason). Throws the store's error.
 #[napi]
 pub fn put(
     env: Env,
@@ -793,7 +796,7 @@ pub fn put(
     let put = Put::new(js, handle, &key, &arguments, codec, data.0, compute_micros)?;
     let outcome = put.run();
     js.drop_reference(put.holder as sys::napi_ref);
-    Ok(outcome_name(outcome.map_err(|err| to_napi(js, err))?).to_owned())
+    Ok(outcome_name(outcome.map_err(|err| to_napi(js, err))?))
 }
 
 /// `put` on a worker thread.

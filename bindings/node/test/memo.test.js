@@ -584,7 +584,7 @@ test('a result the policy declines is returned with one warning, and why says so
   const { out } = project.run('main.js');
   assert.strictEqual(out.runs, 2, 'not stored, so computed again');
   assert.deepStrictEqual(out.warnings, [['HitSaveNotStoredWarning', 'HITSAVE_NOT_STORED']], 'one warning per function');
-  assert.match(out.why, /^miss: the last result for these arguments \(\d+ bytes, computed in \d+ µs\) was not stored/);
+  assert.match(out.why, /^miss: the last result for these arguments \(\d+ bytes, computed in \d+ µs\) was not stored: 1 MiB or more and cheaper/);
   assert.strictEqual(out.small, 'hit');
 
   const later = project.run('main.js', { env: { ONLY_WHY: '1' } }).out;

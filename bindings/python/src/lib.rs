@@ -495,7 +495,8 @@ impl Store {
         Ok(py.detach(|| self.inner.lock_compute(&key)).map(ComputeLock::new))
     }
 
-    /// Stores a result; returns `stored`, `already_present` or `skipped`.
+    /// Stores a result; returns `stored`, `already_present`, `skipped` (a
+    /// read-only store) or `declined: <why>` (the policy's reason).
     #[pyo3(signature = (key, *, function_id, function_name, arguments, codec, data, compute_micros, graph=None, cloud=true))]
     #[allow(clippy::too_many_arguments)]
     fn put(
@@ -510,7 +511,7 @@ impl Store {
         compute_micros: u64,
         graph: Option<(String, Vec<NodeTuple>)>,
         cloud: bool,
-    ) -> PyResult<&'static str> {
+    ) -> PyResult<String> {
         let graph = match graph {
             Some((root, nodes)) => Some(Graph::from_nodes(&root, &nodes_from(nodes)?)),
             None => None,
@@ -535,9 +536,10 @@ impl Store {
             })
             .map_err(to_py_err)?;
         Ok(match outcome {
-            PutOutcome::Stored => "stored",
-            PutOutcome::AlreadyPresent => "already_present",
-            PutOutcome::Skipped => "skipped",
+            PutOutcome::Stored => "stored".to_owned(),
+            PutOutcome::AlreadyPresent => "already_present".to_owned(),
+            PutOutcome::Declined(reason) => format!("declined: {reason}"),
+            PutOutcome::Skipped => "skipped".to_owned(),
         })
     }
 

@@ -563,10 +563,10 @@ def test_a_result_the_policy_declines_is_returned_with_a_warning_and_why_says_so
         runs.append(n)
         return np.zeros(n, dtype=np.uint8)  # 4 MiB made in a blink: cheaper to recompute than to read back
 
-    with pytest.warns(hitsave.NotStoredWarning, match="not stored"):
+    with pytest.warns(hitsave.NotStoredWarning, match="not stored: 1 MiB or more and cheaper to compute again"):
         assert cheap(4 << 20).shape == (4 << 20,)
     why = cheap.why(4 << 20)
-    assert why.startswith("miss: the last result for these arguments (") and "was not stored" in why, why
+    assert why.startswith("miss: the last result for these arguments (") and "was not stored: 1 MiB or more" in why, why
     with pytest.warns(hitsave.NotStoredWarning):
         cheap(4 << 20)
     assert runs == [4 << 20, 4 << 20], "not stored, so computed again"

@@ -200,8 +200,8 @@ class MemoFunction(Generic[P, R]):
         self._graph: tuple[str, list[Any]] | None = None
         self._is_async = bool(code is not None and code.co_flags & _CO_COROUTINE)
         self._pending: dict[str, asyncio.Future[Any]] = {}
-        # Keys whose last result the store's policy declined (for `why`), with size and µs.
-        self._not_stored: dict[str, tuple[int, int]] = {}
+        # Keys whose last result the store's policy declined (for `why`), with size, µs and why.
+        self._not_stored: dict[str, tuple[int, int, str]] = {}
         self.function_name = f"{self._code_fn.__module__}:{self._code_fn.__qualname__}" if name is None else name
 
     # -- identity and keys -------------------------------------------------
@@ -396,14 +396,14 @@ class MemoFunction(Generic[P, R]):
         except _native.HitSaveError as error:
             _native.warn_once(error)
             return
-        if outcome == "skipped" and store.mode != "read-only":
+        if outcome.startswith("declined: "):
+            reason = outcome[len("declined: "):]
             if len(self._not_stored) >= 1024:
                 self._not_stored.clear()
-            self._not_stored[key] = (len(data), micros)
+            self._not_stored[key] = (len(data), micros, reason)
             warnings.warn(
                 f"hitsave: {self.function_name}: a result of {len(data)} bytes computed in {micros} µs is returned but not "
-                "stored: the store's policy keeps results that are cheaper to read back than to recompute and fit the "
-                "size budget (docs/spec/policy.md)",
+                f"stored: {reason} (docs/spec/policy.md)",
                 NotStoredWarning,
                 stacklevel=3,
             )
@@ -515,10 +515,10 @@ class MemoFunction(Generic[P, R]):
         if self._lookup(store, key) is not MISS:
             return "hit"
         if key in self._not_stored:
-            size, micros = self._not_stored[key]
+            size, micros, reason = self._not_stored[key]
             return (
                 f"miss: the last result for these arguments ({size} bytes, computed in {micros} µs) was not stored: "
-                "cheaper to recompute than to read back, or larger than the size budget (docs/spec/policy.md)"
+                f"{reason} (docs/spec/policy.md)"
             )
         # What an earlier process saw the policy decline (recorded once per function per process).
         declined = store.declined(self.function_name)
