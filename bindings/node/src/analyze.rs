@@ -12,7 +12,9 @@
 //! analysis, to another unit or to an import. Imports of the project's own
 //! files (relative paths, ESM and CommonJS) are followed to the exported
 //! unit; bare imports are packages, by name and the version in their
-//! `node_modules/<name>/package.json`; `node:` builtins by name.
+//! `node_modules/<name>/package.json`, except packages linked there from
+//! outside any `node_modules` (workspaces, `npm link`), which are followed
+//! as the project's own files; `node:` builtins by name.
 //!
 //! The memoized function is found from the `memo()` call that wrapped it
 //! (`file:line:column` of the call, from the stack): its first argument is
@@ -1054,16 +1056,58 @@ fn json_string_field(manifest: &str, field: &str) -> Option<String> {
     value.get(field)?.as_str().map(str::to_owned)
 }
 
-fn package_version(from: &Path, name: &str) -> String {
+/// The directory `require(name)` finds from `from`: the nearest
+/// `node_modules/<name>` with a `package.json`, upwards.
+fn package_dir(from: &Path, name: &str) -> Option<PathBuf> {
     let mut dir = from.parent();
     while let Some(current) = dir {
-        let manifest = current.join("node_modules").join(name).join("package.json");
-        if let Ok(text) = std::fs::read_to_string(&manifest) {
-            return json_string_field(&text, "version").unwrap_or_else(|| "unversioned".to_owned());
+        let candidate = current.join("node_modules").join(name);
+        if candidate.join("package.json").is_file() {
+            return Some(candidate);
         }
         dir = current.parent();
     }
-    "not-installed".to_owned()
+    None
+}
+
+fn package_version(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("package.json"))
+        .ok()
+        .and_then(|text| json_string_field(&text, "version"))
+        .unwrap_or_else(|| "unversioned".to_owned())
+}
+
+/// The file a package's entry point (`subpath` empty) or a subpath of it
+/// leads to: its `exports` (a string, `"."`/`"./sub"` keys, and the
+/// `require`, `node`, `import` and `default` conditions), else `main` and
+/// `index.*` as for a directory.
+fn package_entry(dir: &Path, subpath: &str) -> Option<PathBuf> {
+    fn pick(target: &serde_json::Value) -> Option<&str> {
+        match target {
+            serde_json::Value::String(path) => Some(path),
+            serde_json::Value::Object(conditions) => {
+                ["require", "node", "import", "default"].iter().find_map(|name| conditions.get(*name).and_then(pick))
+            }
+            serde_json::Value::Array(targets) => targets.iter().find_map(pick),
+            _ => None,
+        }
+    }
+    let manifest: Option<serde_json::Value> =
+        std::fs::read_to_string(dir.join("package.json")).ok().and_then(|text| serde_json::from_str(&text).ok());
+    if let Some(exports) = manifest.as_ref().and_then(|manifest| manifest.get("exports")) {
+        let key = if subpath.is_empty() { ".".to_owned() } else { format!("./{subpath}") };
+        let target = match exports {
+            serde_json::Value::Object(map) if map.keys().any(|key| key.starts_with('.')) => {
+                map.get(&key).and_then(pick)
+            }
+            other if subpath.is_empty() => pick(other),
+            _ => None,
+        };
+        if let Some(found) = target.and_then(|target| resolve_file(&dir.join(target))) {
+            return Some(found);
+        }
+    }
+    resolve_file(&if subpath.is_empty() { dir.to_path_buf() } else { dir.join(subpath) })
 }
 
 fn resolve(from: &Path, spec: &str) -> Resolved {
@@ -1091,8 +1135,21 @@ fn resolve(from: &Path, spec: &str) -> Resolved {
     let first = parts.next().unwrap_or(spec);
     let name =
         if first.starts_with('@') { format!("{first}/{}", parts.next().unwrap_or("")) } else { first.to_owned() };
-    let version = package_version(from, &name);
-    Resolved::Package { name, version }
+    let subpath = parts.collect::<Vec<_>>().join("/");
+    let Some(dir) = package_dir(from, &name) else {
+        return Resolved::Package { name, version: "not-installed".to_owned() };
+    };
+    // A package linked into node_modules from elsewhere (npm, yarn and pnpm
+    // workspaces, `npm link`) is the team's own code, edited in place under
+    // an unchanged version: it is followed like a relative import. (pnpm's
+    // store is itself under node_modules, so its packages stay packages.)
+    let real = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+    if !real.components().any(|c| c.as_os_str() == "node_modules")
+        && let Some(file) = package_entry(&real, &subpath)
+    {
+        return Resolved::File(file.canonicalize().unwrap_or(file));
+    }
+    Resolved::Package { version: package_version(&dir), name }
 }
 
 /// Assembles the graph across modules.

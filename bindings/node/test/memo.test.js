@@ -118,6 +118,40 @@ test('ES modules: imports of the project followed, packages by version', () => {
   assert.strictEqual(runs(project), 3, 'a package version change misses');
 });
 
+test('workspace packages linked into node_modules are followed as the project\'s code', () => {
+  // npm, yarn and pnpm workspaces (and `npm link`) link the team's own
+  // packages into node_modules: edited in place under an unchanged version,
+  // so counting them by version kept hitting results of the old code.
+  const project = new Project({
+    'main.js': `
+      const fs = require('node:fs');
+      const { memo } = require(HITSAVE);
+      const { k } = require('@acme/utils');
+      const { m } = require('@acme/utils/extra');
+      const compute = memo((x) => { fs.appendFileSync('runs.log', 'x'); return x * k() + m(); });
+      console.log(JSON.stringify({ value: compute(2) }));
+    `,
+    'packages/utils/package.json': JSON.stringify({
+      name: '@acme/utils', version: '1.0.0', exports: { '.': { require: './lib/index.js' }, './extra': './lib/extra.js' },
+    }),
+    'packages/utils/lib/index.js': 'exports.k = () => 2;\nexports.unused = () => 0;\n',
+    'packages/utils/lib/extra.js': 'exports.m = () => 1;\n',
+  });
+  fs.mkdirSync(path.join(project.root, 'node_modules', '@acme'), { recursive: true });
+  fs.symlinkSync(path.join(project.root, 'packages', 'utils'), path.join(project.root, 'node_modules', '@acme', 'utils'));
+  assert.strictEqual(project.run('main.js').out.value, 5);
+  assert.strictEqual(project.run('main.js').out.value, 5);
+  assert.strictEqual(runs(project), 1);
+  project.write({ 'packages/utils/lib/index.js': 'exports.k = () => 2;\nexports.unused = () => 1;\n' });
+  project.run('main.js');
+  assert.strictEqual(runs(project), 1, 'an edit the function does not reach hits');
+  project.write({ 'packages/utils/lib/index.js': 'exports.k = () => 3;\nexports.unused = () => 1;\n' });
+  assert.strictEqual(project.run('main.js').out.value, 7, 'an edit in the linked package misses');
+  project.write({ 'packages/utils/lib/extra.js': 'exports.m = () => 10;\n' });
+  assert.strictEqual(project.run('main.js').out.value, 16, 'and through a subpath export');
+  assert.strictEqual(runs(project), 3);
+});
+
 test('async: concurrent calls share one computation; a rejection is not cached', () => {
   const project = new Project({
     'main.js': `
