@@ -1010,44 +1010,44 @@ const BUILTINS: &[&str] = &[
     "zlib",
 ];
 
-const EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "ts", "mts", "cts", "jsx", "tsx", "json"];
+/// Node's resolution for the analysis (oxc's resolver: CommonJS and ESM,
+/// `exports` and `imports` with their conditions, `main`, directory
+/// indexes, symlinks to their real paths, and `tsconfig.json` `paths` as tsx
+/// applies them), with TypeScript's extensions and its `./x.js` meaning
+/// `./x.ts`. One per process: it caches what it reads of the file system,
+/// and sources do not change under a running program.
+fn resolver() -> &'static oxc_resolver::Resolver {
+    static RESOLVER: OnceLock<oxc_resolver::Resolver> = OnceLock::new();
+    RESOLVER.get_or_init(|| {
+        let strings = |items: &[&str]| items.iter().map(|item| (*item).to_owned()).collect::<Vec<_>>();
+        oxc_resolver::Resolver::new(oxc_resolver::ResolveOptions {
+            tsconfig: Some(oxc_resolver::TsconfigDiscovery::Auto),
+            // The first of these an `exports` object lists wins; `types` (declarations) is not code.
+            condition_names: strings(&["node", "require", "import", "default"]),
+            extensions: strings(&[".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".json"]),
+            extension_alias: vec![
+                (".js".to_owned(), strings(&[".ts", ".tsx", ".js"])),
+                (".mjs".to_owned(), strings(&[".mts", ".mjs"])),
+                (".cjs".to_owned(), strings(&[".cts", ".cjs"])),
+            ],
+            ..oxc_resolver::ResolveOptions::default()
+        })
+    })
+}
 
-fn resolve_file(base: &Path) -> Option<PathBuf> {
-    if base.is_file() {
-        return Some(base.to_path_buf());
-    }
-    for ext in EXTENSIONS {
-        let mut candidate = base.as_os_str().to_owned();
-        candidate.push(format!(".{ext}"));
-        let candidate = PathBuf::from(candidate);
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-    }
-    // TypeScript sources import "./x.js" meaning "./x.ts".
-    if let Some(stem) = base.to_str().and_then(|b| b.strip_suffix(".js")) {
-        for ext in ["ts", "tsx"] {
-            let candidate = PathBuf::from(format!("{stem}.{ext}"));
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    if base.is_dir() {
-        if let Ok(manifest) = std::fs::read_to_string(base.join("package.json"))
-            && let Some(main) = json_string_field(&manifest, "main")
-            && let Some(found) = resolve_file(&base.join(main))
-        {
-            return Some(found);
-        }
-        for ext in EXTENSIONS {
-            let candidate = base.join(format!("index.{ext}"));
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    None
+/// The package a file under `node_modules` belongs to: the directory after
+/// the last `node_modules` (two for a `@scope`), with its name and version.
+fn installed_package(file: &Path) -> Option<(String, String)> {
+    let components: Vec<_> = file.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let at = components.iter().rposition(|c| c == "node_modules")?;
+    let first = components.get(at + 1)?;
+    let name = if first.starts_with('@') { format!("{first}/{}", components.get(at + 2)?) } else { first.clone() };
+    let dir: PathBuf = components[..=at].iter().collect::<PathBuf>().join(&name);
+    let version = std::fs::read_to_string(dir.join("package.json"))
+        .ok()
+        .and_then(|text| json_string_field(&text, "version"))
+        .unwrap_or_else(|| "unversioned".to_owned());
+    Some((name, version))
 }
 
 /// A top-level string field of a package.json, read with a real JSON parser.
@@ -1056,100 +1056,32 @@ fn json_string_field(manifest: &str, field: &str) -> Option<String> {
     value.get(field)?.as_str().map(str::to_owned)
 }
 
-/// The directory `require(name)` finds from `from`: the nearest
-/// `node_modules/<name>` with a `package.json`, upwards.
-fn package_dir(from: &Path, name: &str) -> Option<PathBuf> {
-    let mut dir = from.parent();
-    while let Some(current) = dir {
-        let candidate = current.join("node_modules").join(name);
-        if candidate.join("package.json").is_file() {
-            return Some(candidate);
-        }
-        dir = current.parent();
-    }
-    None
-}
-
-fn package_version(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("package.json"))
-        .ok()
-        .and_then(|text| json_string_field(&text, "version"))
-        .unwrap_or_else(|| "unversioned".to_owned())
-}
-
-/// The file a package's entry point (`subpath` empty) or a subpath of it
-/// leads to: its `exports` (a string, `"."`/`"./sub"` keys, and the
-/// `require`, `node`, `import` and `default` conditions), else `main` and
-/// `index.*` as for a directory.
-fn package_entry(dir: &Path, subpath: &str) -> Option<PathBuf> {
-    fn pick(target: &serde_json::Value) -> Option<&str> {
-        match target {
-            serde_json::Value::String(path) => Some(path),
-            serde_json::Value::Object(conditions) => {
-                ["require", "node", "import", "default"].iter().find_map(|name| conditions.get(*name).and_then(pick))
-            }
-            serde_json::Value::Array(targets) => targets.iter().find_map(pick),
-            _ => None,
-        }
-    }
-    let manifest: Option<serde_json::Value> =
-        std::fs::read_to_string(dir.join("package.json")).ok().and_then(|text| serde_json::from_str(&text).ok());
-    if let Some(exports) = manifest.as_ref().and_then(|manifest| manifest.get("exports")) {
-        let key = if subpath.is_empty() { ".".to_owned() } else { format!("./{subpath}") };
-        let target = match exports {
-            serde_json::Value::Object(map) if map.keys().any(|key| key.starts_with('.')) => {
-                map.get(&key).and_then(pick)
-            }
-            other if subpath.is_empty() => pick(other),
-            _ => None,
-        };
-        if let Some(found) = target.and_then(|target| resolve_file(&dir.join(target))) {
-            return Some(found);
-        }
-    }
-    resolve_file(&if subpath.is_empty() { dir.to_path_buf() } else { dir.join(subpath) })
-}
-
+/// Where `spec`, imported by the file `from`, leads. A file that resolves
+/// outside any `node_modules` is the project's code (relative imports,
+/// `tsconfig.json` paths, `imports` aliases, and packages linked into
+/// `node_modules` from elsewhere: npm, yarn and pnpm workspaces, `npm link`),
+/// followed by its source; one inside counts as its package, by name and
+/// version (pnpm's store is under `node_modules` too).
 fn resolve(from: &Path, spec: &str) -> Resolved {
     let builtin = spec.strip_prefix("node:").unwrap_or(spec);
     if spec.starts_with("node:") || BUILTINS.contains(&builtin.split('/').next().unwrap_or(builtin)) {
         return Resolved::Package { name: format!("node:{builtin}"), version: "builtin".to_owned() };
     }
-    let local = if let Some(url) = spec.strip_prefix("file://") {
-        Some(PathBuf::from(url))
-    } else if spec.starts_with('.') || spec.starts_with('/') {
-        Some(from.parent().unwrap_or(Path::new("/")).join(spec))
-    } else {
-        None
-    };
-    if let Some(base) = local {
-        if let Some(file) = resolve_file(&base) {
-            let file = file.canonicalize().unwrap_or(file);
-            if !file.components().any(|c| c.as_os_str() == "node_modules") {
-                return Resolved::File(file);
-            }
+    if let Ok(resolution) = resolver().resolve_file(from, spec) {
+        let file = resolution.into_path_buf();
+        if let Some((name, version)) = installed_package(&file) {
+            return Resolved::Package { name, version };
         }
+        return Resolved::File(file);
+    }
+    if spec.starts_with('.') || spec.starts_with('/') || spec.starts_with("file:") {
         return Resolved::Package { name: format!("unresolved:{spec}"), version: "missing".to_owned() };
     }
     let mut parts = spec.split('/');
     let first = parts.next().unwrap_or(spec);
     let name =
         if first.starts_with('@') { format!("{first}/{}", parts.next().unwrap_or("")) } else { first.to_owned() };
-    let subpath = parts.collect::<Vec<_>>().join("/");
-    let Some(dir) = package_dir(from, &name) else {
-        return Resolved::Package { name, version: "not-installed".to_owned() };
-    };
-    // A package linked into node_modules from elsewhere (npm, yarn and pnpm
-    // workspaces, `npm link`) is the team's own code, edited in place under
-    // an unchanged version: it is followed like a relative import. (pnpm's
-    // store is itself under node_modules, so its packages stay packages.)
-    let real = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-    if !real.components().any(|c| c.as_os_str() == "node_modules")
-        && let Some(file) = package_entry(&real, &subpath)
-    {
-        return Resolved::File(file.canonicalize().unwrap_or(file));
-    }
-    Resolved::Package { version: package_version(&dir), name }
+    Resolved::Package { name, version: "not-installed".to_owned() }
 }
 
 /// Assembles the graph across modules.

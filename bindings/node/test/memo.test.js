@@ -773,10 +773,17 @@ test('node -e and a script piped to node - are analysed from their text', () => 
 
 const TSX = path.join(__dirname, 'typescript', 'node_modules', '.bin', 'tsx');
 
+/** Runs a file of the project through tsx; returns its last line of JSON. */
+function runTsx(project, file) {
+  const { spawnSync } = require('node:child_process');
+  const result = spawnSync(TSX, [file], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+  assert.strictEqual(result.status, 0, result.stderr);
+  return JSON.parse(result.stdout.trim().split('\n').pop());
+}
+
 test('TypeScript run through tsx: positions come from source maps; types do not count', {
   skip: !fs.existsSync(TSX) && process.env.CI !== 'true' && 'tsx is not installed (npm ci --prefix bindings/node/test/typescript)',
 }, () => {
-  const { spawnSync } = require('node:child_process');
   const project = new Project({
     'lib.ts': 'export const SCALE: number = 3;\nexport function scale(x: number): number { return x * SCALE; }\n',
     'main.ts': `
@@ -799,11 +806,7 @@ test('TypeScript run through tsx: positions come from source maps; types do not 
       console.log(JSON.stringify({ value: compute(5), runs }));
     `,
   });
-  const run = (file) => {
-    const result = spawnSync(TSX, [file], { cwd: project.root, env: project.env(), encoding: 'utf8' });
-    assert.strictEqual(result.status, 0, result.stderr);
-    return JSON.parse(result.stdout.trim().split('\n').pop());
-  };
+  const run = (file) => runTsx(project, file);
   assert.deepStrictEqual(run('main.ts'), { value: 7, runs: 1 });
   assert.deepStrictEqual(run('main.ts'), { value: 7, runs: 0 });
   assert.deepStrictEqual(run('esm.mts'), { value: 15, runs: 1 });
@@ -815,6 +818,45 @@ test('TypeScript run through tsx: positions come from source maps; types do not 
   project.write({ 'lib.ts': 'export const SCALE: number = 4;\nexport function scale(x: number): number { return x * SCALE; }\n' });
   assert.deepStrictEqual(run('main.ts'), { value: 9, runs: 1 });
   assert.deepStrictEqual(run('esm.mts'), { value: 20, runs: 1 });
+});
+
+test('tsconfig paths aliases (through tsx) and package.json imports (#aliases) are followed as project code', {
+  skip: !fs.existsSync(TSX) && process.env.CI !== 'true' && 'tsx is not installed (npm ci --prefix bindings/node/test/typescript)',
+}, () => {
+  // Both name the project's own files with bare-looking specifiers; counted as
+  // packages that are not installed, edits to them kept hitting old results.
+  const project = new Project({
+    'tsconfig.json': '{\n  // comments are allowed here\n  "compilerOptions": { "baseUrl": ".", "paths": { "@/*": ["src/*"] } },\n}\n',
+    'src/rate.ts': 'export const rate = (): number => 2;\n',
+    'main.ts': `
+      import { memo } from ${JSON.stringify(path.join(PACKAGE, 'index.js'))};
+      import { rate } from '@/rate';
+      let runs = 0;
+      const compute = memo((x: number): number => { runs++; return x * rate(); });
+      console.log(JSON.stringify({ value: compute(5), runs }));
+    `,
+  });
+  project.write({
+    'package.json': JSON.stringify({ name: 'project', private: true, imports: { '#config': './config.js' } }),
+    'config.js': 'exports.offset = 1;\n',
+    'imports.js': `
+      const { memo } = require(HITSAVE);
+      const { offset } = require('#config');
+      let runs = 0;
+      const compute = memo((x) => { runs++; return x + offset; });
+      console.log(JSON.stringify({ value: compute(5), runs }));
+    `,
+  });
+  const run = (file) => runTsx(project, file);
+  assert.deepStrictEqual(run('main.ts'), { value: 10, runs: 1 });
+  assert.deepStrictEqual(run('main.ts'), { value: 10, runs: 0 });
+  project.write({ 'src/rate.ts': 'export const rate = (): number => 3;\n' });
+  assert.deepStrictEqual(run('main.ts'), { value: 15, runs: 1 }, 'an edit behind a paths alias misses');
+
+  assert.deepStrictEqual(project.run('imports.js').out, { value: 6, runs: 1 });
+  assert.deepStrictEqual(project.run('imports.js').out, { value: 6, runs: 0 });
+  project.write({ 'config.js': 'exports.offset = 2;\n' });
+  assert.deepStrictEqual(project.run('imports.js').out, { value: 7, runs: 1 }, 'an edit behind an imports alias misses');
 });
 
 test('a function made by an expression (a bound method, a factory) counts that expression and what it reaches', () => {
