@@ -361,6 +361,95 @@ def test_decorated_dependencies_count_through_the_wrapper(project):
     assert ran(result) and "result 9" in result.stdout
 
 
+DEPENDENCY_SHAPES = """
+import functools
+from hitsave import memo
+
+def twice(fn):                      # a decorator of the project
+    @functools.wraps(fn)
+    def inner(*args):
+        return fn(*args) * 2        # EDIT-wrapper
+    return inner
+
+SCALE = 1                           # EDIT-property
+
+class Model:
+    def __init__(self):
+        self.k = 1
+    def __call__(self, x):
+        return x * self.k + 0       # EDIT-call
+    @property
+    def scale(self):
+        return SCALE
+    @functools.cached_property
+    def bias(self):
+        return helper()
+    @twice
+    def doubled(self, x):
+        return x
+
+def helper():
+    return 0                        # EDIT-cached
+
+def make(k):
+    def add(x):
+        return x + k()
+    return add
+
+def one():
+    return 1
+
+def two():
+    return 2                        # EDIT-closure
+
+add1, add2 = make(one), make(two)
+offset = lambda x: x + 0            # EDIT-lambda
+model = Model()
+
+@memo
+@twice
+def decorated(x):
+    return x
+
+@memo
+def uses_model(x):
+    return model(x) + model.scale + model.bias + model.doubled(x)
+
+@memo
+def uses_closures(x):
+    return add1(x) + add2(x)
+
+used_lambda = memo(lambda x: offset(x))
+"""
+
+
+@pytest.mark.parametrize(
+    "mark, function",
+    [
+        ("EDIT-wrapper", "decorated"),      # the decorator's wrapper is code of its own
+        ("EDIT-call", "uses_model"),        # a module-level instance runs its class's __call__
+        ("EDIT-property", "uses_model"),    # a property's getter reads a global
+        ("EDIT-cached", "uses_model"),      # a cached_property's function calls a helper
+        ("EDIT-closure", "uses_closures"),  # the second closure one factory made
+        ("EDIT-lambda", "used_lambda"),     # a lambda read by a lambda
+    ],
+)
+def test_code_reached_through_wrappers_instances_properties_and_closures_counts(project, mark, function):
+    # Each of these edits used to keep hitting results of the old code.
+    project.write("shapes.py", DEPENDENCY_SHAPES)
+    call = f"import shapes; print(shapes.{function}.why(3), shapes.{function}(3))"
+    first = project.run(call).stdout.split()
+    assert first[0] == "miss:", first
+    assert project.run(call).stdout.split()[0] == "hit"
+    source = (project.root / "shapes.py").read_text()
+    line = next(line for line in source.splitlines() if mark in line)
+    edited = line.replace("* 2 ", "* 3 ").replace("+ 0 ", "+ 5 ").replace("= 1 ", "= 4 ").replace("return 0 ", "return 6 ").replace("return 2 ", "return 7 ")
+    assert edited != line, line
+    project.write("shapes.py", source.replace(line, edited))
+    after = project.run(call).stdout.split()
+    assert after[0] == "miss:" and after[-1] != first[-1], (first, after)
+
+
 def test_a_forked_child_uses_the_store(project):
     write_app(project)
     result = project.run(

@@ -104,6 +104,17 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+def _project_class_of(obj: Any) -> type | None:
+    """The class of an instance when the class is the project's own code
+    (not a package's, the standard library's or a builtin type)."""
+    if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)):
+        return None
+    cls = type(obj)
+    if cls.__module__ == "builtins" or is_external(cls):
+        return None
+    return cls
+
+
 def normalised_source(obj: Any) -> str | None:
     """The AST dump of ``obj``'s source without docstrings, or ``None`` when there is no source."""
     try:
@@ -316,6 +327,8 @@ class _GraphBuilder:
         self.index: dict[str, int] = {}
         self.seen: dict[int, str] = {}
         self.watched = Watched()
+        # Function objects already visited, by identity (the graph holds them alive).
+        self.functions: dict[int, int] = {}
 
     def _add(self, kind: str, name: str, content: str) -> int:
         if name in self.index:
@@ -345,7 +358,8 @@ class _GraphBuilder:
             return self._class(obj)
         if isinstance(obj, types.ModuleType):
             return self._add("module", f"module:{obj.__name__}", _native.value_digest(obj.__name__))
-        if callable(obj) and not isinstance(obj, type):
+        project_class = _project_class_of(obj)
+        if callable(obj) and project_class is None:
             # Builtin functions and other callables without Python code.
             return None
         if name_hint is None:
@@ -357,16 +371,35 @@ class _GraphBuilder:
             # a lock): it counts by its type, so replacing it by another type
             # still changes the fingerprint.
             content = _native.value_digest(["opaque", type(obj).__module__, type(obj).__qualname__])
-        return self._add("constant", name_hint, content)
+        node = self._add("constant", name_hint, content)
+        if project_class is not None:
+            # An instance of the project's own class (`model = Model()`, also a
+            # callable one) runs that class's code: its methods count.
+            self._link(node, self.visit(project_class))
+        return node
 
     def _name(self, obj: Any) -> str:
+        if isinstance(obj, types.FunctionType):
+            # Where its code was defined: `functools.wraps` copies the wrapped
+            # function's name onto a decorator's wrapper, which is other code.
+            return f"{obj.__globals__.get('__name__', obj.__module__)}:{obj.__code__.co_qualname}"
         return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
 
     def _function(self, fn: types.FunctionType) -> int:
+        if id(fn) in self.functions:
+            return self.functions[id(fn)]
         name = self._name(fn)
         if name in self.index:
-            return self.index[name]
-        source = normalised_source(fn)
+            # Another function object of the same code (closures one factory
+            # made, wrappers of one decorator): its closure differs, so it is a
+            # node of its own, numbered in the (deterministic) order reached.
+            number = 2
+            while f"{name}#{number}" in self.index:
+                number += 1
+            name = f"{name}#{number}"
+        # The code object's source: `inspect.getsource(fn)` follows `__wrapped__`,
+        # so a decorator's wrapper would be read as the function it wraps.
+        source = normalised_source(fn.__code__)
         content = _native.value_digest([
             "function",
             source if source is not None else _code_summary(fn.__code__),
@@ -374,6 +407,7 @@ class _GraphBuilder:
             _safe_value(fn.__kwdefaults__),
         ])
         node = self._add("function", name, content)
+        self.functions[id(fn)] = node
         self._deps_of_code(node, fn.__code__, fn.__globals__, fn.__module__)
         for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             try:
@@ -417,10 +451,28 @@ class _GraphBuilder:
             if base is not object:
                 self._link(node, self.visit(base))
         for member in vars(cls).values():
-            function = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
-            if isinstance(function, types.FunctionType):
-                self._deps_of_code(node, function.__code__, function.__globals__, cls.__module__)
+            for function in _member_functions(member):
+                if function.__code__.co_qualname.startswith(cls.__qualname__ + "."):
+                    self._deps_of_code(node, function.__code__, function.__globals__, cls.__module__)
+                else:
+                    # Code defined elsewhere (a decorator's wrapper, a function
+                    # assigned in the class body): not in the class's source, so
+                    # a node of its own, with its closure (the method it wraps).
+                    self._link(node, self.visit(function))
         return node
+
+
+def _member_functions(member: Any) -> list[types.FunctionType]:
+    """The functions a class attribute runs: a method, the function inside a
+    staticmethod, classmethod, cached_property or partialmethod, a property's
+    getter, setter and deleter."""
+    if isinstance(member, (staticmethod, classmethod)):
+        member = member.__func__
+    if isinstance(member, property):
+        return [f for f in (member.fget, member.fset, member.fdel) if isinstance(f, types.FunctionType)]
+    if isinstance(member, (functools.cached_property, functools.partialmethod)):
+        member = member.func
+    return [member] if isinstance(member, types.FunctionType) else []
 
 
 def _safe_value(value: Any) -> Any:
