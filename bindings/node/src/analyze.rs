@@ -1015,23 +1015,27 @@ const BUILTINS: &[&str] = &[
 /// indexes, symlinks to their real paths, and `tsconfig.json` `paths` as tsx
 /// applies them), with TypeScript's extensions and its `./x.js` meaning
 /// `./x.ts`. One per process: it caches what it reads of the file system,
-/// and sources do not change under a running program.
-fn resolver() -> &'static oxc_resolver::Resolver {
-    static RESOLVER: OnceLock<oxc_resolver::Resolver> = OnceLock::new();
-    RESOLVER.get_or_init(|| {
-        let strings = |items: &[&str]| items.iter().map(|item| (*item).to_owned()).collect::<Vec<_>>();
-        oxc_resolver::Resolver::new(oxc_resolver::ResolveOptions {
-            tsconfig: Some(oxc_resolver::TsconfigDiscovery::Auto),
-            // The first of these an `exports` object lists wins; `types` (declarations) is not code.
-            condition_names: strings(&["node", "require", "import", "default"]),
-            extensions: strings(&[".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".json"]),
-            extension_alias: vec![
-                (".js".to_owned(), strings(&[".ts", ".tsx", ".js"])),
-                (".mjs".to_owned(), strings(&[".mts", ".mjs"])),
-                (".cjs".to_owned(), strings(&[".cts", ".cjs"])),
-            ],
-            ..oxc_resolver::ResolveOptions::default()
-        })
+/// and sources do not change under a running program. The second one
+/// ignores `tsconfig.json`: a broken one (invalid JSON, an `extends` of a
+/// package not installed) fails every resolution of the first.
+fn resolvers() -> &'static [oxc_resolver::Resolver; 2] {
+    static RESOLVERS: OnceLock<[oxc_resolver::Resolver; 2]> = OnceLock::new();
+    RESOLVERS.get_or_init(|| [resolver(true), resolver(false)])
+}
+
+fn resolver(tsconfig: bool) -> oxc_resolver::Resolver {
+    let strings = |items: &[&str]| items.iter().map(|item| (*item).to_owned()).collect::<Vec<_>>();
+    oxc_resolver::Resolver::new(oxc_resolver::ResolveOptions {
+        tsconfig: tsconfig.then_some(oxc_resolver::TsconfigDiscovery::Auto),
+        // The first of these an `exports` object lists wins; `types` (declarations) is not code.
+        condition_names: strings(&["node", "require", "import", "default"]),
+        extensions: strings(&[".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".json"]),
+        extension_alias: vec![
+            (".js".to_owned(), strings(&[".ts", ".tsx", ".js"])),
+            (".mjs".to_owned(), strings(&[".mts", ".mjs"])),
+            (".cjs".to_owned(), strings(&[".cts", ".cjs"])),
+        ],
+        ..oxc_resolver::ResolveOptions::default()
     })
 }
 
@@ -1067,7 +1071,8 @@ fn resolve(from: &Path, spec: &str) -> Resolved {
     if spec.starts_with("node:") || BUILTINS.contains(&builtin.split('/').next().unwrap_or(builtin)) {
         return Resolved::Package { name: format!("node:{builtin}"), version: "builtin".to_owned() };
     }
-    if let Ok(resolution) = resolver().resolve_file(from, spec) {
+    let [with_tsconfig, without] = resolvers();
+    if let Ok(resolution) = with_tsconfig.resolve_file(from, spec).or_else(|_| without.resolve_file(from, spec)) {
         let file = resolution.into_path_buf();
         if let Some((name, version)) = installed_package(&file) {
             return Resolved::Package { name, version };

@@ -152,6 +152,28 @@ test('workspace packages linked into node_modules are followed as the project\'s
   assert.strictEqual(runs(project), 3);
 });
 
+test('a broken tsconfig.json does not hide the project\'s imports', () => {
+  // Invalid JSON, or an extends of a package not installed, failed every
+  // resolution: relative imports counted as unresolved, edits behind them hit.
+  for (const tsconfig of ['{"compilerOptions": {', '{"extends": "@tsconfig/not-installed/tsconfig.json"}']) {
+    const project = new Project({
+      'tsconfig.json': tsconfig,
+      'lib.js': 'exports.k = () => 2;\n',
+      'main.js': `
+        const fs = require('node:fs');
+        const { memo } = require(HITSAVE);
+        const { k } = require('./lib');
+        const compute = memo((x) => { fs.appendFileSync('runs.log', 'x'); return x * k(); });
+        console.log(JSON.stringify({ value: compute(2) }));
+      `,
+    });
+    assert.strictEqual(project.run('main.js').out.value, 4);
+    project.write({ 'lib.js': 'exports.k = () => 3;\n' });
+    assert.strictEqual(project.run('main.js').out.value, 6, tsconfig);
+    assert.strictEqual(runs(project), 2);
+  }
+});
+
 test('async: concurrent calls share one computation; a rejection is not cached', () => {
   const project = new Project({
     'main.js': `
