@@ -420,6 +420,21 @@ def uses_closures(x):
     return add1(x) + add2(x)
 
 used_lambda = memo(lambda x: offset(x))
+
+def rate():
+    return 1                        # EDIT-classattr
+
+class Predictor:
+    def predict(self, x):
+        return x * 2                # EDIT-classinst
+
+class Pipeline:
+    model = Predictor()
+    RATE = rate()
+
+@memo
+def uses_pipeline(x):
+    return Pipeline.model.predict(x) + Pipeline.RATE
 """
 
 
@@ -432,6 +447,8 @@ used_lambda = memo(lambda x: offset(x))
         ("EDIT-cached", "uses_model"),      # a cached_property's function calls a helper
         ("EDIT-closure", "uses_closures"),  # the second closure one factory made
         ("EDIT-lambda", "used_lambda"),     # a lambda read by a lambda
+        ("EDIT-classinst", "uses_pipeline"),  # a class attribute holding an instance of a project class
+        ("EDIT-classattr", "uses_pipeline"),  # a class attribute computed by a module function
     ],
 )
 def test_code_reached_through_wrappers_instances_properties_and_closures_counts(project, mark, function):
@@ -443,7 +460,7 @@ def test_code_reached_through_wrappers_instances_properties_and_closures_counts(
     assert project.run(call).stdout.split()[0] == "hit"
     source = (project.root / "shapes.py").read_text()
     line = next(line for line in source.splitlines() if mark in line)
-    edited = line.replace("* 2 ", "* 3 ").replace("+ 0 ", "+ 5 ").replace("= 1 ", "= 4 ").replace("return 0 ", "return 6 ").replace("return 2 ", "return 7 ")
+    edited = line.replace("* 2 ", "* 3 ").replace("+ 0 ", "+ 5 ").replace("= 1 ", "= 4 ").replace("return 0 ", "return 6 ").replace("return 2 ", "return 7 ").replace("return 1 ", "return 8 ")
     assert edited != line, line
     project.write("shapes.py", source.replace(line, edited))
     after = project.run(call).stdout.split()

@@ -450,7 +450,13 @@ class _GraphBuilder:
         for base in cls.__bases__:
             if base is not object:
                 self._link(node, self.visit(base))
-        for member in vars(cls).values():
+        for attribute, member in vars(cls).items():
+            if not _member_functions(member) and not (attribute.startswith("__") and attribute.endswith("__")):
+                # A class attribute's value (`RATE = rate()`, `model = Model()`):
+                # the source says how it was made, not what the code it ran did.
+                child = self.visit(member, f"{name}.{attribute}")
+                if child != node:
+                    self._link(node, child)
             for function in _member_functions(member):
                 if function.__code__.co_qualname.startswith(cls.__qualname__ + "."):
                     self._deps_of_code(node, function.__code__, function.__globals__, cls.__module__)
