@@ -435,6 +435,20 @@ class Pipeline:
 @memo
 def uses_pipeline(x):
     return Pipeline.model.predict(x) + Pipeline.RATE
+
+def triple(x):
+    return x * 3                    # EDIT-list
+
+class Scorer:
+    def score(self, x):
+        return x + 0                # EDIT-registry
+
+STEPS = [triple, abs]
+REGISTRY = {"s": Scorer()}
+
+@memo
+def uses_containers(x):
+    return STEPS[0](x) + REGISTRY["s"].score(x)
 """
 
 
@@ -449,6 +463,8 @@ def uses_pipeline(x):
         ("EDIT-lambda", "used_lambda"),     # a lambda read by a lambda
         ("EDIT-classinst", "uses_pipeline"),  # a class attribute holding an instance of a project class
         ("EDIT-classattr", "uses_pipeline"),  # a class attribute computed by a module function
+        ("EDIT-list", "uses_containers"),   # a function in a list of steps (with a builtin)
+        ("EDIT-registry", "uses_containers"),  # an instance of a project class in a registry dict
     ],
 )
 def test_code_reached_through_wrappers_instances_properties_and_closures_counts(project, mark, function):
@@ -460,7 +476,7 @@ def test_code_reached_through_wrappers_instances_properties_and_closures_counts(
     assert project.run(call).stdout.split()[0] == "hit"
     source = (project.root / "shapes.py").read_text()
     line = next(line for line in source.splitlines() if mark in line)
-    edited = line.replace("* 2 ", "* 3 ").replace("+ 0 ", "+ 5 ").replace("= 1 ", "= 4 ").replace("return 0 ", "return 6 ").replace("return 2 ", "return 7 ").replace("return 1 ", "return 8 ")
+    edited = line.replace("* 2 ", "* 3 ").replace("+ 0 ", "+ 5 ").replace("= 1 ", "= 4 ").replace("return 0 ", "return 6 ").replace("return 2 ", "return 7 ").replace("return 1 ", "return 8 ").replace("x * 3 ", "x * 9 ")
     assert edited != line, line
     project.write("shapes.py", source.replace(line, edited))
     after = project.run(call).stdout.split()

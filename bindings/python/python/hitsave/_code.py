@@ -115,6 +115,37 @@ def _project_class_of(obj: Any) -> type | None:
     return cls
 
 
+def _code_held_by(value: Any, budget: int = 1000) -> list[Any]:
+    """Functions, classes and the project's classes of instances found in a
+    value: inside plain containers and the attributes of the project's own
+    instances, up to `budget` items (a large container is not walked whole)."""
+    found: list[Any] = []
+    seen: set[int] = set()
+    stack = [value]
+    while stack and budget > 0:
+        item = stack.pop()
+        budget -= 1
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if item is not value and isinstance(item, (types.FunctionType, type, functools.partial, types.MethodType)):
+            found.append(item)
+            continue
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(key for key in item if not isinstance(key, (str, int)))
+        elif type(item) in (list, tuple, set, frozenset):
+            stack.extend(item)
+        else:
+            cls = _project_class_of(item)
+            if cls is not None:
+                found.append(cls)
+                attributes = getattr(item, "__dict__", None)
+                if type(attributes) is dict:
+                    stack.extend(attributes.values())
+    return found
+
+
 def normalised_source(obj: Any) -> str | None:
     """The AST dump of ``obj``'s source without docstrings, or ``None`` when there is no source."""
     try:
@@ -372,10 +403,14 @@ class _GraphBuilder:
             # still changes the fingerprint.
             content = _native.value_digest(["opaque", type(obj).__module__, type(obj).__qualname__])
         node = self._add("constant", name_hint, content)
-        if project_class is not None:
-            # An instance of the project's own class (`model = Model()`, also a
-            # callable one) runs that class's code: its methods count.
-            self._link(node, self.visit(project_class))
+        # Code a value holds runs when the function uses it: an instance of the
+        # project's own class (`model = Model()`, also a callable one) runs its
+        # class's methods; a registry (`MODELS = {"a": Model()}`) or a list of
+        # steps (`STEPS = [double, abs]`) holds classes and functions.
+        for code in _code_held_by(obj):
+            child = self.visit(code)
+            if child is not None and child != node:
+                self._link(node, child)
         return node
 
     def _name(self, obj: Any) -> str:
