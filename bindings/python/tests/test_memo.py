@@ -449,6 +449,15 @@ REGISTRY = {"s": Scorer()}
 @memo
 def uses_containers(x):
     return STEPS[0](x) + REGISTRY["s"].score(x)
+
+def scaled_by(a, x):
+    return a * x - 1                # EDIT-partial
+
+by_two = functools.partial(scaled_by, 2)
+
+@memo
+def uses_partial(x):
+    return by_two(x)
 """
 
 
@@ -465,6 +474,7 @@ def uses_containers(x):
         ("EDIT-classattr", "uses_pipeline"),  # a class attribute computed by a module function
         ("EDIT-list", "uses_containers"),   # a function in a list of steps (with a builtin)
         ("EDIT-registry", "uses_containers"),  # an instance of a project class in a registry dict
+        ("EDIT-partial", "uses_partial"),   # a module-level partial (was named by its address: never hit)
     ],
 )
 def test_code_reached_through_wrappers_instances_properties_and_closures_counts(project, mark, function):
@@ -476,7 +486,7 @@ def test_code_reached_through_wrappers_instances_properties_and_closures_counts(
     assert project.run(call).stdout.split()[0] == "hit"
     source = (project.root / "shapes.py").read_text()
     line = next(line for line in source.splitlines() if mark in line)
-    edited = line.replace("* 2 ", "* 3 ").replace("+ 0 ", "+ 5 ").replace("= 1 ", "= 4 ").replace("return 0 ", "return 6 ").replace("return 2 ", "return 7 ").replace("return 1 ", "return 8 ").replace("x * 3 ", "x * 9 ")
+    edited = line.replace("* 2 ", "* 3 ").replace("+ 0 ", "+ 5 ").replace("= 1 ", "= 4 ").replace("return 0 ", "return 6 ").replace("return 2 ", "return 7 ").replace("return 1 ", "return 8 ").replace("x * 3 ", "x * 9 ").replace("- 1 ", "- 4 ")
     assert edited != line, line
     project.write("shapes.py", source.replace(line, edited))
     after = project.run(call).stdout.split()

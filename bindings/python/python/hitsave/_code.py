@@ -374,7 +374,17 @@ class _GraphBuilder:
 
     def visit(self, obj: Any, name_hint: str | None = None) -> int | None:
         if isinstance(obj, functools.partial):
-            node = self._add("function", f"partial:{id(obj)}", _native.value_digest(["partial", list(obj.args), dict(obj.keywords)]))
+            if id(obj) in self.functions:
+                return self.functions[id(obj)]
+            # Named by where it was found, never by its address (which differs
+            # in every process, so no later process could ever hit).
+            base = name_hint or f"partial:{self._name(obj.func)}"
+            name, number = base, 2
+            while name in self.index:
+                name, number = f"{base}#{number}", number + 1
+            content = _native.value_digest(["partial", _safe_value(list(obj.args)), _safe_value(dict(obj.keywords))])
+            node = self._add("function", name, content)
+            self.functions[id(obj)] = node
             self._link(node, self.visit(obj.func))
             return node
         if isinstance(obj, types.MethodType):
