@@ -41,7 +41,7 @@ export declare const MISS: unique symbol;
 export type MemoFunction<F extends (...args: any[]) => any> = F & {
   /** The function's name in the store (`hitsave ls`). */
   readonly functionName: string;
-  /** The eval key (`key1_…`) these arguments have. */
+  /** The eval key (`key2_…`) these arguments have. */
   key(...args: Parameters<F>): string;
   /** The stored result for these arguments, or {@link MISS}, without running the function. */
   lookup(...args: Parameters<F>): Awaited<ReturnType<F>> | typeof MISS;
@@ -90,7 +90,7 @@ export declare class NDArray {
   readonly data: ArrayBufferView;
 }
 
-/** The `val1` digest of a value: what it contributes to a key. */
+/** The `val2` digest of a value: what it contributes to a key. */
 export declare function valueDigest(value: unknown): string;
 /** Writes buffered hit counts now (they are also written in the background). */
 export declare function flush(): void;

@@ -84,7 +84,39 @@ function fingerprintFunction(fn) {
   return native.sourceFingerprint(source, fn.name || '');
 }
 
-native.init({ HitSaveError, File, NDArray, EventEmitter, Buffer, fingerprintFunction });
+/** Fingerprints of a class and the classes it extends, by constructor (a class's source never changes in a process). */
+const CLASS_FINGERPRINTS = new WeakMap();
+
+// `this.#x`, `#x = 1;`, `#x in o`: a private name, outside strings as far as a cheap test can tell.
+const PRIVATE_NAME = /(?:^|[\s{};.(,!&|])#[A-Za-z_$]/m;
+
+/**
+ * The code fingerprints of an instance's class chain, for its key; or a
+ * string saying why its state cannot be read (the walker then refuses it).
+ */
+function classFingerprints(constructor) {
+  if (typeof constructor !== 'function') return 'it has no constructor';
+  let known = CLASS_FINGERPRINTS.get(constructor);
+  if (known === undefined) {
+    known = [];
+    for (let c = constructor; typeof c === 'function' && c !== Function.prototype; c = Object.getPrototypeOf(c)) {
+      const source = Function.prototype.toString.call(c);
+      if (source.includes('[native code]')) {
+        known = `${c.name || 'a native class'} keeps its state in native slots`;
+        break;
+      }
+      if (PRIVATE_NAME.test(source)) {
+        known = `${c.name || 'its class'} keeps state in #private fields`;
+        break;
+      }
+      known.push(native.sourceFingerprint(source, c.name || ''));
+    }
+    CLASS_FINGERPRINTS.set(constructor, known);
+  }
+  return known;
+}
+
+native.init({ HitSaveError, File, NDArray, EventEmitter, Buffer, fingerprintFunction, classFingerprints });
 
 const MISS_STATUS = 0;
 const HIT_VALUE = 1;
@@ -535,7 +567,7 @@ function memo(fn, options = {}) {
   // that is no receiver of the call they describe (`f.key.call(obj, x)`
   // gives one), or a method's keys would differ from its calls' keys.
   const receiver = (self) => (self === memoized ? undefined : self);
-  /** The eval key (`key1_…`) these arguments have. */
+  /** The eval key (`key2_…`) these arguments have. */
   memoized.key = function (...args) {
     try {
       return native.argumentsKey(registered().handle, argumentList(receiver(this), args))[0];
@@ -626,7 +658,7 @@ function flush() {
   native.flush();
 }
 
-/** The `val1` digest of a value (what an argument contributes to a key). */
+/** The `val2` digest of a value (what an argument contributes to a key). */
 function valueDigest(value) {
   return native.valueDigest(value);
 }

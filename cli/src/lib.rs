@@ -83,7 +83,7 @@ enum Command {
     },
     /// Show one stored result's record.
     Show {
-        /// The eval key (`key1_…`), or a unique prefix of it.
+        /// The eval key (`key2_…`), or a unique prefix of it.
         key: String,
     },
     /// Explain which dependencies changed between a function's stored results and its current code.

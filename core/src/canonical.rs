@@ -1,9 +1,12 @@
-//! Canonical encoding: from a value stream to canonical bytes and a `val1` digest.
+//! Canonical encoding: from a value stream to canonical bytes and a `val2` digest.
 //!
-//! The rules (`docs/spec/values.md`) make equal logical values equal bytes:
-//! integral floats are integers, `-0.0` is `0`, there is one NaN, map entries
-//! and set members are sorted by their canonical bytes, record fields by name,
-//! and bytes, arrays and files enter by the BLAKE3 of their content.
+//! The rule (`docs/spec/values.md`): two values share canonical bytes only
+//! when a function cannot tell them apart by ordinary means. So the kind is
+//! part of the value (an integer never equals a float, `-0.0` never equals
+//! `0.0`), a `typed` value carries its language type's name, map entries keep
+//! their order; only what is not observable is normalised: one NaN, set
+//! members sorted by their canonical bytes, record fields sorted by name, and
+//! bytes, arrays and files entering by the BLAKE3 of their content.
 
 use crate::digest::{Digest, DigestKind, VALUE_CONTEXT, hasher};
 use crate::error::{CoreError, ErrorCode};
@@ -19,7 +22,7 @@ pub mod tag {
     pub const TRUE: u8 = 0x02;
     /// integer: u32 BE length, minimal two's complement BE
     pub const INT: u8 = 0x03;
-    /// non-integral float: 8 bytes BE
+    /// float: 8 bytes BE binary64 (integral values too; one NaN)
     pub const FLOAT: u8 = 0x04;
     /// string: u64 BE length, UTF-8
     pub const STR: u8 = 0x05;
@@ -27,7 +30,7 @@ pub mod tag {
     pub const BYTES: u8 = 0x06;
     /// list: u64 BE count, items
     pub const LIST: u8 = 0x07;
-    /// map: u64 BE count, sorted entries
+    /// map: u64 BE count, entries in the order given
     pub const MAP: u8 = 0x08;
     /// set: u64 BE count, sorted distinct members
     pub const SET: u8 = 0x09;
@@ -39,8 +42,8 @@ pub mod tag {
     pub const FILE: u8 = 0x0C;
     /// function: version byte, 32-byte code fingerprint
     pub const FUNCTION: u8 = 0x0D;
-    /// path: u64 BE length, UTF-8
-    pub const PATH: u8 = 0x0E;
+    /// typed: u64 BE length, UTF-8 type name, then the value
+    pub const TYPED: u8 = 0x0F;
 }
 
 /// How deep values may nest. Deeper streams fail with `too_deep`.
@@ -54,7 +57,7 @@ pub const CANONICAL_NAN: u64 = 0x7ff8_0000_0000_0000;
 pub struct Encoded {
     /// Canonical bytes.
     pub canonical: Vec<u8>,
-    /// `val1` digest of the canonical bytes.
+    /// `val2` digest of the canonical bytes.
     pub digest: Digest,
 }
 
@@ -65,12 +68,12 @@ pub fn encode(stream: &[u8]) -> Result<Encoded, CoreError> {
     Ok(Encoded { canonical, digest })
 }
 
-/// The `val1` digest of one value stream.
+/// The `val2` digest of one value stream.
 pub fn digest(stream: &[u8]) -> Result<Digest, CoreError> {
     Ok(digest_canonical(&canonical_bytes(stream)?))
 }
 
-/// The `val1` digest of canonical bytes.
+/// The `val2` digest of canonical bytes.
 pub fn digest_canonical(canonical: &[u8]) -> Digest {
     let mut hasher = hasher(VALUE_CONTEXT);
     hasher.update(canonical);
@@ -244,11 +247,15 @@ impl<'a> Parser<'a> {
                 out.push(tag::STR);
                 write_bytes(out, text.as_bytes());
             }
-            token::PATH => {
+            token::TYPED => {
                 let len = self.u32()? as usize;
-                let text = self.utf8(len)?;
-                out.push(tag::PATH);
-                write_bytes(out, text.as_bytes());
+                let name = self.utf8(len)?;
+                if name.is_empty() {
+                    return Err(self.error(ErrorCode::MalformedStream, "a typed value needs a type name"));
+                }
+                out.push(tag::TYPED);
+                write_bytes(out, name.as_bytes());
+                self.value(out)?;
             }
             token::BYTES => {
                 let len = self.u32()? as usize;
@@ -281,10 +288,11 @@ impl<'a> Parser<'a> {
             token::FUNCTION => {
                 let version = self.u8()?;
                 let digest = self.digest32()?;
-                if version != crate::digest::SCHEME_VERSION {
+                let expected = DigestKind::Code.version();
+                if version != expected {
                     return Err(self.error(
                         ErrorCode::InvalidDigest,
-                        format!("a function fingerprint must be code1, got code{version}"),
+                        format!("a function fingerprint must be code{expected}, got code{version}"),
                     ));
                 }
                 out.push(tag::FUNCTION);
@@ -309,35 +317,25 @@ impl<'a> Parser<'a> {
 
     fn map(&mut self, out: &mut Vec<u8>) -> Result<(), CoreError> {
         let count = self.count()?;
-        let mut scratch = Vec::new();
-        // (key start, key end = value start, value end) in `scratch`.
-        let mut entries: Vec<(usize, usize, usize)> = Vec::with_capacity(count as usize);
-        for entry in 0..count {
-            let key_at = self.pos;
-            let key_start = scratch.len();
-            self.path.push(Segment::Key(entry));
-            self.value(&mut scratch)?;
-            self.path.pop();
-            let value_start = scratch.len();
-            self.path.push(Segment::Value { entry, key_at });
-            self.value(&mut scratch)?;
-            self.path.pop();
-            entries.push((key_start, value_start, scratch.len()));
-        }
-        entries.sort_unstable_by(|a, b| scratch[a.0..a.1].cmp(&scratch[b.0..b.1]));
-        if let Some(pair) =
-            entries.windows(2).find(|pair| scratch[pair[0].0..pair[0].1] == scratch[pair[1].0..pair[1].1])
-        {
-            let _ = pair;
-            return Err(self.error(
-                ErrorCode::DuplicateKey,
-                "two keys of this map are equal once canonicalised (for example 1 and 1.0)",
-            ));
-        }
         out.push(tag::MAP);
         out.extend_from_slice(&u64::from(count).to_be_bytes());
-        for (start, _, end) in entries {
-            out.extend_from_slice(&scratch[start..end]);
+        // Entries keep their order (a function iterating a dict or Map sees it);
+        // only a repeated key is an error, found by sorting the keys' spans.
+        let mut keys: Vec<(usize, usize)> = Vec::with_capacity(count as usize);
+        for entry in 0..count {
+            let key_at = self.pos;
+            let key_start = out.len();
+            self.path.push(Segment::Key(entry));
+            self.value(out)?;
+            self.path.pop();
+            keys.push((key_start, out.len()));
+            self.path.push(Segment::Value { entry, key_at });
+            self.value(out)?;
+            self.path.pop();
+        }
+        keys.sort_unstable_by(|a, b| out[a.0..a.1].cmp(&out[b.0..b.1]));
+        if keys.windows(2).any(|pair| out[pair[0].0..pair[0].1] == out[pair[1].0..pair[1].1]) {
+            return Err(self.error(ErrorCode::DuplicateKey, "two keys of this map are equal"));
         }
         Ok(())
     }
@@ -486,49 +484,13 @@ pub(crate) fn write_int(out: &mut Vec<u8>, negative: bool, magnitude_le: &[u8]) 
     out.append(&mut be);
 }
 
-/// Writes a float: integral values as integers (so `1.0` is `1` and `-0.0`
-/// is `0`), every NaN as the one canonical NaN, the rest as IEEE bits.
+/// Writes a float: its binary64 bits, every NaN as the one canonical NaN.
+/// Integral floats stay floats and `-0.0` stays `-0.0`: a function can tell
+/// them from the integer (`1.0 / 0` and `1 / 0`, `math.copysign(1, -0.0)`).
 pub(crate) fn write_float(out: &mut Vec<u8>, value: f64) {
-    let bits = value.to_bits();
-    if value.is_nan() {
-        out.push(tag::FLOAT);
-        out.extend_from_slice(&CANONICAL_NAN.to_be_bytes());
-        return;
-    }
-    if value == 0.0 {
-        write_int(out, false, &[]);
-        return;
-    }
-    let exponent = ((bits >> 52) & 0x7ff) as i32;
-    if exponent == 0x7ff {
-        // Infinities.
-        out.push(tag::FLOAT);
-        out.extend_from_slice(&bits.to_be_bytes());
-        return;
-    }
-    // Subnormals (exponent 0) are never integral; normal: value = m * 2^(e - 1075).
-    let mantissa = if exponent == 0 { bits & ((1 << 52) - 1) } else { (bits & ((1 << 52) - 1)) | (1 << 52) };
-    let shift = exponent - 1075;
-    let integral = exponent != 0 && (shift >= 0 || (-shift < 64 && mantissa & ((1u64 << -shift) - 1) == 0));
-    if !integral {
-        out.push(tag::FLOAT);
-        out.extend_from_slice(&bits.to_be_bytes());
-        return;
-    }
-    let negative = bits >> 63 == 1;
-    if shift <= 0 {
-        let magnitude = mantissa >> (-shift);
-        write_int(out, negative, &magnitude.to_le_bytes());
-        return;
-    }
-    // Shift the 53-bit mantissa left by `shift` bits into a little-endian magnitude.
-    let shift = shift as usize;
-    let mut magnitude = vec![0u8; shift / 8 + 9];
-    let wide = u128::from(mantissa) << (shift % 8);
-    for (index, byte) in wide.to_le_bytes().iter().take(9).enumerate() {
-        magnitude[shift / 8 + index] = *byte;
-    }
-    write_int(out, negative, &magnitude);
+    let bits = if value.is_nan() { CANONICAL_NAN } else { value.to_bits() };
+    out.push(tag::FLOAT);
+    out.extend_from_slice(&bits.to_be_bytes());
 }
 
 fn json_quote(text: &str) -> String {

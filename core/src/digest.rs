@@ -31,6 +31,16 @@ impl DigestKind {
         }
     }
 
+    /// The current scheme version of this kind: 2 for values, keys and code
+    /// (`val2`, `key2`, `code2`: kinds and order count, see
+    /// `docs/spec/values.md`), 1 for blobs (plain BLAKE3 never changes).
+    pub const fn version(self) -> u8 {
+        match self {
+            Self::Value | Self::Key | Self::Code => 2,
+            Self::Blob => 1,
+        }
+    }
+
     /// The one byte that stands for this kind inside canonical bytes and key material.
     pub const fn tag(self) -> u8 {
         match self {
@@ -42,15 +52,12 @@ impl DigestKind {
     }
 }
 
-/// The current scheme version of every digest kind.
-pub const SCHEME_VERSION: u8 = 1;
-
-/// BLAKE3 derive-key context for `val1` digests.
-pub const VALUE_CONTEXT: &str = "hitsave 2026-11 value v1";
-/// BLAKE3 derive-key context for `key1` digests.
-pub const KEY_CONTEXT: &str = "hitsave 2026-11 key v1";
-/// BLAKE3 derive-key context for `code1` digests.
-pub const CODE_CONTEXT: &str = "hitsave 2026-11 code v1";
+/// BLAKE3 derive-key context for `val2` digests.
+pub const VALUE_CONTEXT: &str = "hitsave 2026-12 value v2";
+/// BLAKE3 derive-key context for `key2` digests.
+pub const KEY_CONTEXT: &str = "hitsave 2026-12 key v2";
+/// BLAKE3 derive-key context for `code2` digests.
+pub const CODE_CONTEXT: &str = "hitsave 2026-12 code v2";
 
 /// A 32-byte BLAKE3 digest with its kind and scheme version.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,9 +71,9 @@ pub struct Digest {
 }
 
 impl Digest {
-    /// A digest of the current scheme version.
+    /// A digest of the current scheme version of its kind.
     pub const fn new(kind: DigestKind, bytes: [u8; 32]) -> Self {
-        Self { kind, version: SCHEME_VERSION, bytes }
+        Self { kind, version: kind.version(), bytes }
     }
 
     /// Plain BLAKE3 of content bytes (`blob1`).
@@ -84,13 +91,13 @@ impl Digest {
 
     /// Fails unless this digest has the given kind and the current version.
     pub fn expect(&self, kind: DigestKind, what: &str) -> Result<(), CoreError> {
-        if self.kind != kind || self.version != SCHEME_VERSION {
+        if self.kind != kind || self.version != kind.version() {
             return Err(CoreError::new(
                 ErrorCode::InvalidDigest,
                 format!(
                     "{what} must be a {}{} digest, got {}{}",
                     kind.prefix(),
-                    SCHEME_VERSION,
+                    kind.version(),
                     self.kind.prefix(),
                     self.version
                 ),
@@ -172,7 +179,7 @@ mod tests {
     fn text_form_round_trips() {
         let digest = Digest::new(DigestKind::Code, [0xab; 32]);
         let text = digest.to_string();
-        assert_eq!(text, format!("code1_{}", "ab".repeat(32)));
+        assert_eq!(text, format!("code2_{}", "ab".repeat(32)));
         assert_eq!(Digest::parse(&text).unwrap(), digest);
     }
 

@@ -180,7 +180,7 @@ fn write_str(hasher: &mut blake3::Hasher, text: &str) {
     hasher.update(text.as_bytes());
 }
 
-/// The `code1` fingerprint of every node, in input order.
+/// The `code2` fingerprint of every node, in input order.
 pub fn fingerprints(nodes: &[Node]) -> Result<Vec<Digest>, CoreError> {
     validate(nodes)?;
     let mut component_of = vec![0usize; nodes.len()];

@@ -1,4 +1,4 @@
-//! Eval keys: function identity + argument digest → `key1`.
+//! Eval keys: function identity + argument digest → `key2`.
 
 use crate::digest::{Digest, DigestKind, KEY_CONTEXT, hasher};
 use crate::error::{CoreError, ErrorCode};
@@ -9,7 +9,7 @@ pub const MAX_IDENTITY_LEN: usize = 256;
 /// How a function is identified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FunctionIdentity {
-    /// By its code fingerprint (`code1`).
+    /// By its code fingerprint (`code2`).
     Fingerprint(Digest),
     /// By an explicit name and version, shared across languages.
     Explicit {
@@ -35,7 +35,7 @@ fn check_identity_part(what: &str, value: &str) -> Result<(), CoreError> {
 /// - fingerprint: `0x01 ‖ fingerprint (32) ‖ arguments (32)`
 /// - explicit: `0x02 ‖ u64 BE len ‖ name ‖ u64 BE len ‖ version ‖ arguments (32)`
 ///
-/// hashed with BLAKE3 in derive-key mode, context `hitsave 2026-11 key v1`.
+/// hashed with BLAKE3 in derive-key mode, context `hitsave 2026-12 key v2`.
 pub fn derive_key(identity: &FunctionIdentity, arguments: &Digest) -> Result<Digest, CoreError> {
     arguments.expect(DigestKind::Value, "the argument digest")?;
     let mut hasher = hasher(KEY_CONTEXT);

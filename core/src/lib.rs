@@ -15,12 +15,12 @@
 //! ```
 //! use hitsave_core::{canonical, stream::StreamWriter};
 //!
-//! let mut one = StreamWriter::new();
-//! one.map(2).str("b").float(2.0).str("a").int(1);
-//! let mut other = StreamWriter::new();
-//! other.map(2).str("a").float(1.0).str("b").int(2);
-//! // Map order and int/float spelling do not change the digest.
-//! assert_eq!(canonical::digest(one.as_bytes())?, canonical::digest(other.as_bytes())?);
+//! let mut float = StreamWriter::new();
+//! float.list(2).str("a").float(2.0);
+//! let mut int = StreamWriter::new();
+//! int.list(2).str("a").int(2);
+//! // A function can tell 2.0 from 2, so the two never share a digest.
+//! assert_ne!(canonical::digest(float.as_bytes())?, canonical::digest(int.as_bytes())?);
 //! # Ok::<(), hitsave_core::error::CoreError>(())
 //! ```
 

@@ -7,18 +7,18 @@
 //! |---|---|
 //! | `null`, `true`, `false` | null, booleans |
 //! | a JSON integer, or `{"int": "<decimal>"}` | integer of any size |
-//! | `{"bigint": "<decimal>"}` | integer, written with the bigint token (JS `BigInt`) |
-//! | a JSON number with a fraction, or `{"float": 1.5}`, `{"float": "nan" \| "inf" \| "-inf" \| "-0.0"}`, `{"float_bits": "<16 hex>"}` | float |
+//! | `{"bigint": "<decimal>"}` | integer, written with the stream's bigint token (the same integer) |
+//! | a JSON number with a fraction, or `{"float": 1.5}`, `{"float": "nan" \| "inf" \| "-inf" \| "-0.0" \| "1.0"}`, `{"float_bits": "<16 hex>"}` | float (integral ones too) |
 //! | a JSON string | string |
 //! | `{"bytes": "<hex>"}` | bytes |
-//! | a JSON array, or `{"tuple": [...]}` | list (tuples are lists) |
+//! | a JSON array | list |
 //! | `{"map": [[key, value], ...]}` | map, in the given order |
 //! | `{"set": [...]}` | set |
 //! | `{"record": "Name", "fields": [["field", value], ...]}` | record |
 //! | `{"array": {"dtype": "float64", "shape": [2, 3], "data": "<hex, little-endian>"}}` | numeric array |
 //! | `{"file": "<hex content>"}` | file contents |
-//! | `{"path": "/a/b"}` | filesystem path |
-//! | `{"function": "code1_<hex>"}` | function by fingerprint |
+//! | `{"typed": "py:builtins.tuple", "value": ...}` | a value of a named language type |
+//! | `{"function": "code2_<hex>"}` | function by fingerprint |
 //! | `{"unhashable": "TypeName"}` | a value that cannot be hashed |
 
 use serde_json::Value;
@@ -65,8 +65,8 @@ pub fn write(value: &Value, buffers: Buffers, out: &mut StreamWriter) -> Result<
             }
         }
         Value::Object(object) => {
-            // A record is the one two-key form; every other tagged form has one key.
-            let (tag, body) = match object.get_key_value("record") {
+            // Records and typed values are the two-key forms; every other tagged form has one key.
+            let (tag, body) = match object.get_key_value("record").or_else(|| object.get_key_value("typed")) {
                 Some(pair) => pair,
                 None if object.len() == 1 => object.iter().next().ok_or("an empty object is not a value")?,
                 None => {
@@ -110,12 +110,6 @@ pub fn write(value: &Value, buffers: Buffers, out: &mut StreamWriter) -> Result<
                         Buffers::Inline => out.bytes(&data),
                         Buffers::Digest => out.bytes_digest(data.len() as u64, blake3::hash(&data).as_bytes()),
                     };
-                }
-                ("tuple", Value::Array(items)) => {
-                    out.list(items.len());
-                    for item in items {
-                        write(item, buffers, out)?;
-                    }
                 }
                 ("map", Value::Array(entries)) => {
                     out.map(entries.len());
@@ -165,8 +159,9 @@ pub fn write(value: &Value, buffers: Buffers, out: &mut StreamWriter) -> Result<
                     let data = decode_hex(hex)?;
                     out.file_digest(data.len() as u64, blake3::hash(&data).as_bytes());
                 }
-                ("path", Value::String(path)) => {
-                    out.path(path);
+                ("typed", Value::String(name)) => {
+                    out.typed(name);
+                    write(object.get("value").ok_or("a typed value has a value")?, buffers, out)?;
                 }
                 ("function", Value::String(text)) => {
                     let digest = Digest::parse(text).map_err(|err| err.to_string())?;

@@ -47,8 +47,9 @@ pub mod token {
     pub const FILE_DIGEST: u8 = 0x0F;
     /// A function, by its code fingerprint: 1 byte version, 32 bytes.
     pub const FUNCTION: u8 = 0x10;
-    /// A filesystem path (not its contents): u32 length, UTF-8.
-    pub const PATH: u8 = 0x11;
+    /// A value of a named language type: u32 length, UTF-8 type name, then
+    /// the value (`py:builtins.tuple` around a list, `js:Date` around a float).
+    pub const TYPED: u8 = 0x12;
     /// Padding, only in portable results (the core rejects it in a stream):
     /// u8 length, that many zero bytes. It puts array data on an
     /// [`super::ARRAY_ALIGN`] boundary so a memory-mapped result's arrays are
@@ -287,11 +288,11 @@ impl StreamWriter {
         self
     }
 
-    /// A filesystem path, as a path.
-    pub fn path(&mut self, value: &str) -> &mut Self {
-        self.buffer.push(token::PATH);
-        self.len32(value.len());
-        self.buffer.extend_from_slice(value.as_bytes());
+    /// Announces a value of the named language type; the value follows.
+    pub fn typed(&mut self, type_name: &str) -> &mut Self {
+        self.buffer.push(token::TYPED);
+        self.len32(type_name.len());
+        self.buffer.extend_from_slice(type_name.as_bytes());
         self
     }
 

@@ -77,7 +77,13 @@ fn scalars_have_the_documented_bytes() {
         canonical_hex(|s| {
             s.float(-0.0);
         }),
-        "0300000000"
+        "048000000000000000"
+    );
+    assert_eq!(
+        canonical_hex(|s| {
+            s.float(1.0);
+        }),
+        "043ff0000000000000"
     );
     assert_eq!(
         canonical_hex(|s| {
@@ -93,9 +99,9 @@ fn scalars_have_the_documented_bytes() {
     );
     assert_eq!(
         canonical_hex(|s| {
-            s.path("a");
+            s.typed("py:builtins.tuple").list(0);
         }),
-        "0e000000000000000161"
+        "0f000000000000001170793a6275696c74696e732e7475706c65070000000000000000"
     );
 }
 
@@ -107,19 +113,19 @@ fn containers_have_the_documented_bytes() {
         }),
         "070000000000000001030000000101"
     );
-    // Entries sorted by canonical key bytes: int keys (0x03) before string keys (0x05).
+    // Entries in the order given.
     assert_eq!(
         canonical_hex(|s| {
             s.map(2).str("a").null().int(2).bool(true);
         }),
-        concat!("08", "0000000000000002", "030000000102", "02", "05000000000000000161", "00")
+        concat!("08", "0000000000000002", "05000000000000000161", "00", "030000000102", "02")
     );
-    // Members sorted, and 2.0 is the same member as 2.
+    // Members sorted by canonical bytes and kept once; 2.0 is another member than 2.
     assert_eq!(
         canonical_hex(|s| {
-            s.set(3).int(2).int(1).float(2.0);
+            s.set(4).int(2).int(1).float(2.0).int(1);
         }),
-        concat!("09", "0000000000000002", "030000000101", "030000000102")
+        concat!("09", "0000000000000003", "030000000101", "030000000102", "044000000000000000")
     );
     // Fields sorted by name.
     assert_eq!(
@@ -171,11 +177,11 @@ fn digests_are_pinned() {
         build(&mut stream);
         canonical::digest(stream.as_bytes()).expect("valid").to_string()
     };
-    // BLAKE3 derive-key("hitsave 2026-11 value v1") of the canonical bytes.
+    // BLAKE3 derive-key("hitsave 2026-12 value v2") of the canonical bytes.
     let expected_null = {
-        let mut hasher = blake3::Hasher::new_derive_key("hitsave 2026-11 value v1");
+        let mut hasher = blake3::Hasher::new_derive_key("hitsave 2026-12 value v2");
         hasher.update(&[0]);
-        format!("val1_{}", hasher.finalize().to_hex())
+        format!("val2_{}", hasher.finalize().to_hex())
     };
     assert_eq!(
         digest(&|s| {
@@ -187,6 +193,6 @@ fn digests_are_pinned() {
         digest(&|s| {
             s.null();
         }),
-        "val1_80c307448f3c410d1edf5ab9d992555e60f72b039f7ebf1f16d6dfa4ef45353b"
+        "val2_03fa7f13e1da6be9697e140bc8aa8329c5247cfa004a6dd5aa5823b709259a92"
     );
 }

@@ -39,15 +39,15 @@ const BATCH: usize = 500;
 /// An eval record as the server holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteEval {
-    /// `key1_…`
+    /// `key2_…`
     pub key: String,
-    /// A `code1` fingerprint or `name@version`.
+    /// A `code2` fingerprint or `name@version`.
     pub function_id: String,
     /// The function's name.
     pub function_name: String,
     /// The language that wrote it.
     pub language: String,
-    /// `val1_…` of the arguments.
+    /// `val2_…` of the arguments.
     pub arguments: String,
     /// The result codec.
     pub codec: String,

@@ -142,7 +142,7 @@ impl Core {
         }
     }
 
-    /// Canonical bytes and `val1` digest of a value stream.
+    /// Canonical bytes and `val2` digest of a value stream.
     pub fn encode(&self, stream: &[u8]) -> Result<(Vec<u8>, Digest)> {
         let encoded = self.with(stream.len(), |instance| {
             instance.core.hitsave_core_canonical().call_encode(&mut instance.store, stream)
@@ -151,7 +151,7 @@ impl Core {
         Ok((encoded.canonical, digest_from(encoded.digest)?))
     }
 
-    /// The `val1` digest of a value stream.
+    /// The `val2` digest of a value stream.
     pub fn value_digest(&self, stream: &[u8]) -> Result<Digest> {
         let digest = self.with(stream.len(), |instance| {
             instance.core.hitsave_core_canonical().call_value_digest(&mut instance.store, stream)
@@ -159,7 +159,7 @@ impl Core {
         digest_from(digest.map_err(error_from)?)
     }
 
-    /// The `key1` eval key of a function identity and an argument digest.
+    /// The `key2` eval key of a function identity and an argument digest.
     pub fn derive_key(&self, identity: &FunctionIdentity, arguments: &Digest) -> Result<Digest> {
         let identity = match identity {
             FunctionIdentity::Fingerprint(digest) => wit_keys::FunctionIdentity::Fingerprint(digest_to(digest)),
@@ -177,7 +177,7 @@ impl Core {
         digest_from(key.map_err(error_from)?)
     }
 
-    /// The `code1` fingerprint of every node, in input order.
+    /// The `code2` fingerprint of every node, in input order.
     pub fn fingerprints(&self, nodes: &[Node]) -> Result<Vec<Digest>> {
         let nodes: Vec<wit_fingerprint::Node> = nodes.iter().map(node_to).collect();
         let digests = self.with(0, |instance| {

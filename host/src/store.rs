@@ -215,15 +215,15 @@ impl ResultData {
 /// What a caller tells the store about a fresh result.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEval {
-    /// The eval key (`key1`).
+    /// The eval key (`key2`).
     pub key: Digest,
-    /// The function identity: its `code1` fingerprint, or `name@version` for an explicit one.
+    /// The function identity: its `code2` fingerprint, or `name@version` for an explicit one.
     pub function_id: String,
     /// The function's qualified name, for people.
     pub function_name: String,
     /// `python`, `node`, `rust`, …
     pub language: String,
-    /// The `val1` digest of the arguments.
+    /// The `val2` digest of the arguments.
     pub arguments: Digest,
     /// The result codec (`portable`, `pickle`, `v8`, …).
     pub codec: String,
@@ -708,7 +708,7 @@ fn remove_blob_if_unused(dir: &Dir, tx: &rusqlite::Transaction<'_>, result: &str
     Ok(())
 }
 
-/// The root's `code1` fingerprint and the JSON of a graph, or `None` when
+/// The root's `code2` fingerprint and the JSON of a graph, or `None` when
 /// the graph has no node named as its root.
 fn graph_row(core: &Core, graph: &Graph) -> Result<Option<(String, String)>> {
     let nodes = graph.to_nodes()?;

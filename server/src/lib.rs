@@ -219,11 +219,25 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody
     }
 }
 
-fn check_digest(text: &str, prefix: &str) -> Result<(), ApiError> {
-    let ok = text
-        .strip_prefix(prefix)
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
-    if ok { Ok(()) } else { Err(ApiError::bad_request(format!("{text:?} is not a {prefix}… digest"))) }
+/// `{kind}{version}_{64 hex}`. Keys and argument digests of any scheme
+/// version (`key1_`, `key2_`), so clients of different releases can share one
+/// server: their keys never collide, each scheme hashing with its own
+/// context. Blobs are plain BLAKE3, always `blob1_`.
+fn check_digest(text: &str, kind: &str) -> Result<(), ApiError> {
+    let ok = text.strip_prefix(kind).and_then(|rest| rest.split_once('_')).is_some_and(|(version, hex)| {
+        let version_ok = if kind == "blob" {
+            version == "1"
+        } else {
+            !version.is_empty() && version.len() <= 3 && version.bytes().all(|b| b.is_ascii_digit())
+        };
+        version_ok && hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        let expected = if kind == "blob" { "blob1_".to_owned() } else { format!("{kind}<version>_") };
+        Err(ApiError::bad_request(format!("{text:?} is not a {expected}… digest")))
+    }
 }
 
 /// The router of the whole `/v1` API.
@@ -299,7 +313,7 @@ async fn missing_blobs(
         return Err(ApiError::bad_request(format!("at most {} digests per request", state.limits.max_batch)));
     }
     for digest in &body.digests {
-        check_digest(digest, "blob1_")?;
+        check_digest(digest, "blob")?;
     }
     let metadata = state.metadata.clone();
     let missing = blocking(move || {
@@ -333,7 +347,7 @@ async fn put_blob(
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::ReadWrite)?;
-    check_digest(&digest, "blob1_")?;
+    check_digest(&digest, "blob")?;
     let temp = state.blobs.temp_dir().join(format!("upload-{}", random_hex(12)?));
     let mut guard = TempGuard(Some(temp.clone()));
     let mut file = tokio::fs::File::create(&temp).await?;
@@ -402,7 +416,7 @@ async fn get_blob(
     Path(digest): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_digest(&digest, "blob1_")?;
+    check_digest(&digest, "blob")?;
     let metadata = state.metadata.clone();
     let owned = digest.clone();
     let size = blocking(move || metadata.blob_size(auth.project, &owned))
@@ -482,9 +496,9 @@ async fn put_evals(
         return Err(ApiError::bad_request(format!("at most {} evals per request", state.limits.max_batch)));
     }
     for eval in &body.evals {
-        check_digest(&eval.key, "key1_")?;
-        check_digest(&eval.arguments, "val1_")?;
-        check_digest(&eval.blob, "blob1_")?;
+        check_digest(&eval.key, "key")?;
+        check_digest(&eval.arguments, "val")?;
+        check_digest(&eval.blob, "blob")?;
         if eval.function_name.is_empty() || eval.codec.is_empty() || eval.language.is_empty() {
             return Err(ApiError::bad_request(format!("{}: function_name, codec and language are required", eval.key)));
         }
@@ -536,7 +550,7 @@ async fn lookup_evals(
         return Err(ApiError::bad_request(format!("at most {} keys per request", state.limits.max_batch)));
     }
     for key in &body.keys {
-        check_digest(key, "key1_")?;
+        check_digest(key, "key")?;
     }
     let metadata = state.metadata.clone();
     let evals = blocking(move || metadata.get_evals(auth.project, &body.keys)).await?;

@@ -69,15 +69,15 @@ pub struct KeyRecord {
 /// An eval record: a key mapped to a content-addressed result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Eval {
-    /// The eval key, `key1_…`.
+    /// The eval key, `key2_…`.
     pub key: String,
-    /// The function's identity: a `code1` fingerprint or `name@version`.
+    /// The function's identity: a `code2` fingerprint or `name@version`.
     pub function_id: String,
     /// The function's name (`hitsave ls`).
     pub function_name: String,
     /// Language that wrote it (`python`, `node`).
     pub language: String,
-    /// `val1_…` digest of the arguments.
+    /// `val2_…` digest of the arguments.
     pub arguments: String,
     /// Result codec (`portable`, `pickle`, `v8`).
     pub codec: String,

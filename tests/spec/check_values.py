@@ -52,11 +52,7 @@ def canonical_float(bits):
     value = struct.unpack("<d", struct.pack("<Q", bits))[0]
     if value != value:
         return b"\x04" + bytes.fromhex("7ff8000000000000")
-    if value in (float("inf"), float("-inf")):
-        return b"\x04" + struct.pack(">d", value)
-    if value == int(value):
-        return canonical_int(int(value))
-    return b"\x04" + struct.pack(">d", value)
+    return b"\x04" + struct.pack(">Q", bits)
 
 
 class Reader:
@@ -121,8 +117,13 @@ class Reader:
             return canonical_int(-magnitude if sign else magnitude)
         if token == 0x05:
             return canonical_float(self.u64())
-        if token in (0x06, 0x11):
-            return (b"\x05" if token == 0x06 else b"\x0e") + sized(self.text(self.u32()).encode())
+        if token == 0x06:
+            return b"\x05" + sized(self.text(self.u32()).encode())
+        if token == 0x12:
+            name = self.text(self.u32())
+            if not name:
+                self.fail("malformed_stream")
+            return b"\x0f" + sized(name.encode()) + self.value()
         if token == 0x07:
             data = self.take(self.u32())
             return b"\x06" + u64be(len(data)) + blake3(data).digest()
@@ -146,8 +147,7 @@ class Reader:
                 self.path[-1] = f"[{self.key_label(at, i)}]"
                 entries.append((key, self.value()))
                 self.path.pop()
-            entries.sort(key=lambda e: e[0])
-            if any(a[0] == b[0] for a, b in zip(entries, entries[1:])):
+            if len({key for key, _ in entries}) != len(entries):
                 self.fail("duplicate_key")
             return b"\x08" + u64be(n) + b"".join(k + v for k, v in entries)
         if token == 0x0B:
@@ -188,7 +188,7 @@ class Reader:
         if token == 0x10:
             version = self.u8()
             fingerprint = self.take(32)
-            if version != 1:
+            if version != 2:
                 self.fail("invalid_digest")
             return b"\x0d" + bytes([version]) + fingerprint
         if token == 0x7F:
@@ -211,7 +211,7 @@ def derive(context, data):
 
 
 def value_digest(canonical_bytes):
-    return "val1_" + derive("hitsave 2026-11 value v1", canonical_bytes).hex()
+    return "val2_" + derive("hitsave 2026-12 value v2", canonical_bytes).hex()
 
 
 def parse_digest(text):
@@ -224,11 +224,11 @@ def parse_digest(text):
 
 def key_digest(identity, arguments):
     kind, version, args = parse_digest(arguments)
-    if (kind, version) != ("val", 1):
+    if (kind, version) != ("val", 2):
         raise SpecError("invalid_digest", None)
     if "fingerprint" in identity:
         kind, version, fingerprint = parse_digest(identity["fingerprint"])
-        if (kind, version) != ("code", 1):
+        if (kind, version) != ("code", 2):
             raise SpecError("invalid_digest", None)
         material = b"\x01" + fingerprint + args
     else:
@@ -237,7 +237,7 @@ def key_digest(identity, arguments):
             if not part or len(part.encode()) > 256 or any(c < " " or "\x7f" <= c <= "\x9f" for c in part):
                 raise SpecError("invalid_identity", None)
         material = b"\x02" + sized(name) + sized(version_text) + args
-    return "key1_" + derive("hitsave 2026-11 key v1", material).hex()
+    return "key2_" + derive("hitsave 2026-12 key v2", material).hex()
 
 
 def sccs(nodes):
@@ -291,10 +291,10 @@ def fingerprints(nodes):
             material += [bytes([NODE_TAG[node["kind"]]]), sized(node["name"].encode()),
                          bytes([KIND_TAG[kind], version]), content, u64be(len(internal))]
             material += [sized(name) for name in internal] + [u64be(len(external))] + external
-        scc = derive("hitsave 2026-11 code v1", b"".join(material))
+        scc = derive("hitsave 2026-12 code v2", b"".join(material))
         for m in members:
-            result[m] = derive("hitsave 2026-11 code v1", b"node" + scc + sized(nodes[m]["name"].encode()))
-    return ["code1_" + result[i].hex() for i in range(len(nodes))]
+            result[m] = derive("hitsave 2026-12 code v2", b"node" + scc + sized(nodes[m]["name"].encode()))
+    return ["code2_" + result[i].hex() for i in range(len(nodes))]
 
 
 def main():

@@ -20,6 +20,7 @@ pub struct Context {
     pub ndarray: sys::napi_ref,
     pub event_emitter: sys::napi_ref,
     pub fingerprint_function: sys::napi_ref,
+    pub class_fingerprints: sys::napi_ref,
 }
 
 thread_local! {
@@ -44,6 +45,7 @@ pub fn init(js: Js, options: V) -> Result<()> {
         ndarray: take("NDArray")?,
         event_emitter: take("EventEmitter")?,
         fingerprint_function: take("fingerprintFunction")?,
+        class_fingerprints: take("classFingerprints")?,
     };
     // One per JavaScript thread for the life of the process: leaking it is the lifetime.
     CONTEXT.with(|cell| cell.set(Some(Box::leak(Box::new(context)))));

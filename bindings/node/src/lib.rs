@@ -78,7 +78,7 @@ pub fn value_stream(env: Env, value: Raw) -> Result<Raw> {
     Ok(Raw(js.buffer(&stream)?))
 }
 
-/// The `val1` digest of a value.
+/// The `val2` digest of a value.
 #[napi]
 pub fn value_digest(env: Env, value: Raw) -> Result<String> {
     let js = Js(env.raw());
@@ -112,7 +112,7 @@ fn identity_of(
     }
 }
 
-/// The `key1` key of an argument digest under a fingerprint or a name and version.
+/// The `key2` key of an argument digest under a fingerprint or a name and version.
 #[napi]
 pub fn derive_key(
     env: Env,
@@ -277,7 +277,7 @@ pub fn analyze_async(
     AsyncTask::new(Analyze { file, line, column, source, script })
 }
 
-/// The `code1` fingerprint of a function value that is not memoized: its
+/// The `code2` fingerprint of a function value that is not memoized: its
 /// own normalised source (its dependencies are not followed: see docs/node.md).
 #[napi]
 pub fn source_fingerprint(env: Env, source: String, name: String) -> Result<String> {
@@ -979,7 +979,7 @@ pub fn function_info(env: Env, source: String) -> Result<Raw> {
     Ok(Raw(js.array_of(&[js.array_of(&names)?, js.boolean(uses_this)?])?))
 }
 
-/// `code1` fingerprints of `[kind, name, content digest, dep indices]` nodes (for the shared vectors).
+/// `code2` fingerprints of `[kind, name, content digest, dep indices]` nodes (for the shared vectors).
 #[napi]
 pub fn fingerprints(env: Env, nodes: Raw) -> Result<Vec<String>> {
     let js = Js(env.raw());

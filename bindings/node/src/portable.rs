@@ -15,7 +15,7 @@ use napi::{Result, sys};
 
 use crate::context::Context;
 use crate::js::{Js, V};
-use crate::walk::{dtype_of, write_bigint};
+use crate::walk::{dtype_of, write_bigint, write_number};
 
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
@@ -31,14 +31,7 @@ pub fn encode(js: Js, ctx: &Context, value: V, out: &mut StreamWriter, depth: us
         sys::ValueType::napi_boolean => {
             out.bool(js.bool_value(value)?);
         }
-        sys::ValueType::napi_number => {
-            let number = js.f64_value(value)?;
-            if number.fract() == 0.0 && number.abs() <= MAX_SAFE && !(number == 0.0 && number.is_sign_negative()) {
-                out.int(number as i64);
-            } else {
-                out.float(number);
-            }
-        }
+        sys::ValueType::napi_number => write_number(out, js.f64_value(value)?),
         sys::ValueType::napi_bigint => {
             let (negative, words) = js.bigint_words(value)?;
             // A bigint in the safe range would come back as a number.

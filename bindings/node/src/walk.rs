@@ -1,9 +1,14 @@
 //! JavaScript values to the value stream (`docs/spec/values.md`, the
 //! JavaScript column), in Rust.
 //!
-//! As in the Python binding, only translation happens here; the core decides
+//! As in the Python binding, only translation happens here, by the table in
+//! `docs/spec/values.md` ("JavaScript"): a safe-integer number is an int and
+//! any other number a float, types JavaScript code can tell apart stay apart
+//! (`Map` from a plain object, `bigint` from a number, a `Set`'s order), and
+//! a class instance is its class's code and its own fields. The core decides
 //! what values mean and reports errors with their path. A value that cannot
-//! be hashed faithfully is written as an `unhashable` token naming its type.
+//! be hashed faithfully (a native object, private fields) is written as an
+//! `unhashable` token naming its type.
 //!
 //! Big byte data (Buffers, TypedArrays, DataViews, ArrayBuffers over the
 //! inline limit) is hashed natively: at once for a synchronous call, or,
@@ -131,7 +136,7 @@ impl<'c> Walker<'c> {
         let js = self.js;
         match js.typeof_(value)? {
             sys::ValueType::napi_undefined => {
-                self.out.record("undefined", 0);
+                self.out.typed("js:undefined").null();
             }
             sys::ValueType::napi_null => {
                 self.out.null();
@@ -139,18 +144,10 @@ impl<'c> Walker<'c> {
             sys::ValueType::napi_boolean => {
                 self.out.bool(js.bool_value(value)?);
             }
-            sys::ValueType::napi_number => {
-                // Integral numbers as integers (the same canonical bytes as a float, and a
-                // path that names a map key by its value rather than its position).
-                let number = js.f64_value(value)?;
-                if number.fract() == 0.0 && number.abs() < 9.2e18 {
-                    self.out.int(number as i64);
-                } else {
-                    self.out.float(number);
-                }
-            }
+            sys::ValueType::napi_number => write_number(&mut self.out, js.f64_value(value)?),
             sys::ValueType::napi_bigint => {
                 let (negative, words) = js.bigint_words(value)?;
+                self.out.typed("js:bigint");
                 write_bigint(&mut self.out, negative, &words);
             }
             sys::ValueType::napi_string => write_string(&mut self.out, &js.utf16(value)?),
@@ -260,19 +257,25 @@ impl<'c> Walker<'c> {
                 self.out.unhashable("a TypedArray of an unsupported element type");
                 return Ok(());
             };
+            if kind == sys::TypedarrayType::uint8_clamped_array {
+                // Same bytes as a Uint8Array, other arithmetic.
+                self.out.typed("js:Uint8ClampedArray");
+            }
             let size = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
             return self.bytes(value, address, len * size, Some((dtype, &[len as u64])));
         }
         if js.is(value, sys::napi_is_dataview)? {
             let (address, len) = js.dataview_info(value)?;
+            self.out.typed("js:DataView");
             return self.bytes(value, address, len, None);
         }
         if js.is(value, sys::napi_is_arraybuffer)? {
             let (address, len) = js.arraybuffer_info(value)?;
+            self.out.typed("js:ArrayBuffer");
             return self.bytes(value, address, len, None);
         }
         if js.is(value, sys::napi_is_date)? {
-            self.out.record("Date", 1).field("time").float(js.date_value(value)?);
+            self.out.typed("js:Date").float(js.date_value(value)?);
             return Ok(());
         }
         if js.is(value, sys::napi_is_promise)? {
@@ -284,15 +287,18 @@ impl<'c> Walker<'c> {
             return Ok(());
         }
         let prototype = js.prototype(value)?;
-        let plain = js.typeof_(prototype)? == sys::ValueType::napi_null
-            || js.strict_equals(prototype, js.deref(ctx.object_prototype)?)?;
-        if plain {
+        if js.typeof_(prototype)? == sys::ValueType::napi_null {
+            // No prototype: no methods, and a `Map`-like reader would see that.
+            self.out.typed("js:Object(null)");
+            return self.fields(value, None, depth);
+        }
+        if js.strict_equals(prototype, js.deref(ctx.object_prototype)?)? {
             return self.fields(value, None, depth);
         }
         if js.instance_of(value, js.deref(ctx.map)?)? {
             let pairs = js.call(js.undefined()?, js.deref(ctx.array_from)?, &[value])?;
             let len = js.array_len(pairs)?;
-            self.out.map(len as usize);
+            self.out.typed("js:Map").map(len as usize);
             for index in 0..len {
                 let pair = js.element(pairs, index)?;
                 self.walk(js.element(pair, 0)?, depth + 1)?;
@@ -301,9 +307,10 @@ impl<'c> Walker<'c> {
             return Ok(());
         }
         if js.instance_of(value, js.deref(ctx.set)?)? {
+            // In insertion order: JavaScript code iterating a Set sees it.
             let members = js.call(js.undefined()?, js.deref(ctx.array_from)?, &[value])?;
             let len = js.array_len(members)?;
-            self.out.set(len as usize);
+            self.out.typed("js:Set").list(len as usize);
             for index in 0..len {
                 self.walk(js.element(members, index)?, depth + 1)?;
             }
@@ -331,20 +338,17 @@ impl<'c> Walker<'c> {
         }
         let tag = js.string(js.call(value, js.deref(ctx.object_to_string)?, &[])?)?;
         match tag.as_str() {
-            "[object Object]" => {
-                let name = constructor_name(js, prototype)?;
-                self.fields(value, Some(&name), depth)
-            }
+            "[object Object]" => self.instance(value, prototype, depth),
             "[object RegExp]" => {
-                self.out.record("RegExp", 2).field("flags");
-                write_string(&mut self.out, &js.utf16(js.get_named(value, "flags")?)?);
-                self.out.field("source");
+                // `lastIndex` is state: a global RegExp's `exec` starts there.
+                self.out.typed("js:RegExp").list(3);
                 write_string(&mut self.out, &js.utf16(js.get_named(value, "source")?)?);
-                Ok(())
+                write_string(&mut self.out, &js.utf16(js.get_named(value, "flags")?)?);
+                self.walk(js.get_named(value, "lastIndex")?, depth + 1)
             }
             "[object Arguments]" => {
                 let len = js.f64_value(js.get_named(value, "length")?)? as u32;
-                self.out.list(len as usize);
+                self.out.typed("js:Arguments").list(len as usize);
                 for index in 0..len {
                     self.walk(js.element(value, index)?, depth + 1)?;
                 }
@@ -360,8 +364,38 @@ impl<'c> Walker<'c> {
         }
     }
 
-    /// A plain object (a map of its own enumerable string keys) or a class
-    /// instance (a record of the class name and those fields).
+    /// A class instance: the code of its class and every class it extends,
+    /// and a record `js:<name>` of its own enumerable fields. A class whose
+    /// state JavaScript cannot enumerate (a native class such as `URL`, a
+    /// class with `#private` fields) is `unhashable`: a record without its
+    /// state would give two different instances one key.
+    fn instance(&mut self, value: V, prototype: V, depth: usize) -> Result<()> {
+        let js = self.js;
+        let name = constructor_name(js, prototype)?;
+        let constructor = js.get_named(prototype, "constructor")?;
+        let hook = js.deref(self.ctx.class_fingerprints)?;
+        let fingerprints = js.call(js.undefined()?, hook, &[constructor])?;
+        if !js.is_array(fingerprints)? {
+            let reason = if js.typeof_(fingerprints)? == sys::ValueType::napi_string {
+                js.string(fingerprints)?
+            } else {
+                "its state is not in its own properties".to_owned()
+            };
+            self.out.unhashable(&format!("{name} ({reason})"));
+            return Ok(());
+        }
+        let count = js.array_len(fingerprints)?;
+        self.out.typed("js:instance").list(2).list(count as usize);
+        for index in 0..count {
+            let text = js.string(js.element(fingerprints, index)?)?;
+            let digest = hitsave_core::Digest::parse(&text).map_err(|err| crate::to_napi(js, err.into()))?;
+            self.out.function(&digest);
+        }
+        self.fields(value, Some(&format!("js:{name}")), depth)
+    }
+
+    /// A plain object (a map of its own enumerable string keys, in property
+    /// order) or a class instance (a record of those fields).
     fn fields(&mut self, value: V, record: Option<&str>, depth: usize) -> Result<()> {
         let js = self.js;
         let keys = js.own_keys(value)?;
@@ -458,6 +492,18 @@ pub fn write_string(out: &mut StreamWriter, units: &[u16]) {
         Some(bytes) => out.str_bytes(&bytes),
         None => out.str(&text),
     };
+}
+
+/// A number: an integer when it is a safe integer (and not `-0`), else a
+/// float, so `f(2)` in Node and `f(2)` in Python share a key and `2 ** 60`,
+/// which a double cannot hold exactly, never claims to be that integer.
+pub fn write_number(out: &mut StreamWriter, number: f64) {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    if number.fract() == 0.0 && number.abs() <= MAX_SAFE && !(number == 0.0 && number.is_sign_negative()) {
+        out.int(number as i64);
+    } else {
+        out.float(number);
+    }
 }
 
 /// A bigint: `int` when it fits 64 bits, else sign and magnitude.

@@ -20,40 +20,46 @@ function fromNotation(node, dir) {
     return node;
   }
   if (Array.isArray(node)) return node.map((item) => fromNotation(item, dir));
-  if ('record' in node) {
-    const names = node.fields.map(([name]) => name);
-    if (new Set(names).size !== names.length) throw new NotRepresentable('repeated field');
-    const Class = { [node.record]: class {} }[node.record];
-    const instance = new Class();
-    for (const [name, value] of node.fields) instance[name] = fromNotation(value, dir);
-    return instance;
-  }
+  // A class instance is its class's code and a record: no notation record is one.
+  if ('record' in node) throw new NotRepresentable('record');
+  if ('typed' in node) return typed(node.typed, node.value, dir);
   const [[tag, body]] = Object.entries(node);
   switch (tag) {
     case 'int':
-    case 'bigint':
-      return BigInt(body);
+    case 'bigint': {
+      // A JavaScript number is an integer only while it is a safe integer (a bigint is typed js:bigint).
+      const number = Number(body);
+      if (!Number.isSafeInteger(number)) throw new NotRepresentable('an integer beyond 2^53');
+      return number;
+    }
     case 'float':
-      return body === 'inf' ? Infinity : body === '-inf' ? -Infinity : body === 'nan' ? NaN : Number(body);
     case 'float_bits': {
-      const view = new DataView(new ArrayBuffer(8));
-      Buffer.from(body, 'hex').forEach((byte, index) => view.setUint8(index, byte));
-      return view.getFloat64(0, false);
+      let number;
+      if (tag === 'float') {
+        number = body === 'inf' ? Infinity : body === '-inf' ? -Infinity : body === 'nan' ? NaN : Number(body);
+      } else {
+        const view = new DataView(new ArrayBuffer(8));
+        Buffer.from(body, 'hex').forEach((byte, index) => view.setUint8(index, byte));
+        number = view.getFloat64(0, false);
+      }
+      // A float a safe integer equals is that integer in JavaScript.
+      if (Number.isSafeInteger(number) && !Object.is(number, -0)) throw new NotRepresentable('an integral float');
+      return number;
     }
     case 'bytes':
       return Buffer.from(body, 'hex');
-    case 'tuple':
-      return body.map((item) => fromNotation(item, dir));
     case 'map': {
-      const map = new Map(body.map(([k, v]) => [fromNotation(k, dir), fromNotation(v, dir)]));
-      if (map.size !== body.length) throw new NotRepresentable('keys equal in JavaScript');
-      return map;
+      // A plain object: string keys, in an order JavaScript keeps (no array-index keys, which it sorts first).
+      const object = {};
+      for (const [k, v] of body) {
+        if (typeof k !== 'string' || /^(0|[1-9][0-9]*)$/.test(k)) throw new NotRepresentable('a key a plain object cannot keep in order');
+        object[k] = fromNotation(v, dir);
+      }
+      if (Object.keys(object).length !== body.length) throw new NotRepresentable('repeated key');
+      return object;
     }
-    case 'set': {
-      const set = new Set(body.map((item) => fromNotation(item, dir)));
-      if (set.size !== body.length) throw new NotRepresentable('members equal in JavaScript');
-      return set;
-    }
+    case 'set':
+      throw new NotRepresentable('set'); // a JavaScript Set keeps its order: typed js:Set
     case 'array': {
       const bytes = Buffer.from(body.data, 'hex');
       const Type = TYPED[body.dtype] || CARRIER[body.dtype];
@@ -74,6 +80,23 @@ function fromNotation(node, dir) {
       return new WeakMap();
     default:
       throw new NotRepresentable(tag); // path, function: no JavaScript value stands for them
+  }
+}
+
+function typed(name, value, dir) {
+  switch (name) {
+    case 'js:bigint':
+      return BigInt(typeof value === 'number' ? value : value.int ?? value.bigint);
+    case 'js:Date':
+      return new Date(Number(value.float ?? value));
+    case 'js:undefined':
+      return undefined;
+    case 'js:Map':
+      return new Map(value.map.map(([k, v]) => [fromNotation(k, dir), fromNotation(v, dir)]));
+    case 'js:Set':
+      return new Set(value.map((item) => fromNotation(item, dir)));
+    default:
+      throw new NotRepresentable(name);
   }
 }
 

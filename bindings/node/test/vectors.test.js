@@ -33,7 +33,8 @@ test('value vectors', async (t) => {
     });
     checked++;
   }
-  assert.ok(checked > values.cases.length * 0.8, `only ${checked} of ${values.cases.length} vectors ran`);
+  // Python-only types (tuples, sets, records of pickled state) have no JavaScript value.
+  assert.ok(checked > values.cases.length * 0.6, `only ${checked} of ${values.cases.length} vectors ran`);
 });
 
 test('error vectors', async (t) => {
@@ -60,7 +61,14 @@ test('error vectors', async (t) => {
 
 test('key vectors', () => {
   for (const vector of load('keys.json').cases) {
-    const args = hitsave.valueDigest(fromNotation(vector.arguments, tmp));
+    let value;
+    try {
+      value = fromNotation(vector.arguments, tmp);
+    } catch (error) {
+      if (error instanceof NotRepresentable) continue;
+      throw error;
+    }
+    const args = hitsave.valueDigest(value);
     assert.strictEqual(args, vector.arguments_digest, vector.name);
     const { fingerprint, name, version } = vector.identity;
     assert.strictEqual(native.deriveKey(args, fingerprint, name, version), vector.key, vector.name);
@@ -74,30 +82,58 @@ test('graph vectors', () => {
   }
 });
 
-test('JavaScript values follow the logical model', () => {
+test('JavaScript values follow the logical model: equal keys only for values code cannot tell apart', () => {
   const d = hitsave.valueDigest;
-  assert.strictEqual(d(1), d(1n));
-  assert.strictEqual(d(1.0), d(1));
-  assert.strictEqual(d(-0), d(0));
+  assert.notStrictEqual(d(1), d(1n), 'a bigint is not a number');
+  assert.strictEqual(d(1.0), d(1), 'one JavaScript number');
+  assert.notStrictEqual(d(-0), d(0), '-0 is a float, 0 an integer');
+  assert.notStrictEqual(d(2 ** 60), d(2n ** 60n), 'a number beyond 2^53 is a float');
   assert.notStrictEqual(d(true), d(1));
-  assert.strictEqual(d({ a: 1, b: [2, 3] }), d(new Map([['b', [2, 3]], ['a', 1]])));
-  assert.strictEqual(d(new Set([1, 2])), d(new Set([2, 1])));
+  assert.notStrictEqual(d({ a: 1, b: [2, 3] }), d(new Map([['a', 1], ['b', [2, 3]]])), 'a Map is not a plain object');
+  assert.notStrictEqual(d({ a: 1, b: 2 }), d({ b: 2, a: 1 }), 'property order is visible to Object.keys');
+  assert.notStrictEqual(d({ a: 1 }), d(Object.assign(Object.create(null), { a: 1 })));
+  assert.notStrictEqual(d(new Set([1, 2])), d(new Set([2, 1])), "a Set's order is visible to iteration");
+  assert.strictEqual(d(new Set([1, 2])), d(new Set([1, 2, 1])));
   assert.notStrictEqual(d('ab'), d(Buffer.from('ab')));
   assert.notStrictEqual(d(undefined), d(null));
   assert.notStrictEqual(d({ a: undefined }), d({}));
   assert.strictEqual(d([1, , 3]), d([1, undefined, 3]));
-  assert.strictEqual(d(Buffer.from('xy')), d(new DataView(Buffer.from('xy').buffer, Buffer.from('xy').byteOffset, 2)));
+  const bytes = Buffer.from('xy');
+  assert.notStrictEqual(d(bytes), d(new DataView(bytes.buffer, bytes.byteOffset, 2)), 'a DataView is not a Buffer');
+  assert.notStrictEqual(d(bytes), d(new Uint8Array([120, 121]).buffer), 'an ArrayBuffer is not a Buffer');
   assert.notStrictEqual(d(new Uint8Array([1, 2])), d(Buffer.from([1, 2])), 'a TypedArray is an array, a Buffer is bytes');
+  assert.notStrictEqual(d(new Uint8Array([1, 2])), d(new Uint8ClampedArray([1, 2])), 'clamped arithmetic');
   assert.strictEqual(d(new Float64Array([1, 2, 3])), d(new hitsave.NDArray('float64', [3], new Float64Array([1, 2, 3]))));
   assert.strictEqual(d(new Date(5)), d(new Date(5)));
   assert.notStrictEqual(d(new Date(5)), d(new Date(6)));
+  assert.notStrictEqual(d(new Date(0)), d({ time: 0 }));
+  assert.notStrictEqual(d(/a/g), d(/a/), 'flags');
+  const sticky = /a/g;
+  sticky.exec('aa');
+  assert.notStrictEqual(d(sticky), d(/a/g), 'lastIndex is where the next exec starts');
   class Point { constructor(x, y) { this.x = x; this.y = y; } }
   assert.strictEqual(d(new Point(1, 2)), d(new Point(1, 2)));
+  assert.notStrictEqual(d(new Point(1, 2)), d(new Point(1, 3)));
   assert.notStrictEqual(d(new Point(1, 2)), d({ x: 1, y: 2 }));
+  // Two classes of one name, other code: other values.
+  const Other = (() => class Point { constructor(x, y) { this.x = x; this.y = y; } norm() { return 0; } })();
+  assert.notStrictEqual(d(new Point(1, 2)), d(new Other(1, 2)));
   // Big buffers are hashed natively by content, not identity.
   const big = Buffer.alloc(1 << 20, 7);
   assert.strictEqual(d(big), d(Buffer.from(big)));
   assert.notStrictEqual(d(big), d(Buffer.alloc(1 << 20, 8)));
+});
+
+test('instances whose state JavaScript cannot read are refused, never hashed without it', () => {
+  class Secret { #value; constructor(v) { this.#value = v; } get value() { return this.#value; } }
+  class Child extends Secret {}
+  for (const value of [new Secret(1), new Child(1), new URL('http://a/'), new URLSearchParams('a=1')]) {
+    assert.throws(() => hitsave.valueDigest([value]), (error) => {
+      assert.strictEqual(error.code, 'unhashable_value');
+      assert.strictEqual(error.path, '[0]');
+      return true;
+    });
+  }
 });
 
 test('unfaithful values raise typed errors naming the path', () => {

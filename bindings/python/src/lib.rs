@@ -117,7 +117,7 @@ fn stream_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     Ok(out.into_bytes())
 }
 
-/// The `val1` digest of a Python value.
+/// The `val2` digest of a Python value.
 #[pyfunction]
 fn value_digest(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<String> {
     let stream = stream_of(value)?;
@@ -144,7 +144,7 @@ fn parse_digest(text: &str) -> PyResult<Digest> {
     Digest::parse(text).map_err(|err| to_py_err(err.into()))
 }
 
-/// The `key1` eval key: `fingerprint` (a `code1` digest) or `name` + `version`, and the argument digest.
+/// The `key2` eval key: `fingerprint` (a `code2` digest) or `name` + `version`, and the argument digest.
 #[pyfunction]
 #[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None))]
 fn derive_key(
@@ -167,7 +167,7 @@ fn derive_key(
 }
 
 /// The eval key and the argument digest of bound arguments, in one crossing:
-/// `(key1_…, val1_…)`.
+/// `(key2_…, val2_…)`.
 #[pyfunction]
 #[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None))]
 fn arguments_key(
@@ -372,7 +372,7 @@ fn nodes_from(nodes: Vec<NodeTuple>) -> PyResult<Vec<Node>> {
         .collect()
 }
 
-/// `code1` fingerprints of `(kind, name, content digest, dep indices)` nodes.
+/// `code2` fingerprints of `(kind, name, content digest, dep indices)` nodes.
 #[pyfunction]
 fn fingerprints(nodes: Vec<NodeTuple>) -> PyResult<Vec<String>> {
     let nodes = nodes_from(nodes)?;

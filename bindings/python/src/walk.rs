@@ -1,17 +1,23 @@
 //! Python values to the value stream (`docs/spec/values.md`), in Rust.
 //!
-//! Only translation happens here: what a value *means* (int/float equality,
-//! sorting, errors with paths) is decided by the core. A value this walker
-//! cannot describe faithfully is written as an `unhashable` token naming its
-//! type, and the core answers with a typed error carrying the path.
+//! Only translation happens here, by the table in `docs/spec/values.md`
+//! ("Python"): builtin types by their exact type (a subclass is never its
+//! base), numpy and pandas natively, functions and classes by their code
+//! fingerprint, every other object by what pickle would save of it (its
+//! `__reduce_ex__(5)`), recursively. What a value *means* (sorting, errors
+//! with paths) is decided by the core. A value this walker cannot describe
+//! faithfully is written as an `unhashable` token naming its type, and the
+//! core answers with a typed error carrying the path.
 
 use hitsave_core::canonical::MAX_DEPTH;
 use hitsave_core::stream::StreamWriter;
 use hitsave_host::hash;
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple,
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyMemoryView, PySet, PyString, PyTuple,
+    PyType,
 };
 
 /// Writes one Python value.
@@ -35,33 +41,55 @@ fn walk_value(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) ->
         return Ok(());
     }
     let py = value.py();
+    // Exact types only: a subclass (an IntEnum, a numpy float64, a str Enum)
+    // is a value of its own type, walked below by what pickle saves of it.
     if value.is_none() {
         out.null();
     } else if let Ok(flag) = value.cast_exact::<PyBool>() {
         out.bool(flag.is_true());
-    } else if let Ok(int) = value.cast::<PyInt>() {
+    } else if let Ok(int) = value.cast_exact::<PyInt>() {
         write_int(int, out)?;
-    } else if let Ok(float) = value.cast::<PyFloat>() {
+    } else if let Ok(float) = value.cast_exact::<PyFloat>() {
         out.float(float.value());
-    } else if let Ok(text) = value.cast::<PyString>() {
-        match text.to_str() {
-            Ok(text) => {
-                out.str(text);
-            }
-            // Lone surrogates: pass the bytes through so the core reports invalid UTF-8 with the path.
-            Err(_) => {
-                let bytes = text.call_method1("encode", ("utf-8", "surrogatepass"))?;
-                out.str_bytes(bytes.cast::<PyBytes>()?.as_bytes());
-            }
-        }
-    } else if let Ok(bytes) = value.cast::<PyBytes>() {
+    } else if let Ok(text) = value.cast_exact::<PyString>() {
+        write_str(text, out)?;
+    } else if let Ok(bytes) = value.cast_exact::<PyBytes>() {
         write_buffer_bytes(py, bytes.as_bytes(), out);
-    } else if value.is_instance_of::<PyByteArray>() || type_is(value, "builtins", "memoryview") {
+    } else if value.cast_exact::<PyByteArray>().is_ok() {
+        out.typed("py:builtins.bytearray");
         write_contiguous_bytes(value, out)?;
+    } else if value.cast_exact::<PyMemoryView>().is_ok() {
+        write_memoryview(value, out)?;
     } else if let Some(_on_path) = Ancestors::enter(value, out)? {
         walk_container(value, out, depth)?;
     }
     Ok(())
+}
+
+fn write_str(text: &Bound<'_, PyString>, out: &mut StreamWriter) -> PyResult<()> {
+    match text.to_str() {
+        Ok(text) => {
+            out.str(text);
+        }
+        // Lone surrogates: pass the bytes through so the core reports invalid UTF-8 with the path.
+        Err(_) => {
+            let bytes = text.call_method1("encode", ("utf-8", "surrogatepass"))?;
+            out.str_bytes(bytes.cast::<PyBytes>()?.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// A memoryview: its format and shape are what the function sees besides the bytes.
+fn write_memoryview(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<()> {
+    out.typed("py:builtins.memoryview").list(3);
+    out.str(&value.getattr("format")?.extract::<String>()?);
+    let shape: Vec<i64> = value.getattr("shape")?.extract()?;
+    out.list(shape.len());
+    for dim in shape {
+        out.int(dim);
+    }
+    write_contiguous_bytes(value, out)
 }
 
 /// The containers on the path from the argument being walked to the value
@@ -97,38 +125,30 @@ impl Drop for Ancestors {
 
 /// Tuples, lists, dicts, sets and everything else that may hold values.
 fn walk_container(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
-    if let Ok(tuple) = value.cast::<PyTuple>() {
-        if let Ok(fields) = value.getattr("_fields")
-            && fields.is_instance_of::<PyTuple>()
-        {
-            // A named tuple: a record of its type and fields.
-            let fields = fields.cast::<PyTuple>()?;
-            out.record(&type_name(value)?, fields.len());
-            for (field, item) in fields.iter().zip(tuple.iter()) {
-                out.field(field.cast::<PyString>()?.to_str()?);
-                walk(&item, out, depth + 1)?;
-            }
-        } else {
-            out.list(tuple.len());
-            for item in tuple.iter() {
-                walk(&item, out, depth + 1)?;
-            }
+    if let Ok(tuple) = value.cast_exact::<PyTuple>() {
+        out.typed("py:builtins.tuple").list(tuple.len());
+        for item in tuple.iter() {
+            walk(&item, out, depth + 1)?;
         }
-    } else if let Ok(list) = value.cast::<PyList>() {
+    } else if let Ok(list) = value.cast_exact::<PyList>() {
         // A snapshot, so a list changed by another thread cannot tear the stream.
         let items: Vec<Bound<'_, PyAny>> = list.iter().collect();
         out.list(items.len());
         for item in &items {
             walk(item, out, depth + 1)?;
         }
-    } else if let Ok(dict) = value.cast::<PyDict>() {
+    } else if let Ok(dict) = value.cast_exact::<PyDict>() {
+        // Insertion order: the core keeps it.
         let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = dict.iter().collect();
         out.map(items.len());
         for (key, item) in &items {
             walk(key, out, depth + 1)?;
             walk(item, out, depth + 1)?;
         }
-    } else if value.is_instance_of::<PySet>() || value.is_instance_of::<PyFrozenSet>() {
+    } else if value.cast_exact::<PySet>().is_ok() || value.cast_exact::<PyFrozenSet>().is_ok() {
+        if value.cast_exact::<PyFrozenSet>().is_ok() {
+            out.typed("py:builtins.frozenset");
+        }
         let items: Vec<Bound<'_, PyAny>> = value.try_iter()?.collect::<PyResult<_>>()?;
         out.set(items.len());
         for item in &items {
@@ -140,15 +160,16 @@ fn walk_container(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize
     Ok(())
 }
 
-fn type_is(value: &Bound<'_, PyAny>, module: &str, name: &str) -> bool {
-    let kind = value.get_type();
-    kind.name().is_ok_and(|n| n.to_str().is_ok_and(|n| n == name))
-        && kind.module().is_ok_and(|m| m.to_str().is_ok_and(|m| m == module))
-}
-
-/// `module.QualName` of a value's type.
+/// `module.QualName` of a value's type (as Python's error messages spell it).
 pub fn type_name(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(value.get_type().fully_qualified_name()?.to_str()?.to_owned())
+}
+
+/// `py:module.QualName` of a type, always with its module (`py:builtins.tuple`,
+/// `py:__main__.Config`), as typed values and records name it.
+fn py_type_name(kind: &Bound<'_, PyType>) -> PyResult<String> {
+    let module = kind.module()?;
+    Ok(format!("py:{}.{}", module.to_str()?, kind.qualname()?.to_str()?))
 }
 
 /// An `int` of any size: `int` token when it fits 64 bits, else `bigint`.
@@ -221,6 +242,8 @@ fn dtype_of_format(format: &str) -> Option<&'static str> {
     })
 }
 
+/// Writes a numpy array of a numeric dtype as an array; `Ok(false)` when its
+/// dtype is not one of the shared numeric dtypes.
 fn walk_numpy_array(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<bool> {
     let scalar = value.getattr("ndim")?.extract::<usize>()? == 0;
     // A 0-d array exports no shape; its one item is read through a 1-d view.
@@ -248,114 +271,276 @@ fn walk_numpy_array(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResul
     Ok(true)
 }
 
+/// A plain `numpy.ndarray`: numeric dtypes as arrays (big-endian ones swapped
+/// to little-endian first), any other dtype as `py:numpy.ndarray` around its
+/// dtype description, shape and C-order bytes (object arrays: their items).
+fn walk_ndarray(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
+    if walk_numpy_array(value, out)? {
+        return Ok(());
+    }
+    let dtype = value.getattr("dtype")?;
+    let kind: String = dtype.getattr("kind")?.extract()?;
+    if "biufc".contains(kind.as_str()) && !dtype.getattr("names")?.is_truthy()? {
+        let swapped = value.call_method1("astype", (dtype.call_method1("newbyteorder", ("<",))?,))?;
+        if walk_numpy_array(&swapped, out)? {
+            return Ok(());
+        }
+    }
+    out.typed("py:numpy.ndarray").list(3);
+    walk(&dtype.getattr("descr")?, out, depth + 1)?;
+    let shape: Vec<i64> = value.getattr("shape")?.extract()?;
+    out.list(shape.len());
+    for dim in shape {
+        out.int(dim);
+    }
+    if dtype.getattr("hasobject")?.is_truthy()? {
+        let items = value.call_method1("reshape", (-1,))?.call_method0("tolist")?;
+        walk(&items, out, depth + 1)
+    } else {
+        let numpy = value.py().import("numpy")?;
+        let data = numpy.call_method1("ascontiguousarray", (value,))?.call_method0("tobytes")?;
+        write_buffer_bytes(value.py(), data.cast::<PyBytes>()?.as_bytes(), out);
+        Ok(())
+    }
+}
+
+/// numpy's `ndarray` and `generic` (scalar) types, once numpy is imported by
+/// the program (never imported here just to look).
+fn numpy_types(py: Python<'_>) -> PyResult<Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>> {
+    static TYPES: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+    if let Some((array, generic)) = TYPES.get(py) {
+        return Ok(Some((array.bind(py).clone(), generic.bind(py).clone())));
+    }
+    let modules = py.import("sys")?.getattr("modules")?;
+    let Ok(numpy) = modules.get_item("numpy") else { return Ok(None) };
+    let (array, generic) = (numpy.getattr("ndarray")?, numpy.getattr("generic")?);
+    let _ = TYPES.set(py, (array.clone().unbind(), generic.clone().unbind()));
+    Ok(Some((array, generic)))
+}
+
+/// An attribute of one of HitSave's Python modules, imported once.
+fn hitsave_attr<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(cell.import(py, module, name)?.clone())
+}
+
+static FILE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static PURE_PATH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static IS_CODE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static FINGERPRINT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static PANDAS_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static DISPATCH_TABLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
 /// Everything that is not a builtin container or scalar.
 fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
     let py = value.py();
     let kind = value.get_type();
     let module = kind.module().map(|m| m.to_string()).unwrap_or_default();
-    let name = kind.name().map(|n| n.to_string()).unwrap_or_default();
 
-    if module == "numpy" {
-        if name == "ndarray" {
-            if walk_numpy_array(value, out)? {
-                return Ok(());
-            }
-            // Big-endian or object arrays: make them little-endian numbers, or say why not.
-            let dtype_kind: String = value.getattr("dtype")?.getattr("kind")?.extract()?;
-            if "biufc".contains(dtype_kind.as_str()) {
-                let swapped =
-                    value.call_method1("astype", (value.getattr("dtype")?.call_method1("newbyteorder", ("<",))?,))?;
-                if walk_numpy_array(&swapped, out)? {
-                    return Ok(());
-                }
-            }
-            out.unhashable(&format!("numpy.ndarray of dtype {}", value.getattr("dtype")?.str()?));
-            return Ok(());
+    if let Some((ndarray, generic)) = numpy_types(py)? {
+        if kind.is(&ndarray) {
+            return walk_ndarray(value, out, depth);
         }
-        // numpy scalars: their Python value.
-        if value.hasattr("item")? && value.getattr("ndim").and_then(|n| n.extract::<usize>()).is_ok_and(|n| n == 0) {
-            return walk(&value.call_method0("item")?, out, depth);
+        if value.is_instance(&ndarray)? {
+            // A subclass: its type, the data as a plain array, and what its
+            // instance dict holds (a masked array's mask and fill value). A
+            // memmap's dict is its open file, not its value.
+            out.typed(&py_type_name(&kind)?);
+            let plain = value.call_method1("view", (&ndarray,))?;
+            if kind.qualname()?.to_str()? == "memmap" {
+                return walk_ndarray(&plain, out, depth + 1);
+            }
+            out.list(2);
+            walk_ndarray(&plain, out, depth + 1)?;
+            return match value.getattr("__dict__") {
+                Ok(state) => walk_state(&state, out, depth + 1),
+                Err(_) => {
+                    out.null();
+                    Ok(())
+                }
+            };
+        }
+        if value.is_instance(&generic)? {
+            // A numpy scalar keeps its dtype: its 0-d array, under its type.
+            out.typed(&py_type_name(&kind)?);
+            let array = py.import("numpy")?.call_method1("asarray", (value,))?;
+            return walk_ndarray(&array, out, depth + 1);
         }
     }
     if module == "pandas" || module.starts_with("pandas.") {
-        let described = py.import("hitsave._pandas")?.call_method1("state", (value,))?;
+        let described = hitsave_attr(py, &PANDAS_STATE, "hitsave._pandas", "state")?.call1((value,))?;
         if !described.is_none() {
-            let (record, fields): (String, Bound<'_, PyDict>) = described.extract()?;
-            return walk_record(&record, &fields, out, depth);
+            return walk_record(&py_type_name(&kind)?, described.cast::<PyDict>()?, out, depth);
         }
     }
-    let hitsave_types = py.import("hitsave._types")?;
-    if value.is_instance(&hitsave_types.getattr("File")?)? {
+    if value.is_instance(&hitsave_attr(py, &FILE, "hitsave._types", "File")?)? {
         let path: String = value.getattr("path")?.extract()?;
         return hash::write_file(out, std::path::Path::new(&path)).map_err(crate::to_py_err);
     }
-    if value.is_instance(&py.import("pathlib")?.getattr("PurePath")?)? {
-        out.path(&value.str()?.to_string());
+    if value.is_instance(&hitsave_attr(py, &PURE_PATH, "pathlib", "PurePath")?)? {
+        out.typed(&py_type_name(&kind)?).str(&value.str()?.to_string());
         return Ok(());
     }
-    if value.is_instance(&py.import("enum")?.getattr("Enum")?)? {
-        out.record(&type_name(value)?, 1).field("name");
-        walk(&value.getattr("name")?, out, depth + 1)?;
-        return Ok(());
-    }
-    if let Ok(fields) = value.getattr("__dataclass_fields__") {
-        let fields: Vec<String> = fields.cast::<PyDict>()?.keys().iter().map(|k| k.to_string()).collect();
-        out.record(&type_name(value)?, fields.len());
-        for field in &fields {
-            out.field(field);
-            walk(&value.getattr(field.as_str())?, out, depth + 1)?;
-        }
-        return Ok(());
+    if kind.module()?.to_str()? == "builtins" && kind.qualname()?.to_str()? == "method" {
+        // A bound method: the function's code and the instance it is bound to.
+        out.typed("py:builtins.method").list(2);
+        write_code(&value.getattr("__func__")?, out)?;
+        return walk(&value.getattr("__self__")?, out, depth + 1);
     }
     // Functions and classes are identified by their code; that analysis lives in `hitsave._code`.
-    let code = py.import("hitsave._code")?;
-    if code.call_method1("is_code_object", (value,))?.is_truthy()? {
-        let fingerprint: String = code.call_method1("fingerprint_of", (value,))?.extract()?;
-        let digest = hitsave_core::Digest::parse(&fingerprint).map_err(|err| crate::to_py_err(err.into()))?;
-        out.function(&digest);
-        return Ok(());
+    if hitsave_attr(py, &IS_CODE, "hitsave._code", "is_code_object")?.call1((value,))?.is_truthy()? {
+        return write_code(value, out);
     }
-    // Other objects: by their pickled state, when it is a dict of fields.
-    let state = value.call_method0("__getstate__");
-    match state {
-        Ok(state) if state.is_instance_of::<PyDict>() => {
-            walk_record(&type_name(value)?, state.cast::<PyDict>()?, out, depth)?;
+    walk_reduced(value, out, depth)
+}
+
+/// A function or class, by its code fingerprint (`hitsave._code`); a
+/// callable the analysis finds no code for is `unhashable`.
+fn write_code(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<()> {
+    let py = value.py();
+    let fingerprint = match hitsave_attr(py, &FINGERPRINT, "hitsave._code", "fingerprint_of")?.call1((value,)) {
+        Ok(fingerprint) => fingerprint.extract::<String>()?,
+        Err(err) if err.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => {
+            out.unhashable(&format!("{} (no code to fingerprint)", type_name(value)?));
+            return Ok(());
         }
-        Ok(state) if state.is_instance_of::<PyTuple>() && !state.cast::<PyTuple>()?.is_empty() => {
-            // (dict or None, slots dict) from objects with __slots__.
-            let state = state.cast::<PyTuple>()?;
-            let mut fields: Vec<(String, Bound<'_, PyAny>)> = Vec::new();
-            for part in state.iter() {
-                if let Ok(part) = part.cast::<PyDict>() {
-                    for (field, item) in part.iter() {
-                        fields.push((field.cast::<PyString>()?.to_str()?.to_owned(), item));
-                    }
-                }
-            }
-            out.record(&type_name(value)?, fields.len());
-            for (field, item) in &fields {
-                out.field(field);
-                walk(item, out, depth + 1)?;
-            }
-        }
-        // A user object with no attributes has a `None` state but a `__dict__`: a record without fields.
-        Ok(state) if state.is_none() && value.hasattr("__dict__")? => {
-            out.record(&type_name(value)?, 0);
-        }
-        _ => {
-            out.unhashable(&type_name(value)?);
-        }
-    }
+        Err(err) => return Err(err),
+    };
+    let digest = hitsave_core::Digest::parse(&fingerprint).map_err(|err| crate::to_py_err(err.into()))?;
+    out.function(&digest);
     Ok(())
 }
 
-/// A record named `name` whose fields are the (string) keys of `fields`, in order.
+/// Any other object, by what pickle would save of it: `__reduce_ex__(5)`,
+/// recursively (`docs/spec/values.md`). An object pickle refuses is
+/// `unhashable`, and so is anything unfaithful inside its reduction.
+fn walk_reduced(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
+    let py = value.py();
+    let kind = value.get_type();
+    // As pickle does: a reducer registered with copyreg for the exact type
+    // (re.Pattern, numpy ufuncs) before the object's own `__reduce_ex__`.
+    let registered = hitsave_attr(py, &DISPATCH_TABLE, "copyreg", "dispatch_table")?.get_item(&kind).ok();
+    let reduced = match registered {
+        Some(reducer) => reducer.call1((value,)),
+        None => value.call_method1("__reduce_ex__", (5,)),
+    };
+    let reduced = match reduced {
+        Ok(reduced) => reduced,
+        Err(_) => {
+            out.unhashable(&type_name(value)?);
+            return Ok(());
+        }
+    };
+    if let Ok(name) = reduced.cast::<PyString>() {
+        // Saved by reference: a module-level name (`len`, `pd.NA`).
+        if value.is_callable() {
+            return write_code(value, out);
+        }
+        let module = match value.getattr("__module__") {
+            Ok(module) if module.is_instance_of::<PyString>() => module.to_string(),
+            _ => kind.module()?.to_string(),
+        };
+        out.typed("py:global").str(&format!("{module}.{}", name.to_str()?));
+        return Ok(());
+    }
+    let Ok(parts) = reduced.cast::<PyTuple>() else {
+        out.unhashable(&type_name(value)?);
+        return Ok(());
+    };
+    if !(2..=6).contains(&parts.len()) {
+        out.unhashable(&type_name(value)?);
+        return Ok(());
+    }
+    let part = |index: usize| parts.get_item(index).ok().filter(|item| !item.is_none());
+    let items: Option<Vec<Bound<'_, PyAny>>> = match part(3) {
+        Some(iterator) => Some(iterator.try_iter()?.collect::<PyResult<_>>()?),
+        None => None,
+    };
+    let entries: Option<Vec<Bound<'_, PyAny>>> = match part(4) {
+        Some(iterator) => Some(iterator.try_iter()?.collect::<PyResult<_>>()?),
+        None => None,
+    };
+    let fields = [
+        ("reduce", part(0)),
+        ("args", part(1)),
+        ("state", part(2)),
+        ("items", None),
+        ("entries", None),
+        ("setter", part(5)),
+    ];
+    let count = fields.iter().filter(|(_, item)| item.is_some()).count()
+        + usize::from(items.is_some())
+        + usize::from(entries.is_some());
+    out.record(&py_type_name(&kind)?, count);
+    for (field, item) in &fields {
+        if let Some(item) = item {
+            out.field(field);
+            if *field == "state" { walk_state(item, out, depth + 1)? } else { walk(item, out, depth + 1)? }
+        }
+    }
+    if let Some(items) = items {
+        out.field("items").list(items.len());
+        for item in &items {
+            walk(item, out, depth + 2)?;
+        }
+    }
+    if let Some(entries) = entries {
+        out.field("entries").list(entries.len());
+        for entry in &entries {
+            walk(entry, out, depth + 2)?;
+        }
+    }
+    let _ = py;
+    Ok(())
+}
+
+/// An object's pickled state: a dict with string keys is a record `py:state`
+/// of those fields (attribute order is not a value); a `(dict, slots)` pair
+/// a tuple of two such; anything else as itself.
+fn walk_state(state: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
+    if let Ok(dict) = state.cast_exact::<PyDict>()
+        && dict.keys().iter().all(|key| key.cast_exact::<PyString>().is_ok())
+    {
+        return walk_record("py:state", dict, out, depth);
+    }
+    if let Ok(pair) = state.cast_exact::<PyTuple>()
+        && pair.len() == 2
+        && pair.iter().all(|part| part.is_none() || part.cast_exact::<PyDict>().is_ok())
+    {
+        out.typed("py:builtins.tuple").list(2);
+        for part in pair.iter() {
+            walk_state(&part, out, depth + 1)?;
+        }
+        return Ok(());
+    }
+    walk(state, out, depth)
+}
+
+/// A record named `name` whose fields are the (string) keys of `fields`.
 fn walk_record(name: &str, fields: &Bound<'_, PyDict>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
     let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = fields.iter().collect();
     out.record(name, items.len());
     for (field, item) in &items {
-        out.field(field.cast::<PyString>()?.to_str()?);
+        write_field_name(field, out)?;
         walk(item, out, depth + 1)?;
+    }
+    Ok(())
+}
+
+fn write_field_name(field: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<()> {
+    let field = field.cast::<PyString>()?;
+    match field.to_str() {
+        Ok(text) => {
+            out.field(text);
+        }
+        Err(_) => {
+            let bytes = field.call_method1("encode", ("utf-8", "surrogatepass"))?;
+            out.field(&String::from_utf8_lossy(bytes.cast::<PyBytes>()?.as_bytes()));
+        }
     }
     Ok(())
 }

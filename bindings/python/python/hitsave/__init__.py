@@ -19,7 +19,7 @@ del _code_name, _class_name
 
 
 def value_digest(value: object) -> str:
-    """The ``val1`` digest of a value (``docs/spec/values.md``)."""
+    """The ``val2`` digest of a value (``docs/spec/values.md``)."""
     return _native.value_digest(value)
 
 

@@ -1,6 +1,6 @@
 """Code dependencies of a function, discovered from the live objects.
 
-A memoized function's identity is the ``code1`` fingerprint of its node in a
+A memoized function's identity is the ``code2`` fingerprint of its node in a
 dependency graph (``docs/spec/keys.md``). This module builds that graph:
 
 - project functions, methods, lambdas and nested functions by their
@@ -31,6 +31,7 @@ import operator
 import sys
 import sysconfig
 import textwrap
+import threading
 import types
 import weakref
 from pathlib import Path
@@ -45,16 +46,48 @@ _EXTERNAL_ROOTS = tuple(
 )
 
 
+_BUILTIN_CODE = (
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.ClassMethodDescriptorType,
+    types.MethodWrapperType,
+)
+
+
 def is_code_object(value: Any) -> bool:
-    """Whether ``value`` is hashed by its code (functions, classes, methods)."""
-    return isinstance(value, (types.FunctionType, types.MethodType, type, functools.partial))
+    """Whether ``value`` is hashed by its code: functions, classes, and
+    builtin functions and methods that are not bound to an instance (``len``,
+    ``str.upper``; ``[].append`` is bound to its list, so it is hashed by what
+    pickle saves of it, which names the list)."""
+    if isinstance(value, (types.FunctionType, type)):
+        return True
+    if isinstance(value, _BUILTIN_CODE):
+        bound = getattr(value, "__self__", None)
+        return bound is None or isinstance(bound, (types.ModuleType, type))
+    return False
+
+
+# Fingerprints by function or class object, reused while what their graph read is unchanged.
+_FINGERPRINTS: "weakref.WeakKeyDictionary[Any, tuple[Any, str]]" = weakref.WeakKeyDictionary()
 
 
 def fingerprint_of(value: Any) -> str:
-    """The ``code1`` fingerprint of a function or class."""
-    root, nodes = graph_of(value)
+    """The ``code2`` fingerprint of a function or class."""
+    try:
+        known = _FINGERPRINTS.get(value)
+    except TypeError:  # not weakly referenceable
+        known = None
+    root, nodes, watched = graph_and_watched(value)
+    if known is not None and known[0] is watched:
+        return known[1]
     names = [node[1] for node in nodes]
-    return _native.fingerprints(nodes)[names.index(root)]
+    fingerprint = _native.fingerprints(nodes)[names.index(root)]
+    try:
+        _FINGERPRINTS[value] = (watched, fingerprint)
+    except TypeError:
+        pass
+    return fingerprint
 
 
 def _module_file(module: types.ModuleType | None) -> str | None:
@@ -62,9 +95,23 @@ def _module_file(module: types.ModuleType | None) -> str | None:
     return str(Path(file).resolve()) if file else None
 
 
+def _module_name_of(obj: Any) -> str:
+    """The module that defines ``obj`` (a method descriptor such as
+    ``str.upper`` names it through the class it belongs to)."""
+    name = getattr(obj, "__module__", None)
+    if not isinstance(name, str):
+        bound = getattr(obj, "__self__", None)
+        if isinstance(bound, types.ModuleType):
+            name = bound.__name__
+        else:
+            owner = getattr(obj, "__objclass__", None) or (bound if isinstance(bound, type) else None)
+            name = getattr(owner, "__module__", None)
+    return name if isinstance(name, str) else ""
+
+
 def is_external(obj: Any) -> bool:
     """Whether ``obj`` comes from an installed package or the standard library."""
-    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    module = sys.modules.get(_module_name_of(obj))
     if isinstance(obj, types.ModuleType):
         module = obj
     if module is None:
@@ -84,7 +131,7 @@ def _distributions() -> dict[str, list[str]]:
 
 def package_of(obj: Any) -> tuple[str, str]:
     """``(name, version)`` of the distribution an external object comes from."""
-    module_name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", "") or ""
+    module_name = obj.__name__ if isinstance(obj, types.ModuleType) else _module_name_of(obj)
     top = module_name.split(".")[0]
     for dist in _distributions().get(top, []):
         try:
@@ -389,10 +436,18 @@ class _GraphBuilder:
             return node
         if isinstance(obj, types.MethodType):
             return self.visit(obj.__func__)
-        if isinstance(obj, (types.FunctionType, type, types.ModuleType)) or callable(obj):
-            if is_external(obj):
-                dist, version = package_of(obj)
-                return self._add("package", f"package:{dist}", _native.value_digest(f"{dist}=={version}"))
+        if isinstance(obj, types.ModuleType) and is_external(obj):
+            dist, version = package_of(obj)
+            return self._add("package", f"package:{dist}", _native.value_digest(f"{dist}=={version}"))
+        if callable(obj) and isinstance(getattr(obj, "__name__", None), str) and is_external(obj):
+            # A package's function or class counts by its distribution, version
+            # and qualified name: `statistics.mean` is not `statistics.median`.
+            # (A package's callable *instance* has no name: it counts by value, below.)
+            dist, version = package_of(obj)
+            qualified = f"{_module_name_of(obj)}:{getattr(obj, '__qualname__', None) or obj.__name__}"
+            return self._add(
+                "package", f"package:{dist}:{qualified}", _native.value_digest(f"{dist}=={version} {qualified}")
+            )
         if isinstance(obj, types.FunctionType):
             return self._function(obj)
         if isinstance(obj, type):
@@ -496,6 +551,10 @@ class _GraphBuilder:
             if base is not object:
                 self._link(node, self.visit(base))
         for attribute, member in vars(cls).items():
+            if isinstance(member, (cls, types.MemberDescriptorType, types.GetSetDescriptorType)):
+                # An enum's members and the slots' descriptors: written in the
+                # class's source, and made from the class itself.
+                continue
             if not _member_functions(member) and not (attribute.startswith("__") and attribute.endswith("__")):
                 # A class attribute's value (`RATE = rate()`, `model = Model()`):
                 # the source says how it was made, not what the code it ran did.
@@ -563,7 +622,24 @@ def graph_and_watched(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int
     return found
 
 
+_ANALYSING = threading.local()
+
+
 def _graph_and_watched(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], Watched]:
+    # A value met while analysing `obj` may name `obj` itself (an instance of
+    # a class stored on the class): that value cannot be fingerprinted by code
+    # still being read, so it is refused there, and counts by its type.
+    analysing = _ANALYSING.__dict__.setdefault("ids", set())
+    if id(obj) in analysing:
+        raise TypeError(f"{obj!r} is being analysed")
+    analysing.add(id(obj))
+    try:
+        return _build_graph(obj)
+    finally:
+        analysing.discard(id(obj))
+
+
+def _build_graph(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], Watched]:
     builder = _GraphBuilder()
     root = builder.visit(obj, getattr(obj, "__qualname__", None))
     if root is None:

@@ -260,7 +260,22 @@ class MemoFunction(Generic[P, R]):
         # The general case (and every binding error, with Python's own message).
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return [value for parameter_name, value in bound.arguments.items() if parameter_name not in self._ignore]
+        return [
+            # Keyword order never counts (docs/python.md): `**kwargs` in key order.
+            dict(sorted(value.items())) if parameter_name == self._var_keyword else value
+            for parameter_name, value in bound.arguments.items()
+            if parameter_name not in self._ignore
+        ]
+
+    @functools.cached_property
+    def _var_keyword(self) -> str | None:
+        """The name of the ``**kwargs`` parameter, if there is one."""
+        import inspect
+
+        for parameter in self._signature.parameters.values():
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                return parameter.name
+        return None
 
     @functools.cached_property
     def _fast_binding(self) -> tuple[tuple[str, ...], dict[str, Any]] | None:
@@ -296,7 +311,7 @@ class MemoFunction(Generic[P, R]):
             error.args = (f"{self.function_name}: {error.args[0]}".replace(" at [", " at args[", 1),)
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The eval key (``key1_…``) these arguments have."""
+        """The eval key (``key2_…``) these arguments have."""
         return self._key(args, kwargs)[0]
 
     # -- store -------------------------------------------------------------

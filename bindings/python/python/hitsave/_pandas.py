@@ -16,31 +16,45 @@ from typing import Any
 
 
 def _array(values: Any) -> dict[str, Any]:
+    dtype = values.dtype
+    if str(dtype) == "category":
+        # Categories and their order are part of the value, not only the labels.
+        categorical = values.array if hasattr(values, "array") else values
+        return {
+            "dtype": "category",
+            "ordered": bool(dtype.ordered),
+            "categories": _index(dtype.categories),
+            "codes": categorical.codes,
+        }
     array = values.to_numpy()
     if array.dtype.kind in "biufc" and not array.dtype.hasobject:
-        return {"dtype": str(values.dtype), "values": array}
+        return {"dtype": str(dtype), "values": array}
     if array.dtype.kind in "mM":
         # Datetimes and durations: their int64 ticks; the dtype names the unit (and NaT is the minimum).
-        return {"dtype": str(values.dtype), "values": array.view("int64")}
-    return {"dtype": str(values.dtype), "values": array.tolist()}
+        return {"dtype": str(dtype), "values": array.view("int64")}
+    # Anything else (strings, Periods, Intervals, nullable types with pd.NA,
+    # Timestamps with mixed zones): the Python values, each hashed by what it is.
+    return {"dtype": str(dtype), "values": array.tolist()}
 
 
 def _index(index: Any) -> dict[str, Any]:
-    return {"names": list(index.names), **_array(index)}
+    return {"type": type(index).__qualname__, "names": list(index.names), **_array(index)}
 
 
-def state(value: Any) -> tuple[str, dict[str, Any]] | None:
-    """``(record name, fields)`` for a pandas DataFrame, Series or Index, else ``None``."""
+def state(value: Any) -> dict[str, Any] | None:
+    """The fields of a pandas DataFrame, Series or Index, else ``None``
+    (other pandas objects are hashed by what pickle saves of them)."""
     import pandas as pd
 
     if isinstance(value, pd.DataFrame):
-        return "pandas.DataFrame", {
+        return {
             "columns": _index(value.columns),
             "index": _index(value.index),
             "data": [_array(value.iloc[:, position]) for position in range(value.shape[1])],
+            "attrs": dict(value.attrs),
         }
     if isinstance(value, pd.Series):
-        return "pandas.Series", {"name": value.name, "index": _index(value.index), "data": _array(value)}
+        return {"name": value.name, "index": _index(value.index), "data": _array(value), "attrs": dict(value.attrs)}
     if isinstance(value, pd.Index):
-        return "pandas.Index", _index(value)
+        return _index(value)
     return None
