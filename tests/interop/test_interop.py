@@ -285,3 +285,40 @@ def test_large_arrays_cross_aligned_and_python_maps_them(store: Store) -> None:
     """)
     expected_sum = float(sum(i % 7 for i in range(50000)))
     assert seen == ["float32", 50000, expected_sum, True, True]
+
+
+def test_numbers_and_types_cross_languages_exactly_as_the_spec_says(store: Store) -> None:
+    """docs/spec/values.md, "Across languages": a safe-integer JS number is an
+    int, any other number a float; equal values share a key, values a
+    function of either language can tell apart never do."""
+    node = store.node("""
+        const f = hitsave.memo((x) => x, { name: 'numbers', version: '1' });
+        console.log(JSON.stringify({
+          two: f.key(2), twoPointZero: f.key(2.0), half: f.key(2.5), negZero: f.key(-0), zero: f.key(0),
+          big: f.key(2 ** 60), bigint: f.key(2n), object: f.key({ a: 1, b: [1, 'x'] }), flipped: f.key({ b: [1, 'x'], a: 1 }),
+          map: f.key(new Map([['a', 1], ['b', [1, 'x']]])), list: f.key([1, 2]), date: f.key(new Date(0)),
+        }));
+    """)
+    python = store.python("""
+        import dataclasses, json
+        from hitsave import memo
+        @memo(name="numbers", version="1")
+        def f(x):
+            return x
+        @dataclasses.dataclass
+        class Date:
+            time: float
+        print(json.dumps({
+            "two": f.key(2), "twoPointZero": f.key(2.0), "half": f.key(2.5), "negZero": f.key(-0.0), "zero": f.key(0),
+            "big": f.key(float(2 ** 60)), "bigInt": f.key(2 ** 60), "object": f.key({"a": 1, "b": [1, "x"]}),
+            "list": f.key([1, 2]), "tuple": f.key((1, 2)), "date": f.key(Date(0.0)),
+        }))
+    """)
+    # Shared: ints, fractions, -0.0 and the float 2^60, lists, string-keyed objects in their order.
+    for name in ("two", "half", "negZero", "zero", "big", "object", "list"):
+        assert node[name] == python[name], name
+    # JavaScript's 2.0 is its 2; Python's 2.0 is a float no JS call writes.
+    assert node["twoPointZero"] == node["two"] != python["twoPointZero"]
+    assert python["bigInt"] != node["big"] and node["bigint"] != python["two"]
+    assert node["flipped"] != node["object"] and node["map"] != python["object"]
+    assert python["tuple"] != python["list"] and node["date"] != python["date"]
