@@ -76,12 +76,40 @@ const IDENTITY = Symbol('hitsave.identity');
 /** Analyses by call site (and source): a graph, or the promise of one. */
 const ANALYSES = new Map();
 
+// The globals the runtime starts with (`Math`, `JSON`, `Buffer`, …), taken when HitSave loads.
+const BUILTIN_GLOBALS = new Set(Object.getOwnPropertyNames(globalThis));
+const FUNCTION_FINGERPRINTS = new WeakMap();
+
+/**
+ * The fingerprint of a function passed as an argument, or a string saying
+ * why it cannot be hashed (the walker then refuses it). A memoized function
+ * carries its whole graph; any other function counts by its own source, so
+ * one that reads variables around it (a closure's `k`, a helper it calls) is
+ * refused: their values and code are not in its source, and two calls with
+ * different closures would share a key.
+ */
 function fingerprintFunction(fn) {
   const memoized = fn[IDENTITY];
   if (memoized) return memoized();
+  let known = FUNCTION_FINGERPRINTS.get(fn);
+  if (known !== undefined) return known;
   const source = Function.prototype.toString.call(fn);
-  if (source.includes('[native code]')) return null; // bound and builtin functions have no source
-  return native.sourceFingerprint(source, fn.name || '');
+  if (source.includes('[native code]')) {
+    known = 'a bound or builtin function has no source';
+  } else {
+    const free = native.freeNames(source);
+    const outside = free === null ? null : free.filter((name) => !BUILTIN_GLOBALS.has(name) && name !== fn.name);
+    if (outside === null) {
+      known = 'its source does not parse alone';
+    } else if (outside.length > 0) {
+      known = `it reads ${outside.join(', ')} from around it; pass memo(fn) or the values instead`;
+    } else {
+      known = native.sourceFingerprint(source, fn.name || '');
+    }
+  }
+  // A function's source and closure never change: what was found holds for the object's life.
+  FUNCTION_FINGERPRINTS.set(fn, known);
+  return known;
 }
 
 /** Fingerprints of a class and the classes it extends, by constructor (a class's source never changes in a process). */

@@ -1333,6 +1333,25 @@ pub fn analyze(
     Ok(AnalyzedGraph { root: root_name, nodes: graph.nodes })
 }
 
+/// The names a function's own source reads but does not declare (its free
+/// variables: module-level bindings, closure variables, globals), sorted; or
+/// `None` when the source does not parse alone.
+pub fn free_names(source: &str) -> Option<Vec<String>> {
+    let allocator = Allocator::default();
+    for text in [format!("({source})"), format!("({{{source}}})")] {
+        let parsed = Parser::new(&allocator, &text, SourceType::mjs()).parse();
+        if !parsed.diagnostics.is_empty() || parsed.panicked {
+            continue;
+        }
+        let semantic = SemanticBuilder::new().build(&parsed.program).semantic;
+        let mut names: Vec<String> =
+            semantic.scoping().root_unresolved_references().keys().map(|name| name.to_string()).collect();
+        names.sort();
+        return Some(names);
+    }
+    None
+}
+
 /// What `memo()` needs to know about a function from its own source:
 /// its parameter names (`None` for a destructured one) and whether it
 /// refers to `this` (outside nested non-arrow functions).

@@ -277,6 +277,13 @@ pub fn analyze_async(
     AsyncTask::new(Analyze { file, line, column, source, script })
 }
 
+/// The names a function's source reads without declaring them (see
+/// `analyze::free_names`); `null` when it does not parse alone.
+#[napi]
+pub fn free_names(source: String) -> Option<Vec<String>> {
+    analyze::free_names(&source)
+}
+
 /// The `code2` fingerprint of a function value that is not memoized: its
 /// own normalised source (its dependencies are not followed: see docs/node.md).
 #[napi]

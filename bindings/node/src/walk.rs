@@ -168,13 +168,20 @@ impl<'c> Walker<'c> {
         let hook = js.deref(self.ctx.fingerprint_function)?;
         let undefined = js.undefined()?;
         let text = js.call(undefined, hook, &[value])?;
+        let name_value = js.get_named(value, "name")?;
+        let name =
+            if js.typeof_(name_value)? == sys::ValueType::napi_string { js.string(name_value)? } else { String::new() };
+        let name = if name.is_empty() { "function".to_owned() } else { format!("function {name}") };
         if js.typeof_(text)? != sys::ValueType::napi_string {
-            self.out.unhashable(&format!("function {}", js.string(js.get_named(value, "name")?)?));
+            self.out.unhashable(&name);
             return Ok(());
         }
+        // A fingerprint, or the reason the function cannot be hashed faithfully.
         let text = js.string(text)?;
-        let digest = hitsave_core::Digest::parse(&text).map_err(|err| crate::to_napi(js, err.into()))?;
-        self.out.function(&digest);
+        match hitsave_core::Digest::parse(&text) {
+            Ok(digest) => self.out.function(&digest),
+            Err(_) => self.out.unhashable(&format!("{name} ({text})")),
+        };
         Ok(())
     }
 

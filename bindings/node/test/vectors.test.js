@@ -124,6 +124,25 @@ test('JavaScript values follow the logical model: equal keys only for values cod
   assert.notStrictEqual(d(big), d(Buffer.alloc(1 << 20, 8)));
 });
 
+test('a function argument counts by its source only when its source is all it reads', () => {
+  const d = hitsave.valueDigest;
+  assert.strictEqual(d((x) => Math.max(x, 1)), d((x) => Math.max(x, 1)), 'globals are not state');
+  assert.notStrictEqual(d((x) => x * 2), d((x) => x * 3));
+  // A closure's variables are not in its source: [2, 3].map((k) => (x) => x * k) would share one key.
+  const closures = [2, 3].map((k) => (x) => x * k);
+  function helper(x) { return x + 1; }
+  for (const [fn, name] of [[closures[0], 'k'], [(x) => helper(x), 'helper']]) {
+    assert.throws(() => d([fn]), (error) => {
+      assert.strictEqual(error.code, 'unhashable_value');
+      assert.strictEqual(error.path, '[0]');
+      assert.match(error.message, new RegExp(`reads ${name} from around it`));
+      return true;
+    });
+  }
+  // A memoized function carries everything it reads.
+  assert.doesNotThrow(() => d(hitsave.memo(helper)));
+});
+
 test('instances whose state JavaScript cannot read are refused, never hashed without it', () => {
   class Secret { #value; constructor(v) { this.#value = v; } get value() { return this.#value; } }
   class Child extends Secret {}
