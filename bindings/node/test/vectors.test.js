@@ -6,6 +6,7 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const util = require('node:util');
 const hitsave = require('..');
 
 const native = hitsave._native;
@@ -122,6 +123,29 @@ test('JavaScript values follow the logical model: equal keys only for values cod
   const big = Buffer.alloc(1 << 20, 7);
   assert.strictEqual(d(big), d(Buffer.from(big)));
   assert.notStrictEqual(d(big), d(Buffer.alloc(1 << 20, 8)));
+});
+
+test('a pool of values JavaScript code can tell apart has one digest each', () => {
+  class A { constructor(v) { this.v = v; } }
+  class B { constructor(v) { this.v = v; } }
+  const scalars = [null, undefined, true, false, 0, -0, 1, -1, 1.5, NaN, Infinity, 2 ** 60, 0n, 1n, 2n ** 70n, '', '1', 'a'];
+  const pool = [...scalars];
+  for (const item of scalars) {
+    pool.push([item], { k: item }, new Map([['k', item]]), new A(item), new B(item),
+      Object.assign(Object.create(null), { k: item }));
+    if (!Object.is(item, -0)) pool.push(new Set([item])); // a Set stores -0 as 0
+  }
+  pool.push([], {}, new Map(), new Set(), Buffer.from([1]), new Uint8Array([1]), new Uint8ClampedArray([1]),
+    new Int8Array([1]), new Float64Array([1]), new Uint8Array([1]).buffer, new DataView(new ArrayBuffer(1)),
+    new Date(0), new Date(1), /a/, /a/g, (x) => x, (x) => x + 1, new Set([1, 2]), new Set([2, 1]),
+    new hitsave.NDArray('float64', [1, 1], new Float64Array([1])));
+  const seen = new Map();
+  for (const value of pool) {
+    const digest = hitsave.valueDigest(value);
+    assert.ok(!seen.has(digest), `${util.inspect(value)} and ${util.inspect(seen.get(digest))} share a key`);
+    seen.set(digest, value);
+  }
+  assert.strictEqual(seen.size, pool.length);
 });
 
 test('a function argument counts by its source only when its source is all it reads', () => {

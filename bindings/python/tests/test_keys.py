@@ -267,3 +267,38 @@ def test_a_hit_is_never_another_arguments_result(project):
     assert first.stderr.count("computed") == len(expected)
     assert json.loads(second.stdout) == expected
     assert second.stderr.count("computed") == 0
+
+
+def _pool():
+    """Values no two of which a function can mistake for each other: every
+    scalar type against every other, containers of each, subclasses."""
+    scalars = [
+        None, True, False, 0, 1, -1, 2**70, 0.0, -0.0, 1.0, 1.5, float("inf"), float("nan"), "", "1", "a",
+        b"", b"1", bytearray(b"1"), np.int8(1), np.int64(1), np.float32(1), np.float64(1), np.bool_(True),
+        complex(1, 0), decimal.Decimal("1"), decimal.Decimal("1.0"), fractions.Fraction(1), Size.SMALL, Mode.FAST,
+        Tagged(1), datetime.date(1970, 1, 1), datetime.datetime(1970, 1, 1), datetime.timedelta(0),
+        pathlib.PurePosixPath("1"), pd.Timestamp(0), pd.Timedelta(0), np.datetime64(0, "D"), np.timedelta64(0, "D"),
+        range(1), slice(1), uuid.UUID(int=1), np.dtype("int8"), len, abs, statistics.mean,
+    ]
+    pool = list(scalars)
+    for item in scalars[:12]:
+        pool += [[item], (item,), {"k": item}, {item}, frozenset({item}), collections.OrderedDict(k=item),
+                 Plain(k=item), Point(item, 0), Pair(item, 0)]
+    pool += [[], (), {}, set(), frozenset(), MyList(), np.array([1.0]), np.array([1]), np.array([[1]]),
+             np.array([1], dtype=np.float32), np.ma.MaskedArray([1.0]), collections.Counter()]
+    return pool
+
+
+def test_a_pool_of_distinguishable_values_has_one_digest_each():
+    pool = _pool()
+    digests = {}
+    for value in pool:
+        d = digest(value)
+        assert d not in digests, f"{value!r} and {digests[d]!r} share a key"
+        digests[d] = value
+    # And each is stable: hashing again (a copy where one exists) gives the same digest.
+    import copy
+
+    for value in pool:
+        if not callable(value):
+            assert digest(copy.deepcopy(value)) == digest(value), repr(value)
