@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections.abc
 import dis
 import functools
 import importlib.metadata
@@ -207,10 +208,24 @@ def normalised_source(obj: Any) -> str | None:
     return ast.dump(_strip_docstrings(tree), include_attributes=False)
 
 
+_NO_DOCSTRING = ("<lambda>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>", "<module>")
+
+
 def _code_summary(code: types.CodeType) -> list[Any]:
-    """Bytecode, names and constants of a code object, for when no source exists."""
-    consts = [_code_summary(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
-    return [code.co_code, list(code.co_names), list(code.co_varnames), consts]
+    """What a code object runs: bytecode, names and constants (nested code
+    objects likewise), without its docstring. Comments and blank lines leave
+    it unchanged; any change to what runs changes it. Constants enter by
+    value (never by ``repr``, whose set order differs between processes)."""
+    consts = list(code.co_consts)
+    if code.co_name not in _NO_DOCSTRING and consts and (consts[0] is None or isinstance(consts[0], str)):
+        consts = consts[1:]  # a def's docstring (or the None that stands for none)
+    return [
+        code.co_code,
+        list(code.co_names),
+        list(code.co_varnames),
+        list(code.co_freevars),
+        [_code_summary(c) if isinstance(c, types.CodeType) else _safe_value(c) for c in consts],
+    ]
 
 
 def _nested_codes(code: types.CodeType) -> list[types.CodeType]:
@@ -221,13 +236,34 @@ def _nested_codes(code: types.CodeType) -> list[types.CodeType]:
     return out
 
 
-def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[Any]:
-    """Objects a code object (and its nested ones) reads from its globals,
-    including ``module.attr`` chains."""
-    found: list[Any] = []
+def _import_module(name: str, level: int, package: str | None) -> types.ModuleType | None:
+    """The module an ``import`` in a function body names, importing it as the
+    function itself would (``None`` when it cannot be found now)."""
+    import importlib.util
+
+    try:
+        if level:
+            if not package:
+                return None
+            name = importlib.util.resolve_name("." * level + name, package)
+        return importlib.import_module(name)
+    except Exception:  # the body would raise when it runs; nothing to hash now
+        return None
+
+
+def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[str | None, Any, str | None]]:
+    """What a code object (and its nested ones) reads from its globals, as
+    ``(global name read, value, qualified name of a module attribute)``:
+    globals, ``module.attr(.attr…)`` chains (data as well as code), and what
+    ``import``/``from … import`` statements inside the body bring in."""
+    found: list[tuple[str | None, Any, str | None]] = []
+    package = namespace.get("__package__") or (namespace.get("__name__", "").rpartition(".")[0] or None)
     for nested in _nested_codes(code):
         instructions = list(dis.get_instructions(nested))
         for index, instruction in enumerate(instructions):
+            if instruction.opname == "IMPORT_NAME":
+                found.extend(_imported(instructions, index, package))
+                continue
             if instruction.opname not in ("LOAD_GLOBAL", "LOAD_NAME"):
                 continue
             name = instruction.argval
@@ -239,14 +275,56 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[Any]:
                 continue  # defined later or never: nothing to hash now
             # Follow module.attr(.attr…) reads.
             follow = index + 1
+            qualified = None
             while isinstance(value, types.ModuleType) and follow < len(instructions) and instructions[follow].opname in ("LOAD_ATTR", "LOAD_METHOD"):
                 attr = instructions[follow].argval
                 if not hasattr(value, attr):
                     break
+                qualified = f"{value.__name__}:{attr}"
                 value = getattr(value, attr)
                 follow += 1
-            found.append(value)
+            found.append((name, value, qualified))
     return found
+
+
+def _imported(instructions: list[dis.Instruction], index: int, package: str | None) -> list[tuple[str | None, Any, str | None]]:
+    """What one ``IMPORT_NAME`` in a body brings in: the names a
+    ``from m import a, b`` takes, or, for ``import m`` (used as ``m.x``
+    later, which bytecode does not tie to the import), everything module
+    ``m`` defines: more than the body may use, never less."""
+    level = instructions[index - 2].argval if index >= 2 and instructions[index - 2].opname == "LOAD_CONST" else 0
+    module = _import_module(instructions[index].argval, level or 0, package)
+    if module is None:
+        return []
+    names = []
+    follow = index + 1
+    while follow < len(instructions) and instructions[follow].opname in ("IMPORT_FROM", "STORE_FAST", "STORE_NAME", "STORE_DEREF", "STORE_GLOBAL"):
+        if instructions[follow].opname == "IMPORT_FROM":
+            names.append(instructions[follow].argval)
+        follow += 1
+    if names:
+        out = []
+        for attr in names:
+            if hasattr(module, attr):
+                out.append((None, getattr(module, attr), f"{module.__name__}:{attr}"))
+            else:  # a submodule imported by name
+                sub = _import_module(f"{module.__name__}.{attr}", 0, None)
+                if sub is not None:
+                    out.append((None, sub, None))
+        return out
+    if is_external(module):
+        return [(None, module, None)]
+    dotted = instructions[index].argval
+    if "." in dotted and not level:
+        # `import a.b` binds `a`; the code reads `a.b.x`: the leaf module is what it uses.
+        module = sys.modules.get(dotted, module)
+    return [(None, module, None)] + [
+        (None, value, f"{module.__name__}:{attr}")
+        for attr, value in list(vars(module).items())
+        if not (attr.startswith("__") and attr.endswith("__"))
+        and not isinstance(value, types.ModuleType)
+        and getattr(value, "__module__", module.__name__) == module.__name__
+    ]
 
 
 _SAME_OBJECT = object()
@@ -346,6 +424,11 @@ class Watched:
         self.snapshots: dict[int, tuple[Any, Any]] = {}
         self.probes: dict[int, tuple[Any, Any, Any]] = {}
         self.groups: list[tuple[dict[str, Any], Any, tuple[Any, ...]]] = []
+        self.codes: list[tuple[Any, Any]] = []
+
+    def code(self, fn: types.FunctionType) -> None:
+        """A function whose ``__code__`` the graph read (reassigning it is an edit)."""
+        self.codes.append((fn, fn.__code__))
 
     def name(self, namespace: dict[str, Any], name: str, value: Any) -> None:
         self.names.setdefault(id(namespace), (namespace, {}))[1].setdefault(name, value)
@@ -386,6 +469,9 @@ class Watched:
                 if cell.cell_contents is not value:
                     return False
             except ValueError:
+                return False
+        for fn, code in self.codes:
+            if fn.__code__ is not code:
                 return False
         for value, snapshot in self.snapshots.values():
             if value != snapshot:
@@ -436,6 +522,12 @@ class _GraphBuilder:
             return node
         if isinstance(obj, types.MethodType):
             return self.visit(obj.__func__)
+        memoized = _memoized(obj)
+        if memoized is not None:
+            # A memoized function another one calls: its code (and what it
+            # binds), never the wrapper object: editing the inner function
+            # must change the outer's fingerprint.
+            return self.visit(memoized, name_hint)
         if isinstance(obj, types.ModuleType) and is_external(obj):
             dist, version = package_of(obj)
             return self._add("package", f"package:{dist}", _native.value_digest(f"{dist}=={version}"))
@@ -448,6 +540,22 @@ class _GraphBuilder:
             return self._add(
                 "package", f"package:{dist}:{qualified}", _native.value_digest(f"{dist}=={version} {qualified}")
             )
+        registry = getattr(obj, "registry", None)
+        if isinstance(obj, types.FunctionType) and callable(getattr(obj, "dispatch", None)) and isinstance(registry, collections.abc.Mapping):
+            # functools.singledispatch: the code that runs is each registered implementation.
+            name = f"singledispatch:{obj.__module__}:{obj.__qualname__}"
+            if name in self.index:
+                return self.index[name]
+            node = self._add("function", name, _native.value_digest(["singledispatch", [_qualified_type(t) for t in registry]]))
+            for implementation in list(registry.values()):
+                child = self.visit(implementation)
+                if child is not None and child != node:
+                    self._link(node, child)
+            return node
+        wrapped = getattr(obj, "__wrapped__", None)
+        if wrapped is not None and callable(obj) and not isinstance(obj, (types.FunctionType, type)):
+            # functools.lru_cache and cache wrappers (C objects): the function inside.
+            return self.visit(wrapped, name_hint)
         if isinstance(obj, types.FunctionType):
             return self._function(obj)
         if isinstance(obj, type):
@@ -499,13 +607,18 @@ class _GraphBuilder:
             name = f"{name}#{number}"
         # The code object's source: `inspect.getsource(fn)` follows `__wrapped__`,
         # so a decorator's wrapper would be read as the function it wraps.
+        # And what runs: the source on disk may be newer than the code loaded
+        # (a file saved after import), and two lambdas on one line share their
+        # source text; the bytecode tells them apart.
         source = normalised_source(fn.__code__)
         content = _native.value_digest([
             "function",
-            source if source is not None else _code_summary(fn.__code__),
+            source,
+            _code_summary(fn.__code__),
             _safe_value(fn.__defaults__),
             _safe_value(fn.__kwdefaults__),
         ])
+        self.watched.code(fn)
         node = self._add("function", name, content)
         self.functions[id(fn)] = node
         self._deps_of_code(node, fn.__code__, fn.__globals__, fn.__module__)
@@ -527,13 +640,22 @@ class _GraphBuilder:
         return node
 
     def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> None:
-        for value in _referenced(code, namespace):
-            names = [k for k, v in namespace.items() if v is value]
-            if names:
-                self.watched.name(namespace, names[0], value)
+        for name, value, qualified in _referenced(code, namespace):
+            if name is not None and name in namespace:
+                # Watched under the name the code reads (never another name
+                # bound to an equal small int or interned string).
+                self.watched.name(namespace, name, value)
+            if qualified is not None:
+                owner, _, attr = qualified.partition(":")
+                module_object = sys.modules.get(owner)
+                if module_object is not None and getattr(module_object, attr, None) is value:
+                    self.watched.name(vars(module_object), attr, value)
             hint = None
             if not isinstance(value, (types.FunctionType, type, types.ModuleType)):
-                hint = f"{module}:{names[0]}" if names else None
+                if qualified is not None:
+                    hint = qualified
+                elif name is not None:
+                    hint = f"{module}:{name}"
             self._link(node, self.visit(value, hint))
 
     def _class(self, cls: type) -> int:
@@ -541,12 +663,14 @@ class _GraphBuilder:
         if name in self.index:
             return self.index[name]
         source = normalised_source(cls)
-        if source is None:
-            members = sorted((k, _code_summary(v.__code__)) for k, v in vars(cls).items() if isinstance(v, types.FunctionType))
-            source_value: Any = members
-        else:
-            source_value = source
-        node = self._add("class", name, _native.value_digest(["class", source_value]))
+        # What its methods run, besides the source (which may be newer than the loaded code).
+        members = sorted(
+            (attribute, _code_summary(function.__code__))
+            for attribute, member in vars(cls).items()
+            for function in _member_functions(member)
+            if function.__code__.co_qualname.startswith(cls.__qualname__ + ".")
+        )
+        node = self._add("class", name, _native.value_digest(["class", source, members]))
         for base in cls.__bases__:
             if base is not object:
                 self._link(node, self.visit(base))
@@ -570,6 +694,18 @@ class _GraphBuilder:
                     # a node of its own, with its closure (the method it wraps).
                     self._link(node, self.visit(function))
         return node
+
+
+def _memoized(obj: Any) -> Any:
+    """The function a HitSave ``@memo`` wrapper wraps (as given: a function,
+    a bound method, a partial), or ``None``."""
+    from hitsave._memo import MemoFunction
+
+    return obj._fn if isinstance(obj, MemoFunction) else None
+
+
+def _qualified_type(kind: Any) -> str:
+    return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', repr(kind))}"
 
 
 def _member_functions(member: Any) -> list[types.FunctionType]:

@@ -1,0 +1,248 @@
+"""The code graph never serves a result of old code (docs/python.md, "Code
+dependencies"): a real project on disk, edited between fresh processes.
+
+Each edit below kept hitting results computed by the code before the edit."""
+
+import json
+
+import pytest
+
+UTILS = """
+CLIP = 10                                   # EDIT-modconst
+TABLE = {"a": 1}                            # EDIT-modtable
+
+def helper(x):
+    return x + 1                            # EDIT-bodyimport
+"""
+
+RELATIVE = """
+RCONST = 3                                  # EDIT-relconst
+"""
+
+CONFIG = """
+import datetime, decimal, re
+import numpy as np
+START = datetime.date(2024, 1, 1)           # EDIT-date
+RATE = decimal.Decimal("0.5")               # EDIT-decimal
+PATTERN = re.compile("a+")                  # EDIT-pattern
+RNG = np.random.default_rng(0)              # EDIT-rng
+"""
+
+STEPS = """
+import functools, statistics
+import numpy as np
+from hitsave import memo
+import utils
+from . import rel
+from .config import START, RATE, PATTERN, RNG
+from math import floor as rnd               # EDIT-alias
+AGG = statistics.mean                       # EDIT-agg
+FLOAT_T = np.float32                        # EDIT-dtype
+
+@memo
+def inner(x):
+    return x * 2                            # EDIT-inner
+
+@memo
+def outer(x):
+    return inner(x) + 1
+
+@memo
+def reads_module_data(x):
+    return x + utils.CLIP + utils.TABLE["a"] + rel.RCONST
+
+@memo
+def imports_in_body(x):
+    from utils import helper
+    return helper(x)
+
+@memo
+def imports_module_in_body(x):
+    import utils as u
+    return u.helper(x) * 10
+
+@functools.lru_cache
+def cached_helper(x):
+    return x * 3                            # EDIT-lru
+
+@functools.cache
+def plain_cached(x):
+    return x - 1                            # EDIT-cache
+
+@functools.singledispatch
+def dispatch(x):
+    return 0
+
+@dispatch.register
+def _(x: int):
+    return x * 4                            # EDIT-singledispatch
+
+@memo
+def uses_cached(x):
+    return [cached_helper(x), plain_cached(x), dispatch(x)]
+
+@memo
+def uses_values(x):
+    return [x, str(START), str(RATE), PATTERN.pattern, int(RNG.bit_generator.state["state"]["state"] % 1000)]
+
+@memo
+def uses_aliases(x):
+    return [rnd(x / 2), AGG([x, x, 4 * x]), str(np.dtype(FLOAT_T))]
+
+class Scaler:
+    def scale(self, x):
+        return x * 5                        # EDIT-argclass
+
+@memo
+def uses_argument(s, x):
+    return s.scale(x)
+
+class Base:
+    @memo
+    def run(self, x):
+        return self.step(x)
+
+    def step(self, x):
+        return x
+
+class Child(Base):
+    def step(self, x):
+        return x * 6                        # EDIT-override
+"""
+
+EDITS = [
+    # (mark, call, old text, new text)
+    ("EDIT-inner", "outer(3)", "x * 2 ", "x * 7 "),
+    ("EDIT-modconst", "reads_module_data(3)", "= 10 ", "= 20 "),
+    ("EDIT-modtable", "reads_module_data(3)", '"a": 1}', '"a": 5}'),
+    ("EDIT-relconst", "reads_module_data(3)", "= 3 ", "= 30 "),
+    ("EDIT-bodyimport", "imports_in_body(3)", "x + 1 ", "x + 9 "),
+    ("EDIT-bodyimport", "imports_module_in_body(3)", "x + 1 ", "x + 9 "),
+    ("EDIT-lru", "uses_cached(3)", "x * 3 ", "x * 8 "),
+    ("EDIT-cache", "uses_cached(3)", "x - 1 ", "x - 2 "),
+    ("EDIT-singledispatch", "uses_cached(3)", "x * 4 ", "x * 9 "),
+    ("EDIT-date", "uses_values(3)", "1, 1)", "1, 2)"),
+    ("EDIT-decimal", "uses_values(3)", '"0.5"', '"0.6"'),
+    ("EDIT-pattern", "uses_values(3)", '"a+"', '"b+"'),
+    ("EDIT-rng", "uses_values(3)", "rng(0)", "rng(1)"),
+    ("EDIT-alias", "uses_aliases(3)", "floor as", "ceil as"),
+    ("EDIT-agg", "uses_aliases(3)", "statistics.mean", "statistics.median"),
+    ("EDIT-dtype", "uses_aliases(3)", "np.float32", "np.float64"),
+    ("EDIT-argclass", "uses_argument(pkg.steps.Scaler(), 3)", "x * 5 ", "x * 11 "),
+    ("EDIT-override", "Base.run(pkg.steps.Child(), 3)", "x * 6 ", "x * 12 "),
+]
+
+FILES = {"pkg/__init__.py": "", "utils.py": UTILS, "pkg/rel.py": RELATIVE, "pkg/config.py": CONFIG, "pkg/steps.py": STEPS}
+
+
+def write_project(project):
+    for path, text in FILES.items():
+        project.write(path, text)
+
+
+def run(project, call):
+    """The call's result in a fresh process, and whether it missed there."""
+    function, arguments = call[: call.index("(")], call[call.index("("):]
+    code = f"""
+        import json, hitsave, pkg.steps
+        missed = pkg.steps.{function}.lookup{arguments} is hitsave.MISS
+        print(json.dumps([missed, pkg.steps.{function}{arguments}]))
+    """
+    return json.loads(project.run(code).stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mark, call, old, new", EDITS, ids=[f"{e[0]}:{e[1].split('(')[0]}" for e in EDITS])
+def test_an_edit_anywhere_the_function_reaches_misses(project, mark, call, old, new):
+    write_project(project)
+    missed, first = run(project, call)
+    assert missed
+    again_missed, again = run(project, call)
+    assert not again_missed and again == first, "the second process must hit"
+    path = next(path for path, text in FILES.items() if mark in text)
+    text = (project.root / path).read_text()
+    line = next(line for line in text.splitlines() if mark in line)
+    assert old in line, (old, line)
+    project.write(path, text.replace(line, line.replace(old, new)))
+    missed_after, after = run(project, call)
+    assert missed_after, f"{mark}: the edit must miss (a hit would be the old code's result {first})"
+    assert after != first
+
+
+def test_two_lambdas_on_one_line_are_two_functions(project):
+    project.write("lambdas.py", """
+        from hitsave import memo
+        a, b = memo(lambda x: x), memo(lambda x: x + 1)
+    """)
+    out = project.run("import json, lambdas; print(json.dumps([lambdas.a(1), lambdas.b(1)]))").stdout
+    assert json.loads(out) == [1, 2]
+    out = project.run("import json, lambdas; print(json.dumps([lambdas.b(1), lambdas.a(1)]))").stdout
+    assert json.loads(out) == [2, 1]
+
+
+def test_a_helper_saved_after_import_never_stores_old_results_under_the_new_code(project):
+    """A notebook without autoreload: the file changes on disk while the
+    process still runs the code it imported."""
+    project.write("helpers.py", """
+        def value():
+            return 2
+    """)
+    project.write("job.py", """
+        from hitsave import memo
+        import helpers
+
+        @memo
+        def result():
+            return helpers.value()
+    """)
+    out = project.run("""
+        import pathlib, job
+        pathlib.Path("helpers.py").write_text("def value():\\n    return 3\\n")
+        print(job.result())   # runs the old code: 2
+    """).stdout
+    assert out.split() == ["2"]
+    # A fresh process runs the new code: it must compute 3, not hit the 2.
+    assert project.run("import job; print(job.result())").stdout.split() == ["3"]
+
+
+def test_a_small_int_shared_by_two_globals_is_watched_under_the_name_read(project):
+    project.write("depth.py", """
+        from hitsave import memo
+        N_SPLITS = 5
+        MAX_DEPTH = 5
+
+        @memo
+        def depth(x):
+            return x + MAX_DEPTH
+    """)
+    out = project.run("""
+        import depth
+        first = depth.depth(1)
+        depth.MAX_DEPTH = 6
+        print(first, depth.depth(1))
+    """).stdout
+    assert out.split() == ["6", "7"]
+    # And the result computed with 6 was not stored under the code that says 5.
+    assert project.run("import depth; print(depth.depth(1))").stdout.split() == ["6"]
+
+
+def test_a_reassigned_code_object_is_an_edit(project):
+    project.write("swap.py", """
+        from hitsave import memo
+
+        def helper(x):
+            return x + 1
+
+        def other(x):
+            return x + 100
+
+        @memo
+        def f(x):
+            return helper(x)
+    """)
+    out = project.run("""
+        import swap
+        first = swap.f(1)
+        swap.helper.__code__ = swap.other.__code__
+        print(first, swap.f(1))
+    """).stdout
+    assert out.split() == ["2", "101"]
