@@ -246,3 +246,111 @@ def test_a_reassigned_code_object_is_an_edit(project):
         print(first, swap.f(1))
     """).stdout
     assert out.split() == ["2", "101"]
+
+
+def test_memo_options_that_do_not_change_results_keep_hitting(project):
+    project.write("opts.py", """
+        import hitsave
+        from hitsave import memo
+
+        @memo
+        def f(x, verbose=False):
+            return x * 2
+    """)
+    call = "import opts, hitsave; print(opts.f.lookup(3) is hitsave.MISS, opts.f(3))"
+    assert project.run(call).stdout.split() == ["True", "6"]
+    # (ignore= changes which arguments form the key, so it keys anew by design;
+    # the code's fingerprint stays, as `why` would say.)
+    for decorator in ("@memo(cloud=False)", "@memo(local=True)", "@hitsave.memo"):
+        source = (project.root / "opts.py").read_text()
+        project.write("opts.py", source.replace(next(l for l in source.splitlines() if l.startswith("@memo")), decorator))
+        assert project.run(call).stdout.split() == ["False", "6"], decorator
+
+
+def test_a_script_run_directly_shares_results_with_its_import(project):
+    project.write("app.py", """
+        import sys
+        from hitsave import memo
+
+        @memo
+        def f(x):
+            print("computed", file=sys.stderr)
+            return x + 1
+
+        if __name__ == "__main__":
+            print(f(1), f.function_name)
+    """)
+    import subprocess
+    import sys
+
+    script = subprocess.run([sys.executable, "app.py"], cwd=project.root, env=project.env(), capture_output=True, text=True, check=True)
+    assert script.stdout.split() == ["2", "app:f"] and "computed" in script.stderr
+    imported = project.run("import app; print(app.f(1), app.f.function_name)")
+    assert imported.stdout.split() == ["2", "app:f"] and "computed" not in imported.stderr
+
+
+def test_memoized_functions_pickle_and_cross_process_pools(project):
+    project.write("work.py", """
+        import functools
+        import numpy as np
+        from hitsave import memo
+
+        @memo
+        def square(x):
+            return x * x
+
+        @memo
+        @functools.lru_cache
+        def cached(x):
+            return x + 10
+
+        vectorized = memo(np.vectorize(lambda x: x * 3))
+
+        def deco(fn):
+            @functools.wraps(fn)
+            def wrapper(*args, **kwargs):
+                return fn(*args, **kwargs)
+            return wrapper
+
+        @memo(ignore=["verbose"])
+        @deco
+        def wrapped(x, verbose=False):
+            return x - 1
+    """)
+    out = project.run("""
+        import concurrent.futures, json, multiprocessing, pickle
+        import work
+        if __name__ == "__main__":
+            assert pickle.loads(pickle.dumps(work.square)) is work.square
+            results = {}
+            for method in ("fork", "spawn", "forkserver"):
+                with multiprocessing.get_context(method).Pool(2) as pool:
+                    results[method] = pool.map(work.square, [1, 2, 3])
+            with concurrent.futures.ProcessPoolExecutor(2) as executor:
+                results["executor"] = list(executor.map(work.square, [4]))
+            results["lru"] = work.cached(1)
+            results["vectorize"] = int(work.vectorized(2))
+            results["ignore"] = [work.wrapped(5, verbose=True), work.wrapped.key(5, verbose=True) == work.wrapped.key(5)]
+            print(json.dumps(results))
+    """)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "fork": [1, 4, 9], "spawn": [1, 4, 9], "forkserver": [1, 4, 9], "executor": [16],
+        "lru": 11, "vectorize": 6, "ignore": [4, True],
+    }
+
+
+def test_an_unused_constant_equal_to_a_used_one_is_not_a_dependency(project):
+    project.write("consts.py", """
+        from hitsave import memo
+        N_SPLITS = 5        # EDIT
+        MAX_DEPTH = 5
+
+        @memo
+        def depth(x):
+            return x + MAX_DEPTH
+    """)
+    call = "import consts, hitsave; print(consts.depth.lookup(1) is hitsave.MISS, consts.depth(1))"
+    assert project.run(call).stdout.split() == ["True", "6"]
+    source = (project.root / "consts.py").read_text()
+    project.write("consts.py", source.replace("N_SPLITS = 5", "N_SPLITS = 6"))
+    assert project.run(call).stdout.split() == ["False", "6"]

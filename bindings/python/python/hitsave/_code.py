@@ -205,7 +205,49 @@ def normalised_source(obj: Any) -> str | None:
     except SyntaxError:
         # A lambda inside a larger expression: keep the text of its line(s).
         return source.strip()
-    return ast.dump(_strip_docstrings(tree), include_attributes=False)
+    return ast.dump(_strip_memo_decorators(_strip_docstrings(tree)), include_attributes=False)
+
+
+def _is_memo_decorator(node: ast.expr) -> bool:
+    """``@memo``, ``@hitsave.memo``, ``@memo(...)``: options that change where
+    results are kept, not what the function computes."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    return (isinstance(node, ast.Name) and node.id == "memo") or (isinstance(node, ast.Attribute) and node.attr == "memo")
+
+
+def _strip_memo_decorators(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            node.decorator_list = [d for d in node.decorator_list if not _is_memo_decorator(d)]
+    return tree
+
+
+def module_name(name: str) -> str:
+    """The name a module's functions are known by: a script run as
+    ``python app.py`` (``__main__``, or ``__mp_main__`` in a spawned worker)
+    by its module path (``app``, ``pkg.app`` under ``python -m``), so results
+    and history are shared with ``import app``; ``python -c`` and notebooks
+    stay ``__main__``."""
+    if name not in ("__main__", "__mp_main__"):
+        return name
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None)
+    if spec is not None and getattr(spec, "name", None) and spec.name not in ("__main__", "__mp_main__"):
+        return spec.name
+    file = getattr(module, "__file__", None)
+    if not file:
+        return name
+    path = Path(file).resolve()
+    for entry in sys.path:
+        try:
+            relative = path.relative_to(Path(entry or ".").resolve())
+        except ValueError:
+            continue
+        parts = relative.with_suffix("").parts
+        if parts and all(part.isidentifier() for part in parts):
+            return ".".join(parts)
+    return path.stem
 
 
 _NO_DOCSTRING = ("<lambda>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>", "<module>")
@@ -531,7 +573,12 @@ class _GraphBuilder:
         if isinstance(obj, types.ModuleType) and is_external(obj):
             dist, version = package_of(obj)
             return self._add("package", f"package:{dist}", _native.value_digest(f"{dist}=={version}"))
-        if callable(obj) and isinstance(getattr(obj, "__name__", None), str) and is_external(obj):
+        if (
+            callable(obj)
+            and isinstance(getattr(obj, "__name__", None), str)
+            and (isinstance(obj, (types.FunctionType, type)) or is_code_object(obj) or not hasattr(obj, "__dict__"))
+            and is_external(obj)
+        ):
             # A package's function or class counts by its distribution, version
             # and qualified name: `statistics.mean` is not `statistics.median`.
             # (A package's callable *instance* has no name: it counts by value, below.)
@@ -562,10 +609,6 @@ class _GraphBuilder:
             return self._class(obj)
         if isinstance(obj, types.ModuleType):
             return self._add("module", f"module:{obj.__name__}", _native.value_digest(obj.__name__))
-        project_class = _project_class_of(obj)
-        if callable(obj) and project_class is None:
-            # Builtin functions and other callables without Python code.
-            return None
         if name_hint is None:
             return None
         try:
@@ -590,8 +633,8 @@ class _GraphBuilder:
         if isinstance(obj, types.FunctionType):
             # Where its code was defined: `functools.wraps` copies the wrapped
             # function's name onto a decorator's wrapper, which is other code.
-            return f"{obj.__globals__.get('__name__', obj.__module__)}:{obj.__code__.co_qualname}"
-        return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
+            return f"{module_name(obj.__globals__.get('__name__', obj.__module__))}:{obj.__code__.co_qualname}"
+        return f"{module_name(getattr(obj, '__module__', None) or '?')}:{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
 
     def _function(self, fn: types.FunctionType) -> int:
         if id(fn) in self.functions:
@@ -621,7 +664,7 @@ class _GraphBuilder:
         self.watched.code(fn)
         node = self._add("function", name, content)
         self.functions[id(fn)] = node
-        self._deps_of_code(node, fn.__code__, fn.__globals__, fn.__module__)
+        self._deps_of_code(node, fn.__code__, fn.__globals__, module_name(fn.__globals__.get("__name__", fn.__module__)))
         for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             try:
                 value = cell.cell_contents
@@ -687,7 +730,7 @@ class _GraphBuilder:
                     self._link(node, child)
             for function in _member_functions(member):
                 if function.__code__.co_qualname.startswith(cls.__qualname__ + "."):
-                    self._deps_of_code(node, function.__code__, function.__globals__, cls.__module__)
+                    self._deps_of_code(node, function.__code__, function.__globals__, module_name(cls.__module__))
                 else:
                     # Code defined elsewhere (a decorator's wrapper, a function
                     # assigned in the class body): not in the class's source, so
@@ -777,7 +820,10 @@ def _graph_and_watched(obj: Any) -> tuple[str, list[tuple[str, str, str, list[in
 
 def _build_graph(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], Watched]:
     builder = _GraphBuilder()
-    root = builder.visit(obj, getattr(obj, "__qualname__", None))
+    # A callable instance (np.vectorize(…), a project class's instance) has no
+    # qualified name of its own: it is named by its type and counts by value.
+    hint = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or f"{type(obj).__module__}.{type(obj).__qualname__}"
+    root = builder.visit(obj, hint)
     if root is None:
         raise TypeError(f"{obj!r} has no code to fingerprint")
     return builder.nodes[root][1], builder.nodes, builder.watched.freeze()

@@ -154,8 +154,18 @@ def _unwrap(fn: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
             return fn, args, kwargs
 
 
+def _qualname(fn: Any) -> str:
+    """A callable's qualified name; a callable instance (``np.vectorize(…)``) by its type."""
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__qualname__
+
+
 class MemoFunction(Generic[P, R]):
     """A memoized function. Call it like the original."""
+
+    def __reduce__(self) -> str:
+        # Pickled by reference, as functions are: the module attribute it is
+        # (multiprocessing, ProcessPoolExecutor and joblib send it so).
+        return _qualname(self)
 
     def __init__(
         self,
@@ -191,9 +201,12 @@ class MemoFunction(Generic[P, R]):
             count = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)
             unknown = self._ignore - set(code.co_varnames[:count])
         else:
+            unknown = set(self._ignore)
+        if unknown:
+            # A `functools.wraps` wrapper takes (*args, **kwargs): its signature is the wrapped function's.
             unknown = self._ignore - set(self._signature.parameters)
         if unknown:
-            raise ValueError(f"memo: ignore= names parameters {sorted(unknown)} that {self._code_fn.__qualname__} does not have")
+            raise ValueError(f"memo: ignore= names parameters {sorted(unknown)} that {_qualname(self._code_fn)} does not have")
         self._identity: tuple[str, dict[str, str]] | None = None
         # What the graph read (_code.Watched), checked before each use.
         self._watched: Any = None
@@ -202,7 +215,16 @@ class MemoFunction(Generic[P, R]):
         self._pending: dict[str, asyncio.Future[Any]] = {}
         # Keys whose last result the store's policy declined (for `why`), with size, µs and why.
         self._not_stored: dict[str, tuple[int, int, str]] = {}
-        self.function_name = f"{self._code_fn.__module__}:{self._code_fn.__qualname__}" if name is None else name
+        if name is None:
+            module = getattr(self._code_fn, "__module__", None) or type(self._code_fn).__module__
+            if module in ("__main__", "__mp_main__"):
+                # A script's functions by its module path (the analysis is imported only then).
+                from hitsave._code import module_name
+
+                module = module_name(module)
+            self.function_name = f"{module}:{_qualname(self._code_fn)}"
+        else:
+            self.function_name = name
 
     # -- identity and keys -------------------------------------------------
 
