@@ -166,7 +166,7 @@ function callSite(skip) {
   const saved = Error.prepareStackTrace;
   const savedLimit = Error.stackTraceLimit;
   try {
-    Error.stackTraceLimit = 1;
+    Error.stackTraceLimit = 12;
     Error.prepareStackTrace = (_, sites) => sites;
     const holder = {};
     Error.captureStackTrace(holder, skip);
@@ -174,7 +174,16 @@ function callSite(skip) {
     if (!site) return null;
     let file = site.getFileName();
     if (!file) return null;
-    const where = { file, line: site.getLineNumber() || 0, column: site.getColumnNumber() || 0, script: null };
+    // The files of the calls that led here: when memo() is called by the
+    // project's own helper, the function passed is defined in one of them.
+    const others = [];
+    for (const caller of holder.stack.slice(1)) {
+      let name = caller.getFileName();
+      if (!name || name.startsWith('node:') || name === __filename) continue;
+      if (name.startsWith('file://')) name = require('node:url').fileURLToPath(name);
+      if (!others.includes(name)) others.push(name);
+    }
+    const where = { file, line: site.getLineNumber() || 0, column: site.getColumnNumber() || 0, script: null, others };
     originalPosition(where);
     if (where.file.startsWith('file://')) where.file = require('node:url').fileURLToPath(where.file);
     file = where.file;
@@ -359,7 +368,7 @@ function memo(fn, options = {}) {
     name !== undefined ? String(name) : `${site ? site.file.split(/[\\/]/).pop() : '<unknown>'}:${fn.name || 'anonymous'}`;
 
   let state = null; // { handle, mode, fingerprint, graph }
-  const where = [site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source, site ? site.script : null];
+  const where = [site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source, site ? site.script : null, site ? site.others : []];
   function register(graph) {
     if (state !== null) return state;
     const spec = { functionName, cacheDir, cloud: cloud !== false };

@@ -770,28 +770,51 @@ fn find_root(
                 return Ok(Some(Binding::Unit(unit)));
             }
             Expression::Identifier(identifier) => {
-                if let Some(binding) = builder.module.bindings.get(identifier.name.as_str()) {
-                    return Ok(Some(binding.clone()));
-                }
-                // A name bound inside a function (not module-level): find its declaration below.
-                if let Some(reference) = identifier.reference_id.get()
-                    && let Some(symbol) = semantic.scoping().get_reference(reference).symbol_id()
-                {
-                    let declared = semantic.scoping().symbol_span(symbol);
-                    if let Some(found) = function_at_text(builder, semantic, declared.start as usize)? {
-                        return Ok(Some(found));
+                let scoping = semantic.scoping();
+                let symbol =
+                    identifier.reference_id.get().and_then(|reference| scoping.get_reference(reference).symbol_id());
+                match symbol {
+                    // A module-level name: its binding.
+                    Some(symbol) if scoping.symbol_scope_id(symbol) == scoping.root_scope_id() => {
+                        if let Some(binding) = builder.module.bindings.get(identifier.name.as_str()) {
+                            return Ok(Some(binding.clone()));
+                        }
                     }
+                    // A function declared inside a function, or a const holding a
+                    // function literal there: that function, found at its declaration.
+                    Some(symbol) if declares_a_function(semantic, symbol) => {
+                        let declared = scoping.symbol_span(symbol);
+                        if let Some(found) = function_at_text(builder, semantic, declared.start as usize)? {
+                            return Ok(Some(found));
+                        }
+                    }
+                    // A parameter (`function cached(fn) { return memo(fn) }`,
+                    // `[f, g].map((fn) => memo(fn))`), a `let`, a catch binding:
+                    // which function it holds is only known when it runs. Never
+                    // the enclosing function: the function's own text, below.
+                    _ => {}
                 }
             }
             other => made_by = Some((name(), other.span())),
         }
     }
-    // 2. The function's own text, found in the file.
+    // 2. The function's own text, found in the file: where `fn.toString()`
+    //    says it is. Found twice, the two may read different things around
+    //    them: only a function that reads nothing around it is taken then.
     if !source.is_empty()
         && let Some(at) = text.find(source)
-        && let Some(found) = function_at_text(builder, semantic, at)?
     {
-        return Ok(Some(found));
+        let repeated = text[at + 1..].contains(source);
+        if repeated && free_names(source).is_none_or(|names| !names.is_empty()) {
+            return Err(unavailable(format!(
+                "the function passed to memo() appears more than once in {} with the same text, and reads names \
+                 from the code around it: which of them it is cannot be told; give it a name of its own",
+                builder.module.path.display()
+            )));
+        }
+        if let Some(found) = function_at_text(builder, semantic, at)? {
+            return Ok(Some(found));
+        }
     }
     // 3. The expression that made it (a bound method, a factory's result): it and
     //    everything it refers to, as a module-level `const f = <expression>` would count.
@@ -801,6 +824,24 @@ fn find_root(
         return Ok(Some(Binding::Unit(unit)));
     }
     Ok(None)
+}
+
+/// Whether a symbol is declared as a function: a function declaration, or a
+/// `const` whose initial value is a function literal.
+fn declares_a_function(semantic: &Semantic<'_>, symbol: oxc_semantic::SymbolId) -> bool {
+    match semantic.symbol_declaration(symbol).kind() {
+        AstKind::Function(_) | AstKind::Class(_) => true,
+        AstKind::VariableDeclarator(declarator) => {
+            semantic.scoping().symbol_flags(symbol).contains(SymbolFlags::ConstVariable)
+                && declarator.init.as_ref().is_some_and(|init| {
+                    matches!(
+                        init.without_parentheses(),
+                        Expression::FunctionExpression(_) | Expression::ArrowFunctionExpression(_)
+                    )
+                })
+        }
+        _ => false,
+    }
 }
 
 /// A unit for the function, class or method that starts at (or is named at) `at`.
@@ -1292,7 +1333,9 @@ fn cache() -> std::sync::MutexGuard<'static, Option<HashMap<PathBuf, Arc<Module>
     CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The dependency graph of the function `memo()` was called with at `file:line:column`.
+/// The dependency graph of the function `memo()` was called with at
+/// `file:line:column`; `others` are the files of the calls that led there
+/// (searched for the function's text when `memo()` was called by a helper).
 /// `script` is the text of a program that has no file (`node -e`, a script
 /// piped to `node -`): `file` is then where it runs (`<cwd>/[eval]`), which
 /// places it in a project and resolves its relative imports.
@@ -1303,6 +1346,7 @@ pub fn analyze(
     column: u32,
     source: &str,
     script: Option<&str>,
+    others: &[PathBuf],
 ) -> Result<AnalyzedGraph, HitSaveError> {
     let file = match script {
         Some(_) => file.to_path_buf(),
@@ -1313,10 +1357,30 @@ pub fn analyze(
         Graph { core, project, modules: cache().clone().unwrap_or_default(), nodes: Vec::new(), index: HashMap::new() };
     let rel = graph.rel(&file);
     let at = if line > 0 { Some((line, column)) } else { None };
-    let module = Arc::new(summarize(core, &file, rel, at, source, script)?);
+    let mut module = Arc::new(summarize(core, &file, rel, at, source, script)?);
+    // memo() called by the project's own helper (`cached(fn)` in another
+    // file): the function is where its text is, in a file of the callers.
+    if module.root.is_none() && !source.is_empty() {
+        for other in others {
+            let Ok(other) = other.canonicalize() else { continue };
+            if other == file
+                || !other.starts_with(&graph.project)
+                || other.components().any(|c| c.as_os_str() == "node_modules")
+            {
+                continue;
+            }
+            let rel = graph.rel(&other);
+            let candidate = Arc::new(summarize(core, &other, rel, None, source, None)?);
+            if candidate.root.is_some() {
+                module = candidate;
+                break;
+            }
+        }
+    }
     let Some(root) = module.root.clone() else {
         return Err(unavailable(format!(
-            "the function passed to memo() at {}:{line}:{column} was not found in that file's source",
+            "the function passed to memo() at {}:{line}:{column} was not found in the source of that file or of \
+             its callers (a function made at run time: new Function, eval); give it an explicit name and version",
             file.display()
         )));
     };

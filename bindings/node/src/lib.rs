@@ -203,9 +203,11 @@ fn analysis(
     column: u32,
     source: &str,
     script: Option<&str>,
+    others: &[String],
 ) -> std::result::Result<Analysis, HitSaveError> {
     let core = Core::shared()?;
-    let graph = analyze::analyze(core, std::path::Path::new(file), line, column, source, script)?;
+    let others: Vec<PathBuf> = others.iter().map(PathBuf::from).collect();
+    let graph = analyze::analyze(core, std::path::Path::new(file), line, column, source, script, &others)?;
     let fingerprints = core.fingerprints(&nodes_from(&graph.nodes)?)?;
     let root = graph.nodes.iter().position(|node| node.name == graph.root).unwrap_or(0);
     let fingerprint = fingerprints[root];
@@ -233,11 +235,21 @@ fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
 
 /// A function's dependency graph, found from the `memo()` call at `file:line:column`
 /// (or, failing that, from the function's source text): `{ root, fingerprint, nodes }`.
-/// `script`: the program's text when it has no file (`node -e`, stdin).
+/// `script`: the program's text when it has no file (`node -e`, stdin);
+/// `others`: the files of the calls that led to `memo()`.
 #[napi]
-pub fn analyze(env: Env, file: String, line: u32, column: u32, source: String, script: Option<String>) -> Result<Raw> {
+pub fn analyze(
+    env: Env,
+    file: String,
+    line: u32,
+    column: u32,
+    source: String,
+    script: Option<String>,
+    others: Option<Vec<String>>,
+) -> Result<Raw> {
     let js = Js(env.raw());
-    let found = analysis(&file, line, column, &source, script.as_deref()).map_err(|err| to_napi(js, err))?;
+    let others = others.unwrap_or_default();
+    let found = analysis(&file, line, column, &source, script.as_deref(), &others).map_err(|err| to_napi(js, err))?;
     analysis_to_js(js, found)
 }
 
@@ -248,6 +260,7 @@ pub struct Analyze {
     column: u32,
     source: String,
     script: Option<String>,
+    others: Vec<String>,
 }
 
 impl Task for Analyze {
@@ -255,7 +268,7 @@ impl Task for Analyze {
     type JsValue = Raw;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        Ok(analysis(&self.file, self.line, self.column, &self.source, self.script.as_deref()))
+        Ok(analysis(&self.file, self.line, self.column, &self.source, self.script.as_deref(), &self.others))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
@@ -273,8 +286,9 @@ pub fn analyze_async(
     column: u32,
     source: String,
     script: Option<String>,
+    others: Option<Vec<String>>,
 ) -> AsyncTask<Analyze> {
-    AsyncTask::new(Analyze { file, line, column, source, script })
+    AsyncTask::new(Analyze { file, line, column, source, script, others: others.unwrap_or_default() })
 }
 
 /// The names a function's source reads without declaring them (see
