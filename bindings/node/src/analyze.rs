@@ -87,6 +87,11 @@ struct Unit {
     content: OnceLock<Digest>,
     span: Span,
     deps: Vec<Dep>,
+    /// A top-level statement run for its effects (`config.nested.k = 3`,
+    /// `handlers.set('op', fn)`, `Object.assign(config, …)`, an `if` block):
+    /// every module-level binding it refers to may be changed by it, so
+    /// each of them depends on it.
+    effect: bool,
 }
 
 /// What a module-level name is bound to.
@@ -207,6 +212,7 @@ impl Builder<'_> {
             content: OnceLock::new(),
             span,
             deps: Vec::new(),
+            effect: false,
         });
         Ok(self.module.units.len() - 1)
     }
@@ -503,6 +509,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
     let nodes = semantic.nodes();
     let root_scope = scoping.root_scope_id();
     let index = UnitIndex::new(&module.units);
+    let mut effects: Vec<(usize, usize)> = Vec::new();
     for symbol in scoping.symbol_ids() {
         let name = scoping.symbol_name(symbol);
         let declared = scoping.symbol_span(symbol);
@@ -519,6 +526,16 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             let node = nodes.get_node(reference.node_id());
             let span = node.kind().span();
             let Some(user) = index.unit_at(span) else { continue };
+            if at_root
+                && module.units[user].effect
+                && let Dep::Unit(binding) = &home
+                && *binding != user
+            {
+                // A top-level statement that refers to a module-level binding
+                // may change it (`config.nested.k = 3`, `steps.push(fn)`):
+                // whatever reads the binding depends on the statement too.
+                effects.push((*binding, user));
+            }
             let dep = match &home {
                 Dep::Unit(unit) if *unit == user => continue,
                 // `ns.name` on a namespace import depends on that export only.
@@ -531,6 +548,11 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
                 other => other.clone(),
             };
             module.units[user].deps.push(dep);
+        }
+    }
+    for (binding, statement) in effects {
+        if !module.units[binding].deps.iter().any(|dep| matches!(dep, Dep::Unit(unit) if *unit == statement)) {
+            module.units[binding].deps.push(Dep::Unit(statement));
         }
     }
     // `require("x")` and `import("x")` inside functions: the whole module.
@@ -919,6 +941,7 @@ fn summarize(
             content: OnceLock::from(content),
             span: Span::default(),
             deps: Vec::new(),
+            effect: false,
         });
         module.cjs_exports = Some(0);
         module.exports.insert("default".into(), Export::Unit(0));
@@ -969,7 +992,8 @@ fn summarize(
             statements += 1;
             let span = statement.span();
             let body = builder.slice(span).to_owned();
-            builder.unit(format!("<statement #{statements}>"), "constant", span, &body)?;
+            let unit = builder.unit(format!("<statement #{statements}>"), "constant", span, &body)?;
+            builder.module.units[unit].effect = true;
         }
     }
     if call_at.is_some() || !source.is_empty() {
@@ -991,6 +1015,9 @@ fn summarize(
     }
     let assignments = std::mem::take(&mut builder.assignments);
     let mut module = builder.module;
+    for (_, unit) in &assignments {
+        module.units[*unit].effect = true;
+    }
     link(&mut module, &semantic);
     for (target, unit) in assignments {
         if let Some(Binding::Unit(owner)) = module.bindings.get(&target).cloned() {

@@ -52,3 +52,45 @@ test('a function the analysis cannot place is refused, never the helper that cal
   });
   assert.strictEqual(project.run('app.js').out, 'code_unavailable');
 });
+
+const MUTATIONS = `
+const { memo } = require(HITSAVE);
+const config = { nested: { k: 1 }, m: 1 };
+config.nested.k = 2;                          // EDIT-nested
+config['m'] = 3;                              // EDIT-index
+const extra = {};
+Object.assign(extra, { e: 4 });               // EDIT-assign
+const handlers = new Map();
+handlers.set('op', (x) => x + 5);             // EDIT-registry
+const steps = [];
+steps.push((x) => x * 6);                     // EDIT-push
+class Calc { rate() { return 1; } }
+Calc.prototype.rate = function () { return 7; };  // EDIT-prototype
+let flag = 0;
+if (true) { flag = 8; }                       // EDIT-block
+const total = memo(function total(x) {
+  return [config.nested.k, config.m, extra.e, handlers.get('op')(x), steps[0](x), new Calc().rate(), flag];
+});
+console.log(JSON.stringify(total(1)));
+`;
+
+test('top-level statements that change what a function reads count toward it', () => {
+  const marks = [
+    ['EDIT-nested', 'k = 2', 'k = 20'],
+    ['EDIT-index', '= 3;', '= 30;'],
+    ['EDIT-assign', 'e: 4', 'e: 40'],
+    ['EDIT-registry', 'x + 5', 'x + 50'],
+    ['EDIT-push', 'x * 6', 'x * 60'],
+    ['EDIT-prototype', 'return 7', 'return 70'],
+    ['EDIT-block', 'flag = 8', 'flag = 80'],
+  ];
+  for (const [mark, before, after] of marks) {
+    const project = new Project({ 'main.js': MUTATIONS });
+    const first = project.run('main.js').out;
+    assert.deepStrictEqual(first, [2, 3, 4, 6, 6, 7, 8]);
+    const line = MUTATIONS.split('\n').find((l) => l.includes(mark));
+    project.write({ 'main.js': MUTATIONS.replace(line, line.replace(before, after)) });
+    const edited = project.run('main.js').out;
+    assert.notDeepStrictEqual(edited, first, `${mark}: the edit must miss, not return the old result`);
+  }
+});
