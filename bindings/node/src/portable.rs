@@ -274,7 +274,14 @@ impl Build for JsBuilder<'_> {
         let item = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
         let (kind, len) = match typed_array_kind(dtype) {
             Some(kind) => (kind, data.len() / item),
-            None => (sys::TypedarrayType::uint8_array, data.len()),
+            // No TypedArray of its own: the carrier an NDArray of that dtype
+            // is written with, so it comes back as it was stored.
+            None => match dtype {
+                "float16" => (sys::TypedarrayType::uint16_array, data.len() / 2),
+                "complex64" => (sys::TypedarrayType::float32_array, data.len() / 4),
+                "complex128" => (sys::TypedarrayType::float64_array, data.len() / 8),
+                _ => (sys::TypedarrayType::uint8_array, data.len()),
+            },
         };
         let view = self.mapped.and_then(|(buffer, start)| {
             hitsave_host::portable::view_offset(start, dtype, data).map(|offset| (buffer, offset))

@@ -279,7 +279,9 @@ test('results come back as the values the function returned', () => {
         switch (kind) {
           case 'portable': return { n: 1, f: -0.5, big: 2n ** 70n, s: 'é', b: Buffer.from([0, 255]), l: [true, null, [1]],
             f64: new Float64Array([1.5, 2]), i64: new BigInt64Array([-1n]), nd: new NDArray('int32', [2, 2], new Int32Array([1, 2, 3, 4])),
-            m: new Map([[1, 'one'], [2, 'two']]) };
+            m: new Map([[1, 'one'], [2, 'two']]), sm: new Map([['a', 1]]),
+            f16: new NDArray('float16', [2], new Uint16Array([15360, 16384])),
+            c64: new NDArray('complex64', [1], new Float32Array([1, -1])) };
           case 'v8': return { d: new Date(0), u: undefined, s: new Set([1]), small: 5n };
           case 'undefined': return undefined;
         }
@@ -290,6 +292,7 @@ test('results come back as the values the function returned', () => {
         const first = make(kind);
         const hit = make(kind);
         out[kind] = { equal: show(first) === show(hit), hitNd: kind === 'portable' ? hit.nd instanceof NDArray : null };
+        if (kind === 'portable') out.carriers = [hit.f16.data.constructor.name, hit.c64.data.constructor.name, hit.sm instanceof Map];
       }
       console.log(JSON.stringify(out));
     `,
@@ -298,6 +301,8 @@ test('results come back as the values the function returned', () => {
   const { out } = project.run('main.js');
   for (const kind of ['portable', 'v8', 'undefined']) assert.ok(out[kind].equal, kind);
   assert.ok(out.portable.hitNd);
+  // A dtype without a TypedArray of its own comes back in the carrier it was written with.
+  assert.deepStrictEqual(out.carriers, ['Uint16Array', 'Float32Array', true]);
   const listing = project.cli('ls', '--json');
   assert.strictEqual(listing.status, 0, listing.stderr);
 });
