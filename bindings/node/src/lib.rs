@@ -207,12 +207,25 @@ fn analysis(
 ) -> std::result::Result<Analysis, HitSaveError> {
     let core = Core::shared()?;
     let others: Vec<PathBuf> = others.iter().map(PathBuf::from).collect();
-    let graph = analyze::analyze(core, std::path::Path::new(file), line, column, source, script, &others)?;
+    let (file, source, script) = (PathBuf::from(file), source.to_owned(), script.map(str::to_owned));
+    // The traversal recurses along dependency chains: on a thread whose stack
+    // a chain of tens of thousands of functions cannot overflow (reserved,
+    // not committed; the JS thread's and libuv's stacks are far smaller).
+    let graph = std::thread::Builder::new()
+        .name("hitsave-analyze".into())
+        .stack_size(ANALYSIS_STACK)
+        .spawn(move || analyze::analyze(core, &file, line, column, &source, script.as_deref(), &others))
+        .map_err(|err| HitSaveError::CodeUnavailable(format!("cannot start the analysis: {err}")))?
+        .join()
+        .map_err(|_| HitSaveError::CodeUnavailable("the analysis of the function's code failed".into()))??;
     let fingerprints = core.fingerprints(&nodes_from(&graph.nodes)?)?;
     let root = graph.nodes.iter().position(|node| node.name == graph.root).unwrap_or(0);
     let fingerprint = fingerprints[root];
     Ok((graph, fingerprint))
 }
+
+/// Stack of the analysis thread: 1 GiB of address space, touched only as deep as a chain goes.
+const ANALYSIS_STACK: usize = 1 << 30;
 
 /// `{ root, fingerprint, nodes }` for JavaScript.
 fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {

@@ -94,3 +94,14 @@ test('top-level statements that change what a function reads count toward it', (
     assert.notDeepStrictEqual(edited, first, `${mark}: the edit must miss, not return the old result`);
   }
 });
+
+test('a dependency chain of 10,000 functions is analysed, not a crash', () => {
+  let source = 'const { memo } = require(HITSAVE);\n';
+  const count = 10_000;
+  // Each function refers to the next without calling it: a deep graph, a shallow run.
+  for (let i = 0; i < count; i++) source += `function f${i}() { return ${i + 1 < count ? `typeof f${i + 1}` : "'end'"}; }\n`;
+  source += 'const m = memo((x) => f0() + x);\nconsole.log(JSON.stringify(m(1)));\n';
+  const project = new Project({ 'main.js': source });
+  assert.strictEqual(project.run('main.js').out, 'function1');
+  assert.strictEqual(project.run('main.js').out, 'function1');
+});
