@@ -314,6 +314,32 @@ impl Builder<'_> {
             Declaration::TSEnumDeclaration(declaration) => {
                 self.declare(&declaration.id.name, "constant", declaration.span, exported)?;
             }
+            // `namespace NS { … }` runs: a unit of its own; a second block of one
+            // namespace merges into it (the newer unit depends on the older).
+            Declaration::TSNamespaceDeclaration(namespace) if !namespace.declare => {
+                let name = namespace.id.name.to_string();
+                let earlier = self.module.bindings.get(&name).cloned();
+                let text = self.slice(namespace.span).to_owned();
+                let unit = self.unit(name.clone(), "constant", namespace.span, &text)?;
+                if let Some(Binding::Unit(earlier)) = earlier {
+                    self.module.units[unit].deps.push(Dep::Unit(earlier));
+                }
+                self.bind(&name, unit);
+                if exported {
+                    self.module.exports.insert(name, Export::Unit(unit));
+                }
+            }
+            // `import x = require("./y")`: an import of the whole module;
+            // `import x = NS.y`: a const of that expression.
+            Declaration::TSImportEqualsDeclaration(import) => match &import.module_reference {
+                oxc_ast::ast::TSModuleReference::ExternalModuleReference(external) => {
+                    self.module.bindings.insert(
+                        import.id.name.to_string(),
+                        Binding::Import { spec: external.expression.value.to_string(), imported: Imported::Namespace },
+                    );
+                }
+                _ => self.declare(&import.id.name, "constant", import.span, exported)?,
+            },
             // Types and interfaces do not run.
             _ => {}
         }
@@ -550,17 +576,64 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             module.units[user].deps.push(dep);
         }
     }
+    // CommonJS code that reads its own exports (`exports.fmt(x)`,
+    // `module.exports.b`): the export it names, like a reference.
+    for node in nodes.iter() {
+        let AstKind::StaticMemberExpression(member) = node.kind() else { continue };
+        let own_exports = match &member.object {
+            Expression::Identifier(object) => object.name == "exports" && is_unresolved(semantic, object),
+            Expression::StaticMemberExpression(inner) => {
+                inner.property.name == "exports"
+                    && matches!(&inner.object, Expression::Identifier(object) if object.name == "module" && is_unresolved(semantic, object))
+            }
+            _ => false,
+        };
+        if !own_exports {
+            continue;
+        }
+        let Some(user) = index.unit_at(member.span) else { continue };
+        let dep = match module.exports.get(member.property.name.as_str()) {
+            Some(Export::Unit(unit)) => Some(Dep::Unit(*unit)),
+            Some(Export::Local(local)) => match module.bindings.get(local) {
+                Some(Binding::Unit(unit)) => Some(Dep::Unit(*unit)),
+                Some(Binding::Import { spec, imported }) => {
+                    Some(Dep::Import { spec: spec.clone(), imported: imported.clone() })
+                }
+                None => None,
+            },
+            Some(Export::From { spec, imported }) => {
+                Some(Dep::Import { spec: spec.clone(), imported: imported.clone() })
+            }
+            // Not a known export: everything the module exports (more, never less).
+            None => module.cjs_exports.map(Dep::Unit),
+        };
+        if let Some(dep) = dep
+            && !matches!(dep, Dep::Unit(unit) if unit == user)
+        {
+            module.units[user].deps.push(dep);
+        }
+    }
     for (binding, statement) in effects {
         if !module.units[binding].deps.iter().any(|dep| matches!(dep, Dep::Unit(unit) if *unit == statement)) {
             module.units[binding].deps.push(Dep::Unit(statement));
         }
     }
     // `require("x")` and `import("x")` inside functions: the whole module.
+    // Also a require made by `createRequire(import.meta.url)`, called at once
+    // or through any name: a relative path given to a call whose callee
+    // mentions `require` is followed (more than needed, never less).
     for node in nodes.iter() {
         let (spec, span) = match node.kind() {
             AstKind::CallExpression(call) => match (&call.callee, call.arguments.first()) {
                 (Expression::Identifier(callee), Some(Argument::StringLiteral(spec)))
                     if callee.name == "require" && call.arguments.len() == 1 =>
+                {
+                    (spec.value.to_string(), call.span)
+                }
+                (callee, Some(Argument::StringLiteral(spec)))
+                    if call.arguments.len() == 1
+                        && (spec.value.starts_with("./") || spec.value.starts_with("../"))
+                        && (callee_mentions_require(callee) || made_by_create_require(semantic, callee)) =>
                 {
                     (spec.value.to_string(), call.span)
                 }
@@ -575,6 +648,43 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
         if let Some(user) = index.unit_at(span) {
             module.units[user].deps.push(Dep::Import { spec, imported: Imported::Namespace });
         }
+    }
+}
+
+/// Whether an identifier refers to no declaration in the file (a global such
+/// as CommonJS's `exports` and `module`).
+fn is_unresolved(semantic: &Semantic<'_>, identifier: &oxc_ast::ast::IdentifierReference<'_>) -> bool {
+    identifier
+        .reference_id
+        .get()
+        .is_none_or(|reference| semantic.scoping().get_reference(reference).symbol_id().is_none())
+}
+
+/// Whether a callee is a name bound to `createRequire(…)`'s result.
+fn made_by_create_require(semantic: &Semantic<'_>, callee: &Expression<'_>) -> bool {
+    let Expression::Identifier(name) = callee.without_parentheses() else { return false };
+    let Some(symbol) =
+        name.reference_id.get().and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
+    else {
+        return false;
+    };
+    match semantic.symbol_declaration(symbol).kind() {
+        AstKind::VariableDeclarator(declarator) => declarator.init.as_ref().is_some_and(|init| {
+            matches!(init.without_parentheses(), Expression::CallExpression(call)
+                if matches!(&call.callee, Expression::Identifier(f) if f.name == "createRequire"))
+        }),
+        _ => false,
+    }
+}
+
+/// Whether a call's callee is a require function by its look: a name with
+/// `require` in it, or `createRequire(import.meta.url)` called at once.
+fn callee_mentions_require(callee: &Expression<'_>) -> bool {
+    match callee.without_parentheses() {
+        Expression::Identifier(name) => name.name.to_ascii_lowercase().contains("require"),
+        Expression::CallExpression(inner) => callee_mentions_require(&inner.callee),
+        Expression::StaticMemberExpression(member) => member.property.name.to_ascii_lowercase().contains("require"),
+        _ => false,
     }
 }
 

@@ -105,3 +105,70 @@ test('a dependency chain of 10,000 functions is analysed, not a crash', () => {
   assert.strictEqual(project.run('main.js').out, 'function1');
   assert.strictEqual(project.run('main.js').out, 'function1');
 });
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+
+/** Edits `file` by `[before, after]` and checks the call misses with a new value (not the old result). */
+function editMisses(project, run, file, before, after) {
+  const first = run();
+  assert.deepStrictEqual(run(), first, 'a second process hits');
+  const text = fs.readFileSync(path.join(project.root, file), 'utf8');
+  assert.ok(text.includes(before), before);
+  project.write({ [file]: text.replace(before, after) });
+  const edited = run();
+  assert.notDeepStrictEqual(edited, first, `${file}: ${before} -> ${after} must miss`);
+}
+
+test('module forms: CommonJS self-references and createRequire are followed', () => {
+  const project = new Project({
+    'lib.js': `
+      exports.fmt = (x) => 'v' + x;                  // EDIT-fmt
+      exports.wrap = (x) => '[' + exports.fmt(x) + ']';
+      function b(x) { return x * 2; }               // EDIT-b
+      function a(x) { return module.exports.b(x) + 1; }
+      module.exports.a = a;
+      module.exports.b = b;
+    `,
+    'helper.cjs': `module.exports = { k: 3 };  // EDIT-cjs\n`,
+    'main.mjs': `
+      import { createRequire } from 'node:module';
+      import { memo } from ${JSON.stringify(path.resolve(__dirname, '..', 'index.js'))};
+      const lib = createRequire(import.meta.url)('./lib.js');
+      const load = createRequire(import.meta.url);
+      const wrapped = memo((x) => lib.wrap(x));
+      const viaA = memo((x) => lib.a(x));
+      const viaLoad = memo((x) => load('./helper.cjs').k * x);
+      console.log(JSON.stringify([wrapped(1), viaA(1), viaLoad(1)]));
+    `,
+  });
+  const run = () => project.run('main.mjs').out;
+  editMisses(project, run, 'lib.js', "'v' + x", "'w' + x");
+  editMisses(project, run, 'lib.js', 'x * 2', 'x * 5');
+  editMisses(project, run, 'helper.cjs', 'k: 3', 'k: 4');
+});
+
+const TSX = path.join(__dirname, 'typescript', 'node_modules', '.bin', 'tsx');
+
+test('module forms: TypeScript namespaces and import x = require() are followed', {
+  skip: !fs.existsSync(TSX) && process.env.CI !== 'true' && 'tsx is not installed (npm ci --prefix bindings/node/test/typescript)',
+}, () => {
+  const project = new Project({
+    'tools.ts': `export function tool(x: number): number { return x + 1; }  // EDIT-tool\n`,
+    'main.ts': `
+      import { memo } from ${JSON.stringify(path.resolve(__dirname, '..', 'index.js'))};
+      import tools = require('./tools');
+      namespace Scale { export const factor = 3; export function apply(x: number) { return x * factor; } }
+      const f = memo((x: number) => Scale.apply(tools.tool(x)));
+      console.log(JSON.stringify(f(1)));
+    `,
+  });
+  const run = () => {
+    const result = spawnSync(TSX, ['main.ts'], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+    assert.strictEqual(result.status, 0, result.stderr);
+    return JSON.parse(result.stdout.trim().split('\n').pop());
+  };
+  editMisses(project, run, 'main.ts', 'factor = 3', 'factor = 4');
+  editMisses(project, run, 'tools.ts', 'x + 1', 'x + 2');
+});
