@@ -1,15 +1,7 @@
 // Types for the `hitsave` package (CommonJS `index.js` and ESM `index.mjs`).
 
 /** Options of {@link memo}. */
-export interface MemoOptions {
-  /**
-   * Explicit identity, with `version`: the function is known by this name
-   * instead of a fingerprint of its code. The same name and version in
-   * Python and Node share results.
-   */
-  name?: string;
-  /** Explicit identity's version: change it when the function's behaviour changes. */
-  version?: string | number;
+interface MemoCommonOptions {
   /** Parameters left out of the key, by name or position. */
   ignore?: Array<string | number>;
   /** Use the local store (default `true`); `false` always computes. */
@@ -33,6 +25,25 @@ export interface MemoOptions {
   /** A store directory other than the configured one (`HITSAVE_CACHE_DIR`). */
   cacheDir?: string;
 }
+
+/**
+ * Options of `memo()`. An explicit identity takes both `name` and
+ * `version`, or neither (the code's fingerprint is the identity then).
+ */
+export type MemoOptions = MemoCommonOptions &
+  (
+    | {
+        /**
+         * Explicit identity, with `version`: the function is known by this name
+         * instead of a fingerprint of its code. The same name and version in
+         * Python and Node share results.
+         */
+        name: string;
+        /** Explicit identity's version: change it when the function's behaviour changes. */
+        version: string | number;
+      }
+    | { name?: undefined; version?: undefined }
+  );
 
 /** Returned by `.lookup()` when nothing is stored for the arguments. */
 export declare const MISS: unique symbol;
@@ -83,11 +94,17 @@ export type DType =
   | 'float16' | 'float32' | 'float64' | 'complex64' | 'complex128';
 
 /** A numeric array with a dtype and a C-order shape: numpy's arrays in Node. */
+/** The TypedArrays that hold an NDArray's data (a DataView is not one: it has no element type). */
+export type NDArrayData =
+  | Int8Array | Uint8Array | Uint8ClampedArray | Int16Array | Uint16Array | Int32Array | Uint32Array
+  | Float32Array | Float64Array | BigInt64Array | BigUint64Array;
+
 export declare class NDArray {
-  constructor(dtype: DType, shape: number[], data: ArrayBufferView);
+  /** Throws a `TypeError` when the data's byte length is not the shape's item count times the dtype's size. */
+  constructor(dtype: DType, shape: number[], data: NDArrayData);
   readonly dtype: DType;
   readonly shape: number[];
-  readonly data: ArrayBufferView;
+  readonly data: NDArrayData;
 }
 
 /** The `val2` digest of a value: what it contributes to a key. */

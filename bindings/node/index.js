@@ -48,6 +48,14 @@ const DTYPES = {
   complex64: Float32Array, complex128: Float64Array,
 };
 
+const ITEM_SIZE = {
+  bool: 1, int8: 1, uint8: 1, int16: 2, uint16: 2, int32: 4, uint32: 4, int64: 8, uint64: 8,
+  float16: 2, float32: 4, float64: 8, complex64: 8, complex128: 16,
+};
+
+/** The options memo() takes (anything else is a typo that would be silently ignored). */
+const MEMO_OPTIONS = new Set(['name', 'version', 'ignore', 'local', 'cloud', 'codec', 'async', 'cacheDir']);
+
 /**
  * A numeric array with a dtype and a shape (C order), as numpy has: how a
  * multi-dimensional array (or one of a dtype JavaScript has no TypedArray
@@ -61,6 +69,12 @@ class NDArray {
     }
     if (!ArrayBuffer.isView(data) || data instanceof DataView) {
       throw new TypeError('NDArray: data must be a TypedArray');
+    }
+    const items = shape.reduce((product, dim) => product * dim, 1);
+    if (data.byteLength !== items * ITEM_SIZE[dtype]) {
+      throw new TypeError(
+        `NDArray: shape [${shape.join(', ')}] of ${dtype} holds ${items * ITEM_SIZE[dtype]} bytes, the data has ${data.byteLength}`,
+      );
     }
     this.dtype = dtype;
     this.shape = shape;
@@ -343,6 +357,10 @@ function locate(error, functionName) {
 function memo(fn, options = {}) {
   if (typeof fn !== 'function') throw new TypeError('memo: expected a function');
   if (options === null || typeof options !== 'object') throw new TypeError('memo: options must be an object');
+  const unknown = Object.keys(options).filter((option) => !MEMO_OPTIONS.has(option));
+  if (unknown.length) {
+    throw new TypeError(`memo: unknown option ${unknown.join(', ')} (options: ${[...MEMO_OPTIONS].join(', ')})`);
+  }
   const { name, version, ignore = [], local = true, cloud, codec, cacheDir } = options;
   if ((name === undefined) !== (version === undefined)) {
     throw new TypeError('memo: give both name and version (an explicit identity), or neither');
@@ -571,7 +589,9 @@ function memo(fn, options = {}) {
       }
       try {
         if (again === HIT_VALUE || again === HIT_DATA) return decodeHit(again, found, functionName);
-        return await settle(s, key, digest, fn.apply(self, args), process.hrtime.bigint());
+        // From before the call: an async function's synchronous part is compute time too.
+        const start = process.hrtime.bigint();
+        return await settle(s, key, digest, fn.apply(self, args), start);
       } finally {
         if (lock !== null) native.releaseLock(lock);
       }

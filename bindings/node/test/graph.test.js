@@ -172,3 +172,31 @@ test('module forms: TypeScript namespaces and import x = require() are followed'
   editMisses(project, run, 'main.ts', 'factor = 3', 'factor = 4');
   editMisses(project, run, 'tools.ts', 'x + 1', 'x + 2');
 });
+
+test("an async function's compute time counts from the call, its synchronous part included", () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const slow = memo(async function slow(x) {
+        const end = Date.now() + 300;
+        while (Date.now() < end);   // synchronous work before the first await
+        await null;
+        return x;
+      });
+      slow(1).then(() => console.log(JSON.stringify(slow.key(1))));
+    `,
+  });
+  const key = project.run('main.js').out;
+  const shown = project.cli('show', key, '--json');
+  assert.strictEqual(shown.status, 0, shown.stderr);
+  assert.ok(JSON.parse(shown.stdout).compute_micros >= 300_000, shown.stdout);
+});
+
+test('options and arrays that would be silently wrong are refused with a TypeError', () => {
+  const hitsave = require('..');
+  assert.throws(() => hitsave.memo((x) => x, { cahceDir: '/tmp/x' }), (error) => error instanceof TypeError && /unknown option cahceDir/.test(error.message));
+  assert.throws(() => hitsave.memo((x) => x, { name: 'f' }), TypeError);
+  assert.throws(() => new hitsave.NDArray('float64', [3], new Float64Array(2)), /holds 24 bytes, the data has 16/);
+  assert.throws(() => new hitsave.NDArray('float64', [1], new DataView(new ArrayBuffer(8))), TypeError);
+  assert.doesNotThrow(() => new hitsave.NDArray('float16', [2, 1], new Uint16Array(2)));
+});
