@@ -89,6 +89,10 @@ const IDENTITY = Symbol('hitsave.identity');
 
 /** Analyses by call site (and source): a graph, or the promise of one. */
 const ANALYSES = new Map();
+/** Native registrations by identity and options: memo() run again reuses its handle. */
+const REGISTRATIONS = new Map();
+/** Parameter names and `this` use by function source. */
+const FUNCTION_INFO = new Map();
 
 // The globals the runtime starts with (`Math`, `JSON`, `Buffer`, …), taken when HitSave loads.
 const BUILTIN_GLOBALS = new Set(Object.getOwnPropertyNames(globalThis));
@@ -370,7 +374,13 @@ function memo(fn, options = {}) {
   }
   const site = name === undefined ? callSite(memo) : null;
   const source = Function.prototype.toString.call(fn);
-  const [params, usesThis] = native.functionInfo(source);
+  let info = FUNCTION_INFO.get(source);
+  if (info === undefined) {
+    info = native.functionInfo(source);
+    if (FUNCTION_INFO.size >= 4096) FUNCTION_INFO.clear(); // bounded: sources made at run time could be endless
+    FUNCTION_INFO.set(source, info);
+  }
+  const [params, usesThis] = info;
   const ignored = new Set();
   for (const item of ignore) {
     const index = typeof item === 'number' ? item : params.indexOf(item);
@@ -397,9 +407,16 @@ function memo(fn, options = {}) {
       spec.fingerprint = graph.fingerprint;
       spec.graph = { root: graph.root, nodes: graph.nodes };
     }
-    const [handle, mode, , lockWait] = native.registerFunction(spec);
+    // memo() run again for one function (in a request handler) registers once.
+    const registration = `${functionName}\0${cacheDir}\0${spec.cloud}\0${spec.name}\0${spec.version}\0${spec.fingerprint}`;
+    let known = REGISTRATIONS.get(registration);
+    if (known === undefined) {
+      const [handle, mode, , lockWait] = native.registerFunction(spec);
+      known = { handle, mode, lockWait };
+      REGISTRATIONS.set(registration, known);
+    }
     flushAtExit();
-    state = { handle, mode, lockWait, graph, fingerprint: graph ? graph.fingerprint : null };
+    state = { ...known, graph, fingerprint: graph ? graph.fingerprint : null };
     return state;
   }
   // The analysis of a call site is the same for every memo() made there in
