@@ -658,7 +658,11 @@ impl CloudSync {
         }
         let found = self.client.lookup(&[key.to_string()]);
         self.note(&found);
-        let eval = found.ok()?.into_iter().next();
+        // Only the record of the key asked: a server (buggy or hostile) that
+        // answers with another key's record must not make this call return
+        // another call's result.
+        let asked = key.to_string();
+        let eval = found.ok()?.into_iter().find(|eval| eval.key == asked);
         let hit = eval.and_then(|eval| {
             self.load(store, &eval).unwrap_or_else(|error| {
                 crate::memo::warn_once(&error);

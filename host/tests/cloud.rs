@@ -481,3 +481,58 @@ fn a_slow_upload_that_keeps_moving_is_not_cut_off() {
     assert_eq!(uploads.try_recv().unwrap(), data.len());
     assert!(start.elapsed() > Duration::from_secs(3), "the server read slowly: {:?}", start.elapsed());
 }
+
+/// A server that answers every lookup with `record` and every blob download
+/// with `data`, whatever was asked.
+fn lying_server(record: hitsave_host::cloud::RemoteEval, data: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut request, mut length) = (String::new(), 0usize);
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let (kind, reply) = if request.contains("/v1/evals/lookup") {
+                ("application/json", serde_json::json!({ "evals": [record] }).to_string().into_bytes())
+            } else if request.starts_with("GET ") && request.contains("/v1/blobs/") {
+                ("application/octet-stream", data.clone())
+            } else {
+                ("application/json", b"{}".to_vec())
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                reply.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&reply);
+        }
+    });
+    url
+}
+
+#[test]
+fn a_server_answering_with_another_keys_record_is_a_miss_not_that_result() {
+    // Asked for f(1)'s key, the server answers with f(2)'s record and blob.
+    let data = b"the result of f(2)".to_vec();
+    let url = lying_server(remote_eval("f(2)", &data), data);
+    let (_dir, config) = machine(&url, "hs_0_0", None);
+    let store = Store::open(&config).unwrap();
+    let asked = digest("key", "f(1)");
+    assert!(store.get(&asked).unwrap().is_none(), "another key's record is never this key's result");
+    assert!(store.get_local(&asked).unwrap().is_none(), "and nothing is stored under the asked key");
+}
