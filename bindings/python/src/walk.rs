@@ -60,10 +60,22 @@ fn walk_value(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) ->
         write_contiguous_bytes(value, out)?;
     } else if value.cast_exact::<PyMemoryView>().is_ok() {
         write_memoryview(value, out)?;
+    } else if is_pickle_buffer(value) {
+        // What protocol 5 reductions hand over for large data (Arrow, numpy):
+        // its bytes, hashed natively without a copy.
+        out.typed("py:pickle.PickleBuffer");
+        let view = py.import("builtins")?.getattr("memoryview")?.call1((value,))?;
+        write_contiguous_bytes(&view, out)?;
     } else if let Some(_on_path) = Ancestors::enter(value, out)? {
         walk_container(value, out, depth)?;
     }
     Ok(())
+}
+
+fn is_pickle_buffer(value: &Bound<'_, PyAny>) -> bool {
+    let kind = value.get_type();
+    kind.name().is_ok_and(|name| name.to_str().is_ok_and(|name| name == "PickleBuffer"))
+        && kind.module().is_ok_and(|module| module.to_str().is_ok_and(|module| module == "pickle"))
 }
 
 fn write_str(text: &Bound<'_, PyString>, out: &mut StreamWriter) -> PyResult<()> {

@@ -302,3 +302,16 @@ def test_a_pool_of_distinguishable_values_has_one_digest_each():
     for value in pool:
         if not callable(value):
             assert digest(copy.deepcopy(value)) == digest(value), repr(value)
+
+
+def test_arrow_and_polars_tables_hash_by_their_data():
+    pa = pytest.importorskip("pyarrow")
+    pl = pytest.importorskip("polars")
+    table = pa.table({"x": [1, 2, 3], "y": ["a", "b", "c"]})
+    assert digest(table) == digest(pa.table({"x": [1, 2, 3], "y": ["a", "b", "c"]}))
+    assert digest(table) != digest(pa.table({"x": [1, 2, 4], "y": ["a", "b", "c"]}))
+    assert digest(pa.table({"x": [1.0]})) != digest(pa.table({"x": [1]}))
+    frame = pl.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]})
+    assert digest(frame) == digest(pl.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]}))
+    assert digest(frame) != digest(pl.DataFrame({"x": [1, 2, 4], "y": ["a", "b", "c"]}))
+    assert digest(frame) != digest(pl.DataFrame({"y": ["a", "b", "c"], "x": [1, 2, 3]}))
