@@ -669,36 +669,14 @@ function memo(fn, options = {}) {
   memoized.why = function (...args) {
     if (!enabled()) return 'the cache is off';
     if (memoized.lookup.apply(this, args) !== MISS) return 'hit';
-    const declined = notStored.get(memoized.key.apply(this, args));
-    if (declined) {
-      return `miss: the last result for these arguments (${declined[0]} bytes, computed in ${declined[1]} µs) was not stored: ` +
-        `${declined[2]} (docs/spec/policy.md)`;
-    }
-    // What an earlier process saw the policy decline (recorded once per function per process).
-    const key = memoized.key.apply(this, args);
-    const earlier = native.declined(state.handle);
-    if (earlier && earlier[0] === key) {
-      return `miss: the last result for these arguments (${earlier[1]} bytes, computed in ${earlier[2]} µs) ` +
-        `was not stored: ${earlier[3]} (docs/spec/policy.md)`;
-    }
-    const note = earlier
-      ? `; a result of this function was not stored by the cache policy (${earlier[1]} bytes, computed in ${earlier[2]} µs: ${earlier[3]})`
-      : '';
-    let groups;
+    let key, digest;
     try {
-      groups = native.why(state.handle);
-    } catch {
-      return 'miss: nothing is stored for this function yet' + note;
+      [key, digest] = native.argumentsKey(registered().handle, argumentList(receiver(this), args));
+    } catch (error) {
+      throw locate(error, functionName);
     }
-    if (groups.some(([, , current]) => current)) {
-      return 'miss: the code is unchanged; no result is stored for these arguments' + note;
-    }
-    const changes = new Set();
-    for (const [, , current, group] of groups) {
-      if (!current) for (const [node, change] of group) changes.add(`${node} ${change}`);
-    }
-    if (changes.size) return `miss: code changed since results were stored: ${[...changes].sort().join(', ')}`;
-    return 'miss: no result is stored for these arguments' + note;
+    // The sentence is the host's (hitsave_host::why), the same in Python.
+    return native.whyMiss(state.handle, key, digest, notStored.get(key) ?? null);
   };
   /** Fetches this function's cloud results in bulk (in parallel, off the JS thread); resolves to how many. */
   memoized.download = async function () {

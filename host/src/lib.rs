@@ -41,6 +41,7 @@ pub mod paths;
 pub mod portable;
 pub mod runtime;
 pub mod store;
+pub mod why;
 
 pub use config::{Config, Mode};
 pub use error::{HitSaveError, Result};

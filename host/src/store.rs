@@ -1733,16 +1733,24 @@ impl Store {
     /// Which dependencies changed between a function's stored results and
     /// the code last seen for it.
     pub fn why(&self, core: &Core, function_name: &str) -> Result<WhyReport> {
+        self.why_of(core, function_name, None)
+    }
+
+    /// [`Store::why`] over the results of one argument digest only (`None`:
+    /// every result of the function).
+    pub fn why_of(&self, core: &Core, function_name: &str, arguments: Option<&Digest>) -> Result<WhyReport> {
+        let arguments = arguments.map(Digest::to_string);
         let (current, groups) = self.with_db(|conn| {
             let current: Option<String> = conn
                 .query_row("SELECT graph FROM functions WHERE name = ?1", [function_name], |row| row.get(0))
                 .optional()?
                 .flatten();
             let mut statement = conn.prepare(
-                "SELECT graph, count(*) FROM evals WHERE function_name = ?1 GROUP BY graph ORDER BY max(created) DESC",
+                "SELECT graph, count(*) FROM evals WHERE function_name = ?1 AND (?2 IS NULL OR arguments = ?2) \
+                 GROUP BY graph ORDER BY max(created) DESC",
             )?;
             let groups: Vec<(Option<String>, i64)> = statement
-                .query_map([function_name], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .query_map(params![function_name, arguments], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok((current, groups))
         })?;

@@ -857,9 +857,11 @@ pub fn clear(env: Env, handle: u32) -> Result<f64> {
     Ok(store.clear(Some(&function.function_name)).map_err(|err| to_napi(js, err))? as f64)
 }
 
-/// Which dependencies changed, per stored graph: `[[graph, results, current, [[node, change]]]]`.
+/// Why a call misses (`hitsave_host::why`): the sentence `f.why(x)` returns.
+/// `notStored`: `[size, micros, reason]` of a result this process computed
+/// for the key and the policy declined.
 #[napi]
-pub fn why(env: Env, handle: u32) -> Result<Raw> {
+pub fn why_miss(env: Env, handle: u32, key: String, arguments: String, not_stored: Option<Raw>) -> Result<String> {
     let js = Js(env.raw());
     let function = function(handle)?;
     let core = core(js)?;
@@ -867,44 +869,19 @@ pub fn why(env: Env, handle: u32) -> Result<Raw> {
     if let Some(graph) = &function.graph {
         store.record_function(core, &function.function_name, "node", graph).map_err(|err| to_napi(js, err))?;
     }
-    let report = store.why(core, &function.function_name).map_err(|err| to_napi(js, err))?;
-    let mut groups = Vec::new();
-    for group in report.stored {
-        let changes: Vec<V> = group
-            .changes
-            .iter()
-            .map(|(node, change)| js.array_of(&[js.str(node)?, js.str(change)?]))
-            .collect::<Result<_>>()?;
-        let graph = match &group.graph {
-            Some(graph) => js.str(graph)?,
-            None => js.null()?,
-        };
-        groups.push(js.array_of(&[
-            graph,
-            js.number(group.evals as f64)?,
-            js.boolean(group.current)?,
-            js.array_of(&changes)?,
-        ])?);
-    }
-    Ok(Raw(js.array_of(&groups)?))
-}
-
-/// The last result of the function the store's policy declined:
-/// `[key, size, computeMicros, reason]`, or `null`.
-#[napi]
-pub fn declined(env: Env, handle: u32) -> Result<Raw> {
-    let js = Js(env.raw());
-    let function = function(handle)?;
-    let store = function.store().map_err(|err| to_napi(js, err))?;
-    Ok(Raw(match store.declined(&function.function_name).map_err(|err| to_napi(js, err))? {
-        Some(found) => js.array_of(&[
-            js.str(&found.key)?,
-            js.number(found.size as f64)?,
-            js.number(found.compute_micros as f64)?,
-            js.str(&found.reason)?,
-        ])?,
-        None => js.null()?,
-    }))
+    let parse = |text: &str| Digest::parse(text).map_err(|err| to_napi(js, err.into()));
+    let (key, arguments) = (parse(&key)?, parse(&arguments)?);
+    let in_process = match not_stored {
+        Some(Raw(value)) if js.is_array(value)? => Some(hitsave_host::why::NotStored {
+            size: js.f64_value(js.element(value, 0)?)? as u64,
+            compute_micros: js.f64_value(js.element(value, 1)?)? as u64,
+            reason: js.string(js.element(value, 2)?)?,
+        }),
+        _ => None,
+    };
+    let why = hitsave_host::why::why_miss(&store, core, &function.function_name, &key, &arguments, in_process)
+        .map_err(|err| to_napi(js, err))?;
+    Ok(why.to_string())
 }
 
 /// Bulk download of a function's cloud results, on a worker.

@@ -354,8 +354,6 @@ fn pack_pickle<'py>(py: Python<'py>, body: &[u8], buffers: Vec<Bound<'py, PyAny>
 }
 
 type NodeTuple = (String, String, String, Vec<u32>);
-/// `(graph fingerprint, results, is current, [(node, change)])`.
-type WhyGroupTuple = (Option<String>, u64, bool, Vec<(String, String)>);
 
 fn nodes_from(nodes: Vec<NodeTuple>) -> PyResult<Vec<Node>> {
     nodes
@@ -556,18 +554,29 @@ impl Store {
         py.detach(|| self.inner.clear(function_name)).map_err(to_py_err)
     }
 
-    /// Which dependencies changed, per stored graph: `[(graph, evals, current, [(node, change)])]`.
-    fn why(&self, py: Python<'_>, function_name: &str) -> PyResult<Vec<WhyGroupTuple>> {
+    /// Why a call misses (`hitsave_host::why`): the sentence `f.why(x)` returns.
+    /// `not_stored`: `(size, compute_micros, reason)` of a result this process
+    /// computed for the key and the policy declined.
+    #[pyo3(signature = (function_name, key, arguments, not_stored=None))]
+    fn why_miss(
+        &self,
+        py: Python<'_>,
+        function_name: &str,
+        key: &str,
+        arguments: &str,
+        not_stored: Option<(u64, u64, String)>,
+    ) -> PyResult<String> {
         let core = core()?;
-        let report = py.detach(|| self.inner.why(core, function_name)).map_err(to_py_err)?;
-        Ok(report.stored.into_iter().map(|group| (group.graph, group.evals, group.current, group.changes)).collect())
-    }
-
-    /// The last result of a function the store's policy declined:
-    /// `(key, size, compute_micros, reason)`, or `None`.
-    fn declined(&self, py: Python<'_>, function_name: &str) -> PyResult<Option<(String, u64, u64, String)>> {
-        let found = py.detach(|| self.inner.declined(function_name)).map_err(to_py_err)?;
-        Ok(found.map(|d| (d.key, d.size, d.compute_micros, d.reason)))
+        let (key, arguments) = (parse_digest(key)?, parse_digest(arguments)?);
+        let in_process = not_stored.map(|(size, compute_micros, reason)| hitsave_host::why::NotStored {
+            size,
+            compute_micros,
+            reason,
+        });
+        let why = py
+            .detach(|| hitsave_host::why::why_miss(&self.inner, core, function_name, &key, &arguments, in_process))
+            .map_err(to_py_err)?;
+        Ok(why.to_string())
     }
 
     /// Fetches a function's cloud results the local store lacks; returns how many.

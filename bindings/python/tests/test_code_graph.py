@@ -354,3 +354,24 @@ def test_an_unused_constant_equal_to_a_used_one_is_not_a_dependency(project):
     source = (project.root / "consts.py").read_text()
     project.write("consts.py", source.replace("N_SPLITS = 5", "N_SPLITS = 6"))
     assert project.run(call).stdout.split() == ["False", "6"]
+
+
+def test_why_answers_for_the_arguments_asked(project):
+    """f(1) stored, a helper edited, f(2) computed under the new code: f.why(1)
+    names the edit (not "the code is unchanged", which is true of f(2))."""
+    project.write("whyargs.py", """
+        from hitsave import memo
+
+        def helper(x):
+            return x + 1            # EDIT
+
+        @memo
+        def f(x):
+            return helper(x)
+    """)
+    project.run("import whyargs; whyargs.f(1)")
+    text = (project.root / "whyargs.py").read_text()
+    project.write("whyargs.py", text.replace("x + 1 ", "x + 2 "))
+    out = project.run("import whyargs; whyargs.f(2); print(whyargs.f.why(1)); print(whyargs.f.why(3))").stdout.splitlines()
+    assert out[0].startswith("miss: code changed since results were stored:") and "helper" in out[0], out
+    assert out[1] == "miss: the code is unchanged; no result is stored for these arguments", out

@@ -548,40 +548,13 @@ class MemoFunction(Generic[P, R]):
         store = self._enabled_store()
         if store is None:
             return "the cache is off"
-        key = self._key(args, kwargs)[0]
+        key, arguments = self._key(args, kwargs)
         if self._lookup(store, key) is not MISS:
             return "hit"
-        if key in self._not_stored:
-            size, micros, reason = self._not_stored[key]
-            return (
-                f"miss: the last result for these arguments ({size} bytes, computed in {micros} µs) was not stored: "
-                f"{reason} (docs/spec/policy.md)"
-            )
-        # What an earlier process saw the policy decline (recorded once per function per process).
-        declined = store.declined(self.function_name)
-        if declined is not None and declined[0] == key:
-            return (
-                f"miss: the last result for these arguments ({declined[1]} bytes, computed in {declined[2]} µs) "
-                f"was not stored: {declined[3]} (docs/spec/policy.md)"
-            )
-        note = (
-            f"; a result of this function was not stored by the cache policy ({declined[1]} bytes, computed in "
-            f"{declined[2]} µs: {declined[3]})"
-            if declined is not None
-            else ""
-        )
         if self._graph is not None:
             store.record_function(self.function_name, self._graph[0], self._graph[1])
-        try:
-            groups = store.why(self.function_name)
-        except _native.HitSaveError:
-            return "miss: nothing is stored for this function yet" + note
-        changes = [f"{node} {change}" for _graph, _count, current, group in groups if not current for node, change in group]
-        if any(current for _graph, _count, current, _group in groups):
-            return "miss: the code is unchanged; no result is stored for these arguments" + note
-        if changes:
-            return "miss: code changed since results were stored: " + ", ".join(sorted(set(changes)))
-        return "miss: no result is stored for these arguments" + note
+        # The sentence is the host's (hitsave_host::why), the same in Node.
+        return store.why_miss(self.function_name, key, arguments, self._not_stored.get(key))
 
 
 @overload
