@@ -375,3 +375,38 @@ def test_why_answers_for_the_arguments_asked(project):
     out = project.run("import whyargs; whyargs.f(2); print(whyargs.f.why(1)); print(whyargs.f.why(3))").stdout.splitlines()
     assert out[0].startswith("miss: code changed since results were stored:") and "helper" in out[0], out
     assert out[1] == "miss: the code is unchanged; no result is stored for these arguments", out
+
+
+def test_upgrading_a_package_misses_even_with_the_distributions_kept_on_disk(project, tmp_path):
+    """Packages count by version; the version map is kept in the store between
+    processes, keyed by the environment, so an upgrade must still be seen."""
+    site = tmp_path / "env" / "site-packages"
+
+    def install(version, value):
+        for old in site.glob("fakepkg-*.dist-info"):
+            for file in old.iterdir():
+                file.unlink()
+            old.rmdir()
+        (site / "fakepkg").mkdir(parents=True, exist_ok=True)
+        (site / "fakepkg" / "__init__.py").write_text(f"def value():\n    return {value}\n")
+        info = site / f"fakepkg-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fakepkg\nVersion: {version}\n")
+        (info / "top_level.txt").write_text("fakepkg\n")
+
+    project.write("usepkg.py", """
+        import fakepkg
+        from hitsave import memo
+
+        @memo
+        def f():
+            return fakepkg.value()
+    """)
+    env = {"PYTHONPATH": str(site)}
+    call = "import usepkg, hitsave; print(usepkg.f.lookup() is hitsave.MISS, usepkg.f())"
+    install("1.0", 1)
+    assert project.run(call, env=env).stdout.split() == ["True", "1"]
+    assert project.run(call, env=env).stdout.split() == ["False", "1"]
+    assert list((project.cache / "analysis").glob("distributions-*.json")), "the version map is kept"
+    install("2.0", 2)
+    assert project.run(call, env=env).stdout.split() == ["True", "2"]

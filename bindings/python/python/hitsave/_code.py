@@ -29,6 +29,7 @@ import functools
 import importlib.metadata
 import inspect
 import operator
+import os
 import sys
 import sysconfig
 import textwrap
@@ -125,16 +126,67 @@ def is_external(obj: Any) -> bool:
     return file.startswith(_EXTERNAL_ROOTS) or "site-packages" in file or "dist-packages" in file
 
 
+def _environment_signature() -> str:
+    """What the installed distributions depend on: the interpreter and, for
+    every directory on ``sys.path``, the names of its ``*.dist-info`` and
+    ``*.egg-info`` entries (they carry the versions, so installing, removing
+    or upgrading any package changes it). About a millisecond."""
+    parts = [sys.version, sys.prefix]
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as listing:
+                names = sorted(e.name for e in listing if e.name.endswith((".dist-info", ".egg-info", ".pth", ".egg-link")))
+        except OSError:
+            continue
+        parts.append(f"{entry}\0" + "\0".join(names))
+    return "\n".join(parts)
+
+
 @functools.cache
-def _distributions() -> dict[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+def _distributions() -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Top-level module -> distributions, and distribution -> version.
+    Reading them costs 50-200 ms (every distribution's metadata), so they are
+    kept in the store directory, keyed by the environment's signature, and a
+    fresh process of an unchanged environment reads one small file."""
+    import json
+
+    from hitsave import _memo
+
+    store = _memo._open_store()
+    path = None
+    if store is not None:
+        digest = _native.value_digest(_environment_signature()).split("_", 1)[1][:32]
+        path = Path(store.root) / "analysis" / f"distributions-{digest}.json"
+        try:
+            known = json.loads(path.read_text())
+            return known["modules"], known["versions"]
+        except (OSError, ValueError, KeyError):
+            pass
+    modules = importlib.metadata.packages_distributions()
+    versions: dict[str, str] = {}
+    for distribution in importlib.metadata.distributions():
+        name = distribution.metadata["Name"]
+        if name and name not in versions:
+            versions[name] = distribution.version
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps({"modules": modules, "versions": versions}))
+            os.replace(temporary, path)
+        except OSError:
+            pass  # a read-only store: computed again next time
+    return modules, versions
 
 
 def package_of(obj: Any) -> tuple[str, str]:
     """``(name, version)`` of the distribution an external object comes from."""
     module_name = obj.__name__ if isinstance(obj, types.ModuleType) else _module_name_of(obj)
     top = module_name.split(".")[0]
-    for dist in _distributions().get(top, []):
+    modules, versions = _distributions()
+    for dist in modules.get(top, []):
+        if dist in versions:
+            return dist, versions[dist]
         try:
             return dist, importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
