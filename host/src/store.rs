@@ -1180,11 +1180,6 @@ impl Store {
         })
     }
 
-    /// The store's directory (`HITSAVE_CACHE_DIR`).
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// How many results wait for upload.
     pub fn outbox_len(&self) -> Result<u64> {
         self.with_db(|conn| Ok(conn.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0))? as u64))

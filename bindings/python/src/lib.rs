@@ -419,12 +419,6 @@ impl Store {
         .map_err(to_py_err)
     }
 
-    /// The store's directory.
-    #[getter]
-    fn root(&self) -> std::path::PathBuf {
-        self.inner.root().to_path_buf()
-    }
-
     /// The configured mode: `off`, `local`, `cloud` or `read-only`.
     #[getter]
     fn mode(&self) -> &str {

@@ -156,7 +156,7 @@ def _distributions() -> tuple[dict[str, list[str]], dict[str, str]]:
     path = None
     if store is not None:
         digest = _native.value_digest(_environment_signature()).split("_", 1)[1][:32]
-        path = Path(store.root) / "analysis" / f"distributions-{digest}.json"
+        path = Path(store.path) / "analysis" / f"distributions-{digest}.json"
         try:
             known = json.loads(path.read_text())
             return known["modules"], known["versions"]
