@@ -1232,6 +1232,18 @@ fn installed_package(file: &Path) -> Option<(String, String)> {
     Some((name, version))
 }
 
+/// HitSave's own package, when a file belongs to it although it is not
+/// under `node_modules` (installed by link: `npm install ../hitsave`,
+/// `file:`): it counts as the package `hitsave` by its version, never as the
+/// project's code, so a fingerprint never depends on where the SDK lives.
+fn sdk_package(file: &Path) -> Option<(String, String)> {
+    let manifest = file.ancestors().skip(1).take(8).map(|dir| dir.join("package.json")).find(|path| path.is_file())?;
+    let text = std::fs::read_to_string(manifest).ok()?;
+    (json_string_field(&text, "name").as_deref() == Some("hitsave")).then(|| {
+        ("hitsave".to_owned(), json_string_field(&text, "version").unwrap_or_else(|| "unversioned".to_owned()))
+    })
+}
+
 /// A top-level string field of a package.json, read with a real JSON parser.
 fn json_string_field(manifest: &str, field: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(manifest).ok()?;
@@ -1252,7 +1264,7 @@ fn resolve(from: &Path, spec: &str) -> Resolved {
     let [with_tsconfig, without] = resolvers();
     if let Ok(resolution) = with_tsconfig.resolve_file(from, spec).or_else(|_| without.resolve_file(from, spec)) {
         let file = resolution.into_path_buf();
-        if let Some((name, version)) = installed_package(&file) {
+        if let Some((name, version)) = installed_package(&file).or_else(|| sdk_package(&file)) {
             return Resolved::Package { name, version };
         }
         return Resolved::File(file);

@@ -202,3 +202,31 @@ test('options and arrays that would be silently wrong are refused with a TypeErr
   assert.throws(() => new hitsave.NDArray('float64', [1], new DataView(new ArrayBuffer(8))), TypeError);
   assert.doesNotThrow(() => new hitsave.NDArray('float16', [2, 1], new Uint16Array(2)));
 });
+
+test('HitSave installed by link is a package in the graph, never project code', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require('hitsave');
+      const inner = memo((x) => x * 2);
+      const outer = memo((x) => inner(x) + 1);
+      const names = outer.graph().nodes.map((node) => node[1]);
+      const missed = outer.lookup(1) === require('hitsave').MISS;
+      console.log(JSON.stringify({ missed, value: outer(1), sdk: names.filter((n) => /hitsave|index\\.js/.test(n)) }));
+    `,
+  });
+  fs.mkdirSync(path.join(project.root, 'node_modules'));
+  fs.symlinkSync(path.resolve(__dirname, '..'), path.join(project.root, 'node_modules', 'hitsave'), 'dir');
+  const first = project.run('main.js').out;
+  assert.deepStrictEqual([first.missed, first.value], [true, 3]);
+  assert.ok(first.sdk.length > 0 && first.sdk.every((name) => !name.includes('index.js')), JSON.stringify(first.sdk));
+  // The project moved (another checkout, another machine): its code did not change, so it hits.
+  const moved = `${project.root}-moved`;
+  fs.renameSync(project.root, moved);
+  project.root = moved;
+  const again = spawnSync(process.execPath, [path.join(moved, 'main.js')], {
+    cwd: moved, env: { ...process.env, HITSAVE_CACHE_DIR: path.join(moved, '.cache') }, encoding: 'utf8',
+  });
+  assert.strictEqual(again.status, 0, again.stderr);
+  const out = JSON.parse(again.stdout.trim().split('\n').pop());
+  assert.deepStrictEqual([out.missed, out.value], [false, 3], 'the moved project hits');
+});
