@@ -410,3 +410,27 @@ def test_upgrading_a_package_misses_even_with_the_distributions_kept_on_disk(pro
     assert list((project.cache / "analysis").glob("distributions-*.json")), "the version map is kept"
     install("2.0", 2)
     assert project.run(call, env=env).stdout.split() == ["True", "2"]
+
+
+def test_an_unhashable_module_value_counts_by_the_source_that_makes_it(project):
+    project.write("engine.py", """
+        import threading
+        from hitsave import memo
+
+        class Engine:
+            def __init__(self, url):
+                self.url = url
+                self.lock = threading.Lock()   # no faithful hash: its state cannot be read
+
+        ENGINE = Engine("db-1")                # EDIT
+
+        @memo
+        def query(x):
+            return f"{ENGINE.url}:{x}"
+    """)
+    call = "import engine, hitsave; print(engine.query.lookup(1) is hitsave.MISS, engine.query(1))"
+    assert project.run(call).stdout.split() == ["True", "db-1:1"]
+    assert project.run(call).stdout.split() == ["False", "db-1:1"]
+    text = (project.root / "engine.py").read_text()
+    project.write("engine.py", text.replace('Engine("db-1")', 'Engine("db-2")'))
+    assert project.run(call).stdout.split() == ["True", "db-2:1"]

@@ -666,10 +666,13 @@ class _GraphBuilder:
         try:
             content = _native.value_digest(obj)
         except _native.HitSaveError:
-            # A module-level value that cannot be hashed faithfully (a logger,
-            # a lock): it counts by its type, so replacing it by another type
-            # still changes the fingerprint.
-            content = _native.value_digest(["opaque", type(obj).__module__, type(obj).__qualname__])
+            # A module-level value that cannot be hashed faithfully (a lock, a
+            # database engine, an object holding one): its type and the
+            # source that makes it (`ENGINE = create_engine(URL)`: editing
+            # the URL misses), since its state cannot be read.
+            content = _native.value_digest(
+                ["opaque", type(obj).__module__, type(obj).__qualname__, _assignments_of(name_hint)]
+            )
         node = self._add("constant", name_hint, content)
         # Code a value holds runs when the function uses it: an instance of the
         # project's own class (`model = Model()`, also a callable one) runs its
@@ -789,6 +792,45 @@ class _GraphBuilder:
                     # a node of its own, with its closure (the method it wraps).
                     self._link(node, self.visit(function))
         return node
+
+
+@functools.lru_cache(maxsize=256)
+def _module_tree(file: str, mtime: int) -> ast.Module | None:
+    try:
+        return ast.parse(Path(file).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _assignments_of(qualified: str) -> list[str]:
+    """The module-level statements that assign ``module:NAME`` (or
+    ``module:Class.attr``: the class's), normalised, in source order."""
+    module_name, _, name = qualified.partition(":")
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    if not file or not name:
+        return []
+    try:
+        tree = _module_tree(file, os.stat(file).st_mtime_ns)
+    except OSError:
+        return []
+    if tree is None:
+        return []
+    head = name.split(".")[0]
+    found = []
+    for statement in ast.walk(tree):
+        targets: list[ast.AST] = []
+        if isinstance(statement, ast.Assign):
+            targets = list(statement.targets)
+        elif isinstance(statement, (ast.AnnAssign, ast.AugAssign)):
+            targets = [statement.target]
+        elif isinstance(statement, ast.ClassDef) and statement.name == head:
+            found.append(ast.dump(statement, include_attributes=False))
+            continue
+        names = {node.id for target in targets for node in ast.walk(target) if isinstance(node, ast.Name)}
+        if head in names:
+            found.append(ast.dump(statement, include_attributes=False))
+    return found
 
 
 def _memoized(obj: Any) -> Any:
