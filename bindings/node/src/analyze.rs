@@ -122,6 +122,13 @@ struct Module {
     cjs_exports: Option<usize>,
     /// The memoized function, when this is the file `memo()` was called in.
     root: Option<Binding>,
+    /// Top-level statements that may change an imported binding
+    /// (`settings.k = 3` on `import { settings } from './config'`): the
+    /// export they change depends on them, when a graph reaches both.
+    import_effects: Vec<(String, Imported, usize)>,
+    /// Modules imported only for their effects (`import './setup.mjs'`,
+    /// `require('./setup')` as a statement): loaded with this one.
+    side_effect_imports: Vec<String>,
     /// How the units' texts parse.
     source_type: SourceType,
 }
@@ -350,6 +357,9 @@ impl Builder<'_> {
         match statement {
             Statement::ImportDeclaration(import) => {
                 let spec = import.source.value.to_string();
+                if import.specifiers.as_ref().is_none_or(|specifiers| specifiers.is_empty()) {
+                    self.module.side_effect_imports.push(spec.clone());
+                }
                 for specifier in import.specifiers.iter().flatten() {
                     let (local, imported) = match specifier {
                         ImportDeclarationSpecifier::ImportSpecifier(s) => {
@@ -416,6 +426,9 @@ impl Builder<'_> {
                 self.module.exports.insert("default".to_owned(), Export::Unit(unit));
             }
             Statement::ExpressionStatement(expression) => {
+                if let Some(spec) = require_spec(&expression.expression) {
+                    self.module.side_effect_imports.push(spec.to_owned());
+                }
                 if let Expression::AssignmentExpression(assignment) = &expression.expression {
                     let text = self.slice(expression.span).to_owned();
                     match &assignment.left {
@@ -536,6 +549,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
     let root_scope = scoping.root_scope_id();
     let index = UnitIndex::new(&module.units);
     let mut effects: Vec<(usize, usize)> = Vec::new();
+    let mut import_effects: Vec<(String, Imported, usize)> = Vec::new();
     for symbol in scoping.symbol_ids() {
         let name = scoping.symbol_name(symbol);
         let declared = scoping.symbol_span(symbol);
@@ -552,6 +566,19 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             let node = nodes.get_node(reference.node_id());
             let span = node.kind().span();
             let Some(user) = index.unit_at(span) else { continue };
+            if at_root
+                && module.units[user].effect
+                && let Dep::Import { spec, imported } = &home
+            {
+                // `settings.k = 3` on an imported `settings`: that export depends on it.
+                let imported = match (imported, nodes.parent_kind(node.id())) {
+                    (Imported::Namespace, AstKind::StaticMemberExpression(member)) if member.object.span() == span => {
+                        Imported::Named(member.property.name.to_string())
+                    }
+                    (other, _) => other.clone(),
+                };
+                import_effects.push((spec.clone(), imported, user));
+            }
             if at_root
                 && module.units[user].effect
                 && let Dep::Unit(binding) = &home
@@ -618,6 +645,9 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             module.units[binding].deps.push(Dep::Unit(statement));
         }
     }
+    import_effects.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
+    import_effects.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2 && format!("{:?}", a.1) == format!("{:?}", b.1));
+    module.import_effects = import_effects;
     // `require("x")` and `import("x")` inside functions: the whole module.
     // Also a require made by `createRequire(import.meta.url)`, called at once
     // or through any name: a relative path given to a call whose callee
@@ -1037,6 +1067,8 @@ fn summarize(
         star_exports: Vec::new(),
         cjs_exports: None,
         root: None,
+        import_effects: Vec::new(),
+        side_effect_imports: Vec::new(),
         source_type: source_type_of(path),
     };
     if path.extension().is_some_and(|ext| ext == "json") {
@@ -1286,6 +1318,8 @@ struct Graph<'c> {
     modules: HashMap<PathBuf, Arc<Module>>,
     nodes: Vec<GraphNode>,
     index: HashMap<String, u32>,
+    /// The modules this graph reached, in order (for their effects).
+    used: Vec<Arc<Module>>,
 }
 
 impl Graph<'_> {
@@ -1314,13 +1348,88 @@ impl Graph<'_> {
     }
 
     fn module(&mut self, path: &Path) -> Result<Arc<Module>, HitSaveError> {
-        if let Some(module) = self.modules.get(path) {
-            return Ok(module.clone());
-        }
-        let rel = self.rel(path);
-        let module = Arc::new(summarize(self.core, path, rel, None, "", None)?);
-        self.modules.insert(path.to_path_buf(), module.clone());
+        let module = match self.modules.get(path) {
+            Some(module) => module.clone(),
+            None => {
+                let rel = self.rel(path);
+                let module = Arc::new(summarize(self.core, path, rel, None, "", None)?);
+                self.modules.insert(path.to_path_buf(), module.clone());
+                module
+            }
+        };
+        self.mark_used(&module);
         Ok(module)
+    }
+
+    fn mark_used(&mut self, module: &Arc<Module>) {
+        if !self.used.iter().any(|used| Arc::ptr_eq(used, module) || used.path == module.path) {
+            self.used.push(module.clone());
+        }
+    }
+
+    /// Statements in the modules reached (and in the modules they import for
+    /// their effects) that change an export the graph holds: the export's
+    /// node depends on them. Repeated until nothing is added, since a
+    /// statement may bring in more modules.
+    fn add_effects(&mut self) -> Result<(), HitSaveError> {
+        let mut done = 0;
+        let mut linked: Vec<(u32, u32)> = Vec::new();
+        loop {
+            let mut changed = false;
+            while done < self.used.len() {
+                let module = self.used[done].clone();
+                done += 1;
+                for spec in &module.side_effect_imports {
+                    if let Resolved::File(path) = resolve(&module.path, spec) {
+                        self.module(&path)?;
+                    }
+                }
+            }
+            for module in self.used.clone() {
+                for (spec, imported, unit) in &module.import_effects {
+                    let Resolved::File(path) = resolve(&module.path, spec) else { continue };
+                    let target = self.module(&path)?;
+                    let Some(export) = self.existing_export(&target, imported) else { continue };
+                    let statement = self.unit(&module, *unit)?;
+                    if statement != export && !linked.contains(&(export, statement)) {
+                        linked.push((export, statement));
+                        if !self.nodes[export as usize].deps.contains(&statement) {
+                            self.nodes[export as usize].deps.push(statement);
+                        }
+                        changed = true;
+                    }
+                }
+            }
+            if !changed && done == self.used.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The node of an export when the graph already holds it (an export the
+    /// function does not reach is not added for a statement that changes it).
+    fn existing_export(&self, module: &Arc<Module>, imported: &Imported) -> Option<u32> {
+        let unit = match imported {
+            Imported::Namespace => return self.index.get(&module.rel).copied(),
+            Imported::Default => match module.exports.get("default")? {
+                Export::Unit(unit) => *unit,
+                Export::Local(local) => match module.bindings.get(local)? {
+                    Binding::Unit(unit) => *unit,
+                    Binding::Import { .. } => return None,
+                },
+                Export::From { .. } => return None,
+            },
+            Imported::Named(name) => match module.exports.get(name) {
+                Some(Export::Unit(unit)) => *unit,
+                Some(Export::Local(local)) => match module.bindings.get(local)? {
+                    Binding::Unit(unit) => *unit,
+                    Binding::Import { .. } => return None,
+                },
+                Some(Export::From { .. }) => return None,
+                None => module.cjs_exports?,
+            },
+        };
+        self.index.get(&format!("{}:{}", module.rel, module.units[unit].name)).copied()
     }
 
     fn add(&mut self, kind: &str, name: String, content: Digest) -> (u32, bool) {
@@ -1502,8 +1611,14 @@ pub fn analyze(
         None => file.canonicalize().map_err(|err| unavailable(format!("cannot find {}: {err}", file.display())))?,
     };
     let project = project_root(&file);
-    let mut graph =
-        Graph { core, project, modules: cache().clone().unwrap_or_default(), nodes: Vec::new(), index: HashMap::new() };
+    let mut graph = Graph {
+        core,
+        project,
+        modules: cache().clone().unwrap_or_default(),
+        nodes: Vec::new(),
+        index: HashMap::new(),
+        used: Vec::new(),
+    };
     let rel = graph.rel(&file);
     let at = if line > 0 { Some((line, column)) } else { None };
     let mut module = Arc::new(summarize(core, &file, rel, at, source, script)?);
@@ -1533,8 +1648,10 @@ pub fn analyze(
             file.display()
         )));
     };
+    graph.mark_used(&module);
     let root =
         graph.binding(&module, &root)?.ok_or_else(|| unavailable("the memoized function could not be resolved"))?;
+    graph.add_effects()?;
     {
         let mut cache = cache();
         let cache = cache.get_or_insert_with(HashMap::new);

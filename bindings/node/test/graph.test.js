@@ -230,3 +230,29 @@ test('HitSave installed by link is a package in the graph, never project code', 
   const out = JSON.parse(again.stdout.trim().split('\n').pop());
   assert.deepStrictEqual([out.missed, out.value], [false, 3], 'the moved project hits');
 });
+
+test('statements in other modules that change an imported object count toward it', () => {
+  const hitsaveIndex = JSON.stringify(path.resolve(__dirname, '..', 'index.js'));
+  const project = new Project({
+    'config.mjs': 'export const settings = { k: 1 };\nexport const other = { j: 1 };\n',
+    'setup.mjs': "import { settings } from './config.mjs';\nsettings.k = 3;  // EDIT-esm\n",
+    'main.mjs': `
+      import './setup.mjs';
+      import { settings } from './config.mjs';
+      import { memo } from ${hitsaveIndex};
+      const f = memo((x) => x * settings.k);
+      console.log(JSON.stringify(f(2)));
+    `,
+    'config.js': 'module.exports = { rate: 1 };\n',
+    'setup.js': "const cfg = require('./config');\ncfg.rate = 5;  // EDIT-cjs\n",
+    'main.js': `
+      require('./setup');
+      const cfg = require('./config');
+      const { memo } = require(HITSAVE);
+      const g = memo((x) => x * cfg.rate);
+      console.log(JSON.stringify(g(2)));
+    `,
+  });
+  editMisses(project, () => project.run('main.mjs').out, 'setup.mjs', 'settings.k = 3', 'settings.k = 4');
+  editMisses(project, () => project.run('main.js').out, 'setup.js', 'cfg.rate = 5', 'cfg.rate = 6');
+});
