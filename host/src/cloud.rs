@@ -747,6 +747,17 @@ impl CloudSync {
         let data = self.client.download(eval);
         self.note(&data);
         let data = data?;
+        // Decoded before it is kept: a record claiming the portable codec
+        // whose bytes are not a portable result would otherwise raise in
+        // every later call, offline too.
+        if eval.codec == crate::portable::CODEC
+            && let Err(error) = crate::portable::check(&data)
+        {
+            return Err(HitSaveError::CloudIntegrity(format!(
+                "{} ({}): the server's result is marked portable but is not a portable result ({error}); not used",
+                eval.key, eval.function_name
+            )));
+        }
         let new = NewEval {
             key: Digest::parse(&eval.key)?,
             function_id: eval.function_id.clone(),

@@ -536,3 +536,14 @@ fn a_server_answering_with_another_keys_record_is_a_miss_not_that_result() {
     assert!(store.get(&asked).unwrap().is_none(), "another key's record is never this key's result");
     assert!(store.get_local(&asked).unwrap().is_none(), "and nothing is stored under the asked key");
 }
+
+#[test]
+fn a_portable_record_whose_blob_is_not_portable_is_a_miss_and_is_not_kept() {
+    let garbage = b"\xff\xfe not a portable stream".to_vec();
+    let url = lying_server(remote_eval("f(1)", &garbage), garbage);
+    let (_dir, config) = machine(&url, "hs_0_0", None);
+    let store = Store::open(&config).unwrap();
+    let asked = digest("key", "f(1)");
+    assert!(store.get(&asked).unwrap().is_none(), "not served");
+    assert!(store.get_local(&asked).unwrap().is_none(), "not stored, so a later offline call does not fail");
+}
