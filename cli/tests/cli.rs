@@ -299,17 +299,22 @@ fn serve_login_keys_push_and_pull() {
     local.mode = hitsave_host::Mode::Local;
     let store = Store::open(&local).unwrap();
     for i in 0..3 {
+        // Keys as an SDK derives them (the client checks a record's key against its function and arguments).
+        let arguments = digest(DigestKind::Value, &format!("a{i}"));
+        let identity = hitsave_core::keys::FunctionIdentity::Explicit { name: "train".into(), version: "1".into() };
         let eval = NewEval {
-            key: digest(DigestKind::Key, &format!("k{i}")),
+            key: core.derive_key(&identity, &arguments).unwrap(),
             function_id: "train@1".into(),
             function_name: "app:train".into(),
             language: "python".into(),
-            arguments: digest(DigestKind::Value, &format!("a{i}")),
+            arguments,
             codec: "portable".into(),
             compute_micros: 10_000,
             graph: None,
         };
-        store.put(&core, &eval, format!("result {i}").as_bytes()).unwrap();
+        let mut result = hitsave_core::stream::StreamWriter::new();
+        result.str(&format!("result {i}"));
+        store.put(&core, &eval, result.as_bytes()).unwrap();
     }
     drop(store);
     let pushed = json(&cloud_cli(&home, &a, &["push", "--json"]));

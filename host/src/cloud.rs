@@ -65,6 +65,25 @@ pub struct RemoteEval {
     pub graph: Option<String>,
 }
 
+/// Whether a record's key derives from its function identity (`code2_…`, or
+/// `name@version`, split at any `@`) and its argument digest.
+fn key_matches(eval: &RemoteEval) -> bool {
+    let (Ok(key), Ok(arguments)) = (Digest::parse(&eval.key), Digest::parse(&eval.arguments)) else { return false };
+    let Ok(core) = crate::runtime::Core::shared() else { return false };
+    let derives = |identity: hitsave_core::keys::FunctionIdentity| {
+        core.derive_key(&identity, &arguments).is_ok_and(|derived| derived == key)
+    };
+    if let Ok(fingerprint) = Digest::parse(&eval.function_id) {
+        return derives(hitsave_core::keys::FunctionIdentity::Fingerprint(fingerprint));
+    }
+    eval.function_id.match_indices('@').any(|(at, _)| {
+        derives(hitsave_core::keys::FunctionIdentity::Explicit {
+            name: eval.function_id[..at].to_owned(),
+            version: eval.function_id[at + 1..].to_owned(),
+        })
+    })
+}
+
 impl RemoteEval {
     fn mac_message(&self) -> Vec<u8> {
         let mut message = Vec::new();
@@ -737,6 +756,15 @@ impl CloudSync {
 
     /// Downloads one record into the local store, if trusted.
     fn load(&self, store: &Store, eval: &RemoteEval) -> Result<Option<Hit>> {
+        // A record's key must be the one its function and arguments derive:
+        // a server (or a writer) cannot file one call's result under another
+        // call's key. Records of an older key scheme are skipped the same way.
+        if !key_matches(eval) {
+            return Err(HitSaveError::CloudIntegrity(format!(
+                "{} ({}): the record's key is not the key of its function ({}) and arguments ({}); not used",
+                eval.key, eval.function_name, eval.function_id, eval.arguments
+            )));
+        }
         if !self.client.trusted(eval) {
             return Err(HitSaveError::CloudUntrusted(format!(
                 "{} ({}, codec {}): a language-only result from the cloud without a valid signature is never loaded; \

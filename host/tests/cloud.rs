@@ -58,8 +58,21 @@ fn machine(url: &str, key: &str, signing: Option<&str>) -> (tempfile::TempDir, C
     (dir, config)
 }
 
+/// A digest for a seed: an argument digest (`val`), or the key (`key`) of
+/// the function `f@1` called with that seed's argument digest, as a real SDK
+/// derives it (the client checks records' keys); anything else by its kind.
 fn digest(kind: &str, seed: &str) -> Digest {
-    Digest::parse(&format!("{kind}1_{}", blake3::hash(seed.as_bytes()).to_hex())).unwrap()
+    let bytes = *blake3::hash(seed.as_bytes()).as_bytes();
+    match kind {
+        "val" => Digest::new(hitsave_core::DigestKind::Value, bytes),
+        "key" => core()
+            .derive_key(
+                &hitsave_core::keys::FunctionIdentity::Explicit { name: "f".into(), version: "1".into() },
+                &digest("val", seed),
+            )
+            .unwrap(),
+        other => Digest::parse(&format!("{other}1_{}", blake3::hash(seed.as_bytes()).to_hex())).unwrap(),
+    }
 }
 
 fn eval(seed: &str, function: &str, codec: &str) -> NewEval {
@@ -75,6 +88,14 @@ fn eval(seed: &str, function: &str, codec: &str) -> NewEval {
     }
 }
 
+/// `data` as a portable result (a bytes value): what the client accepts from
+/// the cloud under the portable codec.
+fn portable(data: &[u8]) -> Vec<u8> {
+    let mut out = hitsave_core::stream::StreamWriter::new();
+    out.bytes(data);
+    out.into_bytes()
+}
+
 fn core() -> &'static Core {
     Core::shared().unwrap()
 }
@@ -88,15 +109,15 @@ fn a_result_computed_on_one_machine_hits_on_another() {
     let a = Store::open(&a_config).unwrap();
     let small = b"a small result".to_vec();
     let large: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
-    assert_eq!(a.put(core(), &eval("small", "f", "portable"), &small).unwrap(), PutOutcome::Stored);
-    assert_eq!(a.put(core(), &eval("large", "f", "portable"), &large).unwrap(), PutOutcome::Stored);
+    assert_eq!(a.put(core(), &eval("small", "f", "portable"), &portable(&small)).unwrap(), PutOutcome::Stored);
+    assert_eq!(a.put(core(), &eval("large", "f", "portable"), &portable(&large)).unwrap(), PutOutcome::Stored);
     assert_eq!(a.drain_uploads().unwrap(), 0, "the outbox empties");
 
     let b = Store::open(&b_config).unwrap();
     assert!(b.get_local(&digest("key", "small")).unwrap().is_none());
     let hit = b.get(&digest("key", "small")).unwrap().expect("read through the cloud");
-    assert_eq!(hit.data.bytes(), &small[..]);
-    assert_eq!(b.get(&digest("key", "large")).unwrap().unwrap().data.bytes(), &large[..]);
+    assert_eq!(hit.data.bytes(), &portable(&small)[..]);
+    assert_eq!(b.get(&digest("key", "large")).unwrap().unwrap().data.bytes(), &portable(&large)[..]);
     assert!(b.get_local(&digest("key", "large")).unwrap().is_some(), "kept locally");
     assert_eq!(b.outbox_len().unwrap(), 0, "a downloaded result is not uploaded back");
     assert!(b.get(&digest("key", "never")).unwrap().is_none());
@@ -110,9 +131,10 @@ fn bulk_download_of_a_function() {
     let (_b_dir, b_config) = machine(&server.url, &key, None);
     let a = Store::open(&a_config).unwrap();
     for i in 0..12 {
-        a.put(core(), &eval(&format!("f{i}"), "train", "portable"), format!("result {i}").as_bytes()).unwrap();
+        a.put(core(), &eval(&format!("f{i}"), "train", "portable"), &portable(format!("result {i}").as_bytes()))
+            .unwrap();
     }
-    a.put(core(), &eval("other", "other", "portable"), b"x").unwrap();
+    a.put(core(), &eval("other", "other", "portable"), &portable(b"x")).unwrap();
     a.drain_uploads().unwrap();
     let b = Store::open(&b_config).unwrap();
     let mut calls = Vec::new();
@@ -137,7 +159,10 @@ fn an_unreachable_server_costs_nothing_and_uploads_resume_at_the_next_start() {
     config.upload_wait = Duration::from_millis(300);
     let store = Store::open(&config).unwrap();
     let start = Instant::now();
-    assert_eq!(store.put(core(), &eval("offline", "f", "portable"), b"computed offline").unwrap(), PutOutcome::Stored);
+    assert_eq!(
+        store.put(core(), &eval("offline", "f", "portable"), &portable(b"computed offline")).unwrap(),
+        PutOutcome::Stored
+    );
     assert!(store.get(&digest("key", "elsewhere")).unwrap().is_none());
     assert!(store.get(&digest("key", "elsewhere-too")).unwrap().is_none());
     assert!(store.get(&digest("key", "offline")).unwrap().is_some(), "local hits still work");
@@ -191,7 +216,7 @@ fn a_server_that_never_answers_costs_one_timeout_then_nothing_until_it_is_back()
     let server = serve_on(std::net::TcpListener::bind(address).unwrap(), data);
     let (_other_dir, other_config) = machine(&server.url, &key, None);
     let other = Store::open(&other_config).unwrap();
-    other.put(core(), &eval("shared", "f", "portable"), b"from the other machine").unwrap();
+    other.put(core(), &eval("shared", "f", "portable"), &portable(b"from the other machine")).unwrap();
     other.drain_uploads().unwrap();
     // The process that saw it down reads through again once a health check finds it back,
     // and no call waits meanwhile.
@@ -233,7 +258,7 @@ fn language_only_results_load_only_when_signed_by_a_trusted_key() {
     let (_a_dir, a_config) = machine(&server.url, &key, Some("team secret"));
     let a = Store::open(&a_config).unwrap();
     a.put(core(), &eval("pickled", "f", "pickle"), b"pickle bytes").unwrap();
-    a.put(core(), &eval("portable", "f", "portable"), b"portable bytes").unwrap();
+    a.put(core(), &eval("portable", "f", "portable"), &portable(b"portable bytes")).unwrap();
     a.drain_uploads().unwrap();
 
     let (_b_dir, b_config) = machine(&server.url, &key, Some("team secret"));
@@ -265,7 +290,7 @@ fn a_read_only_key_cannot_upload_but_the_result_stays_local() {
     let reader = client.create_key("read", "laptop").unwrap()["key"].as_str().unwrap().to_owned();
     let (_dir, config) = machine(&server.url, &reader, None);
     let store = Store::open(&config).unwrap();
-    assert_eq!(store.put(core(), &eval("r", "f", "portable"), b"mine").unwrap(), PutOutcome::Stored);
+    assert_eq!(store.put(core(), &eval("r", "f", "portable"), &portable(b"mine")).unwrap(), PutOutcome::Stored);
     store.drain_uploads().unwrap();
     assert!(store.get(&digest("key", "r")).unwrap().is_some());
     assert!(client.lookup(&[digest("key", "r").to_string()]).unwrap().is_empty());
@@ -281,7 +306,7 @@ fn a_function_the_cloud_keeps_answering_is_prefetched_in_bulk() {
     let (_b_dir, b_config) = machine(&server.url, &key, None);
     let a = Store::open(&a_config).unwrap();
     for i in 0..10 {
-        a.put(core(), &eval(&format!("hot{i}"), "hot", "portable"), format!("hot {i}").as_bytes()).unwrap();
+        a.put(core(), &eval(&format!("hot{i}"), "hot", "portable"), &portable(format!("hot {i}").as_bytes())).unwrap();
     }
     a.drain_uploads().unwrap();
     let b = Store::open(&b_config).unwrap();
@@ -528,7 +553,7 @@ fn lying_server(record: hitsave_host::cloud::RemoteEval, data: Vec<u8>) -> Strin
 #[test]
 fn a_server_answering_with_another_keys_record_is_a_miss_not_that_result() {
     // Asked for f(1)'s key, the server answers with f(2)'s record and blob.
-    let data = b"the result of f(2)".to_vec();
+    let data = portable(b"the result of f(2)");
     let url = lying_server(remote_eval("f(2)", &data), data);
     let (_dir, config) = machine(&url, "hs_0_0", None);
     let store = Store::open(&config).unwrap();
@@ -546,4 +571,18 @@ fn a_portable_record_whose_blob_is_not_portable_is_a_miss_and_is_not_kept() {
     let asked = digest("key", "f(1)");
     assert!(store.get(&asked).unwrap().is_none(), "not served");
     assert!(store.get_local(&asked).unwrap().is_none(), "not stored, so a later offline call does not fail");
+}
+
+#[test]
+fn a_record_filed_under_a_key_its_function_and_arguments_do_not_derive_is_refused() {
+    // f(2)'s record and result, relabelled with f(1)'s key.
+    let data = portable(b"the result of f(2)");
+    let mut forged = remote_eval("f(2)", &data);
+    forged.key = digest("key", "f(1)").to_string();
+    let url = lying_server(forged, data);
+    let (_dir, config) = machine(&url, "hs_0_0", None);
+    let store = Store::open(&config).unwrap();
+    let asked = digest("key", "f(1)");
+    assert!(store.get(&asked).unwrap().is_none(), "f(1) never returns f(2)'s result");
+    assert!(store.get_local(&asked).unwrap().is_none());
 }
