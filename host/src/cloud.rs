@@ -36,6 +36,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Evals per upload request and keys per lookup (the server's batch limit).
 const BATCH: usize = 500;
 
+/// The longest JSON answer the client reads (a page of 1000 records with
+/// their graphs fits many times over).
+pub const MAX_JSON_RESPONSE: u64 = 64 << 20;
+
 /// An eval record as the server holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteEval {
@@ -330,8 +334,22 @@ impl CloudClient {
         self.json(self.send(self.http()?.get(self.url_of("/v1/whoami")))?)
     }
 
+    /// A JSON answer, read up to [`MAX_JSON_RESPONSE`] bytes: a server that
+    /// sends an endless body costs that much memory, not all of it.
     fn json<T: serde::de::DeserializeOwned>(&self, response: reqwest::blocking::Response) -> Result<T> {
-        response.json().map_err(|err| unavailable(format!("{}: unreadable response: {err}", self.base)))
+        use std::io::Read;
+        let mut body = Vec::new();
+        response
+            .take(MAX_JSON_RESPONSE + 1)
+            .read_to_end(&mut body)
+            .map_err(|err| unavailable(format!("{}: unreadable response: {err}", self.base)))?;
+        if body.len() as u64 > MAX_JSON_RESPONSE {
+            return Err(HitSaveError::CloudIntegrity(format!(
+                "{}: an answer longer than {MAX_JSON_RESPONSE} bytes; not read",
+                self.base
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|err| unavailable(format!("{}: unreadable response: {err}", self.base)))
     }
 
     /// The evals the server holds among `keys`.
@@ -735,8 +753,9 @@ impl CloudSync {
                     }
                 }
                 match next {
-                    Some(next) => after = Some(next),
-                    None => break,
+                    // A cursor that does not move on would page forever.
+                    Some(next) if after.as_deref().is_none_or(|after| next.as_str() > after) => after = Some(next),
+                    _ => break,
                 }
             }
             let stats = hitsave_core::policy::FunctionStats {
@@ -756,6 +775,15 @@ impl CloudSync {
 
     /// Downloads one record into the local store, if trusted.
     fn load(&self, store: &Store, eval: &RemoteEval) -> Result<Option<Hit>> {
+        // A result larger than the local store's whole budget could not be
+        // kept: not downloaded (a record claiming 2^40 bytes is not a reason
+        // to take that much memory).
+        if eval.size > self.config.max_size {
+            return Err(HitSaveError::CloudIntegrity(format!(
+                "{} ({}): the server's result of {} bytes is larger than the local store's budget ({} bytes); not downloaded",
+                eval.key, eval.function_name, eval.size, self.config.max_size
+            )));
+        }
         // A record's key must be the one its function and arguments derive:
         // a server (or a writer) cannot file one call's result under another
         // call's key. Records of an older key scheme are skipped the same way.
@@ -922,7 +950,15 @@ impl CloudSync {
                 }
             }
             match next {
-                Some(next) => after = Some(next),
+                // A cursor that does not move on (a server repeating itself) would page forever.
+                Some(next) if after.as_deref().is_none_or(|after| next.as_str() > after) => after = Some(next),
+                Some(_) => {
+                    let error = HitSaveError::CloudIntegrity(format!(
+                        "{function_name}: the server's page cursor did not advance; stopped listing"
+                    ));
+                    crate::memo::warn_once(&error);
+                    break;
+                }
                 None => break,
             }
         }

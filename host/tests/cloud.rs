@@ -507,10 +507,10 @@ fn a_slow_upload_that_keeps_moving_is_not_cut_off() {
     assert!(start.elapsed() > Duration::from_secs(3), "the server read slowly: {:?}", start.elapsed());
 }
 
-/// A server that answers every lookup with `record` and every blob download
-/// with `data`, whatever was asked.
-fn lying_server(record: hitsave_host::cloud::RemoteEval, data: Vec<u8>) -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
+/// A fake server: `answer` gets each request line and writes the whole
+/// response (status line, headers, body) to the stream.
+fn fake_server(answer: impl Fn(&str, &mut std::net::TcpStream) + Send + 'static) -> String {
+    use std::io::{BufRead, BufReader, Read};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -532,22 +532,34 @@ fn lying_server(record: hitsave_host::cloud::RemoteEval, data: Vec<u8>) -> Strin
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
-            let (kind, reply) = if request.contains("/v1/evals/lookup") {
-                ("application/json", serde_json::json!({ "evals": [record] }).to_string().into_bytes())
-            } else if request.starts_with("GET ") && request.contains("/v1/blobs/") {
-                ("application/octet-stream", data.clone())
-            } else {
-                ("application/json", b"{}".to_vec())
-            };
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                reply.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&reply);
+            answer(&request, &mut stream);
         }
     });
     url
+}
+
+fn reply(stream: &mut std::net::TcpStream, kind: &str, body: &[u8]) {
+    use std::io::Write;
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+}
+
+/// A server that answers every lookup and listing with `record` and every
+/// blob download with `data`, whatever was asked.
+fn lying_server(record: hitsave_host::cloud::RemoteEval, data: Vec<u8>) -> String {
+    fake_server(move |request, stream| {
+        if request.contains("/v1/evals/lookup") {
+            reply(stream, "application/json", serde_json::json!({ "evals": [record] }).to_string().as_bytes());
+        } else if request.starts_with("GET ") && request.contains("/v1/blobs/") {
+            reply(stream, "application/octet-stream", &data);
+        } else {
+            reply(stream, "application/json", b"{}");
+        }
+    })
 }
 
 #[test]
@@ -585,4 +597,68 @@ fn a_record_filed_under_a_key_its_function_and_arguments_do_not_derive_is_refuse
     let asked = digest("key", "f(1)");
     assert!(store.get(&asked).unwrap().is_none(), "f(1) never returns f(2)'s result");
     assert!(store.get_local(&asked).unwrap().is_none());
+}
+
+#[test]
+fn a_server_repeating_its_page_cursor_ends_a_listing_instead_of_looping() {
+    let record = remote_eval("page", &portable(b"x"));
+    let url = fake_server(move |request, stream| {
+        if request.contains("/v1/functions/") {
+            let page = serde_json::json!({ "evals": [record], "next": "key2_same" });
+            reply(stream, "application/json", page.to_string().as_bytes());
+        } else {
+            reply(stream, "application/json", b"{}");
+        }
+    });
+    let (_dir, config) = machine(&url, "hs_0_0", None);
+    let store = Store::open(&config).unwrap();
+    let start = Instant::now();
+    let _ = store.cloud().unwrap().download_function(&store, "f", |_, _| {});
+    assert!(start.elapsed() < Duration::from_secs(20), "a repeated cursor was followed for {:?}", start.elapsed());
+}
+
+#[test]
+fn a_record_claiming_more_than_the_local_budget_is_not_downloaded() {
+    let mut huge = remote_eval("huge", b"");
+    huge.size = 1 << 40;
+    let url = fake_server(move |request, stream| {
+        use std::io::Write;
+        if request.contains("/v1/evals/lookup") {
+            reply(stream, "application/json", serde_json::json!({ "evals": [huge] }).to_string().as_bytes());
+        } else if request.starts_with("GET ") && request.contains("/v1/blobs/") {
+            // An endless blob.
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n");
+            let chunk = vec![0u8; 1 << 20];
+            while stream.write_all(&chunk).is_ok() {}
+        } else {
+            reply(stream, "application/json", b"{}");
+        }
+    });
+    let (_dir, config) = machine(&url, "hs_0_0", None);
+    let store = Store::open(&config).unwrap();
+    let start = Instant::now();
+    assert!(store.get(&digest("key", "huge")).unwrap().is_none());
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+}
+
+#[test]
+fn an_endless_answer_is_read_only_up_to_the_limit() {
+    let url = fake_server(move |request, stream| {
+        use std::io::Write;
+        if request.contains("/v1/evals/lookup") {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"evals\": [\"");
+            let chunk = vec![b'a'; 1 << 20];
+            while stream.write_all(&chunk).is_ok() {}
+        } else {
+            reply(stream, "application/json", b"{}");
+        }
+    });
+    let (_dir, mut config) = machine(&url, "hs_0_0", None);
+    // Without the bound the client reads until this timeout ends the request
+    // (gigabytes of memory on the way); with it, it stops after 64 MiB.
+    config.cloud_timeout = Duration::from_secs(30);
+    let store = Store::open(&config).unwrap();
+    let start = Instant::now();
+    assert!(store.get(&digest("key", "endless")).unwrap().is_none(), "a miss, after at most 64 MiB read");
+    assert!(start.elapsed() < Duration::from_secs(20), "read for {:?}: the answer was not bounded", start.elapsed());
 }
