@@ -1632,7 +1632,10 @@ impl Store {
                 None => return Ok(false),
             }
         };
-        Ok(crate::hash::blob_digest(bytes.bytes()) == expected && bytes.bytes().len() as u64 == record.size)
+        let intact = crate::hash::blob_digest(bytes.bytes()) == expected && bytes.bytes().len() as u64 == record.size;
+        // A result under the portable codec must also decode as one (a
+        // record from elsewhere could claim the codec for other bytes).
+        Ok(intact && (record.codec != crate::portable::CODEC || crate::portable::check(bytes.bytes()).is_ok()))
     }
 
     /// One record, without reading or verifying its result.

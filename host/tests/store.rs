@@ -388,6 +388,23 @@ fn verify_reports_and_drops_corrupt_inline_and_missing_blobs() {
 }
 
 #[test]
+fn verify_reports_a_portable_record_that_does_not_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let mut portable = eval("claims portable", "f", 10);
+    portable.codec = "portable".into();
+    store.put(core(), &portable, b"\xff not a portable stream").unwrap();
+    let mut good = eval("is portable", "f", 10);
+    good.codec = "portable".into();
+    let mut stream = hitsave_core::stream::StreamWriter::new();
+    stream.str("fine");
+    store.put(core(), &good, stream.as_bytes()).unwrap();
+    let report = store.verify(|_, _| {}).unwrap();
+    assert_eq!(report.checked, 2);
+    assert_eq!(report.corrupt, vec![key("claims portable").to_string()]);
+}
+
+#[test]
 fn eviction_keeps_the_budget_and_expensive_small_entries() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
