@@ -129,6 +129,13 @@ struct Module {
     /// Modules imported only for their effects (`import './setup.mjs'`,
     /// `require('./setup')` as a statement): loaded with this one.
     side_effect_imports: Vec<String>,
+    /// Globals this module's units write (`globalThis.RATE = 5`, a sloppy
+    /// `RATE = 5`): `(name, unit)`.
+    global_writes: Vec<(String, usize)>,
+    /// Globals this module's units read (`RATE`, `globalThis.RATE`, names no
+    /// declaration binds): `(name, unit)`. A read depends on every write of
+    /// the name in the modules a graph reaches.
+    global_reads: Vec<(String, usize)>,
     /// How the units' texts parse.
     source_type: SourceType,
 }
@@ -603,6 +610,39 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             module.units[user].deps.push(dep);
         }
     }
+    // Globals: names no declaration binds, and `globalThis.X` (also `global`,
+    // `window`, `self`), read or written.
+    let mut global_reads: Vec<(String, usize)> = Vec::new();
+    let mut global_writes: Vec<(String, usize)> = Vec::new();
+    for (name, references) in scoping.root_unresolved_references() {
+        if GLOBAL_OBJECTS.contains(&name.as_str()) {
+            continue;
+        }
+        for &reference in references {
+            let reference = scoping.get_reference(reference);
+            let Some(unit) = index.unit_at(nodes.get_node(reference.node_id()).kind().span()) else { continue };
+            let target = if reference.is_write() { &mut global_writes } else { &mut global_reads };
+            target.push((name.to_string(), unit));
+        }
+    }
+    for node in nodes.iter() {
+        let AstKind::StaticMemberExpression(member) = node.kind() else { continue };
+        let Expression::Identifier(object) = &member.object else { continue };
+        if !GLOBAL_OBJECTS.contains(&object.name.as_str()) || !is_unresolved(semantic, object) {
+            continue;
+        }
+        let Some(unit) = index.unit_at(member.span) else { continue };
+        let written = matches!(nodes.parent_kind(node.id()), AstKind::AssignmentExpression(assignment)
+            if assignment.left.span() == member.span);
+        let target = if written { &mut global_writes } else { &mut global_reads };
+        target.push((member.property.name.to_string(), unit));
+    }
+    for list in [&mut global_reads, &mut global_writes] {
+        list.sort();
+        list.dedup();
+    }
+    module.global_reads = global_reads;
+    module.global_writes = global_writes;
     // CommonJS code that reads its own exports (`exports.fmt(x)`,
     // `module.exports.b`): the export it names, like a reference.
     for node in nodes.iter() {
@@ -680,6 +720,9 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
         }
     }
 }
+
+/// The names of the global object.
+const GLOBAL_OBJECTS: [&str; 4] = ["globalThis", "global", "window", "self"];
 
 /// Whether an identifier refers to no declaration in the file (a global such
 /// as CommonJS's `exports` and `module`).
@@ -1069,6 +1112,8 @@ fn summarize(
         root: None,
         import_effects: Vec::new(),
         side_effect_imports: Vec::new(),
+        global_writes: Vec::new(),
+        global_reads: Vec::new(),
         source_type: source_type_of(path),
     };
     if path.extension().is_some_and(|ext| ext == "json") {
@@ -1397,6 +1442,37 @@ impl Graph<'_> {
                             self.nodes[export as usize].deps.push(statement);
                         }
                         changed = true;
+                    }
+                }
+            }
+            // A read of a global depends on every write of it in the modules reached.
+            let writes: Vec<(Arc<Module>, String, usize)> = self
+                .used
+                .iter()
+                .flat_map(|module| {
+                    module.global_writes.iter().map(move |(name, unit)| (module.clone(), name.clone(), *unit))
+                })
+                .collect();
+            if !writes.is_empty() {
+                for module in self.used.clone() {
+                    for (name, unit) in &module.global_reads {
+                        let Some(&reader) = self.index.get(&format!("{}:{}", module.rel, module.units[*unit].name))
+                        else {
+                            continue;
+                        };
+                        for (writer_module, written, writer_unit) in &writes {
+                            if written != name {
+                                continue;
+                            }
+                            let writer = self.unit(writer_module, *writer_unit)?;
+                            if writer != reader && !linked.contains(&(reader, writer)) {
+                                linked.push((reader, writer));
+                                if !self.nodes[reader as usize].deps.contains(&writer) {
+                                    self.nodes[reader as usize].deps.push(writer);
+                                }
+                                changed = true;
+                            }
+                        }
                     }
                 }
             }

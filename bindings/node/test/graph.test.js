@@ -256,3 +256,17 @@ test('statements in other modules that change an imported object count toward it
   editMisses(project, () => project.run('main.mjs').out, 'setup.mjs', 'settings.k = 3', 'settings.k = 4');
   editMisses(project, () => project.run('main.js').out, 'setup.js', 'cfg.rate = 5', 'cfg.rate = 6');
 });
+
+test('a global set by another module counts toward the functions that read it', () => {
+  const project = new Project({
+    'setup.js': 'globalThis.RATE = 5;  // EDIT\nglobal.OFFSET = 1;\n',
+    'main.js': `
+      require('./setup');
+      const { memo } = require(HITSAVE);
+      const f = memo((x) => x * RATE + globalThis.OFFSET);
+      console.log(JSON.stringify(f(2)));
+    `,
+  });
+  editMisses(project, () => project.run('main.js').out, 'setup.js', 'RATE = 5', 'RATE = 6');
+  editMisses(project, () => project.run('main.js').out, 'setup.js', 'OFFSET = 1', 'OFFSET = 2');
+});
