@@ -118,7 +118,7 @@ const ADDITIVE_TABLES: &[(&str, &str)] = &[(
     ) WITHOUT ROWID;",
 )];
 
-fn ensure_additive_tables(conn: &Connection) -> Result<()> {
+fn ensure_additive_tables(conn: &mut Connection) -> Result<()> {
     for (name, create) in ADDITIVE_TABLES {
         let exists: bool = conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
@@ -129,6 +129,37 @@ fn ensure_additive_tables(conn: &Connection) -> Result<()> {
             conn.execute_batch(create)?;
         }
     }
+    ensure_size_total(conn)
+}
+
+/// The total size of the results, kept exact in `totals` by triggers on
+/// `evals`, in the same transaction as every insert and delete (by any
+/// build: the triggers live in the file, so an older SDK sharing the store
+/// keeps the total too). A put then reads one row instead of scanning the
+/// index (a scan cost 330-430 ms at a million entries).
+fn ensure_size_total(conn: &mut Connection) -> Result<()> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'evals_size_insert')",
+        [],
+        |row| row.get(0),
+    )?;
+    if exists {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TRIGGER IF NOT EXISTS evals_size_insert AFTER INSERT ON evals BEGIN
+             UPDATE totals SET value = value + NEW.size WHERE name = 'size';
+         END;
+         CREATE TRIGGER IF NOT EXISTS evals_size_delete AFTER DELETE ON evals BEGIN
+             UPDATE totals SET value = value - OLD.size WHERE name = 'size';
+         END;
+         CREATE TRIGGER IF NOT EXISTS evals_size_update AFTER UPDATE OF size ON evals BEGIN
+             UPDATE totals SET value = value - OLD.size + NEW.size WHERE name = 'size';
+         END;
+         INSERT OR REPLACE INTO totals (name, value) VALUES ('size', (SELECT coalesce(sum(size), 0) FROM evals));",
+    )?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -509,27 +540,12 @@ impl RecentHits {
     }
 }
 
-/// This process's view of the store's total size (see `Store::over_budget`).
-#[derive(Default)]
-struct SizeEstimate {
-    estimate: Option<u64>,
-    bytes_since_scan: u64,
-    puts_since_scan: u64,
-}
-
-impl SizeEstimate {
-    fn synced(&mut self, total: u64) {
-        *self = Self { estimate: Some(total), bytes_since_scan: 0, puts_since_scan: 0 };
-    }
-}
-
 /// The local store. `Send + Sync`: share one per process.
 pub struct Store {
     root: PathBuf,
     dir: Dir,
     db: Mutex<Option<Db>>,
     pending: Mutex<PendingHits>,
-    size: Mutex<SizeEstimate>,
     flusher: Mutex<Option<Flusher>>,
     recent: Mutex<RecentHits>,
     /// Functions whose declined result this process recorded ([`Store::declined`]).
@@ -756,7 +772,6 @@ impl Store {
             dir,
             db: Mutex::new(None),
             pending: Mutex::new(PendingHits { hits: HashMap::new(), since: Instant::now() }),
-            size: Mutex::new(SizeEstimate::default()),
             flusher: Mutex::new(None),
             recent: Mutex::new(RecentHits::default()),
             declined_noted: Mutex::default(),
@@ -795,7 +810,7 @@ impl Store {
 
     fn connect(&self) -> Result<Connection> {
         let path = self.root.join("index.sqlite");
-        let conn = Connection::open(&path)?;
+        let mut conn = Connection::open(&path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         enable_wal(&conn)?;
         conn.pragma_update(None, "synchronous", if self.fsync { "FULL" } else { "NORMAL" })?;
@@ -825,7 +840,7 @@ impl Store {
             tx.commit()?;
         }
         if !self.read_only {
-            ensure_additive_tables(&conn)?;
+            ensure_additive_tables(&mut conn)?;
         }
         Ok(conn)
     }
@@ -1375,36 +1390,26 @@ impl Store {
         Ok(digest)
     }
 
-    /// The exact total size of the results (a scan of the index).
+    /// The exact total size of the results: one row the triggers keep
+    /// (`ensure_size_total`); a scan only for a read-only store opened on an
+    /// index no writer has given the triggers yet.
     fn total_size(&self) -> Result<u64> {
-        let total = self.with_db(|conn| {
-            Ok(conn.query_row("SELECT total(size) FROM evals", [], |row| row.get::<_, f64>(0))? as u64)
-        })?;
-        crate::fork::lock(&self.size).synced(total);
-        Ok(total)
+        self.with_db(|conn| {
+            let kept: Option<i64> =
+                conn.query_row("SELECT value FROM totals WHERE name = 'size'", [], |row| row.get(0)).optional()?;
+            Ok(match kept {
+                Some(total) => total.max(0) as u64,
+                None => conn.query_row("SELECT total(size) FROM evals", [], |row| row.get::<_, f64>(0))? as u64,
+            })
+        })
     }
 
     /// Whether the store is over its budget after this process added `added`
-    /// bytes. The total is an estimate kept per process (other processes'
-    /// puts are not seen), made exact by a scan of the index whenever the
-    /// estimate crosses the budget or this process has added a twentieth of
-    /// the budget (or 1000 results) since the last scan. A put then costs one
-    /// INSERT, not a size-accounting row that every writer contends on.
+    /// bytes: the exact total, one indexed row read per put (whatever the
+    /// number of entries; other processes' puts included).
     fn over_budget(&self, added: u64) -> Result<bool> {
-        let budget = self.max_size();
-        let needs_scan = {
-            let mut size = crate::fork::lock(&self.size);
-            size.estimate = size.estimate.map(|total| total + added);
-            size.bytes_since_scan += added;
-            size.puts_since_scan += 1;
-            size.estimate.is_none_or(|total| total > budget)
-                || size.bytes_since_scan >= budget / 20
-                || size.puts_since_scan >= 1000
-        };
-        if !needs_scan {
-            return Ok(false);
-        }
-        Ok(self.total_size()? > budget)
+        let _ = added;
+        Ok(self.total_size()? > self.max_size())
     }
 
     /// Evicts, by the core's policy, until the total is at most `target`.
@@ -1449,7 +1454,6 @@ impl Store {
             tx.commit()?;
             Ok((chosen.len() as u64, evicted_bytes))
         })
-        .inspect(|_| crate::fork::lock(&self.size).estimate = None)
     }
 
     /// Applies the budget now (optionally a smaller one), removes blob files
@@ -1590,7 +1594,6 @@ impl Store {
             tx.commit()?;
             Ok(rows.len() as u64)
         })?;
-        crate::fork::lock(&self.size).estimate = None;
         Ok(removed)
     }
 

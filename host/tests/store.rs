@@ -700,3 +700,26 @@ fn a_declined_result_is_recorded_for_later_processes() {
     read_only.mode = Mode::ReadOnly;
     assert!(Store::open(&read_only).unwrap().declined("h").unwrap().is_some());
 }
+
+#[test]
+fn the_size_total_stays_exact_through_puts_evictions_clears_and_other_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.max_size = 300_000;
+    let store = Store::open(&config).unwrap();
+    for index in 0..40 {
+        store.put(core(), &eval(&format!("e{index}"), "f", 1000 + index), &vec![index as u8; 20_000]).unwrap();
+    }
+    store.put(core(), &eval("g0", "g", 10), b"small").unwrap();
+    store.clear(Some("g")).unwrap();
+    store.gc(core(), Some(100_000)).unwrap();
+    // Another writer (a second store on the same directory, as another process would be).
+    let other = Store::open(&config).unwrap();
+    other.put(core(), &eval("other", "h", 10), &[7u8; 5000]).unwrap();
+    let index = rusqlite::Connection::open(dir.path().join("index.sqlite")).unwrap();
+    let kept: i64 = index.query_row("SELECT value FROM totals WHERE name = 'size'", [], |row| row.get(0)).unwrap();
+    let scanned: i64 = index.query_row("SELECT coalesce(sum(size), 0) FROM evals", [], |row| row.get(0)).unwrap();
+    assert_eq!(kept, scanned);
+    assert_eq!(store.stats().unwrap().size as i64, scanned);
+    assert!(scanned <= 100_000 + 5000, "{scanned}");
+}
