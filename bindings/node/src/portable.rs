@@ -246,7 +246,22 @@ impl Build for JsBuilder<'_> {
         Ok(self.js.str(value)?)
     }
     fn bytes(&mut self, value: &[u8]) -> std::result::Result<V, BuildError> {
-        Ok(self.js.buffer(value)?)
+        let js = self.js;
+        // Large bytes of a memory-mapped result: a Buffer over the mapping
+        // (paged in lazily, writes private to this result), not a copy that
+        // holds the event loop for a large result.
+        if let Some((mapping, start)) = self.mapped
+            && value.len() >= hitsave_core::stream::ARRAY_ALIGN_MIN
+            && (value.as_ptr() as usize) >= start
+        {
+            let offset = value.as_ptr() as usize - start;
+            let buffer_class = js.deref(self.ctx.buffer)?;
+            let from = js.get_named(buffer_class, "from")?;
+            let view =
+                js.call(buffer_class, from, &[mapping, js.number(offset as f64)?, js.number(value.len() as f64)?])?;
+            return Ok(view);
+        }
+        Ok(js.buffer(value)?)
     }
     fn list(&mut self, items: Vec<V>) -> std::result::Result<V, BuildError> {
         Ok(self.js.array_of(&items)?)

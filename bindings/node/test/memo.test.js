@@ -603,7 +603,8 @@ test('large array results are views of the memory-mapped result, writable, priva
       const big = memo(function big(n) {
         fs.appendFileSync(__dirname + '/runs.log', 'x');
         sleep(200); // slow enough to be worth storing (docs/spec/policy.md)
-        return { label: 'waves', samples: Float64Array.from({ length: n }, (_, i) => i / 2), small: new Int32Array([1, 2, 3]) };
+        return { label: 'waves', samples: Float64Array.from({ length: n }, (_, i) => i / 2), small: new Int32Array([1, 2, 3]),
+          raw: Buffer.alloc(1 << 16, 7) };
       });
       const n = 1 << 17;
       const out = big(n);
@@ -611,13 +612,18 @@ test('large array results are views of the memory-mapped result, writable, priva
       const view = (a) => a.buffer.byteLength > a.byteLength && a.byteOffset % 64 === 0;
       const ok = s.length === n && s[n - 1] === (n - 1) / 2 && out.label === 'waves';
       s[0] = -1; // writable like the array the function returned
-      console.log(JSON.stringify({ ok, mapped: view(s), small: view(out.small), again: big(n).samples[0] }));
+      const raw = out.raw;
+      const rawOk = Buffer.isBuffer(raw) && raw.length === 1 << 16 && raw[100] === 7;
+      raw[0] = 9; // a Buffer result too: writable, and the write stays in this result
+      const rawView = raw.buffer.byteLength > raw.length;
+      console.log(JSON.stringify({ ok, mapped: view(s), small: view(out.small), again: big(n).samples[0], rawOk, rawView, rawAgain: big(n).raw[0] }));
     `,
   });
   const first = project.run('main.js').out;
-  assert.deepStrictEqual(first, { ok: true, mapped: false, small: false, again: 0 });
+  assert.deepStrictEqual(first, { ok: true, mapped: false, small: false, again: 0, rawOk: true, rawView: first.rawView, rawAgain: 7 });
   const second = project.run('main.js').out;
-  assert.deepStrictEqual(second, { ok: true, mapped: true, small: false, again: 0 }, 'a write never reaches the store');
+  assert.deepStrictEqual(second, { ok: true, mapped: true, small: false, again: 0, rawOk: true, rawView: true, rawAgain: 7 },
+    'a write never reaches the store; a large Buffer is a view of the mapped result, not a copy');
   assert.strictEqual(fs.readFileSync(path.join(project.root, 'runs.log'), 'utf8'), 'x');
 });
 
