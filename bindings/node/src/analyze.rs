@@ -231,6 +231,22 @@ impl Builder<'_> {
         Ok(self.module.units.len() - 1)
     }
 
+    /// A name for a unit that has none of its own (a top-level statement, an
+    /// assignment): `prefix` and a digest of its text, so adding a statement
+    /// elsewhere in the file renames nothing (a count would); a repeat of the
+    /// same text gets `#2`, `#3` in file order.
+    fn text_name(&self, prefix: &str, text: &str) -> String {
+        let short = hitsave_host::hash::blob_digest(text.as_bytes()).hex();
+        let base = format!("{prefix}{}", &short[..12]);
+        let mut name = base.clone();
+        let mut number = 2;
+        while self.module.units.iter().any(|unit| unit.name == name) {
+            name = format!("{base}#{number}");
+            number += 1;
+        }
+        name
+    }
+
     fn bind(&mut self, name: &str, unit: usize) {
         self.module.bindings.insert(name.to_owned(), Binding::Unit(unit));
     }
@@ -474,7 +490,7 @@ impl Builder<'_> {
                                 self.module.exports.insert(property, Export::Unit(unit));
                             } else if let Expression::Identifier(target) = object {
                                 let unit = self.unit(
-                                    format!("{}=#{}", target.name, self.assignments.len()),
+                                    self.text_name(&format!("{}=", target.name), &text),
                                     "constant",
                                     expression.span,
                                     &text,
@@ -484,7 +500,7 @@ impl Builder<'_> {
                         }
                         AssignmentTarget::AssignmentTargetIdentifier(target) => {
                             let unit = self.unit(
-                                format!("{}=#{}", target.name, self.assignments.len()),
+                                self.text_name(&format!("{}=", target.name), &text),
                                 "constant",
                                 expression.span,
                                 &text,
@@ -1150,7 +1166,6 @@ fn summarize(
     let program = parsed.program;
     let semantic = SemanticBuilder::new().with_build_nodes(true).build(&program).semantic;
     let mut builder = Builder { text: &text, source_type, module, assignments: Vec::new() };
-    let mut statements = 0;
     for statement in &program.body {
         let before = builder.module.units.len();
         builder.statement(statement)?;
@@ -1174,12 +1189,12 @@ fn summarize(
                     | Statement::LabeledStatement(_)
             )
         {
-            // Named by its place among such statements (not its line), so an
-            // edit elsewhere in the file does not rename it.
-            statements += 1;
+            // Named by its text (not its line or its place among such
+            // statements), so an edit elsewhere in the file renames nothing.
             let span = statement.span();
             let body = builder.slice(span).to_owned();
-            let unit = builder.unit(format!("<statement #{statements}>"), "constant", span, &body)?;
+            let name = builder.text_name("<statement ", &body) + ">";
+            let unit = builder.unit(name, "constant", span, &body)?;
             builder.module.units[unit].effect = true;
         }
     }

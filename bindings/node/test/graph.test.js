@@ -270,3 +270,19 @@ test('a global set by another module counts toward the functions that read it', 
   editMisses(project, () => project.run('main.js').out, 'setup.js', 'RATE = 5', 'RATE = 6');
   editMisses(project, () => project.run('main.js').out, 'setup.js', 'OFFSET = 1', 'OFFSET = 2');
 });
+
+test('a statement added elsewhere in a file renames nothing: the function keeps hitting', () => {
+  const main = `
+    const { memo } = require(HITSAVE);
+    const config = { k: 1 };
+    // ADD-HERE
+    config.k = 2;
+    if (true) { config.j = 1; }
+    const f = memo((x) => x * config.k + config.j);
+    console.log(JSON.stringify([f.lookup(1) === require(HITSAVE).MISS, f(1)]));
+  `;
+  const project = new Project({ 'main.js': main });
+  assert.deepStrictEqual(project.run('main.js').out, [true, 3]);
+  project.write({ 'main.js': main.replace('// ADD-HERE', 'for (const _ of []) {}\nconst unrelated = 1;\nunrelated + 1;') });
+  assert.deepStrictEqual(project.run('main.js').out, [false, 3], 'statements above kept their names');
+});
