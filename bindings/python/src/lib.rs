@@ -433,18 +433,28 @@ impl Store {
 
     /// `(codec, language, bytes)` for a key, or `None` on a miss. Bytes are
     /// verified. `cloud=False` reads the local store only.
-    #[pyo3(signature = (key, cloud=true))]
-    fn get<'py>(&self, py: Python<'py>, key: &str, cloud: bool) -> PyResult<Option<HitTuple<'py>>> {
+    #[pyo3(signature = (key, cloud=true, function_name=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        cloud: bool,
+        function_name: Option<&str>,
+    ) -> PyResult<Option<HitTuple<'py>>> {
         let key = parse_digest(key)?;
-        let hit =
-            py.detach(|| if cloud { self.inner.get(&key) } else { self.inner.get_local(&key) }).map_err(to_py_err)?;
+        let hit = py
+            .detach(|| if cloud { self.inner.get_for(&key, function_name) } else { self.inner.get_local(&key) })
+            .map_err(to_py_err)?;
         hit.map(|hit| hit_tuple(py, hit)).transpose()
     }
 
     /// The call path's first step in one crossing: `(key, argument digest,
     /// hit or None)`. A store that cannot be read is reported as
     /// `(key, digest, error)` so the caller can warn and compute.
-    #[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None, cloud=true, function_name=None))]
+    /// `memory_only`: look only at hits this process already holds in memory
+    /// (no SQLite, no file, no network: never blocks), for a coroutine's call
+    /// on the event loop; `None` then means "ask `get` off the loop".
+    #[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None, cloud=true, function_name=None, memory_only=false))]
     #[allow(clippy::too_many_arguments)]
     fn lookup_call<'py>(
         &self,
@@ -455,10 +465,14 @@ impl Store {
         version: Option<String>,
         cloud: bool,
         function_name: Option<&str>,
+        memory_only: bool,
     ) -> PyResult<(String, String, Bound<'py, PyAny>)> {
         let (key, digest) = key_of(py, arguments, identity_of(fingerprint, name, version)?)?;
-        let found =
-            py.detach(|| if cloud { self.inner.get_for(&key, function_name) } else { self.inner.get_local(&key) });
+        let found = if memory_only {
+            Ok(self.inner.get_recent(&key))
+        } else {
+            py.detach(|| if cloud { self.inner.get_for(&key, function_name) } else { self.inner.get_local(&key) })
+        };
         let outcome = match found {
             Ok(Some(hit)) => hit_tuple(py, hit)?.into_pyobject(py)?.into_any(),
             Ok(None) => py.None().into_bound(py),

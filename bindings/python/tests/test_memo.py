@@ -1016,3 +1016,46 @@ def test_memo_applied_again_to_one_function_reuses_its_analysis(isolated_cache, 
     monkeypatch.setattr(sys.modules[__name__], "SCALE_FOR_HANDLER_TEST", 3)
     assert hitsave.memo(_work_for_handler_test)(2) == 6, "a changed global is still seen"
     assert len(analysed) == 2
+
+
+def test_async_lookups_never_hold_the_event_loop(project):
+    """A coroutine's lookup (SQLite, the cloud) runs off the loop: with a
+    server that never answers, the loop keeps ticking through the timeout."""
+    import socket
+
+    black_hole = socket.socket()
+    black_hole.bind(("127.0.0.1", 0))
+    black_hole.listen(16)  # accepts connections, never answers
+    port = black_hole.getsockname()[1]
+    out = project.run("""
+        import asyncio, json, time
+        from hitsave import memo
+
+        @memo
+        async def f(x):
+            return x + 1
+
+        async def main():
+            ticks = 0
+            async def ticker():
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+            task = asyncio.create_task(ticker())
+            await asyncio.sleep(0.05)
+            before = ticks
+            start = time.monotonic()
+            value = await f(1)
+            took = time.monotonic() - start
+            task.cancel()
+            print(json.dumps({"value": value, "ticks": ticks - before, "took": took}))
+
+        asyncio.run(main())
+    """, env={"HITSAVE_CLOUD_URL": f"http://127.0.0.1:{port}", "HITSAVE_API_KEY": "hs_0_0", "HITSAVE_CLOUD_TIMEOUT": "1"})
+    black_hole.close()
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["value"] == 2
+    # The call waited on the silent server; the loop ran meanwhile (about one tick per 10 ms).
+    assert result["took"] >= 0.5, result  # the server was asked and never answered
+    assert result["ticks"] >= result["took"] * 100 * 0.3, result

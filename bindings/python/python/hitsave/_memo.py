@@ -346,6 +346,13 @@ class MemoFunction(Generic[P, R]):
             return None
         return store
 
+    def _read(self, store: _native.Store, key: str) -> Any:
+        """A stored hit as `store.get` gives it, ``None``, or the store's error (to warn)."""
+        try:
+            return store.get(key, self._cloud is not False, self.function_name)
+        except _native.HitSaveError as error:
+            return error
+
     def _lookup(self, store: _native.Store | None, key: str, cloud: bool = True) -> Any:
         if store is None:
             return MISS
@@ -456,6 +463,9 @@ class MemoFunction(Generic[P, R]):
                 self._arguments(args, kwargs),
                 cloud=self._cloud is not False,
                 function_name=self.function_name,
+                # A coroutine's call runs on the event loop: only what is in
+                # memory here; SQLite and the cloud are asked off the loop.
+                memory_only=self._is_async,
                 **self._identity_kwargs(),
             )
         except _native.HitSaveError as error:
@@ -487,6 +497,11 @@ class MemoFunction(Generic[P, R]):
     async def _call_async(self, store: _native.Store, key: str, arguments: str, hit: Any, args: Any, kwargs: Any) -> Any:
         import asyncio
 
+        if isinstance(hit, tuple):
+            return self._decode(hit)
+        # Not in memory: the store (SQLite, a file, maybe the cloud) is read on
+        # a worker thread, so a slow disk or server never holds the loop.
+        hit = await asyncio.to_thread(self._read, store, key)
         if isinstance(hit, tuple):
             return self._decode(hit)
         if hit is not None:

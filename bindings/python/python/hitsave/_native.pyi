@@ -49,7 +49,9 @@ class Store:
     def try_lock_compute(self, key: str) -> tuple[str, ComputeLock | None]: ...
     @property
     def lock_wait(self) -> float: ...
-    def get(self, key: str, cloud: bool = True) -> tuple[str, str, bytes | Mapped] | None: ...
+    def get(
+        self, key: str, cloud: bool = True, function_name: str | None = None
+    ) -> tuple[str, str, bytes | Mapped] | None: ...
     def lookup_call(
         self,
         arguments: object,
@@ -59,6 +61,7 @@ class Store:
         version: str | None = None,
         cloud: bool = True,
         function_name: str | None = None,
+        memory_only: bool = False,
     ) -> tuple[str, str, tuple[str, str, bytes | Mapped] | HitSaveError | None]: ...
     def put(
         self,
