@@ -936,7 +936,6 @@ fn find_root(
     let text = builder.text;
     // 1. The innermost call whose callee holds the position V8 reported.
     let mut best: Option<&oxc_ast::ast::CallExpression<'_>> = None;
-    let mut best_index = 0usize;
     if let Some(offset) = call_at {
         let offset = offset as u32;
         for node in semantic.nodes().iter() {
@@ -948,18 +947,6 @@ fn find_root(
                 best = Some(call);
             }
         }
-        // Which memo call of the file this is (stable under edits elsewhere), for its name.
-        if let Some(best) = best {
-            for node in semantic.nodes().iter() {
-                if let AstKind::CallExpression(call) = node.kind()
-                    && text[call.callee.span().start as usize..call.callee.span().end as usize]
-                        == text[best.callee.span().start as usize..best.callee.span().end as usize]
-                    && call.span.start < best.span.start
-                {
-                    best_index += 1;
-                }
-            }
-        }
     }
     // An argument that is neither a function literal nor a name (`m.predict.bind(m)`,
     // `makeScorer(3)`): the expression that made the function, if its text is not found.
@@ -968,7 +955,9 @@ fn find_root(
         && let Some(argument) = call.arguments.first().and_then(Argument::as_expression)
     {
         let argument = argument.without_parentheses();
-        // Named after the binding the memo() call is assigned to, else its place among the file's memo calls.
+        // Named after the binding the memo() call is assigned to, else by a
+        // digest of its argument's text (a count of memo calls would change
+        // when one is added above).
         let name = || {
             semantic
                 .nodes()
@@ -981,13 +970,24 @@ fn find_root(
                     }
                     _ => None,
                 })
-                .unwrap_or_else(|| format!("<memo #{}>", best_index + 1))
+                .unwrap_or_else(|| {
+                    builder.text_name(
+                        "<memo ",
+                        &builder.text[argument.span().start as usize..argument.span().end as usize],
+                    ) + ">"
+                })
         };
         match argument {
             Expression::FunctionExpression(_) | Expression::ArrowFunctionExpression(_) => {
                 let span = argument.span();
                 let body = format!("({})", builder.slice(span));
-                let unit = builder.unit(format!("{}/memo", name()), "function", span, &body)?;
+                let base = format!("{}/memo", name());
+                let (mut unit_name, mut number) = (base.clone(), 2);
+                while builder.module.units.iter().any(|unit| unit.name == unit_name) {
+                    unit_name = format!("{base}#{number}");
+                    number += 1;
+                }
+                let unit = builder.unit(unit_name, "function", span, &body)?;
                 return Ok(Some(Binding::Unit(unit)));
             }
             Expression::Identifier(identifier) => {

@@ -286,3 +286,18 @@ test('a statement added elsewhere in a file renames nothing: the function keeps 
   project.write({ 'main.js': main.replace('// ADD-HERE', 'for (const _ of []) {}\nconst unrelated = 1;\nunrelated + 1;') });
   assert.deepStrictEqual(project.run('main.js').out, [false, 3], 'statements above kept their names');
 });
+
+test('a memo() call added above another keeps the other one hitting', () => {
+  const main = `
+    const { memo, MISS } = require(HITSAVE);
+    // ADD-HERE
+    const results = [2, 3].map((n) => n);
+    const f = [memo((x) => x + 1)][0];
+    console.log(JSON.stringify([f.graph().root, f.lookup(1) === MISS, f(1)]));
+  `;
+  const project = new Project({ 'main.js': main });
+  const [root, missed, value] = project.run('main.js').out;
+  assert.deepStrictEqual([missed, value], [true, 2]);
+  project.write({ 'main.js': main.replace('// ADD-HERE', 'memo((y) => y * 10)(1);') });
+  assert.deepStrictEqual(project.run('main.js').out, [root, false, 2], 'the memo call kept its name, and hits');
+});
