@@ -219,6 +219,27 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody
     }
 }
 
+/// The longest name-like field of an eval (`function_id`, `function_name`,
+/// `language`, `codec`, `signature`) and the longest `graph`, in bytes.
+pub const MAX_NAME_FIELD: usize = 1024;
+/// See [`MAX_NAME_FIELD`]. A graph of tens of thousands of functions fits.
+pub const MAX_GRAPH_FIELD: usize = 4 << 20;
+/// A lookup answer stops carrying graphs past this many bytes (the records
+/// stay; clients do not need the graphs to use them).
+pub const MAX_LOOKUP_GRAPH_BYTES: usize = 32 << 20;
+
+/// A text field every backend stores alike: no NUL (PostgreSQL's text
+/// refuses it, SQLite would keep it), at most `max` bytes.
+fn check_text(what: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::bad_request(format!("{what} must not contain a NUL character")));
+    }
+    if value.len() > max {
+        return Err(ApiError::bad_request(format!("{what} is {} bytes; at most {max}", value.len())));
+    }
+    Ok(())
+}
+
 /// `{kind}{version}_{64 hex}`. Keys and argument digests of any scheme
 /// version (`key1_`, `key2_`), so clients of different releases can share one
 /// server: their keys never collide, each scheme hashing with its own
@@ -502,6 +523,20 @@ async fn put_evals(
         if eval.function_name.is_empty() || eval.codec.is_empty() || eval.language.is_empty() {
             return Err(ApiError::bad_request(format!("{}: function_name, codec and language are required", eval.key)));
         }
+        for (what, value) in [
+            ("function_id", &eval.function_id),
+            ("function_name", &eval.function_name),
+            ("language", &eval.language),
+            ("codec", &eval.codec),
+        ] {
+            check_text(&format!("{}: {what}", eval.key), value, MAX_NAME_FIELD)?;
+        }
+        if let Some(signature) = &eval.signature {
+            check_text(&format!("{}: signature", eval.key), signature, MAX_NAME_FIELD)?;
+        }
+        if let Some(graph) = &eval.graph {
+            check_text(&format!("{}: graph", eval.key), graph, MAX_GRAPH_FIELD)?;
+        }
     }
     let metadata = state.metadata.clone();
     let results = blocking(move || {
@@ -552,8 +587,20 @@ async fn lookup_evals(
     for key in &body.keys {
         check_digest(key, "key")?;
     }
+    // A key asked twice is answered once (1000 copies of one key with a large
+    // graph would otherwise build a response a thousand times its size).
+    let mut keys = body.keys;
+    keys.sort_unstable();
+    keys.dedup();
     let metadata = state.metadata.clone();
-    let evals = blocking(move || metadata.get_evals(auth.project, &body.keys)).await?;
+    let mut evals = blocking(move || metadata.get_evals(auth.project, &keys)).await?;
+    let mut graph_bytes = 0usize;
+    for eval in &mut evals {
+        graph_bytes += eval.graph.as_ref().map_or(0, String::len);
+        if graph_bytes > MAX_LOOKUP_GRAPH_BYTES {
+            eval.graph = None;
+        }
+    }
     Ok(Json(json!({ "evals": evals })))
 }
 
@@ -570,6 +617,10 @@ async fn list_evals(
     Query(page): Query<Page>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = page.limit.unwrap_or(state.limits.max_batch).clamp(1, state.limits.max_batch);
+    check_text("the function name", &name, MAX_NAME_FIELD)?;
+    if let Some(after) = &page.after {
+        check_text("after", after, MAX_NAME_FIELD)?;
+    }
     let metadata = state.metadata.clone();
     let evals = blocking(move || metadata.list_evals(auth.project, &name, page.after.as_deref(), limit)).await?;
     let next = if evals.len() == limit { evals.last().map(|eval| eval.key.clone()) } else { None };
@@ -590,6 +641,7 @@ async fn create_key(
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::ReadWrite)?;
     let scope = Scope::parse(&body.scope).ok_or_else(|| ApiError::bad_request("scope is read or read-write"))?;
+    check_text("a key name", &body.name, MAX_NAME_FIELD)?;
     let (record, text) = new_key(auth.project, scope, &body.name)?;
     let metadata = state.metadata.clone();
     let id = record.id.clone();
