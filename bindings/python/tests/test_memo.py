@@ -2,6 +2,7 @@
 fresh interpreters, sharing one store."""
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -1059,3 +1060,31 @@ def test_async_lookups_never_hold_the_event_loop(project):
     # The call waited on the silent server; the loop ran meanwhile (about one tick per 10 ms).
     assert result["took"] >= 0.5, result  # the server was asked and never answered
     assert result["ticks"] >= result["took"] * 100 * 0.3, result
+
+
+@dataclasses.dataclass
+class _ConfigForAnalysisTest:
+    rate: float
+
+
+def test_module_attributes_and_argument_classes_are_analysed_once_not_per_call(monkeypatch):
+    """A function reading `module.attr` and taking a dataclass argument: its
+    graph and the class's are built once; later calls only check them."""
+    import math
+
+    from hitsave import _code
+
+    built = []
+    original = _code._build_graph
+    monkeypatch.setattr(_code, "_build_graph", lambda obj: built.append(obj) or original(obj))
+
+    @hitsave.memo
+    def scaled(config, x):
+        return x * config.rate * math.pi
+
+    for _ in range(20):
+        scaled(_ConfigForAnalysisTest(2.0), 1)
+    assert sorted(getattr(obj, "__qualname__", repr(obj)) for obj in built).count(
+        "_ConfigForAnalysisTest"
+    ) == 1, built
+    assert len(built) <= 3, built  # the function, the argument's class (and copyreg's helper), once each

@@ -345,12 +345,13 @@ def _import_module(name: str, level: int, package: str | None) -> types.ModuleTy
         return None
 
 
-def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[str | None, Any, str | None]]:
+def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[str | None, Any, Any, str | None]]:
     """What a code object (and its nested ones) reads from its globals, as
-    ``(global name read, value, qualified name of a module attribute)``:
+    ``(global name read, the value bound to it, the value used, qualified
+    name of a module attribute)``:
     globals, ``module.attr(.attr…)`` chains (data as well as code), and what
     ``import``/``from … import`` statements inside the body bring in."""
-    found: list[tuple[str | None, Any, str | None]] = []
+    found: list[tuple[str | None, Any, Any, str | None]] = []
     package = namespace.get("__package__") or (namespace.get("__name__", "").rpartition(".")[0] or None)
     for nested in _nested_codes(code):
         instructions = list(dis.get_instructions(nested))
@@ -370,6 +371,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             # Follow module.attr(.attr…) reads.
             follow = index + 1
             qualified = None
+            bound = value
             while isinstance(value, types.ModuleType) and follow < len(instructions) and instructions[follow].opname in ("LOAD_ATTR", "LOAD_METHOD"):
                 attr = instructions[follow].argval
                 if not hasattr(value, attr):
@@ -377,11 +379,11 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
                 qualified = f"{value.__name__}:{attr}"
                 value = getattr(value, attr)
                 follow += 1
-            found.append((name, value, qualified))
+            found.append((name, bound, value, qualified))
     return found
 
 
-def _imported(instructions: list[dis.Instruction], index: int, package: str | None) -> list[tuple[str | None, Any, str | None]]:
+def _imported(instructions: list[dis.Instruction], index: int, package: str | None) -> list[tuple[str | None, Any, Any, str | None]]:
     """What one ``IMPORT_NAME`` in a body brings in: the names a
     ``from m import a, b`` takes, or, for ``import m`` (used as ``m.x``
     later, which bytecode does not tie to the import), everything module
@@ -400,20 +402,20 @@ def _imported(instructions: list[dis.Instruction], index: int, package: str | No
         out = []
         for attr in names:
             if hasattr(module, attr):
-                out.append((None, getattr(module, attr), f"{module.__name__}:{attr}"))
+                out.append((None, None, getattr(module, attr), f"{module.__name__}:{attr}"))
             else:  # a submodule imported by name
                 sub = _import_module(f"{module.__name__}.{attr}", 0, None)
                 if sub is not None:
-                    out.append((None, sub, None))
+                    out.append((None, None, sub, None))
         return out
     if is_external(module):
-        return [(None, module, None)]
+        return [(None, None, module, None)]
     dotted = instructions[index].argval
     if "." in dotted and not level:
         # `import a.b` binds `a`; the code reads `a.b.x`: the leaf module is what it uses.
         module = sys.modules.get(dotted, module)
-    return [(None, module, None)] + [
-        (None, value, f"{module.__name__}:{attr}")
+    return [(None, None, module, None)] + [
+        (None, None, value, f"{module.__name__}:{attr}")
         for attr, value in list(vars(module).items())
         if not (attr.startswith("__") and attr.endswith("__"))
         and not isinstance(value, types.ModuleType)
@@ -738,11 +740,12 @@ class _GraphBuilder:
         return node
 
     def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> None:
-        for name, value, qualified in _referenced(code, namespace):
+        for name, bound, value, qualified in _referenced(code, namespace):
             if name is not None and name in namespace:
                 # Watched under the name the code reads (never another name
-                # bound to an equal small int or interned string).
-                self.watched.name(namespace, name, value)
+                # bound to an equal small int or interned string), against
+                # what that name is bound to (the module of `module.attr`).
+                self.watched.name(namespace, name, bound)
             if qualified is not None:
                 owner, _, attr = qualified.partition(":")
                 module_object = sys.modules.get(owner)
