@@ -435,7 +435,9 @@ fn walk_reduced(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) 
     let kind = value.get_type();
     // As pickle does: a reducer registered with copyreg for the exact type
     // (re.Pattern, numpy ufuncs) before the object's own `__reduce_ex__`.
-    let registered = hitsave_attr(py, &DISPATCH_TABLE, "copyreg", "dispatch_table")?.get_item(&kind).ok();
+    // (`dict.get`: a missing type is the common case, and a KeyError costs more than the lookup.)
+    let registered = hitsave_attr(py, &DISPATCH_TABLE, "copyreg", "dispatch_table")?.call_method1("get", (&kind,))?;
+    let registered = (!registered.is_none()).then_some(registered);
     let reduced = match registered {
         Some(reducer) => reducer.call1((value,)),
         None => value.call_method1("__reduce_ex__", (5,)),

@@ -74,8 +74,25 @@ def is_code_object(value: Any) -> bool:
 _FINGERPRINTS: "weakref.WeakKeyDictionary[Any, tuple[Any, str]]" = weakref.WeakKeyDictionary()
 
 
+# Fingerprints of installed packages' callables (copyreg.__newobj__, a
+# datetime class): fixed for the process, since a package's version cannot
+# change under it. Kept by identity, with the object held alive.
+_EXTERNAL_FINGERPRINTS: dict[int, tuple[Any, str]] = {}
+
+
 def fingerprint_of(value: Any) -> str:
     """The ``code2`` fingerprint of a function or class."""
+    external = _EXTERNAL_FINGERPRINTS.get(id(value))
+    if external is not None and external[0] is value:
+        return external[1]
+    if len(_EXTERNAL_FINGERPRINTS) < 4096 and is_external(value) and not isinstance(value, types.ModuleType):
+        fingerprint = _fingerprint_of(value)
+        _EXTERNAL_FINGERPRINTS[id(value)] = (value, fingerprint)
+        return fingerprint
+    return _fingerprint_of(value)
+
+
+def _fingerprint_of(value: Any) -> str:
     try:
         known = _FINGERPRINTS.get(value)
     except TypeError:  # not weakly referenceable
@@ -90,11 +107,6 @@ def fingerprint_of(value: Any) -> str:
     except TypeError:
         pass
     return fingerprint
-
-
-def _module_file(module: types.ModuleType | None) -> str | None:
-    file = getattr(module, "__file__", None)
-    return str(Path(file).resolve()) if file else None
 
 
 def _module_name_of(obj: Any) -> str:
@@ -118,12 +130,19 @@ def is_external(obj: Any) -> bool:
         module = obj
     if module is None:
         return False
-    if module.__name__ in sys.builtin_module_names or module.__name__ == "builtins":
+    return _module_is_external(module.__name__, getattr(module, "__file__", None))
+
+
+@functools.lru_cache(maxsize=4096)
+def _module_is_external(name: str, file: str | None) -> bool:
+    """Whether the module `name` loaded from `file` is a package's or the
+    standard library's (kept per module: resolving its path costs microseconds)."""
+    if name in sys.builtin_module_names or name == "builtins":
         return True
-    file = _module_file(module)
-    if file is None:
+    if not file:
         return False  # __main__ of `python -c`, notebooks: the user's code
-    return file.startswith(_EXTERNAL_ROOTS) or "site-packages" in file or "dist-packages" in file
+    resolved = str(Path(file).resolve())
+    return resolved.startswith(_EXTERNAL_ROOTS) or "site-packages" in resolved or "dist-packages" in resolved
 
 
 def _environment_signature() -> str:
