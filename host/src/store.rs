@@ -1324,7 +1324,7 @@ impl Store {
             };
             Ok(if inserted == 1 { PutOutcome::Stored } else { PutOutcome::AlreadyPresent })
         })?;
-        if outcome == PutOutcome::Stored && self.over_budget(size)? {
+        if outcome == PutOutcome::Stored && self.over_budget()? {
             self.evict_to(core, (self.max_size() as f64 * EVICTION_TARGET) as u64)?;
         }
         Ok(outcome)
@@ -1404,11 +1404,10 @@ impl Store {
         })
     }
 
-    /// Whether the store is over its budget after this process added `added`
-    /// bytes: the exact total, one indexed row read per put (whatever the
-    /// number of entries; other processes' puts included).
-    fn over_budget(&self, added: u64) -> Result<bool> {
-        let _ = added;
+    /// Whether the store is over its budget: the exact total, one indexed
+    /// row read per put (whatever the number of entries; other processes'
+    /// puts included).
+    fn over_budget(&self) -> Result<bool> {
         Ok(self.total_size()? > self.max_size())
     }
 

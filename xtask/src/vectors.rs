@@ -319,9 +319,10 @@ fn keys() -> Result<Value, String> {
         for arguments in &argument_sets {
             let arguments_digest = value_digest(arguments)?;
             let key = keys::derive_key(&identity_from(identity)?, &arguments_digest).map_err(|err| err.to_string())?;
-            if let Some(previous) = seen.insert(key, (identity_name, arguments.clone())) {
-                let _ = previous;
-                return Err("two different calls share a key".to_owned());
+            if let Some((other_identity, other_arguments)) = seen.insert(key, (identity_name, arguments.clone())) {
+                return Err(format!(
+                    "{identity_name} {arguments} and {other_identity} {other_arguments} share a key: every call must have its own"
+                ));
             }
             cases.push(json!({
                 "name": format!("{identity_name} {arguments}"),

@@ -323,8 +323,12 @@ fn numpy_types(py: Python<'_>) -> PyResult<Option<(Bound<'_, PyAny>, Bound<'_, P
     if let Some((array, generic)) = TYPES.get(py) {
         return Ok(Some((array.bind(py).clone(), generic.bind(py).clone())));
     }
-    let modules = py.import("sys")?.getattr("modules")?;
-    let Ok(numpy) = modules.get_item("numpy") else { return Ok(None) };
+    // `dict.get`: until numpy is imported this runs per object, and a KeyError costs more than the lookup.
+    static MODULES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let numpy = hitsave_attr(py, &MODULES, "sys", "modules")?.call_method1("get", ("numpy",))?;
+    if numpy.is_none() {
+        return Ok(None);
+    }
     let (array, generic) = (numpy.getattr("ndarray")?, numpy.getattr("generic")?);
     let _ = TYPES.set(py, (array.clone().unbind(), generic.clone().unbind()));
     Ok(Some((array, generic)))
@@ -508,7 +512,6 @@ fn walk_reduced(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) 
             walk(entry, out, depth + 2)?;
         }
     }
-    let _ = py;
     Ok(())
 }
 

@@ -85,6 +85,12 @@ def fingerprint_of(value: Any) -> str:
     external = _EXTERNAL_FINGERPRINTS.get(id(value))
     if external is not None and external[0] is value:
         return external[1]
+    try:
+        known = _FINGERPRINTS.get(value)
+    except TypeError:  # not weakly referenceable
+        known = None
+    if known is not None and known[0].current():
+        return known[1]
     if len(_EXTERNAL_FINGERPRINTS) < 4096 and is_external(value) and not isinstance(value, types.ModuleType):
         fingerprint = _fingerprint_of(value)
         _EXTERNAL_FINGERPRINTS[id(value)] = (value, fingerprint)
