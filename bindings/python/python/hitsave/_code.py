@@ -315,8 +315,15 @@ def module_name(name: str) -> str:
     file = getattr(module, "__file__", None)
     if not file:
         return name
+    return _script_module_name(file, tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=64)
+def _script_module_name(file: str, search_path: tuple[str, ...]) -> str:
+    """A script's module path from the first `sys.path` entry holding it
+    (kept: every function of a script asks, and resolving paths costs)."""
     path = Path(file).resolve()
-    for entry in sys.path:
+    for entry in search_path:
         try:
             relative = path.relative_to(Path(entry or ".").resolve())
         except ValueError:
