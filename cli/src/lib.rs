@@ -145,6 +145,15 @@ enum Command {
         /// Create this project first (if new) and print its first API key.
         #[arg(long, value_name = "NAME")]
         create_project: Option<String>,
+        /// Largest blob accepted, in bytes (as `hitsave-server serve`).
+        #[arg(long, env = "HITSAVE_SERVER_MAX_BLOB_SIZE", default_value_t = 8 << 30)]
+        max_blob_size: u64,
+        /// A token that may create projects with `POST /v1/projects` (unset: disabled).
+        #[arg(long, env = "HITSAVE_SERVER_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// PostgreSQL for the metadata (postgres://user@host:port/db), so several servers can share it.
+        #[arg(long, env = "HITSAVE_SERVER_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 
@@ -367,18 +376,32 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
             }
             Ok(())
         })(),
-        Command::Serve { listen, data, create_project } => serve(listen, data, create_project.as_deref()),
+        Command::Serve { listen, data, create_project, max_blob_size, admin_token, database_url } => serve(
+            listen,
+            data,
+            create_project.as_deref(),
+            *max_blob_size,
+            admin_token.as_deref(),
+            database_url.as_deref(),
+        ),
         _ => return None,
     })
 }
 
 #[cfg(feature = "server")]
-fn serve(listen: &str, data: &std::path::Path, create_project: Option<&str>) -> Result<(), HitSaveError> {
+fn serve(
+    listen: &str,
+    data: &std::path::Path,
+    create_project: Option<&str>,
+    max_blob_size: u64,
+    admin_token: Option<&str>,
+    database_url: Option<&str>,
+) -> Result<(), HitSaveError> {
     let failed = |err: String| HitSaveError::ConfigInvalid(err);
     let listen: std::net::SocketAddr = listen.parse().map_err(|err| failed(format!("--listen {listen}: {err}")))?;
     let (metadata, blobs) = hitsave_server::open_storage(
         data,
-        std::env::var("HITSAVE_SERVER_DATABASE_URL").ok().filter(|url| !url.is_empty()).as_deref(),
+        database_url.filter(|url| !url.is_empty()),
         None,
         hitsave_server::s3_from_env(),
     )
@@ -390,8 +413,12 @@ fn serve(listen: &str, data: &std::path::Path, create_project: Option<&str>) -> 
             Err(err) => return Err(failed(err.to_string())),
         }
     }
-    let state =
-        hitsave_server::AppState { metadata, blobs, limits: hitsave_server::Limits::default(), admin_token: None };
+    let state = hitsave_server::AppState {
+        metadata,
+        blobs,
+        limits: hitsave_server::Limits { max_blob_size, ..hitsave_server::Limits::default() },
+        admin_token: admin_token.map(std::sync::Arc::from),
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|err| failed(err.to_string()))?;
     runtime.block_on(async move {
@@ -401,8 +428,20 @@ fn serve(listen: &str, data: &std::path::Path, create_project: Option<&str>) -> 
         outln!("listening on http://{}", listener.local_addr().map_err(|err| failed(err.to_string()))?);
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        // SIGINT or SIGTERM (a container's stop, or PID 1 in one) ends it gracefully.
         hitsave_server::serve(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async {
+                    match term.as_mut() {
+                        Some(term) => {
+                            term.recv().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
         })
         .await
         .map_err(|err| failed(err.to_string()))
@@ -410,7 +449,14 @@ fn serve(listen: &str, data: &std::path::Path, create_project: Option<&str>) -> 
 }
 
 #[cfg(not(feature = "server"))]
-fn serve(_listen: &str, _data: &std::path::Path, _create_project: Option<&str>) -> Result<(), HitSaveError> {
+fn serve(
+    _listen: &str,
+    _data: &std::path::Path,
+    _create_project: Option<&str>,
+    _max_blob_size: u64,
+    _admin_token: Option<&str>,
+    _database_url: Option<&str>,
+) -> Result<(), HitSaveError> {
     Err(HitSaveError::ConfigInvalid(
         "this build of hitsave has no server; run the `hitsave` binary (cargo install --path cli) or `hitsave-server serve`".into(),
     ))

@@ -355,3 +355,44 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
     assert!(output.status.success(), "status {:?}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn serve_stops_on_sigterm_and_takes_the_server_flags() {
+    use std::io::{BufRead, BufReader};
+    let root = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_hitsave"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-blob-size", "1000", "--admin-token", "t0k", "--data"])
+        .arg(root.path().join("server"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut served = Served(child);
+    let mut lines = BufReader::new(served.0.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().strip_prefix("listening on ").unwrap().to_owned();
+    // --admin-token: a project can be created over HTTP with it.
+    let address = url.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let body = "{\"name\":\"p\"}";
+    let request = format!(
+        "POST /v1/projects HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer t0k\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    // SIGTERM (a container stop) ends it, with status 0, promptly.
+    let status =
+        std::process::Command::new("sh").args(["-c", &format!("kill -TERM {}", served.0.id())]).status().unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(exit) = served.0.try_wait().unwrap() {
+            assert!(exit.success(), "{exit:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "hitsave serve ignored SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
