@@ -60,7 +60,7 @@ fn walk_value(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) ->
         write_contiguous_bytes(value, out)?;
     } else if value.cast_exact::<PyMemoryView>().is_ok() {
         write_memoryview(value, out)?;
-    } else if is_pickle_buffer(value) {
+    } else if type_is(&value.get_type(), "pickle", "PickleBuffer") {
         // What protocol 5 reductions hand over for large data (Arrow, numpy):
         // its bytes, hashed natively without a copy.
         out.typed("py:pickle.PickleBuffer");
@@ -72,10 +72,10 @@ fn walk_value(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) ->
     Ok(())
 }
 
-fn is_pickle_buffer(value: &Bound<'_, PyAny>) -> bool {
-    let kind = value.get_type();
-    kind.name().is_ok_and(|name| name.to_str().is_ok_and(|name| name == "PickleBuffer"))
-        && kind.module().is_ok_and(|module| module.to_str().is_ok_and(|module| module == "pickle"))
+/// Whether a type is `module.name` exactly.
+fn type_is(kind: &Bound<'_, PyType>, module: &str, name: &str) -> bool {
+    kind.name().is_ok_and(|n| n.to_str().is_ok_and(|n| n == name))
+        && kind.module().is_ok_and(|m| m.to_str().is_ok_and(|m| m == module))
 }
 
 fn write_str(text: &Bound<'_, PyString>, out: &mut StreamWriter) -> PyResult<()> {
@@ -401,7 +401,7 @@ fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -
         out.typed(&py_type_name(&kind)?).str(&value.str()?.to_string());
         return Ok(());
     }
-    if kind.module()?.to_str()? == "builtins" && kind.qualname()?.to_str()? == "method" {
+    if type_is(&kind, "builtins", "method") {
         // A bound method: the function's code and the instance it is bound to.
         out.typed("py:builtins.method").list(2);
         write_code(&value.getattr("__func__")?, out)?;
@@ -474,42 +474,29 @@ fn walk_reduced(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) 
         return Ok(());
     }
     let part = |index: usize| parts.get_item(index).ok().filter(|item| !item.is_none());
-    let items: Option<Vec<Bound<'_, PyAny>>> = match part(3) {
-        Some(iterator) => Some(iterator.try_iter()?.collect::<PyResult<_>>()?),
-        None => None,
-    };
-    let entries: Option<Vec<Bound<'_, PyAny>>> = match part(4) {
-        Some(iterator) => Some(iterator.try_iter()?.collect::<PyResult<_>>()?),
-        None => None,
+    // List items and dict items come as iterators: taken into lists.
+    let listed = |index: usize| -> PyResult<Option<Bound<'_, PyAny>>> {
+        match part(index) {
+            Some(iterator) => {
+                let items = iterator.try_iter()?.collect::<PyResult<Vec<_>>>()?;
+                Ok(Some(PyList::new(py, items)?.into_any()))
+            }
+            None => Ok(None),
+        }
     };
     let fields = [
         ("reduce", part(0)),
         ("args", part(1)),
         ("state", part(2)),
-        ("items", None),
-        ("entries", None),
+        ("items", listed(3)?),
+        ("entries", listed(4)?),
         ("setter", part(5)),
     ];
-    let count = fields.iter().filter(|(_, item)| item.is_some()).count()
-        + usize::from(items.is_some())
-        + usize::from(entries.is_some());
-    out.record(&py_type_name(&kind)?, count);
+    out.record(&py_type_name(&kind)?, fields.iter().filter(|(_, item)| item.is_some()).count());
     for (field, item) in &fields {
         if let Some(item) = item {
             out.field(field);
             if *field == "state" { walk_state(item, out, depth + 1)? } else { walk(item, out, depth + 1)? }
-        }
-    }
-    if let Some(items) = items {
-        out.field("items").list(items.len());
-        for item in &items {
-            walk(item, out, depth + 2)?;
-        }
-    }
-    if let Some(entries) = entries {
-        out.field("entries").list(entries.len());
-        for entry in &entries {
-            walk(entry, out, depth + 2)?;
         }
     }
     Ok(())

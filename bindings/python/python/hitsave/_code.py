@@ -99,13 +99,8 @@ def fingerprint_of(value: Any) -> str:
 
 
 def _fingerprint_of(value: Any) -> str:
-    try:
-        known = _FINGERPRINTS.get(value)
-    except TypeError:  # not weakly referenceable
-        known = None
+    """Analyses `value` (or reuses its current graph) and keeps its fingerprint."""
     root, nodes, watched = graph_and_watched(value)
-    if known is not None and known[0] is watched:
-        return known[1]
     names = [node[1] for node in nodes]
     fingerprint = _native.fingerprints(nodes)[names.index(root)]
     try:
@@ -840,8 +835,8 @@ def _module_tree(file: str, mtime: int) -> ast.Module | None:
 def _assignments_of(qualified: str) -> list[str]:
     """The module-level statements that assign ``module:NAME`` (or
     ``module:Class.attr``: the class's), normalised, in source order."""
-    module_name, _, name = qualified.partition(":")
-    module = sys.modules.get(module_name)
+    owner, _, name = qualified.partition(":")
+    module = sys.modules.get(owner)
     file = getattr(module, "__file__", None)
     if not file or not name:
         return []

@@ -346,20 +346,20 @@ class MemoFunction(Generic[P, R]):
             return None
         return store
 
-    def _read(self, store: _native.Store, key: str) -> Any:
-        """A stored hit as `store.get` gives it, ``None``, or the store's error (to warn)."""
+    def _read(self, store: _native.Store, key: str, cloud: bool = True, function_name: str | None = None) -> Any:
+        """A stored hit as `store.get` gives it, ``None``, or the store's error
+        (to warn). `function_name`: a call's read, counted by the cloud's prefetch policy."""
         try:
-            return store.get(key, self._cloud is not False, self.function_name)
+            return store.get(key, cloud and self._cloud is not False, function_name)
         except _native.HitSaveError as error:
             return error
 
     def _lookup(self, store: _native.Store | None, key: str, cloud: bool = True) -> Any:
         if store is None:
             return MISS
-        try:
-            hit = store.get(key, cloud and self._cloud is not False)
-        except _native.HitSaveError as error:
-            _native.warn_once(error)
+        hit = self._read(store, key, cloud)
+        if isinstance(hit, _native.HitSaveError):
+            _native.warn_once(hit)
             return MISS
         if hit is None:
             return MISS
@@ -501,7 +501,7 @@ class MemoFunction(Generic[P, R]):
             return self._decode(hit)
         # Not in memory: the store (SQLite, a file, maybe the cloud) is read on
         # a worker thread, so a slow disk or server never holds the loop.
-        hit = await asyncio.to_thread(self._read, store, key)
+        hit = await asyncio.to_thread(self._read, store, key, True, self.function_name)
         if isinstance(hit, tuple):
             return self._decode(hit)
         if hit is not None:
