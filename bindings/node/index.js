@@ -641,24 +641,31 @@ function memo(fn, options = {}) {
   // that is no receiver of the call they describe (`f.key.call(obj, x)`
   // gives one), or a method's keys would differ from its calls' keys.
   const receiver = (self) => (self === memoized ? undefined : self);
-  /** The eval key (`key2_…`) these arguments have. */
-  memoized.key = function (...args) {
+  /** `[key, argument digest]` of a call with this receiver and these arguments. */
+  function keyOf(self, args) {
     try {
-      return native.argumentsKey(registered().handle, argumentList(receiver(this), args))[0];
+      return native.argumentsKey(registered().handle, argumentList(receiver(self), args));
     } catch (error) {
       throw locate(error, functionName);
     }
-  };
-  /** The stored result for these arguments, or `MISS`, without running the function. */
-  memoized.lookup = function (...args) {
-    if (!enabled()) return MISS;
-    const key = memoized.key.apply(this, args);
+  }
+  /** The stored result for a key, or `MISS` (a store error is a warning and a miss). */
+  function lookupKey(key) {
     const [status, payload] = native.lookupKey(state.handle, key);
     if (status === STORE_ERROR) {
       warnOnce(payload);
       return MISS;
     }
     return status === MISS_STATUS ? MISS : decodeHit(status, payload, functionName);
+  }
+  /** The eval key (`key2_…`) these arguments have. */
+  memoized.key = function (...args) {
+    return keyOf(this, args)[0];
+  };
+  /** The stored result for these arguments, or `MISS`, without running the function. */
+  memoized.lookup = function (...args) {
+    if (!enabled()) return MISS;
+    return lookupKey(keyOf(this, args)[0]);
   };
   /** Removes this function's stored results; returns how many. */
   memoized.clear = function () {
@@ -668,13 +675,8 @@ function memo(fn, options = {}) {
   /** `'hit'`, or why these arguments miss (which dependencies changed since results were stored). */
   memoized.why = function (...args) {
     if (!enabled()) return 'the cache is off';
-    if (memoized.lookup.apply(this, args) !== MISS) return 'hit';
-    let key, digest;
-    try {
-      [key, digest] = native.argumentsKey(registered().handle, argumentList(receiver(this), args));
-    } catch (error) {
-      throw locate(error, functionName);
-    }
+    const [key, digest] = keyOf(this, args);
+    if (lookupKey(key) !== MISS) return 'hit';
     // The sentence is the host's (hitsave_host::why), the same in Python.
     return native.whyMiss(state.handle, key, digest, notStored.get(key) ?? null);
   };

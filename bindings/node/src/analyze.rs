@@ -237,8 +237,12 @@ impl Builder<'_> {
     /// same text gets `#2`, `#3` in file order.
     fn text_name(&self, prefix: &str, text: &str) -> String {
         let short = hitsave_host::hash::blob_digest(text.as_bytes()).hex();
-        let base = format!("{prefix}{}", &short[..12]);
-        let mut name = base.clone();
+        self.unique_name(&format!("{prefix}{}", &short[..12]))
+    }
+
+    /// `base`, or `base#2`, `#3`… when a unit of the module already has it.
+    fn unique_name(&self, base: &str) -> String {
+        let mut name = base.to_owned();
         let mut number = 2;
         while self.module.units.iter().any(|unit| unit.name == name) {
             name = format!("{base}#{number}");
@@ -981,12 +985,7 @@ fn find_root(
             Expression::FunctionExpression(_) | Expression::ArrowFunctionExpression(_) => {
                 let span = argument.span();
                 let body = format!("({})", builder.slice(span));
-                let base = format!("{}/memo", name());
-                let (mut unit_name, mut number) = (base.clone(), 2);
-                while builder.module.units.iter().any(|unit| unit.name == unit_name) {
-                    unit_name = format!("{base}#{number}");
-                    number += 1;
-                }
+                let unit_name = builder.unique_name(&format!("{}/memo", name()));
                 let unit = builder.unit(unit_name, "function", span, &body)?;
                 return Ok(Some(Binding::Unit(unit)));
             }
@@ -1433,7 +1432,6 @@ impl Graph<'_> {
     /// statement may bring in more modules.
     fn add_effects(&mut self) -> Result<(), HitSaveError> {
         let mut done = 0;
-        let mut linked: Vec<(u32, u32)> = Vec::new();
         loop {
             let mut changed = false;
             while done < self.used.len() {
@@ -1451,13 +1449,7 @@ impl Graph<'_> {
                     let target = self.module(&path)?;
                     let Some(export) = self.existing_export(&target, imported) else { continue };
                     let statement = self.unit(&module, *unit)?;
-                    if statement != export && !linked.contains(&(export, statement)) {
-                        linked.push((export, statement));
-                        if !self.nodes[export as usize].deps.contains(&statement) {
-                            self.nodes[export as usize].deps.push(statement);
-                        }
-                        changed = true;
-                    }
+                    changed |= self.add_dep(export, statement);
                 }
             }
             // A read of a global depends on every write of it in the modules reached.
@@ -1471,21 +1463,11 @@ impl Graph<'_> {
             if !writes.is_empty() {
                 for module in self.used.clone() {
                     for (name, unit) in &module.global_reads {
-                        let Some(&reader) = self.index.get(&format!("{}:{}", module.rel, module.units[*unit].name))
-                        else {
-                            continue;
-                        };
+                        let Some(&reader) = self.index.get(&unit_node_name(&module, *unit)) else { continue };
                         for (writer_module, written, writer_unit) in &writes {
-                            if written != name {
-                                continue;
-                            }
-                            let writer = self.unit(writer_module, *writer_unit)?;
-                            if writer != reader && !linked.contains(&(reader, writer)) {
-                                linked.push((reader, writer));
-                                if !self.nodes[reader as usize].deps.contains(&writer) {
-                                    self.nodes[reader as usize].deps.push(writer);
-                                }
-                                changed = true;
+                            if written == name {
+                                let writer = self.unit(writer_module, *writer_unit)?;
+                                changed |= self.add_dep(reader, writer);
                             }
                         }
                     }
@@ -1495,6 +1477,16 @@ impl Graph<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// Makes node `from` depend on `to`; whether that is new.
+    fn add_dep(&mut self, from: u32, to: u32) -> bool {
+        let deps = &mut self.nodes[from as usize].deps;
+        if from == to || deps.contains(&to) {
+            return false;
+        }
+        deps.push(to);
+        true
     }
 
     /// The node of an export when the graph already holds it (an export the
@@ -1520,7 +1512,7 @@ impl Graph<'_> {
                 None => module.cjs_exports?,
             },
         };
-        self.index.get(&format!("{}:{}", module.rel, module.units[unit].name)).copied()
+        self.index.get(&unit_node_name(module, unit)).copied()
     }
 
     fn add(&mut self, kind: &str, name: String, content: Digest) -> (u32, bool) {
@@ -1554,7 +1546,7 @@ impl Graph<'_> {
                 *data.content.get_or_init(|| content)
             }
         };
-        let (index, new) = self.add(data.kind, format!("{}:{}", module.rel, data.name), content);
+        let (index, new) = self.add(data.kind, unit_node_name(module, unit), content);
         if !new {
             return Ok(index);
         }
@@ -1658,6 +1650,11 @@ impl Graph<'_> {
         self.nodes[index as usize].deps = deps;
         Ok(index)
     }
+}
+
+/// The graph node name of a module's unit: `path/relative/to/project.js:unit`.
+fn unit_node_name(module: &Module, unit: usize) -> String {
+    format!("{}:{}", module.rel, module.units[unit].name)
 }
 
 /// The project a file belongs to: the nearest directory above it with a

@@ -100,4 +100,14 @@ function typed(name, value, dir) {
   }
 }
 
-module.exports = { fromNotation, NotRepresentable };
+/** `{ value }` for a notation JavaScript can express, `null` for one it cannot. */
+function tryNotation(node, dir) {
+  try {
+    return { value: fromNotation(node, dir) };
+  } catch (error) {
+    if (error instanceof NotRepresentable) return null;
+    throw error;
+  }
+}
+
+module.exports = { fromNotation, tryNotation, NotRepresentable };
