@@ -382,6 +382,23 @@ impl CloudClient {
         Ok((page.evals, page.next))
     }
 
+    /// Every record of a function, page after page, and whether the listing
+    /// is complete: a cursor that does not move on (a server repeating
+    /// itself) ends it rather than paging forever.
+    pub fn list_all(&self, function_name: &str) -> Result<(Vec<RemoteEval>, bool)> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (evals, next) = self.list(function_name, after.as_deref())?;
+            all.extend(evals);
+            match next {
+                Some(next) if after.as_deref().is_none_or(|after| next.as_str() > after) => after = Some(next),
+                Some(_) => return Ok((all, false)),
+                None => return Ok((all, true)),
+            }
+        }
+    }
+
     /// Downloads a result and verifies its size and digest. A transfer that
     /// stops (an error, or no byte for `cloud_timeout`: a stalled server)
     /// resumes where it stopped (range requests); five attempts in a row
@@ -743,19 +760,11 @@ impl CloudSync {
             local_config.mode = Mode::Local;
             let Ok(local) = Store::open(&local_config) else { return };
             let (mut remote_entries, mut remote_bytes) = (0u64, 0u64);
-            let mut after: Option<String> = None;
-            loop {
-                let Ok((evals, next)) = sync.client.list(&function_name, after.as_deref()) else { return };
-                for eval in evals {
-                    if !Digest::parse(&eval.key).ok().and_then(|key| local.contains(&key).ok()).unwrap_or(false) {
-                        remote_entries += 1;
-                        remote_bytes += eval.size;
-                    }
-                }
-                match next {
-                    // A cursor that does not move on would page forever.
-                    Some(next) if after.as_deref().is_none_or(|after| next.as_str() > after) => after = Some(next),
-                    _ => break,
+            let Ok((evals, _)) = sync.client.list_all(&function_name) else { return };
+            for eval in evals {
+                if !Digest::parse(&eval.key).ok().and_then(|key| local.contains(&key).ok()).unwrap_or(false) {
+                    remote_entries += 1;
+                    remote_bytes += eval.size;
                 }
             }
             let stats = hitsave_core::policy::FunctionStats {
@@ -938,28 +947,18 @@ impl CloudSync {
         function_name: &str,
         mut progress: impl FnMut(u64, u64) + Send,
     ) -> Result<u64> {
+        let listed = self.client.list_all(function_name);
+        self.note(&listed);
+        let (evals, complete) = listed?;
+        if !complete {
+            crate::memo::warn_once(&HitSaveError::CloudIntegrity(format!(
+                "{function_name}: the server's page cursor did not advance; stopped listing"
+            )));
+        }
         let mut wanted = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.client.list(function_name, after.as_deref());
-            self.note(&page);
-            let (evals, next) = page?;
-            for eval in evals {
-                if !store.contains(&Digest::parse(&eval.key)?)? {
-                    wanted.push(eval);
-                }
-            }
-            match next {
-                // A cursor that does not move on (a server repeating itself) would page forever.
-                Some(next) if after.as_deref().is_none_or(|after| next.as_str() > after) => after = Some(next),
-                Some(_) => {
-                    let error = HitSaveError::CloudIntegrity(format!(
-                        "{function_name}: the server's page cursor did not advance; stopped listing"
-                    ));
-                    crate::memo::warn_once(&error);
-                    break;
-                }
-                None => break,
+        for eval in evals {
+            if !store.contains(&Digest::parse(&eval.key)?)? {
+                wanted.push(eval);
             }
         }
         let total = wanted.len() as u64;

@@ -117,11 +117,6 @@ pub fn why_miss(
             reason: d.reason.clone(),
         }));
     }
-    let all = match store.why(core, function_name) {
-        Ok(report) => report,
-        Err(HitSaveError::NotFound(_)) => return Ok(Why::NothingStored { declined }),
-        Err(other) => return Err(other),
-    };
     let changes_of = |groups: &[crate::store::WhyGroup]| -> Vec<String> {
         let mut changes: Vec<String> = groups
             .iter()
@@ -143,6 +138,12 @@ pub fn why_miss(
         return Ok(Why::CodeChanged { changes });
     }
     if mine.is_empty() {
+        // Never computed with these arguments: what the function's other results say.
+        let all = match store.why(core, function_name) {
+            Ok(report) => report,
+            Err(HitSaveError::NotFound(_)) => return Ok(Why::NothingStored { declined }),
+            Err(other) => return Err(other),
+        };
         if all.stored.iter().any(|group| group.current) {
             return Ok(Why::CodeUnchanged { declined });
         }
