@@ -6,6 +6,7 @@
 //! in `python/hitsave/_memo.py`: signature binding and sync/async plumbing are
 //! intrinsically Python.
 
+mod bytecode;
 mod portable;
 mod walk;
 
@@ -673,5 +674,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Store>()?;
     m.add_class::<Mapped>()?;
     m.add_class::<ComputeLock>()?;
+    m.add_class::<bytecode::BytecodeReader>()?;
     Ok(())
 }

@@ -434,3 +434,107 @@ def test_an_unhashable_module_value_counts_by_the_source_that_makes_it(project):
     text = (project.root / "engine.py").read_text()
     project.write("engine.py", text.replace('Engine("db-1")', 'Engine("db-2")'))
     assert project.run(call).stdout.split() == ["True", "db-2:1"]
+
+
+def test_the_native_bytecode_reader_reads_every_function_as_dis_does():
+    """The analysis reads bytecode natively with a layout learned from `dis`
+    (`_code._reader`); on this Python it must be in use and agree with `dis`
+    on every function of these modules (imports, attribute chains, classes,
+    comprehensions, nested functions, EXTENDED_ARG)."""
+    import argparse, asyncio, dataclasses, email.message, http.client, inspect, json, logging, pathlib, types, typing, unittest
+
+    from hitsave import _code, _memo
+
+    reader = _code._reader()
+    assert reader is not None, "the layout of this Python's bytecode was not learned: every analysis reads through dis"
+    checked = 0
+    modules = [argparse, asyncio, dataclasses, email.message, http.client, inspect, json, logging, pathlib, typing, unittest, _code, _memo]
+    for module in modules:
+        for value in list(vars(module).values()):
+            members = [value] if isinstance(value, types.FunctionType) else list(vars(value).values()) if isinstance(value, type) else []
+            for function in members:
+                if isinstance(function, types.FunctionType):
+                    native = [tuple(r) for r in reader.references(function.__code__)]
+                    assert native == [tuple(r) for r in _code._references_by_dis(function.__code__)], function
+                    checked += 1
+    assert checked > 1000
+
+
+def test_an_annotation_a_decorator_reads_counts(project):
+    """A function counts by what runs, not by its source text: annotations,
+    which code may read at run time, count too."""
+    project.write("typed.py", """
+        import functools
+        from hitsave import memo
+
+        def coerce(fn):
+            @functools.wraps(fn)
+            def wrapper(x):
+                return fn(fn.__annotations__["x"](x))
+            return wrapper
+
+        @memo
+        @coerce
+        def half(x: int):                   # EDIT
+            return x / 2
+    """)
+    assert project.run("import typed; print(typed.half(3.7))").stdout.split() == ["1.5"]
+    text = (project.root / "typed.py").read_text()
+    project.write("typed.py", text.replace("x: int", "x: float"))
+    assert project.run("import typed; print(typed.half(3.7))").stdout.split() == ["1.85"]
+
+
+def test_a_project_in_a_directory_named_like_site_packages_is_the_projects_code(project):
+    """Only a real `site-packages` (or `dist-packages`) directory holds
+    installed packages: a project path that merely contains the words is the
+    user's code, and its edits count."""
+    project.write("my-site-packages-tools/helper.py", """
+        def scale(x):
+            return x * 2
+    """)
+    project.write("my-site-packages-tools/job.py", """
+        from hitsave import memo
+        import helper
+
+        @memo
+        def run(x):
+            return helper.scale(x)
+    """)
+    call = "import sys; sys.path.insert(0, 'my-site-packages-tools'); import job; print(job.run(5))"
+    assert project.run(call).stdout.split() == ["10"]
+    helper = project.root / "my-site-packages-tools" / "helper.py"
+    project.write("my-site-packages-tools/helper.py", helper.read_text().replace("x * 2", "x * 3"))
+    assert project.run(call).stdout.split() == ["15"]
+
+
+def test_hitsave_why_marks_the_results_of_the_current_code(project):
+    """After an edit and a run, `hitsave why` (the CLI) says which stored
+    group is the current code's and names the edited helper in the other."""
+    project.write("steps.py", """
+        from hitsave import memo
+
+        def helper(x):
+            return x + 1
+
+        @memo
+        def job(x):
+            return helper(x)
+    """)
+    assert project.run("import steps; print(steps.job(1))").stdout.split() == ["2"]
+    text = (project.root / "steps.py").read_text()
+    project.write("steps.py", text.replace("x + 1", "x + 2"))
+    assert project.run("import steps; print(steps.job(1))").stdout.split() == ["3"]
+    out = project.run(
+        "import subprocess, sys; subprocess.run([sys.executable, '-m', 'hitsave', '--json', 'why', 'steps:job'], check=True)"
+    ).stdout
+    report = json.loads(out)
+    assert report["current"], report
+    current = [group for group in report["stored"] if group["current"]]
+    stale = [group for group in report["stored"] if not group["current"]]
+    assert len(current) == 1 and current[0]["evals"] == 1, report
+    assert current[0]["graph"] == report["current"], report
+    assert len(stale) == 1 and any("steps:helper" in node for node, _ in stale[0]["changes"]), report
+    text_out = project.run(
+        "import subprocess, sys; subprocess.run([sys.executable, '-m', 'hitsave', 'why', 'steps:job'], check=True)"
+    ).stdout
+    assert "current, these can hit" in text_out and "stale because" in text_out and "steps:helper" in text_out, text_out

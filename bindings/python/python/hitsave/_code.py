@@ -3,15 +3,17 @@
 A memoized function's identity is the ``code2`` fingerprint of its node in a
 dependency graph (``docs/spec/keys.md``). This module builds that graph:
 
-- project functions, methods, lambdas and nested functions by their
-  normalised source (the AST without docstrings, so comments, blank lines and
-  docstrings do not count), or their bytecode when no source exists (``python
-  -c``);
+- project functions, methods, lambdas and nested functions by what runs:
+  their code object (bytecode, exception table, names, constants without the
+  docstring; nested code likewise), annotations and defaults, so comments,
+  blank lines, docstrings and line moves do not count, and a file saved after
+  import is not read in place of the code loaded;
 - the globals they read, found in the bytecode of the function and of every
-  code object nested in it (lambdas, comprehensions, inner functions),
+  code object nested in it (lambdas, comprehensions, inner functions; read
+  natively, ``bytecode.rs``, with the layout learned from :mod:`dis`),
   including ``module.attr`` reads and names reached through closures;
-- classes by their source, with their bases and the globals their methods
-  read;
+- classes by their source (each file parsed once per version), their
+  methods' code, their bases and the globals their methods read;
 - module-level values by their canonical value;
 - anything from an installed package by distribution name and version.
 
@@ -26,13 +28,12 @@ import builtins
 import collections.abc
 import dis
 import functools
-import importlib.metadata
-import inspect
+import importlib
 import operator
 import os
+import re
 import sys
 import sysconfig
-import textwrap
 import threading
 import types
 import weakref
@@ -41,8 +42,8 @@ from typing import Any
 
 from hitsave import _native
 
-_EXTERNAL_ROOTS = tuple(
-    str(Path(p).resolve())
+_EXTERNAL_PREFIXES = tuple(
+    os.path.realpath(p) + os.sep
     for key in ("stdlib", "platstdlib", "purelib", "platlib")
     if (p := sysconfig.get_paths().get(key))
 )
@@ -137,13 +138,22 @@ def is_external(obj: Any) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _module_is_external(name: str, file: str | None) -> bool:
     """Whether the module `name` loaded from `file` is a package's or the
-    standard library's (kept per module: resolving its path costs microseconds)."""
+    standard library's (kept per module)."""
     if name in sys.builtin_module_names or name == "builtins":
         return True
     if not file:
         return False  # __main__ of `python -c`, notebooks: the user's code
-    resolved = str(Path(file).resolve())
-    return resolved.startswith(_EXTERNAL_ROOTS) or "site-packages" in resolved or "dist-packages" in resolved
+    if os.path.islink(file):
+        file = os.path.realpath(file)  # a project file linked into site-packages is the project's
+    return _directory_is_external(os.path.dirname(file))
+
+
+@functools.lru_cache(maxsize=1024)
+def _directory_is_external(directory: str) -> bool:
+    """Whether modules in `directory` are installed ones (resolving a path
+    costs tens of microseconds: once per directory)."""
+    resolved = os.path.realpath(directory) + os.sep
+    return resolved.startswith(_EXTERNAL_PREFIXES) or f"{os.sep}site-packages{os.sep}" in resolved or f"{os.sep}dist-packages{os.sep}" in resolved
 
 
 def _environment_signature() -> str:
@@ -182,6 +192,8 @@ def _distributions() -> tuple[dict[str, list[str]], dict[str, str]]:
             return known["modules"], known["versions"]
         except (OSError, ValueError, KeyError):
             pass
+    import importlib.metadata  # 20-50 ms to import: only when the map is not kept
+
     modules = importlib.metadata.packages_distributions()
     versions: dict[str, str] = {}
     for distribution in importlib.metadata.distributions():
@@ -207,6 +219,8 @@ def package_of(obj: Any) -> tuple[str, str]:
     for dist in modules.get(top, []):
         if dist in versions:
             return dist, versions[dist]
+        import importlib.metadata
+
         try:
             return dist, importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -268,6 +282,9 @@ def _code_held_by(value: Any, budget: int = 1000) -> list[Any]:
 
 def normalised_source(obj: Any) -> str | None:
     """The AST dump of ``obj``'s source without docstrings, or ``None`` when there is no source."""
+    import inspect
+    import textwrap
+
     try:
         source = textwrap.dedent(inspect.getsource(obj))
     except (OSError, TypeError):
@@ -332,7 +349,7 @@ def _script_module_name(file: str, search_path: tuple[str, ...]) -> str:
 _NO_DOCSTRING = ("<lambda>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>", "<module>")
 
 
-def _code_summary(code: types.CodeType) -> list[Any]:
+def _code_summary(code: types.CodeType, safe: bool = False) -> list[Any]:
     """What a code object runs: bytecode, names and constants (nested code
     objects likewise), without its docstring. Comments and blank lines leave
     it unchanged; any change to what runs changes it. Constants enter by
@@ -342,10 +359,11 @@ def _code_summary(code: types.CodeType) -> list[Any]:
         consts = consts[1:]  # a def's docstring (or the None that stands for none)
     return [
         code.co_code,
+        code.co_exceptiontable,
         list(code.co_names),
         list(code.co_varnames),
         list(code.co_freevars),
-        [_code_summary(c) if isinstance(c, types.CodeType) else _safe_value(c) for c in consts],
+        [_code_summary(c, safe) if isinstance(c, types.CodeType) else _safe_value(c) if safe else c for c in consts],
     ]
 
 
@@ -380,51 +398,231 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
     ``import``/``from … import`` statements inside the body bring in."""
     found: list[tuple[str | None, Any, Any, str | None]] = []
     package = namespace.get("__package__") or (namespace.get("__name__", "").rpartition(".")[0] or None)
-    for nested in _nested_codes(code):
-        instructions = list(dis.get_instructions(nested))
-        for index, instruction in enumerate(instructions):
-            if instruction.opname == "IMPORT_NAME":
-                found.extend(_imported(instructions, index, package))
-                continue
-            if instruction.opname not in ("LOAD_GLOBAL", "LOAD_NAME"):
-                continue
-            name = instruction.argval
-            if name in namespace:
-                value = namespace[name]
-            elif hasattr(builtins, name):
-                continue
-            else:
-                continue  # defined later or never: nothing to hash now
-            # Follow module.attr(.attr…) reads.
-            follow = index + 1
-            qualified = None
-            bound = value
-            while isinstance(value, types.ModuleType) and follow < len(instructions) and instructions[follow].opname in ("LOAD_ATTR", "LOAD_METHOD"):
-                attr = instructions[follow].argval
-                if not hasattr(value, attr):
-                    break
-                qualified = f"{value.__name__}:{attr}"
-                value = getattr(value, attr)
-                follow += 1
-            found.append((name, bound, value, qualified))
+    for reference in _references(code):
+        if reference[0] == "import":
+            found.extend(_imported(reference[1], reference[2], reference[3], package))
+            continue
+        name, attrs = reference[1], reference[2]
+        if name not in namespace:
+            continue  # a builtin, or defined later or never: nothing to hash now
+        value = bound = namespace[name]
+        # Follow module.attr(.attr…) reads.
+        qualified = None
+        for attr in attrs:
+            if not isinstance(value, types.ModuleType) or not hasattr(value, attr):
+                break
+            qualified = f"{value.__name__}:{attr}"
+            value = getattr(value, attr)
+        found.append((name, bound, value, qualified))
     return found
 
 
-def _imported(instructions: list[dis.Instruction], index: int, package: str | None) -> list[tuple[str | None, Any, Any, str | None]]:
-    """What one ``IMPORT_NAME`` in a body brings in: the names a
+def _references(code: types.CodeType) -> list[tuple[Any, ...]]:
+    """``("global", name, [attr, …])`` and ``("import", module, level,
+    [name, …])`` for `code` and its nested code, in order: read natively
+    when this Python's bytecode layout was learned (`_calibrate`), else from
+    :mod:`dis`."""
+    reader = _reader()
+    if reader is not None:
+        return reader.references(code)
+    found: list[tuple[Any, ...]] = []
+    for nested in _nested_codes(code):
+        found.extend(_references_in(_instructions_by_dis(nested)))
+    return found
+
+
+def _references_in(instructions: list[tuple[str, Any]]) -> list[tuple[Any, ...]]:
+    """`_references` of one code object's instructions (the rule the native
+    reader follows)."""
+    found: list[tuple[Any, ...]] = []
+    for index, (opname, argval) in enumerate(instructions):
+        if opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            attrs = []
+            follow = index + 1
+            while follow < len(instructions) and instructions[follow][0] in ("LOAD_ATTR", "LOAD_METHOD"):
+                attrs.append(instructions[follow][1])
+                follow += 1
+            found.append(("global", argval, attrs))
+        elif opname == "IMPORT_NAME":
+            before = instructions[index - 2] if index >= 2 else ("", None)
+            level = before[1] if before[0] in ("LOAD_CONST", "LOAD_SMALL_INT") else 0
+            taken = []
+            follow = index + 1
+            while follow < len(instructions) and instructions[follow][0] in _TAKES:
+                if instructions[follow][0] == "IMPORT_FROM":
+                    taken.append(instructions[follow][1])
+                follow += 1
+            found.append(("import", argval, level, taken))
+    return found
+
+
+_TAKES = ("IMPORT_FROM", "STORE_FAST", "STORE_NAME", "STORE_DEREF", "STORE_GLOBAL")
+
+
+# The instructions `_referenced` reads, and how their argument names a value.
+_SCANNED = {
+    "IMPORT_NAME": "name", "IMPORT_FROM": "name", "LOAD_GLOBAL": "name", "LOAD_NAME": "name",
+    "LOAD_ATTR": "name", "LOAD_METHOD": "name", "LOAD_CONST": "const", "LOAD_SMALL_INT": "int",
+}
+
+
+def _instructions_by_dis(code: types.CodeType) -> list[tuple[str, Any]]:
+    """``(opname, argval)`` of each instruction, as :mod:`dis` reads them
+    (``EXTENDED_ARG`` prefixes left out; ``argval`` only for `_SCANNED`)."""
+    return [
+        (i.opname, i.argval if i.opname in _SCANNED else None)
+        for i in dis.get_instructions(code)
+        if i.opname != "EXTENDED_ARG"
+    ]
+
+
+def _calibrate() -> dict[int, tuple[str, str, int]] | None:
+    """How this Python's bytecode stores the scanned instructions' arguments
+    (``LOAD_GLOBAL``'s name index is shifted by a flag bit since 3.11,
+    ``LOAD_ATTR``'s since 3.12), learned from :mod:`dis` on probe code;
+    ``None`` when the probe cannot tell (then `dis` itself reads, ten times
+    slower)."""
+    def probe():  # pragma: no cover - never called, only read
+        import os.path as p
+        from json import dumps, loads as ld
+        from . import sibling  # type: ignore[attr-defined]
+        global G
+        G = PROBE_A.attribute.method(p, dumps, ld, sibling, 10, 1000, "s", (1, 2))
+        H = PROBE_B.b.c(PROBE_C.d, PROBE_D.e.f(), PROBE_E, G.g)
+
+        class Probe:
+            attribute = PROBE_H.j(__name__)
+
+        return [PROBE_F.x for PROBE_A in (1, 2)], lambda: PROBE_G.h.i(H, PROBE_A), Probe
+
+    table: dict[int, tuple[str, str, int]] = {}
+    try:
+        codes = _nested_codes(probe.__code__)
+        samples: dict[int, tuple[str, list[tuple[types.CodeType, int, Any]]]] = {}
+        for code in codes:
+            raw = _raw_ops(code)
+            by_dis = [i for i in dis.get_instructions(code) if i.opname != "EXTENDED_ARG"]
+            if len(raw) != len(by_dis):
+                return None
+            for (op, arg), instruction in zip(raw, by_dis):
+                if instruction.opname in _SCANNED:
+                    samples.setdefault(op, (instruction.opname, []))[1].append((code, arg, instruction.argval))
+        for op, (opname, seen) in samples.items():
+            kind = _SCANNED[opname]
+            if kind != "name":
+                table[op] = (opname, kind, 0)
+                continue
+            fits = [
+                shift
+                for shift in (0, 1, 2)
+                if all((arg >> shift) < len(code.co_names) and code.co_names[arg >> shift] == value for code, arg, value in seen)
+            ]
+            if len(fits) != 1:
+                return None  # the probe cannot tell: read with dis
+            table[op] = (opname, kind, fits[0])
+        calibrated = {opname for opname, _, _ in table.values()}
+        if any(dis.opmap.get(opname, 256) < 256 and opname not in calibrated for opname in _SCANNED):
+            return None  # an instruction the probe did not show
+    except Exception:
+        return None
+    return table
+
+
+def _raw_ops(code: types.CodeType) -> list[tuple[int, int]]:
+    """``(opcode, argument)`` of each instruction: ``EXTENDED_ARG`` folded
+    into the argument, inline ``CACHE`` entries skipped."""
+    raw = code.co_code
+    ops = []
+    extended = 0
+    for offset in range(0, len(raw), 2):
+        op = raw[offset]
+        arg = raw[offset + 1] | extended
+        if op == _EXTENDED_ARG:
+            extended = arg << 8
+            continue
+        extended = 0
+        if op == _CACHE:
+            continue
+        ops.append((op, arg))
+    return ops
+
+
+_EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
+_CACHE = dis.opmap.get("CACHE", -1)
+
+
+def _cache_entries() -> list[int]:
+    """How many inline ``CACHE`` entries follow each opcode (the table
+    :mod:`dis` itself skips them by), or none known."""
+    known = getattr(dis, "_inline_cache_entries", None)
+    out = [0] * 256
+    try:
+        for op in range(256):
+            if isinstance(known, dict):
+                out[op] = int(known.get(dis.opname[op], known.get(op, 0)))  # type: ignore[call-overload]
+            elif known is not None:
+                out[op] = int(known[op])
+    except Exception:
+        return [0] * 256
+    return out
+
+
+_CACHES = _cache_entries()
+
+
+_READER: list[Any] = []
+
+# The reader's kinds (`bytecode.rs`).
+_KINDS = {
+    "LOAD_GLOBAL": 1, "LOAD_NAME": 1, "LOAD_ATTR": 2, "LOAD_METHOD": 2, "IMPORT_NAME": 3, "IMPORT_FROM": 4,
+    "LOAD_CONST": 5, "LOAD_SMALL_INT": 6, "STORE_FAST": 7, "STORE_NAME": 7, "STORE_DEREF": 7, "STORE_GLOBAL": 7,
+}
+
+
+def _reader() -> Any:
+    """The native bytecode reader for this Python, or ``None`` (read with :mod:`dis`)."""
+    if not _READER:
+        _READER.append(_make_reader())
+    return _READER[0]
+
+
+def _make_reader() -> Any:
+    table = _calibrate()
+    if table is None:
+        return None
+    kinds, shifts = [0] * 256, [0] * 256
+    for op, name in enumerate(dis.opname):
+        if op < 256 and name in _KINDS and _SCANNED.get(name) is None:
+            kinds[op] = _KINDS[name]  # STORE_*: only their kind matters
+    for op, (name, _, shift) in table.items():
+        kinds[op], shifts[op] = _KINDS[name], shift
+    kinds[_EXTENDED_ARG] = 8
+    if 0 <= _CACHE < 256:
+        kinds[_CACHE] = 9
+    try:
+        reader = _native.BytecodeReader(kinds, shifts, list(_CACHES), types.CodeType)
+        # Used only when it reads the probe exactly as `dis` does.
+        for code in _nested_codes(_calibrate.__code__):
+            if [tuple(r) for r in reader.references(code)] != [tuple(r) for r in _references_by_dis(code)]:
+                return None
+    except Exception:
+        return None
+    return reader
+
+
+def _references_by_dis(code: types.CodeType) -> list[tuple[Any, ...]]:
+    return [r for nested in _nested_codes(code) for r in _references_in(_instructions_by_dis(nested))]
+
+
+def _imported(dotted: str, level: Any, names: list[str], package: str | None) -> list[tuple[str | None, Any, Any, str | None]]:
+    """What one ``import`` in a body brings in: the names a
     ``from m import a, b`` takes, or, for ``import m`` (used as ``m.x``
     later, which bytecode does not tie to the import), everything module
     ``m`` defines: more than the body may use, never less."""
-    level = instructions[index - 2].argval if index >= 2 and instructions[index - 2].opname == "LOAD_CONST" else 0
-    module = _import_module(instructions[index].argval, level or 0, package)
+    level = level if isinstance(level, int) else 0
+    module = _import_module(dotted, level, package)
     if module is None:
         return []
-    names = []
-    follow = index + 1
-    while follow < len(instructions) and instructions[follow].opname in ("IMPORT_FROM", "STORE_FAST", "STORE_NAME", "STORE_DEREF", "STORE_GLOBAL"):
-        if instructions[follow].opname == "IMPORT_FROM":
-            names.append(instructions[follow].argval)
-        follow += 1
     if names:
         out = []
         for attr in names:
@@ -437,7 +635,6 @@ def _imported(instructions: list[dis.Instruction], index: int, package: str | No
         return out
     if is_external(module):
         return [(None, None, module, None)]
-    dotted = instructions[index].argval
     if "." in dotted and not level:
         # `import a.b` binds `a`; the code reads `a.b.x`: the leaf module is what it uses.
         module = sys.modules.get(dotted, module)
@@ -653,6 +850,9 @@ class _GraphBuilder:
             return self.visit(memoized, name_hint)
         if isinstance(obj, types.ModuleType) and is_external(obj):
             dist, version = package_of(obj)
+            known = self.index.get(f"package:{dist}")
+            if known is not None:
+                return known
             return self._add("package", f"package:{dist}", _native.value_digest(f"{dist}=={version}"))
         if (
             callable(obj)
@@ -732,19 +932,19 @@ class _GraphBuilder:
             while f"{name}#{number}" in self.index:
                 number += 1
             name = f"{name}#{number}"
-        # The code object's source: `inspect.getsource(fn)` follows `__wrapped__`,
-        # so a decorator's wrapper would be read as the function it wraps.
-        # And what runs: the source on disk may be newer than the code loaded
-        # (a file saved after import), and two lambdas on one line share their
-        # source text; the bytecode tells them apart.
-        source = normalised_source(fn.__code__)
-        content = _native.value_digest([
-            "function",
-            source,
-            _code_summary(fn.__code__),
-            _safe_value(fn.__defaults__),
-            _safe_value(fn.__kwdefaults__),
-        ])
+        # What runs (bytecode, names, constants, nested code), never the
+        # source on disk, which may be newer than the code loaded (a file
+        # saved after import); two lambdas on one line differ here too.
+        parts = ["function", _code_summary(fn.__code__), _annotations(fn), fn.__defaults__, fn.__kwdefaults__]
+        try:
+            content = _native.value_digest(parts)
+        except _native.HitSaveError:
+            # Part of it cannot be hashed (a default holding a lock): that
+            # item by its type, every other item by value.
+            parts[1] = _code_summary(fn.__code__, safe=True)
+            parts[3] = None if fn.__defaults__ is None else [_safe_value(d) for d in fn.__defaults__]
+            parts[4] = None if fn.__kwdefaults__ is None else {k: _safe_value(v) for k, v in fn.__kwdefaults__.items()}
+            content = _native.value_digest(parts)
         self.watched.code(fn)
         node = self._add("function", name, content)
         self.functions[id(fn)] = node
@@ -790,15 +990,13 @@ class _GraphBuilder:
         name = self._name(cls)
         if name in self.index:
             return self.index[name]
-        source = normalised_source(cls)
+        source = _class_source(cls)
         # What its methods run, besides the source (which may be newer than the loaded code).
-        members = sorted(
-            (attribute, _code_summary(function.__code__))
-            for attribute, member in vars(cls).items()
-            for function in _member_functions(member)
-            if function.__code__.co_qualname.startswith(cls.__qualname__ + ".")
-        )
-        node = self._add("class", name, _native.value_digest(["class", source, members]))
+        try:
+            content = _native.value_digest(["class", source, _member_summaries(cls)])
+        except _native.HitSaveError:
+            content = _native.value_digest(["class", source, _member_summaries(cls, safe=True)])
+        node = self._add("class", name, content)
         for base in cls.__bases__:
             if base is not object:
                 self._link(node, self.visit(base))
@@ -822,6 +1020,70 @@ class _GraphBuilder:
                     # a node of its own, with its closure (the method it wraps).
                     self._link(node, self.visit(function))
         return node
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _annotations(fn: types.FunctionType) -> list[Any]:
+    """A function's annotations as text (code that reads them, such as a
+    validating decorator, runs differently when they change); types by
+    qualified name, never by address."""
+    try:
+        annotations = dict(getattr(fn, "__annotations__", None) or {})
+    except Exception:  # an annotation that cannot be evaluated now
+        return ["unavailable"]
+    return [
+        [str(name), value if isinstance(value, str) else _qualified_type(value) if isinstance(value, type) else _ADDRESS.sub("", repr(value))]
+        for name, value in annotations.items()
+    ]
+
+
+def _class_source(cls: type) -> str | list[str] | None:
+    """The normalised source of a class (AST without docstrings and
+    ``@memo`` decorators): read from its module's file, parsed once per file
+    version, found by qualified name (every definition of that name, if
+    there are several); else through :mod:`inspect` (notebooks, ``exec``)."""
+    module = sys.modules.get(cls.__module__)
+    file = getattr(module, "__file__", None)
+    if isinstance(file, str) and file.endswith(".py"):
+        try:
+            found = _class_dumps(file, os.stat(file).st_mtime_ns, cls.__qualname__)
+        except OSError:
+            found = []
+        if found:
+            return found
+    return normalised_source(cls)
+
+
+@functools.lru_cache(maxsize=64)
+def _classes_in(file: str, mtime: int) -> dict[str, list[ast.ClassDef]]:
+    """The class definitions of a file by qualified name, docstrings and
+    ``@memo`` decorators stripped (a tree of its own, never the shared one)."""
+    try:
+        tree = ast.parse(Path(file).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    _strip_memo_decorators(_strip_docstrings(tree))
+    found: dict[str, list[ast.ClassDef]] = {}
+    stack: list[tuple[ast.AST, str]] = [(tree, "")]
+    while stack:
+        node, prefix = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                qualified = prefix + child.name
+                found.setdefault(qualified, []).append(child)
+                stack.append((child, qualified + "."))
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                stack.append((child, f"{prefix}{child.name}.<locals>."))
+            elif not isinstance(child, (ast.expr, ast.Lambda)):
+                stack.append((child, prefix))
+    return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_dumps(file: str, mtime: int, qualname: str) -> list[str]:
+    return [ast.dump(node, include_attributes=False) for node in _classes_in(file, mtime).get(qualname, [])]
 
 
 @functools.lru_cache(maxsize=256)
@@ -873,6 +1135,19 @@ def _memoized(obj: Any) -> Any:
 
 def _qualified_type(kind: Any) -> str:
     return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', repr(kind))}"
+
+
+def _member_summaries(cls: type, safe: bool = False) -> list[Any]:
+    """What the methods a class defines run, by attribute name."""
+    return sorted(
+        (
+            (attribute, _code_summary(function.__code__, safe))
+            for attribute, member in vars(cls).items()
+            for function in _member_functions(member)
+            if function.__code__.co_qualname.startswith(cls.__qualname__ + ".")
+        ),
+        key=operator.itemgetter(0),
+    )
 
 
 def _member_functions(member: Any) -> list[types.FunctionType]:
