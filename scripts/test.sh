@@ -43,6 +43,10 @@ CROOT=$(sed -n 's/^CROOT=//p' <<<"$ceph_env")
     cargo test --locked -p hitsave-server --test api
 )
 
+step "the cloud server survives a PostgreSQL restart and an outage (alone: it stops the database)"
+HITSAVE_TEST_DATABASE_URL=$(sed -n 's/^DATABASE_URL=//p' <<<"$pg_env") HITSAVE_TEST_PGROOT=$PGROOT \
+  cargo test --locked -p hitsave-server --test pg_restart
+
 step "an independent implementation of docs/spec/values.md agrees with the vectors"
 .venv/bin/python tests/spec/check_values.py
 

@@ -4,15 +4,20 @@
 //! (`INSERT … ON CONFLICT DO NOTHING`, unique constraints), never by a
 //! process.
 
-use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
 
 use crate::error::ApiError;
 use crate::storage::{Eval, KeyRecord, Metadata, ProjectId, Scope};
 
 /// Connections per server process.
 const POOL: usize = 4;
+
+/// How long a request waits for a connection, or for a new one to be made,
+/// before it is answered `503 storage_unavailable` (never a hang).
+const WAIT: Duration = Duration::from_secs(10);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS projects (
@@ -55,23 +60,39 @@ CREATE INDEX IF NOT EXISTS evals_by_function ON evals(project, function_name, ke
 ";
 
 /// Metadata in a PostgreSQL database (optionally in one schema).
+///
+/// The [`Metadata`] trait is synchronous (its callers run on tokio's
+/// blocking pool), so the pool's connections live on a small runtime of
+/// their own, which each call blocks on; a connection that failed its check
+/// (the database restarted) is replaced, not handed out again.
 pub struct PostgresMetadata {
-    pool: Mutex<Vec<Client>>,
-    available: Condvar,
+    pool: Pool,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
-fn db(error: postgres::Error) -> ApiError {
-    if error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+fn db(error: tokio_postgres::Error) -> ApiError {
+    if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
         return ApiError::new(axum::http::StatusCode::CONFLICT, "conflict", error.to_string());
     }
     if error.is_closed() || error.code().is_none() {
-        return ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            format!("metadata database: {error}"),
-        );
+        return unavailable(error);
     }
     ApiError::internal(format!("metadata database: {error}"))
+}
+
+fn unavailable(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        format!("metadata database: {error}"),
+    )
+}
+
+fn pool_error(error: PoolError) -> ApiError {
+    match error {
+        PoolError::Backend(error) => db(error),
+        other => unavailable(other),
+    }
 }
 
 fn now() -> i64 {
@@ -87,60 +108,69 @@ impl PostgresMetadata {
         {
             return Err(ApiError::bad_request("a schema name is letters, digits and _"));
         }
-        let mut pool = Vec::with_capacity(POOL);
-        for index in 0..POOL {
-            let mut client = Client::connect(url, NoTls).map_err(db)?;
-            if let Some(schema) = schema {
-                client
-                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"))
-                    .map_err(db)?;
-            }
-            if index == 0 {
-                // Concurrent first starts of several servers: one creates, the others wait on the lock.
-                client
-                    .batch_execute(&format!("SELECT pg_advisory_lock(7242); {SCHEMA} SELECT pg_advisory_unlock(7242);"))
-                    .map_err(db)?;
-            }
-            pool.push(client);
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|err| ApiError::bad_request(format!("database URL: {err}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(WAIT);
         }
-        Ok(Self { pool: Mutex::new(pool), available: Condvar::new() })
+        if let Some(schema) = schema {
+            // Every connection, also one made after a restart, starts in the schema.
+            config.options(format!("-c search_path={schema}"));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("hitsave-pg")
+            .enable_all()
+            .build()
+            .map_err(|err| ApiError::internal(format!("metadata database runtime: {err}")))?;
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
+        let pool = Pool::builder(manager)
+            .max_size(POOL)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT))
+            .create_timeout(Some(WAIT))
+            .recycle_timeout(Some(WAIT))
+            .build()
+            .map_err(|err| ApiError::internal(format!("metadata database pool: {err}")))?;
+        let metadata = Self { pool, runtime: Some(runtime) };
+        let create = match schema {
+            Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};"),
+            None => String::new(),
+        };
+        // Concurrent first starts of several servers: one creates, the others wait on the lock.
+        metadata.with(async |c| {
+            c.batch_execute(&format!(
+                "{create} SELECT pg_advisory_lock(7242); {SCHEMA} SELECT pg_advisory_unlock(7242);"
+            ))
+            .await
+        })?;
+        Ok(metadata)
     }
 
-    fn with<T>(&self, work: impl FnOnce(&mut Client) -> Result<T, postgres::Error>) -> Result<T, ApiError> {
-        let mut client = {
-            let mut pool = self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            loop {
-                if let Some(client) = pool.pop() {
-                    break client;
-                }
-                pool = self.available.wait(pool).unwrap_or_else(|poisoned| poisoned.into_inner());
-            }
-        };
-        let result = work(&mut client);
-        let keep = !client.is_closed();
-        let mut pool = self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if keep {
-            pool.push(client);
-            self.available.notify_one();
-        }
-        // A closed connection is dropped; the pool shrinks and the error says why.
-        result.map_err(db)
+    fn with<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, ApiError> {
+        let runtime = self.runtime.as_ref().expect("the runtime lives as long as the pool");
+        runtime.block_on(async {
+            let mut client = self.pool.get().await.map_err(pool_error)?;
+            work(&mut client).await.map_err(db)
+        })
     }
 }
 
 impl Drop for PostgresMetadata {
     fn drop(&mut self) {
-        // The sync client blocks on its own runtime when dropped, which tokio
-        // forbids on an async worker (where a server's state may be dropped):
-        // close the connections on a plain thread.
-        let clients = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        if !clients.is_empty() {
-            let _ = std::thread::Builder::new().name("hitsave-pg-close".into()).spawn(move || drop(clients));
+        // A server's state may be dropped on an async worker, where dropping
+        // a runtime (which waits for its tasks) is forbidden.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
 
-fn eval_from_row(row: &postgres::Row) -> Eval {
+fn eval_from_row(row: &tokio_postgres::Row) -> Eval {
     Eval {
         key: row.get(0),
         function_id: row.get(1),
@@ -159,7 +189,7 @@ fn eval_from_row(row: &postgres::Row) -> Eval {
 
 const EVAL_COLUMNS: &str = "key, function_id, function_name, language, arguments, codec, blob, size, compute_micros, signature, graph, created";
 
-fn key_from_row(row: &postgres::Row) -> KeyRecord {
+fn key_from_row(row: &tokio_postgres::Row) -> KeyRecord {
     let scope: String = row.get(2);
     let hash: Vec<u8> = row.get(4);
     let mut secret_hash = [0u8; 32];
@@ -179,43 +209,47 @@ fn key_from_row(row: &postgres::Row) -> KeyRecord {
 
 impl Metadata for PostgresMetadata {
     fn create_project(&self, name: &str) -> Result<ProjectId, ApiError> {
-        self.with(|c| {
-            let row =
-                c.query_one("INSERT INTO projects (name, created) VALUES ($1, $2) RETURNING id", &[&name, &now()])?;
+        self.with(async |c| {
+            let row = c
+                .query_one("INSERT INTO projects (name, created) VALUES ($1, $2) RETURNING id", &[&name, &now()])
+                .await?;
             Ok(row.get(0))
         })
     }
 
     fn project_name(&self, project: ProjectId) -> Result<Option<String>, ApiError> {
-        self.with(|c| Ok(c.query_opt("SELECT name FROM projects WHERE id = $1", &[&project])?.map(|row| row.get(0))))
+        self.with(async |c| {
+            Ok(c.query_opt("SELECT name FROM projects WHERE id = $1", &[&project]).await?.map(|row| row.get(0)))
+        })
     }
 
     fn add_key(&self, key: &KeyRecord) -> Result<(), ApiError> {
-        self.with(|c| {
+        self.with(async |c| {
             c.execute(
                 "INSERT INTO api_keys (id, project, scope, name, secret_hash, created, revoked) VALUES ($1, $2, $3, $4, $5, $6, FALSE)",
                 &[&key.id, &key.project, &key.scope.as_str(), &key.name, &&key.secret_hash[..], &(key.created as i64)],
-            )?;
+            ).await?;
             Ok(())
         })
     }
 
     fn key(&self, id: &str) -> Result<Option<KeyRecord>, ApiError> {
-        self.with(|c| {
+        self.with(async |c| {
             Ok(c.query_opt(
                 "SELECT id, project, scope, name, secret_hash, created, revoked FROM api_keys WHERE id = $1",
                 &[&id],
-            )?
+            )
+            .await?
             .map(|row| key_from_row(&row)))
         })
     }
 
     fn keys(&self, project: ProjectId) -> Result<Vec<KeyRecord>, ApiError> {
-        self.with(|c| {
+        self.with(async |c| {
             Ok(c.query(
                 "SELECT id, project, scope, name, secret_hash, created, revoked FROM api_keys WHERE project = $1 ORDER BY created, id",
                 &[&project],
-            )?
+            ).await?
             .iter()
             .map(key_from_row)
             .collect())
@@ -223,69 +257,75 @@ impl Metadata for PostgresMetadata {
     }
 
     fn revoke_key(&self, project: ProjectId, id: &str) -> Result<bool, ApiError> {
-        self.with(|c| {
-            Ok(c.execute("UPDATE api_keys SET revoked = TRUE WHERE project = $1 AND id = $2", &[&project, &id])? > 0)
+        self.with(async |c| {
+            Ok(c.execute("UPDATE api_keys SET revoked = TRUE WHERE project = $1 AND id = $2", &[&project, &id]).await?
+                > 0)
         })
     }
 
     fn add_blob(&self, project: ProjectId, digest: &str, size: u64) -> Result<(), ApiError> {
-        self.with(|c| {
+        self.with(async |c| {
             c.execute(
                 "INSERT INTO blobs (project, digest, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&project, &digest, &(size as i64)],
-            )?;
+            )
+            .await?;
             Ok(())
         })
     }
 
     fn blob_size(&self, project: ProjectId, digest: &str) -> Result<Option<u64>, ApiError> {
-        self.with(|c| {
-            Ok(c.query_opt("SELECT size FROM blobs WHERE project = $1 AND digest = $2", &[&project, &digest])?
+        self.with(async |c| {
+            Ok(c.query_opt("SELECT size FROM blobs WHERE project = $1 AND digest = $2", &[&project, &digest])
+                .await?
                 .map(|row| row.get::<_, i64>(0) as u64))
         })
     }
 
     fn put_evals(&self, project: ProjectId, evals: &[Eval]) -> Result<Vec<bool>, ApiError> {
-        self.with(|c| {
-            let mut tx = c.transaction()?;
+        self.with(async |c| {
+            let tx = c.transaction().await?;
             let insert = tx.prepare(
                 "INSERT INTO evals (project, key, function_id, function_name, language, arguments, codec, blob, size,
                     compute_micros, signature, graph, created)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
-            )?;
+            ).await?;
             let mut stored = Vec::with_capacity(evals.len());
             for eval in evals {
-                let changed = tx.execute(
-                    &insert,
-                    &[
-                        &project,
-                        &eval.key,
-                        &eval.function_id,
-                        &eval.function_name,
-                        &eval.language,
-                        &eval.arguments,
-                        &eval.codec,
-                        &eval.blob,
-                        &(eval.size as i64),
-                        &(eval.compute_micros as i64),
-                        &eval.signature,
-                        &eval.graph,
-                        &now(),
-                    ],
-                )?;
+                let changed = tx
+                    .execute(
+                        &insert,
+                        &[
+                            &project,
+                            &eval.key,
+                            &eval.function_id,
+                            &eval.function_name,
+                            &eval.language,
+                            &eval.arguments,
+                            &eval.codec,
+                            &eval.blob,
+                            &(eval.size as i64),
+                            &(eval.compute_micros as i64),
+                            &eval.signature,
+                            &eval.graph,
+                            &now(),
+                        ],
+                    )
+                    .await?;
                 stored.push(changed > 0);
             }
-            tx.commit()?;
+            tx.commit().await?;
             Ok(stored)
         })
     }
 
     fn get_evals(&self, project: ProjectId, keys: &[String]) -> Result<Vec<Eval>, ApiError> {
-        self.with(|c| {
+        self.with(async |c| {
             Ok(c.query(
                 &format!("SELECT {EVAL_COLUMNS} FROM evals WHERE project = $1 AND key = ANY($2) ORDER BY key"),
                 &[&project, &keys],
-            )?
+            )
+            .await?
             .iter()
             .map(eval_from_row)
             .collect())
@@ -299,13 +339,13 @@ impl Metadata for PostgresMetadata {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Eval>, ApiError> {
-        self.with(|c| {
+        self.with(async |c| {
             Ok(c.query(
                 &format!(
                     "SELECT {EVAL_COLUMNS} FROM evals WHERE project = $1 AND function_name = $2 AND key > $3 ORDER BY key LIMIT $4"
                 ),
                 &[&project, &function_name, &after.unwrap_or(""), &(limit as i64)],
-            )?
+            ).await?
             .iter()
             .map(eval_from_row)
             .collect())
