@@ -283,8 +283,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "protocol": "v1" }))
+/// Up, and the metadata storage answers (a load balancer takes a server
+/// whose database is gone out of rotation: `503 storage_unavailable`).
+async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let metadata = state.metadata.clone();
+    blocking(move || metadata.ping()).await?;
+    Ok(Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "protocol": "v1" })))
 }
 
 async fn whoami(State(state): State<AppState>, auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {

@@ -208,6 +208,10 @@ fn key_from_row(row: &tokio_postgres::Row) -> KeyRecord {
 }
 
 impl Metadata for PostgresMetadata {
+    fn ping(&self) -> Result<(), ApiError> {
+        self.with(async |c| c.simple_query("SELECT 1").await.map(drop))
+    }
+
     fn create_project(&self, name: &str) -> Result<ProjectId, ApiError> {
         self.with(async |c| {
             let row = c

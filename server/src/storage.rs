@@ -101,6 +101,8 @@ pub struct Eval {
 
 /// Projects, keys, blob ownership and eval records.
 pub trait Metadata: Send + Sync {
+    /// Whether the storage answers (the health check asks).
+    fn ping(&self) -> Result<(), ApiError>;
     /// Creates a project.
     fn create_project(&self, name: &str) -> Result<ProjectId, ApiError>;
     /// A project's name.
@@ -248,6 +250,10 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
 }
 
 impl Metadata for SqliteMetadata {
+    fn ping(&self) -> Result<(), ApiError> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
     fn create_project(&self, name: &str) -> Result<ProjectId, ApiError> {
         self.with(|c| {
             c.execute("INSERT INTO projects (name, created) VALUES (?1, ?2)", params![name, now() as i64])?;

@@ -88,7 +88,10 @@ fn the_server_survives_a_database_restart_and_an_outage() {
         assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
         assert!(started.elapsed() < Duration::from_secs(30));
     }
+    let health = http.get(format!("{base}/v1/health")).send().expect("an answer, not a hang");
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE, "health while the database is down");
     ctl(&root, "start");
+    assert_eq!(http.get(format!("{base}/v1/health")).send().unwrap().status(), StatusCode::OK);
     for attempt in 0..4 {
         assert_eq!(whoami().status(), StatusCode::OK, "request {attempt} after the database came back");
     }
