@@ -438,24 +438,24 @@ def test_an_unhashable_module_value_counts_by_the_source_that_makes_it(project):
 
 def test_the_native_bytecode_reader_reads_every_function_as_dis_does():
     """The analysis reads bytecode natively with a layout learned from `dis`
-    (`_code._reader`); on this Python it must be in use and agree with `dis`
+    (`_bytecode.reader`); on this Python it must be in use and agree with `dis`
     on every function of these modules (imports, attribute chains, classes,
     comprehensions, nested functions, EXTENDED_ARG)."""
     import argparse, asyncio, dataclasses, email.message, http.client, inspect, json, logging, pathlib, types, typing, unittest
 
-    from hitsave import _code, _memo
+    from hitsave import _bytecode, _code, _memo
 
-    reader = _code._reader()
+    reader = _bytecode.reader()
     assert reader is not None, "the layout of this Python's bytecode was not learned: every analysis reads through dis"
     checked = 0
-    modules = [argparse, asyncio, dataclasses, email.message, http.client, inspect, json, logging, pathlib, typing, unittest, _code, _memo]
+    modules = [argparse, asyncio, dataclasses, email.message, http.client, inspect, json, logging, pathlib, typing, unittest, _bytecode, _code, _memo]
     for module in modules:
         for value in list(vars(module).values()):
             members = [value] if isinstance(value, types.FunctionType) else list(vars(value).values()) if isinstance(value, type) else []
             for function in members:
                 if isinstance(function, types.FunctionType):
                     native = [tuple(r) for r in reader.references(function.__code__)]
-                    assert native == [tuple(r) for r in _code._references_by_dis(function.__code__)], function
+                    assert native == [tuple(r) for r in _bytecode.references_by_dis(function.__code__)], function
                     checked += 1
     assert checked > 1000
 
@@ -538,3 +538,19 @@ def test_hitsave_why_marks_the_results_of_the_current_code(project):
         "import subprocess, sys; subprocess.run([sys.executable, '-m', 'hitsave', 'why', 'steps:job'], check=True)"
     ).stdout
     assert "current, these can hit" in text_out and "stale because" in text_out and "steps:helper" in text_out, text_out
+
+
+def test_the_standard_library_and_installed_packages_are_external_and_the_project_is_not(project):
+    """What counts by distribution and version (never analysed) and what is
+    the user's code (analysed): decided per directory."""
+    import enum, json
+
+    import numpy
+
+    from hitsave import _code
+
+    for obj in (enum.Enum, enum.IntEnum, json.dumps, json, numpy.mean, numpy):
+        assert _code.is_external(obj), obj
+    project.write("local.py", "def f(x):\n    return x\n")
+    out = project.run("import local; from hitsave import _code; print(_code.is_external(local.f), _code.is_external(local))")
+    assert out.stdout.split() == ["False", "False"]

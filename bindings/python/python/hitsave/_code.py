@@ -23,30 +23,32 @@ follow one rule.
 
 from __future__ import annotations
 
-import ast
 import builtins
 import collections.abc
-import dis
 import functools
 import importlib
 import operator
 import os
 import re
 import sys
-import sysconfig
 import threading
 import types
 import weakref
-from pathlib import Path
 from typing import Any
 
-from hitsave import _native
+from hitsave import _bytecode, _native
 
-_EXTERNAL_PREFIXES = tuple(
-    os.path.realpath(p) + os.sep
-    for key in ("stdlib", "platstdlib", "purelib", "platlib")
-    if (p := sysconfig.get_paths().get(key))
-)
+
+@functools.cache
+def _external_prefixes() -> tuple[str, ...]:
+    """The standard library's and the installed packages' directories."""
+    import sysconfig
+
+    return tuple(
+        os.path.realpath(p) + os.sep
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (p := sysconfig.get_paths().get(key))
+    )
 
 
 _BUILTIN_CODE = (
@@ -150,10 +152,18 @@ def _module_is_external(name: str, file: str | None) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def _directory_is_external(directory: str) -> bool:
-    """Whether modules in `directory` are installed ones (resolving a path
-    costs tens of microseconds: once per directory)."""
+    """Whether modules in `directory` are the standard library's or
+    installed ones (resolving a path costs tens of microseconds: once per
+    directory)."""
+    return (os.path.realpath(directory) + os.sep).startswith(_external_prefixes()) or _installed_directory(directory)
+
+
+@functools.lru_cache(maxsize=1024)
+def _installed_directory(directory: str) -> bool:
+    """Whether `directory` is inside a ``site-packages`` or ``dist-packages``
+    directory (a path that merely contains the words is not)."""
     resolved = os.path.realpath(directory) + os.sep
-    return resolved.startswith(_EXTERNAL_PREFIXES) or f"{os.sep}site-packages{os.sep}" in resolved or f"{os.sep}dist-packages{os.sep}" in resolved
+    return f"{os.sep}site-packages{os.sep}" in resolved or f"{os.sep}dist-packages{os.sep}" in resolved
 
 
 def _environment_signature() -> str:
@@ -186,9 +196,10 @@ def _distributions() -> tuple[dict[str, list[str]], dict[str, str]]:
     path = None
     if store is not None:
         digest = _native.value_digest(_environment_signature()).split("_", 1)[1][:32]
-        path = Path(store.path) / "analysis" / f"distributions-{digest}.json"
+        path = os.path.join(store.path, "analysis", f"distributions-{digest}.json")
         try:
-            known = json.loads(path.read_text())
+            with open(path, encoding="utf-8") as file:
+                known = json.load(file)
             return known["modules"], known["versions"]
         except (OSError, ValueError, KeyError):
             pass
@@ -201,13 +212,7 @@ def _distributions() -> tuple[dict[str, list[str]], dict[str, str]]:
         if name and name not in versions:
             versions[name] = distribution.version
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps({"modules": modules, "versions": versions}))
-            os.replace(temporary, path)
-        except OSError:
-            pass  # a read-only store: computed again next time
+        _bytecode.write_atomically(path, json.dumps({"modules": modules, "versions": versions}).encode())
     return modules, versions
 
 
@@ -215,6 +220,13 @@ def package_of(obj: Any) -> tuple[str, str]:
     """``(name, version)`` of the distribution an external object comes from."""
     module_name = obj.__name__ if isinstance(obj, types.ModuleType) else _module_name_of(obj)
     top = module_name.split(".")[0]
+    python = "python", "{}.{}".format(*sys.version_info[:2])
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        # The standard library counts by Python's version (no distribution
+        # metadata to read), unless a package installed a module of that name.
+        file = getattr(sys.modules.get(top), "__file__", None)
+        if not file or not _installed_directory(os.path.dirname(file)):
+            return python
     modules, versions = _distributions()
     for dist in modules.get(top, []):
         if dist in versions:
@@ -225,11 +237,13 @@ def package_of(obj: Any) -> tuple[str, str]:
             return dist, importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
-    # The standard library (and anything without metadata) counts by Python's version.
-    return "python", "{}.{}".format(*sys.version_info[:2])
+    # Anything without metadata counts by Python's version.
+    return python
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    import ast
+
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
             body = node.body
@@ -282,6 +296,7 @@ def _code_held_by(value: Any, budget: int = 1000) -> list[Any]:
 
 def normalised_source(obj: Any) -> str | None:
     """The AST dump of ``obj``'s source without docstrings, or ``None`` when there is no source."""
+    import ast
     import inspect
     import textwrap
 
@@ -300,12 +315,16 @@ def normalised_source(obj: Any) -> str | None:
 def _is_memo_decorator(node: ast.expr) -> bool:
     """``@memo``, ``@hitsave.memo``, ``@memo(...)``: options that change where
     results are kept, not what the function computes."""
+    import ast
+
     if isinstance(node, ast.Call):
         node = node.func
     return (isinstance(node, ast.Name) and node.id == "memo") or (isinstance(node, ast.Attribute) and node.attr == "memo")
 
 
 def _strip_memo_decorators(tree: ast.AST) -> ast.AST:
+    import ast
+
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             node.decorator_list = [d for d in node.decorator_list if not _is_memo_decorator(d)]
@@ -334,16 +353,15 @@ def module_name(name: str) -> str:
 def _script_module_name(file: str, search_path: tuple[str, ...]) -> str:
     """A script's module path from the first `sys.path` entry holding it
     (kept: every function of a script asks, and resolving paths costs)."""
-    path = Path(file).resolve()
+    path = os.path.splitext(os.path.realpath(file))[0]
     for entry in search_path:
-        try:
-            relative = path.relative_to(Path(entry or ".").resolve())
-        except ValueError:
+        root = os.path.realpath(entry or ".")
+        if not path.startswith(root.rstrip(os.sep) + os.sep):
             continue
-        parts = relative.with_suffix("").parts
+        parts = os.path.relpath(path, root).split(os.sep)
         if parts and all(part.isidentifier() for part in parts):
             return ".".join(parts)
-    return path.stem
+    return os.path.basename(path)
 
 
 _NO_DOCSTRING = ("<lambda>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>", "<module>")
@@ -365,14 +383,6 @@ def _code_summary(code: types.CodeType, safe: bool = False) -> list[Any]:
         list(code.co_freevars),
         [_code_summary(c, safe) if isinstance(c, types.CodeType) else _safe_value(c) if safe else c for c in consts],
     ]
-
-
-def _nested_codes(code: types.CodeType) -> list[types.CodeType]:
-    out = [code]
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            out.extend(_nested_codes(const))
-    return out
 
 
 def _import_module(name: str, level: int, package: str | None) -> types.ModuleType | None:
@@ -398,7 +408,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
     ``import``/``from … import`` statements inside the body bring in."""
     found: list[tuple[str | None, Any, Any, str | None]] = []
     package = namespace.get("__package__") or (namespace.get("__name__", "").rpartition(".")[0] or None)
-    for reference in _references(code):
+    for reference in _bytecode.references(code):
         if reference[0] == "import":
             found.extend(_imported(reference[1], reference[2], reference[3], package))
             continue
@@ -415,203 +425,6 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             value = getattr(value, attr)
         found.append((name, bound, value, qualified))
     return found
-
-
-def _references(code: types.CodeType) -> list[tuple[Any, ...]]:
-    """``("global", name, [attr, …])`` and ``("import", module, level,
-    [name, …])`` for `code` and its nested code, in order: read natively
-    when this Python's bytecode layout was learned (`_calibrate`), else from
-    :mod:`dis`."""
-    reader = _reader()
-    if reader is not None:
-        return reader.references(code)
-    found: list[tuple[Any, ...]] = []
-    for nested in _nested_codes(code):
-        found.extend(_references_in(_instructions_by_dis(nested)))
-    return found
-
-
-def _references_in(instructions: list[tuple[str, Any]]) -> list[tuple[Any, ...]]:
-    """`_references` of one code object's instructions (the rule the native
-    reader follows)."""
-    found: list[tuple[Any, ...]] = []
-    for index, (opname, argval) in enumerate(instructions):
-        if opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-            attrs = []
-            follow = index + 1
-            while follow < len(instructions) and instructions[follow][0] in ("LOAD_ATTR", "LOAD_METHOD"):
-                attrs.append(instructions[follow][1])
-                follow += 1
-            found.append(("global", argval, attrs))
-        elif opname == "IMPORT_NAME":
-            before = instructions[index - 2] if index >= 2 else ("", None)
-            level = before[1] if before[0] in ("LOAD_CONST", "LOAD_SMALL_INT") else 0
-            taken = []
-            follow = index + 1
-            while follow < len(instructions) and instructions[follow][0] in _TAKES:
-                if instructions[follow][0] == "IMPORT_FROM":
-                    taken.append(instructions[follow][1])
-                follow += 1
-            found.append(("import", argval, level, taken))
-    return found
-
-
-_TAKES = ("IMPORT_FROM", "STORE_FAST", "STORE_NAME", "STORE_DEREF", "STORE_GLOBAL")
-
-
-# The instructions `_referenced` reads, and how their argument names a value.
-_SCANNED = {
-    "IMPORT_NAME": "name", "IMPORT_FROM": "name", "LOAD_GLOBAL": "name", "LOAD_NAME": "name",
-    "LOAD_ATTR": "name", "LOAD_METHOD": "name", "LOAD_CONST": "const", "LOAD_SMALL_INT": "int",
-}
-
-
-def _instructions_by_dis(code: types.CodeType) -> list[tuple[str, Any]]:
-    """``(opname, argval)`` of each instruction, as :mod:`dis` reads them
-    (``EXTENDED_ARG`` prefixes left out; ``argval`` only for `_SCANNED`)."""
-    return [
-        (i.opname, i.argval if i.opname in _SCANNED else None)
-        for i in dis.get_instructions(code)
-        if i.opname != "EXTENDED_ARG"
-    ]
-
-
-def _calibrate() -> dict[int, tuple[str, str, int]] | None:
-    """How this Python's bytecode stores the scanned instructions' arguments
-    (``LOAD_GLOBAL``'s name index is shifted by a flag bit since 3.11,
-    ``LOAD_ATTR``'s since 3.12), learned from :mod:`dis` on probe code;
-    ``None`` when the probe cannot tell (then `dis` itself reads, ten times
-    slower)."""
-    def probe():  # pragma: no cover - never called, only read
-        import os.path as p
-        from json import dumps, loads as ld
-        from . import sibling  # type: ignore[attr-defined]
-        global G
-        G = PROBE_A.attribute.method(p, dumps, ld, sibling, 10, 1000, "s", (1, 2))
-        H = PROBE_B.b.c(PROBE_C.d, PROBE_D.e.f(), PROBE_E, G.g)
-
-        class Probe:
-            attribute = PROBE_H.j(__name__)
-
-        return [PROBE_F.x for PROBE_A in (1, 2)], lambda: PROBE_G.h.i(H, PROBE_A), Probe
-
-    table: dict[int, tuple[str, str, int]] = {}
-    try:
-        codes = _nested_codes(probe.__code__)
-        samples: dict[int, tuple[str, list[tuple[types.CodeType, int, Any]]]] = {}
-        for code in codes:
-            raw = _raw_ops(code)
-            by_dis = [i for i in dis.get_instructions(code) if i.opname != "EXTENDED_ARG"]
-            if len(raw) != len(by_dis):
-                return None
-            for (op, arg), instruction in zip(raw, by_dis):
-                if instruction.opname in _SCANNED:
-                    samples.setdefault(op, (instruction.opname, []))[1].append((code, arg, instruction.argval))
-        for op, (opname, seen) in samples.items():
-            kind = _SCANNED[opname]
-            if kind != "name":
-                table[op] = (opname, kind, 0)
-                continue
-            fits = [
-                shift
-                for shift in (0, 1, 2)
-                if all((arg >> shift) < len(code.co_names) and code.co_names[arg >> shift] == value for code, arg, value in seen)
-            ]
-            if len(fits) != 1:
-                return None  # the probe cannot tell: read with dis
-            table[op] = (opname, kind, fits[0])
-        calibrated = {opname for opname, _, _ in table.values()}
-        if any(dis.opmap.get(opname, 256) < 256 and opname not in calibrated for opname in _SCANNED):
-            return None  # an instruction the probe did not show
-    except Exception:
-        return None
-    return table
-
-
-def _raw_ops(code: types.CodeType) -> list[tuple[int, int]]:
-    """``(opcode, argument)`` of each instruction: ``EXTENDED_ARG`` folded
-    into the argument, inline ``CACHE`` entries skipped."""
-    raw = code.co_code
-    ops = []
-    extended = 0
-    for offset in range(0, len(raw), 2):
-        op = raw[offset]
-        arg = raw[offset + 1] | extended
-        if op == _EXTENDED_ARG:
-            extended = arg << 8
-            continue
-        extended = 0
-        if op == _CACHE:
-            continue
-        ops.append((op, arg))
-    return ops
-
-
-_EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
-_CACHE = dis.opmap.get("CACHE", -1)
-
-
-def _cache_entries() -> list[int]:
-    """How many inline ``CACHE`` entries follow each opcode (the table
-    :mod:`dis` itself skips them by), or none known."""
-    known = getattr(dis, "_inline_cache_entries", None)
-    out = [0] * 256
-    try:
-        for op in range(256):
-            if isinstance(known, dict):
-                out[op] = int(known.get(dis.opname[op], known.get(op, 0)))  # type: ignore[call-overload]
-            elif known is not None:
-                out[op] = int(known[op])
-    except Exception:
-        return [0] * 256
-    return out
-
-
-_CACHES = _cache_entries()
-
-
-_READER: list[Any] = []
-
-# The reader's kinds (`bytecode.rs`).
-_KINDS = {
-    "LOAD_GLOBAL": 1, "LOAD_NAME": 1, "LOAD_ATTR": 2, "LOAD_METHOD": 2, "IMPORT_NAME": 3, "IMPORT_FROM": 4,
-    "LOAD_CONST": 5, "LOAD_SMALL_INT": 6, "STORE_FAST": 7, "STORE_NAME": 7, "STORE_DEREF": 7, "STORE_GLOBAL": 7,
-}
-
-
-def _reader() -> Any:
-    """The native bytecode reader for this Python, or ``None`` (read with :mod:`dis`)."""
-    if not _READER:
-        _READER.append(_make_reader())
-    return _READER[0]
-
-
-def _make_reader() -> Any:
-    table = _calibrate()
-    if table is None:
-        return None
-    kinds, shifts = [0] * 256, [0] * 256
-    for op, name in enumerate(dis.opname):
-        if op < 256 and name in _KINDS and _SCANNED.get(name) is None:
-            kinds[op] = _KINDS[name]  # STORE_*: only their kind matters
-    for op, (name, _, shift) in table.items():
-        kinds[op], shifts[op] = _KINDS[name], shift
-    kinds[_EXTENDED_ARG] = 8
-    if 0 <= _CACHE < 256:
-        kinds[_CACHE] = 9
-    try:
-        reader = _native.BytecodeReader(kinds, shifts, list(_CACHES), types.CodeType)
-        # Used only when it reads the probe exactly as `dis` does.
-        for code in _nested_codes(_calibrate.__code__):
-            if [tuple(r) for r in reader.references(code)] != [tuple(r) for r in _references_by_dis(code)]:
-                return None
-    except Exception:
-        return None
-    return reader
-
-
-def _references_by_dis(code: types.CodeType) -> list[tuple[Any, ...]]:
-    return [r for nested in _nested_codes(code) for r in _references_in(_instructions_by_dis(nested))]
 
 
 def _imported(dotted: str, level: Any, names: list[str], package: str | None) -> list[tuple[str | None, Any, Any, str | None]]:
@@ -648,6 +461,7 @@ def _imported(dotted: str, level: Any, names: list[str], package: str | None) ->
 
 
 _SAME_OBJECT = object()
+_IDENTITY_ONLY = frozenset({types.FunctionType, type, types.ModuleType, types.BuiltinFunctionType})
 _PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
 _PLAIN_CONTAINERS = (dict, list, set, tuple, frozenset)
 # Arrays up to this size are compared byte for byte at every call; larger
@@ -759,8 +573,8 @@ class Watched:
         self._snapshot(value)
 
     def _snapshot(self, value: Any) -> None:
-        if id(value) in self.snapshots or id(value) in self.probes:
-            return
+        if type(value) in _IDENTITY_ONLY or id(value) in self.snapshots or id(value) in self.probes:
+            return  # functions, classes and modules: only a rebinding counts
         snapshot = _snapshot(value)
         if snapshot is not _SAME_OBJECT:
             self.snapshots[id(value)] = (value, snapshot)
@@ -813,6 +627,10 @@ class _GraphBuilder:
         self.watched = Watched()
         # Function objects already visited, by identity (the graph holds them alive).
         self.functions: dict[int, int] = {}
+        # Whether a module (by its globals' identity) is installed code.
+        self.external_modules: dict[int, bool] = {}
+        # The package node of an installed module, by the module's identity.
+        self.modules: dict[int, int] = {}
 
     def _add(self, kind: str, name: str, content: str) -> int:
         if name in self.index:
@@ -826,6 +644,18 @@ class _GraphBuilder:
             self.nodes[parent][3].append(child)
 
     def visit(self, obj: Any, name_hint: str | None = None) -> int | None:
+        if type(obj) is types.FunctionType and not obj.__dict__:
+            # The common case first: a plain function (no attributes, so not
+            # a singledispatch or wraps wrapper) of the project.
+            known = self.functions.get(id(obj))
+            if known is not None:
+                return known
+            globals_id = id(obj.__globals__)
+            external = self.external_modules.get(globals_id)
+            if external is None:
+                external = self.external_modules[globals_id] = is_external(obj)
+            if not external:
+                return self._function(obj)
         if isinstance(obj, functools.partial):
             if id(obj) in self.functions:
                 return self.functions[id(obj)]
@@ -849,11 +679,15 @@ class _GraphBuilder:
             # must change the outer's fingerprint.
             return self.visit(memoized, name_hint)
         if isinstance(obj, types.ModuleType) and is_external(obj):
-            dist, version = package_of(obj)
-            known = self.index.get(f"package:{dist}")
+            known = self.modules.get(id(obj))
             if known is not None:
                 return known
-            return self._add("package", f"package:{dist}", _native.value_digest(f"{dist}=={version}"))
+            dist, version = package_of(obj)
+            known = self.index.get(f"package:{dist}")
+            if known is None:
+                known = self._add("package", f"package:{dist}", _native.value_digest(f"{dist}=={version}"))
+            self.modules[id(obj)] = known
+            return known
         if (
             callable(obj)
             and isinstance(getattr(obj, "__name__", None), str)
@@ -889,6 +723,9 @@ class _GraphBuilder:
         if isinstance(obj, type):
             return self._class(obj)
         if isinstance(obj, types.ModuleType):
+            known = self.index.get(f"module:{obj.__name__}")
+            if known is not None:
+                return known
             return self._add("module", f"module:{obj.__name__}", _native.value_digest(obj.__name__))
         if name_hint is None:
             return None
@@ -1060,8 +897,11 @@ def _class_source(cls: type) -> str | list[str] | None:
 def _classes_in(file: str, mtime: int) -> dict[str, list[ast.ClassDef]]:
     """The class definitions of a file by qualified name, docstrings and
     ``@memo`` decorators stripped (a tree of its own, never the shared one)."""
+    import ast
+
     try:
-        tree = ast.parse(Path(file).read_bytes())
+        with open(file, "rb") as source:
+            tree = ast.parse(source.read())
     except (OSError, SyntaxError, ValueError):
         return {}
     _strip_memo_decorators(_strip_docstrings(tree))
@@ -1083,13 +923,18 @@ def _classes_in(file: str, mtime: int) -> dict[str, list[ast.ClassDef]]:
 
 @functools.lru_cache(maxsize=1024)
 def _class_dumps(file: str, mtime: int, qualname: str) -> list[str]:
+    import ast
+
     return [ast.dump(node, include_attributes=False) for node in _classes_in(file, mtime).get(qualname, [])]
 
 
 @functools.lru_cache(maxsize=256)
 def _module_tree(file: str, mtime: int) -> ast.Module | None:
+    import ast
+
     try:
-        return ast.parse(Path(file).read_text())
+        with open(file, "rb") as source:
+            return ast.parse(source.read())
     except (OSError, SyntaxError, ValueError):
         return None
 
@@ -1097,6 +942,8 @@ def _module_tree(file: str, mtime: int) -> ast.Module | None:
 def _assignments_of(qualified: str) -> list[str]:
     """The module-level statements that assign ``module:NAME`` (or
     ``module:Class.attr``: the class's), normalised, in source order."""
+    import ast
+
     owner, _, name = qualified.partition(":")
     module = sys.modules.get(owner)
     file = getattr(module, "__file__", None)
