@@ -517,13 +517,7 @@ function memo(fn, options = {}) {
       }
       const micros = Number((process.hrtime.bigint() - start) / 1000n);
       const encoded = save(s, value);
-      if (encoded) {
-        try {
-          stored(s, key, encoded, micros, native.put(s.handle, key, digest, encoded[0], encoded[1], micros));
-        } catch (error) {
-          warnOnce(error);
-        }
-      }
+      if (encoded) stored(native.put(s.handle, key, digest, encoded[0], encoded[1], micros));
       return value;
     } finally {
       if (lock !== null && !releaseLater) native.releaseLock(lock);
@@ -531,36 +525,18 @@ function memo(fn, options = {}) {
   }
 
   const pending = new Map();
-  // Keys whose last result the store's policy declined (for `why`): [bytes, µs, why].
-  const notStored = new Map();
-  let warnedNotStored = false;
 
-  function stored(s, key, encoded, micros, outcome) {
-    // `declined: <why>` (the core's policy); `skipped` is a read-only store.
-    if (!outcome.startsWith('declined: ')) return;
-    const reason = outcome.slice('declined: '.length);
-    if (notStored.size >= 1024) notStored.clear();
-    notStored.set(key, [encoded[1].length, micros, reason]);
-    if (warnedNotStored) return;
-    warnedNotStored = true;
-    process.emitWarning(
-      `hitsave: ${functionName}: a result of ${encoded[1].length} bytes computed in ${micros} µs is returned but not stored: ` +
-        `${reason} (docs/spec/policy.md)`,
-      { type: 'HitSaveNotStoredWarning', code: 'HITSAVE_NOT_STORED' },
-    );
+  // What the host's `finish` did: `[outcome, warning]`. The host remembers
+  // declined results for `why` and says, once per function, what to warn.
+  function stored([, warning]) {
+    if (warning !== null) process.emitWarning(warning, { type: 'HitSaveNotStoredWarning', code: 'HITSAVE_NOT_STORED' });
   }
 
   async function settle(s, key, digest, promise, start) {
     const value = await promise;
     const micros = Number((process.hrtime.bigint() - start) / 1000n);
     const encoded = save(s, value);
-    if (encoded) {
-      try {
-        stored(s, key, encoded, micros, await native.putAsync(s.handle, key, digest, encoded[0], encoded[1], micros));
-      } catch (error) {
-        warnOnce(error);
-      }
-    }
+    if (encoded) stored(await native.putAsync(s.handle, key, digest, encoded[0], encoded[1], micros));
     return value;
   }
 
@@ -594,10 +570,12 @@ function memo(fn, options = {}) {
       // The compute lock, polled with timers so that waiting for another
       // process holds neither this thread nor a libuv worker.
       let lock = null, again = MISS_STATUS, found = null;
-      const deadline = Date.now() + s.lockWait;
-      for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+      const started = Date.now();
+      for (let tries = 0; ; tries++) {
         const [attempt, id, status, payload] = await native.tryLockComputeAsync(s.handle, key);
-        if (attempt === LOCK_BUSY && Date.now() < deadline) {
+        // The host's schedule of pauses (`hitsave_host::function::lock_pause`).
+        const pause = attempt === LOCK_BUSY ? native.lockPause(tries, Date.now() - started, s.lockWait) : null;
+        if (pause !== null) {
           await new Promise((resolve) => setTimeout(resolve, pause));
           continue;
         }
@@ -678,7 +656,7 @@ function memo(fn, options = {}) {
     const [key, digest] = keyOf(this, args);
     if (lookupKey(key) !== MISS) return 'hit';
     // The sentence is the host's (hitsave_host::why), the same in Python.
-    return native.whyMiss(state.handle, key, digest, notStored.get(key) ?? null);
+    return native.whyMiss(state.handle, key, digest);
   };
   /** Fetches this function's cloud results in bulk (in parallel, off the JS thread); resolves to how many. */
   memoized.download = async function () {

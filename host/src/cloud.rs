@@ -666,7 +666,7 @@ impl CloudSync {
         let mut health = crate::fork::lock(&self.health);
         match result {
             Err(error @ HitSaveError::CloudUnavailable(_)) => {
-                crate::memo::warn_once(error);
+                crate::warn::error(error);
                 health.down_until = Some(Instant::now() + health.backoff);
                 health.backoff = (health.backoff * 2).min(MAX_BACKOFF);
             }
@@ -719,7 +719,7 @@ impl CloudSync {
         let eval = found.ok()?.into_iter().find(|eval| eval.key == asked);
         let hit = eval.and_then(|eval| {
             self.load(store, &eval).unwrap_or_else(|error| {
-                crate::memo::warn_once(&error);
+                crate::warn::error(&error);
                 None
             })
         });
@@ -835,7 +835,7 @@ impl CloudSync {
         };
         // Keep it locally (not queued for upload: it came from there).
         if let Err(error) = store.put_local(crate::runtime::Core::shared()?, &new, &data) {
-            crate::memo::warn_once(&error);
+            crate::warn::error(&error);
         }
         Ok(Some(Hit {
             codec: eval.codec.clone(),
@@ -863,7 +863,7 @@ impl CloudSync {
             if let Err(error) = outcome
                 && !matches!(error, HitSaveError::CloudUnavailable(_))
             {
-                crate::memo::warn_once(&error);
+                crate::warn::error(&error);
             }
         });
         if spawned.is_err() {
@@ -901,7 +901,7 @@ impl CloudSync {
                 Ok(()) => {}
                 Err(HitSaveError::CloudRejected { status, code, message }) if status != 401 && status != 403 => {
                     // The server refuses these records for good (e.g. too large): drop them from the outbox.
-                    crate::memo::warn_once(&HitSaveError::CloudRejected { status, code, message });
+                    crate::warn::error(&HitSaveError::CloudRejected { status, code, message });
                 }
                 Err(error) => return Err(error),
             }
@@ -951,7 +951,7 @@ impl CloudSync {
         self.note(&listed);
         let (evals, complete) = listed?;
         if !complete {
-            crate::memo::warn_once(&HitSaveError::CloudIntegrity(format!(
+            crate::warn::error(&HitSaveError::CloudIntegrity(format!(
                 "{function_name}: the server's page cursor did not advance; stopped listing"
             )));
         }
@@ -989,7 +989,7 @@ impl CloudSync {
             if failed == total {
                 return Err(first);
             }
-            crate::memo::warn_once(&first);
+            crate::warn::error(&first);
         }
         Ok(total - failed)
     }

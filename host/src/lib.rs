@@ -35,12 +35,14 @@ pub mod cloud;
 pub mod config;
 pub mod error;
 pub(crate) mod fork;
+pub mod function;
 pub mod hash;
 pub mod memo;
 pub mod paths;
 pub mod portable;
 pub mod runtime;
 pub mod store;
+pub mod warn;
 pub mod why;
 
 pub use config::{Config, Mode};

@@ -6,8 +6,6 @@
 //! store. A store that cannot be read is a miss with a warning; a result that
 //! cannot be stored is returned all the same, with a warning.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::error::HitSaveError;
@@ -76,15 +74,8 @@ pub fn call<E>(
     Ok(Call { data: ResultData::Inline(data), source: Source::Computed, warnings, stored })
 }
 
-/// Prints a cache warning to stderr, once per error code per process, so a
-/// broken cache is said once rather than on every call.
+/// Prints a cache warning to stderr, once per error code per process
+/// ([`crate::warn`]).
 pub fn warn_once(error: &HitSaveError) {
-    static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut seen = crate::fork::lock(&SEEN);
-    if seen.get_or_insert_with(HashSet::new).insert(error.code()) {
-        eprintln!(
-            "hitsave: warning[{}]: {error} (the result is returned, but the cache could not be used)",
-            error.code()
-        );
-    }
+    crate::warn::error(error);
 }

@@ -1138,7 +1138,7 @@ impl Store {
                             if let Some(conn) = conn.as_mut()
                                 && let Err(err) = write_hits(conn, &hits)
                             {
-                                crate::memo::warn_once(&err);
+                                crate::warn::error(&err);
                             }
                         }
                         FlusherMessage::Barrier(done) => {

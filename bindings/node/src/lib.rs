@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use hitsave_core::Digest;
 use hitsave_core::graph::{Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
-use hitsave_host::store::{Graph, Hit, NewEval, PutOutcome, ResultData};
+use hitsave_host::function::{Computed, Finish};
+use hitsave_host::store::{Graph, Hit, ResultData};
 use hitsave_host::{Config, Core, HitSaveError, Store};
 use napi::bindgen_prelude::{AsyncTask, Either, FromNapiValue, Unknown};
 use napi::{Env, Error, Result, Task, sys};
@@ -355,31 +356,13 @@ fn store_for(dir: &std::path::Path) -> std::result::Result<Arc<Store>, HitSaveEr
 }
 
 /// A memoized function as the native side knows it.
+/// A registered function: the host's [`hitsave_host::function::Function`]
+/// (identity, keys remembered by argument stream, what storing did) and the
+/// store directory it uses.
 struct Function {
-    identity: FunctionIdentity,
-    function_id: String,
-    function_name: String,
-    graph: Option<Graph>,
+    host: hitsave_host::function::Function,
     cache_dir: PathBuf,
-    /// `cloud: false` in memo(): the local store only.
-    cloud: bool,
-    /// Keys this process derived, by argument stream ([`KeyMemo`]).
-    keys: Mutex<KeyMemo>,
 }
-
-/// The keys a function's calls derived in this process, by the exact value
-/// stream of their arguments. A key is a pure function of the function's
-/// identity (fixed per registration) and that stream, so a repeated call
-/// skips the core component; the async path needs no worker for a repeated
-/// hit then. Only streams with every byte present (no deferred hashing) and
-/// at most [`KEY_MEMO_STREAM`] bytes are kept, at most [`KEY_MEMO_ENTRIES`].
-#[derive(Default)]
-struct KeyMemo(HashMap<Box<[u8]>, (Digest, Digest)>);
-
-/// The longest argument stream [`KeyMemo`] keeps.
-const KEY_MEMO_STREAM: usize = 1024;
-/// How many keys [`KeyMemo`] keeps per function before it starts afresh.
-const KEY_MEMO_ENTRIES: usize = 4096;
 
 impl Function {
     fn store(&self) -> std::result::Result<Arc<Store>, HitSaveError> {
@@ -387,35 +370,11 @@ impl Function {
     }
 
     fn get(&self, key: &Digest) -> std::result::Result<Option<Hit>, HitSaveError> {
-        let store = self.store()?;
-        if self.cloud { store.get_for(key, Some(&self.function_name)) } else { store.get_local(key) }
+        self.host.get(&*self.store()?, key)
     }
 
-    /// The key and argument digest of a complete argument stream: remembered,
-    /// else derived by the core component and remembered.
     fn key_of(&self, stream: &[u8]) -> std::result::Result<(Digest, Digest), HitSaveError> {
-        if let Some(known) = self.known_key(stream) {
-            return Ok(known);
-        }
-        let core = Core::shared()?;
-        let digest = core.value_digest(stream)?;
-        let key = core.derive_key(&self.identity, &digest)?;
-        if stream.len() <= KEY_MEMO_STREAM {
-            let mut keys = self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if keys.0.len() >= KEY_MEMO_ENTRIES {
-                keys.0.clear();
-            }
-            keys.0.insert(stream.into(), (key, digest));
-        }
-        Ok((key, digest))
-    }
-
-    /// The remembered key of a complete argument stream, if any.
-    fn known_key(&self, stream: &[u8]) -> Option<(Digest, Digest)> {
-        if stream.len() > KEY_MEMO_STREAM {
-            return None;
-        }
-        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).0.get(stream).copied()
+        self.host.key_of(Core::shared()?, stream)
     }
 }
 
@@ -447,10 +406,6 @@ pub fn register_function(env: Env, spec: Raw) -> Result<Raw> {
         optional_string(js, spec, "name")?,
         optional_string(js, spec, "version")?,
     )?;
-    let function_id = match &identity {
-        FunctionIdentity::Fingerprint(fingerprint) => fingerprint.to_string(),
-        FunctionIdentity::Explicit { name, version } => format!("{name}@{version}"),
-    };
     let graph = {
         let graph = js.get_named(spec, "graph")?;
         if js.typeof_(graph)? == sys::ValueType::napi_object {
@@ -466,23 +421,19 @@ pub fn register_function(env: Env, spec: Raw) -> Result<Raw> {
         let value = js.get_named(spec, "cloud")?;
         js.typeof_(value)? != sys::ValueType::napi_boolean || js.bool_value(value)?
     };
+    let function_name = js.string(js.get_named(spec, "functionName")?)?;
     let function = Function {
-        identity,
-        function_id,
-        function_name: js.string(js.get_named(spec, "functionName")?)?,
-        graph,
+        host: hitsave_host::function::Function::new(identity, function_name, "node", graph, cloud),
         cache_dir: cache_dir.clone(),
-        cloud,
-        keys: Mutex::default(),
     };
     let mut functions = FUNCTIONS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
     // memo() run again for the same function (inside a request handler, a
     // loop) shares the registration instead of growing the table forever.
     let same = |other: &Arc<Function>| {
-        other.function_id == function.function_id
-            && other.function_name == function.function_name
+        other.host.function_id() == function.host.function_id()
+            && other.host.function_name() == function.host.function_name()
             && other.cache_dir == function.cache_dir
-            && other.cloud == function.cloud
+            && other.host.cloud() == function.host.cloud()
     };
     let handle = match functions.iter().position(same) {
         Some(existing) => existing as f64,
@@ -629,7 +580,7 @@ pub fn lookup_call_async(env: Env, handle: u32, args: Raw) -> Result<Either<Raw,
     let function = function(handle)?;
     let (stream, deferred) = walk_value(js, args.0, Hashing::Defer)?;
     if deferred.is_empty()
-        && let Some((key, digest)) = function.known_key(&stream)
+        && let Some((key, digest)) = function.host.known_key(&stream)
         && let Some(hit) = function.store().ok().and_then(|store| store.get_recent(&key))
     {
         return Ok(Either::A(call_lookup_to_js(js, &key, &digest, Ok(Some(hit)))?));
@@ -734,6 +685,16 @@ pub fn try_lock_compute_async(env: Env, handle: u32, key: String) -> Result<Asyn
     Ok(AsyncTask::new(TryLockCompute { function, key }))
 }
 
+/// The pause in ms before the next attempt at a busy compute lock, or null
+/// once `waitedMs` reached `lockWaitMs` (compute without the lock): the
+/// host's schedule (`hitsave_host::function::lock_pause`).
+#[napi]
+pub fn lock_pause(attempt: u32, waited_ms: f64, lock_wait_ms: f64) -> Option<f64> {
+    let millis = |value: f64| std::time::Duration::from_secs_f64(value.max(0.0) / 1000.0);
+    hitsave_host::function::lock_pause(attempt, millis(waited_ms), millis(lock_wait_ms))
+        .map(|pause| pause.as_secs_f64() * 1000.0)
+}
+
 /// Lets the next caller of a locked key in (an unknown id is ignored).
 #[napi]
 pub fn release_lock(id: u32) {
@@ -747,7 +708,10 @@ pub fn release_lock(id: u32) {
 /// A result to store, its bytes kept alive by a reference to their Buffer.
 pub struct Put {
     function: Arc<Function>,
-    eval: NewEval,
+    key: Digest,
+    arguments: Digest,
+    codec: String,
+    micros: u64,
     address: usize,
     len: usize,
     holder: usize,
@@ -757,43 +721,59 @@ impl Put {
     fn new(js: Js, handle: u32, key: &str, arguments: &str, codec: String, data: V, micros: f64) -> Result<Self> {
         let function = function(handle)?;
         let (address, len) = js.buffer_info(data)?;
-        let eval = NewEval {
+        Ok(Self {
+            function,
             key: parse_digest(js, key)?,
-            function_id: function.function_id.clone(),
-            function_name: function.function_name.clone(),
-            language: "node".to_owned(),
             arguments: parse_digest(js, arguments)?,
             codec,
-            compute_micros: micros.max(0.0) as u64,
-            graph: function.graph.clone(),
-        };
-        Ok(Self { function, eval, address: address as usize, len, holder: js.reference(data)? as usize })
+            micros: micros.max(0.0) as u64,
+            address: address as usize,
+            len,
+            holder: js.reference(data)? as usize,
+        })
     }
 
-    fn run(&self) -> std::result::Result<PutOutcome, HitSaveError> {
-        let store = self.function.store()?;
+    /// What the host's `finish` did: a store that cannot be opened is
+    /// warned about like one that cannot be written.
+    fn run(&self) -> Finish {
+        let (store, core) = match (self.function.store(), Core::shared()) {
+            (Ok(store), Ok(core)) => (store, core),
+            (Err(error), _) | (_, Err(error)) => {
+                hitsave_host::warn::error(&error);
+                return Finish { outcome: None, warning: None };
+            }
+        };
         // SAFETY: `holder` keeps the Buffer alive until `finally` (or the end of the sync call).
         let data = if self.len == 0 {
             &[][..]
         } else {
             unsafe { std::slice::from_raw_parts(self.address as *const u8, self.len) }
         };
-        store.put(Core::shared()?, &self.eval, data)
+        let computed = Computed {
+            key: self.key,
+            arguments: self.arguments,
+            codec: &self.codec,
+            data,
+            compute_micros: self.micros,
+        };
+        self.function.host.finish(&store, core, computed)
     }
 }
 
-/// `stored`, `already_present`, `skipped` (read-only) or `declined: <why>`.
-fn outcome_name(outcome: PutOutcome) -> String {
-    match outcome {
-        PutOutcome::Stored => "stored".to_owned(),
-        PutOutcome::AlreadyPresent => "already_present".to_owned(),
-        PutOutcome::Declined(reason) => format!("declined: {reason}"),
-        PutOutcome::Skipped => "skipped".to_owned(),
-    }
+/// `[outcome, warning]`: `stored`, `already_present`, `skipped` (read-only),
+/// `declined` (the policy) or `failed` (warned already); and the "not
+/// stored" warning to emit, or null.
+fn finish_to_js(js: Js, finish: Finish) -> Result<Raw> {
+    let outcome = finish.outcome_name();
+    let warning = match finish.warning {
+        Some(text) => js.str(&text)?,
+        None => js.null()?,
+    };
+    Ok(Raw(js.array_of(&[js.str(outcome)?, warning])?))
 }
 
 impl Task for Put {
-    type Output = std::result::Result<PutOutcome, HitSaveError>;
+    type Output = Finish;
     type JsValue = Raw;
 
     fn compute(&mut self) -> Result<Self::Output> {
@@ -801,11 +781,7 @@ impl Task for Put {
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
-        let js = Js(env.raw());
-        match output {
-            Ok(outcome) => Ok(Raw(js.str(&outcome_name(outcome))?)),
-            Err(error) => Err(to_napi(js, error)),
-        }
+        finish_to_js(Js(env.raw()), output)
     }
 
     fn finally(self, env: Env) -> Result<()> {
@@ -814,8 +790,8 @@ impl Task for Put {
     }
 }
 
-/// Stores a result: `stored`, `already_present`, `skipped` (a read-only
-/// store) or `declined: <why>` (the policy's reason). Throws the store's error.
+/// Stores a result (the host's `finish`): `[outcome, warning]`, never throws
+/// for the store (a store error is a warning: the caller has its value).
 #[napi]
 pub fn put(
     env: Env,
@@ -825,16 +801,16 @@ pub fn put(
     codec: String,
     data: Raw,
     compute_micros: f64,
-) -> Result<String> {
+) -> Result<Raw> {
     let js = Js(env.raw());
     let put = Put::new(js, handle, &key, &arguments, codec, data.0, compute_micros)?;
-    let outcome = put.run();
+    let finish = put.run();
     js.drop_reference(put.holder as sys::napi_ref);
-    Ok(outcome_name(outcome.map_err(|err| to_napi(js, err))?))
+    finish_to_js(js, finish)
 }
 
 /// `put` on a worker thread.
-#[napi(ts_return_type = "Promise<string>")]
+#[napi(ts_return_type = "Promise<[string, string | null]>")]
 pub fn put_async(
     env: Env,
     handle: u32,
@@ -854,33 +830,22 @@ pub fn clear(env: Env, handle: u32) -> Result<f64> {
     let js = Js(env.raw());
     let function = function(handle)?;
     let store = function.store().map_err(|err| to_napi(js, err))?;
-    Ok(store.clear(Some(&function.function_name)).map_err(|err| to_napi(js, err))? as f64)
+    Ok(store.clear(Some(function.host.function_name())).map_err(|err| to_napi(js, err))? as f64)
 }
 
-/// Why a call misses (`hitsave_host::why`): the sentence `f.why(x)` returns.
-/// `notStored`: `[size, micros, reason]` of a result this process computed
-/// for the key and the policy declined.
+/// Why a call misses (`hitsave_host::function::Function::why`): the sentence `f.why(x)` returns.
 #[napi]
-pub fn why_miss(env: Env, handle: u32, key: String, arguments: String, not_stored: Option<Raw>) -> Result<String> {
+pub fn why_miss(env: Env, handle: u32, key: String, arguments: String) -> Result<String> {
     let js = Js(env.raw());
     let function = function(handle)?;
     let core = core(js)?;
     let store = function.store().map_err(|err| to_napi(js, err))?;
-    if let Some(graph) = &function.graph {
-        store.record_function(core, &function.function_name, "node", graph).map_err(|err| to_napi(js, err))?;
+    if let Some(graph) = function.host.graph() {
+        store.record_function(core, function.host.function_name(), "node", graph).map_err(|err| to_napi(js, err))?;
     }
     let parse = |text: &str| Digest::parse(text).map_err(|err| to_napi(js, err.into()));
     let (key, arguments) = (parse(&key)?, parse(&arguments)?);
-    let in_process = match not_stored {
-        Some(Raw(value)) if js.is_array(value)? => Some(hitsave_host::why::NotStored {
-            size: js.f64_value(js.element(value, 0)?)? as u64,
-            compute_micros: js.f64_value(js.element(value, 1)?)? as u64,
-            reason: js.string(js.element(value, 2)?)?,
-        }),
-        _ => None,
-    };
-    let why = hitsave_host::why::why_miss(&store, core, &function.function_name, &key, &arguments, in_process)
-        .map_err(|err| to_napi(js, err))?;
+    let why = function.host.why(&store, core, &key, &arguments).map_err(|err| to_napi(js, err))?;
     Ok(why.to_string())
 }
 
@@ -901,7 +866,7 @@ impl Task for Download {
                     "download() needs the cloud: set HITSAVE_CLOUD_URL and HITSAVE_API_KEY (or `hitsave login`)".into(),
                 )
             })?;
-            cloud.download_function(&store, &self.function.function_name, |_, _| {})
+            cloud.download_function(&store, self.function.host.function_name(), |_, _| {})
         })())
     }
 
@@ -943,11 +908,7 @@ pub fn flush(env: Env) -> Result<()> {
 /// Prints a cache warning once per code per process (the value is still returned).
 #[napi]
 pub fn warn_once(code: String, message: String) {
-    static SEEN: Mutex<Option<std::collections::HashSet<String>>> = Mutex::new(None);
-    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if seen.get_or_insert_with(Default::default).insert(code.clone()) {
-        eprintln!("hitsave: warning[{code}]: {message} (the result is returned, but the cache could not be used)");
-    }
+    hitsave_host::warn::once(&code, &message);
 }
 
 /// Runs the `hitsave` CLI with `argv` (program name first); returns the exit code.

@@ -16,7 +16,7 @@ use hitsave_core::Digest;
 use hitsave_core::graph::{Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
 use hitsave_core::stream::StreamWriter;
-use hitsave_host::store::{Graph, NewEval, PutOutcome, ResultData};
+use hitsave_host::store::{Graph, NewEval, ResultData};
 use hitsave_host::{Config, Core, HitSaveError};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::prelude::*;
@@ -167,39 +167,12 @@ fn derive_key(
     Ok(key.to_string())
 }
 
-/// The eval key and the argument digest of bound arguments, in one crossing:
-/// `(key2_…, val2_…)`.
-#[pyfunction]
-#[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None))]
-fn arguments_key(
-    py: Python<'_>,
-    arguments: &Bound<'_, PyAny>,
-    fingerprint: Option<&str>,
-    name: Option<String>,
-    version: Option<String>,
-) -> PyResult<(String, String)> {
-    let identity = identity_of(fingerprint, name, version)?;
-    let (key, digest) = key_of(py, arguments, identity)?;
-    Ok((key.to_string(), digest.to_string()))
-}
-
 fn identity_of(fingerprint: Option<&str>, name: Option<String>, version: Option<String>) -> PyResult<FunctionIdentity> {
     match (fingerprint, name, version) {
         (Some(fingerprint), None, None) => Ok(FunctionIdentity::Fingerprint(parse_digest(fingerprint)?)),
         (None, Some(name), Some(version)) => Ok(FunctionIdentity::Explicit { name, version }),
         _ => Err(pyo3::exceptions::PyTypeError::new_err("give either fingerprint= or both name= and version=")),
     }
-}
-
-/// The key and argument digest of bound arguments (the GIL released for the core).
-fn key_of(py: Python<'_>, arguments: &Bound<'_, PyAny>, identity: FunctionIdentity) -> PyResult<(Digest, Digest)> {
-    let stream = stream_of(arguments)?;
-    let core = core()?;
-    py.detach(move || {
-        let digest = core.value_digest(&stream)?;
-        Ok::<_, HitSaveError>((core.derive_key(&identity, &digest)?, digest))
-    })
-    .map_err(to_py_err)
 }
 
 /// `(codec, language, data)` of a hit: `bytes`, or a [`Mapped`] result.
@@ -449,39 +422,6 @@ impl Store {
         hit.map(|hit| hit_tuple(py, hit)).transpose()
     }
 
-    /// The call path's first step in one crossing: `(key, argument digest,
-    /// hit or None)`. A store that cannot be read is reported as
-    /// `(key, digest, error)` so the caller can warn and compute.
-    /// `memory_only`: look only at hits this process already holds in memory
-    /// (no SQLite, no file, no network: never blocks), for a coroutine's call
-    /// on the event loop; `None` then means "ask `get` off the loop".
-    #[pyo3(signature = (arguments, *, fingerprint=None, name=None, version=None, cloud=true, function_name=None, memory_only=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn lookup_call<'py>(
-        &self,
-        py: Python<'py>,
-        arguments: &Bound<'py, PyAny>,
-        fingerprint: Option<&str>,
-        name: Option<String>,
-        version: Option<String>,
-        cloud: bool,
-        function_name: Option<&str>,
-        memory_only: bool,
-    ) -> PyResult<(String, String, Bound<'py, PyAny>)> {
-        let (key, digest) = key_of(py, arguments, identity_of(fingerprint, name, version)?)?;
-        let found = if memory_only {
-            Ok(self.inner.get_recent(&key))
-        } else {
-            py.detach(|| if cloud { self.inner.get_for(&key, function_name) } else { self.inner.get_local(&key) })
-        };
-        let outcome = match found {
-            Ok(Some(hit)) => hit_tuple(py, hit)?.into_pyobject(py)?.into_any(),
-            Ok(None) => py.None().into_bound(py),
-            Err(error) => to_py_err(error).into_value(py).into_bound(py).into_any(),
-        };
-        Ok((key.to_string(), digest.to_string(), outcome))
-    }
-
     /// One attempt at the compute lock, never waiting: `("held", lock)`,
     /// `("busy", None)` (another caller holds it: try again later, up to
     /// `lock_wait`) or `("none", None)` (no lock: compute without one).
@@ -508,8 +448,9 @@ impl Store {
         Ok(py.detach(|| self.inner.lock_compute(&key)).map(ComputeLock::new))
     }
 
-    /// Stores a result; returns `stored`, `already_present`, `skipped` (a
-    /// read-only store) or `declined: <why>` (the policy's reason).
+    /// Stores a result as it is (the low-level write, for tools and tests;
+    /// a memoized call stores through `Function.finish`); returns `stored`,
+    /// `already_present`, `skipped` (a read-only store) or `declined`.
     #[pyo3(signature = (key, *, function_id, function_name, arguments, codec, data, compute_micros, graph=None, cloud=true))]
     #[allow(clippy::too_many_arguments)]
     fn put(
@@ -524,7 +465,7 @@ impl Store {
         compute_micros: u64,
         graph: Option<(String, Vec<NodeTuple>)>,
         cloud: bool,
-    ) -> PyResult<String> {
+    ) -> PyResult<&'static str> {
         let graph = match graph {
             Some((root, nodes)) => Some(Graph::from_nodes(&root, &nodes_from(nodes)?)),
             None => None,
@@ -548,12 +489,7 @@ impl Store {
                 if cloud { self.inner.put(core, &eval, data) } else { self.inner.put_local(core, &eval, data) }
             })
             .map_err(to_py_err)?;
-        Ok(match outcome {
-            PutOutcome::Stored => "stored".to_owned(),
-            PutOutcome::AlreadyPresent => "already_present".to_owned(),
-            PutOutcome::Declined(reason) => format!("declined: {reason}"),
-            PutOutcome::Skipped => "skipped".to_owned(),
-        })
+        Ok(hitsave_host::function::outcome_name(Some(&outcome)))
     }
 
     /// Records the graph a function has now (for `hitsave why`).
@@ -567,31 +503,6 @@ impl Store {
     #[pyo3(signature = (function_name=None))]
     fn clear(&self, py: Python<'_>, function_name: Option<&str>) -> PyResult<u64> {
         py.detach(|| self.inner.clear(function_name)).map_err(to_py_err)
-    }
-
-    /// Why a call misses (`hitsave_host::why`): the sentence `f.why(x)` returns.
-    /// `not_stored`: `(size, compute_micros, reason)` of a result this process
-    /// computed for the key and the policy declined.
-    #[pyo3(signature = (function_name, key, arguments, not_stored=None))]
-    fn why_miss(
-        &self,
-        py: Python<'_>,
-        function_name: &str,
-        key: &str,
-        arguments: &str,
-        not_stored: Option<(u64, u64, String)>,
-    ) -> PyResult<String> {
-        let core = core()?;
-        let (key, arguments) = (parse_digest(key)?, parse_digest(arguments)?);
-        let in_process = not_stored.map(|(size, compute_micros, reason)| hitsave_host::why::NotStored {
-            size,
-            compute_micros,
-            reason,
-        });
-        let why = py
-            .detach(|| hitsave_host::why::why_miss(&self.inner, core, function_name, &key, &arguments, in_process))
-            .map_err(to_py_err)?;
-        Ok(why.to_string())
     }
 
     /// Fetches a function's cloud results the local store lacks; returns how many.
@@ -615,16 +526,144 @@ impl Store {
     }
 }
 
+/// A memoized function as the host knows it (`hitsave_host::function`):
+/// keys remembered by argument stream, what storing did, why a call misses.
+/// One per function identity: `_memo.py` makes a new one when the code's
+/// fingerprint changes.
+#[pyclass(frozen, module = "hitsave._native")]
+struct Function {
+    inner: hitsave_host::function::Function,
+}
+
+#[pymethods]
+impl Function {
+    #[new]
+    #[pyo3(signature = (function_name, *, fingerprint=None, name=None, version=None, graph=None, cloud=true))]
+    fn new(
+        function_name: String,
+        fingerprint: Option<&str>,
+        name: Option<String>,
+        version: Option<String>,
+        graph: Option<(String, Vec<NodeTuple>)>,
+        cloud: bool,
+    ) -> PyResult<Self> {
+        let graph = match graph {
+            Some((root, nodes)) => Some(Graph::from_nodes(&root, &nodes_from(nodes)?)),
+            None => None,
+        };
+        let identity = identity_of(fingerprint, name, version)?;
+        Ok(Self { inner: hitsave_host::function::Function::new(identity, function_name, "python", graph, cloud) })
+    }
+
+    /// The fingerprint, or `name@version`.
+    #[getter]
+    fn function_id(&self) -> &str {
+        self.inner.function_id()
+    }
+
+    /// `(key, argument digest)` of bound arguments.
+    fn key<'py>(&self, py: Python<'py>, arguments: &Bound<'py, PyAny>) -> PyResult<(String, String)> {
+        let (key, digest) = self.key_of(py, arguments)?;
+        Ok((key.to_string(), digest.to_string()))
+    }
+
+    /// The call path's first step in one crossing: `(key, argument digest,
+    /// hit or None)`. A store that cannot be read is reported as
+    /// `(key, digest, error)` so the caller can warn and compute.
+    /// `memory_only`: look only at hits this process already holds in memory
+    /// (no SQLite, no file, no network: never blocks), for a coroutine's call
+    /// on the event loop; `None` then means "ask `Store.get` off the loop".
+    #[pyo3(signature = (store, arguments, *, memory_only=false))]
+    fn lookup_call<'py>(
+        &self,
+        py: Python<'py>,
+        store: &Store,
+        arguments: &Bound<'py, PyAny>,
+        memory_only: bool,
+    ) -> PyResult<(String, String, Bound<'py, PyAny>)> {
+        let (key, digest) = self.key_of(py, arguments)?;
+        let found = if memory_only {
+            Ok(store.inner.get_recent(&key))
+        } else {
+            py.detach(|| self.inner.get(&store.inner, &key))
+        };
+        let outcome = match found {
+            Ok(Some(hit)) => hit_tuple(py, hit)?.into_pyobject(py)?.into_any(),
+            Ok(None) => py.None().into_bound(py),
+            Err(error) => to_py_err(error).into_value(py).into_bound(py).into_any(),
+        };
+        Ok((key.to_string(), digest.to_string(), outcome))
+    }
+
+    /// Stores a computed result (never raises for the store: a store error
+    /// is warned about once): `(outcome, warning)`, the outcome `stored`,
+    /// `already_present`, `skipped` (read-only), `declined` (the policy) or
+    /// `failed`; the warning the "not stored" text to give once per
+    /// function, or `None`.
+    #[pyo3(signature = (store, key, arguments, codec, data, compute_micros))]
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        py: Python<'_>,
+        store: &Store,
+        key: &str,
+        arguments: &str,
+        codec: &str,
+        data: &[u8],
+        compute_micros: u64,
+    ) -> PyResult<(&'static str, Option<String>)> {
+        let (key, arguments) = (parse_digest(key)?, parse_digest(arguments)?);
+        let core = core()?;
+        let (address, len) = (data.as_ptr() as usize, data.len());
+        let finish = py.detach(move || {
+            // SAFETY: `data` is borrowed from a bytes object held by the caller for this call.
+            let data = unsafe { std::slice::from_raw_parts(address as *const u8, len) };
+            let computed = hitsave_host::function::Computed { key, arguments, codec, data, compute_micros };
+            self.inner.finish(&store.inner, core, computed)
+        });
+        Ok((finish.outcome_name(), finish.warning))
+    }
+
+    /// Why a call misses (`hitsave_host::why`): the sentence `f.why(x)`
+    /// returns; records the function's current graph first (for `hitsave why`).
+    fn why(&self, py: Python<'_>, store: &Store, key: &str, arguments: &str) -> PyResult<String> {
+        let core = core()?;
+        let (key, arguments) = (parse_digest(key)?, parse_digest(arguments)?);
+        py.detach(|| {
+            if let Some(graph) = self.inner.graph() {
+                store.inner.record_function(core, self.inner.function_name(), "python", graph)?;
+            }
+            self.inner.why(&store.inner, core, &key, &arguments)
+        })
+        .map(|why| why.to_string())
+        .map_err(to_py_err)
+    }
+}
+
+impl Function {
+    fn key_of(&self, py: Python<'_>, arguments: &Bound<'_, PyAny>) -> PyResult<(Digest, Digest)> {
+        let stream = stream_of(arguments)?;
+        if let Some(known) = self.inner.known_key(&stream) {
+            return Ok(known);
+        }
+        let core = core()?;
+        py.detach(move || self.inner.key_of(core, &stream)).map_err(to_py_err)
+    }
+}
+
+/// The pause in seconds before the next attempt at a busy compute lock, or
+/// `None` once `waited` reached `lock_wait` (compute without the lock).
+#[pyfunction]
+fn lock_pause(attempt: u32, waited: f64, lock_wait: f64) -> Option<f64> {
+    let seconds = |value: f64| std::time::Duration::from_secs_f64(value.max(0.0));
+    hitsave_host::function::lock_pause(attempt, seconds(waited), seconds(lock_wait)).map(|pause| pause.as_secs_f64())
+}
+
 /// Prints a cache warning once per code per process (the value is still returned).
 #[pyfunction]
 fn warn_once(error: &Bound<'_, PyAny>) -> PyResult<()> {
     let code: String = error.getattr("code")?.extract()?;
-    let message = error.str()?.to_string();
-    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> = std::sync::Mutex::new(None);
-    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if seen.get_or_insert_with(Default::default).insert(code.clone()) {
-        eprintln!("hitsave: warning[{code}]: {message} (the result is returned, but the cache could not be used)");
-    }
+    hitsave_host::warn::once(&code, &error.str()?.to_string());
     Ok(())
 }
 
@@ -657,7 +696,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(canonical_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(value_stream, m)?)?;
     m.add_function(wrap_pyfunction!(derive_key, m)?)?;
-    m.add_function(wrap_pyfunction!(arguments_key, m)?)?;
     m.add_function(wrap_pyfunction!(encode_portable, m)?)?;
     m.add_function(wrap_pyfunction!(decode_portable, m)?)?;
     m.add_function(wrap_pyfunction!(pack_pickle, m)?)?;
@@ -675,5 +713,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Mapped>()?;
     m.add_class::<ComputeLock>()?;
     m.add_class::<bytecode::BytecodeReader>()?;
+    m.add_class::<Function>()?;
+    m.add_function(wrap_pyfunction!(lock_pause, m)?)?;
     Ok(())
 }

@@ -21,7 +21,7 @@ def test_every_native_function_and_method_has_a_stub_and_no_stub_is_stale():
     assert functions == native_functions
     store_methods = {name for name in dir(_native.Store) if not name.startswith("_")}
     assert classes["Store"] - {"__init__"} == store_methods
-    for name in ("Mapped", "ComputeLock"):
+    for name in ("Mapped", "ComputeLock", "Function", "BytecodeReader"):
         native = {member for member in dir(getattr(_native, name)) if not member.startswith("_")}
         assert {member for member in classes[name] if not member.startswith("_")} == native, name
     assert issubclass(_native.UnhashableValueError, _native.HitSaveError)

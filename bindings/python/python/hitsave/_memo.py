@@ -207,14 +207,13 @@ class MemoFunction(Generic[P, R]):
             unknown = self._ignore - set(self._signature.parameters)
         if unknown:
             raise ValueError(f"memo: ignore= names parameters {sorted(unknown)} that {_qualname(self._code_fn)} does not have")
-        self._identity: tuple[str, dict[str, str]] | None = None
+        # The host's handle of this function (`hitsave_host::function`): one
+        # per identity, made again when the code's fingerprint changes.
+        self._host_function: _native.Function | None = None
         # What the graph read (_code.Watched), checked before each use.
         self._watched: Any = None
-        self._graph: tuple[str, list[Any]] | None = None
         self._is_async = bool(code is not None and code.co_flags & _CO_COROUTINE)
         self._pending: dict[str, asyncio.Future[Any]] = {}
-        # Keys whose last result the store's policy declined (for `why`), with size, µs and why.
-        self._not_stored: dict[str, tuple[int, int, str]] = {}
         if name is None:
             module = getattr(self._code_fn, "__module__", None) or type(self._code_fn).__module__
             if module in ("__main__", "__mp_main__"):
@@ -236,26 +235,25 @@ class MemoFunction(Generic[P, R]):
             self._signature_cache = inspect.signature(self._code_fn)
         return self._signature_cache
 
-    def _identity_kwargs(self) -> dict[str, str]:
+    def _host(self) -> _native.Function:
+        """The host's handle of this function with its current identity."""
         # A module-level value or closure cell the graph read was rebound or
         # changed in place since: build the graph again (docs/python.md).
-        if self._watched is not None and self._identity is not None and not self._watched.current():
-            self._identity = None
-        if self._identity is None:
+        if self._watched is not None and self._host_function is not None and not self._watched.current():
+            self._host_function = None
+        if self._host_function is None:
+            cloud = self._cloud is not False
             if self._name is not None:
-                kwargs = {"name": self._name, "version": str(self._version)}
-                function_id = f"{self._name}@{self._version}"
+                function = _native.Function(self.function_name, name=self._name, version=str(self._version), cloud=cloud)
             else:
                 from hitsave import _code
 
                 root, nodes, self._watched = _code.graph_and_watched(self._code_fn)
                 names = [node[1] for node in nodes]
                 fingerprint = _native.fingerprints(nodes)[names.index(root)]
-                self._graph = (root, nodes)
-                kwargs = {"fingerprint": fingerprint}
-                function_id = fingerprint
-            self._identity = (function_id, kwargs)
-        return self._identity[1]
+                function = _native.Function(self.function_name, fingerprint=fingerprint, graph=(root, nodes), cloud=cloud)
+            self._host_function = function
+        return self._host_function
 
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
         if self._fixed is not None:
@@ -320,7 +318,7 @@ class MemoFunction(Generic[P, R]):
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
         try:
-            return _native.arguments_key(self._arguments(args, kwargs), **self._identity_kwargs())
+            return self._host().key(self._arguments(args, kwargs))  # type: ignore[no-any-return]
         except _native.HitSaveError as error:
             self._locate(error)
             raise
@@ -382,18 +380,20 @@ class MemoFunction(Generic[P, R]):
         the other's keys would then stall until ``HITSAVE_LOCK_WAIT``)."""
         import asyncio
 
-        deadline = time.monotonic() + store.lock_wait
-        pause = 0.001
+        started = time.monotonic()
+        attempt = 0
         while True:
             try:
                 state, lock = await asyncio.to_thread(store.try_lock_compute, key)
             except _native.HitSaveError as error:
                 _native.warn_once(error)
                 return None
-            if state != "busy" or time.monotonic() >= deadline:
+            # The host's schedule of pauses (`hitsave_host::function::lock_pause`).
+            pause = _native.lock_pause(attempt, time.monotonic() - started, store.lock_wait) if state == "busy" else None
+            if pause is None:
                 return lock
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            attempt += 1
 
     def _decode(self, hit: tuple[str, str, bytes | _native.Mapped]) -> Any:
         codec, language, data = hit
@@ -408,7 +408,7 @@ class MemoFunction(Generic[P, R]):
         error.code = "foreign_codec"
         raise error
 
-    def _save(self, store: _native.Store | None, key: str, arguments: str, value: Any, micros: int) -> None:
+    def _save(self, function: _native.Function, store: _native.Store | None, key: str, arguments: str, value: Any, micros: int) -> None:
         if store is None:
             return
         data = _native.encode_portable(value) if self._codec in (None, PORTABLE) else None
@@ -423,34 +423,14 @@ class MemoFunction(Generic[P, R]):
             except Exception as error:  # noqa: BLE001 - any pickling failure means "not storable"
                 warnings.warn(f"hitsave: {self.function_name}: the result cannot be pickled ({error}); it is returned but not stored", stacklevel=3)
                 return
-        identity = self._identity[0] if self._identity else ""
-        graph = self._graph
-        try:
-            outcome = store.put(
-                key,
-                function_id=identity,
-                function_name=self.function_name,
-                arguments=arguments,
-                codec=codec,
-                data=data,
-                compute_micros=micros,
-                graph=graph,
-                cloud=self._cloud is not False,
-            )
-        except _native.HitSaveError as error:
-            _native.warn_once(error)
-            return
-        if outcome.startswith("declined: "):
-            reason = outcome[len("declined: "):]
-            if len(self._not_stored) >= 1024:
-                self._not_stored.clear()
-            self._not_stored[key] = (len(data), micros, reason)
-            warnings.warn(
-                f"hitsave: {self.function_name}: a result of {len(data)} bytes computed in {micros} µs is returned but not "
-                f"stored: {reason} (docs/spec/policy.md)",
-                NotStoredWarning,
-                stacklevel=3,
-            )
+        # The host stores it, or remembers why not (for `why`) and says once
+        # per function what to warn; a store error is warned there.
+        # With the handle the key was derived with (the function may have read
+        # a value that changed while it ran: its next call gets a new identity,
+        # this result belongs to the one its key names).
+        _, warning = function.finish(store, key, arguments, codec, data, micros)
+        if warning is not None:
+            warnings.warn(warning, NotStoredWarning, stacklevel=3)
 
     # -- calls ---------------------------------------------------------------
 
@@ -459,20 +439,19 @@ class MemoFunction(Generic[P, R]):
         if store is None:
             return self._fn(*args, **kwargs)
         try:
-            key, arguments, hit = store.lookup_call(
+            function = self._host()
+            key, arguments, hit = function.lookup_call(
+                store,
                 self._arguments(args, kwargs),
-                cloud=self._cloud is not False,
-                function_name=self.function_name,
                 # A coroutine's call runs on the event loop: only what is in
                 # memory here; SQLite and the cloud are asked off the loop.
                 memory_only=self._is_async,
-                **self._identity_kwargs(),
             )
         except _native.HitSaveError as error:
             self._locate(error)
             raise
         if self._is_async:
-            return self._call_async(store, key, arguments, hit, args, kwargs)  # type: ignore[return-value]
+            return self._call_async(function, store, key, arguments, hit, args, kwargs)  # type: ignore[return-value]
         if hit is not None:
             if isinstance(hit, tuple):
                 return self._decode(hit)  # type: ignore[no-any-return]
@@ -488,13 +467,15 @@ class MemoFunction(Generic[P, R]):
                     return again  # type: ignore[no-any-return]
             start = time.perf_counter_ns()
             value = self._fn(*args, **kwargs)
-            self._save(store, key, arguments, value, (time.perf_counter_ns() - start) // 1000)
+            self._save(function, store, key, arguments, value, (time.perf_counter_ns() - start) // 1000)
             return value
         finally:
             if lock is not None:
                 lock.release()
 
-    async def _call_async(self, store: _native.Store, key: str, arguments: str, hit: Any, args: Any, kwargs: Any) -> Any:
+    async def _call_async(
+        self, function: _native.Function, store: _native.Store, key: str, arguments: str, hit: Any, args: Any, kwargs: Any
+    ) -> Any:
         import asyncio
 
         if isinstance(hit, tuple):
@@ -522,7 +503,7 @@ class MemoFunction(Generic[P, R]):
             start = time.perf_counter_ns()
             value = await self._fn(*args, **kwargs)  # type: ignore[misc]
             micros = (time.perf_counter_ns() - start) // 1000
-            await asyncio.to_thread(self._save, store, key, arguments, value, micros)
+            await asyncio.to_thread(self._save, function, store, key, arguments, value, micros)
             future.set_result(value)
             return value
         except BaseException as error:
@@ -566,10 +547,8 @@ class MemoFunction(Generic[P, R]):
         key, arguments = self._key(args, kwargs)
         if self._lookup(store, key) is not MISS:
             return "hit"
-        if self._graph is not None:
-            store.record_function(self.function_name, self._graph[0], self._graph[1])
         # The sentence is the host's (hitsave_host::why), the same in Node.
-        return store.why_miss(self.function_name, key, arguments, self._not_stored.get(key))
+        return self._host().why(store, key, arguments)  # type: ignore[no-any-return]
 
 
 @overload
