@@ -252,11 +252,7 @@ function decodeHit(status, payload, functionName) {
   if (status === HIT_VALUE) return payload;
   const [codec, language, data] = payload;
   if (codec === V8) return v8.deserialize(data);
-  throw new HitSaveError(
-    `${functionName}: the stored result was written by ${language} with the '${codec}' codec, ` +
-      'which only that language reads; call it with another name/version, or from that language',
-    'foreign_codec',
-  );
+  native.throwForeignCodec(functionName, language, codec);
 }
 
 // Prototypes v8 serialization brings back as they were (Buffer, every

@@ -19,10 +19,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hitsave_core::Digest;
 use hitsave_core::keys::FunctionIdentity;
+use hitsave_core::{CoreError, Digest, ErrorCode};
 
-use crate::error::Result;
+use crate::error::{HitSaveError, Result};
 use crate::runtime::Core;
 use crate::store::{Graph, Hit, NewEval, PutOutcome, Store};
 use crate::why::{NotStored, Why};
@@ -234,6 +234,32 @@ impl Function {
         let in_process = crate::fork::lock(&self.not_stored).get(key).cloned();
         crate::why::why_miss(store, core, &self.function_name, key, arguments, in_process)
     }
+}
+
+/// A function's identity from what a binding was given: a `code2`
+/// fingerprint, or an explicit name and version (never both, never half of
+/// one): `invalid_identity` otherwise.
+pub fn identity(fingerprint: Option<&str>, name: Option<String>, version: Option<String>) -> Result<FunctionIdentity> {
+    match (fingerprint, name, version) {
+        (Some(fingerprint), None, None) => Ok(FunctionIdentity::Fingerprint(Digest::parse(fingerprint)?)),
+        (None, Some(name), Some(version)) => Ok(FunctionIdentity::Explicit { name, version }),
+        _ => Err(CoreError::new(
+            ErrorCode::InvalidIdentity,
+            "a function is identified by its code fingerprint, or by both a name and a version",
+        )
+        .into()),
+    }
+}
+
+/// The error for a stored result only another language can read (its
+/// language's own codec, such as Python's pickle or Node's v8
+/// serialization).
+pub fn foreign_codec(function_name: &str, language: &str, codec: &str) -> HitSaveError {
+    HitSaveError::ForeignCodec(format!(
+        "{function_name}: the stored result was written by {language} with the '{codec}' codec, which only that \
+         language reads; call the function under another name and version (an explicit identity), or from that \
+         language"
+    ))
 }
 
 /// The pause before the next attempt at a compute lock another caller holds

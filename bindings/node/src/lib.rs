@@ -106,11 +106,7 @@ fn identity_of(
     name: Option<String>,
     version: Option<String>,
 ) -> Result<FunctionIdentity> {
-    match (fingerprint, name, version) {
-        (Some(fingerprint), None, None) => Ok(FunctionIdentity::Fingerprint(parse_digest(js, &fingerprint)?)),
-        (None, Some(name), Some(version)) => Ok(FunctionIdentity::Explicit { name, version }),
-        _ => Err(Error::new(napi::Status::InvalidArg, "give either fingerprint or both name and version")),
-    }
+    hitsave_host::function::identity(fingerprint.as_deref(), name, version).map_err(|err| to_napi(js, err))
 }
 
 /// The `key2` key of an argument digest under a fingerprint or a name and version.
@@ -693,6 +689,13 @@ pub fn lock_pause(attempt: u32, waited_ms: f64, lock_wait_ms: f64) -> Option<f64
     let millis = |value: f64| std::time::Duration::from_secs_f64(value.max(0.0) / 1000.0);
     hitsave_host::function::lock_pause(attempt, millis(waited_ms), millis(lock_wait_ms))
         .map(|pause| pause.as_secs_f64() * 1000.0)
+}
+
+/// Throws the `foreign_codec` error for a stored result only `language` reads.
+#[napi]
+pub fn throw_foreign_codec(env: Env, function_name: String, language: String, codec: String) -> Result<()> {
+    let js = Js(env.raw());
+    Err(to_napi(js, hitsave_host::function::foreign_codec(&function_name, &language, &codec)))
 }
 
 /// Lets the next caller of a locked key in (an unknown id is ignored).

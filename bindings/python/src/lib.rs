@@ -154,25 +154,13 @@ fn derive_key(
     name: Option<String>,
     version: Option<String>,
 ) -> PyResult<String> {
-    let identity = match (fingerprint, name, version) {
-        (Some(fingerprint), None, None) => FunctionIdentity::Fingerprint(parse_digest(fingerprint)?),
-        (None, Some(name), Some(version)) => FunctionIdentity::Explicit { name, version },
-        _ => {
-            return Err(pyo3::exceptions::PyTypeError::new_err(
-                "derive_key takes either fingerprint= or both name= and version=",
-            ));
-        }
-    };
+    let identity = identity_of(fingerprint, name, version)?;
     let key = core()?.derive_key(&identity, &parse_digest(arguments)?).map_err(to_py_err)?;
     Ok(key.to_string())
 }
 
 fn identity_of(fingerprint: Option<&str>, name: Option<String>, version: Option<String>) -> PyResult<FunctionIdentity> {
-    match (fingerprint, name, version) {
-        (Some(fingerprint), None, None) => Ok(FunctionIdentity::Fingerprint(parse_digest(fingerprint)?)),
-        (None, Some(name), Some(version)) => Ok(FunctionIdentity::Explicit { name, version }),
-        _ => Err(pyo3::exceptions::PyTypeError::new_err("give either fingerprint= or both name= and version=")),
-    }
+    hitsave_host::function::identity(fingerprint, name, version).map_err(to_py_err)
 }
 
 /// `(codec, language, data)` of a hit: `bytes`, or a [`Mapped`] result.
@@ -651,6 +639,15 @@ impl Function {
     }
 }
 
+/// The `foreign_codec` error for a stored result only `language` reads (to raise).
+#[pyfunction]
+fn foreign_codec_error<'py>(py: Python<'py>, function_name: &str, language: &str, codec: &str) -> Bound<'py, PyAny> {
+    to_py_err(hitsave_host::function::foreign_codec(function_name, language, codec))
+        .into_value(py)
+        .into_bound(py)
+        .into_any()
+}
+
 /// The pause in seconds before the next attempt at a busy compute lock, or
 /// `None` once `waited` reached `lock_wait` (compute without the lock).
 #[pyfunction]
@@ -715,5 +712,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bytecode::BytecodeReader>()?;
     m.add_class::<Function>()?;
     m.add_function(wrap_pyfunction!(lock_pause, m)?)?;
+    m.add_function(wrap_pyfunction!(foreign_codec_error, m)?)?;
     Ok(())
 }

@@ -401,12 +401,7 @@ class MemoFunction(Generic[P, R]):
             return _native.decode_portable(data)
         if codec == PICKLE:
             return _unpickle(data)
-        error = _native.ForeignCodecError(
-            f"{self.function_name}: the stored result was written by {language} with the {codec!r} codec, "
-            "which only that language reads; call it with another name= or version=, or from that language"
-        )
-        error.code = "foreign_codec"
-        raise error
+        raise _native.foreign_codec_error(self.function_name, language, codec)
 
     def _save(self, function: _native.Function, store: _native.Store | None, key: str, arguments: str, value: Any, micros: int) -> None:
         if store is None:
