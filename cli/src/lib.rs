@@ -244,16 +244,31 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
             let store = open_cloud(global)?;
             let queued = store.queue_all(function.as_deref())?;
             let total = store.outbox_len()?;
-            let bar = progress_bar(total, "uploading");
+            let total_bytes = store.outbox_bytes()?;
+            let bar = progress_bar(total_bytes, "uploading", true);
             let cloud = store.cloud().expect("cloud mode").clone();
+            // Waits while anything moves (a record done, or blob bytes taken
+            // by the server): a slow server that keeps moving is never cut off.
+            // It stops when the uploader stops trying (the server is down or
+            // refuses these records) or nothing moved for PUSH_PATIENCE.
+            let mut moved = (total, cloud.bytes_sent(), std::time::Instant::now());
             let left = loop {
+                let asked = std::time::Instant::now();
                 let left = cloud.drain(&store, std::time::Duration::from_millis(500))?;
                 if let Some(bar) = &bar {
-                    bar.set_position(total - left);
+                    bar.set_position(total_bytes.saturating_sub(store.outbox_bytes()?));
                 }
-                let again = store.outbox_len()?;
-                if again == 0 || again == left && cloud.drain(&store, std::time::Duration::from_secs(5))? == left {
-                    break again;
+                if left == 0 {
+                    break 0;
+                }
+                if asked.elapsed() < std::time::Duration::from_millis(400) {
+                    break left; // the drain stopped early: unreachable, or a run that moved nothing
+                }
+                let now = (left, cloud.bytes_sent());
+                if now != (moved.0, moved.1) {
+                    moved = (now.0, now.1, std::time::Instant::now());
+                } else if moved.2.elapsed() > PUSH_PATIENCE {
+                    break left;
                 }
             };
             if let Some(bar) = bar {
@@ -265,6 +280,14 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
                 outln!("uploaded {} result(s); {left} left", total - left);
             }
             if left > 0 {
+                // The server said no (a revoked or read-only key): that, not "unavailable".
+                if let Some(HitSaveError::CloudRejected { status, code, message }) = cloud.refusal() {
+                    return Err(HitSaveError::CloudRejected {
+                        status,
+                        code,
+                        message: format!("{message} ({left} result(s) not uploaded; they stay queued)"),
+                    });
+                }
                 return Err(HitSaveError::CloudUnavailable(format!(
                     "{left} result(s) could not be uploaded; they stay queued"
                 )));
@@ -277,7 +300,7 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
             let mut bar: Option<indicatif::ProgressBar> = None;
             let fetched = cloud.download_function(&store, function, |done, total| {
                 if bar.is_none() {
-                    bar = progress_bar(total, "downloading");
+                    bar = progress_bar(total, "downloading", false);
                 }
                 if let Some(bar) = &bar {
                     bar.set_position(done);
@@ -498,13 +521,23 @@ fn micros(value: u64) -> String {
     }
 }
 
-fn progress_bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+/// How long `hitsave push` waits with nothing moving (no record done, no
+/// byte taken) before it stops and says what is left.
+const PUSH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A progress bar on a terminal: of `total` items, or bytes when `bytes`.
+fn progress_bar(total: u64, what: &str, bytes: bool) -> Option<indicatif::ProgressBar> {
     if !std::io::stderr().is_terminal() || total < 2 {
         return None;
     }
     let bar = indicatif::ProgressBar::new(total);
+    let template = if bytes {
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})"
+    } else {
+        "{msg} [{bar:30}] {pos}/{len} ({eta})"
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+        indicatif::ProgressStyle::with_template(template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
@@ -645,7 +678,7 @@ fn execute(cli: &Cli) -> Result<(), HitSaveError> {
         }
         Command::Verify => {
             let total = store.stats()?.evals;
-            let bar = if json { None } else { progress_bar(total, "verifying") };
+            let bar = if json { None } else { progress_bar(total, "verifying", false) };
             let report = store.verify(|done, _| {
                 if let Some(bar) = &bar {
                     bar.set_position(done);

@@ -296,7 +296,48 @@ fn serve_login_keys_push_and_pull() {
 
     // Results stored on machine A (before it used the cloud) are pushed by hand.
     let core = core();
-    let mut local = Config::for_dir(&a);
+    store_results(&core, &a);
+    let pushed = json(&cloud_cli(&home, &a, &["push", "--json"]));
+    assert_eq!(pushed["uploaded"], 3);
+    assert_eq!(pushed["left"], 0);
+
+    let pulled = json(&cloud_cli(&home, &b, &["pull", "app:train", "--json"]));
+    assert_eq!(pulled["downloaded"], 3);
+    let listing = json(&cloud_cli(&home, &b, &["ls", "--json"]));
+    assert_eq!(listing[0]["function_name"], "app:train");
+
+    let created = json(&cloud_cli(&home, &a, &["keys", "create", "--scope", "read", "--name", "ci", "--json"]));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let keys = json(&cloud_cli(&home, &a, &["keys", "list", "--json"]));
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+
+    // A read-only key's push is refused: cloud_rejected (not "unavailable"),
+    // and the results stay queued.
+    let (home_c, c) = (root.path().join("home-c"), root.path().join("c"));
+    std::fs::create_dir_all(&home_c).unwrap();
+    std::fs::create_dir_all(&c).unwrap();
+    let read_key = created["key"].as_str().unwrap().to_owned();
+    assert!(cloud_cli(&home_c, &c, &["login", "--url", &url, "--key", &read_key]).status.success());
+    store_results(&core, &c);
+    let refused = cloud_cli(&home_c, &c, &["push"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("error[cloud_rejected]") && said.contains("stay queued"), "{said}");
+
+    assert!(cloud_cli(&home, &a, &["keys", "revoke", &id]).status.success());
+    let keys = json(&cloud_cli(&home, &a, &["keys", "list", "--json"]));
+    assert!(keys["keys"].as_array().unwrap().iter().any(|key| key["id"] == id.as_str() && key["revoked"] == true));
+    // And a revoked key's too.
+    let revoked = cloud_cli(&home_c, &c, &["push"]);
+    assert_eq!(revoked.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("error[cloud_rejected]"));
+}
+
+/// Three results of `app:train` in the local store in `dir`, keyed as an SDK
+/// keys them (the client checks a record's key against its function and
+/// arguments).
+fn store_results(core: &Core, dir: &Path) {
+    let mut local = Config::for_dir(dir);
     local.mode = hitsave_host::Mode::Local;
     let store = Store::open(&local).unwrap();
     for i in 0..3 {
@@ -315,25 +356,8 @@ fn serve_login_keys_push_and_pull() {
         };
         let mut result = hitsave_core::stream::StreamWriter::new();
         result.str(&format!("result {i}"));
-        store.put(&core, &eval, result.as_bytes()).unwrap();
+        store.put(core, &eval, result.as_bytes()).unwrap();
     }
-    drop(store);
-    let pushed = json(&cloud_cli(&home, &a, &["push", "--json"]));
-    assert_eq!(pushed["uploaded"], 3);
-    assert_eq!(pushed["left"], 0);
-
-    let pulled = json(&cloud_cli(&home, &b, &["pull", "app:train", "--json"]));
-    assert_eq!(pulled["downloaded"], 3);
-    let listing = json(&cloud_cli(&home, &b, &["ls", "--json"]));
-    assert_eq!(listing[0]["function_name"], "app:train");
-
-    let created = json(&cloud_cli(&home, &a, &["keys", "create", "--scope", "read", "--name", "ci", "--json"]));
-    let id = created["id"].as_str().unwrap().to_owned();
-    let keys = json(&cloud_cli(&home, &a, &["keys", "list", "--json"]));
-    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
-    assert!(cloud_cli(&home, &a, &["keys", "revoke", &id]).status.success());
-    let keys = json(&cloud_cli(&home, &a, &["keys", "list", "--json"]));
-    assert!(keys["keys"].as_array().unwrap().iter().any(|key| key["id"] == id.as_str() && key["revoked"] == true));
 }
 
 #[test]
@@ -395,4 +419,88 @@ fn serve_stops_on_sigterm_and_takes_the_server_flags() {
         assert!(std::time::Instant::now() < deadline, "hitsave serve ignored SIGTERM");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// A TCP proxy to `upstream` that passes what the client sends at about
+/// `bytes_per_second` (a slow link or a slow server); returns its URL.
+fn slow_proxy(upstream: &str, bytes_per_second: usize) -> String {
+    use std::io::{Read, Write};
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = std::net::TcpStream::connect(&upstream) else { continue };
+            let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_in, mut client_out) = (server, client);
+            std::thread::spawn(move || {
+                let chunk = (bytes_per_second / 20).max(1);
+                let mut buffer = vec![0; chunk];
+                while let Ok(n) = client_in.read(&mut buffer) {
+                    if n == 0 || server_out.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                let _ = server_out.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_in, &mut client_out);
+                let _ = client_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn push_waits_for_a_slow_server_that_keeps_moving() {
+    use std::io::{BufRead, BufReader};
+    let root = tempfile::tempdir().unwrap();
+    let (home, a) = (root.path().join("home"), root.path().join("a"));
+    for dir in [&home, &a] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hitsave"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--create-project", "team", "--data"])
+        .arg(root.path().join("server"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let key = lines.next().unwrap().unwrap().strip_prefix("project team: ").unwrap().to_owned();
+    let url = lines.next().unwrap().unwrap().strip_prefix("listening on ").unwrap().to_owned();
+    let _served = Served(child);
+    // 2 MiB/s: the 16 MiB result below takes about 8 s to send, longer than
+    // push used to wait without a finished batch (5.5 s).
+    let slow = slow_proxy(&url, 2 << 20);
+    assert!(cloud_cli(&home, &a, &["login", "--url", &slow, "--key", &key]).status.success());
+    let core = core();
+    let mut local = Config::for_dir(&a);
+    local.mode = hitsave_host::Mode::Local;
+    let store = Store::open(&local).unwrap();
+    let arguments = digest(DigestKind::Value, "big");
+    let identity = hitsave_core::keys::FunctionIdentity::Explicit { name: "big".into(), version: "1".into() };
+    let eval = NewEval {
+        key: core.derive_key(&identity, &arguments).unwrap(),
+        function_id: "big@1".into(),
+        function_name: "app:big".into(),
+        language: "python".into(),
+        arguments,
+        codec: "portable".into(),
+        compute_micros: 60_000_000,
+        graph: None,
+    };
+    let mut result = hitsave_core::stream::StreamWriter::new();
+    let noise: Vec<u8> = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    result.bytes(&noise);
+    store.put(&core, &eval, result.as_bytes()).unwrap();
+    drop(store);
+    let started = std::time::Instant::now();
+    let pushed = cloud_cli(&home, &a, &["push", "--json"]);
+    let said = String::from_utf8_lossy(&pushed.stderr).into_owned();
+    assert!(pushed.status.success(), "push gave up on a server that kept moving: {said}");
+    assert_eq!(json(&pushed)["uploaded"], 1, "{said}");
+    assert!(started.elapsed() > std::time::Duration::from_secs(6), "the link was slow: {:?}", started.elapsed());
 }

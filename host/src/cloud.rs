@@ -35,6 +35,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Evals per upload request and keys per lookup (the server's batch limit).
 const BATCH: usize = 500;
+/// The results' bytes after which an upload group ends (and its records are
+/// marked done), so a slow server shows progress every group.
+const GROUP_BYTES: usize = 32 << 20;
 
 /// The longest JSON answer the client reads (a page of 1000 records with
 /// their graphs fits many times over).
@@ -131,6 +134,9 @@ pub struct CloudClient {
     /// Blob transfers' async clients and the runtime driving them (one worker
     /// thread), made at the first transfer, per fork generation like `http`.
     transfers: Mutex<(u64, Option<Arc<Transfers>>)>,
+    /// Blob bytes the server has taken so far, over every upload (progress a
+    /// caller can watch while a long upload is under way).
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// reqwest's async clients, with their runtime: downloads need the read
@@ -155,6 +161,8 @@ fn finishing_allowance(size: u64, timeout: Duration) -> Duration {
 struct CountedBody {
     data: bytes::Bytes,
     taken: Arc<std::sync::atomic::AtomicU64>,
+    /// The client's total ([`CloudClient::bytes_sent`]).
+    total: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl http_body::Body for CountedBody {
@@ -171,6 +179,7 @@ impl http_body::Body for CountedBody {
         let length = self.data.len().min(256 << 10);
         let frame = self.data.split_to(length);
         self.taken.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.total.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
         std::task::Poll::Ready(Some(Ok(http_body::Frame::data(frame))))
     }
 
@@ -221,7 +230,13 @@ impl CloudClient {
             signing,
             timeout,
             transfers,
+            sent: Arc::default(),
         })
+    }
+
+    /// Blob bytes the server has taken so far, over every upload of this client.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This process's HTTP client (a cheap handle); a forked child builds its own.
@@ -499,7 +514,8 @@ impl CloudClient {
         let transfers = self.transfers()?;
         let total = data.len() as u64;
         let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let body = CountedBody { data: bytes::Bytes::copy_from_slice(data), taken: taken.clone() };
+        let body =
+            CountedBody { data: bytes::Bytes::copy_from_slice(data), taken: taken.clone(), total: self.sent.clone() };
         let request = transfers
             .uploads
             .put(self.url_of(&format!("/v1/blobs/{digest}")))
@@ -597,6 +613,9 @@ fn encode_path(segment: &str) -> String {
 struct Health {
     down_until: Option<Instant>,
     backoff: Duration,
+    /// The server's last refusal (`cloud_rejected`: status, code, message),
+    /// until a request succeeds.
+    refused: Option<(u16, String, String)>,
     /// The fork generation whose background health check is running, if any.
     probing: Option<u64>,
 }
@@ -627,6 +646,12 @@ struct Usage {
 }
 
 impl CloudSync {
+    /// Blob bytes uploaded so far by this process (progress while a long
+    /// upload is under way).
+    pub fn bytes_sent(&self) -> u64 {
+        self.client.bytes_sent()
+    }
+
     /// The cloud side a configuration asks for: `None` unless the mode is
     /// `cloud`; `config_invalid` if it is but no server or key is configured.
     pub fn from_config(config: &Config) -> Result<Option<Arc<Self>>> {
@@ -642,7 +667,7 @@ impl CloudSync {
         Ok(Some(Arc::new(Self {
             client,
             config: config.clone(),
-            health: Mutex::new(Health { down_until: None, backoff: FIRST_BACKOFF, probing: None }),
+            health: Mutex::new(Health { down_until: None, backoff: FIRST_BACKOFF, refused: None, probing: None }),
             uploading: AtomicBool::new(false),
             uploading_generation: std::sync::atomic::AtomicU64::new(crate::fork::generation()),
             runs: std::sync::atomic::AtomicU64::new(0),
@@ -653,6 +678,13 @@ impl CloudSync {
     /// The client.
     pub fn client(&self) -> &CloudClient {
         &self.client
+    }
+
+    /// The server's last refusal of this process's requests, if no request
+    /// succeeded since (a revoked or read-only key): `cloud_rejected`.
+    pub fn refusal(&self) -> Option<HitSaveError> {
+        let health = crate::fork::lock(&self.health);
+        health.refused.clone().map(|(status, code, message)| HitSaveError::CloudRejected { status, code, message })
     }
 
     fn reachable(&self) -> bool {
@@ -670,7 +702,15 @@ impl CloudSync {
                 health.down_until = Some(Instant::now() + health.backoff);
                 health.backoff = (health.backoff * 2).min(MAX_BACKOFF);
             }
-            _ => {
+            Err(HitSaveError::CloudRejected { status, code, message }) => {
+                health.refused = Some((*status, code.clone(), message.clone()));
+                health.down_until = None;
+                health.backoff = FIRST_BACKOFF;
+            }
+            other => {
+                if other.is_ok() {
+                    health.refused = None;
+                }
                 health.down_until = None;
                 health.backoff = FIRST_BACKOFF;
             }
@@ -885,11 +925,22 @@ impl CloudSync {
             if keys.is_empty() {
                 return Ok(uploaded);
             }
+            // A group ends at BATCH records or GROUP_BYTES of results (at
+            // least one): each group's records are marked done when it is
+            // sent, so progress shows (and survives an interruption) every few
+            // tens of MiB, not only after 500 results.
             let mut batch: Vec<(RemoteEval, Vec<u8>)> = Vec::new();
             let mut gone = Vec::new();
+            let mut bytes = 0;
             for key in &keys {
+                if !batch.is_empty() && bytes >= GROUP_BYTES {
+                    break;
+                }
                 match store.upload_record(key)? {
-                    Some(item) => batch.push(item),
+                    Some(item) => {
+                        bytes += item.1.len();
+                        batch.push(item);
+                    }
                     None => gone.push(key.clone()),
                 }
             }

@@ -1200,6 +1200,17 @@ impl Store {
         self.with_db(|conn| Ok(conn.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0))? as u64))
     }
 
+    /// The bytes of the results waiting for upload.
+    pub fn outbox_bytes(&self) -> Result<u64> {
+        self.with_db(|conn| {
+            Ok(conn.query_row(
+                "SELECT COALESCE(SUM(e.size), 0) FROM outbox o JOIN evals e ON e.key = o.key",
+                [],
+                |row| row.get::<_, i64>(0),
+            )? as u64)
+        })
+    }
+
     /// Removes an uploaded key from the outbox.
     pub fn outbox_done(&self, key: &str) -> Result<()> {
         self.with_db(|conn| {

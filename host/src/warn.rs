@@ -15,7 +15,14 @@ pub fn once(code: &str, message: &str) -> bool {
     let mut seen = crate::fork::lock(&SEEN);
     let first = seen.get_or_insert_with(HashSet::new).insert(code.to_owned());
     if first {
-        eprintln!("hitsave: warning[{code}]: {message} (the result is returned; the cache was not used for it)");
+        // Say what actually happened: a cloud problem leaves the local store
+        // in use; a store problem means the value was returned uncached.
+        let consequence = if code.starts_with("cloud_") {
+            "the local cache is used; the cloud is not, for now"
+        } else {
+            "the result is returned; the cache was not used for it"
+        };
+        eprintln!("hitsave: warning[{code}]: {message} ({consequence})");
     }
     first
 }
