@@ -82,6 +82,7 @@ pub fn cloud_suite() -> Vec<Row> {
                 compute_micros: 1000,
                 signature: None,
                 graph: None,
+                created: 0,
             };
             (eval, data)
         })
@@ -161,6 +162,7 @@ pub fn cloud_suite() -> Vec<Row> {
             compute_micros: 1,
             signature: None,
             graph: None,
+            created: 0,
         };
         client.upload(&[(eval.clone(), bytes.as_slice())]).unwrap();
         ours_up.push(start.elapsed());

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hitsave_core::Digest;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::{Config, Mode};
@@ -33,8 +32,9 @@ const SIGNING_CONTEXT: &str = "hitsave 2026-11 eval signature v1";
 /// Backoff after the server could not be reached: doubles up to the maximum.
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Evals per upload request and keys per lookup (the server's batch limit).
-const BATCH: usize = 500;
+/// Evals per upload request, keys per lookup and records per page: half the
+/// protocol's limit ([`hitsave_protocol::MAX_BATCH`]), so requests stay small.
+const BATCH: usize = hitsave_protocol::MAX_BATCH / 2;
 /// The results' bytes after which an upload group ends (and its records are
 /// marked done), so a slow server shows progress every group.
 const GROUP_BYTES: usize = 32 << 20;
@@ -43,34 +43,8 @@ const GROUP_BYTES: usize = 32 << 20;
 /// their graphs fits many times over).
 pub const MAX_JSON_RESPONSE: u64 = 64 << 20;
 
-/// An eval record as the server holds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteEval {
-    /// `key2_…`
-    pub key: String,
-    /// A `code2` fingerprint or `name@version`.
-    pub function_id: String,
-    /// The function's name.
-    pub function_name: String,
-    /// The language that wrote it.
-    pub language: String,
-    /// `val2_…` of the arguments.
-    pub arguments: String,
-    /// The result codec.
-    pub codec: String,
-    /// `blob1_…` of the result bytes.
-    pub blob: String,
-    /// Result size in bytes.
-    pub size: u64,
-    /// Compute time in microseconds.
-    pub compute_micros: u64,
-    /// MAC of the record (hex), for language-only codecs.
-    #[serde(default)]
-    pub signature: Option<String>,
-    /// The dependency graph (JSON).
-    #[serde(default)]
-    pub graph: Option<String>,
-}
+/// An eval record as the server holds it (the protocol's [`hitsave_protocol::Eval`]).
+pub type RemoteEval = hitsave_protocol::Eval;
 
 /// Whether a record's key derives from its function identity (`code2_…`, or
 /// `name@version`, split at any `@`) and its argument digest.
@@ -91,24 +65,24 @@ fn key_matches(eval: &RemoteEval) -> bool {
     })
 }
 
-impl RemoteEval {
-    fn mac_message(&self) -> Vec<u8> {
-        let mut message = Vec::new();
-        for field in [
-            self.key.as_str(),
-            &self.function_id,
-            &self.function_name,
-            &self.language,
-            &self.arguments,
-            &self.codec,
-            &self.blob,
-            &self.size.to_string(),
-        ] {
-            message.extend_from_slice(&(field.len() as u64).to_be_bytes());
-            message.extend_from_slice(field.as_bytes());
-        }
-        message
+/// What a record's signature covers: every field that says what the result
+/// is, each prefixed by its length.
+fn mac_message(eval: &RemoteEval) -> Vec<u8> {
+    let mut message = Vec::new();
+    for field in [
+        eval.key.as_str(),
+        &eval.function_id,
+        &eval.function_name,
+        &eval.language,
+        &eval.arguments,
+        &eval.codec,
+        &eval.blob,
+        &eval.size.to_string(),
+    ] {
+        message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        message.extend_from_slice(field.as_bytes());
     }
+    message
 }
 
 /// Whether a codec is read by every language (only the digest check is needed).
@@ -371,29 +345,20 @@ impl CloudClient {
     pub fn lookup(&self, keys: &[String]) -> Result<Vec<RemoteEval>> {
         let mut found = Vec::new();
         for chunk in keys.chunks(BATCH) {
-            #[derive(Deserialize)]
-            struct Found {
-                evals: Vec<RemoteEval>,
-            }
-            let response =
-                self.send(self.http()?.post(self.url_of("/v1/evals/lookup")).json(&json!({ "keys": chunk })))?;
-            found.extend(self.json::<Found>(response)?.evals);
+            let asked = hitsave_protocol::Keys { keys: chunk.to_vec() };
+            let response = self.send(self.http()?.post(self.url_of("/v1/evals/lookup")).json(&asked))?;
+            found.extend(self.json::<hitsave_protocol::Evals>(response)?.evals);
         }
         Ok(found)
     }
 
     /// One page of a function's evals: `(evals, next cursor)`.
     pub fn list(&self, function_name: &str, after: Option<&str>) -> Result<(Vec<RemoteEval>, Option<String>)> {
-        #[derive(Deserialize)]
-        struct Page {
-            evals: Vec<RemoteEval>,
-            next: Option<String>,
-        }
         let mut url = self.url_of(&format!("/v1/functions/{}/evals?limit={BATCH}", encode_path(function_name)));
         if let Some(after) = after {
             url.push_str(&format!("&after={}", encode_path(after)));
         }
-        let page: Page = self.json(self.send(self.http()?.get(url))?)?;
+        let page: hitsave_protocol::Page = self.json(self.send(self.http()?.get(url))?)?;
         Ok((page.evals, page.next))
     }
 
@@ -482,24 +447,21 @@ impl CloudClient {
 
     /// Uploads a result: its blob unless the project holds it, then its record.
     pub fn upload(&self, evals: &[(RemoteEval, &[u8])]) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Missing {
-            missing: Vec<String>,
-        }
         for chunk in evals.chunks(BATCH) {
-            let mut digests: Vec<&str> = chunk.iter().map(|(eval, _)| eval.blob.as_str()).collect();
+            let mut digests: Vec<String> = chunk.iter().map(|(eval, _)| eval.blob.clone()).collect();
             digests.sort_unstable();
             digests.dedup();
-            let response =
-                self.send(self.http()?.post(self.url_of("/v1/blobs/missing")).json(&json!({ "digests": digests })))?;
-            let missing = self.json::<Missing>(response)?.missing;
+            let asked = hitsave_protocol::Digests { digests };
+            let response = self.send(self.http()?.post(self.url_of("/v1/blobs/missing")).json(&asked))?;
+            let missing = self.json::<hitsave_protocol::Missing>(response)?.missing;
             for digest in &missing {
                 if let Some((_, data)) = chunk.iter().find(|(eval, _)| &eval.blob == digest) {
                     self.upload_blob(digest, data)?;
                 }
             }
-            let records: Vec<RemoteEval> = chunk.iter().map(|(eval, _)| self.signed(eval.clone())).collect();
-            self.send(self.http()?.post(self.url_of("/v1/evals")).json(&json!({ "evals": records })))?;
+            let records =
+                hitsave_protocol::Evals { evals: chunk.iter().map(|(eval, _)| self.signed(eval.clone())).collect() };
+            self.send(self.http()?.post(self.url_of("/v1/evals")).json(&records))?;
         }
         Ok(())
     }
@@ -561,7 +523,7 @@ impl CloudClient {
     /// Signs a language-only record with the signing key, if there is one.
     pub fn signed(&self, mut eval: RemoteEval) -> RemoteEval {
         if let (Some(key), false) = (&self.signing, is_portable(&eval.codec)) {
-            eval.signature = Some(blake3::keyed_hash(key, &eval.mac_message()).to_hex().to_string());
+            eval.signature = Some(blake3::keyed_hash(key, &mac_message(&eval)).to_hex().to_string());
         }
         eval
     }
@@ -576,7 +538,7 @@ impl CloudClient {
         let (Some(key), Some(signature)) = (&self.signing, &eval.signature) else { return false };
         let Ok(presented) = blake3::Hash::from_hex(signature) else { return false };
         // blake3::Hash compares in constant time.
-        presented == blake3::keyed_hash(key, &eval.mac_message())
+        presented == blake3::keyed_hash(key, &mac_message(eval))
     }
 
     /// Creates an API key for this key's project: the server's answer (the key is shown once).

@@ -1258,6 +1258,7 @@ impl Store {
             compute_micros: record.compute_micros,
             signature: None,
             graph: graph.map(|(_, nodes)| nodes),
+            created: 0,
         };
         Ok(Some((eval, data)))
     }

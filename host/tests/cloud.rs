@@ -385,6 +385,7 @@ fn a_download_that_stalls_midway_resumes_instead_of_hanging() {
         compute_micros: 1,
         signature: None,
         graph: None,
+        created: 0,
     };
     let start = Instant::now();
     let downloaded = client.download(&eval).unwrap();
@@ -471,6 +472,7 @@ fn remote_eval(seed: &str, data: &[u8]) -> hitsave_host::cloud::RemoteEval {
         compute_micros: 1,
         signature: None,
         graph: None,
+        created: 0,
     }
 }
 

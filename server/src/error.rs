@@ -82,7 +82,9 @@ impl From<std::io::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let body = hitsave_protocol::ErrorBody {
+            error: hitsave_protocol::ErrorDetail { code: self.code.to_owned(), message: self.message },
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -21,14 +21,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use futures_util::StreamExt;
-use serde::Deserialize;
 use serde_json::json;
 use std::io::Read;
 
 use tokio::io::AsyncWriteExt;
 
 pub use error::ApiError;
-use storage::{Blobs, Eval, KeyRecord, Metadata, ProjectId, Scope};
+use hitsave_protocol::{Digests, Evals, Keys, NewKey, NewProject, Page, PageQuery};
+use storage::{Blobs, KeyRecord, Metadata, ProjectId, Scope};
 
 /// Installs rustls's ring provider for reqwest clients (once; reqwest is
 /// built without a default provider, and building a client without one panics).
@@ -52,7 +52,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_blob_size: 8 << 30, max_json_body: 16 << 20, max_batch: 1000 }
+        Self { max_blob_size: 8 << 30, max_json_body: 16 << 20, max_batch: hitsave_protocol::MAX_BATCH }
     }
 }
 
@@ -298,11 +298,6 @@ async fn whoami(State(state): State<AppState>, auth: Auth) -> Result<Json<serde_
     Ok(Json(json!({ "project": name, "scope": auth.scope.as_str(), "key_id": auth.key_id })))
 }
 
-#[derive(Deserialize)]
-struct NewProject {
-    name: String,
-}
-
 async fn create_project_route(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -322,11 +317,6 @@ async fn create_project_route(
     let metadata = state.metadata.clone();
     let (project, key) = blocking(move || create_project(metadata.as_ref(), &body.name)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "project": project, "key": key }))))
-}
-
-#[derive(Deserialize)]
-struct Digests {
-    digests: Vec<String>,
 }
 
 async fn missing_blobs(
@@ -506,15 +496,10 @@ async fn get_blob(
     Ok(response)
 }
 
-#[derive(Deserialize)]
-struct EvalUpload {
-    evals: Vec<Eval>,
-}
-
 async fn put_evals(
     State(state): State<AppState>,
     auth: Auth,
-    JsonBody(body): JsonBody<EvalUpload>,
+    JsonBody(body): JsonBody<Evals>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth.require(Scope::ReadWrite)?;
     if body.evals.len() > state.limits.max_batch {
@@ -575,16 +560,11 @@ async fn put_evals(
     Ok(Json(json!({ "results": results })))
 }
 
-#[derive(Deserialize)]
-struct Keys {
-    keys: Vec<String>,
-}
-
 async fn lookup_evals(
     State(state): State<AppState>,
     auth: Auth,
     JsonBody(body): JsonBody<Keys>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Evals>, ApiError> {
     if body.keys.len() > state.limits.max_batch {
         return Err(ApiError::bad_request(format!("at most {} keys per request", state.limits.max_batch)));
     }
@@ -605,21 +585,15 @@ async fn lookup_evals(
             eval.graph = None;
         }
     }
-    Ok(Json(json!({ "evals": evals })))
-}
-
-#[derive(Deserialize)]
-struct Page {
-    after: Option<String>,
-    limit: Option<usize>,
+    Ok(Json(Evals { evals }))
 }
 
 async fn list_evals(
     State(state): State<AppState>,
     auth: Auth,
     Path(name): Path<String>,
-    Query(page): Query<Page>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    Query(page): Query<PageQuery>,
+) -> Result<Json<Page>, ApiError> {
     let limit = page.limit.unwrap_or(state.limits.max_batch).clamp(1, state.limits.max_batch);
     check_text("the function name", &name, MAX_NAME_FIELD)?;
     if let Some(after) = &page.after {
@@ -628,14 +602,7 @@ async fn list_evals(
     let metadata = state.metadata.clone();
     let evals = blocking(move || metadata.list_evals(auth.project, &name, page.after.as_deref(), limit)).await?;
     let next = if evals.len() == limit { evals.last().map(|eval| eval.key.clone()) } else { None };
-    Ok(Json(json!({ "evals": evals, "next": next })))
-}
-
-#[derive(Deserialize)]
-struct NewKey {
-    scope: String,
-    #[serde(default)]
-    name: String,
+    Ok(Json(Page { evals, next }))
 }
 
 async fn create_key(

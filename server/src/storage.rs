@@ -66,38 +66,9 @@ pub struct KeyRecord {
     pub revoked: bool,
 }
 
-/// An eval record: a key mapped to a content-addressed result.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Eval {
-    /// The eval key, `key2_…`.
-    pub key: String,
-    /// The function's identity: a `code2` fingerprint or `name@version`.
-    pub function_id: String,
-    /// The function's name (`hitsave ls`).
-    pub function_name: String,
-    /// Language that wrote it (`python`, `node`).
-    pub language: String,
-    /// `val2_…` digest of the arguments.
-    pub arguments: String,
-    /// Result codec (`portable`, `pickle`, `v8`).
-    pub codec: String,
-    /// `blob1_…` digest of the result bytes.
-    pub blob: String,
-    /// Result size in bytes.
-    pub size: u64,
-    /// How long the function ran, in microseconds.
-    pub compute_micros: u64,
-    /// HMAC of the record by a key the uploading client holds (hex), for
-    /// language-only codecs; the server keeps it as given.
-    #[serde(default)]
-    pub signature: Option<String>,
-    /// The dependency graph (JSON), for `why`.
-    #[serde(default)]
-    pub graph: Option<String>,
-    /// Seconds since the epoch when the server first stored it (ignored on upload).
-    #[serde(default)]
-    pub created: u64,
-}
+/// An eval record: a key mapped to a content-addressed result (the
+/// protocol's, shared with the client).
+pub use hitsave_protocol::Eval;
 
 /// Projects, keys, blob ownership and eval records.
 pub trait Metadata: Send + Sync {

@@ -416,6 +416,90 @@ fn the_openapi_document_covers_every_route_and_code() {
     assert_eq!(codes, hitsave_server::error::CODES.iter().map(|(code, _)| *code).collect::<Vec<_>>());
 }
 
+#[test]
+fn the_protocol_types_are_the_ones_openapi_json_describes() {
+    use hitsave_protocol as wire;
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap())
+            .unwrap();
+    let eval = wire::Eval {
+        key: "k".into(),
+        function_id: "f@1".into(),
+        function_name: "f".into(),
+        language: "python".into(),
+        arguments: "a".into(),
+        codec: "portable".into(),
+        blob: "b".into(),
+        size: 1,
+        compute_micros: 1,
+        signature: Some("s".into()),
+        graph: Some("{}".into()),
+        created: 1,
+    };
+    let paths = &document["paths"];
+    let inline = |path: &str, method: &str| {
+        paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"].clone()
+    };
+    let schemas = &document["components"]["schemas"];
+    let cases: Vec<(&str, Value, Value)> = vec![
+        ("Eval", schemas["Eval"].clone(), serde_json::to_value(&eval).unwrap()),
+        ("Keys", schemas["Keys"].clone(), serde_json::to_value(wire::Keys { keys: vec![] }).unwrap()),
+        ("Digests", schemas["Digests"].clone(), serde_json::to_value(wire::Digests { digests: vec![] }).unwrap()),
+        ("EvalUpload", schemas["EvalUpload"].clone(), serde_json::to_value(wire::Evals { evals: vec![] }).unwrap()),
+        (
+            "NewProject",
+            schemas["NewProject"].clone(),
+            serde_json::to_value(wire::NewProject { name: "p".into() }).unwrap(),
+        ),
+        (
+            "NewKey",
+            schemas["NewKey"].clone(),
+            serde_json::to_value(wire::NewKey { scope: "read".into(), name: "n".into() }).unwrap(),
+        ),
+        (
+            "lookup's answer",
+            inline("/v1/evals/lookup", "post"),
+            serde_json::to_value(wire::Evals { evals: vec![] }).unwrap(),
+        ),
+        (
+            "a page",
+            inline("/v1/functions/{name}/evals", "get"),
+            serde_json::to_value(wire::Page { evals: vec![], next: None }).unwrap(),
+        ),
+        (
+            "missing blobs",
+            inline("/v1/blobs/missing", "post"),
+            serde_json::to_value(wire::Missing { missing: vec![] }).unwrap(),
+        ),
+        (
+            "Error",
+            schemas["Error"].clone(),
+            serde_json::to_value(wire::ErrorBody {
+                error: wire::ErrorDetail { code: "bad_request".into(), message: "m".into() },
+            })
+            .unwrap(),
+        ),
+    ];
+    for (name, schema, value) in cases {
+        let described: std::collections::BTreeSet<&str> = schema["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}: no properties"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let sent: std::collections::BTreeSet<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(described, sent, "{name}: openapi.json and hitsave-protocol disagree on the fields");
+        for required in schema["required"].as_array().into_iter().flatten() {
+            assert!(sent.contains(required.as_str().unwrap()), "{name}: {required} is required");
+        }
+        for array in ["keys", "digests", "evals"] {
+            if let Some(most) = schema["properties"][array]["maxItems"].as_u64() {
+                assert_eq!(most as usize, wire::MAX_BATCH, "{name}.{array}: maxItems");
+            }
+        }
+    }
+}
+
 /// The real binary, killed with SIGKILL in the middle of an upload.
 struct Process(Child);
 
