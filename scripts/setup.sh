@@ -20,7 +20,8 @@ done
 # and the independent spec check (tests/spec/check_values.py needs BLAKE3).
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-  'maturin>=1.9.4,<2' 'pytest>=8' 'numpy>=1.26' 'blake3>=1,<2' 'pandas>=2' 'ipython>=8' 'pyarrow>=14' 'polars>=1'
+  'maturin>=1.9.4,<2' 'pytest>=8' 'numpy>=1.26' 'blake3>=1,<2' 'pandas>=2' 'ipython>=8' 'pyarrow>=14' 'polars>=1' \
+  'mypy>=1.18'
 
 # Node (the Node SDK and its tests): the image has Node 20; a bare Debian gets it from its packages.
 if ! command -v node >/dev/null 2>&1; then

@@ -201,3 +201,17 @@ test('every error code is shared with Rust and Python', () => {
   const documented = [...table.matchAll(/^\| `([a-z0-9_]+)` \|/gm)].map((match) => match[1]);
   assert.deepStrictEqual(hitsave.errorCodes(), documented);
 });
+
+test('index.d.ts and index.mjs declare exactly what index.js exports', async () => {
+  const root = path.join(__dirname, '..');
+  const declarations = fs.readFileSync(path.join(root, 'index.d.ts'), 'utf8');
+  // Values only: `export type` names have no runtime counterpart.
+  const declared = [...declarations.matchAll(/^export declare (?:const|function|class) ([A-Za-z_$][\w$]*)/gm)]
+    .map((match) => match[1]);
+  const runtime = Object.keys(hitsave).filter((name) => !name.startsWith('_'));
+  assert.deepStrictEqual([...new Set(declared)].sort(), runtime.sort(), 'index.d.ts against require("hitsave")');
+  const esm = await import(path.join(root, 'index.mjs'));
+  const named = Object.keys(esm).filter((name) => name !== 'default');
+  assert.deepStrictEqual(named.sort(), runtime.sort(), 'index.mjs against require("hitsave")');
+  for (const name of runtime) assert.strictEqual(esm[name], hitsave[name], name);
+});
