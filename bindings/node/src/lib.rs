@@ -12,7 +12,7 @@
 //! the hashing, the key and the store read on a libuv worker
 //! ([`lookup_call_async`]), so the event loop keeps running.
 
-mod analyze;
+use hitsave_js_analysis as analyze;
 mod context;
 mod js;
 mod portable;
@@ -154,21 +154,6 @@ pub fn blob_digest(env: Env, data: Raw) -> Result<String> {
     Ok(hitsave_host::hash::blob_digest(bytes).to_string())
 }
 
-fn nodes_from(nodes: &[analyze::GraphNode]) -> std::result::Result<Vec<Node>, HitSaveError> {
-    nodes
-        .iter()
-        .map(|node| {
-            let kind = NodeKind::ALL.into_iter().find(|k| k.as_str() == node.kind).ok_or_else(|| {
-                HitSaveError::Core(hitsave_core::CoreError::new(
-                    hitsave_core::ErrorCode::InvalidGraph,
-                    format!("unknown node kind {:?}", node.kind),
-                ))
-            })?;
-            Ok(Node { kind, name: node.name.clone(), content: Digest::parse(&node.content)?, deps: node.deps.clone() })
-        })
-        .collect()
-}
-
 /// Graph nodes from a JavaScript array of `[kind, name, content digest, [dep indices]]`.
 fn nodes_of_js(js: Js, items: V) -> Result<Vec<Node>> {
     let mut nodes = Vec::new();
@@ -186,7 +171,7 @@ fn nodes_of_js(js: Js, items: V) -> Result<Vec<Node>> {
             deps,
         });
     }
-    nodes_from(&nodes).map_err(|err| to_napi(js, err))
+    analyze::core_nodes(&nodes).map_err(|err| to_napi(js, err))
 }
 
 /// A function's analysed dependency graph and the fingerprint of its root.
@@ -215,7 +200,7 @@ fn analysis(
         .map_err(|err| HitSaveError::CodeUnavailable(format!("cannot start the analysis: {err}")))?
         .join()
         .map_err(|_| HitSaveError::CodeUnavailable("the analysis of the function's code failed".into()))??;
-    let fingerprints = core.fingerprints(&nodes_from(&graph.nodes)?)?;
+    let fingerprints = core.fingerprints(&analyze::core_nodes(&graph.nodes)?)?;
     let root = graph.nodes.iter().position(|node| node.name == graph.root).unwrap_or(0);
     let fingerprint = fingerprints[root];
     Ok((graph, fingerprint))

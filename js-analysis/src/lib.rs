@@ -1,4 +1,4 @@
-//! Code dependencies of a memoized JavaScript function, by static analysis
+//! `hitsave-js-analysis`: code dependencies of a memoized JavaScript function, by static analysis
 //! of the module sources (oxc's parser and scope analysis; never regular
 //! expressions).
 //!
@@ -22,6 +22,13 @@
 //! When that fails, the function's source text (`fn.toString()`) is looked
 //! up in the file.
 
+mod normalise;
+mod resolve;
+
+use normalise::{content_digest, normalize, source_type_of};
+pub use normalise::{free_names, function_info, normalized_function};
+use resolve::{Resolved, project_root, resolve};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -35,7 +42,6 @@ use oxc_ast::ast::{
     Argument, ArrayExpressionElement, AssignmentTarget, BindingPattern, Declaration, ExportDefaultDeclarationKind,
     Expression, ImportDeclarationSpecifier, ModuleExportName, ObjectPropertyKind, Statement,
 };
-use oxc_codegen::{Codegen, CodegenOptions, CommentOptions};
 use oxc_parser::Parser;
 use oxc_semantic::SymbolFlags;
 use oxc_semantic::{Semantic, SemanticBuilder};
@@ -44,15 +50,39 @@ use oxc_span::{GetSpan, SourceType, Span};
 /// A node of the dependency graph, as the core takes it.
 #[derive(Clone, Debug)]
 pub struct GraphNode {
+    /// `function`, `class`, `constant`, `module`, `package`, … (`docs/spec/keys.md`).
     pub kind: String,
+    /// Unique in the graph: `path/relative/to/project.js:unit`, `package:name`, ….
     pub name: String,
+    /// The digest of what the node is (its normalised source, a version).
     pub content: String,
+    /// The nodes it depends on, by index.
     pub deps: Vec<u32>,
+}
+
+/// Graph nodes as the core takes them (`invalid_graph` for an unknown kind
+/// or a malformed digest).
+pub fn core_nodes(nodes: &[GraphNode]) -> Result<Vec<hitsave_core::graph::Node>, HitSaveError> {
+    use hitsave_core::graph::{Node, NodeKind};
+    nodes
+        .iter()
+        .map(|node| {
+            let kind = NodeKind::ALL.into_iter().find(|k| k.as_str() == node.kind).ok_or_else(|| {
+                HitSaveError::Core(hitsave_core::CoreError::new(
+                    hitsave_core::ErrorCode::InvalidGraph,
+                    format!("unknown node kind {:?}", node.kind),
+                ))
+            })?;
+            Ok(Node { kind, name: node.name.clone(), content: Digest::parse(&node.content)?, deps: node.deps.clone() })
+        })
+        .collect()
 }
 
 /// A function's graph: the root node's name and every node.
 pub struct AnalyzedGraph {
+    /// The memoized function's node.
     pub root: String,
+    /// Every node, the root among them.
     pub nodes: Vec<GraphNode>,
 }
 
@@ -138,46 +168,6 @@ struct Module {
     global_reads: Vec<(String, usize)>,
     /// How the units' texts parse.
     source_type: SourceType,
-}
-
-/// Normalised source: parse `text` on its own and print it without comments or formatting.
-fn normalize(text: &str, source_type: SourceType) -> Option<String> {
-    let allocator = Allocator::default();
-    let parsed = Parser::new(&allocator, text, source_type).parse();
-    if !parsed.diagnostics.is_empty() || parsed.panicked {
-        return None;
-    }
-    let options = CodegenOptions { minify: true, comments: CommentOptions::disabled(), ..CodegenOptions::default() };
-    Some(Codegen::new().with_options(options).build(&parsed.program).code)
-}
-
-fn content_digest(core: &Core, kind: &str, text: &str, source_type: SourceType) -> Result<Digest, HitSaveError> {
-    let normalized = normalize(text, source_type);
-    let mut stream = StreamWriter::new();
-    match &normalized {
-        Some(code) => stream.list(3).str("js").str(kind).str(code),
-        // Not parseable alone (a method's text): its exact text, so nothing is missed.
-        None => stream.list(3).str("js-text").str(kind).str(text),
-    };
-    core.value_digest(stream.as_bytes())
-}
-
-/// The content digest of a function's own source (for functions passed as arguments).
-pub fn normalized_function(core: &Core, source: &str) -> Result<Digest, HitSaveError> {
-    let wrapped = format!("({source})");
-    let text = if normalize(&wrapped, SourceType::mjs()).is_some() { wrapped } else { format!("({{{source}}})") };
-    content_digest(core, "function", &text, SourceType::mjs())
-}
-
-fn source_type_of(path: &Path) -> SourceType {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    match ext {
-        "ts" | "mts" | "cts" | "tsx" => SourceType::from_path(path).unwrap_or(SourceType::ts()),
-        "cjs" => SourceType::cjs(),
-        "mjs" => SourceType::mjs(),
-        "jsx" => SourceType::from_path(path).unwrap_or(SourceType::unambiguous()).with_unambiguous(true),
-        _ => SourceType::unambiguous(),
-    }
 }
 
 /// The string argument of `require("x")`, if `expr` is such a call.
@@ -1228,148 +1218,6 @@ fn summarize(
     Ok(module)
 }
 
-/// Where an import specifier leads.
-enum Resolved {
-    File(PathBuf),
-    Package { name: String, version: String },
-}
-
-const BUILTINS: &[&str] = &[
-    "assert",
-    "async_hooks",
-    "buffer",
-    "child_process",
-    "cluster",
-    "console",
-    "constants",
-    "crypto",
-    "dgram",
-    "diagnostics_channel",
-    "dns",
-    "domain",
-    "events",
-    "fs",
-    "http",
-    "http2",
-    "https",
-    "inspector",
-    "module",
-    "net",
-    "os",
-    "path",
-    "perf_hooks",
-    "process",
-    "punycode",
-    "querystring",
-    "readline",
-    "repl",
-    "stream",
-    "string_decoder",
-    "sys",
-    "timers",
-    "tls",
-    "trace_events",
-    "tty",
-    "url",
-    "util",
-    "v8",
-    "vm",
-    "wasi",
-    "worker_threads",
-    "zlib",
-];
-
-/// Node's resolution for the analysis (oxc's resolver: CommonJS and ESM,
-/// `exports` and `imports` with their conditions, `main`, directory
-/// indexes, symlinks to their real paths, and `tsconfig.json` `paths` as tsx
-/// applies them), with TypeScript's extensions and its `./x.js` meaning
-/// `./x.ts`. One per process: it caches what it reads of the file system,
-/// and sources do not change under a running program. The second one
-/// ignores `tsconfig.json`: a broken one (invalid JSON, an `extends` of a
-/// package not installed) fails every resolution of the first.
-fn resolvers() -> &'static [oxc_resolver::Resolver; 2] {
-    static RESOLVERS: OnceLock<[oxc_resolver::Resolver; 2]> = OnceLock::new();
-    RESOLVERS.get_or_init(|| [resolver(true), resolver(false)])
-}
-
-fn resolver(tsconfig: bool) -> oxc_resolver::Resolver {
-    let strings = |items: &[&str]| items.iter().map(|item| (*item).to_owned()).collect::<Vec<_>>();
-    oxc_resolver::Resolver::new(oxc_resolver::ResolveOptions {
-        tsconfig: tsconfig.then_some(oxc_resolver::TsconfigDiscovery::Auto),
-        // The first of these an `exports` object lists wins; `types` (declarations) is not code.
-        condition_names: strings(&["node", "require", "import", "default"]),
-        extensions: strings(&[".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".json"]),
-        extension_alias: vec![
-            (".js".to_owned(), strings(&[".ts", ".tsx", ".js"])),
-            (".mjs".to_owned(), strings(&[".mts", ".mjs"])),
-            (".cjs".to_owned(), strings(&[".cts", ".cjs"])),
-        ],
-        ..oxc_resolver::ResolveOptions::default()
-    })
-}
-
-/// The package a file under `node_modules` belongs to: the directory after
-/// the last `node_modules` (two for a `@scope`), with its name and version.
-fn installed_package(file: &Path) -> Option<(String, String)> {
-    let components: Vec<_> = file.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-    let at = components.iter().rposition(|c| c == "node_modules")?;
-    let first = components.get(at + 1)?;
-    let name = if first.starts_with('@') { format!("{first}/{}", components.get(at + 2)?) } else { first.clone() };
-    let dir: PathBuf = components[..=at].iter().collect::<PathBuf>().join(&name);
-    let version = std::fs::read_to_string(dir.join("package.json"))
-        .ok()
-        .and_then(|text| json_string_field(&text, "version"))
-        .unwrap_or_else(|| "unversioned".to_owned());
-    Some((name, version))
-}
-
-/// HitSave's own package, when a file belongs to it although it is not
-/// under `node_modules` (installed by link: `npm install ../hitsave`,
-/// `file:`): it counts as the package `hitsave` by its version, never as the
-/// project's code, so a fingerprint never depends on where the SDK lives.
-fn sdk_package(file: &Path) -> Option<(String, String)> {
-    let manifest = file.ancestors().skip(1).take(8).map(|dir| dir.join("package.json")).find(|path| path.is_file())?;
-    let text = std::fs::read_to_string(manifest).ok()?;
-    (json_string_field(&text, "name").as_deref() == Some("hitsave")).then(|| {
-        ("hitsave".to_owned(), json_string_field(&text, "version").unwrap_or_else(|| "unversioned".to_owned()))
-    })
-}
-
-/// A top-level string field of a package.json, read with a real JSON parser.
-fn json_string_field(manifest: &str, field: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(manifest).ok()?;
-    value.get(field)?.as_str().map(str::to_owned)
-}
-
-/// Where `spec`, imported by the file `from`, leads. A file that resolves
-/// outside any `node_modules` is the project's code (relative imports,
-/// `tsconfig.json` paths, `imports` aliases, and packages linked into
-/// `node_modules` from elsewhere: npm, yarn and pnpm workspaces, `npm link`),
-/// followed by its source; one inside counts as its package, by name and
-/// version (pnpm's store is under `node_modules` too).
-fn resolve(from: &Path, spec: &str) -> Resolved {
-    let builtin = spec.strip_prefix("node:").unwrap_or(spec);
-    if spec.starts_with("node:") || BUILTINS.contains(&builtin.split('/').next().unwrap_or(builtin)) {
-        return Resolved::Package { name: format!("node:{builtin}"), version: "builtin".to_owned() };
-    }
-    let [with_tsconfig, without] = resolvers();
-    if let Ok(resolution) = with_tsconfig.resolve_file(from, spec).or_else(|_| without.resolve_file(from, spec)) {
-        let file = resolution.into_path_buf();
-        if let Some((name, version)) = installed_package(&file).or_else(|| sdk_package(&file)) {
-            return Resolved::Package { name, version };
-        }
-        return Resolved::File(file);
-    }
-    if spec.starts_with('.') || spec.starts_with('/') || spec.starts_with("file:") {
-        return Resolved::Package { name: format!("unresolved:{spec}"), version: "missing".to_owned() };
-    }
-    let mut parts = spec.split('/');
-    let first = parts.next().unwrap_or(spec);
-    let name =
-        if first.starts_with('@') { format!("{first}/{}", parts.next().unwrap_or("")) } else { first.to_owned() };
-    Resolved::Package { name, version: "not-installed".to_owned() }
-}
-
 /// Assembles the graph across modules.
 struct Graph<'c> {
     core: &'c Core,
@@ -1657,19 +1505,6 @@ fn unit_node_name(module: &Module, unit: usize) -> String {
     format!("{}:{}", module.rel, module.units[unit].name)
 }
 
-/// The project a file belongs to: the nearest directory above it with a
-/// `package.json` (outside `node_modules`), else the file's directory.
-fn project_root(file: &Path) -> PathBuf {
-    let mut dir = file.parent();
-    while let Some(current) = dir {
-        if current.join("package.json").is_file() && !current.components().any(|c| c.as_os_str() == "node_modules") {
-            return current.to_path_buf();
-        }
-        dir = current.parent();
-    }
-    file.parent().unwrap_or(Path::new("/")).to_path_buf()
-}
-
 /// Module summaries of this process (sources do not change under a running
 /// program), shared by the JS thread and the libuv workers that analyse for
 /// async functions.
@@ -1749,81 +1584,4 @@ pub fn analyze(
     }
     let root_name = graph.nodes[root as usize].name.clone();
     Ok(AnalyzedGraph { root: root_name, nodes: graph.nodes })
-}
-
-/// The names a function's own source reads but does not declare (its free
-/// variables: module-level bindings, closure variables, globals), sorted; or
-/// `None` when the source does not parse alone.
-pub fn free_names(source: &str) -> Option<Vec<String>> {
-    let allocator = Allocator::default();
-    for text in [format!("({source})"), format!("({{{source}}})")] {
-        let parsed = Parser::new(&allocator, &text, SourceType::mjs()).parse();
-        if !parsed.diagnostics.is_empty() || parsed.panicked {
-            continue;
-        }
-        let semantic = SemanticBuilder::new().build(&parsed.program).semantic;
-        let mut names: Vec<String> =
-            semantic.scoping().root_unresolved_references().keys().map(|name| name.to_string()).collect();
-        names.sort();
-        return Some(names);
-    }
-    None
-}
-
-/// What `memo()` needs to know about a function from its own source:
-/// its parameter names (`None` for a destructured one) and whether it
-/// refers to `this` (outside nested non-arrow functions).
-pub fn function_info(source: &str) -> (Vec<Option<String>>, bool) {
-    let allocator = Allocator::default();
-    for text in [format!("({source})"), format!("({{{source}}})")] {
-        let parsed = Parser::new(&allocator, &text, SourceType::mjs()).parse();
-        if !parsed.diagnostics.is_empty() || parsed.panicked {
-            continue;
-        }
-        let semantic = SemanticBuilder::new().with_build_nodes(true).build(&parsed.program).semantic;
-        let mut params: Option<Vec<Option<String>>> = None;
-        let mut uses_this = false;
-        for node in semantic.nodes().iter() {
-            match node.kind() {
-                AstKind::Function(function) if params.is_none() => {
-                    params = Some(
-                        function
-                            .params
-                            .items
-                            .iter()
-                            .map(|p| p.pattern.get_identifier_name().map(|n| n.to_string()))
-                            .chain(
-                                function
-                                    .params
-                                    .rest
-                                    .iter()
-                                    .map(|r| r.rest.argument.get_identifier_name().map(|n| n.to_string())),
-                            )
-                            .collect(),
-                    );
-                }
-                AstKind::ArrowFunctionExpression(arrow) if params.is_none() => {
-                    params = Some(
-                        arrow
-                            .params
-                            .items
-                            .iter()
-                            .map(|p| p.pattern.get_identifier_name().map(|n| n.to_string()))
-                            .chain(
-                                arrow
-                                    .params
-                                    .rest
-                                    .iter()
-                                    .map(|r| r.rest.argument.get_identifier_name().map(|n| n.to_string())),
-                            )
-                            .collect(),
-                    );
-                }
-                AstKind::ThisExpression(_) => uses_this = true,
-                _ => {}
-            }
-        }
-        return (params.unwrap_or_default(), uses_this);
-    }
-    (Vec::new(), true)
 }

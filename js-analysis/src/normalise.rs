@@ -1,0 +1,138 @@
+//! Normalised source: a declaration parsed on its own and printed back by
+//! oxc's code generator without comments or formatting, so neither counts;
+//! and what `memo()` reads from a function's own source (its free names, its
+//! parameters, whether it uses `this`).
+
+use std::path::Path;
+
+use hitsave_core::Digest;
+use hitsave_core::stream::StreamWriter;
+use hitsave_host::{Core, HitSaveError};
+use oxc_allocator::Allocator;
+use oxc_ast::AstKind;
+use oxc_codegen::{Codegen, CodegenOptions, CommentOptions};
+use oxc_parser::Parser;
+use oxc_semantic::SemanticBuilder;
+use oxc_span::SourceType;
+
+/// Normalised source: parse `text` on its own and print it without comments or formatting.
+pub(crate) fn normalize(text: &str, source_type: SourceType) -> Option<String> {
+    let allocator = Allocator::default();
+    let parsed = Parser::new(&allocator, text, source_type).parse();
+    if !parsed.diagnostics.is_empty() || parsed.panicked {
+        return None;
+    }
+    let options = CodegenOptions { minify: true, comments: CommentOptions::disabled(), ..CodegenOptions::default() };
+    Some(Codegen::new().with_options(options).build(&parsed.program).code)
+}
+
+pub(crate) fn content_digest(
+    core: &Core,
+    kind: &str,
+    text: &str,
+    source_type: SourceType,
+) -> Result<Digest, HitSaveError> {
+    let normalized = normalize(text, source_type);
+    let mut stream = StreamWriter::new();
+    match &normalized {
+        Some(code) => stream.list(3).str("js").str(kind).str(code),
+        // Not parseable alone (a method's text): its exact text, so nothing is missed.
+        None => stream.list(3).str("js-text").str(kind).str(text),
+    };
+    core.value_digest(stream.as_bytes())
+}
+
+/// The content digest of a function's own source (for functions passed as arguments).
+pub fn normalized_function(core: &Core, source: &str) -> Result<Digest, HitSaveError> {
+    let wrapped = format!("({source})");
+    let text = if normalize(&wrapped, SourceType::mjs()).is_some() { wrapped } else { format!("({{{source}}})") };
+    content_digest(core, "function", &text, SourceType::mjs())
+}
+
+pub(crate) fn source_type_of(path: &Path) -> SourceType {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext {
+        "ts" | "mts" | "cts" | "tsx" => SourceType::from_path(path).unwrap_or(SourceType::ts()),
+        "cjs" => SourceType::cjs(),
+        "mjs" => SourceType::mjs(),
+        "jsx" => SourceType::from_path(path).unwrap_or(SourceType::unambiguous()).with_unambiguous(true),
+        _ => SourceType::unambiguous(),
+    }
+}
+
+/// The names a function's own source reads but does not declare (its free
+/// variables: module-level bindings, closure variables, globals), sorted; or
+/// `None` when the source does not parse alone.
+pub fn free_names(source: &str) -> Option<Vec<String>> {
+    let allocator = Allocator::default();
+    for text in [format!("({source})"), format!("({{{source}}})")] {
+        let parsed = Parser::new(&allocator, &text, SourceType::mjs()).parse();
+        if !parsed.diagnostics.is_empty() || parsed.panicked {
+            continue;
+        }
+        let semantic = SemanticBuilder::new().build(&parsed.program).semantic;
+        let mut names: Vec<String> =
+            semantic.scoping().root_unresolved_references().keys().map(|name| name.to_string()).collect();
+        names.sort();
+        return Some(names);
+    }
+    None
+}
+
+/// What `memo()` needs to know about a function from its own source:
+/// its parameter names (`None` for a destructured one) and whether it
+/// refers to `this` (outside nested non-arrow functions).
+pub fn function_info(source: &str) -> (Vec<Option<String>>, bool) {
+    let allocator = Allocator::default();
+    for text in [format!("({source})"), format!("({{{source}}})")] {
+        let parsed = Parser::new(&allocator, &text, SourceType::mjs()).parse();
+        if !parsed.diagnostics.is_empty() || parsed.panicked {
+            continue;
+        }
+        let semantic = SemanticBuilder::new().with_build_nodes(true).build(&parsed.program).semantic;
+        let mut params: Option<Vec<Option<String>>> = None;
+        let mut uses_this = false;
+        for node in semantic.nodes().iter() {
+            match node.kind() {
+                AstKind::Function(function) if params.is_none() => {
+                    params = Some(
+                        function
+                            .params
+                            .items
+                            .iter()
+                            .map(|p| p.pattern.get_identifier_name().map(|n| n.to_string()))
+                            .chain(
+                                function
+                                    .params
+                                    .rest
+                                    .iter()
+                                    .map(|r| r.rest.argument.get_identifier_name().map(|n| n.to_string())),
+                            )
+                            .collect(),
+                    );
+                }
+                AstKind::ArrowFunctionExpression(arrow) if params.is_none() => {
+                    params = Some(
+                        arrow
+                            .params
+                            .items
+                            .iter()
+                            .map(|p| p.pattern.get_identifier_name().map(|n| n.to_string()))
+                            .chain(
+                                arrow
+                                    .params
+                                    .rest
+                                    .iter()
+                                    .map(|r| r.rest.argument.get_identifier_name().map(|n| n.to_string())),
+                            )
+                            .collect(),
+                    );
+                }
+                AstKind::ThisExpression(_) => uses_this = true,
+                _ => {}
+            }
+        }
+        return (params.unwrap_or_default(), uses_this);
+    }
+    (Vec::new(), true)
+}
