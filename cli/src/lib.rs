@@ -442,6 +442,7 @@ fn serve(
         limits: hitsave_server::Limits { max_blob_size, ..hitsave_server::Limits::default() },
         admin_token: admin_token.map(std::sync::Arc::from),
     };
+    hitsave_server::observe::init_logging();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|err| failed(err.to_string()))?;
     runtime.block_on(async move {

@@ -80,11 +80,17 @@ impl From<std::io::Error> for ApiError {
     }
 }
 
+/// An error answer's stable code, kept on the response for its log line.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = hitsave_protocol::ErrorBody {
             error: hitsave_protocol::ErrorDetail { code: self.code.to_owned(), message: self.message },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
     }
 }

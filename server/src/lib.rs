@@ -8,6 +8,7 @@
 //! SQLite plus a directory ([`open_embedded`]).
 
 pub mod error;
+pub mod observe;
 pub mod pg;
 pub mod s3;
 pub mod storage;
@@ -19,7 +20,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
 use serde_json::json;
 use std::io::Read;
@@ -195,6 +196,9 @@ impl FromRequestParts<AppState> for Auth {
         let stored = blake3::Hash::from_bytes(record.as_ref().map(|r| r.secret_hash).unwrap_or([0; 32]));
         match record {
             Some(record) if presented == stored && !record.revoked => {
+                if let Some(slot) = parts.extensions.get::<observe::ProjectSlot>() {
+                    *slot.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(record.project);
+                }
                 Ok(Auth { project: record.project, scope: record.scope, key_id: record.id })
             }
             _ => Err(ApiError::unauthorized("unknown or revoked API key")),
@@ -264,7 +268,9 @@ fn check_digest(text: &str, kind: &str) -> Result<(), ApiError> {
 /// The router of the whole `/v1` API.
 pub fn router(state: AppState) -> Router {
     let json_limit = axum::extract::DefaultBodyLimit::max(state.limits.max_json_body);
+    let metrics = Arc::new(observe::Metrics::default());
     Router::new()
+        .route("/metrics", get(metrics_text))
         .route("/v1/health", get(health))
         .route("/v1/whoami", get(whoami))
         .route("/v1/projects", post(create_project_route))
@@ -280,7 +286,15 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "bad_request", "method not allowed on this route")
         })
         .layer(json_limit)
+        .layer(axum::middleware::from_fn(move |request, next| observe::observe(metrics.clone(), request, next)))
         .with_state(state)
+}
+
+/// The server's metrics in Prometheus' text format (no authentication: counts
+/// by route and status, no names, keys or digests; keep it off the public
+/// internet as any metrics endpoint).
+async fn metrics_text(Extension(metrics): Extension<Arc<observe::Metrics>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
 }
 
 /// Up, and the metadata storage answers (a load balancer takes a server
@@ -357,6 +371,7 @@ impl Drop for TempGuard {
 
 async fn put_blob(
     State(state): State<AppState>,
+    Extension(metrics): Extension<Arc<observe::Metrics>>,
     auth: Auth,
     Path(digest): Path<String>,
     body: Body,
@@ -400,6 +415,7 @@ async fn put_blob(
     })
     .await?;
     guard.0 = None;
+    metrics.blobs_stored.inc();
     Ok((StatusCode::CREATED, Json(json!({ "digest": digest, "size": size }))))
 }
 
@@ -498,6 +514,7 @@ async fn get_blob(
 
 async fn put_evals(
     State(state): State<AppState>,
+    Extension(metrics): Extension<Arc<observe::Metrics>>,
     auth: Auth,
     JsonBody(body): JsonBody<Evals>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -549,6 +566,7 @@ async fn put_evals(
             }
         }
         let stored = metadata.put_evals(auth.project, &body.evals)?;
+        metrics.evals_stored.inc_by(stored.iter().filter(|stored| **stored).count() as u64);
         Ok(body
             .evals
             .iter()

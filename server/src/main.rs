@@ -94,6 +94,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 limits: Limits { max_blob_size, ..Limits::default() },
                 admin_token: admin_token.map(Arc::from),
             };
+            hitsave_server::observe::init_logging();
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
             runtime.block_on(async move {

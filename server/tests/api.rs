@@ -516,6 +516,7 @@ fn spawn_binary(data: &std::path::Path) -> (Process, String) {
         .arg(data)
         .env("HITSAVE_SERVER_ADMIN_TOKEN", ADMIN)
         .env("HITSAVE_SERVER_DATABASE_URL", std::env::var("HITSAVE_TEST_DATABASE_URL").unwrap_or_default())
+        .env("HITSAVE_SERVER_LOG", "off")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -701,4 +702,79 @@ fn text_fields_are_validated_alike_on_every_backend_and_repeated_keys_answered_o
         .json()
         .unwrap();
     assert_eq!(found["evals"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn metrics_count_requests_by_route_and_status() {
+    let server = start();
+    let http = client();
+    let key = project(&server, "metrics");
+    for _ in 0..3 {
+        let response = http.get(format!("{}/v1/whoami", server.base)).bearer_auth(&key).send().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let refused = http.get(format!("{}/v1/whoami", server.base)).bearer_auth("hs_nope_nope").send().unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // A request id given is returned; one is made otherwise.
+    let tagged = http.get(format!("{}/v1/health", server.base)).header("x-request-id", "trace-42").send().unwrap();
+    assert_eq!(tagged.headers()["x-request-id"], "trace-42");
+    let untagged = http.get(format!("{}/v1/health", server.base)).send().unwrap();
+    assert!(!untagged.headers()["x-request-id"].is_empty());
+
+    let text = http.get(format!("{}/metrics", server.base)).send().unwrap().text().unwrap();
+    assert!(text.contains(r#"hitsave_requests_total{method="GET",route="/v1/whoami",status="200"} 3"#), "{text}");
+    assert!(text.contains(r#"hitsave_requests_total{method="GET",route="/v1/whoami",status="401"} 1"#), "{text}");
+    assert!(text.contains(r#"hitsave_request_seconds_count{route="/v1/whoami"} 4"#), "{text}");
+    assert!(!text.contains(&key), "no key in the metrics");
+    // Routes by pattern: a digest never becomes a label.
+    let digest = format!("blob1_{}", blake3::hash(b"x").to_hex());
+    http.get(format!("{}/v1/blobs/{digest}", server.base)).bearer_auth(&key).send().unwrap();
+    let text = http.get(format!("{}/metrics", server.base)).send().unwrap().text().unwrap();
+    assert!(text.contains(r#"route="/v1/blobs/{digest}""#) && !text.contains(&digest), "{text}");
+}
+
+#[test]
+fn every_request_is_logged_as_one_json_line_without_secrets() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hitsave-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .env("HITSAVE_SERVER_ADMIN_TOKEN", ADMIN)
+        .env_remove("HITSAVE_SERVER_DATABASE_URL")
+        .env_remove("HITSAVE_SERVER_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut stderr = child.stderr.take().unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let process = Process(child);
+    let key = project_at(&base, "logged");
+    let http = client();
+    let response =
+        http.get(format!("{base}/v1/whoami")).bearer_auth(&key).header("x-request-id", "req-7").send().unwrap();
+    assert_eq!(response.json::<Value>().unwrap()["project"], "logged");
+    let refused = http.get(format!("{base}/v1/whoami")).bearer_auth("hs_1_wrong").send().unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    drop(process); // the server ends, and with it its stderr
+    let mut logs = String::new();
+    stderr.read_to_string(&mut logs).unwrap();
+    let lines: Vec<Value> = logs.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let whoami = lines
+        .iter()
+        .find(|line| line["request_id"] == "req-7")
+        .unwrap_or_else(|| panic!("no line for the request: {logs}"));
+    assert_eq!(whoami["route"], "/v1/whoami", "{whoami}");
+    assert_eq!(whoami["method"], "GET");
+    assert_eq!(whoami["status"], 200);
+    assert!(whoami["project"].as_str().is_some_and(|project| !project.is_empty()), "{whoami}");
+    assert!(whoami["latency_ms"].as_f64().is_some(), "{whoami}");
+    let failed = lines.iter().find(|line| line["status"] == 401).unwrap_or_else(|| panic!("{logs}"));
+    assert_eq!(failed["code"], "unauthorized");
+    let secret = key.rsplit('_').next().unwrap();
+    assert!(!logs.contains(secret) && !logs.contains(ADMIN) && !logs.contains("wrong"), "a secret in the logs: {logs}");
 }
