@@ -134,27 +134,8 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Run the HitSave cloud server (the same as `hitsave-server serve`).
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "HITSAVE_SERVER_LISTEN", default_value = "127.0.0.1:8787")]
-        listen: String,
-        /// Directory of the embedded storage (SQLite metadata and blob files).
-        #[arg(long, env = "HITSAVE_SERVER_DATA", default_value = "hitsave-server-data")]
-        data: PathBuf,
-        /// Create this project first (if new) and print its first API key.
-        #[arg(long, value_name = "NAME")]
-        create_project: Option<String>,
-        /// Largest blob accepted, in bytes (as `hitsave-server serve`).
-        #[arg(long, env = "HITSAVE_SERVER_MAX_BLOB_SIZE", default_value_t = 8 << 30)]
-        max_blob_size: u64,
-        /// A token that may create projects with `POST /v1/projects` (unset: disabled).
-        #[arg(long, env = "HITSAVE_SERVER_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: Option<String>,
-        /// PostgreSQL for the metadata (postgres://user@host:port/db), so several servers can share it.
-        #[arg(long, env = "HITSAVE_SERVER_DATABASE_URL", hide_env_values = true)]
-        database_url: Option<String>,
-    },
+    /// Run the HitSave cloud server (the same as `hitsave-server serve`: one definition).
+    Serve(hitsave_server::command::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -399,91 +380,9 @@ fn execute_cloud(cli: &Cli) -> Option<Result<(), HitSaveError>> {
             }
             Ok(())
         })(),
-        Command::Serve { listen, data, create_project, max_blob_size, admin_token, database_url } => serve(
-            listen,
-            data,
-            create_project.as_deref(),
-            *max_blob_size,
-            admin_token.as_deref(),
-            database_url.as_deref(),
-        ),
+        Command::Serve(args) => hitsave_server::command::serve(args).map_err(HitSaveError::ConfigInvalid),
         _ => return None,
     })
-}
-
-#[cfg(feature = "server")]
-fn serve(
-    listen: &str,
-    data: &std::path::Path,
-    create_project: Option<&str>,
-    max_blob_size: u64,
-    admin_token: Option<&str>,
-    database_url: Option<&str>,
-) -> Result<(), HitSaveError> {
-    let failed = |err: String| HitSaveError::ConfigInvalid(err);
-    let listen: std::net::SocketAddr = listen.parse().map_err(|err| failed(format!("--listen {listen}: {err}")))?;
-    let (metadata, blobs) = hitsave_server::open_storage(
-        data,
-        database_url.filter(|url| !url.is_empty()),
-        None,
-        hitsave_server::s3_from_env(),
-    )
-    .map_err(|err| failed(err.to_string()))?;
-    if let Some(name) = create_project {
-        match hitsave_server::create_project(metadata.as_ref(), name) {
-            Ok((_, key)) => outln!("project {name}: {key}"),
-            Err(err) if err.code == "conflict" => eprintln!("project {name} exists"),
-            Err(err) => return Err(failed(err.to_string())),
-        }
-    }
-    let state = hitsave_server::AppState {
-        metadata,
-        blobs,
-        limits: hitsave_server::Limits { max_blob_size, ..hitsave_server::Limits::default() },
-        admin_token: admin_token.map(std::sync::Arc::from),
-    };
-    hitsave_server::observe::init_logging();
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|err| failed(err.to_string()))?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|err| failed(format!("cannot listen on {listen}: {err}")))?;
-        outln!("listening on http://{}", listener.local_addr().map_err(|err| failed(err.to_string()))?);
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        // SIGINT or SIGTERM (a container's stop, or PID 1 in one) ends it gracefully.
-        hitsave_server::serve(listener, state, async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async {
-                    match term.as_mut() {
-                        Some(term) => {
-                            term.recv().await;
-                        }
-                        None => std::future::pending().await,
-                    }
-                } => {}
-            }
-        })
-        .await
-        .map_err(|err| failed(err.to_string()))
-    })
-}
-
-#[cfg(not(feature = "server"))]
-fn serve(
-    _listen: &str,
-    _data: &std::path::Path,
-    _create_project: Option<&str>,
-    _max_blob_size: u64,
-    _admin_token: Option<&str>,
-    _database_url: Option<&str>,
-) -> Result<(), HitSaveError> {
-    Err(HitSaveError::ConfigInvalid(
-        "this build of hitsave has no server; run the `hitsave` binary (cargo install --path cli) or `hitsave-server serve`".into(),
-    ))
 }
 
 fn print_json(value: &impl Serialize) {
@@ -702,7 +601,7 @@ fn execute(cli: &Cli) -> Result<(), HitSaveError> {
         | Command::Pull { .. }
         | Command::Login { .. }
         | Command::Keys { .. }
-        | Command::Serve { .. } => {}
+        | Command::Serve(_) => {}
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! [`storage::Metadata`] and [`storage::Blobs`]; the embedded default is
 //! SQLite plus a directory ([`open_embedded`]).
 
+pub mod command;
 pub mod error;
 pub mod observe;
 pub mod pg;

@@ -902,6 +902,18 @@ pub fn warn_once(code: String, message: String) {
 /// Runs the `hitsave` CLI with `argv` (program name first); returns the exit code.
 #[napi]
 pub fn cli_main(argv: Vec<String>) -> i32 {
+    if argv.get(1).is_some_and(|command| command == "serve") {
+        // `hitsave serve` stops on SIGINT or SIGTERM through the server's own
+        // handlers. Node's handlers for them (reset the terminal, then raise
+        // the signal again) would be chained to by those and raise it back
+        // to them for ever, a busy loop that never exits: this process is
+        // the server now (bin/hitsave.js), so they go.
+        // SAFETY: restoring the default disposition of two signals.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        }
+    }
     hitsave_cli::run(argv)
 }
 

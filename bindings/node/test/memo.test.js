@@ -1033,3 +1033,31 @@ test('locals of a top-level statement (an async IIFE) that the function reads co
   assert.strictEqual(project.run('main.js').out.value, 8, 'the edited local is seen (it returned 6 before)');
   assert.strictEqual(runs(project), 2);
 });
+
+test("the package's hitsave serves (the server itself, one definition with hitsave-server)", async () => {
+  const project = new Project();
+  const { spawn } = require('node:child_process');
+  const server = spawn(
+    process.execPath,
+    [path.join(PACKAGE, 'bin', 'hitsave.js'), 'serve', '--listen', '127.0.0.1:0', '--create-project', 'team', '--data', path.join(project.root, 'server')],
+    { env: { ...project.env(), HITSAVE_SERVER_LOG: 'off' }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  try {
+    let out = '';
+    for await (const chunk of server.stdout) {
+      out += chunk;
+      if (out.split('\n').length > 2) break;
+    }
+    const [first, second] = out.split('\n');
+    const key = first.replace('project team: ', '');
+    const url = second.replace('listening on ', '');
+    assert.ok(key.startsWith('hs_') && url.startsWith('http://127.0.0.1:'), out);
+    const answer = await fetch(`${url}/v1/whoami`, { headers: { authorization: `Bearer ${key}` } });
+    assert.strictEqual((await answer.json()).project, 'team');
+    const exited = new Promise((resolve) => server.on('exit', resolve));
+    server.kill('SIGTERM');
+    assert.strictEqual(await exited, 0);
+  } finally {
+    server.kill('SIGKILL');
+  }
+});

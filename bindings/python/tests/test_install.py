@@ -65,3 +65,31 @@ def test_pip_install_from_a_checkout_gives_a_working_package(tmp_path):
     assert listed.returncode == 0 and "square" in listed.stdout, listed.stdout + listed.stderr
     stats = subprocess.run([str(python), "-m", "hitsave", "stats"], env=run_env, capture_output=True, text=True, timeout=60)
     assert stats.returncode == 0, stats.stderr
+
+
+def test_the_packages_hitsave_serves(tmp_path):
+    """`python -m hitsave serve` is the server itself (not "this build has
+    no server"): it creates a project, listens, answers, and stops on SIGTERM."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hitsave", "serve", "--listen", "127.0.0.1:0", "--create-project", "team", "--data", str(tmp_path / "server")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "HITSAVE_SERVER_LOG": "off"},
+    )
+    try:
+        key = server.stdout.readline().strip().removeprefix("project team: ")
+        url = server.stdout.readline().strip().removeprefix("listening on ")
+        assert key.startswith("hs_") and url.startswith("http://127.0.0.1:")
+        request = urllib.request.Request(f"{url}/v1/whoami", headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert json.load(answer)["project"] == "team"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
