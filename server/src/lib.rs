@@ -95,17 +95,17 @@ pub fn open_storage(
     Ok((metadata, blobs))
 }
 
-/// The S3 settings in the environment (`HITSAVE_SERVER_S3_ENDPOINT`,
-/// `HITSAVE_SERVER_S3_BUCKET`, `HITSAVE_SERVER_S3_REGION`,
-/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`), if an endpoint is set.
+/// The S3 settings in the environment, if `HITSAVE_SERVER_S3_ENDPOINT` is
+/// set: the endpoint, `HITSAVE_SERVER_S3_BUCKET` (default `hitsave`) and
+/// `HITSAVE_SERVER_S3_REGION` (default `us-east-1`); credentials from the
+/// standard AWS chain (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`, web identity, instance roles).
 pub fn s3_from_env() -> Option<s3::S3Config> {
     let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     Some(s3::S3Config {
         endpoint: var("HITSAVE_SERVER_S3_ENDPOINT")?,
         bucket: var("HITSAVE_SERVER_S3_BUCKET").unwrap_or_else(|| "hitsave".into()),
         region: var("HITSAVE_SERVER_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
-        access_key: var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
-        secret_key: var("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
     })
 }
 

@@ -7,7 +7,7 @@
 //!
 //! Blobs go to an S3-compatible bucket when `HITSAVE_SERVER_S3_ENDPOINT` is
 //! set (with `HITSAVE_SERVER_S3_BUCKET`, `HITSAVE_SERVER_S3_REGION`,
-//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`); see docs/cloud.md.
+//! and credentials from the standard AWS chain); see docs/cloud.md.
 
 use std::path::PathBuf;
 

@@ -778,3 +778,29 @@ fn every_request_is_logged_as_one_json_line_without_secrets() {
     let secret = key.rsplit('_').next().unwrap();
     assert!(!logs.contains(secret) && !logs.contains(ADMIN) && !logs.contains("wrong"), "a secret in the logs: {logs}");
 }
+
+#[test]
+fn a_blob_larger_than_one_upload_part_round_trips() {
+    // 40 MiB: three parts of an S3 multipart upload (16 MiB each) when the
+    // blobs are in an object store; one file in the embedded storage.
+    let server = start();
+    let http = client();
+    let key = project(&server, "large");
+    let data: Vec<u8> = (0..40u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let digest = format!("blob1_{}", blake3::hash(&data).to_hex());
+    let put =
+        http.put(format!("{}/v1/blobs/{digest}", server.base)).bearer_auth(&key).body(data.clone()).send().unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let got = http.get(format!("{}/v1/blobs/{digest}", server.base)).bearer_auth(&key).send().unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert!(got.bytes().unwrap() == data, "the whole blob comes back");
+    let from = (17u64 << 20) + 3;
+    let part = http
+        .get(format!("{}/v1/blobs/{digest}", server.base))
+        .bearer_auth(&key)
+        .header("Range", format!("bytes={from}-{}", from + 999_999))
+        .send()
+        .unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(part.bytes().unwrap() == data[from as usize..from as usize + 1_000_000], "a range across parts");
+}
