@@ -17,12 +17,13 @@ pub struct ApiError {
 }
 
 /// Every stable code, with its status (the order of docs/cloud.md).
-pub const CODES: [(&str, u16); 11] = [
+pub const CODES: [(&str, u16); 12] = [
     ("bad_request", 400),
     ("digest_mismatch", 400),
     ("unauthorized", 401),
     ("forbidden", 403),
     ("not_found", 404),
+    ("request_timeout", 408),
     ("conflict", 409),
     ("blob_missing", 409),
     ("payload_too_large", 413),

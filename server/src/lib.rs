@@ -50,11 +50,28 @@ pub struct Limits {
     pub max_json_body: usize,
     /// Most keys in one batch lookup or evals in one upload.
     pub max_batch: usize,
+    /// How long a connection may take to send a request's headers, and stay
+    /// idle between requests (a slow or silent client is closed).
+    pub header_timeout: std::time::Duration,
+    /// How long an upload may go without sending a byte (`408` then).
+    pub body_idle_timeout: std::time::Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// After SIGINT/SIGTERM, how long requests in flight may still finish.
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_blob_size: 8 << 30, max_json_body: 16 << 20, max_batch: hitsave_protocol::MAX_BATCH }
+        Self {
+            max_blob_size: 8 << 30,
+            max_json_body: 16 << 20,
+            max_batch: hitsave_protocol::MAX_BATCH,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_idle_timeout: std::time::Duration::from_secs(60),
+            max_connections: 1000,
+            shutdown_grace: std::time::Duration::from_secs(30),
+        }
     }
 }
 
@@ -385,7 +402,17 @@ async fn put_blob(
     let mut hasher = blake3::Hasher::new();
     let mut size: u64 = 0;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    let idle = state.limits.body_idle_timeout;
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
+            // A client that stopped sending (or sends a byte a minute) does not hold a connection and a file for ever.
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the upload sent nothing for {} s", idle.as_secs()),
+            ));
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|err| ApiError::bad_request(format!("upload interrupted: {err}")))?;
         size += chunk.len() as u64;
         if size > state.limits.max_blob_size {
@@ -668,7 +695,62 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use tower::ServiceExt;
+
+    let limits = state.limits;
+    // Uploads that a crashed or killed server left behind (an hour old: a
+    // live upload of another server sharing the directory is younger).
+    clean_temp_files(&state.blobs.temp_dir(), std::time::Duration::from_secs(3600));
+    let app = router(state);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of descriptors and the like: try again shortly rather than spin or stop.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper::service::service_fn({
+            let app = app.clone();
+            move |request: hyper::Request<hyper::body::Incoming>| app.clone().oneshot(request.map(Body::new))
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener); // new connections are refused from here
+    // Requests in flight finish, up to the grace period; then the rest are cut.
+    let _ = tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Removes files in `dir` older than `age` (uploads a killed server left).
+fn clean_temp_files(dir: &std::path::Path, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let old = entry.metadata().ok().and_then(|meta| meta.modified().ok()).and_then(|at| at.elapsed().ok());
+        if old.is_some_and(|old| old >= age) && entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]

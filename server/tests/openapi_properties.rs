@@ -34,7 +34,12 @@ fn fixture() -> &'static Fixture {
         let state = hitsave_server::AppState {
             metadata,
             blobs,
-            limits: hitsave_server::Limits { max_blob_size: 1 << 20, max_json_body: 64 << 10, max_batch: 50 },
+            limits: hitsave_server::Limits {
+                max_blob_size: 1 << 20,
+                max_json_body: 64 << 10,
+                max_batch: 50,
+                ..hitsave_server::Limits::default()
+            },
             admin_token: Some(Arc::from(ADMIN)),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
