@@ -723,3 +723,28 @@ fn the_size_total_stays_exact_through_puts_evictions_clears_and_other_writers() 
     assert_eq!(store.stats().unwrap().size as i64, scanned);
     assert!(scanned <= 100_000 + 5000, "{scanned}");
 }
+
+#[test]
+fn verify_pages_through_every_record() {
+    // More than one page (512 records): every record is checked, a corrupt
+    // one after the first page is found, and progress counts to the total.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let labels: Vec<String> = (0..1300).map(|i| format!("page {i}")).collect();
+    // The record whose key sorts last is a blob (certainly past the first page).
+    let last = labels.iter().max_by_key(|label| key(label).to_string()).unwrap().clone();
+    for label in &labels {
+        if *label == last {
+            store.put(core(), &eval(label, "f", 10), &content(10)).unwrap();
+        } else {
+            store.put(core(), &eval(label, "f", 10), label.as_bytes()).unwrap();
+        }
+    }
+    let digest = blake3::hash(&content(10)).to_hex().to_string();
+    std::fs::remove_file(dir.path().join("blobs").join(&digest[..2]).join(&digest[2..])).unwrap();
+    let mut seen = Vec::new();
+    let report = store.verify(|done, total| seen.push((done, total))).unwrap();
+    assert_eq!(report.checked, 1300);
+    assert_eq!(report.corrupt, vec![key(&last).to_string()]);
+    assert_eq!(seen.last(), Some(&(1300, 1300)));
+}
