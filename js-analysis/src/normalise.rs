@@ -14,13 +14,36 @@ use oxc_codegen::{Codegen, CodegenOptions, CommentOptions};
 use oxc_parser::Parser;
 use oxc_semantic::SemanticBuilder;
 use oxc_span::SourceType;
+use oxc_transformer::{TransformOptions, Transformer};
 
 /// Normalised source: parse `text` on its own and print it without comments or formatting.
+///
+/// TypeScript is first compiled to the JavaScript that runs (oxc's
+/// transformer, as tsx and ts-node do): annotations, interfaces, type
+/// aliases, `satisfies`, `as`, generics and accessibility modifiers do not
+/// count; what they compile to (enums, namespaces, parameter properties)
+/// does.
 pub(crate) fn normalize(text: &str, source_type: SourceType) -> Option<String> {
     let allocator = Allocator::default();
-    let parsed = Parser::new(&allocator, text, source_type).parse();
+    let mut parsed = Parser::new(&allocator, text, source_type).parse();
     if !parsed.diagnostics.is_empty() || parsed.panicked {
         return None;
+    }
+    if source_type.is_typescript() {
+        let program = &mut parsed.program;
+        // A transform that fails (or panics, on a construct it does not
+        // support) leaves the unit to be counted by its exact text: nothing
+        // is missed.
+        let transformed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let scoping = SemanticBuilder::new().with_enum_eval(true).build(program).semantic.into_scoping();
+            Transformer::new(&allocator, Path::new("unit.ts"), &TransformOptions::default())
+                .build_with_scoping(scoping, program)
+                .diagnostics
+                .is_empty()
+        }));
+        if !matches!(transformed, Ok(true)) {
+            return None;
+        }
     }
     let options = CodegenOptions { minify: true, comments: CommentOptions::disabled(), ..CodegenOptions::default() };
     Some(Codegen::new().with_options(options).build(&parsed.program).code)
@@ -135,4 +158,38 @@ pub fn function_info(source: &str) -> (Vec<Option<String>>, bool) {
         return (params.unwrap_or_default(), uses_this);
     }
     (Vec::new(), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(text: &str) -> String {
+        normalize(text, SourceType::ts()).expect("parses")
+    }
+
+    #[test]
+    fn type_only_edits_of_typescript_do_not_count_and_runtime_ones_do() {
+        let plain = ts("function f(x: number): number { return x + 1; }");
+        assert_eq!(plain, ts("function f(x: number | bigint): string { return x + 1; }"));
+        assert_eq!(plain, ts("function f<T extends object>(x: any) { return (x as number) + 1; }"));
+        assert_ne!(plain, ts("function f(x: number): number { return x + 2; }"));
+        let class = ts("class C { private rate = 2; scale(x: number) { return x * this.rate; } }");
+        assert_eq!(
+            class,
+            ts("class C { protected rate: number = 2; scale(x: number): number { return x * this.rate; } }")
+        );
+        // A parameter property assigns at run time: it is code.
+        assert_ne!(
+            ts("class D { constructor(private rate: number) {} }"),
+            ts("class D { constructor(rate: number) {} }")
+        );
+        // An enum is code; an interface is not.
+        assert_ne!(ts("enum E { A = 1 }"), ts("enum E { A = 2 }"));
+        assert_eq!(ts("interface I { a: number }"), ts("interface I { a: string; b: boolean }"));
+        assert_eq!(
+            ts("const config = { k: 3 } satisfies Record<string, number>;"),
+            ts("const config = { k: 3 } as const;")
+        );
+    }
 }

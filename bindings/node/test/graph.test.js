@@ -301,3 +301,47 @@ test('a memo() call added above another keeps the other one hitting', () => {
   project.write({ 'main.js': main.replace('// ADD-HERE', 'memo((y) => y * 10)(1);') });
   assert.deepStrictEqual(project.run('main.js').out, [root, false, 2], 'the memo call kept its name, and hits');
 });
+
+test('TypeScript: type-only edits do not count, code edits do', {
+  skip: !fs.existsSync(TSX) && process.env.CI !== 'true' && 'tsx is not installed (npm ci --prefix bindings/node/test/typescript)',
+}, () => {
+  const project = new Project({
+    'shapes.ts': `
+      export interface Shape { side: number }
+      export class Square implements Shape {
+        private unit: string = 'cm';
+        constructor(public side: number) {}
+        area(): number { return this.side * this.side; }   // EDIT-area
+      }
+      export function scale<T extends Shape>(shape: T, k: number): number { return shape.side * k; }
+    `,
+    'main.ts': `
+      import { memo } from ${JSON.stringify(path.resolve(__dirname, '..', 'index.js'))};
+      import { Square, scale, type Shape } from './shapes';
+      let runs = 0;
+      const f = memo((side: number): number => { runs++; const s: Shape = new Square(side); return scale(s, 2) + new Square(side).area(); });
+      console.log(JSON.stringify([f(3), runs]));
+    `,
+  });
+  const run = () => {
+    const result = spawnSync(TSX, ['main.ts'], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+    assert.strictEqual(result.status, 0, result.stderr);
+    return JSON.parse(result.stdout.trim().split('\n').pop());
+  };
+  assert.deepStrictEqual(run(), [15, 1]);
+  assert.deepStrictEqual(run(), [15, 0], 'a second process hits');
+  const edit = (file, before, after) => {
+    const text = fs.readFileSync(path.join(project.root, file), 'utf8');
+    assert.ok(text.includes(before), before);
+    project.write({ [file]: text.replace(before, after) });
+  };
+  // Annotations, generics, accessibility, an interface's members: no code changes.
+  edit('shapes.ts', 'scale<T extends Shape>(shape: T, k: number): number', 'scale<T extends object & Shape>(shape: T, k: number | bigint): any');
+  edit('shapes.ts', 'private unit: string', 'protected unit: string | undefined');
+  edit('shapes.ts', 'side: number }', 'side: number; label?: string }');
+  edit('main.ts', '(side: number): number =>', '(side: number): number | string =>');
+  assert.deepStrictEqual(run(), [15, 0], 'type-only edits keep hitting');
+  // Code does count.
+  edit('shapes.ts', 'this.side * this.side', 'this.side * this.side + 1');
+  assert.deepStrictEqual(run(), [16, 1], 'a code edit misses');
+});
