@@ -554,3 +554,27 @@ def test_the_standard_library_and_installed_packages_are_external_and_the_projec
     project.write("local.py", "def f(x):\n    return x\n")
     out = project.run("import local; from hitsave import _code; print(_code.is_external(local.f), _code.is_external(local))")
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_an_attribute_set_on_a_function_counts(project):
+    """`helper.factor = 3` next to the function, read as `helper.factor`:
+    editing it misses, and so does setting it while the program runs."""
+    project.write("helpers.py", """
+        def helper(x):
+            return x * helper.factor
+        helper.factor = 3                      # EDIT
+    """)
+    project.write("job.py", """
+        from hitsave import memo
+        import helpers
+
+        @memo
+        def run(x):
+            return helpers.helper(x)
+    """)
+    assert project.run("import job; print(job.run(2))").stdout.split() == ["6"]
+    text = (project.root / "helpers.py").read_text()
+    project.write("helpers.py", text.replace("factor = 3", "factor = 5"))
+    assert project.run("import job; print(job.run(2))").stdout.split() == ["10"]
+    out = project.run("import job, helpers; first = job.run(2); helpers.helper.factor = 7; print(first, job.run(2))").stdout
+    assert out.split() == ["10", "14"]

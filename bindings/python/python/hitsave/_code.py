@@ -793,6 +793,18 @@ class _GraphBuilder:
                 continue
             self.watched.cell(cell, value)
             self._link(node, self.visit(value, f"{name}.<closure {cell_name}>"))
+        # Attributes set on the function (`helper.factor = 3`), which its code
+        # (or its callers') may read: by value, watched like module-level
+        # names; `__wrapped__` (functools.wraps) as code.
+        attributes = fn.__dict__
+        for attribute, value in list(attributes.items()):
+            if attribute.startswith("__") and attribute.endswith("__") and attribute != "__wrapped__":
+                continue
+            self.watched.name(attributes, attribute, value)
+            hint = None if isinstance(value, (types.FunctionType, type, types.ModuleType)) else f"{name}.{attribute}"
+            child = self.visit(value, hint)
+            if child is not None and child != node:
+                self._link(node, child)
         # A method depends on its class (and so on the class's other methods).
         qualname = fn.__qualname__
         if "." in qualname and "<locals>" not in qualname:
