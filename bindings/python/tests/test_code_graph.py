@@ -578,3 +578,50 @@ def test_an_attribute_set_on_a_function_counts(project):
     assert project.run("import job; print(job.run(2))").stdout.split() == ["10"]
     out = project.run("import job, helpers; first = job.run(2); helpers.helper.factor = 7; print(first, job.run(2))").stdout
     assert out.split() == ["10", "14"]
+
+
+def test_a_metaclass_counts_for_its_classes(project):
+    """`A()` runs `Meta.__call__`: editing the metaclass misses."""
+    project.write("shapes.py", """
+        class Meta(type):
+            def __call__(cls, *args):
+                obj = super().__call__(*args)
+                obj.k = 2                      # EDIT
+                return obj
+
+        class A(metaclass=Meta):
+            def __init__(self):
+                self.k = 1
+    """)
+    project.write("job.py", """
+        from hitsave import memo
+        import shapes
+
+        @memo
+        def run():
+            return shapes.A().k
+    """)
+    assert project.run("import job; print(job.run())").stdout.split() == ["2"]
+    text = (project.root / "shapes.py").read_text()
+    project.write("shapes.py", text.replace("obj.k = 2", "obj.k = 3"))
+    assert project.run("import job; print(job.run())").stdout.split() == ["3"]
+
+
+def test_a_value_a_project_puts_into_builtins_counts(project):
+    """`builtins.FACTOR = 3` in a setup module, read as a bare `FACTOR`."""
+    project.write("setup_env.py", """
+        import builtins
+        builtins.FACTOR = 3                    # EDIT
+    """)
+    project.write("job.py", """
+        import setup_env
+        from hitsave import memo
+
+        @memo
+        def run(x):
+            return x * FACTOR + len([x])
+    """)
+    assert project.run("import job; print(job.run(2))").stdout.split() == ["7"]
+    text = (project.root / "setup_env.py").read_text()
+    project.write("setup_env.py", text.replace("FACTOR = 3", "FACTOR = 5"))
+    assert project.run("import job; print(job.run(2))").stdout.split() == ["11"]

@@ -414,7 +414,12 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             continue
         name, attrs = reference[1], reference[2]
         if name not in namespace:
-            continue  # a builtin, or defined later or never: nothing to hash now
+            injected = getattr(builtins, name, _MISSING)
+            if injected is not _MISSING and _injected_builtin(name, injected):
+                # A value a project put into builtins (`builtins.FACTOR = 3`):
+                # read like a global, so it counts like one.
+                found.append((None, None, injected, f"builtins:{name}"))
+            continue  # a standard builtin, or defined later or never: nothing to hash now
         value = bound = namespace[name]
         # Follow module.attr(.attr…) reads.
         qualified = None
@@ -425,6 +430,19 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             value = getattr(value, attr)
         found.append((name, bound, value, qualified))
     return found
+
+
+_MISSING = object()
+
+
+def _injected_builtin(name: str, value: Any) -> bool:
+    """Whether a name in :mod:`builtins` was put there by a program rather
+    than by Python (its functions, types and exceptions, ``site``'s helpers)."""
+    if name.startswith("__") and name.endswith("__"):
+        return False
+    if isinstance(value, (type, types.BuiltinFunctionType)) and getattr(value, "__module__", None) == "builtins":
+        return False
+    return type(value).__module__ != "_sitebuiltins" and name not in ("None", "True", "False", "Ellipsis", "NotImplemented")
 
 
 def _imported(dotted: str, level: Any, names: list[str], package: str | None) -> list[tuple[str | None, Any, Any, str | None]]:
@@ -849,6 +867,12 @@ class _GraphBuilder:
         for base in cls.__bases__:
             if base is not object:
                 self._link(node, self.visit(base))
+        # Its metaclass runs when the class is called or subclassed
+        # (`Meta.__call__`): the project's counts by its code, a package's by version.
+        if type(cls) is not type:
+            child = self.visit(type(cls))
+            if child is not None and child != node:
+                self._link(node, child)
         for attribute, member in vars(cls).items():
             if isinstance(member, (cls, types.MemberDescriptorType, types.GetSetDescriptorType)):
                 # An enum's members and the slots' descriptors: written in the
