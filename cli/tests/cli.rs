@@ -269,24 +269,30 @@ fn cloud_cli(home: &Path, cache: &Path, args: &[&str]) -> Output {
         .expect("hitsave runs")
 }
 
-#[test]
-fn serve_login_keys_push_and_pull() {
+/// `hitsave serve --create-project team` on a free port: the server, the
+/// project's key and the server's URL.
+fn serve_team(data: &Path) -> (Served, String, String) {
     use std::io::{BufRead, BufReader};
-    let root = tempfile::tempdir().unwrap();
-    let (home, a, b) = (root.path().join("home"), root.path().join("a"), root.path().join("b"));
-    for dir in [&home, &a, &b] {
-        std::fs::create_dir_all(dir).unwrap();
-    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_hitsave"))
         .args(["serve", "--listen", "127.0.0.1:0", "--create-project", "team", "--data"])
-        .arg(root.path().join("server"))
+        .arg(data)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let key = lines.next().unwrap().unwrap().strip_prefix("project team: ").unwrap().to_owned();
     let url = lines.next().unwrap().unwrap().strip_prefix("listening on ").unwrap().to_owned();
-    let _served = Served(child);
+    (Served(child), key, url)
+}
+
+#[test]
+fn serve_login_keys_push_and_pull() {
+    let root = tempfile::tempdir().unwrap();
+    let (home, a, b) = (root.path().join("home"), root.path().join("a"), root.path().join("b"));
+    for dir in [&home, &a, &b] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let (_served, key, url) = serve_team(&root.path().join("server"));
 
     let login = cloud_cli(&home, &a, &["login", "--url", &url, "--key", &key]);
     assert!(stdout(&login).contains("project team, scope read-write"));
@@ -456,22 +462,12 @@ fn slow_proxy(upstream: &str, bytes_per_second: usize) -> String {
 
 #[test]
 fn push_waits_for_a_slow_server_that_keeps_moving() {
-    use std::io::{BufRead, BufReader};
     let root = tempfile::tempdir().unwrap();
     let (home, a) = (root.path().join("home"), root.path().join("a"));
     for dir in [&home, &a] {
         std::fs::create_dir_all(dir).unwrap();
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hitsave"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--create-project", "team", "--data"])
-        .arg(root.path().join("server"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let key = lines.next().unwrap().unwrap().strip_prefix("project team: ").unwrap().to_owned();
-    let url = lines.next().unwrap().unwrap().strip_prefix("listening on ").unwrap().to_owned();
-    let _served = Served(child);
+    let (_served, key, url) = serve_team(&root.path().join("server"));
     // 2 MiB/s: the 16 MiB result below takes about 8 s to send, longer than
     // push used to wait without a finished batch (5.5 s).
     let slow = slow_proxy(&url, 2 << 20);
