@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// PostgreSQL for the metadata (postgres://user@host:port/db), so several servers can share it.
     #[arg(long, env = "HITSAVE_SERVER_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Bytes of blobs each project may hold (unset: no limit); an upload past it is 507 quota_exceeded.
+    #[arg(long, env = "HITSAVE_SERVER_PROJECT_QUOTA")]
+    pub project_quota: Option<u64>,
     /// Create this project first (if new) and print "project NAME: <its first API key>".
     #[arg(long, value_name = "NAME")]
     pub create_project: Option<String>,
@@ -49,7 +52,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), String> {
     let state = AppState {
         metadata,
         blobs,
-        limits: Limits { max_blob_size: args.max_blob_size, ..Limits::default() },
+        limits: Limits { max_blob_size: args.max_blob_size, project_quota: args.project_quota, ..Limits::default() },
         admin_token: args.admin_token.clone().map(Arc::from),
     };
     crate::observe::init_logging();

@@ -17,7 +17,7 @@ pub struct ApiError {
 }
 
 /// Every stable code, with its status (the order of docs/cloud.md).
-pub const CODES: [(&str, u16); 12] = [
+pub const CODES: [(&str, u16); 13] = [
     ("bad_request", 400),
     ("digest_mismatch", 400),
     ("unauthorized", 401),
@@ -30,6 +30,7 @@ pub const CODES: [(&str, u16); 12] = [
     ("range_not_satisfiable", 416),
     ("internal", 500),
     ("storage_unavailable", 503),
+    ("quota_exceeded", 507),
 ];
 
 impl ApiError {

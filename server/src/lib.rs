@@ -59,6 +59,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// After SIGINT/SIGTERM, how long requests in flight may still finish.
     pub shutdown_grace: std::time::Duration,
+    /// Bytes of blobs one project may hold (none: no limit).
+    pub project_quota: Option<u64>,
 }
 
 impl Default for Limits {
@@ -71,6 +73,7 @@ impl Default for Limits {
             body_idle_timeout: std::time::Duration::from_secs(60),
             max_connections: 1000,
             shutdown_grace: std::time::Duration::from_secs(30),
+            project_quota: None,
         }
     }
 }
@@ -387,15 +390,44 @@ impl Drop for TempGuard {
     }
 }
 
+/// `507 quota_exceeded` when `used` bytes and `adding` more pass `quota`.
+fn check_quota(used: u64, adding: u64, quota: u64) -> Result<(), ApiError> {
+    if used.saturating_add(adding) > quota {
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "quota_exceeded",
+            format!("the project holds {used} bytes of its {quota}; this blob of {adding} bytes does not fit"),
+        ));
+    }
+    Ok(())
+}
+
 async fn put_blob(
     State(state): State<AppState>,
     Extension(metrics): Extension<Arc<observe::Metrics>>,
     auth: Auth,
     Path(digest): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::ReadWrite)?;
     check_digest(&digest, "blob")?;
+    // Over the project's quota: refused before the body is read when its
+    // length says so, else once it is (a blob the project holds costs nothing).
+    let quota = match state.limits.project_quota {
+        Some(quota) => {
+            let (metadata, project, held) = (state.metadata.clone(), auth.project, digest.clone());
+            let (used, already) =
+                blocking(move || Ok((metadata.project_bytes(project)?, metadata.blob_size(project, &held)?.is_some())))
+                    .await?;
+            let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if !already && let Some(declared) = declared {
+                check_quota(used, declared, quota)?;
+            }
+            (!already).then_some((used, quota))
+        }
+        None => None,
+    };
     let temp = state.blobs.temp_dir().join(format!("upload-{}", random_hex(12)?));
     let mut guard = TempGuard(Some(temp.clone()));
     let mut file = tokio::fs::File::create(&temp).await?;
@@ -424,6 +456,9 @@ async fn put_blob(
         }
         hasher.update(&chunk);
         file.write_all(&chunk).await?;
+    }
+    if let Some((used, quota)) = quota {
+        check_quota(used, size, quota)?;
     }
     file.sync_all().await?;
     drop(file);

@@ -286,6 +286,14 @@ impl Metadata for PostgresMetadata {
         })
     }
 
+    fn project_bytes(&self, project: ProjectId) -> Result<u64, ApiError> {
+        self.with(async |c| {
+            let row =
+                c.query_one("SELECT COALESCE(SUM(size), 0)::BIGINT FROM blobs WHERE project = $1", &[&project]).await?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
     fn put_evals(&self, project: ProjectId, evals: &[Eval]) -> Result<Vec<bool>, ApiError> {
         self.with(async |c| {
             let tx = c.transaction().await?;

@@ -90,6 +90,8 @@ pub trait Metadata: Send + Sync {
     fn add_blob(&self, project: ProjectId, digest: &str, size: u64) -> Result<(), ApiError>;
     /// The size of a blob the project holds.
     fn blob_size(&self, project: ProjectId, digest: &str) -> Result<Option<u64>, ApiError>;
+    /// The bytes of every blob a project holds (for its quota).
+    fn project_bytes(&self, project: ProjectId) -> Result<u64, ApiError>;
     /// Stores evals whose keys are new; `true` per eval that was stored, `false` when the key existed.
     fn put_evals(&self, project: ProjectId, evals: &[Eval]) -> Result<Vec<bool>, ApiError>;
     /// The evals the project has among `keys`.
@@ -288,6 +290,15 @@ impl Metadata for SqliteMetadata {
                 .query_row(params![project, digest], |row| row.get::<_, i64>(0).map(|size| size as u64))
                 .optional()
         })
+    }
+
+    fn project_bytes(&self, project: ProjectId) -> Result<u64, ApiError> {
+        self.with(|c| {
+            c.query_row("SELECT COALESCE(SUM(size), 0) FROM blobs WHERE project = ?1", [project], |row| {
+                row.get::<_, i64>(0)
+            })
+        })
+        .map(|bytes| bytes as u64)
     }
 
     fn put_evals(&self, project: ProjectId, evals: &[Eval]) -> Result<Vec<bool>, ApiError> {

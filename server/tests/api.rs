@@ -944,3 +944,28 @@ fn shutdown_finishes_even_with_a_stalled_upload_and_old_temporaries_are_cleaned_
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "shutdown waited {:?}", started.elapsed());
     runtime.shutdown_background();
 }
+
+#[test]
+fn a_project_over_its_quota_is_refused_with_507_and_keeps_what_it_has() {
+    let server = start_with(hitsave_server::Limits { project_quota: Some(1000), ..hitsave_server::Limits::default() });
+    let http = client();
+    let key = project(&server, "quota");
+    let other = project(&server, "quota-other");
+    let put = |key: &str, data: &[u8]| {
+        let digest = format!("blob1_{}", blake3::hash(data).to_hex());
+        http.put(format!("{}/v1/blobs/{digest}", server.base)).bearer_auth(key).body(data.to_vec()).send().unwrap()
+    };
+    let first = vec![1u8; 600];
+    assert_eq!(put(&key, &first).status(), StatusCode::CREATED);
+    let refused = put(&key, &[2u8; 600]);
+    assert_eq!(error_code(refused), (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into()));
+    // A blob the project already holds costs nothing; another project has its own quota.
+    assert_eq!(put(&key, &first).status(), StatusCode::CREATED);
+    assert_eq!(put(&other, &[2u8; 600]).status(), StatusCode::CREATED);
+    // What fits still goes in.
+    assert_eq!(put(&key, &[3u8; 400]).status(), StatusCode::CREATED);
+    assert_eq!(error_code(put(&key, &[4u8; 1])), (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into()));
+    let temps: Vec<_> =
+        std::fs::read_dir(server._dir.path().join("tmp")).map(|dir| dir.flatten().collect()).unwrap_or_default();
+    assert!(temps.is_empty(), "{temps:?}");
+}
