@@ -201,6 +201,10 @@ function callSite(skip) {
       if (name.startsWith('file://')) name = require('node:url').fileURLToPath(name);
       if (!others.includes(name)) others.push(name);
     }
+    // And the entry script: what it imports ran before this call, and may
+    // have changed what the function reads (its effects count).
+    const entry = process.argv[1] && require('node:path').resolve(process.argv[1]);
+    if (entry && !others.includes(entry) && require('node:fs').existsSync(entry)) others.push(entry);
     const where = { file, line: site.getLineNumber() || 0, column: site.getColumnNumber() || 0, script: null, others };
     originalPosition(where);
     if (where.file.startsWith('file://')) where.file = require('node:url').fileURLToPath(where.file);

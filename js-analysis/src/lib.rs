@@ -1274,6 +1274,42 @@ impl Graph<'_> {
         }
     }
 
+    /// Marks the project modules of `files`, and every project module they
+    /// import, transitively, as reached for their effects ([`Graph::add_effects`]).
+    fn seed_effects(&mut self, files: &[PathBuf]) -> Result<(), HitSaveError> {
+        let mut queue: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|file| file.canonicalize().ok())
+            .filter(|file| file.starts_with(&self.project))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(path) = queue.pop() {
+            if path.components().any(|c| c.as_os_str() == "node_modules") || !seen.insert(path.clone()) {
+                continue;
+            }
+            let module = self.module(&path)?;
+            let specs = module
+                .bindings
+                .values()
+                .filter_map(|binding| match binding {
+                    Binding::Import { spec, .. } => Some(spec),
+                    _ => None,
+                })
+                .chain(module.exports.values().filter_map(|export| match export {
+                    Export::From { spec, .. } => Some(spec),
+                    _ => None,
+                }))
+                .chain(module.star_exports.iter())
+                .chain(module.side_effect_imports.iter());
+            for spec in specs {
+                if let Resolved::File(file) = resolve(&module.path, spec) {
+                    queue.push(file);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Statements in the modules reached (and in the modules they import for
     /// their effects) that change an export the graph holds: the export's
     /// node depends on them. Repeated until nothing is added, since a
@@ -1574,6 +1610,12 @@ pub fn analyze(
     graph.mark_used(&module);
     let root =
         graph.binding(&module, &root)?.ok_or_else(|| unavailable("the memoized function could not be resolved"))?;
+    // The program around the call ran too: the files of the calls that led
+    // to memo() and the entry script (in `others`), with every project module
+    // they import. Their top-level statements may change what the function
+    // reads (`import './setup.mjs'` in the entry, which sets `config.k`), so
+    // they count for those effects; they add no node otherwise.
+    graph.seed_effects(others)?;
     graph.add_effects()?;
     {
         let mut cache = cache();

@@ -345,3 +345,31 @@ test('TypeScript: type-only edits do not count, code edits do', {
   edit('shapes.ts', 'this.side * this.side', 'this.side * this.side + 1');
   assert.deepStrictEqual(run(), [16, 1], 'a code edit misses');
 });
+
+test("a module only the entry script imports, which changes what the function reads, counts", () => {
+  const project = new Project({
+    'config.mjs': `export const config = { k: 2 };\n`,
+    'setup.mjs': `import { config } from './config.mjs';\nconfig.k = 3;  // EDIT-setup\n`,
+    'job.mjs': `
+      import { memo } from ${JSON.stringify(path.resolve(__dirname, '..', 'index.js'))};
+      import { config } from './config.mjs';
+      export const f = memo((x) => x * config.k);
+    `,
+    'main.mjs': `import './setup.mjs';\nimport { f } from './job.mjs';\nconsole.log(JSON.stringify(f(1)));\n`,
+    'other.cjs': `const config = require('./config.cjs');\nconfig.k = 5;  // EDIT-cjs\n`,
+    'config.cjs': `module.exports = { k: 1 };\n`,
+    'job.cjs': `
+      const { memo } = require(${JSON.stringify(path.resolve(__dirname, '..', 'index.js'))});
+      const config = require('./config.cjs');
+      exports.g = memo((x) => x * config.k);
+    `,
+    'main.cjs': `require('./other.cjs');\nconst { g } = require('./job.cjs');\nconsole.log(JSON.stringify(g(1)));\n`,
+  });
+  const run = (file) => () => {
+    const result = spawnSync(process.execPath, [file], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+    assert.strictEqual(result.status, 0, result.stderr);
+    return JSON.parse(result.stdout.trim().split('\n').pop());
+  };
+  editMisses(project, run('main.mjs'), 'setup.mjs', 'config.k = 3', 'config.k = 4');
+  editMisses(project, run('main.cjs'), 'other.cjs', 'config.k = 5', 'config.k = 6');
+});
