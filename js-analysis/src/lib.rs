@@ -695,6 +695,17 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             module.units[binding].deps.push(Dep::Unit(statement));
         }
     }
+    // `require('./config').k = 5`: an effect on an export with no name bound
+    // to its module in between.
+    for node in nodes.iter() {
+        let AstKind::AssignmentExpression(assignment) = node.kind() else { continue };
+        let AssignmentTarget::StaticMemberExpression(member) = &assignment.left else { continue };
+        let Some(spec) = require_spec(&member.object) else { continue };
+        let Some(unit) = index.unit_at(assignment.span) else { continue };
+        if module.units[unit].effect {
+            import_effects.push((spec.to_owned(), Imported::Named(member.property.name.to_string()), unit));
+        }
+    }
     import_effects.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
     import_effects.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2 && format!("{:?}", a.1) == format!("{:?}", b.1));
     module.import_effects = import_effects;

@@ -372,4 +372,7 @@ test("a module only the entry script imports, which changes what the function re
   };
   editMisses(project, run('main.mjs'), 'setup.mjs', 'config.k = 3', 'config.k = 4');
   editMisses(project, run('main.cjs'), 'other.cjs', 'config.k = 5', 'config.k = 6');
+  // With no name bound to the module in between.
+  project.write({ 'other.cjs': `require('./config.cjs').k = 7;\n` });
+  editMisses(project, run('main.cjs'), 'other.cjs', '.k = 7', '.k = 8');
 });
