@@ -94,9 +94,16 @@ fn child_process_entry() {
         }
         "disk-full" => {
             // RLIMIT_FSIZE is 1 MiB here: a 4 MiB result cannot be written.
+            // It takes 100 ms to compute, so the policy wants it stored (a
+            // result made in a blink is declined as cheaper to recompute, and
+            // then no write is tried: how long a clone takes must not decide
+            // what this test sees).
             let big = vec![7u8; 4 << 20];
-            let call =
-                memo::call(Some(&store), core(), eval("big", "f", 0), || Ok::<_, ()>(big.clone())).expect("computes");
+            let call = memo::call(Some(&store), core(), eval("big", "f", 0), || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                Ok::<_, ()>(big.clone())
+            })
+            .expect("computes");
             assert_eq!(call.source, Source::Computed);
             assert_eq!(call.data.bytes(), big.as_slice(), "the value is returned even though it was not stored");
             assert_eq!(call.warnings.len(), 1);
