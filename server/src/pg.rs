@@ -10,7 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::NoTls;
 
 use crate::error::ApiError;
-use crate::storage::{Eval, KeyRecord, Metadata, ProjectId, Scope};
+use crate::storage::{Eval, KeyRecord, Metadata, ProjectId, Scope, SideRuntime};
 
 /// Connections per server process.
 const POOL: usize = 4;
@@ -67,7 +67,7 @@ CREATE INDEX IF NOT EXISTS evals_by_function ON evals(project, function_name, ke
 /// (the database restarted) is replaced, not handed out again.
 pub struct PostgresMetadata {
     pool: Pool,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: SideRuntime,
 }
 
 fn db(error: tokio_postgres::Error) -> ApiError {
@@ -117,12 +117,7 @@ impl PostgresMetadata {
             // Every connection, also one made after a restart, starts in the schema.
             config.options(format!("-c search_path={schema}"));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("hitsave-pg")
-            .enable_all()
-            .build()
-            .map_err(|err| ApiError::internal(format!("metadata database runtime: {err}")))?;
+        let runtime = SideRuntime::new("hitsave-pg", "metadata database")?;
         let manager =
             Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
         let pool = Pool::builder(manager)
@@ -133,7 +128,7 @@ impl PostgresMetadata {
             .recycle_timeout(Some(WAIT))
             .build()
             .map_err(|err| ApiError::internal(format!("metadata database pool: {err}")))?;
-        let metadata = Self { pool, runtime: Some(runtime) };
+        let metadata = Self { pool, runtime };
         let create = match schema {
             Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};"),
             None => String::new(),
@@ -152,21 +147,10 @@ impl PostgresMetadata {
         &self,
         work: impl AsyncFnOnce(&mut deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, ApiError> {
-        let runtime = self.runtime.as_ref().expect("the runtime lives as long as the pool");
-        runtime.block_on(async {
+        self.runtime.get().block_on(async {
             let mut client = self.pool.get().await.map_err(pool_error)?;
             work(&mut client).await.map_err(db)
         })
-    }
-}
-
-impl Drop for PostgresMetadata {
-    fn drop(&mut self) {
-        // A server's state may be dropped on an async worker, where dropping
-        // a runtime (which waits for its tasks) is forbidden.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 

@@ -19,7 +19,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 
 use crate::error::ApiError;
-use crate::storage::Blobs;
+use crate::storage::{Blobs, SideRuntime};
 
 /// Where the blobs live. Credentials come from the standard AWS chain.
 #[derive(Clone, Debug)]
@@ -40,9 +40,8 @@ const PART: usize = 16 << 20;
 pub struct S3Blobs {
     store: Arc<AmazonS3>,
     temp: PathBuf,
-    /// The store's own runtime: the [`Blobs`] trait is synchronous (its
-    /// callers run on tokio's blocking pool), and each call blocks on it.
-    runtime: Option<tokio::runtime::Runtime>,
+    /// The store's own runtime, which each call blocks on.
+    runtime: SideRuntime,
 }
 
 fn storage_error(message: impl Into<String>) -> ApiError {
@@ -71,17 +70,12 @@ impl S3Blobs {
             .with_virtual_hosted_style_request(false)
             .build()
             .map_err(|err| ApiError::bad_request(format!("the S3 settings: {err}")))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("hitsave-s3")
-            .enable_all()
-            .build()
-            .map_err(|err| ApiError::internal(format!("object store runtime: {err}")))?;
-        Ok(Self { store: Arc::new(store), temp: temp.to_path_buf(), runtime: Some(runtime) })
+        let runtime = SideRuntime::new("hitsave-s3", "object store")?;
+        Ok(Self { store: Arc::new(store), temp: temp.to_path_buf(), runtime })
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime.as_ref().expect("the runtime lives as long as the store")
+        self.runtime.get()
     }
 
     fn object(digest: &str) -> Result<ObjectPath, ApiError> {
@@ -90,16 +84,6 @@ impl S3Blobs {
             .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| ApiError::bad_request(format!("{digest:?} is not a blob digest")))?;
         Ok(ObjectPath::from(format!("blobs/{}/{hex}", &hex[..2])))
-    }
-}
-
-impl Drop for S3Blobs {
-    fn drop(&mut self) {
-        // A server's state may be dropped on an async worker, where dropping
-        // a runtime (which waits for its tasks) is forbidden.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 

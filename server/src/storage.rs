@@ -417,3 +417,37 @@ impl Blobs for DirBlobs {
         Ok(Box::new(file.take(len)))
     }
 }
+
+/// A small tokio runtime of a storage backend's own: the [`Metadata`] and
+/// [`Blobs`] traits are synchronous (their callers run on tokio's blocking
+/// pool), so an async client (the PostgreSQL pool, the object store) runs
+/// here and each call blocks on it.
+pub struct SideRuntime(Option<tokio::runtime::Runtime>);
+
+impl SideRuntime {
+    /// One worker thread named `name`.
+    pub fn new(name: &str, what: &str) -> Result<Self, ApiError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .map_err(|err| ApiError::internal(format!("{what} runtime: {err}")))?;
+        Ok(Self(Some(runtime)))
+    }
+
+    /// The runtime (it lives until this is dropped).
+    pub fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime lives until it is dropped")
+    }
+}
+
+impl Drop for SideRuntime {
+    fn drop(&mut self) {
+        // A server's state may be dropped on an async worker, where dropping
+        // a runtime (which waits for its tasks) is forbidden.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
