@@ -69,13 +69,7 @@ pub fn call<E>(
         }
     }
     for warning in &warnings {
-        warn_once(warning);
+        crate::warn::error(warning);
     }
     Ok(Call { data: ResultData::Inline(data), source: Source::Computed, warnings, stored })
-}
-
-/// Prints a cache warning to stderr, once per error code per process
-/// ([`crate::warn`]).
-pub fn warn_once(error: &HitSaveError) {
-    crate::warn::error(error);
 }
