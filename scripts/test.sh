@@ -65,5 +65,9 @@ cargo build --quiet --locked -p hitsave-server
 step "Python tests, and Python and Node sharing one store and one cloud (tests/interop)"
 .venv/bin/python -m pytest -q bindings/python/tests tests/interop
 
+step "packages: the release wheel, the sdist and the npm packages (scripts/package.sh), installed without Rust (tests/packaging)"
+bash scripts/package.sh
+.venv/bin/python -m pytest -q -s tests/packaging
+
 step "disk used by this run's builds"
 du -sh target 2>/dev/null || true

@@ -11,17 +11,49 @@ const { EventEmitter } = require('node:events');
 const v8 = require('node:v8');
 const native = loadNative();
 
+/**
+ * The addon, from the first of: HITSAVE_NODE_ADDON (a build to try),
+ * `hitsave.node` beside this file (a build from a checkout: `npm run build`),
+ * the prebuilt per-platform package npm installed (`@hitsave/<platform>`,
+ * an optionalDependency, as napi-rs projects ship).
+ */
 function loadNative() {
   const path = require('node:path');
-  const file = process.env.HITSAVE_NODE_ADDON || path.join(__dirname, 'hitsave.node');
-  try {
-    return require(file);
-  } catch (error) {
-    error.message =
-      `hitsave: cannot load the native addon ${file} (${error.message}); ` +
-      'build it with `npm run build` (or `node scripts/build.js`) in bindings/node';
-    throw error;
+  const fs = require('node:fs');
+  const explicit = process.env.HITSAVE_NODE_ADDON;
+  const local = path.join(__dirname, 'hitsave.node');
+  const file = explicit || (fs.existsSync(local) ? local : null);
+  if (file) {
+    try {
+      return require(file);
+    } catch (error) {
+      error.message = `hitsave: cannot load the native addon ${file} (${error.message})`;
+      throw error;
+    }
   }
+  // npm installs only the package whose os, cpu and libc match; on Linux try
+  // glibc's, then musl's (cheaper than asking which libc this is).
+  const base = `${process.platform}-${process.arch}`;
+  const names = process.platform === 'linux' ? [`${base}-gnu`, `${base}-musl`] : [base];
+  for (const name of names) {
+    const pkg = `@hitsave/${name}`;
+    try {
+      return require(pkg);
+    } catch (error) {
+      if (error.code === 'MODULE_NOT_FOUND' && String(error.message).includes(pkg)) continue;
+      error.message = `hitsave: cannot load the native addon ${pkg} (${error.message})`;
+      throw error;
+    }
+  }
+  const missing = new Error(
+    `hitsave: no native addon for ${base}: no prebuilt package (${names.map((n) => `@hitsave/${n}`).join(' or ')}) ` +
+      'is installed (npm installs it with hitsave where one is published, today linux-x64-gnu; ' +
+      'check that optional dependencies were not omitted), and there is no source build at ' +
+      `${local}. To build from source, run \`npm run build\` in bindings/node of a HitSave ` +
+      'checkout (needs Rust 1.95 or newer: https://rustup.rs) and install that folder.',
+  );
+  missing.code = 'addon_missing';
+  throw missing;
 }
 
 /** Every HitSave error: `code` is stable (docs/errors.md), `path` says where in the arguments. */

@@ -2,7 +2,7 @@
 'use strict';
 // Builds the native addon with cargo and puts it where index.js loads it.
 //
-//   node scripts/build.js          release build (what `npm install` runs)
+//   node scripts/build.js          release build (`npm run build`: a source build, when asked)
 //   node scripts/build.js --dev    dev profile, sharing the workspace's target/
 //                                  with `cargo test` (what scripts/test.sh runs)
 //
@@ -16,6 +16,13 @@ const dev = process.argv.includes('--dev') || process.env.HITSAVE_NODE_PROFILE =
 const root = path.resolve(__dirname, '..', '..', '..');
 const args = ['build', '--locked', '-p', 'hitsave-node'];
 if (!dev) args.push('--release');
+const probe = spawnSync('cargo', ['--version'], { encoding: 'utf8' });
+const version = /cargo (\d+)\.(\d+)/.exec(probe.stdout || '');
+if (!version || Number(version[1]) < 1 || (Number(version[1]) === 1 && Number(version[2]) < 95)) {
+  const found = probe.error ? 'no cargo on PATH' : `found ${String(probe.stdout).trim() || 'a cargo that does not run'}`;
+  console.error(`hitsave: building the addon from source needs Rust 1.95 or newer (${found}): install it from https://rustup.rs`);
+  process.exit(1);
+}
 const built = spawnSync('cargo', args, { cwd: root, stdio: 'inherit' });
 if (built.status !== 0) {
   console.error(`hitsave: cargo ${args.join(' ')} failed`);
