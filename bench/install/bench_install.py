@@ -64,7 +64,8 @@ def median(fn, *args) -> float:
 
 
 def size(p: Path) -> str:
-    return f"{p.stat().st_size / 2**20:.1f} MiB"
+    n = p.stat().st_size
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 def main() -> None:
