@@ -166,8 +166,25 @@ struct Module {
     /// declaration binds): `(name, unit)`. A read depends on every write of
     /// the name in the modules a graph reaches.
     global_reads: Vec<(String, usize)>,
+    /// `(binding, unit)`: units that may change a module-level binding of
+    /// this module (its writers and, transitively, their callers here).
+    changes: Vec<(usize, usize)>,
     /// How the units' texts parse.
     source_type: SourceType,
+}
+
+impl Module {
+    /// The modules this one loads for their effects: its side-effect imports,
+    /// and every module required or imported inside a top-level statement
+    /// run for its effects (`require('./setup').setup()`).
+    fn effect_specs(&self) -> impl Iterator<Item = &String> {
+        self.side_effect_imports.iter().chain(self.units.iter().filter(|unit| unit.effect).flat_map(|unit| {
+            unit.deps.iter().filter_map(|dep| match dep {
+                Dep::Import { spec, .. } => Some(spec),
+                Dep::Unit(_) => None,
+            })
+        }))
+    }
 }
 
 /// The string argument of `require("x")`, if `expr` is such a call.
@@ -566,6 +583,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
     let root_scope = scoping.root_scope_id();
     let index = UnitIndex::new(&module.units);
     let mut effects: Vec<(usize, usize)> = Vec::new();
+    let mut writers: Vec<(usize, usize)> = Vec::new();
     let mut import_effects: Vec<(String, Imported, usize)> = Vec::new();
     for symbol in scoping.symbol_ids() {
         let name = scoping.symbol_name(symbol);
@@ -583,6 +601,28 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             let node = nodes.get_node(reference.node_id());
             let span = node.kind().span();
             let Some(user) = index.unit_at(span) else { continue };
+            if at_root && !module.units[user].effect && may_change(semantic, node.id(), reference.is_write()) {
+                // A function (or any unit) that may change a module-level
+                // binding (`RATE = r`, `config.k = v`, `steps.push(f)`,
+                // `init(config)`): whatever reads the binding depends on it,
+                // and on whatever calls it (below), since what the binding
+                // holds when the memoized function runs is theirs to decide.
+                match &home {
+                    Dep::Unit(binding) if *binding != user => writers.push((*binding, user)),
+                    Dep::Import { spec, imported } => {
+                        let imported = match (imported, nodes.parent_kind(node.id())) {
+                            (Imported::Namespace, AstKind::StaticMemberExpression(member))
+                                if member.object.span() == span =>
+                            {
+                                Imported::Named(member.property.name.to_string())
+                            }
+                            (other, _) => other.clone(),
+                        };
+                        import_effects.push((spec.clone(), imported, user));
+                    }
+                    _ => {}
+                }
+            }
             if at_root
                 && module.units[user].effect
                 && let Dep::Import { spec, imported } = &home
@@ -690,18 +730,50 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             module.units[user].deps.push(dep);
         }
     }
+    // A binding's writers, and every unit of this module that calls one of
+    // them, directly or through others (`setRate(2)` at the top, or `init()`
+    // calling `setRate`): the binding depends on all of them. Computed on the
+    // references alone, before the edges added here.
+    if !writers.is_empty() {
+        let mut callers: Vec<Vec<usize>> = vec![Vec::new(); module.units.len()];
+        for (user, unit) in module.units.iter().enumerate() {
+            for dep in &unit.deps {
+                if let Dep::Unit(callee) = dep
+                    && *callee != user
+                {
+                    callers[*callee].push(user);
+                }
+            }
+        }
+        writers.sort_unstable();
+        writers.dedup();
+        let mut owners: Vec<usize> = writers.iter().map(|(owner, _)| *owner).collect();
+        owners.dedup();
+        for owner in owners {
+            let mut seen = vec![false; module.units.len()];
+            let mut queue: Vec<usize> =
+                writers.iter().filter(|(o, _)| *o == owner).map(|(_, writer)| *writer).collect();
+            while let Some(unit) = queue.pop() {
+                if unit == owner || std::mem::replace(&mut seen[unit], true) {
+                    continue;
+                }
+                effects.push((owner, unit));
+                module.changes.push((owner, unit));
+                queue.extend(callers[unit].iter().copied());
+            }
+        }
+    }
     for (binding, statement) in effects {
         if !module.units[binding].deps.iter().any(|dep| matches!(dep, Dep::Unit(unit) if *unit == statement)) {
             module.units[binding].deps.push(Dep::Unit(statement));
         }
     }
-    // `require('./config').k = 5`: an effect on an export with no name bound
-    // to its module in between.
+    // `require('./config').k = 5`, `require('./setup').setup(3)`: an effect
+    // on an export with no name bound to its module in between.
     for node in nodes.iter() {
-        let AstKind::AssignmentExpression(assignment) = node.kind() else { continue };
-        let AssignmentTarget::StaticMemberExpression(member) = &assignment.left else { continue };
+        let AstKind::StaticMemberExpression(member) = node.kind() else { continue };
         let Some(spec) = require_spec(&member.object) else { continue };
-        let Some(unit) = index.unit_at(assignment.span) else { continue };
+        let Some(unit) = index.unit_at(member.span) else { continue };
         if module.units[unit].effect {
             import_effects.push((spec.to_owned(), Imported::Named(member.property.name.to_string()), unit));
         }
@@ -739,6 +811,154 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
         if let Some(user) = index.unit_at(span) {
             module.units[user].deps.push(Dep::Import { spec, imported: Imported::Namespace });
         }
+    }
+}
+
+/// Whether the reference at `node` may change what its binding holds, not
+/// only read it: it is assigned, or a member of it is (`x.k = 1`, `x[k]++`,
+/// `delete x.k`, at any depth), a method is called on it or on a member
+/// (`x.push(v)`, `x.m.set(k, v)`), it is passed to a call (`init(x)`,
+/// `Object.assign(x, …)`), or it is given another name (`const c = x`,
+/// `this.c = x`) through which it may be changed later. More than needed,
+/// never less: a unit wrongly counted as a writer costs a miss, a writer
+/// missed costs a wrong result.
+fn may_change(semantic: &Semantic<'_>, node: oxc_semantic::NodeId, written: bool) -> bool {
+    if written {
+        return true;
+    }
+    let nodes = semantic.nodes();
+    let mut current = node;
+    let mut span = nodes.get_node(node).kind().span();
+    let mut through_member = false;
+    loop {
+        let parent = nodes.parent_id(current);
+        if parent == current {
+            return false;
+        }
+        match nodes.get_node(parent).kind() {
+            AstKind::StaticMemberExpression(member) if member.object.span() == span => through_member = true,
+            AstKind::ComputedMemberExpression(member) if member.object.span() == span => through_member = true,
+            AstKind::PrivateFieldExpression(member) if member.object.span() == span => through_member = true,
+            AstKind::ParenthesizedExpression(_)
+            | AstKind::ChainExpression(_)
+            | AstKind::TSNonNullExpression(_)
+            | AstKind::TSAsExpression(_)
+            | AstKind::TSSatisfiesExpression(_)
+            | AstKind::TSTypeAssertion(_) => {}
+            AstKind::AssignmentExpression(assignment) => {
+                return assignment.left.span() == span || assignment.right.span() == span;
+            }
+            AstKind::UpdateExpression(_) => return true,
+            AstKind::UnaryExpression(unary) => return unary.operator == oxc_ast::ast::UnaryOperator::Delete,
+            AstKind::CallExpression(call) => {
+                if call.callee.span() == span {
+                    // `x.push(v)` changes x; `x.get(k)`, `x.slice()` do not.
+                    return through_member && !reads_only_method(&call.callee);
+                }
+                return call.arguments.iter().any(|argument| argument.span() == span)
+                    && !reads_only_callee(semantic, &call.callee);
+            }
+            AstKind::NewExpression(call) => return call.arguments.iter().any(|argument| argument.span() == span),
+            AstKind::VariableDeclarator(declarator) => {
+                return declarator.init.as_ref().is_some_and(|init| init.span() == span);
+            }
+            AstKind::SpreadElement(_) => {
+                // `f(...x)`, `[...x]`: a spread into a call passes the elements on.
+                return matches!(nodes.parent_kind(parent), AstKind::CallExpression(_) | AstKind::NewExpression(_));
+            }
+            _ => return false,
+        }
+        current = parent;
+        span = nodes.get_node(current).kind().span();
+    }
+}
+
+/// Methods that never change the object they are called on and take no
+/// callback (which could change its elements): `x.get(k)`, `x.slice()`.
+const READ_ONLY_METHODS: [&str; 33] = [
+    "get",
+    "has",
+    "at",
+    "includes",
+    "indexOf",
+    "lastIndexOf",
+    "slice",
+    "concat",
+    "join",
+    "keys",
+    "values",
+    "entries",
+    "toString",
+    "toFixed",
+    "toPrecision",
+    "valueOf",
+    "startsWith",
+    "endsWith",
+    "trim",
+    "split",
+    "toUpperCase",
+    "toLowerCase",
+    "padStart",
+    "padEnd",
+    "charAt",
+    "charCodeAt",
+    "codePointAt",
+    "substring",
+    "repeat",
+    "hasOwnProperty",
+    "toJSON",
+    "toISOString",
+    "getTime",
+];
+
+fn reads_only_method(callee: &Expression<'_>) -> bool {
+    let Expression::StaticMemberExpression(member) = callee.without_parentheses() else { return false };
+    READ_ONLY_METHODS.contains(&member.property.name.as_str())
+}
+
+/// Built-in functions that never change their arguments (`String(x.k)`,
+/// `Math.max(x.a, 1)`, `console.log(x)`, `JSON.stringify(x)`), when their
+/// names are the globals (not shadowed by a declaration).
+fn reads_only_callee(semantic: &Semantic<'_>, callee: &Expression<'_>) -> bool {
+    match callee.without_parentheses() {
+        Expression::Identifier(name) => {
+            is_unresolved(semantic, name)
+                && [
+                    "String",
+                    "Number",
+                    "Boolean",
+                    "BigInt",
+                    "parseInt",
+                    "parseFloat",
+                    "isNaN",
+                    "isFinite",
+                    "encodeURIComponent",
+                    "decodeURIComponent",
+                    "encodeURI",
+                    "decodeURI",
+                ]
+                .contains(&name.name.as_str())
+        }
+        Expression::StaticMemberExpression(member) => {
+            let Expression::Identifier(object) = &member.object else { return false };
+            if !is_unresolved(semantic, object) {
+                return false;
+            }
+            let method = member.property.name.as_str();
+            match object.name.as_str() {
+                "Math" | "console" => true,
+                "JSON" => method == "stringify",
+                "Number" => {
+                    ["isInteger", "isFinite", "isNaN", "isSafeInteger", "parseFloat", "parseInt"].contains(&method)
+                }
+                "Array" => method == "isArray",
+                "Object" => {
+                    ["keys", "values", "entries", "getOwnPropertyNames", "is", "hasOwn", "isFrozen"].contains(&method)
+                }
+                _ => false,
+            }
+        }
+        _ => false,
     }
 }
 
@@ -1130,6 +1350,7 @@ fn summarize(
         side_effect_imports: Vec::new(),
         global_writes: Vec::new(),
         global_reads: Vec::new(),
+        changes: Vec::new(),
         source_type: source_type_of(path),
     };
     if path.extension().is_some_and(|ext| ext == "json") {
@@ -1311,7 +1532,7 @@ impl Graph<'_> {
                     _ => None,
                 }))
                 .chain(module.star_exports.iter())
-                .chain(module.side_effect_imports.iter());
+                .chain(module.effect_specs());
             for spec in specs {
                 if let Resolved::File(file) = resolve(&module.path, spec) {
                     queue.push(file);
@@ -1332,7 +1553,7 @@ impl Graph<'_> {
             while done < self.used.len() {
                 let module = self.used[done].clone();
                 done += 1;
-                for spec in &module.side_effect_imports {
+                for spec in module.effect_specs() {
                     if let Resolved::File(path) = resolve(&module.path, spec) {
                         self.module(&path)?;
                     }
@@ -1347,6 +1568,7 @@ impl Graph<'_> {
                     changed |= self.add_dep(export, statement);
                 }
             }
+            changed |= self.add_cross_module_changes()?;
             // A read of a global depends on every write of it in the modules reached.
             let writes: Vec<(Arc<Module>, String, usize)> = self
                 .used
@@ -1372,6 +1594,97 @@ impl Graph<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// Units that may change a binding of another module: they write an
+    /// imported binding (`cfg.k = 3` in a function), or call a function of
+    /// another module that may change one there (`init()` calling an imported
+    /// `setRate`), directly or through callers in their own module. The
+    /// binding's node, when the graph holds it, depends on each of them.
+    /// Only modules the graph already reached are looked at.
+    fn add_cross_module_changes(&mut self) -> Result<bool, HitSaveError> {
+        type Key = (PathBuf, usize);
+        let used = self.used.clone();
+        let by_path: HashMap<&Path, &Arc<Module>> = used.iter().map(|module| (module.path.as_path(), module)).collect();
+        let mut changes: HashMap<Key, std::collections::BTreeSet<Key>> = HashMap::new();
+        for module in &used {
+            for &(owner, unit) in &module.changes {
+                changes.entry((module.path.clone(), unit)).or_default().insert((module.path.clone(), owner));
+            }
+        }
+        // Each module's callers within itself, to pass a change up to them.
+        let callers: HashMap<&Path, Vec<Vec<usize>>> = used
+            .iter()
+            .map(|module| {
+                let mut callers = vec![Vec::new(); module.units.len()];
+                for (user, unit) in module.units.iter().enumerate() {
+                    for dep in &unit.deps {
+                        if let Dep::Unit(callee) = dep
+                            && *callee != user
+                        {
+                            callers[*callee].push(user);
+                        }
+                    }
+                }
+                (module.path.as_path(), callers)
+            })
+            .collect();
+        loop {
+            let mut grew = false;
+            for module in &used {
+                let mut found: Vec<(usize, Key)> = Vec::new();
+                for (spec, imported, unit) in &module.import_effects {
+                    if let Resolved::File(path) = resolve(&module.path, spec)
+                        && let Some(target) = by_path.get(path.as_path())
+                        && let Some(owner) = export_unit(target, imported)
+                    {
+                        found.push((*unit, (path, owner)));
+                    }
+                }
+                for (user, unit) in module.units.iter().enumerate() {
+                    for dep in &unit.deps {
+                        let Dep::Import { spec, imported } = dep else { continue };
+                        let Resolved::File(path) = resolve(&module.path, spec) else { continue };
+                        let Some(target) = by_path.get(path.as_path()) else { continue };
+                        let Some(callee) = export_unit(target, imported) else { continue };
+                        if let Some(targets) = changes.get(&(path, callee)) {
+                            found.extend(targets.iter().map(|key| (user, key.clone())));
+                        }
+                    }
+                }
+                for (unit, key) in found {
+                    // The unit, and every unit of its module that calls it.
+                    let mut queue = vec![unit];
+                    let mut seen = std::collections::HashSet::new();
+                    while let Some(unit) = queue.pop() {
+                        if !seen.insert(unit) {
+                            continue;
+                        }
+                        if changes.entry((module.path.clone(), unit)).or_default().insert(key.clone()) {
+                            grew = true;
+                        }
+                        queue.extend(callers[module.path.as_path()][unit].iter().copied());
+                    }
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        let mut added = false;
+        for ((path, unit), targets) in changes {
+            let module = by_path[path.as_path()];
+            for (target_path, owner) in targets {
+                if target_path == path {
+                    continue; // within a module: linked already (`link`)
+                }
+                let target = by_path[target_path.as_path()];
+                let Some(&binding) = self.index.get(&unit_node_name(target, owner)) else { continue };
+                let changer = self.unit(module, unit)?;
+                added |= self.add_dep(binding, changer);
+            }
+        }
+        Ok(added)
     }
 
     /// Makes node `from` depend on `to`; whether that is new.
@@ -1548,6 +1861,25 @@ impl Graph<'_> {
 }
 
 /// The graph node name of a module's unit: `path/relative/to/project.js:unit`.
+/// The unit of this module an import of it names, when it is one here
+/// (not re-exported from elsewhere).
+fn export_unit(module: &Module, imported: &Imported) -> Option<usize> {
+    let export = match imported {
+        Imported::Namespace => return None,
+        Imported::Default => module.exports.get("default"),
+        Imported::Named(name) => module.exports.get(name.as_str()),
+    };
+    match export {
+        Some(Export::Unit(unit)) => Some(*unit),
+        Some(Export::Local(local)) => match module.bindings.get(local)? {
+            Binding::Unit(unit) => Some(*unit),
+            Binding::Import { .. } => None,
+        },
+        Some(Export::From { .. }) => None,
+        None => module.cjs_exports,
+    }
+}
+
 fn unit_node_name(module: &Module, unit: usize) -> String {
     format!("{}:{}", module.rel, module.units[unit].name)
 }

@@ -5,6 +5,9 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const { Project } = require('./helpers');
+const fs = require('node:fs');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
 
 const LIB = `
 const { memo } = require(HITSAVE);
@@ -95,6 +98,77 @@ test('top-level statements that change what a function reads count toward it', (
   }
 });
 
+// Functions that change a module-level binding when they run, called at the
+// top of a module (here or in another one, directly or through others).
+const WRITERS = {
+  'rate.mjs': `
+export let RATE = 1;
+export function setRate(r) { RATE = r; }
+`,
+  'init.mjs': `
+import { setRate } from './rate.mjs';
+export function init() { setRate(2); }                 // EDIT-cross-caller
+`,
+  'cfg.js': `exports.cfg = { k: 1, j: 1 };\n`,
+  'setup.js': `
+const { cfg } = require('./cfg');
+exports.setup = () => { cfg.k = 3; };                  // EDIT-imported-writer
+`,
+  'main.mjs': `
+import { memo } from HITSAVE_ESM;
+import { createRequire } from 'node:module';
+import { appendFileSync } from 'node:fs';
+import { RATE } from './rate.mjs';
+import { init } from './init.mjs';
+const require = createRequire(import.meta.url);
+const { cfg } = require('./cfg');
+let scale = 1;
+function setScale(s) { scale = s; }
+function configure() { setScale(4); }                  // EDIT-local-caller
+configure();
+const table = { t: 1 };
+function load() { const alias = table; alias.t = 5; }  // EDIT-alias
+load();
+init();
+require('./setup').setup();
+// Reads cfg and scale, changes nothing: editing it changes no other result.
+function describe() { return String(cfg.k) + scale; }  // EDIT-reader
+const total = memo(function total(x) {
+  appendFileSync(new URL('./runs.txt', import.meta.url), 'x');
+  return [x * RATE, cfg.k, scale, table.t];
+});
+console.log(JSON.stringify([total(1), describe()]));
+`,
+};
+
+test('functions that change a binding when called count toward it, wherever they are called from', () => {
+  const marks = [
+    ['init.mjs', 'EDIT-cross-caller', 'setRate(2)', 'setRate(20)'],
+    ['setup.js', 'EDIT-imported-writer', 'k = 3', 'k = 30'],
+    ['main.mjs', 'EDIT-local-caller', 'setScale(4)', 'setScale(40)'],
+    ['main.mjs', 'EDIT-alias', 't = 5', 't = 50'],
+  ];
+  const files = Object.fromEntries(
+    Object.entries(WRITERS).map(([name, text]) => [name, text.replace('HITSAVE_ESM', JSON.stringify(require.resolve('../index.mjs')))]),
+  );
+  for (const [file, mark, before, after] of marks) {
+    const project = new Project(files);
+    const first = project.run('main.mjs').out;
+    assert.deepStrictEqual(first, [[2, 3, 4, 5], '34']);
+    const line = files[file].split('\n').find((l) => l.includes(mark));
+    project.write({ [file]: files[file].replace(line, line.replace(before, after)) });
+    const edited = project.run('main.mjs').out;
+    assert.notDeepStrictEqual(edited[0], first[0], `${file} ${mark}: the edit must miss, not return the old result`);
+  }
+  // A function that only reads those bindings is not a writer: editing it still hits.
+  const project = new Project(files);
+  project.run('main.mjs');
+  const line = files['main.mjs'].split('\n').find((l) => l.includes('EDIT-reader'));
+  project.write({ 'main.mjs': files['main.mjs'].replace(line, line.replace('+ scale', '+ scale + "!"')) });
+  assert.deepStrictEqual(project.run('main.mjs').out, [[2, 3, 4, 5], '34!']);
+  assert.strictEqual(fs.readFileSync(path.join(project.root, 'runs.txt'), 'utf8'), 'x', 'the edit of a reader hits');
+});
+
 test('a dependency chain of 10,000 functions is analysed, not a crash', () => {
   let source = 'const { memo } = require(HITSAVE);\n';
   const count = 10_000;
@@ -106,9 +180,6 @@ test('a dependency chain of 10,000 functions is analysed, not a crash', () => {
   assert.strictEqual(project.run('main.js').out, 'function1');
 });
 
-const fs = require('node:fs');
-const path = require('node:path');
-const { spawnSync } = require('node:child_process');
 
 /** Edits `file` by `[before, after]` and checks the call misses with a new value (not the old result). */
 function editMisses(project, run, file, before, after) {
