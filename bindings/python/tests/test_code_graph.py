@@ -625,3 +625,57 @@ def test_a_value_a_project_puts_into_builtins_counts(project):
     text = (project.root / "setup_env.py").read_text()
     project.write("setup_env.py", text.replace("FACTOR = 3", "FACTOR = 5"))
     assert project.run("import job; print(job.run(2))").stdout.split() == ["11"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'return getattr(helpers, "scale")(x)',
+        'return importlib.import_module("helpers").scale(x)',
+        'return __import__("helpers").scale(x)',
+        "return use(helpers, x)",
+    ],
+    ids=["getattr", "import_module", "__import__", "module-passed-to-a-call"],
+)
+def test_a_module_reached_by_a_dynamic_name_counts_whole(project, body):
+    """`getattr(m, "f")`, `import_module("m")`, a module passed as a value:
+    the bytecode does not say which of its names are read, so all count."""
+    project.write("helpers.py", """
+        def scale(x):
+            return x * 2                       # EDIT
+    """)
+    project.write("job.py", f"""
+        import importlib
+        from hitsave import memo
+        import helpers
+
+        def use(module, x):
+            return module.scale(x)
+
+        @memo
+        def run(x):
+            {body}
+    """)
+    assert project.run("import job; print(job.run(5))").stdout.split() == ["10"]
+    assert project.run("import job; print(job.run(5))").stdout.split() == ["10"]
+    text = (project.root / "helpers.py").read_text()
+    project.write("helpers.py", text.replace("x * 2", "x * 3"))
+    assert project.run("import job; print(job.run(5))").stdout.split() == ["15"]
+
+
+@pytest.mark.parametrize("body", ['return globals()["helper"](x)', 'return eval("helper(x)")'], ids=["globals", "eval"])
+def test_globals_read_by_a_computed_name_count(project, body):
+    project.write("job.py", f"""
+        from hitsave import memo
+
+        def helper(x):
+            return x * 2                       # EDIT
+
+        @memo
+        def run(x):
+            {body}
+    """)
+    assert project.run("import job; print(job.run(5))").stdout.split() == ["10"]
+    text = (project.root / "job.py").read_text()
+    project.write("job.py", text.replace("x * 2", "x * 3"))
+    assert project.run("import job; print(job.run(5))").stdout.split() == ["15"]

@@ -413,6 +413,18 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             found.extend(_imported(reference[1], reference[2], reference[3], package))
             continue
         name, attrs = reference[1], reference[2]
+        if name in _WHOLE_NAMESPACE and name not in namespace:
+            # `globals()["g"]`, `vars()`, `eval("g(x)")`: any global may be
+            # read by a name the bytecode does not hold; all of them count.
+            module = sys.modules.get(namespace.get("__name__", ""))
+            if module is not None and vars(module) is namespace:
+                found.append((None, None, module, None))
+            else:
+                found.extend((n, v, v, None) for n, v in list(namespace.items()) if not (n.startswith("__") and n.endswith("__")))
+            continue
+        if name == "__import__" and name not in namespace:
+            found.extend(_modules_named_in(code, package))
+            continue
         if name not in namespace:
             injected = getattr(builtins, name, _MISSING)
             if injected is not _MISSING and _injected_builtin(name, injected):
@@ -429,10 +441,64 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             qualified = f"{value.__name__}:{attr}"
             value = getattr(value, attr)
         found.append((name, bound, value, qualified))
+        if value in _IMPORTERS:
+            found.extend(_modules_named_in(code, package))
     return found
 
 
 _MISSING = object()
+# Builtins that read a module's globals by a name computed at run time.
+_WHOLE_NAMESPACE = frozenset({"globals", "vars", "eval", "exec"})
+
+
+def _importers() -> tuple[Any, ...]:
+    import importlib
+
+    return (importlib.import_module, importlib.__import__, builtins.__import__)
+
+
+class _LazyImporters:
+    """`importlib.import_module` and friends, looked up on first use (the
+    analysis does not import importlib for every process)."""
+
+    def __contains__(self, value: Any) -> bool:
+        if not callable(value) or getattr(value, "__name__", None) not in ("import_module", "__import__"):
+            return False
+        return any(value is importer for importer in _importers())
+
+
+_IMPORTERS = _LazyImporters()
+
+
+def _modules_named_in(code: types.CodeType, package: str | None) -> list[tuple[str | None, Any, Any, str | None]]:
+    """The project modules a function that calls ``import_module``/``__import__``
+    may load: every string constant of its code that names one (imported as
+    the function would), counted whole. A name computed at run time is not
+    seen (docs/python.md)."""
+    found: list[tuple[str | None, Any, Any, str | None]] = []
+    for nested in _bytecode.nested_codes(code):
+        for constant in nested.co_consts:
+            if not isinstance(constant, str) or not constant or len(constant) > 200:
+                continue
+            dotted = constant.lstrip(".")
+            if not all(part.isidentifier() for part in dotted.split(".")):
+                continue
+            level = len(constant) - len(dotted)
+            module = sys.modules.get(constant) if not level else None
+            if module is None:
+                try:
+                    import importlib.util
+
+                    absolute = importlib.util.resolve_name(constant, package) if level else constant
+                    spec = importlib.util.find_spec(absolute)
+                except (ImportError, ValueError, AttributeError):
+                    continue
+                if spec is None or not spec.origin or _module_is_external(absolute, spec.origin):
+                    continue
+                module = _import_module(dotted, level, package)
+            if module is not None and not is_external(module):
+                found.append((None, None, module, None))
+    return found
 
 
 def _injected_builtin(name: str, value: Any) -> bool:
@@ -744,7 +810,20 @@ class _GraphBuilder:
             known = self.index.get(f"module:{obj.__name__}")
             if known is not None:
                 return known
-            return self._add("module", f"module:{obj.__name__}", _native.value_digest(obj.__name__))
+            node = self._add("module", f"module:{obj.__name__}", _native.value_digest(obj.__name__))
+            # A project module used as a value (`getattr(m, name)`, passed to
+            # a call, `import_module("m")`): whatever it binds may be read,
+            # so all of it counts (more than needed, never less).
+            namespace = vars(obj)
+            for attr, value in list(namespace.items()):
+                if attr.startswith("__") and attr.endswith("__"):
+                    continue
+                self.watched.name(namespace, attr, value)
+                hint = None if isinstance(value, (types.FunctionType, type, types.ModuleType)) else f"{module_name(obj.__name__)}:{attr}"
+                child = self.visit(value, hint)
+                if child is not None and child != node:
+                    self._link(node, child)
+            return node
         if name_hint is None:
             return None
         try:
