@@ -102,7 +102,14 @@ enum Imported {
 #[derive(Clone, Debug)]
 enum Dep {
     Unit(usize),
-    Import { spec: String, imported: Imported },
+    Import {
+        spec: String,
+        imported: Imported,
+    },
+    /// A module loaded by a name only known when the code runs
+    /// (`require(name)`, `import(path)`): a graph reaching this unit is
+    /// refused with `code_unavailable`, this message saying where.
+    Dynamic(String),
 }
 
 #[derive(Debug)]
@@ -181,7 +188,7 @@ impl Module {
         self.side_effect_imports.iter().chain(self.units.iter().filter(|unit| unit.effect).flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) => None,
+                Dep::Unit(_) | Dep::Dynamic(_) => None,
             })
         }))
     }
@@ -781,6 +788,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
     import_effects.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
     import_effects.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2 && format!("{:?}", a.1) == format!("{:?}", b.1));
     module.import_effects = import_effects;
+    let mut dynamic: Vec<Span> = Vec::new();
     // `require("x")` and `import("x")` inside functions: the whole module.
     // Also a require made by `createRequire(import.meta.url)`, called at once
     // or through any name: a relative path given to a call whose callee
@@ -800,17 +808,69 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
                 {
                     (spec.value.to_string(), call.span)
                 }
+                (Expression::Identifier(callee), Some(argument))
+                    if callee.name == "require" && is_unresolved(semantic, callee) && call.arguments.len() == 1 =>
+                {
+                    match argument.as_expression().and_then(|argument| constant_string(semantic, argument, 0)) {
+                        Some(spec) => (spec, call.span),
+                        None => {
+                            dynamic.push(call.span);
+                            continue;
+                        }
+                    }
+                }
                 _ => continue,
             },
-            AstKind::ImportExpression(import) => match &import.source {
-                Expression::StringLiteral(spec) => (spec.value.to_string(), import.span),
-                _ => continue,
+            AstKind::ImportExpression(import) => match constant_string(semantic, &import.source, 0) {
+                Some(spec) => (spec, import.span),
+                None => {
+                    dynamic.push(import.span);
+                    continue;
+                }
             },
             _ => continue,
         };
         if let Some(user) = index.unit_at(span) {
             module.units[user].deps.push(Dep::Import { spec, imported: Imported::Namespace });
         }
+    }
+    for span in dynamic {
+        let Some(user) = index.unit_at(span) else { continue };
+        let text = semantic.source_text();
+        let line = text[..span.start as usize].matches('\n').count() + 1;
+        let call: String = text[span.start as usize..span.end as usize].chars().take(80).collect();
+        module.units[user].deps.push(Dep::Dynamic(format!(
+            "{}:{line} loads a module by a name only known when it runs (`{call}`), so the code it runs cannot be \
+             read: load it by a literal path (a `const` bound to one is fine)",
+            module.rel
+        )));
+    }
+}
+
+/// The string an expression always is: a literal, a template without
+/// substitutions, or a `const` bound to one (`const name = './u'`).
+fn constant_string(semantic: &Semantic<'_>, expression: &Expression<'_>, depth: u32) -> Option<String> {
+    match expression.without_parentheses() {
+        Expression::StringLiteral(literal) => Some(literal.value.to_string()),
+        Expression::TemplateLiteral(template) if template.expressions.is_empty() => {
+            template.quasis.first().and_then(|quasi| quasi.value.cooked.as_ref()).map(|text| text.to_string())
+        }
+        Expression::Identifier(identifier) if depth < 8 => {
+            let scoping = semantic.scoping();
+            let symbol = scoping.get_reference(identifier.reference_id()).symbol_id()?;
+            if !scoping.symbol_flags(symbol).contains(SymbolFlags::ConstVariable) {
+                return None;
+            }
+            match semantic.nodes().get_node(scoping.symbol_declaration(symbol)).kind() {
+                AstKind::VariableDeclarator(declarator)
+                    if matches!(declarator.id, BindingPattern::BindingIdentifier(_)) =>
+                {
+                    constant_string(semantic, declarator.init.as_ref()?, depth + 1)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -1763,6 +1823,7 @@ impl Graph<'_> {
             let target = match dep {
                 Dep::Unit(other) => Some(self.unit(module, *other)?),
                 Dep::Import { spec, imported } => self.import(module, spec, imported)?,
+                Dep::Dynamic(what) => return Err(unavailable(what.clone())),
             };
             if let Some(target) = target
                 && target != index

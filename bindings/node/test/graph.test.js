@@ -169,6 +169,24 @@ test('functions that change a binding when called count toward it, wherever they
   assert.strictEqual(fs.readFileSync(path.join(project.root, 'runs.txt'), 'utf8'), 'x', 'the edit of a reader hits');
 });
 
+test('a module loaded by a computed name is refused; a name bound to a constant is followed', () => {
+  const project = new Project({
+    'u.js': 'exports.g = (x) => x * 2;\n',
+    'app.js': `
+      const { memo } = require(HITSAVE);
+      const NAME = './u';
+      const viaConst = memo((x) => require(NAME).g(x) + require(\`./u\`).g(x));
+      const computed = memo((x) => require('./' + 'u').g(x));
+      let refused;
+      try { computed(1); } catch (error) { refused = [error.code, /app\\.js:5 loads a module by a name only known when it runs/.test(error.message)]; }
+      console.log(JSON.stringify([viaConst(5), refused]));
+    `,
+  });
+  assert.deepStrictEqual(project.run('app.js').out, [20, ['code_unavailable', true]]);
+  project.write({ 'u.js': 'exports.g = (x) => x * 3;\n' });
+  assert.deepStrictEqual(project.run('app.js').out, [30, ['code_unavailable', true]], 'editing the required file misses');
+});
+
 test('a dependency chain of 10,000 functions is analysed, not a crash', () => {
   let source = 'const { memo } = require(HITSAVE);\n';
   const count = 10_000;
