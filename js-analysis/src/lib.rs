@@ -176,6 +176,9 @@ struct Module {
     /// `(binding, unit)`: units that may change a module-level binding of
     /// this module (its writers and, transitively, their callers here).
     changes: Vec<(usize, usize)>,
+    /// `(binding, unit)`: the edges from a binding to what may change it
+    /// (added to the binding's deps, but not references the binding makes).
+    effect_edges: std::collections::HashSet<(usize, usize)>,
     /// How the units' texts parse.
     source_type: SourceType,
 }
@@ -771,6 +774,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
         }
     }
     for (binding, statement) in effects {
+        module.effect_edges.insert((binding, statement));
         if !module.units[binding].deps.iter().any(|dep| matches!(dep, Dep::Unit(unit) if *unit == statement)) {
             module.units[binding].deps.push(Dep::Unit(statement));
         }
@@ -878,11 +882,15 @@ fn constant_string(semantic: &Semantic<'_>, expression: &Expression<'_>, depth: 
 /// only read it: it is assigned, or a member of it is (`x.k = 1`, `x[k]++`,
 /// `delete x.k`, at any depth), a method is called on it or on a member
 /// (`x.push(v)`, `x.m.set(k, v)`), it is passed to a call (`init(x)`,
-/// `Object.assign(x, …)`), or it is given another name (`const c = x`,
-/// `this.c = x`) through which it may be changed later. More than needed,
+/// `Object.assign(x, …)`), or it is given a local name that is then changed
+/// (`const c = x; c.k = 1`). More than needed,
 /// never less: a unit wrongly counted as a writer costs a miss, a writer
 /// missed costs a wrong result.
 fn may_change(semantic: &Semantic<'_>, node: oxc_semantic::NodeId, written: bool) -> bool {
+    may_change_at(semantic, node, written, 0)
+}
+
+fn may_change_at(semantic: &Semantic<'_>, node: oxc_semantic::NodeId, written: bool, depth: u32) -> bool {
     if written {
         return true;
     }
@@ -905,9 +913,7 @@ fn may_change(semantic: &Semantic<'_>, node: oxc_semantic::NodeId, written: bool
             | AstKind::TSAsExpression(_)
             | AstKind::TSSatisfiesExpression(_)
             | AstKind::TSTypeAssertion(_) => {}
-            AstKind::AssignmentExpression(assignment) => {
-                return assignment.left.span() == span || assignment.right.span() == span;
-            }
+            AstKind::AssignmentExpression(assignment) => return assignment.left.span() == span,
             AstKind::UpdateExpression(_) => return true,
             AstKind::UnaryExpression(unary) => return unary.operator == oxc_ast::ast::UnaryOperator::Delete,
             AstKind::CallExpression(call) => {
@@ -920,7 +926,17 @@ fn may_change(semantic: &Semantic<'_>, node: oxc_semantic::NodeId, written: bool
             }
             AstKind::NewExpression(call) => return call.arguments.iter().any(|argument| argument.span() == span),
             AstKind::VariableDeclarator(declarator) => {
-                return declarator.init.as_ref().is_some_and(|init| init.span() == span);
+                // `const c = cfg` / `const sub = cfg.nested`: a change only
+                // when that name is then changed (`c.k = 3`), not read.
+                if depth >= 4 || declarator.init.as_ref().is_none_or(|init| init.span() != span) {
+                    return false;
+                }
+                let BindingPattern::BindingIdentifier(local) = &declarator.id else { return true };
+                let Some(symbol) = local.symbol_id.get() else { return true };
+                let scoping = semantic.scoping();
+                return scoping
+                    .get_resolved_references(symbol)
+                    .any(|reference| may_change_at(semantic, reference.node_id(), reference.is_write(), depth + 1));
             }
             AstKind::SpreadElement(_) => {
                 // `f(...x)`, `[...x]`: a spread into a call passes the elements on.
@@ -1411,6 +1427,7 @@ fn summarize(
         global_writes: Vec::new(),
         global_reads: Vec::new(),
         changes: Vec::new(),
+        effect_edges: std::collections::HashSet::new(),
         source_type: source_type_of(path),
     };
     if path.extension().is_some_and(|ext| ext == "json") {
@@ -1504,6 +1521,7 @@ fn summarize(
     link(&mut module, &semantic);
     for (target, unit) in assignments {
         if let Some(Binding::Unit(owner)) = module.bindings.get(&target).cloned() {
+            module.effect_edges.insert((owner, unit));
             module.units[owner].deps.push(Dep::Unit(unit));
         }
     }
@@ -1663,84 +1681,69 @@ impl Graph<'_> {
     /// binding's node, when the graph holds it, depends on each of them.
     /// Only modules the graph already reached are looked at.
     fn add_cross_module_changes(&mut self) -> Result<bool, HitSaveError> {
-        type Key = (PathBuf, usize);
+        // Units are (module, unit) pairs, modules by their place in `used`.
+        type Id = (usize, usize);
         let used = self.used.clone();
-        let by_path: HashMap<&Path, &Arc<Module>> = used.iter().map(|module| (module.path.as_path(), module)).collect();
-        let mut changes: HashMap<Key, std::collections::BTreeSet<Key>> = HashMap::new();
-        for module in &used {
+        let position: HashMap<&Path, usize> =
+            used.iter().enumerate().map(|(index, module)| (module.path.as_path(), index)).collect();
+        let target_of = |from: &Module, spec: &str, imported: &Imported| -> Option<Id> {
+            let Resolved::File(path) = resolve(&from.path, spec) else { return None };
+            let &index = position.get(path.as_path())?;
+            Some((index, export_unit(&used[index], imported)?))
+        };
+        // Who refers to each unit: its module's units and other modules' imports of it.
+        let mut users: HashMap<Id, Vec<Id>> = HashMap::new();
+        // What each unit may change, seeded by the writers `link` found.
+        let mut changes: HashMap<Id, std::collections::BTreeSet<Id>> = HashMap::new();
+        let mut queue: Vec<Id> = Vec::new();
+        for (index, module) in used.iter().enumerate() {
+            for (user, unit) in module.units.iter().enumerate() {
+                for dep in &unit.deps {
+                    let used_unit = match dep {
+                        // A binding's edge to what changes it is not a use of that.
+                        Dep::Unit(callee) if *callee != user && !module.effect_edges.contains(&(user, *callee)) => {
+                            Some((index, *callee))
+                        }
+                        Dep::Import { spec, imported } => target_of(module, spec, imported),
+                        _ => None,
+                    };
+                    if let Some(used_unit) = used_unit {
+                        users.entry(used_unit).or_default().push((index, user));
+                    }
+                }
+            }
             for &(owner, unit) in &module.changes {
-                changes.entry((module.path.clone(), unit)).or_default().insert((module.path.clone(), owner));
+                changes.entry((index, unit)).or_default().insert((index, owner));
+                queue.push((index, unit));
+            }
+            for (spec, imported, unit) in &module.import_effects {
+                if let Some(owner) = target_of(module, spec, imported) {
+                    changes.entry((index, *unit)).or_default().insert(owner);
+                    queue.push((index, *unit));
+                }
             }
         }
-        // Each module's callers within itself, to pass a change up to them.
-        let callers: HashMap<&Path, Vec<Vec<usize>>> = used
-            .iter()
-            .map(|module| {
-                let mut callers = vec![Vec::new(); module.units.len()];
-                for (user, unit) in module.units.iter().enumerate() {
-                    for dep in &unit.deps {
-                        if let Dep::Unit(callee) = dep
-                            && *callee != user
-                        {
-                            callers[*callee].push(user);
-                        }
-                    }
+        // A unit that refers to one that may change a binding may change it too.
+        while let Some(unit) = queue.pop() {
+            let Some(unit_users) = users.get(&unit) else { continue };
+            let targets = changes[&unit].clone();
+            for &user in unit_users {
+                let set = changes.entry(user).or_default();
+                let before = set.len();
+                set.extend(targets.iter().copied());
+                if set.len() > before {
+                    queue.push(user);
                 }
-                (module.path.as_path(), callers)
-            })
-            .collect();
-        loop {
-            let mut grew = false;
-            for module in &used {
-                let mut found: Vec<(usize, Key)> = Vec::new();
-                for (spec, imported, unit) in &module.import_effects {
-                    if let Resolved::File(path) = resolve(&module.path, spec)
-                        && let Some(target) = by_path.get(path.as_path())
-                        && let Some(owner) = export_unit(target, imported)
-                    {
-                        found.push((*unit, (path, owner)));
-                    }
-                }
-                for (user, unit) in module.units.iter().enumerate() {
-                    for dep in &unit.deps {
-                        let Dep::Import { spec, imported } = dep else { continue };
-                        let Resolved::File(path) = resolve(&module.path, spec) else { continue };
-                        let Some(target) = by_path.get(path.as_path()) else { continue };
-                        let Some(callee) = export_unit(target, imported) else { continue };
-                        if let Some(targets) = changes.get(&(path, callee)) {
-                            found.extend(targets.iter().map(|key| (user, key.clone())));
-                        }
-                    }
-                }
-                for (unit, key) in found {
-                    // The unit, and every unit of its module that calls it.
-                    let mut queue = vec![unit];
-                    let mut seen = std::collections::HashSet::new();
-                    while let Some(unit) = queue.pop() {
-                        if !seen.insert(unit) {
-                            continue;
-                        }
-                        if changes.entry((module.path.clone(), unit)).or_default().insert(key.clone()) {
-                            grew = true;
-                        }
-                        queue.extend(callers[module.path.as_path()][unit].iter().copied());
-                    }
-                }
-            }
-            if !grew {
-                break;
             }
         }
         let mut added = false;
-        for ((path, unit), targets) in changes {
-            let module = by_path[path.as_path()];
-            for (target_path, owner) in targets {
-                if target_path == path {
-                    continue; // within a module: linked already (`link`)
+        for ((index, unit), targets) in changes {
+            for (target, owner) in targets {
+                if target == index && module_links_within(&used[index], owner, unit) {
+                    continue; // linked by `link` already
                 }
-                let target = by_path[target_path.as_path()];
-                let Some(&binding) = self.index.get(&unit_node_name(target, owner)) else { continue };
-                let changer = self.unit(module, unit)?;
+                let Some(&binding) = self.index.get(&unit_node_name(&used[target], owner)) else { continue };
+                let changer = self.unit(&used[index], unit)?;
                 added |= self.add_dep(binding, changer);
             }
         }
@@ -1922,6 +1925,11 @@ impl Graph<'_> {
 }
 
 /// The graph node name of a module's unit: `path/relative/to/project.js:unit`.
+/// Whether `link` already made `owner` depend on `unit` (a change within one module).
+fn module_links_within(module: &Module, owner: usize, unit: usize) -> bool {
+    module.units[owner].deps.iter().any(|dep| matches!(dep, Dep::Unit(other) if *other == unit))
+}
+
 /// The unit of this module an import of it names, when it is one here
 /// (not re-exported from elsewhere).
 fn export_unit(module: &Module, imported: &Imported) -> Option<usize> {
