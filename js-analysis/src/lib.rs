@@ -1537,6 +1537,8 @@ struct Graph<'c> {
     index: HashMap<String, u32>,
     /// The modules this graph reached, in order (for their effects).
     used: Vec<Arc<Module>>,
+    /// The paths of `used`, to find one without comparing paths one by one.
+    used_paths: std::collections::HashSet<PathBuf>,
 }
 
 impl Graph<'_> {
@@ -1579,7 +1581,7 @@ impl Graph<'_> {
     }
 
     fn mark_used(&mut self, module: &Arc<Module>) {
-        if !self.used.iter().any(|used| Arc::ptr_eq(used, module) || used.path == module.path) {
+        if self.used_paths.insert(module.path.clone()) {
             self.used.push(module.clone());
         }
     }
@@ -1989,6 +1991,7 @@ pub fn analyze(
         nodes: Vec::new(),
         index: HashMap::new(),
         used: Vec::new(),
+        used_paths: std::collections::HashSet::new(),
     };
     let rel = graph.rel(&file);
     let at = if line > 0 { Some((line, column)) } else { None };
