@@ -10,10 +10,14 @@
 //!   thread, so a call never waits on the network. An unreachable server is
 //!   one warning, then local-only until a retry (with backoff) finds it again.
 //!
-//! Results in a language-only codec (`pickle`, `v8`) are signed on upload
-//! with the project's signing secret (`HITSAVE_SIGNING_KEY`, a keyed BLAKE3
-//! MAC) and loaded from the cloud only when the signature verifies; portable
-//! results need only the digest check.
+//! With the project's signing secret (`HITSAVE_SIGNING_KEY`, a keyed BLAKE3
+//! MAC over what the record says: key, function, arguments, codec, digest,
+//! size) every record is signed on upload, and a client that has the secret
+//! loads from the cloud only records whose signature verifies. Without the
+//! secret, portable results are loaded after the key and digest checks (so
+//! an unsigned team cache trusts every holder of a read-write key to file
+//! honest results: docs/cloud.md, "Trust") and language-only results
+//! (`pickle`, `v8`, which run code when loaded) never are.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -186,7 +190,7 @@ fn install_crypto_provider() {
 
 impl CloudClient {
     /// A client of `url` (`http://host:port`), authenticating with `api_key`;
-    /// `signing_key` signs and verifies language-only results.
+    /// `signing_key` signs every record this client uploads and, when set, is the only signature it trusts.
     pub fn new(url: &str, api_key: &str, signing_key: Option<&str>) -> Result<Self> {
         Self::with_timeout(url, api_key, signing_key, crate::config::DEFAULT_CLOUD_TIMEOUT)
     }
@@ -520,20 +524,22 @@ impl CloudClient {
         })
     }
 
-    /// Signs a language-only record with the signing key, if there is one.
+    /// Signs a record with the signing key, if there is one.
     pub fn signed(&self, mut eval: RemoteEval) -> RemoteEval {
-        if let (Some(key), false) = (&self.signing, is_portable(&eval.codec)) {
+        if let Some(key) = &self.signing {
             eval.signature = Some(blake3::keyed_hash(key, &mac_message(&eval)).to_hex().to_string());
         }
         eval
     }
 
-    /// Whether a record may be loaded: portable results always (their bytes
-    /// are checked against the digest), language-only ones only when signed
-    /// by the signing key this client trusts.
+    /// Whether a record may be loaded. With a signing key: only when its
+    /// signature verifies, whatever the codec (a writer without the secret
+    /// cannot file a result under the team's keys). Without one: portable
+    /// results (their bytes are checked against the digest, the key against
+    /// the function and arguments), never language-only ones.
     pub fn trusted(&self, eval: &RemoteEval) -> bool {
-        if is_portable(&eval.codec) {
-            return true;
+        if self.signing.is_none() {
+            return is_portable(&eval.codec);
         }
         let (Some(key), Some(signature)) = (&self.signing, &eval.signature) else { return false };
         let Ok(presented) = blake3::Hash::from_hex(signature) else { return false };
@@ -805,11 +811,19 @@ impl CloudSync {
             )));
         }
         if !self.client.trusted(eval) {
-            return Err(HitSaveError::CloudUntrusted(format!(
-                "{} ({}, codec {}): a language-only result from the cloud without a valid signature is never loaded; \
-                 set HITSAVE_SIGNING_KEY to the project's signing secret",
-                eval.key, eval.function_name, eval.codec
-            )));
+            return Err(HitSaveError::CloudUntrusted(if self.client.signing.is_some() {
+                format!(
+                    "{} ({}, codec {}): the result's signature does not verify with this machine's signing secret \
+                     (HITSAVE_SIGNING_KEY), so it was not written by a holder of it; not loaded",
+                    eval.key, eval.function_name, eval.codec
+                )
+            } else {
+                format!(
+                    "{} ({}, codec {}): a language-only result from the cloud without a valid signature is never \
+                     loaded; set HITSAVE_SIGNING_KEY to the project's signing secret",
+                    eval.key, eval.function_name, eval.codec
+                )
+            }));
         }
         let data = self.client.download(eval);
         self.note(&data);

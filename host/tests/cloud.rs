@@ -265,12 +265,29 @@ fn language_only_results_load_only_when_signed_by_a_trusted_key() {
     let b = Store::open(&b_config).unwrap();
     assert_eq!(b.get(&digest("key", "pickled")).unwrap().unwrap().data.bytes(), b"pickle bytes");
 
-    for signing in [None, Some("another secret")] {
+    assert!(b.get(&digest("key", "portable")).unwrap().is_some(), "a signed portable record loads");
+
+    // Without the secret: portable results by their key and digest checks,
+    // language-only ones never. With another secret: nothing the team signed.
+    for (signing, portable_loads) in [(None, true), (Some("another secret"), false)] {
         let (_dir, config) = machine(&server.url, &key, signing);
         let c = Store::open(&config).unwrap();
         assert!(c.get(&digest("key", "pickled")).unwrap().is_none(), "untrusted with {signing:?}");
-        assert!(c.get(&digest("key", "portable")).unwrap().is_some(), "portable needs only the digest");
+        assert_eq!(c.get(&digest("key", "portable")).unwrap().is_some(), portable_loads, "portable with {signing:?}");
     }
+
+    // A portable record filed by a key holder without the secret (first
+    // writer wins, so it could claim any key): a machine with the secret
+    // never loads it; one without the secret does (docs/cloud.md, "Trust").
+    let (_u_dir, u_config) = machine(&server.url, &key, None);
+    let u = Store::open(&u_config).unwrap();
+    u.put(core(), &eval("unsigned", "f", "portable"), &portable(b"claimed value")).unwrap();
+    u.drain_uploads().unwrap();
+    let (_t_dir, t_config) = machine(&server.url, &key, Some("team secret"));
+    let t = Store::open(&t_config).unwrap();
+    assert!(t.get(&digest("key", "unsigned")).unwrap().is_none(), "an unsigned portable record is not loaded");
+    let (_o_dir, o_config) = machine(&server.url, &key, None);
+    assert!(Store::open(&o_config).unwrap().get(&digest("key", "unsigned")).unwrap().is_some());
 
     // A forged record: uploaded by a key holder without the signing secret.
     let (_f_dir, f_config) = machine(&server.url, &key, Some("forger's guess"));
