@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Where an import specifier leads.
+#[derive(Clone)]
 pub(crate) enum Resolved {
     File(PathBuf),
     Package { name: String, version: String },
@@ -124,6 +125,24 @@ pub(crate) fn json_string_field(manifest: &str, field: &str) -> Option<String> {
 /// followed by its source; one inside counts as its package, by name and
 /// version (pnpm's store is under `node_modules` too).
 pub(crate) fn resolve(from: &Path, spec: &str) -> Resolved {
+    // Kept per process, by the importing file's directory and the specifier
+    // (all a resolution depends on): a graph resolves every import of every
+    // module it reaches, and a fresh resolution reads package.json files on
+    // the way up. The file-system facts the resolver caches are kept per
+    // process just the same.
+    type Key = (PathBuf, String);
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<Key, Resolved>>> = OnceLock::new();
+    let key = (from.parent().unwrap_or(from).to_path_buf(), spec.to_owned());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(found) = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
+        return found.clone();
+    }
+    let found = resolve_uncached(from, spec);
+    cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, found.clone());
+    found
+}
+
+fn resolve_uncached(from: &Path, spec: &str) -> Resolved {
     let builtin = spec.strip_prefix("node:").unwrap_or(spec);
     if spec.starts_with("node:") || BUILTINS.contains(&builtin.split('/').next().unwrap_or(builtin)) {
         return Resolved::Package { name: format!("node:{builtin}"), version: "builtin".to_owned() };
