@@ -783,9 +783,11 @@ class _GraphBuilder:
             # (A package's callable *instance* has no name: it counts by value, below.)
             dist, version = package_of(obj)
             qualified = f"{_module_name_of(obj)}:{getattr(obj, '__qualname__', None) or obj.__name__}"
-            return self._add(
-                "package", f"package:{dist}:{qualified}", _native.value_digest(f"{dist}=={version} {qualified}")
-            )
+            name = f"package:{dist}:{qualified}"
+            known = self.index.get(name)
+            if known is not None:
+                return known  # `math.sqrt` read by 500 functions: one node, one digest
+            return self._add("package", name, _native.value_digest(f"{dist}=={version} {qualified}"))
         registry = getattr(obj, "registry", None)
         if isinstance(obj, types.FunctionType) and callable(getattr(obj, "dispatch", None)) and isinstance(registry, collections.abc.Mapping):
             # functools.singledispatch: the code that runs is each registered implementation.
