@@ -427,7 +427,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             continue
         if name not in namespace:
             injected = getattr(builtins, name, _MISSING)
-            if injected is not _MISSING and _injected_builtin(name, injected):
+            if injected is not _MISSING and _injected_builtin_cached(name, injected):
                 # A value a project put into builtins (`builtins.FACTOR = 3`):
                 # read like a global, so it counts like one.
                 found.append((None, None, injected, f"builtins:{name}"))
@@ -499,6 +499,21 @@ def _modules_named_in(code: types.CodeType, package: str | None) -> list[tuple[s
             if module is not None and not is_external(module):
                 found.append((None, None, module, None))
     return found
+
+
+_INJECTED: dict[tuple[str, int], tuple[Any, bool]] = {}
+
+
+def _injected_builtin_cached(name: str, value: Any) -> bool:
+    """:func:`_injected_builtin`, remembered per name and value (the value
+    is kept with the answer, so its identity cannot be reused meanwhile)."""
+    known = _INJECTED.get((name, id(value)))
+    if known is not None and known[0] is value:
+        return known[1]
+    answer = _injected_builtin(name, value)
+    if len(_INJECTED) < 4096:
+        _INJECTED[(name, id(value))] = (value, answer)
+    return answer
 
 
 def _injected_builtin(name: str, value: Any) -> bool:
@@ -715,6 +730,9 @@ class _GraphBuilder:
         self.external_modules: dict[int, bool] = {}
         # The package node of an installed module, by the module's identity.
         self.modules: dict[int, int] = {}
+        # The node of a package's callable (`math.sqrt`), by its identity:
+        # read by many functions, looked up once.
+        self.package_callables: dict[int, int] = {}
 
     def _add(self, kind: str, name: str, content: str) -> int:
         if name in self.index:
@@ -772,6 +790,9 @@ class _GraphBuilder:
                 known = self._add("package", f"package:{dist}", _native.value_digest(f"{dist}=={version}"))
             self.modules[id(obj)] = known
             return known
+        known = self.package_callables.get(id(obj))
+        if known is not None:
+            return known
         if (
             callable(obj)
             and isinstance(getattr(obj, "__name__", None), str)
@@ -785,9 +806,10 @@ class _GraphBuilder:
             qualified = f"{_module_name_of(obj)}:{getattr(obj, '__qualname__', None) or obj.__name__}"
             name = f"package:{dist}:{qualified}"
             known = self.index.get(name)
-            if known is not None:
-                return known  # `math.sqrt` read by 500 functions: one node, one digest
-            return self._add("package", name, _native.value_digest(f"{dist}=={version} {qualified}"))
+            if known is None:
+                known = self._add("package", name, _native.value_digest(f"{dist}=={version} {qualified}"))
+            self.package_callables[id(obj)] = known
+            return known
         registry = getattr(obj, "registry", None)
         if isinstance(obj, types.FunctionType) and callable(getattr(obj, "dispatch", None)) and isinstance(registry, collections.abc.Mapping):
             # functools.singledispatch: the code that runs is each registered implementation.
