@@ -62,15 +62,27 @@ impl ApiError {
 
 impl From<rusqlite::Error> for ApiError {
     fn from(error: rusqlite::Error) -> Self {
+        // The storage, not the request: a busy or locked database, a full
+        // disk (SQLITE_FULL; a file-size limit arrives as an I/O error), an
+        // I/O error, a read-only file system. The client retries later.
         if let rusqlite::Error::SqliteFailure(code, _) = &error
-            && matches!(code.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            && matches!(
+                code.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::CannotOpen
+            )
         {
-            return Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", error.to_string());
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", format!("metadata: {error}"));
         }
         if let rusqlite::Error::SqliteFailure(code, _) = &error
             && code.code == rusqlite::ErrorCode::ConstraintViolation
         {
-            return Self::new(StatusCode::CONFLICT, "conflict", error.to_string());
+            // Not the SQL constraint's text: the schema is the server's own business.
+            return Self::new(StatusCode::CONFLICT, "conflict", "the request conflicts with what the server holds");
         }
         Self::internal(format!("metadata: {error}"))
     }

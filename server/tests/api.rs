@@ -537,6 +537,89 @@ fn spawn_binary(data: &std::path::Path) -> (Process, String) {
 }
 
 #[test]
+fn a_full_disk_is_503_storage_unavailable_and_the_server_keeps_answering() {
+    // The embedded backend with a 3 MiB file-size limit: its metadata file
+    // and blob files cannot grow past it, as on a full disk.
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hitsave-server"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .env("HITSAVE_SERVER_ADMIN_TOKEN", ADMIN)
+        .env("HITSAVE_SERVER_DATABASE_URL", "")
+        .env("HITSAVE_SERVER_LOG", "off")
+        .stdout(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt as _;
+        command.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 3 << 20, rlim_max: 3 << 20 };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let _process = Process(child);
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    let base = String::from_utf8(line).unwrap().strip_prefix("listening on ").unwrap().to_owned();
+    let http = client();
+    let key = project_at(&base, "full-disk");
+
+    // A blob larger than any file may grow.
+    let big = vec![7u8; 4 << 20];
+    let response = http.put(format!("{base}/v1/blobs/{}", digest(&big))).bearer_auth(&key).body(big).send().unwrap();
+    assert_eq!(error_code(response), (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable".into()));
+
+    // Records until the metadata file cannot grow: 256 KiB of graph each.
+    let small = b"small".to_vec();
+    let small_digest = digest(&small);
+    assert_eq!(
+        http.put(format!("{base}/v1/blobs/{small_digest}"))
+            .bearer_auth(&key)
+            .body(small.clone())
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    let graph = "g".repeat(256 << 10);
+    let mut refused = None;
+    for i in 0..64 {
+        let mut record = eval(&format!("full-{i}"), "f", &small_digest, small.len());
+        record["graph"] = json!(graph);
+        let response =
+            http.post(format!("{base}/v1/evals")).bearer_auth(&key).json(&json!({ "evals": [record] })).send().unwrap();
+        if response.status() != StatusCode::OK && response.status() != StatusCode::CREATED {
+            refused = Some(error_code(response));
+            break;
+        }
+    }
+    assert_eq!(
+        refused.expect("the metadata file hit its limit"),
+        (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable".into()),
+        "a full disk is the storage's condition, retryable, never 500 internal"
+    );
+    // Reads still work, and what was acknowledged is there.
+    let found: Value = http
+        .post(format!("{base}/v1/evals/lookup"))
+        .bearer_auth(&key)
+        .json(&json!({ "keys": [fake("key1", "full-0")] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(found["evals"].as_array().map(Vec::len), Some(1), "{found}");
+}
+
+#[test]
 fn a_server_killed_mid_upload_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let (process, base) = spawn_binary(dir.path());
