@@ -86,31 +86,18 @@ def main() -> None:
 
 
 def write_section(rows) -> None:
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text()
-    start, end = "<!-- bench:install -->", "<!-- /bench:install -->"
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
-    body = [
-        start,
-        "## Install: the built packages",
-        "",
-        f"`.venv/bin/python bench/install/bench_install.py` after `bash scripts/package.sh` — {os.cpu_count()} cores, {cpu}, "
-        f"Python {platform.python_version()}, npm {subprocess.run(['npm', '--version'], capture_output=True, text=True).stdout.strip()}; "
-        f"a fresh venv or npm project per run, no cargo on PATH, medians of {RUNS} (registries' packages through warm caches).",
-        "",
-        "| what | peers | HitSave | target | |",
-        "|---|---|---|---|---|",
-    ]
-    body += [f"| {what} | {peers} | {ours} | {target} | {verdict} |" for what, peers, ours, target, verdict in rows]
-    body.append(end)
-    section = "\n".join(body)
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-    for row in rows:
-        print(" | ".join(row))
+    sys.path.insert(0, str(REPO / "bench"))
+    from sections import cores, cpu_model, write_section as write
+
+    npm = subprocess.run(["npm", "--version"], capture_output=True, text=True).stdout.strip()
+    write(
+        "install",
+        "Install: the built packages",
+        f"`.venv/bin/python bench/install/bench_install.py` after `bash scripts/package.sh` — {cores()} cores, "
+        f"{cpu_model()}, Python {platform.python_version()}, npm {npm}; a fresh venv or npm project per run, no cargo "
+        f"on PATH, medians of {RUNS} (registries' packages through warm caches).",
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -284,30 +284,16 @@ def _time(fn) -> float:
 
 
 def write_section(rows) -> None:
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text()
-    start, end = "<!-- bench:python -->", "<!-- /bench:python -->"
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
-    body = [
-        start,
-        "## Python SDK: warm hits, hashing, import",
-        "",
-        f"`.venv/bin/python bench/python/bench_memo.py` — {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, "
+    sys.path.insert(0, str(REPO / "bench"))
+    from sections import cores, cpu_model, write_section as write
+
+    write(
+        "python",
+        "Python SDK: warm hits, hashing, import",
+        f"`.venv/bin/python bench/python/bench_memo.py` — {cores()} cores, {cpu_model()}, Python {platform.python_version()}, "
         "release wheel (`maturin build --release`) installed in the same environment as the peers, medians.",
-        "",
-        "| what | peers | HitSave | target | |",
-        "|---|---|---|---|---|",
-    ]
-    body += [f"| {what} | {peers} | {ours} | {target} | {verdict} |" for what, peers, ours, target, verdict in rows]
-    body.append(end)
-    section = "\n".join(body)
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-    for row in rows:
-        print(" | ".join(row))
+        rows,
+    )
 
 
 if __name__ == "__main__":

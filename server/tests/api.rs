@@ -516,15 +516,26 @@ impl Drop for Process {
 }
 
 fn spawn_binary(data: &std::path::Path) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hitsave-server"))
+    spawn_command(server_command(data))
+}
+
+/// `hitsave-server serve` on a free port, storing in `data` (and on the test
+/// PostgreSQL when one is given).
+fn server_command(data: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hitsave-server"));
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("HITSAVE_SERVER_ADMIN_TOKEN", ADMIN)
         .env("HITSAVE_SERVER_DATABASE_URL", std::env::var("HITSAVE_TEST_DATABASE_URL").unwrap_or_default())
         .env("HITSAVE_SERVER_LOG", "off")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::piped());
+    command
+}
+
+/// Starts the server and waits for its `listening on` line: the process and its base URL.
+fn spawn_command(mut command: Command) -> (Process, String) {
+    let mut child = command.spawn().unwrap();
     let mut out = child.stdout.take().unwrap();
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
@@ -541,14 +552,8 @@ fn a_full_disk_is_503_storage_unavailable_and_the_server_keeps_answering() {
     // The embedded backend with a 3 MiB file-size limit: its metadata file
     // and blob files cannot grow past it, as on a full disk.
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hitsave-server"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
-        .env("HITSAVE_SERVER_ADMIN_TOKEN", ADMIN)
-        .env("HITSAVE_SERVER_DATABASE_URL", "")
-        .env("HITSAVE_SERVER_LOG", "off")
-        .stdout(Stdio::piped());
+    let mut command = server_command(dir.path());
+    command.env("HITSAVE_SERVER_DATABASE_URL", "");
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         use std::os::unix::process::CommandExt as _;
@@ -561,15 +566,7 @@ fn a_full_disk_is_503_storage_unavailable_and_the_server_keeps_answering() {
             Ok(())
         });
     }
-    let mut child = command.spawn().unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let _process = Process(child);
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        line.push(byte[0]);
-    }
-    let base = String::from_utf8(line).unwrap().strip_prefix("listening on ").unwrap().to_owned();
+    let (_process, base) = spawn_command(command);
     let http = client();
     let key = project_at(&base, "full-disk");
 

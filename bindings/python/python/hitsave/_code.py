@@ -838,15 +838,7 @@ class _GraphBuilder:
             # A project module used as a value (`getattr(m, name)`, passed to
             # a call, `import_module("m")`): whatever it binds may be read,
             # so all of it counts (more than needed, never less).
-            namespace = vars(obj)
-            for attr, value in list(namespace.items()):
-                if attr.startswith("__") and attr.endswith("__"):
-                    continue
-                self.watched.name(namespace, attr, value)
-                hint = None if isinstance(value, (types.FunctionType, type, types.ModuleType)) else f"{module_name(obj.__name__)}:{attr}"
-                child = self.visit(value, hint)
-                if child is not None and child != node:
-                    self._link(node, child)
+            self._namespace(node, vars(obj), f"{module_name(obj.__name__)}:")
             return node
         if name_hint is None:
             return None
@@ -870,6 +862,20 @@ class _GraphBuilder:
             if child is not None and child != node:
                 self._link(node, child)
         return node
+
+    def _namespace(self, node: int, namespace: dict[str, Any], prefix: str, keep: tuple[str, ...] = ()) -> None:
+        """Everything `namespace` binds (a module's globals, a function's
+        attributes) as dependencies of `node`, watched like module-level
+        names: data by value (named `prefix` + the name), code as code.
+        Dunder names are left out, except those in `keep`."""
+        for attr, value in list(namespace.items()):
+            if attr.startswith("__") and attr.endswith("__") and attr not in keep:
+                continue
+            self.watched.name(namespace, attr, value)
+            hint = None if isinstance(value, (types.FunctionType, type, types.ModuleType)) else f"{prefix}{attr}"
+            child = self.visit(value, hint)
+            if child is not None and child != node:
+                self._link(node, child)
 
     def _name(self, obj: Any) -> str:
         if isinstance(obj, types.FunctionType):
@@ -917,15 +923,7 @@ class _GraphBuilder:
         # Attributes set on the function (`helper.factor = 3`), which its code
         # (or its callers') may read: by value, watched like module-level
         # names; `__wrapped__` (functools.wraps) as code.
-        attributes = fn.__dict__
-        for attribute, value in list(attributes.items()):
-            if attribute.startswith("__") and attribute.endswith("__") and attribute != "__wrapped__":
-                continue
-            self.watched.name(attributes, attribute, value)
-            hint = None if isinstance(value, (types.FunctionType, type, types.ModuleType)) else f"{name}.{attribute}"
-            child = self.visit(value, hint)
-            if child is not None and child != node:
-                self._link(node, child)
+        self._namespace(node, fn.__dict__, f"{name}.", keep=("__wrapped__",))
         # A method depends on its class (and so on the class's other methods).
         qualname = fn.__qualname__
         if "." in qualname and "<locals>" not in qualname:
