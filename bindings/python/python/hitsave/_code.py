@@ -145,9 +145,12 @@ def _module_is_external(name: str, file: str | None) -> bool:
         return True
     if not file:
         return False  # __main__ of `python -c`, notebooks: the user's code
+    if not _directory_is_external(os.path.dirname(file)):
+        return False  # the common case, without a system call per module
     if os.path.islink(file):
         file = os.path.realpath(file)  # a project file linked into site-packages is the project's
-    return _directory_is_external(os.path.dirname(file))
+        return _directory_is_external(os.path.dirname(file))
+    return True
 
 
 @functools.lru_cache(maxsize=1024)
