@@ -444,7 +444,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             qualified = f"{value.__name__}:{attr}"
             value = getattr(value, attr)
         found.append((name, bound, value, qualified))
-        if value in _IMPORTERS:
+        if id(value) in _importer_ids():
             found.extend(_modules_named_in(code, package))
     return found
 
@@ -454,23 +454,13 @@ _MISSING = object()
 _WHOLE_NAMESPACE = frozenset({"globals", "vars", "eval", "exec"})
 
 
-def _importers() -> tuple[Any, ...]:
+@functools.lru_cache(maxsize=1)
+def _importer_ids() -> frozenset[int]:
+    """The identities of `importlib.import_module` and friends (importlib is
+    loaded at interpreter start; the functions live as long as it does)."""
     import importlib
 
-    return (importlib.import_module, importlib.__import__, builtins.__import__)
-
-
-class _LazyImporters:
-    """`importlib.import_module` and friends, looked up on first use (the
-    analysis does not import importlib for every process)."""
-
-    def __contains__(self, value: Any) -> bool:
-        if not callable(value) or getattr(value, "__name__", None) not in ("import_module", "__import__"):
-            return False
-        return any(value is importer for importer in _importers())
-
-
-_IMPORTERS = _LazyImporters()
+    return frozenset(map(id, (importlib.import_module, importlib.__import__, builtins.__import__)))
 
 
 def _modules_named_in(code: types.CodeType, package: str | None) -> list[tuple[str | None, Any, Any, str | None]]:
