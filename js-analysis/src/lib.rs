@@ -173,8 +173,8 @@ struct Module {
     /// declaration binds): `(name, unit)`. A read depends on every write of
     /// the name in the modules a graph reaches.
     global_reads: Vec<(String, usize)>,
-    /// `(binding, unit)`: units that may change a module-level binding of
-    /// this module (its writers and, transitively, their callers here).
+    /// `(binding, unit)`: the units that change a module-level binding of
+    /// this module themselves (its writers; their callers are the graph's).
     changes: Vec<(usize, usize)>,
     /// `(binding, unit)`: the edges from a binding to what may change it
     /// (added to the binding's deps, but not references the binding makes).
@@ -611,54 +611,8 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             let node = nodes.get_node(reference.node_id());
             let span = node.kind().span();
             let Some(user) = index.unit_at(span) else { continue };
-            if at_root && !module.units[user].effect && may_change(semantic, node.id(), reference.is_write()) {
-                // A function (or any unit) that may change a module-level
-                // binding (`RATE = r`, `config.k = v`, `steps.push(f)`,
-                // `init(config)`): whatever reads the binding depends on it,
-                // and on whatever calls it (below), since what the binding
-                // holds when the memoized function runs is theirs to decide.
-                match &home {
-                    Dep::Unit(binding) if *binding != user => writers.push((*binding, user)),
-                    Dep::Import { spec, imported } => {
-                        let imported = match (imported, nodes.parent_kind(node.id())) {
-                            (Imported::Namespace, AstKind::StaticMemberExpression(member))
-                                if member.object.span() == span =>
-                            {
-                                Imported::Named(member.property.name.to_string())
-                            }
-                            (other, _) => other.clone(),
-                        };
-                        import_effects.push((spec.clone(), imported, user));
-                    }
-                    _ => {}
-                }
-            }
-            if at_root
-                && module.units[user].effect
-                && let Dep::Import { spec, imported } = &home
-            {
-                // `settings.k = 3` on an imported `settings`: that export depends on it.
-                let imported = match (imported, nodes.parent_kind(node.id())) {
-                    (Imported::Namespace, AstKind::StaticMemberExpression(member)) if member.object.span() == span => {
-                        Imported::Named(member.property.name.to_string())
-                    }
-                    (other, _) => other.clone(),
-                };
-                import_effects.push((spec.clone(), imported, user));
-            }
-            if at_root
-                && module.units[user].effect
-                && let Dep::Unit(binding) = &home
-                && *binding != user
-            {
-                // A top-level statement that refers to a module-level binding
-                // may change it (`config.nested.k = 3`, `steps.push(fn)`):
-                // whatever reads the binding depends on the statement too.
-                effects.push((*binding, user));
-            }
-            let dep = match &home {
-                Dep::Unit(unit) if *unit == user => continue,
-                // `ns.name` on a namespace import depends on that export only.
+            // `ns.name` on a namespace import is a use of that export only.
+            let used = match &home {
                 Dep::Import { spec, imported: Imported::Namespace } => match nodes.parent_kind(node.id()) {
                     AstKind::StaticMemberExpression(member) if member.object.span() == span => {
                         Dep::Import { spec: spec.clone(), imported: Imported::Named(member.property.name.to_string()) }
@@ -667,7 +621,34 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
                 },
                 other => other.clone(),
             };
-            module.units[user].deps.push(dep);
+            if at_root {
+                // A top-level statement that refers to a module-level binding
+                // may change it (`config.nested.k = 3`, `steps.push(fn)`); a
+                // function (or any other unit) changes it when `may_change`
+                // says so (`RATE = r`, `config.k = v`, `init(config)`).
+                // Whatever reads the binding depends on them (and, for a
+                // writer, on its callers: `Graph::add_changes`), since what
+                // the binding holds when the memoized function runs is theirs
+                // to decide. An imported binding: that export, in the graph.
+                let effect = module.units[user].effect;
+                match &used {
+                    Dep::Unit(binding) if *binding != user && effect => effects.push((*binding, user)),
+                    Dep::Unit(binding) if *binding != user && may_change(semantic, node.id(), reference.is_write()) => {
+                        writers.push((*binding, user));
+                    }
+                    Dep::Import { spec, imported }
+                        if effect || may_change(semantic, node.id(), reference.is_write()) =>
+                    {
+                        import_effects.push((spec.clone(), imported.clone(), user));
+                    }
+                    _ => {}
+                }
+            }
+            if matches!(used, Dep::Unit(unit) if unit == user) {
+                continue;
+            }
+
+            module.units[user].deps.push(used);
         }
     }
     // Globals: names no declaration binds, and `globalThis.X` (also `global`,
@@ -740,39 +721,12 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             module.units[user].deps.push(dep);
         }
     }
-    // A binding's writers, and every unit of this module that calls one of
-    // them, directly or through others (`setRate(2)` at the top, or `init()`
-    // calling `setRate`): the binding depends on all of them. Computed on the
-    // references alone, before the edges added here.
-    if !writers.is_empty() {
-        let mut callers: Vec<Vec<usize>> = vec![Vec::new(); module.units.len()];
-        for (user, unit) in module.units.iter().enumerate() {
-            for dep in &unit.deps {
-                if let Dep::Unit(callee) = dep
-                    && *callee != user
-                {
-                    callers[*callee].push(user);
-                }
-            }
-        }
-        writers.sort_unstable();
-        writers.dedup();
-        let mut owners: Vec<usize> = writers.iter().map(|(owner, _)| *owner).collect();
-        owners.dedup();
-        for owner in owners {
-            let mut seen = vec![false; module.units.len()];
-            let mut queue: Vec<usize> =
-                writers.iter().filter(|(o, _)| *o == owner).map(|(_, writer)| *writer).collect();
-            while let Some(unit) = queue.pop() {
-                if unit == owner || std::mem::replace(&mut seen[unit], true) {
-                    continue;
-                }
-                effects.push((owner, unit));
-                module.changes.push((owner, unit));
-                queue.extend(callers[unit].iter().copied());
-            }
-        }
-    }
+    // A binding depends on its writers; their callers, here and in other
+    // modules, are added by the graph (`Graph::add_changes`).
+    writers.sort_unstable();
+    writers.dedup();
+    effects.extend(writers.iter().copied());
+    module.changes = writers;
     for (binding, statement) in effects {
         module.effect_edges.insert((binding, statement));
         if !module.units[binding].deps.iter().any(|dep| matches!(dep, Dep::Unit(unit) if *unit == statement)) {
@@ -1648,7 +1602,7 @@ impl Graph<'_> {
                     changed |= self.add_dep(export, statement);
                 }
             }
-            changed |= self.add_cross_module_changes()?;
+            changed |= self.add_changes()?;
             // A read of a global depends on every write of it in the modules reached.
             let writes: Vec<(Arc<Module>, String, usize)> = self
                 .used
@@ -1676,13 +1630,13 @@ impl Graph<'_> {
         }
     }
 
-    /// Units that may change a binding of another module: they write an
-    /// imported binding (`cfg.k = 3` in a function), or call a function of
-    /// another module that may change one there (`init()` calling an imported
-    /// `setRate`), directly or through callers in their own module. The
-    /// binding's node, when the graph holds it, depends on each of them.
-    /// Only modules the graph already reached are looked at.
-    fn add_cross_module_changes(&mut self) -> Result<bool, HitSaveError> {
+    /// Units that may change a module-level binding: its writers (`link`), a
+    /// function that writes an imported binding (`cfg.k = 3`), and every unit
+    /// that calls one of those, directly or through others, in its module or
+    /// another (`setRate(2)` at the top, `init()` calling an imported
+    /// `setRate`). The binding's node, when the graph holds it, depends on
+    /// each of them. Only modules the graph already reached are looked at.
+    fn add_changes(&mut self) -> Result<bool, HitSaveError> {
         // Units are (module, unit) pairs, modules by their place in `used`.
         type Id = (usize, usize);
         let used = self.used.clone();
@@ -1741,9 +1695,6 @@ impl Graph<'_> {
         let mut added = false;
         for ((index, unit), targets) in changes {
             for (target, owner) in targets {
-                if target == index && module_links_within(&used[index], owner, unit) {
-                    continue; // linked by `link` already
-                }
                 let Some(&binding) = self.index.get(&unit_node_name(&used[target], owner)) else { continue };
                 let changer = self.unit(&used[index], unit)?;
                 added |= self.add_dep(binding, changer);
@@ -1767,23 +1718,9 @@ impl Graph<'_> {
     fn existing_export(&self, module: &Arc<Module>, imported: &Imported) -> Option<u32> {
         let unit = match imported {
             Imported::Namespace => return self.index.get(&module.rel).copied(),
-            Imported::Default => match module.exports.get("default")? {
-                Export::Unit(unit) => *unit,
-                Export::Local(local) => match module.bindings.get(local)? {
-                    Binding::Unit(unit) => *unit,
-                    Binding::Import { .. } => return None,
-                },
-                Export::From { .. } => return None,
-            },
-            Imported::Named(name) => match module.exports.get(name) {
-                Some(Export::Unit(unit)) => *unit,
-                Some(Export::Local(local)) => match module.bindings.get(local)? {
-                    Binding::Unit(unit) => *unit,
-                    Binding::Import { .. } => return None,
-                },
-                Some(Export::From { .. }) => return None,
-                None => module.cjs_exports?,
-            },
+            // A default export the module does not have is not its `module.exports` here.
+            Imported::Default if !module.exports.contains_key("default") => return None,
+            _ => export_unit(module, imported)?,
         };
         self.index.get(&unit_node_name(module, unit)).copied()
     }
@@ -1926,12 +1863,6 @@ impl Graph<'_> {
     }
 }
 
-/// The graph node name of a module's unit: `path/relative/to/project.js:unit`.
-/// Whether `link` already made `owner` depend on `unit` (a change within one module).
-fn module_links_within(module: &Module, owner: usize, unit: usize) -> bool {
-    module.units[owner].deps.iter().any(|dep| matches!(dep, Dep::Unit(other) if *other == unit))
-}
-
 /// The unit of this module an import of it names, when it is one here
 /// (not re-exported from elsewhere).
 fn export_unit(module: &Module, imported: &Imported) -> Option<usize> {
@@ -1951,6 +1882,7 @@ fn export_unit(module: &Module, imported: &Imported) -> Option<usize> {
     }
 }
 
+/// The graph node name of a module's unit: `path/relative/to/project.js:unit`.
 fn unit_node_name(module: &Module, unit: usize) -> String {
     format!("{}:{}", module.rel, module.units[unit].name)
 }
