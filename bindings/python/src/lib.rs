@@ -648,6 +648,13 @@ fn foreign_codec_error<'py>(py: Python<'py>, function_name: &str, language: &str
         .into_any()
 }
 
+/// The `code_unavailable` error for what the analysis of a function's code
+/// could not see (to raise).
+#[pyfunction]
+fn code_unavailable_error<'py>(py: Python<'py>, message: String) -> Bound<'py, PyAny> {
+    to_py_err(HitSaveError::CodeUnavailable(message)).into_value(py).into_bound(py).into_any()
+}
+
 /// The pause in seconds before the next attempt at a busy compute lock, or
 /// `None` once `waited` reached `lock_wait` (compute without the lock).
 #[pyfunction]
@@ -713,5 +720,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Function>()?;
     m.add_function(wrap_pyfunction!(lock_pause, m)?)?;
     m.add_function(wrap_pyfunction!(foreign_codec_error, m)?)?;
+    m.add_function(wrap_pyfunction!(code_unavailable_error, m)?)?;
     Ok(())
 }

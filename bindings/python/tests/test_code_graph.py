@@ -663,6 +663,47 @@ def test_a_module_reached_by_a_dynamic_name_counts_whole(project, body):
     assert project.run("import job; print(job.run(5))").stdout.split() == ["15"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        'return importlib.import_module(f"plugins.{kind}").run(x)',
+        'return importlib.import_module("plugins." + kind).run(x)',
+        "return __import__(kind).run(x)",
+        'return [m.run(x) for m in map(importlib.import_module, ["plugins." + kind])][0]',
+        'return load(f"plugins.{kind}").run(x)',
+    ],
+    ids=["f-string", "concatenated", "__import__-variable", "importer-as-value", "aliased-importer"],
+)
+def test_a_module_name_computed_at_run_time_is_refused(project, body):
+    """Which module `import_module(f"plugins.{kind}")` loads is decided at
+    run time: the code behind it cannot be seen, so the call is refused with
+    `code_unavailable` (it used to hit after the plugin was edited)."""
+    project.write("plugins/__init__.py", "")
+    project.write("plugins/a.py", """
+        def run(x):
+            return x + 1
+    """)
+    project.write("job.py", f"""
+        import importlib
+        from hitsave import memo
+        load = importlib.import_module
+
+        @memo
+        def run(kind, x):
+            {body}
+    """)
+    result = project.run(
+        """
+        import hitsave, job
+        try:
+            job.run("a", 2)
+        except hitsave.HitSaveError as error:
+            print(error.code, "import" in str(error), "line" in str(error))
+        """
+    )
+    assert result.stdout.split() == ["code_unavailable", "True", "True"]
+
+
 @pytest.mark.parametrize("body", ['return globals()["helper"](x)', 'return eval("helper(x)")'], ids=["globals", "eval"])
 def test_globals_read_by_a_computed_name_count(project, body):
     project.write("job.py", f"""

@@ -426,7 +426,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
                 found.extend((n, v, v, None) for n, v in list(namespace.items()) if not (n.startswith("__") and n.endswith("__")))
             continue
         if name == "__import__" and name not in namespace:
-            found.extend(_modules_named_in(code, package))
+            found.extend(_modules_named_in(code, package, namespace))
             continue
         if name not in namespace:
             injected = getattr(builtins, name, _MISSING)
@@ -445,7 +445,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             value = getattr(value, attr)
         found.append((name, bound, value, qualified))
         if id(value) in _importer_ids():
-            found.extend(_modules_named_in(code, package))
+            found.extend(_modules_named_in(code, package, namespace))
     return found
 
 
@@ -463,11 +463,20 @@ def _importer_ids() -> frozenset[int]:
     return frozenset(map(id, (importlib.import_module, importlib.__import__, builtins.__import__)))
 
 
-def _modules_named_in(code: types.CodeType, package: str | None) -> list[tuple[str | None, Any, Any, str | None]]:
+def _modules_named_in(code: types.CodeType, package: str | None, namespace: dict[str, Any]) -> list[tuple[str | None, Any, Any, str | None]]:
     """The project modules a function that calls ``import_module``/``__import__``
     may load: every string constant of its code that names one (imported as
-    the function would), counted whole. A name computed at run time is not
-    seen (docs/python.md)."""
+    the function would), counted whole. A module name computed at run time
+    cannot be seen: ``code_unavailable`` (docs/python.md)."""
+    computed = _computed_import(code, namespace)
+    if computed is not None:
+        where, line = computed
+        function = f"{namespace.get('__name__', '?')}:{getattr(code, 'co_qualname', code.co_name)}"
+        raise _native.code_unavailable_error(
+            f"{function} calls {where} with a module name computed at run time (line {line}), so which module's "
+            "code it runs cannot be seen; import the modules it may load at module level and select among them "
+            '(`PLUGINS = {"csv": plugins.csv}`), or pass the module name as a string constant'
+        )
     found: list[tuple[str | None, Any, Any, str | None]] = []
     for nested in _bytecode.nested_codes(code):
         for constant in nested.co_consts:
@@ -492,6 +501,45 @@ def _modules_named_in(code: types.CodeType, package: str | None) -> list[tuple[s
             if module is not None and not is_external(module):
                 found.append((None, None, module, None))
     return found
+
+
+# Instructions that end a call's argument list (3.11: PRECALL, CALL; 3.12+: CALL, CALL_KW).
+_CALLS = ("PRECALL", "CALL", "CALL_KW", "KW_NAMES", "CALL_FUNCTION", "CALL_METHOD")
+_SIMPLE_LOADS = ("LOAD_CONST", "LOAD_FAST", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_SMALL_INT", "LOAD_FAST_BORROW")
+
+
+def _computed_import(code: types.CodeType, namespace: dict[str, Any]) -> tuple[str, int | None] | None:
+    """Where `code` (or code nested in it) uses an importer other than by
+    calling it on a string constant (``import_module(f"plugins.{kind}")``,
+    ``__import__(name)``, the importer passed as a value): ``(its name, the
+    line)``, else ``None``. Only functions that reach an importer are read
+    this way, through :mod:`dis`."""
+    import dis
+
+    importers = {"import_module", "__import__"}
+    importers.update(n for n, v in namespace.items() if id(v) in _importer_ids() and isinstance(n, str))
+    for nested in _bytecode.nested_codes(code):
+        instructions = [i for i in dis.get_instructions(nested) if i.opname not in ("CACHE", "EXTENDED_ARG", "NOP", "PUSH_NULL")]
+        for index, instruction in enumerate(instructions):
+            if instruction.argval not in importers or not instruction.opname.startswith("LOAD_"):
+                continue
+            after = instructions[index + 1 : index + 5]
+            if after and after[0].opname in ("LOAD_ATTR", "LOAD_METHOD"):
+                continue  # `importlib.__import__.x`: not a call of the importer itself
+            constant = bool(after) and after[0].opname == "LOAD_CONST" and isinstance(after[0].argval, str)
+            if constant:
+                # The name, then the call; or a second argument (a package, a
+                # plain name or constant) and then the call.
+                rest = after[1:]
+                if rest and rest[0].opname in _SIMPLE_LOADS:
+                    rest = rest[1:]
+                    while rest and rest[0].opname in ("LOAD_ATTR", "LOAD_METHOD"):
+                        rest = rest[1:]
+                constant = bool(rest) and rest[0].opname.startswith(_CALLS)
+            if not constant:
+                line = instruction.positions.lineno if instruction.positions else None
+                return str(instruction.argval), line
+    return None
 
 
 _INJECTED: dict[tuple[str, int], tuple[Any, bool]] = {}
