@@ -177,6 +177,7 @@ function classFingerprints(constructor) {
   let known = CLASS_FINGERPRINTS.get(constructor);
   if (known === undefined) {
     known = [];
+    let files = null;
     for (let c = constructor; typeof c === 'function' && c !== Function.prototype; c = Object.getPrototypeOf(c)) {
       const source = Function.prototype.toString.call(c);
       if (source.includes('[native code]')) {
@@ -187,7 +188,12 @@ function classFingerprints(constructor) {
         known = `${c.name || 'its class'} keeps state in #private fields`;
         break;
       }
-      known.push(native.sourceFingerprint(source, c.name || ''));
+      // A project class counts by its graph (what its methods read, its
+      // bases, `P.prototype.val = …`), found in the modules the program
+      // imports; a package's class by its text.
+      files ??= stackFiles(classFingerprints);
+      const project = native.classFingerprint(source, files);
+      known.push(project ?? native.sourceFingerprint(source, c.name || ''));
     }
     CLASS_FINGERPRINTS.set(constructor, known);
   }
@@ -226,17 +232,7 @@ function callSite(skip) {
     if (!file) return null;
     // The files of the calls that led here: when memo() is called by the
     // project's own helper, the function passed is defined in one of them.
-    const others = [];
-    for (const caller of holder.stack.slice(1)) {
-      let name = caller.getFileName();
-      if (!name || name.startsWith('node:') || name === __filename) continue;
-      if (name.startsWith('file://')) name = require('node:url').fileURLToPath(name);
-      if (!others.includes(name)) others.push(name);
-    }
-    // And the entry script: what it imports ran before this call, and may
-    // have changed what the function reads (its effects count).
-    const entry = process.argv[1] && require('node:path').resolve(process.argv[1]);
-    if (entry && !others.includes(entry) && require('node:fs').existsSync(entry)) others.push(entry);
+    const others = programFiles(holder.stack.slice(1));
     const where = { file, line: site.getLineNumber() || 0, column: site.getColumnNumber() || 0, script: null, others };
     originalPosition(where);
     if (where.file.startsWith('file://')) where.file = require('node:url').fileURLToPath(where.file);
@@ -248,6 +244,40 @@ function callSite(skip) {
       where.script = process._eval;
     }
     return where;
+  } finally {
+    Error.prepareStackTrace = saved;
+    Error.stackTraceLimit = savedLimit;
+  }
+}
+
+/**
+ * The files of the stack `sites` (call sites, innermost first; not node's
+ * own, not this file), then the entry script: what it imports ran before
+ * this call, and may have changed what the function reads (its effects count).
+ */
+function programFiles(sites) {
+  const files = [];
+  for (const caller of sites) {
+    let name = caller.getFileName();
+    if (!name || name.startsWith('node:') || name === __filename) continue;
+    if (name.startsWith('file://')) name = require('node:url').fileURLToPath(name);
+    if (!files.includes(name)) files.push(name);
+  }
+  const entry = process.argv[1] && require('node:path').resolve(process.argv[1]);
+  if (entry && !files.includes(entry) && require('node:fs').existsSync(entry)) files.push(entry);
+  return files;
+}
+
+/** `programFiles` of the calls that led to the caller of `skip`. */
+function stackFiles(skip) {
+  const saved = Error.prepareStackTrace;
+  const savedLimit = Error.stackTraceLimit;
+  try {
+    Error.stackTraceLimit = 32;
+    Error.prepareStackTrace = (_, sites) => sites;
+    const holder = {};
+    Error.captureStackTrace(holder, skip);
+    return programFiles(Array.isArray(holder.stack) ? holder.stack : []);
   } finally {
     Error.prepareStackTrace = saved;
     Error.stackTraceLimit = savedLimit;

@@ -195,6 +195,34 @@ impl Module {
             })
         }))
     }
+
+    /// The modules this one imports at its top level (bindings, re-exports,
+    /// `export *`) or loads for their effects.
+    fn import_specs(&self) -> impl Iterator<Item = &String> {
+        self.bindings
+            .values()
+            .filter_map(|binding| match binding {
+                Binding::Import { spec, .. } => Some(spec),
+                _ => None,
+            })
+            .chain(self.exports.values().filter_map(|export| match export {
+                Export::From { spec, .. } => Some(spec),
+                _ => None,
+            }))
+            .chain(self.star_exports.iter())
+            .chain(self.effect_specs())
+    }
+
+    /// Every module this one names in a static import or `require`,
+    /// at its top level or inside a function.
+    fn all_specs(&self) -> impl Iterator<Item = &String> {
+        self.import_specs().chain(self.units.iter().flat_map(|unit| {
+            unit.deps.iter().filter_map(|dep| match dep {
+                Dep::Import { spec, .. } => Some(spec),
+                Dep::Unit(_) | Dep::Dynamic(_) => None,
+            })
+        }))
+    }
 }
 
 /// The string argument of `require("x")`, if `expr` is such a call.
@@ -1323,14 +1351,21 @@ fn function_at_text(
 ) -> Result<Option<Binding>, HitSaveError> {
     let at = at as u32;
     let mut best: Option<Span> = None;
+    let mut class = false;
     for node in semantic.nodes().iter() {
         let span = match node.kind() {
             AstKind::Function(function) => function.span,
             AstKind::ArrowFunctionExpression(arrow) => arrow.span,
             AstKind::MethodDefinition(method) => method.span,
+            AstKind::Class(class) => class.span,
             AstKind::VariableDeclarator(declarator)
                 if declarator.init.as_ref().is_some_and(|init| {
-                    matches!(init, Expression::FunctionExpression(_) | Expression::ArrowFunctionExpression(_))
+                    matches!(
+                        init.without_parentheses(),
+                        Expression::FunctionExpression(_)
+                            | Expression::ArrowFunctionExpression(_)
+                            | Expression::ClassExpression(_)
+                    )
                 }) =>
             {
                 declarator.span
@@ -1339,11 +1374,36 @@ fn function_at_text(
         };
         if span.start <= at && at < span.end && best.is_none_or(|b| span.size() < b.size()) {
             best = Some(span);
+            // A class outside every function: a module-level declaration may hold it.
+            class = matches!(node.kind(), AstKind::Class(_))
+                && !semantic.nodes().ancestor_kinds(node.id()).any(|kind| {
+                    matches!(kind, AstKind::Function(_) | AstKind::ArrowFunctionExpression(_) | AstKind::Class(_))
+                });
         }
     }
     let Some(span) = best else { return Ok(None) };
     if let Some(existing) = builder.module.units.iter().position(|unit| unit.span == span) {
         return Ok(Some(Binding::Unit(existing)));
+    }
+    // A class held by a module-level declaration (`const P = class {…}`,
+    // `export default class P {…}`): that binding, so the statements that
+    // change it (`P.prototype.val = …`) count with it.
+    if class
+        && let Some(holder) = builder
+            .module
+            .bindings
+            .values()
+            .filter_map(|binding| match binding {
+                Binding::Unit(unit) => Some(*unit),
+                _ => None,
+            })
+            .filter(|&unit| {
+                let held = builder.module.units[unit].span;
+                held.start <= span.start && span.end <= held.end
+            })
+            .min_by_key(|&unit| builder.module.units[unit].span.size())
+    {
+        return Ok(Some(Binding::Unit(holder)));
     }
     let text = builder.slice(span).to_owned();
     let wrapped = format!("({text})");
@@ -1361,6 +1421,7 @@ fn summarize(
     call_at: Option<(u32, u32)>,
     source: &str,
     script: Option<&str>,
+    what: &str,
 ) -> Result<Module, HitSaveError> {
     let text = match script {
         Some(text) => text.to_owned(),
@@ -1458,9 +1519,10 @@ fn summarize(
             if !captured.is_empty() {
                 let line = text[..builder.module.units[*unit].span.start as usize].matches('\n').count() + 1;
                 return Err(unavailable(format!(
-                    "the function passed to memo() at {}:{line} uses {} from the code around it, whose values are \
+                    "the {} at {}:{line} uses {} from the code around it, whose values are \
                      only known when it runs, so results for different values could not be told apart; pass them \
                      as arguments",
+                    what,
                     path.display(),
                     captured.join(", ")
                 )));
@@ -1525,7 +1587,7 @@ impl Graph<'_> {
             Some(module) => module.clone(),
             None => {
                 let rel = self.rel(path);
-                let module = Arc::new(summarize(self.core, path, rel, None, "", None)?);
+                let module = Arc::new(summarize(self.core, path, rel, None, "", None, "")?);
                 self.modules.insert(path.to_path_buf(), module.clone());
                 module
             }
@@ -1554,20 +1616,7 @@ impl Graph<'_> {
                 continue;
             }
             let module = self.module(&path)?;
-            let specs = module
-                .bindings
-                .values()
-                .filter_map(|binding| match binding {
-                    Binding::Import { spec, .. } => Some(spec),
-                    _ => None,
-                })
-                .chain(module.exports.values().filter_map(|export| match export {
-                    Export::From { spec, .. } => Some(spec),
-                    _ => None,
-                }))
-                .chain(module.star_exports.iter())
-                .chain(module.effect_specs());
-            for spec in specs {
+            for spec in module.import_specs() {
                 if let Resolved::File(file) = resolve(&module.path, spec) {
                     queue.push(file);
                 }
@@ -1916,7 +1965,7 @@ pub fn analyze(
         None => file.canonicalize().map_err(|err| unavailable(format!("cannot find {}: {err}", file.display())))?,
     };
     let project = project_root(&file);
-    let mut graph = Graph {
+    let graph = Graph {
         core,
         project,
         modules: cache().clone().unwrap_or_default(),
@@ -1927,7 +1976,7 @@ pub fn analyze(
     };
     let rel = graph.rel(&file);
     let at = if line > 0 { Some((line, column)) } else { None };
-    let mut module = Arc::new(summarize(core, &file, rel, at, source, script)?);
+    let mut module = Arc::new(summarize(core, &file, rel, at, source, script, MEMOIZED)?);
     // memo() called by the project's own helper (`cached(fn)` in another
     // file): the function is where its text is, in a file of the callers.
     if module.root.is_none() && !source.is_empty() {
@@ -1940,7 +1989,7 @@ pub fn analyze(
                 continue;
             }
             let rel = graph.rel(&other);
-            let candidate = Arc::new(summarize(core, &other, rel, None, source, None)?);
+            let candidate = Arc::new(summarize(core, &other, rel, None, source, None, MEMOIZED)?);
             if candidate.root.is_some() {
                 module = candidate;
                 break;
@@ -1954,23 +2003,88 @@ pub fn analyze(
             file.display()
         )));
     };
-    graph.mark_used(&module);
-    let root =
-        graph.binding(&module, &root)?.ok_or_else(|| unavailable("the memoized function could not be resolved"))?;
-    // The program around the call ran too: the files of the calls that led
-    // to memo() and the entry script (in `others`), with every project module
-    // they import. Their top-level statements may change what the function
-    // reads (`import './setup.mjs'` in the entry, which sets `config.k`), so
-    // they count for those effects; they add no node otherwise.
-    graph.seed_effects(others)?;
-    graph.add_effects()?;
-    {
-        let mut cache = cache();
-        let cache = cache.get_or_insert_with(HashMap::new);
-        for (path, module) in &graph.modules {
-            cache.entry(path.clone()).or_insert_with(|| module.clone());
+    graph.finish(&module, &root, others)
+}
+
+/// How `summarize`'s refusals name the code it was asked to find.
+const MEMOIZED: &str = "function passed to memo()";
+
+impl Graph<'_> {
+    /// The graph rooted at `root` of `module`, with the effects of the
+    /// program around it; the modules read are kept for the process.
+    fn finish(
+        mut self,
+        module: &Arc<Module>,
+        root: &Binding,
+        others: &[PathBuf],
+    ) -> Result<AnalyzedGraph, HitSaveError> {
+        self.mark_used(module);
+        let root =
+            self.binding(module, root)?.ok_or_else(|| unavailable("the memoized function could not be resolved"))?;
+        // The program around the call ran too: the files of the calls that led
+        // to memo() and the entry script (in `others`), with every project module
+        // they import. Their top-level statements may change what the function
+        // reads (`import './setup.mjs'` in the entry, which sets `config.k`), so
+        // they count for those effects; they add no node otherwise.
+        self.seed_effects(others)?;
+        self.add_effects()?;
+        {
+            let mut cache = cache();
+            let cache = cache.get_or_insert_with(HashMap::new);
+            for (path, module) in &self.modules {
+                cache.entry(path.clone()).or_insert_with(|| module.clone());
+            }
+        }
+        let root_name = self.nodes[root as usize].name.clone();
+        Ok(AnalyzedGraph { root: root_name, nodes: self.nodes })
+    }
+}
+
+/// The dependency graph of the class (or constructor function) whose text
+/// is `source`, for an instance passed as an argument: its methods, what
+/// they read, its base classes and the statements that change it
+/// (`P.prototype.val = …`, `Object.assign(P.prototype, mixin)`), as a
+/// memoized function's graph counts them. The class is looked for in the
+/// project modules `files` (the files of the calls that led to the call, and
+/// the entry script) import, transitively. `Ok(None)`: not defined in the
+/// project (a package's class, or one made at run time).
+pub fn analyze_class(core: &Core, source: &str, files: &[PathBuf]) -> Result<Option<AnalyzedGraph>, HitSaveError> {
+    let Some(first) = files.iter().find_map(|file| file.canonicalize().ok()) else { return Ok(None) };
+    let project = project_root(&first);
+    let mut graph = Graph {
+        core,
+        project,
+        modules: cache().clone().unwrap_or_default(),
+        nodes: Vec::new(),
+        index: HashMap::new(),
+        used: Vec::new(),
+        used_paths: std::collections::HashSet::new(),
+    };
+    let mut queue: std::collections::VecDeque<PathBuf> = files
+        .iter()
+        .filter_map(|file| file.canonicalize().ok())
+        .filter(|file| file.starts_with(&graph.project))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(path) = queue.pop_front() {
+        if path.components().any(|c| c.as_os_str() == "node_modules") || !seen.insert(path.clone()) {
+            continue;
+        }
+        let summary = graph.module(&path)?;
+        // Top-level units hold the text of everything in the module (a
+        // class declared inside a function is in that function's text).
+        if summary.units.iter().any(|unit| unit.text.contains(source)) {
+            let rel = graph.rel(&path);
+            let module = Arc::new(summarize(core, &path, rel, None, source, None, "class")?);
+            if let Some(root) = module.root.clone() {
+                return graph.finish(&module, &root, files).map(Some);
+            }
+        }
+        for spec in summary.all_specs() {
+            if let Resolved::File(file) = resolve(&summary.path, spec) {
+                queue.push_back(file);
+            }
         }
     }
-    let root_name = graph.nodes[root as usize].name.clone();
-    Ok(AnalyzedGraph { root: root_name, nodes: graph.nodes })
+    Ok(None)
 }

@@ -193,17 +193,49 @@ fn analysis(
     // The traversal recurses along dependency chains: on a thread whose stack
     // a chain of tens of thousands of functions cannot overflow (reserved,
     // not committed; the JS thread's and libuv's stacks are far smaller).
-    let graph = std::thread::Builder::new()
+    let graph =
+        on_analysis_thread(move || analyze::analyze(core, &file, line, column, &source, script.as_deref(), &others))?;
+    let fingerprint = root_fingerprint(core, &graph)?;
+    Ok((graph, fingerprint))
+}
+
+/// Runs an analysis on a thread whose stack a dependency chain of tens of
+/// thousands of functions cannot overflow (reserved, not committed; the JS
+/// thread's and libuv's stacks are far smaller: the traversal recurses).
+fn on_analysis_thread<T: Send + 'static>(
+    run: impl FnOnce() -> std::result::Result<T, HitSaveError> + Send + 'static,
+) -> std::result::Result<T, HitSaveError> {
+    std::thread::Builder::new()
         .name("hitsave-analyze".into())
         .stack_size(ANALYSIS_STACK)
-        .spawn(move || analyze::analyze(core, &file, line, column, &source, script.as_deref(), &others))
+        .spawn(run)
         .map_err(|err| HitSaveError::CodeUnavailable(format!("cannot start the analysis: {err}")))?
         .join()
-        .map_err(|_| HitSaveError::CodeUnavailable("the analysis of the function's code failed".into()))??;
+        .map_err(|_| HitSaveError::CodeUnavailable("the analysis of the function's code failed".into()))?
+}
+
+fn root_fingerprint(core: &Core, graph: &analyze::AnalyzedGraph) -> std::result::Result<Digest, HitSaveError> {
     let fingerprints = core.fingerprints(&analyze::core_nodes(&graph.nodes)?)?;
     let root = graph.nodes.iter().position(|node| node.name == graph.root).unwrap_or(0);
-    let fingerprint = fingerprints[root];
-    Ok((graph, fingerprint))
+    Ok(fingerprints[root])
+}
+
+/// The code fingerprint of the project class (or constructor function)
+/// whose text is `source`, for an instance passed as an argument: its graph,
+/// found in the project modules `files` import (`analyze::analyze_class`);
+/// `null` when the project does not define it (a package's class).
+#[napi]
+pub fn class_fingerprint(env: Env, source: String, files: Vec<String>) -> Result<Option<String>> {
+    let js = Js(env.raw());
+    let found = (|| {
+        let core = Core::shared()?;
+        let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+        match on_analysis_thread(move || analyze::analyze_class(core, &source, &files))? {
+            Some(graph) => Ok(Some(root_fingerprint(core, &graph)?.to_string())),
+            None => Ok(None),
+        }
+    })();
+    found.map_err(|err| to_napi(js, err))
 }
 
 /// Stack of the analysis thread: 1 GiB of address space, touched only as deep as a chain goes.

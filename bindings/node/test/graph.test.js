@@ -494,3 +494,61 @@ test("a module only the entry script imports, which changes what the function re
   project.write({ 'other.cjs': `require('./config.cjs').k = 7;\n` });
   editMisses(project, run('main.cjs'), 'other.cjs', '.k = 7', '.k = 8');
 });
+
+const INSTANCES = `
+const RATE = 2;                                                   // EDIT-const
+function helper(v) { return v + 1; }                              // EDIT-helper
+class Reads { constructor(a) { this.a = a; } val() { return helper(this.a * RATE); } }
+class Patched { constructor(a) { this.a = a; } }
+Patched.prototype.val = function () { return this.a * 3; };       // EDIT-prototype
+const mixin = { val() { return this.a * 4; } };                   // EDIT-mixin
+class Mixed { constructor(a) { this.a = a; } }
+Object.assign(Mixed.prototype, mixin);
+function Old(a) { this.a = a; }
+Old.prototype.val = function () { return this.a * 5; };           // EDIT-function-constructor
+const { Base } = require('./base');
+class Derived extends Base { constructor(a) { super(); this.a = a; } }
+function made(k) { return class { constructor(a) { this.a = a; } val() { return this.a * k; } }; }
+module.exports = { Reads, Patched, Mixed, Old, Derived, made };
+`;
+
+test("an argument's class counts by everything its methods run: what they read, prototype patches, mixins, bases", () => {
+  const project = new Project({
+    'shapes.js': INSTANCES,
+    'base.js': `const K = 6;                                              // EDIT-base
+class Base { val() { return this.a * K; } }
+module.exports = { Base };
+`,
+    // The memoized function is in one file, the instances are made in
+    // another: the classes are found in the modules the program imports.
+    'job.js': `
+const { memo } = require(HITSAVE);
+exports.f = memo(function f(shape) { return shape.val(); });
+`,
+    'main.js': `
+const { f } = require('./job');
+const s = require('./shapes');
+const out = [new s.Reads(1), new s.Patched(1), new s.Mixed(1), new s.Old(1), new s.Derived(1)].map((shape) => f(shape));
+let refused = null;
+try { f(new (s.made(7))(1)); } catch (error) { refused = error.code; }
+console.log(JSON.stringify([...out, refused]));
+`,
+  });
+  const expected = [3, 3, 4, 5, 6, 'code_unavailable'];
+  assert.deepStrictEqual(project.run('main.js').out, expected);
+  assert.deepStrictEqual(project.run('main.js').out, expected);
+  const edits = [
+    ['shapes.js', 'RATE = 2;', 'RATE = 3;', 0, 4],
+    ['shapes.js', 'return v + 1;', 'return v + 10;', 0, 13],
+    ['shapes.js', 'this.a * 3;', 'this.a * 30;', 1, 30],
+    ['shapes.js', 'this.a * 4;', 'this.a * 40;', 2, 40],
+    ['shapes.js', 'this.a * 5;', 'this.a * 50;', 3, 50],
+    ['base.js', 'K = 6;', 'K = 60;', 4, 60],
+  ];
+  for (const [file, from, to, index, value] of edits) {
+    const text = fs.readFileSync(path.join(project.root, file), 'utf8');
+    project.write({ [file]: text.replace(from, to) });
+    expected[index] = value;
+    assert.deepStrictEqual(project.run('main.js').out, expected, `after ${file}: ${from} -> ${to}`);
+  }
+});
