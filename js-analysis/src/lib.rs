@@ -106,6 +106,10 @@ enum Dep {
         spec: String,
         imported: Imported,
     },
+    /// An environment variable read by name (`process.env.NAME`,
+    /// `process.env['NAME']`, `const { NAME } = process.env`): its value
+    /// when the graph is built is a node of the graph.
+    Env(String),
     /// A module loaded by a name only known when the code runs
     /// (`require(name)`, `import(path)`): a graph reaching this unit is
     /// refused with `code_unavailable`, this message saying where.
@@ -191,7 +195,7 @@ impl Module {
         self.side_effect_imports.iter().chain(self.units.iter().filter(|unit| unit.effect).flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) => None,
+                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) => None,
             })
         }))
     }
@@ -219,7 +223,7 @@ impl Module {
         self.import_specs().chain(self.units.iter().flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) => None,
+                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) => None,
             })
         }))
     }
@@ -820,6 +824,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             module.units[user].deps.push(Dep::Import { spec, imported: Imported::Namespace });
         }
     }
+    environment_reads(module, semantic, &index);
     for span in dynamic {
         let Some(user) = index.unit_at(span) else { continue };
         let text = semantic.source_text();
@@ -830,6 +835,67 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
              read: load it by a literal path (a `const` bound to one is fine)",
             module.rel
         )));
+    }
+}
+
+/// `process.env` reads: by a name the code holds, a `Dep::Env` of the unit
+/// (its value counts); any other use (`process.env[name]`, `{ ...process.env }`,
+/// passing it on) a `Dep::Dynamic`: which variables it reads cannot be seen.
+fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
+    let nodes = semantic.nodes();
+    let text = semantic.source_text();
+    for node in nodes.iter() {
+        let AstKind::StaticMemberExpression(member) = node.kind() else { continue };
+        if member.property.name != "env" {
+            continue;
+        }
+        let process = match &member.object {
+            Expression::Identifier(object) => object.name == "process" && is_unresolved(semantic, object),
+            // `globalThis.process.env`
+            Expression::StaticMemberExpression(inner) => {
+                inner.property.name == "process"
+                    && matches!(&inner.object, Expression::Identifier(object)
+                        if GLOBAL_OBJECTS.contains(&object.name.as_str()) && is_unresolved(semantic, object))
+            }
+            _ => false,
+        };
+        if !process {
+            continue;
+        }
+        let Some(user) = index.unit_at(member.span) else { continue };
+        let names: Option<Vec<String>> = match nodes.parent_kind(node.id()) {
+            AstKind::StaticMemberExpression(outer) if outer.object.span() == member.span => {
+                Some(vec![outer.property.name.to_string()])
+            }
+            AstKind::ComputedMemberExpression(outer) if outer.object.span() == member.span => {
+                constant_string(semantic, &outer.expression, 0).map(|name| vec![name])
+            }
+            AstKind::VariableDeclarator(declarator)
+                if declarator.init.as_ref().is_some_and(|init| init.span() == member.span) =>
+            {
+                match &declarator.id {
+                    BindingPattern::ObjectPattern(pattern) if pattern.rest.is_none() => pattern
+                        .properties
+                        .iter()
+                        .map(|property| property.key.static_name().map(|name| name.to_string()))
+                        .collect(),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match names {
+            Some(names) => module.units[user].deps.extend(names.into_iter().map(Dep::Env)),
+            None => {
+                let line = text[..member.span.start as usize].matches('\n').count() + 1;
+                module.units[user].deps.push(Dep::Dynamic(format!(
+                    "{}:{line} reads the environment other than by a variable's name (`process.env` used whole \
+                     or with a name computed when it runs), so which values the code depends on cannot be seen: \
+                     read each variable by name (`process.env.NAME`), or pass the values as arguments",
+                    module.rel
+                )));
+            }
+        }
     }
 }
 
@@ -1796,6 +1862,20 @@ impl Graph<'_> {
         Ok(self.add("package", format!("package:{name}"), content).0)
     }
 
+    /// An environment variable the code reads, by its value now (the
+    /// process's environment: what `process.env` holds, assignments to it
+    /// included), or as unset.
+    fn environment(&mut self, name: &str) -> Result<u32, HitSaveError> {
+        let mut stream = StreamWriter::new();
+        stream.list(3).str("env").str(name);
+        match std::env::var_os(name) {
+            Some(value) => stream.bytes(value.as_encoded_bytes()),
+            None => stream.null(),
+        };
+        let content = self.core.value_digest(stream.as_bytes())?;
+        Ok(self.add("constant", format!("env:{name}"), content).0)
+    }
+
     fn unit(&mut self, module: &Arc<Module>, unit: usize) -> Result<u32, HitSaveError> {
         let data = &module.units[unit];
         let content = match data.content.get() {
@@ -1815,6 +1895,7 @@ impl Graph<'_> {
                 Dep::Unit(other) => Some(self.unit(module, *other)?),
                 Dep::Import { spec, imported } => self.import(module, spec, imported)?,
                 Dep::Dynamic(what) => return Err(unavailable(what.clone())),
+                Dep::Env(name) => Some(self.environment(name)?),
             };
             if let Some(target) = target
                 && target != index

@@ -552,3 +552,34 @@ console.log(JSON.stringify([...out, refused]));
     assert.deepStrictEqual(project.run('main.js').out, expected, `after ${file}: ${from} -> ${to}`);
   }
 });
+
+test('environment variables the code reads by name count by their value; one read by a computed name is refused', () => {
+  const project = new Project({
+    'settings.js': `
+exports.K = Number(process.env.HS_TEST_K || 3);
+const { HS_TEST_MODE } = process.env;
+exports.mode = () => HS_TEST_MODE || 'dev';
+exports.lookup = (name) => process.env[name];
+`,
+    'main.js': `
+const { memo } = require(HITSAVE);
+const settings = require('./settings');
+let runs = 0;
+const f = memo((x) => { runs++; return \`\${x * settings.K}:\${settings.mode()}\`; });
+console.log(JSON.stringify([f(2), runs]));
+`,
+    'computed.js': `
+const { memo } = require(HITSAVE);
+const settings = require('./settings');
+const g = memo((name) => settings.lookup(name));
+try { g('HOME'); console.log('"computed"'); } catch (error) { console.log(JSON.stringify(error.code)); }
+`,
+  });
+  const run = (env) => [...project.run('main.js', { env }).out, project.run('computed.js', { env }).out];
+  assert.deepStrictEqual(run({}), ['6:dev', 1, 'code_unavailable']);
+  assert.deepStrictEqual(run({}), ['6:dev', 0, 'code_unavailable'], 'the same environment hits');
+  assert.deepStrictEqual(run({ HS_TEST_K: '4' }), ['8:dev', 1, 'code_unavailable']);
+  assert.deepStrictEqual(run({ HS_TEST_K: '4', HS_TEST_MODE: 'prod' }), ['8:prod', 1, 'code_unavailable']);
+  assert.deepStrictEqual(run({ HS_TEST_K: '4', HS_TEST_MODE: 'prod', HS_TEST_OTHER: 'x' }), ['8:prod', 0, 'code_unavailable'], 'a variable the code does not read changes nothing');
+  assert.deepStrictEqual(run({}), ['6:dev', 0, 'code_unavailable'], 'back to the first environment: its results');
+});
