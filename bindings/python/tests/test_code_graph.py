@@ -720,3 +720,37 @@ def test_globals_read_by_a_computed_name_count(project, body):
     text = (project.root / "job.py").read_text()
     project.write("job.py", text.replace("x * 2", "x * 3"))
     assert project.run("import job; print(job.run(5))").stdout.split() == ["15"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'return x * int(os.environ["HS_TEST_K"])',
+        'return x * int(os.environ.get("HS_TEST_K", "3"))',
+        'return x * int(os.getenv("HS_TEST_K", "3"))',
+        'return x * int(getenv("HS_TEST_K", "3"))',
+        "return x * settings.K",
+    ],
+    ids=["environ[]", "environ.get", "os.getenv", "from-os-import-getenv", "module-level"],
+)
+def test_an_environment_variable_the_code_reads_counts_by_value(project, body):
+    """`os.getenv` is a standard-library function (counted by Python's
+    version alone): it used to hit with the result of another value."""
+    project.write("settings.py", """
+        import os
+        K = int(os.environ.get("HS_TEST_K", "3"))
+    """)
+    project.write("job.py", f"""
+        import os
+        from os import getenv
+        from hitsave import memo
+        import settings
+
+        @memo
+        def run(x):
+            {body}
+    """)
+    call = "import job; print(job.run(2))"
+    assert project.run(call, env={"HS_TEST_K": "3"}).stdout.split() == ["6"]
+    assert project.run(call, env={"HS_TEST_K": "4"}).stdout.split() == ["8"]
+    assert project.run(call, env={"HS_TEST_K": "3"}).stdout.split() == ["6"]

@@ -444,6 +444,11 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             qualified = f"{value.__name__}:{attr}"
             value = getattr(value, attr)
         found.append((name, bound, value, qualified))
+        if value is os.getenv or value is getattr(os, "getenvb", None):
+            # It reads `os.environ`, which counts by value as a read of
+            # `os.environ` itself does (a package's function counts only by
+            # its version otherwise).
+            found.append((None, None, os.environ, "os:environ"))
         if id(value) in _importer_ids():
             found.extend(_modules_named_in(code, package, namespace))
     return found
