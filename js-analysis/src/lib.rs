@@ -1623,7 +1623,21 @@ struct Graph<'c> {
     used_paths: std::collections::HashSet<PathBuf>,
 }
 
-impl Graph<'_> {
+impl<'c> Graph<'c> {
+    /// A graph of the project at `project`, starting from the module
+    /// summaries this process already made.
+    fn new(core: &'c Core, project: PathBuf) -> Self {
+        Graph {
+            core,
+            project,
+            modules: cache().clone().unwrap_or_default(),
+            nodes: Vec::new(),
+            index: HashMap::new(),
+            used: Vec::new(),
+            used_paths: std::collections::HashSet::new(),
+        }
+    }
+
     fn rel(&self, path: &Path) -> String {
         match path.strip_prefix(&self.project) {
             Ok(rel) => rel.to_string_lossy().replace('\\', "/"),
@@ -1671,6 +1685,19 @@ impl Graph<'_> {
     /// Marks the project modules of `files`, and every project module they
     /// import, transitively, as reached for their effects ([`Graph::add_effects`]).
     fn seed_effects(&mut self, files: &[PathBuf]) -> Result<(), HitSaveError> {
+        self.project_modules(files, false, |_, _| Ok(false)).map(|_| ())
+    }
+
+    /// Reads the project modules of `files` and the project modules they
+    /// import (top-level imports, or with `all` every static import and
+    /// `require` of any function too), transitively, each once, handing each
+    /// to `visit` until it says to stop; returns whether it did.
+    fn project_modules(
+        &mut self,
+        files: &[PathBuf],
+        all: bool,
+        mut visit: impl FnMut(&mut Self, &Arc<Module>) -> Result<bool, HitSaveError>,
+    ) -> Result<bool, HitSaveError> {
         let mut queue: Vec<PathBuf> = files
             .iter()
             .filter_map(|file| file.canonicalize().ok())
@@ -1682,13 +1709,17 @@ impl Graph<'_> {
                 continue;
             }
             let module = self.module(&path)?;
-            for spec in module.import_specs() {
+            if visit(self, &module)? {
+                return Ok(true);
+            }
+            let specs: Vec<&String> = if all { module.all_specs().collect() } else { module.import_specs().collect() };
+            for spec in specs {
                 if let Resolved::File(file) = resolve(&module.path, spec) {
                     queue.push(file);
                 }
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Statements in the modules reached (and in the modules they import for
@@ -2045,16 +2076,7 @@ pub fn analyze(
         Some(_) => file.to_path_buf(),
         None => file.canonicalize().map_err(|err| unavailable(format!("cannot find {}: {err}", file.display())))?,
     };
-    let project = project_root(&file);
-    let graph = Graph {
-        core,
-        project,
-        modules: cache().clone().unwrap_or_default(),
-        nodes: Vec::new(),
-        index: HashMap::new(),
-        used: Vec::new(),
-        used_paths: std::collections::HashSet::new(),
-    };
+    let graph = Graph::new(core, project_root(&file));
     let rel = graph.rel(&file);
     let at = if line > 0 { Some((line, column)) } else { None };
     let mut module = Arc::new(summarize(core, &file, rel, at, source, script, MEMOIZED)?);
@@ -2131,41 +2153,22 @@ impl Graph<'_> {
 /// project (a package's class, or one made at run time).
 pub fn analyze_class(core: &Core, source: &str, files: &[PathBuf]) -> Result<Option<AnalyzedGraph>, HitSaveError> {
     let Some(first) = files.iter().find_map(|file| file.canonicalize().ok()) else { return Ok(None) };
-    let project = project_root(&first);
-    let mut graph = Graph {
-        core,
-        project,
-        modules: cache().clone().unwrap_or_default(),
-        nodes: Vec::new(),
-        index: HashMap::new(),
-        used: Vec::new(),
-        used_paths: std::collections::HashSet::new(),
-    };
-    let mut queue: std::collections::VecDeque<PathBuf> = files
-        .iter()
-        .filter_map(|file| file.canonicalize().ok())
-        .filter(|file| file.starts_with(&graph.project))
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    while let Some(path) = queue.pop_front() {
-        if path.components().any(|c| c.as_os_str() == "node_modules") || !seen.insert(path.clone()) {
-            continue;
-        }
-        let summary = graph.module(&path)?;
+    let mut graph = Graph::new(core, project_root(&first));
+    let mut found = None;
+    graph.project_modules(files, true, |graph, summary| {
         // Top-level units hold the text of everything in the module (a
         // class declared inside a function is in that function's text).
-        if summary.units.iter().any(|unit| unit.text.contains(source)) {
-            let rel = graph.rel(&path);
-            let module = Arc::new(summarize(core, &path, rel, None, source, None, "class")?);
-            if let Some(root) = module.root.clone() {
-                return graph.finish(&module, &root, files).map(Some);
-            }
+        if !summary.units.iter().any(|unit| unit.text.contains(source)) {
+            return Ok(false);
         }
-        for spec in summary.all_specs() {
-            if let Resolved::File(file) = resolve(&summary.path, spec) {
-                queue.push_back(file);
-            }
-        }
+        let rel = graph.rel(&summary.path);
+        let module = Arc::new(summarize(core, &summary.path, rel, None, source, None, "class")?);
+        let Some(root) = module.root.clone() else { return Ok(false) };
+        found = Some((module, root));
+        Ok(true)
+    })?;
+    match found {
+        Some((module, root)) => graph.finish(&module, &root, files).map(Some),
+        None => Ok(None),
     }
-    Ok(None)
 }
