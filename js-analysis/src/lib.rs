@@ -110,6 +110,10 @@ enum Dep {
     /// `process.env['NAME']`, `const { NAME } = process.env`): its value
     /// when the graph is built is a node of the graph.
     Env(String),
+    /// A file the code reads at a path known without running it
+    /// (`fs.readFileSync(path.join(__dirname, 'config.json'))`): its
+    /// contents when the graph is built are a node of the graph.
+    File(PathBuf),
     /// A module loaded by a name only known when the code runs
     /// (`require(name)`, `import(path)`): a graph reaching this unit is
     /// refused with `code_unavailable`, this message saying where.
@@ -195,7 +199,7 @@ impl Module {
         self.side_effect_imports.iter().chain(self.units.iter().filter(|unit| unit.effect).flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) => None,
+                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File(_) => None,
             })
         }))
     }
@@ -223,7 +227,7 @@ impl Module {
         self.import_specs().chain(self.units.iter().flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) => None,
+                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File(_) => None,
             })
         }))
     }
@@ -825,6 +829,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
         }
     }
     environment_reads(module, semantic, &index);
+    file_reads(module, semantic, &index);
     for span in dynamic {
         let Some(user) = index.unit_at(span) else { continue };
         let text = semantic.source_text();
@@ -897,6 +902,198 @@ fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitI
             }
         }
     }
+}
+
+/// Functions that read a file's contents (or whether it exists) by path:
+/// `fs`'s and `fs/promises`' (`fs.readFileSync`, a destructured
+/// `readFile`, …), matched by name, so a same-named method elsewhere only
+/// adds a file to the graph.
+const FILE_READS: &[&str] =
+    &["readFileSync", "readFile", "createReadStream", "existsSync", "openSync", "open", "readJsonSync", "readJson"];
+
+/// Calls that read a file at a path known without running the code
+/// (`readFileSync('data/k.txt')`, relative to the working directory;
+/// `path.join(__dirname, 'config.json')`, `new URL('./x.json',
+/// import.meta.url)`, a `const` bound to one): a `Dep::File` of the unit
+/// holding the call. A path only known when the code runs is the user's to
+/// pass (`File`, docs/node.md).
+fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
+    let Some(dir) = module.path.parent().map(Path::to_path_buf) else { return };
+    // The names `path`'s functions go by here: `path` itself
+    // (`path.join`), `join`/`resolve` imported from it.
+    let mut modules = Vec::new();
+    let mut functions = Vec::new();
+    for (name, binding) in &module.bindings {
+        if let Binding::Import { spec, imported } = binding
+            && matches!(spec.as_str(), "path" | "node:path" | "path/posix" | "node:path/posix")
+        {
+            match imported {
+                Imported::Named(function) if function == "join" || function == "resolve" => {
+                    functions.push((name.clone(), function.clone()))
+                }
+                Imported::Named(_) => {}
+                Imported::Default | Imported::Namespace => modules.push(name.clone()),
+            }
+        }
+    }
+    let here = Here { file: &module.path, dir: &dir, modules, functions };
+    for node in semantic.nodes().iter() {
+        let AstKind::CallExpression(call) = node.kind() else { continue };
+        let name = match call.callee.without_parentheses() {
+            Expression::Identifier(identifier) => identifier.name.as_str(),
+            Expression::StaticMemberExpression(member) => member.property.name.as_str(),
+            _ => continue,
+        };
+        if !FILE_READS.contains(&name) {
+            continue;
+        }
+        let Some(argument) = call.arguments.first().and_then(Argument::as_expression) else { continue };
+        let Some(text) = static_text(semantic, argument, &here, 0) else { continue };
+        let text = text.strip_prefix("file://").unwrap_or(&text);
+        let mut path = PathBuf::from(text);
+        if path.is_relative() {
+            let Ok(cwd) = std::env::current_dir() else { continue };
+            path = cwd.join(path);
+        }
+        if let Some(user) = index.unit_at(call.span) {
+            module.units[user].deps.push(Dep::File(lexical_normal(&path)));
+        }
+    }
+}
+
+/// Where a module is, for `__dirname`, `__filename` and `import.meta`.
+struct Here<'p> {
+    file: &'p Path,
+    dir: &'p Path,
+    /// Local names of the `path` module, and of its `join`/`resolve` (local, imported).
+    modules: Vec<String>,
+    functions: Vec<(String, String)>,
+}
+
+/// The text a path expression always evaluates to in this module: string
+/// literals, templates and `+` of such, `__dirname`/`__filename`,
+/// `import.meta.dirname`/`.filename`/`.url`, `path.join`/`path.resolve` of
+/// such, `new URL(relative, import.meta.url)` (as a `file://` URL, also its
+/// `.pathname`/`.href`), `fileURLToPath(…)` of one, and a `const` bound to one.
+fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here<'_>, depth: u32) -> Option<String> {
+    if depth > 8 {
+        return None;
+    }
+    let next = |expression: &Expression<'_>| static_text(semantic, expression, here, depth + 1);
+    match expression.without_parentheses() {
+        Expression::StringLiteral(literal) => Some(literal.value.to_string()),
+        Expression::TemplateLiteral(template) => {
+            let mut text = String::new();
+            for (at, quasi) in template.quasis.iter().enumerate() {
+                text.push_str(quasi.value.cooked.as_ref()?.as_str());
+                if let Some(expression) = template.expressions.get(at) {
+                    text.push_str(&next(expression)?);
+                }
+            }
+            Some(text)
+        }
+        Expression::BinaryExpression(binary) if binary.operator == oxc_ast::ast::BinaryOperator::Addition => {
+            Some(next(&binary.left)? + &next(&binary.right)?)
+        }
+        Expression::Identifier(identifier) if is_unresolved(semantic, identifier) => match identifier.name.as_str() {
+            "__dirname" => Some(here.dir.to_string_lossy().into_owned()),
+            "__filename" => Some(here.file.to_string_lossy().into_owned()),
+            _ => None,
+        },
+        Expression::Identifier(identifier) => {
+            let scoping = semantic.scoping();
+            let symbol = scoping.get_reference(identifier.reference_id()).symbol_id()?;
+            if !scoping.symbol_flags(symbol).contains(SymbolFlags::ConstVariable) {
+                return None;
+            }
+            match semantic.nodes().get_node(scoping.symbol_declaration(symbol)).kind() {
+                AstKind::VariableDeclarator(declarator)
+                    if matches!(declarator.id, BindingPattern::BindingIdentifier(_)) =>
+                {
+                    next(declarator.init.as_ref()?)
+                }
+                _ => None,
+            }
+        }
+        Expression::StaticMemberExpression(member) => match (&member.object, member.property.name.as_str()) {
+            (Expression::ImportMeta(_), "dirname") => Some(here.dir.to_string_lossy().into_owned()),
+            (Expression::ImportMeta(_), "filename") => Some(here.file.to_string_lossy().into_owned()),
+            (Expression::ImportMeta(_), "url") => Some(format!("file://{}", here.file.to_string_lossy())),
+            (object, "pathname" | "href") => next(object),
+            _ => None,
+        },
+        Expression::NewExpression(new) => {
+            let Expression::Identifier(callee) = &new.callee else { return None };
+            if callee.name != "URL" {
+                return None;
+            }
+            let relative = next(new.arguments.first()?.as_expression()?)?;
+            let base = next(new.arguments.get(1)?.as_expression()?)?;
+            let base = PathBuf::from(base.strip_prefix("file://")?);
+            let joined = match relative.strip_prefix("file://") {
+                Some(absolute) => PathBuf::from(absolute),
+                None => base.parent()?.join(relative),
+            };
+            Some(format!("file://{}", lexical_normal(&joined).to_string_lossy()))
+        }
+        Expression::CallExpression(call) => {
+            let name = match call.callee.without_parentheses() {
+                Expression::Identifier(identifier) if identifier.name == "fileURLToPath" => "fileURLToPath",
+                Expression::Identifier(identifier) => here
+                    .functions
+                    .iter()
+                    .find(|(local, _)| local == identifier.name.as_str())
+                    .map(|(_, function)| function.as_str())?,
+                Expression::StaticMemberExpression(member) => match &member.object {
+                    Expression::Identifier(object) if here.modules.iter().any(|name| name == object.name.as_str()) => {
+                        member.property.name.as_str()
+                    }
+                    // `url.fileURLToPath(…)`, `require('path').join(…)`
+                    Expression::Identifier(_) if member.property.name == "fileURLToPath" => "fileURLToPath",
+                    object if require_spec(object).is_some_and(|spec| spec.ends_with("path")) => {
+                        member.property.name.as_str()
+                    }
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            let parts: Option<Vec<String>> =
+                call.arguments.iter().map(|argument| next(argument.as_expression()?)).collect();
+            let parts = parts?;
+            match name {
+                "join" | "resolve" => {
+                    let mut path = PathBuf::new();
+                    for part in &parts {
+                        path.push(part); // an absolute part starts over, as `resolve` does
+                    }
+                    if name == "resolve" && path.is_relative() {
+                        path = std::env::current_dir().ok()?.join(path);
+                    }
+                    Some(lexical_normal(&path).to_string_lossy().into_owned())
+                }
+                "fileURLToPath" if parts.len() == 1 => parts[0].strip_prefix("file://").map(str::to_owned),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `a/./b/../c` as `a/c`, without asking the file system (the file may not exist).
+fn lexical_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The string an expression always is: a literal, a template without
@@ -1907,6 +2104,28 @@ impl<'c> Graph<'c> {
         Ok(self.add("constant", format!("env:{name}"), content).0)
     }
 
+    /// A file the code reads by a path known without running it, by its
+    /// contents now (a missing file as such).
+    fn file(&mut self, path: &Path) -> Result<u32, HitSaveError> {
+        let rel = self.rel(path);
+        let name = format!("file:{rel}");
+        if let Some(&index) = self.index.get(&name) {
+            return Ok(index);
+        }
+        let mut stream = StreamWriter::new();
+        stream.list(3).str("file").str(&rel);
+        match std::fs::read(path) {
+            Ok(bytes) => stream.bytes(&bytes),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => stream.null(),
+            // A directory (`existsSync(dir)`): that it is one. Unreadable:
+            // the code fails reading it too, so what is counted is why.
+            Err(_) if path.is_dir() => stream.str("directory"),
+            Err(err) => stream.str(&format!("unreadable: {:?}", err.kind())),
+        };
+        let content = self.core.value_digest(stream.as_bytes())?;
+        Ok(self.add("constant", name, content).0)
+    }
+
     fn unit(&mut self, module: &Arc<Module>, unit: usize) -> Result<u32, HitSaveError> {
         let data = &module.units[unit];
         let content = match data.content.get() {
@@ -1927,6 +2146,7 @@ impl<'c> Graph<'c> {
                 Dep::Import { spec, imported } => self.import(module, spec, imported)?,
                 Dep::Dynamic(what) => return Err(unavailable(what.clone())),
                 Dep::Env(name) => Some(self.environment(name)?),
+                Dep::File(path) => Some(self.file(path)?),
             };
             if let Some(target) = target
                 && target != index

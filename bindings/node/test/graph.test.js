@@ -583,3 +583,42 @@ try { g('HOME'); console.log('"computed"'); } catch (error) { console.log(JSON.s
   assert.deepStrictEqual(run({ HS_TEST_K: '4', HS_TEST_MODE: 'prod', HS_TEST_OTHER: 'x' }), ['8:prod', 0, 'code_unavailable'], 'a variable the code does not read changes nothing');
   assert.deepStrictEqual(run({}), ['6:dev', 0, 'code_unavailable'], 'back to the first environment: its results');
 });
+
+test('a file the code reads at a path known without running it counts by its contents', () => {
+  const project = new Project({
+    'config.json': '{"k": 2}',
+    'data/scale.txt': '10',
+    'lib/config.js': `
+const fs = require('node:fs');
+const path = require('node:path');
+const FILE = path.join(__dirname, '..', 'config.json');
+exports.cfg = JSON.parse(fs.readFileSync(FILE, 'utf8'));
+`,
+    'main.js': `
+const { memo } = require(HITSAVE);
+const { readFileSync } = require('node:fs');
+const { cfg } = require('./lib/config');
+let runs = 0;
+// Relative to the working directory, read in the body.
+const f = memo((x) => { runs++; return x * cfg.k + Number(readFileSync('data/scale.txt', 'utf8')); });
+console.log(JSON.stringify([f(1), runs]));
+`,
+    'esm.mjs': `
+import { memo } from ${JSON.stringify(require('node:url').pathToFileURL(require.resolve('..')).href)};
+import { readFileSync } from 'node:fs';
+const data = JSON.parse(readFileSync(new URL('./config.json', import.meta.url)));
+const g = memo((x) => x * data.k);
+console.log(JSON.stringify(g(3)));
+`,
+  });
+  assert.deepStrictEqual(project.run('main.js').out, [12, 1]);
+  assert.deepStrictEqual(project.run('main.js').out, [12, 0], 'unchanged files hit');
+  assert.strictEqual(project.run('esm.mjs').out, 6);
+  project.write({ 'config.json': '{"k": 5}' });
+  assert.deepStrictEqual(project.run('main.js').out, [15, 1]);
+  assert.strictEqual(project.run('esm.mjs').out, 15);
+  project.write({ 'data/scale.txt': '20' });
+  assert.deepStrictEqual(project.run('main.js').out, [25, 1]);
+  project.write({ 'data/scale.txt': '10', 'config.json': '{"k": 2}' });
+  assert.deepStrictEqual(project.run('main.js').out, [12, 0], 'the first contents again: their results');
+});

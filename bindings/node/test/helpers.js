@@ -27,8 +27,8 @@ class Project {
   }
 
   /** Runs a script; returns its stdout parsed as JSON lines (or throws with stderr). */
-  run(file, { env = {}, expectFailure = false } = {}) {
-    const result = spawnSync(process.execPath, [path.join(this.root, file)], {
+  run(file, { env = {}, expectFailure = false, args = [] } = {}) {
+    const result = spawnSync(process.execPath, [path.join(this.root, file), ...args], {
       cwd: this.root,
       env: this.env(env),
       encoding: 'utf8',

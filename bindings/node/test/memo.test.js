@@ -637,9 +637,9 @@ test('a result the policy declines is returned with one warning, and why says so
       // 4 MiB over a 1 MiB budget (HITSAVE_MAX_SIZE below): declined whatever
       // the machine's speed (cheaper-to-recompute depends on the call's time).
       const cheap = memo(function cheap(n) { runs++; return Buffer.alloc(n); });
-      // (A flag file, not an environment variable: a variable read here would
-      // count toward \`cheap\`, whose call the statement holds.)
-      if (require('node:fs').existsSync(require('node:path').join(__dirname, 'only-why'))) {
+      // (A command-line argument, not an environment variable or a flag file:
+      // those would count toward \`cheap\`, whose call the statement holds.)
+      if (process.argv[2] === 'only-why') {
         // A later process has seen nothing itself: the store remembers the decline.
         console.log(JSON.stringify({ same: cheap.why(4 << 20), other: cheap.why(5 << 20) }));
         process.exit(0);
@@ -658,8 +658,7 @@ test('a result the policy declines is returned with one warning, and why says so
   assert.match(out.why, /^miss: the last result for these arguments \(\d+ bytes, computed in \d+ µs\) was not stored: larger than the whole size budget \(1048576 bytes\)/);
   assert.strictEqual(out.small, 'hit');
 
-  project.write({ 'only-why': '' });
-  const later = project.run('main.js', { env: budget }).out;
+  const later = project.run('main.js', { env: budget, args: ['only-why'] }).out;
   assert.match(later.same, /^miss: the last result for these arguments \(\d+ bytes, computed in \d+ µs\) was not stored: larger than the whole size budget/);
   assert.match(later.other, /; a result of this function was not stored by the cache policy \(\d+ bytes/);
 });
