@@ -190,10 +190,9 @@ function classFingerprints(constructor) {
       }
       // A project class counts by its graph (what its methods read, its
       // bases, `P.prototype.val = …`), found in the modules the program
-      // imports; a package's class by its text.
+      // imports, and by the text that runs; a package's class by that text.
       files ??= stackFiles(classFingerprints);
-      const project = native.classFingerprint(source, files);
-      known.push(project ?? native.sourceFingerprint(source, c.name || ''));
+      known.push(...native.classFingerprints(source, c.name || '', files), native.sourceFingerprint(source, c.name || ''));
     }
     CLASS_FINGERPRINTS.set(constructor, known);
   }

@@ -2363,32 +2363,80 @@ impl Graph<'_> {
     }
 }
 
-/// The dependency graph of the class (or constructor function) whose text
-/// is `source`, for an instance passed as an argument: its methods, what
-/// they read, its base classes and the statements that change it
-/// (`P.prototype.val = …`, `Object.assign(P.prototype, mixin)`), as a
-/// memoized function's graph counts them. The class is looked for in the
-/// project modules `files` (the files of the calls that led to the call, and
-/// the entry script) import, transitively. `Ok(None)`: not defined in the
-/// project (a package's class, or one made at run time).
-pub fn analyze_class(core: &Core, source: &str, files: &[PathBuf]) -> Result<Option<AnalyzedGraph>, HitSaveError> {
-    let Some(first) = files.iter().find_map(|file| file.canonicalize().ok()) else { return Ok(None) };
-    let mut graph = Graph::new(core, project_root(&first));
+/// The dependency graphs of the class (or constructor function) named
+/// `name` whose text is `source`, for an instance passed as an argument: its
+/// methods, what they read, its base classes and the statements that change
+/// it (`P.prototype.val = …`, `Object.assign(P.prototype, mixin)`), as a
+/// memoized function's graph counts them. It is looked for in the project
+/// modules `files` (the files of the calls that led to the call, and the
+/// entry script) import, transitively: by its text, else (code transpiled as
+/// it loaded, such as TypeScript through tsx, runs a text the file does not
+/// hold) every class or function declared under its name, each a graph.
+/// Empty: not defined in the project (a package's class).
+pub fn analyze_class(
+    core: &Core,
+    source: &str,
+    name: &str,
+    files: &[PathBuf],
+) -> Result<Vec<AnalyzedGraph>, HitSaveError> {
+    let Some(first) = files.iter().find_map(|file| file.canonicalize().ok()) else { return Ok(Vec::new()) };
+    let project = project_root(&first);
+    let mut graph = Graph::new(core, project.clone());
     let mut found = None;
+    let mut named: Vec<(PathBuf, String)> = Vec::new();
+    let keyword = if source.trim_start().starts_with("class") { "class" } else { "function" };
+    let declared = format!("{keyword} {name}");
     graph.project_modules(files, true, |graph, summary| {
         // Top-level units hold the text of everything in the module (a
         // class declared inside a function is in that function's text).
-        if !summary.units.iter().any(|unit| unit.text.contains(source)) {
-            return Ok(false);
+        if summary.units.iter().any(|unit| unit.text.contains(source)) {
+            let rel = graph.rel(&summary.path);
+            let module = Arc::new(summarize(core, &summary.path, rel, None, source, None, "class")?);
+            if let Some(root) = module.root.clone() {
+                found = Some((module, root));
+                return Ok(true);
+            }
         }
-        let rel = graph.rel(&summary.path);
-        let module = Arc::new(summarize(core, &summary.path, rel, None, source, None, "class")?);
-        let Some(root) = module.root.clone() else { return Ok(false) };
-        found = Some((module, root));
-        Ok(true)
+        if !name.is_empty()
+            && let Some(needle) = summary.units.iter().find_map(|unit| declaration_text(&unit.text, &declared))
+        {
+            named.push((summary.path.clone(), needle));
+        }
+        Ok(false)
     })?;
-    match found {
-        Some((module, root)) => graph.finish(&module, &root, files).map(Some),
-        None => Ok(None),
+    if let Some((module, root)) = found {
+        return Ok(vec![graph.finish(&module, &root, files)?]);
     }
+    let mut graphs = Vec::new();
+    for (path, needle) in named {
+        let mut graph = Graph::new(core, project.clone());
+        let rel = graph.rel(&path);
+        let module = Arc::new(summarize(core, &path, rel, None, &needle, None, "class")?);
+        if let Some(root) = module.root.clone() {
+            graph.modules.insert(path.clone(), module.clone());
+            graphs.push(graph.finish(&module, &root, files)?);
+        }
+    }
+    Ok(graphs)
+}
+
+/// `class Name` (or `function Name`) in `text` as a whole name, with the
+/// character after it (`class Model ` but not `class Modeler`): the text to
+/// look for in the file.
+fn declaration_text(text: &str, declared: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(at) = text[from..].find(declared) {
+        let start = from + at;
+        let end = start + declared.len();
+        let before = text[..start].chars().next_back();
+        let after = text[end..].chars().next();
+        if before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            && let Some(after) = after
+            && !(after.is_alphanumeric() || after == '_' || after == '$')
+        {
+            return Some(format!("{declared}{after}"));
+        }
+        from = end;
+    }
+    None
 }

@@ -220,20 +220,20 @@ fn root_fingerprint(core: &Core, graph: &analyze::AnalyzedGraph) -> std::result:
     Ok(fingerprints[root])
 }
 
-/// The code fingerprint of the project class (or constructor function)
-/// whose text is `source`, for an instance passed as an argument: its graph,
-/// found in the project modules `files` import (`analyze::analyze_class`);
-/// `null` when the project does not define it (a package's class).
+/// The code fingerprints of the project class (or constructor function)
+/// named `name` whose text is `source`, for an instance passed as an
+/// argument: its graph, found in the project modules `files` import
+/// (`analyze::analyze_class`; by name when transpiled code runs a text no
+/// file holds, every class of that name); empty when the project does not
+/// define it (a package's class).
 #[napi]
-pub fn class_fingerprint(env: Env, source: String, files: Vec<String>) -> Result<Option<String>> {
+pub fn class_fingerprints(env: Env, source: String, name: String, files: Vec<String>) -> Result<Vec<String>> {
     let js = Js(env.raw());
-    let found = (|| {
+    let found = (|| -> std::result::Result<Vec<String>, HitSaveError> {
         let core = Core::shared()?;
         let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
-        match on_analysis_thread(move || analyze::analyze_class(core, &source, &files))? {
-            Some(graph) => Ok(Some(root_fingerprint(core, &graph)?.to_string())),
-            None => Ok(None),
-        }
+        let graphs = on_analysis_thread(move || analyze::analyze_class(core, &source, &name, &files))?;
+        graphs.iter().map(|graph| Ok(root_fingerprint(core, graph)?.to_string())).collect()
     })();
     found.map_err(|err| to_napi(js, err))
 }

@@ -622,3 +622,42 @@ console.log(JSON.stringify(g(3)));
   project.write({ 'data/scale.txt': '10', 'config.json': '{"k": 2}' });
   assert.deepStrictEqual(project.run('main.js').out, [12, 0], 'the first contents again: their results');
 });
+
+test("TypeScript: an argument's class counts by its graph although the text that runs is tsx's", {
+  skip: !fs.existsSync(TSX) && process.env.CI !== 'true' && 'tsx is not installed (npm ci --prefix bindings/node/test/typescript)',
+}, () => {
+  const project = new Project({
+    'consts.ts': 'export const BIAS: number = 1;\n',
+    'model.ts': `
+      import { BIAS } from './consts';
+      export class Model {
+        constructor(private readonly w: number) {}
+        predict(x: number): number { return x * this.w + BIAS; }
+      }
+      export function make(k: number) {
+        return class Local { constructor(public a: number) {} val(): number { return this.a * k; } };
+      }
+    `,
+    // The memoized function names no class: only the instance leads to it.
+    'job.ts': `
+      import { memo } from ${JSON.stringify(path.resolve(__dirname, '..', 'index.js'))};
+      export const run = memo((m: any, x: number) => m.predict(x));
+      export const val = memo((m: any) => m.val());
+    `,
+    'main.ts': `
+      import { run, val } from './job';
+      import { Model, make } from './model';
+      let refused: string | null = null;
+      try { val(new (make(3))(1)); } catch (error: any) { refused = error.code; }
+      console.log(JSON.stringify([run(new Model(2), 3), refused]));
+    `,
+  });
+  const run = () => {
+    const result = spawnSync(TSX, ['main.ts'], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+    assert.strictEqual(result.status, 0, result.stderr);
+    return JSON.parse(result.stdout.trim().split('\n').pop());
+  };
+  assert.deepStrictEqual(run(), [7, 'code_unavailable']);
+  project.write({ 'consts.ts': 'export const BIAS: number = 2;\n' });
+  assert.deepStrictEqual(run(), [8, 'code_unavailable']);
+});
