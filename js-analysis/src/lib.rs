@@ -113,7 +113,10 @@ enum Dep {
     /// A file the code reads at a path known without running it
     /// (`fs.readFileSync(path.join(__dirname, 'config.json'))`): its
     /// contents when the graph is built are a node of the graph.
-    File(PathBuf),
+    File {
+        path: PathBuf,
+        contents: bool,
+    },
     /// A module loaded by a name only known when the code runs
     /// (`require(name)`, `import(path)`): a graph reaching this unit is
     /// refused with `code_unavailable`, this message saying where.
@@ -199,7 +202,7 @@ impl Module {
         self.side_effect_imports.iter().chain(self.units.iter().filter(|unit| unit.effect).flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File(_) => None,
+                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File { .. } => None,
             })
         }))
     }
@@ -227,7 +230,7 @@ impl Module {
         self.import_specs().chain(self.units.iter().flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File(_) => None,
+                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File { .. } => None,
             })
         }))
     }
@@ -908,8 +911,40 @@ fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitI
 /// `fs`'s and `fs/promises`' (`fs.readFileSync`, a destructured
 /// `readFile`, …), matched by name, so a same-named method elsewhere only
 /// adds a file to the graph.
-const FILE_READS: &[&str] =
-    &["readFileSync", "readFile", "createReadStream", "existsSync", "openSync", "open", "readJsonSync", "readJson"];
+const FILE_READS: &[&str] = &["readFileSync", "readFile", "createReadStream", "readJsonSync", "readJson"];
+
+/// Functions that only ask whether a path exists: the file counts by that alone.
+const FILE_EXISTS: &[&str] = &["existsSync"];
+
+/// Functions that write, move or remove files. A unit calling one is left
+/// out of the rule: a file it writes would change its own fingerprint, so
+/// it would never hit again (its inputs are the user's to pass as `File`).
+const FILE_WRITES: &[&str] = &[
+    "writeFileSync",
+    "writeFile",
+    "appendFileSync",
+    "appendFile",
+    "createWriteStream",
+    "openSync",
+    "open",
+    "mkdirSync",
+    "mkdir",
+    "rmSync",
+    "rm",
+    "unlinkSync",
+    "unlink",
+    "renameSync",
+    "rename",
+    "copyFileSync",
+    "copyFile",
+    "cpSync",
+    "cp",
+    "truncateSync",
+    "truncate",
+    "writeJsonSync",
+    "writeJson",
+    "outputFileSync",
+];
 
 /// Calls that read a file at a path known without running the code
 /// (`readFileSync('data/k.txt')`, relative to the working directory;
@@ -937,14 +972,30 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
         }
     }
     let here = Here { file: &module.path, dir: &dir, modules, functions };
+    let callee_name = |call: &oxc_ast::ast::CallExpression<'_>| -> Option<String> {
+        match call.callee.without_parentheses() {
+            Expression::Identifier(identifier) => Some(identifier.name.to_string()),
+            Expression::StaticMemberExpression(member) => Some(member.property.name.to_string()),
+            _ => None,
+        }
+    };
+    let writers: std::collections::HashSet<usize> = semantic
+        .nodes()
+        .iter()
+        .filter_map(|node| match node.kind() {
+            AstKind::CallExpression(call)
+                if callee_name(call).is_some_and(|name| FILE_WRITES.contains(&name.as_str())) =>
+            {
+                index.unit_at(call.span)
+            }
+            _ => None,
+        })
+        .collect();
     for node in semantic.nodes().iter() {
         let AstKind::CallExpression(call) = node.kind() else { continue };
-        let name = match call.callee.without_parentheses() {
-            Expression::Identifier(identifier) => identifier.name.as_str(),
-            Expression::StaticMemberExpression(member) => member.property.name.as_str(),
-            _ => continue,
-        };
-        if !FILE_READS.contains(&name) {
+        let Some(name) = callee_name(call) else { continue };
+        let contents = FILE_READS.contains(&name.as_str());
+        if !contents && !FILE_EXISTS.contains(&name.as_str()) {
             continue;
         }
         let Some(argument) = call.arguments.first().and_then(Argument::as_expression) else { continue };
@@ -955,8 +1006,10 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
             let Ok(cwd) = std::env::current_dir() else { continue };
             path = cwd.join(path);
         }
-        if let Some(user) = index.unit_at(call.span) {
-            module.units[user].deps.push(Dep::File(lexical_normal(&path)));
+        if let Some(user) = index.unit_at(call.span)
+            && !writers.contains(&user)
+        {
+            module.units[user].deps.push(Dep::File { path: lexical_normal(&path), contents });
         }
     }
 }
@@ -2105,15 +2158,21 @@ impl<'c> Graph<'c> {
     }
 
     /// A file the code reads by a path known without running it, by its
-    /// contents now (a missing file as such).
-    fn file(&mut self, path: &Path) -> Result<u32, HitSaveError> {
+    /// contents now (a missing file as such), or, for `existsSync`, by
+    /// whether it exists.
+    fn file(&mut self, path: &Path, contents: bool) -> Result<u32, HitSaveError> {
         let rel = self.rel(path);
-        let name = format!("file:{rel}");
+        let name = if contents { format!("file:{rel}") } else { format!("exists:{rel}") };
         if let Some(&index) = self.index.get(&name) {
             return Ok(index);
         }
         let mut stream = StreamWriter::new();
         stream.list(3).str("file").str(&rel);
+        if !contents {
+            stream.bool(path.exists());
+            let content = self.core.value_digest(stream.as_bytes())?;
+            return Ok(self.add("constant", name, content).0);
+        }
         match std::fs::read(path) {
             Ok(bytes) => stream.bytes(&bytes),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => stream.null(),
@@ -2146,7 +2205,7 @@ impl<'c> Graph<'c> {
                 Dep::Import { spec, imported } => self.import(module, spec, imported)?,
                 Dep::Dynamic(what) => return Err(unavailable(what.clone())),
                 Dep::Env(name) => Some(self.environment(name)?),
-                Dep::File(path) => Some(self.file(path)?),
+                Dep::File { path, contents } => Some(self.file(path, *contents)?),
             };
             if let Some(target) = target
                 && target != index

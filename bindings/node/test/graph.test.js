@@ -621,6 +621,26 @@ console.log(JSON.stringify(g(3)));
   assert.deepStrictEqual(project.run('main.js').out, [25, 1]);
   project.write({ 'data/scale.txt': '10', 'config.json': '{"k": 2}' });
   assert.deepStrictEqual(project.run('main.js').out, [12, 0], 'the first contents again: their results');
+  // A function that writes a file it names (an output, a log) is left out of
+  // the rule: that file would change its fingerprint, and it would never hit.
+  project.write({
+    'writes.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+let runs = 0;
+const train = memo((x) => {
+  runs++;
+  const seen = fs.existsSync('out/log.txt') ? fs.readFileSync('out/log.txt', 'utf8') : '';
+  fs.mkdirSync('out', { recursive: true });
+  fs.appendFileSync('out/log.txt', seen.length + ';');
+  return x * 2;
+});
+console.log(JSON.stringify([train(3), runs]));
+`,
+  });
+  assert.deepStrictEqual(project.run('writes.js').out, [6, 1]);
+  assert.deepStrictEqual(project.run('writes.js').out, [6, 0]);
+  assert.deepStrictEqual(project.run('writes.js').out, [6, 0]);
 });
 
 test("TypeScript: an argument's class counts by its graph although the text that runs is tsx's", {

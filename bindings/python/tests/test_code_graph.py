@@ -754,3 +754,62 @@ def test_an_environment_variable_the_code_reads_counts_by_value(project, body):
     assert project.run(call, env={"HS_TEST_K": "3"}).stdout.split() == ["6"]
     assert project.run(call, env={"HS_TEST_K": "4"}).stdout.split() == ["8"]
     assert project.run(call, env={"HS_TEST_K": "3"}).stdout.split() == ["6"]
+
+
+def test_a_data_file_the_code_names_counts_by_its_contents(project):
+    """`pd.read_csv("data/train.csv")`-style reads by a path the code holds
+    (relative to the working directory, beside the module, or in a
+    module-level constant) used to hit after the file was edited."""
+    project.write("data/train.csv", "a\n1\n2\n")
+    project.write("weights.json", '{"k": 2}')
+    project.write("job.py", """
+        import json, pathlib
+        from hitsave import memo
+        HERE = pathlib.Path(__file__).parent
+        DATA = "data/train.csv"
+        runs = []
+
+        @memo
+        def total():
+            runs.append(1)
+            with open(DATA) as handle:
+                rows = handle.read().split()[1:]
+            return sum(map(int, rows)) * json.loads((HERE / "weights.json").read_text())["k"]
+    """)
+    call = "import job; print(job.total(), len(job.runs))"
+    assert project.run(call).stdout.split() == ["6", "1"]
+    assert project.run(call).stdout.split() == ["6", "0"]
+    project.write("data/train.csv", "a\n1\n5\n")
+    assert project.run(call).stdout.split() == ["12", "1"]
+    project.write("weights.json", '{"k": 3}')
+    assert project.run(call).stdout.split() == ["18", "1"]
+    # Edited while a process runs (a notebook): the next call sees it.
+    result = project.run("""
+        import pathlib, job
+        first = job.total()
+        pathlib.Path("weights.json").write_text('{"k": 4}')
+        print(first, job.total())
+    """)
+    assert result.stdout.split() == ["18", "24"]
+
+
+def test_a_file_a_function_writes_does_not_change_its_fingerprint(project):
+    """A function that writes a file it names (an output, a log) would
+    otherwise miss in every later process, the file having changed."""
+    project.write("job.py", """
+        import os
+        from hitsave import memo
+        runs = []
+
+        @memo
+        def train(x):
+            runs.append(1)
+            os.makedirs("out", exist_ok=True)
+            with open("out/model.txt", "a") as handle:
+                handle.write(str(x))
+            return x * 2
+    """)
+    call = "import job; print(job.train(3), len(job.runs))"
+    assert project.run(call).stdout.split() == ["6", "1"]
+    assert project.run(call).stdout.split() == ["6", "0"]
+    assert project.run(call).stdout.split() == ["6", "0"]

@@ -32,11 +32,12 @@ import os
 import re
 import sys
 import threading
+import time
 import types
 import weakref
 from typing import Any
 
-from hitsave import _bytecode, _native
+from hitsave import _bytecode, _native, _types
 
 
 @functools.cache
@@ -454,6 +455,85 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
     return found
 
 
+# A string constant that may name a file: no whitespace, a directory part
+# or an extension (`data/train.csv`, `config.json`, `./weights`).
+_PATH_LIKE = re.compile(r"[^\s\x00]{1,255}")
+_EXTENSION = re.compile(r"\.[A-Za-z0-9_]{1,10}$")
+
+
+def _files_named_in(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[str, str]]:
+    """The files a code object (and its nested ones) names by a string
+    constant, as ``(node name, path)``: relative to the working directory
+    (how ``open("data.csv")`` reads it) and to the module's directory
+    (``Path(__file__).parent / "data.csv"``), absolute as it is. Only files
+    that exist now; a name that merely looks like a file's adds a node, never
+    a wrong hit."""
+    if not _reads_files(code):
+        return []
+    found: list[tuple[str, str]] = []
+    for nested in _bytecode.nested_codes(code):
+        for constant in nested.co_consts:
+            if type(constant) is str:
+                found.extend(_files_named(constant, namespace))
+    return found
+
+
+# Names of calls that read a file, and of calls (or `open` modes) that write one.
+_FILE_READERS = frozenset(
+    {"open", "read_csv", "read_table", "read_parquet", "read_json", "read_excel", "read_feather", "read_pickle",
+     "read_text", "read_bytes", "load", "loadtxt", "genfromtxt", "fromfile", "imread", "safe_load", "read_file"}
+)
+_FILE_WRITERS = frozenset(
+    {"write", "write_text", "write_bytes", "to_csv", "to_parquet", "to_json", "to_excel", "to_feather",
+     "to_pickle", "save", "savez", "savez_compressed", "savetxt", "savefig", "dump", "imwrite", "tofile",
+     "mkdir", "makedirs", "touch", "unlink", "remove", "rename", "replace", "copy", "copyfile", "move"}
+)
+_WRITE_MODE = re.compile(r"[rwxab]\+?[bt]?\+?")
+
+
+def _reads_files(code: types.CodeType) -> bool:
+    """Whether a code object (with its nested ones) calls something that
+    reads a file and nothing that writes one: the files its constants name
+    are then inputs. A function that also writes files is left out (the
+    file it writes would change its own fingerprint, so it would never hit
+    again); its inputs are the user's to pass as `File` (docs/python.md)."""
+    reads = False
+    for nested in _bytecode.nested_codes(code):
+        names = nested.co_names
+        if not reads and not _FILE_READERS.isdisjoint(names):
+            reads = True
+        if not _FILE_WRITERS.isdisjoint(names):
+            return False
+        if "open" in names:
+            # `open(path, "a")`: a write mode among the constants (a column
+            # named "a" as well: more is left out, never a write counted).
+            for constant in nested.co_consts:
+                if type(constant) is str and constant[:1] in ("w", "x", "a") and _WRITE_MODE.fullmatch(constant):
+                    return False
+    return reads
+
+
+def _files_named(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
+    """The existing files a string may name (see :func:`_files_named_in`)."""
+    if (
+        not ("/" in text or "." in text)
+        or not _PATH_LIKE.fullmatch(text)
+        or ("/" not in text and not _EXTENSION.search(text))
+    ):
+        return []
+    if os.path.isabs(text):
+        return [(f"file:{text}", text)] if os.path.isfile(text) else []
+    found = []
+    if os.path.isfile(text):
+        found.append((f"file:{text}", os.path.abspath(text)))
+    module_file = namespace.get("__file__")
+    if isinstance(module_file, str):
+        beside = os.path.join(os.path.dirname(os.path.abspath(module_file)), text)
+        if os.path.isfile(beside):
+            found.append((f"file:{namespace.get('__name__', '?')}/{text}", beside))
+    return found
+
+
 _MISSING = object()
 # Builtins that read a module's globals by a name computed at run time.
 _WHOLE_NAMESPACE = frozenset({"globals", "vars", "eval", "exec"})
@@ -691,6 +771,17 @@ def _probe(value: Any) -> tuple[Any, Any] | None:
     return None
 
 
+_RACY: Any = object()  # equal to no state
+
+
+def _file_state(path: str) -> tuple[int, int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_mtime_ns, status.st_size, status.st_ino)
+
+
 class Watched:
     """What a graph read from module namespaces and closure cells, checked
     before the graph is used again (a rebinding, or a small value changed in
@@ -704,10 +795,21 @@ class Watched:
         self.probes: dict[int, tuple[Any, Any, Any]] = {}
         self.groups: list[tuple[dict[str, Any], Any, tuple[Any, ...]]] = []
         self.codes: list[tuple[Any, Any]] = []
+        self.files: list[tuple[str, Any]] = []
 
     def code(self, fn: types.FunctionType) -> None:
         """A function whose ``__code__`` the graph read (reassigning it is an edit)."""
         self.codes.append((fn, fn.__code__))
+
+    def file(self, path: str) -> None:
+        """A file the graph read by contents (a new size, time or inode is an
+        edit). A file modified in the last two seconds may change again
+        within its timestamp's granularity unseen (git's "racy" case): it is
+        read again at each call until it is older."""
+        state = _file_state(path)
+        if state is not None and time.time_ns() - state[0] < 2_000_000_000:
+            state = _RACY
+        self.files.append((path, state))
 
     def name(self, namespace: dict[str, Any], name: str, value: Any) -> None:
         self.names.setdefault(id(namespace), (namespace, {}))[1].setdefault(name, value)
@@ -751,6 +853,9 @@ class Watched:
                 return False
         for fn, code in self.codes:
             if fn.__code__ is not code:
+                return False
+        for path, state in self.files:
+            if _file_state(path) != state:
                 return False
         for value, snapshot in self.snapshots.values():
             if value != snapshot:
@@ -999,6 +1104,17 @@ class _GraphBuilder:
                 elif name is not None:
                     hint = f"{module}:{name}"
             self._link(node, self.visit(value, hint))
+            if isinstance(value, (str, os.PathLike)) and hint is not None and _reads_files(code):
+                # `DATA = "data/train.csv"` (or a Path) read by the code: the file too.
+                for file_name, path in _files_named(os.fspath(value), namespace):
+                    self.watched.file(path)
+                    self._link(node, self.visit(_types.File(path), file_name))
+        for name, path in _files_named_in(code, namespace):
+            # A data file the code names (`pd.read_csv("data/train.csv")`,
+            # `open("config.json")`, `HERE / "weights.npy"`): by its contents,
+            # and watched, so an edit in this process counts too.
+            self.watched.file(path)
+            self._link(node, self.visit(_types.File(path), name))
 
     def _class(self, cls: type) -> int:
         name = self._name(cls)
