@@ -445,7 +445,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             qualified = f"{value.__name__}:{attr}"
             value = getattr(value, attr)
         found.append((name, bound, value, qualified))
-        if value is os.getenv or value is getattr(os, "getenvb", None):
+        if value is _GETENV or value is _GETENVB:
             # It reads `os.environ`, which counts by value as a read of
             # `os.environ` itself does (a package's function counts only by
             # its version otherwise).
@@ -498,6 +498,8 @@ def _reads_files(code: types.CodeType) -> bool:
     file it writes would change its own fingerprint, so it would never hit
     again); its inputs are the user's to pass as `File` (docs/python.md)."""
     reads = False
+    if _FILE_READERS.isdisjoint(code.co_names) and types.CodeType not in set(map(type, code.co_consts)):
+        return False  # the common case, cheaply: no reader, nothing nested
     for nested in _bytecode.nested_codes(code):
         names = nested.co_names
         if not reads and not _FILE_READERS.isdisjoint(names):
@@ -535,6 +537,8 @@ def _files_named(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 _MISSING = object()
+_GETENV = os.getenv
+_GETENVB = getattr(os, "getenvb", _MISSING)
 # Builtins that read a module's globals by a name computed at run time.
 _WHOLE_NAMESPACE = frozenset({"globals", "vars", "eval", "exec"})
 
