@@ -746,14 +746,27 @@ def test_an_environment_variable_the_code_reads_counts_by_value(project, body):
         from hitsave import memo
         import settings
 
+        RUNS = []
+
         @memo
         def run(x):
+            RUNS.append(1)
             {body}
     """)
-    call = "import job; print(job.run(2))"
-    assert project.run(call, env={"HS_TEST_K": "3"}).stdout.split() == ["6"]
-    assert project.run(call, env={"HS_TEST_K": "4"}).stdout.split() == ["8"]
-    assert project.run(call, env={"HS_TEST_K": "3"}).stdout.split() == ["6"]
+    call = "import job; print(job.run(2), len(job.RUNS))"
+    assert project.run(call, env={"HS_TEST_K": "3"}).stdout.split() == ["6", "1"]
+    assert project.run(call, env={"HS_TEST_K": "4"}).stdout.split() == ["8", "1"]
+    assert project.run(call, env={"HS_TEST_K": "3"}).stdout.split() == ["6", "0"]
+    # Only the variables the code names count (a CI run's own variables do not).
+    assert project.run(call, env={"HS_TEST_K": "3", "HS_TEST_OTHER": "x"}).stdout.split() == ["6", "0"]
+    # Set by the program between calls: the next call sees it.
+    result = project.run("""
+        import os, job
+        first = job.run(2)
+        os.environ["HS_TEST_K"] = "5"
+        print(first, job.run(2))
+    """, env={"HS_TEST_K": "3"})
+    assert result.stdout.split() == (["6", "6"] if "settings" in body else ["6", "10"])
 
 
 def test_a_data_file_the_code_names_counts_by_its_contents(project):

@@ -412,6 +412,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
     ``import``/``from … import`` statements inside the body bring in."""
     found: list[tuple[str | None, Any, Any, str | None]] = []
     package = namespace.get("__package__") or (namespace.get("__name__", "").rpartition(".")[0] or None)
+    environment: Any = _MISSING
     for reference in _bytecode.references(code):
         if reference[0] == "import":
             found.extend(_imported(reference[1], reference[2], reference[3], package))
@@ -444,15 +445,48 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
                 break
             qualified = f"{value.__name__}:{attr}"
             value = getattr(value, attr)
+        if value is os.environ or value is _GETENV or value is _GETENVB:
+            # The environment counts by value (`os.getenv`, a package's
+            # function, would otherwise count only by Python's version): the
+            # variables the code names, else all of it.
+            if environment is _MISSING:
+                environment = _environment_names(code)
+            if environment is not None:
+                found.append((name, bound, {key: os.environ.get(key) for key in environment}, "env:" + ",".join(environment)))
+                continue
+            found.append((name, bound, value, qualified) if value is os.environ else (None, None, os.environ, "os:environ"))
+            if value is os.environ:
+                continue
         found.append((name, bound, value, qualified))
-        if value is _GETENV or value is _GETENVB:
-            # It reads `os.environ`, which counts by value as a read of
-            # `os.environ` itself does (a package's function counts only by
-            # its version otherwise).
-            found.append((None, None, os.environ, "os:environ"))
         if id(value) in _importer_ids():
             found.extend(_modules_named_in(code, package, namespace))
     return found
+
+
+def _environment_names(code: types.CodeType) -> list[str] | None:
+    """The environment variables `code` (with its nested code) reads, when
+    every read names one by a constant (`os.environ["K"]`,
+    `os.environ.get("K")`, `os.getenv("K")`, `environ["K"]`), sorted; else
+    ``None`` (`"K" in os.environ`, `os.environ[name]`, the mapping passed on:
+    all of it counts). Read through :mod:`dis`: only code that reaches the
+    environment."""
+    import dis
+
+    names: set[str] = set()
+    for nested in _bytecode.nested_codes(code):
+        instructions = [i for i in dis.get_instructions(nested) if i.opname not in ("CACHE", "EXTENDED_ARG", "NOP", "PUSH_NULL")]
+        for index, instruction in enumerate(instructions):
+            if not instruction.opname.startswith("LOAD_") or instruction.argval not in ("environ", "getenv", "getenvb"):
+                continue
+            after = instructions[index + 1 : index + 3]
+            if instruction.argval == "environ" and after and after[0].opname in ("LOAD_ATTR", "LOAD_METHOD") and after[0].argval == "get":
+                after = after[1:]
+            elif instruction.argval == "environ" and after and after[0].opname != "LOAD_CONST":
+                return None
+            if not after or after[0].opname != "LOAD_CONST" or not isinstance(after[0].argval, str):
+                return None
+            names.add(after[0].argval)
+    return sorted(names)
 
 
 # A string constant that may name a file: no whitespace, a directory part
@@ -800,10 +834,15 @@ class Watched:
         self.groups: list[tuple[dict[str, Any], Any, tuple[Any, ...]]] = []
         self.codes: list[tuple[Any, Any]] = []
         self.files: list[tuple[str, Any]] = []
+        self.environments: list[dict[str, str | None]] = []
 
     def code(self, fn: types.FunctionType) -> None:
         """A function whose ``__code__`` the graph read (reassigning it is an edit)."""
         self.codes.append((fn, fn.__code__))
+
+    def environment(self, values: dict[str, str | None]) -> None:
+        """Environment variables the graph read, with their values."""
+        self.environments.append(values)
 
     def file(self, path: str) -> None:
         """A file the graph read by contents (a new size, time or inode is an
@@ -861,6 +900,10 @@ class Watched:
         for path, state in self.files:
             if _file_state(path) != state:
                 return False
+        for values in self.environments:
+            for key, value in values.items():
+                if os.environ.get(key) != value:
+                    return False
         for value, snapshot in self.snapshots.values():
             if value != snapshot:
                 return False
@@ -1096,7 +1139,11 @@ class _GraphBuilder:
                 # bound to an equal small int or interned string), against
                 # what that name is bound to (the module of `module.attr`).
                 self.watched.name(namespace, name, bound)
-            if qualified is not None:
+            if qualified is not None and qualified.startswith("env:"):
+                # Named environment variables: watched by value (a program
+                # may set one between calls).
+                self.watched.environment(value)
+            elif qualified is not None:
                 owner, _, attr = qualified.partition(":")
                 module_object = sys.modules.get(owner)
                 if module_object is not None and getattr(module_object, attr, None) is value:
