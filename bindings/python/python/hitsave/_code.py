@@ -445,7 +445,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
                 break
             qualified = f"{value.__name__}:{attr}"
             value = getattr(value, attr)
-        if value is os.environ or value is _GETENV or value is _GETENVB:
+        if value is _ENVIRON or value is _GETENV or value is _GETENVB:
             # The environment counts by value (`os.getenv`, a package's
             # function, would otherwise count only by Python's version): the
             # variables the code names, else all of it.
@@ -572,6 +572,7 @@ def _files_named(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
 
 _MISSING = object()
 _GETENV = os.getenv
+_ENVIRON = os.environ
 _GETENVB = getattr(os, "getenvb", _MISSING)
 # Builtins that read a module's globals by a name computed at run time.
 _WHOLE_NAMESPACE = frozenset({"globals", "vars", "eval", "exec"})
