@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,6 +55,8 @@ def main() -> None:
     import joblib
 
     tmp = Path(tempfile.mkdtemp(prefix="hitsave-bench-"))
+    # The stores, peers' caches and the 1 GiB-class files of the rows: gone at exit.
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     os.environ["HITSAVE_CACHE_DIR"] = str(tmp / "hitsave")
     import hitsave
 
