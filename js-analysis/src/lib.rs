@@ -852,6 +852,8 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
 fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
     let nodes = semantic.nodes();
     let text = semantic.source_text();
+    let Some(here) = Here::of(module) else { return };
+    let mut per_call: Vec<(usize, String)> = Vec::new();
     for node in nodes.iter() {
         let AstKind::StaticMemberExpression(member) = node.kind() else { continue };
         if member.property.name != "env" {
@@ -876,7 +878,15 @@ fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitI
                 Some(vec![outer.property.name.to_string()])
             }
             AstKind::ComputedMemberExpression(outer) if outer.object.span() == member.span => {
-                constant_string(semantic, &outer.expression, 0).map(|name| vec![name])
+                match known_text(semantic, &here, index, &outer.expression, node.id()) {
+                    Known::Here(name) => Some(vec![name]),
+                    // `num('PORT', 80)` calling `process.env[name]`: each call reads its name.
+                    Known::PerCall(calls) => {
+                        per_call.extend(calls);
+                        Some(Vec::new())
+                    }
+                    Known::Unknown => None,
+                }
             }
             AstKind::VariableDeclarator(declarator)
                 if declarator.init.as_ref().is_some_and(|init| init.span() == member.span) =>
@@ -904,6 +914,9 @@ fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitI
                 )));
             }
         }
+    }
+    for (user, name) in per_call {
+        module.units[user].deps.push(Dep::Env(name));
     }
 }
 
@@ -953,25 +966,7 @@ const FILE_WRITES: &[&str] = &[
 /// holding the call. A path only known when the code runs is the user's to
 /// pass (`File`, docs/node.md).
 fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
-    let Some(dir) = module.path.parent().map(Path::to_path_buf) else { return };
-    // The names `path`'s functions go by here: `path` itself
-    // (`path.join`), `join`/`resolve` imported from it.
-    let mut modules = Vec::new();
-    let mut functions = Vec::new();
-    for (name, binding) in &module.bindings {
-        if let Binding::Import { spec, imported } = binding
-            && matches!(spec.as_str(), "path" | "node:path" | "path/posix" | "node:path/posix")
-        {
-            match imported {
-                Imported::Named(function) if function == "join" || function == "resolve" => {
-                    functions.push((name.clone(), function.clone()))
-                }
-                Imported::Named(_) => {}
-                Imported::Default | Imported::Namespace => modules.push(name.clone()),
-            }
-        }
-    }
-    let here = Here { file: &module.path, dir: &dir, modules, functions };
+    let Some(here) = Here::of(module) else { return };
     let callee_name = |call: &oxc_ast::ast::CallExpression<'_>| -> Option<String> {
         match call.callee.without_parentheses() {
             Expression::Identifier(identifier) => Some(identifier.name.to_string()),
@@ -999,28 +994,160 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
             continue;
         }
         let Some(argument) = call.arguments.first().and_then(Argument::as_expression) else { continue };
-        let Some(text) = static_text(semantic, argument, &here, 0) else { continue };
-        let text = text.strip_prefix("file://").unwrap_or(&text);
-        let mut path = PathBuf::from(text);
-        if path.is_relative() {
-            let Ok(cwd) = std::env::current_dir() else { continue };
-            path = cwd.join(path);
+        let reads = match known_text(semantic, &here, index, argument, node.id()) {
+            Known::Here(text) => index.unit_at(call.span).map(|user| vec![(user, text)]).unwrap_or_default(),
+            Known::PerCall(calls) => calls,
+            Known::Unknown => continue,
+        };
+        // A unit that writes files is left out (above): for a loader, the
+        // unit holding the read (the loader itself).
+        if index.unit_at(call.span).is_some_and(|user| writers.contains(&user)) {
+            continue;
         }
-        if let Some(user) = index.unit_at(call.span)
-            && !writers.contains(&user)
-        {
-            module.units[user].deps.push(Dep::File { path: lexical_normal(&path), contents });
+        for (user, text) in reads {
+            let text = text.strip_prefix("file://").unwrap_or(&text);
+            let mut path = PathBuf::from(text);
+            if path.is_relative() {
+                let Ok(cwd) = std::env::current_dir() else { continue };
+                path = cwd.join(path);
+            }
+            if !writers.contains(&user) {
+                module.units[user].deps.push(Dep::File { path: lexical_normal(&path), contents });
+            }
         }
     }
 }
 
 /// Where a module is, for `__dirname`, `__filename` and `import.meta`.
-struct Here<'p> {
-    file: &'p Path,
-    dir: &'p Path,
+#[derive(Clone)]
+struct Here {
+    file: PathBuf,
+    dir: PathBuf,
     /// Local names of the `path` module, and of its `join`/`resolve` (local, imported).
     modules: Vec<String>,
     functions: Vec<(String, String)>,
+    /// A function's parameters bound to the arguments of one call of it.
+    params: HashMap<oxc_semantic::SymbolId, String>,
+}
+
+impl Here {
+    fn of(module: &Module) -> Option<Self> {
+        let dir = module.path.parent()?.to_path_buf();
+        // The names `path`'s functions go by here: `path` itself
+        // (`path.join`), `join`/`resolve` imported from it.
+        let mut modules = Vec::new();
+        let mut functions = Vec::new();
+        for (name, binding) in &module.bindings {
+            if let Binding::Import { spec, imported } = binding
+                && matches!(spec.as_str(), "path" | "node:path" | "path/posix" | "node:path/posix")
+            {
+                match imported {
+                    Imported::Named(function) if function == "join" || function == "resolve" => {
+                        functions.push((name.clone(), function.clone()))
+                    }
+                    Imported::Named(_) => {}
+                    Imported::Default | Imported::Namespace => modules.push(name.clone()),
+                }
+            }
+        }
+        Some(Here { file: module.path.clone(), dir, modules, functions, params: HashMap::new() })
+    }
+}
+
+/// What a name or path the code reads (`process.env[name]`, a file's path)
+/// is, without running the code.
+enum Known {
+    /// One text, read by the unit holding the read.
+    Here(String),
+    /// Inside a module-level function every use of which is a call with
+    /// arguments known without running (`load('c.json')`, `num('PORT', 80)`):
+    /// one text per call, read by the unit holding that call.
+    PerCall(Vec<(usize, String)>),
+    Unknown,
+}
+
+/// [`Known`] for `expression`, read by the node `at`.
+fn known_text(
+    semantic: &Semantic<'_>,
+    here: &Here,
+    index: &UnitIndex,
+    expression: &Expression<'_>,
+    at: oxc_semantic::NodeId,
+) -> Known {
+    if let Some(text) = static_text(semantic, expression, here, 0) {
+        return Known::Here(text);
+    }
+    let nodes = semantic.nodes();
+    let scoping = semantic.scoping();
+    // The innermost function around the read, and the module-level name it is declared under.
+    let Some(function) = nodes
+        .ancestors(at)
+        .find(|node| matches!(node.kind(), AstKind::Function(_) | AstKind::ArrowFunctionExpression(_)))
+    else {
+        return Known::Unknown;
+    };
+    let (symbol, params) = match function.kind() {
+        AstKind::Function(declared) => {
+            let symbol = match (&declared.id, nodes.parent_kind(function.id())) {
+                (Some(id), _) if declared.is_declaration() => id.symbol_id.get(),
+                (_, AstKind::VariableDeclarator(declarator)) => {
+                    declarator.id.get_binding_identifier().and_then(|id| id.symbol_id.get())
+                }
+                _ => None,
+            };
+            (symbol, &declared.params)
+        }
+        AstKind::ArrowFunctionExpression(arrow) => match nodes.parent_kind(function.id()) {
+            AstKind::VariableDeclarator(declarator) => {
+                (declarator.id.get_binding_identifier().and_then(|id| id.symbol_id.get()), &arrow.params)
+            }
+            _ => (None, &arrow.params),
+        },
+        _ => return Known::Unknown,
+    };
+    let Some(symbol) = symbol.filter(|&symbol| scoping.symbol_scope_id(symbol) == scoping.root_scope_id()) else {
+        return Known::Unknown;
+    };
+    // Exported (`export function load`, `export const load = …`): other
+    // modules may call it with arguments not seen here.
+    if nodes
+        .ancestor_kinds(function.id())
+        .any(|kind| matches!(kind, AstKind::ExportNamedDeclaration(_) | AstKind::ExportDefaultDeclaration(_)))
+    {
+        return Known::Unknown;
+    }
+    // A parameter the function assigns holds its argument only until then.
+    let parameters: Vec<Option<oxc_semantic::SymbolId>> = params
+        .items
+        .iter()
+        .map(|item| match &item.pattern {
+            BindingPattern::BindingIdentifier(id) => id
+                .symbol_id
+                .get()
+                .filter(|&parameter| !scoping.get_resolved_references(parameter).any(|reference| reference.is_write())),
+            _ => None,
+        })
+        .collect();
+    let mut calls = Vec::new();
+    for reference in scoping.get_resolved_references(symbol) {
+        let node = nodes.get_node(reference.node_id());
+        let AstKind::CallExpression(call) = nodes.parent_kind(node.id()) else { return Known::Unknown };
+        if call.callee.without_parentheses().span() != node.kind().span() {
+            return Known::Unknown; // passed on, not called: its arguments are not known
+        }
+        let mut bound = here.clone();
+        for (argument, parameter) in call.arguments.iter().zip(&parameters) {
+            let (Some(argument), Some(parameter)) = (argument.as_expression(), parameter) else { continue };
+            if let Some(value) = static_text(semantic, argument, here, 0) {
+                bound.params.insert(*parameter, value);
+            }
+        }
+        let (Some(text), Some(user)) = (static_text(semantic, expression, &bound, 0), index.unit_at(call.span)) else {
+            return Known::Unknown;
+        };
+        calls.push((user, text));
+    }
+    if calls.is_empty() { Known::Unknown } else { Known::PerCall(calls) }
 }
 
 /// The text a path expression always evaluates to in this module: string
@@ -1028,7 +1155,7 @@ struct Here<'p> {
 /// `import.meta.dirname`/`.filename`/`.url`, `path.join`/`path.resolve` of
 /// such, `new URL(relative, import.meta.url)` (as a `file://` URL, also its
 /// `.pathname`/`.href`), `fileURLToPath(…)` of one, and a `const` bound to one.
-fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here<'_>, depth: u32) -> Option<String> {
+fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here, depth: u32) -> Option<String> {
     if depth > 8 {
         return None;
     }
@@ -1056,6 +1183,9 @@ fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here
         Expression::Identifier(identifier) => {
             let scoping = semantic.scoping();
             let symbol = scoping.get_reference(identifier.reference_id()).symbol_id()?;
+            if let Some(value) = here.params.get(&symbol) {
+                return Some(value.clone());
+            }
             if !scoping.symbol_flags(symbol).contains(SymbolFlags::ConstVariable) {
                 return None;
             }
@@ -1068,6 +1198,7 @@ fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here
                 _ => None,
             }
         }
+        Expression::NumericLiteral(number) => Some(number.value.to_string()),
         Expression::StaticMemberExpression(member) => match (&member.object, member.property.name.as_str()) {
             (Expression::ImportMeta(_), "dirname") => Some(here.dir.to_string_lossy().into_owned()),
             (Expression::ImportMeta(_), "filename") => Some(here.file.to_string_lossy().into_owned()),

@@ -681,3 +681,29 @@ test("TypeScript: an argument's class counts by its graph although the text that
   project.write({ 'consts.ts': 'export const BIAS: number = 2;\n' });
   assert.deepStrictEqual(run(), [8, 'code_unavailable']);
 });
+
+test("a module's own helper called with constant arguments reads the file or variable each call names", () => {
+  const project = new Project({
+    'c.json': '{"k": 2}',
+    'settings.js': `
+const fs = require('node:fs');
+const path = require('node:path');
+function load(name) { return JSON.parse(fs.readFileSync(path.join(__dirname, name), 'utf8')); }
+const num = (name, fallback) => Number(process.env[name] ?? fallback);
+exports.K = load('c.json').k * num('HS_TEST_SCALE', 1);
+`,
+    'main.js': `
+const { memo } = require(HITSAVE);
+const { K } = require('./settings');
+let runs = 0;
+const f = memo((x) => { runs++; return x * K; });
+console.log(JSON.stringify([f(3), runs]));
+`,
+  });
+  assert.deepStrictEqual(project.run('main.js').out, [6, 1]);
+  assert.deepStrictEqual(project.run('main.js').out, [6, 0]);
+  project.write({ 'c.json': '{"k": 5}' });
+  assert.deepStrictEqual(project.run('main.js').out, [15, 1]);
+  assert.deepStrictEqual(project.run('main.js', { env: { HS_TEST_SCALE: '2' } }).out, [30, 1]);
+  assert.deepStrictEqual(project.run('main.js', { env: { HS_TEST_SCALE: '2', HS_TEST_OTHER: 'x' } }).out, [30, 0]);
+});
