@@ -463,6 +463,15 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
     return found
 
 
+def _instructions(code: types.CodeType) -> list[Any]:
+    """One code object's instructions through :mod:`dis`, without the
+    padding and markers that no rule reads (for the rare rules that look at
+    instruction order: importers, environment reads)."""
+    import dis
+
+    return [i for i in dis.get_instructions(code) if i.opname not in ("CACHE", "EXTENDED_ARG", "NOP", "PUSH_NULL")]
+
+
 def _environment_names(code: types.CodeType) -> list[str] | None:
     """The environment variables `code` (with its nested code) reads, when
     every read names one by a constant (`os.environ["K"]`,
@@ -470,11 +479,9 @@ def _environment_names(code: types.CodeType) -> list[str] | None:
     ``None`` (`"K" in os.environ`, `os.environ[name]`, the mapping passed on:
     all of it counts). Read through :mod:`dis`: only code that reaches the
     environment."""
-    import dis
-
     names: set[str] = set()
     for nested in _bytecode.nested_codes(code):
-        instructions = [i for i in dis.get_instructions(nested) if i.opname not in ("CACHE", "EXTENDED_ARG", "NOP", "PUSH_NULL")]
+        instructions = _instructions(nested)
         for index, instruction in enumerate(instructions):
             if not instruction.opname.startswith("LOAD_") or instruction.argval not in ("environ", "getenv", "getenvb"):
                 continue
@@ -638,12 +645,10 @@ def _computed_import(code: types.CodeType, namespace: dict[str, Any]) -> tuple[s
     ``__import__(name)``, the importer passed as a value): ``(its name, the
     line)``, else ``None``. Only functions that reach an importer are read
     this way, through :mod:`dis`."""
-    import dis
-
     importers = {"import_module", "__import__"}
     importers.update(n for n, v in namespace.items() if id(v) in _importer_ids() and isinstance(n, str))
     for nested in _bytecode.nested_codes(code):
-        instructions = [i for i in dis.get_instructions(nested) if i.opname not in ("CACHE", "EXTENDED_ARG", "NOP", "PUSH_NULL")]
+        instructions = _instructions(nested)
         for index, instruction in enumerate(instructions):
             if instruction.argval not in importers or not instruction.opname.startswith("LOAD_"):
                 continue
@@ -901,8 +906,8 @@ class Watched:
         for path, state in self.files:
             if _file_state(path) != state:
                 return False
-        for values in self.environments:
-            for key, value in values.items():
+        for variables in self.environments:
+            for key, value in variables.items():
                 if os.environ.get(key) != value:
                     return False
         for value, snapshot in self.snapshots.values():
