@@ -729,9 +729,10 @@ def test_globals_read_by_a_computed_name_count(project, body):
         'return x * int(os.environ.get("HS_TEST_K", "3"))',
         'return x * int(os.getenv("HS_TEST_K", "3"))',
         'return x * int(getenv("HS_TEST_K", "3"))',
+        'return x * int(env("HS_TEST_K", "3"))',
         "return x * settings.K",
     ],
-    ids=["environ[]", "environ.get", "os.getenv", "from-os-import-getenv", "module-level"],
+    ids=["environ[]", "environ.get", "os.getenv", "from-os-import-getenv", "aliased-getenv", "module-level"],
 )
 def test_an_environment_variable_the_code_reads_counts_by_value(project, body):
     """`os.getenv` is a standard-library function (counted by Python's
@@ -745,6 +746,7 @@ def test_an_environment_variable_the_code_reads_counts_by_value(project, body):
         from os import getenv
         from hitsave import memo
         import settings
+        env = os.getenv
 
         RUNS = []
 

@@ -450,7 +450,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             # function, would otherwise count only by Python's version): the
             # variables the code names, else all of it.
             if environment is _MISSING:
-                environment = _environment_names(code)
+                environment = _environment_names(code, namespace)
             if environment is not None:
                 found.append((name, bound, {key: os.environ.get(key) for key in environment}, "env:" + ",".join(environment)))
                 continue
@@ -472,28 +472,36 @@ def _instructions(code: types.CodeType) -> list[Any]:
     return [i for i in dis.get_instructions(code) if i.opname not in ("CACHE", "EXTENDED_ARG", "NOP", "PUSH_NULL")]
 
 
-def _environment_names(code: types.CodeType) -> list[str] | None:
+def _environment_names(code: types.CodeType, namespace: dict[str, Any]) -> list[str] | None:
     """The environment variables `code` (with its nested code) reads, when
     every read names one by a constant (`os.environ["K"]`,
-    `os.environ.get("K")`, `os.getenv("K")`, `environ["K"]`), sorted; else
-    ``None`` (`"K" in os.environ`, `os.environ[name]`, the mapping passed on:
-    all of it counts). Read through :mod:`dis`: only code that reaches the
-    environment."""
+    `os.environ.get("K")`, `os.getenv("K")`, `environ["K"]`, a global bound
+    to one of them: `env = os.getenv`), sorted; else ``None`` (`"K" in
+    os.environ`, `os.environ[name]`, the mapping passed on, a name this
+    cannot follow: all of it counts). Read through :mod:`dis`: only code
+    that reaches the environment."""
+    mappings = {"environ"}
+    functions = {"getenv", "getenvb"}
+    for name, value in list(namespace.items()):
+        if value is _ENVIRON:
+            mappings.add(name)
+        elif value is _GETENV or value is _GETENVB:
+            functions.add(name)
     names: set[str] = set()
     for nested in _bytecode.nested_codes(code):
         instructions = _instructions(nested)
         for index, instruction in enumerate(instructions):
-            if not instruction.opname.startswith("LOAD_") or instruction.argval not in ("environ", "getenv", "getenvb"):
+            if not instruction.opname.startswith("LOAD_") or instruction.argval not in mappings | functions:
                 continue
             after = instructions[index + 1 : index + 3]
-            if instruction.argval == "environ" and after and after[0].opname in ("LOAD_ATTR", "LOAD_METHOD") and after[0].argval == "get":
+            if instruction.argval in mappings and after and after[0].opname in ("LOAD_ATTR", "LOAD_METHOD") and after[0].argval == "get":
                 after = after[1:]
-            elif instruction.argval == "environ" and after and after[0].opname != "LOAD_CONST":
-                return None
             if not after or after[0].opname != "LOAD_CONST" or not isinstance(after[0].argval, str):
                 return None
             names.add(after[0].argval)
-    return sorted(names)
+    # Every read found, or the environment is reached some other way (an
+    # alias the bytecode loads under another name): all of it counts.
+    return sorted(names) if names else None
 
 
 # A string constant that may name a file: no whitespace, a directory part
