@@ -1861,6 +1861,32 @@ fn function_at_text(
     Ok(Some(Binding::Unit(unit)))
 }
 
+/// A JSON text without the whitespace between its tokens (insignificant in
+/// JSON), so reformatting an imported `.json` file changes nothing; strings,
+/// numbers and key order are kept exactly as written.
+fn json_without_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{feff}') {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn summarize(
     core: &Core,
     path: &Path,
@@ -1895,7 +1921,7 @@ fn summarize(
     if path.extension().is_some_and(|ext| ext == "json") {
         let mut module = module;
         let mut stream = StreamWriter::new();
-        stream.list(2).str("json").str(&text);
+        stream.list(2).str("json").str(&json_without_whitespace(&text));
         let content = core.value_digest(stream.as_bytes())?;
         module.units.push(Unit {
             name: "json".into(),
@@ -2629,4 +2655,19 @@ fn declaration_text(text: &str, declared: &str) -> Option<String> {
         from = end;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_without_whitespace;
+
+    #[test]
+    fn json_whitespace_is_dropped_outside_strings_only() {
+        let pretty = "{\n  \"k\": [1, 2],\r\n  \"s\": \"a b\\\" c\"\n}\n";
+        let compact = "{\"k\":[1,2],\"s\":\"a b\\\" c\"}";
+        assert_eq!(json_without_whitespace(pretty), json_without_whitespace(compact));
+        assert_eq!(json_without_whitespace(compact), compact);
+        assert_ne!(json_without_whitespace(r#"{"s":"a b"}"#), json_without_whitespace(r#"{"s":"ab"}"#));
+        assert_ne!(json_without_whitespace(r#"{"a":1,"b":2}"#), json_without_whitespace(r#"{"b":2,"a":1}"#));
+    }
 }

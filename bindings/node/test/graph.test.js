@@ -707,3 +707,23 @@ console.log(JSON.stringify([f(3), runs]));
   assert.deepStrictEqual(project.run('main.js', { env: { HS_TEST_SCALE: '2' } }).out, [30, 1]);
   assert.deepStrictEqual(project.run('main.js', { env: { HS_TEST_SCALE: '2', HS_TEST_OTHER: 'x' } }).out, [30, 0]);
 });
+
+test('an imported JSON file counts by its tokens: reformatting it hits, a value edit misses', () => {
+  const project = new Project({
+    'data.json': '{"k": 2, "name": "a b"}',
+    'main.js': `
+const { memo } = require(HITSAVE);
+const data = require('./data.json');
+let runs = 0;
+const f = memo((x) => { runs++; return x * data.k + data.name.length; });
+console.log(JSON.stringify([f(3), runs]));
+`,
+  });
+  assert.deepStrictEqual(project.run('main.js').out, [9, 1]);
+  project.write({ 'data.json': '{\n  "k": 2,\n  "name": "a b"\n}\n' });
+  assert.deepStrictEqual(project.run('main.js').out, [9, 0], 'whitespace between tokens changes nothing');
+  project.write({ 'data.json': '{\n  "k": 2,\n  "name": "ab"\n}\n' });
+  assert.deepStrictEqual(project.run('main.js').out, [8, 1], 'inside a string it is data');
+  project.write({ 'data.json': '{\n  "k": 4,\n  "name": "ab"\n}\n' });
+  assert.deepStrictEqual(project.run('main.js').out, [14, 1]);
+});
