@@ -2306,7 +2306,10 @@ impl<'c> Graph<'c> {
     fn environment(&mut self, name: &str) -> Result<u32, HitSaveError> {
         let mut stream = StreamWriter::new();
         stream.list(3).str("env").str(name);
-        match std::env::var_os(name) {
+        // A name no environment can hold (empty, with `=` or NUL: `var_os`
+        // may panic on it) is unset.
+        let valid = !name.is_empty() && !name.contains(['=', '\0']);
+        match if valid { std::env::var_os(name) } else { None } {
             Some(value) => stream.bytes(value.as_encoded_bytes()),
             None => stream.null(),
         };
