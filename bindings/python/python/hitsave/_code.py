@@ -454,9 +454,8 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
             if environment is not None:
                 found.append((name, bound, {key: os.environ.get(key) for key in environment}, "env:" + ",".join(environment)))
                 continue
-            found.append((name, bound, value, qualified) if value is os.environ else (None, None, os.environ, "os:environ"))
-            if value is os.environ:
-                continue
+            if value is not _ENVIRON:
+                found.append((None, None, _ENVIRON, "os:environ"))  # and `getenv` itself, below
         found.append((name, bound, value, qualified))
         if id(value) in _importer_ids():
             found.extend(_modules_named_in(code, package, namespace))
@@ -516,9 +515,8 @@ def _files_named_in(code: types.CodeType, namespace: dict[str, Any]) -> list[tup
     (how ``open("data.csv")`` reads it) and to the module's directory
     (``Path(__file__).parent / "data.csv"``), absolute as it is. Only files
     that exist now; a name that merely looks like a file's adds a node, never
-    a wrong hit."""
-    if not _reads_files(code):
-        return []
+    a wrong hit. For code that reads files (:func:`_reads_files`, the
+    caller's to ask)."""
     found: list[tuple[str, str]] = []
     for nested in _bytecode.nested_codes(code):
         for constant in nested.co_consts:
@@ -1151,6 +1149,7 @@ class _GraphBuilder:
         return node
 
     def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> None:
+        reads_files = _reads_files(code)
         for name, bound, value, qualified in _referenced(code, namespace):
             if name is not None and name in namespace:
                 # Watched under the name the code reads (never another name
@@ -1173,17 +1172,22 @@ class _GraphBuilder:
                 elif name is not None:
                     hint = f"{module}:{name}"
             self._link(node, self.visit(value, hint))
-            if isinstance(value, (str, os.PathLike)) and hint is not None and _reads_files(code):
+            if reads_files and hint is not None and isinstance(value, (str, os.PathLike)):
                 # `DATA = "data/train.csv"` (or a Path) read by the code: the file too.
-                for file_name, path in _files_named(os.fspath(value), namespace):
-                    self.watched.file(path)
-                    self._link(node, self.visit(_types.File(path), file_name))
-        for name, path in _files_named_in(code, namespace):
-            # A data file the code names (`pd.read_csv("data/train.csv")`,
-            # `open("config.json")`, `HERE / "weights.npy"`): by its contents,
-            # and watched, so an edit in this process counts too.
-            self.watched.file(path)
-            self._link(node, self.visit(_types.File(path), name))
+                text = os.fspath(value)
+                if isinstance(text, str):
+                    for file_name, path in _files_named(text, namespace):
+                        self._file(node, file_name, path)
+        if reads_files:
+            for name, path in _files_named_in(code, namespace):
+                self._file(node, name, path)
+
+    def _file(self, node: int, name: str, path: str) -> None:
+        """A data file the code names (`pd.read_csv("data/train.csv")`,
+        `open("config.json")`, `HERE / "weights.npy"`): by its contents, and
+        watched, so an edit in this process counts too."""
+        self.watched.file(path)
+        self._link(node, self.visit(_types.File(path), name))
 
     def _class(self, cls: type) -> int:
         name = self._name(cls)
