@@ -191,7 +191,7 @@ function classFingerprints(constructor) {
       // A project class counts by its graph (what its methods read, its
       // bases, `P.prototype.val = …`), found in the modules the program
       // imports, and by the text that runs; a package's class by that text.
-      files ??= stackFiles(classFingerprints);
+      files ??= programFiles(stackSites(classFingerprints, 32));
       known.push(...native.classFingerprints(source, c.name || '', files), native.sourceFingerprint(source, c.name || ''));
     }
     CLASS_FINGERPRINTS.set(constructor, known);
@@ -218,31 +218,37 @@ function warnOnce(error) {
 
 /** The place `memo()` was called from: where its argument is found in the source. */
 function callSite(skip) {
+  const sites = stackSites(skip, 12);
+  const site = sites[0];
+  if (!site) return null;
+  let file = site.getFileName();
+  if (!file) return null;
+  // The files of the calls that led here: when memo() is called by the
+  // project's own helper, the function passed is defined in one of them.
+  const others = programFiles(sites.slice(1));
+  const where = { file, line: site.getLineNumber() || 0, column: site.getColumnNumber() || 0, script: null, others };
+  originalPosition(where);
+  if (where.file.startsWith('file://')) where.file = require('node:url').fileURLToPath(where.file);
+  file = where.file;
+  // `node -e` and a script piped to `node -` have no file: analyse their text, placed where they run.
+  const base = require('node:path').basename(file);
+  if (/^\[(eval\d*|stdin)\]$/.test(base) && typeof process._eval === 'string') {
+    where.file = require('node:path').join(process.cwd(), base);
+    where.script = process._eval;
+  }
+  return where;
+}
+
+/** The call sites (V8's CallSite objects) of the calls that led to the caller of `skip`, innermost first. */
+function stackSites(skip, limit) {
   const saved = Error.prepareStackTrace;
   const savedLimit = Error.stackTraceLimit;
   try {
-    Error.stackTraceLimit = 12;
+    Error.stackTraceLimit = limit;
     Error.prepareStackTrace = (_, sites) => sites;
     const holder = {};
     Error.captureStackTrace(holder, skip);
-    const site = holder.stack && holder.stack[0];
-    if (!site) return null;
-    let file = site.getFileName();
-    if (!file) return null;
-    // The files of the calls that led here: when memo() is called by the
-    // project's own helper, the function passed is defined in one of them.
-    const others = programFiles(holder.stack.slice(1));
-    const where = { file, line: site.getLineNumber() || 0, column: site.getColumnNumber() || 0, script: null, others };
-    originalPosition(where);
-    if (where.file.startsWith('file://')) where.file = require('node:url').fileURLToPath(where.file);
-    file = where.file;
-    // `node -e` and a script piped to `node -` have no file: analyse their text, placed where they run.
-    const base = require('node:path').basename(file);
-    if (/^\[(eval\d*|stdin)\]$/.test(base) && typeof process._eval === 'string') {
-      where.file = require('node:path').join(process.cwd(), base);
-      where.script = process._eval;
-    }
-    return where;
+    return Array.isArray(holder.stack) ? holder.stack : [];
   } finally {
     Error.prepareStackTrace = saved;
     Error.stackTraceLimit = savedLimit;
@@ -267,21 +273,6 @@ function programFiles(sites) {
   return files;
 }
 
-/** `programFiles` of the calls that led to the caller of `skip`. */
-function stackFiles(skip) {
-  const saved = Error.prepareStackTrace;
-  const savedLimit = Error.stackTraceLimit;
-  try {
-    Error.stackTraceLimit = 32;
-    Error.prepareStackTrace = (_, sites) => sites;
-    const holder = {};
-    Error.captureStackTrace(holder, skip);
-    return programFiles(Array.isArray(holder.stack) ? holder.stack : []);
-  } finally {
-    Error.prepareStackTrace = saved;
-    Error.stackTraceLimit = savedLimit;
-  }
-}
 
 /**
  * Code that was transpiled as it loaded (TypeScript through tsx or ts-node,

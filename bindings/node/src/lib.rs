@@ -190,9 +190,6 @@ fn analysis(
     let core = Core::shared()?;
     let others: Vec<PathBuf> = others.iter().map(PathBuf::from).collect();
     let (file, source, script) = (PathBuf::from(file), source.to_owned(), script.map(str::to_owned));
-    // The traversal recurses along dependency chains: on a thread whose stack
-    // a chain of tens of thousands of functions cannot overflow (reserved,
-    // not committed; the JS thread's and libuv's stacks are far smaller).
     let graph =
         on_analysis_thread(move || analyze::analyze(core, &file, line, column, &source, script.as_deref(), &others))?;
     let fingerprint = root_fingerprint(core, &graph)?;
