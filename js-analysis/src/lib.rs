@@ -831,8 +831,10 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             module.units[user].deps.push(Dep::Import { spec, imported: Imported::Namespace });
         }
     }
-    environment_reads(module, semantic, &index);
-    file_reads(module, semantic, &index);
+    if let Some(here) = Here::of(module) {
+        environment_reads(module, semantic, &index, &here);
+        file_reads(module, semantic, &index, &here);
+    }
     for span in dynamic {
         let Some(user) = index.unit_at(span) else { continue };
         let text = semantic.source_text();
@@ -849,10 +851,9 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
 /// `process.env` reads: by a name the code holds, a `Dep::Env` of the unit
 /// (its value counts); any other use (`process.env[name]`, `{ ...process.env }`,
 /// passing it on) a `Dep::Dynamic`: which variables it reads cannot be seen.
-fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
+fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, here: &Here) {
     let nodes = semantic.nodes();
     let text = semantic.source_text();
-    let Some(here) = Here::of(module) else { return };
     let mut per_call: Vec<(usize, String)> = Vec::new();
     for node in nodes.iter() {
         let AstKind::StaticMemberExpression(member) = node.kind() else { continue };
@@ -878,7 +879,7 @@ fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitI
                 Some(vec![outer.property.name.to_string()])
             }
             AstKind::ComputedMemberExpression(outer) if outer.object.span() == member.span => {
-                match known_text(semantic, &here, index, &outer.expression, node.id()) {
+                match known_text(semantic, here, index, &outer.expression, node.id()) {
                     Known::Here(name) => Some(vec![name]),
                     // `num('PORT', 80)` calling `process.env[name]`: each call reads its name.
                     Known::PerCall(calls) => {
@@ -965,22 +966,12 @@ const FILE_WRITES: &[&str] = &[
 /// import.meta.url)`, a `const` bound to one): a `Dep::File` of the unit
 /// holding the call. A path only known when the code runs is the user's to
 /// pass (`File`, docs/node.md).
-fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
-    let Some(here) = Here::of(module) else { return };
-    let callee_name = |call: &oxc_ast::ast::CallExpression<'_>| -> Option<String> {
-        match call.callee.without_parentheses() {
-            Expression::Identifier(identifier) => Some(identifier.name.to_string()),
-            Expression::StaticMemberExpression(member) => Some(member.property.name.to_string()),
-            _ => None,
-        }
-    };
+fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, here: &Here) {
     let writers: std::collections::HashSet<usize> = semantic
         .nodes()
         .iter()
         .filter_map(|node| match node.kind() {
-            AstKind::CallExpression(call)
-                if callee_name(call).is_some_and(|name| FILE_WRITES.contains(&name.as_str())) =>
-            {
+            AstKind::CallExpression(call) if callee_name(call).is_some_and(|name| FILE_WRITES.contains(&name)) => {
                 index.unit_at(call.span)
             }
             _ => None,
@@ -989,21 +980,19 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
     for node in semantic.nodes().iter() {
         let AstKind::CallExpression(call) = node.kind() else { continue };
         let Some(name) = callee_name(call) else { continue };
-        let contents = FILE_READS.contains(&name.as_str());
-        if !contents && !FILE_EXISTS.contains(&name.as_str()) {
+        let contents = FILE_READS.contains(&name);
+        if !contents && !FILE_EXISTS.contains(&name) {
             continue;
         }
+        // A unit that writes files is left out (above): for a loader, the
+        // unit holding the read (the loader itself).
+        let Some(holder) = index.unit_at(call.span).filter(|holder| !writers.contains(holder)) else { continue };
         let Some(argument) = call.arguments.first().and_then(Argument::as_expression) else { continue };
-        let reads = match known_text(semantic, &here, index, argument, node.id()) {
-            Known::Here(text) => index.unit_at(call.span).map(|user| vec![(user, text)]).unwrap_or_default(),
+        let reads = match known_text(semantic, here, index, argument, node.id()) {
+            Known::Here(text) => vec![(holder, text)],
             Known::PerCall(calls) => calls,
             Known::Unknown => continue,
         };
-        // A unit that writes files is left out (above): for a loader, the
-        // unit holding the read (the loader itself).
-        if index.unit_at(call.span).is_some_and(|user| writers.contains(&user)) {
-            continue;
-        }
         for (user, text) in reads {
             let text = text.strip_prefix("file://").unwrap_or(&text);
             let mut path = PathBuf::from(text);
@@ -1015,6 +1004,15 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
                 module.units[user].deps.push(Dep::File { path: lexical_normal(&path), contents });
             }
         }
+    }
+}
+
+/// The name a call's callee goes by: `f(…)` or `….f(…)`.
+fn callee_name<'a>(call: &'a oxc_ast::ast::CallExpression<'_>) -> Option<&'a str> {
+    match call.callee.without_parentheses() {
+        Expression::Identifier(identifier) => Some(identifier.name.as_str()),
+        Expression::StaticMemberExpression(member) => Some(member.property.name.as_str()),
+        _ => None,
     }
 }
 
@@ -1186,17 +1184,7 @@ fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here
             if let Some(value) = here.params.get(&symbol) {
                 return Some(value.clone());
             }
-            if !scoping.symbol_flags(symbol).contains(SymbolFlags::ConstVariable) {
-                return None;
-            }
-            match semantic.nodes().get_node(scoping.symbol_declaration(symbol)).kind() {
-                AstKind::VariableDeclarator(declarator)
-                    if matches!(declarator.id, BindingPattern::BindingIdentifier(_)) =>
-                {
-                    next(declarator.init.as_ref()?)
-                }
-                _ => None,
-            }
+            next(const_initializer(semantic, identifier)?)
         }
         Expression::NumericLiteral(number) => Some(number.value.to_string()),
         Expression::StaticMemberExpression(member) => match (&member.object, member.property.name.as_str()) {
@@ -1280,6 +1268,25 @@ fn lexical_normal(path: &Path) -> PathBuf {
     out
 }
 
+/// What a `const x = <expression>` bound to a plain name is initialised
+/// with, for a reference to `x`.
+fn const_initializer<'a>(
+    semantic: &'a Semantic<'_>,
+    identifier: &oxc_ast::ast::IdentifierReference<'_>,
+) -> Option<&'a Expression<'a>> {
+    let scoping = semantic.scoping();
+    let symbol = scoping.get_reference(identifier.reference_id()).symbol_id()?;
+    if !scoping.symbol_flags(symbol).contains(SymbolFlags::ConstVariable) {
+        return None;
+    }
+    match semantic.nodes().get_node(scoping.symbol_declaration(symbol)).kind() {
+        AstKind::VariableDeclarator(declarator) if matches!(declarator.id, BindingPattern::BindingIdentifier(_)) => {
+            declarator.init.as_ref()
+        }
+        _ => None,
+    }
+}
+
 /// The string an expression always is: a literal, a template without
 /// substitutions, or a `const` bound to one (`const name = './u'`).
 fn constant_string(semantic: &Semantic<'_>, expression: &Expression<'_>, depth: u32) -> Option<String> {
@@ -1289,19 +1296,7 @@ fn constant_string(semantic: &Semantic<'_>, expression: &Expression<'_>, depth: 
             template.quasis.first().and_then(|quasi| quasi.value.cooked.as_ref()).map(|text| text.to_string())
         }
         Expression::Identifier(identifier) if depth < 8 => {
-            let scoping = semantic.scoping();
-            let symbol = scoping.get_reference(identifier.reference_id()).symbol_id()?;
-            if !scoping.symbol_flags(symbol).contains(SymbolFlags::ConstVariable) {
-                return None;
-            }
-            match semantic.nodes().get_node(scoping.symbol_declaration(symbol)).kind() {
-                AstKind::VariableDeclarator(declarator)
-                    if matches!(declarator.id, BindingPattern::BindingIdentifier(_)) =>
-                {
-                    constant_string(semantic, declarator.init.as_ref()?, depth + 1)
-                }
-                _ => None,
-            }
+            constant_string(semantic, const_initializer(semantic, identifier)?, depth + 1)
         }
         _ => None,
     }
