@@ -435,6 +435,10 @@ async fn put_blob(
     let mut size: u64 = 0;
     let mut stream = body.into_data_stream();
     let idle = state.limits.body_idle_timeout;
+    // A write that fails (a full disk) is answered once the body is read, so
+    // the client gets its `503 storage_unavailable` instead of a connection
+    // closed mid-send; the rest is discarded, still under the size limit.
+    let mut write_failed: Option<std::io::Error> = None;
     loop {
         let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
             // A client that stopped sending (or sends a byte a minute) does not hold a connection and a file for ever.
@@ -454,8 +458,15 @@ async fn put_blob(
                 format!("blobs are limited to {} bytes", state.limits.max_blob_size),
             ));
         }
-        hasher.update(&chunk);
-        file.write_all(&chunk).await?;
+        if write_failed.is_none() {
+            hasher.update(&chunk);
+            if let Err(error) = file.write_all(&chunk).await {
+                write_failed = Some(error);
+            }
+        }
+    }
+    if let Some(error) = write_failed {
+        return Err(error.into());
     }
     if let Some((used, quota)) = quota {
         check_quota(used, size, quota)?;
