@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{AppState, Limits, create_project, open_storage, s3_from_env};
 
@@ -32,6 +33,44 @@ pub struct ServeArgs {
     /// Create this project first (if new) and print "project NAME: <its first API key>".
     #[arg(long, value_name = "NAME")]
     pub create_project: Option<String>,
+    /// Remove evals not looked up or stored for this long (`90d`, `12h`; unset: keep for ever).
+    #[arg(long, env = "HITSAVE_SERVER_RETAIN", value_parser = humantime::parse_duration)]
+    pub retain: Option<Duration>,
+    /// Keep blobs no eval names this long after their last upload or use (then collect them).
+    #[arg(long, env = "HITSAVE_SERVER_GC_GRACE", value_parser = humantime::parse_duration, default_value = "1day")]
+    pub gc_grace: Duration,
+    /// How often to run a collection pass (`0s`: never; `hitsave-server gc` still can).
+    #[arg(long, env = "HITSAVE_SERVER_GC_INTERVAL", value_parser = humantime::parse_duration, default_value = "1h")]
+    pub gc_interval: Duration,
+}
+
+/// The flags of `gc`: the storage (as for `serve`) and the policy.
+#[derive(clap::Args, Clone, Debug)]
+pub struct GcArgs {
+    /// Directory of the embedded storage (SQLite metadata and blob files).
+    #[arg(long, env = "HITSAVE_SERVER_DATA", default_value = "hitsave-server-data")]
+    pub data: PathBuf,
+    /// PostgreSQL for the metadata, as for `serve`.
+    #[arg(long, env = "HITSAVE_SERVER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Remove evals not looked up or stored for this long (unset: keep every eval).
+    #[arg(long, env = "HITSAVE_SERVER_RETAIN", value_parser = humantime::parse_duration)]
+    pub retain: Option<Duration>,
+    /// Keep blobs no eval names this long after their last upload or use.
+    #[arg(long, env = "HITSAVE_SERVER_GC_GRACE", value_parser = humantime::parse_duration, default_value = "1day")]
+    pub gc_grace: Duration,
+}
+
+/// One retention and collection pass over the storage (see [`crate::gc`]);
+/// prints what it removed.
+pub fn gc(args: &GcArgs) -> Result<(), String> {
+    let (metadata, blobs) =
+        open_storage(&args.data, args.database_url.as_deref().filter(|url| !url.is_empty()), None, s3_from_env())
+            .map_err(|err| err.to_string())?;
+    let policy = crate::gc::Policy { retain: args.retain, grace: args.gc_grace };
+    let report = crate::gc::collect(metadata.as_ref(), blobs.as_ref(), &policy).map_err(|err| err.to_string())?;
+    println!("{report}");
+    Ok(())
 }
 
 /// Serves until SIGINT or SIGTERM (a container's stop, or PID 1 in one),
@@ -52,7 +91,13 @@ pub fn serve(args: &ServeArgs) -> Result<(), String> {
     let state = AppState {
         metadata,
         blobs,
-        limits: Limits { max_blob_size: args.max_blob_size, project_quota: args.project_quota, ..Limits::default() },
+        limits: Limits {
+            max_blob_size: args.max_blob_size,
+            project_quota: args.project_quota,
+            gc: crate::gc::Policy { retain: args.retain, grace: args.gc_grace },
+            gc_interval: Some(args.gc_interval).filter(|interval| !interval.is_zero()),
+            ..Limits::default()
+        },
         admin_token: args.admin_token.clone().map(Arc::from),
     };
     crate::observe::init_logging();

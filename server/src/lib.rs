@@ -9,6 +9,7 @@
 
 pub mod command;
 pub mod error;
+pub mod gc;
 pub mod observe;
 pub mod pg;
 pub mod s3;
@@ -61,6 +62,11 @@ pub struct Limits {
     pub shutdown_grace: std::time::Duration,
     /// Bytes of blobs one project may hold (none: no limit).
     pub project_quota: Option<u64>,
+    /// Retention and collection ([`gc`]); the retention also sets how often a
+    /// lookup refreshes an eval's last use.
+    pub gc: gc::Policy,
+    /// How often `serve` runs a collection pass (none: never; `hitsave-server gc` still can).
+    pub gc_interval: Option<std::time::Duration>,
 }
 
 impl Default for Limits {
@@ -74,6 +80,8 @@ impl Default for Limits {
             max_connections: 1000,
             shutdown_grace: std::time::Duration::from_secs(30),
             project_quota: None,
+            gc: gc::Policy::default(),
+            gc_interval: None,
         }
     }
 }
@@ -116,8 +124,9 @@ pub fn open_storage(
 }
 
 /// The S3 settings in the environment, if `HITSAVE_SERVER_S3_ENDPOINT` is
-/// set: the endpoint, `HITSAVE_SERVER_S3_BUCKET` (default `hitsave`) and
-/// `HITSAVE_SERVER_S3_REGION` (default `us-east-1`); credentials from the
+/// set: the endpoint, `HITSAVE_SERVER_S3_BUCKET` (default `hitsave`),
+/// `HITSAVE_SERVER_S3_REGION` (default `us-east-1`) and
+/// `HITSAVE_SERVER_S3_PREFIX` (default none); credentials from the
 /// standard AWS chain (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 /// `AWS_SESSION_TOKEN`, web identity, instance roles).
 pub fn s3_from_env() -> Option<s3::S3Config> {
@@ -126,6 +135,7 @@ pub fn s3_from_env() -> Option<s3::S3Config> {
         endpoint: var("HITSAVE_SERVER_S3_ENDPOINT")?,
         bucket: var("HITSAVE_SERVER_S3_BUCKET").unwrap_or_else(|| "hitsave".into()),
         region: var("HITSAVE_SERVER_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+        prefix: var("HITSAVE_SERVER_S3_PREFIX").unwrap_or_default(),
     })
 }
 
@@ -429,7 +439,7 @@ async fn put_blob(
         None => None,
     };
     let temp = state.blobs.temp_dir().join(format!("upload-{}", random_hex(12)?));
-    let mut guard = TempGuard(Some(temp.clone()));
+    let guard = TempGuard(Some(temp.clone()));
     let mut file = tokio::fs::File::create(&temp).await?;
     let mut hasher = blake3::Hasher::new();
     let mut size: u64 = 0;
@@ -485,10 +495,17 @@ async fn put_blob(
     let stored = digest.clone();
     blocking(move || {
         blobs.put_file(&stored, &temp)?;
-        metadata.add_blob(auth.project, &stored, size)
+        metadata.add_blob(auth.project, &stored, size)?;
+        // A collector may have taken the object between the two (it was
+        // stored and no project held it): the row is recorded now, so the
+        // collector puts it back or this stores it again (see storage::Blobs).
+        if !blobs.exists(&stored)? {
+            blobs.put_file(&stored, &temp)?;
+        }
+        Ok(())
     })
     .await?;
-    guard.0 = None;
+    drop(guard);
     metrics.blobs_stored.inc();
     Ok((StatusCode::CREATED, Json(json!({ "digest": digest, "size": size }))))
 }
@@ -630,13 +647,7 @@ async fn put_evals(
                         eval.key, eval.blob, eval.size
                     )));
                 }
-                None => {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "blob_missing",
-                        format!("{}: upload blob {} first", eval.key, eval.blob),
-                    ));
-                }
+                None => return Err(storage::blob_missing(eval)),
             }
         }
         let stored = metadata.put_evals(auth.project, &body.evals)?;
@@ -669,7 +680,8 @@ async fn lookup_evals(
     keys.sort_unstable();
     keys.dedup();
     let metadata = state.metadata.clone();
-    let mut evals = blocking(move || metadata.get_evals(auth.project, &keys)).await?;
+    let touch_before = storage::now().saturating_sub(gc::touch_interval(state.limits.gc.retain).as_secs());
+    let mut evals = blocking(move || metadata.get_evals(auth.project, &keys, touch_before)).await?;
     let mut graph_bytes = 0usize;
     for eval in &mut evals {
         graph_bytes += eval.graph.as_ref().map_or(0, String::len);
@@ -735,7 +747,31 @@ async fn revoke_key(State(state): State<AppState>, auth: Auth, Path(id): Path<St
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Runs a collection pass a minute after start (or `interval`, if shorter)
+/// and then every `interval`, each logged as one line.
+async fn collect_every(interval: std::time::Duration, state: AppState) {
+    let mut next = interval.min(std::time::Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(next).await;
+        next = interval;
+        let (metadata, blobs, policy) = (state.metadata.clone(), state.blobs.clone(), state.limits.gc);
+        let started = std::time::Instant::now();
+        match tokio::task::spawn_blocking(move || gc::collect(metadata.as_ref(), blobs.as_ref(), &policy)).await {
+            Ok(Ok(report)) => tracing::info!(
+                evals = report.evals,
+                blob_rows = report.blob_rows,
+                objects = report.objects,
+                latency_ms = started.elapsed().as_millis() as u64,
+                "collection pass"
+            ),
+            Ok(Err(error)) => tracing::warn!(code = error.code, error = %error, "collection pass failed"),
+            Err(error) => tracing::warn!(error = %error, "collection pass panicked"),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves (and collects
+/// every `limits.gc_interval`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -749,6 +785,7 @@ pub async fn serve(
     // Uploads that a crashed or killed server left behind (an hour old: a
     // live upload of another server sharing the directory is younger).
     clean_temp_files(&state.blobs.temp_dir(), std::time::Duration::from_secs(3600));
+    let collector = limits.gc_interval.map(|interval| tokio::spawn(collect_every(interval, state.clone())));
     let app = router(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
@@ -784,6 +821,9 @@ pub async fn serve(
     }
     drop(listener); // new connections are refused from here
     // Requests in flight finish, up to the grace period; then the rest are cut.
+    if let Some(collector) = collector {
+        collector.abort();
+    }
     let _ = tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await;
     Ok(())
 }

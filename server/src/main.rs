@@ -3,6 +3,7 @@
 //! ```text
 //! hitsave-server serve --listen 127.0.0.1:8787 --data ./hitsave-server-data
 //! hitsave-server create-project team --data ./hitsave-server-data
+//! hitsave-server gc --retain 90d --data ./hitsave-server-data
 //! ```
 //!
 //! Blobs go to an S3-compatible bucket when `HITSAVE_SERVER_S3_ENDPOINT` is
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Serve the API until interrupted (SIGINT or SIGTERM).
     Serve(hitsave_server::command::ServeArgs),
+    /// Run one retention and garbage-collection pass over the storage, then exit.
+    Gc(hitsave_server::command::GcArgs),
     /// Create a project and print its first read-write API key.
     CreateProject {
         /// The project's name.
@@ -63,5 +66,6 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Serve(args) => hitsave_server::command::serve(&args),
+        Command::Gc(args) => hitsave_server::command::gc(&args),
     }
 }

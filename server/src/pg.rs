@@ -10,7 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::NoTls;
 
 use crate::error::ApiError;
-use crate::storage::{Eval, KeyRecord, Metadata, ProjectId, Scope, SideRuntime};
+use crate::storage::{Eval, KeyRecord, Metadata, ProjectId, Scope, SideRuntime, blob_missing};
 
 /// Connections per server process.
 const POOL: usize = 4;
@@ -19,7 +19,23 @@ const POOL: usize = 4;
 /// before it is answered `503 storage_unavailable` (never a hang).
 const WAIT: Duration = Duration::from_secs(10);
 
-const SCHEMA: &str = "
+/// The schema's versions in order; `hitsave_schema.version` says how many
+/// were applied. Version 1 is the schema before versions were recorded (so
+/// it creates only what is missing); never edit a published step, add one.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+
+/// Retention and the collector (as SQLite's version 2).
+const SCHEMA_V2: &str = "
+ALTER TABLE evals ADD COLUMN used BIGINT NOT NULL DEFAULT 0;
+UPDATE evals SET used = created;
+ALTER TABLE blobs ADD COLUMN touched BIGINT NOT NULL DEFAULT 0;
+UPDATE blobs SET touched = EXTRACT(EPOCH FROM now())::BIGINT;
+CREATE INDEX evals_by_use ON evals(used);
+CREATE INDEX evals_by_blob ON evals(project, blob);
+CREATE INDEX blobs_by_digest ON blobs(digest);
+";
+
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS projects (
     id BIGSERIAL PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -133,13 +149,36 @@ impl PostgresMetadata {
             Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};"),
             None => String::new(),
         };
-        // Concurrent first starts of several servers: one creates, the others wait on the lock.
-        metadata.with(async |c| {
-            c.batch_execute(&format!(
-                "{create} SELECT pg_advisory_lock(7242); {SCHEMA} SELECT pg_advisory_unlock(7242);"
-            ))
-            .await
+        // Concurrent starts of several servers: one migrates (in one transaction,
+        // DDL included), the others wait on the lock and then see its version.
+        let applied = metadata.with(async |c| {
+            if !create.is_empty() {
+                c.batch_execute(&create).await?;
+            }
+            let tx = c.transaction().await?;
+            tx.batch_execute(
+                "SELECT pg_advisory_xact_lock(7242);
+                 CREATE TABLE IF NOT EXISTS hitsave_schema (version INTEGER NOT NULL);",
+            )
+            .await?;
+            let applied: i32 =
+                tx.query_opt("SELECT version FROM hitsave_schema", &[]).await?.map_or(0, |row| row.get(0));
+            if applied as usize <= MIGRATIONS.len() {
+                for step in &MIGRATIONS[applied as usize..] {
+                    tx.batch_execute(step).await?;
+                }
+                tx.execute("DELETE FROM hitsave_schema", &[]).await?;
+                tx.execute("INSERT INTO hitsave_schema (version) VALUES ($1)", &[&(MIGRATIONS.len() as i32)]).await?;
+            }
+            tx.commit().await?;
+            Ok(applied)
         })?;
+        if applied as usize > MIGRATIONS.len() {
+            return Err(ApiError::internal(format!(
+                "the metadata database has schema version {applied}, newer than this server's {}: run a newer hitsave-server",
+                MIGRATIONS.len()
+            )));
+        }
         Ok(metadata)
     }
 
@@ -254,8 +293,9 @@ impl Metadata for PostgresMetadata {
     fn add_blob(&self, project: ProjectId, digest: &str, size: u64) -> Result<(), ApiError> {
         self.with(async |c| {
             c.execute(
-                "INSERT INTO blobs (project, digest, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&project, &digest, &(size as i64)],
+                "INSERT INTO blobs (project, digest, size, touched) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (project, digest) DO UPDATE SET touched = EXCLUDED.touched",
+                &[&project, &digest, &(size as i64), &now()],
             )
             .await?;
             Ok(())
@@ -279,15 +319,21 @@ impl Metadata for PostgresMetadata {
     }
 
     fn put_evals(&self, project: ProjectId, evals: &[Eval]) -> Result<Vec<bool>, ApiError> {
-        self.with(async |c| {
+        self.with(async |c| -> Result<Result<Vec<bool>, ApiError>, tokio_postgres::Error> {
             let tx = c.transaction().await?;
             let insert = tx.prepare(
                 "INSERT INTO evals (project, key, function_id, function_name, language, arguments, codec, blob, size,
-                    compute_micros, signature, graph, created)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+                    compute_micros, signature, graph, created, used)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) ON CONFLICT DO NOTHING",
             ).await?;
+            let touch = tx.prepare("UPDATE blobs SET touched = $3 WHERE project = $1 AND digest = $2").await?;
             let mut stored = Vec::with_capacity(evals.len());
             for eval in evals {
+                // Under the row lock this takes, a collector's DELETE of the row either
+                // happened (0 rows: refused) or sees it touched now (kept).
+                if tx.execute(&touch, &[&project, &eval.blob, &now()]).await? == 0 {
+                    return Ok(Err(blob_missing(eval)));
+                }
                 let changed = tx
                     .execute(
                         &insert,
@@ -311,20 +357,51 @@ impl Metadata for PostgresMetadata {
                 stored.push(changed > 0);
             }
             tx.commit().await?;
-            Ok(stored)
+            Ok(Ok(stored))
+        })?
+    }
+
+    fn get_evals(&self, project: ProjectId, keys: &[String], touch_before: u64) -> Result<Vec<Eval>, ApiError> {
+        self.with(async |c| {
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {EVAL_COLUMNS}, used FROM evals WHERE project = $1 AND key = ANY($2) ORDER BY key"
+                    ),
+                    &[&project, &keys],
+                )
+                .await?;
+            let stale: Vec<&str> =
+                rows.iter().filter(|row| (row.get::<_, i64>(12) as u64) < touch_before).map(|row| row.get(0)).collect();
+            if !stale.is_empty() {
+                c.execute(
+                    "UPDATE evals SET used = $3 WHERE project = $1 AND key = ANY($2)",
+                    &[&project, &stale, &now()],
+                )
+                .await?;
+            }
+            Ok(rows.iter().map(eval_from_row).collect())
         })
     }
 
-    fn get_evals(&self, project: ProjectId, keys: &[String]) -> Result<Vec<Eval>, ApiError> {
+    fn expire_evals(&self, before: u64) -> Result<u64, ApiError> {
+        self.with(async |c| c.execute("DELETE FROM evals WHERE used < $1", &[&(before as i64)]).await)
+    }
+
+    fn drop_unnamed_blobs(&self, before: u64) -> Result<u64, ApiError> {
         self.with(async |c| {
-            Ok(c.query(
-                &format!("SELECT {EVAL_COLUMNS} FROM evals WHERE project = $1 AND key = ANY($2) ORDER BY key"),
-                &[&project, &keys],
+            c.execute(
+                "DELETE FROM blobs WHERE touched < $1 AND NOT EXISTS
+                    (SELECT 1 FROM evals WHERE evals.project = blobs.project AND evals.blob = blobs.digest)",
+                &[&(before as i64)],
             )
-            .await?
-            .iter()
-            .map(eval_from_row)
-            .collect())
+            .await
+        })
+    }
+
+    fn blob_held(&self, digest: &str) -> Result<bool, ApiError> {
+        self.with(async |c| {
+            Ok(c.query_opt("SELECT 1 FROM blobs WHERE digest = $1 LIMIT 1", &[&digest]).await?.is_some())
         })
     }
 

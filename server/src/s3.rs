@@ -31,6 +31,10 @@ pub struct S3Config {
     pub bucket: String,
     /// The signing region (`us-east-1` for most S3-compatible stores).
     pub region: String,
+    /// Where in the bucket this server's objects live (`team-a/`: empty for
+    /// the whole bucket). One metadata database owns its prefix: the collector
+    /// deletes objects under it that the database does not name.
+    pub prefix: String,
 }
 
 /// Parts of a multipart upload (S3 takes 5 MiB to 5 GiB a part).
@@ -42,6 +46,8 @@ pub struct S3Blobs {
     temp: PathBuf,
     /// The store's own runtime, which each call blocks on.
     runtime: SideRuntime,
+    /// `S3Config::prefix`, empty or ending in `/`.
+    prefix: String,
 }
 
 fn storage_error(message: impl Into<String>) -> ApiError {
@@ -71,19 +77,33 @@ impl S3Blobs {
             .build()
             .map_err(|err| ApiError::bad_request(format!("the S3 settings: {err}")))?;
         let runtime = SideRuntime::new("hitsave-s3", "object store")?;
-        Ok(Self { store: Arc::new(store), temp: temp.to_path_buf(), runtime })
+        let prefix = config.prefix.trim_matches('/');
+        if prefix.split('/').any(|part| part.is_empty() || part == "." || part == "..") && !prefix.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "the S3 prefix {:?} has an empty or dot segment",
+                config.prefix
+            )));
+        }
+        let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+        Ok(Self { store: Arc::new(store), temp: temp.to_path_buf(), runtime, prefix })
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
         self.runtime.get()
     }
 
-    fn object(digest: &str) -> Result<ObjectPath, ApiError> {
+    fn object(&self, digest: &str) -> Result<ObjectPath, ApiError> {
         let hex = digest
             .strip_prefix("blob1_")
             .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| ApiError::bad_request(format!("{digest:?} is not a blob digest")))?;
-        Ok(ObjectPath::from(format!("blobs/{}/{hex}", &hex[..2])))
+        Ok(ObjectPath::from(format!("{}blobs/{}/{hex}", self.prefix, &hex[..2])))
+    }
+
+    /// Where the collector holds an object between hiding and purging it.
+    fn held(&self, digest: &str) -> Result<ObjectPath, ApiError> {
+        let object = self.object(digest)?;
+        Ok(ObjectPath::from(format!("{}collected/{}", self.prefix, object.filename().unwrap_or_default())))
     }
 }
 
@@ -93,7 +113,7 @@ impl Blobs for S3Blobs {
     }
 
     fn put_file(&self, digest: &str, file: &Path) -> Result<(), ApiError> {
-        let object = Self::object(digest)?;
+        let object = self.object(digest)?;
         if !self.exists(digest)? {
             let mut source = std::fs::File::open(file)?;
             let store = self.store.clone();
@@ -114,12 +134,11 @@ impl Blobs for S3Blobs {
                 Ok::<_, ApiError>(())
             })?;
         }
-        std::fs::remove_file(file)?;
         Ok(())
     }
 
     fn exists(&self, digest: &str) -> Result<bool, ApiError> {
-        let object = Self::object(digest)?;
+        let object = self.object(digest)?;
         match self.runtime().block_on(self.store.head(&object)) {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -128,7 +147,7 @@ impl Blobs for S3Blobs {
     }
 
     fn read_range(&self, digest: &str, start: u64, len: u64) -> Result<Box<dyn Read + Send>, ApiError> {
-        let object = Self::object(digest)?;
+        let object = self.object(digest)?;
         if len == 0 {
             return Ok(Box::new(std::io::empty()));
         }
@@ -146,6 +165,87 @@ impl Blobs for S3Blobs {
             handle: self.runtime().handle().clone(),
             object,
         }))
+    }
+
+    fn stored_before(
+        &self,
+        before: std::time::SystemTime,
+        batch: &mut dyn FnMut(Vec<String>) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let before = before.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let prefix = ObjectPath::from(format!("{}blobs", self.prefix));
+        let mut offset = prefix.clone();
+        // Pages of 1000 (S3 lists in key order from `start-after`): memory stays bounded.
+        loop {
+            let page: Vec<object_store::ObjectMeta> = self.runtime().block_on(async {
+                let mut stream = self.store.list_with_offset(Some(&prefix), &offset);
+                let mut page = Vec::new();
+                while page.len() < 1000
+                    && let Some(meta) = stream.next().await
+                {
+                    page.push(meta.map_err(|err| failed("LIST", &prefix, err))?);
+                }
+                Ok::<_, ApiError>(page)
+            })?;
+            let Some(last) = page.iter().map(|meta| &meta.location).max() else { return Ok(()) };
+            offset = last.clone();
+            let digests: Vec<String> = page
+                .iter()
+                .filter(|meta| meta.last_modified.timestamp() < before)
+                .filter_map(|meta| Some(format!("blob1_{}", meta.location.filename()?)))
+                .filter(|digest| self.object(digest).is_ok())
+                .collect();
+            if !digests.is_empty() {
+                batch(digests)?;
+            }
+        }
+    }
+
+    fn hide(&self, digest: &str) -> Result<bool, ApiError> {
+        let (object, held) = (self.object(digest)?, self.held(digest)?);
+        self.runtime().block_on(async {
+            match self.store.copy(&object, &held).await {
+                Ok(()) => {}
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                Err(err) => return Err(failed("COPY", &object, err)),
+            }
+            self.store.delete(&object).await.map_err(|err| failed("DELETE", &object, err))?;
+            Ok(true)
+        })
+    }
+
+    fn restore(&self, digest: &str) -> Result<(), ApiError> {
+        let (object, held) = (self.object(digest)?, self.held(digest)?);
+        self.runtime().block_on(async {
+            self.store.copy(&held, &object).await.map_err(|err| failed("COPY", &held, err))?;
+            self.store.delete(&held).await.map_err(|err| failed("DELETE", &held, err))
+        })
+    }
+
+    fn purge(&self, digest: &str) -> Result<(), ApiError> {
+        let held = self.held(digest)?;
+        match self.runtime().block_on(self.store.delete(&held)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(failed("DELETE", &held, err)),
+        }
+    }
+
+    fn hidden(&self) -> Result<Vec<String>, ApiError> {
+        let prefix = ObjectPath::from(format!("{}collected", self.prefix));
+        self.runtime().block_on(async {
+            let mut stream = self.store.list(Some(&prefix));
+            let mut digests = Vec::new();
+            while let Some(meta) = stream.next().await {
+                let meta = meta.map_err(|err| failed("LIST", &prefix, err))?;
+                if let Some(name) = meta.location.filename() {
+                    let digest = format!("blob1_{name}");
+                    if self.object(&digest).is_ok() {
+                        digests.push(digest);
+                    }
+                }
+            }
+            Ok(digests)
+        })
     }
 }
 

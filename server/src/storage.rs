@@ -93,9 +93,20 @@ pub trait Metadata: Send + Sync {
     /// The bytes of every blob a project holds (for its quota).
     fn project_bytes(&self, project: ProjectId) -> Result<u64, ApiError>;
     /// Stores evals whose keys are new; `true` per eval that was stored, `false` when the key existed.
+    /// In the same transaction each eval's blob row is touched (so the collector, which drops rows
+    /// untouched for its grace period, cannot drop it under the eval); a blob the project no longer
+    /// holds fails the whole batch with `409 blob_missing`.
     fn put_evals(&self, project: ProjectId, evals: &[Eval]) -> Result<Vec<bool>, ApiError>;
-    /// The evals the project has among `keys`.
-    fn get_evals(&self, project: ProjectId, keys: &[String]) -> Result<Vec<Eval>, ApiError>;
+    /// The evals the project has among `keys`; a found eval last used before `touch_before`
+    /// (seconds since the epoch) is marked used now (retention is by least-recent use).
+    fn get_evals(&self, project: ProjectId, keys: &[String], touch_before: u64) -> Result<Vec<Eval>, ApiError>;
+    /// Removes the evals last used (looked up or stored) before `before`; how many.
+    fn expire_evals(&self, before: u64) -> Result<u64, ApiError>;
+    /// Drops the blob rows no eval of their project names and no upload or eval touched since
+    /// `before` (a blob uploaded for an eval still to come is kept for the grace period); how many.
+    fn drop_unnamed_blobs(&self, before: u64) -> Result<u64, ApiError>;
+    /// Whether any project holds `digest`.
+    fn blob_held(&self, digest: &str) -> Result<bool, ApiError>;
     /// A function's evals ordered by key, after `after`, at most `limit`.
     fn list_evals(
         &self,
@@ -107,18 +118,43 @@ pub trait Metadata: Send + Sync {
 }
 
 /// Content-addressed bytes. Digests are `blob1_<hex>` of the content.
+///
+/// The collector removes an object in three steps, so an upload racing it
+/// never loses its bytes: [`Blobs::hide`] (the object is gone from its
+/// place), then it asks the metadata whether a project holds the digest, then
+/// [`Blobs::purge`] or [`Blobs::restore`]. An upload records its row first
+/// and then checks the object is in place (storing it again if not), so one
+/// of the two always sees the other.
 pub trait Blobs: Send + Sync {
     /// A directory for upload temporaries on the same filesystem as [`Blobs::put_file`] wants.
     fn temp_dir(&self) -> PathBuf;
-    /// Takes a complete, verified temporary file as the blob `digest` (atomically).
+    /// Stores a complete, verified temporary file as the blob `digest`
+    /// (atomically; nothing if it is stored). The file stays where it is: the
+    /// caller removes it (and may store it again if the object was collected
+    /// meanwhile).
     fn put_file(&self, digest: &str, file: &Path) -> Result<(), ApiError>;
     /// Whether the bytes of `digest` are stored.
     fn exists(&self, digest: &str) -> Result<bool, ApiError>;
     /// Reads `len` bytes from `start`.
     fn read_range(&self, digest: &str, start: u64, len: u64) -> Result<Box<dyn Read + Send>, ApiError>;
+    /// The digests stored, in batches, whose object was written before `before`.
+    fn stored_before(
+        &self,
+        before: std::time::SystemTime,
+        batch: &mut dyn FnMut(Vec<String>) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError>;
+    /// Moves an object out of its place into the collector's holding area; `false` if it was absent.
+    fn hide(&self, digest: &str) -> Result<bool, ApiError>;
+    /// Puts a hidden object back (a project holds it after all).
+    fn restore(&self, digest: &str) -> Result<(), ApiError>;
+    /// Deletes a hidden object.
+    fn purge(&self, digest: &str) -> Result<(), ApiError>;
+    /// The digests in the holding area (left by a collector that was stopped between its steps).
+    fn hidden(&self) -> Result<Vec<String>, ApiError>;
 }
 
-fn now() -> u64 {
+/// Seconds since the epoch.
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
@@ -127,7 +163,24 @@ pub struct SqliteMetadata {
     connection: Mutex<Connection>,
 }
 
-const SCHEMA: &str = "
+/// The schema's versions in order: `PRAGMA user_version` says how many were
+/// applied. Version 1 is the schema before versions were recorded (so it
+/// creates only what is missing); never edit a published step, add one.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+
+/// Retention and the collector: when an eval was last used, when a blob row
+/// was last touched (uploads and evals naming it), and the indexes they need.
+const SCHEMA_V2: &str = "
+ALTER TABLE evals ADD COLUMN used INTEGER NOT NULL DEFAULT 0;
+UPDATE evals SET used = created;
+ALTER TABLE blobs ADD COLUMN touched INTEGER NOT NULL DEFAULT 0;
+UPDATE blobs SET touched = CAST(strftime('%s', 'now') AS INTEGER);
+CREATE INDEX evals_by_use ON evals(used);
+CREATE INDEX evals_by_blob ON evals(project, blob);
+CREATE INDEX blobs_by_digest ON blobs(digest);
+";
+
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS projects (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -175,7 +228,8 @@ impl SqliteMetadata {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         // An acknowledged write survives the server process being killed (and, with FULL, power loss).
         connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.execute_batch(SCHEMA)?;
+        let mut connection = connection;
+        migrate(&mut connection)?;
         Ok(Self { connection: Mutex::new(connection) })
     }
 
@@ -183,6 +237,26 @@ impl SqliteMetadata {
         let mut connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(f(&mut connection)?)
     }
+}
+
+/// Applies the steps of [`MIGRATIONS`] the file has not seen, each in its own
+/// transaction (a server stopped mid-way resumes); a file written by a newer
+/// server is refused rather than misread.
+fn migrate(connection: &mut Connection) -> Result<(), ApiError> {
+    let applied: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if applied > known {
+        return Err(ApiError::internal(format!(
+            "the metadata has schema version {applied}, newer than this server's {known}: run a newer hitsave-server"
+        )));
+    }
+    for (version, step) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let tx = connection.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 fn eval_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Eval> {
@@ -203,6 +277,15 @@ fn eval_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Eval> {
 }
 
 const EVAL_COLUMNS: &str = "key, function_id, function_name, language, arguments, codec, blob, size, compute_micros, signature, graph, created";
+
+/// `409 blob_missing`: the eval's blob is not (or no longer) the project's.
+pub(crate) fn blob_missing(eval: &Eval) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "blob_missing",
+        format!("{}: upload blob {} first", eval.key, eval.blob),
+    )
+}
 
 fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
     let scope: String = row.get(2)?;
@@ -278,8 +361,11 @@ impl Metadata for SqliteMetadata {
 
     fn add_blob(&self, project: ProjectId, digest: &str, size: u64) -> Result<(), ApiError> {
         self.with(|c| {
-            c.prepare_cached("INSERT INTO blobs (project, digest, size) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?
-                .execute(params![project, digest, size as i64])?;
+            c.prepare_cached(
+                "INSERT INTO blobs (project, digest, size, touched) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET touched = excluded.touched",
+            )?
+            .execute(params![project, digest, size as i64, now() as i64])?;
             Ok(())
         })
     }
@@ -302,16 +388,21 @@ impl Metadata for SqliteMetadata {
     }
 
     fn put_evals(&self, project: ProjectId, evals: &[Eval]) -> Result<Vec<bool>, ApiError> {
-        self.with(|c| {
+        self.with(|c| -> rusqlite::Result<Result<Vec<bool>, ApiError>> {
             let tx = c.transaction()?;
             let mut stored = Vec::with_capacity(evals.len());
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO evals (project, key, function_id, function_name, language, arguments, codec, blob, size,
-                        compute_micros, signature, graph, created)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
+                        compute_micros, signature, graph, created, used)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13) ON CONFLICT DO NOTHING",
                 )?;
+                let mut touch =
+                    tx.prepare_cached("UPDATE blobs SET touched = ?3 WHERE project = ?1 AND digest = ?2")?;
                 for eval in evals {
+                    if touch.execute(params![project, eval.blob, now() as i64])? == 0 {
+                        return Ok(Err(blob_missing(eval)));
+                    }
                     let changed = insert.execute(params![
                         project,
                         eval.key,
@@ -331,22 +422,66 @@ impl Metadata for SqliteMetadata {
                 }
             }
             tx.commit()?;
-            Ok(stored)
-        })
+            Ok(Ok(stored))
+        })?
     }
 
-    fn get_evals(&self, project: ProjectId, keys: &[String]) -> Result<Vec<Eval>, ApiError> {
+    fn get_evals(&self, project: ProjectId, keys: &[String], touch_before: u64) -> Result<Vec<Eval>, ApiError> {
         self.with(|c| {
-            let mut select =
-                c.prepare_cached(&format!("SELECT {EVAL_COLUMNS} FROM evals WHERE project = ?1 AND key = ?2"))?;
             let mut found = Vec::new();
-            for key in keys {
-                if let Some(eval) = select.query_row(params![project, key], eval_from_row).optional()? {
-                    found.push(eval);
+            let mut stale = Vec::new();
+            {
+                let mut select = c.prepare_cached(&format!(
+                    "SELECT {EVAL_COLUMNS}, used FROM evals WHERE project = ?1 AND key = ?2"
+                ))?;
+                for key in keys {
+                    let row = select
+                        .query_row(params![project, key], |row| Ok((eval_from_row(row)?, row.get::<_, i64>(12)?)))
+                        .optional()?;
+                    if let Some((eval, used)) = row {
+                        if (used as u64) < touch_before {
+                            stale.push(eval.key.clone());
+                        }
+                        found.push(eval);
+                    }
                 }
+            }
+            if !stale.is_empty() {
+                let tx = c.transaction()?;
+                {
+                    let mut touch = tx.prepare_cached("UPDATE evals SET used = ?3 WHERE project = ?1 AND key = ?2")?;
+                    for key in &stale {
+                        touch.execute(params![project, key, now() as i64])?;
+                    }
+                }
+                tx.commit()?;
             }
             Ok(found)
         })
+    }
+
+    fn expire_evals(&self, before: u64) -> Result<u64, ApiError> {
+        self.with(|c| c.execute("DELETE FROM evals WHERE used < ?1", [before as i64])).map(|n| n as u64)
+    }
+
+    fn drop_unnamed_blobs(&self, before: u64) -> Result<u64, ApiError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM blobs WHERE touched < ?1 AND NOT EXISTS
+                    (SELECT 1 FROM evals WHERE evals.project = blobs.project AND evals.blob = blobs.digest)",
+                [before as i64],
+            )
+        })
+        .map(|n| n as u64)
+    }
+
+    fn blob_held(&self, digest: &str) -> Result<bool, ApiError> {
+        self.with(|c| {
+            c.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1 LIMIT 1")?
+                .query_row([digest], |_| Ok(()))
+                .optional()
+        })
+        .map(|row| row.is_some())
     }
 
     fn list_evals(
@@ -385,6 +520,12 @@ impl DirBlobs {
         let hex = hex.ok_or_else(|| ApiError::bad_request(format!("not a blob digest: {digest:?}")))?;
         Ok(self.root.join("blobs").join(&hex[..2]).join(hex))
     }
+
+    /// Where the collector holds an object between hiding and purging it.
+    fn held(&self, digest: &str) -> Result<PathBuf, ApiError> {
+        let path = self.path(digest)?;
+        Ok(self.root.join("collected").join(path.file_name().unwrap_or_default()))
+    }
 }
 
 impl Blobs for DirBlobs {
@@ -395,13 +536,18 @@ impl Blobs for DirBlobs {
     fn put_file(&self, digest: &str, file: &Path) -> Result<(), ApiError> {
         let path = self.path(digest)?;
         if path.exists() {
-            std::fs::remove_file(file)?;
             return Ok(());
         }
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir)?;
-        std::fs::rename(file, &path)?;
-        // The rename is durable before the upload is acknowledged.
+        // A link, not a rename: the temporary stays for the caller (who may
+        // need it again), and an object stored meanwhile is not replaced.
+        match std::fs::hard_link(file, &path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(err) => return Err(err.into()),
+        }
+        // The link is durable before the upload is acknowledged.
         std::fs::File::open(dir)?.sync_all()?;
         Ok(())
     }
@@ -415,6 +561,82 @@ impl Blobs for DirBlobs {
             .map_err(|_| ApiError::not_found(format!("blob {digest} is not stored")))?;
         file.seek(SeekFrom::Start(start))?;
         Ok(Box::new(file.take(len)))
+    }
+
+    fn stored_before(
+        &self,
+        before: std::time::SystemTime,
+        batch: &mut dyn FnMut(Vec<String>) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        // One batch per fan-out directory (`blobs/ab/`): memory stays bounded.
+        for dir in std::fs::read_dir(self.root.join("blobs"))? {
+            let dir = dir?;
+            if !dir.file_type()?.is_dir() {
+                continue;
+            }
+            let mut digests = Vec::new();
+            for entry in std::fs::read_dir(dir.path())? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(hex) = name.to_str() else { continue };
+                let digest = format!("blob1_{hex}");
+                if self.path(&digest).is_err() {
+                    continue;
+                }
+                // A file removed since the listing is someone else's collection.
+                let Ok(metadata) = entry.metadata() else { continue };
+                if metadata.modified()? < before {
+                    digests.push(digest);
+                }
+            }
+            if !digests.is_empty() {
+                batch(digests)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn hide(&self, digest: &str) -> Result<bool, ApiError> {
+        let path = self.path(digest)?;
+        let held = self.held(digest)?;
+        std::fs::create_dir_all(held.parent().unwrap_or(&self.root))?;
+        match std::fs::rename(&path, &held) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn restore(&self, digest: &str) -> Result<(), ApiError> {
+        let path = self.path(digest)?;
+        std::fs::create_dir_all(path.parent().unwrap_or(&self.root))?;
+        // Content-addressed: replacing a copy stored meanwhile changes no byte.
+        std::fs::rename(self.held(digest)?, &path)?;
+        Ok(())
+    }
+
+    fn purge(&self, digest: &str) -> Result<(), ApiError> {
+        match std::fs::remove_file(self.held(digest)?) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn hidden(&self) -> Result<Vec<String>, ApiError> {
+        let mut digests = Vec::new();
+        let dir = self.root.join("collected");
+        if !dir.is_dir() {
+            return Ok(digests);
+        }
+        for entry in std::fs::read_dir(dir)? {
+            if let Some(hex) = entry?.file_name().to_str() {
+                let digest = format!("blob1_{hex}");
+                if self.path(&digest).is_ok() {
+                    digests.push(digest);
+                }
+            }
+        }
+        Ok(digests)
     }
 }
 

@@ -14,6 +14,8 @@ const ADMIN: &str = "admin-token-for-tests";
 struct Server {
     base: String,
     runtime: Option<tokio::runtime::Runtime>,
+    /// The storage the server runs on (a collection pass runs on it too).
+    storage: hitsave_server::Storage,
     _dir: tempfile::TempDir,
 }
 
@@ -29,10 +31,14 @@ impl Drop for Server {
 /// `HITSAVE_TEST_DATABASE_URL` is set (each test in a schema of its own).
 /// And blobs in an S3-compatible store when `HITSAVE_SERVER_S3_ENDPOINT` is set.
 fn storage(dir: &std::path::Path) -> hitsave_server::Storage {
-    let s3 = hitsave_server::s3_from_env();
+    // Each test's objects under a prefix of their own (a collection pass of one
+    // test must not see another's objects as unnamed).
+    let tag = &blake3::hash(dir.to_string_lossy().as_bytes()).to_hex()[..16];
+    let s3 = hitsave_server::s3_from_env()
+        .map(|config| hitsave_server::s3::S3Config { prefix: format!("t_{tag}"), ..config });
     match std::env::var("HITSAVE_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
-            let schema = format!("t_{}", &blake3::hash(dir.to_string_lossy().as_bytes()).to_hex()[..16]);
+            let schema = format!("t_{tag}");
             hitsave_server::open_storage(dir, Some(&url), Some(&schema), s3).unwrap()
         }
         _ => hitsave_server::open_storage(dir, None, None, s3).unwrap(),
@@ -42,12 +48,13 @@ fn storage(dir: &std::path::Path) -> hitsave_server::Storage {
 fn start_with(limits: hitsave_server::Limits) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (metadata, blobs) = storage(dir.path());
+    let storage = (metadata.clone(), blobs.clone());
     let state = hitsave_server::AppState { metadata, blobs, limits, admin_token: Some(Arc::from(ADMIN)) };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     runtime.spawn(hitsave_server::serve(listener, state, std::future::pending()));
-    Server { base, runtime: Some(runtime), _dir: dir }
+    Server { base, runtime: Some(runtime), storage, _dir: dir }
 }
 
 fn start() -> Server {
@@ -1048,4 +1055,262 @@ fn a_project_over_its_quota_is_refused_with_507_and_keeps_what_it_has() {
     let temps: Vec<_> =
         std::fs::read_dir(server._dir.path().join("tmp")).map(|dir| dir.flatten().collect()).unwrap_or_default();
     assert!(temps.is_empty(), "{temps:?}");
+}
+
+fn post_evals(server: &Server, key: &str, evals: Value) -> reqwest::blocking::Response {
+    client().post(format!("{}/v1/evals", server.base)).bearer_auth(key).json(&json!({ "evals": evals })).send().unwrap()
+}
+
+fn lookup(server: &Server, key: &str, seeds: &[&str]) -> Vec<String> {
+    let keys: Vec<String> = seeds.iter().map(|seed| fake("key1", seed)).collect();
+    let found: Value = client()
+        .post(format!("{}/v1/evals/lookup", server.base))
+        .bearer_auth(key)
+        .json(&json!({ "keys": keys }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut found: Vec<String> =
+        found["evals"].as_array().unwrap().iter().map(|eval| eval["key"].as_str().unwrap().to_owned()).collect();
+    found.sort();
+    found
+}
+
+fn blob_status(server: &Server, key: &str, digest: &str) -> StatusCode {
+    client().get(format!("{}/v1/blobs/{digest}", server.base)).bearer_auth(key).send().unwrap().status()
+}
+
+fn collect(server: &Server, retain: Option<u64>, grace: u64) -> hitsave_server::gc::Report {
+    let policy = hitsave_server::gc::Policy {
+        retain: retain.map(std::time::Duration::from_secs),
+        grace: std::time::Duration::from_secs(grace),
+    };
+    hitsave_server::gc::collect(server.storage.0.as_ref(), server.storage.1.as_ref(), &policy).unwrap()
+}
+
+#[test]
+fn retention_and_collection_remove_only_what_nothing_uses() {
+    // Retention of 2 s: a lookup refreshes an eval's last use at once.
+    let retain = std::time::Duration::from_secs(2);
+    let server = start_with(hitsave_server::Limits {
+        gc: hitsave_server::gc::Policy { retain: Some(retain), grace: std::time::Duration::from_secs(3600) },
+        ..hitsave_server::Limits::default()
+    });
+    let key = project(&server, "gc");
+    let other = project(&server, "gc-other");
+    let kept = upload(&server, &key, b"kept result");
+    let old = upload(&server, &key, b"old result");
+    let orphan = upload(&server, &key, b"uploaded, its eval never came");
+    let shared = upload(&server, &key, b"shared result");
+    upload(&server, &other, b"shared result");
+    assert_eq!(
+        post_evals(&server, &key, json!([eval("kept", "f", &kept, 11), eval("old", "f", &old, 10)])).status(),
+        StatusCode::OK
+    );
+    assert_eq!(post_evals(&server, &other, json!([eval("shared", "f", &shared, 13)])).status(), StatusCode::OK);
+
+    // Within the grace period and without retention nothing goes.
+    assert_eq!(collect(&server, None, 3600), hitsave_server::gc::Report::default());
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    assert_eq!(lookup(&server, &key, &["kept"]), vec![fake("key1", "kept")]);
+    assert_eq!(lookup(&server, &other, &["shared"]), vec![fake("key1", "shared")]);
+
+    let report = collect(&server, Some(2), 0);
+    // "old" was not used for 3 s; its blob, the orphan and the project's row of the
+    // shared blob (named only by the other project's eval) are dropped.
+    assert_eq!(report, hitsave_server::gc::Report { evals: 1, blob_rows: 3, objects: 2 }, "{report}");
+    assert_eq!(lookup(&server, &key, &["kept", "old"]), vec![fake("key1", "kept")]);
+    assert_eq!(blob_status(&server, &key, &kept), StatusCode::OK);
+    assert_eq!(blob_status(&server, &other, &shared), StatusCode::OK, "another project still holds it");
+    for gone in [&old, &orphan, &shared] {
+        assert_eq!(blob_status(&server, &key, gone), StatusCode::NOT_FOUND);
+    }
+    // The project is told to upload again what it no longer holds, and an eval naming it is refused.
+    let missing: Value = client()
+        .post(format!("{}/v1/blobs/missing", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "digests": [kept.clone(), old.clone(), orphan.clone()] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(missing["missing"], json!([old, orphan]));
+    assert_eq!(
+        error_code(post_evals(&server, &key, json!([eval("again", "f", &old, 10)]))),
+        (StatusCode::CONFLICT, "blob_missing".into())
+    );
+    upload(&server, &key, b"old result");
+    assert_eq!(post_evals(&server, &key, json!([eval("again", "f", &old, 10)])).status(), StatusCode::OK);
+    assert_eq!(blob_status(&server, &key, &old), StatusCode::OK);
+    // A second pass finds nothing more (the evals were used just now).
+    assert_eq!(collect(&server, Some(2), 0), hitsave_server::gc::Report::default());
+}
+
+#[test]
+fn an_object_hidden_by_a_collector_goes_back_when_a_project_holds_it_meanwhile() {
+    let server = start();
+    let key = project(&server, "gc-race");
+    let (metadata, blobs) = &server.storage;
+    let digest = upload(&server, &key, b"raced result");
+    // A collector (stopped after hiding) found no project holding it…
+    let project: Value =
+        client().get(format!("{}/v1/whoami", server.base)).bearer_auth(&key).send().unwrap().json().unwrap();
+    assert!(project["project"].is_string());
+    assert!(blobs.hide(&digest).unwrap());
+    assert_eq!(blob_status(&server, &key, &digest), StatusCode::NOT_FOUND);
+    assert_eq!(blobs.hidden().unwrap(), vec![digest.clone()]);
+    // …and the next pass finds the project's row: the object goes back, nothing is deleted.
+    assert!(metadata.blob_held(&digest).unwrap());
+    assert_eq!(collect(&server, None, 3600), hitsave_server::gc::Report::default());
+    assert_eq!(blob_status(&server, &key, &digest), StatusCode::OK);
+    assert!(blobs.hidden().unwrap().is_empty());
+    // An upload of a blob hidden from its place stores it again.
+    assert!(blobs.hide(&digest).unwrap());
+    upload(&server, &key, b"raced result");
+    assert_eq!(blob_status(&server, &key, &digest), StatusCode::OK);
+    assert_eq!(collect(&server, None, 3600), hitsave_server::gc::Report::default());
+    assert!(blobs.hidden().unwrap().is_empty());
+}
+
+#[test]
+fn the_embedded_metadata_is_migrated_and_a_newer_schema_refused() {
+    // A metadata file as a server before schema versions wrote it, with one eval.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let connection = rusqlite::Connection::open(dir.path().join("metadata.sqlite")).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
+                 CREATE TABLE api_keys (id TEXT PRIMARY KEY, project INTEGER NOT NULL REFERENCES projects(id),
+                     scope TEXT NOT NULL, name TEXT NOT NULL, secret_hash BLOB NOT NULL, created INTEGER NOT NULL,
+                     revoked INTEGER NOT NULL DEFAULT 0);
+                 CREATE TABLE blobs (project INTEGER NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+                     PRIMARY KEY (project, digest)) WITHOUT ROWID;
+                 CREATE TABLE evals (project INTEGER NOT NULL, key TEXT NOT NULL, function_id TEXT NOT NULL,
+                     function_name TEXT NOT NULL, language TEXT NOT NULL, arguments TEXT NOT NULL, codec TEXT NOT NULL,
+                     blob TEXT NOT NULL, size INTEGER NOT NULL, compute_micros INTEGER NOT NULL, signature TEXT,
+                     graph TEXT, created INTEGER NOT NULL, PRIMARY KEY (project, key)) WITHOUT ROWID;
+                 INSERT INTO projects VALUES (1, 'old', 1);",
+            )
+            .unwrap();
+        connection
+            .execute(
+                "INSERT INTO evals VALUES (1, ?1, 'f@1', 'f', 'python', ?2, 'portable', ?3, 3, 1, NULL, NULL, 1700000000)",
+                rusqlite::params![fake("key1", "old"), fake("val1", "old"), digest(b"old")],
+            )
+            .unwrap();
+        connection.execute("INSERT INTO blobs VALUES (1, ?1, 3)", rusqlite::params![digest(b"old")]).unwrap();
+    }
+    let (metadata, _) = hitsave_server::open_storage(dir.path(), None, None, None).unwrap();
+    let found = metadata.get_evals(1, &[fake("key1", "old")], 0).unwrap();
+    assert_eq!(found.len(), 1, "the eval written before the migration is there");
+    assert!(metadata.blob_held(&digest(b"old")).unwrap());
+    // Its last use is its creation: retention of a day removes it, the fresh blob row waits out its grace.
+    assert_eq!(metadata.expire_evals(1_700_000_001).unwrap(), 1);
+    assert_eq!(metadata.drop_unnamed_blobs(1_700_000_001).unwrap(), 0);
+    drop(metadata);
+    // Opening again applies nothing twice.
+    let (metadata, _) = hitsave_server::open_storage(dir.path(), None, None, None).unwrap();
+    assert!(metadata.blob_held(&digest(b"old")).unwrap());
+    drop(metadata);
+    let connection = rusqlite::Connection::open(dir.path().join("metadata.sqlite")).unwrap();
+    connection.pragma_update(None, "user_version", 99).unwrap();
+    drop(connection);
+    let error = hitsave_server::open_storage(dir.path(), None, None, None).err().expect("a newer schema is refused");
+    assert!(error.message.contains("newer than this server"), "{}", error.message);
+}
+
+#[test]
+fn serve_collects_on_its_own_and_the_gc_command_reports_what_it_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    // On the embedded storage of its own directory (a shared database or
+    // bucket holds other tests' data, which this server does not name).
+    let mut command = server_command(dir.path());
+    command.args(["--gc-interval", "1s", "--gc-grace", "1s"]);
+    command.env("HITSAVE_SERVER_DATABASE_URL", "").env_remove("HITSAVE_SERVER_S3_ENDPOINT");
+    let (process, base) = spawn_command(command);
+    let key = project_at(&base, "collected");
+    let data = b"an upload whose eval never came".to_vec();
+    let orphan = digest(&data);
+    let http = client();
+    assert_eq!(
+        http.put(format!("{base}/v1/blobs/{orphan}")).bearer_auth(&key).body(data).send().unwrap().status(),
+        StatusCode::CREATED
+    );
+    let status = || http.get(format!("{base}/v1/blobs/{orphan}")).bearer_auth(&key).send().unwrap().status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while status() == StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "the server's own pass never collected the orphan");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(status(), StatusCode::NOT_FOUND);
+    drop(process);
+    let output = Command::new(env!("CARGO_BIN_EXE_hitsave-server"))
+        .args(["gc", "--retain", "0s", "--gc-grace", "0s", "--data"])
+        .arg(dir.path())
+        .env("HITSAVE_SERVER_DATABASE_URL", "")
+        .env_remove("HITSAVE_SERVER_S3_ENDPOINT")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "0 evals expired, 0 blob rows dropped, 0 stored blobs deleted"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_hitsave-server")).args(["gc", "--retain", "soon"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--retain"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_postgres_database_written_before_schema_versions_is_migrated() {
+    let Ok(url) = std::env::var("HITSAVE_TEST_DATABASE_URL") else { return };
+    if url.is_empty() {
+        return; // the embedded run: the test above covers SQLite
+    }
+    let schema = format!("t_migrate_{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let run = |sql: String| {
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            let task = tokio::spawn(connection);
+            client.batch_execute(&sql).await.unwrap();
+            drop(client);
+            let _ = task.await;
+        })
+    };
+    run(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema};
+         CREATE TABLE projects (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, created BIGINT NOT NULL);
+         CREATE TABLE api_keys (id TEXT PRIMARY KEY, project BIGINT NOT NULL REFERENCES projects(id), scope TEXT NOT NULL,
+             name TEXT NOT NULL, secret_hash BYTEA NOT NULL, created BIGINT NOT NULL, revoked BOOLEAN NOT NULL DEFAULT FALSE);
+         CREATE TABLE blobs (project BIGINT NOT NULL, digest TEXT NOT NULL, size BIGINT NOT NULL, PRIMARY KEY (project, digest));
+         CREATE TABLE evals (project BIGINT NOT NULL, key TEXT NOT NULL, function_id TEXT NOT NULL, function_name TEXT NOT NULL,
+             language TEXT NOT NULL, arguments TEXT NOT NULL, codec TEXT NOT NULL, blob TEXT NOT NULL, size BIGINT NOT NULL,
+             compute_micros BIGINT NOT NULL, signature TEXT, graph TEXT, created BIGINT NOT NULL, PRIMARY KEY (project, key));
+         INSERT INTO projects (id, name, created) VALUES (1, 'old', 1);
+         INSERT INTO blobs VALUES (1, '{blob}', 3);
+         INSERT INTO evals VALUES (1, '{key}', 'f@1', 'f', 'python', '{val}', 'portable', '{blob}', 3, 1, NULL, NULL, 1700000000);",
+        blob = digest(b"old"),
+        key = fake("key1", "old"),
+        val = fake("val1", "old"),
+    ));
+    let metadata = hitsave_server::pg::PostgresMetadata::open(&url, Some(&schema)).unwrap();
+    use hitsave_server::storage::Metadata as _;
+    assert_eq!(metadata.get_evals(1, &[fake("key1", "old")], 0).unwrap().len(), 1);
+    assert!(metadata.blob_held(&digest(b"old")).unwrap());
+    assert_eq!(metadata.expire_evals(1_700_000_001).unwrap(), 1, "its last use is its creation");
+    assert_eq!(metadata.drop_unnamed_blobs(1_700_000_001).unwrap(), 0, "a migrated blob row waits out its grace");
+    drop(metadata);
+    drop(hitsave_server::pg::PostgresMetadata::open(&url, Some(&schema)).unwrap());
+    run(format!("UPDATE {schema}.hitsave_schema SET version = 99"));
+    let error =
+        hitsave_server::pg::PostgresMetadata::open(&url, Some(&schema)).err().expect("a newer schema is refused");
+    assert!(error.message.contains("newer than this server"), "{}", error.message);
+    run(format!("DROP SCHEMA {schema} CASCADE"));
 }
