@@ -40,6 +40,9 @@ CROOT=$(sed -n 's/^CROOT=//p' <<<"$ceph_env")
   eval "$(grep -v '^CROOT=' <<<"$ceph_env")"
   set +a
   HITSAVE_TEST_DATABASE_URL=$(sed -n 's/^DATABASE_URL=//p' <<<"$pg_env") \
+  HITSAVE_TEST_TLS_DATABASE_URL=$(sed -n 's/^TLS_DATABASE_URL=//p' <<<"$pg_env") \
+  HITSAVE_TEST_TLS_CA=$(sed -n 's/^TLS_CA=//p' <<<"$pg_env") \
+  HITSAVE_TEST_TLS_OTHER_CA=$(sed -n 's/^TLS_OTHER_CA=//p' <<<"$pg_env") \
     cargo test --locked -p hitsave-server --test api
 )
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gc;
 pub mod observe;
 pub mod pg;
+pub mod pg_tls;
 pub mod s3;
 pub mod storage;
 

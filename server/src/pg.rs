@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::error::ApiError;
 use crate::storage::{Eval, KeyRecord, Metadata, ProjectId, Scope, SideRuntime, blob_missing};
@@ -91,9 +90,24 @@ fn db(error: tokio_postgres::Error) -> ApiError {
         return ApiError::new(axum::http::StatusCode::CONFLICT, "conflict", error.to_string());
     }
     if error.is_closed() || error.code().is_none() {
-        return unavailable(error);
+        return unavailable(describe(&error));
     }
-    ApiError::internal(format!("metadata database: {error}"))
+    ApiError::internal(format!("metadata database: {}", describe(&error)))
+}
+
+/// The error with what caused it (tokio-postgres says only "db error" and
+/// keeps the server's message, or the TLS failure, in its source).
+fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 fn unavailable(error: impl std::fmt::Display) -> ApiError {
@@ -124,6 +138,7 @@ impl PostgresMetadata {
         {
             return Err(ApiError::bad_request("a schema name is letters, digits and _"));
         }
+        let (url, tls) = crate::pg_tls::connector(url)?;
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|err| ApiError::bad_request(format!("database URL: {err}")))?;
         if config.get_connect_timeout().is_none() {
@@ -134,8 +149,7 @@ impl PostgresMetadata {
             config.options(format!("-c search_path={schema}"));
         }
         let runtime = SideRuntime::new("hitsave-pg", "metadata database")?;
-        let manager =
-            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
         let pool = Pool::builder(manager)
             .max_size(POOL)
             .runtime(Runtime::Tokio1)

@@ -1314,3 +1314,36 @@ fn a_postgres_database_written_before_schema_versions_is_migrated() {
     assert!(error.message.contains("newer than this server"), "{}", error.message);
     run(format!("DROP SCHEMA {schema} CASCADE"));
 }
+
+#[test]
+fn postgres_over_tls_as_libpq_sslmode_means_it() {
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let (Some(url), Some(ca), Some(other_ca)) =
+        (var("HITSAVE_TEST_TLS_DATABASE_URL"), var("HITSAVE_TEST_TLS_CA"), var("HITSAVE_TEST_TLS_OTHER_CA"))
+    else {
+        return; // scripts/test.sh sets them for the PostgreSQL run
+    };
+    // The role is refused without TLS (as a managed database that enforces it).
+    let schema = format!("t_tls_{}", std::process::id());
+    let open = |url: &str| hitsave_server::pg::PostgresMetadata::open(url, Some(&schema));
+    let refused = open(&format!("{url}?sslmode=disable")).err().expect("no TLS, no connection");
+    assert!(refused.message.contains("no encryption"), "{}", refused.message);
+    // require: encrypted, the certificate not checked; a round trip of a record works.
+    use hitsave_server::storage::Metadata as _;
+    let metadata = open(&format!("{url}?sslmode=require")).expect("sslmode=require");
+    let project = metadata.create_project("tls").unwrap();
+    assert_eq!(metadata.project_name(project).unwrap().as_deref(), Some("tls"));
+    drop(metadata);
+    // The default (prefer) takes TLS when offered.
+    open(&url).expect("sslmode=prefer");
+    // verify-full: the chain and the name ("localhost", not 127.0.0.1); verify-ca: the chain only.
+    let localhost = url.replace("127.0.0.1", "localhost");
+    open(&format!("{localhost}?sslmode=verify-full&sslrootcert={ca}")).expect("verify-full to localhost");
+    let wrong_name = open(&format!("{url}?sslmode=verify-full&sslrootcert={ca}")).err().expect("not the name");
+    assert!(wrong_name.message.to_lowercase().contains("certificate"), "{}", wrong_name.message);
+    open(&format!("{url}?sslmode=verify-ca&sslrootcert={ca}")).expect("verify-ca to 127.0.0.1");
+    let wrong_ca = open(&format!("{localhost}?sslmode=verify-ca&sslrootcert={other_ca}")).err().expect("another CA");
+    assert!(wrong_ca.message.to_lowercase().contains("certificate"), "{}", wrong_ca.message);
+    // require with a root checks the chain (libpq's rule), so a wrong CA is refused there too.
+    open(&format!("{url}?sslmode=require&sslrootcert={other_ca}")).err().expect("require with a root checks it");
+}
