@@ -24,7 +24,8 @@ cargo clippy --quiet --locked --workspace --all-targets -- -D warnings
 step "Rust tests (core natively, host with the embedded component)"
 cargo test --locked --workspace
 
-step "the cloud server's API suite again, on a real PostgreSQL and a real S3 store (Ceph RADOS Gateway), throwaway, on 127.0.0.1"
+step "the cloud server's API suite again, on a real PostgreSQL and a real S3 store (Ceph RADOS Gateway), throwaway, on 127.0.0.1, and two servers behind HAProxy"
+[ -x /usr/sbin/haproxy ] || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 pg_env=$(bash scripts/postgres-up.sh)
 PGROOT=$(sed -n 's/^PGROOT=//p' <<<"$pg_env")
 CROOT=""
@@ -43,6 +44,7 @@ CROOT=$(sed -n 's/^CROOT=//p' <<<"$ceph_env")
   HITSAVE_TEST_TLS_DATABASE_URL=$(sed -n 's/^TLS_DATABASE_URL=//p' <<<"$pg_env") \
   HITSAVE_TEST_TLS_CA=$(sed -n 's/^TLS_CA=//p' <<<"$pg_env") \
   HITSAVE_TEST_TLS_OTHER_CA=$(sed -n 's/^TLS_OTHER_CA=//p' <<<"$pg_env") \
+  HITSAVE_TEST_HAPROXY=/usr/sbin/haproxy \
     cargo test --locked -p hitsave-server --test api
 )
 

@@ -1347,3 +1347,112 @@ fn postgres_over_tls_as_libpq_sslmode_means_it() {
     // require with a root checks the chain (libpq's rule), so a wrong CA is refused there too.
     open(&format!("{url}?sslmode=require&sslrootcert={other_ca}")).err().expect("require with a root checks it");
 }
+
+/// HAProxy in front of `servers` on a free port of 127.0.0.1, with health
+/// checks and retries (every `/v1` call is idempotent, so a retried one does
+/// no harm): the process and its base URL.
+fn haproxy(haproxy: &str, dir: &std::path::Path, servers: &[&str]) -> (Process, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let backends: String = servers
+        .iter()
+        .enumerate()
+        .map(|(i, base)| format!("  server s{i} {} check\n", base.trim_start_matches("http://")))
+        .collect();
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "global\n  maxconn 256\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  \
+             retries 3\n  option redispatch 1\n  retry-on conn-failure empty-response response-timeout 502 503\n\
+             frontend hitsave\n  bind 127.0.0.1:{port}\n  default_backend servers\n\
+             backend servers\n  balance roundrobin\n  option httpchk GET /v1/health\n  http-check expect status 200\n  \
+             default-server inter 200ms fall 1 rise 2\n{backends}"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(haproxy).arg("-db").arg("-f").arg(&config).stdout(Stdio::null()).spawn().unwrap();
+    let process = Process(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while client().get(format!("{base}/v1/health")).send().map(|r| r.status()).ok() != Some(StatusCode::OK) {
+        assert!(std::time::Instant::now() < deadline, "HAProxy did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (process, base)
+}
+
+#[test]
+fn two_servers_behind_a_load_balancer_lose_nothing_when_one_is_killed_under_load() {
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let (Some(_), Some(haproxy_bin)) = (var("HITSAVE_TEST_DATABASE_URL"), var("HITSAVE_TEST_HAPROXY")) else {
+        eprintln!("skipped: scripts/test.sh runs this with PostgreSQL and HAProxy");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (first, first_url) = spawn_binary(dir.path());
+    let (_second, second_url) = spawn_binary(dir.path());
+    let (_balancer, base) = haproxy(&haproxy_bin, dir.path(), &[&first_url, &second_url]);
+    let key = project_at(&base, &format!("balanced-{}", std::process::id()));
+
+    // Four clients store results through the balancer; the first server is
+    // SIGKILLed once 40 are acknowledged.
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|client_id| {
+            let (base, key) = (base.clone(), key.clone());
+            let (acknowledged, failures) = (acknowledged.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let http = client();
+                for i in 0..40 {
+                    let seed = format!("lb-{client_id}-{i}");
+                    let data = format!("result {seed}").into_bytes();
+                    let blob = digest(&data);
+                    let put = http.put(format!("{base}/v1/blobs/{blob}")).bearer_auth(&key).body(data.clone()).send();
+                    let stored = put.ok().filter(|r| r.status() == StatusCode::CREATED).and_then(|_| {
+                        http.post(format!("{base}/v1/evals"))
+                            .bearer_auth(&key)
+                            .json(&json!({ "evals": [eval(&seed, "f", &blob, data.len())] }))
+                            .send()
+                            .ok()
+                            .filter(|r| r.status() == StatusCode::OK)
+                    });
+                    match stored {
+                        Some(_) => acknowledged.lock().unwrap().push((fake("key1", &seed), blob)),
+                        None => failures.lock().unwrap().push(seed),
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while acknowledged.lock().unwrap().len() < 40 {
+        assert!(std::time::Instant::now() < deadline, "no progress through the balancer");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(first);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    // Only a request the killed server had already taken may fail (and the client retries it).
+    assert!(failures.len() <= 4, "{} of 160 failed: {failures:?}", failures.len());
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert_eq!(acknowledged.len() + failures.len(), 160);
+    // Every acknowledged result is there, through the balancer (the survivor).
+    let http = client();
+    let keys: Vec<&String> = acknowledged.iter().map(|(key, _)| key).collect();
+    let found: Value = http
+        .post(format!("{base}/v1/evals/lookup"))
+        .bearer_auth(&key)
+        .json(&json!({ "keys": keys }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(found["evals"].as_array().unwrap().len(), acknowledged.len(), "an acknowledged eval was lost");
+    for (_, blob) in acknowledged.iter().step_by(16) {
+        let status = http.get(format!("{base}/v1/blobs/{blob}")).bearer_auth(&key).send().unwrap().status();
+        assert_eq!(status, StatusCode::OK, "{blob}");
+    }
+}
