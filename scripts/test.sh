@@ -48,9 +48,14 @@ CROOT=$(sed -n 's/^CROOT=//p' <<<"$ceph_env")
     cargo test --locked -p hitsave-server --test api
 )
 
-step "the cloud server survives a PostgreSQL restart and an outage (alone: it stops the database)"
-HITSAVE_TEST_DATABASE_URL=$(sed -n 's/^DATABASE_URL=//p' <<<"$pg_env") HITSAVE_TEST_PGROOT=$PGROOT \
-  cargo test --locked -p hitsave-server --test pg_restart
+step "the cloud server survives a PostgreSQL restart and outage, and an object-store outage (alone: it stops them)"
+(
+  set -a
+  eval "$(grep -v '^CROOT=' <<<"$ceph_env")"
+  set +a
+  HITSAVE_TEST_DATABASE_URL=$(sed -n 's/^DATABASE_URL=//p' <<<"$pg_env") HITSAVE_TEST_PGROOT=$PGROOT HITSAVE_TEST_CROOT=$CROOT \
+    cargo test --locked -p hitsave-server --test pg_restart
+)
 
 step "an independent implementation of docs/spec/values.md agrees with the vectors"
 .venv/bin/python tests/spec/check_values.py

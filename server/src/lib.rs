@@ -304,6 +304,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/v1/health", get(health))
+        .route("/v1/health/live", get(liveness))
         .route("/v1/whoami", get(whoami))
         .route("/v1/projects", post(create_project_route))
         .route("/v1/blobs/missing", post(missing_blobs))
@@ -331,10 +332,22 @@ async fn metrics_text(Extension(metrics): Extension<Arc<observe::Metrics>>) -> i
 
 /// Up, and the metadata storage answers (a load balancer takes a server
 /// whose database is gone out of rotation: `503 storage_unavailable`).
+/// Readiness: both storages answer (a balancer takes the server out of
+/// rotation on 503).
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let metadata = state.metadata.clone();
-    blocking(move || metadata.ping()).await?;
+    let (metadata, blobs) = (state.metadata.clone(), state.blobs.clone());
+    blocking(move || {
+        metadata.ping()?;
+        blobs.ping()
+    })
+    .await?;
     Ok(Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "protocol": "v1" })))
+}
+
+/// Liveness: the process serves requests (no storage is asked, so a
+/// database outage does not get every server restarted).
+async fn liveness() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
 }
 
 async fn whoami(State(state): State<AppState>, auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {

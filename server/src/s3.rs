@@ -37,6 +37,10 @@ pub struct S3Config {
     pub prefix: String,
 }
 
+/// How long a request to the store is retried (with backoff) before it is
+/// answered `503 storage_unavailable`.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Parts of a multipart upload (S3 takes 5 MiB to 5 GiB a part).
 const PART: usize = 16 << 20;
 
@@ -74,6 +78,9 @@ impl S3Blobs {
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_virtual_hosted_style_request(false)
+            // While the store is down a request is answered 503 within about
+            // 10 s (as for the metadata database), never held for minutes.
+            .with_retry(object_store::RetryConfig { retry_timeout: RETRY_FOR, ..Default::default() })
             .build()
             .map_err(|err| ApiError::bad_request(format!("the S3 settings: {err}")))?;
         let runtime = SideRuntime::new("hitsave-s3", "object store")?;

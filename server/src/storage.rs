@@ -151,6 +151,10 @@ pub trait Blobs: Send + Sync {
     fn purge(&self, digest: &str) -> Result<(), ApiError>;
     /// The digests in the holding area (left by a collector that was stopped between its steps).
     fn hidden(&self) -> Result<Vec<String>, ApiError>;
+    /// Whether the store answers (the readiness check asks): a look-up of a blob no one stores.
+    fn ping(&self) -> Result<(), ApiError> {
+        self.exists(&format!("blob1_{}", "0".repeat(64))).map(drop)
+    }
 }
 
 /// Seconds since the epoch.
@@ -619,6 +623,14 @@ impl Blobs for DirBlobs {
         match std::fs::remove_file(self.held(digest)?) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
             _ => Ok(()),
+        }
+    }
+
+    fn ping(&self) -> Result<(), ApiError> {
+        if self.root.join("blobs").is_dir() {
+            Ok(())
+        } else {
+            Err(std::io::Error::new(std::io::ErrorKind::NotFound, "the blob directory is gone").into())
         }
     }
 
