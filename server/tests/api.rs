@@ -1370,7 +1370,13 @@ fn haproxy(haproxy: &str, dir: &std::path::Path, servers: &[&str]) -> (Process, 
         ),
     )
     .unwrap();
-    let child = Command::new(haproxy).arg("-db").arg("-f").arg(&config).stdout(Stdio::null()).spawn().unwrap();
+    let child = Command::new(haproxy)
+        .args(["-db", "-q", "-f"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let process = Process(child);
     let base = format!("http://127.0.0.1:{port}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
