@@ -197,7 +197,7 @@ fn store_suite() -> Vec<Row> {
     let mut next = 0u64;
     let insert = per_call(9, 500, || {
         next += 1;
-        black_box(store.put(&core, &eval(next), &small).expect("put"));
+        black_box(store.put_local(&core, &eval(next), &small).expect("put"));
     });
     let peer_db = rusqlite::Connection::open(base.join("peer.sqlite")).expect("peer db");
     peer_db.pragma_update(None, "journal_mode", "WAL").expect("wal");
@@ -226,7 +226,7 @@ fn store_suite() -> Vec<Row> {
     let mut probe = 0u64;
     let lookup = per_call(15, 20_000, || {
         probe = probe % next + 1;
-        black_box(store.get(&eval(probe).key).expect("get").expect("hit"));
+        black_box(store.get_local(&eval(probe).key).expect("get").expect("hit"));
     });
     let mut statement = peer_db.prepare_cached("SELECT value FROM t WHERE key = ?1").expect("select");
     let mut peer_probe = 0u64;
@@ -243,7 +243,7 @@ fn store_suite() -> Vec<Row> {
     let first_reads = {
         let start = Instant::now();
         for index in 1..=next {
-            black_box(fresh.get(&eval(index).key).expect("get").expect("hit"));
+            black_box(fresh.get_local(&eval(index).key).expect("get").expect("hit"));
         }
         start.elapsed() / next as u32
     };
@@ -293,7 +293,10 @@ fn store_suite() -> Vec<Row> {
         let time_store = || {
             settle();
             let start = Instant::now();
-            assert_eq!(store.put(&core, &slow, &data).expect("put 1 GiB"), hitsave_host::store::PutOutcome::Stored);
+            assert_eq!(
+                store.put_local(&core, &slow, &data).expect("put 1 GiB"),
+                hitsave_host::store::PutOutcome::Stored
+            );
             start.elapsed()
         };
         if round % 2 == 0 {
@@ -311,7 +314,7 @@ fn store_suite() -> Vec<Row> {
         read_times.push(start.elapsed());
         drop(read);
         let start = Instant::now();
-        let hit = store.get(&slow.key).expect("get").expect("hit");
+        let hit = store.get_local(&slow.key).expect("get").expect("hit");
         black_box(hit.data.bytes()[12345]);
         load_times.push(start.elapsed());
         drop(hit);

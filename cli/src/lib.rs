@@ -201,11 +201,11 @@ fn open(global: &Global) -> Result<Store, HitSaveError> {
 }
 
 /// The store with its cloud side, whatever the configured mode.
-fn open_cloud(global: &Global) -> Result<Store, HitSaveError> {
+fn open_cloud(global: &Global) -> Result<hitsave_host::Cache, HitSaveError> {
     let mut config = config(global)?;
     config.mode = hitsave_host::Mode::Cloud;
     config.upload_wait = std::time::Duration::from_secs(24 * 3600);
-    Store::open(&config)
+    hitsave_host::Cache::open(&config)
 }
 
 fn client(global: &Global) -> Result<hitsave_host::cloud::CloudClient, HitSaveError> {

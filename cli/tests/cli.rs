@@ -79,11 +79,11 @@ fn populated() -> (tempfile::TempDir, Core) {
     let core = core();
     let store = Store::open(&Config::for_dir(dir.path())).unwrap();
     let old = graph(&core, "def load_data(): return read('a.csv')");
-    store.put(&core, &eval("t1", "app:train", "python", Some(old.clone())), b"result one").unwrap();
-    store.put(&core, &eval("t2", "app:train", "python", Some(old)), &vec![3u8; 200_000]).unwrap();
-    store.put(&core, &eval("p1", "shared.parse", "node", None), b"parsed").unwrap();
-    store.put(&core, &eval("p2", "shared.parse", "python", None), b"parsed too").unwrap();
-    store.get(&digest(DigestKind::Key, "p1")).unwrap().unwrap();
+    store.put_local(&core, &eval("t1", "app:train", "python", Some(old.clone())), b"result one").unwrap();
+    store.put_local(&core, &eval("t2", "app:train", "python", Some(old)), &vec![3u8; 200_000]).unwrap();
+    store.put_local(&core, &eval("p1", "shared.parse", "node", None), b"parsed").unwrap();
+    store.put_local(&core, &eval("p2", "shared.parse", "python", None), b"parsed too").unwrap();
+    store.get_local(&digest(DigestKind::Key, "p1")).unwrap().unwrap();
     drop(store);
     (dir, core)
 }
@@ -167,7 +167,7 @@ fn why_says_when_the_policy_declined_a_result() {
         compute_micros: 3,
         graph: None,
     };
-    store.put(&core, &eval, &vec![0u8; 3 << 20]).unwrap();
+    store.put_local(&core, &eval, &vec![0u8; 3 << 20]).unwrap();
     drop(store);
     // Nothing is stored for the function, yet `why` knows why.
     let report = json(&hitsave(dir.path(), &["why", "app:cheap", "--json"]));
@@ -362,7 +362,7 @@ fn store_results(core: &Core, dir: &Path) {
         };
         let mut result = hitsave_core::stream::StreamWriter::new();
         result.str(&format!("result {i}"));
-        store.put(core, &eval, result.as_bytes()).unwrap();
+        store.put_local(core, &eval, result.as_bytes()).unwrap();
     }
 }
 
@@ -491,7 +491,7 @@ fn push_waits_for_a_slow_server_that_keeps_moving() {
     let mut result = hitsave_core::stream::StreamWriter::new();
     let noise: Vec<u8> = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     result.bytes(&noise);
-    store.put(&core, &eval, result.as_bytes()).unwrap();
+    store.put_local(&core, &eval, result.as_bytes()).unwrap();
     drop(store);
     let started = std::time::Instant::now();
     let pushed = cloud_cli(&home, &a, &["push", "--json"]);

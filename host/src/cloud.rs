@@ -1,10 +1,12 @@
-//! The HitSave cloud client, used by both SDKs and the CLI through the store.
+//! The HitSave cloud client, used by both SDKs and the CLI through the
+//! [`crate::cache::Cache`], which puts it in front of the local store (the
+//! store knows nothing of the cloud; this module uses the store).
 //!
 //! - [`CloudClient`]: the `/v1` protocol (`server/openapi.json`) over
 //!   reqwest with rustls: batch lookups, blob uploads after a batch
 //!   existence check, downloads that resume with range requests and are
 //!   verified against their digest, paged listings, key management.
-//! - [`CloudSync`]: what a store in `cloud` mode does with it. A local miss
+//! - [`CloudSync`]: what a cache in `cloud` mode does with it. A local miss
 //!   reads through (lookup, download, verify, store locally); a fresh result
 //!   is queued in the store's persistent outbox and uploaded by a background
 //!   thread, so a call never waits on the network. An unreachable server is
@@ -29,6 +31,33 @@ use serde_json::json;
 use crate::config::{Config, Mode};
 use crate::error::{HitSaveError, Result};
 use crate::store::{Hit, NewEval, ResultData, Store};
+
+/// An outbox entry as the record to send and its bytes, or `None` if the
+/// store no longer holds it.
+pub fn upload_record(store: &Store, key: &str) -> Result<Option<(RemoteEval, Vec<u8>)>> {
+    let Some(record) = store.record(key)? else { return Ok(None) };
+    let Some(hit) = store.read_uncounted(&Digest::parse(key)?)? else { return Ok(None) };
+    let graph = match &record.graph {
+        Some(fingerprint) => store.graph_json(fingerprint)?,
+        None => None,
+    };
+    let data = hit.data.bytes().to_vec();
+    let eval = RemoteEval {
+        key: record.key,
+        function_id: record.function_id,
+        function_name: record.function_name,
+        language: record.language,
+        arguments: record.arguments,
+        codec: record.codec,
+        blob: crate::hash::blob_digest(&data).to_string(),
+        size: data.len() as u64,
+        compute_micros: record.compute_micros,
+        signature: None,
+        graph: graph.map(|(_, nodes)| nodes),
+        created: 0,
+    };
+    Ok(Some((eval, data)))
+}
 
 /// Context of the signing MAC's key derivation.
 const SIGNING_CONTEXT: &str = "hitsave 2026-11 eval signature v1";
@@ -912,7 +941,7 @@ impl CloudSync {
                 if !batch.is_empty() && bytes >= GROUP_BYTES {
                     break;
                 }
-                match store.upload_record(key)? {
+                match upload_record(&store, key)? {
                     Some(item) => {
                         bytes += item.1.len();
                         batch.push(item);

@@ -22,6 +22,7 @@ use std::time::Duration;
 use hitsave_core::keys::FunctionIdentity;
 use hitsave_core::{CoreError, Digest, ErrorCode};
 
+use crate::cache::Cache;
 use crate::error::{HitSaveError, Result};
 use crate::runtime::Core;
 use crate::store::{Graph, Hit, NewEval, PutOutcome, Store};
@@ -178,15 +179,15 @@ impl Function {
 
     /// The stored result of `key`: the local store, then (for a function
     /// that uses it) the cloud.
-    pub fn get(&self, store: &Store, key: &Digest) -> Result<Option<Hit>> {
-        if self.cloud { store.get_for(key, Some(&self.function_name)) } else { store.get_local(key) }
+    pub fn get(&self, cache: &Cache, key: &Digest) -> Result<Option<Hit>> {
+        if self.cloud { cache.get_for(key, Some(&self.function_name)) } else { cache.get_local(key) }
     }
 
     /// Stores a result the function computed in `compute_micros` µs. Never
     /// fails: a store error is warned about (once per code) and reported as
     /// no outcome; a result the policy declines is remembered for
     /// [`Function::why`], and the first one gives the warning to print.
-    pub fn finish(&self, store: &Store, core: &Core, computed: Computed<'_>) -> Finish {
+    pub fn finish(&self, cache: &Cache, core: &Core, computed: Computed<'_>) -> Finish {
         let Computed { key, arguments, codec, data, compute_micros } = computed;
         let eval = NewEval {
             key,
@@ -198,7 +199,7 @@ impl Function {
             compute_micros,
             graph: self.graph.clone(),
         };
-        let outcome = if self.cloud { store.put(core, &eval, data) } else { store.put_local(core, &eval, data) };
+        let outcome = if self.cloud { cache.put(core, &eval, data) } else { cache.put_local(core, &eval, data) };
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {

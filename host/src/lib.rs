@@ -31,6 +31,7 @@
 //! # Ok::<(), hitsave_host::HitSaveError>(())
 //! ```
 
+pub mod cache;
 pub mod cloud;
 pub mod config;
 pub mod error;
@@ -45,6 +46,7 @@ pub mod store;
 pub mod warn;
 pub mod why;
 
+pub use cache::Cache;
 pub use config::{Config, Mode};
 pub use error::{HitSaveError, Result};
 pub use runtime::{Core, LoadOptions, LoadSource};

@@ -8,9 +8,10 @@
 
 use std::time::Instant;
 
+use crate::cache::Cache;
 use crate::error::HitSaveError;
 use crate::runtime::Core;
-use crate::store::{NewEval, PutOutcome, ResultData, Store};
+use crate::store::{NewEval, PutOutcome, ResultData};
 
 /// Where a call's value came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,11 +36,11 @@ pub struct Call {
 }
 
 /// Looks `eval.key` up; on a miss takes the key's compute lock
-/// ([`Store::lock_compute`]), looks again, runs `compute` (which returns the
+/// ([`crate::store::Store::lock_compute`]), looks again, runs `compute` (which returns the
 /// encoded result) and stores it. `eval.compute_micros` is filled in here. Errors of
 /// `compute` are returned as they are and nothing is stored.
 pub fn call<E>(
-    store: Option<&Store>,
+    store: Option<&Cache>,
     core: &Core,
     mut eval: NewEval,
     compute: impl FnOnce() -> Result<Vec<u8>, E>,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hitsave_core::Digest;
 use hitsave_host::store::{NewEval, PutOutcome};
-use hitsave_host::{Config, Core, Mode, Store};
+use hitsave_host::{Cache, Config, Core, Mode};
 
 struct Server {
     url: String,
@@ -106,14 +106,14 @@ fn a_result_computed_on_one_machine_hits_on_another() {
     let key = project(&server, "team");
     let (_a_dir, a_config) = machine(&server.url, &key, None);
     let (_b_dir, b_config) = machine(&server.url, &key, None);
-    let a = Store::open(&a_config).unwrap();
+    let a = Cache::open(&a_config).unwrap();
     let small = b"a small result".to_vec();
     let large: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
     assert_eq!(a.put(core(), &eval("small", "f", "portable"), &portable(&small)).unwrap(), PutOutcome::Stored);
     assert_eq!(a.put(core(), &eval("large", "f", "portable"), &portable(&large)).unwrap(), PutOutcome::Stored);
     assert_eq!(a.drain_uploads().unwrap(), 0, "the outbox empties");
 
-    let b = Store::open(&b_config).unwrap();
+    let b = Cache::open(&b_config).unwrap();
     assert!(b.get_local(&digest("key", "small")).unwrap().is_none());
     let hit = b.get(&digest("key", "small")).unwrap().expect("read through the cloud");
     assert_eq!(hit.data.bytes(), &portable(&small)[..]);
@@ -129,14 +129,14 @@ fn bulk_download_of_a_function() {
     let key = project(&server, "bulk");
     let (_a_dir, a_config) = machine(&server.url, &key, None);
     let (_b_dir, b_config) = machine(&server.url, &key, None);
-    let a = Store::open(&a_config).unwrap();
+    let a = Cache::open(&a_config).unwrap();
     for i in 0..12 {
         a.put(core(), &eval(&format!("f{i}"), "train", "portable"), &portable(format!("result {i}").as_bytes()))
             .unwrap();
     }
     a.put(core(), &eval("other", "other", "portable"), &portable(b"x")).unwrap();
     a.drain_uploads().unwrap();
-    let b = Store::open(&b_config).unwrap();
+    let b = Cache::open(&b_config).unwrap();
     let mut calls = Vec::new();
     let fetched = b.cloud().unwrap().download_function(&b, "train", |done, total| calls.push((done, total))).unwrap();
     assert_eq!(fetched, 12);
@@ -157,7 +157,7 @@ fn an_unreachable_server_costs_nothing_and_uploads_resume_at_the_next_start() {
     let url = format!("http://{address}");
     let (dir, mut config) = machine(&url, "hs_0000000000000000_none", None);
     config.upload_wait = Duration::from_millis(300);
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     let start = Instant::now();
     assert_eq!(
         store.put(core(), &eval("offline", "f", "portable"), &portable(b"computed offline")).unwrap(),
@@ -176,7 +176,7 @@ fn an_unreachable_server_costs_nothing_and_uploads_resume_at_the_next_start() {
     let key = project(&server, "late");
     config.api_key = Some(key.clone());
     config.upload_wait = Duration::from_secs(20);
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     assert_eq!(store.drain_uploads().unwrap(), 0);
     let client = hitsave_host::cloud::CloudClient::new(&server.url, &key, None).unwrap();
     assert_eq!(client.lookup(&[digest("key", "offline").to_string()]).unwrap().len(), 1);
@@ -196,7 +196,7 @@ fn a_server_that_never_answers_costs_one_timeout_then_nothing_until_it_is_back()
     let address = black_hole.local_addr().unwrap();
     let (_dir, mut config) = machine(&format!("http://{address}"), &key, None);
     config.cloud_timeout = Duration::from_secs(1);
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     let timed = |seed: &str| {
         let start = Instant::now();
         let found = store.get(&digest("key", seed)).unwrap();
@@ -215,7 +215,7 @@ fn a_server_that_never_answers_costs_one_timeout_then_nothing_until_it_is_back()
     drop(black_hole);
     let server = serve_on(std::net::TcpListener::bind(address).unwrap(), data);
     let (_other_dir, other_config) = machine(&server.url, &key, None);
-    let other = Store::open(&other_config).unwrap();
+    let other = Cache::open(&other_config).unwrap();
     other.put(core(), &eval("shared", "f", "portable"), &portable(b"from the other machine")).unwrap();
     other.drain_uploads().unwrap();
     // The process that saw it down reads through again once a health check finds it back,
@@ -238,7 +238,7 @@ fn a_tampered_blob_is_rejected_and_nothing_is_stored() {
     let key = project(&server, "tamper");
     let (_a_dir, a_config) = machine(&server.url, &key, None);
     let (_b_dir, b_config) = machine(&server.url, &key, None);
-    let a = Store::open(&a_config).unwrap();
+    let a = Cache::open(&a_config).unwrap();
     let data = b"the honest result".to_vec();
     a.put(core(), &eval("t", "f", "portable"), &data).unwrap();
     a.drain_uploads().unwrap();
@@ -246,7 +246,7 @@ fn a_tampered_blob_is_rejected_and_nothing_is_stored() {
     let hex = blake3::hash(&data).to_hex().to_string();
     let path = server.data.path().join("blobs").join(&hex[..2]).join(&hex);
     std::fs::write(&path, b"the forged result").unwrap();
-    let b = Store::open(&b_config).unwrap();
+    let b = Cache::open(&b_config).unwrap();
     assert!(b.get(&digest("key", "t")).unwrap().is_none(), "a blob that fails its digest is a miss");
     assert!(b.get_local(&digest("key", "t")).unwrap().is_none(), "and is not stored");
 }
@@ -256,13 +256,13 @@ fn language_only_results_load_only_when_signed_by_a_trusted_key() {
     let server = server();
     let key = project(&server, "signed");
     let (_a_dir, a_config) = machine(&server.url, &key, Some("team secret"));
-    let a = Store::open(&a_config).unwrap();
+    let a = Cache::open(&a_config).unwrap();
     a.put(core(), &eval("pickled", "f", "pickle"), b"pickle bytes").unwrap();
     a.put(core(), &eval("portable", "f", "portable"), &portable(b"portable bytes")).unwrap();
     a.drain_uploads().unwrap();
 
     let (_b_dir, b_config) = machine(&server.url, &key, Some("team secret"));
-    let b = Store::open(&b_config).unwrap();
+    let b = Cache::open(&b_config).unwrap();
     assert_eq!(b.get(&digest("key", "pickled")).unwrap().unwrap().data.bytes(), b"pickle bytes");
 
     assert!(b.get(&digest("key", "portable")).unwrap().is_some(), "a signed portable record loads");
@@ -271,7 +271,7 @@ fn language_only_results_load_only_when_signed_by_a_trusted_key() {
     // language-only ones never. With another secret: nothing the team signed.
     for (signing, portable_loads) in [(None, true), (Some("another secret"), false)] {
         let (_dir, config) = machine(&server.url, &key, signing);
-        let c = Store::open(&config).unwrap();
+        let c = Cache::open(&config).unwrap();
         assert!(c.get(&digest("key", "pickled")).unwrap().is_none(), "untrusted with {signing:?}");
         assert_eq!(c.get(&digest("key", "portable")).unwrap().is_some(), portable_loads, "portable with {signing:?}");
     }
@@ -280,22 +280,22 @@ fn language_only_results_load_only_when_signed_by_a_trusted_key() {
     // writer wins, so it could claim any key): a machine with the secret
     // never loads it; one without the secret does (docs/cloud.md, "Trust").
     let (_u_dir, u_config) = machine(&server.url, &key, None);
-    let u = Store::open(&u_config).unwrap();
+    let u = Cache::open(&u_config).unwrap();
     u.put(core(), &eval("unsigned", "f", "portable"), &portable(b"claimed value")).unwrap();
     u.drain_uploads().unwrap();
     let (_t_dir, t_config) = machine(&server.url, &key, Some("team secret"));
-    let t = Store::open(&t_config).unwrap();
+    let t = Cache::open(&t_config).unwrap();
     assert!(t.get(&digest("key", "unsigned")).unwrap().is_none(), "an unsigned portable record is not loaded");
     let (_o_dir, o_config) = machine(&server.url, &key, None);
-    assert!(Store::open(&o_config).unwrap().get(&digest("key", "unsigned")).unwrap().is_some());
+    assert!(Cache::open(&o_config).unwrap().get(&digest("key", "unsigned")).unwrap().is_some());
 
     // A forged record: uploaded by a key holder without the signing secret.
     let (_f_dir, f_config) = machine(&server.url, &key, Some("forger's guess"));
-    let f = Store::open(&f_config).unwrap();
+    let f = Cache::open(&f_config).unwrap();
     f.put(core(), &eval("forged", "f", "pickle"), b"malicious pickle").unwrap();
     f.drain_uploads().unwrap();
     let (_d_dir, d_config) = machine(&server.url, &key, Some("team secret"));
-    let d = Store::open(&d_config).unwrap();
+    let d = Cache::open(&d_config).unwrap();
     assert!(d.get(&digest("key", "forged")).unwrap().is_none(), "a forged eval is never loaded");
 }
 
@@ -306,7 +306,7 @@ fn a_read_only_key_cannot_upload_but_the_result_stays_local() {
     let client = hitsave_host::cloud::CloudClient::new(&server.url, &key, None).unwrap();
     let reader = client.create_key("read", "laptop").unwrap()["key"].as_str().unwrap().to_owned();
     let (_dir, config) = machine(&server.url, &reader, None);
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     assert_eq!(store.put(core(), &eval("r", "f", "portable"), &portable(b"mine")).unwrap(), PutOutcome::Stored);
     store.drain_uploads().unwrap();
     assert!(store.get(&digest("key", "r")).unwrap().is_some());
@@ -321,12 +321,12 @@ fn a_function_the_cloud_keeps_answering_is_prefetched_in_bulk() {
     let key = project(&server, "prefetch");
     let (_a_dir, a_config) = machine(&server.url, &key, None);
     let (_b_dir, b_config) = machine(&server.url, &key, None);
-    let a = Store::open(&a_config).unwrap();
+    let a = Cache::open(&a_config).unwrap();
     for i in 0..10 {
         a.put(core(), &eval(&format!("hot{i}"), "hot", "portable"), &portable(format!("hot {i}").as_bytes())).unwrap();
     }
     a.drain_uploads().unwrap();
-    let b = Store::open(&b_config).unwrap();
+    let b = Cache::open(&b_config).unwrap();
     for i in 0..2 {
         assert!(b.get_for(&digest("key", &format!("hot{i}")), Some("hot")).unwrap().is_some());
     }
@@ -587,7 +587,7 @@ fn a_server_answering_with_another_keys_record_is_a_miss_not_that_result() {
     let data = portable(b"the result of f(2)");
     let url = lying_server(remote_eval("f(2)", &data), data);
     let (_dir, config) = machine(&url, "hs_0_0", None);
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     let asked = digest("key", "f(1)");
     assert!(store.get(&asked).unwrap().is_none(), "another key's record is never this key's result");
     assert!(store.get_local(&asked).unwrap().is_none(), "and nothing is stored under the asked key");
@@ -598,7 +598,7 @@ fn a_portable_record_whose_blob_is_not_portable_is_a_miss_and_is_not_kept() {
     let garbage = b"\xff\xfe not a portable stream".to_vec();
     let url = lying_server(remote_eval("f(1)", &garbage), garbage);
     let (_dir, config) = machine(&url, "hs_0_0", None);
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     let asked = digest("key", "f(1)");
     assert!(store.get(&asked).unwrap().is_none(), "not served");
     assert!(store.get_local(&asked).unwrap().is_none(), "not stored, so a later offline call does not fail");
@@ -612,7 +612,7 @@ fn a_record_filed_under_a_key_its_function_and_arguments_do_not_derive_is_refuse
     forged.key = digest("key", "f(1)").to_string();
     let url = lying_server(forged, data);
     let (_dir, config) = machine(&url, "hs_0_0", None);
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     let asked = digest("key", "f(1)");
     assert!(store.get(&asked).unwrap().is_none(), "f(1) never returns f(2)'s result");
     assert!(store.get_local(&asked).unwrap().is_none());
@@ -630,7 +630,7 @@ fn a_server_repeating_its_page_cursor_ends_a_listing_instead_of_looping() {
         }
     });
     let (_dir, config) = machine(&url, "hs_0_0", None);
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     let start = Instant::now();
     let _ = store.cloud().unwrap().download_function(&store, "f", |_, _| {});
     assert!(start.elapsed() < Duration::from_secs(20), "a repeated cursor was followed for {:?}", start.elapsed());
@@ -654,7 +654,7 @@ fn a_record_claiming_more_than_the_local_budget_is_not_downloaded() {
         }
     });
     let (_dir, config) = machine(&url, "hs_0_0", None);
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     let start = Instant::now();
     assert!(store.get(&digest("key", "huge")).unwrap().is_none());
     assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
@@ -676,7 +676,7 @@ fn an_endless_answer_is_read_only_up_to_the_limit() {
     // Without the bound the client reads until this timeout ends the request
     // (gigabytes of memory on the way); with it, it stops after 64 MiB.
     config.cloud_timeout = Duration::from_secs(30);
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     let start = Instant::now();
     assert!(store.get(&digest("key", "endless")).unwrap().is_none(), "a miss, after at most 64 MiB read");
     assert!(start.elapsed() < Duration::from_secs(20), "read for {:?}: the answer was not bounded", start.elapsed());

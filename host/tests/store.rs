@@ -11,9 +11,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use hitsave_core::{Digest, DigestKind};
+use hitsave_host::Cache;
 use hitsave_host::config::{Config, Mode};
 use hitsave_host::memo::{self, Source};
-use hitsave_host::store::{NewEval, PutOutcome, Store, TryLock};
+use hitsave_host::store::{NewEval, PutOutcome, TryLock};
 use hitsave_host::{Core, LoadOptions};
 
 fn core() -> &'static Core {
@@ -70,7 +71,7 @@ fn spawn_child(role: &str, dir: &Path, extra: &[(&str, String)]) -> Command {
 fn child_process_entry() {
     let Ok(role) = std::env::var("HITSAVE_TEST_ROLE") else { return };
     let dir = PathBuf::from(std::env::var("HITSAVE_TEST_DIR").expect("dir"));
-    let store = Store::open(&config(&dir)).expect("open");
+    let store = Cache::open(&config(&dir)).expect("open");
     match role.as_str() {
         "writer" => {
             // Overlapping ranges across processes: the same key from two processes.
@@ -200,7 +201,7 @@ fn child_process_entry() {
 #[test]
 fn results_round_trip_inline_and_as_blobs() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     for index in 0..10 {
         assert_eq!(
             store.put(core(), &eval(&format!("k{index}"), "f", 10), &content(index)).unwrap(),
@@ -235,13 +236,13 @@ fn callers_opening_a_new_store_at_once_all_get_it() {
                 let (dir, start) = (dir.path(), &start);
                 scope.spawn(move || {
                     start.wait();
-                    let store = Store::open(&config(dir)).expect("every caller opens the new store");
+                    let store = Cache::open(&config(dir)).expect("every caller opens the new store");
                     let label = format!("t{thread}");
                     store.put(core(), &eval(&label, "f", 10), label.as_bytes()).unwrap();
                 });
             }
         });
-        let store = Store::open(&config(dir.path())).unwrap();
+        let store = Cache::open(&config(dir.path())).unwrap();
         for thread in 0..6 {
             assert!(store.get(&key(&format!("t{thread}"))).unwrap().is_some());
         }
@@ -251,7 +252,7 @@ fn callers_opening_a_new_store_at_once_all_get_it() {
 #[test]
 fn identical_results_are_stored_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     let big = content(0);
     store.put(core(), &eval("a", "f", 10), &big).unwrap();
     store.put(core(), &eval("b", "g", 10), &big).unwrap();
@@ -268,13 +269,13 @@ fn identical_results_are_stored_once() {
 #[test]
 fn hits_and_last_access_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     store.put(core(), &eval("a", "f", 10), b"value").unwrap();
     for _ in 0..3 {
         store.get(&key("a")).unwrap().unwrap();
     }
     drop(store);
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     let record = store.record(&key("a").to_string()).unwrap().unwrap();
     assert_eq!(record.hits, 3);
     let functions = store.functions().unwrap();
@@ -285,7 +286,7 @@ fn hits_and_last_access_are_recorded() {
 #[test]
 fn concurrent_writers_in_several_processes_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    Store::open(&config(dir.path())).unwrap();
+    Cache::open(&config(dir.path())).unwrap();
     // Four processes, overlapping key ranges [0,60), [30,90), [60,120), [90,150).
     let children: Vec<_> = (0..4u64)
         .map(|n| spawn_child("writer", dir.path(), &[("HITSAVE_TEST_FIRST", (n * 30).to_string())]).spawn().unwrap())
@@ -293,7 +294,7 @@ fn concurrent_writers_in_several_processes_lose_nothing() {
     for mut child in children {
         assert!(child.wait().unwrap().success(), "a writer process failed");
     }
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     for index in 0..150 {
         let hit = store.get(&key(&format!("entry {index}"))).unwrap().unwrap_or_else(|| panic!("entry {index} lost"));
         assert_eq!(hit.data.bytes(), content(index).as_slice());
@@ -306,7 +307,7 @@ fn concurrent_writers_in_several_processes_lose_nothing() {
 #[test]
 fn writer_killed_at_random_points_leaves_only_whole_entries() {
     let dir = tempfile::tempdir().unwrap();
-    Store::open(&config(dir.path())).unwrap();
+    Cache::open(&config(dir.path())).unwrap();
     let rounds: u64 = std::env::var("HITSAVE_SOAK").ok().and_then(|n| n.parse().ok()).unwrap_or(12);
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     for round in 0..rounds {
@@ -317,7 +318,7 @@ fn writer_killed_at_random_points_leaves_only_whole_entries() {
         std::thread::sleep(Duration::from_millis(150 + seed % 250));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let store = Store::open(&config(dir.path())).expect("the store opens after a kill");
+        let store = Cache::open(&config(dir.path())).expect("the store opens after a kill");
         let records = store.evals(None).unwrap();
         for record in &records {
             let hit = store.get(&Digest::parse(&record.key).unwrap()).unwrap();
@@ -328,7 +329,7 @@ fn writer_killed_at_random_points_leaves_only_whole_entries() {
         }
         assert!(store.verify(|_, _| {}).unwrap().corrupt.is_empty(), "round {round}");
     }
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     assert!(store.stats().unwrap().evals > 0, "the writers got something stored");
     // Temp files of killed writers are cleaned by gc once stale; none is ever served.
     store.gc(core(), None).unwrap();
@@ -336,9 +337,9 @@ fn writer_killed_at_random_points_leaves_only_whole_entries() {
 
 /// A store holding one large result (entry "a"): the directory, the store,
 /// the result's bytes and its blob file.
-fn store_with_one_blob() -> (tempfile::TempDir, Store, Vec<u8>, PathBuf) {
+fn store_with_one_blob() -> (tempfile::TempDir, Cache, Vec<u8>, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     let big = content(0);
     store.put(core(), &eval("a", "f", 10), &big).unwrap();
     let digest = blake3::hash(&big).to_hex().to_string();
@@ -383,7 +384,7 @@ fn a_blob_that_cannot_be_mapped_is_a_warning_and_keeps_its_entry() {
 #[test]
 fn verify_reports_and_drops_corrupt_inline_and_missing_blobs() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     store.put(core(), &eval("blob", "f", 10), &content(0)).unwrap();
     store.put(core(), &eval("good", "f", 10), b"fine").unwrap();
     let digest = blake3::hash(&content(0)).to_hex().to_string();
@@ -397,7 +398,7 @@ fn verify_reports_and_drops_corrupt_inline_and_missing_blobs() {
 #[test]
 fn verify_reports_a_portable_record_that_does_not_decode() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     let mut portable = eval("claims portable", "f", 10);
     portable.codec = "portable".into();
     store.put(core(), &portable, b"\xff not a portable stream").unwrap();
@@ -416,7 +417,7 @@ fn eviction_keeps_the_budget_and_expensive_small_entries() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
     config.max_size = 1 << 20;
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     // Small results that took a minute each, and large ones that took a millisecond.
     for index in 0..20 {
         store.put(core(), &eval(&format!("small {index}"), "expensive", 60_000_000), &vec![index as u8; 2000]).unwrap();
@@ -441,7 +442,7 @@ fn eviction_keeps_the_budget_and_expensive_small_entries() {
 fn reverting_an_edit_hits_the_old_result_again() {
     // Old versions stay until the budget needs the room: a key that comes back hits.
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     let mut runs = 0;
     for version in ["v1", "v2", "v1"] {
         memo::call(Some(&store), core(), eval(&format!("train {version}"), "train", 0), || {
@@ -456,7 +457,7 @@ fn reverting_an_edit_hits_the_old_result_again() {
 #[test]
 fn unwritable_store_still_returns_the_value() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     store.put(core(), &eval("kept", "f", 10), &content(6)).unwrap();
     // Block the blob tree: creating any shard directory now fails.
     std::fs::remove_dir_all(dir.path().join("blobs")).unwrap();
@@ -476,7 +477,7 @@ fn unwritable_store_still_returns_the_value() {
 #[test]
 fn full_disk_still_returns_the_value() {
     let dir = tempfile::tempdir().unwrap();
-    Store::open(&config(dir.path())).unwrap();
+    Cache::open(&config(dir.path())).unwrap();
     let mut command = spawn_child("disk-full", dir.path(), &[]);
     command.stdout(Stdio::piped());
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -494,7 +495,7 @@ fn full_disk_still_returns_the_value() {
     let output = command.output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("disk-full child done"));
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     assert!(store.get(&key("small")).unwrap().is_some());
     assert!(store.get(&key("big")).unwrap().is_none());
     assert!(store.verify(|_, _| {}).unwrap().corrupt.is_empty());
@@ -503,10 +504,10 @@ fn full_disk_still_returns_the_value() {
 #[test]
 fn read_only_mode_reads_but_never_writes() {
     let dir = tempfile::tempdir().unwrap();
-    Store::open(&config(dir.path())).unwrap().put(core(), &eval("a", "f", 10), b"value").unwrap();
+    Cache::open(&config(dir.path())).unwrap().put(core(), &eval("a", "f", 10), b"value").unwrap();
     let mut read_only = config(dir.path());
     read_only.mode = Mode::ReadOnly;
-    let store = Store::open(&read_only).unwrap();
+    let store = Cache::open(&read_only).unwrap();
     assert_eq!(store.get(&key("a")).unwrap().unwrap().data.bytes(), b"value");
     assert_eq!(store.put(core(), &eval("b", "f", 10), b"new").unwrap(), PutOutcome::Skipped);
     assert!(store.get(&key("b")).unwrap().is_none());
@@ -515,11 +516,11 @@ fn read_only_mode_reads_but_never_writes() {
 #[test]
 fn a_newer_schema_is_refused_without_changes() {
     let dir = tempfile::tempdir().unwrap();
-    Store::open(&config(dir.path())).unwrap();
+    Cache::open(&config(dir.path())).unwrap();
     let conn = rusqlite_connection(&dir.path().join("index.sqlite"));
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
-    let error = Store::open(&config(dir.path())).err().expect("refused");
+    let error = Cache::open(&config(dir.path())).err().expect("refused");
     assert_eq!(error.code(), "store_too_new");
 }
 
@@ -530,7 +531,7 @@ fn rusqlite_connection(path: &Path) -> rusqlite::Connection {
 #[test]
 fn gc_removes_orphan_blobs_but_not_used_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     store.put(core(), &eval("used", "f", 10), &content(0)).unwrap();
     let orphan = blake3::hash(b"nobody refers to this").to_hex().to_string();
     std::fs::create_dir_all(dir.path().join("blobs").join(&orphan[..2])).unwrap();
@@ -553,7 +554,7 @@ fn a_forked_child_opens_its_own_connection() {
     // Forked from a process of its own: forking this multi-threaded test
     // process could copy a lock another test thread holds into the child.
     let dir = tempfile::tempdir().unwrap();
-    Store::open(&config(dir.path())).unwrap();
+    Cache::open(&config(dir.path())).unwrap();
     let output = spawn_child("fork", dir.path(), &[]).stdout(Stdio::piped()).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("fork child done"));
@@ -562,7 +563,7 @@ fn a_forked_child_opens_its_own_connection() {
 #[test]
 fn hits_written_in_the_background_are_all_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     // More distinct keys than one batch, so a batch goes to the background writer.
     for index in 0..5000u64 {
         store.put(core(), &eval(&format!("k{index}"), "f", 10), &index.to_le_bytes()).unwrap();
@@ -572,14 +573,14 @@ fn hits_written_in_the_background_are_all_kept() {
     }
     assert_eq!(store.stats().unwrap().hits, 5000, "stats waits for the background writer");
     drop(store);
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     assert_eq!(store.functions().unwrap()[0].hits, 5000);
 }
 
 #[test]
 fn the_compute_lock_lets_one_caller_compute_and_the_others_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(Store::open(&config(dir.path())).unwrap());
+    let store = std::sync::Arc::new(Cache::open(&config(dir.path())).unwrap());
     let k = key("locked");
 
     let first = store.lock_compute(&k).expect("a free key locks at once");
@@ -621,17 +622,17 @@ fn the_compute_lock_lets_one_caller_compute_and_the_others_wait() {
     // Off: lock_wait = 0, and in read-only mode.
     let mut off = config(dir.path());
     off.lock_wait = Duration::ZERO;
-    assert!(Store::open(&off).unwrap().lock_compute(&k).is_none());
-    assert!(matches!(Store::open(&off).unwrap().try_lock_compute(&k), TryLock::Unavailable));
+    assert!(Cache::open(&off).unwrap().lock_compute(&k).is_none());
+    assert!(matches!(Cache::open(&off).unwrap().try_lock_compute(&k), TryLock::Unavailable));
     let mut read_only = config(dir.path());
     read_only.mode = Mode::ReadOnly;
-    assert!(Store::open(&read_only).unwrap().lock_compute(&k).is_none());
+    assert!(Cache::open(&read_only).unwrap().lock_compute(&k).is_none());
 }
 
 #[test]
 fn the_compute_lock_is_shared_between_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     let held = store.lock_compute(&key("across")).unwrap();
     let mut child = spawn_child("lock", dir.path(), &[]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()))
@@ -648,7 +649,7 @@ fn the_compute_lock_is_shared_between_processes() {
 #[test]
 fn concurrent_calls_of_one_key_compute_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     let runs = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<(Source, Vec<u8>)> = std::thread::scope(|scope| {
         let calls: Vec<_> = (0..3)
@@ -676,7 +677,7 @@ fn a_declined_result_is_recorded_for_later_processes() {
     let dir = tempfile::tempdir().unwrap();
     let big = vec![7u8; 2 << 20];
     {
-        let store = Store::open(&config(dir.path())).unwrap();
+        let store = Cache::open(&config(dir.path())).unwrap();
         // 2 MiB computed in 1 µs: cheaper to compute again than to read back.
         let cheaper = PutOutcome::Declined("1 MiB or more and cheaper to compute again than to read back".into());
         assert_eq!(store.put(core(), &eval("cheap", "f", 1), &big).unwrap(), cheaper);
@@ -685,7 +686,7 @@ fn a_declined_result_is_recorded_for_later_processes() {
         assert_eq!(store.put(core(), &eval("kept", "g", 10), b"small").unwrap(), PutOutcome::Stored);
     }
     // A later process (a fresh store object) still knows why.
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     let declined = store.declined("f").unwrap().expect("the decline was recorded");
     assert_eq!(declined.key, key("cheap").to_string());
     assert_eq!((declined.size, declined.compute_micros), (2 << 20, 1));
@@ -695,7 +696,7 @@ fn a_declined_result_is_recorded_for_later_processes() {
     // Over the whole budget: the other reason.
     let mut small_budget = config(dir.path());
     small_budget.max_size = 1 << 20;
-    let store = Store::open(&small_budget).unwrap();
+    let store = Cache::open(&small_budget).unwrap();
     let over = PutOutcome::Declined(format!("larger than the whole size budget ({} bytes)", 1 << 20));
     assert_eq!(store.put(core(), &eval("huge", "h", 60_000_000), &big).unwrap(), over);
     assert!(store.declined("h").unwrap().unwrap().reason.contains("larger than the whole size budget"));
@@ -705,7 +706,7 @@ fn a_declined_result_is_recorded_for_later_processes() {
     assert_eq!(store.declined("f").unwrap(), None);
     let mut read_only = config(dir.path());
     read_only.mode = Mode::ReadOnly;
-    assert!(Store::open(&read_only).unwrap().declined("h").unwrap().is_some());
+    assert!(Cache::open(&read_only).unwrap().declined("h").unwrap().is_some());
 }
 
 #[test]
@@ -713,7 +714,7 @@ fn the_size_total_stays_exact_through_puts_evictions_clears_and_other_writers() 
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
     config.max_size = 300_000;
-    let store = Store::open(&config).unwrap();
+    let store = Cache::open(&config).unwrap();
     for index in 0..40 {
         store.put(core(), &eval(&format!("e{index}"), "f", 1000 + index), &vec![index as u8; 20_000]).unwrap();
     }
@@ -721,7 +722,7 @@ fn the_size_total_stays_exact_through_puts_evictions_clears_and_other_writers() 
     store.clear(Some("g")).unwrap();
     store.gc(core(), Some(100_000)).unwrap();
     // Another writer (a second store on the same directory, as another process would be).
-    let other = Store::open(&config).unwrap();
+    let other = Cache::open(&config).unwrap();
     other.put(core(), &eval("other", "h", 10), &[7u8; 5000]).unwrap();
     let index = rusqlite::Connection::open(dir.path().join("index.sqlite")).unwrap();
     let kept: i64 = index.query_row("SELECT value FROM totals WHERE name = 'size'", [], |row| row.get(0)).unwrap();
@@ -736,7 +737,7 @@ fn verify_pages_through_every_record() {
     // More than one page (512 records): every record is checked, a corrupt
     // one after the first page is found, and progress counts to the total.
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path())).unwrap();
+    let store = Cache::open(&config(dir.path())).unwrap();
     let labels: Vec<String> = (0..1300).map(|i| format!("page {i}")).collect();
     // The record whose key sorts last is a blob (certainly past the first page).
     let last = labels.iter().max_by_key(|label| key(label).to_string()).unwrap().clone();

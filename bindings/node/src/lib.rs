@@ -27,7 +27,7 @@ use hitsave_core::graph::{Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
 use hitsave_host::function::{Computed, Finish};
 use hitsave_host::store::{Graph, Hit, ResultData};
-use hitsave_host::{Config, Core, HitSaveError, Store};
+use hitsave_host::{Cache, Config, Core, HitSaveError};
 use napi::bindgen_prelude::{AsyncTask, Either, FromNapiValue, Unknown};
 use napi::{Env, Error, Result, Task, sys};
 use napi_derive::napi;
@@ -336,7 +336,7 @@ pub fn source_fingerprint(env: Env, source: String, name: String) -> Result<Stri
 // -- the store and registered functions ------------------------------------
 
 static CONFIG: OnceLock<std::result::Result<Config, String>> = OnceLock::new();
-static STORES: Mutex<Option<HashMap<PathBuf, Arc<Store>>>> = Mutex::new(None);
+static STORES: Mutex<Option<HashMap<PathBuf, Arc<Cache>>>> = Mutex::new(None);
 
 fn config(js: Js) -> Result<&'static Config> {
     let load = || {
@@ -352,7 +352,7 @@ fn config(js: Js) -> Result<&'static Config> {
 }
 
 /// The store for a directory, opened once per process.
-fn store_for(dir: &std::path::Path) -> std::result::Result<Arc<Store>, HitSaveError> {
+fn store_for(dir: &std::path::Path) -> std::result::Result<Arc<Cache>, HitSaveError> {
     let mut stores = STORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let stores = stores.get_or_insert_with(HashMap::new);
     if let Some(store) = stores.get(dir) {
@@ -360,7 +360,7 @@ fn store_for(dir: &std::path::Path) -> std::result::Result<Arc<Store>, HitSaveEr
     }
     let mut config = Config::load()?;
     config.cache_dir = dir.to_path_buf();
-    let store = Arc::new(Store::open(&config)?);
+    let store = Arc::new(Cache::open(&config)?);
     stores.insert(dir.to_path_buf(), store.clone());
     Ok(store)
 }
@@ -375,7 +375,7 @@ struct Function {
 }
 
 impl Function {
-    fn store(&self) -> std::result::Result<Arc<Store>, HitSaveError> {
+    fn store(&self) -> std::result::Result<Arc<Cache>, HitSaveError> {
         store_for(&self.cache_dir)
     }
 
@@ -581,7 +581,7 @@ impl Task for Lookup {
 /// A repeated hit is answered at once, as that array itself rather than a
 /// promise: when every argument byte is at hand (no large buffer or file to
 /// hash), the key was derived before in this process ([`KeyMemo`]) and the
-/// result is in the store's memory of verified hits ([`Store::get_recent`]),
+/// result is in the store's memory of verified hits ([`hitsave_host::Store::get_recent`]),
 /// nothing is left that could block. Everything else (hashing, the core
 /// component, SQLite, files, the network) runs on a libuv worker.
 #[napi(ts_return_type = "[string, string, number, unknown] | Promise<[string, string, number, unknown]>")]
@@ -604,7 +604,7 @@ static LOCKS: std::sync::Mutex<(u32, Vec<(u32, hitsave_host::store::ComputeLock)
 
 /// Takes the key's compute lock (waiting while another process or thread
 /// computes it) and, holding it, looks the key up again in the local store
-/// ([`Store::lock_and_reread`]).
+/// ([`hitsave_host::Store::lock_and_reread`]).
 fn lock_and_look(function: &Function, key: &Digest) -> (Option<u32>, std::result::Result<Option<Hit>, HitSaveError>) {
     let store = match function.store() {
         Ok(store) => store,
@@ -901,7 +901,7 @@ pub fn download(handle: u32) -> Result<AsyncTask<Download>> {
 /// Waits (up to `upload_wait`) for every open store's queued uploads; returns how many are left.
 #[napi]
 pub fn drain_uploads() -> f64 {
-    let stores: Vec<Arc<Store>> = {
+    let stores: Vec<Arc<Cache>> = {
         let stores = STORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         stores.as_ref().map(|stores| stores.values().cloned().collect()).unwrap_or_default()
     };
@@ -912,7 +912,7 @@ pub fn drain_uploads() -> f64 {
 #[napi]
 pub fn flush(env: Env) -> Result<()> {
     let js = Js(env.raw());
-    let stores: Vec<Arc<Store>> = {
+    let stores: Vec<Arc<Cache>> = {
         let stores = STORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         stores.as_ref().map(|stores| stores.values().cloned().collect()).unwrap_or_default()
     };

@@ -360,7 +360,7 @@ fn blob_digest(py: Python<'_>, data: &[u8]) -> String {
 /// The local store, opened from the configuration (environment, `hitsave.toml`).
 #[pyclass(frozen, module = "hitsave._native")]
 struct Store {
-    inner: hitsave_host::Store,
+    inner: hitsave_host::Cache,
     mode: String,
 }
 
@@ -376,7 +376,7 @@ impl Store {
                 config.cache_dir = dir;
             }
             let mode = config.mode.as_str().to_owned();
-            Ok(Self { inner: hitsave_host::Store::open(&config)?, mode })
+            Ok(Self { inner: hitsave_host::Cache::open(&config)?, mode })
         })
         .map_err(to_py_err)
     }
