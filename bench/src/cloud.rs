@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{Row, fmt_duration, median, verdict};
 
-fn fake(kind: &str, seed: &str) -> String {
+pub(crate) fn fake(kind: &str, seed: &str) -> String {
     format!("{kind}1_{}", blake3::hash(seed.as_bytes()).to_hex())
 }
 
@@ -44,6 +44,90 @@ fn plain_router(dir: std::path::PathBuf) -> axum::Router {
     )
 }
 
+/// `n` small evals with their result bytes.
+pub(crate) fn small_evals(n: usize) -> Vec<(RemoteEval, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let data = format!("result {i}").into_bytes();
+            let eval = RemoteEval {
+                key: fake("key", &i.to_string()),
+                function_id: "f@1".into(),
+                function_name: "f".into(),
+                language: "python".into(),
+                arguments: fake("val", &i.to_string()),
+                codec: "portable".into(),
+                blob: hitsave_host::hash::blob_digest(&data).to_string(),
+                size: data.len() as u64,
+                compute_micros: 1000,
+                signature: None,
+                graph: None,
+                created: 0,
+            };
+            (eval, data)
+        })
+        .collect()
+}
+
+/// Lookups for 3 s from two threads, `batch` keys per request: keys per
+/// second, and the 99th percentile of one request's latency.
+pub(crate) fn lookup_rate(client: &Arc<CloudClient>, keys: &Arc<Vec<String>>, batch: usize) -> (f64, Duration) {
+    let window = Duration::from_secs(3);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let (client, keys) = (client.clone(), keys.clone());
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut offset = t * 37;
+                while start.elapsed() < window {
+                    let slice: Vec<String> = (0..batch).map(|i| keys[(offset + i) % keys.len()].clone()).collect();
+                    offset += batch;
+                    let asked = Instant::now();
+                    let found = client.lookup(&slice).unwrap();
+                    latencies.push(asked.elapsed());
+                    assert_eq!(found.len(), batch);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let rate = (latencies.len() * batch) as f64 / start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    (rate, latencies[latencies.len() * 99 / 100])
+}
+
+/// `size` bytes that do not compress (xorshift).
+pub(crate) fn random_bytes(size: usize) -> Vec<u8> {
+    let mut data = vec![0u8; size];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for chunk in data.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    data
+}
+
+/// A 256 MiB-class result's record, by round.
+pub(crate) fn big_eval(round: usize, bytes: &[u8]) -> RemoteEval {
+    RemoteEval {
+        key: fake("key", &format!("big{round}")),
+        function_id: "f@1".into(),
+        function_name: "big".into(),
+        language: "python".into(),
+        arguments: fake("val", &format!("big{round}")),
+        codec: "portable".into(),
+        blob: hitsave_host::hash::blob_digest(bytes).to_string(),
+        size: bytes.len() as u64,
+        compute_micros: 1,
+        signature: None,
+        graph: None,
+        created: 0,
+    }
+}
+
 pub fn cloud_suite() -> Vec<Row> {
     let base = std::env::temp_dir().join(format!("hitsave-bench-cloud-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
@@ -67,52 +151,11 @@ pub fn cloud_suite() -> Vec<Row> {
     let mut rows = Vec::new();
 
     // 1000 small evals, then lookups from two threads: batches of 100 keys, and one key per request.
-    let evals: Vec<(RemoteEval, Vec<u8>)> = (0..1000)
-        .map(|i| {
-            let data = format!("result {i}").into_bytes();
-            let eval = RemoteEval {
-                key: fake("key", &i.to_string()),
-                function_id: "f@1".into(),
-                function_name: "f".into(),
-                language: "python".into(),
-                arguments: fake("val", &i.to_string()),
-                codec: "portable".into(),
-                blob: hitsave_host::hash::blob_digest(&data).to_string(),
-                size: data.len() as u64,
-                compute_micros: 1000,
-                signature: None,
-                graph: None,
-                created: 0,
-            };
-            (eval, data)
-        })
-        .collect();
+    let evals = small_evals(1000);
     let items: Vec<(RemoteEval, &[u8])> = evals.iter().map(|(e, d)| (e.clone(), d.as_slice())).collect();
     client.upload(&items).unwrap();
     let keys: Arc<Vec<String>> = Arc::new(evals.iter().map(|(e, _)| e.key.clone()).collect());
-    let rate = |batch: usize| -> f64 {
-        let window = Duration::from_secs(3);
-        let start = Instant::now();
-        let threads: Vec<_> = (0..2)
-            .map(|t| {
-                let (client, keys) = (client.clone(), keys.clone());
-                std::thread::spawn(move || {
-                    let mut done = 0usize;
-                    let mut offset = t * 37;
-                    while start.elapsed() < window {
-                        let slice: Vec<String> = (0..batch).map(|i| keys[(offset + i) % keys.len()].clone()).collect();
-                        offset += batch;
-                        let found = client.lookup(&slice).unwrap();
-                        assert_eq!(found.len(), batch);
-                        done += batch;
-                    }
-                    done
-                })
-            })
-            .collect();
-        let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        total as f64 / start.elapsed().as_secs_f64()
-    };
+    let rate = |batch: usize| lookup_rate(&client, &keys, batch).0;
     let _ = rate(1); // warm
     let single = rate(1);
     let batched = rate(100);
@@ -126,17 +169,7 @@ pub fn cloud_suite() -> Vec<Row> {
     });
 
     // A 256 MiB result: upload (hash + existence check + PUT + record) and download (GET + verify).
-    let data: Vec<u8> = {
-        let mut data = vec![0u8; 256 << 20];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        for chunk in data.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-        }
-        data
-    };
+    let data = random_bytes(256 << 20);
     hitsave_server::install_crypto_provider();
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
     let mut ours_up = Vec::new();
@@ -149,21 +182,7 @@ pub fn cloud_suite() -> Vec<Row> {
         bytes[0] = round as u8;
         bytes[1] = 0xAB;
         let start = Instant::now();
-        let digest = hitsave_host::hash::blob_digest(&bytes).to_string();
-        let eval = RemoteEval {
-            key: fake("key", &format!("big{round}")),
-            function_id: "f@1".into(),
-            function_name: "big".into(),
-            language: "python".into(),
-            arguments: fake("val", &format!("big{round}")),
-            codec: "portable".into(),
-            blob: digest,
-            size: bytes.len() as u64,
-            compute_micros: 1,
-            signature: None,
-            graph: None,
-            created: 0,
-        };
+        let eval = big_eval(round, &bytes);
         client.upload(&[(eval.clone(), bytes.as_slice())]).unwrap();
         ours_up.push(start.elapsed());
 

@@ -7,6 +7,7 @@
 //! ```
 
 mod cloud;
+mod scaleout;
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -394,15 +395,22 @@ fn main() {
         "foundation" => (foundation(), "Foundation: component load, key derivation, native hashing"),
         "store" => (store_suite(), "Local store: lookup, insert, 1 GiB results"),
         "cloud" => (cloud::cloud_suite(), "Cloud: lookups, 256 MiB upload and download on loopback"),
+        "scaleout" => (
+            scaleout::scaleout_suite(),
+            "Cloud scale-out: two servers on PostgreSQL and Ceph behind HAProxy, the object store",
+        ),
         other => {
-            eprintln!("unknown suite {other:?}; suites: foundation, store, cloud");
+            eprintln!("unknown suite {other:?}; suites: foundation, store, cloud, scaleout (bench/scaleout.sh)");
             std::process::exit(2);
         }
     };
     for row in &rows {
         println!("{}: {} vs {} ({}) {}", row.what, row.ours, row.theirs, row.target, row.verdict);
     }
-    let command = format!("cargo run --release -p hitsave-bench -- {suite}");
+    let command = match suite.as_str() {
+        "scaleout" => "bash bench/scaleout.sh".to_owned(),
+        _ => format!("cargo run --release -p hitsave-bench -- {suite}"),
+    };
     let path = write_section(&suite, title, &command, &rows).expect("write docs/benchmarks.md");
     println!("wrote {}", path.display());
 }

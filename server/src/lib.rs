@@ -581,19 +581,33 @@ async fn get_blob(
     let mut reader = blocking(move || blobs.read_range(&owned, start, len)).await?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
+        // Frames of 1 MiB, whatever the reader returns at a time (an object
+        // store's stream comes in chunks of a few KiB): fewer, larger sends.
         let mut buffer = vec![0u8; 1 << 20];
         loop {
-            match reader.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if sender.blocking_send(Ok(bytes::Bytes::copy_from_slice(&buffer[..n]))).is_err() {
-                        break;
+            let mut filled = 0;
+            let error = loop {
+                match reader.read(&mut buffer[filled..]) {
+                    Ok(0) => break None,
+                    Ok(n) => {
+                        filled += n;
+                        if filled == buffer.len() {
+                            break None;
+                        }
                     }
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(err) => break Some(err),
                 }
-                Err(err) => {
-                    let _ = sender.blocking_send(Err(err));
-                    break;
-                }
+            };
+            if filled > 0 && sender.blocking_send(Ok(bytes::Bytes::copy_from_slice(&buffer[..filled]))).is_err() {
+                break;
+            }
+            if let Some(err) = error {
+                let _ = sender.blocking_send(Err(err));
+                break;
+            }
+            if filled < buffer.len() {
+                break;
             }
         }
     });
