@@ -21,7 +21,7 @@ done
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
   'maturin>=1.9.4,<2' 'pytest>=8' 'numpy>=1.26' 'blake3>=1,<2' 'pandas>=2' 'ipython>=8' 'pyarrow>=14' 'polars>=1' \
-  'mypy>=1.18'
+  'mypy>=1.18' 'schemathesis==4.32.5'
 
 # Node (the Node SDK and its tests): the image has Node 20; a bare Debian gets it from its packages.
 if ! command -v node >/dev/null 2>&1; then

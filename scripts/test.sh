@@ -57,6 +57,9 @@ step "the cloud server survives a PostgreSQL restart and outage, and an object-s
     cargo test --locked -p hitsave-server --test pg_restart
 )
 
+step "schemathesis --checks all against server/openapi.json, on a real server"
+bash scripts/schemathesis.sh
+
 step "an independent implementation of docs/spec/values.md agrees with the vectors"
 .venv/bin/python tests/spec/check_values.py
 

@@ -177,7 +177,7 @@ pub fn new_key(project: ProjectId, scope: Scope, name: &str) -> Result<(KeyRecor
 
 /// Creates a project with a first read-write key; returns `(project id, key text)`.
 pub fn create_project(metadata: &dyn Metadata, name: &str) -> Result<(ProjectId, String), ApiError> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request("a project name is 1-128 characters without control characters"));
     }
     let project = metadata.create_project(name)?;
@@ -238,6 +238,34 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// `Query<T>` whose rejections are JSON errors (`400 bad_request`), like every other error.
+pub struct QueryParams<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+/// `Path<T>` whose rejections (a segment that is not UTF-8) are JSON errors (`400 bad_request`).
+pub struct PathParam<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
 /// `Json<T>` whose rejections are JSON errors with stable codes.
 pub struct JsonBody<T>(pub T);
 
@@ -256,7 +284,8 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody
 }
 
 /// The longest name-like field of an eval (`function_id`, `function_name`,
-/// `language`, `codec`, `signature`) and the longest `graph`, in bytes.
+/// `language`, `codec`, `signature`) and the longest `graph`, in characters
+/// (as `maxLength` in `server/openapi.json` counts them).
 pub const MAX_NAME_FIELD: usize = 1024;
 /// See [`MAX_NAME_FIELD`]. A graph of tens of thousands of functions fits.
 pub const MAX_GRAPH_FIELD: usize = 4 << 20;
@@ -265,13 +294,14 @@ pub const MAX_GRAPH_FIELD: usize = 4 << 20;
 pub const MAX_LOOKUP_GRAPH_BYTES: usize = 32 << 20;
 
 /// A text field every backend stores alike: no NUL (PostgreSQL's text
-/// refuses it, SQLite would keep it), at most `max` bytes.
+/// refuses it, SQLite would keep it), at most `max` characters.
 fn check_text(what: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.contains('\0') {
         return Err(ApiError::bad_request(format!("{what} must not contain a NUL character")));
     }
-    if value.len() > max {
-        return Err(ApiError::bad_request(format!("{what} is {} bytes; at most {max}", value.len())));
+    // Bytes bound characters from above: count them only when it can matter.
+    if value.len() > max && value.chars().count() > max {
+        return Err(ApiError::bad_request(format!("{what} is {} characters; at most {max}", value.chars().count())));
     }
     Ok(())
 }
@@ -430,7 +460,7 @@ async fn put_blob(
     State(state): State<AppState>,
     Extension(metrics): Extension<Arc<observe::Metrics>>,
     auth: Auth,
-    Path(digest): Path<String>,
+    PathParam(digest): PathParam<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -549,7 +579,7 @@ fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
 async fn get_blob(
     State(state): State<AppState>,
     auth: Auth,
-    Path(digest): Path<String>,
+    PathParam(digest): PathParam<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_digest(&digest, "blob")?;
@@ -723,10 +753,13 @@ async fn lookup_evals(
 async fn list_evals(
     State(state): State<AppState>,
     auth: Auth,
-    Path(name): Path<String>,
-    Query(page): Query<PageQuery>,
+    PathParam(name): PathParam<String>,
+    QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Page>, ApiError> {
-    let limit = page.limit.unwrap_or(state.limits.max_batch).clamp(1, state.limits.max_batch);
+    let limit = page.limit.unwrap_or(state.limits.max_batch);
+    if !(1..=state.limits.max_batch).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit is 1 to {}, not {limit}", state.limits.max_batch)));
+    }
     check_text("the function name", &name, MAX_NAME_FIELD)?;
     if let Some(after) = &page.after {
         check_text("after", after, MAX_NAME_FIELD)?;
@@ -765,7 +798,11 @@ async fn list_keys(State(state): State<AppState>, auth: Auth) -> Result<Json<ser
     Ok(Json(json!({ "keys": keys })))
 }
 
-async fn revoke_key(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn revoke_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    PathParam(id): PathParam<String>,
+) -> Result<StatusCode, ApiError> {
     auth.require(Scope::ReadWrite)?;
     let metadata = state.metadata.clone();
     if blocking(move || metadata.revoke_key(auth.project, &id)).await? {

@@ -1462,3 +1462,36 @@ fn two_servers_behind_a_load_balancer_lose_nothing_when_one_is_killed_under_load
         assert_eq!(status, StatusCode::OK, "{blob}");
     }
 }
+
+#[test]
+fn query_and_path_errors_are_json_and_the_page_limit_is_the_documented_range() {
+    let server = start();
+    let key = project(&server, "queries");
+    let http = client();
+    let get = |path: &str| http.get(format!("{}{path}", server.base)).bearer_auth(&key).send().unwrap();
+    for limit in ["0", "1001", "-1", "many"] {
+        let response = get(&format!("/v1/functions/f/evals?limit={limit}"));
+        assert_eq!(error_code(response), (StatusCode::BAD_REQUEST, "bad_request".into()), "limit={limit}");
+    }
+    assert_eq!(get("/v1/functions/f/evals?limit=1000").status(), StatusCode::OK);
+    assert_eq!(get("/v1/functions/f/evals?limit=1").status(), StatusCode::OK);
+    // A path segment that is not UTF-8, and a NUL: JSON errors, not plain text.
+    assert_eq!(error_code(get("/v1/functions/%FF%FE/evals")), (StatusCode::BAD_REQUEST, "bad_request".into()));
+    assert_eq!(error_code(get("/v1/functions/a%00b/evals")), (StatusCode::BAD_REQUEST, "bad_request".into()));
+    // Names are limited in characters, as the document says: 1024 two-byte characters pass.
+    let long = "é".repeat(1024);
+    assert_eq!(get(&format!("/v1/functions/{long}/evals")).status(), StatusCode::OK);
+    let longer = "é".repeat(1025);
+    assert_eq!(
+        error_code(get(&format!("/v1/functions/{longer}/evals"))),
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+    let name = "ü".repeat(128);
+    let created = http
+        .post(format!("{}/v1/projects", server.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": name }))
+        .send()
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED, "128 characters are a valid project name");
+}
