@@ -168,6 +168,39 @@ pub fn cloud_suite() -> Vec<Row> {
         verdict: verdict(batched >= 5000.0),
     });
 
+    // The same single-key lookups while another client stores results (one
+    // eval and its blob per request, as the uploader sends a fresh result).
+    let storing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (client, storing) = (client.clone(), storing.clone());
+        std::thread::spawn(move || {
+            let mut stored = 0usize;
+            while storing.load(std::sync::atomic::Ordering::Relaxed) {
+                let data = format!("written while others read {stored}").into_bytes();
+                let mut eval = small_evals(1).pop().unwrap().0;
+                eval.key = fake("key", &format!("w{stored}"));
+                eval.blob = hitsave_host::hash::blob_digest(&data).to_string();
+                eval.size = data.len() as u64;
+                client.upload(&[(eval, data.as_slice())]).unwrap();
+                stored += 1;
+            }
+            stored
+        })
+    };
+    let (while_storing, p99_storing) = lookup_rate(&client, &keys, 1);
+    storing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let stored = writer.join().unwrap();
+    let (alone, p99_alone) = lookup_rate(&client, &keys, 1);
+    let ratio = while_storing / alone;
+    rows.push(Row {
+        what: format!("Single-key lookups per second while a third client stores results ({stored} stored meanwhile)"),
+        peer: "the same lookups alone".into(),
+        ours: format!("{while_storing:.0}/s, p99 {}", fmt_duration(p99_storing)),
+        theirs: format!("{alone:.0}/s, p99 {}", fmt_duration(p99_alone)),
+        target: format!("≥ 50 % (got {:.0} %)", ratio * 100.0),
+        verdict: verdict(ratio >= 0.5),
+    });
+
     // A 256 MiB result: upload (hash + existence check + PUT + record) and download (GET + verify).
     let data = random_bytes(256 << 20);
     hitsave_server::install_crypto_provider();

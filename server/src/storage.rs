@@ -162,10 +162,17 @@ pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Metadata in one SQLite file (WAL), for one server process.
+/// Metadata in one SQLite file (WAL), for one server process: one
+/// connection writes, a few others read, so lookups never wait for a write
+/// transaction (and its fsync) to finish.
 pub struct SqliteMetadata {
     connection: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
+
+/// Read connections per SQLite metadata file.
+const READERS: usize = 4;
 
 /// The schema's versions in order: `PRAGMA user_version` says how many were
 /// applied. Version 1 is the schema before versions were recorded (so it
@@ -234,12 +241,31 @@ impl SqliteMetadata {
         connection.pragma_update(None, "synchronous", "FULL")?;
         let mut connection = connection;
         migrate(&mut connection)?;
-        Ok(Self { connection: Mutex::new(connection) })
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open(path)?;
+                reader.busy_timeout(std::time::Duration::from_secs(10))?;
+                reader.pragma_update(None, "query_only", true)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Self { connection: Mutex::new(connection), readers, next_reader: Default::default() })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, ApiError> {
         let mut connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(f(&mut connection)?)
+    }
+
+    /// Runs a read on a read connection: a free one if any, else the next in turn.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ApiError> {
+        let start = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let free = (0..self.readers.len()).find_map(|i| self.readers[(start + i) % self.readers.len()].try_lock().ok());
+        let connection = match free {
+            Some(connection) => connection,
+            None => self.readers[start % self.readers.len()].lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+        };
+        Ok(f(&connection)?)
     }
 }
 
@@ -311,7 +337,7 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
 
 impl Metadata for SqliteMetadata {
     fn ping(&self) -> Result<(), ApiError> {
-        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
     }
 
     fn create_project(&self, name: &str) -> Result<ProjectId, ApiError> {
@@ -322,7 +348,7 @@ impl Metadata for SqliteMetadata {
     }
 
     fn project_name(&self, project: ProjectId) -> Result<Option<String>, ApiError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row("SELECT name FROM projects WHERE id = ?1", params![project], |row| row.get(0)).optional()
         })
     }
@@ -338,7 +364,7 @@ impl Metadata for SqliteMetadata {
     }
 
     fn key(&self, id: &str) -> Result<Option<KeyRecord>, ApiError> {
-        self.with(|c| {
+        self.read(|c| {
             c.prepare_cached(
                 "SELECT id, project, scope, name, secret_hash, created, revoked FROM api_keys WHERE id = ?1",
             )?
@@ -348,7 +374,7 @@ impl Metadata for SqliteMetadata {
     }
 
     fn keys(&self, project: ProjectId) -> Result<Vec<KeyRecord>, ApiError> {
-        self.with(|c| {
+        self.read(|c| {
             c.prepare(
                 "SELECT id, project, scope, name, secret_hash, created, revoked FROM api_keys WHERE project = ?1 ORDER BY created, id",
             )?
@@ -375,7 +401,7 @@ impl Metadata for SqliteMetadata {
     }
 
     fn blob_size(&self, project: ProjectId, digest: &str) -> Result<Option<u64>, ApiError> {
-        self.with(|c| {
+        self.read(|c| {
             c.prepare_cached("SELECT size FROM blobs WHERE project = ?1 AND digest = ?2")?
                 .query_row(params![project, digest], |row| row.get::<_, i64>(0).map(|size| size as u64))
                 .optional()
@@ -383,7 +409,7 @@ impl Metadata for SqliteMetadata {
     }
 
     fn project_bytes(&self, project: ProjectId) -> Result<u64, ApiError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row("SELECT COALESCE(SUM(size), 0) FROM blobs WHERE project = ?1", [project], |row| {
                 row.get::<_, i64>(0)
             })
@@ -431,26 +457,26 @@ impl Metadata for SqliteMetadata {
     }
 
     fn get_evals(&self, project: ProjectId, keys: &[String], touch_before: u64) -> Result<Vec<Eval>, ApiError> {
-        self.with(|c| {
+        let (found, stale) = self.read(|c| {
             let mut found = Vec::new();
             let mut stale = Vec::new();
-            {
-                let mut select = c.prepare_cached(&format!(
-                    "SELECT {EVAL_COLUMNS}, used FROM evals WHERE project = ?1 AND key = ?2"
-                ))?;
-                for key in keys {
-                    let row = select
-                        .query_row(params![project, key], |row| Ok((eval_from_row(row)?, row.get::<_, i64>(12)?)))
-                        .optional()?;
-                    if let Some((eval, used)) = row {
-                        if (used as u64) < touch_before {
-                            stale.push(eval.key.clone());
-                        }
-                        found.push(eval);
+            let mut select =
+                c.prepare_cached(&format!("SELECT {EVAL_COLUMNS}, used FROM evals WHERE project = ?1 AND key = ?2"))?;
+            for key in keys {
+                let row = select
+                    .query_row(params![project, key], |row| Ok((eval_from_row(row)?, row.get::<_, i64>(12)?)))
+                    .optional()?;
+                if let Some((eval, used)) = row {
+                    if (used as u64) < touch_before {
+                        stale.push(eval.key.clone());
                     }
+                    found.push(eval);
                 }
             }
-            if !stale.is_empty() {
+            Ok((found, stale))
+        })?;
+        if !stale.is_empty() {
+            self.with(|c| {
                 let tx = c.transaction()?;
                 {
                     let mut touch = tx.prepare_cached("UPDATE evals SET used = ?3 WHERE project = ?1 AND key = ?2")?;
@@ -458,12 +484,11 @@ impl Metadata for SqliteMetadata {
                         touch.execute(params![project, key, now() as i64])?;
                     }
                 }
-                tx.commit()?;
-            }
-            Ok(found)
-        })
+                tx.commit()
+            })?;
+        }
+        Ok(found)
     }
-
     fn expire_evals(&self, before: u64) -> Result<u64, ApiError> {
         self.with(|c| c.execute("DELETE FROM evals WHERE used < ?1", [before as i64])).map(|n| n as u64)
     }
@@ -480,7 +505,7 @@ impl Metadata for SqliteMetadata {
     }
 
     fn blob_held(&self, digest: &str) -> Result<bool, ApiError> {
-        self.with(|c| {
+        self.read(|c| {
             c.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1 LIMIT 1")?
                 .query_row([digest], |_| Ok(()))
                 .optional()
@@ -495,7 +520,7 @@ impl Metadata for SqliteMetadata {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Eval>, ApiError> {
-        self.with(|c| {
+        self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {EVAL_COLUMNS} FROM evals WHERE project = ?1 AND function_name = ?2 AND key > ?3 ORDER BY key LIMIT ?4"
             ))?
