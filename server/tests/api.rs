@@ -1495,3 +1495,84 @@ fn query_and_path_errors_are_json_and_the_page_limit_is_the_documented_range() {
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED, "128 characters are a valid project name");
 }
+
+/// Opt-in soak (`HITSAVE_SOAK=1`): 2,000 idle connections, re-opened as the
+/// server closes them, for 30 s, while two clients look records up; the
+/// clients' p99 stays under 50 ms. Defaults everywhere (1,000 connections,
+/// 10 s to send headers).
+#[test]
+fn soak_two_thousand_idle_connections_do_not_slow_real_clients() {
+    if std::env::var("HITSAVE_SOAK").is_err() {
+        eprintln!("skipped: opt-in soak (HITSAVE_SOAK=1)");
+        return;
+    }
+    // Descriptors for both sides of 2,000 connections in this one process.
+    let limit = libc::rlimit { rlim_cur: 16_384, rlim_max: 16_384 };
+    // SAFETY: setrlimit with a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0, "raise the descriptor limit");
+    let server = start();
+    let key = project(&server, "soak");
+    let blob = upload(&server, &key, b"soak result");
+    let keys: Vec<String> = (0..100).map(|i| fake("key1", &format!("soak {i}"))).collect();
+    let evals: Vec<Value> = (0..100).map(|i| eval(&format!("soak {i}"), "f", &blob, 11)).collect();
+    assert_eq!(post_evals(&server, &key, json!(evals)).status(), StatusCode::OK);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The attacker: keeps 2,000 connections open that never send a byte.
+    let attacker = {
+        let address = address.clone();
+        std::thread::spawn(move || {
+            let mut idle: Vec<std::net::TcpStream> = Vec::new();
+            let mut opened = 0usize;
+            while std::time::Instant::now() < deadline {
+                idle.retain(|stream| {
+                    let mut byte = [0u8; 1];
+                    stream.set_nonblocking(true).ok();
+                    !matches!(std::io::Read::read(&mut &*stream, &mut byte), Ok(0))
+                });
+                while idle.len() < 2000 {
+                    match std::net::TcpStream::connect(&address) {
+                        Ok(stream) => {
+                            idle.push(stream);
+                            opened += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            opened
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let clients: Vec<_> = (0..2)
+        .map(|c| {
+            let (base, key, keys) = (server.base.clone(), key.clone(), keys.clone());
+            std::thread::spawn(move || {
+                let http = client();
+                let mut latencies = Vec::new();
+                let mut i = c;
+                while std::time::Instant::now() < deadline {
+                    let asked = std::time::Instant::now();
+                    let response = http
+                        .post(format!("{base}/v1/evals/lookup"))
+                        .bearer_auth(&key)
+                        .json(&json!({ "keys": [keys[i % keys.len()]] }))
+                        .send()
+                        .unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    latencies.push(asked.elapsed());
+                    i += 2;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<_> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let opened = attacker.join().unwrap();
+    latencies.sort_unstable();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    eprintln!("soak: {} lookups, p99 {p99:?}, {opened} idle connections opened", latencies.len());
+    assert!(opened >= 2000, "the attacker opened {opened}");
+    assert!(p99 < std::time::Duration::from_millis(50), "p99 {p99:?} with idle connections held");
+}
