@@ -175,10 +175,23 @@ pub fn new_key(project: ProjectId, scope: Scope, name: &str) -> Result<(KeyRecor
     Ok((record, format!("hs_{id}_{secret}")))
 }
 
+/// Characters a project name may not hold: control characters, and the
+/// invisible ones that make lookalikes (`"team\u{200b}"` beside `"team"`):
+/// soft hyphen, zero-width spaces and joiners, direction marks and
+/// overrides, word joiners, the byte-order mark. `server/openapi.json` says
+/// the same in its pattern.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+}
+
 /// Creates a project with a first read-write key; returns `(project id, key text)`.
 pub fn create_project(metadata: &dyn Metadata, name: &str) -> Result<(ProjectId, String), ApiError> {
-    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("a project name is 1-128 characters without control characters"));
+    let padded = name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace);
+    if name.is_empty() || name.chars().count() > 128 || padded || name.chars().any(invisible) {
+        return Err(ApiError::bad_request(
+            "a project name is 1-128 characters, without spaces at its ends and without control or invisible characters",
+        ));
     }
     let project = metadata.create_project(name)?;
     let (record, text) = new_key(project, Scope::ReadWrite, "first key")?;

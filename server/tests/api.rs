@@ -1576,3 +1576,22 @@ fn soak_two_thousand_idle_connections_do_not_slow_real_clients() {
     assert!(opened >= 2000, "the attacker opened {opened}");
     assert!(p99 < std::time::Duration::from_millis(50), "p99 {p99:?} with idle connections held");
 }
+
+#[test]
+fn lookalike_project_names_are_refused() {
+    let server = start();
+    let http = client();
+    let create = |name: &str| {
+        http.post(format!("{}/v1/projects", server.base))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "name": name }))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(create("team a").status(), StatusCode::CREATED);
+    for lookalike in
+        ["team a ", " team a", "team\u{200b} a", "\u{feff}team a", "team\u{202e} a", "team\u{ad}a", "team\ta"]
+    {
+        assert_eq!(error_code(create(lookalike)), (StatusCode::BAD_REQUEST, "bad_request".into()), "{lookalike:?}");
+    }
+}
