@@ -30,15 +30,9 @@ fn ctl(root: &str, action: &str) {
     assert!(status.success(), "postgres-ctl.sh {action} failed");
 }
 
-#[test]
-fn the_server_survives_a_database_restart_and_an_outage() {
-    let (Ok(url), Ok(root)) = (std::env::var("HITSAVE_TEST_DATABASE_URL"), std::env::var("HITSAVE_TEST_PGROOT")) else {
-        eprintln!("skipped: HITSAVE_TEST_DATABASE_URL and HITSAVE_TEST_PGROOT are not set (scripts/test.sh sets them)");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let (metadata, blobs) =
-        hitsave_server::open_storage(dir.path(), Some(&url), Some("t_restart"), None).expect("storage on PostgreSQL");
+/// A server on `storage` in this process (default limits, the admin token):
+/// its runtime and base URL.
+fn serve((metadata, blobs): hitsave_server::Storage) -> (tokio::runtime::Runtime, String) {
     let state = hitsave_server::AppState {
         metadata,
         blobs,
@@ -49,8 +43,20 @@ fn the_server_survives_a_database_restart_and_an_outage() {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     runtime.spawn(hitsave_server::serve(listener, state, std::future::pending()));
-
     hitsave_server::install_crypto_provider();
+    (runtime, base)
+}
+
+#[test]
+fn the_server_survives_a_database_restart_and_an_outage() {
+    let (Ok(url), Ok(root)) = (std::env::var("HITSAVE_TEST_DATABASE_URL"), std::env::var("HITSAVE_TEST_PGROOT")) else {
+        eprintln!("skipped: HITSAVE_TEST_DATABASE_URL and HITSAVE_TEST_PGROOT are not set (scripts/test.sh sets them)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage =
+        hitsave_server::open_storage(dir.path(), Some(&url), Some("t_restart"), None).expect("storage on PostgreSQL");
+    let (runtime, base) = serve(storage);
     // Longer than the server's own bound on waiting for the database: a
     // request that times out here hung.
     let http = Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
@@ -123,18 +129,8 @@ fn the_server_survives_an_object_store_outage() {
     };
     let dir = tempfile::tempdir().unwrap();
     let s3 = hitsave_server::s3::S3Config { prefix: format!("outage-{}", std::process::id()), ..s3 };
-    let (metadata, blobs) = hitsave_server::open_storage(dir.path(), None, None, Some(s3)).expect("storage");
-    let state = hitsave_server::AppState {
-        metadata,
-        blobs,
-        limits: hitsave_server::Limits::default(),
-        admin_token: Some(Arc::from(ADMIN)),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(hitsave_server::serve(listener, state, std::future::pending()));
-    hitsave_server::install_crypto_provider();
+    let storage = hitsave_server::open_storage(dir.path(), None, None, Some(s3)).expect("storage");
+    let (runtime, base) = serve(storage);
     let http = Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
     let created: Value = http
         .post(format!("{base}/v1/projects"))
