@@ -19,6 +19,15 @@ for _ in $(seq 1 100); do grep -q '^listening on ' "$OUT" && break; sleep 0.1; d
 URL=$(sed -n 's/^listening on //p' "$OUT")
 KEY=$(sed -n 's/^project schemathesis: //p' "$OUT")
 [ -n "$URL" ] && [ -n "$KEY" ] || { echo "the server did not start" >&2; exit 1; }
-HITSAVE_SCHEMATHESIS_ADMIN=$ADMIN .venv/bin/schemathesis --config-file server/schemathesis.toml \
+# A second project whose key does the revoking (server/schemathesis.toml).
+REVOKER=$(.venv/bin/python - "$URL" "$ADMIN" <<'PY'
+import json, sys, urllib.request
+url, admin = sys.argv[1:]
+request = urllib.request.Request(f"{url}/v1/projects", data=json.dumps({"name": "schemathesis-revoker"}).encode(),
+                                 headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(request))["key"])
+PY
+)
+HITSAVE_SCHEMATHESIS_ADMIN=$ADMIN HITSAVE_SCHEMATHESIS_REVOKER=$REVOKER .venv/bin/schemathesis --config-file server/schemathesis.toml \
   run server/openapi.json --url "$URL" --checks all -H "Authorization: Bearer $KEY" \
   --max-examples "${HITSAVE_SCHEMATHESIS_EXAMPLES:-40}" --seed 20261206 --no-color
