@@ -10,10 +10,8 @@
 //! set (with `HITSAVE_SERVER_S3_BUCKET`, `HITSAVE_SERVER_S3_REGION`,
 //! and credentials from the standard AWS chain); see docs/cloud.md.
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
-use hitsave_server::{create_project, open_storage};
+use hitsave_server::create_project;
 
 #[derive(Parser)]
 #[command(name = "hitsave-server", version, about = "The HitSave cloud server (protocol /v1: server/openapi.json)")]
@@ -32,12 +30,8 @@ enum Command {
     CreateProject {
         /// The project's name.
         name: String,
-        /// Directory of the embedded storage.
-        #[arg(long, env = "HITSAVE_SERVER_DATA", default_value = "hitsave-server-data")]
-        data: PathBuf,
-        /// PostgreSQL for the metadata, as for `serve`.
-        #[arg(long, env = "HITSAVE_SERVER_DATABASE_URL", hide_env_values = true)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        storage: hitsave_server::command::StorageArgs,
     },
 }
 
@@ -53,14 +47,8 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::CreateProject { name, data, database_url } => {
-            let (metadata, _) = open_storage(
-                &data,
-                database_url.as_deref().filter(|url| !url.is_empty()),
-                None,
-                hitsave_server::s3_from_env(),
-            )
-            .map_err(|err| err.to_string())?;
+        Command::CreateProject { name, storage } => {
+            let (metadata, _) = storage.open()?;
             let (_, key) = create_project(metadata.as_ref(), &name).map_err(|err| err.to_string())?;
             println!("{key}");
             Ok(())
