@@ -373,10 +373,9 @@ async fn metrics_text(Extension(metrics): Extension<Arc<observe::Metrics>>) -> i
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
 }
 
-/// Up, and the metadata storage answers (a load balancer takes a server
-/// whose database is gone out of rotation: `503 storage_unavailable`).
-/// Readiness: both storages answer (a balancer takes the server out of
-/// rotation on 503).
+/// Readiness: up, and both storages (metadata and blobs) answer; a load
+/// balancer takes a server whose storage is gone out of rotation on its
+/// `503 storage_unavailable`.
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let (metadata, blobs) = (state.metadata.clone(), state.blobs.clone());
     blocking(move || {
