@@ -177,9 +177,16 @@ impl StreamWriter {
 
     /// Bytes, inline: the core hashes them.
     pub fn bytes(&mut self, value: &[u8]) -> &mut Self {
-        self.buffer.push(token::BYTES);
-        self.len32(value.len());
+        self.bytes_head(value.len());
         self.buffer.extend_from_slice(value);
+        self
+    }
+
+    /// The head of [`StreamWriter::bytes`] without the content, which the
+    /// caller places right after these bytes (a result written in parts).
+    pub fn bytes_head(&mut self, len: usize) -> &mut Self {
+        self.buffer.push(token::BYTES);
+        self.len32(len);
         self
     }
 
@@ -253,16 +260,30 @@ impl StreamWriter {
     /// data starts at a multiple of [`ARRAY_ALIGN`] bytes from the start of the
     /// stream. Never for a stream handed to the core, which rejects padding.
     pub fn array_aligned(&mut self, dtype: &str, shape: &[u64], data: &[u8]) -> &mut Self {
+        self.pad_array(0, dtype, shape, data.len() as u64);
+        self.array(dtype, shape, data)
+    }
+
+    /// The padding and head of [`StreamWriter::array_aligned`] without the
+    /// data, which the caller places right after these bytes (a result
+    /// written in parts, the data from where it lies). `at` is where this
+    /// writer's bytes start in the whole stream.
+    pub fn array_aligned_head(&mut self, at: u64, dtype: &str, shape: &[u64], byte_len: u64) -> &mut Self {
+        self.pad_array(at, dtype, shape, byte_len);
+        self.array_head(token::ARRAY, dtype, shape, byte_len);
+        self
+    }
+
+    fn pad_array(&mut self, at: u64, dtype: &str, shape: &[u64], byte_len: u64) {
         let head = 1 + 1 + dtype.len() + 1 + 8 * shape.len() + 8;
-        let misaligned = (self.buffer.len() + head) % ARRAY_ALIGN;
-        if data.len() >= ARRAY_ALIGN_MIN && misaligned != 0 {
+        let misaligned = ((at % ARRAY_ALIGN as u64) as usize + self.buffer.len() + head) % ARRAY_ALIGN;
+        if byte_len >= ARRAY_ALIGN_MIN as u64 && misaligned != 0 {
             // The padding token and its length byte are two of the bytes.
             let pad = (ARRAY_ALIGN - (misaligned + 2) % ARRAY_ALIGN) % ARRAY_ALIGN;
             self.buffer.push(token::PADDING);
             self.buffer.push(pad as u8);
             self.buffer.resize(self.buffer.len() + pad, 0);
         }
-        self.array(dtype, shape, data)
     }
 
     /// A numeric array whose data the host hashed.

@@ -15,6 +15,7 @@ use hitsave_core::Digest;
 use crate::cloud::CloudSync;
 use crate::config::Config;
 use crate::error::Result;
+use crate::payload::Payload;
 use crate::runtime::Core;
 use crate::store::{Hit, NewEval, PutOutcome, Store};
 
@@ -70,7 +71,7 @@ impl Cache {
     /// Stores a fresh result and, in `cloud` mode, queues it for upload (the
     /// upload runs in the background). The caller must still return its
     /// value if this fails.
-    pub fn put(&self, core: &Core, eval: &NewEval, data: &[u8]) -> Result<PutOutcome> {
+    pub fn put<'a>(&self, core: &Core, eval: &NewEval, data: impl Into<Payload<'a>>) -> Result<PutOutcome> {
         let outcome = self.store.put_local(core, eval, data)?;
         if outcome == PutOutcome::Stored
             && let Some(cloud) = &self.cloud

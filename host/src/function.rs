@@ -24,6 +24,7 @@ use hitsave_core::{CoreError, Digest, ErrorCode};
 
 use crate::cache::Cache;
 use crate::error::{HitSaveError, Result};
+use crate::payload::Payload;
 use crate::runtime::Core;
 use crate::store::{Graph, Hit, NewEval, PutOutcome, Store};
 use crate::why::{NotStored, Why};
@@ -46,8 +47,8 @@ pub struct Computed<'a> {
     pub arguments: Digest,
     /// The codec `data` is encoded with.
     pub codec: &'a str,
-    /// The encoded result.
-    pub data: &'a [u8],
+    /// The encoded result (its parts are written in order, never joined).
+    pub data: Payload<'a>,
     /// How long the function ran.
     pub compute_micros: u64,
 }
@@ -209,7 +210,7 @@ impl Function {
         };
         let mut warning = None;
         if let PutOutcome::Declined(reason) = &outcome {
-            let size = data.len() as u64;
+            let size = data.len();
             {
                 let mut not_stored = crate::fork::lock(&self.not_stored);
                 if not_stored.len() >= NOT_STORED_ENTRIES {

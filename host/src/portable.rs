@@ -329,6 +329,24 @@ mod tests {
             }
         }
         assert!(padded > 3 * ARRAY_ALIGN / 2, "most positions need padding: {padded}");
+        // Written in parts (the head where the stream stood, the data kept
+        // where it lies, then more values), the bytes are the same.
+        for before in 0..ARRAY_ALIGN as u64 * 2 + 5 {
+            let mut whole = StreamWriter::new();
+            whole.list(3).str(&"y".repeat(before as usize)).array_aligned("int16", &[data.len() as u64 / 2], &data);
+            whole.bytes(&data).null();
+            let mut first = StreamWriter::new();
+            first.list(3).str(&"y".repeat(before as usize));
+            let first = first.into_bytes();
+            let mut head = StreamWriter::new();
+            head.array_aligned_head(first.len() as u64, "int16", &[data.len() as u64 / 2], data.len() as u64);
+            let mut bytes_head = StreamWriter::new();
+            bytes_head.bytes_head(data.len());
+            let mut tail = StreamWriter::new();
+            tail.null();
+            let parts = [&first[..], head.as_bytes(), &data, bytes_head.as_bytes(), &data, tail.as_bytes()];
+            assert_eq!(parts.concat(), whole.as_bytes(), "{before} bytes before the array");
+        }
         // Small arrays are written as they are.
         let mut small = StreamWriter::new();
         small.str("x").array_aligned("int8", &[3], &[1, 2, 3]);

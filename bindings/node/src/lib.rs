@@ -124,16 +124,29 @@ pub fn derive_key(
     Ok(key.to_string())
 }
 
-/// The portable encoding of a result as a Buffer, or `null` when it has no exact portable form.
+/// The portable encoding of a result: a Buffer, or an array of parts when
+/// large array or Buffer data is kept where it lies (Buffers of the stream's
+/// own bytes and the TypedArrays holding the data: `put` writes them in
+/// order, never joined); `null` when it has no exact portable form.
 #[napi]
 pub fn encode_portable(env: Env, value: Raw) -> Result<Raw> {
     let js = Js(env.raw());
-    let mut out = hitsave_core::stream::StreamWriter::new();
-    if portable::encode(js, context::get()?, value.0, &mut out, 0)? {
-        Ok(Raw(js.buffer(out.as_bytes())?))
-    } else {
-        Ok(Raw(js.null()?))
+    let mut out = portable::ResultWriter::default();
+    if !portable::encode(js, context::get()?, value.0, &mut out, 0)? {
+        return Ok(Raw(js.null()?));
     }
+    let mut parts = out.finish();
+    if let [portable::Part::Bytes(bytes)] = &parts[..] {
+        return Ok(Raw(js.buffer(bytes)?));
+    }
+    let values = parts
+        .drain(..)
+        .map(|part| match part {
+            portable::Part::Bytes(bytes) => js.buffer(&bytes),
+            portable::Part::View(view) => Ok(view),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Raw(js.array_of(&values)?))
 }
 
 /// Rebuilds a result stored with the portable codec.
@@ -722,32 +735,69 @@ pub fn release_lock(id: u32) {
     drop(released);
 }
 
-/// A result to store, its bytes kept alive by a reference to their Buffer.
+/// A result to store, its bytes kept alive by references to the Buffers
+/// and TypedArrays holding its parts.
 pub struct Put {
     function: Arc<Function>,
     key: Digest,
     arguments: Digest,
     codec: String,
     micros: u64,
-    address: usize,
-    len: usize,
-    holder: usize,
+    /// Where each part lies: `(address, length)`.
+    spans: Vec<(usize, usize)>,
+    holders: Vec<usize>,
+}
+
+/// `(pointer, length in bytes)` of a TypedArray's view (a Buffer is one).
+fn view_bytes(js: Js, value: V) -> Result<(*const u8, usize)> {
+    if !js.is(value, sys::napi_is_typedarray)? {
+        return Err(napi::Error::new(napi::Status::InvalidArg, "a result part must be a Buffer or a TypedArray"));
+    }
+    let (kind, len, address) = js.typedarray_info(value)?;
+    let size = walk::dtype_of(kind).and_then(hitsave_core::stream::dtype_size).unwrap_or(1) as usize;
+    Ok((address, len * size))
 }
 
 impl Put {
+    /// `data`: a Buffer, or an array of parts (`encode_portable`).
     fn new(js: Js, handle: u32, key: &str, arguments: &str, codec: String, data: V, micros: f64) -> Result<Self> {
         let function = function(handle)?;
-        let (address, len) = js.buffer_info(data)?;
-        Ok(Self {
+        let parts = if js.is_array(data)? {
+            (0..js.array_len(data)?).map(|index| js.element(data, index)).collect::<Result<Vec<_>>>()?
+        } else {
+            vec![data]
+        };
+        let mut spans = Vec::with_capacity(parts.len());
+        for &part in &parts {
+            let (address, len) = view_bytes(js, part)?;
+            spans.push((address as usize, len));
+        }
+        let mut put = Self {
             function,
             key: parse_digest(js, key)?,
             arguments: parse_digest(js, arguments)?,
             codec,
             micros: micros.max(0.0) as u64,
-            address: address as usize,
-            len,
-            holder: js.reference(data)? as usize,
-        })
+            spans,
+            holders: Vec::with_capacity(parts.len()),
+        };
+        for part in parts {
+            match js.reference(part) {
+                Ok(holder) => put.holders.push(holder as usize),
+                Err(error) => {
+                    put.release(js);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(put)
+    }
+
+    /// Lets the parts go (on the JS thread, once the store is done with them).
+    fn release(&self, js: Js) {
+        for &holder in &self.holders {
+            js.drop_reference(holder as sys::napi_ref);
+        }
     }
 
     /// What the host's `finish` did: a store that cannot be opened is
@@ -760,17 +810,21 @@ impl Put {
                 return Finish { outcome: None, warning: None };
             }
         };
-        // SAFETY: `holder` keeps the Buffer alive until `finally` (or the end of the sync call).
-        let data = if self.len == 0 {
-            &[][..]
-        } else {
-            unsafe { std::slice::from_raw_parts(self.address as *const u8, self.len) }
-        };
+        // SAFETY: `holders` keep the parts alive until `finally` (or the end of the sync call).
+        let parts: Vec<&[u8]> = self
+            .spans
+            .iter()
+            .map(
+                |&(address, len)| {
+                    if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(address as *const u8, len) } }
+                },
+            )
+            .collect();
         let computed = Computed {
             key: self.key,
             arguments: self.arguments,
             codec: &self.codec,
-            data,
+            data: hitsave_host::Payload::Parts(&parts),
             compute_micros: self.micros,
         };
         self.function.host.finish(&store, core, computed)
@@ -802,7 +856,7 @@ impl Task for Put {
     }
 
     fn finally(self, env: Env) -> Result<()> {
-        Js(env.raw()).drop_reference(self.holder as sys::napi_ref);
+        self.release(Js(env.raw()));
         Ok(())
     }
 }
@@ -822,7 +876,7 @@ pub fn put(
     let js = Js(env.raw());
     let put = Put::new(js, handle, &key, &arguments, codec, data.0, compute_micros)?;
     let finish = put.run();
-    js.drop_reference(put.holder as sys::napi_ref);
+    put.release(js);
     finish_to_js(js, finish)
 }
 

@@ -18,7 +18,6 @@ use hitsave_core::keys::FunctionIdentity;
 use hitsave_core::stream::StreamWriter;
 use hitsave_host::store::{Graph, NewEval, ResultData};
 use hitsave_host::{Config, Core, HitSaveError};
-use pyo3::buffer::PyUntypedBuffer;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
@@ -252,11 +251,55 @@ impl Mapped {
     }
 }
 
-/// The portable encoding of a result, or `None` when it has no exact portable form.
+/// A result to store as consecutive parts: a stream's own bytes and large
+/// buffers (numpy array data, a pickle's out-of-band buffers) where they
+/// lie, so the store writes them without a second copy in memory. The
+/// buffers must not change until it is stored.
+#[pyclass(frozen, module = "hitsave._native")]
+pub struct Payload {
+    parts: Vec<portable::Part>,
+}
+
+impl Payload {
+    /// Where each part lies: `(address, length)`.
+    fn spans(&self) -> Vec<(usize, usize)> {
+        self.parts.iter().map(|part| part.bytes()).map(|bytes| (bytes.as_ptr() as usize, bytes.len())).collect()
+    }
+}
+
+#[pymethods]
+impl Payload {
+    /// Total length in bytes.
+    fn __len__(&self) -> usize {
+        self.parts.iter().map(|part| part.bytes().len()).sum()
+    }
+
+    /// The parts joined (a copy: for tests and inspection).
+    fn __bytes__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let parts: Vec<&[u8]> = self.parts.iter().map(portable::Part::bytes).collect();
+        PyBytes::new(py, &parts.concat())
+    }
+}
+
+/// Bytes, or a [`Payload`] when a large buffer is kept where it lies.
+fn payload_or_bytes<'py>(py: Python<'py>, parts: Vec<portable::Part>) -> PyResult<Bound<'py, PyAny>> {
+    match <[portable::Part; 1]>::try_from(parts) {
+        Ok([portable::Part::Bytes(bytes)]) => Ok(PyBytes::new(py, &bytes).into_any()),
+        Ok([part]) => Ok(Bound::new(py, Payload { parts: vec![part] })?.into_any()),
+        Err(parts) => Ok(Bound::new(py, Payload { parts })?.into_any()),
+    }
+}
+
+/// The portable encoding of a result (bytes, or a [`Payload`] when large
+/// arrays are kept where they lie), or `None` when it has no exact portable
+/// form.
 #[pyfunction]
-fn encode_portable<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-    let mut out = StreamWriter::new();
-    Ok(portable::encode(value, &mut out, 0)?.then(|| PyBytes::new(py, out.as_bytes())))
+fn encode_portable<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let mut out = portable::ResultWriter::default();
+    if !portable::encode(value, &mut out, 0)? {
+        return Ok(None);
+    }
+    payload_or_bytes(py, out.finish()).map(Some)
 }
 
 /// Rebuilds a result stored with the portable codec, from `bytes` or a
@@ -283,36 +326,35 @@ const PICKLE_ALIGN: usize = 64;
 /// bytes, then the pickle. Loaded from a memory map, the buffers (numpy
 /// arrays' data) are used in place.
 #[pyfunction]
-fn pack_pickle<'py>(py: Python<'py>, body: &[u8], buffers: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
-    let views = buffers.iter().map(PyUntypedBuffer::get).collect::<PyResult<Vec<_>>>()?;
-    if views.iter().any(|view| !view.is_c_contiguous() && !view.is_fortran_contiguous()) {
-        return Err(pyo3::exceptions::PyValueError::new_err("an out-of-band pickle buffer is not contiguous"));
-    }
+fn pack_pickle<'py>(
+    py: Python<'py>,
+    body: &Bound<'py, PyAny>,
+    buffers: Vec<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let views = buffers.iter().map(portable::Part::buffer).collect::<PyResult<Vec<_>>>()?;
     let aligned = |len: usize| len.next_multiple_of(PICKLE_ALIGN);
-    let head = PICKLE_MAGIC.len() + 4 + 8 + 8 * views.len();
-    let total = aligned(head) + views.iter().map(|view| aligned(view.len_bytes())).sum::<usize>() + body.len();
     let count = u32::try_from(views.len()).map_err(|_| pyo3::exceptions::PyValueError::new_err("too many buffers"))?;
-    // `new_with` hands over zeroed memory, so the padding is zero.
-    PyBytes::new_with(py, total, |out| {
-        out[..PICKLE_MAGIC.len()].copy_from_slice(PICKLE_MAGIC);
-        let mut at = PICKLE_MAGIC.len();
-        out[at..at + 4].copy_from_slice(&count.to_le_bytes());
-        out[at + 4..at + 12].copy_from_slice(&(body.len() as u64).to_le_bytes());
-        at += 12;
-        for view in &views {
-            out[at..at + 8].copy_from_slice(&(view.len_bytes() as u64).to_le_bytes());
-            at += 8;
+    let body = portable::Part::buffer(body)?;
+    let mut head = Vec::with_capacity(PICKLE_MAGIC.len() + 12 + 8 * views.len() + PICKLE_ALIGN);
+    head.extend_from_slice(PICKLE_MAGIC);
+    head.extend_from_slice(&count.to_le_bytes());
+    head.extend_from_slice(&(body.bytes().len() as u64).to_le_bytes());
+    for view in &views {
+        head.extend_from_slice(&(view.bytes().len() as u64).to_le_bytes());
+    }
+    head.resize(aligned(head.len()), 0);
+    // The head, then each buffer where it lies followed by the zeros up to
+    // the next multiple of 64, then the pickle.
+    let mut parts = vec![portable::Part::Bytes(head)];
+    for view in views {
+        let pad = aligned(view.bytes().len()) - view.bytes().len();
+        parts.push(view);
+        if pad > 0 {
+            parts.push(portable::Part::Bytes(vec![0; pad]));
         }
-        at = aligned(at);
-        for view in &views {
-            // SAFETY: the export is contiguous (checked above) and alive while `view` is.
-            let data = unsafe { std::slice::from_raw_parts(view.buf_ptr() as *const u8, view.len_bytes()) };
-            out[at..at + data.len()].copy_from_slice(data);
-            at += aligned(data.len());
-        }
-        out[at..].copy_from_slice(body);
-        Ok(())
-    })
+    }
+    parts.push(body);
+    payload_or_bytes(py, parts)
 }
 
 type NodeTuple = (String, String, String, Vec<u32>);
@@ -597,15 +639,31 @@ impl Function {
         key: &str,
         arguments: &str,
         codec: &str,
-        data: &[u8],
+        data: &Bound<'_, PyAny>,
         compute_micros: u64,
     ) -> PyResult<(&'static str, Option<String>)> {
         let (key, arguments) = (parse_digest(key)?, parse_digest(arguments)?);
         let core = core()?;
-        let (address, len) = (data.as_ptr() as usize, data.len());
+        let spans = if let Ok(bytes) = data.cast::<PyBytes>() {
+            let bytes = bytes.as_bytes();
+            vec![(bytes.as_ptr() as usize, bytes.len())]
+        } else {
+            data.cast::<Payload>()?.get().spans()
+        };
         let finish = py.detach(move || {
-            // SAFETY: `data` is borrowed from a bytes object held by the caller for this call.
-            let data = unsafe { std::slice::from_raw_parts(address as *const u8, len) };
+            // SAFETY: the spans lie in a bytes object or a payload's parts held by the caller for this call.
+            let parts: Vec<&[u8]> =
+                spans
+                    .iter()
+                    .map(|&(address, len)| {
+                        if len == 0 {
+                            &[][..]
+                        } else {
+                            unsafe { std::slice::from_raw_parts(address as *const u8, len) }
+                        }
+                    })
+                    .collect();
+            let data = hitsave_host::Payload::Parts(&parts);
             let computed = hitsave_host::function::Computed { key, arguments, codec, data, compute_micros };
             self.inner.finish(&store.inner, core, computed)
         });
@@ -700,6 +758,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(canonical_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(value_stream, m)?)?;
     m.add_function(wrap_pyfunction!(derive_key, m)?)?;
+    m.add_class::<Payload>()?;
     m.add_function(wrap_pyfunction!(encode_portable, m)?)?;
     m.add_function(wrap_pyfunction!(decode_portable, m)?)?;
     m.add_function(wrap_pyfunction!(pack_pickle, m)?)?;

@@ -672,6 +672,58 @@ def test_pickled_results_keep_large_buffers_out_of_band(project):
     assert "small 1 True" in second.stdout
 
 
+@pytest.mark.parametrize("shape", ["array", "pickled", "bytes"])
+def test_a_large_result_is_stored_without_a_copy_in_memory(project, shape):
+    """A result's large buffers are written to the store from where they lie
+    (docs/python.md, "Results"): storing a 160 MiB result raises the process's
+    peak memory by the result and little more, not by two more copies (the
+    encoded stream and a bytes object, before)."""
+    pytest.importorskip("numpy")
+    make = {
+        "array": "np.arange(n // 8, dtype=np.float64)",
+        "pickled": "(np.arange(n // 8, dtype=np.float64), 'label')",  # a tuple: pickled, data out of band
+        "bytes": "bytes(range(256)) * (n // 256)",
+    }[shape]
+    project.write(
+        "heavy.py",
+        f"""
+        import time
+        import numpy as np
+        from hitsave import memo
+
+        @memo
+        def heavy(n):
+            print("computing", flush=True)
+            time.sleep(0.4)  # slow enough to be worth storing
+            return {make}
+        """,
+    )
+    check = """
+        import resource
+        import numpy as np
+        import heavy
+
+        n = 160 << 20
+        np.arange(1024).sum()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        out = heavy.heavy(n)
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        print("grown", round(grown / n, 2), flush=True)
+        if isinstance(out, bytes):
+            assert out == bytes(range(256)) * (n // 256)
+        else:
+            assert ((out[0] if isinstance(out, tuple) else out) == np.arange(n // 8)).all()
+        """
+    first = project.run(check)
+    assert "computing" in first.stdout, first.stdout
+    grown = float(first.stdout.split("grown ")[1].split()[0])
+    assert grown <= 1.3, f"storing a result of n bytes grew peak memory by {grown} n"
+    second = project.run(check)
+    assert "computing" not in second.stdout, second.stdout
+    verify = project.run("import subprocess, sys; subprocess.run([sys.executable, '-m', 'hitsave', 'verify'], check=True)")
+    assert verify.returncode == 0
+
+
 def test_plain_pickles_stored_before_containers_still_load(isolated_cache):
     import pickle
 

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Mode};
 use crate::error::{HitSaveError, Result};
 use crate::fork::generation as fork_generation;
+use crate::payload::Payload;
 use crate::runtime::Core;
 
 mod evict;
@@ -573,8 +574,8 @@ impl Store {
 
     /// Stores a fresh result in the local store. The caller must still
     /// return its value if this fails.
-    pub fn put_local(&self, core: &Core, eval: &NewEval, data: &[u8]) -> Result<PutOutcome> {
-        self.put_inner(core, eval, data)
+    pub fn put_local<'a>(&self, core: &Core, eval: &NewEval, data: impl Into<Payload<'a>>) -> Result<PutOutcome> {
+        self.put_inner(core, eval, data.into())
     }
 
     /// The root and node list (JSON) of a stored graph, by its fingerprint.
@@ -588,11 +589,11 @@ impl Store {
         })
     }
 
-    fn put_inner(&self, core: &Core, eval: &NewEval, data: &[u8]) -> Result<PutOutcome> {
+    fn put_inner(&self, core: &Core, eval: &NewEval, data: Payload<'_>) -> Result<PutOutcome> {
         if self.read_only {
             return Ok(PutOutcome::Skipped);
         }
-        let size = data.len() as u64;
+        let size = data.len();
         let store_params =
             StoreParams { budget: self.max_size(), min_compute_micros: 0, read_bytes_per_second: 1 << 30 };
         if let Some(decline) = core.store_decision(size, eval.compute_micros, &store_params)? {
@@ -601,7 +602,11 @@ impl Store {
             return Ok(PutOutcome::Declined(reason));
         }
         let inline = size <= self.inline_limit;
-        let digest = if inline { crate::hash::blob_digest(data) } else { self.write_new_blob(data)? };
+        let inline_bytes = if inline { Some(data.to_vec()) } else { None };
+        let digest = match &inline_bytes {
+            Some(bytes) => crate::hash::blob_digest(bytes),
+            None => self.write_new_blob(data)?,
+        };
         let graph_row = match &eval.graph {
             Some(graph) => graph_row(core, graph)?,
             None => None,
@@ -625,7 +630,7 @@ impl Store {
                 arguments_text,
                 eval.codec,
                 result_text,
-                if inline { Some(data) } else { None },
+                inline_bytes.as_deref(),
                 size as i64,
                 eval.compute_micros as i64,
                 time,
@@ -680,28 +685,32 @@ impl Store {
     }
 
     /// Writes a large result: hashing (on one other thread) overlaps writing
-    /// the temp file, then the file is renamed to its digest, or dropped if an
-    /// identical blob is already there.
-    fn write_new_blob(&self, data: &[u8]) -> Result<Digest> {
+    /// the temp file, part by part from where each lies (never joined), then
+    /// the file is renamed to its digest, or dropped if an identical blob is
+    /// already there.
+    fn write_new_blob(&self, data: Payload<'_>) -> Result<Digest> {
         let io = |path: &Path, source| HitSaveError::StoreIo { path: self.root.join(path), source };
         let temp = PathBuf::from("tmp").join(temp_name());
+        let len = data.len();
         let (digest, written) = std::thread::scope(|scope| {
             // One thread hashes while this one writes: on few cores, hashing
             // on all of them would take the CPU the write needs.
-            let hashing = scope.spawn(|| Digest::blob(data));
+            let hashing = scope.spawn(|| data.digest_serial());
             let written = (|| {
                 let mut file = self.dir.create(&temp)?;
-                file.write_all(data)?;
+                for part in data.parts() {
+                    file.write_all(part)?;
+                }
                 if self.fsync {
                     file.sync_all()?;
                 }
                 Ok::<_, std::io::Error>(())
             })();
-            (hashing.join().unwrap_or_else(|_| Digest::blob(data)), written)
+            (hashing.join().unwrap_or_else(|_| data.digest_serial()), written)
         });
         let placed = written.and_then(|()| {
             let target = blob_path(&digest);
-            if self.dir.metadata(&target).is_ok_and(|meta| meta.len() == data.len() as u64) {
+            if self.dir.metadata(&target).is_ok_and(|meta| meta.len() == len) {
                 return self.dir.remove_file(&temp); // Identical results are stored once.
             }
             let parent = target.parent().expect("blob paths have a shard directory");

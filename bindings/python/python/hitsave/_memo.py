@@ -31,10 +31,11 @@ PORTABLE = "portable"
 PICKLE = "pickle"
 
 
-def _pickle(value: Any) -> bytes:
+def _pickle(value: Any) -> bytes | _native.Payload:
     """Pickles ``value`` (protocol 5); buffers of 4 KiB or more (numpy arrays'
     data) go out of band into a container (``_native.pack_pickle``) so a hit
-    loads them in place from the memory-mapped result."""
+    loads them in place from the memory-mapped result, and the store writes
+    them from where they lie (never copied into one buffer)."""
     buffers: list[pickle.PickleBuffer] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
