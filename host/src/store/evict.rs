@@ -15,6 +15,11 @@ pub struct GcReport {
     pub stale_temp_files: u64,
 }
 
+/// Index rows read per query while choosing what to evict.
+const EVICT_PAGE: usize = 16_384;
+/// Entries evicted per write transaction at most.
+const EVICT_BATCH: usize = 65_536;
+
 impl Store {
     /// The exact total size of the results: one row the triggers keep
     /// (`ensure_size_total`); a scan only for a read-only store opened on an
@@ -37,47 +42,109 @@ impl Store {
         Ok(self.total_size()? > self.max_size())
     }
 
-    /// Evicts, by the core's policy, until the total is at most `target`.
+    /// Evicts, by the core's policy, until the total is at most `target`, in
+    /// memory that does not grow with the store: each round pages through
+    /// the index ([`EVICT_PAGE`] rows at a time, no transaction held) keeping
+    /// only the lowest-ranked entries that free the bytes still needed (at
+    /// most [`EVICT_BATCH`]), then deletes them in one short write
+    /// transaction.
+    ///
+    /// The result is the core's choice over the whole index: an entry the
+    /// policy would evict first among all entries is also among the first
+    /// of any subset holding it, so merging each page's choice with the
+    /// candidates so far and asking the core again loses none of them.
     pub(super) fn evict_to(&self, core: &Core, target: u64) -> Result<(u64, u64)> {
+        self.evict_paged(core, target, EVICT_PAGE, EVICT_BATCH)
+    }
+
+    fn evict_paged(&self, core: &Core, target: u64, page: usize, batch: usize) -> Result<(u64, u64)> {
         self.forget_recent();
         self.flush_hits()?;
+        let (mut evicted, mut evicted_bytes) = (0, 0);
+        loop {
+            let total = self.total_size()?;
+            if total <= target {
+                break;
+            }
+            let chosen = self.eviction_candidates(core, total - target, page, batch)?;
+            let (count, bytes) = self.delete_evicted(&chosen)?;
+            evicted += count;
+            evicted_bytes += bytes;
+            if count == 0 {
+                break; // Nothing left to evict (or others removed it first).
+            }
+        }
+        Ok((evicted, evicted_bytes))
+    }
+
+    /// The keys of the entries the policy evicts first that together free
+    /// at least `needed` bytes (at most `batch` of them), reading `page` rows at a time.
+    fn eviction_candidates(&self, core: &Core, needed: u64, page: usize, batch: usize) -> Result<Vec<(String, u64)>> {
+        let now = now();
+        let mut candidates: Vec<(String, Entry)> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let rows: Vec<(String, Entry)> = self.with_db(|conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT key, size, compute_micros, last_access, hits FROM evals WHERE key > ?1 ORDER BY key LIMIT ?2",
+                )?;
+                let rows = statement.query_map(params![after, page as i64], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        Entry {
+                            size: row.get::<_, i64>(1)?.max(0) as u64,
+                            compute_micros: row.get::<_, i64>(2)?.max(0) as u64,
+                            last_access: row.get::<_, i64>(3)?.max(0) as u64,
+                            hits: row.get::<_, i64>(4)?.max(0) as u64,
+                        },
+                    ))
+                })?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })?;
+            let Some((last, _)) = rows.last() else { break };
+            after = last.clone();
+            let full = rows.len() == page;
+            candidates.extend(rows);
+            let entries: Vec<Entry> = candidates.iter().map(|(_, entry)| *entry).collect();
+            let sum: u64 = entries.iter().map(|entry| entry.size).sum();
+            let budget = sum.saturating_sub(needed);
+            let mut chosen = core.evict(&entries, &EvictionParams { budget, now, half_life: HALF_LIFE_SECONDS })?;
+            chosen.truncate(batch);
+            let mut slots: Vec<Option<(String, Entry)>> = candidates.drain(..).map(Some).collect();
+            candidates =
+                chosen.iter().filter_map(|&index| slots.get_mut(index as usize).and_then(Option::take)).collect();
+            if !full {
+                break;
+            }
+        }
+        Ok(candidates.into_iter().map(|(key, entry)| (key, entry.size)).collect())
+    }
+
+    /// Deletes chosen entries (and blobs no entry uses any more) in one
+    /// write transaction; entries already gone are skipped.
+    fn delete_evicted(&self, chosen: &[(String, u64)]) -> Result<(u64, u64)> {
+        if chosen.is_empty() {
+            return Ok((0, 0));
+        }
         self.with_db(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let rows: Vec<(String, Entry)> = {
-                let mut statement = tx.prepare("SELECT key, size, compute_micros, last_access, hits FROM evals")?;
-                statement
-                    .query_map([], |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            Entry {
-                                size: row.get::<_, i64>(1)? as u64,
-                                compute_micros: row.get::<_, i64>(2)? as u64,
-                                last_access: row.get::<_, i64>(3)? as u64,
-                                hits: row.get::<_, i64>(4)? as u64,
-                            },
-                        ))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?
-            };
-            let entries: Vec<Entry> = rows.iter().map(|(_, entry)| *entry).collect();
-            let chosen =
-                core.evict(&entries, &EvictionParams { budget: target, now: now(), half_life: HALF_LIFE_SECONDS })?;
-            let mut evicted_bytes = 0;
-            for &index in &chosen {
-                let (key, entry) = &rows[index as usize];
-                evicted_bytes += entry.size;
+            let (mut count, mut bytes) = (0u64, 0u64);
+            for (key, size) in chosen {
                 let removed: Option<(String, bool)> = tx
                     .query_row("DELETE FROM evals WHERE key = ?1 RETURNING result, inline IS NULL", [key], |row| {
                         Ok((row.get(0)?, row.get(1)?))
                     })
                     .optional()?;
-                if let Some((result, true)) = removed {
+                let Some((result, blob)) = removed else { continue };
+                count += 1;
+                bytes += size;
+                if blob {
                     remove_blob_if_unused(&self.dir, &tx, &result)?;
                 }
             }
-            tx.execute("UPDATE totals SET value = value + ?1 WHERE name = 'evictions'", [chosen.len() as i64])?;
+            tx.execute("UPDATE totals SET value = value + ?1 WHERE name = 'evictions'", [count as i64])?;
             tx.commit()?;
-            Ok((chosen.len() as u64, evicted_bytes))
+            Ok((count, bytes))
         })
     }
 
@@ -131,5 +198,76 @@ impl Store {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewEval;
+
+    #[test]
+    fn paged_eviction_chooses_what_the_core_chooses_over_the_whole_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_dir(dir.path());
+        config.max_size = 1 << 40;
+        let store = Store::open(&config).unwrap();
+        let core = Core::shared().unwrap();
+        for index in 0..300u64 {
+            let label = format!("entry {index}");
+            let eval = NewEval {
+                key: Digest::new(DigestKind::Key, *blake3::hash(label.as_bytes()).as_bytes()),
+                function_id: label.clone(),
+                function_name: "f".into(),
+                language: "rust".into(),
+                arguments: Digest::new(DigestKind::Value, *blake3::hash(label.as_bytes()).as_bytes()),
+                codec: "raw".into(),
+                compute_micros: 1000 + (index * 7919) % 100_003,
+                graph: None,
+            };
+            let data = vec![index as u8; 10 + (index as usize * 37) % 3000];
+            store.put_local(core, &eval, &data).unwrap();
+        }
+        let rows: Vec<(String, Entry)> = store
+            .with_db(|conn| {
+                let mut statement = conn.prepare("SELECT key, size, compute_micros, last_access, hits FROM evals")?;
+                let rows = statement.query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        Entry {
+                            size: row.get::<_, i64>(1)? as u64,
+                            compute_micros: row.get::<_, i64>(2)? as u64,
+                            last_access: row.get::<_, i64>(3)? as u64,
+                            hits: row.get::<_, i64>(4)? as u64,
+                        },
+                    ))
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .unwrap();
+        let total: u64 = rows.iter().map(|(_, entry)| entry.size).sum();
+        let target = total / 3;
+        let entries: Vec<Entry> = rows.iter().map(|(_, entry)| *entry).collect();
+        let params = EvictionParams { budget: target, now: now(), half_life: HALF_LIFE_SECONDS };
+        let mut expected: Vec<String> =
+            core.evict(&entries, &params).unwrap().into_iter().map(|index| rows[index as usize].0.clone()).collect();
+        expected.sort();
+        // Pages of 7 rows, at most 5 entries per round: many pages, many rounds.
+        let (count, bytes) = store.evict_paged(core, target, 7, 5).unwrap();
+        let kept: std::collections::HashSet<String> = store
+            .with_db(|conn| {
+                let mut statement = conn.prepare("SELECT key FROM evals")?;
+                let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .unwrap();
+        let mut evicted: Vec<String> =
+            rows.iter().map(|(key, _)| key.clone()).filter(|key| !kept.contains(key)).collect();
+        evicted.sort();
+        assert!(expected.len() > 20, "the test evicts over several rounds: {}", expected.len());
+        assert_eq!(evicted, expected);
+        assert_eq!(count, expected.len() as u64);
+        assert_eq!(store.total_size().unwrap(), total - bytes);
+        assert!(store.total_size().unwrap() <= target);
     }
 }
