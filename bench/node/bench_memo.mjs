@@ -163,6 +163,44 @@ rows.push([
   '—',
 ]);
 
+// Storing a 1 GiB Float64Array result through memo() (#17), each in a fresh
+// process so peak memory (maxRSS) is its own: the call's time beyond
+// computing it, and how much the peak grew over the result's size, against
+// fs.writeFileSync of the same array.
+const GIB = 1 << 30;
+const gibChild = (mode) => JSON.parse(execFileSync(process.execPath, ['-e', `
+  const fs = require('node:fs');
+  const { memo } = require(${JSON.stringify(path.join(repo, 'bindings', 'node'))});
+  const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  function make(n) {
+    sleep(1000); // worth storing by the policy
+    const a = new Float64Array(n / 8);
+    for (let i = 0; i < a.length; i += 512) a[i] = i; // every page touched
+    return a;
+  }
+  const peak = () => process.resourceUsage().maxRSS * 1024;
+  const time = (fn) => { const t = process.hrtime.bigint(); const out = fn(); return [Number(process.hrtime.bigint() - t) / 1e9, out]; };
+  const mode = ${JSON.stringify(mode)};
+  let before, seconds, out;
+  if (mode === 'plain') { before = peak(); [seconds] = time(() => make(${GIB})); }
+  if (mode === 'write') { const a = make(${GIB}); before = peak() - a.byteLength; [seconds] = time(() => fs.writeFileSync(${JSON.stringify(path.join(tmp, 'gib.f64'))}, a)); }
+  if (mode === 'memo') { const f = memo(make, { name: 'bench-gib', version: '1' }); before = peak(); [seconds] = time(() => f(${GIB})); }
+  console.log(JSON.stringify({ seconds, grown: peak() - before }));
+`], { env: process.env, maxBuffer: 1 << 20 }).toString().trim().split('\n').pop());
+const gibPlain = gibChild('plain');
+const gibWrite = gibChild('write');
+fs.rmSync(path.join(tmp, 'gib.f64'), { force: true });
+const gibMemo = gibChild('memo');
+const gibStore = gibMemo.seconds - gibPlain.seconds;
+const gibPeak = gibMemo.grown / GIB;
+rows.push([
+  'Store a 1 GiB Float64Array result through `memo()` (a miss: the call\'s time beyond computing it; peak memory growth over the result\'s size)',
+  `\`fs.writeFileSync\` of the array ${fmt(gibWrite.seconds)}, ${(gibWrite.grown / GIB).toFixed(2)}×`,
+  `${fmt(gibStore)}, ${gibPeak.toFixed(2)}×`,
+  '≤ 1.5× the plain write\'s time, peak ≤ 1.2× the result (#17)',
+  gibStore <= 1.5 * gibWrite.seconds && gibPeak <= 1.2 ? 'met' : `**missed** (${(gibStore / gibWrite.seconds).toFixed(2)}× the write)`,
+]);
+
 // Package load time: a fresh node requiring hitsave, less a fresh node requiring nothing.
 const timeNode = (code) => {
   const samples = [];

@@ -266,83 +266,8 @@ fn store_suite() -> Vec<Row> {
         verdict: verdict(lookup <= Duration::from_micros(5)),
     });
 
-    // 1 GiB: store and load against writing and reading a plain file on the same disk.
-    let gib: Vec<u8> = (0..1u32 << 30).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let mut store_times = Vec::new();
-    let mut write_times = Vec::new();
-    let mut load_times = Vec::new();
-    let mut read_times = Vec::new();
-    // Every timed write starts with no dirty pages left by the one before, so
-    // neither side pays for the other's writeback; both write a new file; the
-    // order alternates between rounds.
-    let settle = || {
-        let _ = std::process::Command::new("sync").status();
-    };
-    for round in 0..6u64 {
-        // A distinct result each round, so nothing is deduplicated away.
-        let mut data = gib.clone();
-        data[0] = round as u8;
-        // A minute to compute: worth storing (the policy skips big results that are quicker to recompute than to read).
-        let slow = NewEval { compute_micros: 60_000_000, ..eval(1_000_000 + round) };
-        let plain = base.join(format!("plain-{round}.bin"));
-        let time_plain = || {
-            settle();
-            let start = Instant::now();
-            std::fs::write(&plain, &data).expect("plain write");
-            start.elapsed()
-        };
-        let time_store = || {
-            settle();
-            let start = Instant::now();
-            assert_eq!(
-                store.put_local(&core, &slow, &data).expect("put 1 GiB"),
-                hitsave_host::store::PutOutcome::Stored
-            );
-            start.elapsed()
-        };
-        if round % 2 == 0 {
-            write_times.push(time_plain());
-            store_times.push(time_store());
-        } else {
-            store_times.push(time_store());
-            write_times.push(time_plain());
-        }
-        drop(data);
-        settle();
-        let start = Instant::now();
-        let read = std::fs::read(&plain).expect("plain read");
-        black_box(&read);
-        read_times.push(start.elapsed());
-        drop(read);
-        let start = Instant::now();
-        let hit = store.get_local(&slow.key).expect("get").expect("hit");
-        black_box(hit.data.bytes()[12345]);
-        load_times.push(start.elapsed());
-        drop(hit);
-        let _ = std::fs::remove_file(&plain);
-        store.clear(Some("bench")).expect("clear");
-    }
-    let throughput = |d: Duration| 1.0 / d.as_secs_f64();
-    let (stored, written) = (median(store_times), median(write_times));
-    let (loaded, read) = (median(load_times), median(read_times));
-    let store_ratio = throughput(stored) / throughput(written);
-    let load_ratio = throughput(loaded) / throughput(read);
-    rows.push(Row {
-        what: "Store a 1 GiB result (hash + blob write + index)".into(),
-        peer: "`std::fs::write` of the same bytes, same disk".into(),
-        ours: format!("{} ({:.2} GiB/s)", fmt_duration(stored), throughput(stored)),
-        theirs: format!("{} ({:.2} GiB/s)", fmt_duration(written), throughput(written)),
-        target: format!("≥ 80 % (got {:.0} %)", store_ratio * 100.0),
-        verdict: verdict(store_ratio >= 0.8),
-    });
-    rows.push(Row {
-        what: "Load a 1 GiB result (memory map + verify BLAKE3)".into(),
-        peer: "`std::fs::read` of the same bytes, same disk".into(),
-        ours: format!("{} ({:.2} GiB/s)", fmt_duration(loaded), throughput(loaded)),
-        theirs: format!("{} ({:.2} GiB/s)", fmt_duration(read), throughput(read)),
-        target: format!("≥ 80 % (got {:.0} %)", load_ratio * 100.0),
-        verdict: verdict(load_ratio >= 0.8),
-    });
+    // 1 GiB results are measured through `@memo` and `memo()` as users call
+    // them (bench/python/bench_scale.py, bench/node/bench_memo.mjs).
     drop(store);
     let _ = std::fs::remove_dir_all(&base);
     rows
@@ -393,7 +318,7 @@ fn main() {
     let suite = std::env::args().nth(1).unwrap_or_else(|| "foundation".to_owned());
     let (rows, title) = match suite.as_str() {
         "foundation" => (foundation(), "Foundation: component load, key derivation, native hashing"),
-        "store" => (store_suite(), "Local store: lookup, insert, 1 GiB results"),
+        "store" => (store_suite(), "Local store: lookup, insert"),
         "cloud" => (cloud::cloud_suite(), "Cloud: lookups, 256 MiB upload and download on loopback"),
         "scaleout" => (
             scaleout::scaleout_suite(),

@@ -17,8 +17,31 @@ pub struct GcReport {
 
 /// Index rows read per query while choosing what to evict.
 const EVICT_PAGE: usize = 16_384;
-/// Entries evicted per write transaction at most.
+/// Entries chosen per round at most (the candidates kept in memory).
 const EVICT_BATCH: usize = 65_536;
+/// Entries deleted per write transaction (short, so other writers and a
+/// fork wait briefly).
+const DELETE_CHUNK: usize = 2048;
+
+/// What the background evictor is asked.
+pub(super) enum EvictorMessage {
+    /// Evict down to this many bytes.
+    Evict(u64),
+    /// Answer once everything asked before is done.
+    Barrier(std::sync::mpsc::SyncSender<()>),
+}
+
+/// The thread that keeps the budget off the callers' path (one per store
+/// handle, started when a put first finds the store over its budget).
+pub(super) struct Evictor {
+    sender: std::sync::mpsc::Sender<EvictorMessage>,
+    generation: u64,
+}
+
+/// Over the budget by more than this fraction, a put evicts itself instead
+/// of leaving it to the background (a bound when the background cannot keep
+/// up, or the processes are too short-lived for it to finish).
+const OVERSHOOT: f64 = 0.25;
 
 impl Store {
     /// The exact total size of the results: one row the triggers keep
@@ -35,11 +58,89 @@ impl Store {
         })
     }
 
-    /// Whether the store is over its budget: the exact total, one indexed
-    /// row read per put (whatever the number of entries; other processes'
-    /// puts included).
-    pub(super) fn over_budget(&self) -> Result<bool> {
-        Ok(self.total_size()? > self.max_size())
+    /// After a put: over the budget, eviction down to [`EVICTION_TARGET`] of
+    /// it is handed to the background evictor and the put returns; more than
+    /// [`OVERSHOOT`] over (or without a thread), the put evicts itself.
+    pub(super) fn keep_budget(&self, core: &Core) -> Result<()> {
+        let max = self.max_size();
+        let total = self.total_size()?;
+        if total <= max {
+            return Ok(());
+        }
+        let target = (max as f64 * EVICTION_TARGET) as u64;
+        if total as f64 > max as f64 * (1.0 + OVERSHOOT) || !self.evict_in_background(target) {
+            self.evict_to(core, target)?;
+        }
+        Ok(())
+    }
+
+    /// Asks the background evictor (started on first use, and again in a
+    /// forked child) to evict down to `target`; `false` if no thread runs.
+    fn evict_in_background(&self, target: u64) -> bool {
+        let generation = fork_generation();
+        let mut evictor = crate::fork::lock(&self.evictor);
+        if evictor.as_ref().is_none_or(|running| running.generation != generation) {
+            if let Some(stale) = evictor.take() {
+                std::mem::forget(stale); // A thread of the parent process: it does not exist here.
+            }
+            let mut config = Config::for_dir(&self.root);
+            config.max_size = self.max_size();
+            config.inline_limit = self.inline_limit;
+            config.fsync = self.fsync;
+            config.lock_wait = self.lock_wait;
+            let (sender, receiver) = std::sync::mpsc::channel::<EvictorMessage>();
+            let spawned = std::thread::Builder::new().name("hitsave-evict".into()).spawn(move || {
+                // Its own handle on the store: its own connection, never the callers'.
+                let store = match Store::open(&config) {
+                    Ok(store) => store,
+                    Err(error) => {
+                        crate::warn::error(&error);
+                        return;
+                    }
+                };
+                let mut messages = receiver.into_iter().peekable();
+                while let Some(message) = messages.next() {
+                    match message {
+                        EvictorMessage::Evict(mut target) => {
+                            // Requests that queued up meanwhile are one pass.
+                            while let Some(EvictorMessage::Evict(next)) =
+                                messages.next_if(|next| matches!(next, EvictorMessage::Evict(_)))
+                            {
+                                target = target.min(next);
+                            }
+                            let evicted = Core::shared().and_then(|core| store.evict_to(core, target));
+                            if let Err(error) = evicted {
+                                crate::warn::error(&error);
+                            }
+                        }
+                        EvictorMessage::Barrier(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+            match spawned {
+                Ok(_) => *evictor = Some(Evictor { sender, generation }),
+                Err(_) => return false,
+            }
+        }
+        evictor.as_ref().is_some_and(|running| running.sender.send(EvictorMessage::Evict(target)).is_ok())
+    }
+
+    /// Waits until the background evictor has done what it was asked (for
+    /// tests and tools that read sizes right after puts).
+    pub fn wait_for_eviction(&self) {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        let sent = {
+            let evictor = crate::fork::lock(&self.evictor);
+            evictor
+                .as_ref()
+                .filter(|running| running.generation == fork_generation())
+                .is_some_and(|running| running.sender.send(EvictorMessage::Barrier(done)).is_ok())
+        };
+        if sent {
+            let _ = wait.recv();
+        }
     }
 
     /// Evicts, by the core's policy, until the total is at most `target`, in
@@ -120,32 +221,35 @@ impl Store {
         Ok(candidates.into_iter().map(|(key, entry)| (key, entry.size)).collect())
     }
 
-    /// Deletes chosen entries (and blobs no entry uses any more) in one
-    /// write transaction; entries already gone are skipped.
+    /// Deletes chosen entries (and blobs no entry uses any more), in write
+    /// transactions of [`DELETE_CHUNK`] entries; entries already gone are
+    /// skipped.
     fn delete_evicted(&self, chosen: &[(String, u64)]) -> Result<(u64, u64)> {
-        if chosen.is_empty() {
-            return Ok((0, 0));
-        }
-        self.with_db(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let (mut count, mut bytes) = (0u64, 0u64);
-            for (key, size) in chosen {
-                let removed: Option<(String, bool)> = tx
-                    .query_row("DELETE FROM evals WHERE key = ?1 RETURNING result, inline IS NULL", [key], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })
-                    .optional()?;
-                let Some((result, blob)) = removed else { continue };
-                count += 1;
-                bytes += size;
-                if blob {
-                    remove_blob_if_unused(&self.dir, &tx, &result)?;
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for chunk in chosen.chunks(DELETE_CHUNK) {
+            self.with_db(|conn| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut deleted = 0u64;
+                for (key, size) in chunk {
+                    let removed: Option<(String, bool)> = tx
+                        .query_row("DELETE FROM evals WHERE key = ?1 RETURNING result, inline IS NULL", [key], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })
+                        .optional()?;
+                    let Some((result, blob)) = removed else { continue };
+                    deleted += 1;
+                    bytes += size;
+                    if blob {
+                        remove_blob_if_unused(&self.dir, &tx, &result)?;
+                    }
                 }
-            }
-            tx.execute("UPDATE totals SET value = value + ?1 WHERE name = 'evictions'", [count as i64])?;
-            tx.commit()?;
-            Ok((count, bytes))
-        })
+                tx.execute("UPDATE totals SET value = value + ?1 WHERE name = 'evictions'", [deleted as i64])?;
+                tx.commit()?;
+                count += deleted;
+                Ok(())
+            })?;
+        }
+        Ok((count, bytes))
     }
 
     /// Applies the budget now (optionally a smaller one), removes blob files

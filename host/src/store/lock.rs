@@ -1,14 +1,27 @@
-//! Compute locks: one `flock`ed file per key being computed, so two processes missing one key compute it once.
+//! Compute locks, so two processes or threads missing one key compute it once.
+//!
+//! On Linux a key's lock is an open-file-description lock (`F_OFD_SETLK`) on
+//! one byte of `locks/keys`, at an offset taken from the key: nothing is
+//! created or removed per computation, so a miss pays an `open`, one
+//! `fcntl` and a `close`. Elsewhere, or where the file system refuses OFD
+//! locks, it is an exclusive `flock` on a file `locks/<key>` made for the
+//! computation and removed after it. Either way the OS releases the lock if
+//! the process dies. (Builds before OFD locks used the files only: an older
+//! SDK and a newer one computing the same key at the same moment both
+//! compute, and the first to store wins; no result is ever wrong.)
 
 use super::*;
 
-/// The right to compute one key, held until dropped: an exclusive `flock` on
-/// `locks/<key>` in the store directory, which the OS also releases if the
-/// process dies.
+/// The shared lock file of the byte-range locks.
+const RANGE_FILE: &str = "keys";
+
+/// The right to compute one key, held until dropped; the OS also releases
+/// it if the process dies.
 #[derive(Debug)]
 pub struct ComputeLock {
     file: std::fs::File,
-    path: PathBuf,
+    /// The per-key lock file to remove when done (none for a byte-range lock).
+    path: Option<PathBuf>,
     waited: bool,
 }
 
@@ -36,8 +49,74 @@ impl Drop for ComputeLock {
         // Unlinked while still held, so no lock file outlives its computation;
         // a waiter that then locks this unlinked file sees that the path names
         // another file (or none) and starts over (`Store::lock_compute`).
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
         let _ = &self.file; // closing the file releases the lock
+    }
+}
+
+/// Whether OFD locks are known not to work here (then per-key files are used).
+static NO_RANGE_LOCKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// One attempt at the byte-range lock of `name` in `dir/keys`: `Ok(Some)`
+/// held, `Ok(None)` busy, `Err(true)` no OFD locks here (use files),
+/// `Err(false)` no lock can be made.
+#[cfg(target_os = "linux")]
+fn try_lock_range(dir: &Path, name: &str) -> std::result::Result<Option<ComputeLock>, bool> {
+    use std::os::unix::io::AsRawFd as _;
+    if NO_RANGE_LOCKS.load(Ordering::Relaxed) {
+        return Err(true);
+    }
+    let path = dir.join(RANGE_FILE);
+    let open = || std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+    let file = match open() {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|_| false)?;
+            open().map_err(|_| false)?
+        }
+        Err(_) => return Err(false),
+    };
+    // One byte per key, at an offset from the key's hash (63 bits: two keys
+    // share a byte with probability 2^-63, and then one only waits).
+    let hash = blake3::hash(name.as_bytes());
+    let offset = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes")) >> 1;
+    // SAFETY: a zeroed `flock` is valid; the fields are set below.
+    let mut range: libc::flock = unsafe { std::mem::zeroed() };
+    range.l_type = libc::F_WRLCK as libc::c_short;
+    range.l_whence = libc::SEEK_SET as libc::c_short;
+    range.l_start = offset as libc::off_t;
+    range.l_len = 1;
+    loop {
+        // SAFETY: fcntl on a descriptor this function owns, with a valid `flock`.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &range) } == 0 {
+            return Ok(Some(ComputeLock { file, path: None, waited: false }));
+        }
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(code) if code == libc::EAGAIN || code == libc::EACCES => Ok(None),
+            Some(code) if code == libc::EINTR => continue,
+            Some(code) if code == libc::EINVAL || code == libc::ENOLCK || code == libc::EOPNOTSUPP => {
+                NO_RANGE_LOCKS.store(true, Ordering::Relaxed);
+                Err(true)
+            }
+            _ => Err(false),
+        };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn try_lock_range(_dir: &Path, _name: &str) -> std::result::Result<Option<ComputeLock>, bool> {
+    Err(true)
+}
+
+/// One attempt at the compute lock of `name` in `dir`: a byte-range lock
+/// where the OS has them, else a per-key lock file.
+pub(super) fn try_lock_key(dir: &Path, name: &str) -> std::result::Result<Option<ComputeLock>, ()> {
+    match try_lock_range(dir, name) {
+        Ok(lock) => Ok(lock),
+        Err(true) => try_lock_file(dir, name),
+        Err(false) => Err(()),
     }
 }
 
@@ -74,7 +153,7 @@ pub(super) fn try_lock_file(dir: &Path, name: &str) -> std::result::Result<Optio
             _ => false,
         };
         if same {
-            return Ok(Some(ComputeLock { file, path, waited: false }));
+            return Ok(Some(ComputeLock { file, path: Some(path), waited: false }));
         }
     }
     Ok(None)
@@ -91,7 +170,7 @@ pub(super) fn lock_file(dir: &Path, name: &str, wait: Duration) -> Option<Comput
     let mut waited = false;
     let mut pause = Duration::from_millis(1);
     loop {
-        match try_lock_file(dir, name) {
+        match try_lock_key(dir, name) {
             Ok(Some(mut lock)) => {
                 lock.waited = waited;
                 return Some(lock);
@@ -140,7 +219,7 @@ impl Store {
         if self.read_only || self.lock_wait.is_zero() {
             return TryLock::Unavailable;
         }
-        match try_lock_file(&self.root.join("locks"), &key.to_string()) {
+        match try_lock_key(&self.root.join("locks"), &key.to_string()) {
             Ok(Some(lock)) => TryLock::Acquired(lock),
             Ok(None) => TryLock::Busy,
             Err(()) => TryLock::Unavailable,

@@ -6,7 +6,8 @@
 //!                       dependency graphs, size accounting
 //!   blobs/ab/cdef…      large results, content-addressed by their BLAKE3
 //!   tmp/                blobs being written (unique names; renamed into place)
-//!   locks/<key>         a key being computed (see `Store::lock_compute`)
+//!   locks/keys          compute locks: one byte per key being computed (Linux)
+//!   locks/<key>         a key being computed, elsewhere (see `Store::lock_compute`)
 //!   compiled/           the compiled core component (see `runtime`)
 //! ```
 //!
@@ -269,6 +270,7 @@ pub struct Store {
     db: Mutex<Option<Db>>,
     pending: Mutex<PendingHits>,
     flusher: Mutex<Option<Flusher>>,
+    evictor: Mutex<Option<evict::Evictor>>,
     recent: Mutex<RecentHits>,
     /// Functions whose declined result this process recorded ([`Store::declined`]).
     declined_noted: Mutex<std::collections::HashSet<String>>,
@@ -386,6 +388,7 @@ impl Store {
             db: Mutex::new(None),
             pending: Mutex::new(PendingHits { hits: HashMap::new(), since: Instant::now() }),
             flusher: Mutex::new(None),
+            evictor: Mutex::new(None),
             recent: Mutex::new(RecentHits::default()),
             declined_noted: Mutex::default(),
             max_size: AtomicU64::new(config.max_size),
@@ -658,8 +661,8 @@ impl Store {
             };
             Ok(if inserted == 1 { PutOutcome::Stored } else { PutOutcome::AlreadyPresent })
         })?;
-        if outcome == PutOutcome::Stored && self.over_budget()? {
-            self.evict_to(core, (self.max_size() as f64 * EVICTION_TARGET) as u64)?;
+        if outcome == PutOutcome::Stored {
+            self.keep_budget(core)?;
         }
         Ok(outcome)
     }

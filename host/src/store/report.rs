@@ -170,6 +170,7 @@ impl Store {
 
     /// Store-wide numbers.
     pub fn stats(&self) -> Result<Stats> {
+        self.wait_for_eviction();
         self.flush_hits()?;
         let (evals, functions, size, inline_size, hits, evictions, schema_version) = self.with_db(|conn| {
             Ok(conn.query_row(
