@@ -468,6 +468,20 @@ fn check_quota(used: u64, adding: u64, quota: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// How long a request body refused before it was read is still read (and
+/// discarded) after the answer.
+const UNREAD_BODY_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and discards `body` in the background for at most `linger`, so the
+/// connection is not closed under a client still sending (its kernel could
+/// drop the answer on the reset). The connection closes after it.
+fn discard_for(body: Body, linger: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        let _ = tokio::time::timeout(linger, async { while let Some(Ok(_)) = stream.next().await {} }).await;
+    });
+}
+
 async fn put_blob(
     State(state): State<AppState>,
     Extension(metrics): Extension<Arc<observe::Metrics>>,
@@ -478,6 +492,22 @@ async fn put_blob(
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::ReadWrite)?;
     check_digest(&digest, "blob")?;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(declared) = declared
+        && declared > state.limits.max_blob_size
+    {
+        // Refused before the body is read: a client that sent `Expect:
+        // 100-continue` never sends it; one already sending gets the answer
+        // while the body is read and discarded for a few seconds (closing
+        // with unread bytes could reset the connection before the client
+        // reads the answer).
+        discard_for(body, UNREAD_BODY_LINGER);
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("blobs are limited to {} bytes; the request declares {declared}", state.limits.max_blob_size),
+        ));
+    }
     // Over the project's quota: refused before the body is read when its
     // length says so, else once it is (a blob the project holds costs nothing).
     let quota = match state.limits.project_quota {
@@ -486,9 +516,12 @@ async fn put_blob(
             let (used, already) =
                 blocking(move || Ok((metadata.project_bytes(project)?, metadata.blob_size(project, &held)?.is_some())))
                     .await?;
-            let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            if !already && let Some(declared) = declared {
-                check_quota(used, declared, quota)?;
+            if !already
+                && let Some(declared) = declared
+                && let Err(refused) = check_quota(used, declared, quota)
+            {
+                discard_for(body, UNREAD_BODY_LINGER);
+                return Err(refused);
             }
             (!already).then_some((used, quota))
         }

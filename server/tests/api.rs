@@ -963,6 +963,67 @@ fn idle_connections_cannot_lock_everyone_out() {
     drop(idle);
 }
 
+/// The status line and body of one HTTP/1.1 response read from `stream`
+/// (interim `100 Continue` answers included in the text).
+fn read_answer(stream: &mut std::net::TcpStream) -> String {
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(read) = stream.read(&mut buffer) {
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some(head_end) = text.find("\r\n\r\n")
+            && let Some(length) = text[..head_end]
+                .lines()
+                .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+            && answer.len() >= head_end + 4 + length.trim().parse::<usize>().unwrap()
+        {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_blob_declared_over_the_limit_is_refused_before_its_body() {
+    let server = start_with(hitsave_server::Limits { max_blob_size: 1 << 20, ..quick_limits() });
+    let key = project(&server, "declared");
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let digest = format!("blob1_{}", blake3::hash(b"never sent").to_hex());
+    let head = format!(
+        "PUT /v1/blobs/{digest} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\n",
+        10u64 << 30
+    );
+    // A client that asks first (curl does for large bodies) is answered
+    // without sending a byte of the body (before: `100 Continue`, then a
+    // wait for 10 GiB).
+    let mut asking = std::net::TcpStream::connect(&address).unwrap();
+    write!(asking, "{head}Expect: 100-continue\r\n\r\n").unwrap();
+    let answer = read_answer(&mut asking);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large") && answer.contains("declares"), "{answer}");
+    // A client already sending reads the answer while it sends (the rest of
+    // its body is read and dropped for a while, not reset under it).
+    let mut sending = std::net::TcpStream::connect(&address).unwrap();
+    write!(sending, "{head}\r\n").unwrap();
+    let mut writer = sending.try_clone().unwrap();
+    let feeding = std::thread::spawn(move || {
+        let chunk = vec![0u8; 64 << 10];
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(3) && writer.write_all(&chunk).is_ok() {}
+    });
+    let answer = read_answer(&mut sending);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+    feeding.join().unwrap();
+    let temps: Vec<_> =
+        std::fs::read_dir(server._dir.path().join("tmp")).map(|dir| dir.flatten().collect()).unwrap_or_default();
+    assert!(temps.is_empty(), "no upload file for a refused body: {temps:?}");
+}
+
 #[test]
 fn a_stalled_upload_is_answered_408_and_its_file_removed() {
     let server = start_with(quick_limits());
