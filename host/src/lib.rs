@@ -35,6 +35,7 @@ pub mod cache;
 pub mod cloud;
 pub mod config;
 pub mod error;
+pub mod files;
 pub(crate) mod fork;
 pub mod function;
 pub mod hash;

@@ -706,6 +706,16 @@ fn foreign_codec_error<'py>(py: Python<'py>, function_name: &str, language: &str
         .into_any()
 }
 
+/// The files under a data directory a function reads (sorted) and the
+/// directories walked, or `code_unavailable` when there are too many to
+/// count (`hitsave_host::files`).
+#[pyfunction]
+fn directory_files(py: Python<'_>, path: std::path::PathBuf, reader: &str) -> PyResult<(Vec<String>, Vec<String>)> {
+    let text = |paths: Vec<std::path::PathBuf>| paths.into_iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let (files, dirs) = py.detach(|| hitsave_host::files::directory_files(&path, reader)).map_err(to_py_err)?;
+    Ok((text(files), text(dirs)))
+}
+
 /// The `code_unavailable` error for what the analysis of a function's code
 /// could not see (to raise).
 #[pyfunction]
@@ -760,6 +770,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(derive_key, m)?)?;
     m.add_class::<Payload>()?;
     m.add_function(wrap_pyfunction!(encode_portable, m)?)?;
+    m.add_function(wrap_pyfunction!(directory_files, m)?)?;
     m.add_function(wrap_pyfunction!(decode_portable, m)?)?;
     m.add_function(wrap_pyfunction!(pack_pickle, m)?)?;
     m.add("PICKLE_MAGIC", PyBytes::new(py, PICKLE_MAGIC))?;

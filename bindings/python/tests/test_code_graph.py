@@ -808,6 +808,90 @@ def test_a_data_file_the_code_names_counts_by_its_contents(project):
     assert result.stdout.split() == ["18", "24"]
 
 
+def test_files_read_from_a_data_directory_count(project):
+    """`open(DATA_DIR / f"{name}.csv")` reads a file the analysis cannot
+    name, and `(DATA_DIR / "train.csv").read_text()` one it can only name by
+    joining a module-level directory with a constant: both used to hit after
+    the file was edited (docs/python.md, "Data files")."""
+    project.write("data/train.csv", "a\n1\n2\n")
+    project.write("data/test.csv", "a\n10\n")
+    project.write("data/raw/extra.csv", "a\n100\n")
+    project.write("job.py", """
+        import os
+        from pathlib import Path
+        from hitsave import memo
+        DATA_DIR = Path(__file__).parent / "data"
+        def rows(text):
+            return sum(map(int, text.split()[1:]))
+
+        @memo
+        def computed(name):
+            print("ran:computed")
+            with open(DATA_DIR / f"{name}.csv") as handle:
+                return rows(handle.read())
+
+        @memo
+        def joined():
+            print("ran:joined")
+            return rows((DATA_DIR / "train.csv").read_text())
+
+        @memo
+        def constant_directory(name):
+            print("ran:constant_directory")
+            return rows(open(os.path.join("data/raw", name)).read())
+    """)
+    call = "import job; print('=', job.computed('train'), job.joined(), job.constant_directory('extra.csv'))"
+
+    def run() -> list[str]:
+        out = project.run(call).stdout.split()
+        ran = ",".join(word[4:] for word in out if word.startswith("ran:")) or "-"
+        return out[out.index("=") + 1 :] + [ran]
+
+    assert run() == ["3", "3", "100", "computed,joined,constant_directory"]
+    assert run() == ["3", "3", "100", "-"]
+    project.write("data/train.csv", "a\n1\n5\n")
+    assert run() == ["6", "6", "100", "computed,joined"]
+    # A file the first could read, and the third reads: every file under
+    # the directory counts for them (the second names its one file).
+    project.write("data/raw/extra.csv", "a\n200\n")
+    assert run() == ["6", "6", "200", "computed,constant_directory"]
+    project.write("data/raw/new.csv", "a\n1\n")
+    assert run() == ["6", "6", "200", "computed,constant_directory"]
+    # Edited while a process runs: the next call sees it.
+    result = project.run("""
+        import pathlib, job
+        first = job.computed("test")
+        pathlib.Path("data/test.csv").write_text("a\\n11\\n")
+        print(first, job.computed("test"))
+    """)
+    assert result.stdout.split()[-2:] == ["10", "11"]
+
+
+def test_a_data_directory_too_large_to_count_is_refused(project):
+    """More files than can be hashed at each first call: the call raises
+    `code_unavailable` naming the directory instead of assuming its files
+    unchanged."""
+    for index in range(4100):
+        project.write(f"data/{index}.csv", "a\n1\n")
+    project.write("job.py", """
+        from pathlib import Path
+        from hitsave import memo
+        DATA_DIR = Path(__file__).parent / "data"
+
+        @memo
+        def load(name):
+            return open(DATA_DIR / f"{name}.csv").read()
+    """)
+    result = project.run("""
+        import hitsave, job
+        try:
+            job.load("1")
+        except hitsave.CodeUnavailableError as error:
+            print(error.code, "job:load reads files from the directory" in str(error), "File(path)" in str(error))
+    """)
+    assert result.stdout.split() == ["code_unavailable", "True", "True"]
+
+
 def test_a_file_a_function_writes_does_not_change_its_fingerprint(project):
     """A function that writes a file it names (an output, a log) would
     otherwise miss in every later process, the file having changed."""

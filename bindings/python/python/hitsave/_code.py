@@ -587,6 +587,26 @@ def _files_named(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
+def _directories_named(text: str, namespace: dict[str, Any]) -> list[str]:
+    """The existing directories a path names: absolute, relative to the
+    working directory and to the module's directory. Never the root, the
+    working directory itself (`"."`) or its parent: a `"/".join(...)` or
+    `text.split(".")` is not a read of every file there."""
+    if not text or not _PATH_LIKE.fullmatch(text) or not text.strip("/."):
+        return []
+    if os.path.isabs(text):
+        return [text] if os.path.isdir(text) else []
+    found = []
+    if os.path.isdir(text):
+        found.append(os.path.abspath(text))
+    module_file = namespace.get("__file__")
+    if isinstance(module_file, str):
+        beside = os.path.join(os.path.dirname(os.path.abspath(module_file)), text)
+        if os.path.isdir(beside) and os.path.abspath(beside) not in found:
+            found.append(os.path.abspath(beside))
+    return found
+
+
 _MISSING = object()
 _GETENV = os.getenv
 _ENVIRON = os.environ
@@ -1176,11 +1196,51 @@ class _GraphBuilder:
                 # `DATA = "data/train.csv"` (or a Path) read by the code: the file too.
                 text = os.fspath(value)
                 if isinstance(text, str):
-                    for file_name, path in _files_named(text, namespace):
+                    files = _files_named(text, namespace)
+                    for file_name, path in files:
                         self._file(node, file_name, path)
+                    if not files:
+                        # `DATA_DIR = Path(__file__).parent / "data"`: the files under it.
+                        for directory in _directories_named(text, namespace):
+                            self._data_directory(node, f"dir:{hint}", directory, code, f"{module}:{code.co_qualname}")
         if reads_files:
             for name, path in _files_named_in(code, namespace):
                 self._file(node, name, path)
+            for nested in _bytecode.nested_codes(code):
+                for constant in nested.co_consts:
+                    if type(constant) is str and "/" in constant:
+                        for directory in _directories_named(constant, namespace):
+                            self._data_directory(
+                                node, f"dir:{module}/{constant}", directory, code, f"{module}:{code.co_qualname}"
+                            )
+
+    def _data_directory(self, node: int, name: str, directory: str, code: types.CodeType, reader: str) -> None:
+        """A directory the code reads files from (`DATA_DIR / "train.csv"`,
+        `open(DATA_DIR / f"{name}.csv")`): the files its string constants
+        name under it when there are any, else every file under it by
+        contents (`hitsave_host::files`: hidden entries, caches and stores
+        left out; too many to count is `code_unavailable`), watched with the
+        directories' listings so a file added or edited in this process
+        counts too."""
+        named = sorted(
+            {
+                constant
+                for nested in _bytecode.nested_codes(code)
+                for constant in nested.co_consts
+                if type(constant) is str and constant and os.path.isfile(os.path.join(directory, constant))
+            }
+        )
+        if named:
+            for constant in named:
+                self._file(node, f"{name}/{constant}", os.path.join(directory, constant))
+            return
+        files, directories = _native.directory_files(directory, reader)
+        for path in directories:
+            self.watched.file(path)  # a file added or removed changes its directory's listing
+        for path in files:
+            self.watched.file(path)
+        contents = [[os.path.relpath(path, directory), _types.File(path)] for path in files]
+        self._link(node, self.visit(contents, name))
 
     def _file(self, node: int, name: str, path: str) -> None:
         """A data file the code names (`pd.read_csv("data/train.csv")`,

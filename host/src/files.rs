@@ -1,0 +1,106 @@
+//! Data directories a function reads files from, when the analysis cannot
+//! tell which files: every file under the directory counts (a miss when any
+//! changes), within limits; beyond them the call is refused with
+//! `code_unavailable` naming the directory, never served from a stale graph.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{HitSaveError, Result};
+
+/// Most files a directory counted as a whole may hold.
+pub const DIRECTORY_MAX_FILES: usize = 4096;
+/// Most bytes its files may hold together (each first call of a process
+/// hashes them).
+pub const DIRECTORY_MAX_BYTES: u64 = 256 << 20;
+
+/// Entries never counted: hidden ones (`.git`, `.venv`), bytecode caches and
+/// installed packages, which no data-reading code names.
+fn skipped(name: &str) -> bool {
+    name.starts_with('.') || name == "__pycache__" || name == "node_modules"
+}
+
+/// A HitSave store (its index and blobs): written by every call, never an input.
+fn is_store(dir: &Path) -> bool {
+    dir.join("index.sqlite").is_file() && dir.join("blobs").is_dir()
+}
+
+/// The files under `root` (recursively, sorted, symbolic links followed
+/// only to files) and the directories walked (whose listings change when a
+/// file is added or removed). `code_unavailable` when it holds more than
+/// [`DIRECTORY_MAX_FILES`] files or [`DIRECTORY_MAX_BYTES`] bytes, or
+/// cannot be read; `reader` names the function for the message.
+pub fn directory_files(root: &Path, reader: &str) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let refuse = |why: String| {
+        HitSaveError::CodeUnavailable(format!(
+            "{reader} reads files from the directory {} and the analysis cannot tell which ({why}); pass the files \
+             it reads as File(path) arguments (docs/python.md, \"Data files\")",
+            root.display()
+        ))
+    };
+    let (mut files, mut dirs, mut bytes) = (Vec::new(), vec![root.to_path_buf()], 0u64);
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|error| refuse(format!("{}: {error}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(|error| refuse(format!("{}: {error}", dir.display())))?;
+            let name = entry.file_name();
+            if name.to_str().is_none_or(skipped) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else { continue }; // a dangling link holds nothing
+            if meta.is_dir() {
+                if !is_store(&path) && !dirs.contains(&path) {
+                    dirs.push(path.clone());
+                    pending.push(path);
+                }
+            } else if meta.is_file() {
+                bytes += meta.len();
+                files.push(path);
+                if files.len() > DIRECTORY_MAX_FILES {
+                    return Err(refuse(format!("more than {DIRECTORY_MAX_FILES} files")));
+                }
+                if bytes > DIRECTORY_MAX_BYTES {
+                    return Err(refuse(format!("more than {} MiB", DIRECTORY_MAX_BYTES >> 20)));
+                }
+            }
+        }
+        if dirs.len() > DIRECTORY_MAX_FILES {
+            return Err(refuse(format!("more than {DIRECTORY_MAX_FILES} directories")));
+        }
+    }
+    files.sort();
+    dirs.sort();
+    Ok((files, dirs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_data_files_and_skips_hidden_entries_caches_and_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("raw/2024")).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::create_dir_all(root.join("__pycache__")).unwrap();
+        std::fs::create_dir_all(root.join("cache/blobs")).unwrap();
+        std::fs::write(root.join("cache/index.sqlite"), b"").unwrap();
+        for file in ["a.csv", "raw/b.csv", "raw/2024/c.csv", ".git/HEAD", "__pycache__/x.pyc", ".hidden"] {
+            std::fs::write(root.join(file), b"1").unwrap();
+        }
+        let (files, dirs) = directory_files(root, "app:f").unwrap();
+        let relative = |paths: &[PathBuf]| -> Vec<String> {
+            paths.iter().map(|p| p.strip_prefix(root).unwrap().display().to_string()).collect()
+        };
+        assert_eq!(relative(&files), ["a.csv", "raw/2024/c.csv", "raw/b.csv"]);
+        assert_eq!(relative(&dirs), ["", "raw", "raw/2024"]);
+        for index in 0..DIRECTORY_MAX_FILES {
+            std::fs::write(root.join(format!("raw/{index}.csv")), b"1").unwrap();
+        }
+        let refused = directory_files(root, "app:f").unwrap_err();
+        assert_eq!(refused.code(), "code_unavailable");
+        assert!(refused.to_string().contains("app:f reads files from the directory"), "{refused}");
+    }
+}
