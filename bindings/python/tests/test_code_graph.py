@@ -821,6 +821,7 @@ def test_files_read_from_a_data_directory_count(project):
         from pathlib import Path
         from hitsave import memo
         DATA_DIR = Path(__file__).parent / "data"
+        TRAIN = "train.csv"
         def rows(text):
             return sum(map(int, text.split()[1:]))
 
@@ -836,27 +837,32 @@ def test_files_read_from_a_data_directory_count(project):
             return rows((DATA_DIR / "train.csv").read_text())
 
         @memo
+        def configured():
+            print("ran:configured")
+            return rows((DATA_DIR / TRAIN).read_text())
+
+        @memo
         def constant_directory(name):
             print("ran:constant_directory")
             return rows(open(os.path.join("data/raw", name)).read())
     """)
-    call = "import job; print('=', job.computed('train'), job.joined(), job.constant_directory('extra.csv'))"
+    call = "import job; print('=', job.computed('train'), job.joined(), job.configured(), job.constant_directory('extra.csv'))"
 
     def run() -> list[str]:
         out = project.run(call).stdout.split()
         ran = ",".join(word[4:] for word in out if word.startswith("ran:")) or "-"
         return out[out.index("=") + 1 :] + [ran]
 
-    assert run() == ["3", "3", "100", "computed,joined,constant_directory"]
-    assert run() == ["3", "3", "100", "-"]
+    assert run() == ["3", "3", "3", "100", "computed,joined,configured,constant_directory"]
+    assert run() == ["3", "3", "3", "100", "-"]
     project.write("data/train.csv", "a\n1\n5\n")
-    assert run() == ["6", "6", "100", "computed,joined"]
-    # A file the first could read, and the third reads: every file under
-    # the directory counts for them (the second names its one file).
+    assert run() == ["6", "6", "6", "100", "computed,joined,configured"]
+    # A file the first could read, and the last reads: every file under the
+    # directory counts for them (the second and third name their one file).
     project.write("data/raw/extra.csv", "a\n200\n")
-    assert run() == ["6", "6", "200", "computed,constant_directory"]
+    assert run() == ["6", "6", "6", "200", "computed,constant_directory"]
     project.write("data/raw/new.csv", "a\n1\n")
-    assert run() == ["6", "6", "200", "computed,constant_directory"]
+    assert run() == ["6", "6", "6", "200", "computed,constant_directory"]
     # Edited while a process runs: the next call sees it.
     result = project.run("""
         import pathlib, job

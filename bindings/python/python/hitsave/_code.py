@@ -1170,6 +1170,8 @@ class _GraphBuilder:
 
     def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> None:
         reads_files = _reads_files(code)
+        directories: list[tuple[str, str]] = []  # (node name, path) of data directories the code reads
+        strings: set[str] = set()  # module-level strings it reads (`CONFIG = "config.json"`)
         for name, bound, value, qualified in _referenced(code, namespace):
             if name is not None and name in namespace:
                 # Watched under the name the code reads (never another name
@@ -1196,40 +1198,38 @@ class _GraphBuilder:
                 # `DATA = "data/train.csv"` (or a Path) read by the code: the file too.
                 text = os.fspath(value)
                 if isinstance(text, str):
+                    if isinstance(value, str):
+                        strings.add(value)
                     files = _files_named(text, namespace)
                     for file_name, path in files:
                         self._file(node, file_name, path)
                     if not files:
                         # `DATA_DIR = Path(__file__).parent / "data"`: the files under it.
-                        for directory in _directories_named(text, namespace):
-                            self._data_directory(node, f"dir:{hint}", directory, code, f"{module}:{code.co_qualname}")
+                        directories.extend((f"dir:{hint}", path) for path in _directories_named(text, namespace))
         if reads_files:
             for name, path in _files_named_in(code, namespace):
                 self._file(node, name, path)
-            for nested in _bytecode.nested_codes(code):
-                for constant in nested.co_consts:
-                    if type(constant) is str and "/" in constant:
-                        for directory in _directories_named(constant, namespace):
-                            self._data_directory(
-                                node, f"dir:{module}/{constant}", directory, code, f"{module}:{code.co_qualname}"
-                            )
-
-    def _data_directory(self, node: int, name: str, directory: str, code: types.CodeType, reader: str) -> None:
-        """A directory the code reads files from (`DATA_DIR / "train.csv"`,
-        `open(DATA_DIR / f"{name}.csv")`): the files its string constants
-        name under it when there are any, else every file under it by
-        contents (`hitsave_host::files`: hidden entries, caches and stores
-        left out; too many to count is `code_unavailable`), watched with the
-        directories' listings so a file added or edited in this process
-        counts too."""
-        named = sorted(
-            {
+            constants = {
                 constant
                 for nested in _bytecode.nested_codes(code)
                 for constant in nested.co_consts
-                if type(constant) is str and constant and os.path.isfile(os.path.join(directory, constant))
+                if type(constant) is str and constant
             }
-        )
+            for constant in constants:
+                if "/" in constant:
+                    directories.extend((f"dir:{module}/{constant}", path) for path in _directories_named(constant, namespace))
+            for name, path in directories:
+                self._data_directory(node, name, path, constants | strings, f"{module}:{code.co_qualname}")
+
+    def _data_directory(self, node: int, name: str, directory: str, texts: set[str], reader: str) -> None:
+        """A directory the code reads files from (`DATA_DIR / "train.csv"`,
+        `open(DATA_DIR / f"{name}.csv")`): the files its strings (constants,
+        and module-level strings it reads) name under it when there are any,
+        else every file under it by contents (`hitsave_host::files`: hidden
+        entries, caches and stores left out; too many to count is
+        `code_unavailable`), watched with the directories' listings so a file
+        added or edited in this process counts too."""
+        named = sorted(text for text in texts if os.path.isfile(os.path.join(directory, text)))
         if named:
             for constant in named:
                 self._file(node, f"{name}/{constant}", os.path.join(directory, constant))
