@@ -33,7 +33,7 @@ pub fn directory_files(root: &Path, reader: &str) -> Result<(Vec<PathBuf>, Vec<P
     let refuse = |why: String| {
         HitSaveError::CodeUnavailable(format!(
             "{reader} reads files from the directory {} and the analysis cannot tell which ({why}); pass the files \
-             it reads as File(path) arguments (docs/python.md, \"Data files\")",
+             it reads as File(path) arguments (docs/python.md, docs/node.md: data files)",
             root.display()
         ))
     };

@@ -117,6 +117,12 @@ enum Dep {
         path: PathBuf,
         contents: bool,
     },
+    /// A file read under a directory known without running the code, at a
+    /// name only known when it runs (`readFileSync(path.join(DATA, name))`,
+    /// `` `${DATA}/${name}.csv` ``): every file under the directory is a node
+    /// (`hitsave_host::files`), or the graph is refused when there are too
+    /// many to count.
+    Directory(PathBuf),
     /// A module loaded by a name only known when the code runs
     /// (`require(name)`, `import(path)`): a graph reaching this unit is
     /// refused with `code_unavailable`, this message saying where.
@@ -202,7 +208,7 @@ impl Module {
         self.side_effect_imports.iter().chain(self.units.iter().filter(|unit| unit.effect).flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File { .. } => None,
+                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File { .. } | Dep::Directory(_) => None,
             })
         }))
     }
@@ -230,7 +236,7 @@ impl Module {
         self.import_specs().chain(self.units.iter().flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File { .. } => None,
+                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File { .. } | Dep::Directory(_) => None,
             })
         }))
     }
@@ -991,7 +997,17 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
         let reads = match known_text(semantic, here, index, argument, node.id()) {
             Known::Here(text) => vec![(holder, text)],
             Known::PerCall(calls) => calls,
-            Known::Unknown => continue,
+            Known::Unknown => {
+                // Under a known directory at a name only known when the code
+                // runs: every file under that directory counts.
+                if contents
+                    && let Some(directory) = known_directory(semantic, here, argument)
+                    && let Some(directory) = absolute(&directory)
+                {
+                    module.units[holder].deps.push(Dep::Directory(lexical_normal(&directory)));
+                }
+                continue;
+            }
         };
         for (user, text) in reads {
             let text = text.strip_prefix("file://").unwrap_or(&text);
@@ -1004,6 +1020,79 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
                 module.units[user].deps.push(Dep::File { path: lexical_normal(&path), contents });
             }
         }
+    }
+}
+
+/// A relative path made absolute against the working directory (how the
+/// read resolves it).
+fn absolute(path: &Path) -> Option<PathBuf> {
+    if path.is_absolute() { Some(path.to_path_buf()) } else { Some(std::env::current_dir().ok()?.join(path)) }
+}
+
+/// The directory a path built at run time starts with, when that much is
+/// known without running the code: `path.join(DATA, name)` (the known
+/// leading parts), `` `${DATA}/${name}.csv` `` and `DATA + '/' + name` (the
+/// known text up to its last `/`). Never the root or the working directory
+/// itself (a path with no known directory part).
+fn known_directory(semantic: &Semantic<'_>, here: &Here, expression: &Expression<'_>) -> Option<PathBuf> {
+    let prefix = |text: String| -> Option<PathBuf> {
+        let text = text.strip_prefix("file://").unwrap_or(&text).to_owned();
+        let cut = text.rfind('/')?;
+        let directory = &text[..cut];
+        (!directory.trim_matches(|c| c == '/' || c == '.').is_empty()).then(|| PathBuf::from(directory))
+    };
+    match expression.without_parentheses() {
+        Expression::TemplateLiteral(template) => {
+            let mut text = String::new();
+            for (at, quasi) in template.quasis.iter().enumerate() {
+                text.push_str(quasi.value.cooked.as_ref()?.as_str());
+                match template.expressions.get(at).map(|expression| static_text(semantic, expression, here, 0)) {
+                    Some(Some(known)) => text.push_str(&known),
+                    Some(None) => return prefix(text),
+                    None => return None,
+                }
+            }
+            None
+        }
+        Expression::BinaryExpression(binary) if binary.operator == oxc_ast::ast::BinaryOperator::Addition => {
+            match static_text(semantic, &binary.left, here, 0) {
+                Some(left) => prefix(left),
+                None => known_directory(semantic, here, &binary.left),
+            }
+        }
+        Expression::CallExpression(call) => {
+            let joins = match call.callee.without_parentheses() {
+                Expression::Identifier(identifier) => {
+                    here.functions.iter().any(|(local, _)| local == identifier.name.as_str())
+                }
+                Expression::StaticMemberExpression(member) => {
+                    matches!(member.property.name.as_str(), "join" | "resolve")
+                        && match &member.object {
+                            Expression::Identifier(object) => {
+                                here.modules.iter().any(|name| name == object.name.as_str())
+                            }
+                            object => require_spec(object).is_some_and(|spec| spec.ends_with("path")),
+                        }
+                }
+                _ => false,
+            };
+            if !joins {
+                return None;
+            }
+            let mut path = PathBuf::new();
+            let mut known = 0;
+            for argument in &call.arguments {
+                match argument.as_expression().and_then(|expression| static_text(semantic, expression, here, 0)) {
+                    Some(part) => {
+                        path.push(part);
+                        known += 1;
+                    }
+                    None => break,
+                }
+            }
+            (known > 0 && known < call.arguments.len()).then_some(path)
+        }
+        _ => None,
     }
 }
 
@@ -2340,6 +2429,37 @@ impl<'c> Graph<'c> {
         Ok(self.add("constant", name, content).0)
     }
 
+    /// Every file under a directory the code reads from at names only known
+    /// when it runs, by contents (`dir:<path>`); a path that is not a
+    /// directory counts as what it is (missing, a file).
+    fn directory(&mut self, path: &Path, reader: &str) -> Result<u32, HitSaveError> {
+        let rel = self.rel(path);
+        let name = format!("dir:{rel}");
+        if let Some(&index) = self.index.get(&name) {
+            return Ok(index);
+        }
+        let mut stream = StreamWriter::new();
+        stream.list(3).str("directory").str(&rel);
+        if path.is_dir() {
+            let (files, _) = hitsave_host::files::directory_files(path, reader)?;
+            stream.list(files.len());
+            for file in &files {
+                let inside = file.strip_prefix(path).unwrap_or(file).to_string_lossy().replace('\\', "/");
+                stream.list(2).str(&inside);
+                match std::fs::read(file) {
+                    Ok(bytes) => {
+                        stream.bytes_digest(bytes.len() as u64, &hitsave_host::hash::blob_digest(&bytes).bytes)
+                    }
+                    Err(err) => stream.str(&format!("unreadable: {:?}", err.kind())),
+                };
+            }
+        } else {
+            stream.str(if path.exists() { "not a directory" } else { "missing" });
+        }
+        let content = self.core.value_digest(stream.as_bytes())?;
+        Ok(self.add("constant", name, content).0)
+    }
+
     fn unit(&mut self, module: &Arc<Module>, unit: usize) -> Result<u32, HitSaveError> {
         let data = &module.units[unit];
         let content = match data.content.get() {
@@ -2361,6 +2481,7 @@ impl<'c> Graph<'c> {
                 Dep::Dynamic(what) => return Err(unavailable(what.clone())),
                 Dep::Env(name) => Some(self.environment(name)?),
                 Dep::File { path, contents } => Some(self.file(path, *contents)?),
+                Dep::Directory(path) => Some(self.directory(path, &unit_node_name(module, unit))?),
             };
             if let Some(target) = target
                 && target != index

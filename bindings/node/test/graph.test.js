@@ -643,6 +643,58 @@ console.log(JSON.stringify([train(3), runs]));
   assert.deepStrictEqual(project.run('writes.js').out, [6, 0]);
 });
 
+test('files read from a data directory at names known only when the code runs count', () => {
+  // `readFileSync(path.join(DATA, `${name}.csv`))` used to hit after the
+  // file was edited (docs/node.md, data files): every file under the known
+  // directory counts now.
+  const project = new Project({
+    'data/train.csv': 'a\n1\n2\n',
+    'data/raw/extra.csv': 'a\n100\n',
+    'main.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+const path = require('node:path');
+const DATA = path.join(__dirname, 'data');
+// Its own name: \`path.join(DATA, …)\` passes DATA to a call, which the
+// analysis counts as a possible writer of it (docs/node.md).
+const RAW = path.join(__dirname, 'data', 'raw');
+const rows = (text) => text.split('\\n').slice(1).filter(Boolean).map(Number).reduce((a, b) => a + b, 0);
+const joined = memo(function joined(name) { console.error('ran:joined'); return rows(fs.readFileSync(path.join(DATA, name + '.csv'), 'utf8')); });
+const templated = memo(function templated(name) { console.error('ran:templated'); return rows(fs.readFileSync(\`\${RAW}/\${name}.csv\`, 'utf8')); });
+console.log(JSON.stringify([joined('train'), templated('extra')]));
+`,
+  });
+  // Which bodies ran, from stderr (a module-level array both push to would
+  // tie their graphs together: docs/node.md).
+  const run = () => {
+    const { out, stderr } = project.run('main.js');
+    return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
+  };
+  assert.deepStrictEqual(run(), [3, 100, 'joined,templated']);
+  assert.deepStrictEqual(run(), [3, 100, '-'], 'unchanged files hit');
+  project.write({ 'data/train.csv': 'a\n1\n5\n' });
+  assert.deepStrictEqual(run(), [6, 100, 'joined'], 'data/ counts for joined, data/raw/ for templated');
+  project.write({ 'data/raw/extra.csv': 'a\n200\n' });
+  assert.deepStrictEqual(run(), [6, 200, 'joined,templated']);
+  project.write({ 'data/raw/new.csv': 'a\n1\n' });
+  assert.deepStrictEqual(run(), [6, 200, 'joined,templated'], 'an added file counts');
+  // Too many files to hash at each first call: refused, never assumed unchanged.
+  const many = {};
+  for (let i = 0; i < 4100; i++) many[`data/raw/m${i}.csv`] = 'a\n1\n';
+  project.write(many);
+  project.write({
+    'refused.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+const path = require('node:path');
+const RAW = path.join(__dirname, 'data', 'raw');
+const load = memo(function load(name) { return fs.readFileSync(path.join(RAW, name), 'utf8'); });
+try { load('m1.csv'); console.log(JSON.stringify('hit or computed')); } catch (error) { console.log(JSON.stringify([error.code, /reads files from the directory/.test(error.message)])); }
+`,
+  });
+  assert.deepStrictEqual(project.run('refused.js').out, ['code_unavailable', true]);
+});
+
 test("TypeScript: an argument's class counts by its graph although the text that runs is tsx's", {
   skip: !fs.existsSync(TSX) && process.env.CI !== 'true' && 'tsx is not installed (npm ci --prefix bindings/node/test/typescript)',
 }, () => {
