@@ -873,6 +873,39 @@ def test_files_read_from_a_data_directory_count(project):
     assert result.stdout.split()[-2:] == ["10", "11"]
 
 
+def test_a_file_or_directory_an_environment_variable_names_counts(project):
+    """`open(os.path.join(os.environ["DATA_DIR"], name))` and
+    `open(os.getenv("INPUT_FILE"))`: the variable counted by value only, so
+    an edit of the file it names used to hit."""
+    project.write("inputs/a.txt", "1 2\n")
+    project.write("app.py", """
+        import os
+        from hitsave import memo
+
+        @memo
+        def total(name):
+            print("ran:total")
+            with open(os.path.join(os.environ["DATA_DIR"], name)) as handle:
+                return sum(map(int, handle.read().split()))
+
+        @memo
+        def single():
+            print("ran:single")
+            return open(os.getenv("INPUT_FILE")).read().strip()
+    """)
+    env = {"DATA_DIR": str(project.root / "inputs"), "INPUT_FILE": str(project.root / "inputs" / "a.txt")}
+    call = "import app; print('=', app.total('a.txt'), app.single())"
+
+    def run() -> list[str]:
+        out = project.run(call, env).stdout.split()
+        return out[out.index("=") + 1 :] + [",".join(word[4:] for word in out if word.startswith("ran:")) or "-"]
+
+    assert run() == ["3", "1", "2", "total,single"]
+    assert run() == ["3", "1", "2", "-"]
+    project.write("inputs/a.txt", "1 5\n")
+    assert run() == ["6", "1", "5", "total,single"]
+
+
 def test_a_data_directory_too_large_to_count_is_refused(project):
     """More files than can be hashed at each first call: the call raises
     `code_unavailable` naming the directory instead of assuming its files

@@ -1182,6 +1182,17 @@ class _GraphBuilder:
                 # Named environment variables: watched by value (a program
                 # may set one between calls).
                 self.watched.environment(value)
+                if reads_files:
+                    # `open(os.path.join(os.environ["DATA_DIR"], name))`: a
+                    # variable naming a file or a directory, read by code that
+                    # reads files, counts that file or directory too.
+                    for key, text in value.items():
+                        if isinstance(text, str):
+                            files = _files_named(text, namespace)
+                            for file_name, path in files:
+                                self._file(node, file_name, path)
+                            if not files:
+                                directories.extend((f"dir:env:{key}", path) for path in _directories_named(text, namespace))
             elif qualified is not None:
                 owner, _, attr = qualified.partition(":")
                 module_object = sys.modules.get(owner)
