@@ -998,12 +998,25 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             Known::Here(text) => vec![(holder, text)],
             Known::PerCall(calls) => calls,
             Known::Unknown => {
-                // Under a known directory at a name only known when the code
-                // runs: every file under that directory counts.
-                if contents
-                    && let Some(directory) = known_directory(semantic, here, argument)
+                if !contents || writers.contains(&holder) {
+                    continue;
+                }
+                if let Some(text) = env_text(semantic, argument)
+                    && let Some(path) = absolute(Path::new(&text))
+                {
+                    // `readFileSync(process.env.INPUT)`: the file (or every file of
+                    // the directory) the variable names when the graph is built.
+                    let path = lexical_normal(&path);
+                    module.units[holder].deps.push(if path.is_dir() {
+                        Dep::Directory(path)
+                    } else {
+                        Dep::File { path, contents }
+                    });
+                } else if let Some(directory) = known_directory(semantic, here, argument)
                     && let Some(directory) = absolute(&directory)
                 {
+                    // Under a known directory at a name only known when the code
+                    // runs: every file under that directory counts.
                     module.units[holder].deps.push(Dep::Directory(lexical_normal(&directory)));
                 }
                 continue;
@@ -1021,6 +1034,31 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             }
         }
     }
+}
+
+/// The value of an environment variable the expression reads by name
+/// (`process.env.DATA_DIR`, `process.env['DATA_DIR']`) in this process,
+/// where the graph is built (the variable's value is a node of the graph
+/// too: `environment_reads`).
+fn env_text(semantic: &Semantic<'_>, expression: &Expression<'_>) -> Option<String> {
+    let (object, name) = match expression.without_parentheses() {
+        Expression::StaticMemberExpression(member) => (&member.object, member.property.name.to_string()),
+        Expression::ComputedMemberExpression(member) => match &member.expression {
+            Expression::StringLiteral(literal) => (&member.object, literal.value.to_string()),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let Expression::StaticMemberExpression(env) = object else { return None };
+    let Expression::Identifier(process) = &env.object else { return None };
+    (env.property.name == "env" && process.name == "process" && is_unresolved(semantic, process))
+        .then(|| std::env::var(name).ok())
+        .flatten()
+}
+
+/// A path part known without running the code, or an environment variable's value.
+fn part_text(semantic: &Semantic<'_>, here: &Here, expression: &Expression<'_>) -> Option<String> {
+    static_text(semantic, expression, here, 0).or_else(|| env_text(semantic, expression))
 }
 
 /// A relative path made absolute against the working directory (how the
@@ -1046,7 +1084,7 @@ fn known_directory(semantic: &Semantic<'_>, here: &Here, expression: &Expression
             let mut text = String::new();
             for (at, quasi) in template.quasis.iter().enumerate() {
                 text.push_str(quasi.value.cooked.as_ref()?.as_str());
-                match template.expressions.get(at).map(|expression| static_text(semantic, expression, here, 0)) {
+                match template.expressions.get(at).map(|expression| part_text(semantic, here, expression)) {
                     Some(Some(known)) => text.push_str(&known),
                     Some(None) => return prefix(text),
                     None => return None,
@@ -1055,7 +1093,7 @@ fn known_directory(semantic: &Semantic<'_>, here: &Here, expression: &Expression
             None
         }
         Expression::BinaryExpression(binary) if binary.operator == oxc_ast::ast::BinaryOperator::Addition => {
-            match static_text(semantic, &binary.left, here, 0) {
+            match part_text(semantic, here, &binary.left) {
                 Some(left) => prefix(left),
                 None => known_directory(semantic, here, &binary.left),
             }
@@ -1082,7 +1120,7 @@ fn known_directory(semantic: &Semantic<'_>, here: &Here, expression: &Expression
             let mut path = PathBuf::new();
             let mut known = 0;
             for argument in &call.arguments {
-                match argument.as_expression().and_then(|expression| static_text(semantic, expression, here, 0)) {
+                match argument.as_expression().and_then(|expression| part_text(semantic, here, expression)) {
                     Some(part) => {
                         path.push(part);
                         known += 1;

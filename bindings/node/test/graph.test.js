@@ -695,6 +695,32 @@ try { load('m1.csv'); console.log(JSON.stringify('hit or computed')); } catch (e
   assert.deepStrictEqual(project.run('refused.js').out, ['code_unavailable', true]);
 });
 
+test('a file or directory an environment variable names counts by its contents', () => {
+  // `readFileSync(process.env.INPUT_FILE)` and `path.join(process.env.DATA_DIR, name)`
+  // counted the variable's value only, and hit after the file was edited.
+  const project = new Project({
+    'inputs/a.txt': '1 2',
+    'main.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+const path = require('node:path');
+const sum = (text) => text.trim().split(' ').map(Number).reduce((a, b) => a + b, 0);
+const single = memo(function single() { console.error('ran:single'); return sum(fs.readFileSync(process.env.INPUT_FILE, 'utf8')); });
+const inDir = memo(function inDir(name) { console.error('ran:inDir'); return sum(fs.readFileSync(path.join(process.env.DATA_DIR, name), 'utf8')); });
+console.log(JSON.stringify([single(), inDir('a.txt')]));
+`,
+  });
+  const env = { INPUT_FILE: path.join(project.root, 'inputs', 'a.txt'), DATA_DIR: path.join(project.root, 'inputs') };
+  const run = () => {
+    const { out, stderr } = project.run('main.js', { env });
+    return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
+  };
+  assert.deepStrictEqual(run(), [3, 3, 'single,inDir']);
+  assert.deepStrictEqual(run(), [3, 3, '-']);
+  project.write({ 'inputs/a.txt': '1 5' });
+  assert.deepStrictEqual(run(), [6, 6, 'single,inDir']);
+});
+
 test("TypeScript: an argument's class counts by its graph although the text that runs is tsx's", {
   skip: !fs.existsSync(TSX) && process.env.CI !== 'true' && 'tsx is not installed (npm ci --prefix bindings/node/test/typescript)',
 }, () => {
