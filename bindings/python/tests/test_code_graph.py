@@ -906,6 +906,55 @@ def test_a_file_or_directory_an_environment_variable_names_counts(project):
     assert run() == ["6", "1", "5", "total,single"]
 
 
+def test_a_database_or_archive_opened_by_path_counts(project):
+    """`sqlite3.connect("data.db")` and `zipfile.ZipFile("data.zip")` were
+    not taken for file reads, so the files they named did not count and an
+    edit of the data hit (any `read_*`, `load*`, `open*` call counts too)."""
+    import sqlite3
+    import zipfile
+
+    def write_data(value: int) -> None:
+        db = project.root / "data.db"
+        db.unlink(missing_ok=True)
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE t (v INTEGER)")
+            conn.execute("INSERT INTO t VALUES (?)", (value,))
+        conn.close()
+        with zipfile.ZipFile(project.root / "data.zip", "w") as archive:
+            archive.writestr("v.txt", str(value))
+
+    write_data(1)
+    project.write("app.py", """
+        import sqlite3, zipfile
+        from hitsave import memo
+
+        @memo
+        def from_db():
+            print("ran:db")
+            conn = sqlite3.connect("data.db")
+            try:
+                return conn.execute("SELECT v FROM t").fetchone()[0]
+            finally:
+                conn.close()
+
+        @memo
+        def from_zip():
+            print("ran:zip")
+            with zipfile.ZipFile("data.zip") as archive:
+                return int(archive.read("v.txt"))
+    """)
+    call = "import app; print('=', app.from_db(), app.from_zip())"
+
+    def run() -> list[str]:
+        out = project.run(call).stdout.split()
+        return out[out.index("=") + 1 :] + [",".join(word[4:] for word in out if word.startswith("ran:")) or "-"]
+
+    assert run() == ["1", "1", "db,zip"]
+    assert run() == ["1", "1", "-"]
+    write_data(2)
+    assert run() == ["2", "2", "db,zip"]
+
+
 def test_a_data_directory_too_large_to_count_is_refused(project):
     """More files than can be hashed at each first call: the call raises
     `code_unavailable` naming the directory instead of assuming its files

@@ -528,8 +528,22 @@ def _files_named_in(code: types.CodeType, namespace: dict[str, Any]) -> list[tup
 # Names of calls that read a file, and of calls (or `open` modes) that write one.
 _FILE_READERS = frozenset(
     {"open", "read_csv", "read_table", "read_parquet", "read_json", "read_excel", "read_feather", "read_pickle",
-     "read_text", "read_bytes", "load", "loadtxt", "genfromtxt", "fromfile", "imread", "safe_load", "read_file"}
+     "read_text", "read_bytes", "load", "loadtxt", "genfromtxt", "fromfile", "imread", "safe_load", "read_file",
+     # Databases, archives and array files opened by path.
+     "connect", "ZipFile", "TarFile", "File", "Dataset", "memmap", "open_dataset", "open_mfdataset",
+     "open_zarr", "open_file", "imopen"}
 )
+# Any `read_*`, `load*` or `open*` call reads too (`pd.read_hdf`, `np.loadtxt`,
+# `tarfile.open`): a constant naming an existing file then counts (more
+# misses at worst, never a file read unseen).
+_FILE_READER_PREFIXES = ("read_", "load", "open")
+
+
+def _names_reader(names: tuple[str, ...]) -> bool:
+    """Whether any of a code object's names is a file-reading call's."""
+    return not _FILE_READERS.isdisjoint(names) or any(name.startswith(_FILE_READER_PREFIXES) for name in names)
+
+
 # (Names that are as often something else, `str.replace`, `df.rename`,
 # `list.remove`, `f.write`, are not listed: leaving a reading function out
 # of the rule would let it hit after its input changed; a file opened for
@@ -549,11 +563,11 @@ def _reads_files(code: types.CodeType) -> bool:
     file it writes would change its own fingerprint, so it would never hit
     again); its inputs are the user's to pass as `File` (docs/python.md)."""
     reads = False
-    if _FILE_READERS.isdisjoint(code.co_names) and types.CodeType not in set(map(type, code.co_consts)):
+    if not _names_reader(code.co_names) and not any(type(constant) is types.CodeType for constant in code.co_consts):
         return False  # the common case, cheaply: no reader, nothing nested
     for nested in _bytecode.nested_codes(code):
         names = nested.co_names
-        if not reads and not _FILE_READERS.isdisjoint(names):
+        if not reads and _names_reader(names):
             reads = True
         if not _FILE_WRITERS.isdisjoint(names):
             return False
