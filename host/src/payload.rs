@@ -6,7 +6,99 @@
 //! the array data where it already lies; the store writes and hashes the
 //! parts in order, so a 1 GiB result is never held twice in memory.
 
+use hitsave_core::stream::StreamWriter;
 use hitsave_core::{Digest, DigestKind};
+
+/// Array and bytes data at least this large is stored from where it lies:
+/// written after the stream's bytes before it, never copied into the stream.
+pub const IN_PLACE_MIN: usize = 64 * 1024;
+
+/// One part of a result being encoded: bytes of its own, or a binding's
+/// handle on memory it does not copy (a numpy buffer export, a TypedArray),
+/// kept alive and unchanged until the result is stored.
+pub enum Part<T> {
+    /// Bytes of the stream itself.
+    Bytes(Vec<u8>),
+    /// Data stored from where it lies.
+    View(T),
+}
+
+/// A portable stream written as parts (both bindings' result encoders): its
+/// own bytes, and large array and bytes data by a handle on where it lies.
+/// Derefs to the [`StreamWriter`] for every other token.
+pub struct PartsWriter<T> {
+    out: StreamWriter,
+    parts: Vec<Part<T>>,
+    /// Bytes in `parts` (where `out` starts in the whole stream).
+    before: u64,
+}
+
+impl<T> Default for PartsWriter<T> {
+    fn default() -> Self {
+        Self { out: StreamWriter::new(), parts: Vec::new(), before: 0 }
+    }
+}
+
+impl<T> PartsWriter<T> {
+    /// A numeric array with C-order little-endian `data`; `view` (asked for
+    /// only when the data is kept in place) holds that memory.
+    pub fn array<E>(
+        &mut self,
+        dtype: &str,
+        shape: &[u64],
+        data: &[u8],
+        view: impl FnOnce() -> Result<T, E>,
+    ) -> Result<(), E> {
+        if data.len() < IN_PLACE_MIN {
+            self.out.array_aligned(dtype, shape, data);
+        } else {
+            self.out.array_aligned_head(self.before, dtype, shape, data.len() as u64);
+            self.in_place(view()?, data.len());
+        }
+        Ok(())
+    }
+
+    /// Bytes `data`; `view` as for [`PartsWriter::array`].
+    pub fn bytes<E>(&mut self, data: &[u8], view: impl FnOnce() -> Result<T, E>) -> Result<(), E> {
+        if data.len() < IN_PLACE_MIN {
+            self.out.bytes(data);
+        } else {
+            self.out.bytes_head(data.len());
+            self.in_place(view()?, data.len());
+        }
+        Ok(())
+    }
+
+    fn in_place(&mut self, view: T, len: usize) {
+        let head = std::mem::take(&mut self.out).into_bytes();
+        self.before += (head.len() + len) as u64;
+        self.parts.push(Part::Bytes(head));
+        self.parts.push(Part::View(view));
+    }
+
+    /// The parts, in order (one `Bytes` part when nothing was kept in place).
+    pub fn finish(mut self) -> Vec<Part<T>> {
+        let rest = self.out.into_bytes();
+        if !rest.is_empty() || self.parts.is_empty() {
+            self.parts.push(Part::Bytes(rest));
+        }
+        self.parts
+    }
+}
+
+impl<T> std::ops::Deref for PartsWriter<T> {
+    type Target = StreamWriter;
+
+    fn deref(&self) -> &StreamWriter {
+        &self.out
+    }
+}
+
+impl<T> std::ops::DerefMut for PartsWriter<T> {
+    fn deref_mut(&mut self) -> &mut StreamWriter {
+        &mut self.out
+    }
+}
 
 /// Parts at least this large are hashed on all cores when the store hashes
 /// without writing (an inline result never is this large).
@@ -105,6 +197,28 @@ impl<'a> From<&'a [&'a [u8]]> for Payload<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parts_writer_keeps_large_data_in_place_and_writes_the_same_stream() {
+        let big: Vec<u8> = (0..IN_PLACE_MIN as u32 + 13).map(|i| i as u8).collect();
+        let mut writer = PartsWriter::<&[u8]>::default();
+        writer.list(4).str("head");
+        writer.array("uint8", &[big.len() as u64], &big, || Ok::<_, ()>(&big[..])).unwrap();
+        writer.bytes(&big, || Ok::<_, ()>(&big[..])).unwrap();
+        writer.bytes(b"small", || Err(())).unwrap(); // small: copied, the view never asked for
+        let parts = writer.finish();
+        assert_eq!(parts.iter().filter(|part| matches!(part, Part::View(_))).count(), 2);
+        let joined: Vec<u8> = parts
+            .iter()
+            .flat_map(|part| match part {
+                Part::Bytes(bytes) => bytes.clone(),
+                Part::View(view) => view.to_vec(),
+            })
+            .collect();
+        let mut whole = StreamWriter::new();
+        whole.list(4).str("head").array_aligned("uint8", &[big.len() as u64], &big).bytes(&big).bytes(b"small");
+        assert_eq!(joined, whole.as_bytes());
+    }
 
     #[test]
     fn parts_hash_and_join_as_their_concatenation() {

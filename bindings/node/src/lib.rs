@@ -26,6 +26,7 @@ use hitsave_core::Digest;
 use hitsave_core::graph::{Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
 use hitsave_host::function::{Computed, Finish};
+use hitsave_host::payload::Part;
 use hitsave_host::store::{Graph, Hit, ResultData};
 use hitsave_host::{Cache, Config, Core, HitSaveError};
 use napi::bindgen_prelude::{AsyncTask, Either, FromNapiValue, Unknown};
@@ -136,14 +137,14 @@ pub fn encode_portable(env: Env, value: Raw) -> Result<Raw> {
         return Ok(Raw(js.null()?));
     }
     let mut parts = out.finish();
-    if let [portable::Part::Bytes(bytes)] = &parts[..] {
+    if let [Part::Bytes(bytes)] = &parts[..] {
         return Ok(Raw(js.buffer(bytes)?));
     }
     let values = parts
         .drain(..)
         .map(|part| match part {
-            portable::Part::Bytes(bytes) => js.buffer(&bytes),
-            portable::Part::View(view) => Ok(view),
+            Part::Bytes(bytes) => js.buffer(&bytes),
+            Part::View(view) => Ok(view),
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Raw(js.array_of(&values)?))

@@ -8,8 +8,8 @@
 //! which only Node reads.
 
 use hitsave_core::canonical::MAX_DEPTH;
-use hitsave_core::stream::StreamWriter;
 use hitsave_host::HitSaveError;
+use hitsave_host::payload::PartsWriter;
 use hitsave_host::portable::{Build, decode};
 use napi::{Result, sys};
 
@@ -19,79 +19,10 @@ use crate::walk::{dtype_of, write_bigint, write_number};
 
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
-/// Array and Buffer data at least this large is stored from where it lies:
-/// the store writes it after the stream's bytes before it, never copied
-/// into the stream.
-const IN_PLACE_MIN: usize = 64 * 1024;
-
-/// One part of a result to store: bytes of its own, or a TypedArray (a
-/// Buffer, an `NDArray`'s data) whose bytes are stored from where they lie.
-pub enum Part {
-    Bytes(Vec<u8>),
-    View(V),
-}
-
-/// A portable stream being written as parts: its own bytes, and large
-/// array and Buffer data by reference to the TypedArray holding it.
-#[derive(Default)]
-pub struct ResultWriter {
-    out: StreamWriter,
-    parts: Vec<Part>,
-    /// Bytes in `parts` (where `out` starts in the whole stream).
-    before: u64,
-}
-
-impl ResultWriter {
-    /// A numeric array whose data is `data`, held by the TypedArray `view`.
-    fn array(&mut self, dtype: &str, shape: &[u64], data: &[u8], view: V) {
-        if data.len() < IN_PLACE_MIN {
-            self.out.array_aligned(dtype, shape, data);
-        } else {
-            self.out.array_aligned_head(self.before, dtype, shape, data.len() as u64);
-            self.in_place(view, data.len());
-        }
-    }
-
-    /// A Buffer's bytes `data`.
-    fn bytes(&mut self, data: &[u8], view: V) {
-        if data.len() < IN_PLACE_MIN {
-            self.out.bytes(data);
-        } else {
-            self.out.bytes_head(data.len());
-            self.in_place(view, data.len());
-        }
-    }
-
-    fn in_place(&mut self, view: V, len: usize) {
-        let head = std::mem::take(&mut self.out).into_bytes();
-        self.before += (head.len() + len) as u64;
-        self.parts.push(Part::Bytes(head));
-        self.parts.push(Part::View(view));
-    }
-
-    /// The parts, in order.
-    pub fn finish(mut self) -> Vec<Part> {
-        let rest = self.out.into_bytes();
-        if !rest.is_empty() || self.parts.is_empty() {
-            self.parts.push(Part::Bytes(rest));
-        }
-        self.parts
-    }
-}
-
-impl std::ops::Deref for ResultWriter {
-    type Target = StreamWriter;
-
-    fn deref(&self) -> &StreamWriter {
-        &self.out
-    }
-}
-
-impl std::ops::DerefMut for ResultWriter {
-    fn deref_mut(&mut self) -> &mut StreamWriter {
-        &mut self.out
-    }
-}
+/// A result being encoded as parts: its own bytes, and large TypedArray,
+/// `NDArray` and Buffer data by the JS value holding it
+/// (`hitsave_host::payload`), which `put` keeps referenced until stored.
+pub type ResultWriter = PartsWriter<V>;
 
 /// Writes `value` as a portable stream; `false` when it has no exact portable form.
 pub fn encode(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth: usize) -> Result<bool> {
@@ -143,7 +74,7 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
         let (kind, len, address) = js.typedarray_info(value)?;
         let prototype = js.prototype(value)?;
         if js.instance_of(value, js.deref(ctx.buffer)?)? {
-            out.bytes(slice(address, len), value);
+            out.bytes(slice(address, len), || Ok::<_, napi::Error>(value))?;
             return Ok(true);
         }
         // Exactly a TypedArray of a supported type (not a subclass or a clamped array).
@@ -154,7 +85,7 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
             return Ok(false);
         }
         let size = hitsave_core::stream::dtype_size(dtype).unwrap_or(1) as usize;
-        out.array(dtype, &[len as u64], slice(address, len * size), value);
+        out.array(dtype, &[len as u64], slice(address, len * size), || Ok::<_, napi::Error>(value))?;
         return Ok(true);
     }
     if js.instance_of(value, js.deref(ctx.ndarray)?)? {
@@ -175,7 +106,7 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
         if dims.iter().try_fold(item, |acc, &dim| acc.checked_mul(dim)) != Some((count * size) as u64) {
             return Ok(false);
         }
-        out.array(&dtype, &dims, slice(address, count * size), data);
+        out.array(&dtype, &dims, slice(address, count * size), || Ok::<_, napi::Error>(data))?;
         return Ok(true);
     }
     let prototype = js.prototype(value)?;

@@ -16,8 +16,10 @@ use hitsave_core::Digest;
 use hitsave_core::graph::{Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
 use hitsave_core::stream::StreamWriter;
+use hitsave_host::payload::Part;
 use hitsave_host::store::{Graph, NewEval, ResultData};
 use hitsave_host::{Config, Core, HitSaveError};
+use pyo3::buffer::PyUntypedBuffer;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
@@ -257,13 +259,13 @@ impl Mapped {
 /// buffers must not change until it is stored.
 #[pyclass(frozen, module = "hitsave._native")]
 pub struct Payload {
-    parts: Vec<portable::Part>,
+    parts: Vec<Part<PyUntypedBuffer>>,
 }
 
 impl Payload {
     /// Where each part lies: `(address, length)`.
     fn spans(&self) -> Vec<(usize, usize)> {
-        self.parts.iter().map(|part| part.bytes()).map(|bytes| (bytes.as_ptr() as usize, bytes.len())).collect()
+        self.parts.iter().map(portable::part_bytes).map(|bytes| (bytes.as_ptr() as usize, bytes.len())).collect()
     }
 }
 
@@ -271,20 +273,20 @@ impl Payload {
 impl Payload {
     /// Total length in bytes.
     fn __len__(&self) -> usize {
-        self.parts.iter().map(|part| part.bytes().len()).sum()
+        self.parts.iter().map(|part| portable::part_bytes(part).len()).sum()
     }
 
     /// The parts joined (a copy: for tests and inspection).
     fn __bytes__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let parts: Vec<&[u8]> = self.parts.iter().map(portable::Part::bytes).collect();
+        let parts: Vec<&[u8]> = self.parts.iter().map(portable::part_bytes).collect();
         PyBytes::new(py, &parts.concat())
     }
 }
 
 /// Bytes, or a [`Payload`] when a large buffer is kept where it lies.
-fn payload_or_bytes<'py>(py: Python<'py>, parts: Vec<portable::Part>) -> PyResult<Bound<'py, PyAny>> {
-    match <[portable::Part; 1]>::try_from(parts) {
-        Ok([portable::Part::Bytes(bytes)]) => Ok(PyBytes::new(py, &bytes).into_any()),
+fn payload_or_bytes<'py>(py: Python<'py>, parts: Vec<Part<PyUntypedBuffer>>) -> PyResult<Bound<'py, PyAny>> {
+    match <[Part<PyUntypedBuffer>; 1]>::try_from(parts) {
+        Ok([Part::Bytes(bytes)]) => Ok(PyBytes::new(py, &bytes).into_any()),
         Ok([part]) => Ok(Bound::new(py, Payload { parts: vec![part] })?.into_any()),
         Err(parts) => Ok(Bound::new(py, Payload { parts })?.into_any()),
     }
@@ -331,26 +333,29 @@ fn pack_pickle<'py>(
     body: &Bound<'py, PyAny>,
     buffers: Vec<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let views = buffers.iter().map(portable::Part::buffer).collect::<PyResult<Vec<_>>>()?;
+    let views = buffers
+        .iter()
+        .map(|buffer| portable::contiguous_buffer(buffer).map(Part::View))
+        .collect::<PyResult<Vec<_>>>()?;
     let aligned = |len: usize| len.next_multiple_of(PICKLE_ALIGN);
     let count = u32::try_from(views.len()).map_err(|_| pyo3::exceptions::PyValueError::new_err("too many buffers"))?;
-    let body = portable::Part::buffer(body)?;
+    let body = Part::View(portable::contiguous_buffer(body)?);
     let mut head = Vec::with_capacity(PICKLE_MAGIC.len() + 12 + 8 * views.len() + PICKLE_ALIGN);
     head.extend_from_slice(PICKLE_MAGIC);
     head.extend_from_slice(&count.to_le_bytes());
-    head.extend_from_slice(&(body.bytes().len() as u64).to_le_bytes());
+    head.extend_from_slice(&(portable::part_bytes(&body).len() as u64).to_le_bytes());
     for view in &views {
-        head.extend_from_slice(&(view.bytes().len() as u64).to_le_bytes());
+        head.extend_from_slice(&(portable::part_bytes(view).len() as u64).to_le_bytes());
     }
     head.resize(aligned(head.len()), 0);
     // The head, then each buffer where it lies followed by the zeros up to
     // the next multiple of 64, then the pickle.
-    let mut parts = vec![portable::Part::Bytes(head)];
+    let mut parts = vec![Part::Bytes(head)];
     for view in views {
-        let pad = aligned(view.bytes().len()) - view.bytes().len();
+        let len = portable::part_bytes(&view).len();
         parts.push(view);
-        if pad > 0 {
-            parts.push(portable::Part::Bytes(vec![0; pad]));
+        if aligned(len) > len {
+            parts.push(Part::Bytes(vec![0; aligned(len) - len]));
         }
     }
     parts.push(body);

@@ -6,111 +6,41 @@
 //! back as a list) is stored with pickle instead.
 
 use hitsave_core::canonical::MAX_DEPTH;
-use hitsave_core::stream::StreamWriter;
 use hitsave_host::HitSaveError;
+use hitsave_host::payload::{Part, PartsWriter};
 use hitsave_host::portable::{Build, decode};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-/// Array data at least this large is stored from where it lies: the store
-/// writes it after the stream's bytes before it, never copied into the stream.
-const IN_PLACE_MIN: usize = 64 * 1024;
+/// A result being encoded as parts: its own bytes, and large array and
+/// `bytes` data by a buffer export (`hitsave_host::payload`).
+pub type ResultWriter = PartsWriter<PyUntypedBuffer>;
 
-/// One part of a result to store: bytes of its own, or a buffer export
-/// (numpy array data, a pickle) kept alive, and unchanged, until stored.
-pub enum Part {
-    Bytes(Vec<u8>),
-    Buffer(PyUntypedBuffer),
-}
-
-impl Part {
-    /// The part's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            Self::Bytes(bytes) => bytes,
-            // SAFETY: a contiguous export (checked where made), alive while the part is.
-            Self::Buffer(buffer) if buffer.len_bytes() > 0 => unsafe {
-                std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes())
-            },
-            Self::Buffer(_) => &[],
-        }
-    }
-
-    /// A contiguous buffer export of `value`.
-    pub fn buffer(value: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let view = PyUntypedBuffer::get(value)?;
-        if !view.is_c_contiguous() && !view.is_fortran_contiguous() {
-            return Err(pyo3::exceptions::PyValueError::new_err("a result buffer is not contiguous"));
-        }
-        Ok(Self::Buffer(view))
+/// A part's bytes.
+pub fn part_bytes(part: &Part<PyUntypedBuffer>) -> &[u8] {
+    match part {
+        Part::Bytes(bytes) => bytes,
+        Part::View(buffer) => buffer_bytes(buffer),
     }
 }
 
-/// A portable stream being written as parts: its own bytes, and large array
-/// data by reference.
-#[derive(Default)]
-pub struct ResultWriter {
-    out: StreamWriter,
-    parts: Vec<Part>,
-    /// Bytes in `parts` (where `out` starts in the whole stream).
-    before: u64,
+/// The memory a buffer export covers.
+fn buffer_bytes(buffer: &PyUntypedBuffer) -> &[u8] {
+    if buffer.len_bytes() == 0 {
+        return &[];
+    }
+    // SAFETY: a contiguous export (checked where made), alive while `buffer` is.
+    unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) }
 }
 
-impl ResultWriter {
-    /// A numeric array whose data `buffer` exports (C order, little-endian).
-    fn array(&mut self, dtype: &str, shape: &[u64], buffer: PyUntypedBuffer) {
-        let part = Part::Buffer(buffer);
-        let data = part.bytes();
-        if data.len() < IN_PLACE_MIN {
-            self.out.array_aligned(dtype, shape, data);
-        } else {
-            self.out.array_aligned_head(self.before, dtype, shape, data.len() as u64);
-            self.in_place(part);
-        }
+/// A contiguous buffer export of `value`.
+pub fn contiguous_buffer(value: &Bound<'_, PyAny>) -> PyResult<PyUntypedBuffer> {
+    let view = PyUntypedBuffer::get(value)?;
+    if !view.is_c_contiguous() && !view.is_fortran_contiguous() {
+        return Err(pyo3::exceptions::PyValueError::new_err("a result buffer is not contiguous"));
     }
-
-    /// A `bytes` value (large ones from where they lie).
-    fn bytes(&mut self, value: &Bound<'_, PyBytes>) -> PyResult<()> {
-        if value.as_bytes().len() < IN_PLACE_MIN {
-            self.out.bytes(value.as_bytes());
-        } else {
-            self.out.bytes_head(value.as_bytes().len());
-            self.in_place(Part::buffer(value)?);
-        }
-        Ok(())
-    }
-
-    /// Ends the stream's bytes so far with `part`'s, which are not copied.
-    fn in_place(&mut self, part: Part) {
-        let head = std::mem::take(&mut self.out).into_bytes();
-        self.before += (head.len() + part.bytes().len()) as u64;
-        self.parts.push(Part::Bytes(head));
-        self.parts.push(part);
-    }
-
-    /// The parts, in order.
-    pub fn finish(mut self) -> Vec<Part> {
-        let rest = self.out.into_bytes();
-        if !rest.is_empty() || self.parts.is_empty() {
-            self.parts.push(Part::Bytes(rest));
-        }
-        self.parts
-    }
-}
-
-impl std::ops::Deref for ResultWriter {
-    type Target = StreamWriter;
-
-    fn deref(&self) -> &StreamWriter {
-        &self.out
-    }
-}
-
-impl std::ops::DerefMut for ResultWriter {
-    fn deref_mut(&mut self) -> &mut StreamWriter {
-        &mut self.out
-    }
+    Ok(view)
 }
 
 /// Writes `value` as a portable stream; `false` when it has no portable form.
@@ -132,7 +62,7 @@ pub fn encode(value: &Bound<'_, PyAny>, out: &mut ResultWriter, depth: usize) ->
             Err(_) => return Ok(false),
         };
     } else if let Ok(bytes) = value.cast_exact::<PyBytes>() {
-        out.bytes(bytes)?;
+        out.bytes(bytes.as_bytes(), || contiguous_buffer(bytes))?;
     } else if let Ok(list) = value.cast_exact::<PyList>() {
         let items: Vec<Bound<'_, PyAny>> = list.iter().collect();
         out.list(items.len());
@@ -173,7 +103,11 @@ fn encode_array(value: &Bound<'_, PyAny>, out: &mut ResultWriter) -> PyResult<bo
     let contiguous = value.py().import("numpy")?.call_method1("ascontiguousarray", (value,))?;
     let shape: Vec<u64> = value.getattr("shape")?.extract()?;
     let flat = contiguous.call_method1("reshape", (-1,))?;
-    out.array(&name, &shape, PyUntypedBuffer::get(&flat)?);
+    let buffer = PyUntypedBuffer::get(&flat)?;
+    // SAFETY: the export keeps the memory alive; it moves into the writer
+    // (kept in place) or is dropped after the data was copied.
+    let data = unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) };
+    out.array(&name, &shape, data, || Ok::<_, PyErr>(buffer))?;
     Ok(true)
 }
 
