@@ -933,6 +933,20 @@ fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitI
 /// adds a file to the graph.
 const FILE_READS: &[&str] = &["readFileSync", "readFile", "createReadStream", "readJsonSync", "readJson"];
 
+/// Constructors and functions that open a database or an archive by path
+/// (`new Database('data.db')`, `new AdmZip('data.zip')`).
+const FILE_OPENERS: &[&str] = &["Database", "AdmZip", "StreamZip", "connect", "openDb"];
+
+/// Whether a call or `new` of `name` reads the file its first argument
+/// names: `fs`'s readers, openers, and any `read*`, `load*` or `open*`
+/// function that is not a writer (more misses at worst, never a read
+/// unseen; the same rule as Python's).
+fn reads_by_name(name: &str) -> bool {
+    FILE_READS.contains(&name)
+        || FILE_OPENERS.contains(&name)
+        || (["read", "load", "open"].iter().any(|prefix| name.starts_with(prefix)) && !FILE_WRITES.contains(&name))
+}
+
 /// Functions that only ask whether a path exists: the file counts by that alone.
 const FILE_EXISTS: &[&str] = &["existsSync"];
 
@@ -984,16 +998,28 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
         })
         .collect();
     for node in semantic.nodes().iter() {
-        let AstKind::CallExpression(call) = node.kind() else { continue };
-        let Some(name) = callee_name(call) else { continue };
-        let contents = FILE_READS.contains(&name);
+        let (name, span, arguments) = match node.kind() {
+            AstKind::CallExpression(call) => (callee_name(call), call.span, &call.arguments),
+            AstKind::NewExpression(new) => (
+                match new.callee.without_parentheses() {
+                    Expression::Identifier(identifier) => Some(identifier.name.as_str()),
+                    Expression::StaticMemberExpression(member) => Some(member.property.name.as_str()),
+                    _ => None,
+                },
+                new.span,
+                &new.arguments,
+            ),
+            _ => continue,
+        };
+        let Some(name) = name else { continue };
+        let contents = reads_by_name(name);
         if !contents && !FILE_EXISTS.contains(&name) {
             continue;
         }
         // A unit that writes files is left out (above): for a loader, the
         // unit holding the read (the loader itself).
-        let Some(holder) = index.unit_at(call.span).filter(|holder| !writers.contains(holder)) else { continue };
-        let Some(argument) = call.arguments.first().and_then(Argument::as_expression) else { continue };
+        let Some(holder) = index.unit_at(span).filter(|holder| !writers.contains(holder)) else { continue };
+        let Some(argument) = arguments.first().and_then(Argument::as_expression) else { continue };
         let reads = match known_text(semantic, here, index, argument, node.id()) {
             Known::Here(text) => vec![(holder, text)],
             Known::PerCall(calls) => calls,

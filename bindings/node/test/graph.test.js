@@ -721,6 +721,37 @@ console.log(JSON.stringify([single(), inDir('a.txt')]));
   assert.deepStrictEqual(run(), [6, 6, 'single,inDir']);
 });
 
+test('a database, archive or file opened through a helper by a path the caller names counts', () => {
+  // `new Database('data.db')` and `loadTable('table.csv')` read a file in
+  // a helper at a path it gets as a parameter: the caller names it, but
+  // only fs's own readers were taken for reads, so an edit hit.
+  const project = new Project({
+    'data.db': 'v=1',
+    'table.csv': '1,2',
+    'lib.js': `
+const fs = require('node:fs');
+class Database { constructor(file) { this.text = fs.readFileSync(file, 'utf8'); } value() { return Number(this.text.split('=')[1]); } }
+function loadTable(file) { return fs.readFileSync(file, 'utf8').split(',').map(Number); }
+module.exports = { Database, loadTable };
+`,
+    'main.js': `
+const { memo } = require(HITSAVE);
+const { Database, loadTable } = require('./lib');
+const fromDb = memo(function fromDb() { console.error('ran:db'); return new Database('data.db').value(); });
+const fromTable = memo(function fromTable() { console.error('ran:table'); return loadTable('table.csv').reduce((a, b) => a + b, 0); });
+console.log(JSON.stringify([fromDb(), fromTable()]));
+`,
+  });
+  const run = () => {
+    const { out, stderr } = project.run('main.js');
+    return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
+  };
+  assert.deepStrictEqual(run(), [1, 3, 'db,table']);
+  assert.deepStrictEqual(run(), [1, 3, '-']);
+  project.write({ 'data.db': 'v=2', 'table.csv': '1,5' });
+  assert.deepStrictEqual(run(), [2, 6, 'db,table']);
+});
+
 test("TypeScript: an argument's class counts by its graph although the text that runs is tsx's", {
   skip: !fs.existsSync(TSX) && process.env.CI !== 'true' && 'tsx is not installed (npm ci --prefix bindings/node/test/typescript)',
 }, () => {
