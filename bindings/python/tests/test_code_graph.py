@@ -955,6 +955,49 @@ def test_a_database_or_archive_opened_by_path_counts(project):
     assert run() == ["2", "2", "db,zip"]
 
 
+def test_a_file_a_helper_reads_at_the_path_its_caller_names_counts(project):
+    """`parse("table.csv")` with `parse` opening the path it is given (in
+    another module, or a class's method opening `self.path`): the caller
+    names the file but reads nothing itself, so an edit used to hit."""
+    project.write("table.csv", "1,2")
+    project.write("helpers.py", """
+        def parse(path):
+            with open(path) as handle:
+                return [int(x) for x in handle.read().split(",")]
+
+        class Table:
+            def __init__(self, path):
+                self.path = path
+
+            def total(self):
+                return sum(parse(self.path))
+    """)
+    project.write("app.py", """
+        from hitsave import memo
+        from helpers import Table, parse
+
+        @memo
+        def direct():
+            print("ran:direct")
+            return sum(parse("table.csv"))
+
+        @memo
+        def through_a_class():
+            print("ran:class")
+            return Table("table.csv").total()
+    """)
+    call = "import app; print('=', app.direct(), app.through_a_class())"
+
+    def run() -> list[str]:
+        out = project.run(call).stdout.split()
+        return out[out.index("=") + 1 :] + [",".join(word[4:] for word in out if word.startswith("ran:")) or "-"]
+
+    assert run() == ["3", "3", "direct,class"]
+    assert run() == ["3", "3", "-"]
+    project.write("table.csv", "1,5")
+    assert run() == ["6", "6", "direct,class"]
+
+
 def test_a_data_directory_too_large_to_count_is_refused(project):
     """More files than can be hashed at each first call: the call raises
     `code_unavailable` naming the directory instead of assuming its files

@@ -515,7 +515,7 @@ def _files_named_in(code: types.CodeType, namespace: dict[str, Any]) -> list[tup
     (how ``open("data.csv")`` reads it) and to the module's directory
     (``Path(__file__).parent / "data.csv"``), absolute as it is. Only files
     that exist now; a name that merely looks like a file's adds a node, never
-    a wrong hit. For code that reads files (:func:`_reads_files`, the
+    a wrong hit. For code that reads files (:func:`_file_use`, the
     caller's to ask)."""
     found: list[tuple[str, str]] = []
     for nested in _bytecode.nested_codes(code):
@@ -556,28 +556,30 @@ _FILE_WRITERS = frozenset(
 _WRITE_MODE = re.compile(r"[rwxab]\+?[bt]?\+?")
 
 
-def _reads_files(code: types.CodeType) -> bool:
-    """Whether a code object (with its nested ones) calls something that
-    reads a file and nothing that writes one: the files its constants name
-    are then inputs. A function that also writes files is left out (the
-    file it writes would change its own fingerprint, so it would never hit
-    again); its inputs are the user's to pass as `File` (docs/python.md)."""
+def _file_use(code: types.CodeType) -> str:
+    """``"reads"`` when a code object (with its nested ones) calls something
+    that reads a file and nothing that writes one: the files its constants
+    name are then inputs. ``"writes"`` when it writes files, whatever it
+    reads: left out (the file it writes would change its own fingerprint, so
+    it would never hit again; its inputs are the user's to pass as `File`,
+    docs/python.md). Else ``"none"``."""
     reads = False
     if not _names_reader(code.co_names) and not any(type(constant) is types.CodeType for constant in code.co_consts):
-        return False  # the common case, cheaply: no reader, nothing nested
+        if _FILE_WRITERS.isdisjoint(code.co_names):
+            return "none"  # the common case, cheaply: no reader, no writer, nothing nested
     for nested in _bytecode.nested_codes(code):
         names = nested.co_names
         if not reads and _names_reader(names):
             reads = True
         if not _FILE_WRITERS.isdisjoint(names):
-            return False
+            return "writes"
         if "open" in names:
             # `open(path, "a")`: a write mode among the constants (a column
             # named "a" as well: more is left out, never a write counted).
             for constant in nested.co_consts:
                 if type(constant) is str and constant[:1] in ("w", "x", "a") and _WRITE_MODE.fullmatch(constant):
-                    return False
-    return reads
+                    return "writes"
+    return "reads" if reads else "none"
 
 
 def _files_named(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
@@ -981,6 +983,21 @@ class _GraphBuilder:
         # The node of a package's callable (`math.sqrt`), by its identity:
         # read by many functions, looked up once.
         self.package_callables: dict[int, int] = {}
+        # Whether any code in the graph reads files, and the code that does
+        # not read or write any itself (its named files count if some does).
+        self.reads_files = False
+        self.file_namers: list[tuple[int, types.CodeType, dict[str, Any]]] = []
+
+    def files_named_for_readers(self) -> None:
+        """When code in the graph reads files, the files other code of the
+        graph names by a string constant count too: a helper reading the
+        path it is given (`parse("table.csv")`, a class's method opening
+        `self.path`) reads what its callers name. More misses at worst."""
+        if not self.reads_files:
+            return
+        for node, code, namespace in self.file_namers:
+            for name, path in _files_named_in(code, namespace):
+                self._file(node, name, path)
 
     def _add(self, kind: str, name: str, content: str) -> int:
         if name in self.index:
@@ -1183,7 +1200,14 @@ class _GraphBuilder:
         return node
 
     def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> None:
-        reads_files = _reads_files(code)
+        use = _file_use(code)
+        reads_files = use == "reads"
+        if reads_files:
+            self.reads_files = True
+        elif use == "none":
+            # It may name a file that code it calls reads (`parse("table.csv")`
+            # with `parse` opening its parameter): see `files_named_for_readers`.
+            self.file_namers.append((node, code, namespace))
         directories: list[tuple[str, str]] = []  # (node name, path) of data directories the code reads
         strings: set[str] = set()  # module-level strings it reads (`CONFIG = "config.json"`)
         for name, bound, value, qualified in _referenced(code, namespace):
@@ -1529,4 +1553,5 @@ def _build_graph(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], 
     root = builder.visit(obj, hint)
     if root is None:
         raise TypeError(f"{obj!r} has no code to fingerprint")
+    builder.files_named_for_readers()
     return builder.nodes[root][1], builder.nodes, builder.watched.freeze()
