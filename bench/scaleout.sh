@@ -15,7 +15,10 @@ cleanup() {
   [ -z "$CROOT" ] || bash scripts/ceph-down.sh "$CROOT"
 }
 trap cleanup EXIT
-ceph_env=$(bash scripts/ceph-up.sh 2>/dev/null)
+# Ceph is chatty on stderr: kept in a file, shown if it does not come up.
+ceph_log=$(mktemp /tmp/hitsave-ceph-up.XXXXXX)
+ceph_env=$(bash scripts/ceph-up.sh 2>"$ceph_log") || { echo "ceph-up.sh failed:" >&2; tail -30 "$ceph_log" >&2; exit 1; }
+rm -f "$ceph_log"
 CROOT=$(sed -n 's/^CROOT=//p' <<<"$ceph_env")
 set -a
 eval "$(grep -v '^CROOT=' <<<"$ceph_env")"

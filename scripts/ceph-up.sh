@@ -12,7 +12,10 @@ if ! command -v radosgw >/dev/null 2>&1 || ! command -v ceph-osd >/dev/null 2>&1
 fi
 T0=$(date +%s.%N); t() { [ -n "${CEPH_UP_TRACE:-}" ] && echo "  +$(echo "$(date +%s.%N) - $T0" | bc | cut -c1-5)s $*" >&2 || true; }
 CROOT=${CROOT:-$(mktemp -d /tmp/hitsave-ceph.XXXXXX)}
-MONPORT=${MONPORT:-$((40000 + RANDOM % 10000 * 2))}; RGWPORT=${RGWPORT:-$((20000 + RANDOM % 10000))}
+# Ports below the kernel's ephemeral range, free now (scripts/free_port.py).
+MONPORT=${MONPORT:-$(python3 "$(dirname "$0")/free_port.py")}
+RGWPORT=${RGWPORT:-$(python3 "$(dirname "$0")/free_port.py")}
+[ "$RGWPORT" != "$MONPORT" ] && [ "$RGWPORT" != "$((MONPORT + 1))" ] || RGWPORT=$(python3 "$(dirname "$0")/free_port.py")
 BUCKET=${BUCKET:-hitsave-test}
 AK=${AK:-cephciaccesskey0001}; SK=${SK:-cephcisecretkey0000000000000000000000001}
 mkdir -p "$CROOT"/{run,log,mon.a,osd.0,rgw}

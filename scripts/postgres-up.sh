@@ -9,7 +9,7 @@ if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-PGPORT=${PGPORT:-$((20000 + RANDOM % 20000))}
+PGPORT=${PGPORT:-$(python3 "$(dirname "$0")/free_port.py")}
 PGROOT=$(mktemp -d /tmp/hitsave-pg.XXXXXX)
 mkdir -p "$PGROOT/data" "$PGROOT/sock"
 if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$PGROOT"; AS="runuser -u postgres --"; else AS=""; fi

@@ -146,6 +146,12 @@ struct Unit {
     /// every module-level binding it refers to may be changed by it, so
     /// each of them depends on it.
     effect: bool,
+    /// It reads a file at a path known only when it runs (a helper reading
+    /// its parameter): the files other units of its graph name count.
+    reads_unknown: bool,
+    /// Path-like texts it passes as a call's first argument
+    /// (`parse('table.csv')`), for a graph holding a unit that `reads_unknown`.
+    named_paths: Vec<String>,
 }
 
 /// What a module-level name is bound to.
@@ -289,6 +295,8 @@ impl Builder<'_> {
             span,
             deps: Vec::new(),
             effect: false,
+            reads_unknown: false,
+            named_paths: Vec::new(),
         });
         Ok(self.module.units.len() - 1)
     }
@@ -1014,6 +1022,17 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
         let Some(name) = name else { continue };
         let contents = reads_by_name(name);
         if !contents && !FILE_EXISTS.contains(&name) {
+            // Any other call naming a path (`parse('table.csv')`): kept, in
+            // case code it reaches reads the path it is given.
+            if let Some(user) = index.unit_at(span).filter(|user| !writers.contains(user))
+                && let Some(text) = arguments
+                    .first()
+                    .and_then(Argument::as_expression)
+                    .and_then(|argument| static_text(semantic, argument, here, 0))
+                && looks_like_path(&text)
+            {
+                module.units[user].named_paths.push(text);
+            }
             continue;
         }
         // A unit that writes files is left out (above): for a loader, the
@@ -1044,6 +1063,8 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
                     // Under a known directory at a name only known when the code
                     // runs: every file under that directory counts.
                     module.units[holder].deps.push(Dep::Directory(lexical_normal(&directory)));
+                } else {
+                    module.units[holder].reads_unknown = true;
                 }
                 continue;
             }
@@ -1060,6 +1081,15 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             }
         }
     }
+}
+
+/// A text that may name a file: no whitespace, a directory part or an
+/// extension (`data/train.csv`, `table.csv`).
+fn looks_like_path(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 4096
+        && !text.chars().any(char::is_whitespace)
+        && (text.contains('/') || text.rsplit_once('.').is_some_and(|(stem, ext)| !stem.is_empty() && !ext.is_empty()))
 }
 
 /// The value of an environment variable the expression reads by name
@@ -2079,6 +2109,8 @@ fn summarize(
             span: Span::default(),
             deps: Vec::new(),
             effect: false,
+            reads_unknown: false,
+            named_paths: Vec::new(),
         });
         module.cjs_exports = Some(0);
         module.exports.insert("default".into(), Export::Unit(0));
@@ -2176,6 +2208,8 @@ struct Graph<'c> {
     used: Vec<Arc<Module>>,
     /// The paths of `used`, to find one without comparing paths one by one.
     used_paths: std::collections::HashSet<PathBuf>,
+    /// Units reached, with their nodes (for `files_named_for_readers`).
+    reached: Vec<(Arc<Module>, usize, u32)>,
 }
 
 impl<'c> Graph<'c> {
@@ -2190,6 +2224,7 @@ impl<'c> Graph<'c> {
             index: HashMap::new(),
             used: Vec::new(),
             used_paths: std::collections::HashSet::new(),
+            reached: Vec::new(),
         }
     }
 
@@ -2537,6 +2572,9 @@ impl<'c> Graph<'c> {
         if !new {
             return Ok(index);
         }
+        if data.reads_unknown || !data.named_paths.is_empty() {
+            self.reached.push((module.clone(), unit, index));
+        }
         let mut deps = Vec::new();
         for dep in &data.deps {
             let target = match dep {
@@ -2728,6 +2766,33 @@ pub fn analyze(
     graph.finish(&module, &root, others)
 }
 
+impl Graph<'_> {
+    /// When a unit of the graph reads a file at a path known only when it
+    /// runs (a helper reading its parameter, a method reading `this.file`),
+    /// the existing files other units of the graph name as a call's first
+    /// argument (`parse('table.csv')`, `new Table('table.csv')`) count, by
+    /// contents: the helper may read them. More misses at worst.
+    fn files_named_for_readers(&mut self) -> Result<(), HitSaveError> {
+        if !self.reached.iter().any(|(module, unit, _)| module.units[*unit].reads_unknown) {
+            return Ok(());
+        }
+        for (module, unit, node) in std::mem::take(&mut self.reached) {
+            for text in &module.units[unit].named_paths {
+                let Some(path) = absolute(Path::new(text)) else { continue };
+                let path = lexical_normal(&path);
+                if path.is_file() {
+                    let file = self.file(&path, true)?;
+                    let deps = &mut self.nodes[node as usize].deps;
+                    if file != node && !deps.contains(&file) {
+                        deps.push(file);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How `summarize`'s refusals name the code it was asked to find.
 const MEMOIZED: &str = "function passed to memo()";
 
@@ -2750,6 +2815,7 @@ impl Graph<'_> {
         // they count for those effects; they add no node otherwise.
         self.seed_effects(others)?;
         self.add_effects()?;
+        self.files_named_for_readers()?;
         {
             let mut cache = cache();
             let cache = cache.get_or_insert_with(HashMap::new);

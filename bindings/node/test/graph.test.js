@@ -728,28 +728,36 @@ test('a database, archive or file opened through a helper by a path the caller n
   const project = new Project({
     'data.db': 'v=1',
     'table.csv': '1,2',
+    'other.csv': '10,20',
     'lib.js': `
 const fs = require('node:fs');
 class Database { constructor(file) { this.text = fs.readFileSync(file, 'utf8'); } value() { return Number(this.text.split('=')[1]); } }
 function loadTable(file) { return fs.readFileSync(file, 'utf8').split(',').map(Number); }
-module.exports = { Database, loadTable };
+// Named like nothing that reads: the caller's path counts because this reads a path it is given.
+function parse(file) { return fs.readFileSync(file, 'utf8').split(',').map(Number); }
+class Table { constructor(file) { this.file = file; } total() { return fs.readFileSync(this.file, 'utf8').split(',').map(Number).reduce((a, b) => a + b, 0); } }
+module.exports = { Database, loadTable, parse, Table };
 `,
     'main.js': `
 const { memo } = require(HITSAVE);
-const { Database, loadTable } = require('./lib');
+const { Database, loadTable, parse, Table } = require('./lib');
 const fromDb = memo(function fromDb() { console.error('ran:db'); return new Database('data.db').value(); });
 const fromTable = memo(function fromTable() { console.error('ran:table'); return loadTable('table.csv').reduce((a, b) => a + b, 0); });
-console.log(JSON.stringify([fromDb(), fromTable()]));
+const parsed = memo(function parsed() { console.error('ran:parsed'); return parse('other.csv').reduce((a, b) => a + b, 0); });
+const method = memo(function method() { console.error('ran:method'); return new Table('other.csv').total(); });
+console.log(JSON.stringify([fromDb(), fromTable(), parsed(), method()]));
 `,
   });
   const run = () => {
     const { out, stderr } = project.run('main.js');
     return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
   };
-  assert.deepStrictEqual(run(), [1, 3, 'db,table']);
-  assert.deepStrictEqual(run(), [1, 3, '-']);
+  assert.deepStrictEqual(run(), [1, 3, 30, 30, 'db,table,parsed,method']);
+  assert.deepStrictEqual(run(), [1, 3, 30, 30, '-']);
   project.write({ 'data.db': 'v=2', 'table.csv': '1,5' });
-  assert.deepStrictEqual(run(), [2, 6, 'db,table']);
+  assert.deepStrictEqual(run(), [2, 6, 30, 30, 'db,table']);
+  project.write({ 'other.csv': '10,50' });
+  assert.deepStrictEqual(run(), [2, 6, 60, 60, 'parsed,method']);
 });
 
 test("TypeScript: an argument's class counts by its graph although the text that runs is tsx's", {
