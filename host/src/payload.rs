@@ -100,10 +100,6 @@ impl<T> std::ops::DerefMut for PartsWriter<T> {
     }
 }
 
-/// Parts at least this large are hashed on all cores when the store hashes
-/// without writing (an inline result never is this large).
-const PARALLEL_THRESHOLD: usize = crate::hash::PARALLEL_THRESHOLD;
-
 /// A result's bytes: the concatenation of its parts.
 #[derive(Clone, Copy, Debug)]
 pub enum Payload<'a> {
@@ -146,28 +142,45 @@ impl<'a> Payload<'a> {
         }
     }
 
-    /// BLAKE3 of the concatenation (`blob1`), large parts on all cores.
+    /// BLAKE3 of the concatenation (`blob1`), on the calling thread only
+    /// (the store hashes on one thread while another writes).
     pub fn digest(&self) -> Digest {
-        let mut hasher = blake3::Hasher::new();
-        for part in self.parts() {
-            if part.len() >= PARALLEL_THRESHOLD {
-                hasher.update_rayon(part);
-            } else {
-                hasher.update(part);
-            }
-        }
-        Digest::new(DigestKind::Blob, *hasher.finalize().as_bytes())
-    }
-
-    /// BLAKE3 of the concatenation on the calling thread only (the store
-    /// hashes on one thread while another writes).
-    pub fn digest_serial(&self) -> Digest {
         let mut hasher = blake3::Hasher::new();
         for part in self.parts() {
             hasher.update(part);
         }
         Digest::new(DigestKind::Blob, *hasher.finalize().as_bytes())
     }
+}
+
+/// Where a binding's bytes lie, `(address, length)`: carried onto a thread
+/// that does not hold the language's lock, and made bytes again there by
+/// [`span_slices`].
+pub type Span = (usize, usize);
+
+/// The [`Span`] of `bytes`.
+pub fn span_of(bytes: &[u8]) -> Span {
+    (bytes.as_ptr() as usize, bytes.len())
+}
+
+/// The bytes `spans` point at, in order.
+///
+/// # Safety
+///
+/// Each span comes from [`span_of`] of memory that stays alive and unchanged
+/// for `'a` (a bindings' caller holds the objects that own it).
+pub unsafe fn span_slices<'a>(spans: &[Span]) -> Vec<&'a [u8]> {
+    spans
+        .iter()
+        .map(|&(address, len)| {
+            if len == 0 {
+                &[][..]
+            } else {
+                // SAFETY: the caller's guarantee.
+                unsafe { std::slice::from_raw_parts(address as *const u8, len) }
+            }
+        })
+        .collect()
 }
 
 impl<'a> From<&'a [u8]> for Payload<'a> {
@@ -222,15 +235,17 @@ mod tests {
 
     #[test]
     fn parts_hash_and_join_as_their_concatenation() {
-        let big = vec![7u8; (PARALLEL_THRESHOLD * 2) + 3];
+        let big = vec![7u8; (crate::hash::PARALLEL_THRESHOLD * 2) + 3];
         let parts: Vec<&[u8]> = vec![b"head", &[], &big, b"tail"];
         let whole = parts.concat();
         let payload = Payload::Parts(&parts);
         assert_eq!(payload.len(), whole.len() as u64);
         assert_eq!(payload.to_vec(), whole);
         assert_eq!(payload.digest(), Digest::blob(&whole));
-        assert_eq!(payload.digest_serial(), Digest::blob(&whole));
         assert_eq!(Payload::from(&whole[..]).digest(), Digest::blob(&whole));
+        let spans: Vec<Span> = parts.iter().map(|part| span_of(part)).collect();
+        // SAFETY: `parts` is alive and unchanged.
+        assert_eq!(unsafe { span_slices(&spans) }, parts);
         assert!(payload.as_one().is_none());
         assert!(Payload::One(&[]).is_empty());
     }

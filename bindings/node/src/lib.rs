@@ -26,7 +26,7 @@ use hitsave_core::Digest;
 use hitsave_core::graph::{Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
 use hitsave_host::function::{Computed, Finish};
-use hitsave_host::payload::Part;
+use hitsave_host::payload::{Part, Span, span_slices};
 use hitsave_host::store::{Graph, Hit, ResultData};
 use hitsave_host::{Cache, Config, Core, HitSaveError};
 use napi::bindgen_prelude::{AsyncTask, Either, FromNapiValue, Unknown};
@@ -744,8 +744,8 @@ pub struct Put {
     arguments: Digest,
     codec: String,
     micros: u64,
-    /// Where each part lies: `(address, length)`.
-    spans: Vec<(usize, usize)>,
+    /// Where each part lies.
+    spans: Vec<Span>,
     holders: Vec<usize>,
 }
 
@@ -812,15 +812,7 @@ impl Put {
             }
         };
         // SAFETY: `holders` keep the parts alive until `finally` (or the end of the sync call).
-        let parts: Vec<&[u8]> = self
-            .spans
-            .iter()
-            .map(
-                |&(address, len)| {
-                    if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(address as *const u8, len) } }
-                },
-            )
-            .collect();
+        let parts = unsafe { span_slices(&self.spans) };
         let computed = Computed {
             key: self.key,
             arguments: self.arguments,

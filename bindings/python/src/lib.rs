@@ -16,7 +16,7 @@ use hitsave_core::Digest;
 use hitsave_core::graph::{Node, NodeKind};
 use hitsave_core::keys::FunctionIdentity;
 use hitsave_core::stream::StreamWriter;
-use hitsave_host::payload::Part;
+use hitsave_host::payload::{Part, Span, span_of, span_slices};
 use hitsave_host::store::{Graph, NewEval, ResultData};
 use hitsave_host::{Config, Core, HitSaveError};
 use pyo3::buffer::PyUntypedBuffer;
@@ -263,9 +263,9 @@ pub struct Payload {
 }
 
 impl Payload {
-    /// Where each part lies: `(address, length)`.
-    fn spans(&self) -> Vec<(usize, usize)> {
-        self.parts.iter().map(portable::part_bytes).map(|bytes| (bytes.as_ptr() as usize, bytes.len())).collect()
+    /// Where each part lies.
+    fn spans(&self) -> Vec<Span> {
+        self.parts.iter().map(portable::part_bytes).map(span_of).collect()
     }
 }
 
@@ -650,24 +650,13 @@ impl Function {
         let (key, arguments) = (parse_digest(key)?, parse_digest(arguments)?);
         let core = core()?;
         let spans = if let Ok(bytes) = data.cast::<PyBytes>() {
-            let bytes = bytes.as_bytes();
-            vec![(bytes.as_ptr() as usize, bytes.len())]
+            vec![span_of(bytes.as_bytes())]
         } else {
             data.cast::<Payload>()?.get().spans()
         };
         let finish = py.detach(move || {
             // SAFETY: the spans lie in a bytes object or a payload's parts held by the caller for this call.
-            let parts: Vec<&[u8]> =
-                spans
-                    .iter()
-                    .map(|&(address, len)| {
-                        if len == 0 {
-                            &[][..]
-                        } else {
-                            unsafe { std::slice::from_raw_parts(address as *const u8, len) }
-                        }
-                    })
-                    .collect();
+            let parts = unsafe { span_slices(&spans) };
             let data = hitsave_host::Payload::Parts(&parts);
             let computed = hitsave_host::function::Computed { key, arguments, codec, data, compute_micros };
             self.inner.finish(&store.inner, core, computed)

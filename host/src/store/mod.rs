@@ -605,7 +605,9 @@ impl Store {
             return Ok(PutOutcome::Declined(reason));
         }
         let inline = size <= self.inline_limit;
-        let inline_bytes = if inline { Some(data.to_vec()) } else { None };
+        // A small result kept in the index: its one slice as it is, or its parts joined.
+        let inline_bytes: Option<std::borrow::Cow<'_, [u8]>> =
+            inline.then(|| data.as_one().map_or_else(|| data.to_vec().into(), Into::into));
         let digest = match &inline_bytes {
             Some(bytes) => crate::hash::blob_digest(bytes),
             None => self.write_new_blob(data)?,
@@ -698,7 +700,7 @@ impl Store {
         let (digest, written) = std::thread::scope(|scope| {
             // One thread hashes while this one writes: on few cores, hashing
             // on all of them would take the CPU the write needs.
-            let hashing = scope.spawn(|| data.digest_serial());
+            let hashing = scope.spawn(|| data.digest());
             let written = (|| {
                 let mut file = self.dir.create(&temp)?;
                 for part in data.parts() {
@@ -709,7 +711,7 @@ impl Store {
                 }
                 Ok::<_, std::io::Error>(())
             })();
-            (hashing.join().unwrap_or_else(|_| data.digest_serial()), written)
+            (hashing.join().unwrap_or_else(|_| data.digest()), written)
         });
         let placed = written.and_then(|()| {
             let target = blob_path(&digest);
