@@ -24,8 +24,8 @@ fn is_store(dir: &Path) -> bool {
     dir.join("index.sqlite").is_file() && dir.join("blobs").is_dir()
 }
 
-/// The files under `root` (recursively, sorted, symbolic links followed
-/// only to files) and the directories walked (whose listings change when a
+/// The files under `root` (recursively, sorted; symbolic links followed,
+/// a link loop ending at the directory limit) and the directories walked (whose listings change when a
 /// file is added or removed). `code_unavailable` when it holds more than
 /// [`DIRECTORY_MAX_FILES`] files or [`DIRECTORY_MAX_BYTES`] bytes, or
 /// cannot be read; `reader` names the function for the message.
@@ -50,7 +50,7 @@ pub fn directory_files(root: &Path, reader: &str) -> Result<(Vec<PathBuf>, Vec<P
             let path = entry.path();
             let Ok(meta) = std::fs::metadata(&path) else { continue }; // a dangling link holds nothing
             if meta.is_dir() {
-                if !is_store(&path) && !dirs.contains(&path) {
+                if !is_store(&path) {
                     dirs.push(path.clone());
                     pending.push(path);
                 }

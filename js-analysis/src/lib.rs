@@ -1043,7 +1043,7 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             Known::Here(text) => vec![(holder, text)],
             Known::PerCall(calls) => calls,
             Known::Unknown => {
-                if !contents || writers.contains(&holder) {
+                if !contents {
                     continue;
                 }
                 if let Some(text) = env_text(semantic, argument)
@@ -1155,22 +1155,7 @@ fn known_directory(semantic: &Semantic<'_>, here: &Here, expression: &Expression
             }
         }
         Expression::CallExpression(call) => {
-            let joins = match call.callee.without_parentheses() {
-                Expression::Identifier(identifier) => {
-                    here.functions.iter().any(|(local, _)| local == identifier.name.as_str())
-                }
-                Expression::StaticMemberExpression(member) => {
-                    matches!(member.property.name.as_str(), "join" | "resolve")
-                        && match &member.object {
-                            Expression::Identifier(object) => {
-                                here.modules.iter().any(|name| name == object.name.as_str())
-                            }
-                            object => require_spec(object).is_some_and(|spec| spec.ends_with("path")),
-                        }
-                }
-                _ => false,
-            };
-            if !joins {
+            if !matches!(path_call_name(here, call), Some("join" | "resolve")) {
                 return None;
             }
             let mut path = PathBuf::new();
@@ -1331,6 +1316,30 @@ fn known_text(
     if calls.is_empty() { Known::Unknown } else { Known::PerCall(calls) }
 }
 
+/// Which path function a call is: `join`/`resolve` of the `path` module (by
+/// any local name, `require('path').join`), or `fileURLToPath`; the name of
+/// another member of `path` (the callers match on the ones they read).
+fn path_call_name<'a>(here: &'a Here, call: &'a oxc_ast::ast::CallExpression<'_>) -> Option<&'a str> {
+    Some(match call.callee.without_parentheses() {
+        Expression::Identifier(identifier) if identifier.name == "fileURLToPath" => "fileURLToPath",
+        Expression::Identifier(identifier) => here
+            .functions
+            .iter()
+            .find(|(local, _)| local == identifier.name.as_str())
+            .map(|(_, function)| function.as_str())?,
+        Expression::StaticMemberExpression(member) => match &member.object {
+            Expression::Identifier(object) if here.modules.iter().any(|name| name == object.name.as_str()) => {
+                member.property.name.as_str()
+            }
+            // `url.fileURLToPath(…)`, `require('path').join(…)`
+            Expression::Identifier(_) if member.property.name == "fileURLToPath" => "fileURLToPath",
+            object if require_spec(object).is_some_and(|spec| spec.ends_with("path")) => member.property.name.as_str(),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
 /// The text a path expression always evaluates to in this module: string
 /// literals, templates and `+` of such, `__dirname`/`__filename`,
 /// `import.meta.dirname`/`.filename`/`.url`, `path.join`/`path.resolve` of
@@ -1392,26 +1401,7 @@ fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here
             Some(format!("file://{}", lexical_normal(&joined).to_string_lossy()))
         }
         Expression::CallExpression(call) => {
-            let name = match call.callee.without_parentheses() {
-                Expression::Identifier(identifier) if identifier.name == "fileURLToPath" => "fileURLToPath",
-                Expression::Identifier(identifier) => here
-                    .functions
-                    .iter()
-                    .find(|(local, _)| local == identifier.name.as_str())
-                    .map(|(_, function)| function.as_str())?,
-                Expression::StaticMemberExpression(member) => match &member.object {
-                    Expression::Identifier(object) if here.modules.iter().any(|name| name == object.name.as_str()) => {
-                        member.property.name.as_str()
-                    }
-                    // `url.fileURLToPath(…)`, `require('path').join(…)`
-                    Expression::Identifier(_) if member.property.name == "fileURLToPath" => "fileURLToPath",
-                    object if require_spec(object).is_some_and(|spec| spec.ends_with("path")) => {
-                        member.property.name.as_str()
-                    }
-                    _ => return None,
-                },
-                _ => return None,
-            };
+            let name = path_call_name(here, call)?;
             let parts: Option<Vec<String>> =
                 call.arguments.iter().map(|argument| next(argument.as_expression()?)).collect();
             let parts = parts?;
@@ -2545,11 +2535,10 @@ impl<'c> Graph<'c> {
             for file in &files {
                 let inside = file.strip_prefix(path).unwrap_or(file).to_string_lossy().replace('\\', "/");
                 stream.list(2).str(&inside);
-                match std::fs::read(file) {
-                    Ok(bytes) => {
-                        stream.bytes_digest(bytes.len() as u64, &hitsave_host::hash::blob_digest(&bytes).bytes)
-                    }
-                    Err(err) => stream.str(&format!("unreadable: {:?}", err.kind())),
+                match hitsave_host::hash::file_digest(file) {
+                    Ok((len, digest)) => stream.bytes_digest(len, &digest.bytes),
+                    Err(HitSaveError::Io { source, .. }) => stream.str(&format!("unreadable: {:?}", source.kind())),
+                    Err(error) => return Err(error),
                 };
             }
         } else {
