@@ -582,6 +582,21 @@ def _file_use(code: types.CodeType) -> str:
     return "reads" if reads else "none"
 
 
+def _places(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where a path may point, as ``(label, path)``: an absolute one as it
+    is; a relative one from the working directory (how ``open("data.csv")``
+    reads it) and from the module's directory (``Path(__file__).parent /
+    "data.csv"``, labelled by the module)."""
+    if os.path.isabs(text):
+        return [(text, text)]
+    places = [(text, os.path.abspath(text))]
+    module_file = namespace.get("__file__")
+    if isinstance(module_file, str):
+        beside = os.path.join(os.path.dirname(os.path.abspath(module_file)), text)
+        places.append((f"{namespace.get('__name__', '?')}/{text}", beside))
+    return places
+
+
 def _files_named(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
     """The existing files a string may name (see :func:`_files_named_in`)."""
     if (
@@ -590,36 +605,20 @@ def _files_named(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
         or ("/" not in text and not _EXTENSION.search(text))
     ):
         return []
-    if os.path.isabs(text):
-        return [(f"file:{text}", text)] if os.path.isfile(text) else []
-    found = []
-    if os.path.isfile(text):
-        found.append((f"file:{text}", os.path.abspath(text)))
-    module_file = namespace.get("__file__")
-    if isinstance(module_file, str):
-        beside = os.path.join(os.path.dirname(os.path.abspath(module_file)), text)
-        if os.path.isfile(beside):
-            found.append((f"file:{namespace.get('__name__', '?')}/{text}", beside))
-    return found
+    return [(f"file:{label}", path) for label, path in _places(text, namespace) if os.path.isfile(path)]
 
 
 def _directories_named(text: str, namespace: dict[str, Any]) -> list[str]:
-    """The existing directories a path names: absolute, relative to the
-    working directory and to the module's directory. Never the root, the
-    working directory itself (`"."`) or its parent: a `"/".join(...)` or
-    `text.split(".")` is not a read of every file there."""
+    """The existing directories a path names (:func:`_places`). Never the
+    root, the working directory itself (`"."`) or its parent: a
+    `"/".join(...)` or `text.split(".")` is not a read of every file there."""
     if not text or not _PATH_LIKE.fullmatch(text) or not text.strip("/."):
         return []
-    if os.path.isabs(text):
-        return [text] if os.path.isdir(text) else []
-    found = []
-    if os.path.isdir(text):
-        found.append(os.path.abspath(text))
-    module_file = namespace.get("__file__")
-    if isinstance(module_file, str):
-        beside = os.path.join(os.path.dirname(os.path.abspath(module_file)), text)
-        if os.path.isdir(beside) and os.path.abspath(beside) not in found:
-            found.append(os.path.abspath(beside))
+    found: list[str] = []
+    for _, path in _places(text, namespace):
+        path = os.path.abspath(path)
+        if os.path.isdir(path) and path not in found:
+            found.append(path)
     return found
 
 
@@ -1226,11 +1225,7 @@ class _GraphBuilder:
                     # reads files, counts that file or directory too.
                     for key, text in value.items():
                         if isinstance(text, str):
-                            files = _files_named(text, namespace)
-                            for file_name, path in files:
-                                self._file(node, file_name, path)
-                            if not files:
-                                directories.extend((f"dir:env:{key}", path) for path in _directories_named(text, namespace))
+                            self._path_value(node, text, f"dir:env:{key}", namespace, directories)
             elif qualified is not None:
                 owner, _, attr = qualified.partition(":")
                 module_object = sys.modules.get(owner)
@@ -1249,12 +1244,7 @@ class _GraphBuilder:
                 if isinstance(text, str):
                     if isinstance(value, str):
                         strings.add(value)
-                    files = _files_named(text, namespace)
-                    for file_name, path in files:
-                        self._file(node, file_name, path)
-                    if not files:
-                        # `DATA_DIR = Path(__file__).parent / "data"`: the files under it.
-                        directories.extend((f"dir:{hint}", path) for path in _directories_named(text, namespace))
+                    self._path_value(node, text, f"dir:{hint}", namespace, directories)
         if reads_files:
             for name, path in _files_named_in(code, namespace):
                 self._file(node, name, path)
@@ -1269,6 +1259,19 @@ class _GraphBuilder:
                     directories.extend((f"dir:{module}/{constant}", path) for path in _directories_named(constant, namespace))
             for name, path in directories:
                 self._data_directory(node, name, path, constants | strings, f"{module}:{code.co_qualname}")
+
+    def _path_value(
+        self, node: int, text: str, directory_name: str, namespace: dict[str, Any], directories: list[tuple[str, str]]
+    ) -> None:
+        """A path value file-reading code reads (a module-level string or
+        `Path`, an environment variable's value): the file it names counts
+        now; a directory it names (`DATA_DIR = Path(__file__).parent /
+        "data"`) is added to `directories`, for :meth:`_data_directory`."""
+        files = _files_named(text, namespace)
+        for file_name, path in files:
+            self._file(node, file_name, path)
+        if not files:
+            directories.extend((directory_name, path) for path in _directories_named(text, namespace))
 
     def _data_directory(self, node: int, name: str, directory: str, texts: set[str], reader: str) -> None:
         """A directory the code reads files from (`DATA_DIR / "train.csv"`,
