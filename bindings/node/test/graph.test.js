@@ -643,6 +643,12 @@ console.log(JSON.stringify([train(3), runs]));
   assert.deepStrictEqual(project.run('writes.js').out, [6, 0]);
 });
 
+/** Runs main.js in a fresh process: what it prints, then which bodies ran (their `ran:NAME` stderr lines; `-` for none). */
+function resultsAndRuns(project, options = {}) {
+  const { out, stderr } = project.run('main.js', options);
+  return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
+}
+
 test('files read from a data directory at names known only when the code runs count', () => {
   // `readFileSync(path.join(DATA, `${name}.csv`))` used to hit after the
   // file was edited (docs/node.md, data files): every file under the known
@@ -666,10 +672,7 @@ console.log(JSON.stringify([joined('train'), templated('extra')]));
   });
   // Which bodies ran, from stderr (a module-level array both push to would
   // tie their graphs together: docs/node.md).
-  const run = () => {
-    const { out, stderr } = project.run('main.js');
-    return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
-  };
+  const run = () => resultsAndRuns(project);
   assert.deepStrictEqual(run(), [3, 100, 'joined,templated']);
   assert.deepStrictEqual(run(), [3, 100, '-'], 'unchanged files hit');
   project.write({ 'data/train.csv': 'a\n1\n5\n' });
@@ -711,10 +714,7 @@ console.log(JSON.stringify([single(), inDir('a.txt')]));
 `,
   });
   const env = { INPUT_FILE: path.join(project.root, 'inputs', 'a.txt'), DATA_DIR: path.join(project.root, 'inputs') };
-  const run = () => {
-    const { out, stderr } = project.run('main.js', { env });
-    return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
-  };
+  const run = () => resultsAndRuns(project, { env });
   assert.deepStrictEqual(run(), [3, 3, 'single,inDir']);
   assert.deepStrictEqual(run(), [3, 3, '-']);
   project.write({ 'inputs/a.txt': '1 5' });
@@ -748,10 +748,7 @@ const method = memo(function method() { console.error('ran:method'); return new 
 console.log(JSON.stringify([fromDb(), fromTable(), parsed(), method()]));
 `,
   });
-  const run = () => {
-    const { out, stderr } = project.run('main.js');
-    return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
-  };
+  const run = () => resultsAndRuns(project);
   assert.deepStrictEqual(run(), [1, 3, 30, 30, 'db,table,parsed,method']);
   assert.deepStrictEqual(run(), [1, 3, 30, 30, '-']);
   project.write({ 'data.db': 'v=2', 'table.csv': '1,5' });

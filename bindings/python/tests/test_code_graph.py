@@ -808,6 +808,13 @@ def test_a_data_file_the_code_names_counts_by_its_contents(project):
     assert result.stdout.split() == ["18", "24"]
 
 
+def _results_and_runs(project, call: str, env: dict[str, str] | None = None) -> list[str]:
+    """Runs `call` in a fresh process: the words it prints after `=`, then
+    which bodies ran (their `ran:NAME` lines, in order; `-` for none)."""
+    out = project.run(call, env).stdout.split()
+    return out[out.index("=") + 1 :] + [",".join(word[4:] for word in out if word.startswith("ran:")) or "-"]
+
+
 def test_files_read_from_a_data_directory_count(project):
     """`open(DATA_DIR / f"{name}.csv")` reads a file the analysis cannot
     name, and `(DATA_DIR / "train.csv").read_text()` one it can only name by
@@ -849,9 +856,7 @@ def test_files_read_from_a_data_directory_count(project):
     call = "import job; print('=', job.computed('train'), job.joined(), job.configured(), job.constant_directory('extra.csv'))"
 
     def run() -> list[str]:
-        out = project.run(call).stdout.split()
-        ran = ",".join(word[4:] for word in out if word.startswith("ran:")) or "-"
-        return out[out.index("=") + 1 :] + [ran]
+        return _results_and_runs(project, call)
 
     assert run() == ["3", "3", "3", "100", "computed,joined,configured,constant_directory"]
     assert run() == ["3", "3", "3", "100", "-"]
@@ -897,8 +902,7 @@ def test_a_file_or_directory_an_environment_variable_names_counts(project):
     call = "import app; print('=', app.total('a.txt'), app.single())"
 
     def run() -> list[str]:
-        out = project.run(call, env).stdout.split()
-        return out[out.index("=") + 1 :] + [",".join(word[4:] for word in out if word.startswith("ran:")) or "-"]
+        return _results_and_runs(project, call, env)
 
     assert run() == ["3", "1", "2", "total,single"]
     assert run() == ["3", "1", "2", "-"]
@@ -946,8 +950,7 @@ def test_a_database_or_archive_opened_by_path_counts(project):
     call = "import app; print('=', app.from_db(), app.from_zip())"
 
     def run() -> list[str]:
-        out = project.run(call).stdout.split()
-        return out[out.index("=") + 1 :] + [",".join(word[4:] for word in out if word.startswith("ran:")) or "-"]
+        return _results_and_runs(project, call)
 
     assert run() == ["1", "1", "db,zip"]
     assert run() == ["1", "1", "-"]
@@ -989,8 +992,7 @@ def test_a_file_a_helper_reads_at_the_path_its_caller_names_counts(project):
     call = "import app; print('=', app.direct(), app.through_a_class())"
 
     def run() -> list[str]:
-        out = project.run(call).stdout.split()
-        return out[out.index("=") + 1 :] + [",".join(word[4:] for word in out if word.startswith("ran:")) or "-"]
+        return _results_and_runs(project, call)
 
     assert run() == ["3", "3", "direct,class"]
     assert run() == ["3", "3", "-"]
