@@ -147,8 +147,8 @@ impl Store {
     /// memory that does not grow with the store: each round pages through
     /// the index ([`EVICT_PAGE`] rows at a time, no transaction held) keeping
     /// only the lowest-ranked entries that free the bytes still needed (at
-    /// most [`EVICT_BATCH`]), then deletes them in one short write
-    /// transaction.
+    /// most [`EVICT_BATCH`]), then deletes them in short write transactions
+    /// ([`DELETE_CHUNK`] entries each).
     ///
     /// The result is the core's choice over the whole index: an entry the
     /// policy would evict first among all entries is also among the first

@@ -164,8 +164,8 @@ pub(super) fn try_lock_file(_dir: &Path, _name: &str) -> std::result::Result<Opt
     Err(())
 }
 
-/// Takes an exclusive lock on `dir/name`, polling for up to `wait`.
-pub(super) fn lock_file(dir: &Path, name: &str, wait: Duration) -> Option<ComputeLock> {
+/// Takes the compute lock of `name` in `dir` ([`try_lock_key`]), polling for up to `wait`.
+pub(super) fn lock_key(dir: &Path, name: &str, wait: Duration) -> Option<ComputeLock> {
     let deadline = Instant::now() + wait;
     let mut waited = false;
     let mut pause = Duration::from_millis(1);
@@ -236,6 +236,6 @@ impl Store {
         if self.read_only || wait.is_zero() {
             return None;
         }
-        lock_file(&self.root.join("locks"), &key.to_string(), wait)
+        lock_key(&self.root.join("locks"), &key.to_string(), wait)
     }
 }
