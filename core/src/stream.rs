@@ -119,6 +119,11 @@ impl StreamWriter {
         self.buffer.clear();
     }
 
+    /// The longest inline `str`, `bytes` or `bigint` item, and the most items
+    /// of a list, map, set or record: lengths are 32-bit (`docs/spec/values.md`).
+    /// Writers check it before writing; a larger byte item goes by digest.
+    pub const MAX_LEN: usize = u32::MAX as usize;
+
     fn len32(&mut self, len: usize) {
         let len = u32::try_from(len).expect("value stream items are limited to 4 GiB; hash larger ones by digest");
         self.buffer.extend_from_slice(&len.to_le_bytes());

@@ -58,15 +58,20 @@ impl<T> PartsWriter<T> {
         Ok(())
     }
 
-    /// Bytes `data`; `view` as for [`PartsWriter::array`].
-    pub fn bytes<E>(&mut self, data: &[u8], view: impl FnOnce() -> Result<T, E>) -> Result<(), E> {
+    /// Bytes `data`; `view` as for [`PartsWriter::array`]. `false` (nothing
+    /// written) when `data` is longer than a stream's bytes item can be
+    /// ([`StreamWriter::MAX_LEN`]): such a value has no portable form.
+    pub fn bytes<E>(&mut self, data: &[u8], view: impl FnOnce() -> Result<T, E>) -> Result<bool, E> {
+        if data.len() > StreamWriter::MAX_LEN {
+            return Ok(false);
+        }
         if data.len() < IN_PLACE_MIN {
             self.out.bytes(data);
         } else {
             self.out.bytes_head(data.len());
             self.in_place(view()?, data.len());
         }
-        Ok(())
+        Ok(true)
     }
 
     fn in_place(&mut self, view: T, len: usize) {
@@ -231,6 +236,20 @@ mod tests {
         let mut whole = StreamWriter::new();
         whole.list(4).str("head").array_aligned("uint8", &[big.len() as u64], &big).bytes(&big).bytes(b"small");
         assert_eq!(joined, whole.as_bytes());
+    }
+
+    #[test]
+    fn bytes_longer_than_a_stream_item_have_no_portable_form() {
+        // Zeroed pages are mapped lazily: 4 GiB + 1 of them costs no memory untouched.
+        let huge = vec![0u8; StreamWriter::MAX_LEN + 1];
+        let mut writer = PartsWriter::<&[u8]>::default();
+        writer.list(1);
+        assert_eq!(writer.bytes(&huge, || Ok::<_, ()>(&huge[..])), Ok(false));
+        assert_eq!(writer.bytes(b"small", || Err(())), Ok(true));
+        let parts = writer.finish();
+        let mut expected = StreamWriter::new();
+        expected.list(1).bytes(b"small");
+        assert!(matches!(&parts[..], [Part::Bytes(bytes)] if bytes == expected.as_bytes()));
     }
 
     #[test]

@@ -74,8 +74,8 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
         let (kind, len, address) = js.typedarray_info(value)?;
         let prototype = js.prototype(value)?;
         if js.instance_of(value, js.deref(ctx.buffer)?)? {
-            out.bytes(slice(address, len), || Ok::<_, napi::Error>(value))?;
-            return Ok(true);
+            // `false` over 4 GiB (no portable form: v8 serialization instead).
+            return out.bytes(slice(address, len), || Ok::<_, napi::Error>(value));
         }
         // Exactly a TypedArray of a supported type (not a subclass or a clamped array).
         let Some(dtype) = dtype_of(kind) else { return Ok(false) };

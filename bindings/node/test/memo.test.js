@@ -270,6 +270,26 @@ test("async: the first call's code analysis runs off the JS thread", () => {
   assert.ok(out.ticks >= out.ms / 4, `the event loop ticked ${out.ticks} times in the ${out.ms} ms of the first call`);
 });
 
+test('a Buffer of 4 GiB is returned, not stored, with a warning, never a crash', {
+  skip: !process.env.HITSAVE_SOAK && 'needs ~9 GiB of memory: HITSAVE_SOAK=1',
+}, () => {
+  // Node's largest Buffer is longer than a stream's inline item (4 GiB - 1).
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      let calls = 0;
+      const f = memo((n) => { calls++; const b = Buffer.alloc(n); b[n - 1] = 7; return b; });
+      const out = f(2 ** 32);
+      console.log(JSON.stringify({ calls, len: out.length, last: out[out.length - 1] }));
+    `,
+  });
+  for (let run = 0; run < 2; run++) {
+    const { out, stderr } = project.run('main.js', { env: { HITSAVE_MAX_SIZE: '20GiB' } });
+    assert.deepStrictEqual(out, { calls: 1, len: 2 ** 32, last: 7 });
+    assert.match(stderr, /returned but not stored/);
+  }
+});
+
 test('results come back as the values the function returned', () => {
   const project = new Project({
     'main.js': `

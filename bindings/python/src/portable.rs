@@ -58,11 +58,14 @@ pub fn encode(value: &Bound<'_, PyAny>, out: &mut ResultWriter, depth: usize) ->
         out.float(float.value());
     } else if let Ok(text) = value.cast_exact::<PyString>() {
         match text.to_str() {
-            Ok(text) => out.str(text),
-            Err(_) => return Ok(false),
+            // Longer than a stream's str item (4 GiB): pickled instead.
+            Ok(text) if text.len() <= hitsave_core::stream::StreamWriter::MAX_LEN => out.str(text),
+            _ => return Ok(false),
         };
     } else if let Ok(bytes) = value.cast_exact::<PyBytes>() {
-        out.bytes(bytes.as_bytes(), || contiguous_buffer(bytes))?;
+        if !out.bytes(bytes.as_bytes(), || contiguous_buffer(bytes))? {
+            return Ok(false);
+        }
     } else if let Ok(list) = value.cast_exact::<PyList>() {
         let items: Vec<Bound<'_, PyAny>> = list.iter().collect();
         out.list(items.len());

@@ -80,13 +80,22 @@ fn type_is(kind: &Bound<'_, PyType>, module: &str, name: &str) -> bool {
 
 fn write_str(text: &Bound<'_, PyString>, out: &mut StreamWriter) -> PyResult<()> {
     match text.to_str() {
+        Ok(text) if text.len() > StreamWriter::MAX_LEN => {
+            // A stream's str item holds up to 4 GiB: refused with its path, never cut.
+            out.unhashable("str of over 4 GiB (pass it as bytes or a File)");
+        }
         Ok(text) => {
             out.str(text);
         }
         // Lone surrogates: pass the bytes through so the core reports invalid UTF-8 with the path.
         Err(_) => {
             let bytes = text.call_method1("encode", ("utf-8", "surrogatepass"))?;
-            out.str_bytes(bytes.cast::<PyBytes>()?.as_bytes());
+            let bytes = bytes.cast::<PyBytes>()?.as_bytes();
+            if bytes.len() > StreamWriter::MAX_LEN {
+                out.unhashable("str of over 4 GiB (pass it as bytes or a File)");
+            } else {
+                out.str_bytes(bytes);
+            }
         }
     }
     Ok(())

@@ -1144,3 +1144,33 @@ def test_module_attributes_and_argument_classes_are_analysed_once_not_per_call(m
         "_ConfigForAnalysisTest"
     ) == 1, built
     assert len(built) <= 3, built  # the function, the argument's class (and copyreg's helper), once each
+
+
+@pytest.mark.skipif(not os.environ.get("HITSAVE_SOAK"), reason="needs ~14 GiB of memory and 5 GiB of disk: HITSAVE_SOAK=1")
+def test_a_bytes_result_over_4_gib_is_stored_and_read_back(project):
+    """A stream's bytes item holds at most 4 GiB: a longer `bytes` result has
+    no portable form and is pickled (docs/python.md, "Results"), never a
+    crash; a later process reads it back."""
+    project.write(
+        "huge.py",
+        """
+        from hitsave import memo
+
+        @memo
+        def huge(n):
+            print("computing", flush=True)
+            data = bytearray(n)
+            data[-1] = 7
+            return bytes(data)
+        """,
+    )
+    check = """
+        import huge
+        out = huge.huge((4 << 30) + 1)
+        print("ok", len(out) == (4 << 30) + 1 and out[-1] == 7 and out[0] == 0, flush=True)
+        """
+    env = {"HITSAVE_MAX_SIZE": "20GiB"}
+    first = project.run(check, env=env)
+    assert "computing" in first.stdout and "ok True" in first.stdout, first.stdout + first.stderr
+    second = project.run(check, env=env)
+    assert "computing" not in second.stdout and "ok True" in second.stdout, second.stdout + second.stderr
