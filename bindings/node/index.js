@@ -603,7 +603,24 @@ function memo(fn, options = {}) {
     } catch (error) {
       return Promise.reject(locate(error, functionName));
     }
+    if (typeof first === 'number') return walking(self, args, first);
     return lookedUp(self, args, first);
+  }
+
+  // Arguments that take long to read are read in slices (a few ms each),
+  // the event loop turning between them; `id` is the paused walk.
+  async function walking(self, args, id) {
+    let next = id;
+    try {
+      while (typeof next === 'number') {
+        await new Promise(setImmediate);
+        next = native.lookupCallResume(next);
+      }
+    } catch (error) {
+      throw locate(error, functionName);
+    }
+    if (Array.isArray(next)) return decodeHit(next[2], next[3], functionName);
+    return lookedUp(self, args, next);
   }
 
   async function lookedUp(self, args, lookup) {

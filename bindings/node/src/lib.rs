@@ -29,7 +29,7 @@ use hitsave_host::function::{Computed, Finish};
 use hitsave_host::payload::{Part, Span, span_slices};
 use hitsave_host::store::{Graph, Hit, ResultData};
 use hitsave_host::{Cache, Config, Core, HitSaveError};
-use napi::bindgen_prelude::{AsyncTask, Either, FromNapiValue, Unknown};
+use napi::bindgen_prelude::{AsyncTask, Either3, FromNapiValue, Unknown};
 use napi::{Env, Error, Result, Task, sys};
 use napi_derive::napi;
 
@@ -65,7 +65,7 @@ pub fn init(env: Env, options: Raw) -> Result<()> {
 fn walk_value(js: Js, value: V, hashing: Hashing) -> Result<(Vec<u8>, Vec<Deferred>)> {
     let ctx = context::get()?;
     let mut walker = Walker::new(js, ctx, hashing);
-    if let Err(error) = walker.walk(value, 0) {
+    if let Err(error) = walker.walk(value) {
         walker.abandon();
         return Err(error);
     }
@@ -590,7 +590,28 @@ impl Task for Lookup {
     }
 }
 
+/// How long an async call's argument walk holds the JavaScript thread at a
+/// time: a longer walk pauses and goes on after the event loop has turned.
+const WALK_SLICE: std::time::Duration = std::time::Duration::from_millis(8);
+
+/// Paused argument walks of one JavaScript thread, by the id JavaScript holds
+/// (and the last id given).
+type PausedWalks = (u32, HashMap<u32, (Arc<Function>, walk::Paused)>);
+
+thread_local! {
+    static PAUSED: std::cell::RefCell<PausedWalks> = std::cell::RefCell::new((0, HashMap::new()));
+}
+
+/// What `lookupCallAsync` and `lookupCallResume` give JavaScript.
+type AsyncLookup = Either3<Raw, AsyncTask<Lookup>, u32>;
+
 /// `lookupCall` for async functions: resolves to `[key, argument digest, status, payload]`.
+///
+/// The arguments are read on the JavaScript thread (they are JavaScript
+/// values) in slices of [`WALK_SLICE`]: an argument that takes longer to
+/// read gives back a number, the id of the paused walk, and JavaScript
+/// calls `lookupCallResume(id)` after a turn of the event loop, until the
+/// walk is done.
 ///
 /// A repeated hit is answered at once, as that array itself rather than a
 /// promise: when every argument byte is at hand (no large buffer or file to
@@ -598,18 +619,58 @@ impl Task for Lookup {
 /// result is in the store's memory of verified hits ([`hitsave_host::Store::get_recent`]),
 /// nothing is left that could block. Everything else (hashing, the core
 /// component, SQLite, files, the network) runs on a libuv worker.
-#[napi(ts_return_type = "[string, string, number, unknown] | Promise<[string, string, number, unknown]>")]
-pub fn lookup_call_async(env: Env, handle: u32, args: Raw) -> Result<Either<Raw, AsyncTask<Lookup>>> {
+#[napi(ts_return_type = "[string, string, number, unknown] | Promise<[string, string, number, unknown]> | number")]
+pub fn lookup_call_async(env: Env, handle: u32, args: Raw) -> Result<AsyncLookup> {
     let js = Js(env.raw());
     let function = function(handle)?;
-    let (stream, deferred) = walk_value(js, args.0, Hashing::Defer)?;
-    if deferred.is_empty()
-        && let Some((key, digest)) = function.host.known_key(&stream)
-        && let Some(hit) = function.store().ok().and_then(|store| store.get_recent(&key))
-    {
-        return Ok(Either::A(call_lookup_to_js(js, &key, &digest, Ok(Some(hit)))?));
+    let mut walker = Walker::new(js, context::get()?, Hashing::Defer);
+    let done = walker.walk_until(args.0, std::time::Instant::now() + WALK_SLICE);
+    walked(function, walker, done)
+}
+
+/// Goes on with a paused argument walk of `lookupCallAsync` (same answers).
+#[napi(ts_return_type = "[string, string, number, unknown] | Promise<[string, string, number, unknown]> | number")]
+pub fn lookup_call_resume(env: Env, id: u32) -> Result<AsyncLookup> {
+    let js = Js(env.raw());
+    let ctx = context::get()?;
+    let Some((function, paused)) = PAUSED.with(|paused| paused.borrow_mut().1.remove(&id)) else {
+        return Err(Error::from_reason(format!("hitsave: no paused argument walk {id}")));
+    };
+    let mut walker = Walker::resume(js, ctx, paused)?;
+    let done = walker.run(Some(std::time::Instant::now() + WALK_SLICE));
+    walked(function, walker, done)
+}
+
+/// After a slice of an argument walk: paused (its id), or done (the lookup).
+fn walked(function: Arc<Function>, mut walker: Walker, done: Result<bool>) -> Result<AsyncLookup> {
+    let js = walker.js;
+    match done {
+        Err(error) => {
+            walker.abandon();
+            Err(error)
+        }
+        Ok(false) => {
+            let paused = walker.pause()?;
+            Ok(Either3::C(PAUSED.with(|cell| {
+                let mut cell = cell.borrow_mut();
+                let (next, walks) = &mut *cell;
+                *next = next.wrapping_add(1);
+                walks.insert(*next, (function, paused));
+                *next
+            })))
+        }
+        Ok(true) => {
+            let (stream, deferred) =
+                (std::mem::take(&mut walker.out).into_bytes(), std::mem::take(&mut walker.deferred));
+            if deferred.is_empty()
+                && let Some((key, digest)) = function.host.known_key(&stream)
+                && let Some(hit) = function.store().ok().and_then(|store| store.get_recent(&key))
+            {
+                return Ok(Either3::A(call_lookup_to_js(js, &key, &digest, Ok(Some(hit)))?));
+            }
+            Ok(Either3::B(AsyncTask::new(Lookup { function, stream, deferred })))
+        }
     }
-    Ok(Either::B(AsyncTask::new(Lookup { function, stream, deferred })))
 }
 
 /// Compute locks this process holds, by the id JavaScript keeps (`lockCompute`).

@@ -105,29 +105,220 @@ pub fn dtype_of(kind: sys::napi_typedarray_type) -> Option<&'static str> {
     })
 }
 
-/// Walks one value into a stream.
+/// What a container's items are read from, one at a time.
+#[derive(Clone, Copy)]
+enum Items<H> {
+    /// `source[index]`: an array's elements, an `arguments` object's, a
+    /// Set's members (a snapshot), a RegExp's `[lastIndex]`.
+    Elements,
+    /// `source[index / 2][index % 2]`: a Map's `[key, value]` pairs (a
+    /// snapshot), each key followed by its value.
+    Pairs,
+    /// `source[keys[index]]`, each written after its key: a plain object's
+    /// entries (`record: false`) or an instance's fields.
+    Fields { keys: H, record: bool },
+}
+
+/// A container whose header is written and whose items are being written.
+/// `H` is a value (`V`) during a slice of the walk, a reference between two.
+#[derive(Clone, Copy)]
+struct Frame<H> {
+    /// The object itself: met again below itself, it is a cycle.
+    container: H,
+    source: H,
+    items: Items<H>,
+    index: u32,
+    len: u32,
+    /// The container's depth; its items are one deeper.
+    depth: usize,
+    /// `source` is the caller's own array: its length is checked when a
+    /// paused walk goes on (a change between two slices is refused).
+    live: bool,
+}
+
+impl<H: Copy> Frame<H> {
+    fn map<G>(&self, mut f: impl FnMut(H) -> Result<G>) -> Result<Frame<G>> {
+        let items = match self.items {
+            Items::Elements => Items::Elements,
+            Items::Pairs => Items::Pairs,
+            Items::Fields { keys, record } => Items::Fields { keys: f(keys)?, record },
+        };
+        Ok(Frame {
+            container: f(self.container)?,
+            source: f(self.source)?,
+            items,
+            index: self.index,
+            len: self.len,
+            depth: self.depth,
+            live: self.live,
+        })
+    }
+
+    fn handles(&self) -> impl Iterator<Item = H> {
+        let keys = match self.items {
+            Items::Fields { keys, .. } => Some(keys),
+            _ => None,
+        };
+        [self.container, self.source].into_iter().chain(keys)
+    }
+}
+
+/// Items written between two checks of a slice's deadline.
+const CHECK_EVERY: u32 = 256;
+
+/// Walks one value into a stream, depth first, with an explicit stack of
+/// the containers being written (never the native stack), so a walk can
+/// stop between two items and go on later ([`Walker::pause`]).
 pub struct Walker<'c> {
     pub js: Js,
     pub ctx: &'c Context,
     pub out: StreamWriter,
     pub hashing: Hashing,
     pub deferred: Vec<Deferred>,
-    /// The objects from the argument down to the one being walked (cycles).
-    path: Vec<V>,
+    /// The containers from the argument down to the one being written.
+    frames: Vec<Frame<V>>,
+}
+
+/// A walk stopped between two items, holding what it still has to read by
+/// references, so the JavaScript thread can run other code meanwhile.
+pub struct Paused {
+    out: StreamWriter,
+    hashing: Hashing,
+    deferred: Vec<Deferred>,
+    frames: Vec<Frame<usize>>,
+}
+
+fn release_frames(js: Js, frames: &[Frame<usize>]) {
+    for frame in frames {
+        for reference in frame.handles() {
+            js.drop_reference(reference as sys::napi_ref);
+        }
+    }
 }
 
 impl<'c> Walker<'c> {
     pub fn new(js: Js, ctx: &'c Context, hashing: Hashing) -> Self {
-        Self { js, ctx, out: StreamWriter::new(), hashing, deferred: Vec::new(), path: Vec::new() }
+        Self { js, ctx, out: StreamWriter::new(), hashing, deferred: Vec::new(), frames: Vec::new() }
     }
 
     /// Releases deferred holders if the walk is abandoned (an error).
     pub fn abandon(&mut self) {
         Deferred::release(self.js, &self.deferred);
         self.deferred.clear();
+        self.frames.clear();
     }
 
-    pub fn walk(&mut self, value: V, depth: usize) -> Result<()> {
+    /// Writes `value` whole.
+    pub fn walk(&mut self, value: V) -> Result<()> {
+        self.value(value, 0)?;
+        self.run(None).map(|_| ())
+    }
+
+    /// Writes `value` until it is done (`true`) or `deadline` has passed
+    /// (`false`: [`Walker::pause`] it and go on later).
+    pub fn walk_until(&mut self, value: V, deadline: std::time::Instant) -> Result<bool> {
+        self.value(value, 0)?;
+        self.run(Some(deadline))
+    }
+
+    /// Goes on writing until done (`true`) or `deadline` has passed.
+    pub fn run(&mut self, deadline: Option<std::time::Instant>) -> Result<bool> {
+        let js = self.js;
+        let mut steps = 0u32;
+        while let Some(frame) = self.frames.last_mut() {
+            if frame.index == frame.len {
+                self.frames.pop();
+                continue;
+            }
+            if let Some(deadline) = deadline {
+                steps += 1;
+                if steps.is_multiple_of(CHECK_EVERY) && std::time::Instant::now() >= deadline {
+                    return Ok(false);
+                }
+            }
+            let index = frame.index;
+            frame.index += 1;
+            let (source, items, depth) = (frame.source, frame.items, frame.depth + 1);
+            let item = match items {
+                // A hole reads as undefined, as JavaScript reads it.
+                Items::Elements => js.element(source, index)?,
+                Items::Pairs => js.element(js.element(source, index / 2)?, index % 2)?,
+                Items::Fields { keys, record } => {
+                    let key = js.element(keys, index)?;
+                    let item = js.get(source, key)?;
+                    if record {
+                        let field = js.string(key)?;
+                        self.out.field(&field);
+                    } else {
+                        write_string(&mut self.out, &js.utf16(key)?);
+                    }
+                    item
+                }
+            };
+            self.value(item, depth)?;
+        }
+        Ok(true)
+    }
+
+    /// Stops between two items: what is left to read is held by references.
+    pub fn pause(self) -> Result<Paused> {
+        let js = self.js;
+        let mut frames = Vec::with_capacity(self.frames.len());
+        for frame in &self.frames {
+            match frame.map(|value| js.reference(value).map(|reference| reference as usize)) {
+                Ok(frame) => frames.push(frame),
+                Err(error) => {
+                    release_frames(js, &frames);
+                    Deferred::release(js, &self.deferred);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(Paused { out: self.out, hashing: self.hashing, deferred: self.deferred, frames })
+    }
+
+    /// Goes on with a paused walk (call [`Walker::run`] next). An array it
+    /// was in the middle of that changed length meanwhile is refused: the
+    /// stream would describe a value that never existed.
+    pub fn resume(js: Js, ctx: &'c Context, paused: Paused) -> Result<Self> {
+        let Paused { out, hashing, deferred, frames: held } = paused;
+        let frames: Result<Vec<Frame<V>>> =
+            held.iter().map(|frame| frame.map(|reference| js.deref(reference as sys::napi_ref))).collect();
+        release_frames(js, &held);
+        let mut walker = Self { js, ctx, out, hashing, deferred, frames: Vec::new() };
+        let checked = frames.and_then(|frames| {
+            for frame in &frames {
+                if frame.live && js.array_len(frame.source)? != frame.len {
+                    return Err(crate::to_napi(
+                        js,
+                        hitsave_host::HitSaveError::Core(hitsave_core::CoreError::new(
+                            hitsave_core::ErrorCode::UnhashableValue,
+                            "an argument array changed length while its key was being read; an async memoized \
+                             function's arguments must not change until its promise settles",
+                        )),
+                    ));
+                }
+            }
+            Ok(frames)
+        });
+        match checked {
+            Ok(frames) => {
+                walker.frames = frames;
+                Ok(walker)
+            }
+            Err(error) => {
+                walker.abandon();
+                Err(error)
+            }
+        }
+    }
+
+    fn push(&mut self, container: V, source: V, items: Items<V>, len: u32, depth: usize) {
+        self.frames.push(Frame { container, source, items, index: 0, len, depth, live: false });
+    }
+
+    /// Writes a value that has no items, or a container's header (its items follow from [`Walker::run`]).
+    fn value(&mut self, value: V, depth: usize) -> Result<()> {
         if depth >= MAX_DEPTH {
             // The core reports `too_deep` with the path; this also ends cycles.
             self.out.null();
@@ -222,8 +413,8 @@ impl<'c> Walker<'c> {
     /// it closes, instead of walking on until `too_deep`.
     fn object(&mut self, value: V, depth: usize) -> Result<()> {
         let js = self.js;
-        for &ancestor in &self.path {
-            if js.strict_equals(ancestor, value)? {
+        for index in 0..self.frames.len() {
+            if js.strict_equals(self.frames[index].container, value)? {
                 let prototype = js.prototype(value)?;
                 let name = if js.is_array(value)? {
                     "Array".to_owned()
@@ -236,10 +427,7 @@ impl<'c> Walker<'c> {
                 return Ok(());
             }
         }
-        self.path.push(value);
-        let walked = self.object_contents(value, depth);
-        self.path.pop();
-        walked
+        self.object_contents(value, depth)
     }
 
     fn object_contents(&mut self, value: V, depth: usize) -> Result<()> {
@@ -248,10 +436,9 @@ impl<'c> Walker<'c> {
         if js.is_array(value)? {
             let len = js.array_len(value)?;
             self.out.list(len as usize);
-            for index in 0..len {
-                // A hole reads as undefined, as JavaScript reads it.
-                let item = js.element(value, index)?;
-                self.walk(item, depth + 1)?;
+            self.push(value, value, Items::Elements, len, depth);
+            if let Some(frame) = self.frames.last_mut() {
+                frame.live = true;
             }
             return Ok(());
         }
@@ -306,11 +493,7 @@ impl<'c> Walker<'c> {
             let pairs = js.call(js.undefined()?, js.deref(ctx.array_from)?, &[value])?;
             let len = js.array_len(pairs)?;
             self.out.typed("js:Map").map(len as usize);
-            for index in 0..len {
-                let pair = js.element(pairs, index)?;
-                self.walk(js.element(pair, 0)?, depth + 1)?;
-                self.walk(js.element(pair, 1)?, depth + 1)?;
-            }
+            self.push(value, pairs, Items::Pairs, len * 2, depth);
             return Ok(());
         }
         if js.instance_of(value, js.deref(ctx.set)?)? {
@@ -318,9 +501,7 @@ impl<'c> Walker<'c> {
             let members = js.call(js.undefined()?, js.deref(ctx.array_from)?, &[value])?;
             let len = js.array_len(members)?;
             self.out.typed("js:Set").list(len as usize);
-            for index in 0..len {
-                self.walk(js.element(members, index)?, depth + 1)?;
-            }
+            self.push(value, members, Items::Elements, len, depth);
             return Ok(());
         }
         if js.instance_of(value, js.deref(ctx.file)?)? {
@@ -351,14 +532,14 @@ impl<'c> Walker<'c> {
                 self.out.typed("js:RegExp").list(3);
                 write_string(&mut self.out, &js.utf16(js.get_named(value, "source")?)?);
                 write_string(&mut self.out, &js.utf16(js.get_named(value, "flags")?)?);
-                self.walk(js.get_named(value, "lastIndex")?, depth + 1)
+                let last_index = js.array_of(&[js.get_named(value, "lastIndex")?])?;
+                self.push(value, last_index, Items::Elements, 1, depth);
+                Ok(())
             }
             "[object Arguments]" => {
                 let len = js.f64_value(js.get_named(value, "length")?)? as u32;
                 self.out.typed("js:Arguments").list(len as usize);
-                for index in 0..len {
-                    self.walk(js.element(value, index)?, depth + 1)?;
-                }
+                self.push(value, value, Items::Elements, len, depth);
                 Ok(())
             }
             // Boxed primitives, WeakMap, WeakRef, generators, module namespaces…:
@@ -411,18 +592,7 @@ impl<'c> Walker<'c> {
             Some(name) => self.out.record(name, len as usize),
             None => self.out.map(len as usize),
         };
-        for index in 0..len {
-            let key = js.element(keys, index)?;
-            let item = js.get(value, key)?;
-            match record {
-                Some(_) => {
-                    let field = js.string(key)?;
-                    self.out.field(&field);
-                }
-                None => write_string(&mut self.out, &js.utf16(key)?),
-            }
-            self.walk(item, depth + 1)?;
-        }
+        self.push(value, value, Items::Fields { keys, record: record.is_some() }, len, depth);
         Ok(())
     }
 

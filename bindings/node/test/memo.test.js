@@ -215,6 +215,78 @@ test('async: concurrent calls share one computation; a rejection is not cached',
   assert.ok(out.ticks >= 2, `the event loop ticked ${out.ticks} times while 256 MiB were hashed`);
 });
 
+test('async: a large JavaScript argument is read in slices, the event loop turning between them', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      let calls = 0;
+      const total = memo(async (xs) => { calls++; return xs.reduce((a, b) => a + b, 0); });
+      (async () => {
+        const xs = Array.from({ length: 2_000_000 }, (_, i) => i % 1000);
+        let last = process.hrtime.bigint(), maxGap = 0;
+        const probe = setInterval(() => {
+          const now = process.hrtime.bigint();
+          maxGap = Math.max(maxGap, Number(now - last) / 1e6);
+          last = now;
+        }, 1);
+        const start = process.hrtime.bigint();
+        last = start;
+        const value = await total(xs);
+        const ms = Number(process.hrtime.bigint() - start) / 1e6;
+        clearInterval(probe);
+        // A change of length between two slices is refused, never hashed half old, half new.
+        const changing = Array.from({ length: 2_000_000 }, (_, i) => i);
+        const pending = total(changing);
+        changing.push(1);
+        const refused = await pending.then(() => null, (error) => error.code);
+        console.log(JSON.stringify({ value, calls, ms, maxGap, refused }));
+      })();
+    `,
+  });
+  const first = project.run('main.js').out;
+  assert.strictEqual(first.value, 999_000_000);
+  assert.strictEqual(first.refused, 'unhashable_value');
+  // Read in one go, the whole walk is one gap; in slices, no gap is near the call's length.
+  assert.ok(first.maxGap < first.ms / 3, `the longest gap between ticks was ${first.maxGap} ms of a ${first.ms} ms call`);
+  const second = project.run('main.js').out;
+  assert.deepStrictEqual([second.value, second.calls], [999_000_000, 0], 'a later process hits');
+});
+
+test('async: an argument read in slices has the key of the same argument read in one go', () => {
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      class Point { constructor(x) { this.x = x; this.tags = ['p', x]; } }
+      function args() { return arguments; }
+      const f = memo(async (value) => 'computed');
+      (async () => {
+        const big = [];
+        for (let i = 0; i < 20_000; i++) {
+          big.push({
+            i, s: 'item ' + i, nested: [[i, -0.5], { deep: [i] }],
+            map: new Map([[i, [i]], ['k', { v: i }]]), set: new Set([i, 'x']),
+            point: new Point(i), re: /a+/g, args: args(i, [i]), none: undefined,
+          });
+        }
+        const asyncValue = await f(big);
+        // lookup reads the argument in one go (the synchronous walk) and finds what the sliced one stored.
+        const hit = f.lookup(big);
+        const cyclic = [];
+        for (let i = 0; i < 50_000; i++) cyclic.push({ i });
+        cyclic[49_999].back = cyclic;
+        const refused = await f(cyclic).then(() => null, (error) => [error.code, error.path, error.message]);
+        console.log(JSON.stringify({ asyncValue, hit, refused }));
+      })();
+    `,
+  });
+  const { out } = project.run('main.js');
+  assert.strictEqual(out.asyncValue, 'computed');
+  assert.strictEqual(out.hit, 'computed');
+  assert.strictEqual(out.refused[0], 'unhashable_value');
+  assert.strictEqual(out.refused[1], 'args[0][49999]["back"]');
+  assert.match(out.refused[2], /cyclic Array/);
+});
+
 test('async: a repeated hit is answered without a libuv worker', () => {
   const project = new Project({
     'main.js': `
