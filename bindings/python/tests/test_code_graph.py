@@ -1000,6 +1000,120 @@ def test_a_file_a_helper_reads_at_the_path_its_caller_names_counts(project):
     assert run() == ["6", "6", "direct,class"]
 
 
+def test_a_file_read_from_a_package_directory_counts(project):
+    """Package data read relative to a package, not to the working directory
+    or the reading module: `importlib.resources.files("shapes")`,
+    `pkgutil.get_data("shapes", ...)`, `Path(shapes.__file__).parent`. An
+    edit of the file used to hit (docs/python.md, "Data files")."""
+    project.write("shapes/__init__.py", "")
+    project.write("shapes/sizes.json", '{"n": 1}')
+    project.write("app.py", """
+        import json
+        import pkgutil
+        from importlib import resources
+        from pathlib import Path
+        import shapes
+        from hitsave import memo
+
+        @memo
+        def by_resources():
+            print("ran:resources")
+            return json.loads(resources.files("shapes").joinpath("sizes.json").read_text())["n"]
+
+        @memo
+        def by_pkgutil():
+            print("ran:pkgutil")
+            return json.loads(pkgutil.get_data("shapes", "sizes.json"))["n"]
+
+        @memo
+        def by_module_file():
+            print("ran:module_file")
+            return json.loads((Path(shapes.__file__).parent / "sizes.json").read_text())["n"]
+    """)
+    call = "import app; print('=', app.by_resources(), app.by_pkgutil(), app.by_module_file())"
+
+    def run() -> list[str]:
+        return _results_and_runs(project, call)
+
+    assert run() == ["1", "1", "1", "resources,pkgutil,module_file"]
+    assert run() == ["1", "1", "1", "-"]
+    project.write("shapes/sizes.json", '{"n": 2}')
+    assert run() == ["2", "2", "2", "resources,pkgutil,module_file"]
+
+
+def test_files_listed_in_a_package_directory_count(project):
+    """`resources.files("shapes") / "tables"` listed, and the package's own
+    directory listed: the files found are named by no constant, and an edit
+    or a new file used to hit."""
+    project.write("shapes/__init__.py", "")
+    project.write("shapes/a.csv", "1")
+    project.write("shapes/tables/b.csv", "10")
+    project.write("app.py", """
+        from importlib import resources
+        from hitsave import memo
+
+        @memo
+        def tables():
+            print("ran:tables")
+            folder = resources.files("shapes") / "tables"
+            return sum(int(entry.read_text()) for entry in folder.iterdir())
+
+        @memo
+        def own():
+            print("ran:own")
+            return sum(int(entry.read_text()) for entry in resources.files("shapes").iterdir() if entry.name.endswith(".csv"))
+    """)
+    call = "import app; print('=', app.tables(), app.own())"
+
+    def run() -> list[str]:
+        return _results_and_runs(project, call)
+
+    assert run() == ["10", "1", "tables,own"]
+    assert run() == ["10", "1", "-"]
+    project.write("shapes/tables/c.csv", "5")
+    project.write("shapes/a.csv", "2")
+    assert run() == ["15", "2", "tables,own"]
+    assert run() == ["15", "2", "-"]
+
+
+def test_a_directory_named_by_a_bare_word_counts(project):
+    """`Path("data").iterdir()` and `open(os.path.join("data", name))`: the
+    directory is named by a constant without a `/`, from a script run from
+    the project root; a new or edited file used to hit."""
+    project.write("data/a.txt", "1")
+    project.write("scripts/run.py", """
+        import os
+        from pathlib import Path
+        from hitsave import memo
+
+        @memo
+        def listed():
+            print("ran:listed")
+            return sum(int(p.read_text()) for p in Path("data").iterdir())
+
+        @memo
+        def joined(name):
+            print("ran:joined")
+            with open(os.path.join("data", f"{name}.txt")) as handle:
+                return int(handle.read())
+
+        print("=", listed(), joined("a"))
+    """)
+    # `python scripts/run.py`: the script's directory, not the root, is on sys.path.
+    call = "import subprocess, sys; subprocess.run([sys.executable, 'scripts/run.py'], check=True)"
+
+    def run() -> list[str]:
+        return _results_and_runs(project, call)
+
+    assert run() == ["1", "1", "listed,joined"]
+    assert run() == ["1", "1", "-"]
+    project.write("data/b.txt", "5")
+    assert run()[:2] == ["6", "1"]
+    project.write("data/a.txt", "7")
+    assert run() == ["12", "7", "listed,joined"]
+    assert run() == ["12", "7", "-"]
+
+
 def test_a_data_directory_too_large_to_count_is_refused(project):
     """More files than can be hashed at each first call: the call raises
     `code_unavailable` naming the directory instead of assuming its files

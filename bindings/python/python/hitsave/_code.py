@@ -518,16 +518,65 @@ def _files_named_in(code: types.CodeType, namespace: dict[str, Any]) -> list[tup
     a wrong hit. For code that reads files (:func:`_file_use`, the
     caller's to ask)."""
     found: list[tuple[str, str]] = []
-    for nested in _bytecode.nested_codes(code):
+    codes = _bytecode.nested_codes(code)
+    packages = _packages_named(codes, namespace)
+    for nested in codes:
         for constant in nested.co_consts:
             if type(constant) is str:
-                found.extend(_files_named(constant, namespace))
+                found.extend(_files_named(constant, namespace, packages))
     return found
+
+
+def _packages_named(codes: list[types.CodeType], namespace: dict[str, Any]) -> list[tuple[str, str]]:
+    """The project packages code names, as ``(name, directory)``: by a
+    string constant that is an imported package's name
+    (``importlib.resources.files("pkg")``, ``pkgutil.get_data("pkg",
+    "x.json")``) or by a global that holds the package (``Path(pkg.__file__).parent``).
+    Files under them that its constants name are data it reads."""
+    found: list[tuple[str, str]] = []
+    for nested in codes:
+        for constant in nested.co_consts:
+            if type(constant) is str and _MODULE_NAME.fullmatch(constant):
+                directory = _project_package_directory(constant, tuple(sys.path))
+                if directory is not None and (constant, directory) not in found:
+                    found.append((constant, directory))
+        for name in nested.co_names:
+            module = namespace.get(name)
+            if not isinstance(module, types.ModuleType):
+                continue
+            file = getattr(module, "__file__", None)
+            if not isinstance(file, str) or _module_is_external(module.__name__, file):
+                continue
+            entry = (module.__name__, os.path.dirname(os.path.abspath(file)))
+            if entry not in found:
+                found.append(entry)
+    return found
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w{0,99}(?:\.[A-Za-z_]\w{0,99}){0,9}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _project_package_directory(name: str, path: tuple[str, ...]) -> str | None:
+    """The directory of the project package (or namespace package) `name`
+    would import from, found on `path` (``sys.path``) the way the import
+    system searches it, without importing it: whether it is imported yet
+    (``importlib.resources.files("pkg")`` imports it when it runs) must not
+    change the graph. Installed and standard-library directories are not
+    the project's."""
+    for entry in path:
+        directory = os.path.abspath(entry or os.curdir)
+        candidate = os.path.join(directory, *name.split("."))
+        if os.path.isdir(candidate):
+            return None if _directory_is_external(directory) else candidate
+        if os.path.isfile(candidate + ".py"):
+            return None  # a module, not a package: it has no directory of its own
+    return None
 
 
 # Names of calls that read a file, and of calls (or `open` modes) that write one.
 _FILE_READERS = frozenset(
-    {"open", "read_csv", "read_table", "read_parquet", "read_json", "read_excel", "read_feather", "read_pickle",
+    {"open", "get_data", "read_csv", "read_table", "read_parquet", "read_json", "read_excel", "read_feather", "read_pickle",
      "read_text", "read_bytes", "load", "loadtxt", "genfromtxt", "fromfile", "imread", "safe_load", "read_file",
      # Databases, archives and array files opened by path.
      "connect", "ZipFile", "TarFile", "File", "Dataset", "memmap", "open_dataset", "open_mfdataset",
@@ -553,6 +602,8 @@ _FILE_WRITERS = frozenset(
      "save", "savez", "savez_compressed", "savetxt", "savefig", "dump", "imwrite", "tofile", "mkdir",
      "makedirs", "touch", "unlink", "copyfile", "copytree", "move", "rmtree"}
 )
+# Calls that list a directory (the files they find are read by name unseen).
+_LISTERS = frozenset({"iterdir", "glob", "rglob", "listdir", "scandir", "walk", "contents"})
 _WRITE_MODE = re.compile(r"[rwxab]\+?[bt]?\+?")
 
 
@@ -582,11 +633,13 @@ def _file_use(code: types.CodeType) -> str:
     return "reads" if reads else "none"
 
 
-def _places(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
+def _places(text: str, namespace: dict[str, Any], packages: list[tuple[str, str]] = []) -> list[tuple[str, str]]:
     """Where a path may point, as ``(label, path)``: an absolute one as it
     is; a relative one from the working directory (how ``open("data.csv")``
-    reads it) and from the module's directory (``Path(__file__).parent /
-    "data.csv"``, labelled by the module)."""
+    reads it), from the module's directory (``Path(__file__).parent /
+    "data.csv"``, labelled by the module) and from the directory of each
+    project package in `packages` (:func:`_packages_named`, labelled
+    ``package:name/text``)."""
     if os.path.isabs(text):
         return [(text, text)]
     places = [(text, os.path.abspath(text))]
@@ -594,10 +647,11 @@ def _places(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
     if isinstance(module_file, str):
         beside = os.path.join(os.path.dirname(os.path.abspath(module_file)), text)
         places.append((f"{namespace.get('__name__', '?')}/{text}", beside))
+    places.extend((f"package:{name}/{text}", os.path.join(directory, text)) for name, directory in packages)
     return places
 
 
-def _files_named(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
+def _files_named(text: str, namespace: dict[str, Any], packages: list[tuple[str, str]] = []) -> list[tuple[str, str]]:
     """The existing files a string may name (see :func:`_files_named_in`)."""
     if (
         not ("/" in text or "." in text)
@@ -605,7 +659,7 @@ def _files_named(text: str, namespace: dict[str, Any]) -> list[tuple[str, str]]:
         or ("/" not in text and not _EXTENSION.search(text))
     ):
         return []
-    return [(f"file:{label}", path) for label, path in _places(text, namespace) if os.path.isfile(path)]
+    return [(f"file:{label}", path) for label, path in _places(text, namespace, packages) if os.path.isfile(path)]
 
 
 def _directories_named(text: str, namespace: dict[str, Any]) -> list[str]:
@@ -1255,8 +1309,19 @@ class _GraphBuilder:
                 if type(constant) is str and constant
             }
             for constant in constants:
-                if "/" in constant:
-                    directories.extend((f"dir:{module}/{constant}", path) for path in _directories_named(constant, namespace))
+                # `Path("data").iterdir()`, `open(os.path.join("data", name))`: a directory it names.
+                directories.extend((f"dir:{module}/{constant}", path) for path in _directories_named(constant, namespace))
+            codes = _bytecode.nested_codes(code)
+            packages = _packages_named(codes, namespace)
+            for package, directory in packages:
+                # `resources.files("pkg") / "data"`: a directory under a package it names.
+                for constant in constants:
+                    path = os.path.join(directory, constant)
+                    if constant.strip("/.") and not os.path.isabs(constant) and os.path.isdir(path):
+                        directories.append((f"dir:package:{package}/{constant}", path))
+                # `resources.files("pkg").iterdir()`: the package's own files.
+                if any(not _LISTERS.isdisjoint(nested.co_names) for nested in codes):
+                    directories.append((f"dir:package:{package}", directory))
             for name, path in directories:
                 self._data_directory(node, name, path, constants | strings, f"{module}:{code.co_qualname}")
 
