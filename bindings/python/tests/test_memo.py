@@ -1053,6 +1053,51 @@ def test_small_arrays_and_instances_changed_in_place_are_seen_within_the_process
     assert json.loads(project.run(again).stdout) == ["hit", "hit"]
 
 
+def test_a_class_attribute_changed_after_the_first_call_is_seen_in_the_same_process(project):
+    """A class's attributes are the class's state: `Config.lr = 0.7` (a
+    rebinding), `Config.layers.append(3)` (in place) or a method replaced at
+    run time, after the first call, used to hit with the old value."""
+    project.write(
+        "config.py",
+        """
+        class Config:
+            lr = 0.1
+            layers = [1, 2]
+
+            def factor(self):
+                return 1
+        """,
+    )
+    project.write(
+        "job.py",
+        """
+        from hitsave import memo
+        from config import Config
+
+        @memo
+        def f(x):
+            print("ran", flush=True)
+            return [Config.lr * x, sum(Config.layers), Config().factor()]
+        """,
+    )
+    code = """
+        import json, job
+        from config import Config
+        out = [job.f(1)]
+        Config.lr = 0.7
+        out.append(job.f(1))
+        Config.layers.append(3)
+        out.append(job.f(1))
+        Config.factor = lambda self: 10
+        out.append(job.f(1))
+        out.append(job.f(1))
+        print(json.dumps(out))
+    """
+    result = project.run(code).stdout.split("\n")
+    assert json.loads(result[-2]) == [[0.1, 3, 1], [0.7, 3, 1], [0.7, 6, 1], [0.7, 6, 10], [0.7, 6, 10]]
+    assert result.count("ran") == 4, result
+
+
 SCALE_FOR_HANDLER_TEST = 2
 
 

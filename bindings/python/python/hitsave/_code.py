@@ -940,6 +940,7 @@ class Watched:
         self.codes: list[tuple[Any, Any]] = []
         self.files: list[tuple[str, Any]] = []
         self.environments: list[dict[str, str | None]] = []
+        self.classes: dict[int, tuple[type, int, Any, tuple[Any, ...]]] = {}
 
     def code(self, fn: types.FunctionType) -> None:
         """A function whose ``__code__`` the graph read (reassigning it is an edit)."""
@@ -962,6 +963,19 @@ class Watched:
     def name(self, namespace: dict[str, Any], name: str, value: Any) -> None:
         self.names.setdefault(id(namespace), (namespace, {}))[1].setdefault(name, value)
         self._snapshot(value)
+
+    def klass(self, cls: type, data: list[Any]) -> None:
+        """A project class the graph read: any attribute rebound, added or
+        deleted (`Config.lr = 0.7`, a method replaced) is an edit, and its
+        small plain `data` attributes are snapshotted (`Config.layers.append(3)`)."""
+        if id(cls) in self.classes:
+            return
+        attributes = cls.__dict__
+        keys = tuple(attributes)
+        getter = operator.itemgetter(*keys) if len(keys) > 1 else (lambda ns, key=keys[0]: (ns[key],))
+        self.classes[id(cls)] = (cls, len(keys), getter, tuple(attributes[key] for key in keys))
+        for value in data:
+            self._snapshot(value)
 
     def cell(self, cell: Any, value: Any) -> None:
         self.cells.setdefault(id(cell), (cell, value))
@@ -989,6 +1003,16 @@ class Watched:
         for namespace, getter, values in self.groups:
             try:
                 now = getter(namespace)
+            except KeyError:
+                return False
+            if any(map(operator.is_not, now, values)):
+                return False
+        for cls, count, getter, values in self.classes.values():
+            attributes = cls.__dict__
+            if len(attributes) != count:
+                return False
+            try:
+                now = getter(attributes)
             except KeyError:
                 return False
             if any(map(operator.is_not, now, values)):
@@ -1386,6 +1410,7 @@ class _GraphBuilder:
             child = self.visit(type(cls))
             if child is not None and child != node:
                 self._link(node, child)
+        data: list[Any] = []
         for attribute, member in vars(cls).items():
             if isinstance(member, (cls, types.MemberDescriptorType, types.GetSetDescriptorType)):
                 # An enum's members and the slots' descriptors: written in the
@@ -1397,6 +1422,7 @@ class _GraphBuilder:
                 child = self.visit(member, f"{name}.{attribute}")
                 if child != node:
                     self._link(node, child)
+                data.append(member)
             for function in _member_functions(member):
                 if function.__code__.co_qualname.startswith(cls.__qualname__ + "."):
                     self._deps_of_code(node, function.__code__, function.__globals__, module_name(cls.__module__))
@@ -1405,6 +1431,8 @@ class _GraphBuilder:
                     # assigned in the class body): not in the class's source, so
                     # a node of its own, with its closure (the method it wraps).
                     self._link(node, self.visit(function))
+        # Changed in this process after the graph was built: built again.
+        self.watched.klass(cls, data)
         return node
 
 
