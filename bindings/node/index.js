@@ -192,7 +192,7 @@ function classFingerprints(constructor) {
       // bases, `P.prototype.val = …`), found in the modules the program
       // imports, and by the text that runs; a package's class by that text.
       files ??= programFiles(stackSites(classFingerprints, 32));
-      known.push(...native.classFingerprints(source, c.name || '', files), native.sourceFingerprint(source, c.name || ''));
+      known.push(...native.classFingerprints(source, c.name || '', files, process.argv.slice(2)), native.sourceFingerprint(source, c.name || ''));
     }
     CLASS_FINGERPRINTS.set(constructor, known);
   }
@@ -448,7 +448,8 @@ function memo(fn, options = {}) {
     name !== undefined ? String(name) : `${site ? site.file.split(/[\\/]/).pop() : '<unknown>'}:${fn.name || 'anonymous'}`;
 
   let state = null; // { handle, mode, fingerprint, graph }
-  const where = [site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source, site ? site.script : null, site ? site.others : []];
+  // The command-line arguments count by value where the code reads them (`process.argv`).
+  const where = [site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source, site ? site.script : null, site ? site.others : [], process.argv.slice(2)];
   function register(graph) {
     if (state !== null) return state;
     const spec = { functionName, cacheDir, cloud: cloud !== false };

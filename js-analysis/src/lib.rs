@@ -110,6 +110,9 @@ enum Dep {
     /// `process.env['NAME']`, `const { NAME } = process.env`): its value
     /// when the graph is built is a node of the graph.
     Env(String),
+    /// The command-line arguments (`process.argv`, `import { argv } from
+    /// 'node:process'`): their values when the graph is built are a node.
+    Argv,
     /// A file the code reads at a path known without running it
     /// (`fs.readFileSync(path.join(__dirname, 'config.json'))`): its
     /// contents when the graph is built are a node of the graph.
@@ -214,7 +217,7 @@ impl Module {
         self.side_effect_imports.iter().chain(self.units.iter().filter(|unit| unit.effect).flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File { .. } | Dep::Directory(_) => None,
+                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::Argv | Dep::File { .. } | Dep::Directory(_) => None,
             })
         }))
     }
@@ -242,7 +245,7 @@ impl Module {
         self.import_specs().chain(self.units.iter().flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::File { .. } | Dep::Directory(_) => None,
+                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::Argv | Dep::File { .. } | Dep::Directory(_) => None,
             })
         }))
     }
@@ -845,6 +848,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             module.units[user].deps.push(Dep::Import { spec, imported: Imported::Namespace });
         }
     }
+    process_reads(module, semantic, &index);
     if let Some(here) = Here::of(module) {
         environment_reads(module, semantic, &index, &here);
         file_reads(module, semantic, &index, &here);
@@ -859,6 +863,160 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
              read: load it by a literal path (a `const` bound to one is fine)",
             module.rel
         )));
+    }
+}
+
+/// Whether `expression` is the `process` object: the global (`process`,
+/// `globalThis.process`), or a module-level name bound to the `process`
+/// module (`import process from 'node:process'`, `import * as p from
+/// 'process'`, `const p = require('node:process')`).
+fn is_process(module: &Module, semantic: &Semantic<'_>, expression: &Expression<'_>) -> bool {
+    match expression.without_parentheses() {
+        Expression::Identifier(name) => {
+            if is_unresolved(semantic, name) {
+                return name.name == "process";
+            }
+            let Some(symbol) =
+                name.reference_id.get().and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
+            else {
+                return false;
+            };
+            if semantic.scoping().symbol_scope_id(symbol) != semantic.scoping().root_scope_id() {
+                return false;
+            }
+            match module.bindings.get(name.name.as_str()) {
+                Some(Binding::Import { spec, imported: Imported::Default | Imported::Namespace }) => {
+                    is_process_module(spec)
+                }
+                _ => matches!(semantic.symbol_declaration(symbol).kind(), AstKind::VariableDeclarator(declarator)
+                    if declarator.init.as_ref().and_then(|init| require_spec(init.without_parentheses()))
+                        .is_some_and(is_process_module)),
+            }
+        }
+        Expression::StaticMemberExpression(inner) => {
+            inner.property.name == "process"
+                && matches!(&inner.object, Expression::Identifier(object)
+                    if GLOBAL_OBJECTS.contains(&object.name.as_str()) && is_unresolved(semantic, object))
+        }
+        _ => false,
+    }
+}
+
+fn is_process_module(spec: &str) -> bool {
+    spec == "process" || spec == "node:process"
+}
+
+/// What the code reads of the process besides its environment: the
+/// command-line arguments (`process.argv`, `const { argv } = process`,
+/// `import { argv } from 'node:process'`), a `Dep::Argv` of the unit (their
+/// values count); and, in code that runs when the module loads (outside
+/// every function), the clock or a random source (`const START =
+/// Date.now()`, `Math.random()`, `new Date()`, `crypto.randomUUID()`): a
+/// value that differs in every process, so a graph reaching it is refused
+/// (`Dep::Dynamic`), never fingerprinted as code that always gives the same.
+fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
+    let nodes = semantic.nodes();
+    let text = semantic.source_text();
+    let mut argv: Vec<usize> = Vec::new();
+    let mut clocks: Vec<(usize, Span)> = Vec::new();
+    for node in nodes.iter() {
+        match node.kind() {
+            AstKind::StaticMemberExpression(member)
+                if matches!(member.property.name.as_str(), "argv" | "execArgv")
+                    && is_process(module, semantic, &member.object) =>
+            {
+                argv.extend(index.unit_at(member.span));
+            }
+            AstKind::VariableDeclarator(declarator)
+                if declarator.init.as_ref().is_some_and(|init| is_process(module, semantic, init))
+                    && match &declarator.id {
+                        BindingPattern::ObjectPattern(pattern) => {
+                            pattern.rest.is_some()
+                                || pattern.properties.iter().any(|property| {
+                                    property.key.static_name().is_none_or(|name| name == "argv" || name == "execArgv")
+                                })
+                        }
+                        _ => false,
+                    } =>
+            {
+                argv.extend(index.unit_at(declarator.span));
+            }
+            AstKind::CallExpression(call) if reads_clock(semantic, &call.callee, call.arguments.is_empty()) => {
+                clocks.push((node.id().index(), call.span));
+            }
+            AstKind::NewExpression(call)
+                if call.arguments.is_empty()
+                    && matches!(&call.callee, Expression::Identifier(date) if date.name == "Date" && is_unresolved(semantic, date)) =>
+            {
+                clocks.push((node.id().index(), call.span));
+            }
+            _ => {}
+        }
+    }
+    // `import { argv } from 'node:process'`: every use of that name.
+    let scoping = semantic.scoping();
+    for symbol in scoping.symbol_ids() {
+        if scoping.symbol_scope_id(symbol) != scoping.root_scope_id() {
+            continue;
+        }
+        let name = scoping.symbol_name(symbol);
+        if !matches!(module.bindings.get(name), Some(Binding::Import { spec, imported: Imported::Named(imported) })
+            if is_process_module(spec) && (imported == "argv" || imported == "execArgv"))
+        {
+            continue;
+        }
+        for reference in scoping.get_resolved_references(symbol) {
+            argv.extend(index.unit_at(nodes.get_node(reference.node_id()).kind().span()));
+        }
+    }
+    argv.sort_unstable();
+    argv.dedup();
+    for unit in argv {
+        module.units[unit].deps.push(Dep::Argv);
+    }
+    for (id, span) in clocks {
+        let at_load = !nodes.ancestor_kinds(oxc_semantic::NodeId::from_usize(id)).any(|kind| match kind {
+            AstKind::Function(_) | AstKind::ArrowFunctionExpression(_) => true,
+            // An instance field's initializer runs per instance, as a method does.
+            AstKind::PropertyDefinition(field) => !field.r#static,
+            _ => false,
+        });
+        let Some(user) = index.unit_at(span).filter(|_| at_load) else { continue };
+        let line = text[..span.start as usize].matches('\n').count() + 1;
+        let call: String = text[span.start as usize..span.end as usize].chars().take(60).collect();
+        module.units[user].deps.push(Dep::Dynamic(format!(
+            "{}:{line} computes a value from the clock or a random source when the module loads (`{call}`): it \
+             differs in every process, so no stored result can be known to match it; compute it inside the function \
+             that uses it, or pass it as an argument",
+            module.rel
+        )));
+    }
+}
+
+/// Whether a call's callee reads the clock or a random source: `Date.now`,
+/// `Date()` (with no argument), `Math.random`, `performance.now`,
+/// `process.hrtime(.bigint)`, `process.uptime`, `crypto.randomUUID`,
+/// `crypto.getRandomValues`, `crypto.randomBytes`, `crypto.randomInt`.
+fn reads_clock(semantic: &Semantic<'_>, callee: &Expression<'_>, no_arguments: bool) -> bool {
+    let global = |expression: &Expression<'_>, name: &str| {
+        matches!(expression.without_parentheses(), Expression::Identifier(object)
+            if object.name == name && is_unresolved(semantic, object))
+    };
+    match callee.without_parentheses() {
+        Expression::Identifier(date) => no_arguments && date.name == "Date" && is_unresolved(semantic, date),
+        Expression::StaticMemberExpression(member) => {
+            let name = member.property.name.as_str();
+            (global(&member.object, "Date") && name == "now")
+                || (global(&member.object, "Math") && name == "random")
+                || (global(&member.object, "performance") && name == "now")
+                || (global(&member.object, "process") && matches!(name, "hrtime" | "uptime"))
+                || (matches!(name, "bigint")
+                    && matches!(member.object.without_parentheses(),
+                    Expression::StaticMemberExpression(inner) if inner.property.name == "hrtime" && global(&inner.object, "process")))
+                || (global(&member.object, "crypto")
+                    && matches!(name, "randomUUID" | "getRandomValues" | "randomBytes" | "randomInt"))
+        }
+        _ => false,
     }
 }
 
@@ -2200,13 +2358,29 @@ struct Graph<'c> {
     used_paths: std::collections::HashSet<PathBuf>,
     /// Units reached, with their nodes (for `files_named_for_readers`).
     reached: Vec<(Arc<Module>, usize, u32)>,
+    /// The command-line arguments (`Program::argv`).
+    argv: Vec<String>,
+}
+
+/// The program around a call to analyse: what its code reads besides the
+/// function's own module.
+#[derive(Clone, Debug, Default)]
+pub struct Program {
+    /// The files of the calls that led there and the entry script: searched
+    /// for the function's text when `memo()` was called by a helper, and read
+    /// for their effects (top-level statements that change what it reads).
+    pub files: Vec<PathBuf>,
+    /// The command-line arguments after the script's path
+    /// (`process.argv.slice(2)`), counted by value where code reads them.
+    pub argv: Vec<String>,
 }
 
 impl<'c> Graph<'c> {
     /// A graph of the project at `project`, starting from the module
     /// summaries this process already made.
-    fn new(core: &'c Core, project: PathBuf) -> Self {
+    fn new(core: &'c Core, project: PathBuf, program: &Program) -> Self {
         Graph {
+            argv: program.argv.clone(),
             core,
             project,
             modules: cache().clone().unwrap_or_default(),
@@ -2490,6 +2664,18 @@ impl<'c> Graph<'c> {
         Ok(self.add("constant", format!("env:{name}"), content).0)
     }
 
+    /// The command-line arguments the code reads, by their values now
+    /// (`process.argv` after the script's path).
+    fn arguments(&mut self) -> Result<u32, HitSaveError> {
+        let mut stream = StreamWriter::new();
+        stream.list(2).str("argv").list(self.argv.len());
+        for argument in &self.argv {
+            stream.str(argument);
+        }
+        let content = self.core.value_digest(stream.as_bytes())?;
+        Ok(self.add("constant", "process:argv".to_owned(), content).0)
+    }
+
     /// A file the code reads by a path known without running it, by its
     /// contents now (a missing file as such), or, for `existsSync`, by
     /// whether it exists.
@@ -2571,6 +2757,7 @@ impl<'c> Graph<'c> {
                 Dep::Import { spec, imported } => self.import(module, spec, imported)?,
                 Dep::Dynamic(what) => return Err(unavailable(what.clone())),
                 Dep::Env(name) => Some(self.environment(name)?),
+                Dep::Argv => Some(self.arguments()?),
                 Dep::File { path, contents } => Some(self.file(path, *contents)?),
                 Dep::Directory(path) => Some(self.directory(path, &unit_node_name(module, unit))?),
             };
@@ -2704,8 +2891,7 @@ fn cache() -> std::sync::MutexGuard<'static, Option<HashMap<PathBuf, Arc<Module>
 }
 
 /// The dependency graph of the function `memo()` was called with at
-/// `file:line:column`; `others` are the files of the calls that led there
-/// (searched for the function's text when `memo()` was called by a helper).
+/// `file:line:column`, in `program`.
 /// `script` is the text of a program that has no file (`node -e`, a script
 /// piped to `node -`): `file` is then where it runs (`<cwd>/[eval]`), which
 /// places it in a project and resolves its relative imports.
@@ -2716,13 +2902,14 @@ pub fn analyze(
     column: u32,
     source: &str,
     script: Option<&str>,
-    others: &[PathBuf],
+    program: &Program,
 ) -> Result<AnalyzedGraph, HitSaveError> {
+    let others = &program.files;
     let file = match script {
         Some(_) => file.to_path_buf(),
         None => file.canonicalize().map_err(|err| unavailable(format!("cannot find {}: {err}", file.display())))?,
     };
-    let graph = Graph::new(core, project_root(&file));
+    let graph = Graph::new(core, project_root(&file), program);
     let rel = graph.rel(&file);
     let at = if line > 0 { Some((line, column)) } else { None };
     let mut module = Arc::new(summarize(core, &file, rel, at, source, script, MEMOIZED)?);
@@ -2831,11 +3018,12 @@ pub fn analyze_class(
     core: &Core,
     source: &str,
     name: &str,
-    files: &[PathBuf],
+    program: &Program,
 ) -> Result<Vec<AnalyzedGraph>, HitSaveError> {
+    let files = &program.files;
     let Some(first) = files.iter().find_map(|file| file.canonicalize().ok()) else { return Ok(Vec::new()) };
     let project = project_root(&first);
-    let mut graph = Graph::new(core, project.clone());
+    let mut graph = Graph::new(core, project.clone(), program);
     let mut found = None;
     let mut named: Vec<(PathBuf, String)> = Vec::new();
     let keyword = if source.trim_start().starts_with("class") { "class" } else { "function" };
@@ -2863,7 +3051,7 @@ pub fn analyze_class(
     }
     let mut graphs = Vec::new();
     for (path, needle) in named {
-        let mut graph = Graph::new(core, project.clone());
+        let mut graph = Graph::new(core, project.clone(), program);
         let rel = graph.rel(&path);
         let module = Arc::new(summarize(core, &path, rel, None, &needle, None, "class")?);
         if let Some(root) = module.root.clone() {

@@ -62,7 +62,7 @@ fn graph_of(root: &Path) -> hitsave_js_analysis::AnalyzedGraph {
         .enumerate()
         .find_map(|(index, line)| line.find("memo(").map(|at| (index as u32 + 1, at as u32 + 1)))
         .unwrap();
-    analyze(core(), &file, line, column, "", None, &[]).unwrap()
+    analyze(core(), &file, line, column, "", None, &Default::default()).unwrap()
 }
 
 fn fingerprint(graph: &hitsave_js_analysis::AnalyzedGraph) -> String {

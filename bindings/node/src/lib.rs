@@ -200,12 +200,13 @@ fn analysis(
     source: &str,
     script: Option<&str>,
     others: &[String],
+    argv: Vec<String>,
 ) -> std::result::Result<Analysis, HitSaveError> {
     let core = Core::shared()?;
-    let others: Vec<PathBuf> = others.iter().map(PathBuf::from).collect();
+    let program = analyze::Program { files: others.iter().map(PathBuf::from).collect(), argv };
     let (file, source, script) = (PathBuf::from(file), source.to_owned(), script.map(str::to_owned));
     let graph =
-        on_analysis_thread(move || analyze::analyze(core, &file, line, column, &source, script.as_deref(), &others))?;
+        on_analysis_thread(move || analyze::analyze(core, &file, line, column, &source, script.as_deref(), &program))?;
     let fingerprint = root_fingerprint(core, &graph)?;
     Ok((graph, fingerprint))
 }
@@ -238,12 +239,18 @@ fn root_fingerprint(core: &Core, graph: &analyze::AnalyzedGraph) -> std::result:
 /// file holds, every class of that name); empty when the project does not
 /// define it (a package's class).
 #[napi]
-pub fn class_fingerprints(env: Env, source: String, name: String, files: Vec<String>) -> Result<Vec<String>> {
+pub fn class_fingerprints(
+    env: Env,
+    source: String,
+    name: String,
+    files: Vec<String>,
+    argv: Vec<String>,
+) -> Result<Vec<String>> {
     let js = Js(env.raw());
     let found = (|| -> std::result::Result<Vec<String>, HitSaveError> {
         let core = Core::shared()?;
-        let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
-        let graphs = on_analysis_thread(move || analyze::analyze_class(core, &source, &name, &files))?;
+        let program = analyze::Program { files: files.iter().map(PathBuf::from).collect(), argv };
+        let graphs = on_analysis_thread(move || analyze::analyze_class(core, &source, &name, &program))?;
         graphs.iter().map(|graph| Ok(root_fingerprint(core, graph)?.to_string())).collect()
     })();
     found.map_err(|err| to_napi(js, err))
@@ -276,6 +283,7 @@ fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
 /// `script`: the program's text when it has no file (`node -e`, stdin);
 /// `others`: the files of the calls that led to `memo()`.
 #[napi]
+#[allow(clippy::too_many_arguments)] // the JavaScript call spreads one array (`where` in index.js)
 pub fn analyze(
     env: Env,
     file: String,
@@ -284,10 +292,12 @@ pub fn analyze(
     source: String,
     script: Option<String>,
     others: Option<Vec<String>>,
+    argv: Option<Vec<String>>,
 ) -> Result<Raw> {
     let js = Js(env.raw());
     let others = others.unwrap_or_default();
-    let found = analysis(&file, line, column, &source, script.as_deref(), &others).map_err(|err| to_napi(js, err))?;
+    let found = analysis(&file, line, column, &source, script.as_deref(), &others, argv.unwrap_or_default())
+        .map_err(|err| to_napi(js, err))?;
     analysis_to_js(js, found)
 }
 
@@ -299,6 +309,7 @@ pub struct Analyze {
     source: String,
     script: Option<String>,
     others: Vec<String>,
+    argv: Vec<String>,
 }
 
 impl Task for Analyze {
@@ -306,7 +317,8 @@ impl Task for Analyze {
     type JsValue = Raw;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        Ok(analysis(&self.file, self.line, self.column, &self.source, self.script.as_deref(), &self.others))
+        let argv = self.argv.clone();
+        Ok(analysis(&self.file, self.line, self.column, &self.source, self.script.as_deref(), &self.others, argv))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {
@@ -325,8 +337,10 @@ pub fn analyze_async(
     source: String,
     script: Option<String>,
     others: Option<Vec<String>>,
+    argv: Option<Vec<String>>,
 ) -> AsyncTask<Analyze> {
-    AsyncTask::new(Analyze { file, line, column, source, script, others: others.unwrap_or_default() })
+    let (others, argv) = (others.unwrap_or_default(), argv.unwrap_or_default());
+    AsyncTask::new(Analyze { file, line, column, source, script, others, argv })
 }
 
 /// The names a function's source reads without declaring them (see

@@ -584,6 +584,51 @@ try { g('HOME'); console.log('"computed"'); } catch (error) { console.log(JSON.s
   assert.deepStrictEqual(run({}), ['6:dev', 0, 'code_unavailable'], 'back to the first environment: its results');
 });
 
+test('command-line arguments the code reads count by their value; the clock or a random value at load is refused', () => {
+  // `const SCALE = Number(process.argv[2])` used to hit with the first run's
+  // result for every argument (static analysis counted the code, not the value).
+  const project = new Project({
+    'options.js': `
+exports.SCALE = Number(process.argv[2] || 1);
+const { argv } = process;
+exports.label = () => argv[3] || 'none';
+`,
+    'main.js': `
+const { memo } = require(HITSAVE);
+const options = require('./options');
+const f = memo((x) => { console.error('ran:f'); return \`\${x * options.SCALE}:\${options.label()}\`; });
+// Reading the clock inside the function is the function's own business.
+const g = memo((x) => { console.error('ran:g'); const started = Date.now(); return x + (Date.now() - started >= 0 ? 1 : 0); });
+console.log(JSON.stringify([f(2), g(1)]));
+`,
+    'esm.mjs': `
+import { memo } from ${JSON.stringify(require('node:url').pathToFileURL(require.resolve('..')).href)};
+import { argv } from 'node:process';
+const h = memo((x) => x * Number(argv[2] || 1));
+console.log(JSON.stringify(h(3)));
+`,
+    'clock.js': `
+const { memo } = require(HITSAVE);
+const STARTED = Date.now();
+const SEED = Math.random();
+const stamp = memo((x) => x + STARTED);
+const noisy = memo((x) => x * SEED);
+const out = [];
+for (const fn of [stamp, noisy]) {
+  try { fn(1); out.push('computed'); } catch (error) { out.push([error.code, /clock\.js:[34] computes a value from the clock or a random source/.test(error.message)]); }
+}
+console.log(JSON.stringify(out));
+`,
+  });
+  const run = (args) => [...resultsAndRuns(project, { args }), project.run('esm.mjs', { args }).out];
+  assert.deepStrictEqual(run(['2']), ['4:none', 2, 'f,g', 6]);
+  assert.deepStrictEqual(run(['2']), ['4:none', 2, '-', 6], 'the same arguments hit');
+  assert.deepStrictEqual(run(['3']), ['6:none', 2, 'f', 9], 'another argument misses (g reads none: it hits)');
+  assert.deepStrictEqual(run(['3', 'big']), ['6:big', 2, 'f', 9]);
+  assert.deepStrictEqual(run(['2']), ['4:none', 2, '-', 6], 'back to the first arguments: their results');
+  assert.deepStrictEqual(project.run('clock.js').out, [['code_unavailable', true], ['code_unavailable', true]]);
+});
+
 test('a file the code reads at a path known without running it counts by its contents', () => {
   const project = new Project({
     'config.json': '{"k": 2}',
