@@ -113,6 +113,9 @@ enum Dep {
     /// The command-line arguments (`process.argv`, `import { argv } from
     /// 'node:process'`): their values when the graph is built are a node.
     Argv,
+    /// The platform the program runs on (`process.platform`, `os.type()`,
+    /// `os.EOL`, …): the operating system and architecture are a node.
+    Platform,
     /// A file the code reads at a path known without running it
     /// (`fs.readFileSync(path.join(__dirname, 'config.json'))`): its
     /// contents when the graph is built are a node of the graph.
@@ -217,7 +220,13 @@ impl Module {
         self.side_effect_imports.iter().chain(self.units.iter().filter(|unit| unit.effect).flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::Argv | Dep::File { .. } | Dep::Directory(_) => None,
+                Dep::Unit(_)
+                | Dep::Dynamic(_)
+                | Dep::Env(_)
+                | Dep::Argv
+                | Dep::Platform
+                | Dep::File { .. }
+                | Dep::Directory(_) => None,
             })
         }))
     }
@@ -245,7 +254,13 @@ impl Module {
         self.import_specs().chain(self.units.iter().flat_map(|unit| {
             unit.deps.iter().filter_map(|dep| match dep {
                 Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_) | Dep::Dynamic(_) | Dep::Env(_) | Dep::Argv | Dep::File { .. } | Dep::Directory(_) => None,
+                Dep::Unit(_)
+                | Dep::Dynamic(_)
+                | Dep::Env(_)
+                | Dep::Argv
+                | Dep::Platform
+                | Dep::File { .. }
+                | Dep::Directory(_) => None,
             })
         }))
     }
@@ -866,35 +881,38 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
     }
 }
 
-/// Whether `expression` is the `process` object: the global (`process`,
-/// `globalThis.process`), or a module-level name bound to the `process`
-/// module (`import process from 'node:process'`, `import * as p from
-/// 'process'`, `const p = require('node:process')`).
-fn is_process(module: &Module, semantic: &Semantic<'_>, expression: &Expression<'_>) -> bool {
+/// Whether `expression` is the builtin module `name` (`"process"`, `"os"`):
+/// a module-level name bound to it (`import os from 'node:os'`, `import * as
+/// p from 'process'`, `const os = require('node:os')`), or, for `process`,
+/// the global (`process`, `globalThis.process`).
+fn is_builtin(module: &Module, semantic: &Semantic<'_>, expression: &Expression<'_>, name: &str) -> bool {
     match expression.without_parentheses() {
-        Expression::Identifier(name) => {
-            if is_unresolved(semantic, name) {
-                return name.name == "process";
+        Expression::Identifier(identifier) => {
+            if is_unresolved(semantic, identifier) {
+                return name == "process" && identifier.name == "process";
             }
-            let Some(symbol) =
-                name.reference_id.get().and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
+            let Some(symbol) = identifier
+                .reference_id
+                .get()
+                .and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
             else {
                 return false;
             };
             if semantic.scoping().symbol_scope_id(symbol) != semantic.scoping().root_scope_id() {
                 return false;
             }
-            match module.bindings.get(name.name.as_str()) {
+            match module.bindings.get(identifier.name.as_str()) {
                 Some(Binding::Import { spec, imported: Imported::Default | Imported::Namespace }) => {
-                    is_process_module(spec)
+                    is_builtin_module(spec, name)
                 }
                 _ => matches!(semantic.symbol_declaration(symbol).kind(), AstKind::VariableDeclarator(declarator)
                     if declarator.init.as_ref().and_then(|init| require_spec(init.without_parentheses()))
-                        .is_some_and(is_process_module)),
+                        .is_some_and(|spec| is_builtin_module(spec, name))),
             }
         }
         Expression::StaticMemberExpression(inner) => {
-            inner.property.name == "process"
+            name == "process"
+                && inner.property.name == "process"
                 && matches!(&inner.object, Expression::Identifier(object)
                     if GLOBAL_OBJECTS.contains(&object.name.as_str()) && is_unresolved(semantic, object))
         }
@@ -902,44 +920,68 @@ fn is_process(module: &Module, semantic: &Semantic<'_>, expression: &Expression<
     }
 }
 
-fn is_process_module(spec: &str) -> bool {
-    spec == "process" || spec == "node:process"
+fn is_builtin_module(spec: &str, name: &str) -> bool {
+    spec.strip_prefix("node:").unwrap_or(spec) == name
+}
+
+/// What a property of the `process` or `os` module says about the program
+/// or the machine, when its value can change a result: the command-line
+/// arguments, or the platform (a result computed on Linux is not one for
+/// Windows when the code reads which it runs on).
+fn process_fact(module_name: &str, property: &str) -> Option<Dep> {
+    match (module_name, property) {
+        ("process", "argv" | "execArgv") => Some(Dep::Argv),
+        ("process", "platform" | "arch") => Some(Dep::Platform),
+        ("os", "platform" | "arch" | "type" | "endianness" | "EOL" | "machine" | "devNull") => Some(Dep::Platform),
+        _ => None,
+    }
 }
 
 /// What the code reads of the process besides its environment: the
 /// command-line arguments (`process.argv`, `const { argv } = process`,
 /// `import { argv } from 'node:process'`), a `Dep::Argv` of the unit (their
-/// values count); and, in code that runs when the module loads (outside
-/// every function), the clock or a random source (`const START =
-/// Date.now()`, `Math.random()`, `new Date()`, `crypto.randomUUID()`): a
-/// value that differs in every process, so a graph reaching it is refused
+/// values count), and the platform (`process.platform`, `os.type()`,
+/// `os.EOL`: a `Dep::Platform`); and, in code that runs when the module
+/// loads (outside every function), the clock or a random source (`const
+/// START = Date.now()`, `Math.random()`, `new Date()`, `crypto.randomUUID()`):
+/// a value that differs in every process, so a graph reaching it is refused
 /// (`Dep::Dynamic`), never fingerprinted as code that always gives the same.
 fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
     let nodes = semantic.nodes();
     let text = semantic.source_text();
-    let mut argv: Vec<usize> = Vec::new();
+    let mut facts: Vec<(usize, Dep)> = Vec::new();
     let mut clocks: Vec<(usize, Span)> = Vec::new();
+    let builtin_of = |expression: &Expression<'_>| {
+        ["process", "os"].into_iter().find(|name| is_builtin(module, semantic, expression, name))
+    };
     for node in nodes.iter() {
         match node.kind() {
-            AstKind::StaticMemberExpression(member)
-                if matches!(member.property.name.as_str(), "argv" | "execArgv")
-                    && is_process(module, semantic, &member.object) =>
-            {
-                argv.extend(index.unit_at(member.span));
+            AstKind::StaticMemberExpression(member) => {
+                if let Some(name) = builtin_of(&member.object)
+                    && let Some(dep) = process_fact(name, &member.property.name)
+                {
+                    facts.extend(index.unit_at(member.span).map(|unit| (unit, dep)));
+                }
             }
-            AstKind::VariableDeclarator(declarator)
-                if declarator.init.as_ref().is_some_and(|init| is_process(module, semantic, init))
-                    && match &declarator.id {
-                        BindingPattern::ObjectPattern(pattern) => {
-                            pattern.rest.is_some()
-                                || pattern.properties.iter().any(|property| {
-                                    property.key.static_name().is_none_or(|name| name == "argv" || name == "execArgv")
-                                })
-                        }
-                        _ => false,
-                    } =>
-            {
-                argv.extend(index.unit_at(declarator.span));
+            AstKind::VariableDeclarator(declarator) => {
+                // `const { argv, platform } = process`: each property it takes (every one, with a rest).
+                let (Some(init), BindingPattern::ObjectPattern(pattern)) = (&declarator.init, &declarator.id) else {
+                    continue;
+                };
+                let Some(name) = builtin_of(init) else { continue };
+                let Some(unit) = index.unit_at(declarator.span) else { continue };
+                let mut taken: Vec<Option<Dep>> = pattern
+                    .properties
+                    .iter()
+                    .map(|property| match property.key.static_name() {
+                        Some(key) => process_fact(name, &key),
+                        None => Some(Dep::Argv),
+                    })
+                    .collect();
+                if pattern.rest.is_some() || pattern.properties.iter().any(|p| p.key.static_name().is_none()) {
+                    taken.extend([Some(Dep::Argv), Some(Dep::Platform)]);
+                }
+                facts.extend(taken.into_iter().flatten().map(|dep| (unit, dep)));
             }
             AstKind::CallExpression(call) if reads_clock(semantic, &call.callee, call.arguments.is_empty()) => {
                 clocks.push((node.id().index(), call.span));
@@ -953,26 +995,34 @@ fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex
             _ => {}
         }
     }
-    // `import { argv } from 'node:process'`: every use of that name.
+    // `import { argv } from 'node:process'`, `import { EOL } from 'os'`: every use of that name.
     let scoping = semantic.scoping();
     for symbol in scoping.symbol_ids() {
         if scoping.symbol_scope_id(symbol) != scoping.root_scope_id() {
             continue;
         }
-        let name = scoping.symbol_name(symbol);
-        if !matches!(module.bindings.get(name), Some(Binding::Import { spec, imported: Imported::Named(imported) })
-            if is_process_module(spec) && (imported == "argv" || imported == "execArgv"))
-        {
+        let Some(Binding::Import { spec, imported: Imported::Named(imported) }) =
+            module.bindings.get(scoping.symbol_name(symbol))
+        else {
             continue;
-        }
+        };
+        let Some(dep) = ["process", "os"]
+            .into_iter()
+            .find(|name| is_builtin_module(spec, name))
+            .and_then(|name| process_fact(name, imported))
+        else {
+            continue;
+        };
         for reference in scoping.get_resolved_references(symbol) {
-            argv.extend(index.unit_at(nodes.get_node(reference.node_id()).kind().span()));
+            let span = nodes.get_node(reference.node_id()).kind().span();
+            facts.extend(index.unit_at(span).map(|unit| (unit, dep.clone())));
         }
     }
-    argv.sort_unstable();
-    argv.dedup();
-    for unit in argv {
-        module.units[unit].deps.push(Dep::Argv);
+    for (unit, dep) in facts {
+        let deps = &mut module.units[unit].deps;
+        if !deps.iter().any(|have| std::mem::discriminant(have) == std::mem::discriminant(&dep)) {
+            deps.push(dep);
+        }
     }
     for (id, span) in clocks {
         let at_load = !nodes.ancestor_kinds(oxc_semantic::NodeId::from_usize(id)).any(|kind| match kind {
@@ -2676,6 +2726,14 @@ impl<'c> Graph<'c> {
         Ok(self.add("constant", "process:argv".to_owned(), content).0)
     }
 
+    /// The operating system and architecture, for code that reads which it runs on.
+    fn platform(&mut self) -> Result<u32, HitSaveError> {
+        let mut stream = StreamWriter::new();
+        stream.list(3).str("platform").str(std::env::consts::OS).str(std::env::consts::ARCH);
+        let content = self.core.value_digest(stream.as_bytes())?;
+        Ok(self.add("constant", "process:platform".to_owned(), content).0)
+    }
+
     /// A file the code reads by a path known without running it, by its
     /// contents now (a missing file as such), or, for `existsSync`, by
     /// whether it exists.
@@ -2758,6 +2816,7 @@ impl<'c> Graph<'c> {
                 Dep::Dynamic(what) => return Err(unavailable(what.clone())),
                 Dep::Env(name) => Some(self.environment(name)?),
                 Dep::Argv => Some(self.arguments()?),
+                Dep::Platform => Some(self.platform()?),
                 Dep::File { path, contents } => Some(self.file(path, *contents)?),
                 Dep::Directory(path) => Some(self.directory(path, &unit_node_name(module, unit))?),
             };

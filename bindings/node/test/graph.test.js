@@ -627,6 +627,23 @@ console.log(JSON.stringify(out));
   assert.deepStrictEqual(run(['3', 'big']), ['6:big', 2, 'f', 9]);
   assert.deepStrictEqual(run(['2']), ['4:none', 2, '-', 6], 'back to the first arguments: their results');
   assert.deepStrictEqual(project.run('clock.js').out, [['code_unavailable', true], ['code_unavailable', true]]);
+  // Code that reads which platform it runs on counts the platform (a result
+  // computed on Linux is not one for Windows); code that does not, does not.
+  project.write({
+    'platform.mjs': `
+import { memo } from ${JSON.stringify(require('node:url').pathToFileURL(require.resolve('..')).href)};
+import os, { EOL } from 'node:os';
+const { platform } = process;
+const SEP = platform === 'win32' ? ';' : ':';
+const a = memo((x) => x + SEP);
+const b = memo((x) => x + EOL);
+const c = memo((x) => x + os.type());
+const d = memo((x) => x + '!');
+const has = (fn) => fn.graph().nodes.some((node) => node[1] === 'process:platform');
+console.log(JSON.stringify([a, b, c, d].map((fn) => (fn(1), has(fn)))));
+`,
+  });
+  assert.deepStrictEqual(project.run('platform.mjs').out, [true, true, true, false]);
 });
 
 test('a file the code reads at a path known without running it counts by its contents', () => {
