@@ -4,6 +4,8 @@ dependencies"): a real project on disk, edited between fresh processes.
 Each edit below kept hitting results computed by the code before the edit."""
 
 import json
+import os
+import sys
 
 import pytest
 
@@ -1159,3 +1161,19 @@ def test_a_file_a_function_writes_does_not_change_its_fingerprint(project):
     assert project.run(call).stdout.split() == ["6", "1"]
     assert project.run(call).stdout.split() == ["6", "0"]
     assert project.run(call).stdout.split() == ["6", "0"]
+
+
+def test_code_that_asks_which_machine_it_runs_on_counts_the_platform():
+    """`platform.system()`, `os.uname()`: a result computed on Linux is not
+    one for a teammate's macOS, so these count by the platform as well as by
+    Python's version (the rest of the standard library by the version only,
+    so results are shared across platforms)."""
+    import math
+    import platform
+
+    from hitsave import _code
+
+    assert _code.package_of(platform.system) == ("python", f"{sys.version_info[0]}.{sys.version_info[1]} {_code._platform()}")
+    assert sys.platform in _code._platform()
+    assert _code.package_of(os.uname) == _code.package_of(platform.machine)
+    assert _code.package_of(math.sqrt) == ("python", f"{sys.version_info[0]}.{sys.version_info[1]}")

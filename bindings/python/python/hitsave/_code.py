@@ -220,6 +220,12 @@ def _distributions() -> tuple[dict[str, list[str]], dict[str, str]]:
     return modules, versions
 
 
+@functools.lru_cache(maxsize=1)
+def _platform() -> str:
+    """The operating system and architecture (as Node's `process:platform`)."""
+    return f"{sys.platform} {os.uname().machine if hasattr(os, 'uname') else os.environ.get('PROCESSOR_ARCHITECTURE', '')}"
+
+
 def package_of(obj: Any) -> tuple[str, str]:
     """``(name, version)`` of the distribution an external object comes from."""
     module_name = obj.__name__ if isinstance(obj, types.ModuleType) else _module_name_of(obj)
@@ -230,6 +236,10 @@ def package_of(obj: Any) -> tuple[str, str]:
         # metadata to read), unless a package installed a module of that name.
         file = getattr(sys.modules.get(top), "__file__", None)
         if not file or not _installed_directory(os.path.dirname(file)):
+            if top == "platform" or getattr(obj, "__name__", None) == "uname":
+                # What machine this is (`platform.system()`, `os.uname()`): a
+                # result for Linux is not one for macOS; counts by the platform too.
+                return python[0], f"{python[1]} {_platform()}"
             return python
     modules, versions = _distributions()
     for dist in modules.get(top, []):
