@@ -113,6 +113,11 @@ enum Dep {
     /// The command-line arguments (`process.argv`, `import { argv } from
     /// 'node:process'`): their values when the graph is built are a node.
     Argv,
+    /// A program the code runs in a worker or another process (`new
+    /// Worker('./worker.js')`, `fork('child.js')`, `execFileSync('python3',
+    /// ['script.py'])`): a JavaScript module by every unit of it (what it
+    /// imports followed), any other file by its contents.
+    Runs(PathBuf),
     /// The platform the program runs on (`process.platform`, `os.type()`,
     /// `os.EOL`, …): the operating system and architecture are a node.
     Platform,
@@ -225,6 +230,7 @@ impl Module {
                 | Dep::Env(_)
                 | Dep::Argv
                 | Dep::Platform
+                | Dep::Runs(_)
                 | Dep::File { .. }
                 | Dep::Directory(_) => None,
             })
@@ -259,6 +265,7 @@ impl Module {
                 | Dep::Env(_)
                 | Dep::Argv
                 | Dep::Platform
+                | Dep::Runs(_)
                 | Dep::File { .. }
                 | Dep::Directory(_) => None,
             })
@@ -1228,6 +1235,13 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             _ => continue,
         };
         let Some(name) = name else { continue };
+        if RUNNERS.contains(&name) || (name == "Worker" && matches!(node.kind(), AstKind::NewExpression(_))) {
+            if let Some(user) = index.unit_at(span) {
+                let runs = programs_run(semantic, here, arguments);
+                module.units[user].deps.extend(runs.into_iter().map(Dep::Runs));
+            }
+            continue;
+        }
         let contents = reads_by_name(name);
         if !contents && !FILE_EXISTS.contains(&name) {
             // Any other call naming a path (`parse('table.csv')`): kept, in
@@ -1289,6 +1303,58 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             }
         }
     }
+}
+
+/// `child_process` functions (and execa's) that run a program: the files
+/// their arguments name are code the call runs.
+const RUNNERS: &[&str] = &[
+    "spawn",
+    "spawnSync",
+    "exec",
+    "execSync",
+    "execFile",
+    "execFileSync",
+    "fork",
+    "execa",
+    "execaSync",
+    "execaNode",
+    "execaCommand",
+    "execaCommandSync",
+];
+
+/// The existing files a call that runs a program names: any argument, an
+/// element of an argument array (`['script.py', '--fast']`), or a word of a
+/// command line (`exec('python3 tools/fit.py')`), known without running the
+/// code; relative ones from the working directory, as the child sees them.
+fn programs_run(semantic: &Semantic<'_>, here: &Here, arguments: &[Argument<'_>]) -> Vec<PathBuf> {
+    let mut texts = Vec::new();
+    for argument in arguments.iter().filter_map(Argument::as_expression) {
+        match argument.without_parentheses() {
+            Expression::ArrayExpression(array) => texts.extend(
+                array
+                    .elements
+                    .iter()
+                    .filter_map(|element| element.as_expression())
+                    .filter_map(|element| static_text(semantic, element, here, 0)),
+            ),
+            other => texts.extend(static_text(semantic, other, here, 0)),
+        }
+    }
+    let mut found: Vec<PathBuf> = Vec::new();
+    for text in &texts {
+        let text = text.strip_prefix("file://").unwrap_or(text);
+        for word in std::iter::once(text).chain(text.split_whitespace()) {
+            if !looks_like_path(word) {
+                continue;
+            }
+            let Some(path) = absolute(Path::new(word)) else { continue };
+            let path = lexical_normal(&path);
+            if path.is_file() && !found.contains(&path) {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 /// A text that may name a file: no whitespace, a directory part or an
@@ -2726,6 +2792,37 @@ impl<'c> Graph<'c> {
         Ok(self.add("constant", "process:argv".to_owned(), content).0)
     }
 
+    /// A program the code runs in a worker or another process: a project
+    /// JavaScript or TypeScript module as a node whose dependencies are every
+    /// unit of it (its top-level code runs), any other file by its contents.
+    fn runs(&mut self, path: &Path) -> Result<u32, HitSaveError> {
+        let script = path
+            .extension()
+            .and_then(|ext| ext.to_str())
+            .is_some_and(|ext| matches!(ext, "js" | "mjs" | "cjs" | "jsx" | "ts" | "mts" | "cts" | "tsx"));
+        if !script || path.components().any(|c| c.as_os_str() == "node_modules") {
+            return self.file(path, true);
+        }
+        let name = format!("runs:{}", self.rel(path));
+        if let Some(&index) = self.index.get(&name) {
+            return Ok(index);
+        }
+        let module = self.module(path)?;
+        let mut stream = StreamWriter::new();
+        stream.str(&name);
+        let content = self.core.value_digest(stream.as_bytes())?;
+        let (index, _) = self.add("module", name, content);
+        let mut deps = Vec::new();
+        for unit in 0..module.units.len() {
+            let node = self.unit(&module, unit)?;
+            if node != index && !deps.contains(&node) {
+                deps.push(node);
+            }
+        }
+        self.nodes[index as usize].deps = deps;
+        Ok(index)
+    }
+
     /// The operating system and architecture, for code that reads which it runs on.
     fn platform(&mut self) -> Result<u32, HitSaveError> {
         let mut stream = StreamWriter::new();
@@ -2817,6 +2914,7 @@ impl<'c> Graph<'c> {
                 Dep::Env(name) => Some(self.environment(name)?),
                 Dep::Argv => Some(self.arguments()?),
                 Dep::Platform => Some(self.platform()?),
+                Dep::Runs(path) => Some(self.runs(path)?),
                 Dep::File { path, contents } => Some(self.file(path, *contents)?),
                 Dep::Directory(path) => Some(self.directory(path, &unit_node_name(module, unit))?),
             };

@@ -646,6 +646,43 @@ console.log(JSON.stringify([a, b, c, d].map((fn) => (fn(1), has(fn)))));
   assert.deepStrictEqual(project.run('platform.mjs').out, [true, true, true, false]);
 });
 
+test('code run in a worker or a child process counts: the worker module with what it imports, a script by its contents', () => {
+  // Editing worker.js, a helper it requires, or a Python script a child
+  // process runs used to hit with the old result.
+  const project = new Project({
+    'worker.js': `
+const { parentPort, workerData } = require('node:worker_threads');
+parentPort.postMessage(workerData * 2 + require('./helper').k);
+`,
+    'helper.js': 'exports.k = 10;\n',
+    'tools/child.js': 'process.stdout.write(String(3));\n',
+    'main.js': `
+const { memo } = require(HITSAVE);
+const { Worker } = require('node:worker_threads');
+const { execFileSync } = require('node:child_process');
+const path = require('node:path');
+const viaWorker = memo(async (x) => {
+  console.error('ran:worker');
+  return new Promise((resolve) => new Worker(path.join(__dirname, 'worker.js'), { workerData: x }).on('message', resolve));
+});
+const viaChild = memo((x) => {
+  console.error('ran:child');
+  return Number(execFileSync(process.execPath, ['tools/child.js']).toString()) + x;
+});
+(async () => console.log(JSON.stringify([await viaWorker(2), viaChild(1)])))();
+`,
+  });
+  const run = () => resultsAndRuns(project);
+  assert.deepStrictEqual(run(), [14, 4, 'worker,child']);
+  assert.deepStrictEqual(run(), [14, 4, '-']);
+  project.write({ 'worker.js': fs.readFileSync(path.join(project.root, 'worker.js'), 'utf8').replace('* 2', '* 3') });
+  assert.deepStrictEqual(run(), [16, 4, 'worker']);
+  project.write({ 'helper.js': 'exports.k = 20;\n' });
+  assert.deepStrictEqual(run(), [26, 4, 'worker']);
+  project.write({ 'tools/child.js': 'process.stdout.write(String(5));\n' });
+  assert.deepStrictEqual(run(), [26, 6, 'child']);
+});
+
 test('a file the code reads at a path known without running it counts by its contents', () => {
   const project = new Project({
     'config.json': '{"k": 2}',

@@ -1116,6 +1116,47 @@ def test_a_directory_named_by_a_bare_word_counts(project):
     assert run() == ["12", "7", "-"]
 
 
+def test_a_script_run_in_another_process_counts_by_its_contents(project):
+    """`subprocess.run([sys.executable, "tools/fit.py"])`, a command line
+    (`subprocess.check_output("python3 tools/fit.py", shell=True)`),
+    `runpy.run_path(...)`: the script is code the function runs; an edit
+    used to hit (docs/python.md, "Data files")."""
+    project.write("tools/fit.py", "print(3)")
+    project.write("tools/run_me.py", "RESULT = 4")
+    project.write("app.py", """
+        import runpy
+        import subprocess
+        import sys
+        from hitsave import memo
+
+        @memo
+        def by_run():
+            print("ran:run")
+            return int(subprocess.run([sys.executable, "tools/fit.py"], capture_output=True, text=True).stdout)
+
+        @memo
+        def by_command_line():
+            print("ran:command")
+            return int(subprocess.check_output("python3 tools/fit.py", shell=True, text=True))
+
+        @memo
+        def by_run_path():
+            print("ran:run_path")
+            return runpy.run_path("tools/run_me.py")["RESULT"]
+    """)
+    call = "import app; print('=', app.by_run(), app.by_command_line(), app.by_run_path())"
+
+    def run() -> list[str]:
+        return _results_and_runs(project, call)
+
+    assert run() == ["3", "3", "4", "run,command,run_path"]
+    assert run() == ["3", "3", "4", "-"]
+    project.write("tools/fit.py", "print(5)")
+    assert run() == ["5", "5", "4", "run,command"]
+    project.write("tools/run_me.py", "RESULT = 6")
+    assert run() == ["5", "5", "6", "run_path"]
+
+
 def test_a_data_directory_too_large_to_count_is_refused(project):
     """More files than can be hashed at each first call: the call raises
     `code_unavailable` naming the directory instead of assuming its files

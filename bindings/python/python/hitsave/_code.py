@@ -530,10 +530,15 @@ def _files_named_in(code: types.CodeType, namespace: dict[str, Any]) -> list[tup
     found: list[tuple[str, str]] = []
     codes = _bytecode.nested_codes(code)
     packages = _packages_named(codes, namespace)
+    # A command line (`os.system("python tools/fit.py")`): each word may name the program it runs.
+    runs = any(not _RUNNERS.isdisjoint(nested.co_names) for nested in codes)
     for nested in codes:
         for constant in nested.co_consts:
             if type(constant) is str:
                 found.extend(_files_named(constant, namespace, packages))
+                if runs and any(character.isspace() for character in constant):
+                    for word in constant.split():
+                        found.extend(_files_named(word, namespace, packages))
     return found
 
 
@@ -584,6 +589,14 @@ def _project_package_directory(name: str, path: tuple[str, ...]) -> str | None:
     return None
 
 
+# Calls that run a program in another process (`subprocess.run([sys.executable,
+# "script.py"])`, `os.system(...)`, `runpy.run_path`): the files their
+# constants name are code the call runs, counted by contents like data.
+_RUNNERS = frozenset(
+    {"run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput", "system", "popen",
+     "run_path", "execv", "execve", "execvp", "execl", "execlp", "spawnv", "spawnl", "spawnvp", "spawnlp",
+     "create_subprocess_exec", "create_subprocess_shell", "startfile"}
+)
 # Names of calls that read a file, and of calls (or `open` modes) that write one.
 _FILE_READERS = frozenset(
     {"open", "get_data", "read_csv", "read_table", "read_parquet", "read_json", "read_excel", "read_feather", "read_pickle",
@@ -599,8 +612,13 @@ _FILE_READER_PREFIXES = ("read_", "load", "open")
 
 
 def _names_reader(names: tuple[str, ...]) -> bool:
-    """Whether any of a code object's names is a file-reading call's."""
-    return not _FILE_READERS.isdisjoint(names) or any(name.startswith(_FILE_READER_PREFIXES) for name in names)
+    """Whether any of a code object's names is a file-reading call's, or a
+    call's that runs a program (its script is read by the program)."""
+    return (
+        not _FILE_READERS.isdisjoint(names)
+        or not _RUNNERS.isdisjoint(names)
+        or any(name.startswith(_FILE_READER_PREFIXES) for name in names)
+    )
 
 
 # (Names that are as often something else, `str.replace`, `df.rename`,
