@@ -1157,6 +1157,32 @@ def test_a_script_run_in_another_process_counts_by_its_contents(project):
     assert run() == ["5", "5", "6", "run_path"]
 
 
+def test_a_file_read_by_a_parser_or_loader_without_a_read_name_counts(project):
+    """`ElementTree.parse("data.xml")`: a call that reads the file it is
+    given but is named neither `read*`, `load*` nor `open*`; an edit used to
+    hit. Names that say they read a file anywhere in them count (`parse`,
+    `FileSystemLoader`, `VideoCapture`, `ParquetFile`, `from_pretrained`)."""
+    project.write("data.xml", "<root><item>1</item></root>")
+    project.write("app.py", """
+        import xml.etree.ElementTree as ET
+        from hitsave import memo
+
+        @memo
+        def items():
+            print("ran:items")
+            return sum(int(item.text) for item in ET.parse("data.xml").getroot())
+    """)
+    call = "import app; print('=', app.items())"
+
+    def run() -> list[str]:
+        return _results_and_runs(project, call)
+
+    assert run() == ["1", "items"]
+    assert run() == ["1", "-"]
+    project.write("data.xml", "<root><item>1</item><item>5</item></root>")
+    assert run() == ["6", "items"]
+
+
 def test_a_data_directory_too_large_to_count_is_refused(project):
     """More files than can be hashed at each first call: the call raises
     `code_unavailable` naming the directory instead of assuming its files

@@ -605,20 +605,23 @@ _FILE_READERS = frozenset(
      "connect", "ZipFile", "TarFile", "File", "Dataset", "memmap", "open_dataset", "open_mfdataset",
      "open_zarr", "open_file", "imopen"}
 )
-# Any `read_*`, `load*` or `open*` call reads too (`pd.read_hdf`, `np.loadtxt`,
-# `tarfile.open`): a constant naming an existing file then counts (more
-# misses at worst, never a file read unseen).
-_FILE_READER_PREFIXES = ("read_", "load", "open")
 
 
 def _names_reader(names: tuple[str, ...]) -> bool:
     """Whether any of a code object's names is a file-reading call's, or a
     call's that runs a program (its script is read by the program)."""
-    return (
-        not _FILE_READERS.isdisjoint(names)
-        or not _RUNNERS.isdisjoint(names)
-        or any(name.startswith(_FILE_READER_PREFIXES) for name in names)
-    )
+    if not _FILE_READERS.isdisjoint(names) or not _RUNNERS.isdisjoint(names):
+        return True
+    # One pass over all the names (a regex per name costs more than the rest of the rule).
+    text = " ".join(names).lower() + " "
+    return any(word in text for word in _READER_WORDS)
+
+
+# Words in a name that say it reads a file, wherever they stand and in any
+# case (`read_csv`, `np.load`, `open_dataset`, `FileSystemLoader`,
+# `xlsx.readFile`, `cv2.VideoCapture`, `AutoModel.from_pretrained("./model")`,
+# `ParquetFile`, `ElementTree.parse("data.xml")`); `"file "` is a name ending in it.
+_READER_WORDS = ("load", "read", "open", "parse", "file ", "pretrained", "capture")
 
 
 # (Names that are as often something else, `str.replace`, `df.rename`,
