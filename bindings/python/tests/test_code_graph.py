@@ -1183,6 +1183,57 @@ def test_a_file_read_by_a_parser_or_loader_without_a_read_name_counts(project):
     assert run() == ["6", "items"]
 
 
+def test_a_path_held_inside_a_module_level_value_counts(project):
+    """`MODEL = Model("weights.txt")` with a method opening `self.path`,
+    `CFG = {"weights": Path("weights.txt")}`, `INPUTS = ["data/a.txt"]`: the
+    path is inside a module-level value, not a constant of the code or a
+    module-level string; an edit of the file used to hit."""
+    project.write("weights.txt", "2")
+    project.write("data/a.txt", "5")
+    project.write("app.py", """
+        from pathlib import Path
+        from hitsave import memo
+
+        class Model:
+            def __init__(self, path):
+                self.path = path
+
+            def predict(self, x):
+                with open(self.path) as handle:
+                    return x * int(handle.read())
+
+        MODEL = Model("weights.txt")
+        CFG = {"weights": Path("weights.txt"), "mode": "fast"}
+        INPUTS = ("data/a.txt",)
+
+        @memo
+        def by_instance(x):
+            print("ran:instance")
+            return MODEL.predict(x)
+
+        @memo
+        def by_dict(x):
+            print("ran:dict")
+            return x * int(CFG["weights"].read_text())
+
+        @memo
+        def by_list():
+            print("ran:list")
+            return sum(int(Path(name).read_text()) for name in INPUTS)
+    """)
+    call = "import app; print('=', app.by_instance(1), app.by_dict(1), app.by_list())"
+
+    def run() -> list[str]:
+        return _results_and_runs(project, call)
+
+    assert run() == ["2", "2", "5", "instance,dict,list"]
+    assert run() == ["2", "2", "5", "-"]
+    project.write("weights.txt", "3")
+    assert run() == ["3", "3", "5", "instance,dict"]
+    project.write("data/a.txt", "7")
+    assert run() == ["3", "3", "7", "list"]
+
+
 def test_a_data_directory_too_large_to_count_is_refused(project):
     """More files than can be hashed at each first call: the call raises
     `code_unavailable` naming the directory instead of assuming its files

@@ -1095,17 +1095,66 @@ class _GraphBuilder:
         # not read or write any itself (its named files count if some does).
         self.reads_files = False
         self.file_namers: list[tuple[int, types.CodeType, dict[str, Any]]] = []
+        # Paths held inside module-level values code of the graph reads
+        # (`MODEL = Model("weights.bin")`, `CFG = {"data": Path("data/train.csv")}`):
+        # (node, hint, path, a Path object, namespace), and the values walked.
+        self.value_paths: list[tuple[int, str, str, bool, dict[str, Any]]] = []
+        self.values_walked: set[int] = set()
 
     def files_named_for_readers(self) -> None:
         """When code in the graph reads files, the files other code of the
         graph names by a string constant count too: a helper reading the
         path it is given (`parse("table.csv")`, a class's method opening
-        `self.path`) reads what its callers name. More misses at worst."""
+        `self.path`) reads what its callers name; and so do the paths held
+        in module-level values the graph reads (a path string or `Path` in a
+        dict, a list or a project instance's attributes: `MODEL =
+        Model("weights.bin")` with a method opening `self.path`). More misses
+        at worst."""
         if not self.reads_files:
             return
         for node, code, namespace in self.file_namers:
             for name, path in _files_named_in(code, namespace):
                 self._file(node, name, path)
+        for node, hint, text, is_path, namespace in self.value_paths:
+            files = _files_named(text, namespace)
+            for name, path in files:
+                self._file(node, name, path)
+            if not files and (is_path or "/" in text):
+                # A directory (only a `Path` or a path with a `/`: a bare word in a
+                # config dict is as often a mode or a name).
+                for path in _directories_named(text, namespace):
+                    self._data_directory(node, f"dir:{hint}/{text}", path, set(), hint)
+
+    def _value_paths(self, node: int, hint: str, value: Any, namespace: dict[str, Any]) -> None:
+        """Records the path strings and `Path`s inside a module-level value
+        (dict values, list/tuple/set items, a project instance's attributes;
+        at most 2,000 items, 6 levels deep) for :meth:`files_named_for_readers`."""
+        stack: list[tuple[Any, int]] = [(value, 0)]
+        budget = 2000
+        while stack and budget > 0:
+            item, depth = stack.pop()
+            budget -= 1
+            kind = type(item)
+            if kind is str:
+                if "/" in item or _EXTENSION.search(item):
+                    if _PATH_LIKE.fullmatch(item):
+                        self.value_paths.append((node, hint, item, False, namespace))
+                continue
+            if kind in _PLAIN_SCALARS or depth >= 6 or id(item) in self.values_walked:
+                continue
+            self.values_walked.add(id(item))
+            if isinstance(item, os.PathLike):
+                text = os.fspath(item)
+                if isinstance(text, str):
+                    self.value_paths.append((node, hint, text, True, namespace))
+            elif kind is dict:
+                stack.extend((child, depth + 1) for child in item.values())
+            elif kind in (list, tuple, set, frozenset):
+                stack.extend((child, depth + 1) for child in item)
+            elif not isinstance(item, (type, types.ModuleType, types.FunctionType)) and not is_external(type(item)):
+                attributes = getattr(item, "__dict__", None)
+                if type(attributes) is dict:
+                    stack.extend((child, depth + 1) for child in attributes.values())
 
     def _add(self, kind: str, name: str, content: str) -> int:
         if name in self.index:
@@ -1347,6 +1396,9 @@ class _GraphBuilder:
                 elif name is not None:
                     hint = f"{module}:{name}"
             self._link(node, self.visit(value, hint))
+            if hint is not None and use != "writes" and not (reads_files and isinstance(value, (str, os.PathLike))):
+                # Paths inside it count when code of the graph reads files.
+                self._value_paths(node, hint, value, namespace)
             if reads_files and hint is not None and isinstance(value, (str, os.PathLike)):
                 # `DATA = "data/train.csv"` (or a Path) read by the code: the file too.
                 text = os.fspath(value)
