@@ -1220,6 +1220,25 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             _ => None,
         })
         .collect();
+    // Paths held in values (`const CFG = { weights: 'weights.txt' }`, `const
+    // FILES = [path.join(__dirname, 'a.txt')]`): kept, for when code of the
+    // graph reads a path only known when it runs (`readFileSync(CFG.weights)`).
+    for node in semantic.nodes().iter() {
+        let texts: Vec<String> = match node.kind() {
+            AstKind::ArrayExpression(array) => array
+                .elements
+                .iter()
+                .filter_map(|element| element.as_expression())
+                .filter_map(|element| static_text(semantic, element, here, 0))
+                .collect(),
+            AstKind::ObjectProperty(property) => static_text(semantic, &property.value, here, 0).into_iter().collect(),
+            _ => continue,
+        };
+        let Some(user) = index.unit_at(node.kind().span()).filter(|user| !writers.contains(user)) else { continue };
+        for text in texts.into_iter().filter(|text| looks_like_path(text)) {
+            module.units[user].named_paths.push(text);
+        }
+    }
     for node in semantic.nodes().iter() {
         let (name, span, arguments) = match node.kind() {
             AstKind::CallExpression(call) => (callee_name(call), call.span, &call.arguments),

@@ -683,6 +683,28 @@ const viaChild = memo((x) => {
   assert.deepStrictEqual(run(), [26, 6, 'child']);
 });
 
+test('a path held in a module-level object or array counts when the code reads a path it computes', () => {
+  // `readFileSync(CFG.weights)`, `readFileSync(FILES[0])`: the path is a
+  // property or an element, not an argument; an edit of the file used to hit.
+  const project = new Project({
+    'weights.txt': '2',
+    'main.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+const path = require('node:path');
+const CFG = { weights: 'weights.txt', mode: 'fast' };
+const FILES = [path.join(__dirname, 'weights.txt')];
+const f = memo((x) => { console.error('ran:f'); return x * Number(fs.readFileSync(CFG.weights, 'utf8')); });
+const g = memo((x) => { console.error('ran:g'); return x * Number(fs.readFileSync(FILES[0], 'utf8')); });
+console.log(JSON.stringify([f(1), g(1)]));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [2, 2, 'f,g']);
+  assert.deepStrictEqual(resultsAndRuns(project), [2, 2, '-']);
+  project.write({ 'weights.txt': '3' });
+  assert.deepStrictEqual(resultsAndRuns(project), [3, 3, 'f,g']);
+});
+
 test('a file the code reads at a path known without running it counts by its contents', () => {
   const project = new Project({
     'config.json': '{"k": 2}',
