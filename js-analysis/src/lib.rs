@@ -1221,7 +1221,7 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
         })
         .collect();
     // Paths held in values (`const CFG = { weights: 'weights.txt' }`, `const
-    // FILES = [path.join(__dirname, 'a.txt')]`): kept, for when code of the
+    // FILES = [path.join(__dirname, 'a.txt')]`, a default): kept, for when code of the
     // graph reads a path only known when it runs (`readFileSync(CFG.weights)`).
     for node in semantic.nodes().iter() {
         let texts: Vec<String> = match node.kind() {
@@ -1232,6 +1232,14 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
                 .filter_map(|element| static_text(semantic, element, here, 0))
                 .collect(),
             AstKind::ObjectProperty(property) => static_text(semantic, &property.value, here, 0).into_iter().collect(),
+            // A default (`function load(p = 'w.txt')`, `{ p = 'w.txt' }`).
+            AstKind::FormalParameter(parameter) => parameter
+                .initializer
+                .as_ref()
+                .and_then(|value| static_text(semantic, value, here, 0))
+                .into_iter()
+                .collect(),
+            AstKind::AssignmentPattern(pattern) => static_text(semantic, &pattern.right, here, 0).into_iter().collect(),
             _ => continue,
         };
         let Some(user) = index.unit_at(node.kind().span()).filter(|user| !writers.contains(user)) else { continue };
@@ -1595,9 +1603,18 @@ fn known_text(
             return Known::Unknown; // passed on, not called: its arguments are not known
         }
         let mut bound = here.clone();
-        for (argument, parameter) in call.arguments.iter().zip(&parameters) {
-            let (Some(argument), Some(parameter)) = (argument.as_expression(), parameter) else { continue };
-            if let Some(value) = static_text(semantic, argument, here, 0) {
+        for (position, parameter) in parameters.iter().enumerate() {
+            let Some(parameter) = parameter else { continue };
+            let value = match call.arguments.get(position) {
+                Some(argument) => {
+                    argument.as_expression().and_then(|argument| static_text(semantic, argument, here, 0))
+                }
+                // Left out: the parameter's default (`load()` with `load(p = 'w.txt')`).
+                None => {
+                    params.items[position].initializer.as_ref().and_then(|value| static_text(semantic, value, here, 0))
+                }
+            };
+            if let Some(value) = value {
                 bound.params.insert(*parameter, value);
             }
         }

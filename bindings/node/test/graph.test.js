@@ -705,6 +705,26 @@ console.log(JSON.stringify([f(1), g(1)]));
   assert.deepStrictEqual(resultsAndRuns(project), [3, 3, 'f,g']);
 });
 
+test('a path in a parameter default counts', () => {
+  // `function load(p = 'w.txt')` called as `load()`, and a memoized
+  // function's own default: an edit of the file used to hit.
+  const project = new Project({
+    'w.txt': '2',
+    'main.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+function load(p = 'w.txt') { return Number(fs.readFileSync(p, 'utf8')); }
+const helper = memo((x) => { console.error('ran:helper'); return x * load(); });
+const own = memo((x, p = 'w.txt') => { console.error('ran:own'); return x * Number(fs.readFileSync(p, 'utf8')); });
+console.log(JSON.stringify([helper(1), own(1)]));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [2, 2, 'helper,own']);
+  assert.deepStrictEqual(resultsAndRuns(project), [2, 2, '-']);
+  project.write({ 'w.txt': '3' });
+  assert.deepStrictEqual(resultsAndRuns(project), [3, 3, 'helper,own']);
+});
+
 test('a file the code reads at a path known without running it counts by its contents', () => {
   const project = new Project({
     'config.json': '{"k": 2}',

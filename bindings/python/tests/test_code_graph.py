@@ -1234,6 +1234,52 @@ def test_a_path_held_inside_a_module_level_value_counts(project):
     assert run() == ["3", "3", "7", "list"]
 
 
+def test_a_path_in_a_default_or_a_closure_counts(project):
+    """`def load(path="w.txt")` called without it, a memoized function's own
+    default, a closure over a path: an edit of the file used to hit."""
+    project.write("w.txt", "2")
+    project.write("app.py", """
+        from hitsave import memo
+
+        def load(path="w.txt"):
+            with open(path) as handle:
+                return int(handle.read())
+
+        def reader_of(path):
+            def read():
+                with open(path) as handle:
+                    return int(handle.read())
+            return read
+
+        READ = reader_of("w.txt")
+
+        @memo
+        def by_helper_default(x):
+            print("ran:helper")
+            return x * load()
+
+        @memo
+        def by_own_default(x, path="w.txt"):
+            print("ran:own")
+            with open(path) as handle:
+                return x * int(handle.read())
+
+        @memo
+        def by_closure(x):
+            print("ran:closure")
+            return x * READ()
+    """)
+    call = "import app; print('=', app.by_helper_default(1), app.by_own_default(1), app.by_closure(1))"
+
+    def run() -> list[str]:
+        return _results_and_runs(project, call)
+
+    assert run() == ["2", "2", "2", "helper,own,closure"]
+    assert run() == ["2", "2", "2", "-"]
+    project.write("w.txt", "3")
+    assert run() == ["3", "3", "3", "helper,own,closure"]
+
+
 def test_a_data_directory_too_large_to_count_is_refused(project):
     """More files than can be hashed at each first call: the call raises
     `code_unavailable` naming the directory instead of assuming its files

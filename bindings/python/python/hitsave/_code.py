@@ -1335,6 +1335,11 @@ class _GraphBuilder:
         node = self._add("function", name, content)
         self.functions[id(fn)] = node
         self._deps_of_code(node, fn.__code__, fn.__globals__, module_name(fn.__globals__.get("__name__", fn.__module__)))
+        # Paths in its defaults (`def load(path="data.csv")`) count like those
+        # in module-level values, when code of the graph reads files.
+        if _file_use(fn.__code__) != "writes":
+            for default in (fn.__defaults__ or ()) + tuple((fn.__kwdefaults__ or {}).values()):
+                self._value_paths(node, f"{name}.<defaults>", default, fn.__globals__)
         for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             try:
                 value = cell.cell_contents
@@ -1342,6 +1347,8 @@ class _GraphBuilder:
                 continue
             self.watched.cell(cell, value)
             self._link(node, self.visit(value, f"{name}.<closure {cell_name}>"))
+            if not isinstance(value, (types.FunctionType, type, types.ModuleType)):
+                self._value_paths(node, f"{name}.<closure {cell_name}>", value, fn.__globals__)
         # Attributes set on the function (`helper.factor = 3`), which its code
         # (or its callers') may read: by value, watched like module-level
         # names; `__wrapped__` (functools.wraps) as code.
