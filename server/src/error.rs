@@ -17,7 +17,7 @@ pub struct ApiError {
 }
 
 /// Every stable code, with its status (the order of docs/cloud.md).
-pub const CODES: [(&str, u16); 13] = [
+pub const CODES: [(&str, u16); 15] = [
     ("bad_request", 400),
     ("digest_mismatch", 400),
     ("unauthorized", 401),
@@ -27,7 +27,9 @@ pub const CODES: [(&str, u16); 13] = [
     ("conflict", 409),
     ("blob_missing", 409),
     ("payload_too_large", 413),
+    ("uri_too_long", 414),
     ("range_not_satisfiable", 416),
+    ("headers_too_large", 431),
     ("internal", 500),
     ("storage_unavailable", 503),
     ("quota_exceeded", 507),

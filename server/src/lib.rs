@@ -362,8 +362,48 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "bad_request", "method not allowed on this route")
         })
         .layer(json_limit)
+        .layer(axum::middleware::from_fn(head_limits))
         .layer(axum::middleware::from_fn(move |request, next| observe::observe(metrics.clone(), request, next)))
         .with_state(state)
+}
+
+/// The longest request target (path and query) the server reads.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes (names and values) a request may carry.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// The most header fields a request may carry.
+pub const MAX_HEADERS: usize = 100;
+/// What the HTTP layer itself accepts, above the limits the API answers with
+/// JSON (`head_limits`): past these, hyper answers alone, with an empty body.
+const HYPER_MAX_HEADERS: usize = 1000;
+
+/// `414 uri_too_long` and `431 headers_too_large` as JSON errors like every
+/// other, for heads within what the HTTP layer parses (a request past even
+/// that gets hyper's own empty 414 or 431).
+async fn head_limits(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {uri} bytes; at most {MAX_URI_BYTES}"),
+        )
+        .into_response();
+    }
+    let headers = request.headers();
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the request has {} header fields, {bytes} bytes; at most {MAX_HEADERS} fields, {MAX_HEADER_BYTES} bytes",
+                headers.len()
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The server's metrics in Prometheus' text format (no authentication: counts
@@ -898,7 +938,7 @@ pub async fn serve(
     let collector = limits.gc_interval.map(|interval| tokio::spawn(collect_every(interval, state.clone())));
     let app = router(state);
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_headers(HYPER_MAX_HEADERS);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);

@@ -1656,3 +1656,31 @@ fn lookalike_project_names_are_refused() {
         assert_eq!(error_code(create(lookalike)), (StatusCode::BAD_REQUEST, "bad_request".into()), "{lookalike:?}");
     }
 }
+
+#[test]
+fn an_overlong_uri_or_head_gets_a_json_error() {
+    let server = start();
+    let key = project(&server, "heads");
+    let http = client();
+    let long = "a".repeat(hitsave_server::MAX_URI_BYTES);
+    let (status, code) =
+        error_code(http.get(format!("{}/v1/functions/{long}/evals", server.base)).bearer_auth(&key).send().unwrap());
+    assert_eq!((status, code.as_str()), (StatusCode::URI_TOO_LONG, "uri_too_long"));
+
+    let mut many = http.get(format!("{}/v1/whoami", server.base)).bearer_auth(&key);
+    for index in 0..hitsave_server::MAX_HEADERS {
+        many = many.header(format!("x-extra-{index}"), "1");
+    }
+    let (status, code) = error_code(many.send().unwrap());
+    assert_eq!((status, code.as_str()), (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"));
+
+    let big = "b".repeat(hitsave_server::MAX_HEADER_BYTES);
+    let (status, code) = error_code(
+        http.get(format!("{}/v1/whoami", server.base)).bearer_auth(&key).header("x-big", big).send().unwrap(),
+    );
+    assert_eq!((status, code.as_str()), (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"));
+
+    // Within the limits, the same requests are served.
+    let whoami = http.get(format!("{}/v1/whoami", server.base)).bearer_auth(&key).header("x-some", "1").send().unwrap();
+    assert_eq!(whoami.status(), StatusCode::OK);
+}
