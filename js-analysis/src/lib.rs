@@ -140,6 +140,23 @@ enum Dep {
     Dynamic(String),
 }
 
+impl Dep {
+    /// The module an import names.
+    fn import_spec(&self) -> Option<&String> {
+        match self {
+            Dep::Import { spec, .. } => Some(spec),
+            Dep::Unit(_)
+            | Dep::Dynamic(_)
+            | Dep::Env(_)
+            | Dep::Argv
+            | Dep::Platform
+            | Dep::Runs(_)
+            | Dep::File { .. }
+            | Dep::Directory(_) => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Unit {
     name: String,
@@ -222,19 +239,9 @@ impl Module {
     /// and every module required or imported inside a top-level statement
     /// run for its effects (`require('./setup').setup()`).
     fn effect_specs(&self) -> impl Iterator<Item = &String> {
-        self.side_effect_imports.iter().chain(self.units.iter().filter(|unit| unit.effect).flat_map(|unit| {
-            unit.deps.iter().filter_map(|dep| match dep {
-                Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_)
-                | Dep::Dynamic(_)
-                | Dep::Env(_)
-                | Dep::Argv
-                | Dep::Platform
-                | Dep::Runs(_)
-                | Dep::File { .. }
-                | Dep::Directory(_) => None,
-            })
-        }))
+        self.side_effect_imports.iter().chain(
+            self.units.iter().filter(|unit| unit.effect).flat_map(|unit| unit.deps.iter().filter_map(Dep::import_spec)),
+        )
     }
 
     /// The modules this one imports at its top level (bindings, re-exports,
@@ -257,19 +264,7 @@ impl Module {
     /// Every module this one names in a static import or `require`,
     /// at its top level or inside a function.
     fn all_specs(&self) -> impl Iterator<Item = &String> {
-        self.import_specs().chain(self.units.iter().flat_map(|unit| {
-            unit.deps.iter().filter_map(|dep| match dep {
-                Dep::Import { spec, .. } => Some(spec),
-                Dep::Unit(_)
-                | Dep::Dynamic(_)
-                | Dep::Env(_)
-                | Dep::Argv
-                | Dep::Platform
-                | Dep::Runs(_)
-                | Dep::File { .. }
-                | Dep::Directory(_) => None,
-            })
-        }))
+        self.import_specs().chain(self.units.iter().flat_map(|unit| unit.deps.iter().filter_map(Dep::import_spec)))
     }
 }
 

@@ -956,6 +956,15 @@ def _file_state(path: str) -> tuple[int, int, int] | None:
     return (status.st_mtime_ns, status.st_size, status.st_ino)
 
 
+def _still(getter: Any, mapping: Any, values: tuple[Any, ...]) -> bool:
+    """Whether `mapping` still holds the same objects under the names `getter` reads."""
+    try:
+        now = getter(mapping)
+    except KeyError:
+        return False
+    return not any(map(operator.is_not, now, values))
+
+
 class Watched:
     """What a graph read from module namespaces and closure cells, checked
     before the graph is used again (a rebinding, or a small value changed in
@@ -1032,21 +1041,11 @@ class Watched:
 
     def current(self) -> bool:
         for namespace, getter, values in self.groups:
-            try:
-                now = getter(namespace)
-            except KeyError:
-                return False
-            if any(map(operator.is_not, now, values)):
+            if not _still(getter, namespace, values):
                 return False
         for cls, count, getter, values in self.classes.values():
             attributes = cls.__dict__
-            if len(attributes) != count:
-                return False
-            try:
-                now = getter(attributes)
-            except KeyError:
-                return False
-            if any(map(operator.is_not, now, values)):
+            if len(attributes) != count or not _still(getter, attributes, values):
                 return False
         for cell, value in self.cells.values():
             try:
