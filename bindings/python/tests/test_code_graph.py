@@ -1280,6 +1280,42 @@ def test_a_path_in_a_default_or_a_closure_counts(project):
     assert run() == ["3", "3", "3", "helper,own,closure"]
 
 
+def test_files_a_glob_pattern_matches_count(project):
+    """`glob.glob("data/*.csv")`, `Path(".").glob("data/**/*.json")`: the
+    pattern names no file or directory itself; a new or edited file used to
+    hit (docs/python.md, "Data files")."""
+    project.write("data/a.csv", "1")
+    project.write("data/deep/x.json", "10")
+    project.write("app.py", """
+        import glob
+        from pathlib import Path
+        from hitsave import memo
+
+        @memo
+        def csvs():
+            print("ran:csvs")
+            return sum(int(open(path).read()) for path in glob.glob("data/*.csv"))
+
+        @memo
+        def jsons():
+            print("ran:jsons")
+            return sum(int(path.read_text()) for path in Path(".").glob("data/**/*.json"))
+    """)
+    call = "import app; print('=', app.csvs(), app.jsons())"
+
+    def run() -> list[str]:
+        return _results_and_runs(project, call)
+
+    assert run() == ["1", "10", "csvs,jsons"]
+    assert run() == ["1", "10", "-"]
+    project.write("data/b.csv", "5")
+    assert run() == ["6", "10", "csvs"]
+    project.write("data/deep/er/y.json", "20")
+    assert run() == ["6", "30", "jsons"]
+    project.write("data/a.csv", "7")
+    assert run() == ["12", "30", "csvs"]
+
+
 def test_a_data_directory_too_large_to_count_is_refused(project):
     """More files than can be hashed at each first call: the call raises
     `code_unavailable` naming the directory instead of assuming its files

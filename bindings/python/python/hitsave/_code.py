@@ -707,6 +707,9 @@ def _directories_named(text: str, namespace: dict[str, Any]) -> list[str]:
     return found
 
 
+# Glob metacharacters (`data/*.csv`, `runs/**/metrics.json`, `part-[0-9].txt`).
+_GLOB = re.compile(r"[*?\[]")
+
 _MISSING = object()
 _GETENV = os.getenv
 _ENVIRON = os.environ
@@ -1424,6 +1427,8 @@ class _GraphBuilder:
             for constant in constants:
                 # `Path("data").iterdir()`, `open(os.path.join("data", name))`: a directory it names.
                 directories.extend((f"dir:{module}/{constant}", path) for path in _directories_named(constant, namespace))
+                if _GLOB.search(constant):
+                    self._glob(node, constant, namespace)
             codes = _bytecode.nested_codes(code)
             packages = _packages_named(codes, namespace)
             for package, directory in packages:
@@ -1450,6 +1455,34 @@ class _GraphBuilder:
             self._file(node, file_name, path)
         if not files:
             directories.extend((directory_name, path) for path in _directories_named(text, namespace))
+
+    def _glob(self, node: int, pattern: str, namespace: dict[str, Any]) -> None:
+        """A glob pattern file-reading code names (`glob.glob("data/*.csv")`,
+        `Path(".").glob("data/**/*.json")`): the files it matches now count by
+        contents, from each place a path may point (:func:`_places`), and the
+        directories it lists are watched, so a file added in this process
+        counts too. A pattern with no directory part matches in those places only."""
+        if not _PATH_LIKE.fullmatch(pattern) or len(pattern) > 255:
+            return
+        import glob
+
+        for label, path in _places(pattern, namespace):
+            base = path[: _GLOB.search(path).start()].rpartition(os.sep)[0] or os.sep
+            if base == os.sep or not os.path.isdir(base):
+                continue
+            matches = sorted(glob.glob(path, recursive=True))
+            if len(matches) > 4096:
+                raise _native.code_unavailable_error(
+                    f"{pattern!r} matches {len(matches)} files: too many to count at each first call of a process; "
+                    "pass the inputs as File arguments"
+                )
+            listed = {base} | {os.path.dirname(match) for match in matches}
+            for directory in sorted(listed):
+                self.watched.file(directory)  # a file added or removed changes its directory's listing
+            for match in matches:
+                if os.path.isfile(match):
+                    self._file(node, f"file:glob:{label}/{os.path.relpath(match, base)}", match)
+            self._link(node, self.visit([os.path.relpath(match, base) for match in matches], f"glob:{label}"))
 
     def _data_directory(self, node: int, name: str, directory: str, texts: set[str], reader: str) -> None:
         """A directory the code reads files from (`DATA_DIR / "train.csv"`,
