@@ -1256,6 +1256,25 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             ),
             _ => continue,
         };
+        if let AstKind::CallExpression(call) = node.kind()
+            && is_glob_call(&call.callee)
+        {
+            // `glob('data/*.csv')`, `fg.sync('data/**/*.json')`, `fs.globSync(…)`:
+            // every file under the directory before the first wildcard counts.
+            if let Some(user) = index.unit_at(span)
+                && let Some(text) =
+                    arguments.first().and_then(Argument::as_expression).and_then(|a| static_text(semantic, a, here, 0))
+                && let Some(wildcard) = text.find(['*', '?', '[', '{'])
+            {
+                // No directory in front (`*.csv`): which files cannot be bounded here.
+                let base = text[..wildcard].rsplit_once('/').map(|(base, _)| base).filter(|base| !base.is_empty());
+                match base.and_then(|base| absolute(Path::new(base))) {
+                    Some(directory) => module.units[user].deps.push(Dep::Directory(lexical_normal(&directory))),
+                    None => module.units[user].reads_unknown = true,
+                }
+            }
+            continue;
+        }
         let Some(name) = name else { continue };
         if RUNNERS.contains(&name) || (name == "Worker" && matches!(node.kind(), AstKind::NewExpression(_))) {
             if let Some(user) = index.unit_at(span) {
@@ -1324,6 +1343,21 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
                 module.units[user].deps.push(Dep::File { path: lexical_normal(&path), contents });
             }
         }
+    }
+}
+
+/// Whether a callee lists files by a glob pattern: a name with `glob` in it
+/// (`glob`, `globSync`, `globby`, `fs.globSync`, `fastGlob`), or a member of
+/// one (`glob.sync`, `fg.sync`, `fg` being fast-glob's usual name).
+fn is_glob_call(callee: &Expression<'_>) -> bool {
+    let globby = |name: &str| name.to_ascii_lowercase().contains("glob") || name == "fg";
+    match callee.without_parentheses() {
+        Expression::Identifier(name) => globby(&name.name),
+        Expression::StaticMemberExpression(member) => {
+            member.property.name.to_ascii_lowercase().contains("glob")
+                || matches!(&member.object, Expression::Identifier(object) if globby(&object.name))
+        }
+        _ => false,
     }
 }
 

@@ -705,6 +705,39 @@ console.log(JSON.stringify([f(1), g(1)]));
   assert.deepStrictEqual(resultsAndRuns(project), [3, 3, 'f,g']);
 });
 
+test('files a glob pattern matches count', () => {
+  // `fg.sync('data/*.csv')` (fast-glob's usual name; a stand-in package
+  // here): the pattern names no file; a new or edited file used to hit.
+  const project = new Project({
+    'data/a.csv': '1',
+    'node_modules/fast-glob/package.json': '{"name": "fast-glob", "version": "3.3.2", "main": "index.js"}',
+    'node_modules/fast-glob/index.js': `
+const fs = require('node:fs');
+const path = require('node:path');
+exports.sync = (pattern) => {
+  const dir = path.dirname(pattern);
+  return fs.readdirSync(dir).filter((name) => name.endsWith(path.extname(pattern))).map((name) => path.join(dir, name));
+};
+`,
+    'main.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+const fg = require('fast-glob');
+const total = memo(() => {
+  console.error('ran:total');
+  return fg.sync('data/*.csv').reduce((sum, file) => sum + Number(fs.readFileSync(file, 'utf8')), 0);
+});
+console.log(JSON.stringify([total()]));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [1, 'total']);
+  assert.deepStrictEqual(resultsAndRuns(project), [1, '-']);
+  project.write({ 'data/b.csv': '5' });
+  assert.deepStrictEqual(resultsAndRuns(project), [6, 'total']);
+  project.write({ 'data/a.csv': '7' });
+  assert.deepStrictEqual(resultsAndRuns(project), [12, 'total']);
+});
+
 test('a path in a parameter default counts', () => {
   // `function load(p = 'w.txt')` called as `load()`, and a memoized
   // function's own default: an edit of the file used to hit.
