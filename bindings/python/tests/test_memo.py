@@ -1098,6 +1098,44 @@ def test_a_class_attribute_changed_after_the_first_call_is_seen_in_the_same_proc
     assert result.count("ran") == 4, result
 
 
+def test_an_lru_cache_helper_is_cleared_when_what_it_read_changed_in_the_process(project):
+    """A data file edited while the process runs: the next call misses (the
+    file is watched), but its `@lru_cache` helper answered from before the
+    edit, and that old value was stored under the new fingerprint, so every
+    later process hit it. The graph's functools caches are cleared when it is
+    built again after a change."""
+    project.write("t.txt", "2")
+    project.write(
+        "app.py",
+        """
+        import functools
+        from hitsave import memo
+
+        @functools.lru_cache
+        def table():
+            with open("t.txt") as handle:
+                return int(handle.read())
+
+        @memo
+        def f(x):
+            return x * table()
+        """,
+    )
+    first = project.run(
+        """
+        import os, time, app
+        before = app.f(1)
+        with open("t.txt", "w") as handle:
+            handle.write("3")
+        later = time.time() + 5  # a new size, time or inode: seen at the next call
+        os.utime("t.txt", (later, later))
+        print(before, app.f(1))
+        """
+    )
+    assert first.stdout.split() == ["2", "3"]
+    assert project.run("import app; print(app.f(1))").stdout.split() == ["3"], "a later process hits the right value"
+
+
 SCALE_FOR_HANDLER_TEST = 2
 
 

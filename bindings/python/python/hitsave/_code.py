@@ -984,6 +984,9 @@ class Watched:
         self.files: list[tuple[str, Any]] = []
         self.environments: list[dict[str, str | None]] = []
         self.classes: dict[int, tuple[type, int, Any, tuple[Any, ...]]] = {}
+        # functools caches in the graph (`@lru_cache` helpers): cleared when the
+        # graph is built again after a change, or they would answer from before it.
+        self.caches: list[Any] = []
 
     def code(self, fn: types.FunctionType) -> None:
         """A function whose ``__code__`` the graph read (reassigning it is an edit)."""
@@ -1249,6 +1252,8 @@ class _GraphBuilder:
         wrapped = getattr(obj, "__wrapped__", None)
         if wrapped is not None and callable(obj) and not isinstance(obj, (types.FunctionType, type)):
             # functools.lru_cache and cache wrappers (C objects): the function inside.
+            if callable(getattr(obj, "cache_clear", None)):
+                self.watched.caches.append(obj)
             return self.visit(wrapped, name_hint)
         if isinstance(obj, types.FunctionType):
             return self._function(obj)
@@ -1739,6 +1744,12 @@ def graph_and_watched(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int
     if known is not None and known[2].current():
         return known
     found = _graph_and_watched(obj)
+    if known is not None:
+        # Something the graph read changed in this process: a `@lru_cache`
+        # helper of it may hold a value computed from before the change, which
+        # the call would return and store under the new fingerprint. Cleared.
+        for cache in {id(cache): cache for cache in known[2].caches + found[2].caches}.values():
+            cache.cache_clear()
     try:
         _GRAPHS[obj] = found
     except TypeError:
