@@ -469,8 +469,17 @@ function memo(fn, options = {}) {
       REGISTRATIONS.set(registration, known);
     }
     flushAtExit();
-    state = { ...known, graph, fingerprint: graph ? graph.fingerprint : null };
+    state = { ...known, graph, fingerprint: graph ? graph.fingerprint : null, watch: graph ? graph.watch : 0 };
     return state;
+  }
+  // A file, a directory's listing or an environment variable the analysis
+  // read changed in this process (`watchCurrent`): analyse again, so the
+  // call gets the fingerprint of what it will read.
+  function fresh() {
+    if (state !== null && state.watch && !native.watchCurrent(state.watch)) {
+      if (ANALYSES.get(site_key) === state.graph) ANALYSES.delete(site_key);
+      state = null;
+    }
   }
   // The analysis of a call site is the same for every memo() made there in
   // this process (sources do not change under a running program, and a
@@ -526,6 +535,7 @@ function memo(fn, options = {}) {
   }
 
   function callSync(self, args) {
+    fresh();
     if (!enabled()) return fn.apply(self, args);
     const s = state;
     let key, digest, status, payload;
@@ -594,6 +604,7 @@ function memo(fn, options = {}) {
   }
 
   function callAsync(self, args) {
+    fresh();
     if (state === null && local && name === undefined) return registeredAsync().then(() => callAsync(self, args));
     let first;
     try {
@@ -691,6 +702,7 @@ function memo(fn, options = {}) {
   const receiver = (self) => (self === memoized ? undefined : self);
   /** `[key, argument digest]` of a call with this receiver and these arguments. */
   function keyOf(self, args) {
+    fresh();
     try {
       return native.argumentsKey(registered().handle, argumentList(receiver(self), args));
     } catch (error) {

@@ -104,3 +104,41 @@ mod tests {
         assert!(refused.to_string().contains("app:f reads files from the directory"), "{refused}");
     }
 }
+
+/// What a later check compares to see that a file, or a directory's listing,
+/// changed since it was read: its size, modification time and inode (taken
+/// before the contents are read, so an edit during the read is seen later).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileState {
+    /// Not there (or not readable).
+    Missing,
+    /// Size, modification time in nanoseconds, inode.
+    Seen(u64, i128, u64),
+    /// Modified in the last two seconds: a second edit within a timestamp's
+    /// granularity could leave it looking the same, so it equals nothing
+    /// (git's "racy" case; read again until it is older).
+    Racy,
+}
+
+impl FileState {
+    /// The state of `path` now.
+    pub fn of(path: &Path) -> Self {
+        let Ok(meta) = std::fs::metadata(path) else { return Self::Missing };
+        let modified = meta.modified().ok().and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok());
+        let Some(modified) = modified else { return Self::Racy };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        if now.saturating_sub(modified) < std::time::Duration::from_secs(2) {
+            return Self::Racy;
+        }
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Self::Seen(meta.len(), modified.as_nanos() as i128, inode)
+    }
+
+    /// Whether `path` still has this state (never for `Racy`).
+    pub fn still(&self, path: &Path) -> bool {
+        !matches!(self, Self::Racy) && *self == Self::of(path)
+    }
+}

@@ -84,6 +84,42 @@ pub struct AnalyzedGraph {
     pub root: String,
     /// Every node, the root among them.
     pub nodes: Vec<GraphNode>,
+    /// What the graph read besides code, to check before it is used again in
+    /// this process: files and directory listings by their state before they
+    /// were read, environment variables by their values.
+    pub watched: Watched,
+}
+
+/// What a graph read besides code (files, directory listings, environment
+/// variables), by the state it read; [`Watched::current`] says whether all
+/// of it is still so.
+#[derive(Clone, Debug, Default)]
+pub struct Watched {
+    /// Files and directories (their listings), by their state before they were read.
+    pub files: Vec<(PathBuf, hitsave_host::files::FileState)>,
+    /// Environment variables, by their values then.
+    pub environment: Vec<(String, Option<std::ffi::OsString>)>,
+}
+
+impl Watched {
+    /// Whether nothing watched changed (a file or listing with a new size,
+    /// time or inode, or one modified in the last two seconds; a variable
+    /// with another value).
+    pub fn current(&self) -> bool {
+        self.files.iter().all(|(path, state)| state.still(path))
+            && self.environment.iter().all(|(name, value)| std::env::var_os(name) == *value)
+    }
+
+    /// Whether the graph read nothing but code.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.environment.is_empty()
+    }
+
+    fn file(&mut self, path: &Path) {
+        if !self.files.iter().any(|(seen, _)| seen == path) {
+            self.files.push((path.to_path_buf(), hitsave_host::files::FileState::of(path)));
+        }
+    }
 }
 
 fn unavailable(message: impl Into<String>) -> HitSaveError {
@@ -2541,6 +2577,8 @@ struct Graph<'c> {
     reached: Vec<(Arc<Module>, usize, u32)>,
     /// The command-line arguments (`Program::argv`).
     argv: Vec<String>,
+    /// What the graph read besides code ([`AnalyzedGraph::watched`]).
+    watched: Watched,
 }
 
 /// The program around a call to analyse: what its code reads besides the
@@ -2562,6 +2600,7 @@ impl<'c> Graph<'c> {
     fn new(core: &'c Core, project: PathBuf, program: &Program) -> Self {
         Graph {
             argv: program.argv.clone(),
+            watched: Watched::default(),
             core,
             project,
             modules: cache().clone().unwrap_or_default(),
@@ -2837,7 +2876,11 @@ impl<'c> Graph<'c> {
         // A name no environment can hold (empty, with `=` or NUL: `var_os`
         // may panic on it) is unset.
         let valid = !name.is_empty() && !name.contains(['=', '\0']);
-        match if valid { std::env::var_os(name) } else { None } {
+        let value = if valid { std::env::var_os(name) } else { None };
+        if valid && !self.watched.environment.iter().any(|(seen, _)| seen == name) {
+            self.watched.environment.push((name.to_owned(), value.clone()));
+        }
+        match value {
             Some(value) => stream.bytes(value.as_encoded_bytes()),
             None => stream.null(),
         };
@@ -2905,6 +2948,8 @@ impl<'c> Graph<'c> {
         if let Some(&index) = self.index.get(&name) {
             return Ok(index);
         }
+        // Its state before it is read: an edit during the read is seen at the next check.
+        self.watched.file(path);
         let mut stream = StreamWriter::new();
         stream.list(3).str("file").str(&rel);
         if !contents {
@@ -2935,8 +2980,12 @@ impl<'c> Graph<'c> {
         }
         let mut stream = StreamWriter::new();
         stream.list(3).str("directory").str(&rel);
+        self.watched.file(path);
         if path.is_dir() {
-            let (files, _) = hitsave_host::files::directory_files(path, reader)?;
+            let (files, directories) = hitsave_host::files::directory_files(path, reader)?;
+            for watched in directories.iter().chain(&files) {
+                self.watched.file(watched);
+            }
             stream.list(files.len());
             for file in &files {
                 let inside = file.strip_prefix(path).unwrap_or(file).to_string_lossy().replace('\\', "/");
@@ -3222,7 +3271,7 @@ impl Graph<'_> {
             }
         }
         let root_name = self.nodes[root as usize].name.clone();
-        Ok(AnalyzedGraph { root: root_name, nodes: self.nodes })
+        Ok(AnalyzedGraph { root: root_name, nodes: self.nodes, watched: self.watched })
     }
 }
 

@@ -259,7 +259,20 @@ pub fn class_fingerprints(
 /// Stack of the analysis thread: 1 GiB of address space, touched only as deep as a chain goes.
 const ANALYSIS_STACK: usize = 1 << 30;
 
-/// `{ root, fingerprint, nodes }` for JavaScript.
+/// What analyses of this process read besides code, by the id JavaScript
+/// keeps (`watch` of an analysis; 0 when it read only code).
+static WATCHES: Mutex<Vec<Arc<analyze::Watched>>> = Mutex::new(Vec::new());
+
+/// Whether nothing an analysis read besides code changed since (the files
+/// and directory listings by size, time and inode, the environment
+/// variables by value): when something did, JavaScript analyses again.
+#[napi]
+pub fn watch_current(id: u32) -> bool {
+    let watched = WATCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id as usize - 1).cloned();
+    watched.is_none_or(|watched| watched.current())
+}
+
+/// `{ root, fingerprint, nodes, watch }` for JavaScript.
 fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
     let out = js.object()?;
     js.set_named(out, "root", js.str(&graph.root)?)?;
@@ -275,6 +288,14 @@ fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
         ])?);
     }
     js.set_named(out, "nodes", js.array_of(&items)?)?;
+    let watch = if graph.watched.is_empty() {
+        0
+    } else {
+        let mut watches = WATCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        watches.push(Arc::new(graph.watched));
+        watches.len()
+    };
+    js.set_named(out, "watch", js.number(watch as f64)?)?;
     Ok(Raw(out))
 }
 

@@ -705,6 +705,32 @@ console.log(JSON.stringify([f(1), g(1)]));
   assert.deepStrictEqual(resultsAndRuns(project), [3, 3, 'f,g']);
 });
 
+test('a data file or an environment variable changed while the process runs is seen at the next call', () => {
+  // The graph was built once per process: a file edited (or a variable set)
+  // after the first call kept hitting the old result in that process.
+  const project = new Project({
+    't.txt': '2',
+    'main.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+const sync = memo((x) => { console.error('ran:sync'); return x * Number(fs.readFileSync('t.txt', 'utf8')); });
+const viaEnv = memo((x) => { console.error('ran:env'); return x * Number(process.env.HS_TEST_SCALE || 1); });
+const asynchronous = memo(async (x) => { console.error('ran:async'); return x + Number(fs.readFileSync('t.txt', 'utf8')); });
+(async () => {
+  const out = [sync(1), viaEnv(1), await asynchronous(1)];
+  fs.writeFileSync('t.txt', '3');
+  process.env.HS_TEST_SCALE = '5';
+  out.push(sync(1), viaEnv(1), await asynchronous(1));
+  console.log(JSON.stringify(out));
+})();
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [2, 1, 3, 3, 5, 4, 'sync,env,async,sync,env,async']);
+  // What was computed after the change was stored under the fingerprint of
+  // what it read: a later process (t.txt is 3 from the start) hits all six.
+  assert.deepStrictEqual(resultsAndRuns(project), [3, 1, 4, 3, 5, 4, '-']);
+});
+
 test('files a glob pattern matches count', () => {
   // `fg.sync('data/*.csv')` (fast-glob's usual name; a stand-in package
   // here): the pattern names no file; a new or edited file used to hit.
