@@ -236,6 +236,8 @@ enum Export {
 /// One module, summarised without its AST.
 #[derive(Debug)]
 struct Module {
+    /// The file's state before it was read.
+    read_state: hitsave_host::files::FileState,
     path: PathBuf,
     rel: String,
     units: Vec<Unit>,
@@ -2439,12 +2441,15 @@ fn summarize(
     script: Option<&str>,
     what: &str,
 ) -> Result<Module, HitSaveError> {
+    // Its state before it is read (a worker's module is read again when it changed: `Graph::runs`).
+    let read_state = hitsave_host::files::FileState::of(path);
     let text = match script {
         Some(text) => text.to_owned(),
         None => std::fs::read_to_string(path)
             .map_err(|err| unavailable(format!("cannot read {}: {err}", path.display())))?,
     };
     let module = Module {
+        read_state,
         path: path.to_path_buf(),
         rel,
         units: Vec::new(),
@@ -2914,6 +2919,14 @@ impl<'c> Graph<'c> {
         let name = format!("runs:{}", self.rel(path));
         if let Some(&index) = self.index.get(&name) {
             return Ok(index);
+        }
+        // A worker or a child reads its file each time it starts, not from this
+        // process's module cache: read it again, and watch it, so an edit while
+        // the process runs is seen at the next call.
+        self.watched.file(path);
+        if self.modules.get(path).is_some_and(|module| !module.read_state.still(path)) {
+            self.modules.remove(path);
+            cache().as_mut().map(|cache| cache.remove(path));
         }
         let module = self.module(path)?;
         let mut stream = StreamWriter::new();

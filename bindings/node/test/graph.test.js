@@ -681,6 +681,23 @@ const viaChild = memo((x) => {
   assert.deepStrictEqual(run(), [26, 4, 'worker']);
   project.write({ 'tools/child.js': 'process.stdout.write(String(5));\n' });
   assert.deepStrictEqual(run(), [26, 6, 'child']);
+  // Edited while the process runs: the next worker runs the new file, and the call misses.
+  project.write({
+    'inprocess.js': `
+const { memo } = require(HITSAVE);
+const { Worker } = require('node:worker_threads');
+const fs = require('node:fs');
+const path = require('node:path');
+const file = path.join(__dirname, 'worker.js');
+const viaWorker = memo(async (x) => new Promise((resolve) => new Worker(file, { workerData: x }).on('message', resolve)));
+(async () => {
+  const before = await viaWorker(2);
+  fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('* 3', '* 4'));
+  console.log(JSON.stringify([before, await viaWorker(2)]));
+})();
+`,
+  });
+  assert.deepStrictEqual(project.run('inprocess.js').out, [26, 28]);
 });
 
 test('a path held in a module-level object or array counts when the code reads a path it computes', () => {
