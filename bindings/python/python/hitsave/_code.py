@@ -664,7 +664,7 @@ def _file_use(code: types.CodeType) -> str:
     return "reads" if reads else "none"
 
 
-def _places(text: str, namespace: dict[str, Any], packages: list[tuple[str, str]] = []) -> list[tuple[str, str]]:
+def _places(text: str, namespace: dict[str, Any], packages: collections.abc.Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
     """Where a path may point, as ``(label, path)``: an absolute one as it
     is; a relative one from the working directory (how ``open("data.csv")``
     reads it), from the module's directory (``Path(__file__).parent /
@@ -682,7 +682,7 @@ def _places(text: str, namespace: dict[str, Any], packages: list[tuple[str, str]
     return places
 
 
-def _files_named(text: str, namespace: dict[str, Any], packages: list[tuple[str, str]] = []) -> list[tuple[str, str]]:
+def _files_named(text: str, namespace: dict[str, Any], packages: collections.abc.Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
     """The existing files a string may name (see :func:`_files_named_in`)."""
     if (
         not ("/" in text or "." in text)
@@ -1471,11 +1471,18 @@ class _GraphBuilder:
             return
         import glob
 
+        wildcard = _GLOB.search(pattern)
+        if wildcard is None:
+            return
+        inside = pattern[: wildcard.start()].rpartition("/")[0]  # the directory in front of the first wildcard
         for label, path in _places(pattern, namespace):
-            base = path[: _GLOB.search(path).start()].rpartition(os.sep)[0] or os.sep
-            if base == os.sep or not os.path.isdir(base):
+            # Where the pattern is matched from (a directory holding `[` is not part of the pattern).
+            root = path[: len(path) - len(pattern)] if not os.path.isabs(pattern) else None
+            base = os.path.join(root or "", inside) if inside or root else ""
+            if not base or base == os.sep or not os.path.isdir(base):
                 continue
-            matches = sorted(glob.glob(path, recursive=True))
+            found = glob.glob(pattern, root_dir=root, recursive=True)
+            matches = sorted(os.path.join(root, match) if root else match for match in found)
             if len(matches) > 4096:
                 raise _native.code_unavailable_error(
                     f"{pattern!r} matches {len(matches)} files: too many to count at each first call of a process; "
