@@ -959,15 +959,6 @@ def _file_state(path: str) -> tuple[int, int, int] | None:
     return (status.st_mtime_ns, status.st_size, status.st_ino)
 
 
-def _still(getter: Any, mapping: Any, values: tuple[Any, ...]) -> bool:
-    """Whether `mapping` still holds the same objects under the names `getter` reads."""
-    try:
-        now = getter(mapping)
-    except KeyError:
-        return False
-    return not any(map(operator.is_not, now, values))
-
-
 class Watched:
     """What a graph read from module namespaces and closure cells, checked
     before the graph is used again (a rebinding, or a small value changed in
@@ -983,7 +974,8 @@ class Watched:
         self.codes: list[tuple[Any, Any]] = []
         self.files: list[tuple[str, Any]] = []
         self.environments: list[dict[str, str | None]] = []
-        self.classes: dict[int, tuple[type, int, Any, tuple[Any, ...]]] = {}
+        self.classes: dict[int, tuple[Any, int, Any, tuple[Any, ...]]] = {}
+        self.sizes: list[tuple[Any, int]] = []
         # functools caches in the graph (`@lru_cache` helpers): cleared when the
         # graph is built again after a change, or they would answer from before it.
         self.caches: list[Any] = []
@@ -1016,10 +1008,11 @@ class Watched:
         small plain `data` attributes are snapshotted (`Config.layers.append(3)`)."""
         if id(cls) in self.classes:
             return
+        # A live view of the class's namespace: checked with the module namespaces.
         attributes = cls.__dict__
         keys = tuple(attributes)
         getter = operator.itemgetter(*keys) if len(keys) > 1 else (lambda ns, key=keys[0]: (ns[key],))
-        self.classes[id(cls)] = (cls, len(keys), getter, tuple(attributes[key] for key in keys))
+        self.classes[id(cls)] = (attributes, len(keys), getter, tuple(attributes[key] for key in keys))
         for value in data:
             self._snapshot(value)
 
@@ -1043,15 +1036,22 @@ class Watched:
             keys = tuple(names)
             getter = operator.itemgetter(*keys) if len(keys) > 1 else (lambda ns, key=keys[0]: (ns[key],))
             self.groups.append((namespace, getter, tuple(names[key] for key in keys)))
+        for attributes, count, getter, values in self.classes.values():
+            self.groups.append((attributes, getter, values))
+            self.sizes.append((attributes, count))  # an attribute added or removed
         return self
 
     def current(self) -> bool:
+        # The hot path of every call: inline loops, no helper calls.
         for namespace, getter, values in self.groups:
-            if not _still(getter, namespace, values):
+            try:
+                now = getter(namespace)
+            except KeyError:
                 return False
-        for cls, count, getter, values in self.classes.values():
-            attributes = cls.__dict__
-            if len(attributes) != count or not _still(getter, attributes, values):
+            if any(map(operator.is_not, now, values)):
+                return False
+        for attributes, count in self.sizes:
+            if len(attributes) != count:
                 return False
         for cell, value in self.cells.values():
             try:
