@@ -1254,7 +1254,7 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
         })
         .collect();
     // Paths held in values (`const CFG = { weights: 'weights.txt' }`, `const
-    // FILES = [path.join(__dirname, 'a.txt')]`, a default): kept, for when code of the
+    // FILES = [path.join(__dirname, 'a.txt')]`, a default, a class field): kept, for when code of the
     // graph reads a path only known when it runs (`readFileSync(CFG.weights)`).
     for node in semantic.nodes().iter() {
         let texts: Vec<String> = match node.kind() {
@@ -1273,6 +1273,16 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
                 .into_iter()
                 .collect(),
             AstKind::AssignmentPattern(pattern) => static_text(semantic, &pattern.right, here, 0).into_iter().collect(),
+            // A class field (`static PATH = 'x.txt'`) and a TypeScript enum member (`X = 'x.txt'`).
+            AstKind::PropertyDefinition(field) => {
+                field.value.as_ref().and_then(|value| static_text(semantic, value, here, 0)).into_iter().collect()
+            }
+            AstKind::TSEnumMember(member) => member
+                .initializer
+                .as_ref()
+                .and_then(|value| static_text(semantic, value, here, 0))
+                .into_iter()
+                .collect(),
             _ => continue,
         };
         let Some(user) = index.unit_at(node.kind().span()).filter(|user| !writers.contains(user)) else { continue };

@@ -781,6 +781,24 @@ console.log(JSON.stringify([total()]));
   assert.deepStrictEqual(resultsAndRuns(project), [12, 'total']);
 });
 
+test('a path in a class field counts', () => {
+  // `readFileSync(Cfg.PATH)` with `static PATH = 'x.txt'`: an edit used to hit.
+  const project = new Project({
+    'x.txt': '2',
+    'main.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+class Cfg { static PATH = 'x.txt'; }
+const f = memo((k) => { console.error('ran:f'); return k * Number(fs.readFileSync(Cfg.PATH, 'utf8')); });
+console.log(JSON.stringify([f(1)]));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [2, 'f']);
+  assert.deepStrictEqual(resultsAndRuns(project), [2, '-']);
+  project.write({ 'x.txt': '3' });
+  assert.deepStrictEqual(resultsAndRuns(project), [3, 'f']);
+});
+
 test('a path in a parameter default counts', () => {
   // `function load(p = 'w.txt')` called as `load()`, and a memoized
   // function's own default: an edit of the file used to hit.

@@ -1234,6 +1234,43 @@ def test_a_path_held_inside_a_module_level_value_counts(project):
     assert run() == ["3", "3", "7", "list"]
 
 
+def test_a_path_in_a_class_attribute_or_an_enum_counts(project):
+    """`open(Cfg.PATH)` with `PATH = "x.txt"` in the class body, and
+    `open(Files.X.value)` with an enum member: an edit used to hit."""
+    project.write("x.txt", "2")
+    project.write("app.py", """
+        import enum
+        from hitsave import memo
+
+        class Cfg:
+            PATH = "x.txt"
+
+        class Files(enum.Enum):
+            X = "x.txt"
+
+        @memo
+        def by_attribute(k):
+            print("ran:attribute")
+            with open(Cfg.PATH) as handle:
+                return k * int(handle.read())
+
+        @memo
+        def by_enum(k):
+            print("ran:enum")
+            with open(Files.X.value) as handle:
+                return k * int(handle.read())
+    """)
+    call = "import app; print('=', app.by_attribute(1), app.by_enum(1))"
+
+    def run() -> list[str]:
+        return _results_and_runs(project, call)
+
+    assert run() == ["2", "2", "attribute,enum"]
+    assert run() == ["2", "2", "-"]
+    project.write("x.txt", "3")
+    assert run() == ["3", "3", "attribute,enum"]
+
+
 def test_a_path_in_a_default_or_a_closure_counts(project):
     """`def load(path="w.txt")` called without it, a memoized function's own
     default, a closure over a path: an edit of the file used to hit."""

@@ -1545,7 +1545,11 @@ class _GraphBuilder:
             if child is not None and child != node:
                 self._link(node, child)
         data: list[Any] = []
+        module_namespace = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
         for attribute, member in vars(cls).items():
+            if isinstance(member, cls) and hasattr(member, "_value_"):
+                # An enum's member: a path as its value counts like a class attribute's.
+                self._value_paths(node, f"{name}.{attribute}", member._value_, module_namespace)
             if isinstance(member, (cls, types.MemberDescriptorType, types.GetSetDescriptorType)):
                 # An enum's members and the slots' descriptors: written in the
                 # class's source, and made from the class itself.
@@ -1557,6 +1561,9 @@ class _GraphBuilder:
                 if child != node:
                     self._link(node, child)
                 data.append(member)
+                # A path it holds (`PATH = "x.csv"` read as `open(Cfg.PATH)`) counts
+                # when code of the graph reads files.
+                self._value_paths(node, f"{name}.{attribute}", member, module_namespace)
             for function in _member_functions(member):
                 if function.__code__.co_qualname.startswith(cls.__qualname__ + "."):
                     self._deps_of_code(node, function.__code__, function.__globals__, module_name(cls.__module__))
