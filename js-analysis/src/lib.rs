@@ -983,8 +983,9 @@ fn process_fact(module_name: &str, property: &str) -> Option<Dep> {
 /// values count), and the platform (`process.platform`, `os.type()`,
 /// `os.EOL`: a `Dep::Platform`); and, in code that runs when the module
 /// loads (outside every function), the clock or a random source (`const
-/// START = Date.now()`, `Math.random()`, `new Date()`, `crypto.randomUUID()`):
-/// a value that differs in every process, so a graph reaching it is refused
+/// START = Date.now()`, `Math.random()`, `new Date()`, `crypto.randomUUID()`)
+/// or the network (`fetch(url)`): a value that may differ in every process,
+/// so a graph reaching it is refused
 /// (`Dep::Dynamic`), never fingerprinted as code that always gives the same.
 fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex) {
     let nodes = semantic.nodes();
@@ -1024,6 +1025,13 @@ fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex
                 facts.extend(taken.into_iter().flatten().map(|dep| (unit, dep)));
             }
             AstKind::CallExpression(call) if reads_clock(semantic, &call.callee, call.arguments.is_empty()) => {
+                clocks.push((node.id().index(), call.span));
+            }
+            // `const DATA = await fetch(url).then((r) => r.json())`: what the network answers.
+            AstKind::CallExpression(call)
+                if matches!(call.callee.without_parentheses(), Expression::Identifier(fetch)
+                    if fetch.name == "fetch" && is_unresolved(semantic, fetch)) =>
+            {
                 clocks.push((node.id().index(), call.span));
             }
             AstKind::NewExpression(call)
@@ -1074,10 +1082,11 @@ fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex
         let Some(user) = index.unit_at(span).filter(|_| at_load) else { continue };
         let line = text[..span.start as usize].matches('\n').count() + 1;
         let call: String = text[span.start as usize..span.end as usize].chars().take(60).collect();
+        let source = if call.starts_with("fetch") { "the network" } else { "the clock or a random source" };
         module.units[user].deps.push(Dep::Dynamic(format!(
-            "{}:{line} computes a value from the clock or a random source when the module loads (`{call}`): it \
-             differs in every process, so no stored result can be known to match it; compute it inside the function \
-             that uses it, or pass it as an argument",
+            "{}:{line} computes a value from {source} when the module loads (`{call}`): it may differ in every \
+             process, and the analysis sees code, not values, so no stored result can be known to match it; compute \
+             it inside the function that uses it, or pass it as an argument",
             module.rel
         )));
     }
