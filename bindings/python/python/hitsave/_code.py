@@ -519,17 +519,23 @@ _PATH_LIKE = re.compile(r"[^\s\x00]{1,255}")
 _EXTENSION = re.compile(r"\.[A-Za-z0-9_]{1,10}$")
 
 
-def _files_named_in(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[str, str]]:
+def _files_named_in(
+    code: types.CodeType,
+    namespace: dict[str, Any],
+    codes: list[types.CodeType] | None = None,
+    packages: list[tuple[str, str]] | None = None,
+) -> list[tuple[str, str]]:
     """The files a code object (and its nested ones) names by a string
     constant, as ``(node name, path)``: relative to the working directory
     (how ``open("data.csv")`` reads it) and to the module's directory
     (``Path(__file__).parent / "data.csv"``), absolute as it is. Only files
     that exist now; a name that merely looks like a file's adds a node, never
     a wrong hit. For code that reads files (:func:`_file_use`, the
-    caller's to ask)."""
+    caller's to ask; `codes`, its nested code objects, and `packages`,
+    :func:`_packages_named` of them, when the caller has them already)."""
     found: list[tuple[str, str]] = []
-    codes = _bytecode.nested_codes(code)
-    packages = _packages_named(codes, namespace)
+    codes = _bytecode.nested_codes(code) if codes is None else codes
+    packages = _packages_named(codes, namespace) if packages is None else packages
     # A command line (`os.system("python tools/fit.py")`): each word may name the program it runs.
     runs = any(not _RUNNERS.isdisjoint(nested.co_names) for nested in codes)
     for nested in codes:
@@ -1121,14 +1127,13 @@ class _GraphBuilder:
             for name, path in _files_named_in(code, namespace):
                 self._file(node, name, path)
         for node, hint, text, is_path, namespace in self.value_paths:
-            files = _files_named(text, namespace)
-            for name, path in files:
-                self._file(node, name, path)
-            if not files and (is_path or "/" in text):
-                # A directory (only a `Path` or a path with a `/`: a bare word in a
-                # config dict is as often a mode or a name).
-                for path in _directories_named(text, namespace):
-                    self._data_directory(node, f"dir:{hint}/{text}", path, set(), hint)
+            directories: list[tuple[str, str]] = []
+            self._path_value(node, text, f"dir:{hint}/{text}", namespace, directories)
+            if is_path or "/" in text:
+                # A directory only as a `Path` or a path with a `/`: a bare word in a
+                # config dict is as often a mode or a name.
+                for name, path in directories:
+                    self._data_directory(node, name, path, set(), hint)
 
     def _value_paths(self, node: int, hint: str, value: Any, namespace: dict[str, Any]) -> None:
         """Records the path strings and `Path`s inside a module-level value
@@ -1341,10 +1346,10 @@ class _GraphBuilder:
         self.watched.code(fn)
         node = self._add("function", name, content)
         self.functions[id(fn)] = node
-        self._deps_of_code(node, fn.__code__, fn.__globals__, module_name(fn.__globals__.get("__name__", fn.__module__)))
+        use = self._deps_of_code(node, fn.__code__, fn.__globals__, module_name(fn.__globals__.get("__name__", fn.__module__)))
         # Paths in its defaults (`def load(path="data.csv")`) count like those
         # in module-level values, when code of the graph reads files.
-        if _file_use(fn.__code__) != "writes":
+        if use != "writes":
             for default in (fn.__defaults__ or ()) + tuple((fn.__kwdefaults__ or {}).values()):
                 self._value_paths(node, f"{name}.<defaults>", default, fn.__globals__)
         for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
@@ -1370,7 +1375,8 @@ class _GraphBuilder:
                 self._link(node, self.visit(owner))
         return node
 
-    def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> None:
+    def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> str:
+        """Links what `code` reads to `node`; returns its :func:`_file_use`."""
         use = _file_use(code)
         reads_files = use == "reads"
         if reads_files:
@@ -1421,21 +1427,18 @@ class _GraphBuilder:
                         strings.add(value)
                     self._path_value(node, text, f"dir:{hint}", namespace, directories)
         if reads_files:
-            for name, path in _files_named_in(code, namespace):
+            codes = _bytecode.nested_codes(code)
+            packages = _packages_named(codes, namespace)
+            for name, path in _files_named_in(code, namespace, codes, packages):
                 self._file(node, name, path)
             constants = {
-                constant
-                for nested in _bytecode.nested_codes(code)
-                for constant in nested.co_consts
-                if type(constant) is str and constant
+                constant for nested in codes for constant in nested.co_consts if type(constant) is str and constant
             }
             for constant in constants:
                 # `Path("data").iterdir()`, `open(os.path.join("data", name))`: a directory it names.
                 directories.extend((f"dir:{module}/{constant}", path) for path in _directories_named(constant, namespace))
                 if _GLOB.search(constant):
                     self._glob(node, constant, namespace)
-            codes = _bytecode.nested_codes(code)
-            packages = _packages_named(codes, namespace)
             for package, directory in packages:
                 # `resources.files("pkg") / "data"`: a directory under a package it names.
                 for constant in constants:
@@ -1447,6 +1450,7 @@ class _GraphBuilder:
                     directories.append((f"dir:package:{package}", directory))
             for name, path in directories:
                 self._data_directory(node, name, path, constants | strings, f"{module}:{code.co_qualname}")
+        return use
 
     def _path_value(
         self, node: int, text: str, directory_name: str, namespace: dict[str, Any], directories: list[tuple[str, str]]
