@@ -115,10 +115,11 @@ impl Watched {
         self.files.is_empty() && self.environment.is_empty()
     }
 
+    /// `path` by its state now. Each file, directory and worker node is added
+    /// once (by name), so no search for an earlier entry: a directory of
+    /// thousands of files would make it quadratic.
     fn file(&mut self, path: &Path) {
-        if !self.files.iter().any(|(seen, _)| seen == path) {
-            self.files.push((path.to_path_buf(), hitsave_host::files::FileState::of(path)));
-        }
+        self.files.push((path.to_path_buf(), hitsave_host::files::FileState::of(path)));
     }
 }
 
@@ -991,7 +992,8 @@ fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex
     let nodes = semantic.nodes();
     let text = semantic.source_text();
     let mut facts: Vec<(usize, Dep)> = Vec::new();
-    let mut clocks: Vec<(usize, Span)> = Vec::new();
+    // Values computed when the module loads, by where they come from.
+    let mut loaded: Vec<(usize, Span, &str)> = Vec::new();
     let builtin_of = |expression: &Expression<'_>| {
         ["process", "os"].into_iter().find(|name| is_builtin(module, semantic, expression, name))
     };
@@ -1011,34 +1013,32 @@ fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex
                 };
                 let Some(name) = builtin_of(init) else { continue };
                 let Some(unit) = index.unit_at(declarator.span) else { continue };
-                let mut taken: Vec<Option<Dep>> = pattern
-                    .properties
-                    .iter()
-                    .map(|property| match property.key.static_name() {
-                        Some(key) => process_fact(name, &key),
-                        None => Some(Dep::Argv),
-                    })
-                    .collect();
-                if pattern.rest.is_some() || pattern.properties.iter().any(|p| p.key.static_name().is_none()) {
-                    taken.extend([Some(Dep::Argv), Some(Dep::Platform)]);
-                }
-                facts.extend(taken.into_iter().flatten().map(|dep| (unit, dep)));
+                let names: Option<Vec<_>> =
+                    pattern.properties.iter().map(|property| property.key.static_name()).collect();
+                let taken: Vec<Dep> = match names {
+                    Some(names) if pattern.rest.is_none() => {
+                        names.iter().filter_map(|key| process_fact(name, key)).collect()
+                    }
+                    // A computed key or a rest: whatever it takes.
+                    _ => vec![Dep::Argv, Dep::Platform],
+                };
+                facts.extend(taken.into_iter().map(|dep| (unit, dep)));
             }
             AstKind::CallExpression(call) if reads_clock(semantic, &call.callee, call.arguments.is_empty()) => {
-                clocks.push((node.id().index(), call.span));
+                loaded.push((node.id().index(), call.span, CLOCK));
             }
             // `const DATA = await fetch(url).then((r) => r.json())`: what the network answers.
             AstKind::CallExpression(call)
                 if matches!(call.callee.without_parentheses(), Expression::Identifier(fetch)
                     if fetch.name == "fetch" && is_unresolved(semantic, fetch)) =>
             {
-                clocks.push((node.id().index(), call.span));
+                loaded.push((node.id().index(), call.span, "the network"));
             }
             AstKind::NewExpression(call)
                 if call.arguments.is_empty()
                     && matches!(&call.callee, Expression::Identifier(date) if date.name == "Date" && is_unresolved(semantic, date)) =>
             {
-                clocks.push((node.id().index(), call.span));
+                loaded.push((node.id().index(), call.span, CLOCK));
             }
             _ => {}
         }
@@ -1072,7 +1072,7 @@ fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex
             deps.push(dep);
         }
     }
-    for (id, span) in clocks {
+    for (id, span, source) in loaded {
         let at_load = !nodes.ancestor_kinds(oxc_semantic::NodeId::from_usize(id)).any(|kind| match kind {
             AstKind::Function(_) | AstKind::ArrowFunctionExpression(_) => true,
             // An instance field's initializer runs per instance, as a method does.
@@ -1082,7 +1082,6 @@ fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex
         let Some(user) = index.unit_at(span).filter(|_| at_load) else { continue };
         let line = text[..span.start as usize].matches('\n').count() + 1;
         let call: String = text[span.start as usize..span.end as usize].chars().take(60).collect();
-        let source = if call.starts_with("fetch") { "the network" } else { "the clock or a random source" };
         module.units[user].deps.push(Dep::Dynamic(format!(
             "{}:{line} computes a value from {source} when the module loads (`{call}`): it may differ in every \
              process, and the analysis sees code, not values, so no stored result can be known to match it; compute \
@@ -1091,6 +1090,9 @@ fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex
         )));
     }
 }
+
+/// Where [`reads_clock`]'s values come from, in `process_reads`' refusal.
+const CLOCK: &str = "the clock or a random source";
 
 /// Whether a call's callee reads the clock or a random source: `Date.now`,
 /// `Date()` (with no argument), `Math.random`, `performance.now`,
@@ -1266,36 +1268,22 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
     // FILES = [path.join(__dirname, 'a.txt')]`, a default, a class field): kept, for when code of the
     // graph reads a path only known when it runs (`readFileSync(CFG.weights)`).
     for node in semantic.nodes().iter() {
-        let texts: Vec<String> = match node.kind() {
-            AstKind::ArrayExpression(array) => array
-                .elements
-                .iter()
-                .filter_map(|element| element.as_expression())
-                .filter_map(|element| static_text(semantic, element, here, 0))
-                .collect(),
-            AstKind::ObjectProperty(property) => static_text(semantic, &property.value, here, 0).into_iter().collect(),
-            // A default (`function load(p = 'w.txt')`, `{ p = 'w.txt' }`).
-            AstKind::FormalParameter(parameter) => parameter
-                .initializer
-                .as_ref()
-                .and_then(|value| static_text(semantic, value, here, 0))
-                .into_iter()
-                .collect(),
-            AstKind::AssignmentPattern(pattern) => static_text(semantic, &pattern.right, here, 0).into_iter().collect(),
-            // A class field (`static PATH = 'x.txt'`) and a TypeScript enum member (`X = 'x.txt'`).
-            AstKind::PropertyDefinition(field) => {
-                field.value.as_ref().and_then(|value| static_text(semantic, value, here, 0)).into_iter().collect()
+        let values: Vec<&Expression<'_>> = match node.kind() {
+            AstKind::ArrayExpression(array) => {
+                array.elements.iter().filter_map(|element| element.as_expression()).collect()
             }
-            AstKind::TSEnumMember(member) => member
-                .initializer
-                .as_ref()
-                .and_then(|value| static_text(semantic, value, here, 0))
-                .into_iter()
-                .collect(),
+            AstKind::ObjectProperty(property) => vec![&property.value],
+            // A default (`function load(p = 'w.txt')`, `{ p = 'w.txt' }`).
+            AstKind::FormalParameter(parameter) => parameter.initializer.iter().map(|value| &**value).collect(),
+            AstKind::AssignmentPattern(pattern) => vec![&pattern.right],
+            // A class field (`static PATH = 'x.txt'`) and a TypeScript enum member (`X = 'x.txt'`).
+            AstKind::PropertyDefinition(field) => field.value.iter().collect(),
+            AstKind::TSEnumMember(member) => member.initializer.iter().collect(),
             _ => continue,
         };
+        let texts = values.into_iter().filter_map(|value| static_text(semantic, value, here, 0));
         let Some(user) = index.unit_at(node.kind().span()).filter(|user| !writers.contains(user)) else { continue };
-        for text in texts.into_iter().filter(|text| looks_like_path(text)) {
+        for text in texts.filter(|text| looks_like_path(text)) {
             module.units[user].named_paths.push(text);
         }
     }
@@ -2945,7 +2933,9 @@ impl<'c> Graph<'c> {
         self.watched.file(path);
         if self.modules.get(path).is_some_and(|module| !module.read_state.still(path)) {
             self.modules.remove(path);
-            cache().as_mut().map(|cache| cache.remove(path));
+            if let Some(cache) = cache().as_mut() {
+                cache.remove(path);
+            }
         }
         let module = self.module(path)?;
         let mut stream = StreamWriter::new();
