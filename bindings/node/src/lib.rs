@@ -200,10 +200,10 @@ fn analysis(
     source: &str,
     script: Option<&str>,
     others: &[String],
-    argv: Vec<String>,
+    argv: &[String],
 ) -> std::result::Result<Analysis, HitSaveError> {
     let core = Core::shared()?;
-    let program = analyze::Program { files: others.iter().map(PathBuf::from).collect(), argv };
+    let program = analyze::Program { files: others.iter().map(PathBuf::from).collect(), argv: argv.to_vec() };
     let (file, source, script) = (PathBuf::from(file), source.to_owned(), script.map(str::to_owned));
     let graph =
         on_analysis_thread(move || analyze::analyze(core, &file, line, column, &source, script.as_deref(), &program))?;
@@ -268,7 +268,9 @@ static WATCHES: Mutex<Vec<Arc<analyze::Watched>>> = Mutex::new(Vec::new());
 /// variables by value): when something did, JavaScript analyses again.
 #[napi]
 pub fn watch_current(id: u32) -> bool {
-    let watched = WATCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id as usize - 1).cloned();
+    let watches = WATCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let watched = id.checked_sub(1).and_then(|index| watches.get(index as usize)).cloned();
+    drop(watches);
     watched.is_none_or(|watched| watched.current())
 }
 
@@ -317,8 +319,9 @@ pub fn analyze(
 ) -> Result<Raw> {
     let js = Js(env.raw());
     let others = others.unwrap_or_default();
-    let found = analysis(&file, line, column, &source, script.as_deref(), &others, argv.unwrap_or_default())
-        .map_err(|err| to_napi(js, err))?;
+    let argv = argv.unwrap_or_default();
+    let found =
+        analysis(&file, line, column, &source, script.as_deref(), &others, &argv).map_err(|err| to_napi(js, err))?;
     analysis_to_js(js, found)
 }
 
@@ -338,8 +341,7 @@ impl Task for Analyze {
     type JsValue = Raw;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        let argv = self.argv.clone();
-        Ok(analysis(&self.file, self.line, self.column, &self.source, self.script.as_deref(), &self.others, argv))
+        Ok(analysis(&self.file, self.line, self.column, &self.source, self.script.as_deref(), &self.others, &self.argv))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Raw> {

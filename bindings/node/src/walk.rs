@@ -317,6 +317,19 @@ impl<'c> Walker<'c> {
         self.frames.push(Frame { container, source, items, index: 0, len, depth, live: false });
     }
 
+    /// [`Walker::push`] for the caller's own array, read in place (`live`).
+    fn push_array(&mut self, array: V, len: u32, depth: usize) {
+        self.frames.push(Frame {
+            container: array,
+            source: array,
+            items: Items::Elements,
+            index: 0,
+            len,
+            depth,
+            live: true,
+        });
+    }
+
     /// Writes a value that has no items, or a container's header (its items follow from [`Walker::run`]).
     fn value(&mut self, value: V, depth: usize) -> Result<()> {
         if depth >= MAX_DEPTH {
@@ -436,10 +449,7 @@ impl<'c> Walker<'c> {
         if js.is_array(value)? {
             let len = js.array_len(value)?;
             self.out.list(len as usize);
-            self.push(value, value, Items::Elements, len, depth);
-            if let Some(frame) = self.frames.last_mut() {
-                frame.live = true;
-            }
+            self.push_array(value, len, depth);
             return Ok(());
         }
         if js.is(value, sys::napi_is_typedarray)? {
