@@ -172,7 +172,9 @@ impl StreamWriter {
         self
     }
 
-    /// Raw UTF-8 bytes as a string token, unchecked (for tests of invalid input).
+    /// Raw bytes as a string token, unchecked: the same bytes as [`StreamWriter::str`]
+    /// for UTF-8, and the core reports anything else (a text with lone
+    /// surrogates a binding passes through, tests of invalid input) with its path.
     pub fn str_bytes(&mut self, value: &[u8]) -> &mut Self {
         self.buffer.push(token::STR);
         self.len32(value.len());

@@ -79,24 +79,20 @@ fn type_is(kind: &Bound<'_, PyType>, module: &str, name: &str) -> bool {
 }
 
 fn write_str(text: &Bound<'_, PyString>, out: &mut StreamWriter) -> PyResult<()> {
-    match text.to_str() {
-        Ok(text) if text.len() > StreamWriter::MAX_LEN => {
-            // A stream's str item holds up to 4 GiB: refused with its path, never cut.
-            out.unhashable("str of over 4 GiB (pass it as bytes or a File)");
-        }
-        Ok(text) => {
-            out.str(text);
-        }
-        // Lone surrogates: pass the bytes through so the core reports invalid UTF-8 with the path.
+    // Lone surrogates: the bytes pass through so the core reports invalid UTF-8 with the path.
+    let encoded;
+    let bytes = match text.to_str() {
+        Ok(text) => text.as_bytes(),
         Err(_) => {
-            let bytes = text.call_method1("encode", ("utf-8", "surrogatepass"))?;
-            let bytes = bytes.cast::<PyBytes>()?.as_bytes();
-            if bytes.len() > StreamWriter::MAX_LEN {
-                out.unhashable("str of over 4 GiB (pass it as bytes or a File)");
-            } else {
-                out.str_bytes(bytes);
-            }
+            encoded = text.call_method1("encode", ("utf-8", "surrogatepass"))?;
+            encoded.cast::<PyBytes>()?.as_bytes()
         }
+    };
+    if bytes.len() > StreamWriter::MAX_LEN {
+        // A stream's str item holds up to 4 GiB: refused with its path, never cut.
+        out.unhashable("str of over 4 GiB (pass it as bytes or a File)");
+    } else {
+        out.str_bytes(bytes);
     }
     Ok(())
 }
