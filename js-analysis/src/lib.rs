@@ -790,6 +790,101 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
         let target = if written { &mut global_writes } else { &mut global_reads };
         target.push((member.property.name.to_string(), unit));
     }
+    // Writes to a builtin's members, anywhere (`Array.prototype.total = …`,
+    // `Math.clamp = …`, `Object.defineProperty(String.prototype, 'x', …)`,
+    // `Object.assign(Array.prototype, {…})`): a write of the builtin's name,
+    // read by every use of it, and, for a prototype's member, a write of
+    // `.member`, read by every unit whose text names that member
+    // (`[1, 2].total()` names no global). `.*`: a member not known.
+    for node in nodes.iter() {
+        let (target, members): (&Expression<'_>, Vec<String>) = match node.kind() {
+            AstKind::AssignmentExpression(assignment) => match &assignment.left {
+                AssignmentTarget::StaticMemberExpression(member) => {
+                    (&member.object, vec![member.property.name.to_string()])
+                }
+                AssignmentTarget::ComputedMemberExpression(member) => (
+                    &member.object,
+                    vec![match &member.expression {
+                        Expression::StringLiteral(literal) => literal.value.to_string(),
+                        _ => "*".to_owned(),
+                    }],
+                ),
+                _ => continue,
+            },
+            AstKind::CallExpression(call) => {
+                let Some(method) = defining_call(semantic, &call.callee) else { continue };
+                let Some(target) = call.arguments.first().and_then(Argument::as_expression) else { continue };
+                let members = match (method, call.arguments.get(1).and_then(Argument::as_expression)) {
+                    ("defineProperty" | "set", Some(Expression::StringLiteral(key))) => vec![key.value.to_string()],
+                    ("defineProperties" | "assign", Some(Expression::ObjectExpression(object))) => object
+                        .properties
+                        .iter()
+                        .map(|property| match property {
+                            ObjectPropertyKind::ObjectProperty(property) => {
+                                property.key.static_name().map_or_else(|| "*".to_owned(), |name| name.to_string())
+                            }
+                            ObjectPropertyKind::SpreadProperty(_) => "*".to_owned(),
+                        })
+                        .collect(),
+                    _ => vec!["*".to_owned()],
+                };
+                (target, members)
+            }
+            _ => continue,
+        };
+        let Some((root, prototype)) = builtin_root(semantic, target) else { continue };
+        let Some(unit) = index.unit_at(node.kind().span()) else { continue };
+        global_writes.push((root, unit));
+        if prototype {
+            global_writes.extend(members.into_iter().map(|member| (format!(".{member}"), unit)));
+        }
+    }
+    // A direct `eval(…)` runs code that may read any binding in scope: the
+    // unit depends on all of its module's bindings and on every global.
+    // `new Function(…)` and an indirect eval see the globals only.
+    for node in nodes.iter() {
+        let (callee, direct) = match node.kind() {
+            AstKind::CallExpression(call) => (&call.callee, true),
+            AstKind::NewExpression(call) => (&call.callee, false),
+            _ => continue,
+        };
+        let runs_text = match callee.without_parentheses() {
+            Expression::Identifier(name) => {
+                (name.name == "eval" || name.name == "Function") && is_unresolved(semantic, name)
+            }
+            Expression::StaticMemberExpression(member) => {
+                (member.property.name == "eval" || member.property.name == "Function")
+                    && matches!(&member.object, Expression::Identifier(object)
+                        if GLOBAL_OBJECTS.contains(&object.name.as_str()) && is_unresolved(semantic, object))
+            }
+            Expression::SequenceExpression(sequence) => {
+                matches!(sequence.expressions.last(), Some(Expression::Identifier(name))
+                    if name.name == "eval" && is_unresolved(semantic, name))
+            }
+            _ => false,
+        };
+        if !runs_text {
+            continue;
+        }
+        let Some(unit) = index.unit_at(node.kind().span()) else { continue };
+        global_reads.push(("*".to_owned(), unit));
+        let direct = direct && matches!(callee, Expression::Identifier(name) if name.name == "eval");
+        if direct {
+            let mut deps: Vec<Dep> = module
+                .bindings
+                .values()
+                .map(|binding| match binding {
+                    Binding::Unit(bound) => Dep::Unit(*bound),
+                    Binding::Import { spec, imported } => {
+                        Dep::Import { spec: spec.clone(), imported: imported.clone() }
+                    }
+                })
+                .filter(|dep| !matches!(dep, Dep::Unit(bound) if *bound == unit))
+                .collect();
+            deps.sort_by_key(|dep| format!("{dep:?}"));
+            module.units[unit].deps.extend(deps);
+        }
+    }
     for list in [&mut global_reads, &mut global_writes] {
         list.sort();
         list.dedup();
@@ -2022,6 +2117,77 @@ fn reads_only_callee(semantic: &Semantic<'_>, callee: &Expression<'_>) -> bool {
 /// The names of the global object.
 const GLOBAL_OBJECTS: [&str; 4] = ["globalThis", "global", "window", "self"];
 
+/// Whether `text` holds `word` as a whole identifier (not inside a longer one).
+fn names_word(text: &str, word: &str) -> bool {
+    let is_part = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    text.match_indices(word).any(|(at, _)| {
+        !text[..at].chars().next_back().is_some_and(is_part)
+            && !text[at + word.len()..].chars().next().is_some_and(is_part)
+    })
+}
+
+/// `Object.defineProperty`, `Object.defineProperties`, `Object.assign`,
+/// `Object.setPrototypeOf`, `Reflect.set`, `Reflect.defineProperty`: the
+/// method's name, when the callee is one of those (calls that change their
+/// first argument's members).
+fn defining_call(semantic: &Semantic<'_>, callee: &Expression<'_>) -> Option<&'static str> {
+    let Expression::StaticMemberExpression(member) = callee.without_parentheses() else { return None };
+    let Expression::Identifier(object) = &member.object else { return None };
+    if !is_unresolved(semantic, object) {
+        return None;
+    }
+    match (object.name.as_str(), member.property.name.as_str()) {
+        ("Object", "defineProperty") | ("Reflect", "defineProperty") => Some("defineProperty"),
+        ("Object", "defineProperties") => Some("defineProperties"),
+        ("Object", "assign") => Some("assign"),
+        ("Reflect", "set") => Some("set"),
+        ("Object" | "Reflect", "setPrototypeOf") => Some("setPrototypeOf"),
+        _ => None,
+    }
+}
+
+/// The global an expression's member chain starts at (`Array` for
+/// `Array.prototype`, `globalThis.Math`, `Math`), when it names no binding of
+/// the module, and whether the chain goes through a `prototype`.
+fn builtin_root(semantic: &Semantic<'_>, expression: &Expression<'_>) -> Option<(String, bool)> {
+    let mut properties: Vec<String> = Vec::new();
+    let mut current = expression.without_parentheses();
+    loop {
+        match current {
+            Expression::StaticMemberExpression(member) => {
+                properties.push(member.property.name.to_string());
+                current = member.object.without_parentheses();
+            }
+            Expression::ComputedMemberExpression(member) => {
+                properties.push(match &member.expression {
+                    Expression::StringLiteral(literal) => literal.value.to_string(),
+                    _ => "*".to_owned(),
+                });
+                current = member.object.without_parentheses();
+            }
+            Expression::Identifier(root) if is_unresolved(semantic, root) => {
+                let prototype = properties.iter().any(|property| property == "prototype" || property == "*");
+                let name = if GLOBAL_OBJECTS.contains(&root.name.as_str()) {
+                    // `globalThis.Array.prototype`: the global after it (a
+                    // plain `globalThis.RATE` is a global write already).
+                    let name = properties.pop()?;
+                    if properties.is_empty() && !prototype {
+                        return None;
+                    }
+                    name
+                } else {
+                    root.name.to_string()
+                };
+                // CommonJS's own names, and `process` (its environment,
+                // arguments and platform count by value where they are read).
+                return (!matches!(name.as_str(), "exports" | "module" | "require" | "process"))
+                    .then_some((name, prototype));
+            }
+            _ => return None,
+        }
+    }
+}
+
 /// Whether an identifier refers to no declaration in the file (a global such
 /// as CommonJS's `exports` and `module`).
 fn is_unresolved(semantic: &Semantic<'_>, identifier: &oxc_ast::ast::IdentifierReference<'_>) -> bool {
@@ -2748,7 +2914,25 @@ impl<'c> Graph<'c> {
                     for (name, unit) in &module.global_reads {
                         let Some(&reader) = self.index.get(&unit_node_name(&module, *unit)) else { continue };
                         for (writer_module, written, writer_unit) in &writes {
-                            if written == name {
+                            if written == name || (name == "*" && !written.starts_with('.')) {
+                                let writer = self.unit(writer_module, *writer_unit)?;
+                                changed |= self.add_dep(reader, writer);
+                            }
+                        }
+                    }
+                }
+            }
+            // A prototype's member written (`Array.prototype.total = …`): every
+            // unit reached whose text names the member may call it.
+            let members: Vec<&(Arc<Module>, String, usize)> =
+                writes.iter().filter(|(_, written, _)| written.starts_with('.')).collect();
+            if !members.is_empty() {
+                for module in self.used.clone() {
+                    for (unit, data) in module.units.iter().enumerate() {
+                        let Some(&reader) = self.index.get(&unit_node_name(&module, unit)) else { continue };
+                        for (writer_module, written, writer_unit) in &members {
+                            let member = &written[1..];
+                            if member == "*" || names_word(&data.text, member) {
                                 let writer = self.unit(writer_module, *writer_unit)?;
                                 changed |= self.add_dep(reader, writer);
                             }

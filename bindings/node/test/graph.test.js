@@ -389,6 +389,43 @@ test('a global set by another module counts toward the functions that read it', 
   editMisses(project, () => project.run('main.js').out, 'setup.js', 'OFFSET = 1', 'OFFSET = 2');
 });
 
+test("a builtin's member set by another module counts toward the code that uses it", () => {
+  // A setup module extending builtins: `[x].total()` names no binding and no
+  // global, so the member's name in the code is what ties it to the write.
+  const project = new Project({
+    'setup.js': `
+      Array.prototype.total = function () { return this.reduce((a, b) => a + b, 0); };  // EDIT-proto
+      Object.defineProperty(String.prototype, 'shout', { value() { return this + '!'; } });  // EDIT-define
+      Math.clamp = (x) => Math.min(x, 100);  // EDIT-math
+    `,
+    'main.js': `
+      require('./setup');
+      const { memo } = require(HITSAVE);
+      const f = memo((x) => [x, x].total() + 'x'.shout() + Math.clamp(x * 100));
+      const g = memo((x) => x + 1);
+      console.log(JSON.stringify([f(2), g(1)]));
+    `,
+  });
+  editMisses(project, () => project.run('main.js').out, 'setup.js', 'a + b, 0', 'a + b, 1');
+  editMisses(project, () => project.run('main.js').out, 'setup.js', "this + '!'", "this + '?'");
+  editMisses(project, () => project.run('main.js').out, 'setup.js', 'x, 100', 'x, 150');
+});
+
+test('a function calling eval depends on every binding in its scope', () => {
+  const project = new Project({
+    'ops.js': 'exports.double = (x) => x * 2;\n',
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const { double } = require('./ops');
+      const K = 1;
+      const f = memo((x) => eval('double(x) + K'));
+      console.log(JSON.stringify(f(5)));
+    `,
+  });
+  editMisses(project, () => project.run('main.js').out, 'ops.js', 'x * 2', 'x * 3');
+  editMisses(project, () => project.run('main.js').out, 'main.js', 'K = 1', 'K = 2');
+});
+
 test('a statement added elsewhere in a file renames nothing: the function keeps hitting', () => {
   const main = `
     const { memo } = require(HITSAVE);

@@ -666,6 +666,46 @@ def test_a_module_reached_by_a_dynamic_name_counts_whole(project, body):
 
 
 @pytest.mark.parametrize(
+    "table",
+    [
+        '{"a": plugins.a}',
+        "{m.name: importlib.import_module('plugins.' + m.name) for m in pkgutil.iter_modules(plugins.__path__)}",
+        "[(plugins.a, 1), threading.Lock()]",
+    ],
+    ids=["dict", "discovered", "opaque-list"],
+)
+def test_a_module_held_in_a_module_level_value_counts_whole(project, table):
+    """A plugin table (`PLUGINS = {"a": plugins.a}`, what the refusal of a
+    computed import suggests, or one built by discovering the plugins) holds
+    modules: the code each of them binds counts, as a module used as a value
+    does. (A table holding modules cannot be hashed by value, so the source
+    that makes it was all that counted: a plugin's edit hit.)"""
+    project.write("plugins/__init__.py", "")
+    project.write("plugins/a.py", """
+        FACTOR = 2
+        def run(x):
+            return x * FACTOR
+    """)
+    project.write("job.py", f"""
+        import importlib, pkgutil, threading
+        from hitsave import memo
+        import plugins, plugins.a
+        TABLE = {table}
+
+        @memo
+        def run(x):
+            table = TABLE if isinstance(TABLE, dict) else {{"a": TABLE[0][0]}}
+            return table["a"].run(x)
+    """)
+    assert project.run("import job; print(job.run(5))").stdout.split() == ["10"]
+    assert project.run("import job; print(job.run.lookup(5))").stdout.split() == ["10"]
+    project.write("plugins/a.py", (project.root / "plugins/a.py").read_text().replace("x * FACTOR", "x * FACTOR + 1"))
+    assert project.run("import job; print(job.run(5))").stdout.split() == ["11"]
+    project.write("plugins/a.py", (project.root / "plugins/a.py").read_text().replace("FACTOR = 2", "FACTOR = 3"))
+    assert project.run("import job; print(job.run(5))").stdout.split() == ["16"]
+
+
+@pytest.mark.parametrize(
     "body",
     [
         'return importlib.import_module(f"plugins.{kind}").run(x)',

@@ -278,9 +278,11 @@ def _project_class_of(obj: Any) -> type | None:
 
 
 def _code_held_by(value: Any, budget: int = 1000) -> list[Any]:
-    """Functions, classes and the project's classes of instances found in a
-    value: inside plain containers and the attributes of the project's own
-    instances, up to `budget` items (a large container is not walked whole)."""
+    """Functions, classes, modules and the project's classes of instances
+    found in a value: inside plain containers and the attributes of the
+    project's own instances, up to `budget` items (a large container is not
+    walked whole: its value digest covers the code it holds, except for an
+    opaque value, which is walked with a larger budget)."""
     found: list[Any] = []
     seen: set[int] = set()
     stack = [value]
@@ -290,7 +292,11 @@ def _code_held_by(value: Any, budget: int = 1000) -> list[Any]:
         if id(item) in seen:
             continue
         seen.add(id(item))
-        if item is not value and isinstance(item, (types.FunctionType, type, functools.partial, types.MethodType)):
+        if item is not value and isinstance(
+            item, (types.FunctionType, type, functools.partial, types.MethodType, types.ModuleType)
+        ):
+            # A module among them (`PLUGINS = {m.name: import_module(...)}`)
+            # counts whole, as a module used as a value does.
             found.append(item)
             continue
         if isinstance(item, dict):
@@ -1286,12 +1292,15 @@ class _GraphBuilder:
             content = _native.value_digest(
                 ["opaque", type(obj).__module__, type(obj).__qualname__, _assignments_of(name_hint)]
             )
+            opaque = True
+        else:
+            opaque = False
         node = self._add("constant", name_hint, content)
         # Code a value holds runs when the function uses it: an instance of the
         # project's own class (`model = Model()`, also a callable one) runs its
         # class's methods; a registry (`MODELS = {"a": Model()}`) or a list of
         # steps (`STEPS = [double, abs]`) holds classes and functions.
-        for code in _code_held_by(obj):
+        for code in _code_held_by(obj, 100_000 if opaque else 1000):
             child = self.visit(code)
             if child is not None and child != node:
                 self._link(node, child)
