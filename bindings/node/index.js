@@ -397,6 +397,53 @@ function locate(error, functionName) {
 }
 
 /**
+ * A graph's nodes with the module-level variables it reads by their values
+ * now (`state:<file>:<name>` nodes, each a dependency of its variable's
+ * node), and the root's fingerprint over them. A variable the running
+ * program does not let the search reach cannot be read: refused, since its
+ * value may be anything.
+ */
+function withModuleState(graph, live, functionName) {
+  if (live.unfound.length) {
+    throw new HitSaveError(
+      `${functionName}: the module-level variables ${live.unfound.join(', ')} that it reads could not be found in the running program` +
+        `${live.failure ? ` (${live.failure})` : ''}, ` +
+        'so their values (which code may change while it runs) cannot be counted; pass them as arguments, or give the function a name and version',
+      'code_unavailable',
+    );
+  }
+  const nodes = graph.nodes.map((node) => [node[0], node[1], node[2], node[3].slice()]);
+  const names = new Set();
+  for (const [node, variable, value] of live.read()) {
+    // `state:<its node>` (`/<name>` for one of several names a declaration
+    // binds; `#2`… where another module's import of it is read too).
+    const unit = graph.nodes[node][1];
+    let name = `state:${unit}${unit.endsWith(`:${variable}`) ? '' : `/${variable}`}`;
+    for (let n = 2; names.has(name); n++) name = `state:${unit}/${variable}#${n}`;
+    names.add(name);
+    nodes[node][3].push(nodes.length);
+    nodes.push(['constant', name, stateDigest(value), []]);
+  }
+  const root = nodes.findIndex((node) => node[1] === graph.root);
+  return [nodes, native.fingerprints(nodes)[root]];
+}
+
+/** A module-level variable's value digest: by value, else (a promise, a symbol) by its type. */
+function stateDigest(value) {
+  const { MISSING } = require('./live');
+  if (value === MISSING) return native.valueDigest(['state', 'unread']);
+  try {
+    return native.valueDigest(value);
+  } catch (error) {
+    if (!(error instanceof HitSaveError)) throw error;
+    // A function reading variables around it: its text (what it closes over is its module's state too).
+    if (typeof value === 'function') return native.valueDigest(['state', 'function', Function.prototype.toString.call(value)]);
+    const type = value === null || value === undefined ? String(value) : typeof value === 'object' ? Object.prototype.toString.call(value) : typeof value;
+    return native.valueDigest(['state', 'opaque', type]);
+  }
+}
+
+/**
  * Save `fn`'s results on disk, keyed by its arguments and its code.
  *
  * @param {Function} fn the function to memoize
@@ -450,12 +497,29 @@ function memo(fn, options = {}) {
   let state = null; // { handle, mode, fingerprint, graph }
   // The command-line arguments count by value where the code reads them (`process.argv`).
   const where = [site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source, site ? site.script : null, site ? site.others : [], process.argv.slice(2)];
+  // The module-level variables the graph reads, found in the running
+  // program once per function (live.js), read again at each registration.
+  let moduleState = null;
+  let registering = false;
   function register(graph) {
     if (state !== null) return state;
     const spec = { functionName, cacheDir, cloud: cloud !== false };
+    let live = null;
     if (name !== undefined) {
       spec.name = String(name);
       spec.version = String(version);
+    } else if (graph.state && graph.state.length) {
+      if (moduleState === null || moduleState.graph !== graph) moduleState = { graph, live: new (require('./live').ModuleState)(fn, graph.state, graph.stateNames) };
+      live = moduleState.live;
+      registering = true;
+      let nodes, fingerprint;
+      try {
+        [nodes, fingerprint] = withModuleState(graph, live, functionName);
+      } finally {
+        registering = false;
+      }
+      spec.fingerprint = fingerprint;
+      spec.graph = { root: graph.root, nodes };
     } else {
       spec.fingerprint = graph.fingerprint;
       spec.graph = { root: graph.root, nodes: graph.nodes };
@@ -469,7 +533,7 @@ function memo(fn, options = {}) {
       REGISTRATIONS.set(registration, known);
     }
     flushAtExit();
-    state = { ...known, graph, fingerprint: graph ? graph.fingerprint : null, watch: graph ? graph.watch : 0 };
+    state = { ...known, graph, live, fingerprint: graph ? spec.fingerprint : null, watch: graph ? graph.watch : 0 };
     return state;
   }
   // A file, a directory's listing or an environment variable the analysis
@@ -478,6 +542,10 @@ function memo(fn, options = {}) {
   function fresh() {
     if (state !== null && state.watch && !native.watchCurrent(state.watch)) {
       if (ANALYSES.get(site_key) === state.graph) ANALYSES.delete(site_key);
+      state = null;
+    } else if (state !== null && state.live !== null && !state.live.current()) {
+      // A module-level variable it reads holds something else now
+      // (`setScale(3)`, `cfg.k = 7`): the same code, another fingerprint.
       state = null;
     }
   }
@@ -691,6 +759,9 @@ function memo(fn, options = {}) {
   Object.defineProperty(memoized, 'name', { value: fn.name, configurable: true });
   Object.defineProperty(memoized, 'length', { value: fn.length, configurable: true });
   memoized[IDENTITY] = () => {
+    // Its own module state holds it (`const f = memo(…)` read by code it
+    // runs): the cycle is cut at its source.
+    if (registering) return native.sourceFingerprint(source, fn.name || '');
     const s = registered();
     return s.fingerprint ?? native.sourceFingerprint(`${functionName}@${String(version)}`, functionName);
   };

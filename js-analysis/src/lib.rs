@@ -88,6 +88,30 @@ pub struct AnalyzedGraph {
     /// this process: files and directory listings by their state before they
     /// were read, environment variables by their values.
     pub watched: Watched,
+    /// The module-level variables of the graph whose values the running
+    /// program decides (`let scale = 2` that `setScale(3)` changes, a `const
+    /// cfg = {…}` that code mutates): the binding reads them in the process
+    /// and counts them by value, per module.
+    pub state: Vec<StateModule>,
+    /// The names the project's modules of the graph bind to their own code
+    /// or to other project modules (not to packages or Node's modules): the
+    /// variables the search for `state` follows in the running program.
+    pub state_names: Vec<String>,
+}
+
+/// The module-level variables of one module that a graph reads.
+#[derive(Clone, Debug)]
+pub struct StateModule {
+    /// The module's file.
+    pub file: PathBuf,
+    /// Every name the module binds at its top level (to tell its scope from
+    /// another module's when the binding looks for it in the running program).
+    pub bindings: Vec<String>,
+    /// `(node, name, reassigned)`: the variable's graph node, its name, and
+    /// whether code may assign it (a `let`/`var` some unit writes), so its
+    /// value has to be read again before each call; otherwise the value read
+    /// once is the one the program keeps (its contents may still change).
+    pub variables: Vec<(u32, String, bool)>,
 }
 
 /// What a graph read besides code (files, directory listings, environment
@@ -217,6 +241,14 @@ struct Unit {
     /// Path-like texts it passes as a call's first argument
     /// (`parse('table.csv')`), for a graph holding a unit that `reads_unknown`.
     named_paths: Vec<String>,
+    /// The deps (by index) it reads inside a function or a class, so when
+    /// that code runs rather than when the module loads; in order.
+    at_run_time: Vec<u32>,
+    /// A module-level variable whose value may differ from what its text
+    /// says once the program runs (`let`, `var`, a `const` holding anything
+    /// but a literal): its keyword. Its value is read in the process
+    /// ([`AnalyzedGraph::state`]).
+    declared: Option<&'static str>,
 }
 
 /// What a module-level name is bound to.
@@ -356,6 +388,8 @@ impl Builder<'_> {
             effect: false,
             reads_unknown: false,
             named_paths: Vec::new(),
+            at_run_time: Vec::new(),
+            declared: None,
         });
         Ok(self.module.units.len() - 1)
     }
@@ -466,6 +500,9 @@ impl Builder<'_> {
                     };
                     let text = format!("{keyword} {}", self.slice(declarator.span));
                     let unit = self.unit(names.join(","), kind, declarator.span, &text)?;
+                    if kind == "constant" && !(keyword == "const" && declarator.init.as_ref().is_some_and(literal)) {
+                        self.module.units[unit].declared = Some(if keyword == "const" { "const" } else { "let" });
+                    }
                     for name in &names {
                         self.bind(name, unit);
                         if exported {
@@ -759,7 +796,17 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             if matches!(used, Dep::Unit(unit) if unit == user) {
                 continue;
             }
-
+            // Read inside a function or a class: when the code runs, not
+            // when the module loads (`Unit::at_run_time`).
+            if at_root
+                && !write_only(semantic, node.id(), reference.is_read())
+                && nodes.ancestor_kinds(node.id()).any(|kind| {
+                    matches!(kind, AstKind::Function(_) | AstKind::ArrowFunctionExpression(_) | AstKind::Class(_))
+                })
+            {
+                let at = module.units[user].deps.len() as u32;
+                module.units[user].at_run_time.push(at);
+            }
             module.units[user].deps.push(used);
         }
     }
@@ -882,6 +929,8 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
                 .filter(|dep| !matches!(dep, Dep::Unit(bound) if *bound == unit))
                 .collect();
             deps.sort_by_key(|dep| format!("{dep:?}"));
+            let first = module.units[unit].deps.len() as u32;
+            module.units[unit].at_run_time.extend(first..first + deps.len() as u32);
             module.units[unit].deps.extend(deps);
         }
     }
@@ -2117,6 +2166,57 @@ fn reads_only_callee(semantic: &Semantic<'_>, callee: &Expression<'_>) -> bool {
 /// The names of the global object.
 const GLOBAL_OBJECTS: [&str; 4] = ["globalThis", "global", "window", "self"];
 
+/// Whether a reference to a variable only changes it, its value read by
+/// nothing: an assignment (`last = x`), a counter bumped as a statement
+/// (`runs++`, `total += x`), a collection added to as a statement
+/// (`calls.push(x)`, `seen.add(k)`, `byKey.set(k, v)`). Code that only does
+/// that to a variable cannot return something that depends on it (a
+/// memoized function counting its runs keeps hitting).
+fn write_only(semantic: &Semantic<'_>, id: oxc_semantic::NodeId, read: bool) -> bool {
+    let nodes = semantic.nodes();
+    if !read {
+        return true;
+    }
+    let discarded = |id: oxc_semantic::NodeId| match nodes.parent_kind(id) {
+        AstKind::ExpressionStatement(_) => true,
+        AstKind::ForStatement(statement) => {
+            statement.update.as_ref().is_some_and(|update| update.span() == nodes.get_node(id).kind().span())
+        }
+        _ => false,
+    };
+    let here = nodes.get_node(id).kind().span();
+    match nodes.parent_kind(id) {
+        AstKind::UpdateExpression(_) => discarded(nodes.parent_id(id)),
+        AstKind::AssignmentExpression(assignment) if assignment.left.span() == here => {
+            assignment.operator != oxc_ast::ast::AssignmentOperator::Assign && discarded(nodes.parent_id(id))
+        }
+        AstKind::StaticMemberExpression(member)
+            if member.object.span() == here
+                && matches!(member.property.name.as_str(), "push" | "unshift" | "add" | "set" | "delete" | "clear") =>
+        {
+            let member_id = nodes.parent_id(id);
+            matches!(nodes.parent_kind(member_id), AstKind::CallExpression(call) if call.callee.span() == member.span)
+                && discarded(nodes.parent_id(member_id))
+        }
+        _ => false,
+    }
+}
+
+/// Whether an initializer is a literal that no code can change (a number,
+/// string, boolean, `null`, a template without substitutions, `-1`).
+fn literal(expression: &Expression<'_>) -> bool {
+    match expression.without_parentheses() {
+        Expression::NumericLiteral(_)
+        | Expression::StringLiteral(_)
+        | Expression::BooleanLiteral(_)
+        | Expression::NullLiteral(_)
+        | Expression::BigIntLiteral(_) => true,
+        Expression::TemplateLiteral(template) => template.expressions.is_empty(),
+        Expression::UnaryExpression(unary) => literal(&unary.argument),
+        _ => false,
+    }
+}
+
 /// Whether `text` holds `word` as a whole identifier (not inside a longer one).
 fn names_word(text: &str, word: &str) -> bool {
     let is_part = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
@@ -2654,6 +2754,8 @@ fn summarize(
             effect: false,
             reads_unknown: false,
             named_paths: Vec::new(),
+            at_run_time: Vec::new(),
+            declared: None,
         });
         module.cjs_exports = Some(0);
         module.exports.insert("default".into(), Export::Unit(0));
@@ -2757,6 +2859,17 @@ struct Graph<'c> {
     argv: Vec<String>,
     /// What the graph read besides code ([`AnalyzedGraph::watched`]).
     watched: Watched,
+    /// Module-level variables the running program decides ([`AnalyzedGraph::state`]).
+    state: Vec<StateModule>,
+    /// The nodes of module-level variables (`Unit::declared`), with their units.
+    variables: HashMap<u32, (Arc<Module>, usize)>,
+    /// `(unit node, node)`: reads inside a function or class ([`Graph::collect_state`]).
+    run_time_reads: Vec<(u32, u32)>,
+    /// `(unit node, node, importing module, local name)`: imports read
+    /// inside a function or class ([`Graph::collect_state`]).
+    import_reads: Vec<(u32, u32, Arc<Module>, String)>,
+    /// `(from, to)` edges to what may change `from` (writers, effects).
+    effect_links: std::collections::HashSet<(u32, u32)>,
 }
 
 /// The program around a call to analyse: what its code reads besides the
@@ -2779,6 +2892,11 @@ impl<'c> Graph<'c> {
         Graph {
             argv: program.argv.clone(),
             watched: Watched::default(),
+            state: Vec::new(),
+            variables: HashMap::new(),
+            run_time_reads: Vec::new(),
+            import_reads: Vec::new(),
+            effect_links: std::collections::HashSet::new(),
             core,
             project,
             modules: cache().clone().unwrap_or_default(),
@@ -3020,13 +3138,75 @@ impl<'c> Graph<'c> {
     }
 
     /// Makes node `from` depend on `to`; whether that is new.
+    /// An edge from a node to what may change it (a writer, a statement run
+    /// for its effects): not code the node runs ([`Graph::effect_links`]).
     fn add_dep(&mut self, from: u32, to: u32) -> bool {
         let deps = &mut self.nodes[from as usize].deps;
         if from == to || deps.contains(&to) {
             return false;
         }
         deps.push(to);
+        self.effect_links.insert((from, to));
         true
+    }
+
+    /// The module-level variables read at run time by code the memoized
+    /// function runs: the units `root` reaches by what they call and read,
+    /// not through what may change a binding (a writer's own reads decide
+    /// what it wrote, which is counted where it is read).
+    fn collect_state(&mut self, root: u32) {
+        let mut called = vec![false; self.nodes.len()];
+        let mut stack = vec![root];
+        while let Some(node) = stack.pop() {
+            if std::mem::replace(&mut called[node as usize], true) {
+                continue;
+            }
+            for &dep in &self.nodes[node as usize].deps {
+                if !called[dep as usize] && !self.effect_links.contains(&(node, dep)) {
+                    stack.push(dep);
+                }
+            }
+        }
+        for (reader, variable) in std::mem::take(&mut self.run_time_reads) {
+            if called[reader as usize] {
+                self.read_at_run_time(variable);
+            }
+        }
+        let mut imports = std::mem::take(&mut self.import_reads);
+        imports.sort_by(|a, b| (a.1, &a.2.path, &a.3).cmp(&(b.1, &b.2.path, &b.3)));
+        imports.dedup_by(|a, b| a.1 == b.1 && a.2.path == b.2.path && a.3 == b.3);
+        for (reader, target, module, local) in imports {
+            // Data an import binding holds: a variable, an export made by
+            // an assignment (`module.exports = {…}`), a module read whole;
+            // never a function, a class or a package.
+            let data = self.variables.contains_key(&target)
+                || matches!(self.nodes[target as usize].kind.as_str(), "constant" | "module");
+            if !called[reader as usize] || !data {
+                continue;
+            }
+            let reassigned = self.variables.get(&target).is_some_and(|(owner, unit)| {
+                owner.units[*unit].declared != Some("const")
+                    && (owner.changes.iter().any(|&(binding, _)| binding == *unit)
+                        || owner.effect_edges.iter().any(|&(binding, _)| binding == *unit))
+            });
+            let at = self.state_module(&module);
+            if !self.state[at].variables.iter().any(|(node, name, _)| *node == target && *name == local) {
+                self.state[at].variables.push((target, local, reassigned));
+            }
+        }
+    }
+
+    /// The place of `module` in `state`, added when it has none.
+    fn state_module(&mut self, module: &Arc<Module>) -> usize {
+        match self.state.iter().position(|state| state.file == module.path) {
+            Some(at) => at,
+            None => {
+                let mut bindings: Vec<String> = module.bindings.keys().cloned().collect();
+                bindings.sort();
+                self.state.push(StateModule { file: module.path.clone(), bindings, variables: Vec::new() });
+                self.state.len() - 1
+            }
+        }
     }
 
     /// The node of an export when the graph already holds it (an export the
@@ -3225,8 +3405,12 @@ impl<'c> Graph<'c> {
         if data.reads_unknown || !data.named_paths.is_empty() {
             self.reached.push((module.clone(), unit, index));
         }
+        if data.declared.is_some() {
+            self.variables.insert(index, (module.clone(), unit));
+        }
+
         let mut deps = Vec::new();
-        for dep in &data.deps {
+        for (at, dep) in data.deps.iter().enumerate() {
             let target = match dep {
                 Dep::Unit(other) => Some(self.unit(module, *other)?),
                 Dep::Import { spec, imported } => self.import(module, spec, imported)?,
@@ -3244,9 +3428,67 @@ impl<'c> Graph<'c> {
             {
                 deps.push(target);
             }
+            // Code that runs when the function is called (inside a function
+            // or a class) reads the variables it refers to then: their values
+            // count (`state`).
+            if let Some(target) = target {
+                if matches!(dep, Dep::Unit(other) if module.effect_edges.contains(&(unit, *other))) {
+                    self.effect_links.insert((index, target));
+                } else if data.at_run_time.binary_search(&(at as u32)).is_ok() {
+                    self.run_time_reads.push((index, target));
+                    // What an import binding holds is read where it is bound
+                    // too (an ESM binding is live; a `require` result is the
+                    // exports object): the importer's local names for it.
+                    if let Dep::Import { spec, imported } = dep {
+                        for (local, binding) in &module.bindings {
+                            if let Binding::Import { spec: bound, imported: what } = binding
+                                && bound == spec
+                                && (what == imported || *what == Imported::Namespace)
+                            {
+                                self.import_reads.push((index, target, module.clone(), local.clone()));
+                            }
+                        }
+                    }
+                }
+            }
         }
         self.nodes[index as usize].deps = deps;
         Ok(index)
+    }
+
+    /// `target`, a node code of the graph reads when it runs: a module-level
+    /// variable (or each variable of a module read whole) counts by its value
+    /// in the running program ([`AnalyzedGraph::state`]).
+    fn read_at_run_time(&mut self, target: u32) {
+        let variables: Vec<u32> = if self.variables.contains_key(&target) {
+            vec![target]
+        } else if self.nodes[target as usize].kind == "module" {
+            let name = &self.nodes[target as usize].name;
+            let mut all: Vec<u32> =
+                self.variables.iter().filter(|(_, (module, _))| &module.rel == name).map(|(&node, _)| node).collect();
+            all.sort_unstable();
+            all
+        } else {
+            return;
+        };
+        for node in variables {
+            let (module, unit) = self.variables[&node].clone();
+            if self
+                .state
+                .iter()
+                .any(|state| state.file == module.path && state.variables.iter().any(|&(known, _, _)| known == node))
+            {
+                continue;
+            }
+            let data = &module.units[unit];
+            let reassigned = data.declared != Some("const")
+                && (module.changes.iter().any(|&(binding, _)| binding == unit)
+                    || module.effect_edges.iter().any(|&(binding, _)| binding == unit));
+            let at = self.state_module(&module);
+            for name in data.name.split(',') {
+                self.state[at].variables.push((node, name.to_owned(), reassigned));
+            }
+        }
     }
 
     fn binding(&mut self, module: &Arc<Module>, binding: &Binding) -> Result<Option<u32>, HitSaveError> {
@@ -3469,6 +3711,7 @@ impl Graph<'_> {
         self.seed_effects(others)?;
         self.add_effects()?;
         self.files_named_for_readers()?;
+        self.collect_state(root);
         {
             let mut cache = cache();
             let cache = cache.get_or_insert_with(HashMap::new);
@@ -3477,7 +3720,23 @@ impl Graph<'_> {
             }
         }
         let root_name = self.nodes[root as usize].name.clone();
-        Ok(AnalyzedGraph { root: root_name, nodes: self.nodes, watched: self.watched })
+        let mut state_names: Vec<String> = Vec::new();
+        if !self.state.is_empty() {
+            for module in &self.used {
+                for (name, binding) in &module.bindings {
+                    let project = match binding {
+                        Binding::Unit(_) => true,
+                        Binding::Import { spec, .. } => spec.starts_with('.') || spec.starts_with('/'),
+                    };
+                    if project {
+                        state_names.push(name.clone());
+                    }
+                }
+            }
+            state_names.sort();
+            state_names.dedup();
+        }
+        Ok(AnalyzedGraph { root: root_name, nodes: self.nodes, watched: self.watched, state: self.state, state_names })
     }
 }
 

@@ -290,6 +290,27 @@ fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
         ])?);
     }
     js.set_named(out, "nodes", js.array_of(&items)?)?;
+    // `[[file, [binding names], [[node, name, reassigned], …]], …]`: the
+    // module-level variables JavaScript reads in the running program.
+    let mut state = Vec::new();
+    for module in &graph.state {
+        let bindings: Vec<V> = module.bindings.iter().map(|name| js.str(name)).collect::<Result<_>>()?;
+        let variables: Vec<V> = module
+            .variables
+            .iter()
+            .map(|(node, name, reassigned)| {
+                js.array_of(&[js.number(f64::from(*node))?, js.str(name)?, js.boolean(*reassigned)?])
+            })
+            .collect::<Result<_>>()?;
+        state.push(js.array_of(&[
+            js.str(&module.file.display().to_string())?,
+            js.array_of(&bindings)?,
+            js.array_of(&variables)?,
+        ])?);
+    }
+    js.set_named(out, "state", js.array_of(&state)?)?;
+    let names: Vec<V> = graph.state_names.iter().map(|name| js.str(name)).collect::<Result<_>>()?;
+    js.set_named(out, "stateNames", js.array_of(&names)?)?;
     let watch = if graph.watched.is_empty() {
         0
     } else {

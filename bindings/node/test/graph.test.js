@@ -1117,3 +1117,65 @@ console.log(JSON.stringify([f(3), runs]));
   project.write({ 'data.json': '{\n  "k": 4,\n  "name": "ab"\n}\n' });
   assert.deepStrictEqual(project.run('main.js').out, [14, 1]);
 });
+
+test('module-level variables changed while the program runs count by their value at each call', () => {
+  // `setScale(3)` between two calls, a `const` object mutated, an ESM
+  // `export let` a setter changes: the code is the same, what it reads is
+  // not. These calls used to return the first result.
+  const project = new Project({
+    'lib.js': `
+let scale = 2;
+const cfg = { k: 1 };
+exports.setScale = (v) => { scale = v; };
+exports.cfg = cfg;
+exports.mul = (x) => x * scale + cfg.k;
+`,
+    'rate.mjs': 'export let RATE = 1;\nexport function setRate(r) { RATE = r; }\n',
+    'main.mjs': `
+import { createRequire } from 'node:module';
+import { RATE, setRate } from './rate.mjs';
+const require = createRequire(import.meta.url);
+const { memo } = require(${JSON.stringify(path.resolve(__dirname, '..', 'index.js'))});
+const lib = require('./lib.js');
+let runs = 0;
+const calls = [];
+const f = memo(function f(x) { runs++; calls.push(x); console.error('ran:f'); return lib.mul(x) * RATE; });
+const out = [f(5)];
+lib.setScale(3);
+out.push(f(5));
+lib.cfg.k = 7;
+out.push(f(5));
+setRate(10);
+out.push(f(5));
+lib.setScale(2); lib.cfg.k = 1; setRate(1);
+out.push(f(5), f(5));
+console.log(JSON.stringify([...out, runs]));
+`,
+  });
+  const run = () => {
+    const result = spawnSync(process.execPath, ['main.mjs'], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+    assert.strictEqual(result.status, 0, result.stderr);
+    const ran = result.stderr.split('\n').filter((line) => line.startsWith('ran:')).length;
+    return [...JSON.parse(result.stdout.trim().split('\n').pop()), ran];
+  };
+  // Each state computes once; back at the first state it hits (and a
+  // counter the function bumps is no input of it).
+  assert.deepStrictEqual(run(), [11, 16, 22, 220, 11, 11, 4, 4]);
+  // Every result was stored under the values it was computed from.
+  assert.deepStrictEqual(run(), [11, 16, 22, 220, 11, 11, 0, 0]);
+});
+
+test('a counter or a log the function only adds to is no input: repeated calls hit in the process', () => {
+  const project = new Project({
+    'main.js': `
+const { memo } = require(HITSAVE);
+let runs = 0, total = 0, last;
+const calls = [], seen = new Set(), byKey = new Map();
+const f = memo((x) => { runs++; total += x; calls.push(x); seen.add(x); byKey.set(x, 1); last = x; return x * 2; });
+const g = memo((x) => x + runs);  // reads the counter: an input
+console.log(JSON.stringify([f(3), f(3), f(4), f(3), runs, g(1), f(5), g(1)]));
+`,
+  });
+  // g(1) after f(5) ran reads runs = 3: computed again, not 1 + 2.
+  assert.deepStrictEqual(project.run('main.js').out, [6, 6, 8, 6, 2, 3, 10, 4]);
+});

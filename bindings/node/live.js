@@ -1,0 +1,281 @@
+'use strict';
+
+// Module-level variables a memoized function's graph reads, read in the
+// running program. Static analysis sees their text (`let scale = 2`), not
+// what the program made of them by the time of a call (`setScale(3)`,
+// `cfg.k = 7`, a value computed from input): the values count too, as
+// Python's module-level values do (docs/node.md, "Module state").
+//
+// V8 keeps the variables a closure reads in its [[Scopes]], which only the
+// inspector protocol can read; an in-process `node:inspector` session
+// answers synchronously on this thread. From the memoized function, the
+// functions its scopes hold (and the functions held by objects there: a
+// module's exports, a namespace, an instance's methods) are followed until
+// each module's scope is found, told apart from others by the names the
+// module binds (the analysis lists them).
+
+const inspector = require('node:inspector');
+
+const HOLD = Symbol.for('hitsave.live');
+const GROUP = 'hitsave-live';
+// How many functions the search for a module's scope may look into.
+const SEARCH_BUDGET = 2000;
+// Plain data up to this many items is compared by contents before each call;
+// larger values by identity (and length).
+const SNAPSHOT_ITEMS = 1000;
+const CJS_NAMES = new Set(['exports', 'require', 'module', '__filename', '__dirname']);
+
+let session = null;
+
+function post(method, params) {
+  if (session === null) {
+    session = new inspector.Session();
+    session.connect();
+  }
+  let answered = false;
+  let failure = null;
+  let result;
+  session.post(method, params, (error, value) => {
+    answered = true;
+    failure = error;
+    result = value;
+  });
+  if (!answered) throw new Error(`the inspector did not answer ${method} on this thread`);
+  if (failure) throw failure;
+  return result;
+}
+
+/** The scopes of `fn` as `[{ object }, …]` (V8's [[Scopes]], the global one last). */
+function scopesOf(fn) {
+  globalThis[HOLD] = fn;
+  try {
+    const { result } = post('Runtime.evaluate', { expression: 'globalThis[Symbol.for("hitsave.live")]', objectGroup: GROUP, silent: true });
+    if (!result || !result.objectId) return [];
+    const { internalProperties = [] } = post('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
+    const scopes = internalProperties.find((property) => property.name === '[[Scopes]]');
+    if (!scopes || !scopes.value || !scopes.value.objectId) return [];
+    post('Runtime.callFunctionOn', {
+      objectId: scopes.value.objectId,
+      functionDeclaration: 'function () { globalThis[Symbol.for("hitsave.live")] = this; }',
+      objectGroup: GROUP,
+      silent: true,
+    });
+    const list = globalThis[HOLD];
+    return Array.isArray(list) || (list && typeof list.length === 'number') ? Array.from(list) : [];
+  } finally {
+    delete globalThis[HOLD];
+    post('Runtime.releaseObjectGroup', { objectGroup: GROUP });
+  }
+}
+
+/** The variables of `fn`'s scope number `index`, as an object (a copy of the bindings; values by reference). */
+function variablesOf(fn, index) {
+  const scope = scopesOf(fn)[index];
+  return scope && scope.object && typeof scope.object === 'object' ? scope.object : null;
+}
+
+/** Whether `keys` (a scope's names) look like the top level of a module binding `bindings`. */
+function isModuleScope(keys, bindings, names) {
+  if (!names.some((name) => keys.includes(name))) return false;
+  const own = keys.filter((key) => !CJS_NAMES.has(key));
+  const known = own.filter((key) => bindings.has(key)).length;
+  return known * 2 >= own.length;
+}
+
+/**
+ * Where each module's variables live: `[{ fn, index } | null, …]` in the
+ * order of `modules` (`[file, bindings, variables]` from the analysis). Only
+ * the variables named in `follow` (what the project's modules bind to their
+ * own code and to each other) are followed, never a package's or Node's
+ * internals; `import_x`, the name a transpiler gives `import … from './x'`,
+ * too.
+ */
+function locate(root, modules, follow) {
+  const wanted = modules.map(([, bindings, variables]) => ({
+    bindings: new Set(bindings),
+    names: variables.map(([, name]) => name),
+  }));
+  const found = modules.map(() => null);
+  let missing = modules.length;
+  const seen = new Set();
+  const queue = [root];
+  let budget = SEARCH_BUDGET;
+  const consider = (value, depth) => {
+    if (typeof value === 'function') {
+      if (!seen.has(value)) queue.push(value);
+      return;
+    }
+    if (depth > 1 || value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return;
+    // A module's exports, a namespace, a registry, an instance: the functions it holds.
+    let items = 0;
+    for (let object = value; object && object !== Object.prototype && items < 200; object = Object.getPrototypeOf(object)) {
+      for (const key of Reflect.ownKeys(object)) {
+        if (++items > 200) break;
+        const descriptor = Object.getOwnPropertyDescriptor(object, key);
+        if (!descriptor) continue;
+        if ('value' in descriptor) consider(descriptor.value, depth + 1);
+        else {
+          if (descriptor.get) consider(descriptor.get, depth + 1);
+          if (descriptor.set) consider(descriptor.set, depth + 1);
+        }
+      }
+      if (Array.isArray(object) || object instanceof Map || object instanceof Set) {
+        const values = object instanceof Map ? object.values() : object.values();
+        let count = 0;
+        for (const item of values) {
+          if (++count > 200) break;
+          consider(item, depth + 1);
+        }
+      }
+    }
+  };
+  // Then a CommonJS module's own exports (`require('./lib').mul(x)` leaves
+  // no variable to follow).
+  const seeds = modules.map(([file]) => require.cache[file] && require.cache[file].exports);
+  let seeded = false;
+  while (missing > 0 && budget-- > 0) {
+    if (!queue.length) {
+      if (seeded) break;
+      seeded = true;
+      for (const exports of seeds) consider(exports, 0);
+      continue;
+    }
+    const fn = queue.shift();
+    if (seen.has(fn)) continue;
+    seen.add(fn);
+    const scopes = scopesOf(fn);
+    for (let index = 0; index < scopes.length; index++) {
+      const variables = scopes[index] && scopes[index].object;
+      if (!variables || typeof variables !== 'object' || variables === globalThis) continue;
+      const keys = Object.keys(variables);
+      for (let m = 0; m < modules.length; m++) {
+        if (found[m] === null && isModuleScope(keys, wanted[m].bindings, wanted[m].names)) {
+          found[m] = { fn, index };
+          missing--;
+        }
+      }
+      for (const key of keys) if (follow.has(key) || key.startsWith('import_')) consider(variables[key], 0);
+    }
+    if (typeof fn === 'function' && fn.prototype && typeof fn.prototype === 'object') consider(fn.prototype, 0);
+  }
+  return found;
+}
+
+/**
+ * What a value is now, to tell before a call whether it changed: plain data
+ * (objects, arrays, Maps, Sets of primitives, up to SNAPSHOT_ITEMS items) by
+ * contents, anything else by identity.
+ */
+function snapshot(value) {
+  let budget = SNAPSHOT_ITEMS;
+  const copy = (item, depth) => {
+    if (item === null || (typeof item !== 'object' && typeof item !== 'function')) return item;
+    if (typeof item === 'function' || depth > 6 || budget <= 0) return { same: item };
+    const prototype = Object.getPrototypeOf(item);
+    if (Array.isArray(item)) {
+      budget -= item.length;
+      if (budget < 0) return { same: item, length: item.length };
+      return { same: item, items: item.map((element) => copy(element, depth + 1)) };
+    }
+    if (item instanceof Map || item instanceof Set) {
+      budget -= item.size;
+      if (budget < 0) return { same: item, length: item.size };
+      return { same: item, items: [...item].map((entry) => copy(entry, depth + 1)) };
+    }
+    if (ArrayBuffer.isView(item)) return { same: item, length: item.byteLength };
+    const keys = Object.keys(item);
+    budget -= keys.length;
+    if (budget < 0) return { same: item, length: keys.length };
+    return { same: item, prototype, items: keys.map((key) => [key, copy(item[key], depth + 1)]) };
+  };
+  return copy(value, 0);
+}
+
+function unchanged(before, now) {
+  if (before === null || typeof before !== 'object') return Object.is(before, now);
+  if (now === null || (typeof now !== 'object' && typeof now !== 'function') || before.same !== now) return false;
+  if (before.length !== undefined) return (Array.isArray(now) ? now.length : now instanceof Map || now instanceof Set ? now.size : ArrayBuffer.isView(now) ? now.byteLength : Object.keys(now).length) === before.length;
+  if (before.items === undefined) return true;
+  if (Array.isArray(now)) return now.length === before.items.length && before.items.every((item, i) => unchanged(item, now[i]));
+  if (now instanceof Map || now instanceof Set) {
+    if (now.size !== before.items.length) return false;
+    let i = 0;
+    for (const entry of now) if (!unchanged(before.items[i++], entry)) return false;
+    return true;
+  }
+  if (Object.getPrototypeOf(now) !== before.prototype) return false;
+  const keys = Object.keys(now);
+  return keys.length === before.items.length && before.items.every(([key, item], i) => keys[i] === key && unchanged(item, now[key]));
+}
+
+const MISSING = Symbol('hitsave.missing');
+
+/**
+ * The module state of a graph in this process: `read()` gives
+ * `[[node, name, value], …]`; `current()` says whether it is still what was read.
+ */
+class ModuleState {
+  constructor(root, modules, follow) {
+    try {
+      this.places = locate(root, modules, new Set(follow));
+      this.failure = null;
+    } catch (error) {
+      // No inspector in this build of Node (or it refused): nothing can be read.
+      this.places = modules.map(() => null);
+      this.failure = error && error.message ? error.message : String(error);
+    }
+    this.modules = modules;
+    // A variable code may assign that is found nowhere (neither in its
+    // module's scope nor where a module imports it) could hold anything.
+    const found = new Set();
+    const assigned = new Map();
+    modules.forEach(([file, , variables], m) => {
+      for (const [node, name, reassigned] of variables) {
+        if (this.places[m] !== null) found.add(node);
+        if ((reassigned || this.failure !== null) && !assigned.has(node)) assigned.set(node, `${name} (${file})`);
+      }
+    });
+    this.unfound = [...assigned].filter(([node]) => !found.has(node)).map(([, described]) => described);
+    this.values = null;
+    this.snapshots = null;
+  }
+
+  /** The values now, and the snapshots `current()` compares against. */
+  read() {
+    const values = [];
+    this.modules.forEach(([, , variables], m) => {
+      const place = this.places[m];
+      if (place === null) return;
+      const scope = variablesOf(place.fn, place.index);
+      for (const [node, name] of variables) values.push([node, name, scope && name in scope ? scope[name] : MISSING]);
+    });
+    this.values = values;
+    this.snapshots = values.map(([, , value]) => snapshot(value));
+    return values;
+  }
+
+  /**
+   * Whether every variable still holds what `read()` saw: a reassigned
+   * one is read again (through the inspector), the others by the reference
+   * kept, contents compared for small plain data.
+   */
+  current() {
+    if (this.values === null) return false;
+    let index = 0;
+    for (let m = 0; m < this.modules.length; m++) {
+      const place = this.places[m];
+      if (place === null) continue;
+      const variables = this.modules[m][2];
+      const reread = variables.some(([, , reassigned]) => reassigned) ? variablesOf(place.fn, place.index) : null;
+      for (const [, name, reassigned] of variables) {
+        const held = this.values[index][2];
+        const now = reassigned ? (reread && name in reread ? reread[name] : MISSING) : held;
+        if (!unchanged(this.snapshots[index], now)) return false;
+        index++;
+      }
+    }
+    return true;
+  }
+}
+
+module.exports = { ModuleState, MISSING };
