@@ -413,18 +413,20 @@ function withModuleState(graph, live, functionName) {
     );
   }
   const nodes = graph.nodes.map((node) => [node[0], node[1], node[2], node[3].slice()]);
+  const root = nodes.findIndex((node) => node[1] === graph.root);
   const names = new Set();
-  for (const [node, variable, value] of live.read()) {
+  for (const [at, variable, value] of live.read()) {
     // `state:<its node>` (`/<name>` for one of several names a declaration
-    // binds; `#2`… where another module's import of it is read too).
-    const unit = graph.nodes[node][1];
-    let name = `state:${unit}${unit.endsWith(`:${variable}`) ? '' : `/${variable}`}`;
+    // binds; `#2`… where another module's import of it is read too); a
+    // global under the root, `state:global:<name>`.
+    const node = at < 0 ? root : at;
+    const unit = at < 0 ? 'global' : graph.nodes[node][1];
+    let name = `state:${unit}${unit.endsWith(`:${variable}`) ? '' : at < 0 ? `:${variable}` : `/${variable}`}`;
     for (let n = 2; names.has(name); n++) name = `state:${unit}/${variable}#${n}`;
     names.add(name);
     nodes[node][3].push(nodes.length);
     nodes.push(['constant', name, stateDigest(value), []]);
   }
-  const root = nodes.findIndex((node) => node[1] === graph.root);
   return [nodes, native.fingerprints(nodes)[root]];
 }
 
@@ -432,6 +434,14 @@ function withModuleState(graph, live, functionName) {
 function stateDigest(value) {
   const { MISSING } = require('./live');
   if (value === MISSING) return native.valueDigest(['state', 'unread']);
+  if (typeof value === 'function' && !value[IDENTITY]) {
+    // A function or class (a memoized one counts by its fingerprint): its
+    // code is in the graph; its source, for a variable that holds another
+    // function now, and the data it carries (`static k = 2`, `helper.factor = 3`).
+    const data = {};
+    for (const key of Object.keys(value)) if (typeof value[key] !== 'function') data[key] = value[key];
+    return stateDigest(['state', 'code', Function.prototype.toString.call(value), data]);
+  }
   try {
     return native.valueDigest(value);
   } catch (error) {
@@ -508,8 +518,10 @@ function memo(fn, options = {}) {
     if (name !== undefined) {
       spec.name = String(name);
       spec.version = String(version);
-    } else if (graph.state && graph.state.length) {
-      if (moduleState === null || moduleState.graph !== graph) moduleState = { graph, live: new (require('./live').ModuleState)(fn, graph.state, graph.stateNames) };
+    } else if (graph.state.length || graph.stateGlobals.length) {
+      if (moduleState === null || moduleState.graph !== graph) {
+        moduleState = { graph, live: new (require('./live').ModuleState)(fn, graph.state, graph.stateNames, graph.stateGlobals) };
+      }
       live = moduleState.live;
       registering = true;
       let nodes, fingerprint;

@@ -170,7 +170,7 @@ function snapshot(value) {
   let budget = SNAPSHOT_ITEMS;
   const copy = (item, depth) => {
     if (item === null || (typeof item !== 'object' && typeof item !== 'function')) return item;
-    if (typeof item === 'function' || depth > 6 || budget <= 0) return { same: item };
+    if (depth > 6 || budget <= 0) return { same: item };
     const prototype = Object.getPrototypeOf(item);
     if (Array.isArray(item)) {
       budget -= item.length;
@@ -215,7 +215,8 @@ const MISSING = Symbol('hitsave.missing');
  * `[[node, name, value], …]`; `current()` says whether it is still what was read.
  */
 class ModuleState {
-  constructor(root, modules, follow) {
+  constructor(root, modules, follow, globals = []) {
+    this.globals = globals;
     try {
       this.places = locate(root, modules, new Set(follow));
       this.failure = null;
@@ -249,6 +250,8 @@ class ModuleState {
       const scope = variablesOf(place.fn, place.index);
       for (const [node, name] of variables) values.push([node, name, scope && name in scope ? scope[name] : MISSING]);
     });
+    // Globals the code reads (`RATE`, `globalThis.RATE`): on the global object.
+    for (const name of this.globals) values.push([-1, name, name in globalThis ? globalThis[name] : MISSING]);
     this.values = values;
     this.snapshots = values.map(([, , value]) => snapshot(value));
     return values;
@@ -273,6 +276,10 @@ class ModuleState {
         if (!unchanged(this.snapshots[index], now)) return false;
         index++;
       }
+    }
+    for (const name of this.globals) {
+      if (!unchanged(this.snapshots[index], name in globalThis ? globalThis[name] : MISSING)) return false;
+      index++;
     }
     return true;
   }

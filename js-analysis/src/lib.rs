@@ -97,6 +97,10 @@ pub struct AnalyzedGraph {
     /// or to other project modules (not to packages or Node's modules): the
     /// variables the search for `state` follows in the running program.
     pub state_names: Vec<String>,
+    /// Globals (names no declaration binds, `globalThis.X`) that code the
+    /// memoized function runs reads when it runs, standard ones left out:
+    /// counted by their values in the running program, as `state` is.
+    pub state_globals: Vec<String>,
 }
 
 /// The module-level variables of one module that a graph reads.
@@ -295,6 +299,9 @@ struct Module {
     /// declaration binds): `(name, unit)`. A read depends on every write of
     /// the name in the modules a graph reaches.
     global_reads: Vec<(String, usize)>,
+    /// The globals read inside a function or class (when that code runs):
+    /// `(name, unit)`, standard globals left out ([`AnalyzedGraph::state_globals`]).
+    global_reads_at_run_time: Vec<(String, usize)>,
     /// `(binding, unit)`: the units that change a module-level binding of
     /// this module themselves (its writers; their callers are the graph's).
     changes: Vec<(usize, usize)>,
@@ -800,9 +807,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             // when the module loads (`Unit::at_run_time`).
             if at_root
                 && !write_only(semantic, node.id(), reference.is_read())
-                && nodes.ancestor_kinds(node.id()).any(|kind| {
-                    matches!(kind, AstKind::Function(_) | AstKind::ArrowFunctionExpression(_) | AstKind::Class(_))
-                })
+                && in_code_run_later(semantic, node.id())
             {
                 let at = module.units[user].deps.len() as u32;
                 module.units[user].at_run_time.push(at);
@@ -814,6 +819,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
     // `window`, `self`), read or written.
     let mut global_reads: Vec<(String, usize)> = Vec::new();
     let mut global_writes: Vec<(String, usize)> = Vec::new();
+    let mut global_reads_at_run_time: Vec<(String, usize)> = Vec::new();
     for (name, references) in scoping.root_unresolved_references() {
         if GLOBAL_OBJECTS.contains(&name.as_str()) {
             continue;
@@ -821,6 +827,12 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
         for &reference in references {
             let reference = scoping.get_reference(reference);
             let Some(unit) = index.unit_at(nodes.get_node(reference.node_id()).kind().span()) else { continue };
+            if !reference.is_write()
+                && !STANDARD_GLOBALS.contains(&name.as_str())
+                && in_code_run_later(semantic, reference.node_id())
+            {
+                global_reads_at_run_time.push((name.to_string(), unit));
+            }
             let target = if reference.is_write() { &mut global_writes } else { &mut global_reads };
             target.push((name.to_string(), unit));
         }
@@ -834,6 +846,12 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
         let Some(unit) = index.unit_at(member.span) else { continue };
         let written = matches!(nodes.parent_kind(node.id()), AstKind::AssignmentExpression(assignment)
             if assignment.left.span() == member.span);
+        if !written
+            && !STANDARD_GLOBALS.contains(&member.property.name.as_str())
+            && in_code_run_later(semantic, node.id())
+        {
+            global_reads_at_run_time.push((member.property.name.to_string(), unit));
+        }
         let target = if written { &mut global_writes } else { &mut global_reads };
         target.push((member.property.name.to_string(), unit));
     }
@@ -938,6 +956,9 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
         list.sort();
         list.dedup();
     }
+    global_reads_at_run_time.sort();
+    global_reads_at_run_time.dedup();
+    module.global_reads_at_run_time = global_reads_at_run_time;
     module.global_reads = global_reads;
     module.global_writes = global_writes;
     // CommonJS code that reads its own exports (`exports.fmt(x)`,
@@ -2166,6 +2187,123 @@ fn reads_only_callee(semantic: &Semantic<'_>, callee: &Expression<'_>) -> bool {
 /// The names of the global object.
 const GLOBAL_OBJECTS: [&str; 4] = ["globalThis", "global", "window", "self"];
 
+/// Whether a node is inside a function or a class: code that runs when it
+/// is called (or instantiated), not when its module loads.
+fn in_code_run_later(semantic: &Semantic<'_>, id: oxc_semantic::NodeId) -> bool {
+    semantic
+        .nodes()
+        .ancestor_kinds(id)
+        .any(|kind| matches!(kind, AstKind::Function(_) | AstKind::ArrowFunctionExpression(_) | AstKind::Class(_)))
+}
+
+/// The globals every program starts with (ECMAScript's and Node's): what
+/// they hold is the runtime's, not module state. A program that changes one
+/// (`Math.clamp = …`) is seen by the builtin-write rule.
+const STANDARD_GLOBALS: &[&str] = &[
+    "AbortController",
+    "AbortSignal",
+    "AggregateError",
+    "Array",
+    "ArrayBuffer",
+    "Atomics",
+    "BigInt",
+    "BigInt64Array",
+    "BigUint64Array",
+    "Blob",
+    "Boolean",
+    "Buffer",
+    "BroadcastChannel",
+    "DataView",
+    "Date",
+    "DOMException",
+    "Error",
+    "EvalError",
+    "Event",
+    "EventTarget",
+    "FinalizationRegistry",
+    "Float32Array",
+    "Float64Array",
+    "FormData",
+    "Function",
+    "Headers",
+    "Infinity",
+    "Int16Array",
+    "Int32Array",
+    "Int8Array",
+    "Intl",
+    "JSON",
+    "Map",
+    "Math",
+    "MessageChannel",
+    "NaN",
+    "Number",
+    "Object",
+    "Promise",
+    "Proxy",
+    "RangeError",
+    "ReferenceError",
+    "Reflect",
+    "RegExp",
+    "Request",
+    "Response",
+    "Set",
+    "SharedArrayBuffer",
+    "String",
+    "Symbol",
+    "SyntaxError",
+    "TextDecoder",
+    "TextEncoder",
+    "TypeError",
+    "URIError",
+    "URL",
+    "URLSearchParams",
+    "Uint16Array",
+    "Uint32Array",
+    "Uint8Array",
+    "Uint8ClampedArray",
+    "WeakMap",
+    "WeakRef",
+    "WeakSet",
+    "WebAssembly",
+    "__dirname",
+    "__filename",
+    "arguments",
+    "atob",
+    "btoa",
+    "clearImmediate",
+    "clearInterval",
+    "clearTimeout",
+    "console",
+    "crypto",
+    "decodeURI",
+    "decodeURIComponent",
+    "encodeURI",
+    "encodeURIComponent",
+    "escape",
+    "eval",
+    "exports",
+    "fetch",
+    "global",
+    "globalThis",
+    "isFinite",
+    "isNaN",
+    "module",
+    "parseFloat",
+    "parseInt",
+    "performance",
+    "process",
+    "queueMicrotask",
+    "require",
+    "self",
+    "setImmediate",
+    "setInterval",
+    "setTimeout",
+    "structuredClone",
+    "undefined",
+    "unescape",
+    "window",
+];
+
 /// Whether a reference to a variable only changes it, its value read by
 /// nothing: an assignment (`last = x`), a counter bumped as a statement
 /// (`runs++`, `total += x`), a collection added to as a statement
@@ -2734,6 +2872,7 @@ fn summarize(
         import_effects: Vec::new(),
         side_effect_imports: Vec::new(),
         global_writes: Vec::new(),
+        global_reads_at_run_time: Vec::new(),
         global_reads: Vec::new(),
         changes: Vec::new(),
         effect_edges: std::collections::HashSet::new(),
@@ -2868,6 +3007,8 @@ struct Graph<'c> {
     /// `(unit node, node, importing module, local name)`: imports read
     /// inside a function or class ([`Graph::collect_state`]).
     import_reads: Vec<(u32, u32, Arc<Module>, String)>,
+    /// [`AnalyzedGraph::state_globals`], found by [`Graph::collect_state`].
+    state_globals: Vec<String>,
     /// `(from, to)` edges to what may change `from` (writers, effects).
     effect_links: std::collections::HashSet<(u32, u32)>,
 }
@@ -2896,6 +3037,7 @@ impl<'c> Graph<'c> {
             variables: HashMap::new(),
             run_time_reads: Vec::new(),
             import_reads: Vec::new(),
+            state_globals: Vec::new(),
             effect_links: std::collections::HashSet::new(),
             core,
             project,
@@ -3172,6 +3314,17 @@ impl<'c> Graph<'c> {
                 self.read_at_run_time(variable);
             }
         }
+        let mut globals: Vec<String> = Vec::new();
+        for module in &self.used {
+            for (name, unit) in &module.global_reads_at_run_time {
+                if self.index.get(&unit_node_name(module, *unit)).is_some_and(|&node| called[node as usize]) {
+                    globals.push(name.clone());
+                }
+            }
+        }
+        globals.sort();
+        globals.dedup();
+        self.state_globals = globals;
         let mut imports = std::mem::take(&mut self.import_reads);
         imports.sort_by(|a, b| (a.1, &a.2.path, &a.3).cmp(&(b.1, &b.2.path, &b.3)));
         imports.dedup_by(|a, b| a.1 == b.1 && a.2.path == b.2.path && a.3 == b.3);
@@ -3185,7 +3338,7 @@ impl<'c> Graph<'c> {
                 continue;
             }
             let reassigned = self.variables.get(&target).is_some_and(|(owner, unit)| {
-                owner.units[*unit].declared != Some("const")
+                owner.units[*unit].declared == Some("let")
                     && (owner.changes.iter().any(|&(binding, _)| binding == *unit)
                         || owner.effect_edges.iter().any(|&(binding, _)| binding == *unit))
             });
@@ -3405,7 +3558,17 @@ impl<'c> Graph<'c> {
         if data.reads_unknown || !data.named_paths.is_empty() {
             self.reached.push((module.clone(), unit, index));
         }
-        if data.declared.is_some() {
+        // A variable; or a class or function some code changes
+        // (`Config.k = 3`, `helper.factor = 2`): its value is module state.
+        if data.declared.is_some()
+            || (matches!(data.kind, "class" | "function")
+                && module
+                    .bindings
+                    .get(&data.name)
+                    .is_some_and(|binding| matches!(binding, Binding::Unit(u) if *u == unit))
+                && (module.changes.iter().any(|&(binding, _)| binding == unit)
+                    || module.effect_edges.iter().any(|&(binding, _)| binding == unit)))
+        {
             self.variables.insert(index, (module.clone(), unit));
         }
 
@@ -3481,7 +3644,7 @@ impl<'c> Graph<'c> {
                 continue;
             }
             let data = &module.units[unit];
-            let reassigned = data.declared != Some("const")
+            let reassigned = data.declared == Some("let")
                 && (module.changes.iter().any(|&(binding, _)| binding == unit)
                     || module.effect_edges.iter().any(|&(binding, _)| binding == unit));
             let at = self.state_module(&module);
@@ -3736,7 +3899,15 @@ impl Graph<'_> {
             state_names.sort();
             state_names.dedup();
         }
-        Ok(AnalyzedGraph { root: root_name, nodes: self.nodes, watched: self.watched, state: self.state, state_names })
+        let state_globals = std::mem::take(&mut self.state_globals);
+        Ok(AnalyzedGraph {
+            root: root_name,
+            nodes: self.nodes,
+            watched: self.watched,
+            state: self.state,
+            state_names,
+            state_globals,
+        })
     }
 }
 

@@ -311,6 +311,8 @@ fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
     js.set_named(out, "state", js.array_of(&state)?)?;
     let names: Vec<V> = graph.state_names.iter().map(|name| js.str(name)).collect::<Result<_>>()?;
     js.set_named(out, "stateNames", js.array_of(&names)?)?;
+    let globals: Vec<V> = graph.state_globals.iter().map(|name| js.str(name)).collect::<Result<_>>()?;
+    js.set_named(out, "stateGlobals", js.array_of(&globals)?)?;
     let watch = if graph.watched.is_empty() {
         0
     } else {

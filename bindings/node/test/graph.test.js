@@ -1179,3 +1179,32 @@ console.log(JSON.stringify([f(3), f(3), f(4), f(3), runs, g(1), f(5), g(1)]));
   // g(1) after f(5) ran reads runs = 3: computed again, not 1 + 2.
   assert.deepStrictEqual(project.run('main.js').out, [6, 6, 8, 6, 2, 3, 10, 4]);
 });
+
+test("a class's static data or a global changed while the program runs counts at the next call", () => {
+  const project = new Project({
+    'lib.js': `
+class Config { static k = 2; }
+exports.Config = Config;
+exports.setRate = (r) => { globalThis.RATE = r; };
+function helper(x) { return x * helper.factor; }
+helper.factor = 1;
+exports.helper = helper;
+`,
+    'main.js': `
+const { memo } = require(HITSAVE);
+const { Config, setRate, helper } = require('./lib');
+setRate(1);
+const f = memo(function f(x) { return x * Config.k; });
+const g = memo(function g(x) { return x * RATE + globalThis.RATE; });
+const h = memo(function h(x) { return helper(x); });
+const out = [f(5), g(5), h(5)];
+Config.k = 3;
+setRate(4);
+helper.factor = 7;
+out.push(f(5), g(5), h(5));
+console.log(JSON.stringify(out));
+`,
+  });
+  assert.deepStrictEqual(project.run('main.js').out, [10, 6, 5, 15, 24, 35]);
+  assert.deepStrictEqual(project.run('main.js').out, [10, 6, 5, 15, 24, 35]);
+});
