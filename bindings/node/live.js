@@ -77,7 +77,8 @@ function variablesOf(fn, index) {
 /** Whether `keys` (a scope's names) look like the top level of a module binding `bindings`. */
 function isModuleScope(keys, bindings, names) {
   if (!names.some((name) => keys.includes(name))) return false;
-  const own = keys.filter((key) => !CJS_NAMES.has(key));
+  // Less CommonJS's names and a transpiler's helpers (`__defProp`, `__export`).
+  const own = keys.filter((key) => !CJS_NAMES.has(key) && !key.startsWith('__'));
   const known = own.filter((key) => bindings.has(key)).length;
   return known * 2 >= own.length;
 }
@@ -100,6 +101,15 @@ function locate(root, modules, follow) {
   const seen = new Set();
   const queue = [root];
   let budget = SEARCH_BUDGET;
+  let exportsObjects = null;
+  // A module's exports (a namespace, or CommonJS exports a transpiler made
+  // of getters: `__export(lib_exports, { mul: () => mul })`): what its
+  // properties give is followed, getters read.
+  const isModuleObject = (value) => {
+    if (value.__esModule === true || value[Symbol.toStringTag] === 'Module') return true;
+    exportsObjects ??= new Set(Object.values(require.cache).map((cached) => cached && cached.exports));
+    return exportsObjects.has(value);
+  };
   const consider = (value, depth) => {
     if (typeof value === 'function') {
       if (!seen.has(value)) queue.push(value);
@@ -107,6 +117,7 @@ function locate(root, modules, follow) {
     }
     if (depth > 1 || value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return;
     // A module's exports, a namespace, a registry, an instance: the functions it holds.
+    const exported = isModuleObject(value);
     let items = 0;
     for (let object = value; object && object !== Object.prototype && items < 200; object = Object.getPrototypeOf(object)) {
       for (const key of Reflect.ownKeys(object)) {
@@ -114,7 +125,15 @@ function locate(root, modules, follow) {
         const descriptor = Object.getOwnPropertyDescriptor(object, key);
         if (!descriptor) continue;
         if ('value' in descriptor) consider(descriptor.value, depth + 1);
-        else {
+        else if (exported && object === value) {
+          let got;
+          try {
+            got = value[key];
+          } catch {
+            continue;
+          }
+          consider(got, depth + 1);
+        } else {
           if (descriptor.get) consider(descriptor.get, depth + 1);
           if (descriptor.set) consider(descriptor.set, depth + 1);
         }

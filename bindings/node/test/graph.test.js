@@ -1208,3 +1208,27 @@ console.log(JSON.stringify(out));
   assert.deepStrictEqual(project.run('main.js').out, [10, 6, 5, 15, 24, 35]);
   assert.deepStrictEqual(project.run('main.js').out, [10, 6, 5, 15, 24, 35]);
 });
+
+test('TypeScript: module state changed while the program runs counts, through what tsx makes of the modules', {
+  skip: !fs.existsSync(TSX) && process.env.CI !== 'true' && 'tsx is not installed (npm ci --prefix bindings/node/test/typescript)',
+}, () => {
+  // tsx compiles a CommonJS project's imports to getters on an exports
+  // object, with helpers (`__defProp`) in each module's scope.
+  for (const type of ['commonjs', 'module']) {
+    const project = new Project({
+      'package.json': JSON.stringify({ type }),
+      'lib.ts': 'let scale = 2;\nexport function setScale(v: number) { scale = v; }\nexport const mul = (x: number): number => x * scale;\n',
+      'main.ts': `
+        import { memo } from ${JSON.stringify(path.resolve(__dirname, '..', 'index.js'))};
+        import { mul, setScale } from './lib${type === 'module' ? '.ts' : ''}';
+        const run = memo(function run(x: number) { return mul(x); });
+        const first = run(5);
+        setScale(3);
+        console.log(JSON.stringify([first, run(5)]));
+      `,
+    });
+    const result = spawnSync(TSX, ['main.ts'], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+    assert.strictEqual(result.status, 0, result.stderr);
+    assert.deepStrictEqual(JSON.parse(result.stdout.trim().split('\n').pop()), [10, 15], type);
+  }
+});
