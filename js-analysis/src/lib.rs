@@ -245,6 +245,10 @@ struct Unit {
     /// Path-like texts it passes as a call's first argument
     /// (`parse('table.csv')`), for a graph holding a unit that `reads_unknown`.
     named_paths: Vec<String>,
+    /// `module.exports = {…}`, `exports.k = […]`, `export default new X()`:
+    /// an export holding data (not a function, a class or a name), which a
+    /// module importing it reads as module state.
+    exported_data: bool,
     /// The deps (by index) it reads inside a function or a class, so when
     /// that code runs rather than when the module loads; in order.
     at_run_time: Vec<u32>,
@@ -395,6 +399,7 @@ impl Builder<'_> {
             effect: false,
             reads_unknown: false,
             named_paths: Vec::new(),
+            exported_data: false,
             at_run_time: Vec::new(),
             declared: None,
         });
@@ -604,6 +609,12 @@ impl Builder<'_> {
                 }
             }
             Statement::ExportDefaultDeclaration(export) => {
+                let data = match &export.declaration {
+                    ExportDefaultDeclarationKind::FunctionDeclaration(_)
+                    | ExportDefaultDeclarationKind::ClassDeclaration(_)
+                    | ExportDefaultDeclarationKind::TSInterfaceDeclaration(_) => false,
+                    other => holds_data(other.to_expression()),
+                };
                 let (text, kind, id) = match &export.declaration {
                     ExportDefaultDeclarationKind::FunctionDeclaration(function) => (
                         self.slice(function.span).to_owned(),
@@ -620,6 +631,7 @@ impl Builder<'_> {
                     }
                 };
                 let unit = self.unit("default".to_owned(), kind, export.span, &text)?;
+                self.module.units[unit].exported_data = data;
                 if let Some(id) = id {
                     self.bind(&id, unit);
                 }
@@ -646,6 +658,7 @@ impl Builder<'_> {
                             {
                                 let unit =
                                     self.unit("module.exports".to_owned(), "constant", expression.span, &text)?;
+                                self.module.units[unit].exported_data = holds_data(&assignment.right);
                                 self.module.cjs_exports = Some(unit);
                                 if let Expression::ObjectExpression(object) = &assignment.right {
                                     for property in &object.properties {
@@ -664,6 +677,7 @@ impl Builder<'_> {
                             {
                                 let unit =
                                     self.unit(format!("exports.{property}"), "constant", expression.span, &text)?;
+                                self.module.units[unit].exported_data = holds_data(&assignment.right);
                                 self.module.exports.insert(property, Export::Unit(unit));
                             } else if let Expression::Identifier(target) = object {
                                 let unit = self.unit(
@@ -2340,6 +2354,19 @@ fn write_only(semantic: &Semantic<'_>, id: oxc_semantic::NodeId, read: bool) -> 
     }
 }
 
+/// Whether an exported value is data: not a function, a class, a name (what
+/// a name holds counts where it is declared) or a literal.
+fn holds_data(expression: &Expression<'_>) -> bool {
+    !literal(expression)
+        && !matches!(
+            expression.without_parentheses(),
+            Expression::FunctionExpression(_)
+                | Expression::ArrowFunctionExpression(_)
+                | Expression::ClassExpression(_)
+                | Expression::Identifier(_)
+        )
+}
+
 /// Whether an initializer is a literal that no code can change (a number,
 /// string, boolean, `null`, a template without substitutions, `-1`).
 fn literal(expression: &Expression<'_>) -> bool {
@@ -2893,6 +2920,7 @@ fn summarize(
             effect: false,
             reads_unknown: false,
             named_paths: Vec::new(),
+            exported_data: false,
             at_run_time: Vec::new(),
             declared: None,
         });
@@ -3007,6 +3035,8 @@ struct Graph<'c> {
     /// `(unit node, node, importing module, local name)`: imports read
     /// inside a function or class ([`Graph::collect_state`]).
     import_reads: Vec<(u32, u32, Arc<Module>, String)>,
+    /// The nodes of exports holding data ([`Unit::exported_data`]).
+    exported_data: std::collections::HashSet<u32>,
     /// [`AnalyzedGraph::state_globals`], found by [`Graph::collect_state`].
     state_globals: Vec<String>,
     /// `(from, to)` edges to what may change `from` (writers, effects).
@@ -3038,6 +3068,7 @@ impl<'c> Graph<'c> {
             run_time_reads: Vec::new(),
             import_reads: Vec::new(),
             state_globals: Vec::new(),
+            exported_data: std::collections::HashSet::new(),
             effect_links: std::collections::HashSet::new(),
             core,
             project,
@@ -3332,8 +3363,14 @@ impl<'c> Graph<'c> {
             // Data an import binding holds: a variable, an export made by
             // an assignment (`module.exports = {…}`), a module read whole;
             // never a function, a class or a package.
+            // Or an export other than a function that some statement
+            // changes (`Config.k = 3` on an imported class: an effect edge
+            // into its node; a function's edges come from calls on it).
             let data = self.variables.contains_key(&target)
-                || matches!(self.nodes[target as usize].kind.as_str(), "constant" | "module");
+                || self.nodes[target as usize].kind == "module"
+                || self.exported_data.contains(&target)
+                || (self.nodes[target as usize].kind != "function"
+                    && self.effect_links.iter().any(|&(from, _)| from == target));
             if !called[reader as usize] || !data {
                 continue;
             }
@@ -3560,6 +3597,9 @@ impl<'c> Graph<'c> {
         }
         // A variable; or a class or function some code changes
         // (`Config.k = 3`, `helper.factor = 2`): its value is module state.
+        if data.exported_data {
+            self.exported_data.insert(index);
+        }
         if data.declared.is_some()
             || (matches!(data.kind, "class" | "function")
                 && module
