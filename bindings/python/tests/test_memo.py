@@ -1000,6 +1000,52 @@ def test_a_global_changed_after_the_first_call_is_seen_in_the_same_process(proje
     assert json.loads(project.run(again).stdout) == [15, "hit"]
 
 
+def test_large_containers_and_instances_changed_in_place_are_seen_within_the_process(project):
+    """Too large to copy at every call (over 1,000 items), a container or an
+    instance is compared one level deep by what it holds: an attribute
+    rebound beside a large one, an item of a large list, a list inside a
+    large dict. These calls used to return the first result."""
+    project.write(
+        "big_state.py",
+        """
+        from hitsave import memo
+
+        class Model:
+            def __init__(self):
+                self.weight = 2
+                self.table = list(range(5000))
+
+        MODEL = Model()
+        CONFIG = {"rows": list(range(5000)), **{f"k{i}": i for i in range(2000)}}
+        ROWS = list(range(5000))
+
+        @memo
+        def predict(x):
+            return MODEL.weight * x + MODEL.table[-1]
+
+        @memo
+        def last_row(x):
+            return CONFIG["rows"][-1] + CONFIG["k5"] + x
+
+        @memo
+        def last(x):
+            return ROWS[-1] + x
+        """,
+    )
+    code = """
+        import json, big_state as s
+        out = [s.predict(1), s.last_row(1), s.last(1)]
+        s.MODEL.weight = 3                 # an attribute beside a large one
+        s.MODEL.table[-1] = 0              # an item of a large attribute
+        s.CONFIG["rows"][-1] = 7           # a list inside a large dict
+        s.CONFIG["k5"] = 50                # an item of the large dict
+        s.ROWS[-1] = 9                     # an item of a large list
+        out += [s.predict(1), s.last_row(1), s.last(1)]
+        print(json.dumps(out))
+    """
+    assert json.loads(project.run(code).stdout) == [5001, 5005, 5000, 3, 58, 10]
+
+
 def test_small_arrays_and_instances_changed_in_place_are_seen_within_the_process(project):
     pytest.importorskip("numpy")
     project.write(

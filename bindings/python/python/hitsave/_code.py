@@ -936,6 +936,52 @@ def _attributes(obj: Any) -> Any:
     return obj.__dict__
 
 
+# Containers and instances too large for a copy are compared one level deep,
+# by the identity of their items, up to this many items.
+_SHALLOW_ITEMS = 100_000
+
+
+class _Same:
+    """Items compared as a tuple compares them, in C: each by identity first,
+    then by equality (an item replaced by an equal one is no change); what a
+    large container or an instance held, kept alive."""
+
+    __slots__ = ("keys", "items")
+
+    def __init__(self, keys: Any, items: tuple[Any, ...]) -> None:
+        self.keys = keys
+        self.items = items
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and self.keys == other.keys and self.items == other.items
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _shallow(value: Any) -> _Same:
+    """A large list, tuple, dict or set, or an instance's attributes, by the
+    identity of what it holds (`CONFIG["rows"] = …`, `model.weight = 3`)."""
+    if isinstance(value, dict):
+        return _Same(tuple(value), tuple(value.values()))
+    if isinstance(value, (list, tuple)):
+        return _Same(len(value), tuple(value))
+    if isinstance(value, (set, frozenset)):
+        return _Same(len(value), tuple(sorted(value, key=id)))
+    return _shallow(value.__dict__)
+
+
+def _held(value: Any) -> list[Any]:
+    """What `_shallow` compares, for a snapshot of each item one level down."""
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    return list(value.__dict__.values())
+
+
 def _probe(value: Any) -> tuple[Any, Any] | None:
     """For values that are not plain containers: a function of the value and
     what it returned now, which a later call compares again. A small numpy
@@ -957,6 +1003,13 @@ def _probe(value: Any) -> tuple[Any, Any] | None:
         copied = _copy_if_stable(attributes)
         if copied is not _SAME_OBJECT:
             return _attributes, copied
+    if (type(attributes) is dict and len(attributes) <= _SHALLOW_ITEMS) or (
+        type(value) in _PLAIN_CONTAINERS and len(value) <= _SHALLOW_ITEMS
+    ):
+        # Too large for a copy: what it holds, by identity (a rebound
+        # attribute or item is seen; a change inside a large item is seen
+        # when that item is itself small enough, one level down).
+        return _shallow, _shallow(value)
     return None
 
 
@@ -1032,7 +1085,7 @@ class Watched:
         self.cells.setdefault(id(cell), (cell, value))
         self._snapshot(value)
 
-    def _snapshot(self, value: Any) -> None:
+    def _snapshot(self, value: Any, depth: int = 0) -> None:
         if type(value) in _IDENTITY_ONLY or id(value) in self.snapshots or id(value) in self.probes:
             return  # functions, classes and modules: only a rebinding counts
         snapshot = _snapshot(value)
@@ -1042,6 +1095,14 @@ class Watched:
         probe = _probe(value)
         if probe is not None:
             self.probes[id(value)] = (value, *probe)
+            if probe[0] is _shallow and depth == 0:
+                # One level down, containers and arrays (not instances, whose
+                # caches change as they are read): `CONFIG["rows"][-1] = 7`,
+                # `model.opts["lr"] = 0.1`.
+                for item in _held(value)[:_SHALLOW_ITEMS]:
+                    kind = type(item)
+                    if kind in _PLAIN_CONTAINERS or (kind.__module__ == "numpy" and kind.__name__ == "ndarray"):
+                        self._snapshot(item, 1)
 
     def freeze(self) -> "Watched":
         for namespace, names in self.names.values():
