@@ -21,8 +21,11 @@ const GROUP = 'hitsave-live';
 // How many functions the search for a module's scope may look into.
 const SEARCH_BUDGET = 2000;
 // Plain data up to this many items is compared by contents before each call;
-// larger values by identity (and length).
+// larger containers, up to SHALLOW_ITEMS, by the identity of what they hold;
+// typed arrays up to ARRAY_WATCH_BYTES by their bytes (Python's limits).
 const SNAPSHOT_ITEMS = 1000;
+const SHALLOW_ITEMS = 100_000;
+const ARRAY_WATCH_BYTES = 64 << 10;
 const CJS_NAMES = new Set(['exports', 'require', 'module', '__filename', '__dirname']);
 
 let session = null;
@@ -180,51 +183,67 @@ function locate(root, modules, follow) {
   return found;
 }
 
+/** The items a container holds, and its keys (an object's), for a shallow comparison. */
+function itemsOf(item) {
+  if (Array.isArray(item)) return [null, item.slice()];
+  if (item instanceof Map) return [[...item.keys()], [...item.values()]];
+  if (item instanceof Set) return [null, [...item]];
+  const keys = Object.keys(item);
+  return [keys, keys.map((key) => item[key])];
+}
+
+function sizeOf(item) {
+  if (Array.isArray(item)) return item.length;
+  if (item instanceof Map || item instanceof Set) return item.size;
+  return Object.keys(item).length;
+}
+
 /**
- * What a value is now, to tell before a call whether it changed: plain data
- * (objects, arrays, Maps, Sets of primitives, up to SNAPSHOT_ITEMS items) by
- * contents, anything else by identity.
+ * What a value is now, to tell before a call whether it changed (as
+ * Python's module-level values are watched): plain data and instances up to
+ * SNAPSHOT_ITEMS items by contents; a typed array up to 64 KiB by its bytes;
+ * a larger container (up to SHALLOW_ITEMS) by the identity of what it holds,
+ * with each container or small typed array it holds compared the same way,
+ * one level down; anything larger by identity and length.
  */
-function snapshot(value) {
+function snapshot(value, depth = 0) {
   let budget = SNAPSHOT_ITEMS;
-  const copy = (item, depth) => {
+  const copy = (item, level) => {
     if (item === null || (typeof item !== 'object' && typeof item !== 'function')) return item;
-    if (depth > 6 || budget <= 0) return { same: item };
-    const prototype = Object.getPrototypeOf(item);
-    if (Array.isArray(item)) {
-      budget -= item.length;
-      if (budget < 0) return { same: item, length: item.length };
-      return { same: item, items: item.map((element) => copy(element, depth + 1)) };
+    if (ArrayBuffer.isView(item)) {
+      if (item.byteLength > ARRAY_WATCH_BYTES) return { same: item, length: item.byteLength };
+      return { same: item, bytes: Buffer.from(new Uint8Array(item.buffer, item.byteOffset, item.byteLength)) };
     }
-    if (item instanceof Map || item instanceof Set) {
-      budget -= item.size;
-      if (budget < 0) return { same: item, length: item.size };
-      return { same: item, items: [...item].map((entry) => copy(entry, depth + 1)) };
+    if (level > 6 || budget <= 0) return { same: item };
+    const size = sizeOf(item);
+    if (size > budget) {
+      if (size > SHALLOW_ITEMS) return { same: item, length: size };
+      const [keys, items] = itemsOf(item);
+      const nested = depth === 0 && level === 0 ? items.map((held) => (held !== null && typeof held === 'object' ? snapshot(held, 1) : undefined)) : null;
+      return { same: item, prototype: Object.getPrototypeOf(item), keys, items, shallow: true, nested };
     }
-    if (ArrayBuffer.isView(item)) return { same: item, length: item.byteLength };
-    const keys = Object.keys(item);
-    budget -= keys.length;
-    if (budget < 0) return { same: item, length: keys.length };
-    return { same: item, prototype, items: keys.map((key) => [key, copy(item[key], depth + 1)]) };
+    budget -= size;
+    const [keys, items] = itemsOf(item);
+    return { same: item, prototype: Object.getPrototypeOf(item), keys, items: items.map((held) => copy(held, level + 1)) };
   };
   return copy(value, 0);
 }
 
 function unchanged(before, now) {
   if (before === null || typeof before !== 'object') return Object.is(before, now);
-  if (now === null || (typeof now !== 'object' && typeof now !== 'function') || before.same !== now) return false;
-  if (before.length !== undefined) return (Array.isArray(now) ? now.length : now instanceof Map || now instanceof Set ? now.size : ArrayBuffer.isView(now) ? now.byteLength : Object.keys(now).length) === before.length;
+  if (before.same !== now) return false;
+  if (before.bytes !== undefined) return now.byteLength === before.bytes.length && before.bytes.equals(new Uint8Array(now.buffer, now.byteOffset, now.byteLength));
+  if (before.length !== undefined) return (ArrayBuffer.isView(now) ? now.byteLength : sizeOf(now)) === before.length;
   if (before.items === undefined) return true;
-  if (Array.isArray(now)) return now.length === before.items.length && before.items.every((item, i) => unchanged(item, now[i]));
-  if (now instanceof Map || now instanceof Set) {
-    if (now.size !== before.items.length) return false;
-    let i = 0;
-    for (const entry of now) if (!unchanged(before.items[i++], entry)) return false;
-    return true;
-  }
   if (Object.getPrototypeOf(now) !== before.prototype) return false;
-  const keys = Object.keys(now);
-  return keys.length === before.items.length && before.items.every(([key, item], i) => keys[i] === key && unchanged(item, now[key]));
+  const [keys, items] = itemsOf(now);
+  if (items.length !== before.items.length) return false;
+  if (before.keys !== null && (keys === null || keys.some((key, i) => !Object.is(key, before.keys[i])))) return false;
+  if (before.shallow) {
+    for (let i = 0; i < items.length; i++) if (!Object.is(items[i], before.items[i])) return false;
+    return before.nested === null || before.nested.every((held, i) => held === undefined || unchanged(held, items[i]));
+  }
+  return before.items.every((held, i) => unchanged(held, items[i]));
 }
 
 const MISSING = Symbol('hitsave.missing');

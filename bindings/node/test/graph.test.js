@@ -1232,3 +1232,31 @@ test('TypeScript: module state changed while the program runs counts, through wh
     assert.deepStrictEqual(JSON.parse(result.stdout.trim().split('\n').pop()), [10, 15], type);
   }
 });
+
+test('large module-level values and small typed arrays changed in place are seen at the next call', () => {
+  // Too large to copy at every call (over 1,000 items), a container is
+  // compared by what it holds, one level down; a typed array up to 64 KiB by
+  // its bytes (Python's limits). These calls returned the first result.
+  const project = new Project({
+    'main.js': `
+const { memo } = require(HITSAVE);
+const W = new Float64Array(1000);
+const CFG = { rows: Array.from({ length: 5000 }, (_, i) => i) };
+const ROWS = Array.from({ length: 5000 }, (_, i) => i);
+const BIG = { ...Object.fromEntries(Array.from({ length: 2000 }, (_, i) => ['k' + i, i])), list: [1, 2] };
+const f = memo((x) => W.reduce((a, b) => a + b, 0) + x);
+const g = memo((x) => CFG.rows[CFG.rows.length - 1] + ROWS[ROWS.length - 1] + x);
+const h = memo((x) => BIG.k5 + BIG.list.length + x);
+const out = [f(1), g(1), h(1)];
+W.fill(1);
+CFG.rows[CFG.rows.length - 1] = 7;
+ROWS[ROWS.length - 1] = 9;
+BIG.list.push(3);
+out.push(f(1), g(1), h(1));
+BIG.k5 = 50;
+out.push(h(1));
+console.log(JSON.stringify(out));
+`,
+  });
+  assert.deepStrictEqual(project.run('main.js').out, [1, 9999, 8, 1001, 17, 9, 54]);
+});
