@@ -1963,6 +1963,17 @@ fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here
             };
             Some(format!("file://{}", lexical_normal(&joined).to_string_lossy()))
         }
+        // `process.cwd()`: the directory relative paths resolve against, as
+        // a relative path itself does.
+        Expression::CallExpression(call)
+            if call.arguments.is_empty()
+                && matches!(call.callee.without_parentheses(), Expression::StaticMemberExpression(member)
+                    if member.property.name == "cwd"
+                        && matches!(&member.object, Expression::Identifier(process)
+                            if process.name == "process" && is_unresolved(semantic, process))) =>
+        {
+            Some(std::env::current_dir().ok()?.to_string_lossy().into_owned())
+        }
         Expression::CallExpression(call) => {
             let name = path_call_name(here, call)?;
             let parts: Option<Vec<String>> =

@@ -1260,3 +1260,20 @@ console.log(JSON.stringify(out));
   });
   assert.deepStrictEqual(project.run('main.js').out, [1, 9999, 8, 1001, 17, 9, 54]);
 });
+
+test('a path built on process.cwd() counts like the relative path it is', () => {
+  // `path.resolve(process.cwd(), 'data', name)` read a file under a known
+  // directory, but process.cwd() was no known text: an edit used to hit.
+  const project = new Project({
+    'data/a.txt': '2',
+    'main.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+const path = require('node:path');
+const read = memo((name) => Number(fs.readFileSync(path.resolve(process.cwd(), 'data', name + '.txt'), 'utf8')));
+const whole = memo(() => Number(fs.readFileSync(path.join(process.cwd(), 'data/a.txt'), 'utf8')));
+console.log(JSON.stringify([read('a'), whole()]));
+`,
+  });
+  editMisses(project, () => project.run('main.js').out, 'data/a.txt', '2', '3');
+});
