@@ -1223,6 +1223,38 @@ def test_a_file_read_by_a_parser_or_loader_without_a_read_name_counts(project):
     assert run() == ["6", "items"]
 
 
+def test_a_path_held_by_command_line_arguments_or_a_namespace_counts(project):
+    """`args = parser.parse_args()` then `open(args.config)`, a
+    `SimpleNamespace(data="data.txt")`: a package's small record holding the
+    path (the file used to be left out: an edit hit)."""
+    project.write("cfg.txt", "2")
+    project.write("data.txt", "5")
+    project.write("cli.py", """
+        import argparse, types
+        from hitsave import memo
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--config", default="cfg.txt")
+        args = parser.parse_args([])
+        SETTINGS = types.SimpleNamespace(data="data.txt")
+
+        @memo
+        def scaled(x):
+            with open(args.config) as handle:
+                return int(handle.read()) * x
+
+        @memo
+        def total(x):
+            with open(SETTINGS.data) as handle:
+                return int(handle.read()) + x
+    """)
+    call = "import cli; print(cli.scaled(1), cli.total(1))"
+    assert project.run(call).stdout.split() == ["2", "6"]
+    project.write("cfg.txt", "3")
+    project.write("data.txt", "7")
+    assert project.run(call).stdout.split() == ["3", "8"]
+
+
 def test_a_path_held_inside_a_module_level_value_counts(project):
     """`MODEL = Model("weights.txt")` with a method opening `self.path`,
     `CFG = {"weights": Path("weights.txt")}`, `INPUTS = ["data/a.txt"]`: the

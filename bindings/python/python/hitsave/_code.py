@@ -1204,8 +1204,9 @@ class _GraphBuilder:
 
     def _value_paths(self, node: int, hint: str, value: Any, namespace: dict[str, Any]) -> None:
         """Records the path strings and `Path`s inside a module-level value
-        (dict values, list/tuple/set items, a project instance's attributes;
-        at most 2,000 items, 6 levels deep) for :meth:`files_named_for_readers`."""
+        (dict values, list/tuple/set items, a project instance's attributes,
+        a package's small record's (`argparse.Namespace`); at most 2,000
+        items, 6 levels deep) for :meth:`files_named_for_readers`."""
         stack: list[tuple[Any, int]] = [(value, 0)]
         budget = 2000
         while stack and budget > 0:
@@ -1228,9 +1229,14 @@ class _GraphBuilder:
                 stack.extend((child, depth + 1) for child in item.values())
             elif kind in (list, tuple, set, frozenset):
                 stack.extend((child, depth + 1) for child in item)
-            elif not isinstance(item, (type, types.ModuleType, types.FunctionType)) and not is_external(type(item)):
+            elif not isinstance(item, (type, types.ModuleType, types.FunctionType)):
                 attributes = getattr(item, "__dict__", None)
-                if type(attributes) is dict:
+                # A project instance's attributes; a package's small record
+                # too (`args = parser.parse_args()`, a SimpleNamespace, a
+                # settings model): `open(args.config)` reads the path it holds.
+                if type(attributes) is dict and (
+                    not is_external(type(item)) or (depth <= 2 and len(attributes) <= 64)
+                ):
                     stack.extend((child, depth + 1) for child in attributes.values())
 
     def _add(self, kind: str, name: str, content: str) -> int:
