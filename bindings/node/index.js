@@ -403,7 +403,7 @@ function locate(error, functionName) {
  * program does not let the search reach cannot be read: refused, since its
  * value may be anything.
  */
-function withModuleState(graph, live, functionName) {
+function withModuleState(graph, live, functionName, anchor) {
   if (live.unfound.length) {
     throw new HitSaveError(
       `${functionName}: the module-level variables ${live.unfound.join(', ')} that it reads could not be found in the running program` +
@@ -427,7 +427,24 @@ function withModuleState(graph, live, functionName) {
     nodes[node][3].push(nodes.length);
     nodes.push(['constant', name, stateDigest(value), []]);
   }
-  return [nodes, native.fingerprints(nodes)[root]];
+  // Code that reads a path known only when it runs may read one these
+  // values hold (`readFileSync(cfg.data)`): those files count by contents,
+  // and are watched in the process like the graph's own files.
+  let files = 0;
+  if (graph.readsUnknown) {
+    const paths = require('./live').pathsIn(live.values.map(([, , value]) => value));
+    if (paths.length) {
+      const [found, watch] = native.fileNodes(anchor, paths);
+      const known = new Set(nodes.map((node) => node[1]));
+      for (const node of found) {
+        if (known.has(node[1])) continue;
+        nodes[root][3].push(nodes.length);
+        nodes.push(node);
+      }
+      files = watch;
+    }
+  }
+  return [nodes, native.fingerprints(nodes)[root], files];
 }
 
 /** A module-level variable's value digest: by value, else (a promise, a symbol) by its type. */
@@ -515,6 +532,7 @@ function memo(fn, options = {}) {
     if (state !== null) return state;
     const spec = { functionName, cacheDir, cloud: cloud !== false };
     let live = null;
+    let files = 0;
     if (name !== undefined) {
       spec.name = String(name);
       spec.version = String(version);
@@ -526,7 +544,7 @@ function memo(fn, options = {}) {
       registering = true;
       let nodes, fingerprint;
       try {
-        [nodes, fingerprint] = withModuleState(graph, live, functionName);
+        [nodes, fingerprint, files] = withModuleState(graph, live, functionName, where[0]);
       } finally {
         registering = false;
       }
@@ -545,7 +563,7 @@ function memo(fn, options = {}) {
       REGISTRATIONS.set(registration, known);
     }
     flushAtExit();
-    state = { ...known, graph, live, fingerprint: graph ? spec.fingerprint : null, watch: graph ? graph.watch : 0 };
+    state = { ...known, graph, live, files, fingerprint: graph ? spec.fingerprint : null, watch: graph ? graph.watch : 0 };
     return state;
   }
   // A file, a directory's listing or an environment variable the analysis
@@ -555,7 +573,7 @@ function memo(fn, options = {}) {
     if (state !== null && state.watch && !native.watchCurrent(state.watch)) {
       if (ANALYSES.get(site_key) === state.graph) ANALYSES.delete(site_key);
       state = null;
-    } else if (state !== null && state.live !== null && !state.live.current()) {
+    } else if (state !== null && state.live !== null && (!state.live.current() || (state.files && !native.watchCurrent(state.files)))) {
       // A module-level variable it reads holds something else now
       // (`setScale(3)`, `cfg.k = 7`): the same code, another fingerprint.
       state = null;

@@ -246,6 +246,39 @@ function unchanged(before, now) {
   return before.items.every((held, i) => unchanged(held, items[i]));
 }
 
+// A path a value holds: text with a `/` or an extension, no whitespace
+// (the analysis's rule for the paths code names).
+const PATH_LIKE = /^(?=[^\s]{1,4096}$)(?:.*\/.*|.*[^./][.][A-Za-z0-9]{1,10})$/;
+
+/**
+ * The path-like strings inside values (object values, array, Map and Set
+ * items, an instance's fields; at most 2,000 items, 6 levels deep), as
+ * Python's module-level values are searched: the files a configuration
+ * lists (`cfg.data`), for code reading paths only known when it runs.
+ */
+function pathsIn(values) {
+  const found = new Set();
+  const seen = new Set();
+  const stack = values.map((value) => [value, 0]);
+  let budget = 2000;
+  while (stack.length && budget-- > 0) {
+    const [item, depth] = stack.pop();
+    if (typeof item === 'string') {
+      if (PATH_LIKE.test(item)) found.add(item);
+      continue;
+    }
+    if (item === null || typeof item !== 'object' || depth >= 6 || seen.has(item) || ArrayBuffer.isView(item)) continue;
+    seen.add(item);
+    if (item instanceof URL && item.protocol === 'file:') {
+      found.add(decodeURIComponent(item.pathname));
+      continue;
+    }
+    const items = Array.isArray(item) || item instanceof Set ? [...item] : item instanceof Map ? [...item.values()] : Object.values(item);
+    for (const child of items) stack.push([child, depth + 1]);
+  }
+  return [...found];
+}
+
 const MISSING = Symbol('hitsave.missing');
 
 /**
@@ -323,4 +356,4 @@ class ModuleState {
   }
 }
 
-module.exports = { ModuleState, MISSING };
+module.exports = { ModuleState, MISSING, pathsIn };

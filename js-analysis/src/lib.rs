@@ -101,6 +101,27 @@ pub struct AnalyzedGraph {
     /// memoized function runs reads when it runs, standard ones left out:
     /// counted by their values in the running program, as `state` is.
     pub state_globals: Vec<String>,
+    /// Whether code of the graph reads a file at a path known only when it
+    /// runs: then the paths module state holds count too ([`file_nodes`]).
+    pub reads_unknown: bool,
+}
+
+/// Graph nodes for files by their contents (`file:<path>`, named relative to
+/// the project root of `anchor`, as a graph names them), and what to watch
+/// of them in the process: the files module-level values name (a path a
+/// configuration file lists, `cfg.data`), found by the binding in the
+/// running program.
+pub fn file_nodes(core: &Core, anchor: &Path, paths: &[PathBuf]) -> Result<(Vec<GraphNode>, Watched), HitSaveError> {
+    let anchor = anchor.canonicalize().unwrap_or_else(|_| anchor.to_path_buf());
+    let mut graph = Graph::new(core, project_root(&anchor), &Program::default());
+    for path in paths {
+        let Some(path) = absolute(path) else { continue };
+        let path = lexical_normal(&path);
+        if path.is_file() {
+            graph.file(&path, true)?;
+        }
+    }
+    Ok((graph.nodes, graph.watched))
 }
 
 /// The module-level variables of one module that a graph reads.
@@ -3885,8 +3906,21 @@ impl Graph<'_> {
         if !self.reached.iter().any(|(module, unit, _)| module.units[*unit].reads_unknown) {
             return Ok(());
         }
+        // The files the command-line arguments name (`node main.js
+        // data.csv`, `--config cfg.json`): read by `readFileSync(process.argv[2])`
+        // or through a package that parses the arguments itself.
+        let argv: Vec<String> = self
+            .argv
+            .iter()
+            .flat_map(|argument| {
+                let value = argument.split_once('=').map(|(_, value)| value.to_owned());
+                std::iter::once(argument.clone()).chain(value)
+            })
+            .collect();
         for (module, unit, node) in std::mem::take(&mut self.reached) {
-            for text in &module.units[unit].named_paths {
+            let unknown = module.units[unit].reads_unknown;
+            let named = module.units[unit].named_paths.iter();
+            for text in named.chain(argv.iter().filter(|_| unknown)) {
                 let Some(path) = absolute(Path::new(text)) else { continue };
                 let path = lexical_normal(&path);
                 if path.is_file() {
@@ -3924,6 +3958,7 @@ impl Graph<'_> {
         // they count for those effects; they add no node otherwise.
         self.seed_effects(others)?;
         self.add_effects()?;
+        let reads_unknown = self.reached.iter().any(|(module, unit, _)| module.units[*unit].reads_unknown);
         self.files_named_for_readers()?;
         self.collect_state(root);
         {
@@ -3958,6 +3993,7 @@ impl Graph<'_> {
             state: self.state,
             state_names,
             state_globals,
+            reads_unknown,
         })
     }
 }

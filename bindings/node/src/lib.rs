@@ -19,7 +19,7 @@ mod portable;
 mod walk;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use hitsave_core::Digest;
@@ -263,6 +263,17 @@ const ANALYSIS_STACK: usize = 1 << 30;
 /// keeps (`watch` of an analysis; 0 when it read only code).
 static WATCHES: Mutex<Vec<Arc<analyze::Watched>>> = Mutex::new(Vec::new());
 
+/// Keeps what an analysis read besides code under an id for `watchCurrent`
+/// (0: it read only code).
+fn keep_watch(watched: analyze::Watched) -> usize {
+    if watched.is_empty() {
+        return 0;
+    }
+    let mut watches = WATCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    watches.push(Arc::new(watched));
+    watches.len()
+}
+
 /// Whether nothing an analysis read besides code changed since (the files
 /// and directory listings by size, time and inode, the environment
 /// variables by value): when something did, JavaScript analyses again.
@@ -313,13 +324,8 @@ fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
     js.set_named(out, "stateNames", js.array_of(&names)?)?;
     let globals: Vec<V> = graph.state_globals.iter().map(|name| js.str(name)).collect::<Result<_>>()?;
     js.set_named(out, "stateGlobals", js.array_of(&globals)?)?;
-    let watch = if graph.watched.is_empty() {
-        0
-    } else {
-        let mut watches = WATCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        watches.push(Arc::new(graph.watched));
-        watches.len()
-    };
+    js.set_named(out, "readsUnknown", js.boolean(graph.reads_unknown)?)?;
+    let watch = keep_watch(graph.watched);
     js.set_named(out, "watch", js.number(watch as f64)?)?;
     Ok(Raw(out))
 }
@@ -387,6 +393,32 @@ pub fn analyze_async(
 ) -> AsyncTask<Analyze> {
     let (others, argv) = (others.unwrap_or_default(), argv.unwrap_or_default());
     AsyncTask::new(Analyze { file, line, column, source, script, others, argv })
+}
+
+/// `[nodes, watch]`: graph nodes for the existing files among `paths`, by
+/// contents (`file:<path>` relative to the project root of `anchor`), and
+/// the id `watchCurrent` checks them by: the files module state names
+/// (`cfg.data` read from a configuration file), for a graph whose code reads
+/// files at paths known only when it runs.
+#[napi]
+pub fn file_nodes(env: Env, anchor: String, paths: Vec<String>) -> Result<Raw> {
+    let js = Js(env.raw());
+    let found = (|| -> std::result::Result<_, HitSaveError> {
+        let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+        analyze::file_nodes(Core::shared()?, Path::new(&anchor), &paths)
+    })();
+    let (nodes, watched) = found.map_err(|err| to_napi(js, err))?;
+    let mut items = Vec::new();
+    for node in &nodes {
+        items.push(js.array_of(&[
+            js.str(&node.kind)?,
+            js.str(&node.name)?,
+            js.str(&node.content)?,
+            js.array_of(&[])?,
+        ])?);
+    }
+    let watch = keep_watch(watched);
+    Ok(Raw(js.array_of(&[js.array_of(&items)?, js.number(watch as f64)?])?))
 }
 
 /// The names a function's source reads without declaring them (see

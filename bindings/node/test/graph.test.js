@@ -1277,3 +1277,33 @@ console.log(JSON.stringify([read('a'), whole()]));
   });
   editMisses(project, () => project.run('main.js').out, 'data/a.txt', '2', '3');
 });
+
+test('a file named by a command-line argument or by a value a configuration file holds counts', () => {
+  // `readFileSync(process.argv[2])`, `--config other.txt` through a parser,
+  // `readFileSync(cfg.data)` with cfg read from JSON: paths known only when
+  // the code runs, which no text of the code names; an edit used to hit.
+  const project = new Project({
+    'cfg.json': '{"data": "data.csv"}',
+    'data.csv': '2',
+    'other.txt': '7',
+    'main.js': `
+const { memo } = require(HITSAVE);
+const fs = require('node:fs');
+const { parseArgs } = require('node:util');
+const { values: args } = parseArgs({ options: { config: { type: 'string' } }, allowPositionals: true, strict: false });
+const cfg = JSON.parse(fs.readFileSync('cfg.json', 'utf8'));
+const fromArgv = memo(() => Number(fs.readFileSync(args.config, 'utf8')));
+const fromPositional = memo(() => Number(fs.readFileSync(process.argv[4], 'utf8')));
+const fromConfig = memo((x) => Number(fs.readFileSync(cfg.data, 'utf8')) * x);
+console.log(JSON.stringify([fromArgv(), fromPositional(), fromConfig(5)]));
+`,
+  });
+  const run = () => {
+    const result = spawnSync(process.execPath, ['main.js', '--config', 'other.txt', 'data.csv'], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+    assert.strictEqual(result.status, 0, result.stderr);
+    return JSON.parse(result.stdout.trim().split('\n').pop());
+  };
+  assert.deepStrictEqual(run(), [7, 2, 10]);
+  editMisses(project, run, 'other.txt', '7', '8');
+  editMisses(project, run, 'data.csv', '2', '3');
+});
