@@ -260,12 +260,15 @@ function stackSites(skip, limit) {
  * own, not this file), then the entry script: what it imports ran before
  * this call, and may have changed what the function reads (its effects count).
  */
+const HITSAVE_DIRECTORY = __dirname + require('node:path').sep;
+
 function programFiles(sites) {
   const files = [];
   for (const caller of sites) {
     let name = caller.getFileName();
-    if (!name || name.startsWith('node:') || name === __filename) continue;
+    if (!name || name.startsWith('node:')) continue;
     if (name.startsWith('file://')) name = require('node:url').fileURLToPath(name);
+    if (name === __filename || name.startsWith(HITSAVE_DIRECTORY)) continue; // this package's own files
     if (!files.includes(name)) files.push(name);
   }
   const entry = process.argv[1] && require('node:path').resolve(process.argv[1]);
@@ -447,10 +450,40 @@ function withModuleState(graph, live, functionName, anchor) {
   return [nodes, native.fingerprints(nodes)[root], files];
 }
 
+/** Whether each class is a package's (or Node's), not the project's: by constructor. */
+const PACKAGE_CLASSES = new WeakMap();
+
+/**
+ * Whether a value is an instance of a class the project does not define (a
+ * logger, a database client, a pool, an LRU cache from a package, an
+ * EventEmitter): module state counts such an object by its class and
+ * identity, not its contents, which are the package's (a process id, a
+ * start time, lines logged) and would make every process and every call
+ * miss.
+ */
+function packageInstance(value) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || ArrayBuffer.isView(value)) return false;
+  const prototype = Object.getPrototypeOf(value);
+  if (prototype === null || prototype === Object.prototype || value instanceof Map || value instanceof Set) return false;
+  if (value instanceof Date || value instanceof RegExp || value instanceof NDArray || value instanceof File) return false;
+  const constructor = prototype.constructor;
+  if (typeof constructor !== 'function') return false;
+  let known = PACKAGE_CLASSES.get(constructor);
+  if (known === undefined) {
+    const source = Function.prototype.toString.call(constructor);
+    known =
+      !source.includes('[native code]') &&
+      native.classFingerprints(source, constructor.name || '', programFiles(stackSites(packageInstance, 32)), process.argv.slice(2)).length === 0;
+    PACKAGE_CLASSES.set(constructor, known);
+  }
+  return known;
+}
+
 /** A module-level variable's value digest: by value, else (a promise, a symbol) by its type. */
 function stateDigest(value) {
   const { MISSING } = require('./live');
   if (value === MISSING) return native.valueDigest(['state', 'unread']);
+  if (packageInstance(value)) return native.valueDigest(['state', 'instance', Object.getPrototypeOf(value).constructor.name || '']);
   if (typeof value === 'function' && !value[IDENTITY]) {
     // A function or class (a memoized one counts by its fingerprint): its
     // code is in the graph; its source, for a variable that holds another
@@ -538,7 +571,7 @@ function memo(fn, options = {}) {
       spec.version = String(version);
     } else if (graph.state.length || graph.stateGlobals.length) {
       if (moduleState === null || moduleState.graph !== graph) {
-        moduleState = { graph, live: new (require('./live').ModuleState)(fn, graph.state, graph.stateNames, graph.stateGlobals) };
+        moduleState = { graph, live: new (require('./live').ModuleState)(fn, graph.state, graph.stateNames, graph.stateGlobals, packageInstance) };
       }
       live = moduleState.live;
       registering = true;

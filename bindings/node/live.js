@@ -206,10 +206,12 @@ function sizeOf(item) {
  * with each container or small typed array it holds compared the same way,
  * one level down; anything larger by identity and length.
  */
-function snapshot(value, depth = 0) {
+function snapshot(value, depth = 0, opaque = () => false) {
   let budget = SNAPSHOT_ITEMS;
   const copy = (item, level) => {
     if (item === null || (typeof item !== 'object' && typeof item !== 'function')) return item;
+    // A package's object (a logger, a client, a cache): by identity only.
+    if (opaque(item)) return { same: item };
     if (ArrayBuffer.isView(item)) {
       if (item.byteLength > ARRAY_WATCH_BYTES) return { same: item, length: item.byteLength };
       return { same: item, bytes: Buffer.from(new Uint8Array(item.buffer, item.byteOffset, item.byteLength)) };
@@ -219,7 +221,7 @@ function snapshot(value, depth = 0) {
     if (size > budget) {
       if (size > SHALLOW_ITEMS) return { same: item, length: size };
       const [keys, items] = itemsOf(item);
-      const nested = depth === 0 && level === 0 ? items.map((held) => (held !== null && typeof held === 'object' ? snapshot(held, 1) : undefined)) : null;
+      const nested = depth === 0 && level === 0 ? items.map((held) => (held !== null && typeof held === 'object' ? snapshot(held, 1, opaque) : undefined)) : null;
       return { same: item, prototype: Object.getPrototypeOf(item), keys, items, shallow: true, nested };
     }
     budget -= size;
@@ -286,8 +288,10 @@ const MISSING = Symbol('hitsave.missing');
  * `[[node, name, value], …]`; `current()` says whether it is still what was read.
  */
 class ModuleState {
-  constructor(root, modules, follow, globals = []) {
+  constructor(root, modules, follow, globals = [], opaque = () => false) {
     this.globals = globals;
+    // Values counted by their class and identity alone (a package's objects).
+    this.opaque = opaque;
     try {
       this.places = locate(root, modules, new Set(follow));
       this.failure = null;
@@ -324,7 +328,7 @@ class ModuleState {
     // Globals the code reads (`RATE`, `globalThis.RATE`): on the global object.
     for (const name of this.globals) values.push([-1, name, name in globalThis ? globalThis[name] : MISSING]);
     this.values = values;
-    this.snapshots = values.map(([, , value]) => snapshot(value));
+    this.snapshots = values.map(([, , value]) => snapshot(value, 0, this.opaque));
     return values;
   }
 

@@ -2350,6 +2350,10 @@ const STANDARD_GLOBALS: &[&str] = &[
     "window",
 ];
 
+/// Methods that add to (or take from) a collection, returning nothing code
+/// uses when called as a statement.
+const MUTATORS: &[&str] = &["push", "unshift", "add", "set", "delete", "clear"];
+
 /// Whether a reference to a variable only changes it, its value read by
 /// nothing: an assignment (`last = x`), a counter bumped as a statement
 /// (`runs++`, `total += x`), a collection added to as a statement
@@ -2368,15 +2372,38 @@ fn write_only(semantic: &Semantic<'_>, id: oxc_semantic::NodeId, read: bool) -> 
         }
         _ => false,
     };
-    let here = nodes.get_node(id).kind().span();
+    let mut here = nodes.get_node(id).kind().span();
+    let mut id = id;
+    let mut through = false;
+    // `stats.calls += 1`, `state.seen.push(x)`: through the members of the
+    // variable to what the statement does with them.
+    loop {
+        let (object, span, method) = match nodes.parent_kind(id) {
+            AstKind::StaticMemberExpression(member) => {
+                (member.object.span(), member.span, Some(member.property.name.as_str()))
+            }
+            AstKind::ComputedMemberExpression(member) => (member.object.span(), member.span, None),
+            _ => break,
+        };
+        let member_id = nodes.parent_id(id);
+        let called =
+            matches!(nodes.parent_kind(member_id), AstKind::CallExpression(call) if call.callee.span() == span);
+        if object != here || (called && method.is_some_and(|name| MUTATORS.contains(&name))) {
+            break; // a method that adds to it: decided below
+        }
+        here = span;
+        id = member_id;
+        through = true;
+    }
     match nodes.parent_kind(id) {
         AstKind::UpdateExpression(_) => discarded(nodes.parent_id(id)),
+        // `runs += 1`; `stats.by[x] = 1` (through a member, any operator).
         AstKind::AssignmentExpression(assignment) if assignment.left.span() == here => {
-            assignment.operator != oxc_ast::ast::AssignmentOperator::Assign && discarded(nodes.parent_id(id))
+            (through || assignment.operator != oxc_ast::ast::AssignmentOperator::Assign)
+                && discarded(nodes.parent_id(id))
         }
         AstKind::StaticMemberExpression(member)
-            if member.object.span() == here
-                && matches!(member.property.name.as_str(), "push" | "unshift" | "add" | "set" | "delete" | "clear") =>
+            if member.object.span() == here && MUTATORS.contains(&member.property.name.as_str()) =>
         {
             let member_id = nodes.parent_id(id);
             matches!(nodes.parent_kind(member_id), AstKind::CallExpression(call) if call.callee.span() == member.span)

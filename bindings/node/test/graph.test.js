@@ -1167,17 +1167,34 @@ console.log(JSON.stringify([...out, runs]));
 
 test('a counter or a log the function only adds to is no input: repeated calls hit in the process', () => {
   const project = new Project({
+    'node_modules/minilog/package.json': JSON.stringify({ name: 'minilog', version: '1.0.0', main: 'index.js' }),
+    'node_modules/minilog/index.js': `
+class Logger { constructor() { this.pid = process.pid; this.lines = []; } info(line) { this.lines.push(line); } }
+exports.create = () => new Logger();
+`,
     'main.js': `
 const { memo } = require(HITSAVE);
+const log = require('minilog').create();  // a package's object: its class, not its contents
 let runs = 0, total = 0, last;
 const calls = [], seen = new Set(), byKey = new Map();
-const f = memo((x) => { runs++; total += x; calls.push(x); seen.add(x); byKey.set(x, 1); last = x; return x * 2; });
+const stats = { calls: 0, by: {} };
+const f = memo((x) => {
+  runs++; total += x; calls.push(x); seen.add(x); byKey.set(x, 1); last = x;
+  stats.calls += 1; stats.by[x] = 1; log.info('f ' + x);
+  console.error('ran:f');
+  return x * 2;
+});
 const g = memo((x) => x + runs);  // reads the counter: an input
 console.log(JSON.stringify([f(3), f(3), f(4), f(3), runs, g(1), f(5), g(1)]));
 `,
   });
   // g(1) after f(5) ran reads runs = 3: computed again, not 1 + 2.
-  assert.deepStrictEqual(project.run('main.js').out, [6, 6, 8, 6, 2, 3, 10, 4]);
+  const first = project.run('main.js');
+  assert.deepStrictEqual(first.out, [6, 6, 8, 6, 2, 3, 10, 4]);
+  // Another process (another pid in the logger) hits f's results.
+  const again = project.run('main.js');
+  assert.deepStrictEqual(again.out, [6, 6, 8, 6, 0, 1, 10, 1]);
+  assert.strictEqual(again.stderr.split('\n').filter((line) => line === 'ran:f').length, 0);
 });
 
 test("a class's static data or a global changed while the program runs counts at the next call", () => {
