@@ -1000,6 +1000,55 @@ def test_a_global_changed_after_the_first_call_is_seen_in_the_same_process(proje
     assert json.loads(project.run(again).stdout) == [15, "hit"]
 
 
+def test_a_counter_or_a_log_the_function_only_adds_to_is_no_input(project):
+    """`global RUNS; RUNS += 1`, `CALLS.append(x)`, `SEEN.add(x)`: the
+    function only adds to them, so what they hold is no input of it and a
+    repeated call hits in the process (every call used to miss: the counter
+    changed the fingerprint). A function that reads the counter still sees
+    it change (as Node's module state does)."""
+    project.write(
+        "counting.py",
+        """
+        import collections
+        from hitsave import memo
+
+        RUNS = 0
+        TOTAL = 0.0
+        CALLS = []
+        SEEN = set()
+        BY = {}
+        RECENT = collections.deque()
+
+        @memo
+        def f(x):
+            global RUNS, TOTAL
+            RUNS += 1
+            TOTAL += x
+            CALLS.append(x)
+            SEEN.add(x)
+            BY.update({x: 1})
+            RECENT.appendleft(x)
+            print("ran:f")
+            return x * 2
+
+        @memo
+        def g(x):
+            return x + RUNS
+        """,
+    )
+    code = """
+        import json, counting as c
+        out = [c.f(3), c.f(3), c.f(4), c.f(3), c.RUNS, c.g(1), c.f(5), c.g(1)]
+        print(json.dumps(out))
+    """
+    first = project.run(code).stdout.split("\n")
+    assert json.loads(first[-2]) == [6, 6, 8, 6, 2, 3, 10, 4]
+    assert first.count("ran:f") == 3
+    again = project.run(code).stdout.split("\n")
+    assert json.loads(again[-2]) == [6, 6, 8, 6, 0, 1, 10, 1]
+    assert again.count("ran:f") == 0
+
+
 def test_large_containers_and_instances_changed_in_place_are_seen_within_the_process(project):
     """Too large to copy at every call (over 1,000 items), a container or an
     instance is compared one level deep by what it holds: an attribute

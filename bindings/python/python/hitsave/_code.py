@@ -429,11 +429,15 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
     found: list[tuple[str | None, Any, Any, str | None]] = []
     package = namespace.get("__package__") or (namespace.get("__name__", "").rpartition(".")[0] or None)
     environment: Any = _MISSING
-    for reference in _bytecode.references(code):
+    references = _bytecode.references(code)
+    written = _written_only(code, references, namespace)
+    for reference in references:
         if reference[0] == "import":
             found.extend(_imported(reference[1], reference[2], reference[3], package))
             continue
         name, attrs = reference[1], reference[2]
+        if name in written:
+            continue  # only added to or bumped: no input of the code
         if name in _WHOLE_NAMESPACE and name not in namespace:
             # `globals()["g"]`, `vars()`, `eval("g(x)")`: any global may be
             # read by a name the bytecode does not hold; all of them count.
@@ -728,6 +732,72 @@ _ENVIRON = os.environ
 _GETENVB = getattr(os, "getenvb", _MISSING)
 # Builtins that read a module's globals by a name computed at run time.
 _WHOLE_NAMESPACE = frozenset({"globals", "vars", "eval", "exec"})
+
+# Methods that add to (or clear) a list, set, dict or deque and return None,
+# so a call tells the code nothing about what the collection holds.
+_ADDERS = frozenset({"append", "appendleft", "add", "extend", "extendleft", "update", "insert", "clear", "discard"})
+_COLLECTIONS = (list, set, dict, collections.deque)
+
+
+def _written_only(code: types.CodeType, references: list[tuple[Any, ...]], namespace: dict[str, Any]) -> frozenset[str]:
+    """The module-level names `code` (with its nested code) only adds to or
+    bumps, never reads otherwise: a collection it only calls `append`/`add`/
+    `update`/… on (`CALLS.append(x)`), a counter it only bumps (`global
+    RUNS; RUNS += 1`). What they hold is no input of the code, so a memoized
+    function counting its runs keeps hitting in the process (Node's rule)."""
+    uses: dict[str, list[list[Any]]] = {}
+    for reference in references:
+        if reference[0] == "global":
+            uses.setdefault(reference[1], []).append(reference[2])
+    written = set()
+    bumped: set[str] | None = None
+    for name, chains in uses.items():
+        value = namespace.get(name, _MISSING)
+        if isinstance(value, _COLLECTIONS) and all(len(chain) == 1 and chain[0] in _ADDERS for chain in chains):
+            written.add(name)
+        elif isinstance(value, (int, float)) and all(not chain for chain in chains):
+            if bumped is None:
+                bumped = _bumped_globals(code)
+            if name in bumped:
+                written.add(name)
+    return frozenset(written)
+
+
+def _bumped_globals(code: types.CodeType) -> set[str]:
+    """The globals every load of which (in `code` and its nested code) is
+    `NAME += constant or local` stored straight back: counters."""
+    stores = [nested for nested in _bytecode.nested_codes(code) if "STORE_GLOBAL" in _opnames(nested)]
+    if not stores:
+        return set()
+    import dis
+
+    loads: dict[str, int] = {}
+    bumps: dict[str, int] = {}
+    for nested in _bytecode.nested_codes(code):
+        instructions = [i for i in dis.get_instructions(nested) if i.opname not in ("CACHE", "EXTENDED_ARG")]
+        for at, instruction in enumerate(instructions):
+            if instruction.opname not in ("LOAD_GLOBAL", "LOAD_NAME"):
+                continue
+            loads[instruction.argval] = loads.get(instruction.argval, 0) + 1
+            after = instructions[at + 1 : at + 4]
+            if (
+                len(after) == 3
+                and after[0].opname in ("LOAD_CONST", "LOAD_FAST", "LOAD_SMALL_INT", "LOAD_FAST_BORROW")
+                and after[1].opname in ("BINARY_OP", "INPLACE_ADD", "INPLACE_SUBTRACT")
+                and (after[1].opname != "BINARY_OP" or "=" in (after[1].argrepr or ""))
+                and after[2].opname in ("STORE_GLOBAL", "STORE_NAME")
+                and after[2].argval == instruction.argval
+            ):
+                bumps[instruction.argval] = bumps.get(instruction.argval, 0) + 1
+    return {name for name, count in bumps.items() if loads.get(name) == count}
+
+
+@functools.lru_cache(maxsize=4096)
+def _opnames(code: types.CodeType) -> frozenset[str]:
+    """The instruction names in `code` (by opcode bytes, without `dis`)."""
+    import opcode
+
+    return frozenset(opcode.opname[op] for op in code.co_code[::2])
 
 
 @functools.lru_cache(maxsize=1)
