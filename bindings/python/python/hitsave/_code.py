@@ -429,15 +429,12 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
     found: list[tuple[str | None, Any, Any, str | None]] = []
     package = namespace.get("__package__") or (namespace.get("__name__", "").rpartition(".")[0] or None)
     environment: Any = _MISSING
-    references = _bytecode.references(code)
-    written = _written_only(code, references, namespace)
-    for reference in references:
+    counted: dict[str, list[Any]] | None = None  # collections and numbers read: `_written_only`
+    for reference in _bytecode.references(code):
         if reference[0] == "import":
             found.extend(_imported(reference[1], reference[2], reference[3], package))
             continue
         name, attrs = reference[1], reference[2]
-        if name in written:
-            continue  # only added to or bumped: no input of the code
         if name in _WHOLE_NAMESPACE and name not in namespace:
             # `globals()["g"]`, `vars()`, `eval("g(x)")`: any global may be
             # read by a name the bytecode does not hold; all of them count.
@@ -458,6 +455,10 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
                 found.append((None, None, injected, f"builtins:{name}"))
             continue  # a standard builtin, or defined later or never: nothing to hash now
         value = bound = namespace[name]
+        if type(bound) in _COUNTABLE:
+            if counted is None:
+                counted = {}
+            counted.setdefault(name, []).append(attrs)
         # Follow module.attr(.attr…) reads.
         qualified = None
         for attr in attrs:
@@ -479,6 +480,11 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
         found.append((name, bound, value, qualified))
         if id(value) in _importer_ids():
             found.extend(_modules_named_in(code, package, namespace))
+    if counted is not None:
+        written = _written_only(code, counted, namespace)
+        if written:
+            # Only added to or bumped: no input of the code.
+            found = [entry for entry in found if entry[0] not in written]
     return found
 
 
@@ -737,30 +743,30 @@ _WHOLE_NAMESPACE = frozenset({"globals", "vars", "eval", "exec"})
 # so a call tells the code nothing about what the collection holds.
 _ADDERS = frozenset({"append", "appendleft", "add", "extend", "extendleft", "update", "insert", "clear", "discard"})
 _COLLECTIONS = (list, set, dict, collections.deque)
+_COUNTABLE = frozenset({list, set, dict, collections.deque, int, float})
 
 
-def _written_only(code: types.CodeType, references: list[tuple[Any, ...]], namespace: dict[str, Any]) -> frozenset[str]:
-    """The module-level names `code` (with its nested code) only adds to or
-    bumps, never reads otherwise: a collection it only calls `append`/`add`/
-    `update`/… on (`CALLS.append(x)`), a counter it only bumps (`global
-    RUNS; RUNS += 1`). What they hold is no input of the code, so a memoized
-    function counting its runs keeps hitting in the process (Node's rule)."""
-    uses: dict[str, list[list[Any]]] = {}
-    for reference in references:
-        if reference[0] == "global":
-            uses.setdefault(reference[1], []).append(reference[2])
+def _written_only(code: types.CodeType, uses: dict[str, list[Any]], namespace: dict[str, Any]) -> set[str]:
+    """Of the collections and numbers `code` (with its nested code) reads
+    (`uses`: name -> the attribute chains read after it), those it only adds
+    to or bumps, never reads otherwise: a collection it only calls `append`/
+    `add`/`update`/… on (`CALLS.append(x)`), a counter it only bumps
+    (`global RUNS; RUNS += 1`). What they hold is no input of the code, so a
+    memoized function counting its runs keeps hitting in the process (Node's
+    rule)."""
     written = set()
     bumped: set[str] | None = None
     for name, chains in uses.items():
-        value = namespace.get(name, _MISSING)
-        if isinstance(value, _COLLECTIONS) and all(len(chain) == 1 and chain[0] in _ADDERS for chain in chains):
-            written.add(name)
-        elif isinstance(value, (int, float)) and all(not chain for chain in chains):
+        value = namespace[name]
+        if isinstance(value, _COLLECTIONS):
+            if all(len(chain) == 1 and chain[0] in _ADDERS for chain in chains):
+                written.add(name)
+        elif all(not chain for chain in chains):
             if bumped is None:
-                bumped = _bumped_globals(code)
+                bumped = _bumped_globals(code) if _stores_globals(code) else set()
             if name in bumped:
                 written.add(name)
-    return frozenset(written)
+    return written
 
 
 def _bumped_globals(code: types.CodeType) -> set[str]:
@@ -798,6 +804,22 @@ def _opnames(code: types.CodeType) -> frozenset[str]:
     import opcode
 
     return frozenset(opcode.opname[op] for op in code.co_code[::2])
+
+
+@functools.cache
+def _store_global_byte() -> bytes:
+    import opcode
+
+    return bytes([opcode.opmap["STORE_GLOBAL"]])
+
+
+def _stores_globals(code: types.CodeType) -> bool:
+    """Whether `code` or its nested code may store a global (its opcode's
+    byte appears: a byte test, rarely true, confirmed by `_bumped_globals`)."""
+    byte = _store_global_byte()
+    if byte in code.co_code:
+        return True
+    return any(isinstance(const, types.CodeType) and _stores_globals(const) for const in code.co_consts)
 
 
 @functools.lru_cache(maxsize=1)
