@@ -121,6 +121,14 @@ const IDENTITY = Symbol('hitsave.identity');
 
 /** Analyses by call site (and source): a graph, or the promise of one. */
 const ANALYSES = new Map();
+/** The search for an analysis's module state in the running program (live.js), by analysis. */
+const MODULE_STATES = new WeakMap();
+let liveModule = null;
+/** live.js, loaded at the first function that reads module state. */
+function live_() {
+  liveModule ??= require('./live');
+  return liveModule;
+}
 /** Native registrations by identity and options: memo() run again reuses its handle. */
 const REGISTRATIONS = new Map();
 /** Parameter names and `this` use by function source. */
@@ -406,7 +414,8 @@ function locate(error, functionName) {
  * program does not let the search reach cannot be read: refused, since its
  * value may be anything.
  */
-function withModuleState(graph, live, functionName, anchor) {
+function withModuleState(graph, search, functionName, anchor) {
+  const live = search;
   if (live.unfound.length) {
     throw new HitSaveError(
       `${functionName}: the module-level variables ${live.unfound.join(', ')} that it reads could not be found in the running program` +
@@ -418,7 +427,8 @@ function withModuleState(graph, live, functionName, anchor) {
   const nodes = graph.nodes.map((node) => [node[0], node[1], node[2], node[3].slice()]);
   const root = nodes.findIndex((node) => node[1] === graph.root);
   const names = new Set();
-  for (const [at, variable, value] of live.read()) {
+  const reading = live.read();
+  for (const [at, variable, value] of reading.values) {
     // `state:<its node>` (`/<name>` for one of several names a declaration
     // binds; `#2`… where another module's import of it is read too); a
     // global under the root, `state:global:<name>`.
@@ -435,7 +445,7 @@ function withModuleState(graph, live, functionName, anchor) {
   // and are watched in the process like the graph's own files.
   let files = 0;
   if (graph.readsUnknown) {
-    const paths = require('./live').pathsIn(live.values.map(([, , value]) => value));
+    const paths = live_().pathsIn(reading.values.map(([, , value]) => value));
     if (paths.length) {
       const [found, watch] = native.fileNodes(anchor, paths);
       const known = new Set(nodes.map((node) => node[1]));
@@ -447,7 +457,7 @@ function withModuleState(graph, live, functionName, anchor) {
       files = watch;
     }
   }
-  return [nodes, native.fingerprints(nodes)[root], files];
+  return [nodes, native.fingerprints(nodes)[root], files, reading];
 }
 
 /** Whether each class is a package's (or Node's), not the project's: by constructor. */
@@ -481,8 +491,7 @@ function packageInstance(value) {
 
 /** A module-level variable's value digest: by value, else (a promise, a symbol) by its type. */
 function stateDigest(value) {
-  const { MISSING } = require('./live');
-  if (value === MISSING) return native.valueDigest(['state', 'unread']);
+  if (value === live_().MISSING) return native.valueDigest(['state', 'unread']);
   if (packageInstance(value)) return native.valueDigest(['state', 'instance', Object.getPrototypeOf(value).constructor.name || '']);
   if (typeof value === 'function' && !value[IDENTITY]) {
     // A function or class (a memoized one counts by its fingerprint): its
@@ -557,9 +566,6 @@ function memo(fn, options = {}) {
   let state = null; // { handle, mode, fingerprint, graph }
   // The command-line arguments count by value where the code reads them (`process.argv`).
   const where = [site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source, site ? site.script : null, site ? site.others : [], process.argv.slice(2)];
-  // The module-level variables the graph reads, found in the running
-  // program once per function (live.js), read again at each registration.
-  let moduleState = null;
   let registering = false;
   function register(graph) {
     if (state !== null) return state;
@@ -570,14 +576,26 @@ function memo(fn, options = {}) {
       spec.name = String(name);
       spec.version = String(version);
     } else if (graph.state.length || graph.stateGlobals.length) {
-      if (moduleState === null || moduleState.graph !== graph) {
-        moduleState = { graph, live: new (require('./live').ModuleState)(fn, graph.state, graph.stateNames, graph.stateGlobals, packageInstance) };
+      // The module-level variables the graph reads, found in the running
+      // program once per analysis (live.js: memo() run again at one call
+      // site searches once), read again at each registration.
+      let search = MODULE_STATES.get(graph);
+      if (search === undefined) {
+        search = new (live_().ModuleState)(fn, graph.state, graph.stateNames, graph.stateGlobals, packageInstance);
+        MODULE_STATES.set(graph, search);
       }
-      live = moduleState.live;
       registering = true;
       let nodes, fingerprint;
       try {
-        [nodes, fingerprint, files] = withModuleState(graph, live, functionName, where[0]);
+        // memo() run again at this call site with the state as it was: the
+        // last registration's reading holds, so it is reused.
+        const last = search.last;
+        if (last && last.reading.current() && (!last.files || native.watchCurrent(last.files))) {
+          ({ nodes, fingerprint, files, reading: live } = last);
+        } else {
+          [nodes, fingerprint, files, live] = withModuleState(graph, search, functionName, where[0]);
+          search.last = { nodes, fingerprint, files, reading: live };
+        }
       } finally {
         registering = false;
       }

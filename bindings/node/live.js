@@ -312,11 +312,13 @@ class ModuleState {
       }
     });
     this.unfound = [...assigned].filter(([node]) => !found.has(node)).map(([, described]) => described);
-    this.values = null;
-    this.snapshots = null;
   }
 
-  /** The values now, and the snapshots `current()` compares against. */
+  /**
+   * The values now, as a `Reading` whose `current()` says later whether
+   * they still hold (one per registration: memo() run again at one call
+   * site shares the search, never another registration's values).
+   */
   read() {
     const values = [];
     this.modules.forEach(([, , variables], m) => {
@@ -327,23 +329,30 @@ class ModuleState {
     });
     // Globals the code reads (`RATE`, `globalThis.RATE`): on the global object.
     for (const name of this.globals) values.push([-1, name, name in globalThis ? globalThis[name] : MISSING]);
+    return new Reading(this, values);
+  }
+}
+
+/** The module state one registration counted, and whether it still holds. */
+class Reading {
+  constructor(state, values) {
+    this.state = state;
     this.values = values;
-    this.snapshots = values.map(([, , value]) => snapshot(value, 0, this.opaque));
-    return values;
+    this.snapshots = values.map(([, , value]) => snapshot(value, 0, state.opaque));
   }
 
   /**
-   * Whether every variable still holds what `read()` saw: a reassigned
-   * one is read again (through the inspector), the others by the reference
-   * kept, contents compared for small plain data.
+   * Whether every variable still holds what was read: a reassigned one is
+   * read again (through the inspector), the others by the reference kept,
+   * compared as `snapshot` says.
    */
   current() {
-    if (this.values === null) return false;
+    const { modules, places, globals } = this.state;
     let index = 0;
-    for (let m = 0; m < this.modules.length; m++) {
-      const place = this.places[m];
+    for (let m = 0; m < modules.length; m++) {
+      const place = places[m];
       if (place === null) continue;
-      const variables = this.modules[m][2];
+      const variables = modules[m][2];
       const reread = variables.some(([, , reassigned]) => reassigned) ? variablesOf(place.fn, place.index) : null;
       for (const [, name, reassigned] of variables) {
         const held = this.values[index][2];
@@ -352,7 +361,7 @@ class ModuleState {
         index++;
       }
     }
-    for (const name of this.globals) {
+    for (const name of globals) {
       if (!unchanged(this.snapshots[index], name in globalThis ? globalThis[name] : MISSING)) return false;
       index++;
     }

@@ -1324,3 +1324,22 @@ console.log(JSON.stringify([fromArgv(), fromPositional(), fromConfig(5)]));
   editMisses(project, run, 'other.txt', '7', '8');
   editMisses(project, run, 'data.csv', '2', '3');
 });
+
+test('memo() run again at one call site (a request handler) sees module state change between requests', () => {
+  const project = new Project({
+    'main.js': `
+const { memo } = require(HITSAVE);
+let scale = 2;
+function setScale(value) { scale = value; }
+const cfg = { k: 1 };
+function handle(x) { return memo((y) => y * scale + cfg.k)(x); }
+const out = [handle(5), handle(5)];
+setScale(3);
+out.push(handle(5));
+cfg.k = 10;
+out.push(handle(5), handle(5));
+console.log(JSON.stringify(out));
+`,
+  });
+  assert.deepStrictEqual(project.run('main.js').out, [11, 11, 16, 25, 25]);
+});
