@@ -7,9 +7,18 @@ const path = require('node:path');
 
 const PACKAGE = path.resolve(__dirname, '..');
 
+// Every project directory this test process made, removed when it exits
+// (HITSAVE_KEEP_TEST_DIRS=1 keeps them to look at).
+const ROOTS = [];
+process.on('exit', () => {
+  if (process.env.HITSAVE_KEEP_TEST_DIRS === '1') return;
+  for (const root of ROOTS) fs.rmSync(root, { recursive: true, force: true, maxRetries: 2 });
+});
+
 class Project {
   constructor(files = {}) {
     this.root = fs.mkdtempSync(path.join(os.tmpdir(), 'hitsave-node-'));
+    ROOTS.push(this.root);
     this.cache = path.join(this.root, '.cache');
     this.write({ 'package.json': JSON.stringify({ name: 'project', private: true }), ...files });
   }

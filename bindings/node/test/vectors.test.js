@@ -17,6 +17,7 @@ const { tryNotation } = require('./notation');
 
 const values = load('values.json');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hitsave-vectors-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 test('value vectors', async (t) => {
   let checked = 0;
