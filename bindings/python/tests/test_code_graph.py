@@ -1223,6 +1223,26 @@ def test_a_file_read_by_a_parser_or_loader_without_a_read_name_counts(project):
     assert run() == ["6", "items"]
 
 
+def test_the_decimal_context_counts_where_decimal_code_is_used(project):
+    """`decimal.getcontext().prec = 5` at the top of a module changes what
+    every Decimal division computes: an edit of it used to hit, and so did a
+    change of the precision between two calls in one process."""
+    project.write("money.py", """
+        import decimal
+        from hitsave import memo
+        decimal.getcontext().prec = 5
+
+        @memo
+        def third(x):
+            return str(decimal.Decimal(1) / decimal.Decimal(x))
+    """)
+    call = "import money, decimal; a = money.third(3); decimal.getcontext().prec = 3; print(a, money.third(3))"
+    assert project.run(call).stdout.split() == ["0.33333", "0.333"]
+    text = (project.root / "money.py").read_text()
+    project.write("money.py", text.replace("prec = 5", "prec = 8"))
+    assert project.run("import money; print(money.third(3))").stdout.split() == ["0.33333333"]
+
+
 def test_a_path_held_by_command_line_arguments_or_a_namespace_counts(project):
     """`args = parser.parse_args()` then `open(args.config)`, a
     `SimpleNamespace(data="data.txt")`: a package's small record holding the

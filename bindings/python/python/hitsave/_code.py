@@ -1028,6 +1028,13 @@ def _attributes(obj: Any) -> Any:
     return obj.__dict__
 
 
+def _decimal_settings(module: Any) -> list[Any]:
+    """The current `decimal` context's settings (not its flags, which are results)."""
+    context = module.getcontext()
+    traps = sorted(trap.__name__ for trap, on in context.traps.items() if on)
+    return [context.prec, context.rounding, context.Emin, context.Emax, context.capitals, context.clamp, traps]
+
+
 # Containers and instances too large for a copy are compared one level deep,
 # by the identity of their items, up to this many items.
 _SHALLOW_ITEMS = 100_000
@@ -1386,6 +1393,7 @@ class _GraphBuilder:
             if known is None:
                 known = self._add("package", f"package:{dist}", _native.value_digest(f"{dist}=={version}"))
             self.modules[id(obj)] = known
+            self._package_state(known, obj.__name__)
             return known
         known = self.package_callables.get(id(obj))
         if known is not None:
@@ -1406,6 +1414,7 @@ class _GraphBuilder:
             if known is None:
                 known = self._add("package", name, _native.value_digest(f"{dist}=={version} {qualified}"))
             self.package_callables[id(obj)] = known
+            self._package_state(known, _module_name_of(obj))
             return known
         registry = getattr(obj, "registry", None)
         if isinstance(obj, types.FunctionType) and callable(getattr(obj, "dispatch", None)) and isinstance(registry, collections.abc.Mapping):
@@ -1464,6 +1473,22 @@ class _GraphBuilder:
             if child is not None and child != node:
                 self._link(node, child)
         return node
+
+    def _package_state(self, node: int, module_name: str) -> None:
+        """Settings of the standard library that change what its code
+        computes, counted by value where the graph uses that code and watched
+        in the process: the `decimal` context (`getcontext().prec = 8` at the
+        top of a module changes every division)."""
+        if module_name.split(".")[0] not in ("decimal", "_decimal", "_pydecimal"):
+            return
+        child = self.index.get("decimal:context")
+        if child is None:
+            import decimal
+
+            settings = _decimal_settings(decimal)
+            child = self._add("constant", "decimal:context", _native.value_digest(["decimal", *settings]))
+            self.watched.probes[id(decimal)] = (decimal, _decimal_settings, settings)
+        self._link(node, child)
 
     def _namespace(self, node: int, namespace: dict[str, Any], prefix: str, keep: tuple[str, ...] = ()) -> None:
         """Everything `namespace` binds (a module's globals, a function's
