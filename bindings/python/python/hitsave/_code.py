@@ -1204,17 +1204,24 @@ class Watched:
                         self._snapshot(item, 1)
 
     def freeze(self) -> "Watched":
+        flat: list[tuple[Any, str, Any]] = []
         for namespace, names in self.names.values():
             keys = tuple(names)
             getter = operator.itemgetter(*keys) if len(keys) > 1 else (lambda ns, key=keys[0]: (ns[key],))
             self.groups.append((namespace, getter, tuple(names[key] for key in keys)))
+            flat.extend((namespace, key, names[key]) for key in keys)
         for attributes, count, getter, values in self.classes.values():
             self.groups.append((attributes, getter, values))
             self.sizes.append((attributes, count))  # an attribute added or removed
+            flat.extend(zip([attributes] * len(values), attributes, values))
+        compiled = _compile_checks(self, flat)
+        if compiled is not None:
+            self.current = compiled  # type: ignore[method-assign]
         return self
 
     def current(self) -> bool:
-        # The hot path of every call: inline loops, no helper calls.
+        # The hot path of every call: inline loops, no helper calls (a small
+        # graph's checks are compiled into one function instead: `_compile_checks`).
         for namespace, getter, values in self.groups:
             try:
                 now = getter(namespace)
@@ -1251,6 +1258,64 @@ class Watched:
             except Exception:
                 return False
         return True
+
+
+# Graphs watching up to this many things get their checks compiled into one
+# function (a few tens of ns each instead of a loop per kind); larger ones
+# loop, as compiling costs more than it saves at a first call.
+_COMPILED_CHECKS = 48
+
+
+def _compile_checks(watched: Watched, flat: list[tuple[Any, str, Any]]) -> Any:
+    """`watched.current` as one generated function with every check inline
+    (a warm hit runs it at every call), or None when the graph watches too
+    much or a name is not a plain string."""
+    count = (
+        len(flat) + len(watched.sizes) + len(watched.cells) + len(watched.codes) + len(watched.files)
+        + sum(len(v) for v in watched.environments) + len(watched.snapshots) + len(watched.probes)
+    )
+    if count > _COMPILED_CHECKS or any(type(key) is not str for _, key, _ in flat):
+        return None
+    scope: dict[str, Any] = {"_file_state": _file_state, "_environ": os.environ}
+    names: dict[int, str] = {}
+
+    def bound(value: Any) -> str:
+        name = names.get(id(value))
+        if name is None or scope[name] is not value:
+            name = f"o{len(scope)}"
+            names[id(value)] = name
+            scope[name] = value
+        return name
+
+    lines = ["def current():", "    try:"]
+    for namespace, key, value in flat:
+        lines.append(f"        if {bound(namespace)}[{key!r}] is not {bound(value)}: return False")
+    for cell, value in watched.cells.values():
+        lines.append(f"        if {bound(cell)}.cell_contents is not {bound(value)}: return False")
+    lines.append("    except (KeyError, ValueError):")
+    lines.append("        return False")
+    for attributes, size in watched.sizes:
+        lines.append(f"    if len({bound(attributes)}) != {size!r}: return False")
+    for fn, code in watched.codes:
+        lines.append(f"    if {bound(fn)}.__code__ is not {bound(code)}: return False")
+    for path, state in watched.files:
+        lines.append(f"    if _file_state({bound(path)}) != {bound(state)}: return False")
+    for variables in watched.environments:
+        for key, value in variables.items():
+            lines.append(f"    if _environ.get({bound(key)}) != {bound(value)}: return False")
+    for value, snapshot in watched.snapshots.values():
+        lines.append(f"    if {bound(value)} != {bound(snapshot)}: return False")
+    for value, probe, then in watched.probes.values():
+        lines.append("    try:")
+        lines.append(f"        if {bound(probe)}({bound(value)}) != {bound(then)}: return False")
+        lines.append("    except Exception:")
+        lines.append("        return False")
+    lines.append("    return True")
+    try:
+        exec(compile("\n".join(lines), "<hitsave checks>", "exec"), scope)
+    except Exception:
+        return None
+    return scope["current"]
 
 
 class _GraphBuilder:
