@@ -4000,9 +4000,11 @@ impl Graph<'_> {
         if !self.state.is_empty() {
             for module in &self.used {
                 for (name, binding) in &module.bindings {
+                    // Its own code, or an import of a project module (a
+                    // relative path, a workspace package): never a package's.
                     let project = match binding {
                         Binding::Unit(_) => true,
-                        Binding::Import { spec, .. } => spec.starts_with('.') || spec.starts_with('/'),
+                        Binding::Import { spec, .. } => matches!(resolve(&module.path, spec), Resolved::File(_)),
                     };
                     if project {
                         state_names.push(name.clone());

@@ -1343,3 +1343,27 @@ console.log(JSON.stringify(out));
   });
   assert.deepStrictEqual(project.run('main.js').out, [11, 11, 16, 25, 25]);
 });
+
+test('module state of a workspace package imported under another name is found', () => {
+  // `import { mul as m } from '@acme/lib'` (an npm workspace, linked into
+  // node_modules): the search follows imports that resolve to the project's
+  // files, whatever their names; it used to refuse the call.
+  const project = new Project({
+    'package.json': JSON.stringify({ name: 'mono', private: true, workspaces: ['packages/*'] }),
+    'packages/lib/package.json': JSON.stringify({ name: '@acme/lib', version: '1.0.0', type: 'module', exports: './index.js' }),
+    'packages/lib/index.js': 'let scale = 2;\nexport function setScale(v) { scale = v; }\nexport const mul = (x) => x * scale;\n',
+    'packages/app/package.json': JSON.stringify({ name: 'app', version: '1.0.0', type: 'module' }),
+    'packages/app/main.js': `
+import { memo } from ${JSON.stringify(require('node:url').pathToFileURL(path.join(__dirname, '..', 'index.mjs')).href)};
+import { mul as m } from '@acme/lib';
+const f = memo((x) => m(x));
+const { setScale } = await import('@acme/lib');
+const first = f(5);
+setScale(3);
+console.log(JSON.stringify([first, f(5)]));
+`,
+  });
+  fs.mkdirSync(path.join(project.root, 'node_modules', '@acme'), { recursive: true });
+  fs.symlinkSync(path.join(project.root, 'packages', 'lib'), path.join(project.root, 'node_modules', '@acme', 'lib'));
+  assert.deepStrictEqual(project.run('packages/app/main.js').out, [10, 15]);
+});
