@@ -771,10 +771,8 @@ def _written_only(code: types.CodeType, uses: dict[str, list[Any]], namespace: d
 
 def _bumped_globals(code: types.CodeType) -> set[str]:
     """The globals every load of which (in `code` and its nested code) is
-    `NAME += constant or local` stored straight back: counters."""
-    stores = [nested for nested in _bytecode.nested_codes(code) if "STORE_GLOBAL" in _opnames(nested)]
-    if not stores:
-        return set()
+    `NAME += constant or local` stored straight back: counters (read with
+    `dis`, only for code `_stores_globals` says may store one)."""
     import dis
 
     loads: dict[str, int] = {}
@@ -796,14 +794,6 @@ def _bumped_globals(code: types.CodeType) -> set[str]:
             ):
                 bumps[instruction.argval] = bumps.get(instruction.argval, 0) + 1
     return {name for name, count in bumps.items() if loads.get(name) == count}
-
-
-@functools.lru_cache(maxsize=4096)
-def _opnames(code: types.CodeType) -> frozenset[str]:
-    """The instruction names in `code` (by opcode bytes, without `dis`)."""
-    import opcode
-
-    return frozenset(opcode.opname[op] for op in code.co_code[::2])
 
 
 @functools.cache
@@ -1072,15 +1062,6 @@ def _shallow(value: Any) -> _Same:
     return _shallow(value.__dict__)
 
 
-def _held(value: Any) -> list[Any]:
-    """What `_shallow` compares, for a snapshot of each item one level down."""
-    if isinstance(value, dict):
-        return list(value.values())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return list(value)
-    return list(value.__dict__.values())
-
-
 def _probe(value: Any) -> tuple[Any, Any] | None:
     """For values that are not plain containers: a function of the value and
     what it returned now, which a later call compares again. A small numpy
@@ -1195,10 +1176,10 @@ class Watched:
         if probe is not None:
             self.probes[id(value)] = (value, *probe)
             if probe[0] is _shallow and depth == 0:
-                # One level down, containers and arrays (not instances, whose
-                # caches change as they are read): `CONFIG["rows"][-1] = 7`,
-                # `model.opts["lr"] = 0.1`.
-                for item in _held(value)[:_SHALLOW_ITEMS]:
+                # One level down (the items the shallow probe holds), containers
+                # and arrays (not instances, whose caches change as they are
+                # read): `CONFIG["rows"][-1] = 7`, `model.opts["lr"] = 0.1`.
+                for item in probe[1].items:
                     kind = type(item)
                     if kind in _PLAIN_CONTAINERS or (kind.__module__ == "numpy" and kind.__name__ == "ndarray"):
                         self._snapshot(item, 1)
