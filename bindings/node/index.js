@@ -415,11 +415,10 @@ function locate(error, functionName) {
  * value may be anything.
  */
 function withModuleState(graph, search, functionName, anchor) {
-  const live = search;
-  if (live.unfound.length) {
+  if (search.unfound.length) {
     throw new HitSaveError(
-      `${functionName}: the module-level variables ${live.unfound.join(', ')} that it reads could not be found in the running program` +
-        `${live.failure ? ` (${live.failure})` : ''}, ` +
+      `${functionName}: the module-level variables ${search.unfound.join(', ')} that it reads could not be found in the running program` +
+        `${search.failure ? ` (${search.failure})` : ''}, ` +
         'so their values (which code may change while it runs) cannot be counted; pass them as arguments, or give the function a name and version',
       'code_unavailable',
     );
@@ -427,7 +426,7 @@ function withModuleState(graph, search, functionName, anchor) {
   const nodes = graph.nodes.map((node) => [node[0], node[1], node[2], node[3].slice()]);
   const root = nodes.findIndex((node) => node[1] === graph.root);
   const names = new Set();
-  const reading = live.read();
+  const reading = search.read();
   for (const [at, variable, value] of reading.values) {
     // `state:<its node>` (`/<name>` for one of several names a declaration
     // binds; `#2`… where another module's import of it is read too); a
@@ -442,22 +441,21 @@ function withModuleState(graph, search, functionName, anchor) {
   }
   // Code that reads a path known only when it runs may read one these
   // values hold (`readFileSync(cfg.data)`): those files count by contents,
-  // and are watched in the process like the graph's own files.
-  let files = 0;
+  // and are watched in the process (by the reading) like the graph's own files.
   if (graph.readsUnknown) {
-    const paths = live_().pathsIn(reading.values.map(([, , value]) => value));
-    if (paths.length) {
-      const [found, watch] = native.fileNodes(anchor, paths);
+    const texts = live_().pathsIn(reading.values.map(([, , value]) => value));
+    if (texts.length) {
+      const [found, watch] = native.fileNodes(anchor, texts);
       const known = new Set(nodes.map((node) => node[1]));
       for (const node of found) {
         if (known.has(node[1])) continue;
         nodes[root][3].push(nodes.length);
         nodes.push(node);
       }
-      files = watch;
+      reading.files = watch;
     }
   }
-  return [nodes, native.fingerprints(nodes)[root], files, reading];
+  return [nodes, native.fingerprints(nodes)[root], reading];
 }
 
 /** Whether each class is a package's (or Node's), not the project's: by constructor. */
@@ -505,7 +503,7 @@ function stateDigest(value) {
     return native.valueDigest(value);
   } catch (error) {
     if (!(error instanceof HitSaveError)) throw error;
-    // A function reading variables around it: its text (what it closes over is its module's state too).
+    // A memoized function whose graph cannot be built: its text.
     if (typeof value === 'function') return native.valueDigest(['state', 'function', Function.prototype.toString.call(value)]);
     const type = value === null || value === undefined ? String(value) : typeof value === 'object' ? Object.prototype.toString.call(value) : typeof value;
     return native.valueDigest(['state', 'opaque', type]);
@@ -571,7 +569,6 @@ function memo(fn, options = {}) {
     if (state !== null) return state;
     const spec = { functionName, cacheDir, cloud: cloud !== false };
     let live = null;
-    let files = 0;
     if (name !== undefined) {
       spec.name = String(name);
       spec.version = String(version);
@@ -581,7 +578,10 @@ function memo(fn, options = {}) {
       // site searches once), read again at each registration.
       let search = MODULE_STATES.get(graph);
       if (search === undefined) {
-        search = new (live_().ModuleState)(fn, graph.state, graph.stateNames, graph.stateGlobals, packageInstance);
+        search = new (live_().ModuleState)(fn, graph.state, graph.stateNames, graph.stateGlobals, {
+          opaque: packageInstance,
+          watchCurrent: native.watchCurrent,
+        });
         MODULE_STATES.set(graph, search);
       }
       registering = true;
@@ -590,11 +590,11 @@ function memo(fn, options = {}) {
         // memo() run again at this call site with the state as it was: the
         // last registration's reading holds, so it is reused.
         const last = search.last;
-        if (last && last.reading.current() && (!last.files || native.watchCurrent(last.files))) {
-          ({ nodes, fingerprint, files, reading: live } = last);
+        if (last && last.reading.current()) {
+          ({ nodes, fingerprint, reading: live } = last);
         } else {
-          [nodes, fingerprint, files, live] = withModuleState(graph, search, functionName, where[0]);
-          search.last = { nodes, fingerprint, files, reading: live };
+          [nodes, fingerprint, live] = withModuleState(graph, search, functionName, where[0]);
+          search.last = { nodes, fingerprint, reading: live };
         }
       } finally {
         registering = false;
@@ -614,7 +614,7 @@ function memo(fn, options = {}) {
       REGISTRATIONS.set(registration, known);
     }
     flushAtExit();
-    state = { ...known, graph, live, files, fingerprint: graph ? spec.fingerprint : null, watch: graph ? graph.watch : 0 };
+    state = { ...known, graph, live, fingerprint: graph ? spec.fingerprint : null, watch: graph ? graph.watch : 0 };
     return state;
   }
   // A file, a directory's listing or an environment variable the analysis
@@ -624,7 +624,7 @@ function memo(fn, options = {}) {
     if (state !== null && state.watch && !native.watchCurrent(state.watch)) {
       if (ANALYSES.get(site_key) === state.graph) ANALYSES.delete(site_key);
       state = null;
-    } else if (state !== null && state.live !== null && (!state.live.current() || (state.files && !native.watchCurrent(state.files)))) {
+    } else if (state !== null && state.live !== null && !state.live.current()) {
       // A module-level variable it reads holds something else now
       // (`setScale(3)`, `cfg.k = 7`): the same code, another fingerprint.
       state = null;

@@ -77,6 +77,11 @@ function variablesOf(fn, index) {
   return scope && scope.object && typeof scope.object === 'object' ? scope.object : null;
 }
 
+/** What `name` holds in a scope's (or the global object's) variables now; MISSING when it holds no such name. */
+function valueIn(variables, name) {
+  return variables && name in variables ? variables[name] : MISSING;
+}
+
 /** Whether `keys` (a scope's names) look like the top level of a module binding `bindings`. */
 function isModuleScope(keys, bindings, names) {
   if (!names.some((name) => keys.includes(name))) return false;
@@ -248,15 +253,13 @@ function unchanged(before, now) {
   return before.items.every((held, i) => unchanged(held, items[i]));
 }
 
-// A path a value holds: text with a `/` or an extension, no whitespace
-// (the analysis's rule for the paths code names).
-const PATH_LIKE = /^(?=[^\s]{1,4096}$)(?:.*\/.*|.*[^./][.][A-Za-z0-9]{1,10})$/;
-
 /**
- * The path-like strings inside values (object values, array, Map and Set
- * items, an instance's fields; at most 2,000 items, 6 levels deep), as
- * Python's module-level values are searched: the files a configuration
- * lists (`cfg.data`), for code reading paths only known when it runs.
+ * The strings inside values that may be paths (object values, array, Map
+ * and Set items, an instance's fields; at most 2,000 items, 6 levels deep),
+ * as Python's module-level values are searched: the files a configuration
+ * lists (`cfg.data`), for code reading paths only known when it runs. The
+ * analysis keeps those that look like paths (`fileNodes`, the rule for the
+ * paths code names).
  */
 function pathsIn(values) {
   const found = new Set();
@@ -266,7 +269,7 @@ function pathsIn(values) {
   while (stack.length && budget-- > 0) {
     const [item, depth] = stack.pop();
     if (typeof item === 'string') {
-      if (PATH_LIKE.test(item)) found.add(item);
+      if (item.length <= 4096) found.add(item);
       continue;
     }
     if (item === null || typeof item !== 'object' || depth >= 6 || seen.has(item) || ArrayBuffer.isView(item)) continue;
@@ -284,14 +287,16 @@ function pathsIn(values) {
 const MISSING = Symbol('hitsave.missing');
 
 /**
- * The module state of a graph in this process: `read()` gives
- * `[[node, name, value], …]`; `current()` says whether it is still what was read.
+ * Where a graph's module state lives in this process (the search, done
+ * once): `read()` gives a `Reading` of the values now.
  */
 class ModuleState {
-  constructor(root, modules, follow, globals = [], opaque = () => false) {
+  constructor(root, modules, follow, globals = [], { opaque = () => false, watchCurrent = () => true } = {}) {
     this.globals = globals;
     // Values counted by their class and identity alone (a package's objects).
     this.opaque = opaque;
+    // Whether files watched under an id are unchanged (the addon's `watchCurrent`).
+    this.watchCurrent = watchCurrent;
     try {
       this.places = locate(root, modules, new Set(follow));
       this.failure = null;
@@ -325,10 +330,10 @@ class ModuleState {
       const place = this.places[m];
       if (place === null) return;
       const scope = variablesOf(place.fn, place.index);
-      for (const [node, name] of variables) values.push([node, name, scope && name in scope ? scope[name] : MISSING]);
+      for (const [node, name] of variables) values.push([node, name, valueIn(scope, name)]);
     });
     // Globals the code reads (`RATE`, `globalThis.RATE`): on the global object.
-    for (const name of this.globals) values.push([-1, name, name in globalThis ? globalThis[name] : MISSING]);
+    for (const name of this.globals) values.push([-1, name, valueIn(globalThis, name)]);
     return new Reading(this, values);
   }
 }
@@ -338,6 +343,8 @@ class Reading {
   constructor(state, values) {
     this.state = state;
     this.values = values;
+    // The watch id of the files the values name, when the binding counted them.
+    this.files = 0;
     this.snapshots = values.map(([, , value]) => snapshot(value, 0, state.opaque));
   }
 
@@ -356,16 +363,17 @@ class Reading {
       const reread = variables.some(([, , reassigned]) => reassigned) ? variablesOf(place.fn, place.index) : null;
       for (const [, name, reassigned] of variables) {
         const held = this.values[index][2];
-        const now = reassigned ? (reread && name in reread ? reread[name] : MISSING) : held;
+        const now = reassigned ? valueIn(reread, name) : held;
         if (!unchanged(this.snapshots[index], now)) return false;
         index++;
       }
     }
     for (const name of globals) {
-      if (!unchanged(this.snapshots[index], name in globalThis ? globalThis[name] : MISSING)) return false;
+      if (!unchanged(this.snapshots[index], valueIn(globalThis, name))) return false;
       index++;
     }
-    return true;
+    // The files its values name (`fileNodes`), by their state when read.
+    return !this.files || this.state.watchCurrent(this.files);
   }
 }
 

@@ -108,14 +108,16 @@ pub struct AnalyzedGraph {
 
 /// Graph nodes for files by their contents (`file:<path>`, named relative to
 /// the project root of `anchor`, as a graph names them), and what to watch
-/// of them in the process: the files module-level values name (a path a
+/// of them in the process, for the texts that look like paths and name
+/// existing files: the files module-level values name (a path a
 /// configuration file lists, `cfg.data`), found by the binding in the
 /// running program.
-pub fn file_nodes(core: &Core, anchor: &Path, paths: &[PathBuf]) -> Result<(Vec<GraphNode>, Watched), HitSaveError> {
+pub fn file_nodes(core: &Core, anchor: &Path, texts: &[String]) -> Result<(Vec<GraphNode>, Watched), HitSaveError> {
     let anchor = anchor.canonicalize().unwrap_or_else(|_| anchor.to_path_buf());
     let mut graph = Graph::new(core, project_root(&anchor), &Program::default());
-    for path in paths {
-        let Some(path) = absolute(path) else { continue };
+    // The same rule as for the paths code names ([`looks_like_path`]).
+    for text in texts.iter().filter(|text| looks_like_path(text)) {
+        let Some(path) = absolute(Path::new(text)) else { continue };
         let path = lexical_normal(&path);
         if path.is_file() {
             graph.file(&path, true)?;
@@ -338,6 +340,20 @@ struct Module {
 }
 
 impl Module {
+    /// Whether code changes the module-level binding `unit` after it is
+    /// made: a writer (`scale = v`, `cfg.k = 3`) or a statement run for its
+    /// effects on it.
+    fn changed(&self, unit: usize) -> bool {
+        self.changes.iter().any(|&(binding, _)| binding == unit)
+            || self.effect_edges.iter().any(|&(binding, _)| binding == unit)
+    }
+
+    /// Whether `unit` is a `let`/`var` that code assigns: its value has to be
+    /// read again before each call ([`StateModule::variables`]).
+    fn assigned(&self, unit: usize) -> bool {
+        self.units[unit].declared == Some("let") && self.changed(unit)
+    }
+
     /// The modules this one loads for their effects: its side-effect imports,
     /// and every module required or imported inside a top-level statement
     /// run for its effects (`require('./setup').setup()`).
@@ -896,48 +912,54 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
     // read by every use of it, and, for a prototype's member, a write of
     // `.member`, read by every unit whose text names that member
     // (`[1, 2].total()` names no global). `.*`: a member not known.
+    // (The builtin is looked for first: most assignments write a binding of
+    // the module, and their members are never listed.)
     for node in nodes.iter() {
-        let (target, members): (&Expression<'_>, Vec<String>) = match node.kind() {
+        let (target, call) = match node.kind() {
             AstKind::AssignmentExpression(assignment) => match &assignment.left {
-                AssignmentTarget::StaticMemberExpression(member) => {
-                    (&member.object, vec![member.property.name.to_string()])
-                }
-                AssignmentTarget::ComputedMemberExpression(member) => (
-                    &member.object,
-                    vec![match &member.expression {
-                        Expression::StringLiteral(literal) => literal.value.to_string(),
-                        _ => "*".to_owned(),
-                    }],
-                ),
+                AssignmentTarget::StaticMemberExpression(member) => (&member.object, None),
+                AssignmentTarget::ComputedMemberExpression(member) => (&member.object, None),
                 _ => continue,
             },
             AstKind::CallExpression(call) => {
                 let Some(method) = defining_call(semantic, &call.callee) else { continue };
                 let Some(target) = call.arguments.first().and_then(Argument::as_expression) else { continue };
-                let members = match (method, call.arguments.get(1).and_then(Argument::as_expression)) {
-                    ("defineProperty" | "set", Some(Expression::StringLiteral(key))) => vec![key.value.to_string()],
-                    ("defineProperties" | "assign", Some(Expression::ObjectExpression(object))) => object
-                        .properties
-                        .iter()
-                        .map(|property| match property {
-                            ObjectPropertyKind::ObjectProperty(property) => {
-                                property.key.static_name().map_or_else(|| "*".to_owned(), |name| name.to_string())
-                            }
-                            ObjectPropertyKind::SpreadProperty(_) => "*".to_owned(),
-                        })
-                        .collect(),
-                    _ => vec!["*".to_owned()],
-                };
-                (target, members)
+                (target, Some((method, call)))
             }
             _ => continue,
         };
         let Some((root, prototype)) = builtin_root(semantic, target) else { continue };
         let Some(unit) = index.unit_at(node.kind().span()) else { continue };
         global_writes.push((root, unit));
-        if prototype {
-            global_writes.extend(members.into_iter().map(|member| (format!(".{member}"), unit)));
+        if !prototype {
+            continue;
         }
+        let members: Vec<String> = match (node.kind(), call) {
+            (AstKind::AssignmentExpression(assignment), _) => match &assignment.left {
+                AssignmentTarget::StaticMemberExpression(member) => vec![member.property.name.to_string()],
+                AssignmentTarget::ComputedMemberExpression(member) => vec![match &member.expression {
+                    Expression::StringLiteral(literal) => literal.value.to_string(),
+                    _ => "*".to_owned(),
+                }],
+                _ => continue,
+            },
+            (_, Some((method, call))) => match (method, call.arguments.get(1).and_then(Argument::as_expression)) {
+                ("defineProperty" | "set", Some(Expression::StringLiteral(key))) => vec![key.value.to_string()],
+                ("defineProperties" | "assign", Some(Expression::ObjectExpression(object))) => object
+                    .properties
+                    .iter()
+                    .map(|property| match property {
+                        ObjectPropertyKind::ObjectProperty(property) => {
+                            property.key.static_name().map_or_else(|| "*".to_owned(), |name| name.to_string())
+                        }
+                        ObjectPropertyKind::SpreadProperty(_) => "*".to_owned(),
+                    })
+                    .collect(),
+                _ => vec!["*".to_owned()],
+            },
+            _ => continue,
+        };
+        global_writes.extend(members.into_iter().map(|member| (format!(".{member}"), unit)));
     }
     // A direct `eval(…)` runs code that may read any binding in scope: the
     // unit depends on all of its module's bindings and on every global.
@@ -3369,9 +3391,9 @@ impl<'c> Graph<'c> {
         Ok(added)
     }
 
-    /// Makes node `from` depend on `to`; whether that is new.
-    /// An edge from a node to what may change it (a writer, a statement run
-    /// for its effects): not code the node runs ([`Graph::effect_links`]).
+    /// Makes node `from` depend on `to`, what may change it (a writer, a
+    /// statement run for its effects: not code the node runs,
+    /// [`Graph::effect_links`]); whether that is new.
     fn add_dep(&mut self, from: u32, to: u32) -> bool {
         let deps = &mut self.nodes[from as usize].deps;
         if from == to || deps.contains(&to) {
@@ -3433,11 +3455,7 @@ impl<'c> Graph<'c> {
             if !called[reader as usize] || !data {
                 continue;
             }
-            let reassigned = self.variables.get(&target).is_some_and(|(owner, unit)| {
-                owner.units[*unit].declared == Some("let")
-                    && (owner.changes.iter().any(|&(binding, _)| binding == *unit)
-                        || owner.effect_edges.iter().any(|&(binding, _)| binding == *unit))
-            });
+            let reassigned = self.variables.get(&target).is_some_and(|(owner, unit)| owner.assigned(*unit));
             let at = self.state_module(&module);
             if !self.state[at].variables.iter().any(|(node, name, _)| *node == target && *name == local) {
                 self.state[at].variables.push((target, local, reassigned));
@@ -3665,8 +3683,7 @@ impl<'c> Graph<'c> {
                     .bindings
                     .get(&data.name)
                     .is_some_and(|binding| matches!(binding, Binding::Unit(u) if *u == unit))
-                && (module.changes.iter().any(|&(binding, _)| binding == unit)
-                    || module.effect_edges.iter().any(|&(binding, _)| binding == unit)))
+                && module.changed(unit))
         {
             self.variables.insert(index, (module.clone(), unit));
         }
@@ -3742,12 +3759,9 @@ impl<'c> Graph<'c> {
             {
                 continue;
             }
-            let data = &module.units[unit];
-            let reassigned = data.declared == Some("let")
-                && (module.changes.iter().any(|&(binding, _)| binding == unit)
-                    || module.effect_edges.iter().any(|&(binding, _)| binding == unit));
+            let reassigned = module.assigned(unit);
             let at = self.state_module(&module);
-            for name in data.name.split(',') {
+            for name in module.units[unit].name.split(',') {
                 self.state[at].variables.push((node, name.to_owned(), reassigned));
             }
         }
@@ -3929,8 +3943,8 @@ impl Graph<'_> {
     /// the existing files other units of the graph name as a call's first
     /// argument (`parse('table.csv')`, `new Table('table.csv')`) count, by
     /// contents: the helper may read them. More misses at worst.
-    fn files_named_for_readers(&mut self) -> Result<(), HitSaveError> {
-        if !self.reached.iter().any(|(module, unit, _)| module.units[*unit].reads_unknown) {
+    fn files_named_for_readers(&mut self, reads_unknown: bool) -> Result<(), HitSaveError> {
+        if !reads_unknown {
             return Ok(());
         }
         // The files the command-line arguments name (`node main.js
@@ -3986,7 +4000,7 @@ impl Graph<'_> {
         self.seed_effects(others)?;
         self.add_effects()?;
         let reads_unknown = self.reached.iter().any(|(module, unit, _)| module.units[*unit].reads_unknown);
-        self.files_named_for_readers()?;
+        self.files_named_for_readers(reads_unknown)?;
         self.collect_state(root);
         {
             let mut cache = cache();

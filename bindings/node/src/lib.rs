@@ -395,17 +395,16 @@ pub fn analyze_async(
     AsyncTask::new(Analyze { file, line, column, source, script, others, argv })
 }
 
-/// `[nodes, watch]`: graph nodes for the existing files among `paths`, by
+/// `[nodes, watch]`: graph nodes for the existing files the path-like `texts` name, by
 /// contents (`file:<path>` relative to the project root of `anchor`), and
 /// the id `watchCurrent` checks them by: the files module state names
 /// (`cfg.data` read from a configuration file), for a graph whose code reads
 /// files at paths known only when it runs.
 #[napi]
-pub fn file_nodes(env: Env, anchor: String, paths: Vec<String>) -> Result<Raw> {
+pub fn file_nodes(env: Env, anchor: String, texts: Vec<String>) -> Result<Raw> {
     let js = Js(env.raw());
     let found = (|| -> std::result::Result<_, HitSaveError> {
-        let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-        analyze::file_nodes(Core::shared()?, Path::new(&anchor), &paths)
+        analyze::file_nodes(Core::shared()?, Path::new(&anchor), &texts)
     })();
     let (nodes, watched) = found.map_err(|err| to_napi(js, err))?;
     let mut items = Vec::new();
