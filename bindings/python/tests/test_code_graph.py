@@ -1243,6 +1243,108 @@ def test_the_decimal_context_counts_where_decimal_code_is_used(project):
     assert project.run("import money; print(money.third(3))").stdout.split() == ["0.33333333"]
 
 
+def test_a_bound_method_counts_the_instance_it_is_bound_to(project):
+    """`predict = model.predict` read by the function: the model's state is
+    an input. Editing `Model(2)` to `Model(3)`, or `model.w = 5` between two
+    calls, used to hit (only the method's code counted)."""
+    project.write("serve.py", """
+        from hitsave import memo
+
+        class Model:
+            def __init__(self, w):
+                self.w = w
+
+            def predict(self, x):
+                return self.w * x
+
+        model = Model(2)
+        predict = model.predict
+
+        @memo
+        def score(x):
+            print("ran:score")
+            return predict(x)
+    """)
+    call = "import serve; a = serve.score(10); serve.model.w = 5; print('=', a, serve.score(10))"
+    assert _results_and_runs(project, call) == ["20", "50", "score,score"]
+    assert _results_and_runs(project, "import serve; print('=', serve.score(10))") == ["20", "-"]
+    text = (project.root / "serve.py").read_text()
+    project.write("serve.py", text.replace("Model(2)", "Model(3)"))
+    assert _results_and_runs(project, "import serve; print('=', serve.score(10))") == ["30", "score"]
+
+
+def test_a_random_generator_counts_by_its_state(project):
+    """Functions drawing from `random`, numpy's legacy `np.random.rand` (bound
+    to numpy's global generator) or a module-level `default_rng(1)`: each
+    draw changes the generator's state, so a second call in a process
+    computes from another state than a fresh process seeded the same way.
+    That result used to be stored under the fresh process's fingerprint and
+    served to it (9.32 where the code computes 1.48); an edit of the seed in
+    another module hit as well."""
+    pytest.importorskip("numpy")
+    project.write("seeding.py", """
+        import numpy as np
+        np.random.seed(1)
+    """)
+    project.write("draws.py", """
+        import random
+        import numpy as np
+        import seeding
+        from hitsave import memo
+        random.seed(1)
+        rng = np.random.default_rng(1)
+
+        @memo
+        def a(n):
+            return round(random.random() * n, 4)
+
+        @memo
+        def b(n):
+            return round(float(np.random.rand()) * n, 4)
+
+        @memo
+        def c(n):
+            return round(float(rng.random()) * n, 4)
+    """)
+    call = "import sys, draws; print('=', *[f(n) for n in map(int, sys.argv[1:]) for f in (draws.a, draws.b, draws.c)])"
+    project.run(call.replace("sys.argv[1:]", "[10, 11]"))
+    fresh = project.run(call.replace("sys.argv[1:]", "[11]"), {"HITSAVE_MODE": "off"}).stdout.split()
+    assert project.run(call.replace("sys.argv[1:]", "[11]")).stdout.split() == fresh
+    project.write("seeding.py", """
+        import numpy as np
+        np.random.seed(2)
+    """)
+    fresh = project.run(call.replace("sys.argv[1:]", "[11]"), {"HITSAVE_MODE": "off"}).stdout.split()
+    assert project.run(call.replace("sys.argv[1:]", "[11]")).stdout.split() == fresh
+
+
+def test_numpy_settings_count_where_numpy_code_is_used(project):
+    """`np.set_printoptions(precision=3)` in a setup module changes what
+    `str(array)` returns: an edit of it used to hit, and so did a change
+    between two calls in one process."""
+    pytest.importorskip("numpy")
+    project.write("setup_env.py", """
+        import numpy as np
+        np.set_printoptions(precision=3)
+    """)
+    project.write("report.py", """
+        import numpy as np
+        import setup_env
+        from hitsave import memo
+
+        @memo
+        def table(n):
+            return str(np.arange(n) / 7)
+    """)
+    call = "import report, numpy as np; a = report.table(3); np.set_printoptions(precision=2); print(a, '|', report.table(3))"
+    assert project.run(call).stdout.split() == ["[0.", "0.143", "0.286]", "|", "[0.", "0.14", "0.29]"]
+    project.write("setup_env.py", """
+        import numpy as np
+        np.set_printoptions(precision=5)
+    """)
+    assert project.run("import report; print(report.table(3))").stdout.split() == ["[0.", "0.14286", "0.28571]"]
+
+
 def test_a_path_held_by_command_line_arguments_or_a_namespace_counts(project):
     """`args = parser.parse_args()` then `open(args.config)`, a
     `SimpleNamespace(data="data.txt")`: a package's small record holding the

@@ -1025,6 +1025,32 @@ def _decimal_settings(module: Any) -> list[Any]:
     return [context.prec, context.rounding, context.Emin, context.Emax, context.capitals, context.clamp, traps]
 
 
+def _setting_value(value: Any) -> Any:
+    """A setting as data: a function or other object (a print formatter) by
+    its qualified name, never by its address."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return sorted((str(key), _setting_value(item)) for key, item in value.items())
+    return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+
+
+def _numpy_settings(module: Any) -> list[Any]:
+    """numpy's print options (`str(array)`, `repr`) and floating-point
+    error handling (`np.seterr(all="raise")` turns a result into an error)."""
+    return [_setting_value(module.get_printoptions()), _setting_value(module.geterr())]
+
+
+# Packages whose process-wide settings count where a graph uses them:
+# top-level module name -> (the module holding them, a reader of their values).
+_PACKAGE_SETTINGS: dict[str, tuple[str, Any]] = {
+    "decimal": ("decimal", _decimal_settings),
+    "_decimal": ("decimal", _decimal_settings),
+    "_pydecimal": ("decimal", _decimal_settings),
+    "numpy": ("numpy", _numpy_settings),
+}
+
+
 # Containers and instances too large for a copy are compared one level deep,
 # by the identity of their items, up to this many items.
 _SHALLOW_ITEMS = 100_000
@@ -1062,13 +1088,65 @@ def _shallow(value: Any) -> _Same:
     return _shallow(value.__dict__)
 
 
+def _is_generator(value: Any) -> bool:
+    """Whether `value` is a random number generator whose draws follow from
+    a state it holds: `random.Random` (the `random` module's functions are
+    bound to one), numpy's `RandomState` (`np.random.rand` and the other
+    legacy functions are bound to one), `Generator` and bit generators."""
+    kind = type(value)
+    random = sys.modules.get("random")  # not imported: no value is one of its generators
+    if random is not None and isinstance(value, random.Random):
+        return kind is not random.SystemRandom
+    return kind.__module__.startswith("numpy.random") and (
+        hasattr(value, "bit_generator") or hasattr(value, "_bit_generator") or hasattr(value, "random_raw")
+    )
+
+
+def _comparable(state: Any) -> Any:
+    """A generator's state with its arrays as bytes (comparable with `==`)."""
+    if isinstance(state, dict):
+        return tuple((key, _comparable(item)) for key, item in state.items())
+    if hasattr(state, "tobytes") and hasattr(state, "dtype"):
+        return (state.dtype.str, state.tobytes())
+    return state
+
+
+def _generator_state(value: Any) -> Any:
+    """What a generator's next draws follow from: drawing a number changes it,
+    so a call after a draw, or after `seed()`, sees another state."""
+    random = sys.modules.get("random")
+    if random is not None and isinstance(value, random.Random):
+        return value.getstate()
+    get_state = getattr(value, "get_state", None)
+    if get_state is not None and hasattr(value, "_bit_generator"):
+        return _comparable(get_state(legacy=False))  # RandomState: its cached Gaussian too
+    bits = getattr(value, "bit_generator", value)
+    return _comparable(bits.state)
+
+
+def _bound_owner(value: Any) -> Any:
+    """The instance a method is bound to (`model.predict`, `rng.random`,
+    `np.random.rand`), else None (a function, a class method, a module's
+    builtin function)."""
+    if not isinstance(value, (types.MethodType, *_BUILTIN_CODE)):
+        return None
+    owner = getattr(value, "__self__", None)
+    return None if owner is None or isinstance(owner, (type, types.ModuleType)) else owner
+
+
 def _probe(value: Any) -> tuple[Any, Any] | None:
     """For values that are not plain containers: a function of the value and
     what it returned now, which a later call compares again. A small numpy
-    array by its dtype, shape and bytes (`ARRAY[0] = 5` is seen), an
+    array by its dtype, shape and bytes (`ARRAY[0] = 5` is seen), a random
+    number generator by its state (a draw or a `seed()` is seen), an
     instance whose attributes are small plain data by a copy of them
     (`CONFIG.scale = 5` is seen); anything else only by identity."""
     kind = type(value)
+    if _is_generator(value):
+        try:
+            return _generator_state, _generator_state(value)
+        except Exception:
+            return None
     if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
         try:
             if value.nbytes <= _ARRAY_WATCH_BYTES and value.dtype.hasobject is False:
@@ -1166,6 +1244,9 @@ class Watched:
         self._snapshot(value)
 
     def _snapshot(self, value: Any, depth: int = 0) -> None:
+        owner = _bound_owner(value)
+        if owner is not None:
+            value = owner  # `predict = model.predict`: the model's state (`model.w = 5`)
         if type(value) in _IDENTITY_ONLY or id(value) in self.snapshots or id(value) in self.probes:
             return  # functions, classes and modules: only a rebinding counts
         snapshot = _snapshot(value)
@@ -1422,8 +1503,8 @@ class _GraphBuilder:
             self.functions[id(obj)] = node
             self._link(node, self.visit(obj.func))
             return node
-        if isinstance(obj, types.MethodType):
-            return self.visit(obj.__func__)
+        if isinstance(obj, types.MethodType) or _bound_owner(obj) is not None:
+            return self._method(obj, name_hint)
         memoized = _memoized(obj)
         if memoized is not None:
             # A memoized function another one calls: its code (and what it
@@ -1520,20 +1601,57 @@ class _GraphBuilder:
                 self._link(node, child)
         return node
 
-    def _package_state(self, node: int, module_name: str) -> None:
-        """Settings of the standard library that change what its code
-        computes, counted by value where the graph uses that code and watched
-        in the process: the `decimal` context (`getcontext().prec = 8` at the
-        top of a module changes every division)."""
-        if module_name.split(".")[0] not in ("decimal", "_decimal", "_pydecimal"):
-            return
-        child = self.index.get("decimal:context")
-        if child is None:
-            import decimal
+    def _method(self, method: Any, name_hint: str | None) -> int | None:
+        """A bound method: its code, and what it is bound to. A class
+        method's class counts as code; an instance (`predict =
+        model.predict`, `np.random.rand`, bound to numpy's global generator)
+        by value, under the name it was read by, and watched: the
+        instance's state is an input of every call (`Model(2)` edited to
+        `Model(3)`, `model.w = 5`, a draw or a `seed()` of the generator).
+        Without a name (an item of a container) the value holding it counts
+        it already."""
+        function = getattr(method, "__func__", None)
+        owner = method.__self__
+        code = self.visit(function) if function is not None else self.visit(type(owner))
+        if isinstance(owner, types.ModuleType):
+            return code
+        if isinstance(owner, type):
+            name = f"method:{self._name(owner)}.{getattr(method, '__name__', '?')}"
+            state = self.visit(owner)
+        elif name_hint is None:
+            return code
+        else:
+            name = name_hint
+            state = self.visit(owner, f"{name_hint}.__self__")
+            self.watched._snapshot(owner)
+        if name in self.index:
+            return self.index[name]
+        node = self._add("constant", name, _native.value_digest(["method", getattr(method, "__name__", "?")]))
+        for child in (code, state):
+            if child is not None and child != node:
+                self._link(node, child)
+        return node
 
-            settings = _decimal_settings(decimal)
-            child = self._add("constant", "decimal:context", _native.value_digest(["decimal", *settings]))
-            self.watched.probes[id(decimal)] = (decimal, _decimal_settings, settings)
+    def _package_state(self, node: int, module_name: str) -> None:
+        """Settings of a package that change what its code computes, counted
+        by value where the graph uses that package and watched in the
+        process (:data:`_PACKAGE_SETTINGS`): the `decimal` context
+        (`getcontext().prec = 8` at the top of a module changes every
+        division), numpy's print options and floating-point error handling
+        (`np.set_printoptions(precision=3)` changes `str(array)`)."""
+        top = module_name.split(".")[0]
+        entry = _PACKAGE_SETTINGS.get(top)
+        if entry is None:
+            return
+        owner, read = entry
+        child = self.index.get(f"{owner}:settings")
+        if child is None:
+            module = sys.modules.get(owner)
+            if module is None:
+                return
+            settings = read(module)
+            child = self._add("constant", f"{owner}:settings", _native.value_digest([owner, *settings]))
+            self.watched.probes[id(module)] = (module, read, settings)
         self._link(node, child)
 
     def _namespace(self, node: int, namespace: dict[str, Any], prefix: str, keep: tuple[str, ...] = ()) -> None:
