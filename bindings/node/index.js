@@ -437,7 +437,7 @@ function withModuleState(graph, search, functionName, anchor) {
     for (let n = 2; names.has(name); n++) name = `state:${unit}/${variable}#${n}`;
     names.add(name);
     nodes[node][3].push(nodes.length);
-    nodes.push(['constant', name, stateDigest(value), []]);
+    nodes.push(['constant', name, stateDigest(value, search.held), []]);
   }
   // Code that reads a path known only when it runs may read one these
   // values hold (`readFileSync(cfg.data)`): those files count by contents,
@@ -456,6 +456,21 @@ function withModuleState(graph, search, functionName, anchor) {
     }
   }
   return [nodes, native.fingerprints(nodes)[root], reading];
+}
+
+/** Whether each function's text is written in the project (by text: closures of one factory share it). */
+const PROJECT_FUNCTIONS = new Map();
+
+/** Whether a function value was made by the project's code, not a package's (`native.projectFunction`). */
+function projectFunction(fn) {
+  const source = Function.prototype.toString.call(fn);
+  let known = PROJECT_FUNCTIONS.get(source);
+  if (known === undefined) {
+    known = !source.includes('[native code]') && native.projectFunction(source, programFiles(stackSites(projectFunction, 32)));
+    if (PROJECT_FUNCTIONS.size >= 4096) PROJECT_FUNCTIONS.clear();
+    PROJECT_FUNCTIONS.set(source, known);
+  }
+  return known;
 }
 
 /** Whether each class is a package's (or Node's), not the project's: by constructor. */
@@ -488,16 +503,33 @@ function packageInstance(value) {
 }
 
 /** A module-level variable's value digest: by value, else (a promise, a symbol) by its type. */
-function stateDigest(value) {
+function stateDigest(value, held = () => null, level = 0) {
   if (value === live_().MISSING) return native.valueDigest(['state', 'unread']);
   if (packageInstance(value)) return native.valueDigest(['state', 'instance', Object.getPrototypeOf(value).constructor.name || '']);
   if (typeof value === 'function' && !value[IDENTITY]) {
     // A function or class (a memoized one counts by its fingerprint): its
     // code is in the graph; its source, for a variable that holds another
-    // function now, and the data it carries (`static k = 2`, `helper.factor = 3`).
+    // function now, and the data it carries (`static k = 2`, `helper.factor = 3`);
+    // what a bound function or a project closure holds (`ModuleState.held`).
     const data = {};
     for (const key of Object.keys(value)) if (typeof value[key] !== 'function') data[key] = value[key];
-    return stateDigest(['state', 'code', Function.prototype.toString.call(value), data]);
+    const inside = level <= 1 ? held(value) : null;
+    const digest = (part) => stateDigest(part, held, level + 1);
+    const holds =
+      inside === null
+        ? null
+        : inside.bound
+          ? ['bound', ...inside.bound.map(digest)]
+          : ['closure', inside.variables.map((scope) => Object.entries(scope).map(([name, part]) => [name, digest(part)]))];
+    return stateDigest(['state', 'code', Function.prototype.toString.call(value), data, holds]);
+  }
+  if (level === 0 && value !== null && typeof value === 'object' && (Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype)) {
+    // An object or array holding functions (`const gen = makeRng(1)` giving
+    // `{ next, reset }`): each function as above, the rest by value.
+    const entries = Object.entries(value);
+    if (entries.some(([, part]) => typeof part === 'function')) {
+      return native.valueDigest(['state', 'holding', entries.map(([key, part]) => [key, stateDigest(part, held, 1)])]);
+    }
   }
   try {
     return native.valueDigest(value);
@@ -581,6 +613,7 @@ function memo(fn, options = {}) {
         search = new (live_().ModuleState)(fn, graph.state, graph.stateNames, graph.stateGlobals, {
           opaque: packageInstance,
           watchCurrent: native.watchCurrent,
+          projectFunction,
         });
         MODULE_STATES.set(graph, search);
       }

@@ -71,6 +71,80 @@ function scopesOf(fn) {
   }
 }
 
+/**
+ * A function's internal slots, as values of this realm: a bound function's
+ * `[[TargetFunction]]`, `[[BoundThis]]` and `[[BoundArgs]]`, a closure's
+ * `[[Scopes]]` (`[{ description, object }, …]`, each object a copy of that
+ * scope's variables, their values by reference).
+ */
+function internalsOf(fn) {
+  globalThis[HOLD] = fn;
+  const out = {};
+  try {
+    const { result } = post('Runtime.evaluate', { expression: 'globalThis[Symbol.for("hitsave.live")]', objectGroup: GROUP, silent: true });
+    if (!result || !result.objectId) return out;
+    const { internalProperties = [] } = post('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
+    for (const { name, value } of internalProperties) {
+      if (!INTERNALS.has(name) || !value) continue;
+      if (!value.objectId) {
+        out[name] = value.value; // a primitive `this` (undefined, a number)
+        continue;
+      }
+      post('Runtime.callFunctionOn', {
+        objectId: value.objectId,
+        functionDeclaration: 'function () { "use strict"; globalThis[Symbol.for("hitsave.live")] = this; }',
+        objectGroup: GROUP,
+        silent: true,
+      });
+      out[name] = globalThis[HOLD];
+    }
+    return out;
+  } finally {
+    delete globalThis[HOLD];
+    post('Runtime.releaseObjectGroup', { objectGroup: GROUP });
+  }
+}
+
+const INTERNALS = new Set(['[[TargetFunction]]', '[[BoundThis]]', '[[BoundArgs]]', '[[Scopes]]']);
+// Scopes a call made (a factory's, a block's), as V8 describes them; not a
+// module's, a script's or the global one.
+const CALL_SCOPE = /^(Closure|Block|Catch|With)\b/;
+
+/**
+ * What a function value holds besides its code, which its calls read: a
+ * bound function's target, `this` and arguments (fixed when it was made);
+ * a project closure's captured variables (`let a` in `mulberry32(a)`,
+ * which every call of `rand()` changes), those of the scopes a call made,
+ * never a module's own scope (`moduleScope(keys)`) or the global one. null
+ * when it holds neither (a module-level function, a package's closure).
+ */
+function heldBy(fn, moduleScope, projectFunction) {
+  const internals = internalsOf(fn);
+  if ('[[TargetFunction]]' in internals) {
+    return { bound: [internals['[[TargetFunction]]'], internals['[[BoundThis]]'], Array.from(internals['[[BoundArgs]]'] || [])] };
+  }
+  const scopes = Array.from(internals['[[Scopes]]'] || []);
+  // A CommonJS module's own scope is an anonymous closure (its wrapper's),
+  // the outermost before the script's and the global one.
+  const outermost = scopes.findLastIndex((scope) => CALL_SCOPE.test(String((scope && scope.description) || '')));
+  const picked = [];
+  scopes.forEach((scope, index) => {
+    const description = String((scope && scope.description) || '');
+    const keys = scope && scope.object && typeof scope.object === 'object' ? Object.keys(scope.object) : [];
+    if (!keys.length || !CALL_SCOPE.test(description)) return;
+    if (index === outermost && description === 'Closure' && moduleScope(keys)) return;
+    picked.push(index);
+  });
+  if (!picked.length || !projectFunction(fn)) return null;
+  return { scopes: picked, variables: picked.map((index) => scopes[index].object) };
+}
+
+/** The captured variables of `fn`'s scopes `indices` now (`heldBy`'s, read again). */
+function variablesNow(fn, indices) {
+  const scopes = Array.from(internalsOf(fn)['[[Scopes]]'] || []);
+  return indices.map((index) => (scopes[index] && scopes[index].object) || {});
+}
+
 /** The variables of `fn`'s scope number `index`, as an object (a copy of the bindings; values by reference). */
 function variablesOf(fn, index) {
   const scope = scopesOf(fn)[index];
@@ -211,12 +285,13 @@ function sizeOf(item) {
  * with each container or small typed array it holds compared the same way,
  * one level down; anything larger by identity and length.
  */
-function snapshot(value, depth = 0, opaque = () => false) {
+function snapshot(value, depth = 0, opaque = () => false, held = () => null) {
   let budget = SNAPSHOT_ITEMS;
   const copy = (item, level) => {
     if (item === null || (typeof item !== 'object' && typeof item !== 'function')) return item;
     // A package's object (a logger, a client, a cache): by identity only.
     if (opaque(item)) return { same: item };
+
     if (ArrayBuffer.isView(item)) {
       if (item.byteLength > ARRAY_WATCH_BYTES) return { same: item, length: item.byteLength };
       return { same: item, bytes: Buffer.from(new Uint8Array(item.buffer, item.byteOffset, item.byteLength)) };
@@ -231,12 +306,41 @@ function snapshot(value, depth = 0, opaque = () => false) {
     }
     budget -= size;
     const [keys, items] = itemsOf(item);
-    return { same: item, prototype: Object.getPrototypeOf(item), keys, items: items.map((held) => copy(held, level + 1)) };
+    const copied = { same: item, prototype: Object.getPrototypeOf(item), keys, items: items.map((held) => copy(held, level + 1)) };
+    if (typeof item === 'function' && level <= 1 && depth === 0) {
+      // A bound function's `this` and arguments, a project closure's
+      // captured variables (read again before each call: `rand()` changes them).
+      const inside = held(item);
+      if (inside !== null && inside.bound) copied.bound = inside.bound.map((part) => copy(part, level + 1));
+      if (inside !== null && inside.scopes) {
+        copied.scopes = inside.scopes;
+        copied.variables = inside.variables.map((scope) => Object.entries(scope).map(([name, value]) => [name, copy(value, level + 1)]));
+      }
+    }
+    return copied;
   };
   return copy(value, 0);
 }
 
 function unchanged(before, now) {
+  if (!unchangedItself(before, now)) return false;
+  if (before === null || typeof before !== 'object') return true;
+  if (before.bound !== undefined) {
+    // A bound function's slots never change; the objects in them may.
+    return before.bound.every((held) => held === null || typeof held !== 'object' || unchanged(held, held.same));
+  }
+  if (before.scopes !== undefined) {
+    const scopes = variablesNow(now, before.scopes);
+    return before.variables.every(
+      (variables, i) =>
+        variables.length === Object.keys(scopes[i]).length &&
+        variables.every(([name, held]) => name in scopes[i] && unchanged(held, scopes[i][name])),
+    );
+  }
+  return true;
+}
+
+function unchangedItself(before, now) {
   if (before === null || typeof before !== 'object') return Object.is(before, now);
   if (before.same !== now) return false;
   if (before.bytes !== undefined) return now.byteLength === before.bytes.length && before.bytes.equals(new Uint8Array(now.buffer, now.byteOffset, now.byteLength));
@@ -291,10 +395,28 @@ const MISSING = Symbol('hitsave.missing');
  * once): `read()` gives a `Reading` of the values now.
  */
 class ModuleState {
-  constructor(root, modules, follow, globals = [], { opaque = () => false, watchCurrent = () => true } = {}) {
+  constructor(root, modules, follow, globals = [], { opaque = () => false, watchCurrent = () => true, projectFunction = () => false } = {}) {
     this.globals = globals;
     // Values counted by their class and identity alone (a package's objects).
     this.opaque = opaque;
+    // What a function value holds (`heldBy`): a scope whose names are mostly
+    // a module's bindings is that module's own, counted as module state.
+    const bindings = modules.map(([, names]) => new Set(names));
+    const moduleScope = (keys) =>
+      bindings.some((names) => keys.filter((key) => names.has(key) || CJS_NAMES.has(key)).length * 2 > keys.length);
+    const nothing = new WeakSet();
+    this.held = (fn) => {
+      if (nothing.has(fn)) return null;
+      let inside = null;
+      try {
+        inside = heldBy(fn, moduleScope, projectFunction);
+      } catch {
+        inside = null; // no inspector: the search failed too, and is refused where it matters
+      }
+      // A function's scopes and target are fixed when it is made: one holding nothing never will.
+      if (inside === null) nothing.add(fn);
+      return inside;
+    };
     // Whether files watched under an id are unchanged (the addon's `watchCurrent`).
     this.watchCurrent = watchCurrent;
     try {
@@ -345,7 +467,7 @@ class Reading {
     this.values = values;
     // The watch id of the files the values name, when the binding counted them.
     this.files = 0;
-    this.snapshots = values.map(([, , value]) => snapshot(value, 0, state.opaque));
+    this.snapshots = values.map(([, , value]) => snapshot(value, 0, state.opaque, state.held));
   }
 
   /**

@@ -4099,6 +4099,19 @@ pub fn analyze_class(
     Ok(graphs)
 }
 
+/// Whether `source`, a function's text as it runs
+/// (`Function.prototype.toString`), is written in a module of the project
+/// that `program.files` import, not in a package's or Node's: the project's
+/// closures held in module state count by the variables they captured
+/// (`const rand = mulberry32(1)`), a package's (a debounced function, a
+/// limiter) by identity, since their variables are its bookkeeping.
+pub fn project_text(core: &Core, source: &str, program: &Program) -> Result<bool, HitSaveError> {
+    let files = &program.files;
+    let Some(first) = files.iter().find_map(|file| file.canonicalize().ok()) else { return Ok(false) };
+    let mut graph = Graph::new(core, project_root(&first), program);
+    graph.project_modules(files, true, |_, summary| Ok(summary.units.iter().any(|unit| unit.text.contains(source))))
+}
+
 /// `class Name` (or `function Name`) in `text` as a whole name, with the
 /// character after it (`class Model ` but not `class Modeler`): the text to
 /// look for in the file.

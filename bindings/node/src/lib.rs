@@ -256,6 +256,19 @@ pub fn class_fingerprints(
     found.map_err(|err| to_napi(js, err))
 }
 
+/// Whether a function whose text is `source` is written in the project
+/// modules `files` import (`analyze::project_text`), not a package's.
+#[napi]
+pub fn project_function(env: Env, source: String, files: Vec<String>) -> Result<bool> {
+    let js = Js(env.raw());
+    let found = (|| -> std::result::Result<bool, HitSaveError> {
+        let core = Core::shared()?;
+        let program = analyze::Program { files: files.iter().map(PathBuf::from).collect(), argv: Vec::new() };
+        on_analysis_thread(move || analyze::project_text(core, &source, &program))
+    })();
+    found.map_err(|err| to_napi(js, err))
+}
+
 /// Stack of the analysis thread: 1 GiB of address space, touched only as deep as a chain goes.
 const ANALYSIS_STACK: usize = 1 << 30;
 

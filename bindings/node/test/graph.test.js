@@ -1165,6 +1165,66 @@ console.log(JSON.stringify([...out, runs]));
   assert.deepStrictEqual(run(), [11, 16, 22, 220, 11, 11, 0, 0]);
 });
 
+test('a closure or a bound function held in module state counts by what it holds at each call', () => {
+  // `const rand = mulberry32(1)` (a seeded generator: each draw changes the
+  // variable it captured), `makeRng(1)` giving `{ next }`, and `predict =
+  // model.predict.bind(model)` with `model.w = 5` between calls: the second
+  // call in a process computed from another state than a fresh process, and
+  // its result was stored under the fresh process's fingerprint (served to
+  // it: 0.0301 where the code computes 6.8978), or hit with the old `w`. A
+  // package's closure (a limiter's counter) stays its own bookkeeping: calls
+  // through it hit.
+  const project = new Project({
+    'node_modules/counterlib/package.json': JSON.stringify({ name: 'counterlib', version: '1.0.0', main: 'index.js' }),
+    'node_modules/counterlib/index.js': 'exports.wrap = (fn) => { let calls = 0; return (x) => { calls++; return fn(x); }; };\n',
+    'rng.mjs': `
+export function mulberry32(a) {
+  return function () { a |= 0; a = (a + 0x6d2b79f5) | 0; let t = Math.imul(a ^ (a >>> 15), 1 | a); t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t; return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+}
+export function makeRng(seed) { let s = seed; return { next() { s = (s * 1103515245 + 12345) % 2147483648; return s / 2147483648; } }; }
+`,
+    'main.mjs': `
+import { createRequire } from 'node:module';
+import { mulberry32, makeRng } from './rng.mjs';
+const require = createRequire(import.meta.url);
+const { memo } = require(${JSON.stringify(path.resolve(__dirname, '..', 'index.js'))});
+const counterlib = require('counterlib');
+class Model { constructor(w) { this.w = w; } predict(x) { return this.w * x; } }
+const model = new Model(2);
+const predict = model.predict.bind(model);
+const rand = mulberry32(1);
+const gen = makeRng(1);
+const doubled = counterlib.wrap((x) => x * 2);
+const round = (x) => Math.round(x * 1e4) / 1e4;
+const drawn = memo(function drawn(n) { console.error('ran:drawn'); return round(rand() * n); });
+const stepped = memo(function stepped(n) { console.error('ran:stepped'); return round(gen.next() * n); });
+const scored = memo(function scored(n) { console.error('ran:scored'); return predict(n); });
+const counted = memo(function counted(n) { console.error('ran:counted'); return doubled(n); });
+const out = [];
+for (const n of process.argv.slice(2).map(Number)) out.push(drawn(n), stepped(n), scored(n), counted(n));
+model.w = 5;
+out.push(scored(10));
+console.log(JSON.stringify(out));
+`,
+  });
+  const run = (args, env = {}) => {
+    const result = spawnSync(process.execPath, ['main.mjs', ...args], { cwd: project.root, env: project.env(env), encoding: 'utf8' });
+    assert.strictEqual(result.status, 0, result.stderr);
+    const ran = result.stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4));
+    return [JSON.parse(result.stdout.trim().split('\n').pop()), ran.join(',') || '-'];
+  };
+  const [twice] = run(['10', '11']);
+  assert.deepStrictEqual(twice.slice(2, 4), [20, 20]);
+  assert.strictEqual(twice[8], 50); // model.w = 5: computed again
+  const [fresh] = run(['11'], { HITSAVE_MODE: 'off' });
+  // The first process drew n = 11 from a later state than a fresh one does.
+  assert.notDeepStrictEqual(twice.slice(4, 6), fresh.slice(0, 2));
+  // A fresh process gets what its code computes: the draws from the first
+  // state run (never stored before), the rest hits.
+  assert.deepStrictEqual(run(['11']), [fresh, 'drawn,stepped']);
+  assert.deepStrictEqual(run(['11']), [fresh, '-']);
+});
+
 test('a counter or a log the function only adds to is no input: repeated calls hit in the process', () => {
   const project = new Project({
     'node_modules/minilog/package.json': JSON.stringify({ name: 'minilog', version: '1.0.0', main: 'index.js' }),
