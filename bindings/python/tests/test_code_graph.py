@@ -1318,6 +1318,82 @@ def test_a_random_generator_counts_by_its_state(project):
     assert project.run(call.replace("sys.argv[1:]", "[11]")).stdout.split() == fresh
 
 
+def test_an_iterator_counts_by_its_position_and_a_generator_is_refused(project):
+    """`ids = itertools.count(100)`, `it = iter([7, 8, 9])` and
+    `partial(model.predict, scale=2)` read by memoized functions: a second
+    call in a process read a moved iterator (or a changed model) and its
+    result was stored under the first state's fingerprint, then served to a
+    fresh process (11101 where the code computes 11100). A generator's
+    position cannot be read: refused, naming it."""
+    project.write("ids.py", """
+        import functools, itertools
+        from hitsave import memo
+
+        class Model:
+            def __init__(self, w):
+                self.w = w
+
+            def predict(self, x, scale=1):
+                return self.w * x * scale
+
+        model = Model(2)
+        doubled = functools.partial(model.predict, scale=2)
+        ids = itertools.count(100)
+        it = iter([7, 8, 9, 10])
+        gen = (x * 2 for x in range(100))
+
+        @memo
+        def numbered(n):
+            return n * 1000 + next(ids)
+
+        @memo
+        def taken(n):
+            return n * 1000 + next(it)
+
+        @memo
+        def predicted(n):
+            return doubled(n)
+
+        @memo
+        def generated(n):
+            return n + next(gen)
+    """)
+    call = (
+        "import sys, ids; out = []\n"
+        "for n in map(int, sys.argv[1:]):\n"
+        "    out += [ids.numbered(n), ids.taken(n), ids.predicted(n)]; ids.model.w = 5\n"
+        "print('=', *out)"
+    )
+    both = project.run(call.replace("sys.argv[1:]", "[10, 11]")).stdout.split()
+    assert both[4:] == ["11101", "11008", "110"]
+    fresh = project.run(call.replace("sys.argv[1:]", "[11]"), {"HITSAVE_MODE": "off"}).stdout.split()
+    assert fresh[1:] == ["11100", "11007", "44"]
+    assert project.run(call.replace("sys.argv[1:]", "[11]")).stdout.split() == fresh
+    refused = project.run(
+        "import ids, hitsave\ntry:\n    ids.generated(1)\nexcept hitsave.HitSaveError as e:\n    print(e.code, e)"
+    ).stdout
+    assert refused.startswith("code_unavailable") and "ids:gen is a generator" in refused
+
+
+def test_a_context_variable_counts_by_the_value_it_holds(project):
+    """`PREC = ContextVar("prec", default=2)` read with `PREC.get()`: after
+    `PREC.set(4)` a call hit the result computed for 2, and a new argument's
+    result was stored under 2's fingerprint (served later: 0.67 where the
+    code computes 0.6667)."""
+    project.write("rounding.py", """
+        import contextvars
+        from hitsave import memo
+        PREC = contextvars.ContextVar("prec", default=2)
+
+        @memo
+        def third(x):
+            return round(x / 3, PREC.get())
+    """)
+    call = "import rounding; a = rounding.third(1.0); rounding.PREC.set(4); print(a, rounding.third(1.0), rounding.third(2.0))"
+    assert project.run(call).stdout.split() == ["0.33", "0.3333", "0.6667"]
+    assert project.run("import rounding; print(rounding.third(2.0))").stdout.split() == ["0.67"]
+
+
 def test_numpy_settings_count_where_numpy_code_is_used(project):
     """`np.set_printoptions(precision=3)` in a setup module changes what
     `str(array)` returns: an edit of it used to hit, and so did a change

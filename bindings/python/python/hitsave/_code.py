@@ -1124,6 +1124,29 @@ def _generator_state(value: Any) -> Any:
     return _comparable(bits.state)
 
 
+def _is_builtin_iterator(value: Any) -> bool:
+    """A generator, or an iterator of the standard library (`iter(list)`,
+    `itertools.count()`, `map(...)`): reading it moves it. Files and
+    packages' cursors are iterators too, but left out (their state is not
+    what their reads return)."""
+    kind = type(value)
+    if isinstance(value, (types.GeneratorType, types.AsyncGeneratorType)):
+        return True
+    return kind.__module__ in ("builtins", "itertools", "collections") and hasattr(kind, "__next__")
+
+
+def _context_value(variable: Any) -> Any:
+    """What a context variable holds in the current context (compared by
+    identity, then equality: a value replaced by `.set()` is seen)."""
+    return variable.get(_MISSING)
+
+
+def _iterator_state(value: Any) -> str:
+    """Where an iterator is: the digest of what pickle saves of it (`count(101)`,
+    the list and index of a list iterator, the iterators a `map` reads)."""
+    return _native.value_digest(value)
+
+
 def _bound_owner(value: Any) -> Any:
     """The instance a method is bound to (`model.predict`, `rng.random`,
     `np.random.rand`), else None (a function, a class method, a module's
@@ -1145,6 +1168,11 @@ def _probe(value: Any) -> tuple[Any, Any] | None:
     if _is_generator(value):
         try:
             return _generator_state, _generator_state(value)
+        except Exception:
+            return None
+    if _is_builtin_iterator(value):
+        try:
+            return _iterator_state, _iterator_state(value)
         except Exception:
             return None
     if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
@@ -1501,7 +1529,8 @@ class _GraphBuilder:
             content = _native.value_digest(["partial", _safe_value(list(obj.args)), _safe_value(dict(obj.keywords))])
             node = self._add("function", name, content)
             self.functions[id(obj)] = node
-            self._link(node, self.visit(obj.func))
+            # Named, so a bound method's instance counts (`partial(model.predict, scale=2)`).
+            self._link(node, self.visit(obj.func, f"{name}.func"))
             return node
         if isinstance(obj, types.MethodType) or _bound_owner(obj) is not None:
             return self._method(obj, name_hint)
@@ -1577,9 +1606,29 @@ class _GraphBuilder:
             return node
         if name_hint is None:
             return None
+        if type(obj).__module__ == "_contextvars" and type(obj).__qualname__ == "ContextVar":
+            # `PRECISION = ContextVar("p", default=2)` read with `.get()`: the
+            # value the current context holds (`PRECISION.set(4)` between calls).
+            value = obj.get(_MISSING)
+            node = self._add("constant", name_hint, _native.value_digest(["context variable", obj.name]))
+            if value is not _MISSING:
+                child = self.visit(value, f"{name_hint}.value")
+                if child is not None and child != node:
+                    self._link(node, child)
+                self.watched._snapshot(value)  # changed in place
+            self.watched.probes[id(obj)] = (obj, _context_value, value)
+            return node
         try:
             content = _native.value_digest(obj)
         except _native.HitSaveError:
+            if _is_builtin_iterator(obj):
+                # A generator (or an iterator that cannot be pickled): each
+                # `next()` moves it, and where it is cannot be read.
+                raise _native.code_unavailable_error(
+                    f"{name_hint} is a {type(obj).__qualname__} whose position changes as it is read and cannot be "
+                    "read back, so results computed at different positions could not be told apart; pass the "
+                    "values it gives as arguments, or make it a list"
+                ) from None
             # A module-level value that cannot be hashed faithfully (a lock, a
             # database engine, an object holding one): its type and the
             # source that makes it (`ENGINE = create_engine(URL)`: editing
