@@ -427,6 +427,18 @@ function withModuleState(graph, search, functionName, anchor) {
   const root = nodes.findIndex((node) => node[1] === graph.root);
   const names = new Set();
   const reading = search.read();
+  for (const [, variable, value] of reading.values) {
+    // A generator or a built-in iterator (`idGen()`, `rows[Symbol.iterator]()`):
+    // each `next()` moves it, and where it is cannot be read back.
+    const kind = value !== null && typeof value === 'object' && /^\[object (.*(?:Iterator|Generator))\]$/.exec(Object.prototype.toString.call(value));
+    if (kind) {
+      throw new HitSaveError(
+        `${functionName}: it reads ${variable}, ${/^[AEIOU]/.test(kind[1]) ? 'an' : 'a'} ${kind[1]} whose position changes as it is read and cannot be read back, ` +
+          'so results computed at different positions could not be told apart; pass the values it gives as arguments, or make it an array',
+        'code_unavailable',
+      );
+    }
+  }
   for (const [at, variable, value] of reading.values) {
     // `state:<its node>` (`/<name>` for one of several names a declaration
     // binds; `#2`… where another module's import of it is read too); a
@@ -456,6 +468,25 @@ function withModuleState(graph, search, functionName, anchor) {
     }
   }
   return [nodes, native.fingerprints(nodes)[root], reading];
+}
+
+let CONFIGURED_OFF;
+
+/**
+ * Whether the configuration says `HITSAVE_MODE=off`: every memoized
+ * function is then called directly, with no analysis (as in Python), so
+ * off works for code the analysis refuses. An invalid configuration is
+ * left for registration to report.
+ */
+function configuredOff() {
+  if (CONFIGURED_OFF === undefined) {
+    try {
+      CONFIGURED_OFF = native.configuration()[0] === 'off';
+    } catch {
+      CONFIGURED_OFF = false;
+    }
+  }
+  return CONFIGURED_OFF;
 }
 
 /** Whether each function's text is written in the project (by text: closures of one factory share it). */
@@ -506,6 +537,19 @@ function packageInstance(value) {
 function stateDigest(value, held = () => null, level = 0) {
   if (value === live_().MISSING) return native.valueDigest(['state', 'unread']);
   if (packageInstance(value)) return native.valueDigest(['state', 'instance', Object.getPrototypeOf(value).constructor.name || '']);
+  if (level <= 1 && value !== null && (typeof value === 'object' || typeof value === 'function') && live_().mayHide(value)) {
+    // #private fields, a WeakMap's entries (`live.js` reads them): with the rest.
+    const hidden = live_().hiddenOf(value);
+    const digest = (part) => stateDigest(part, held, level + 1);
+    const rest = value instanceof WeakMap || value instanceof WeakSet ? Object.prototype.toString.call(value) : stateDigestVisible(value, held, level);
+    const entries = hidden.entries.map(([key, part]) => [digest(key), digest(part)]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return native.valueDigest(['state', 'hidden', rest, hidden.private.map(([name, part]) => [name, digest(part)]), entries]);
+  }
+  return stateDigestVisible(value, held, level);
+}
+
+/** `stateDigest` of what JavaScript can see of a value. */
+function stateDigestVisible(value, held, level) {
   if (typeof value === 'function' && !value[IDENTITY]) {
     // A function or class (a memoized one counts by its fingerprint): its
     // code is in the graph; its source, for a variable that holds another
@@ -708,7 +752,7 @@ function memo(fn, options = {}) {
   }
 
   function enabled() {
-    return local && registered().mode !== 'off';
+    return local && !configuredOff() && registered().mode !== 'off';
   }
 
   function save(s, value) {
@@ -787,7 +831,7 @@ function memo(fn, options = {}) {
 
   function callAsync(self, args) {
     fresh();
-    if (state === null && local && name === undefined) return registeredAsync().then(() => callAsync(self, args));
+    if (state === null && local && name === undefined && !configuredOff()) return registeredAsync().then(() => callAsync(self, args));
     let first;
     try {
       if (!enabled()) return (async () => fn.apply(self, args))();

@@ -139,6 +139,78 @@ function heldBy(fn, moduleScope, projectFunction) {
   return { scopes: picked, variables: picked.map((index) => scopes[index].object) };
 }
 
+// `#x` outside strings, as far as a cheap test can tell (index.js's test for arguments).
+const PRIVATE_NAME = /(?:^|[\s{};.(,!&|])#[A-Za-z_$]/m;
+const PRIVATE_CLASSES = new WeakMap();
+
+/** Whether `value` may keep state JavaScript cannot enumerate: #private fields (its class's, or a class's static ones), a WeakMap's or WeakSet's entries. */
+function mayHide(value) {
+  if (value instanceof WeakMap || value instanceof WeakSet) return true;
+  const classes = [];
+  if (typeof value === 'function') classes.push(value);
+  else if (value !== null && typeof value === 'object') {
+    for (let p = Object.getPrototypeOf(value); p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+      if (typeof p.constructor === 'function') classes.push(p.constructor);
+    }
+  }
+  return classes.some((c) => {
+    let known = PRIVATE_CLASSES.get(c);
+    if (known === undefined) {
+      known = PRIVATE_NAME.test(Function.prototype.toString.call(c));
+      PRIVATE_CLASSES.set(c, known);
+    }
+    return known;
+  });
+}
+
+/** A remote primitive the protocol could not put in JSON (`NaN`, `-0`, `2n`). */
+function unserializable(text) {
+  if (text.endsWith('n')) return BigInt(text.slice(0, -1));
+  return text === '-0' ? -0 : Number(text);
+}
+
+/**
+ * The state V8 keeps out of JavaScript's reach, read through the inspector:
+ * `{ private: [[name, value], …], entries: [[key, value], …] }` (#private
+ * fields with a value, a WeakMap's entries, a WeakSet's as `[item, true]`).
+ */
+function hiddenOf(value) {
+  globalThis[HOLD] = value;
+  try {
+    const { result } = post('Runtime.evaluate', { expression: 'globalThis[Symbol.for("hitsave.live")]', objectGroup: GROUP, silent: true });
+    if (!result || !result.objectId) return { private: [], entries: [] };
+    const { internalProperties = [], privateProperties = [] } = post('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
+    const local = (remote) => {
+      if (!remote) return undefined;
+      if (remote.unserializableValue !== undefined) return unserializable(remote.unserializableValue);
+      if (!remote.objectId) return remote.value;
+      post('Runtime.callFunctionOn', {
+        objectId: remote.objectId,
+        functionDeclaration: 'function () { "use strict"; globalThis[Symbol.for("hitsave.live")] = this; }',
+        objectGroup: GROUP,
+        silent: true,
+      });
+      return globalThis[HOLD];
+    };
+    const fields = privateProperties.filter((property) => 'value' in property).map((property) => [property.name, local(property.value)]);
+    const listed = internalProperties.find((property) => property.name === '[[Entries]]');
+    const entries = listed ? Array.from(local(listed.value) || []).map((entry) => ('key' in entry ? [entry.key, entry.value] : [entry.value, true])) : [];
+    return { private: fields, entries };
+  } finally {
+    delete globalThis[HOLD];
+    post('Runtime.releaseObjectGroup', { objectGroup: GROUP });
+  }
+}
+
+/** Whether the hidden state `before` (`hiddenOf` with snapshots of its values) still holds for `now`. */
+function hiddenUnchanged(before, now) {
+  const hidden = hiddenOf(now);
+  if (hidden.private.length !== before.private.length || hidden.entries.length !== before.entries.length) return false;
+  if (!before.private.every(([name, held], i) => hidden.private[i][0] === name && unchanged(held, hidden.private[i][1]))) return false;
+  const byKey = new Map(hidden.entries);
+  return before.entries.every(([key, held]) => byKey.has(key) && unchanged(held, byKey.get(key)));
+}
+
 /** The captured variables of `fn`'s scopes `indices` now (`heldBy`'s, read again). */
 function variablesNow(fn, indices) {
   const scopes = Array.from(internalsOf(fn)['[[Scopes]]'] || []);
@@ -307,6 +379,15 @@ function snapshot(value, depth = 0, opaque = () => false, held = () => null) {
     budget -= size;
     const [keys, items] = itemsOf(item);
     const copied = { same: item, prototype: Object.getPrototypeOf(item), keys, items: items.map((held) => copy(held, level + 1)) };
+    if (level <= 1 && depth === 0 && mayHide(item)) {
+      // #private fields (`static #rate`, `this.#k`), a WeakMap's entries:
+      // read through the inspector, again before each call.
+      const hidden = hiddenOf(item);
+      copied.hidden = {
+        private: hidden.private.map(([name, value]) => [name, copy(value, level + 1)]),
+        entries: hidden.entries.map(([key, value]) => [key, copy(value, level + 1)]),
+      };
+    }
     if (typeof item === 'function' && level <= 1 && depth === 0) {
       // A bound function's `this` and arguments, a project closure's
       // captured variables (read again before each call: `rand()` changes them).
@@ -325,6 +406,7 @@ function snapshot(value, depth = 0, opaque = () => false, held = () => null) {
 function unchanged(before, now) {
   if (!unchangedItself(before, now)) return false;
   if (before === null || typeof before !== 'object') return true;
+  if (before.hidden !== undefined && !hiddenUnchanged(before.hidden, now)) return false;
   if (before.bound !== undefined) {
     // A bound function's slots never change; the objects in them may.
     return before.bound.every((held) => held === null || typeof held !== 'object' || unchanged(held, held.same));
@@ -499,4 +581,4 @@ class Reading {
   }
 }
 
-module.exports = { ModuleState, MISSING, pathsIn };
+module.exports = { ModuleState, MISSING, pathsIn, mayHide, hiddenOf };

@@ -1225,6 +1225,66 @@ console.log(JSON.stringify(out));
   assert.deepStrictEqual(run(['11']), [fresh, '-']);
 });
 
+test('a generator or a built-in iterator held in module state is refused; HITSAVE_MODE=off calls it', () => {
+  // `const gen = idGen()` with `gen.next()` inside: a second call in a
+  // process read a moved generator and its result was stored under the first
+  // position's fingerprint, then served to a fresh process (11101 where the
+  // code computes 11100). Where it is cannot be read: refused, naming it.
+  // With the cache off nothing is analysed (as in Python), so the function runs.
+  const project = new Project({
+    'main.js': `
+const { memo } = require(HITSAVE);
+function* idGen() { let i = 100; while (true) yield i++; }
+const gen = idGen();
+const it = [7, 8, 9][Symbol.iterator]();
+const numbered = memo((n) => n * 1000 + gen.next().value);
+const taken = memo((n) => n * 1000 + it.next().value);
+const out = [];
+for (const f of [numbered, taken]) {
+  try { out.push(f(10), f(11)); } catch (error) { out.push(error.code, error.message); }
+}
+console.log(JSON.stringify(out));
+`,
+  });
+  const [code, message, code2, message2] = project.run('main.js').out;
+  assert.strictEqual(code, 'code_unavailable');
+  assert.match(message, /it reads gen, a Generator whose position changes/);
+  assert.strictEqual(code2, 'code_unavailable');
+  assert.match(message2, /it reads it, an Array Iterator/);
+  assert.deepStrictEqual(project.run('main.js', { env: { HITSAVE_MODE: 'off' } }).out, [10100, 11101, 10007, 11008]);
+});
+
+test('state kept in #private fields or a WeakMap counts by its value at each call', () => {
+  // `static #rate` a static setter changes, and the WeakMap "private data"
+  // pattern: JavaScript cannot enumerate either, so `setRate(3)` between two
+  // calls hit the first result, and a new argument's result was stored
+  // under the first state's fingerprint (served later: 33 where the code
+  // computes 22). They are read through the inspector now.
+  const project = new Project({
+    'main.js': `
+const { memo } = require(HITSAVE);
+class Config { static #rate = 2; static setRate(r) { Config.#rate = r; } static rate() { return Config.#rate; } }
+const priv = new WeakMap();
+class Acc { constructor(k) { priv.set(this, { k }); } setK(k) { priv.get(this).k = k; } k() { return priv.get(this).k; } }
+const acc = new Acc(2);
+const rated = memo(function rated(n) { console.error('ran:rated'); return n * Config.rate(); });
+const scaled = memo(function scaled(n) { console.error('ran:scaled'); return n * acc.k(); });
+if (process.argv[2] === 'change') {
+  const out = [rated(10), scaled(10)];
+  Config.setRate(3);
+  acc.setK(3);
+  console.log(JSON.stringify([...out, rated(10), scaled(10), rated(11), scaled(11)]));
+} else {
+  console.log(JSON.stringify([rated(11), scaled(11)]));
+}
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project, { args: ['change'] }), [20, 20, 30, 30, 33, 33, 'rated,scaled,rated,scaled,rated,scaled']);
+  // A fresh process at the first state gets what its code computes for 11.
+  assert.deepStrictEqual(resultsAndRuns(project), [22, 22, 'rated,scaled']);
+  assert.deepStrictEqual(resultsAndRuns(project), [22, 22, '-']);
+});
+
 test('a counter or a log the function only adds to is no input: repeated calls hit in the process', () => {
   const project = new Project({
     'node_modules/minilog/package.json': JSON.stringify({ name: 'minilog', version: '1.0.0', main: 'index.js' }),
