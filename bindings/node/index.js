@@ -427,6 +427,7 @@ function withModuleState(graph, search, functionName, anchor) {
   const root = nodes.findIndex((node) => node[1] === graph.root);
   const names = new Set();
   const reading = search.read();
+  const digests = [];
   for (const [, variable, value] of reading.values) {
     // A generator or a built-in iterator (`idGen()`, `rows[Symbol.iterator]()`):
     // each `next()` moves it, and where it is cannot be read back.
@@ -449,8 +450,11 @@ function withModuleState(graph, search, functionName, anchor) {
     for (let n = 2; names.has(name); n++) name = `state:${unit}/${variable}#${n}`;
     names.add(name);
     nodes[node][3].push(nodes.length);
-    nodes.push(['constant', name, stateDigest(value, search.held), []]);
+    const digest = stateDigest(value, search.held);
+    digests.push(digest);
+    nodes.push(['constant', name, digest, []]);
   }
+  reading.digests = digests;
   // Code that reads a path known only when it runs may read one these
   // values hold (`readFileSync(cfg.data)`): those files count by contents,
   // and are watched in the process (by the reading) like the graph's own files.
@@ -658,6 +662,7 @@ function memo(fn, options = {}) {
           opaque: packageInstance,
           watchCurrent: native.watchCurrent,
           projectFunction,
+          hash: (view) => native.blobDigest(view),
         });
         MODULE_STATES.set(graph, search);
       }
@@ -706,6 +711,16 @@ function memo(fn, options = {}) {
       // (`setScale(3)`, `cfg.k = 7`): the same code, another fingerprint.
       state = null;
     }
+  }
+  // Before a miss computes: a module-level value the checks before each call
+  // compare only in part (a typed array over 64 KiB) changed in place since
+  // it was counted. Registered again, so the result is stored under what it
+  // is computed from, never under the old state.
+  function stale(s) {
+    if (s.live === null || !s.live.partial.some(Boolean)) return false;
+    if (!s.live.deepChanged((value) => stateDigest(value, s.live.state.held))) return false;
+    if (state === s) state = null;
+    return true;
   }
   // The analysis of a call site is the same for every memo() made there in
   // this process (sources do not change under a running program, and a
@@ -775,6 +790,7 @@ function memo(fn, options = {}) {
       return promised ? Promise.resolve(value) : value;
     }
     if (status === STORE_ERROR) warnOnce(payload);
+    if (stale(s)) return callSync(self, args);
     // A promise this function returned for the same key is still pending in
     // this process: share it (waiting for its lock here would block the
     // event loop it needs).
@@ -871,6 +887,7 @@ function memo(fn, options = {}) {
     }
     if (status === HIT_VALUE || status === HIT_DATA) return decodeHit(status, payload, functionName);
     if (status === STORE_ERROR) warnOnce(payload);
+    if (stale(s)) return callAsync(self, args);
     const running = pending.get(key);
     if (running) return running;
     const computation = (async () => {

@@ -26,6 +26,9 @@ const SEARCH_BUDGET = 2000;
 const SNAPSHOT_ITEMS = 1000;
 const SHALLOW_ITEMS = 100_000;
 const ARRAY_WATCH_BYTES = 64 << 10;
+// Larger typed arrays are digested before each call up to this many bytes
+// per reading (Python's limit); beyond it, before a miss computes.
+const ARRAY_HASH_BYTES = 8 << 20;
 const CJS_NAMES = new Set(['exports', 'require', 'module', '__filename', '__dirname']);
 
 let session = null;
@@ -357,23 +360,35 @@ function sizeOf(item) {
  * with each container or small typed array it holds compared the same way,
  * one level down; anything larger by identity and length.
  */
-function snapshot(value, depth = 0, opaque = () => false, held = () => null) {
+function snapshot(value, depth = 0, opaque = () => false, held = () => null, flags = {}) {
   let budget = SNAPSHOT_ITEMS;
   const copy = (item, level) => {
     if (item === null || (typeof item !== 'object' && typeof item !== 'function')) return item;
     // A package's object (a logger, a client, a cache): by identity only.
     if (opaque(item)) return { same: item };
-
     if (ArrayBuffer.isView(item)) {
-      if (item.byteLength > ARRAY_WATCH_BYTES) return { same: item, length: item.byteLength };
+      if (item.byteLength > ARRAY_WATCH_BYTES) {
+        const hash = flags.hash;
+        if (hash && (flags.hashed || 0) + item.byteLength <= ARRAY_HASH_BYTES) {
+          // Digested again before each call, up to 8 MiB of them per reading.
+          flags.hashed = (flags.hashed || 0) + item.byteLength;
+          return { same: item, length: item.byteLength, hash, digest: hash(item) };
+        }
+        flags.partial = true; // its bytes are not compared: `Reading.deepChanged`
+        return { same: item, length: item.byteLength };
+      }
       return { same: item, bytes: Buffer.from(new Uint8Array(item.buffer, item.byteOffset, item.byteLength)) };
     }
-    if (level > 6 || budget <= 0) return { same: item };
+    if (level > 6 || budget <= 0) {
+      flags.partial = true;
+      return { same: item };
+    }
     const size = sizeOf(item);
     if (size > budget) {
+      flags.partial = true;
       if (size > SHALLOW_ITEMS) return { same: item, length: size };
       const [keys, items] = itemsOf(item);
-      const nested = depth === 0 && level === 0 ? items.map((held) => (held !== null && typeof held === 'object' ? snapshot(held, 1, opaque) : undefined)) : null;
+      const nested = depth === 0 && level === 0 ? items.map((item) => (item !== null && typeof item === 'object' ? snapshot(item, 1, opaque, () => null, flags) : undefined)) : null;
       return { same: item, prototype: Object.getPrototypeOf(item), keys, items, shallow: true, nested };
     }
     budget -= size;
@@ -425,6 +440,7 @@ function unchanged(before, now) {
 function unchangedItself(before, now) {
   if (before === null || typeof before !== 'object') return Object.is(before, now);
   if (before.same !== now) return false;
+  if (before.digest !== undefined) return now.byteLength === before.length && before.hash(now) === before.digest;
   if (before.bytes !== undefined) return now.byteLength === before.bytes.length && before.bytes.equals(new Uint8Array(now.buffer, now.byteOffset, now.byteLength));
   if (before.length !== undefined) return (ArrayBuffer.isView(now) ? now.byteLength : sizeOf(now)) === before.length;
   if (before.items === undefined) return true;
@@ -477,8 +493,16 @@ const MISSING = Symbol('hitsave.missing');
  * once): `read()` gives a `Reading` of the values now.
  */
 class ModuleState {
-  constructor(root, modules, follow, globals = [], { opaque = () => false, watchCurrent = () => true, projectFunction = () => false } = {}) {
+  constructor(
+    root,
+    modules,
+    follow,
+    globals = [],
+    { opaque = () => false, watchCurrent = () => true, projectFunction = () => false, hash = null } = {},
+  ) {
     this.globals = globals;
+    // A typed array's digest (the addon's BLAKE3), for those over 64 KiB.
+    this.hash = hash;
     // Values counted by their class and identity alone (a package's objects).
     this.opaque = opaque;
     // What a function value holds (`heldBy`): a scope whose names are mostly
@@ -549,7 +573,31 @@ class Reading {
     this.values = values;
     // The watch id of the files the values name, when the binding counted them.
     this.files = 0;
-    this.snapshots = values.map(([, , value]) => snapshot(value, 0, state.opaque, state.held));
+    // Whether each value's snapshot leaves part of it uncompared (a typed
+    // array over 64 KiB, a large container's items beyond one level).
+    this.partial = values.map(() => false);
+    this.snapshots = values.map(([, , value], i) => {
+      const flags = { partial: false, hash: state.hash, hashed: 0 };
+      const taken = snapshot(value, 0, state.opaque, state.held, flags);
+      this.partial[i] = flags.partial;
+      return taken;
+    });
+    // The digest each value counted (`withModuleState` sets them).
+    this.digests = null;
+    this.changed = false;
+  }
+
+  /**
+   * Before a miss computes: whether a value whose snapshot leaves part of it
+   * uncompared digests differently now than when it was counted (a large
+   * typed array changed in place), so the result would be stored under
+   * state it was not computed from.
+   */
+  deepChanged(digest) {
+    if (this.digests === null) return false;
+    // Then it no longer holds (`current()`), for any registration sharing it.
+    this.changed ||= this.values.some(([, , value], i) => this.partial[i] && digest(value) !== this.digests[i]);
+    return this.changed;
   }
 
   /**
@@ -558,6 +606,7 @@ class Reading {
    * compared as `snapshot` says.
    */
   current() {
+    if (this.changed) return false;
     const { modules, places, globals } = this.state;
     let index = 0;
     for (let m = 0; m < modules.length; m++) {

@@ -1285,6 +1285,37 @@ if (process.argv[2] === 'change') {
   assert.deepStrictEqual(resultsAndRuns(project), [22, 22, '-']);
 });
 
+test('a large typed array changed in place is never stored under its old contents', () => {
+  // `W = new Float64Array(100000)` (800 KB, over the 64 KiB compared byte
+  // for byte) then `W[0] = 5` and a new argument: the result computed from
+  // the new contents was stored under the old contents' fingerprint, which a
+  // fresh process then got (10 where its code computes 0). Up to 8 MiB of
+  // such arrays are digested before each call; larger ones before a miss computes.
+  const project = new Project({
+    'main.js': `
+const { memo } = require(HITSAVE);
+const W = new Float64Array(100000);
+const BIG = new Float64Array(2000000);
+// Changed through another name, so the statement changing them (which
+// reads argv) is not part of their graph: both runs share fingerprints.
+const views = [W, BIG];
+const scaled = memo(function scaled(n) { console.error('ran:scaled'); return W[0] * n; });
+const shifted = memo(function shifted(n) { console.error('ran:shifted'); return BIG[0] + n; });
+const out = [scaled(1), shifted(1)];
+if (process.argv[2] === 'change') {
+  for (const view of views) view[0] = 5;
+  out.push(scaled(1), scaled(2), shifted(2));
+} else out.push(scaled(2), shifted(2));
+console.log(JSON.stringify(out));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project, { args: ['change'] }), [0, 1, 5, 10, 7, 'scaled,shifted,scaled,scaled,shifted']);
+  // A fresh process with the arrays as made: what its code computes.
+  assert.deepStrictEqual(resultsAndRuns(project), [0, 1, 0, 2, 'scaled,shifted']);
+  // The 800 KB array is digested before each call: its change is seen by a hit too.
+  assert.deepStrictEqual(resultsAndRuns(project, { args: ['change'] }).slice(0, 4), [0, 1, 5, 10]);
+});
+
 test('a counter or a log the function only adds to is no input: repeated calls hit in the process', () => {
   const project = new Project({
     'node_modules/minilog/package.json': JSON.stringify({ name: 'minilog', version: '1.0.0', main: 'index.js' }),

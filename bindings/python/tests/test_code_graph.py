@@ -1394,6 +1394,41 @@ def test_a_context_variable_counts_by_the_value_it_holds(project):
     assert project.run("import rounding; print(rounding.third(2.0))").stdout.split() == ["0.67"]
 
 
+def test_a_large_array_changed_in_place_is_never_stored_under_its_old_state(project):
+    """`W = np.zeros(100_000)` (too large to compare before every call)
+    changed in place (`W[0] = 5`), then a new argument: the miss computed
+    from the new contents but stored the result under the old contents'
+    fingerprint, which a fresh process then got (10.0 where its code
+    computes 0.0). A miss now digests such values again before computing."""
+    pytest.importorskip("numpy")
+    project.write("weights.py", """
+        import numpy as np
+        from hitsave import memo
+        W = np.zeros(100_000)
+
+        @memo
+        def scaled(n):
+            print("ran:scaled")
+            return float(W[0]) * n
+
+        BIG = np.zeros(2_000_000)
+
+        @memo
+        def shifted(n):
+            print("ran:shifted")
+            return float(BIG[0]) + n
+    """)
+    # An array up to 8 MiB is digested again before every call.
+    changed = "import weights; a = weights.scaled(1); weights.W[0] = 5; print('=', a, weights.scaled(1), weights.scaled(2))"
+    assert _results_and_runs(project, changed) == ["0.0", "5.0", "10.0", "scaled,scaled,scaled"]
+    assert _results_and_runs(project, "import weights; print('=', weights.scaled(2))") == ["0.0", "scaled"]
+    assert _results_and_runs(project, changed) == ["0.0", "5.0", "10.0", "-"]
+    # A larger one before a miss computes: never stored under the old contents.
+    big = "import weights; a = weights.shifted(1); weights.BIG[0] = 5; print('=', a, weights.shifted(2))"
+    assert _results_and_runs(project, big) == ["1.0", "7.0", "shifted,shifted"]
+    assert _results_and_runs(project, "import weights; print('=', weights.shifted(2))") == ["2.0", "shifted"]
+
+
 def test_numpy_settings_count_where_numpy_code_is_used(project):
     """`np.set_printoptions(precision=3)` in a setup module changes what
     `str(array)` returns: an edit of it used to hit, and so did a change

@@ -1104,7 +1104,7 @@ def test_small_arrays_and_instances_changed_in_place_are_seen_within_the_process
         from hitsave import memo
 
         WEIGHTS = np.array([1, 2, 3])
-        BIG = np.zeros(100_000)            # 800 KB: watched by identity only
+        BIG = np.zeros(100_000)            # 800 KB: digested before every call
 
         class Settings:
             def __init__(self):
@@ -1133,11 +1133,11 @@ def test_small_arrays_and_instances_changed_in_place_are_seen_within_the_process
         state.SETTINGS.scale = 5           # an attribute changed
         state.SETTINGS.names.append("b")   # an attribute's list changed in place
         out += [state.weighted(1), state.scaled(1)]
-        state.BIG[0] = 7                   # too large to compare at every call: the next process sees it
+        state.BIG[0] = 7                   # too large to copy, not to digest (up to 8 MiB a graph)
         out.append(state.big(1))
         print(json.dumps(out))
     """
-    assert json.loads(project.run(code).stdout) == [6, 3, 1.0, 105, 10, 1.0]
+    assert json.loads(project.run(code).stdout) == [6, 3, 1.0, 105, 10, 8.0]
     again = """
         import json, state
         state.WEIGHTS[0] = 100

@@ -963,6 +963,10 @@ _PLAIN_CONTAINERS = (dict, list, set, tuple, frozenset)
 # Arrays up to this size are compared byte for byte at every call; larger
 # ones only by identity (a copy per call would cost more than a hit).
 _ARRAY_WATCH_BYTES = 64 << 10
+# Larger arrays a graph reads are digested again before every call up to
+# this many bytes in all (about 2 ms at BLAKE3's speed here); beyond it,
+# before a miss computes (`Watched.deep`).
+_ARRAY_HASH_BYTES = 8 << 20
 
 
 def _plain(value: Any) -> bool:
@@ -1135,6 +1139,37 @@ def _is_builtin_iterator(value: Any) -> bool:
     return kind.__module__ in ("builtins", "itertools", "collections") and hasattr(kind, "__next__")
 
 
+def _array_bytes(value: Any) -> int | None:
+    """A numpy array's size in bytes (of plain data), else None."""
+    kind = type(value)
+    if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+        try:
+            return None if value.dtype.hasobject else int(value.nbytes)
+        except Exception:
+            return None
+    return None
+
+
+def _fully_watched(value: Any) -> bool:
+    """Whether the checks before each call see every change of `value`:
+    immutable scalars, small plain data (compared with a deep copy), small
+    numpy arrays (by their bytes)."""
+    kind = type(value)
+    if value is None or kind in (bool, int, float, complex, str, bytes) or isinstance(value, (type, types.FunctionType, types.ModuleType)):
+        return True
+    if kind in _PLAIN_CONTAINERS:
+        return _plain(value)
+    if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+        try:
+            return bool(value.nbytes <= _ARRAY_WATCH_BYTES and value.dtype.hasobject is False)
+        except Exception:
+            return False
+    attributes = getattr(value, "__dict__", None)
+    if type(attributes) is dict and _plain(attributes) and not hasattr(kind, "__slots__"):
+        return True  # an instance of small plain data: compared with a copy of its attributes
+    return _is_generator(value) or _is_builtin_iterator(value)
+
+
 def _context_value(variable: Any) -> Any:
     """What a context variable holds in the current context (compared by
     identity, then equality: a value replaced by `.set()` is seen)."""
@@ -1230,6 +1265,26 @@ class Watched:
         # functools caches in the graph (`@lru_cache` helpers): cleared when the
         # graph is built again after a change, or they would answer from before it.
         self.caches: list[Any] = []
+        # Values whose checks before a call are not complete (a large array
+        # or container watched by identity, an instance one level deep),
+        # with the digest their node counted: digested again before a miss
+        # computes (`deep_current`), so a result is never stored under a
+        # fingerprint of state the call did not read.
+        self.deep: list[tuple[Any, str]] = []
+        # Bytes of arrays digested before every call (up to _ARRAY_HASH_BYTES).
+        self.hashed_bytes = 0
+
+    def deep_current(self) -> bool:
+        """Whether every value in :attr:`deep` still has the digest its node
+        counted (a miss's check: it costs a digest of each, at BLAKE3 speed
+        for arrays)."""
+        for value, digest in self.deep:
+            try:
+                if _native.value_digest(value) != digest:
+                    return False
+            except _native.HitSaveError:
+                return False
+        return True
 
     def code(self, fn: types.FunctionType) -> None:
         """A function whose ``__code__`` the graph read (reassigning it is an edit)."""
@@ -1639,6 +1694,14 @@ class _GraphBuilder:
             opaque = True
         else:
             opaque = False
+            if not _fully_watched(obj):
+                nbytes = _array_bytes(obj)
+                if nbytes is not None and self.watched.hashed_bytes + nbytes <= _ARRAY_HASH_BYTES:
+                    # A mid-sized array: digested again before every call.
+                    self.watched.hashed_bytes += nbytes
+                    self.watched.probes[id(obj)] = (obj, _native.value_digest, content)
+                else:
+                    self.watched.deep.append((obj, content))
         node = self._add("constant", name_hint, content)
         # Code a value holds runs when the function uses it: an instance of the
         # project's own class (`model = Model()`, also a callable one) runs its
@@ -2158,14 +2221,16 @@ def graph_of(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]]]:
 _GRAPHS: "weakref.WeakKeyDictionary[Any, tuple[str, list[tuple[str, str, str, list[int]]], Watched]]" = weakref.WeakKeyDictionary()
 
 
-def graph_and_watched(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], Watched]:
+def graph_and_watched(obj: Any, rebuild: bool = False) -> tuple[str, list[tuple[str, str, str, list[int]]], Watched]:
     """:func:`graph_of`, and what :meth:`Watched.current` checks before the
-    graph is used again (module-level values and closure cells it read)."""
+    graph is used again (module-level values and closure cells it read);
+    `rebuild` builds it again although those checks hold (a value the
+    checks cannot see whole changed: :meth:`Watched.deep_current`)."""
     try:
         known = _GRAPHS.get(obj)
     except TypeError:  # not weakly referenceable
         known = None
-    if known is not None and known[2].current():
+    if known is not None and not rebuild and known[2].current():
         return known
     found = _graph_and_watched(obj)
     if known is not None:

@@ -236,20 +236,20 @@ class MemoFunction(Generic[P, R]):
             self._signature_cache = inspect.signature(self._code_fn)
         return self._signature_cache
 
-    def _host(self) -> _native.Function:
+    def _host(self, rebuild: bool = False) -> _native.Function:
         """The host's handle of this function with its current identity."""
         # A module-level value or closure cell the graph read was rebound or
         # changed in place since: build the graph again (docs/python.md).
         if self._watched is not None and self._host_function is not None and not self._watched.current():
             self._host_function = None
-        if self._host_function is None:
+        if rebuild or self._host_function is None:
             cloud = self._cloud is not False
             if self._name is not None:
                 function = _native.Function(self.function_name, name=self._name, version=str(self._version), cloud=cloud)
             else:
                 from hitsave import _code
 
-                root, nodes, self._watched = _code.graph_and_watched(self._code_fn)
+                root, nodes, self._watched = _code.graph_and_watched(self._code_fn, rebuild)
                 names = [node[1] for node in nodes]
                 fingerprint = _native.fingerprints(nodes)[names.index(root)]
                 function = _native.Function(self.function_name, fingerprint=fingerprint, graph=(root, nodes), cloud=cloud)
@@ -452,6 +452,8 @@ class MemoFunction(Generic[P, R]):
             if isinstance(hit, tuple):
                 return self._decode(hit)  # type: ignore[no-any-return]
             _native.warn_once(hit)
+        if self._stale_deep():
+            return self(*args, **kwargs)  # under the fingerprint of what it reads now
         lock = self._lock(store, key)
         try:
             if lock is not None:
@@ -483,6 +485,8 @@ class MemoFunction(Generic[P, R]):
             return self._decode(hit)
         if hit is not None:
             _native.warn_once(hit)
+        if await asyncio.to_thread(self._stale_deep):
+            return await self(*args, **kwargs)  # type: ignore[misc]
         pending = self._pending.get(key)
         if pending is not None and pending.get_loop() is asyncio.get_running_loop():
             return await asyncio.shield(pending)
@@ -510,6 +514,18 @@ class MemoFunction(Generic[P, R]):
             self._pending.pop(key, None)
             if lock is not None:
                 lock.release()
+
+    def _stale_deep(self) -> bool:
+        """Before a miss computes: whether a value the graph read that the
+        checks before each call cannot see whole (a large array changed in
+        place) differs from what the fingerprint counted. Then the graph is
+        built again, so the result is stored under the state it is computed
+        from, never under the old one (later served to a process that has it)."""
+        watched = self._watched
+        if watched is None or not watched.deep or watched.deep_current():
+            return False
+        self._host(rebuild=True)
+        return True
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         if instance is None:
