@@ -209,6 +209,11 @@ enum Dep {
     /// The platform the program runs on (`process.platform`, `os.type()`,
     /// `os.EOL`, …): the operating system and architecture are a node.
     Platform,
+    /// The local time zone and locale (`new Date(ts).getHours()`,
+    /// `x.toLocaleString()`, `Intl`, `a.localeCompare(b)`): a result computed
+    /// in Tokyo is not one for Berlin. A node of what they come from
+    /// ([`LOCAL_TIME_VARIABLES`], `/etc/localtime`).
+    LocalTime,
     /// A file the code reads at a path known without running it
     /// (`fs.readFileSync(path.join(__dirname, 'config.json'))`): its
     /// contents when the graph is built are a node of the graph.
@@ -238,6 +243,7 @@ impl Dep {
             | Dep::Env(_)
             | Dep::Argv
             | Dep::Platform
+            | Dep::LocalTime
             | Dep::Runs(_)
             | Dep::File { .. }
             | Dep::Directory(_) => None,
@@ -1246,6 +1252,19 @@ fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex
                 };
                 facts.extend(taken.into_iter().map(|dep| (unit, dep)));
             }
+            // `Date` and `Intl` themselves (`new Date(ts).toString()`,
+            // `Intl.NumberFormat()`): the local zone and locale count.
+            AstKind::IdentifierReference(identifier)
+                if matches!(identifier.name.as_str(), "Date" | "Intl") && is_unresolved(semantic, identifier) =>
+            {
+                facts.extend(index.unit_at(identifier.span).map(|unit| (unit, Dep::LocalTime)));
+            }
+            AstKind::CallExpression(call)
+                if matches!(call.callee.without_parentheses(), Expression::StaticMemberExpression(member)
+                    if LOCAL_TIME_METHODS.contains(&member.property.name.as_str())) =>
+            {
+                facts.extend(index.unit_at(call.span).map(|unit| (unit, Dep::LocalTime)));
+            }
             AstKind::CallExpression(call) if reads_clock(semantic, &call.callee, call.arguments.is_empty()) => {
                 loaded.push((node.id().index(), call.span, CLOCK));
             }
@@ -1312,6 +1331,37 @@ fn process_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex
         )));
     }
 }
+
+/// The environment variables the local time zone and locale come from.
+const LOCAL_TIME_VARIABLES: [&str; 7] = ["TZ", "LC_ALL", "LC_MESSAGES", "LC_TIME", "LC_NUMERIC", "LANG", "LANGUAGE"];
+
+/// Methods whose answer depends on the local time zone or locale
+/// (`date.getHours()`, `n.toLocaleString()`, `a.localeCompare(b)`), called on
+/// a value of any origin (a `Date` passed as an argument too).
+const LOCAL_TIME_METHODS: [&str; 22] = [
+    "getHours",
+    "getMinutes",
+    "getDate",
+    "getDay",
+    "getMonth",
+    "getFullYear",
+    "getYear",
+    "getTimezoneOffset",
+    "setHours",
+    "setMinutes",
+    "setDate",
+    "setMonth",
+    "setFullYear",
+    "toLocaleString",
+    "toLocaleDateString",
+    "toLocaleTimeString",
+    "toLocaleUpperCase",
+    "toLocaleLowerCase",
+    "localeCompare",
+    "toDateString",
+    "toTimeString",
+    "toLocaleFormat",
+];
 
 /// Where [`reads_clock`]'s values come from, in `process_reads`' refusal.
 const CLOCK: &str = "the clock or a random source";
@@ -3592,6 +3642,36 @@ impl<'c> Graph<'c> {
         Ok(self.add("constant", "process:platform".to_owned(), content).0)
     }
 
+    /// The local time zone and locale, by what V8 (through ICU) takes them
+    /// from: the variables [`LOCAL_TIME_VARIABLES`] and the zone file
+    /// `/etc/localtime` (its contents), watched in the process
+    /// (`process.env.TZ = 'UTC'` changes the zone of a running Node).
+    fn local_time(&mut self) -> Result<u32, HitSaveError> {
+        if let Some(&index) = self.index.get("process:local-time") {
+            return Ok(index);
+        }
+        let mut stream = StreamWriter::new();
+        stream.list(3).str("local-time").list(LOCAL_TIME_VARIABLES.len());
+        for name in LOCAL_TIME_VARIABLES {
+            let value = std::env::var_os(name);
+            if !self.watched.environment.iter().any(|(seen, _)| seen == name) {
+                self.watched.environment.push((name.to_owned(), value.clone()));
+            }
+            match value {
+                Some(value) => stream.bytes(value.as_encoded_bytes()),
+                None => stream.null(),
+            };
+        }
+        let zone = Path::new("/etc/localtime");
+        self.watched.file(zone);
+        match std::fs::read(zone) {
+            Ok(bytes) => stream.bytes(&bytes),
+            Err(_) => stream.null(),
+        };
+        let content = self.core.value_digest(stream.as_bytes())?;
+        Ok(self.add("constant", "process:local-time".to_owned(), content).0)
+    }
+
     /// A file the code reads by a path known without running it, by its
     /// contents now (a missing file as such), or, for `existsSync`, by
     /// whether it exists.
@@ -3697,6 +3777,7 @@ impl<'c> Graph<'c> {
                 Dep::Env(name) => Some(self.environment(name)?),
                 Dep::Argv => Some(self.arguments()?),
                 Dep::Platform => Some(self.platform()?),
+                Dep::LocalTime => Some(self.local_time()?),
                 Dep::Runs(path) => Some(self.runs(path)?),
                 Dep::File { path, contents } => Some(self.file(path, *contents)?),
                 Dep::Directory(path) => Some(self.directory(path, &unit_node_name(module, unit))?),

@@ -1316,6 +1316,28 @@ console.log(JSON.stringify(out));
   assert.deepStrictEqual(resultsAndRuns(project, { args: ['change'] }).slice(0, 4), [0, 1, 5, 10]);
 });
 
+test('the local time zone and locale count where code uses them', () => {
+  // `new Date(ts).getHours()`, `date.toString()`, `n.toLocaleString()`
+  // answer by the machine's zone and locale: a result computed with TZ=UTC
+  // was served to a process (a teammate) in Tokyo with a German locale.
+  const project = new Project({
+    'main.js': `
+const { memo } = require(HITSAVE);
+const hour = memo((ts) => new Date(ts).getHours());
+const hourOf = memo((date) => date.getHours());
+const money = memo((x) => x.toLocaleString());
+const out = [hour(1.7e12), hourOf(new Date(1.7e12)), money(1234567.5)];
+if (process.argv[2] === 'switch') { process.env.TZ = 'Asia/Tokyo'; out.push(hour(1.7e12)); }
+console.log(JSON.stringify(out));
+`,
+  });
+  const run = (env, args = []) => project.run('main.js', { env, args }).out;
+  assert.deepStrictEqual(run({ TZ: 'UTC', LANG: 'en_US.UTF-8' }), [22, 22, '1,234,567.5']);
+  assert.deepStrictEqual(run({ TZ: 'Asia/Tokyo', LANG: 'de_DE.UTF-8', LC_ALL: 'de_DE.UTF-8' }), [7, 7, '1.234.567,5']);
+  // `process.env.TZ = …` in a running program changes its zone: seen at the next call.
+  assert.deepStrictEqual(run({ TZ: 'UTC', LANG: 'en_US.UTF-8' }, ['switch']), [22, 22, '1,234,567.5', 7]);
+});
+
 test('a counter or a log the function only adds to is no input: repeated calls hit in the process', () => {
   const project = new Project({
     'node_modules/minilog/package.json': JSON.stringify({ name: 'minilog', version: '1.0.0', main: 'index.js' }),

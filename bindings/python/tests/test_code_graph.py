@@ -1429,6 +1429,33 @@ def test_a_large_array_changed_in_place_is_never_stored_under_its_old_state(proj
     assert _results_and_runs(project, "import weights; print('=', weights.shifted(2))") == ["2.0", "shifted"]
 
 
+def test_the_local_time_zone_counts_where_code_uses_local_time(project):
+    """`datetime.fromtimestamp(ts)` and `time.localtime(ts)` answer by the
+    machine's time zone: a result computed with TZ=UTC was served to a
+    process (a teammate) in Tokyo (22 where its code computes 7), and so was
+    one computed before `os.environ["TZ"] = ...; time.tzset()` in a process."""
+    project.write("clock.py", """
+        import datetime, time
+        from hitsave import memo
+
+        @memo
+        def day(ts):
+            return datetime.datetime.fromtimestamp(ts).strftime("%d-%H")
+
+        @memo
+        def hour(ts):
+            return time.localtime(ts).tm_hour
+    """)
+    call = "import clock; print(clock.day(1700000000), clock.hour(1700000000))"
+    assert project.run(call, {"TZ": "UTC"}).stdout.split() == ["14-22", "22"]
+    assert project.run(call, {"TZ": "Asia/Tokyo"}).stdout.split() == ["15-07", "7"]
+    switch = (
+        "import clock, os, time; a = clock.hour(1700000000); os.environ['TZ'] = 'Asia/Tokyo'; time.tzset(); "
+        "print(a, clock.hour(1700000000))"
+    )
+    assert project.run(switch, {"TZ": "UTC"}).stdout.split() == ["22", "7"]
+
+
 def test_numpy_settings_count_where_numpy_code_is_used(project):
     """`np.set_printoptions(precision=3)` in a setup module changes what
     `str(array)` returns: an edit of it used to hit, and so did a change

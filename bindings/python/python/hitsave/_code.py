@@ -1150,6 +1150,47 @@ def _array_bytes(value: Any) -> int | None:
     return None
 
 
+# Names whose answer depends on the local time zone or locale
+# (`datetime.fromtimestamp(ts)`, `d.astimezone()`, `time.localtime()`,
+# `d.strftime("%A")`, `locale.format_string(...)`), called on a value of any
+# origin (a datetime passed as an argument too).
+_LOCAL_TIME_NAMES = frozenset(
+    {
+        "fromtimestamp", "astimezone", "timestamp", "localtime", "mktime", "ctime", "asctime", "strftime",
+        "strptime", "now", "today", "tzname", "tzset", "format_string", "currency", "strcoll", "strxfrm",
+        "localeconv", "atof", "atoi", "getlocale", "nl_langinfo",
+    }
+)  # fmt: skip
+
+
+def _names_local_time(code: types.CodeType) -> bool:
+    """Whether `code` (or code nested in it) names something of :data:`_LOCAL_TIME_NAMES`."""
+    if not _LOCAL_TIME_NAMES.isdisjoint(code.co_names):
+        return True
+    return any(type(const) is types.CodeType and _names_local_time(const) for const in code.co_consts)
+
+
+class _LocalTime:
+    """The key of the local time zone's and locale's probe in `Watched.probes`."""
+
+
+_LOCAL_TIME = _LocalTime()
+
+
+def _local_time(_: Any = None) -> list[Any]:
+    """The local time zone and locale as the C library applies them now:
+    `TZ`, what `time` says of the zone, and the current locale (C unless the
+    program called `locale.setlocale`). Read before each call of a function
+    using them (`os.environ["TZ"] = "UTC"` then `time.tzset()` is seen)."""
+    import _locale
+
+    try:
+        current = _locale.setlocale(_locale.LC_ALL, None)
+    except Exception:
+        current = None
+    return [os.environ.get("TZ"), time.tzname, time.timezone, time.altzone, time.daylight, current]
+
+
 def _fully_watched(value: Any) -> bool:
     """Whether the checks before each call see every change of `value`:
     immutable scalars, small plain data (compared with a deep copy), small
@@ -1744,6 +1785,22 @@ class _GraphBuilder:
                 self._link(node, child)
         return node
 
+    def _local_time_node(self) -> int:
+        """A node of the local time zone and locale (:func:`_local_time`, and
+        the zone file `/etc/localtime` names), watched before each call: a
+        result computed in Tokyo is not one for Berlin."""
+        known = self.index.get("local:time")
+        if known is not None:
+            return known
+        value = _local_time()
+        try:
+            zone = os.path.realpath("/etc/localtime") if os.path.exists("/etc/localtime") else None
+        except OSError:
+            zone = None
+        node = self._add("constant", "local:time", _native.value_digest(["local time", [repr(v) for v in value], zone]))
+        self.watched.probes[id(_LOCAL_TIME)] = (_LOCAL_TIME, _local_time, value)
+        return node
+
     def _package_state(self, node: int, module_name: str) -> None:
         """Settings of a package that change what its code computes, counted
         by value where the graph uses that package and watched in the
@@ -1847,6 +1904,8 @@ class _GraphBuilder:
     def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> str:
         """Links what `code` reads to `node`; returns its :func:`_file_use`."""
         use = _file_use(code)
+        if _names_local_time(code):
+            self._link(node, self._local_time_node())
         reads_files = use == "reads"
         if reads_files:
             self.reads_files = True
