@@ -474,6 +474,25 @@ function withModuleState(graph, search, functionName, anchor) {
   return [nodes, native.fingerprints(nodes)[root], reading];
 }
 
+/**
+ * The texts among arguments that may be paths: strings and `file:` URLs, and
+ * those directly inside an array or a plain object's values
+ * (`loadAll(['a.csv', 'b.csv'])`, `run({ train: 'train.csv' })`), at most 256.
+ */
+function pathTexts(values) {
+  const texts = [];
+  for (const value of values) {
+    const items =
+      Array.isArray(value) ? value : value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype ? Object.values(value) : [value];
+    for (const item of items) {
+      if (typeof item === 'string') texts.push(item);
+      else if (item instanceof URL && item.protocol === 'file:') texts.push(decodeURIComponent(item.pathname));
+      if (texts.length >= 256) return texts;
+    }
+  }
+  return texts;
+}
+
 let CONFIGURED_OFF;
 
 /**
@@ -763,6 +782,17 @@ function memo(fn, options = {}) {
     let list = end === args.length ? args : args.slice(0, end);
     if (ignored.size) list = list.filter((_, index) => !ignored.has(index));
     if (usesThis && self !== undefined && self !== globalThis) list = [self, ...list];
+    if (name !== undefined || (state !== null && state.graph && state.graph.readsUnknown)) {
+      // A path among the arguments of code that reads files at paths known
+      // only when it runs (`(p) => readFileSync(p)`), or of a function with an
+      // explicit identity, whose code is not analysed: the file it names
+      // counts by contents (docs/node.md; Python does the same).
+      const texts = pathTexts(list);
+      if (texts.length) {
+        const found = native.argumentFiles(texts);
+        if (found.length) list = [...list, ['hitsave:files', found]];
+      }
+    }
     return list;
   }
 

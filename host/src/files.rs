@@ -74,9 +74,60 @@ pub fn directory_files(root: &Path, reader: &str) -> Result<(Vec<PathBuf>, Vec<P
     Ok((files, dirs))
 }
 
+/// Arguments longer than this are no paths (a document, a payload).
+const ARGUMENT_PATH_MAX: usize = 4096;
+
+/// The files text arguments of a call name, by contents: for a function
+/// whose code reads files at paths known only when it runs (`def
+/// load(path): return open(path).read()`, `(p) => readFileSync(p)`), each
+/// text that names an existing regular file (relative to the working
+/// directory, or absolute) as `(text, "<length>:<digest>")`; an unreadable
+/// one as `(text, "unreadable")`. The bindings add them to the call's key,
+/// so editing the file misses where the text alone would hit. Digests are
+/// kept per file while its size, time and inode hold ([`FileState`]).
+pub fn argument_files(texts: &[String]) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for text in texts {
+        if text.is_empty() || text.len() > ARGUMENT_PATH_MAX || text.contains('\0') {
+            continue;
+        }
+        let text = text.strip_prefix("file://").unwrap_or(text);
+        let path = Path::new(text);
+        if !path.is_file() || found.iter().any(|(seen, _)| seen == text) {
+            continue;
+        }
+        let digest = match crate::hash::file_digest_cached(path) {
+            Ok((len, digest)) => format!("{len}:{digest}"),
+            Err(_) => "unreadable".to_owned(),
+        };
+        found.push((text.to_owned(), digest));
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argument_files_names_existing_files_by_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("dir")).unwrap();
+        let file = root.join("data.txt");
+        std::fs::write(&file, b"1").unwrap();
+        let text = file.to_string_lossy().into_owned();
+        let texts =
+            vec![text.clone(), root.join("dir").to_string_lossy().into_owned(), "no such file".into(), text.clone()];
+        let first = argument_files(&texts);
+        // Only the file, once; the directory and the missing name are no files.
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, text);
+        assert!(first[0].1.starts_with("1:blob1_"), "{}", first[0].1);
+        std::fs::write(&file, b"22").unwrap();
+        let second = argument_files(&texts);
+        assert_ne!(first[0].1, second[0].1, "an edit (a new size, and racy for two seconds) is seen");
+    }
 
     #[test]
     fn lists_data_files_and_skips_hidden_entries_caches_and_stores() {

@@ -145,6 +145,36 @@ def test_node_writes_python_reads(store: Store) -> None:
     }
 
 
+def test_a_path_argument_counts_the_file_in_both_languages(store: Store) -> None:
+    """A named function given a path (`load("data.txt")`): Python and Node
+    derive one key from the text and the file's contents, so either reads
+    what the other stored, and an edit of the file misses in both (it used
+    to hit with the old contents)."""
+    (store.root / "data.txt").write_text("1")
+    py = """
+        import json
+        from hitsave import memo
+        ran = []
+        @memo(name="interop-load", version="1")
+        def load(path):
+            ran.append(path)
+            with open(path) as handle:
+                return handle.read().strip()
+        print(json.dumps([load("data.txt"), len(ran)]))
+    """
+    node = """
+        const fs = require('node:fs');
+        let ran = 0;
+        const load = hitsave.memo((p) => { ran++; return fs.readFileSync(p, 'utf8').trim(); }, { name: 'interop-load', version: '1' });
+        console.log(JSON.stringify([load('data.txt'), ran]));
+    """
+    assert store.python(py) == ["1", 1]
+    assert store.node(node) == ["1", 0]
+    (store.root / "data.txt").write_text("22")
+    assert store.node(node) == ["22", 1]
+    assert store.python(py) == ["22", 0]
+
+
 def test_language_only_results_are_reported_not_guessed(store: Store) -> None:
     store.python("""
         import json

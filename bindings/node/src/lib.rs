@@ -269,6 +269,14 @@ pub fn project_function(env: Env, source: String, files: Vec<String>) -> Result<
     found.map_err(|err| to_napi(js, err))
 }
 
+/// The files text arguments name, by contents, as `[[text, digest]]`, for a
+/// function whose code reads files at paths known only when it runs
+/// (`hitsave_host::files::argument_files`).
+#[napi]
+pub fn argument_files(texts: Vec<String>) -> Vec<Vec<String>> {
+    hitsave_host::files::argument_files(&texts).into_iter().map(|(text, digest)| vec![text, digest]).collect()
+}
+
 /// Stack of the analysis thread: 1 GiB of address space, touched only as deep as a chain goes.
 const ANALYSIS_STACK: usize = 1 << 30;
 

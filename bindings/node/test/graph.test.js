@@ -1338,6 +1338,28 @@ console.log(JSON.stringify(out));
   assert.deepStrictEqual(run({ TZ: 'UTC', LANG: 'en_US.UTF-8' }, ['switch']), [22, 22, '1,234,567.5', 7]);
 });
 
+test('a file an argument names counts by its contents', () => {
+  // `load('data.txt')`, `total(['a.txt', 'b.txt'])` for code reading the
+  // path it is given: the key held only the text, so an edit of the file hit
+  // with the old contents.
+  const project = new Project({
+    'data.txt': '1',
+    'a.txt': '10',
+    'b.txt': '20',
+    'main.js': `
+const fs = require('node:fs');
+const { memo } = require(HITSAVE);
+const load = memo(function load(p) { console.error('ran:load'); return fs.readFileSync(p, 'utf8').trim(); });
+const total = memo(function total(paths) { console.error('ran:total'); return paths.reduce((sum, p) => sum + Number(fs.readFileSync(p, 'utf8')), 0); });
+console.log(JSON.stringify([load('data.txt'), total(['a.txt', 'b.txt'])]));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), ['1', 30, 'load,total']);
+  assert.deepStrictEqual(resultsAndRuns(project), ['1', 30, '-']);
+  project.write({ 'data.txt': '2', 'b.txt': '25' });
+  assert.deepStrictEqual(resultsAndRuns(project), ['2', 35, 'load,total']);
+});
+
 test('a counter or a log the function only adds to is no input: repeated calls hit in the process', () => {
   const project = new Project({
     'node_modules/minilog/package.json': JSON.stringify({ name: 'minilog', version: '1.0.0', main: 'index.js' }),

@@ -710,6 +710,13 @@ fn directory_files(py: Python<'_>, path: std::path::PathBuf, reader: &str) -> Py
     Ok((text(files), text(dirs)))
 }
 
+/// The files text arguments name, by contents, for a function whose code
+/// reads files at paths known only when it runs (`hitsave_host::files::argument_files`).
+#[pyfunction]
+fn argument_files(py: Python<'_>, texts: Vec<String>) -> Vec<(String, String)> {
+    py.detach(|| hitsave_host::files::argument_files(&texts))
+}
+
 /// The `code_unavailable` error for what the analysis of a function's code
 /// could not see (to raise).
 #[pyfunction]
@@ -765,6 +772,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Payload>()?;
     m.add_function(wrap_pyfunction!(encode_portable, m)?)?;
     m.add_function(wrap_pyfunction!(directory_files, m)?)?;
+    m.add_function(wrap_pyfunction!(argument_files, m)?)?;
     m.add_function(wrap_pyfunction!(decode_portable, m)?)?;
     m.add_function(wrap_pyfunction!(pack_pickle, m)?)?;
     m.add("PICKLE_MAGIC", PyBytes::new(py, PICKLE_MAGIC))?;

@@ -1456,6 +1456,36 @@ def test_the_local_time_zone_counts_where_code_uses_local_time(project):
     assert project.run(switch, {"TZ": "UTC"}).stdout.split() == ["22", "7"]
 
 
+def test_a_file_an_argument_names_counts_by_its_contents(project):
+    """`load("data.txt")`, `load(Path("data.txt"))`, `total(["a.txt",
+    "b.txt"])` for code reading the path it is given: the key held only the
+    text, so an edit of the file hit with the old contents."""
+    project.write("data.txt", "1")
+    project.write("a.txt", "10")
+    project.write("b.txt", "20")
+    project.write("loader.py", """
+        from pathlib import Path
+        from hitsave import memo
+
+        @memo
+        def load(path):
+            print("ran:load")
+            with open(path) as handle:
+                return handle.read().strip()
+
+        @memo
+        def total(paths):
+            print("ran:total")
+            return sum(int(Path(p).read_text()) for p in paths)
+    """)
+    call = "import loader; from pathlib import Path; print('=', loader.load('data.txt'), loader.load(Path('data.txt')), loader.total(['a.txt', 'b.txt']))"
+    assert _results_and_runs(project, call) == ["1", "1", "30", "load,load,total"]
+    assert _results_and_runs(project, call) == ["1", "1", "30", "-"]
+    project.write("data.txt", "2")
+    project.write("b.txt", "25")
+    assert _results_and_runs(project, call) == ["2", "2", "35", "load,load,total"]
+
+
 def test_numpy_settings_count_where_numpy_code_is_used(project):
     """`np.set_printoptions(precision=3)` in a setup module changes what
     `str(array)` returns: an edit of it used to hit, and so did a change

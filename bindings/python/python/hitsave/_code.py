@@ -1314,6 +1314,9 @@ class Watched:
         self.deep: list[tuple[Any, str]] = []
         # Bytes of arrays digested before every call (up to _ARRAY_HASH_BYTES).
         self.hashed_bytes = 0
+        # Whether code of the graph reads files (then the files that text
+        # arguments name count by contents: `_memo._path_texts`).
+        self.reads_files = False
 
     def deep_current(self) -> bool:
         """Whether every value in :attr:`deep` still has the digest its node
@@ -2331,4 +2334,5 @@ def _build_graph(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], 
     if root is None:
         raise TypeError(f"{obj!r} has no code to fingerprint")
     builder.files_named_for_readers()
+    builder.watched.reads_files = builder.reads_files
     return builder.nodes[root][1], builder.nodes, builder.watched.freeze()

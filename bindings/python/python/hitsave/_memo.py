@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import pickle
 import threading
 import time
@@ -155,6 +156,26 @@ def _unwrap(fn: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
             return fn, args, kwargs
 
 
+def _path_texts(values: list[Any]) -> list[str]:
+    """The texts among arguments that may be paths: `str` and `os.PathLike`
+    arguments, and those directly inside a list, tuple, set or dict's values
+    (`load_all(["a.csv", "b.csv"])`, `run({"train": "train.csv"})`), at most
+    256."""
+    texts: list[str] = []
+    for value in values:
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple, set, frozenset)) else (value,)
+        for item in items:
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, os.PathLike):
+                path = os.fspath(item)
+                if isinstance(path, str):
+                    texts.append(path)
+            if len(texts) >= 256:
+                return texts
+    return texts
+
+
 def _qualname(fn: Any) -> str:
     """A callable's qualified name; a callable instance (``np.vectorize(…)``) by its type."""
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__qualname__
@@ -257,6 +278,22 @@ class MemoFunction(Generic[P, R]):
         return self._host_function
 
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+        values = self._bound_arguments(args, kwargs)
+        watched = self._watched
+        if self._name is not None or (watched is not None and watched.reads_files):
+            # A path among the arguments of code that reads files (`def
+            # load(path): open(path)`), or of a function with an explicit
+            # identity, whose code is not analysed: the file it names counts
+            # by contents (docs/python.md, "Data files"; Node does the same).
+            texts = _path_texts(values)
+            if texts:
+                found = _native.argument_files(texts)
+                if found:
+                    # Lists, as Node writes them: a named function's key is shared.
+                    values = [*values, ["hitsave:files", [[text, digest] for text, digest in found]]]
+        return values
+
+    def _bound_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
         if self._fixed is not None:
             args = self._fixed[0] + args
             kwargs = {**self._fixed[1], **kwargs}
