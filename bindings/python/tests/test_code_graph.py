@@ -1486,6 +1486,47 @@ def test_a_file_an_argument_names_counts_by_its_contents(project):
     assert _results_and_runs(project, call) == ["2", "2", "35", "load,load,total"]
 
 
+def _install(project, code: str) -> None:
+    """Installs `mylib` 0.1.0 with `code` as a wheel installer would, its
+    RECORD listing the module's hash (the dist-info written anew, as pip does)."""
+    import base64
+    import hashlib
+    import shutil
+
+    site = project.root / "deps" / "site-packages"
+    shutil.rmtree(site / "mylib-0.1.0.dist-info", ignore_errors=True)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(code.encode()).digest()).rstrip(b"=").decode()
+    project.write("deps/site-packages/mylib/__init__.py", code)
+    project.write("deps/site-packages/mylib-0.1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: mylib\nVersion: 0.1.0\n")
+    project.write("deps/site-packages/mylib-0.1.0.dist-info/top_level.txt", "mylib\n")
+    project.write(
+        "deps/site-packages/mylib-0.1.0.dist-info/RECORD",
+        f"mylib/__init__.py,sha256={digest},{len(code)}\nmylib-0.1.0.dist-info/RECORD,,\n",
+    )
+
+
+def test_a_package_reinstalled_at_the_same_version_counts_by_what_was_installed(project):
+    """A project's own library installed without `-e` (`pip install
+    ./libs/mylib`), edited and installed again at the same version 0.1.0:
+    a package counted by name and version only, so the old results hit."""
+    _install(project, "def f(x):\n    return x * 2\n")
+    project.write("app.py", """
+        import mylib
+        from hitsave import memo
+
+        @memo
+        def g(x):
+            print("ran:g")
+            return mylib.f(x)
+    """)
+    env = {"PYTHONPATH": str(project.root / "deps" / "site-packages")}
+    call = "import app; print('=', app.g(10))"
+    assert _results_and_runs(project, call, env) == ["20", "g"]
+    assert _results_and_runs(project, call, env) == ["20", "-"]
+    _install(project, "def f(x):\n    return x * 3\n")
+    assert _results_and_runs(project, call, env) == ["30", "g"]
+
+
 def test_numpy_settings_count_where_numpy_code_is_used(project):
     """`np.set_printoptions(precision=3)` in a setup module changes what
     `str(array)` returns: an edit of it used to hit, and so did a change

@@ -179,11 +179,49 @@ def _environment_signature() -> str:
     for entry in sys.path:
         try:
             with os.scandir(entry or ".") as listing:
-                names = sorted(e.name for e in listing if e.name.endswith((".dist-info", ".egg-info", ".pth", ".egg-link")))
+                # With each entry's time: reinstalling a package at the same
+                # version (a project's own library, `pip install ./lib`) rewrites it.
+                names = sorted(
+                    f"{e.name}:{_installed_time(e)}"
+                    for e in listing
+                    if e.name.endswith((".dist-info", ".egg-info", ".pth", ".egg-link"))
+                )
         except OSError:
             continue
         parts.append(f"{entry}\0" + "\0".join(names))
     return "\n".join(parts)
+
+
+def _installed_time(entry: os.DirEntry[str]) -> int:
+    """When a distribution was installed: its RECORD's time (rewritten by
+    every install), else the entry's own."""
+    try:
+        if entry.name.endswith(".dist-info"):
+            return os.stat(os.path.join(entry.path, "RECORD")).st_mtime_ns
+        return entry.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _record_digest(distribution: Any) -> str:
+    """What a distribution installed, machine-independently: the digest of
+    its `RECORD`'s lines that carry a file hash, sorted, less the installer's
+    own notes (`INSTALLER`, `REQUESTED`, `direct_url.json`, which names the
+    source directory). Two builds of one version (`pip install ./lib` after
+    an edit) differ here; one wheel installed on two machines, by pip or uv,
+    does not. Empty when there is no RECORD."""
+    try:
+        text = distribution.read_text("RECORD")
+    except Exception:
+        text = None
+    if not text:
+        return ""
+    lines = sorted(
+        line
+        for line in text.splitlines()
+        if ",sha256=" in line and not line.split(",", 1)[0].endswith(("/INSTALLER", "/REQUESTED", "/direct_url.json"))
+    )
+    return _native.value_digest("\n".join(lines)).split("_", 1)[1][:32]
 
 
 @functools.cache
@@ -214,7 +252,9 @@ def _distributions() -> tuple[dict[str, list[str]], dict[str, str]]:
     for distribution in importlib.metadata.distributions():
         name = distribution.metadata["Name"]
         if name and name not in versions:
-            versions[name] = distribution.version
+            # The version and what was installed (`_record_digest`).
+            record = _record_digest(distribution)
+            versions[name] = f"{distribution.version} {record}" if record else distribution.version
     if path is not None:
         _bytecode.write_atomically(path, json.dumps({"modules": modules, "versions": versions}).encode())
     return modules, versions
