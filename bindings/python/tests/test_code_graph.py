@@ -1527,6 +1527,37 @@ def test_a_package_reinstalled_at_the_same_version_counts_by_what_was_installed(
     assert _results_and_runs(project, call, env) == ["30", "g"]
 
 
+def test_an_sqlite_database_held_open_at_module_level_counts_by_its_file(project):
+    """`CONN = sqlite3.connect("app.db")` read by the function: a connection
+    cannot be hashed, so it counted by its type and the line making it, and a
+    change of the database hit with the old answer (5 where it is now 7)."""
+    import sqlite3
+
+    def fill(value: int) -> None:
+        with sqlite3.connect(project.root / "app.db") as connection:
+            connection.execute("create table if not exists t(x)")
+            connection.execute("delete from t")
+            connection.execute("insert into t values (?)", (value,))
+        connection.close()
+
+    fill(5)
+    project.write("report.py", """
+        import sqlite3
+        from hitsave import memo
+        CONN = sqlite3.connect("app.db")
+
+        @memo
+        def total(k):
+            print("ran:total")
+            return CONN.execute("select sum(x) from t").fetchone()[0] * k
+    """)
+    call = "import report; print('=', report.total(1))"
+    assert _results_and_runs(project, call) == ["5", "total"]
+    assert _results_and_runs(project, call) == ["5", "-"]
+    fill(7)
+    assert _results_and_runs(project, call) == ["7", "total"]
+
+
 def test_numpy_settings_count_where_numpy_code_is_used(project):
     """`np.set_printoptions(precision=3)` in a setup module changes what
     `str(array)` returns: an edit of it used to hit, and so did a change

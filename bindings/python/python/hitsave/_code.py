@@ -1231,6 +1231,32 @@ def _local_time(_: Any = None) -> list[Any]:
     return [os.environ.get("TZ"), time.tzname, time.timezone, time.altzone, time.daylight, current]
 
 
+def _sqlite_files(value: Any) -> list[str]:
+    """The files of an SQLite database a value holds open: a
+    `sqlite3.Connection` (its main database, from `PRAGMA database_list`) or
+    an SQLAlchemy engine whose URL is `sqlite:///…`; with the write-ahead log
+    beside it when there is one. Empty for anything else (a server's
+    database cannot be counted: docs/python.md)."""
+    kind = type(value)
+    path = None
+    if kind.__module__ == "sqlite3" and kind.__name__ == "Connection":
+        try:
+            for _, name, file in value.execute("PRAGMA database_list").fetchall():
+                if name == "main" and file:
+                    path = file
+        except Exception:
+            return []
+    else:
+        url = getattr(value, "url", None)
+        driver = getattr(url, "drivername", None)
+        database = getattr(url, "database", None)
+        if isinstance(driver, str) and driver.startswith("sqlite") and isinstance(database, str) and database:
+            path = os.path.abspath(database)
+    if not path or not os.path.isfile(path):
+        return []
+    return [file for file in (path, path + "-wal") if os.path.isfile(file)]
+
+
 def _fully_watched(value: Any) -> bool:
     """Whether the checks before each call see every change of `value`:
     immutable scalars, small plain data (compared with a deep copy), small
@@ -1787,6 +1813,12 @@ class _GraphBuilder:
                 else:
                     self.watched.deep.append((obj, content))
         node = self._add("constant", name_hint, content)
+        if opaque:
+            # An SQLite database held open (`CONN = sqlite3.connect("app.db")`,
+            # an SQLAlchemy engine on `sqlite:///app.db`): its file counts by
+            # contents (and its write-ahead log), as a data file does.
+            for path in _sqlite_files(obj):
+                self._file(node, f"file:sqlite:{name_hint}/{os.path.basename(path)}", path)
         # Code a value holds runs when the function uses it: an instance of the
         # project's own class (`model = Model()`, also a callable one) runs its
         # class's methods; a registry (`MODELS = {"a": Model()}`) or a list of
