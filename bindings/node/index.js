@@ -476,14 +476,15 @@ function withModuleState(graph, search, functionName, anchor) {
 
 /**
  * The texts among arguments that may be paths: strings and `file:` URLs, and
- * those directly inside an array or a plain object's values
- * (`loadAll(['a.csv', 'b.csv'])`, `run({ train: 'train.csv' })`), at most 256.
+ * those directly inside an array or an object's own values
+ * (`loadAll(['a.csv', 'b.csv'])`, `run({ train: 'train.csv' })`, an
+ * instance's `this.path`), at most 256.
  */
 function pathTexts(values) {
   const texts = [];
   for (const value of values) {
     const items =
-      Array.isArray(value) ? value : value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype ? Object.values(value) : [value];
+      Array.isArray(value) ? value : value !== null && typeof value === 'object' && !(value instanceof URL) && !ArrayBuffer.isView(value) ? Object.values(value) : [value];
     for (const item of items) {
       if (typeof item === 'string') texts.push(item);
       else if (item instanceof URL && item.protocol === 'file:') texts.push(decodeURIComponent(item.pathname));

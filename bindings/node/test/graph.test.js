@@ -1346,18 +1346,26 @@ test('a file an argument names counts by its contents', () => {
     'data.txt': '1',
     'a.txt': '10',
     'b.txt': '20',
+    'c.txt': '1',
     'main.js': `
 const fs = require('node:fs');
 const { memo } = require(HITSAVE);
 const load = memo(function load(p) { console.error('ran:load'); return fs.readFileSync(p, 'utf8').trim(); });
 const total = memo(function total(paths) { console.error('ran:total'); return paths.reduce((sum, p) => sum + Number(fs.readFileSync(p, 'utf8')), 0); });
-console.log(JSON.stringify([load('data.txt'), total(['a.txt', 'b.txt'])]));
+class Dataset { constructor(p) { this.path = p; } }
+Dataset.prototype.read = memo(function read() { console.error('ran:read'); return fs.readFileSync(this.path, 'utf8').trim(); });
+// A path no code names as a literal: only the instance holds it.
+const name = ['c', 'txt'].join('.');
+console.log(JSON.stringify([load('data.txt'), total(['a.txt', 'b.txt']), new Dataset(name).read()]));
 `,
   });
-  assert.deepStrictEqual(resultsAndRuns(project), ['1', 30, 'load,total']);
-  assert.deepStrictEqual(resultsAndRuns(project), ['1', 30, '-']);
+  assert.deepStrictEqual(resultsAndRuns(project), ['1', 30, '1', 'load,total,read']);
+  assert.deepStrictEqual(resultsAndRuns(project), ['1', 30, '1', '-']);
+  // Only the file the instance names: no other file of the graph changed.
+  project.write({ 'c.txt': '2' });
+  assert.deepStrictEqual(resultsAndRuns(project), ['1', 30, '2', 'read']);
   project.write({ 'data.txt': '2', 'b.txt': '25' });
-  assert.deepStrictEqual(resultsAndRuns(project), ['2', 35, 'load,total']);
+  assert.deepStrictEqual(resultsAndRuns(project), ['2', 35, '2', 'load,total,read']);
 });
 
 test('a counter or a log the function only adds to is no input: repeated calls hit in the process', () => {

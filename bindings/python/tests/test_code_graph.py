@@ -1458,8 +1458,9 @@ def test_the_local_time_zone_counts_where_code_uses_local_time(project):
 
 def test_a_file_an_argument_names_counts_by_its_contents(project):
     """`load("data.txt")`, `load(Path("data.txt"))`, `total(["a.txt",
-    "b.txt"])` for code reading the path it is given: the key held only the
-    text, so an edit of the file hit with the old contents."""
+    "b.txt"])`, a memoized method reading `self.path`, for code reading the
+    path it is given: the key held only the text, so an edit of the file hit
+    with the old contents."""
     project.write("data.txt", "1")
     project.write("a.txt", "10")
     project.write("b.txt", "20")
@@ -1477,13 +1478,25 @@ def test_a_file_an_argument_names_counts_by_its_contents(project):
         def total(paths):
             print("ran:total")
             return sum(int(Path(p).read_text()) for p in paths)
+
+        class Dataset:
+            def __init__(self, path):
+                self.path = path
+
+            @memo
+            def read(self):
+                print("ran:read")
+                return Path(self.path).read_text().strip()
     """)
-    call = "import loader; from pathlib import Path; print('=', loader.load('data.txt'), loader.load(Path('data.txt')), loader.total(['a.txt', 'b.txt']))"
-    assert _results_and_runs(project, call) == ["1", "1", "30", "load,load,total"]
-    assert _results_and_runs(project, call) == ["1", "1", "30", "-"]
+    call = (
+        "import loader; from pathlib import Path; print('=', loader.load('data.txt'), loader.load(Path('data.txt')), "
+        "loader.total(['a.txt', 'b.txt']), loader.Dataset('data.txt').read())"
+    )
+    assert _results_and_runs(project, call) == ["1", "1", "30", "1", "load,load,total,read"]
+    assert _results_and_runs(project, call) == ["1", "1", "30", "1", "-"]
     project.write("data.txt", "2")
     project.write("b.txt", "25")
-    assert _results_and_runs(project, call) == ["2", "2", "35", "load,load,total"]
+    assert _results_and_runs(project, call) == ["2", "2", "35", "2", "load,load,total,read"]
 
 
 def _install(project, code: str) -> None:

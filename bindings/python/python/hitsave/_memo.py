@@ -159,11 +159,20 @@ def _unwrap(fn: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
 def _path_texts(values: list[Any]) -> list[str]:
     """The texts among arguments that may be paths: `str` and `os.PathLike`
     arguments, and those directly inside a list, tuple, set or dict's values
-    (`load_all(["a.csv", "b.csv"])`, `run({"train": "train.csv"})`), at most
-    256."""
+    or an object's attributes (`load_all(["a.csv", "b.csv"])`, `run({"train":
+    "train.csv"})`, `run(Config(data="train.csv"))`, a memoized method's
+    `self.path`), at most 256."""
     texts: list[str] = []
     for value in values:
-        items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple, set, frozenset)) else (value,)
+        if isinstance(value, dict):
+            items: Any = value.values()
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            items = value
+        elif isinstance(value, (str, os.PathLike)):
+            items = (value,)
+        else:
+            attributes = getattr(value, "__dict__", None)
+            items = attributes.values() if type(attributes) is dict else ()
         for item in items:
             if isinstance(item, str):
                 texts.append(item)
