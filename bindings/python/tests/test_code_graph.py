@@ -1571,6 +1571,33 @@ def test_an_sqlite_database_held_open_at_module_level_counts_by_its_file(project
     assert _results_and_runs(project, call) == ["7", "total"]
 
 
+def test_pandas_options_count_where_pandas_code_is_used(project):
+    """`pd.set_option("display.precision", 2)` in a setup module changes what
+    `to_string()` returns: an edit of it hit, and so did a change between
+    two calls in one process."""
+    pytest.importorskip("pandas")
+    project.write("setup_env.py", """
+        import pandas as pd
+        pd.set_option("display.precision", 2)
+    """)
+    project.write("report.py", """
+        import pandas as pd
+        import setup_env
+        from hitsave import memo
+
+        @memo
+        def table(n):
+            return pd.DataFrame({"x": [1 / 3] * n}).to_string().split()[-1]
+    """)
+    call = "import report, pandas as pd; a = report.table(1); pd.set_option('display.precision', 3); print(a, report.table(1))"
+    assert project.run(call).stdout.split() == ["0.33", "0.333"]
+    project.write("setup_env.py", """
+        import pandas as pd
+        pd.set_option("display.precision", 5)
+    """)
+    assert project.run("import report; print(report.table(1))").stdout.split() == ["0.33333"]
+
+
 def test_numpy_settings_count_where_numpy_code_is_used(project):
     """`np.set_printoptions(precision=3)` in a setup module changes what
     `str(array)` returns: an edit of it used to hit, and so did a change

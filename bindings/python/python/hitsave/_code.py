@@ -1076,6 +1076,8 @@ def _setting_value(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         return sorted((str(key), _setting_value(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_setting_value(item) for item in value]
     return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', type(value).__qualname__)}"
 
 
@@ -1085,6 +1087,19 @@ def _numpy_settings(module: Any) -> list[Any]:
     return [_setting_value(module.get_printoptions()), _setting_value(module.geterr())]
 
 
+def _pandas_settings(module: Any) -> Any:
+    """pandas' options (`pd.set_option("mode.copy_on_write", True)`,
+    `display.precision` for `to_string()`): the live registry, compared with
+    a copy of it (about a microsecond)."""
+    return module._config.config._global_config
+
+
+def _sklearn_settings(module: Any) -> Any:
+    """scikit-learn's configuration (`set_config(transform_output="pandas")`
+    makes transformers return DataFrames)."""
+    return module.get_config()
+
+
 # Packages whose process-wide settings count where a graph uses them:
 # top-level module name -> (the module holding them, a reader of their values).
 _PACKAGE_SETTINGS: dict[str, tuple[str, Any]] = {
@@ -1092,6 +1107,8 @@ _PACKAGE_SETTINGS: dict[str, tuple[str, Any]] = {
     "_decimal": ("decimal", _decimal_settings),
     "_pydecimal": ("decimal", _decimal_settings),
     "numpy": ("numpy", _numpy_settings),
+    "pandas": ("pandas", _pandas_settings),
+    "sklearn": ("sklearn", _sklearn_settings),
 }
 
 
@@ -1893,8 +1910,13 @@ class _GraphBuilder:
             module = sys.modules.get(owner)
             if module is None:
                 return
-            settings = read(module)
-            child = self._add("constant", f"{owner}:settings", _native.value_digest([owner, *settings]))
+            import copy
+
+            try:
+                settings = copy.deepcopy(read(module))  # compared with the live ones before each call
+            except Exception:
+                return  # another version keeps them elsewhere: not read (docs/python.md)
+            child = self._add("constant", f"{owner}:settings", _native.value_digest([owner, _setting_value(settings)]))
             self.watched.probes[id(module)] = (module, read, settings)
         self._link(node, child)
 
