@@ -51,27 +51,45 @@ function post(method, params) {
   return result;
 }
 
-/** The scopes of `fn` as `[{ object }, …]` (V8's [[Scopes]], the global one last). */
-function scopesOf(fn) {
-  globalThis[HOLD] = fn;
+/**
+ * `use(internal, privates, local)` with `value`'s internal and private
+ * properties, read through the inspector session; `local(remote)` makes a
+ * remote value one of this realm (objects by reference).
+ */
+function withProperties(value, use) {
+  globalThis[HOLD] = value;
   try {
     const { result } = post('Runtime.evaluate', { expression: 'globalThis[Symbol.for("hitsave.live")]', objectGroup: GROUP, silent: true });
-    if (!result || !result.objectId) return [];
-    const { internalProperties = [] } = post('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
-    const scopes = internalProperties.find((property) => property.name === '[[Scopes]]');
-    if (!scopes || !scopes.value || !scopes.value.objectId) return [];
-    post('Runtime.callFunctionOn', {
-      objectId: scopes.value.objectId,
-      functionDeclaration: 'function () { globalThis[Symbol.for("hitsave.live")] = this; }',
-      objectGroup: GROUP,
-      silent: true,
-    });
-    const list = globalThis[HOLD];
-    return Array.isArray(list) || (list && typeof list.length === 'number') ? Array.from(list) : [];
+    if (!result || !result.objectId) return use([], [], () => undefined);
+    const { internalProperties = [], privateProperties = [] } = post('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
+    const local = (remote) => {
+      if (!remote) return undefined;
+      if (remote.unserializableValue !== undefined) return unserializable(remote.unserializableValue);
+      if (!remote.objectId) return remote.value; // a primitive (a bound `this` of undefined or a number)
+      post('Runtime.callFunctionOn', {
+        objectId: remote.objectId,
+        functionDeclaration: 'function () { "use strict"; globalThis[Symbol.for("hitsave.live")] = this; }',
+        objectGroup: GROUP,
+        silent: true,
+      });
+      return globalThis[HOLD];
+    };
+    return use(internalProperties, privateProperties, local);
   } finally {
     delete globalThis[HOLD];
     post('Runtime.releaseObjectGroup', { objectGroup: GROUP });
   }
+}
+
+/** A remote primitive the protocol could not put in JSON (`NaN`, `-0`, `2n`). */
+function unserializable(text) {
+  if (text.endsWith('n')) return BigInt(text.slice(0, -1));
+  return text === '-0' ? -0 : Number(text);
+}
+
+/** The scopes of `fn` as `[{ object }, …]` (V8's [[Scopes]], the global one last). */
+function scopesOf(fn) {
+  return internalsOf(fn)['[[Scopes]]'] || [];
 }
 
 /**
@@ -81,31 +99,14 @@ function scopesOf(fn) {
  * scope's variables, their values by reference).
  */
 function internalsOf(fn) {
-  globalThis[HOLD] = fn;
-  const out = {};
-  try {
-    const { result } = post('Runtime.evaluate', { expression: 'globalThis[Symbol.for("hitsave.live")]', objectGroup: GROUP, silent: true });
-    if (!result || !result.objectId) return out;
-    const { internalProperties = [] } = post('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
-    for (const { name, value } of internalProperties) {
+  return withProperties(fn, (internal, _, local) => {
+    const out = {};
+    for (const { name, value } of internal) {
       if (!INTERNALS.has(name) || !value) continue;
-      if (!value.objectId) {
-        out[name] = value.value; // a primitive `this` (undefined, a number)
-        continue;
-      }
-      post('Runtime.callFunctionOn', {
-        objectId: value.objectId,
-        functionDeclaration: 'function () { "use strict"; globalThis[Symbol.for("hitsave.live")] = this; }',
-        objectGroup: GROUP,
-        silent: true,
-      });
-      out[name] = globalThis[HOLD];
+      out[name] = name === '[[Scopes]]' ? Array.from(local(value) || []) : local(value);
     }
     return out;
-  } finally {
-    delete globalThis[HOLD];
-    post('Runtime.releaseObjectGroup', { objectGroup: GROUP });
-  }
+  });
 }
 
 const INTERNALS = new Set(['[[TargetFunction]]', '[[BoundThis]]', '[[BoundArgs]]', '[[Scopes]]']);
@@ -166,43 +167,18 @@ function mayHide(value) {
   });
 }
 
-/** A remote primitive the protocol could not put in JSON (`NaN`, `-0`, `2n`). */
-function unserializable(text) {
-  if (text.endsWith('n')) return BigInt(text.slice(0, -1));
-  return text === '-0' ? -0 : Number(text);
-}
-
 /**
  * The state V8 keeps out of JavaScript's reach, read through the inspector:
  * `{ private: [[name, value], …], entries: [[key, value], …] }` (#private
  * fields with a value, a WeakMap's entries, a WeakSet's as `[item, true]`).
  */
 function hiddenOf(value) {
-  globalThis[HOLD] = value;
-  try {
-    const { result } = post('Runtime.evaluate', { expression: 'globalThis[Symbol.for("hitsave.live")]', objectGroup: GROUP, silent: true });
-    if (!result || !result.objectId) return { private: [], entries: [] };
-    const { internalProperties = [], privateProperties = [] } = post('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
-    const local = (remote) => {
-      if (!remote) return undefined;
-      if (remote.unserializableValue !== undefined) return unserializable(remote.unserializableValue);
-      if (!remote.objectId) return remote.value;
-      post('Runtime.callFunctionOn', {
-        objectId: remote.objectId,
-        functionDeclaration: 'function () { "use strict"; globalThis[Symbol.for("hitsave.live")] = this; }',
-        objectGroup: GROUP,
-        silent: true,
-      });
-      return globalThis[HOLD];
-    };
-    const fields = privateProperties.filter((property) => 'value' in property).map((property) => [property.name, local(property.value)]);
-    const listed = internalProperties.find((property) => property.name === '[[Entries]]');
+  return withProperties(value, (internal, privates, local) => {
+    const fields = privates.filter((property) => 'value' in property).map((property) => [property.name, local(property.value)]);
+    const listed = internal.find((property) => property.name === '[[Entries]]');
     const entries = listed ? Array.from(local(listed.value) || []).map((entry) => ('key' in entry ? [entry.key, entry.value] : [entry.value, true])) : [];
     return { private: fields, entries };
-  } finally {
-    delete globalThis[HOLD];
-    post('Runtime.releaseObjectGroup', { objectGroup: GROUP });
-  }
+  });
 }
 
 /** Whether the hidden state `before` (`hiddenOf` with snapshots of its values) still holds for `now`. */
