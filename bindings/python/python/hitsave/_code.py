@@ -998,6 +998,7 @@ def _imported(dotted: str, level: Any, names: list[str], package: str | None) ->
 
 _SAME_OBJECT = object()
 _IDENTITY_ONLY = frozenset({types.FunctionType, type, types.ModuleType, types.BuiltinFunctionType})
+_CODE_TYPES = frozenset({types.FunctionType, type, types.ModuleType})
 _PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
 _PLAIN_CONTAINERS = (dict, list, set, tuple, frozenset)
 # Arrays up to this size are compared byte for byte at every call; larger
@@ -1306,11 +1307,14 @@ def _iterator_state(value: Any) -> str:
     return _native.value_digest(value)
 
 
+_BOUND_TYPES = (types.MethodType, *_BUILTIN_CODE)
+
+
 def _bound_owner(value: Any) -> Any:
     """The instance a method is bound to (`model.predict`, `rng.random`,
     `np.random.rand`), else None (a function, a class method, a module's
     builtin function)."""
-    if not isinstance(value, (types.MethodType, *_BUILTIN_CODE)):
+    if not isinstance(value, _BOUND_TYPES):
         return None
     owner = getattr(value, "__self__", None)
     return None if owner is None or isinstance(owner, (type, types.ModuleType)) else owner
@@ -1454,6 +1458,8 @@ class Watched:
         self._snapshot(value)
 
     def _snapshot(self, value: Any, depth: int = 0) -> None:
+        if type(value) in _CODE_TYPES:
+            return  # functions, classes and modules (most of what a graph reads): only a rebinding counts
         owner = _bound_owner(value)
         if owner is not None:
             value = owner  # `predict = model.predict`: the model's state (`model.w = 5`)
