@@ -119,24 +119,28 @@ const CALL_SCOPE = /^(Closure|Block|Catch|With)\b/;
  * bound function's target, `this` and arguments (fixed when it was made);
  * a project closure's captured variables (`let a` in `mulberry32(a)`,
  * which every call of `rand()` changes), those of the scopes a call made,
- * never a module's own scope (`moduleScope(keys)`) or the global one. null
- * when it holds neither (a module-level function, a package's closure).
+ * never a module's own scope or the global one. null when it holds neither
+ * (a module-level function, a package's closure).
  */
-function heldBy(fn, moduleScope, projectFunction) {
+function heldBy(fn, projectFunction) {
   const internals = internalsOf(fn);
   if ('[[TargetFunction]]' in internals) {
     return { bound: [internals['[[TargetFunction]]'], internals['[[BoundThis]]'], Array.from(internals['[[BoundArgs]]'] || [])] };
   }
   const scopes = Array.from(internals['[[Scopes]]'] || []);
   // A CommonJS module's own scope is an anonymous closure (its wrapper's),
-  // the outermost before the script's and the global one.
+  // the outermost before the script's and the global one (an ES module's is
+  // a `Module` scope); a factory's is named after it (`Closure (mulberry32)`),
+  // an IIFE's is anonymous but inside the module's. (Not seen: an IIFE's
+  // closure exported by a module no function of which captures anything, so
+  // that it has no scope of its own: the IIFE's is then the outermost.)
   const outermost = scopes.findLastIndex((scope) => CALL_SCOPE.test(String((scope && scope.description) || '')));
   const picked = [];
   scopes.forEach((scope, index) => {
     const description = String((scope && scope.description) || '');
     const keys = scope && scope.object && typeof scope.object === 'object' ? Object.keys(scope.object) : [];
     if (!keys.length || !CALL_SCOPE.test(description)) return;
-    if (index === outermost && description === 'Closure' && moduleScope(keys)) return;
+    if (index === outermost && description === 'Closure') return;
     picked.push(index);
   });
   if (!picked.length || !projectFunction(fn)) return null;
@@ -481,17 +485,13 @@ class ModuleState {
     this.hash = hash;
     // Values counted by their class and identity alone (a package's objects).
     this.opaque = opaque;
-    // What a function value holds (`heldBy`): a scope whose names are mostly
-    // a module's bindings is that module's own, counted as module state.
-    const bindings = modules.map(([, names]) => new Set(names));
-    const moduleScope = (keys) =>
-      bindings.some((names) => keys.filter((key) => names.has(key) || CJS_NAMES.has(key)).length * 2 > keys.length);
+    // What a function value holds (`heldBy`).
     const nothing = new WeakSet();
     this.held = (fn) => {
       if (nothing.has(fn)) return null;
       let inside = null;
       try {
-        inside = heldBy(fn, moduleScope, projectFunction);
+        inside = heldBy(fn, projectFunction);
       } catch {
         inside = null; // no inspector: the search failed too, and is refused where it matters
       }
