@@ -806,7 +806,11 @@ function memo(fn, options = {}) {
     return encodeResult(value, codec, functionName);
   }
 
-  function callSync(self, args) {
+  // `recheck`: before a miss computes, digest what the checks before each
+  // call compare only in part (`stale`), once: the call made again after it
+  // registered anew does not (a value digesting differently each time would
+  // otherwise register forever).
+  function callSync(self, args, recheck = true) {
     fresh();
     if (!enabled()) return fn.apply(self, args);
     const s = state;
@@ -821,7 +825,7 @@ function memo(fn, options = {}) {
       return promised ? Promise.resolve(value) : value;
     }
     if (status === STORE_ERROR) warnOnce(payload);
-    if (stale(s)) return callSync(self, args);
+    if (recheck && stale(s)) return callSync(self, args, false);
     // A promise this function returned for the same key is still pending in
     // this process: share it (waiting for its lock here would block the
     // event loop it needs).
@@ -876,9 +880,9 @@ function memo(fn, options = {}) {
     return value;
   }
 
-  function callAsync(self, args) {
+  function callAsync(self, args, recheck = true) {
     fresh();
-    if (state === null && local && name === undefined && !configuredOff()) return registeredAsync().then(() => callAsync(self, args));
+    if (state === null && local && name === undefined && !configuredOff()) return registeredAsync().then(() => callAsync(self, args, recheck));
     let first;
     try {
       if (!enabled()) return (async () => fn.apply(self, args))();
@@ -888,13 +892,13 @@ function memo(fn, options = {}) {
     } catch (error) {
       return Promise.reject(locate(error, functionName));
     }
-    if (typeof first === 'number') return walking(self, args, first);
-    return lookedUp(self, args, first);
+    if (typeof first === 'number') return walking(self, args, first, recheck);
+    return lookedUp(self, args, first, recheck);
   }
 
   // Arguments that take long to read are read in slices (a few ms each),
   // the event loop turning between them; `id` is the paused walk.
-  async function walking(self, args, id) {
+  async function walking(self, args, id, recheck = true) {
     let next = id;
     try {
       while (typeof next === 'number') {
@@ -905,10 +909,10 @@ function memo(fn, options = {}) {
       throw locate(error, functionName);
     }
     if (Array.isArray(next)) return decodeHit(next[2], next[3], functionName);
-    return lookedUp(self, args, next);
+    return lookedUp(self, args, next, recheck);
   }
 
-  async function lookedUp(self, args, lookup) {
+  async function lookedUp(self, args, lookup, recheck = true) {
     const s = state;
     let key, digest, status, payload;
     try {
@@ -918,7 +922,7 @@ function memo(fn, options = {}) {
     }
     if (status === HIT_VALUE || status === HIT_DATA) return decodeHit(status, payload, functionName);
     if (status === STORE_ERROR) warnOnce(payload);
-    if (stale(s)) return callAsync(self, args);
+    if (recheck && stale(s)) return callAsync(self, args, false);
     const running = pending.get(key);
     if (running) return running;
     const computation = (async () => {

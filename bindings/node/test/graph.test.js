@@ -1368,6 +1368,23 @@ console.log(JSON.stringify([load('data.txt'), total(['a.txt', 'b.txt']), new Dat
   assert.deepStrictEqual(resultsAndRuns(project), ['2', 35, '2', 'load,total,read']);
 });
 
+test('a value digesting differently each time registers again once per miss, not forever', () => {
+  // A module-level object with a getter answering anew at each read, beside
+  // a large array (so the checks before each call compare it only in part):
+  // before a miss computes it is digested again, differs, and the function
+  // registers again; the call made again must not check again (it recursed
+  // until the stack overflowed).
+  const project = new Project({
+    'main.js': `
+const { memo } = require(HITSAVE);
+const STATE = { get tick() { return process.hrtime.bigint().toString(); }, pad: new Array(5000).fill(0) };
+const f = memo(function f(x) { console.error('ran:f'); return x + STATE.pad.length; });
+console.log(JSON.stringify([f(1), f(2)]));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [5001, 5002, 'f,f']);
+});
+
 test('a counter or a log the function only adds to is no input: repeated calls hit in the process', () => {
   const project = new Project({
     'node_modules/minilog/package.json': JSON.stringify({ name: 'minilog', version: '1.0.0', main: 'index.js' }),

@@ -1598,6 +1598,34 @@ def test_pandas_options_count_where_pandas_code_is_used(project):
     assert project.run("import report; print(report.table(1))").stdout.split() == ["0.33333"]
 
 
+def test_a_value_digesting_differently_each_time_rebuilds_once_per_miss(project):
+    """A module-level value whose pickle differs at every look (it saves a
+    clock) and that the per-call checks see only in part: before a miss
+    computes it is digested again, differs, and the graph is built again;
+    the call made again must not check again (it recursed until
+    RecursionError)."""
+    project.write("ticking.py", """
+        import time
+        from hitsave import memo
+
+        class Ticking:
+            def __init__(self, at=0):
+                self.at = at
+                self.show = print  # not plain data: compared only in part
+
+            def __reduce__(self):
+                return (Ticking, (time.perf_counter_ns(),))
+
+        TICK = Ticking()
+
+        @memo
+        def f(x):
+            print("ran:f")
+            return x + (TICK.at > -1)
+    """)
+    assert _results_and_runs(project, "import ticking; print('=', ticking.f(1), ticking.f(2))") == ["2", "3", "f,f"]
+
+
 def test_numpy_settings_count_where_numpy_code_is_used(project):
     """`np.set_printoptions(precision=3)` in a setup module changes what
     `str(array)` returns: an edit of it used to hit, and so did a change

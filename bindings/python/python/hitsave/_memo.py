@@ -477,6 +477,13 @@ class MemoFunction(Generic[P, R]):
     # -- calls ---------------------------------------------------------------
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._call(args, kwargs, True)
+
+    def _call(self, args: Any, kwargs: Any, recheck: bool) -> R:
+        """A call; `recheck`: digest what the per-call checks see only in
+        part before a miss computes (`_stale_deep`), once: the call made
+        again after a rebuild does not (a value digesting differently each
+        time would otherwise rebuild forever)."""
         store = self._enabled_store()
         if store is None:
             return self._fn(*args, **kwargs)
@@ -493,13 +500,13 @@ class MemoFunction(Generic[P, R]):
             self._locate(error)
             raise
         if self._is_async:
-            return self._call_async(function, store, key, arguments, hit, args, kwargs)  # type: ignore[return-value]
+            return self._call_async(function, store, key, arguments, hit, args, kwargs, recheck)  # type: ignore[return-value]
         if hit is not None:
             if isinstance(hit, tuple):
                 return self._decode(hit)  # type: ignore[no-any-return]
             _native.warn_once(hit)
-        if self._stale_deep():
-            return self(*args, **kwargs)  # under the fingerprint of what it reads now
+        if recheck and self._stale_deep():
+            return self._call(args, kwargs, False)  # under the fingerprint of what it reads now
         lock = self._lock(store, key)
         try:
             if lock is not None:
@@ -518,7 +525,15 @@ class MemoFunction(Generic[P, R]):
                 lock.release()
 
     async def _call_async(
-        self, function: _native.Function, store: _native.Store, key: str, arguments: str, hit: Any, args: Any, kwargs: Any
+        self,
+        function: _native.Function,
+        store: _native.Store,
+        key: str,
+        arguments: str,
+        hit: Any,
+        args: Any,
+        kwargs: Any,
+        recheck: bool,
     ) -> Any:
         import asyncio
 
@@ -531,8 +546,8 @@ class MemoFunction(Generic[P, R]):
             return self._decode(hit)
         if hit is not None:
             _native.warn_once(hit)
-        if await asyncio.to_thread(self._stale_deep):
-            return await self(*args, **kwargs)  # type: ignore[misc]
+        if recheck and await asyncio.to_thread(self._stale_deep):
+            return await self._call(args, kwargs, False)  # type: ignore[misc]
         pending = self._pending.get(key)
         if pending is not None and pending.get_loop() is asyncio.get_running_loop():
             return await asyncio.shield(pending)
