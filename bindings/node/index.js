@@ -732,6 +732,25 @@ function memo(fn, options = {}) {
       state = null;
     }
   }
+  // After a miss computed: a file an argument names that the call created
+  // (`render(data, 'report.html')` writing it) is in the key of every later
+  // call, which exists then; the result is stored under that key too, or the
+  // next call would miss and run again. Only for files absent before the call
+  // (which it therefore did not read); one that existed and changed is left
+  // alone (it may have been read). `[key, digest]`, or null.
+  function createdKey(s, self, args, before) {
+    if (name === undefined && !(s.graph && s.graph.filesInKey)) return null;
+    const after = argumentList(self, args);
+    const filesOf = (list) => {
+      const last = list[list.length - 1];
+      return Array.isArray(last) && last.length === 2 && last[0] === 'hitsave:files' ? last[1] : [];
+    };
+    const known = new Map(filesOf(before));
+    const now = filesOf(after);
+    if (now.some(([text, digest]) => known.has(text) && known.get(text) !== digest)) return null;
+    if (!now.some(([text]) => !known.has(text))) return null;
+    return native.argumentsKey(s.handle, after);
+  }
   // Before a miss computes: a module-level value the checks before each call
   // compare only in part (a typed array over 64 KiB) changed in place since
   // it was counted. Registered again, so the result is stored under what it
@@ -783,7 +802,7 @@ function memo(fn, options = {}) {
     let list = end === args.length ? args : args.slice(0, end);
     if (ignored.size) list = list.filter((_, index) => !ignored.has(index));
     if (usesThis && self !== undefined && self !== globalThis) list = [self, ...list];
-    if (name !== undefined || (state !== null && state.graph && state.graph.readsUnknown)) {
+    if (name !== undefined || (state !== null && state.graph && state.graph.filesInKey)) {
       // A path among the arguments of code that reads files at paths known
       // only when it runs (`(p) => readFileSync(p)`), or of a function with an
       // explicit identity, whose code is not analysed: the file it names
@@ -814,9 +833,10 @@ function memo(fn, options = {}) {
     fresh();
     if (!enabled()) return fn.apply(self, args);
     const s = state;
+    const list = argumentList(self, args);
     let key, digest, status, payload;
     try {
-      [key, digest, status, payload] = native.lookupCall(s.handle, argumentList(self, args));
+      [key, digest, status, payload] = native.lookupCall(s.handle, list);
     } catch (error) {
       throw locate(error, functionName);
     }
@@ -857,7 +877,12 @@ function memo(fn, options = {}) {
       }
       const micros = Number((process.hrtime.bigint() - start) / 1000n);
       const encoded = save(s, value);
-      if (encoded) stored(native.put(s.handle, key, digest, encoded[0], encoded[1], micros));
+      if (encoded) {
+        stored(native.put(s.handle, key, digest, encoded[0], encoded[1], micros));
+        const created = createdKey(s, self, args, list);
+        const copy = created && save(s, value);
+        if (copy) stored(native.put(s.handle, created[0], created[1], copy[0], copy[1], micros));
+      }
       return value;
     } finally {
       if (lock !== null && !releaseLater) native.releaseLock(lock);
@@ -883,22 +908,23 @@ function memo(fn, options = {}) {
   function callAsync(self, args, recheck = true) {
     fresh();
     if (state === null && local && name === undefined && !configuredOff()) return registeredAsync().then(() => callAsync(self, args, recheck));
-    let first;
+    let first, list;
     try {
       if (!enabled()) return (async () => fn.apply(self, args))();
-      first = native.lookupCallAsync(state.handle, argumentList(self, args));
+      list = argumentList(self, args);
+      first = native.lookupCallAsync(state.handle, list);
       // A repeated hit comes back at once (nothing left that could block).
       if (Array.isArray(first)) return Promise.resolve(decodeHit(first[2], first[3], functionName));
     } catch (error) {
       return Promise.reject(locate(error, functionName));
     }
-    if (typeof first === 'number') return walking(self, args, first, recheck);
-    return lookedUp(self, args, first, recheck);
+    if (typeof first === 'number') return walking(self, args, first, recheck, list);
+    return lookedUp(self, args, first, recheck, list);
   }
 
   // Arguments that take long to read are read in slices (a few ms each),
   // the event loop turning between them; `id` is the paused walk.
-  async function walking(self, args, id, recheck = true) {
+  async function walking(self, args, id, recheck, list) {
     let next = id;
     try {
       while (typeof next === 'number') {
@@ -909,10 +935,10 @@ function memo(fn, options = {}) {
       throw locate(error, functionName);
     }
     if (Array.isArray(next)) return decodeHit(next[2], next[3], functionName);
-    return lookedUp(self, args, next, recheck);
+    return lookedUp(self, args, next, recheck, list);
   }
 
-  async function lookedUp(self, args, lookup, recheck = true) {
+  async function lookedUp(self, args, lookup, recheck, list) {
     const s = state;
     let key, digest, status, payload;
     try {
@@ -945,7 +971,14 @@ function memo(fn, options = {}) {
         if (again === HIT_VALUE || again === HIT_DATA) return decodeHit(again, found, functionName);
         // From before the call: an async function's synchronous part is compute time too.
         const start = process.hrtime.bigint();
-        return await settle(s, key, digest, fn.apply(self, args), start);
+        const value = await settle(s, key, digest, fn.apply(self, args), start);
+        const created = createdKey(s, self, args, list);
+        const copy = created && save(s, value);
+        if (copy) {
+          const micros = Number((process.hrtime.bigint() - start) / 1000n);
+          stored(await native.putAsync(s.handle, created[0], created[1], copy[0], copy[1], micros));
+        }
+        return value;
       } finally {
         if (lock !== null) native.releaseLock(lock);
       }

@@ -104,6 +104,12 @@ pub struct AnalyzedGraph {
     /// Whether code of the graph reads a file at a path known only when it
     /// runs: then the paths module state holds count too ([`file_nodes`]).
     pub reads_unknown: bool,
+    /// Whether code of the graph reads a file at a path known only when it
+    /// runs, or writes files: then the files the call's arguments name count
+    /// by contents (`hitsave_host::files::argument_files`; a unit that
+    /// writes is left out of the reading rules, so its reads are not seen
+    /// otherwise: `report(src, out)` reading `src`).
+    pub files_in_key: bool,
 }
 
 /// Graph nodes for files by their contents (`file:<path>`, named relative to
@@ -271,6 +277,8 @@ struct Unit {
     /// It reads a file at a path known only when it runs (a helper reading
     /// its parameter): the files other units of its graph name count.
     reads_unknown: bool,
+    /// It writes files ([`AnalyzedGraph::files_in_key`]).
+    writes_files: bool,
     /// Path-like texts it passes as a call's first argument
     /// (`parse('table.csv')`), for a graph holding a unit that `reads_unknown`.
     named_paths: Vec<String>,
@@ -441,6 +449,7 @@ impl Builder<'_> {
             deps: Vec::new(),
             effect: false,
             reads_unknown: false,
+            writes_files: false,
             named_paths: Vec::new(),
             exported_data: false,
             at_run_time: Vec::new(),
@@ -1536,6 +1545,9 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             _ => None,
         })
         .collect();
+    for &writer in &writers {
+        module.units[writer].writes_files = true;
+    }
     // Paths held in values (`const CFG = { weights: 'weights.txt' }`, `const
     // FILES = [path.join(__dirname, 'a.txt')]`, a default, a class field): kept, for when code of the
     // graph reads a path only known when it runs (`readFileSync(CFG.weights)`).
@@ -3050,6 +3062,7 @@ fn summarize(
             deps: Vec::new(),
             effect: false,
             reads_unknown: false,
+            writes_files: false,
             named_paths: Vec::new(),
             exported_data: false,
             at_run_time: Vec::new(),
@@ -3749,7 +3762,7 @@ impl<'c> Graph<'c> {
         if !new {
             return Ok(index);
         }
-        if data.reads_unknown || !data.named_paths.is_empty() {
+        if data.reads_unknown || data.writes_files || !data.named_paths.is_empty() {
             self.reached.push((module.clone(), unit, index));
         }
         // A variable; or a class or function some code changes
@@ -4081,6 +4094,8 @@ impl Graph<'_> {
         self.seed_effects(others)?;
         self.add_effects()?;
         let reads_unknown = self.reached.iter().any(|(module, unit, _)| module.units[*unit].reads_unknown);
+        let files_in_key =
+            reads_unknown || self.reached.iter().any(|(module, unit, _)| module.units[*unit].writes_files);
         self.files_named_for_readers(reads_unknown)?;
         self.collect_state(root);
         {
@@ -4118,6 +4133,7 @@ impl Graph<'_> {
             state_names,
             state_globals,
             reads_unknown,
+            files_in_key,
         })
     }
 }

@@ -346,6 +346,7 @@ fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
     let globals: Vec<V> = graph.state_globals.iter().map(|name| js.str(name)).collect::<Result<_>>()?;
     js.set_named(out, "stateGlobals", js.array_of(&globals)?)?;
     js.set_named(out, "readsUnknown", js.boolean(graph.reads_unknown)?)?;
+    js.set_named(out, "filesInKey", js.boolean(graph.files_in_key)?)?;
     let watch = keep_watch(graph.watched);
     js.set_named(out, "watch", js.number(watch as f64)?)?;
     Ok(Raw(out))

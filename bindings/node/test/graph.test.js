@@ -1385,6 +1385,37 @@ console.log(JSON.stringify([f(1), f(2)]));
   assert.deepStrictEqual(resultsAndRuns(project), [5001, 5002, 'f,f']);
 });
 
+test('a file the call creates at a path its argument names does not make the next call miss', () => {
+  // `report('data.txt', 'out.txt')` reads one file and writes the other:
+  // `out.txt` exists at the next call and counts there by contents, so
+  // without the result stored under that key too every second process ran
+  // the body again. The same for an async function.
+  const project = new Project({
+    'data.txt': '3',
+    'main.js': `
+const fs = require('node:fs');
+const { memo } = require(HITSAVE);
+const report = memo(function report(source, out) {
+  console.error('ran:report');
+  const total = Number(fs.readFileSync(source, 'utf8')) * 2;
+  fs.writeFileSync(out, 'total ' + total);
+  return total;
+});
+const reportAsync = memo(async function reportAsync(source, out) {
+  console.error('ran:reportAsync');
+  const total = Number(await fs.promises.readFile(source, 'utf8')) * 3;
+  await fs.promises.writeFile(out, 'total ' + total);
+  return total;
+});
+(async () => console.log(JSON.stringify([report('data.txt', 'out.txt'), await reportAsync('data.txt', 'out2.txt')])))();
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [6, 9, 'report,reportAsync']);
+  assert.deepStrictEqual(resultsAndRuns(project), [6, 9, '-']);
+  project.write({ 'data.txt': '4' });
+  assert.deepStrictEqual(resultsAndRuns(project), [8, 12, 'report,reportAsync']);
+});
+
 test('a counter or a log the function only adds to is no input: repeated calls hit in the process', () => {
   const project = new Project({
     'node_modules/minilog/package.json': JSON.stringify({ name: 'minilog', version: '1.0.0', main: 'index.js' }),

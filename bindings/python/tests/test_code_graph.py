@@ -1626,6 +1626,31 @@ def test_a_value_digesting_differently_each_time_rebuilds_once_per_miss(project)
     assert _results_and_runs(project, "import ticking; print('=', ticking.f(1), ticking.f(2))") == ["2", "3", "f,f"]
 
 
+def test_a_file_the_call_creates_at_a_path_its_argument_names_does_not_make_the_next_call_miss(project):
+    """`report("data.txt", "out.txt")` reads one file and writes the other:
+    `out.txt` exists at the next call and counts there by contents, so
+    without the result stored under that key too every second process ran
+    the body again."""
+    project.write("data.txt", "3")
+    project.write("reports.py", """
+        from hitsave import memo
+
+        @memo
+        def report(source, out):
+            print("ran:report")
+            with open(source) as handle:
+                total = int(handle.read()) * 2
+            with open(out, "w") as handle:
+                handle.write(f"total {total}")
+            return total
+    """)
+    call = "import reports; print('=', reports.report('data.txt', 'out.txt'))"
+    assert _results_and_runs(project, call) == ["6", "report"]
+    assert _results_and_runs(project, call) == ["6", "-"]
+    project.write("data.txt", "4")
+    assert _results_and_runs(project, call) == ["8", "report"]
+
+
 def test_numpy_settings_count_where_numpy_code_is_used(project):
     """`np.set_printoptions(precision=3)` in a setup module changes what
     `str(array)` returns: an edit of it used to hit, and so did a change

@@ -1401,9 +1401,10 @@ class Watched:
         self.deep: list[tuple[Any, str]] = []
         # Bytes of arrays digested before every call (up to _ARRAY_HASH_BYTES).
         self.hashed_bytes = 0
-        # Whether code of the graph reads files (then the files that text
-        # arguments name count by contents: `_memo._path_texts`).
-        self.reads_files = False
+        # Whether code of the graph reads or writes files: then the files
+        # that text arguments name count by contents (`_memo._path_texts`;
+        # an output the call creates is handled by `_memo._save_created`).
+        self.files_in_key = False
 
     def deep_current(self) -> bool:
         """Whether every value in :attr:`deep` still has the digest its node
@@ -1614,6 +1615,7 @@ class _GraphBuilder:
         # Whether any code in the graph reads files, and the code that does
         # not read or write any itself (its named files count if some does).
         self.reads_files = False
+        self.writes_files = False
         self.file_namers: list[tuple[int, types.CodeType, dict[str, Any]]] = []
         # Paths held inside module-level values code of the graph reads
         # (`MODEL = Model("weights.bin")`, `CFG = {"data": Path("data/train.csv")}`):
@@ -2012,6 +2014,8 @@ class _GraphBuilder:
         reads_files = use == "reads"
         if reads_files:
             self.reads_files = True
+        elif use == "writes":
+            self.writes_files = True
         elif use == "none":
             # It may name a file that code it calls reads (`parse("table.csv")`
             # with `parse` opening its parameter): see `files_named_for_readers`.
@@ -2434,5 +2438,5 @@ def _build_graph(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], 
     if root is None:
         raise TypeError(f"{obj!r} has no code to fingerprint")
     builder.files_named_for_readers()
-    builder.watched.reads_files = builder.reads_files
+    builder.watched.files_in_key = builder.reads_files or builder.writes_files
     return builder.nodes[root][1], builder.nodes, builder.watched.freeze()

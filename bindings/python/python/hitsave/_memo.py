@@ -185,6 +185,13 @@ def _path_texts(values: list[Any]) -> list[str]:
     return texts
 
 
+def _argument_files(values: list[Any]) -> list[list[str]]:
+    """The `["hitsave:files", …]` pairs `MemoFunction._arguments` added (none: empty)."""
+    if values and isinstance(values[-1], list) and len(values[-1]) == 2 and values[-1][0] == "hitsave:files":
+        return values[-1][1]  # type: ignore[no-any-return]
+    return []
+
+
 def _qualname(fn: Any) -> str:
     """A callable's qualified name; a callable instance (``np.vectorize(…)``) by its type."""
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__qualname__
@@ -289,7 +296,7 @@ class MemoFunction(Generic[P, R]):
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
         values = self._bound_arguments(args, kwargs)
         watched = self._watched
-        if self._name is not None or (watched is not None and watched.reads_files):
+        if self._name is not None or (watched is not None and watched.files_in_key):
             # A path among the arguments of code that reads files (`def
             # load(path): open(path)`), or of a function with an explicit
             # identity, whose code is not analysed: the file it names counts
@@ -489,9 +496,10 @@ class MemoFunction(Generic[P, R]):
             return self._fn(*args, **kwargs)
         try:
             function = self._host()
+            values = self._arguments(args, kwargs)
             key, arguments, hit = function.lookup_call(
                 store,
-                self._arguments(args, kwargs),
+                values,
                 # A coroutine's call runs on the event loop: only what is in
                 # memory here; SQLite and the cloud are asked off the loop.
                 memory_only=self._is_async,
@@ -500,7 +508,7 @@ class MemoFunction(Generic[P, R]):
             self._locate(error)
             raise
         if self._is_async:
-            return self._call_async(function, store, key, arguments, hit, args, kwargs, recheck)  # type: ignore[return-value]
+            return self._call_async(function, store, key, arguments, hit, args, kwargs, recheck, values)  # type: ignore[return-value]
         if hit is not None:
             if isinstance(hit, tuple):
                 return self._decode(hit)  # type: ignore[no-any-return]
@@ -518,7 +526,9 @@ class MemoFunction(Generic[P, R]):
                     return again  # type: ignore[no-any-return]
             start = time.perf_counter_ns()
             value = self._fn(*args, **kwargs)
-            self._save(function, store, key, arguments, value, (time.perf_counter_ns() - start) // 1000)
+            micros = (time.perf_counter_ns() - start) // 1000
+            self._save(function, store, key, arguments, value, micros)
+            self._save_created(function, store, values, args, kwargs, value, micros)
             return value
         finally:
             if lock is not None:
@@ -534,6 +544,7 @@ class MemoFunction(Generic[P, R]):
         args: Any,
         kwargs: Any,
         recheck: bool,
+        values: list[Any],
     ) -> Any:
         import asyncio
 
@@ -565,6 +576,7 @@ class MemoFunction(Generic[P, R]):
             value = await self._fn(*args, **kwargs)  # type: ignore[misc]
             micros = (time.perf_counter_ns() - start) // 1000
             await asyncio.to_thread(self._save, function, store, key, arguments, value, micros)
+            await asyncio.to_thread(self._save_created, function, store, values, args, kwargs, value, micros)
             future.set_result(value)
             return value
         except BaseException as error:
@@ -575,6 +587,31 @@ class MemoFunction(Generic[P, R]):
             self._pending.pop(key, None)
             if lock is not None:
                 lock.release()
+
+    def _save_created(
+        self, function: _native.Function, store: _native.Store, values: list[Any], args: Any, kwargs: Any, value: Any, micros: int
+    ) -> None:
+        """After a miss computed: a file an argument names that the call
+        created (`render(data, out="report.html")` writing `out`) is in the
+        key of every later call (it exists then), so the result is stored
+        under that key too, or the next call would miss and run again. Only
+        for files absent before the call, which it therefore did not read;
+        one that existed and changed is left alone (it may have been read)."""
+        if self._name is None and (self._watched is None or not self._watched.files_in_key):
+            return  # the arguments' files are not in its key
+        before = _argument_files(values)
+        after_values = self._arguments(args, kwargs)
+        after = _argument_files(after_values)
+        if after == before:
+            return
+        known = dict(before)
+        if any(text in known and known[text] != digest for text, digest in after) or not any(text not in known for text, _ in after):
+            return
+        try:
+            created_key, created_arguments = function.key(after_values)
+        except _native.HitSaveError:
+            return
+        self._save(function, store, created_key, created_arguments, value, micros)
 
     def _stale_deep(self) -> bool:
         """Before a miss computes: whether a value the graph read that the
