@@ -486,7 +486,8 @@ function pathTexts(values) {
     const items =
       Array.isArray(value) ? value : value !== null && typeof value === 'object' && !(value instanceof URL) && !ArrayBuffer.isView(value) ? Object.values(value) : [value];
     for (const item of items) {
-      if (typeof item === 'string') texts.push(item);
+      // A path fits in 4,096 characters: a longer text (a document) is never copied to the addon.
+      if (typeof item === 'string' && item.length <= 4096) texts.push(item);
       else if (item instanceof URL && item.protocol === 'file:') texts.push(decodeURIComponent(item.pathname));
       if (texts.length >= 256) return texts;
     }

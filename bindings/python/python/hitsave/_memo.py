@@ -174,15 +174,23 @@ def _path_texts(values: list[Any]) -> list[str]:
             attributes = getattr(value, "__dict__", None)
             items = attributes.values() if type(attributes) is dict else ()
         for item in items:
-            if isinstance(item, str):
+            if isinstance(item, os.PathLike):
+                item = os.fspath(item)
+            # A path fits in 4,096 characters (a longer text, a document, is
+            # never copied to the host) and in UTF-8 (`surrogateescape`d bytes are not).
+            if isinstance(item, str) and len(item) <= 4096 and (item.isascii() or _utf8(item)):
                 texts.append(item)
-            elif isinstance(item, os.PathLike):
-                path = os.fspath(item)
-                if isinstance(path, str):
-                    texts.append(path)
             if len(texts) >= 256:
                 return texts
     return texts
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _argument_files(values: list[Any]) -> list[list[str]]:
