@@ -428,7 +428,7 @@ function withModuleState(graph, search, functionName, anchor) {
   const names = new Set();
   const reading = search.read();
   const digests = [];
-  for (const [, variable, value] of reading.values) {
+  for (const [at, variable, value] of reading.values) {
     // A generator or a built-in iterator (`idGen()`, `rows[Symbol.iterator]()`):
     // each `next()` moves it, and where it is cannot be read back.
     const kind = value !== null && typeof value === 'object' && /^\[object (.*(?:Iterator|Generator))\]$/.exec(Object.prototype.toString.call(value));
@@ -439,8 +439,6 @@ function withModuleState(graph, search, functionName, anchor) {
         'code_unavailable',
       );
     }
-  }
-  for (const [at, variable, value] of reading.values) {
     // `state:<its node>` (`/<name>` for one of several names a declaration
     // binds; `#2`… where another module's import of it is read too); a
     // global under the root, `state:global:<name>`.
@@ -733,6 +731,13 @@ function memo(fn, options = {}) {
       state = null;
     }
   }
+  // Whether the files its arguments name count by contents: its code reads
+  // files at paths known only when it runs (`(p) => readFileSync(p)`) or
+  // writes files, or it has an explicit identity, whose code is not analysed
+  // (docs/node.md; Python does the same).
+  function filesInKey(s) {
+    return name !== undefined || (s !== null && Boolean(s.graph) && s.graph.filesInKey);
+  }
   // After a miss computed: a file an argument names that the call created
   // (`render(data, 'report.html')` writing it) is in the key of every later
   // call, which exists then; the result is stored under that key too, or the
@@ -740,7 +745,7 @@ function memo(fn, options = {}) {
   // (which it therefore did not read); one that existed and changed is left
   // alone (it may have been read). `[key, digest]`, or null.
   function createdKey(s, self, args, before) {
-    if (name === undefined && !(s.graph && s.graph.filesInKey)) return null;
+    if (!filesInKey(s)) return null;
     const after = argumentList(self, args);
     const filesOf = (list) => {
       const last = list[list.length - 1];
@@ -803,11 +808,7 @@ function memo(fn, options = {}) {
     let list = end === args.length ? args : args.slice(0, end);
     if (ignored.size) list = list.filter((_, index) => !ignored.has(index));
     if (usesThis && self !== undefined && self !== globalThis) list = [self, ...list];
-    if (name !== undefined || (state !== null && state.graph && state.graph.filesInKey)) {
-      // A path among the arguments of code that reads files at paths known
-      // only when it runs (`(p) => readFileSync(p)`), or of a function with an
-      // explicit identity, whose code is not analysed: the file it names
-      // counts by contents (docs/node.md; Python does the same).
+    if (filesInKey(state)) {
       const texts = pathTexts(list);
       if (texts.length) {
         const found = native.argumentFiles(texts);

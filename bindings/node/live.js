@@ -27,7 +27,8 @@ const SNAPSHOT_ITEMS = 1000;
 const SHALLOW_ITEMS = 100_000;
 const ARRAY_WATCH_BYTES = 64 << 10;
 // Larger typed arrays are digested before each call up to this many bytes
-// per reading (Python's limit); beyond it, before a miss computes.
+// within one variable's value (Python's limit is per graph); beyond it,
+// before a miss computes.
 const ARRAY_HASH_BYTES = 8 << 20;
 const CJS_NAMES = new Set(['exports', 'require', 'module', '__filename', '__dirname']);
 
@@ -350,7 +351,7 @@ function snapshot(value, depth = 0, opaque = () => false, held = () => null, fla
       if (item.byteLength > ARRAY_WATCH_BYTES) {
         const hash = flags.hash;
         if (hash && (flags.hashed || 0) + item.byteLength <= ARRAY_HASH_BYTES) {
-          // Digested again before each call, up to 8 MiB of them per reading.
+          // Digested again before each call, up to 8 MiB of them per variable's value.
           flags.hashed = (flags.hashed || 0) + item.byteLength;
           return { same: item, length: item.byteLength, hash, digest: hash(item) };
         }

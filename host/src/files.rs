@@ -78,8 +78,9 @@ pub fn directory_files(root: &Path, reader: &str) -> Result<(Vec<PathBuf>, Vec<P
 const ARGUMENT_PATH_MAX: usize = 4096;
 
 /// The files text arguments of a call name, by contents: for a function
-/// whose code reads files at paths known only when it runs (`def
-/// load(path): return open(path).read()`, `(p) => readFileSync(p)`), each
+/// whose code reads or writes files (`def load(path): return
+/// open(path).read()`, `(p) => readFileSync(p)`), or that has an explicit
+/// identity (its code is not analysed), each
 /// text that names an existing regular file (relative to the working
 /// directory, or absolute) as `(text, "<length>:<digest>")`; an unreadable
 /// one as `(text, "unreadable")`. The bindings add them to the call's key,

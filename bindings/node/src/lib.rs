@@ -270,7 +270,8 @@ pub fn project_function(env: Env, source: String, files: Vec<String>) -> Result<
 }
 
 /// The files text arguments name, by contents, as `[[text, digest]]`, for a
-/// function whose code reads files at paths known only when it runs
+/// function whose code reads files at paths known only when it runs or
+/// writes files, or that has an explicit identity
 /// (`hitsave_host::files::argument_files`).
 #[napi]
 pub fn argument_files(texts: Vec<String>) -> Vec<Vec<String>> {

@@ -711,7 +711,8 @@ fn directory_files(py: Python<'_>, path: std::path::PathBuf, reader: &str) -> Py
 }
 
 /// The files text arguments name, by contents, for a function whose code
-/// reads files at paths known only when it runs (`hitsave_host::files::argument_files`).
+/// reads or writes files, or that has an explicit identity
+/// (`hitsave_host::files::argument_files`).
 #[pyfunction]
 fn argument_files(py: Python<'_>, texts: Vec<String>) -> Vec<(String, String)> {
     py.detach(|| hitsave_host::files::argument_files(&texts))

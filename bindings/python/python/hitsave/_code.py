@@ -1150,7 +1150,7 @@ def _shallow(value: Any) -> _Same:
     return _shallow(value.__dict__)
 
 
-def _is_generator(value: Any) -> bool:
+def _is_random_generator(value: Any) -> bool:
     """Whether `value` is a random number generator whose draws follow from
     a state it holds: `random.Random` (the `random` module's functions are
     bound to one), numpy's `RandomState` (`np.random.rand` and the other
@@ -1173,7 +1173,7 @@ def _comparable(state: Any) -> Any:
     return state
 
 
-def _generator_state(value: Any) -> Any:
+def _random_state(value: Any) -> Any:
     """What a generator's next draws follow from: drawing a number changes it,
     so a call after a draw, or after `seed()`, sees another state."""
     random = sys.modules.get("random")
@@ -1223,16 +1223,11 @@ _LOCAL_TIME_NAMES = frozenset(
 
 def _names_local_time(code: types.CodeType) -> bool:
     """Whether `code` (or code nested in it) names something of :data:`_LOCAL_TIME_NAMES`."""
-    if not _LOCAL_TIME_NAMES.isdisjoint(code.co_names):
-        return True
-    return any(type(const) is types.CodeType and _names_local_time(const) for const in code.co_consts)
+    return any(not _LOCAL_TIME_NAMES.isdisjoint(nested.co_names) for nested in _bytecode.nested_codes(code))
 
 
-class _LocalTime:
-    """The key of the local time zone's and locale's probe in `Watched.probes`."""
-
-
-_LOCAL_TIME = _LocalTime()
+# The key of the local time zone's and locale's probe in `Watched.probes`.
+_LOCAL_TIME = object()
 
 
 def _local_time(_: Any = None) -> list[Any]:
@@ -1280,19 +1275,17 @@ def _fully_watched(value: Any) -> bool:
     immutable scalars, small plain data (compared with a deep copy), small
     numpy arrays (by their bytes)."""
     kind = type(value)
-    if value is None or kind in (bool, int, float, complex, str, bytes) or isinstance(value, (type, types.FunctionType, types.ModuleType)):
+    if kind in _PLAIN_SCALARS or isinstance(value, (type, types.FunctionType, types.ModuleType)):
         return True
     if kind in _PLAIN_CONTAINERS:
         return _plain(value)
-    if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
-        try:
-            return bool(value.nbytes <= _ARRAY_WATCH_BYTES and value.dtype.hasobject is False)
-        except Exception:
-            return False
+    nbytes = _array_bytes(value)
+    if nbytes is not None:
+        return nbytes <= _ARRAY_WATCH_BYTES
     attributes = getattr(value, "__dict__", None)
     if type(attributes) is dict and _plain(attributes) and not hasattr(kind, "__slots__"):
         return True  # an instance of small plain data: compared with a copy of its attributes
-    return _is_generator(value) or _is_builtin_iterator(value)
+    return _is_random_generator(value) or _is_builtin_iterator(value)
 
 
 def _context_value(variable: Any) -> Any:
@@ -1328,9 +1321,9 @@ def _probe(value: Any) -> tuple[Any, Any] | None:
     instance whose attributes are small plain data by a copy of them
     (`CONFIG.scale = 5` is seen); anything else only by identity."""
     kind = type(value)
-    if _is_generator(value):
+    if _is_random_generator(value):
         try:
-            return _generator_state, _generator_state(value)
+            return _random_state, _random_state(value)
         except Exception:
             return None
     if _is_builtin_iterator(value):
@@ -1339,12 +1332,13 @@ def _probe(value: Any) -> tuple[Any, Any] | None:
         except Exception:
             return None
     if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+        nbytes = _array_bytes(value)
+        if nbytes is None or nbytes > _ARRAY_WATCH_BYTES:
+            return None
         try:
-            if value.nbytes <= _ARRAY_WATCH_BYTES and value.dtype.hasobject is False:
-                return _array_state, _array_state(value)
+            return _array_state, _array_state(value)
         except Exception:
             return None
-        return None
     if isinstance(value, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
         return None
     attributes = getattr(value, "__dict__", None)
@@ -1465,7 +1459,7 @@ class Watched:
         if owner is not None:
             value = owner  # `predict = model.predict`: the model's state (`model.w = 5`)
         if type(value) in _IDENTITY_ONLY or id(value) in self.snapshots or id(value) in self.probes:
-            return  # functions, classes and modules: only a rebinding counts
+            return  # a builtin function, or watched already
         snapshot = _snapshot(value)
         if snapshot is not _SAME_OBJECT:
             self.snapshots[id(value)] = (value, snapshot)

@@ -303,12 +303,7 @@ class MemoFunction(Generic[P, R]):
 
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
         values = self._bound_arguments(args, kwargs)
-        watched = self._watched
-        if self._name is not None or (watched is not None and watched.files_in_key):
-            # A path among the arguments of code that reads files (`def
-            # load(path): open(path)`), or of a function with an explicit
-            # identity, whose code is not analysed: the file it names counts
-            # by contents (docs/python.md, "Data files"; Node does the same).
+        if self._files_in_key():
             texts = _path_texts(values)
             if texts:
                 found = _native.argument_files(texts)
@@ -316,6 +311,13 @@ class MemoFunction(Generic[P, R]):
                     # Lists, as Node writes them: a named function's key is shared.
                     values = [*values, ["hitsave:files", [[text, digest] for text, digest in found]]]
         return values
+
+    def _files_in_key(self) -> bool:
+        """Whether the files its arguments name count by contents: its code
+        reads or writes files (`def load(path): open(path)`), or it has an
+        explicit identity, whose code is not analysed (docs/python.md, "Data
+        files"; Node does the same)."""
+        return self._name is not None or (self._watched is not None and self._watched.files_in_key)
 
     def _bound_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
         if self._fixed is not None:
@@ -605,14 +607,11 @@ class MemoFunction(Generic[P, R]):
         under that key too, or the next call would miss and run again. Only
         for files absent before the call, which it therefore did not read;
         one that existed and changed is left alone (it may have been read)."""
-        if self._name is None and (self._watched is None or not self._watched.files_in_key):
-            return  # the arguments' files are not in its key
-        before = _argument_files(values)
+        if not self._files_in_key():
+            return
         after_values = self._arguments(args, kwargs)
         after = _argument_files(after_values)
-        if after == before:
-            return
-        known = dict(before)
+        known = dict(_argument_files(values))
         if any(text in known and known[text] != digest for text, digest in after) or not any(text not in known for text, _ in after):
             return
         try:
