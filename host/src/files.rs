@@ -30,19 +30,23 @@ fn is_store(dir: &Path) -> bool {
 /// [`DIRECTORY_MAX_FILES`] files or [`DIRECTORY_MAX_BYTES`] bytes, or
 /// cannot be read; `reader` names the function for the message.
 pub fn directory_files(root: &Path, reader: &str) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
-    let refuse = |why: String| {
+    walk(root).map(|(files, dirs, _)| (files, dirs)).map_err(|why| {
         HitSaveError::CodeUnavailable(format!(
             "{reader} reads files from the directory {} and the analysis cannot tell which ({why}); pass the files \
              it reads as File(path) arguments (docs/python.md, docs/node.md: data files)",
             root.display()
         ))
-    };
+    })
+}
+
+/// [`directory_files`]' walk, with the files' total size; why it stopped as text.
+fn walk(root: &Path) -> std::result::Result<(Vec<PathBuf>, Vec<PathBuf>, u64), String> {
     let (mut files, mut dirs, mut bytes) = (Vec::new(), vec![root.to_path_buf()], 0u64);
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|error| refuse(format!("{}: {error}", dir.display())))?;
+        let entries = std::fs::read_dir(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
         for entry in entries {
-            let entry = entry.map_err(|error| refuse(format!("{}: {error}", dir.display())))?;
+            let entry = entry.map_err(|error| format!("{}: {error}", dir.display()))?;
             let name = entry.file_name();
             if name.to_str().is_none_or(skipped) {
                 continue;
@@ -58,52 +62,242 @@ pub fn directory_files(root: &Path, reader: &str) -> Result<(Vec<PathBuf>, Vec<P
                 bytes += meta.len();
                 files.push(path);
                 if files.len() > DIRECTORY_MAX_FILES {
-                    return Err(refuse(format!("more than {DIRECTORY_MAX_FILES} files")));
+                    return Err(format!("more than {DIRECTORY_MAX_FILES} files"));
                 }
                 if bytes > DIRECTORY_MAX_BYTES {
-                    return Err(refuse(format!("more than {} MiB", DIRECTORY_MAX_BYTES >> 20)));
+                    return Err(format!("more than {} MiB", DIRECTORY_MAX_BYTES >> 20));
                 }
             }
         }
         if dirs.len() > DIRECTORY_MAX_FILES {
-            return Err(refuse(format!("more than {DIRECTORY_MAX_FILES} directories")));
+            return Err(format!("more than {DIRECTORY_MAX_FILES} directories"));
         }
     }
     files.sort();
     dirs.sort();
-    Ok((files, dirs))
+    Ok((files, dirs, bytes))
 }
 
 /// Arguments longer than this are no paths (a document, a payload).
 const ARGUMENT_PATH_MAX: usize = 4096;
 
-/// The files text arguments of a call name, by contents: for a function
-/// whose code reads or writes files (`def load(path): return
+/// What a call's arguments name on disk, counted by contents, for a
+/// function whose code reads or writes files (`def load(path): return
 /// open(path).read()`, `(p) => readFileSync(p)`), or that has an explicit
-/// identity (its code is not analysed), each
-/// text that names an existing regular file (relative to the working
-/// directory, or absolute) as `(text, "<length>:<digest>")`; an unreadable
-/// one as `(text, "unreadable")`. The bindings add them to the call's key,
-/// so editing the file misses where the text alone would hit. Digests are
-/// kept per file while its size, time and inode hold ([`FileState`]).
-pub fn argument_files(texts: &[String]) -> Vec<(String, String)> {
+/// identity (its code is not analysed): for each text argument, in order,
+/// once,
+/// - an existing regular file (relative to the working directory, or
+///   absolute; `file://` allowed): `(text, "<length>:<digest>")`, or
+///   `(text, "unreadable")`;
+/// - an existing directory (`total("data")` listing and reading it):
+///   `(text, "dir:<files>:<digest>")` over its files' relative paths and
+///   contents and its subdirectories, as [`directory_files`] walks them;
+/// - a glob pattern (`*`, `?`, `[…]`, `{a,b}`, `**`: `load_all("data/*.csv")`),
+///   matching something or nothing: `(text, "glob:<matches>:<digest>")` over
+///   the paths it matches and their contents (a directory matched by its
+///   files), so a file added, removed or edited changes it. Matching follows
+///   Python's `glob` and Node's glob packages (`*` skips a leading dot, `**`
+///   hidden directories), with braces from the latter; `**` descends like
+///   [`directory_files`].
+///
+/// The bindings add them to the call's key, so editing what the text names
+/// misses where the text alone would hit. `unhashable_value` when a
+/// directory or a pattern's matches exceed [`DIRECTORY_MAX_FILES`] files or
+/// [`DIRECTORY_MAX_BYTES`] bytes. File digests are kept per file while its
+/// size, time and inode hold ([`FileState`]).
+pub fn argument_files(texts: &[String]) -> Result<Vec<(String, String)>> {
     let mut found: Vec<(String, String)> = Vec::new();
     for text in texts {
         if text.is_empty() || text.len() > ARGUMENT_PATH_MAX || text.contains('\0') {
             continue;
         }
         let text = text.strip_prefix("file://").unwrap_or(text);
-        let path = Path::new(text);
-        if !path.is_file() || found.iter().any(|(seen, _)| seen == text) {
+        if found.iter().any(|(seen, _)| seen == text) {
             continue;
         }
-        let digest = match crate::hash::file_digest_cached(path) {
-            Ok((len, digest)) => format!("{len}:{digest}"),
-            Err(_) => "unreadable".to_owned(),
+        let path = Path::new(text);
+        let digest = match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => file_entry(path),
+            Ok(meta) if meta.is_dir() => directory_entry(path, text)?,
+            _ => match glob_entry(text)? {
+                Some(entry) => entry,
+                None => continue,
+            },
         };
         found.push((text.to_owned(), digest));
     }
-    found
+    Ok(found)
+}
+
+/// A file's `"<length>:<digest>"`, or `"unreadable"`.
+fn file_entry(path: &Path) -> String {
+    match crate::hash::file_digest_cached(path) {
+        Ok((len, digest)) => format!("{len}:{digest}"),
+        Err(_) => "unreadable".to_owned(),
+    }
+}
+
+/// The refusal when what an argument names is too large to count: the
+/// argument cannot be hashed faithfully (`unhashable_value`).
+fn too_large(text: &str, why: String) -> HitSaveError {
+    HitSaveError::Core(hitsave_core::CoreError::new(
+        hitsave_core::ErrorCode::UnhashableValue,
+        format!(
+            "the argument {text:?} names {why}, too many to count by contents at every call; pass the files the \
+             call reads as File(path) arguments, or list the argument in ignore= (docs/python.md, docs/node.md: \
+             data files)"
+        ),
+    ))
+}
+
+/// A directory's `"dir:<files>:<digest>"`: its subdirectories' and files'
+/// paths relative to it (`/`-separated, so the same data hits on every
+/// machine) with the files' contents.
+fn directory_entry(path: &Path, text: &str) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let (files, _) =
+        hash_tree(&mut hasher, path, "").map_err(|why| too_large(text, format!("a directory with {why}")))?;
+    Ok(format!("dir:{files}:{}", hasher.finalize().to_hex()))
+}
+
+/// Feeds a directory's listing (recursively) and its files' contents into
+/// `hasher`, each path under `prefix`; how many files and bytes, or why not.
+fn hash_tree(hasher: &mut blake3::Hasher, root: &Path, prefix: &str) -> std::result::Result<(usize, u64), String> {
+    let (files, dirs, bytes) = walk(root)?;
+    let relative = |path: &Path| {
+        let inner = path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
+        match (prefix.is_empty(), inner.is_empty()) {
+            (true, _) => inner,
+            (false, true) => prefix.to_owned(),
+            (false, false) => format!("{prefix}/{inner}"),
+        }
+    };
+    for dir in &dirs {
+        feed(hasher, "d", &relative(dir), "");
+    }
+    for file in &files {
+        feed(hasher, "f", &relative(file), &file_entry(file));
+    }
+    Ok((files.len(), bytes))
+}
+
+/// One length-prefixed record of a listing digest.
+fn feed(hasher: &mut blake3::Hasher, kind: &str, path: &str, digest: &str) {
+    for part in [kind, path, digest] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+}
+
+/// Whether a text is a glob pattern rather than a plain name.
+fn is_pattern(text: &str) -> bool {
+    text.contains(['*', '?', '[', '{'])
+}
+
+/// A glob pattern's `"glob:<matches>:<digest>"` (`None`: no pattern, or not
+/// one the glob syntax accepts, then it is only a text).
+fn glob_entry(text: &str) -> Result<Option<String>> {
+    if !is_pattern(text) {
+        return Ok(None);
+    }
+    let absolute = text.starts_with('/');
+    let mut components: Vec<&str> = text.split('/').filter(|part| !part.is_empty() && *part != ".").collect();
+    if components.is_empty() {
+        return Ok(None);
+    }
+    // Each component a matcher, or its literal name.
+    enum Step {
+        Name(String),
+        Match(globset::GlobMatcher, bool),
+        Any,
+    }
+    let mut steps = Vec::with_capacity(components.len());
+    for part in components.drain(..) {
+        if part == "**" {
+            steps.push(Step::Any);
+        } else if is_pattern(part) {
+            let Ok(glob) = globset::GlobBuilder::new(part).literal_separator(true).build() else { return Ok(None) };
+            steps.push(Step::Match(glob.compile_matcher(), part.starts_with('.')));
+        } else {
+            steps.push(Step::Name(part.to_owned()));
+        }
+    }
+    // Candidates: (the path as the pattern writes it, the path on disk).
+    let start = if absolute { (String::from("/"), PathBuf::from("/")) } else { (String::new(), PathBuf::from(".")) };
+    let join = |shown: &str, name: &str| {
+        if shown.is_empty() {
+            name.to_owned()
+        } else if shown.ends_with('/') {
+            format!("{shown}{name}")
+        } else {
+            format!("{shown}/{name}")
+        }
+    };
+    let mut current = vec![start];
+    let mut listed = 0usize;
+    for step in &steps {
+        let mut next = Vec::new();
+        for (shown, path) in &current {
+            match step {
+                Step::Name(name) => {
+                    let path = path.join(name);
+                    if std::fs::symlink_metadata(&path).is_ok() {
+                        next.push((join(shown, name), path));
+                    }
+                }
+                Step::Match(matcher, hidden) => {
+                    let Ok(entries) = std::fs::read_dir(path) else { continue };
+                    for entry in entries.flatten() {
+                        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+                        // `*` skips hidden entries unless the pattern names them (Python's glob, Node's).
+                        if matcher.is_match(&name) && (!name.starts_with('.') || *hidden) {
+                            next.push((join(shown, &name), entry.path()));
+                        }
+                    }
+                }
+                Step::Any => {
+                    // Itself and every directory under it.
+                    next.push((shown.clone(), path.clone()));
+                    if std::fs::metadata(path).is_ok_and(|meta| meta.is_dir()) {
+                        let (_, dirs, _) = walk(path).map_err(|why| too_large(text, format!("a tree with {why}")))?;
+                        for dir in dirs.into_iter().skip(1) {
+                            let inner = dir.strip_prefix(path).unwrap_or(&dir).to_string_lossy().replace('\\', "/");
+                            next.push((join(shown, &inner), dir));
+                        }
+                    }
+                }
+            }
+            listed += 1;
+        }
+        if next.len() > DIRECTORY_MAX_FILES || listed > DIRECTORY_MAX_FILES {
+            return Err(too_large(text, format!("more than {DIRECTORY_MAX_FILES} paths")));
+        }
+        next.sort();
+        next.dedup();
+        current = next;
+    }
+    let mut hasher = blake3::Hasher::new();
+    let (mut files, mut bytes) = (0usize, 0u64);
+    for (shown, path) in &current {
+        let Ok(meta) = std::fs::metadata(path) else { continue }; // a dangling link holds nothing
+        if meta.is_dir() {
+            let (tree_files, tree_bytes) =
+                hash_tree(&mut hasher, path, shown).map_err(|why| too_large(text, format!("matches with {why}")))?;
+            files += tree_files;
+            bytes += tree_bytes;
+        } else {
+            bytes += meta.len();
+            files += 1;
+            feed(&mut hasher, "f", shown, &file_entry(path));
+        }
+        if files > DIRECTORY_MAX_FILES || bytes > DIRECTORY_MAX_BYTES {
+            return Err(too_large(
+                text,
+                format!("more than {DIRECTORY_MAX_FILES} files or {} MiB", DIRECTORY_MAX_BYTES >> 20),
+            ));
+        }
+    }
+    Ok(Some(format!("glob:{}:{}", current.len(), hasher.finalize().to_hex())))
 }
 
 #[cfg(test)]
@@ -120,14 +314,74 @@ mod tests {
         let text = file.to_string_lossy().into_owned();
         let texts =
             vec![text.clone(), root.join("dir").to_string_lossy().into_owned(), "no such file".into(), text.clone()];
-        let first = argument_files(&texts);
-        // Only the file, once; the directory and the missing name are no files.
-        assert_eq!(first.len(), 1);
+        let first = argument_files(&texts).unwrap();
+        // The file, once, and the (empty) directory; the missing name is nothing.
+        assert_eq!(first.len(), 2);
+        assert!(first[1].1.starts_with("dir:0:"), "{}", first[1].1);
         assert_eq!(first[0].0, text);
         assert!(first[0].1.starts_with("1:blob1_"), "{}", first[0].1);
         std::fs::write(&file, b"22").unwrap();
-        let second = argument_files(&texts);
+        let second = argument_files(&texts).unwrap();
         assert_ne!(first[0].1, second[0].1, "an edit (a new size, and racy for two seconds) is seen");
+    }
+
+    #[test]
+    fn argument_files_count_directories_and_glob_patterns_by_what_they_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for file in ["data/a.txt", "data/b.csv", "data/.hidden.txt", "data/sub/c.txt", "data/sub/deep/d.txt"] {
+            std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+            std::fs::write(root.join(file), b"1").unwrap();
+        }
+        let at = |text: &str| root.join(text).to_string_lossy().into_owned();
+        let digests = |texts: &[String]| -> Vec<String> {
+            argument_files(texts).unwrap().into_iter().map(|(_, digest)| digest).collect()
+        };
+        let texts = [
+            at("data"),
+            at("data/*.txt"),
+            at("data/**/*.txt"),
+            at("data/{a,b}.*"),
+            at("data/[ab].txt"),
+            at("data/*.json"),
+            at("nowhere/*.txt"),
+        ];
+        let first = digests(&texts);
+        let counts: Vec<&str> = first.iter().map(|digest| digest.rsplit_once(':').unwrap().0).collect();
+        // The directory: its four files, not the hidden one. `*` skips it
+        // too; `**` descends; a pattern matching nothing still counts.
+        assert_eq!(counts, ["dir:4", "glob:1", "glob:3", "glob:2", "glob:1", "glob:0", "glob:0"]);
+        assert_eq!(first[5], first[6], "nothing matched, wherever");
+        // A new file the pattern matches changes it (and the directory), not the others.
+        std::fs::write(root.join("data/sub/e.txt"), b"2").unwrap();
+        let second = digests(&texts);
+        let changed: Vec<bool> = first.iter().zip(&second).map(|(a, b)| a != b).collect();
+        assert_eq!(changed, [true, false, true, false, false, false, false]);
+        // An edit (a new size) changes what reads the file.
+        std::fs::write(root.join("data/a.txt"), b"22").unwrap();
+        let third = digests(&texts);
+        let changed: Vec<bool> = second.iter().zip(&third).map(|(a, b)| a != b).collect();
+        assert_eq!(changed, [true, true, true, true, true, false, false]);
+        // Relative names digest by relative paths: the same tree elsewhere gives the same digests.
+        let copy = tempfile::tempdir().unwrap();
+        for file in ["data/a.txt", "data/b.csv"] {
+            std::fs::create_dir_all(copy.path().join(file).parent().unwrap()).unwrap();
+            std::fs::write(copy.path().join(file), b"1").unwrap();
+            std::fs::create_dir_all(dir.path().join("other").join(file).parent().unwrap()).unwrap();
+            std::fs::write(dir.path().join("other").join(file), b"1").unwrap();
+        }
+        let a = argument_files(&[copy.path().join("data").to_string_lossy().into_owned()]).unwrap();
+        let b = argument_files(&[root.join("other/data").to_string_lossy().into_owned()]).unwrap();
+        assert_eq!(a[0].1, b[0].1);
+        // Too many files: refused, naming the argument.
+        for index in 0..=DIRECTORY_MAX_FILES {
+            std::fs::write(root.join(format!("data/sub/{index}.txt")), b"1").unwrap();
+        }
+        for text in [at("data"), at("data/**/*.txt")] {
+            let refused = argument_files(std::slice::from_ref(&text)).unwrap_err();
+            assert_eq!(refused.code(), "unhashable_value");
+            assert!(refused.to_string().contains(&format!("{text:?}")), "{refused}");
+        }
     }
 
     #[test]

@@ -1479,7 +1479,21 @@ fn environment_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitI
 /// `fs`'s and `fs/promises`' (`fs.readFileSync`, a destructured
 /// `readFile`, …), matched by name, so a same-named method elsewhere only
 /// adds a file to the graph.
-const FILE_READS: &[&str] = &["readFileSync", "readFile", "createReadStream", "readJsonSync", "readJson"];
+/// A file's status (`statSync(p).size`) and a directory's listing
+/// (`opendirSync`; `readdir*` is a `read*`) count as its contents.
+const FILE_READS: &[&str] = &[
+    "readFileSync",
+    "readFile",
+    "createReadStream",
+    "readJsonSync",
+    "readJson",
+    "statSync",
+    "lstatSync",
+    "stat",
+    "lstat",
+    "opendirSync",
+    "opendir",
+];
 
 /// Constructors and functions that open a database or an archive by path
 /// (`new Database('data.db')`, `new AdmZip('data.zip')`).
@@ -1496,7 +1510,7 @@ fn reads_by_name(name: &str) -> bool {
 }
 
 /// Functions that only ask whether a path exists: the file counts by that alone.
-const FILE_EXISTS: &[&str] = &["existsSync"];
+const FILE_EXISTS: &[&str] = &["existsSync", "accessSync", "access"];
 
 /// Functions that write, move or remove files. A unit calling one is left
 /// out of the rule: a file it writes would change its own fingerprint, so
@@ -1601,6 +1615,10 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
                     Some(directory) => module.units[user].deps.push(Dep::Directory(lexical_normal(&directory))),
                     None => module.units[user].reads_unknown = true,
                 }
+            } else if let Some(user) = index.unit_at(span) {
+                // `glob(pattern)`: a pattern only known when it runs, counted
+                // by what it matches when it is an argument (`files::argument_files`).
+                module.units[user].reads_unknown = true;
             }
             continue;
         }
@@ -1636,6 +1654,9 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             Known::PerCall(calls) => calls,
             Known::Unknown => {
                 if !contents {
+                    // `existsSync(p)`: whether the path an argument names
+                    // exists counts (`files::argument_files`).
+                    module.units[holder].reads_unknown = true;
                     continue;
                 }
                 if let Some(text) = env_text(semantic, argument)

@@ -175,6 +175,34 @@ def test_a_path_argument_counts_the_file_in_both_languages(store: Store) -> None
     assert store.python(py) == ["22", 0]
 
 
+def test_a_directory_argument_counts_its_files_in_both_languages(store: Store) -> None:
+    """A named function given a directory (`total("data")`): one key from
+    the text and what the directory holds, in either language."""
+    (store.root / "data").mkdir()
+    (store.root / "data" / "a.txt").write_text("1")
+    py = """
+        import json, os
+        from hitsave import memo
+        ran = []
+        @memo(name="interop-total", version="1")
+        def total(d):
+            ran.append(d)
+            return sum(int(open(os.path.join(d, n)).read()) for n in os.listdir(d))
+        print(json.dumps([total("data"), len(ran)]))
+    """
+    node = """
+        const fs = require('node:fs');
+        let ran = 0;
+        const total = hitsave.memo((d) => { ran++; return fs.readdirSync(d).reduce((s, n) => s + Number(fs.readFileSync(d + '/' + n, 'utf8')), 0); }, { name: 'interop-total', version: '1' });
+        console.log(JSON.stringify([total('data'), ran]));
+    """
+    assert store.python(py) == [1, 1]
+    assert store.node(node) == [1, 0]
+    (store.root / "data" / "b.txt").write_text("20")
+    assert store.node(node) == [21, 1]
+    assert store.python(py) == [21, 0]
+
+
 def test_language_only_results_are_reported_not_guessed(store: Store) -> None:
     store.python("""
         import json

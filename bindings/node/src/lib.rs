@@ -269,13 +269,15 @@ pub fn project_function(env: Env, source: String, files: Vec<String>) -> Result<
     found.map_err(|err| to_napi(js, err))
 }
 
-/// The files text arguments name, by contents, as `[[text, digest]]`, for a
-/// function whose code reads files at paths known only when it runs or
-/// writes files, or that has an explicit identity
-/// (`hitsave_host::files::argument_files`).
+/// The files, directories and glob patterns text arguments name, by
+/// contents, as `[[text, digest]]`, for a function whose code reads files at
+/// paths known only when it runs or writes files, or that has an explicit
+/// identity (`hitsave_host::files::argument_files`; `code_unavailable` when
+/// one names too many files to count).
 #[napi]
-pub fn argument_files(texts: Vec<String>) -> Vec<Vec<String>> {
-    hitsave_host::files::argument_files(&texts).into_iter().map(|(text, digest)| vec![text, digest]).collect()
+pub fn argument_files(env: Env, texts: Vec<String>) -> Result<Vec<Vec<String>>> {
+    let found = hitsave_host::files::argument_files(&texts).map_err(|err| to_napi(Js(env.raw()), err))?;
+    Ok(found.into_iter().map(|(text, digest)| vec![text, digest]).collect())
 }
 
 /// Stack of the analysis thread: 1 GiB of address space, touched only as deep as a chain goes.

@@ -1368,6 +1368,93 @@ console.log(JSON.stringify([load('data.txt'), total(['a.txt', 'b.txt']), new Dat
   assert.deepStrictEqual(resultsAndRuns(project), ['2', 35, '2', 'load,total,read']);
 });
 
+test('a directory or glob pattern an argument names counts by what it holds', () => {
+  // `total('data')` listing and reading a directory, a glob pattern passed
+  // to a glob function, and code that only lists, asks after or sizes a
+  // path (`readdirSync(d).length`, `existsSync(p)`, `statSync(p).size`):
+  // the key held only the text, so an edited, added or removed file hit.
+  const project = new Project({
+    'data/a.txt': '1',
+    'data/b.txt': '2',
+    'data/notes.md': 'x',
+    'globs.js': `
+const fs = require('node:fs');
+const path = require('node:path');
+// A small glob of the project's own (\`dir/*.ext\`), as a package's would be called.
+exports.globSync = (pattern) => {
+  const [dir, name] = [path.dirname(pattern), path.basename(pattern)];
+  return fs.readdirSync(dir).filter((n) => n.endsWith(name.slice(1))).map((n) => path.join(dir, n));
+};
+`,
+    'main.js': `
+const fs = require('node:fs');
+const path = require('node:path');
+const { globSync } = require('./globs');
+const { memo } = require(HITSAVE);
+const total = memo(function total(d) {
+  console.error('ran:total');
+  return fs.readdirSync(d).sort().filter((n) => n.endsWith('.txt')).reduce((s, n) => s + Number(fs.readFileSync(path.join(d, n), 'utf8')), 0);
+});
+const loadAll = memo(function loadAll(pattern) {
+  console.error('ran:loadAll');
+  return globSync(pattern).reduce((s, p) => s + Number(fs.readFileSync(p, 'utf8')), 0);
+});
+const count = memo(function count(d) { console.error('ran:count'); return fs.readdirSync(d).length; });
+const there = memo(function there(p) { console.error('ran:there'); return fs.existsSync(p); });
+const size = memo(function size(p) { console.error('ran:size'); return fs.statSync(p).size; });
+console.log(JSON.stringify([total('data'), loadAll('data/*.txt'), count('data'), there('data/c.txt'), size('data/a.txt')]));
+`,
+  });
+  const every = 'total,loadAll,count,there,size';
+  assert.deepStrictEqual(resultsAndRuns(project), [3, 3, 3, false, 1, every]);
+  assert.deepStrictEqual(resultsAndRuns(project), [3, 3, 3, false, 1, '-']);
+  project.write({ 'data/a.txt': '10' }); // edited
+  assert.deepStrictEqual(resultsAndRuns(project), [12, 12, 3, false, 2, 'total,loadAll,count,size']);
+  project.write({ 'data/c.txt': '5' }); // added
+  assert.deepStrictEqual(resultsAndRuns(project), [17, 17, 4, true, 2, 'total,loadAll,count,there']);
+  project.write({ 'data/notes.md': 'y' }); // no match of the pattern
+  assert.deepStrictEqual(resultsAndRuns(project), [17, 17, 4, true, 2, 'total,count']);
+  fs.unlinkSync(path.join(project.root, 'data/b.txt')); // removed
+  assert.deepStrictEqual(resultsAndRuns(project), [15, 15, 3, true, 2, 'total,loadAll,count']);
+});
+
+test('a directory the call creates at a path its argument names does not make the next call miss', () => {
+  // `exportTo('data.txt', 'out')` writing into a directory it creates: the
+  // directory counts at the next call, so the result is stored under that
+  // key too. An output directory that already existed makes one more call
+  // run. A directory too large to count is refused, naming the argument.
+  const project = new Project({
+    'data.txt': '3',
+    'main.js': `
+const fs = require('node:fs');
+const path = require('node:path');
+const { memo, HitSaveError } = require(HITSAVE);
+const exportTo = memo(async function exportTo(source, out) {
+  console.error('ran:exportTo');
+  const total = Number(fs.readFileSync(source, 'utf8')) * 2;
+  await fs.promises.mkdir(out, { recursive: true });
+  await fs.promises.writeFile(path.join(out, 'total.txt'), String(total));
+  return total;
+});
+const count = memo(function count(d) { return fs.readdirSync(d).length; });
+(async () => {
+  let refused = '-';
+  if (fs.existsSync('big')) try { count('big'); } catch (error) { refused = error instanceof HitSaveError && error.code; }
+  console.log(JSON.stringify([await exportTo('data.txt', 'out'), refused]));
+})();
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [6, '-', 'exportTo']);
+  assert.deepStrictEqual(resultsAndRuns(project), [6, '-', '-']);
+  project.write({ 'data.txt': '4' });
+  assert.deepStrictEqual(resultsAndRuns(project), [8, '-', 'exportTo']);
+  assert.deepStrictEqual(resultsAndRuns(project), [8, '-', 'exportTo']); // `out` existed: its contents changed
+  assert.deepStrictEqual(resultsAndRuns(project), [8, '-', '-']);
+  fs.mkdirSync(path.join(project.root, 'big'));
+  for (let i = 0; i < 4100; i++) fs.writeFileSync(path.join(project.root, 'big', `${i}.txt`), '1');
+  assert.deepStrictEqual(resultsAndRuns(project), [8, 'unhashable_value', '-']);
+});
+
 test('a value digesting differently each time registers again once per miss, not forever', () => {
   // A module-level object with a getter answering anew at each read, beside
   // a large array (so the checks before each call compare it only in part):

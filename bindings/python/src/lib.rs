@@ -710,12 +710,13 @@ fn directory_files(py: Python<'_>, path: std::path::PathBuf, reader: &str) -> Py
     Ok((text(files), text(dirs)))
 }
 
-/// The files text arguments name, by contents, for a function whose code
-/// reads or writes files, or that has an explicit identity
-/// (`hitsave_host::files::argument_files`).
+/// The files, directories and glob patterns text arguments name, by
+/// contents, for a function whose code reads or writes files, or that has an
+/// explicit identity (`hitsave_host::files::argument_files`;
+/// `unhashable_value` when one names too many files to count).
 #[pyfunction]
-fn argument_files(py: Python<'_>, texts: Vec<String>) -> Vec<(String, String)> {
-    py.detach(|| hitsave_host::files::argument_files(&texts))
+fn argument_files(py: Python<'_>, texts: Vec<String>) -> PyResult<Vec<(String, String)>> {
+    py.detach(|| hitsave_host::files::argument_files(&texts)).map_err(to_py_err)
 }
 
 /// The `code_unavailable` error for what the analysis of a function's code

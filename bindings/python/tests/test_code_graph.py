@@ -1499,6 +1499,114 @@ def test_a_file_an_argument_names_counts_by_its_contents(project):
     assert _results_and_runs(project, call) == ["2", "2", "35", "2", "load,load,total,read"]
 
 
+def test_a_directory_or_glob_pattern_an_argument_names_counts_by_what_it_holds(project):
+    """`total("data")` listing and reading a directory, `load_all("data/*.txt")`,
+    `Path(d).iterdir()`, and code that only lists, counts or asks after a
+    path (`len(os.listdir(d))`, `os.path.exists(p)`, `os.path.getsize(p)`):
+    the key held only the text, so an edited, added or removed file hit
+    with the old result."""
+    project.write("data/a.txt", "1")
+    project.write("data/b.txt", "2")
+    project.write("data/notes.md", "x")
+    project.write("loaders.py", """
+        import glob, os
+        from pathlib import Path
+        from hitsave import memo
+
+        @memo
+        def total(d):
+            print("ran:total")
+            return sum(int(open(os.path.join(d, n)).read()) for n in sorted(os.listdir(d)) if n.endswith(".txt"))
+
+        @memo
+        def load_all(pattern):
+            print("ran:load_all")
+            return sum(int(Path(p).read_text()) for p in sorted(glob.glob(pattern)))
+
+        @memo
+        def count(d):
+            print("ran:count")
+            return sum(1 for _ in Path(d).iterdir())
+
+        @memo
+        def there(p):
+            print("ran:there")
+            return os.path.exists(p)
+
+        @memo
+        def size(p):
+            print("ran:size")
+            return os.path.getsize(p)
+    """)
+    call = (
+        "import loaders as l; print('=', l.total('data'), l.load_all('data/*.txt'), l.count('data'), "
+        "l.there('data/c.txt'), l.size('data/a.txt'))"
+    )
+    every = "total,load_all,count,there,size"
+    assert _results_and_runs(project, call) == ["3", "3", "3", "False", "1", every]
+    assert _results_and_runs(project, call) == ["3", "3", "3", "False", "1", "-"]
+    project.write("data/a.txt", "10")  # edited
+    assert _results_and_runs(project, call) == ["12", "12", "3", "False", "2", "total,load_all,count,size"]
+    project.write("data/c.txt", "5")  # added
+    assert _results_and_runs(project, call) == ["17", "17", "4", "True", "2", "total,load_all,count,there"]
+    project.write("data/notes.md", "y")  # no match of the pattern: only what reads the whole directory runs
+    assert _results_and_runs(project, call) == ["17", "17", "4", "True", "2", "total,count"]
+    (project.root / "data" / "b.txt").unlink()  # removed
+    assert _results_and_runs(project, call) == ["15", "15", "3", "True", "2", "total,load_all,count"]
+
+
+def test_a_directory_the_call_creates_at_a_path_its_argument_names_does_not_make_the_next_call_miss(project):
+    """`export("data.txt", "out")` writing files into a directory it
+    creates: the directory counts at the next call, so the result is stored
+    under that key too. An output directory that already existed makes one
+    more call run (its files then hold what every later call writes)."""
+    project.write("data.txt", "3")
+    project.write("exports.py", """
+        import os
+        from hitsave import memo
+
+        @memo
+        def export(source, out):
+            print("ran:export")
+            total = int(open(source).read()) * 2
+            os.makedirs(out, exist_ok=True)
+            with open(os.path.join(out, "total.txt"), "w") as handle:
+                handle.write(str(total))
+            return total
+    """)
+    call = "import exports; print('=', exports.export('data.txt', 'out'))"
+    assert _results_and_runs(project, call) == ["6", "export"]
+    assert _results_and_runs(project, call) == ["6", "-"]
+    project.write("data.txt", "4")
+    assert _results_and_runs(project, call) == ["8", "export"]
+    assert _results_and_runs(project, call) == ["8", "export"]  # `out` existed: its contents changed
+    assert _results_and_runs(project, call) == ["8", "-"]
+
+
+def test_a_directory_an_argument_names_that_is_too_large_to_count_is_refused(project):
+    """More files than can be counted at every call: a typed refusal naming
+    the argument, never a hit on the text alone."""
+    for index in range(4100):
+        (project.root / "big").mkdir(exist_ok=True)
+        (project.root / "big" / f"{index}.txt").write_text("1")
+    project.write("loaders.py", """
+        import os
+        from hitsave import memo
+
+        @memo
+        def count(d):
+            return len(os.listdir(d))
+    """)
+    result = project.run(
+        "import hitsave, loaders\n"
+        "try:\n    loaders.count('big')\nexcept hitsave.HitSaveError as error:\n    print(error.code, '|', error)",
+        check=False,
+    )
+    assert result.stdout.startswith('unhashable_value | unhashable_value: the argument "big" names a directory with more than 4096'), (
+        result.stdout + result.stderr
+    )
+
+
 def _install(project, code: str) -> None:
     """Installs `mylib` 0.1.0 with `code` as a wheel installer would, its
     RECORD listing the module's hash (the dist-info written anew, as pip does)."""

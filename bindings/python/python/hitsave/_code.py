@@ -672,7 +672,7 @@ _FILE_READERS = frozenset(
 def _names_reader(names: tuple[str, ...]) -> bool:
     """Whether any of a code object's names is a file-reading call's, or a
     call's that runs a program (its script is read by the program)."""
-    if not _FILE_READERS.isdisjoint(names) or not _RUNNERS.isdisjoint(names):
+    if not (_FILE_READERS.isdisjoint(names) and _RUNNERS.isdisjoint(names) and _LISTERS.isdisjoint(names) and _STATS.isdisjoint(names)):
         return True
     # One pass over all the names (a regex per name costs more than the rest of the rule).
     text = " ".join(names).lower() + " "
@@ -696,7 +696,14 @@ _FILE_WRITERS = frozenset(
      "makedirs", "touch", "unlink", "copyfile", "copytree", "move", "rmtree"}
 )
 # Calls that list a directory (the files they find are read by name unseen).
-_LISTERS = frozenset({"iterdir", "glob", "rglob", "listdir", "scandir", "walk", "contents"})
+_LISTERS = frozenset({"iterdir", "glob", "iglob", "rglob", "listdir", "scandir", "walk", "fwalk", "contents"})
+# Calls that ask after a path's existence, kind or size (`os.path.exists(p)`,
+# `Path(p).is_file()`, `os.path.getsize(p)`): like readers, the path an
+# argument names then counts by contents (`files::argument_files`).
+_STATS = frozenset(
+    {"exists", "lexists", "isfile", "isdir", "islink", "getsize", "stat", "lstat", "is_file", "is_dir",
+     "is_symlink", "access", "samefile"}
+)
 _WRITE_MODE = re.compile(r"[rwxab]\+?[bt]?\+?")
 
 
