@@ -852,7 +852,7 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
                 // writer, on its callers: `Graph::add_changes`), since what
                 // the binding holds when the memoized function runs is theirs
                 // to decide. An imported binding: that export, in the graph.
-                let effect = module.units[user].effect;
+                let effect = module.units[user].effect && !called_for_a_shown_result(semantic, node.id());
                 match &used {
                     Dep::Unit(binding) if *binding != user && effect => effects.push((*binding, user)),
                     Dep::Unit(binding) if *binding != user && may_change(semantic, node.id(), reference.is_write()) => {
@@ -2239,6 +2239,51 @@ fn may_change_at(semantic: &Semantic<'_>, node: oxc_semantic::NodeId, written: b
                 // `f(...x)`, `[...x]`: a spread into a call passes the elements on.
                 return matches!(nodes.parent_kind(parent), AstKind::CallExpression(_) | AstKind::NewExpression(_));
             }
+            _ => return false,
+        }
+        current = parent;
+        span = nodes.get_node(current).kind().span();
+    }
+}
+
+/// Whether a reference in a top-level statement is only called, for a
+/// result that is dropped or only shown (`compute(5);`, `await run();`,
+/// `console.log(compute(5))`, `console.log(JSON.stringify([f(1), g(2)]))`):
+/// not an effect on that binding. Calling a function does not change what
+/// its name holds (what its body changes is found in it, `may_change`, and
+/// reaches this statement through `Graph::add_changes`), and a result only
+/// shown changes nothing. Anything else done with the result
+/// (`getConfig().k = 3`, `register(make())`) stays an effect.
+fn called_for_a_shown_result(semantic: &Semantic<'_>, node: oxc_semantic::NodeId) -> bool {
+    let nodes = semantic.nodes();
+    let mut current = node;
+    let mut span = nodes.get_node(node).kind().span();
+    let mut called = false;
+    loop {
+        let parent = nodes.parent_id(current);
+        if parent == current {
+            return false;
+        }
+        match nodes.get_node(parent).kind() {
+            AstKind::ParenthesizedExpression(_)
+            | AstKind::TSNonNullExpression(_)
+            | AstKind::TSAsExpression(_)
+            | AstKind::TSSatisfiesExpression(_) => {}
+            AstKind::CallExpression(call) if !called => {
+                if call.callee.span() != span {
+                    return false;
+                }
+                called = true;
+            }
+            AstKind::AwaitExpression(_) | AstKind::ArrayExpression(_) if called => {}
+            AstKind::CallExpression(call) => {
+                if !call.arguments.iter().any(|argument| argument.span() == span)
+                    || !reads_only_callee(semantic, &call.callee)
+                {
+                    return false;
+                }
+            }
+            AstKind::ExpressionStatement(_) => return called,
             _ => return false,
         }
         current = parent;

@@ -169,6 +169,40 @@ test('functions that change a binding when called count toward it, wherever they
   assert.strictEqual(fs.readFileSync(path.join(project.root, 'runs.txt'), 'utf8'), 'x', 'the edit of a reader hits');
 });
 
+test('a top-level statement that only calls a function and shows the result is not part of its code', () => {
+  // `console.log(JSON.stringify([half(5), …]))` and `half(1);` call a helper
+  // the memoized function uses: calling it does not change it, so editing
+  // such a call (another argument) must not change the fingerprint of what
+  // uses it (total(5) ran again). A call that changes what the function
+  // reads (`setScale(3)`) and a change made through a returned object
+  // (`getConfig().k = 3`) still count.
+  const main = (n, scale, k) => `
+const { memo } = require(HITSAVE);
+let SCALE = 1;
+const CONFIG = { k: 1 };
+function setScale(s) { SCALE = s; }
+function getConfig() { return CONFIG; }
+function half(x) { return x / 2; }
+const total = memo(function total(x) { console.error('ran:total'); return half(x) * SCALE; });
+const viaConfig = memo(function viaConfig(x) { console.error('ran:viaConfig'); return x * getConfig().k; });
+setScale(${scale});
+getConfig().k = ${k};
+half(${n});
+(async () => {
+  await half(${n});
+  console.log(JSON.stringify([half(${n}), total(6), viaConfig(5)]));
+})();
+`;
+  const project = new Project({ 'main.js': main(4, 3, 2) });
+  assert.deepStrictEqual(resultsAndRuns(project), [2, 9, 10, 'total,viaConfig']);
+  project.write({ 'main.js': main(8, 3, 2) });
+  assert.deepStrictEqual(resultsAndRuns(project), [4, 9, 10, '-']);
+  project.write({ 'main.js': main(8, 4, 2) });
+  assert.deepStrictEqual(resultsAndRuns(project), [4, 12, 10, 'total']);
+  project.write({ 'main.js': main(8, 4, 3) });
+  assert.deepStrictEqual(resultsAndRuns(project), [4, 12, 15, 'viaConfig']);
+});
+
 test('a module loaded by a computed name is refused; a name bound to a constant is followed', () => {
   const project = new Project({
     'u.js': 'exports.g = (x) => x * 2;\n',
