@@ -348,7 +348,10 @@ function unfaithfulToV8(value) {
     const prototype = Object.getPrototypeOf(item);
     if (!V8_FAITHFUL.has(prototype)) {
       const name = prototype && typeof prototype.constructor === 'function' ? prototype.constructor.name : 'object';
-      return [where, name || 'an anonymous class'];
+      return [where, name || 'an anonymous class', 'brings back as a plain object (or its base class)'];
+    }
+    if (Object.getOwnPropertySymbols(item).some((symbol) => Object.prototype.propertyIsEnumerable.call(item, symbol))) {
+      return [where, 'properties under symbol keys', 'leaves out'];
     }
     if (ArrayBuffer.isView(item)) continue;
     if (item instanceof Map) {
@@ -385,7 +388,7 @@ function encodeResult(value, codec, functionName) {
     if (unfaithful !== null) {
       process.emitWarning(
         `hitsave: ${functionName}: the result holds ${unfaithful[1]} at ${unfaithful[0]}, which v8 serialization ` +
-          "brings back as a plain object (or its base class); it is returned but not stored. Return plain data, or pass codec: 'v8' to store what v8 keeps",
+          `${unfaithful[2]}; it is returned but not stored. Return plain data, or pass codec: 'v8' to store what v8 keeps`,
         { type: 'HitSaveNotStoredWarning', code: 'HITSAVE_NOT_FAITHFUL' },
       );
       return null;
@@ -543,6 +546,8 @@ function packageInstance(value) {
   const prototype = Object.getPrototypeOf(value);
   if (prototype === null || prototype === Object.prototype || value instanceof Map || value instanceof Set) return false;
   if (value instanceof Date || value instanceof RegExp || value instanceof NDArray || value instanceof File) return false;
+  // Node's own classes written in JavaScript whose state is known (`stateParts`).
+  if (value instanceof URL || value instanceof URLSearchParams) return false;
   const constructor = prototype.constructor;
   if (typeof constructor !== 'function') return false;
   let known = PACKAGE_CLASSES.get(constructor);
@@ -554,6 +559,40 @@ function packageInstance(value) {
     PACKAGE_CLASSES.set(constructor, known);
   }
   return known;
+}
+
+/**
+ * What module state holds that an argument cannot (the walker refuses it
+ * there), by its parts, so a change of it is seen: an object or array with
+ * properties under symbol keys (by their descriptions: state is compared
+ * within one program, whose symbols these are), an array with holes, or
+ * holding such a value; a `URL` by its `href` (`URLSearchParams` by its
+ * text), a boxed primitive by its
+ * value, an `Error` by its name, message and own properties. Null for
+ * anything else (a promise, a socket): that counts by its type only.
+ */
+function stateParts(value, digest) {
+  if (value === null || typeof value !== 'object') return null;
+  const prototype = Object.getPrototypeOf(value);
+  const symbols = () =>
+    Object.getOwnPropertySymbols(value)
+      .filter((symbol) => Object.prototype.propertyIsEnumerable.call(value, symbol))
+      .map((symbol) => [String(Symbol.keyFor(symbol) ?? symbol.description), digest(value[symbol])]);
+  if (Array.isArray(value) && prototype === Array.prototype) {
+    const items = [];
+    for (let index = 0; index < value.length; index++) items.push(index in value ? [digest(value[index])] : []);
+    return ['array', items, Object.keys(value).filter((key) => !/^\d+$/.test(key)).map((key) => [key, digest(value[key])]), symbols()];
+  }
+  if (prototype === Object.prototype || prototype === null) {
+    return ['object', prototype === null, Object.entries(value).map(([key, part]) => [key, digest(part)]), symbols()];
+  }
+  if (value instanceof URL) return ['URL', value.href];
+  if (value instanceof URLSearchParams) return ['URLSearchParams', value.toString()];
+  if (value instanceof Number || value instanceof String || value instanceof Boolean) return ['boxed', typeof value.valueOf(), String(value.valueOf())];
+  if (value instanceof Error) {
+    return ['Error', value.name, value.message, Object.entries(value).map(([key, part]) => [key, digest(part)])];
+  }
+  return null;
 }
 
 /** A module-level variable's value digest: by value, else (a promise, a symbol) by its type. */
@@ -604,6 +643,8 @@ function stateDigestVisible(value, held, level) {
     if (!(error instanceof HitSaveError)) throw error;
     // A memoized function whose graph cannot be built: its text.
     if (typeof value === 'function') return native.valueDigest(['state', 'function', Function.prototype.toString.call(value)]);
+    const parts = stateParts(value, (part) => stateDigest(part, held, level + 1));
+    if (parts !== null) return native.valueDigest(['state', 'parts', parts]);
     const type = value === null || value === undefined ? String(value) : typeof value === 'object' ? Object.prototype.toString.call(value) : typeof value;
     return native.valueDigest(['state', 'opaque', type]);
   }

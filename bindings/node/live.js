@@ -318,13 +318,33 @@ function locate(root, modules, follow) {
   return found;
 }
 
-/** The items a container holds, and its keys (an object's), for a shallow comparison. */
+/** What an array holds at an index with no element (`[1, , 3]`), told apart from `undefined`. */
+const HOLE = Symbol('hole');
+
+/**
+ * The items a container holds, and its keys (an object's), for a shallow
+ * comparison: an array's holes as HOLE; an object's properties under
+ * symbol keys too; what a `URL` (its `href`), `URLSearchParams` (its
+ * text), a boxed primitive (its value)
+ * and an `Error` (its name and message) hold outside their properties.
+ */
 function itemsOf(item) {
-  if (Array.isArray(item)) return [null, item.slice()];
+  if (Array.isArray(item)) {
+    const items = item.slice();
+    for (let index = 0; index < items.length; index++) if (!(index in items)) items[index] = HOLE;
+    return [null, items];
+  }
   if (item instanceof Map) return [[...item.keys()], [...item.values()]];
   if (item instanceof Set) return [null, [...item]];
   const keys = Object.keys(item);
-  return [keys, keys.map((key) => item[key])];
+  const symbols = Object.getOwnPropertySymbols(item);
+  for (const symbol of symbols) if (Object.prototype.propertyIsEnumerable.call(item, symbol)) keys.push(symbol);
+  const items = keys.map((key) => item[key]);
+  if (item instanceof URL) keys.push('[[href]]'), items.push(item.href);
+  if (item instanceof URLSearchParams) keys.push('[[search]]'), items.push(item.toString());
+  if (item instanceof Number || item instanceof String || item instanceof Boolean) keys.push('[[value]]'), items.push(item.valueOf());
+  if (item instanceof Error) keys.push('[[name]]', '[[message]]'), items.push(item.name, item.message);
+  return [keys, items];
 }
 
 function sizeOf(item) {

@@ -222,6 +222,25 @@ impl Js {
         Ok(out)
     }
 
+    /// An object's own enumerable symbol keys.
+    pub fn own_symbols(self, value: V) -> Result<V> {
+        let mut out = ptr::null_mut();
+        check(
+            unsafe {
+                sys::napi_get_all_property_names(
+                    self.0,
+                    value,
+                    sys::KeyCollectionMode::own_only,
+                    sys::KeyFilter::enumerable | sys::KeyFilter::skip_strings,
+                    sys::KeyConversion::keep_numbers,
+                    &mut out,
+                )
+            },
+            "symbol keys",
+        )?;
+        Ok(out)
+    }
+
     pub fn get(self, object: V, key: V) -> Result<V> {
         let mut out = ptr::null_mut();
         check(unsafe { sys::napi_get_property(self.0, object, key, &mut out) }, "property")?;

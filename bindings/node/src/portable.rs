@@ -111,6 +111,11 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
     }
     let prototype = js.prototype(value)?;
     if js.strict_equals(prototype, js.deref(ctx.object_prototype)?)? {
+        // Properties under symbol keys have no portable form (and a map of
+        // the string keys would come back without them).
+        if js.array_len(js.own_symbols(value)?)? > 0 {
+            return Ok(false);
+        }
         let keys = js.own_keys(value)?;
         let len = js.array_len(keys)?;
         out.map(len as usize);

@@ -240,8 +240,17 @@ impl<'c> Walker<'c> {
             frame.index += 1;
             let (source, items, depth) = (frame.source, frame.items, frame.depth + 1);
             let item = match items {
-                // A hole reads as undefined, as JavaScript reads it.
-                Items::Elements => js.element(source, index)?,
+                Items::Elements => {
+                    let item = js.element(source, index)?;
+                    // A hole (`[1, , 3]`, `new Array(3)`) reads as undefined,
+                    // but code tells them apart (`i in a`, `forEach`, `map`):
+                    // `[1, , 3]` and `[1, undefined, 3]` must not share a key.
+                    if js.typeof_(item)? == sys::ValueType::napi_undefined && !js.has_element(source, index)? {
+                        self.out.unhashable("Array (a hole: an index with no element)");
+                        continue;
+                    }
+                    item
+                }
                 Items::Pairs => js.element(js.element(source, index / 2)?, index % 2)?,
                 Items::Fields { keys, record } => {
                     let key = js.element(keys, index)?;
@@ -596,6 +605,14 @@ impl<'c> Walker<'c> {
     /// order) or a class instance (a record of those fields).
     fn fields(&mut self, value: V, record: Option<&str>, depth: usize) -> Result<()> {
         let js = self.js;
+        // Properties under symbol keys (`{ [tag]: 2 }`) are state the map of
+        // string keys leaves out: two objects differing there would share a
+        // key. A symbol is no portable key either (its identity is the process's).
+        if js.array_len(js.own_symbols(value)?)? > 0 {
+            let name = record.map_or("Object", |name| name.trim_start_matches("js:"));
+            self.out.unhashable(&format!("{name} (properties under symbol keys)"));
+            return Ok(());
+        }
         let keys = js.own_keys(value)?;
         let len = js.array_len(keys)?;
         match record {

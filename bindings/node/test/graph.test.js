@@ -1199,6 +1199,35 @@ console.log(JSON.stringify([...out, runs]));
   assert.deepStrictEqual(run(), [11, 16, 22, 220, 11, 11, 0, 0]);
 });
 
+test('module state a plain walk cannot see counts: symbol-keyed properties, array holes, a URL', () => {
+  // Changed between calls, each was missed: `conf[TAG] = 6` (and, once a
+  // symbol-keyed property made the value unhashable, every change of it:
+  // it counted as its type), `HOLES[1] = 2`, `BASE.pathname = '/v2/'` (a
+  // URL counted by identity, as a package's object).
+  const project = new Project({
+    'main.js': `
+const { memo } = require(HITSAVE);
+const TAG = Symbol('tag');
+const conf = { k: 2, [TAG]: 5 };
+const HOLES = [1, , 3];
+const BASE = new URL('http://api.test/v1/');
+const f = memo(function f(x) { console.error('ran:f'); return x + conf.k + conf[TAG]; });
+const g = memo(function g(x) { console.error('ran:g'); return HOLES.map((v) => v * x).join('/'); });
+const h = memo(function h(x) { console.error('ran:h'); return BASE.href + x; });
+const out = [f(1), g(2), h(3)];
+conf[TAG] = 6; out.push(f(1));
+conf.k = 3; out.push(f(1));
+HOLES[1] = 2; out.push(g(2));
+BASE.pathname = '/v2/'; out.push(h(3));
+console.log(JSON.stringify(out));
+`,
+  });
+  const expected = [8, '2//6', 'http://api.test/v1/3', 9, 10, '2/4/6', 'http://api.test/v2/3'];
+  assert.deepStrictEqual(resultsAndRuns(project), [...expected, 'f,g,h,f,f,g,h']);
+  // A fresh process computes the first state again: hits for what it stored.
+  assert.deepStrictEqual(resultsAndRuns(project), [...expected, '-']);
+});
+
 test('a closure or a bound function held in module state counts by what it holds at each call', () => {
   // `const rand = mulberry32(1)` (a seeded generator: each draw changes the
   // variable it captured), `makeRng(1)` giving `{ next }`, and `predict =

@@ -911,6 +911,39 @@ test('a class instance in a result is not stored where v8 would bring it back as
   assert.match(out.warnings[0][2], /holds Point at result\.points\[0\]/);
 });
 
+test('properties under symbol keys and array holes are not left out of a key or a stored result', () => {
+  // `{ [TAG]: 1 }` and `{ [TAG]: 2 }` gave one key (the symbol-keyed
+  // property was skipped), so did `[1, , 3]` and `[1, undefined, 3]`: both
+  // are refused in an argument. A result holding a symbol-keyed property
+  // came back without it from a hit: it is returned and not stored.
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const TAG = Symbol.for('tag');
+      const warnings = [];
+      process.on('warning', (warning) => warnings.push([warning.code, warning.message]));
+      let runs = 0;
+      const read = memo(function read(o) { runs++; return String(o[TAG] ?? o[1]); });
+      const tagged = memo(function tagged(x) { runs++; return { x, [TAG]: x * 2 }; });
+      const refused = [];
+      for (const arg of [{ [TAG]: 1 }, [1, , 3]]) {
+        try { read(arg); } catch (e) { refused.push([e.code, e.path, /symbol keys|a hole/.test(e.message)]); }
+      }
+      const dense = read([1, undefined, 3]);
+      const first = tagged(1);
+      const second = tagged(1);
+      setImmediate(() => console.log(JSON.stringify({ refused, dense, runs, kept: [first[TAG], second[TAG]], warnings })));
+    `,
+  });
+  const { out } = project.run('main.js');
+  assert.deepStrictEqual(out.refused, [['unhashable_value', 'args[0]', true], ['unhashable_value', 'args[0][1]', true]]);
+  assert.strictEqual(out.dense, 'undefined');
+  assert.deepStrictEqual(out.kept, [2, 2]);
+  assert.strictEqual(out.runs, 1 + 2, 'tagged is computed each time (not stored)');
+  assert.deepStrictEqual(out.warnings.map(([code]) => code), ['HITSAVE_NOT_FAITHFUL', 'HITSAVE_NOT_FAITHFUL']);
+  assert.match(out.warnings[0][1], /properties under symbol keys at result, which v8 serialization leaves out/);
+});
+
 test('node -e and a script piped to node - are analysed from their text', () => {
   const { spawnSync } = require('node:child_process');
   const project = new Project({ 'lib.js': 'exports.K = 3;\n' });
