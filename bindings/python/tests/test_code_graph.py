@@ -1429,6 +1429,57 @@ def test_a_large_array_changed_in_place_is_never_stored_under_its_old_state(proj
     assert _results_and_runs(project, "import weights; print('=', weights.shifted(2))") == ["2.0", "shifted"]
 
 
+def test_module_level_containers_that_are_not_plain_count_by_what_they_hold(project):
+    """A `deque`, an `array.array`, a `bytearray`, a `Counter`, a
+    `defaultdict`, an `OrderedDict`, the project's dict subclass, a
+    `MappingProxyType` and a `threading.local()` changed between two calls:
+    each was compared by identity only (or, for the last two, which pickle
+    cannot save, counted by their type), so the second call hit with the
+    first state (2 served where the code computes 12), and a miss then stored
+    its result under the old state's fingerprint."""
+    project.write("state.py", """
+        import array, collections, threading, types
+        from hitsave import memo
+
+        class Registry(dict):
+            pass
+
+        HIST = collections.deque([1], maxlen=3)
+        ARR = array.array("i", [1])
+        BUF = bytearray(b"a")
+        COUNTS = collections.Counter(a=1)
+        DEFAULTS = collections.defaultdict(int, a=1)
+        ORDERED = collections.OrderedDict(a=1)
+        REG = Registry(a=1)
+        SOURCE = {"a": 1}
+        PROXY = types.MappingProxyType(SOURCE)
+        LOCAL = threading.local()
+        LOCAL.a = 1
+
+        # One function each: a change one check sees builds the graph again,
+        # which would count the others' new states too.
+        READERS = [
+            memo(lambda x: x + sum(HIST)), memo(lambda x: x + sum(ARR)), memo(lambda x: x + len(BUF)),
+            memo(lambda x: x + COUNTS["a"]), memo(lambda x: x + DEFAULTS["a"]), memo(lambda x: x + ORDERED["a"]),
+            memo(lambda x: x + sum(REG.values())), memo(lambda x: x + PROXY["a"]), memo(lambda x: x + LOCAL.a),
+        ]
+
+        def total(x):
+            return [read(x) for read in READERS]
+
+        def change():
+            HIST.append(10); ARR.append(10); BUF.extend(b"bc"); COUNTS["a"] = 10; DEFAULTS["a"] = 10
+            ORDERED["a"] = 10; REG["b"] = 10; SOURCE["a"] = 10; LOCAL.a = 10
+    """)
+    before = ["2", "2", "2", "2", "2", "2", "2", "2", "2"]
+    after = ["12", "12", "4", "11", "11", "11", "12", "11", "11"]
+    call = "import state; a = state.total(1); state.change(); print('=', *a, *state.total(1))"
+    assert _results_and_runs(project, call) == [*before, *after, "-"]
+    assert _results_and_runs(project, call) == [*before, *after, "-"]
+    # A process in the first state is served the first state's results.
+    assert _results_and_runs(project, "import state; print('=', *state.total(1))") == [*before, "-"]
+
+
 def test_the_local_time_zone_counts_where_code_uses_local_time(project):
     """`datetime.fromtimestamp(ts)` and `time.localtime(ts)` answer by the
     machine's time zone: a result computed with TZ=UTC was served to a

@@ -23,6 +23,7 @@ follow one rule.
 
 from __future__ import annotations
 
+import array
 import builtins
 import collections.abc
 import functools
@@ -1277,6 +1278,40 @@ def _sqlite_files(value: Any) -> list[str]:
     return [file for file in (path, path + "-wal") if os.path.isfile(file)]
 
 
+_NO_FORM: Any = object()
+
+
+def _builtin_form(value: Any) -> Any:
+    """What a mutable container that is not a plain one holds, as plain data
+    a copy of which the checks compare (`HISTORY.append(x)` on a `deque`, an
+    `array.array` or `bytearray` extended, `COUNTS["a"] += 1` on a `Counter`,
+    a `defaultdict`, an `OrderedDict` or the project's own dict subclass, the
+    dict behind a `MappingProxyType`); `_NO_FORM` for anything else."""
+    if isinstance(value, collections.deque):
+        return (value.maxlen, list(value))
+    if isinstance(value, array.array):
+        return (value.typecode, value.tobytes())
+    if isinstance(value, bytearray):
+        return bytes(value)
+    if isinstance(value, (dict, types.MappingProxyType)):
+        return list(value.items())
+    if isinstance(value, (list, set, frozenset, tuple)):
+        return list(value)
+    return _NO_FORM
+
+
+def _form_watched(value: Any) -> bool:
+    """Whether `_builtin_form` gives small plain data for `value` (then a
+    copy of it is compared before each call)."""
+    if type(value) in _PLAIN_CONTAINERS:
+        return False  # compared as themselves (`_snapshot`)
+    try:
+        form = _builtin_form(value)
+    except Exception:
+        return False
+    return form is not _NO_FORM and _plain(form)
+
+
 def _fully_watched(value: Any) -> bool:
     """Whether the checks before each call see every change of `value`:
     immutable scalars, small plain data (compared with a deep copy), small
@@ -1289,10 +1324,31 @@ def _fully_watched(value: Any) -> bool:
     nbytes = _array_bytes(value)
     if nbytes is not None:
         return nbytes <= _ARRAY_WATCH_BYTES
+    if _form_watched(value):
+        return True  # a deque, a Counter, …: compared with a copy of what it holds
     attributes = getattr(value, "__dict__", None)
     if type(attributes) is dict and _plain(attributes) and not hasattr(kind, "__slots__"):
         return True  # an instance of small plain data: compared with a copy of its attributes
     return _is_random_generator(value) or _is_builtin_iterator(value)
+
+
+def _readable_state(value: Any) -> str | None:
+    """The digest of what an object pickle cannot save holds that can be
+    read: what a container holds (`MappingProxyType`, `_builtin_form`), or
+    its attributes (`threading.local()`: its `__dict__` in this thread),
+    when that can be hashed; else None."""
+    try:
+        form = _builtin_form(value)
+    except Exception:
+        form = _NO_FORM
+    if form is _NO_FORM:
+        form = getattr(value, "__dict__", None)
+        if type(form) is not dict or not form:
+            return None
+    try:
+        return _native.value_digest(form)
+    except _native.HitSaveError:
+        return None
 
 
 def _context_value(variable: Any) -> Any:
@@ -1348,6 +1404,10 @@ def _probe(value: Any) -> tuple[Any, Any] | None:
             return None
     if isinstance(value, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
         return None
+    if _form_watched(value):
+        copied = _copy_if_stable(_builtin_form(value))
+        if copied is not _SAME_OBJECT:
+            return _builtin_form, copied
     attributes = getattr(value, "__dict__", None)
     if type(attributes) is dict and _plain(attributes):
         copied = _copy_if_stable(attributes)
@@ -1824,9 +1884,14 @@ class _GraphBuilder:
             # database engine, an object holding one): its type and the
             # source that makes it (`ENGINE = create_engine(URL)`: editing
             # the URL misses), since its state cannot be read.
-            content = _native.value_digest(
-                ["opaque", type(obj).__module__, type(obj).__qualname__, _assignments_of(name_hint)]
-            )
+            described: list[Any] = ["opaque", type(obj).__module__, type(obj).__qualname__, _assignments_of(name_hint)]
+            readable = _readable_state(obj)
+            if readable is not None:
+                # What it holds that can be read (a `MappingProxyType`'s
+                # mapping, `threading.local()`'s attributes): counted (the
+                # checks before each call compare it), never its type alone.
+                described.append(readable)
+            content = _native.value_digest(described)
             opaque = True
         else:
             opaque = False
