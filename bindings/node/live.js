@@ -324,7 +324,7 @@ const HOLE = Symbol('hole');
 /**
  * The items a container holds, and its keys (an object's), for a shallow
  * comparison: an array's holes as HOLE; an object's properties under
- * symbol keys too; what a `URL` (its `href`), `URLSearchParams` (its
+ * symbol keys too; what a `Date` (its time), a `RegExp` (its `lastIndex`), a `URL` (its `href`), `URLSearchParams` (its
  * text), a boxed primitive (its value)
  * and an `Error` (its name and message) hold outside their properties.
  */
@@ -340,6 +340,8 @@ function itemsOf(item) {
   const symbols = Object.getOwnPropertySymbols(item);
   for (const symbol of symbols) if (Object.prototype.propertyIsEnumerable.call(item, symbol)) keys.push(symbol);
   const items = keys.map((key) => item[key]);
+  if (item instanceof Date) keys.push('[[time]]'), items.push(item.getTime());
+  if (item instanceof RegExp) keys.push('[[lastIndex]]'), items.push(item.lastIndex);
   if (item instanceof URL) keys.push('[[href]]'), items.push(item.href);
   if (item instanceof URLSearchParams) keys.push('[[search]]'), items.push(item.toString());
   if (item instanceof Number || item instanceof String || item instanceof Boolean) keys.push('[[value]]'), items.push(item.valueOf());

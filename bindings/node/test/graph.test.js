@@ -1199,11 +1199,11 @@ console.log(JSON.stringify([...out, runs]));
   assert.deepStrictEqual(run(), [11, 16, 22, 220, 11, 11, 0, 0]);
 });
 
-test('module state a plain walk cannot see counts: symbol-keyed properties, array holes, a URL', () => {
+test('module state a plain walk cannot see counts: symbol-keyed properties, array holes, a URL, a Date', () => {
   // Changed between calls, each was missed: `conf[TAG] = 6` (and, once a
   // symbol-keyed property made the value unhashable, every change of it:
   // it counted as its type), `HOLES[1] = 2`, `BASE.pathname = '/v2/'` (a
-  // URL counted by identity, as a package's object).
+  // URL counted by identity, as a package's object), `SINCE.setTime(10)`.
   const project = new Project({
     'main.js': `
 const { memo } = require(HITSAVE);
@@ -1214,16 +1214,19 @@ const BASE = new URL('http://api.test/v1/');
 const f = memo(function f(x) { console.error('ran:f'); return x + conf.k + conf[TAG]; });
 const g = memo(function g(x) { console.error('ran:g'); return HOLES.map((v) => v * x).join('/'); });
 const h = memo(function h(x) { console.error('ran:h'); return BASE.href + x; });
-const out = [f(1), g(2), h(3)];
+const SINCE = new Date(0);
+const d = memo(function d(x) { console.error('ran:d'); return SINCE.getTime() + x; });
+const out = [f(1), g(2), h(3), d(4)];
 conf[TAG] = 6; out.push(f(1));
 conf.k = 3; out.push(f(1));
 HOLES[1] = 2; out.push(g(2));
 BASE.pathname = '/v2/'; out.push(h(3));
+SINCE.setTime(10); out.push(d(4));
 console.log(JSON.stringify(out));
 `,
   });
-  const expected = [8, '2//6', 'http://api.test/v1/3', 9, 10, '2/4/6', 'http://api.test/v2/3'];
-  assert.deepStrictEqual(resultsAndRuns(project), [...expected, 'f,g,h,f,f,g,h']);
+  const expected = [8, '2//6', 'http://api.test/v1/3', 4, 9, 10, '2/4/6', 'http://api.test/v2/3', 14];
+  assert.deepStrictEqual(resultsAndRuns(project), [...expected, 'f,g,h,d,f,f,g,h,d']);
   // A fresh process computes the first state again: hits for what it stored.
   assert.deepStrictEqual(resultsAndRuns(project), [...expected, '-']);
 });
