@@ -200,7 +200,16 @@ impl Function {
             compute_micros,
             graph: self.graph.clone(),
         };
-        let outcome = if self.cloud { cache.put(core, &eval, data) } else { cache.put_local(core, &eval, data) };
+        // A result holding this machine's working or home directory is not
+        // what another directory, user or machine computes (`crate::place`).
+        let outcome = match crate::place::held_place(data.parts()) {
+            Some(place) => Ok(PutOutcome::Declined(format!(
+                "it holds {place} as text, which the same call run elsewhere (another directory, user or \
+                 machine) would not return"
+            ))),
+            None if self.cloud => cache.put(core, &eval, data),
+            None => cache.put_local(core, &eval, data),
+        };
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {

@@ -42,6 +42,7 @@ pub mod hash;
 pub mod memo;
 pub mod paths;
 pub mod payload;
+pub mod place;
 pub mod portable;
 pub mod runtime;
 pub mod store;

@@ -887,7 +887,10 @@ test('a class instance in a result is not stored where v8 would bring it back as
       let runs = 0;
       const make = memo(function make(x) { runs++; return { label: 'p', points: [new Point(x)] }; });
       const explicit = memo(function explicit(x) { runs++; return new Point(x); }, { codec: 'v8' });
-      const faithful = memo(function faithful(x) { runs++; return { d: new Date(x), e: new TypeError('t'), b: Buffer.from([x]), m: new Map([['k', 1]]) }; });
+      // (An error's stack names this project's files: a result holding the
+      // working directory is not stored, so this one has a stack without it.)
+      const error = Object.assign(new TypeError('t'), { stack: 'TypeError: t' });
+      const faithful = memo(function faithful(x) { runs++; return { d: new Date(x), e: error, b: Buffer.from([x]), m: new Map([['k', 1]]) }; });
       const first = make(3);
       const second = make(3);
       explicit(1); const kept = explicit(1);
@@ -942,6 +945,37 @@ test('properties under symbol keys and array holes are not left out of a key or 
   assert.strictEqual(out.runs, 1 + 2, 'tagged is computed each time (not stored)');
   assert.deepStrictEqual(out.warnings.map(([code]) => code), ['HITSAVE_NOT_FAITHFUL', 'HITSAVE_NOT_FAITHFUL']);
   assert.match(out.warnings[0][1], /properties under symbol keys at result, which v8 serialization leaves out/);
+});
+
+test('a result holding the working directory is returned and not stored', () => {
+  // `path.resolve(name)` returns a path under the working directory: the
+  // result computed in `a/` was served in `b/` (and to a teammate through
+  // the cloud). It is returned and not stored, with a warning; a relative
+  // path is stored as before.
+  const { spawnSync } = require('node:child_process');
+  const project = new Project({
+    'paths.js': `
+      const path = require('node:path');
+      const { memo } = require(HITSAVE);
+      const where = memo(function where(name) { console.error('ran:where'); return path.resolve(name); });
+      const relative = memo(function relative(name) { console.error('ran:relative'); return path.join('data', name); });
+      console.log(JSON.stringify([where('x.csv'), relative('x.csv')]));
+    `,
+  });
+  const runIn = (directory) => {
+    const cwd = path.join(project.root, directory);
+    fs.mkdirSync(cwd, { recursive: true });
+    const done = spawnSync(process.execPath, [path.join(project.root, 'paths.js')], { cwd, env: project.env(), encoding: 'utf8' });
+    assert.strictEqual(done.status, 0, done.stderr);
+    const runs = done.stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-';
+    return [...JSON.parse(done.stdout), runs, done.stderr];
+  };
+  const first = runIn('a');
+  assert.deepStrictEqual(first.slice(0, 3), [path.join(project.root, 'a', 'x.csv'), 'data/x.csv', 'where,relative']);
+  assert.match(first[3], /HITSAVE_NOT_STORED/);
+  assert.ok(first[3].includes(`holds the working directory ${path.join(project.root, 'a')} as text`), first[3]);
+  assert.deepStrictEqual(runIn('a').slice(0, 3), [path.join(project.root, 'a', 'x.csv'), 'data/x.csv', 'where']);
+  assert.deepStrictEqual(runIn('b').slice(0, 3), [path.join(project.root, 'b', 'x.csv'), 'data/x.csv', 'where']);
 });
 
 test('node -e and a script piped to node - are analysed from their text', () => {

@@ -1480,6 +1480,46 @@ def test_module_level_containers_that_are_not_plain_count_by_what_they_hold(proj
     assert _results_and_runs(project, "import state; print('=', *state.total(1))") == [*before, "-"]
 
 
+def test_a_result_holding_the_working_directory_is_returned_and_not_stored(project):
+    """`os.path.abspath(name)` returns a path under the working directory:
+    the result computed in `a/` was served in `b/` (and to a teammate through
+    the cloud), where the code computes another path. Such a result is
+    returned and not stored, with a NotStoredWarning; a relative path is
+    stored as before."""
+    import subprocess
+
+    project.write("paths.py", """
+        import os
+        from hitsave import memo
+
+        @memo
+        def where(name):
+            print("ran:where")
+            return os.path.abspath(name)
+
+        @memo
+        def relative(name):
+            print("ran:relative")
+            return os.path.join("data", name)
+    """)
+
+    def run_in(directory: str) -> tuple[list[str], str]:
+        (project.root / directory).mkdir(exist_ok=True)
+        code = "import sys; sys.path.insert(0, '..'); import paths; print('=', paths.where('x.csv'), paths.relative('x.csv'))"
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=project.root / directory, env=project.env(), capture_output=True, text=True, check=True
+        )
+        out = done.stdout.split()
+        runs = ",".join(word[4:] for word in out if word.startswith("ran:")) or "-"
+        return [*out[out.index("=") + 1 :], runs], done.stderr
+
+    first, warned = run_in("a")
+    assert first == [str(project.root / "a" / "x.csv"), "data/x.csv", "where,relative"]
+    assert "NotStoredWarning" in warned and f"holds the working directory {project.root / 'a'} as text" in warned, warned
+    assert run_in("a")[0] == [str(project.root / "a" / "x.csv"), "data/x.csv", "where"]
+    assert run_in("b")[0] == [str(project.root / "b" / "x.csv"), "data/x.csv", "where"]
+
+
 def test_the_local_time_zone_counts_where_code_uses_local_time(project):
     """`datetime.fromtimestamp(ts)` and `time.localtime(ts)` answer by the
     machine's time zone: a result computed with TZ=UTC was served to a
