@@ -595,6 +595,23 @@ function stateParts(value, digest) {
   return null;
 }
 
+/**
+ * An analysis as the addon gives it, its nodes kept native-side (`nodesId`:
+ * `registerFunction` takes them so): `graph.nodes` reads them, once, for
+ * the module state to add to them (`withModuleState`).
+ */
+function withNodes(graph) {
+  Object.defineProperty(graph, 'nodes', {
+    configurable: true,
+    get() {
+      const nodes = native.graphNodes(graph.nodesId);
+      Object.defineProperty(graph, 'nodes', { value: nodes });
+      return nodes;
+    },
+  });
+  return graph;
+}
+
 /** A module-level variable's value digest: by value, else (a promise, a symbol) by its type. */
 function stateDigest(value, held = () => null, level = 0) {
   if (value === live_().MISSING) return native.valueDigest(['state', 'unread']);
@@ -745,7 +762,7 @@ function memo(fn, options = {}) {
       spec.graph = { root: graph.root, nodes };
     } else {
       spec.fingerprint = graph.fingerprint;
-      spec.graph = { root: graph.root, nodes: graph.nodes };
+      spec.graph = { root: graph.root, nodesId: graph.nodesId };
     }
     // memo() run again for one function (in a request handler) registers once.
     const registration = `${functionName}\0${cacheDir}\0${spec.cloud}\0${spec.name}\0${spec.version}\0${spec.fingerprint}`;
@@ -818,7 +835,7 @@ function memo(fn, options = {}) {
     if (name !== undefined) return register(null);
     let graph = ANALYSES.get(site_key);
     if (graph === undefined || graph instanceof Promise) {
-      graph = native.analyze(...where);
+      graph = withNodes(native.analyze(...where));
       ANALYSES.set(site_key, graph);
     }
     return register(graph);
@@ -829,7 +846,8 @@ function memo(fn, options = {}) {
     let analysing = ANALYSES.get(site_key);
     if (analysing === undefined) {
       analysing = native.analyzeAsync(...where).then(
-        (graph) => {
+        (analysed) => {
+          const graph = withNodes(analysed);
           ANALYSES.set(site_key, graph);
           return graph;
         },

@@ -188,8 +188,9 @@ fn nodes_of_js(js: Js, items: V) -> Result<Vec<Node>> {
     analyze::core_nodes(&nodes).map_err(|err| to_napi(js, err))
 }
 
-/// A function's analysed dependency graph and the fingerprint of its root.
-type Analysis = (analyze::AnalyzedGraph, Digest);
+/// A function's analysed dependency graph, the fingerprint of its root and
+/// its nodes as the core takes them.
+type Analysis = (analyze::AnalyzedGraph, Digest, Vec<hitsave_core::graph::Node>);
 
 /// Reads and parses the module sources and fingerprints the graph: file
 /// reads, oxc and the core component, so async functions run it on a worker.
@@ -207,8 +208,9 @@ fn analysis(
     let (file, source, script) = (PathBuf::from(file), source.to_owned(), script.map(str::to_owned));
     let graph =
         on_analysis_thread(move || analyze::analyze(core, &file, line, column, &source, script.as_deref(), &program))?;
-    let fingerprint = root_fingerprint(core, &graph)?;
-    Ok((graph, fingerprint))
+    let nodes = analyze::core_nodes(&graph.nodes)?;
+    let fingerprint = root_fingerprint_of(core, &graph, &nodes)?;
+    Ok((graph, fingerprint, nodes))
 }
 
 /// Runs an analysis on a thread whose stack a dependency chain of tens of
@@ -227,7 +229,16 @@ fn on_analysis_thread<T: Send + 'static>(
 }
 
 fn root_fingerprint(core: &Core, graph: &analyze::AnalyzedGraph) -> std::result::Result<Digest, HitSaveError> {
-    let fingerprints = core.fingerprints(&analyze::core_nodes(&graph.nodes)?)?;
+    root_fingerprint_of(core, graph, &analyze::core_nodes(&graph.nodes)?)
+}
+
+/// [`root_fingerprint`] of the graph's nodes as the core takes them.
+fn root_fingerprint_of(
+    core: &Core,
+    graph: &analyze::AnalyzedGraph,
+    nodes: &[hitsave_core::graph::Node],
+) -> std::result::Result<Digest, HitSaveError> {
+    let fingerprints = core.fingerprints(nodes)?;
     let root = graph.nodes.iter().position(|node| node.name == graph.root).unwrap_or(0);
     Ok(fingerprints[root])
 }
@@ -287,6 +298,45 @@ const ANALYSIS_STACK: usize = 1 << 30;
 /// keeps (`watch` of an analysis; 0 when it read only code).
 static WATCHES: Mutex<Vec<Arc<analyze::Watched>>> = Mutex::new(Vec::new());
 
+/// Analysed graphs' nodes, by the id JavaScript keeps (`nodesId`): as the
+/// analysis named them, and as the core takes them.
+type KeptNodes = Arc<(Vec<analyze::GraphNode>, Vec<hitsave_core::graph::Node>)>;
+static NODES: Mutex<Vec<KeptNodes>> = Mutex::new(Vec::new());
+
+/// Keeps an analysis's nodes under an id (from 1) for `graphNodes` and `registerFunction`.
+fn keep_nodes(named: Vec<analyze::GraphNode>, nodes: Vec<hitsave_core::graph::Node>) -> usize {
+    let mut kept = NODES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    kept.push(Arc::new((named, nodes)));
+    kept.len()
+}
+
+fn kept_nodes(js: Js, id: u32) -> Result<KeptNodes> {
+    let kept = NODES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    id.checked_sub(1)
+        .and_then(|index| kept.get(index as usize))
+        .cloned()
+        .ok_or_else(|| to_napi(js, HitSaveError::CodeUnavailable(format!("no analysed graph {id}"))))
+}
+
+/// An analysed graph's nodes as `[kind, name, content, [deps]]` (for
+/// JavaScript to add the module state it reads).
+#[napi]
+pub fn graph_nodes(env: Env, id: u32) -> Result<Raw> {
+    let js = Js(env.raw());
+    let kept = kept_nodes(js, id)?;
+    let mut items = Vec::new();
+    for node in &kept.0 {
+        let deps: Vec<V> = node.deps.iter().map(|&dep| js.number(dep as f64)).collect::<Result<_>>()?;
+        items.push(js.array_of(&[
+            js.str(&node.kind)?,
+            js.str(&node.name)?,
+            js.str(&node.content)?,
+            js.array_of(&deps)?,
+        ])?);
+    }
+    Ok(Raw(js.array_of(&items)?))
+}
+
 /// Keeps what an analysis read besides code under an id for `watchCurrent`
 /// (0: it read only code).
 fn keep_watch(watched: analyze::Watched) -> usize {
@@ -310,21 +360,14 @@ pub fn watch_current(id: u32) -> bool {
 }
 
 /// `{ root, fingerprint, nodes, watch }` for JavaScript.
-fn analysis_to_js(js: Js, (graph, fingerprint): Analysis) -> Result<Raw> {
+fn analysis_to_js(js: Js, (mut graph, fingerprint, nodes): Analysis) -> Result<Raw> {
     let out = js.object()?;
     js.set_named(out, "root", js.str(&graph.root)?)?;
     js.set_named(out, "fingerprint", js.str(&fingerprint.to_string())?)?;
-    let mut items = Vec::new();
-    for node in &graph.nodes {
-        let deps: Vec<V> = node.deps.iter().map(|&dep| js.number(dep as f64)).collect::<Result<_>>()?;
-        items.push(js.array_of(&[
-            js.str(&node.kind)?,
-            js.str(&node.name)?,
-            js.str(&node.content)?,
-            js.array_of(&deps)?,
-        ])?);
-    }
-    js.set_named(out, "nodes", js.array_of(&items)?)?;
+    // The nodes stay here (JavaScript reads them only to add module state:
+    // `graph_nodes`); `registerFunction` takes them by this id.
+    let id = keep_nodes(std::mem::take(&mut graph.nodes), nodes);
+    js.set_named(out, "nodesId", js.number(id as f64)?)?;
     // `[[file, [binding names], [[node, name, reassigned], …]], …]`: the
     // module-level variables JavaScript reads in the running program.
     let mut state = Vec::new();
@@ -550,8 +593,15 @@ pub fn register_function(env: Env, spec: Raw) -> Result<Raw> {
         let graph = js.get_named(spec, "graph")?;
         if js.typeof_(graph)? == sys::ValueType::napi_object {
             let root = js.string(js.get_named(graph, "root")?)?;
-            let nodes = nodes_of_js(js, js.get_named(graph, "nodes")?)?;
-            Some(Graph::from_nodes(&root, &nodes))
+            let id = js.get_named(graph, "nodesId")?;
+            if js.typeof_(id)? == sys::ValueType::napi_number {
+                // The analysis's own nodes, as it kept them.
+                let kept = kept_nodes(js, js.f64_value(id)? as u32)?;
+                Some(Graph::from_nodes(&root, &kept.1))
+            } else {
+                let nodes = nodes_of_js(js, js.get_named(graph, "nodes")?)?;
+                Some(Graph::from_nodes(&root, &nodes))
+            }
         } else {
             None
         }
