@@ -75,8 +75,11 @@ def is_code_object(value: Any) -> bool:
     return False
 
 
-# Fingerprints by function or class object, reused while what their graph read is unchanged.
-_FINGERPRINTS: "weakref.WeakKeyDictionary[Any, tuple[Any, str]]" = weakref.WeakKeyDictionary()
+# Fingerprints by function or class object (by id, with a weak reference
+# that tells the object is still that one: a WeakKeyDictionary makes a new
+# reference at every lookup, which a warm hit on an instance argument pays
+# for its class), reused while what their graph read is unchanged.
+_FINGERPRINTS: dict[int, tuple["weakref.ref[Any]", Any, str]] = {}
 
 
 # Fingerprints of installed packages' callables (copyreg.__newobj__, a
@@ -90,12 +93,9 @@ def fingerprint_of(value: Any) -> str:
     external = _EXTERNAL_FINGERPRINTS.get(id(value))
     if external is not None and external[0] is value:
         return external[1]
-    try:
-        known = _FINGERPRINTS.get(value)
-    except TypeError:  # not weakly referenceable
-        known = None
-    if known is not None and known[0].current():
-        return known[1]
+    known = _FINGERPRINTS.get(id(value))
+    if known is not None and known[0]() is value and known[1].current():
+        return known[2]
     if len(_EXTERNAL_FINGERPRINTS) < 4096 and is_external(value) and not isinstance(value, types.ModuleType):
         fingerprint = _fingerprint_of(value)
         _EXTERNAL_FINGERPRINTS[id(value)] = (value, fingerprint)
@@ -108,9 +108,16 @@ def _fingerprint_of(value: Any) -> str:
     root, nodes, watched = graph_and_watched(value)
     names = [node[1] for node in nodes]
     fingerprint = _native.fingerprints(nodes)[names.index(root)]
+    key = id(value)
+
+    def forget(reference: Any, key: int = key) -> None:
+        known = _FINGERPRINTS.get(key)
+        if known is not None and known[0] is reference:
+            del _FINGERPRINTS[key]
+
     try:
-        _FINGERPRINTS[value] = (watched, fingerprint)
-    except TypeError:
+        _FINGERPRINTS[key] = (weakref.ref(value, forget), watched, fingerprint)
+    except TypeError:  # not weakly referenceable
         pass
     return fingerprint
 
