@@ -1432,7 +1432,9 @@ def test_a_large_array_changed_in_place_is_never_stored_under_its_old_state(proj
 def test_module_level_containers_that_are_not_plain_count_by_what_they_hold(project):
     """A `deque`, an `array.array`, a `bytearray`, a `Counter`, a
     `defaultdict`, an `OrderedDict`, the project's dict subclass, a
-    `MappingProxyType` and a `threading.local()` changed between two calls:
+    `MappingProxyType`, a `threading.local()`, an instance keeping its state
+    in `__slots__` and a project instance held by another one beside a large
+    list (`APP.settings.a = 10`) changed between two calls:
     each was compared by identity only (or, for the last two, which pickle
     cannot save, counted by their type), so the second call hit with the
     first state (2 served where the code computes 12), and a miss then stored
@@ -1443,6 +1445,21 @@ def test_module_level_containers_that_are_not_plain_count_by_what_they_hold(proj
 
         class Registry(dict):
             pass
+
+        class Slotted:
+            __slots__ = ("a",)
+
+            def __init__(self):
+                self.a = 1
+
+        class Settings:
+            def __init__(self):
+                self.a = 1
+
+        class App:
+            def __init__(self):
+                self.settings = Settings()
+                self.rows = list(range(2000))
 
         HIST = collections.deque([1], maxlen=3)
         ARR = array.array("i", [1])
@@ -1455,6 +1472,8 @@ def test_module_level_containers_that_are_not_plain_count_by_what_they_hold(proj
         PROXY = types.MappingProxyType(SOURCE)
         LOCAL = threading.local()
         LOCAL.a = 1
+        SLOTTED = Slotted()
+        APP = App()
 
         # One function each: a change one check sees builds the graph again,
         # which would count the others' new states too.
@@ -1462,6 +1481,7 @@ def test_module_level_containers_that_are_not_plain_count_by_what_they_hold(proj
             memo(lambda x: x + sum(HIST)), memo(lambda x: x + sum(ARR)), memo(lambda x: x + len(BUF)),
             memo(lambda x: x + COUNTS["a"]), memo(lambda x: x + DEFAULTS["a"]), memo(lambda x: x + ORDERED["a"]),
             memo(lambda x: x + sum(REG.values())), memo(lambda x: x + PROXY["a"]), memo(lambda x: x + LOCAL.a),
+            memo(lambda x: x + SLOTTED.a), memo(lambda x: x + APP.settings.a),
         ]
 
         def total(x):
@@ -1469,10 +1489,10 @@ def test_module_level_containers_that_are_not_plain_count_by_what_they_hold(proj
 
         def change():
             HIST.append(10); ARR.append(10); BUF.extend(b"bc"); COUNTS["a"] = 10; DEFAULTS["a"] = 10
-            ORDERED["a"] = 10; REG["b"] = 10; SOURCE["a"] = 10; LOCAL.a = 10
+            ORDERED["a"] = 10; REG["b"] = 10; SOURCE["a"] = 10; LOCAL.a = 10; SLOTTED.a = 10; APP.settings.a = 10
     """)
-    before = ["2", "2", "2", "2", "2", "2", "2", "2", "2"]
-    after = ["12", "12", "4", "11", "11", "11", "12", "11", "11"]
+    before = ["2", "2", "2", "2", "2", "2", "2", "2", "2", "2", "2"]
+    after = ["12", "12", "4", "11", "11", "11", "12", "11", "11", "11", "11"]
     call = "import state; a = state.total(1); state.change(); print('=', *a, *state.total(1))"
     assert _results_and_runs(project, call) == [*before, *after, "-"]
     assert _results_and_runs(project, call) == [*before, *after, "-"]

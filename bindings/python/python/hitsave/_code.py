@@ -1307,6 +1307,25 @@ def _builtin_form(value: Any) -> Any:
     return _NO_FORM
 
 
+def _slots_form(value: Any) -> Any:
+    """What an instance keeps in `__slots__` (`class P: __slots__ = ("k",)`),
+    slot by slot through its class's bases (an empty slot as `_MISSING`'s
+    stand-in), with its `__dict__` when it has one too; `_NO_FORM` for an
+    instance without slots."""
+    slots: list[str] = []
+    for klass in type(value).__mro__:
+        names = klass.__dict__.get("__slots__", ())
+        slots.extend([names] if isinstance(names, str) else names)
+    slots = [name for name in slots if name not in ("__dict__", "__weakref__")]
+    if not slots:
+        return _NO_FORM
+    form: list[Any] = [(name, getattr(value, name, "<empty slot>")) for name in slots]
+    attributes = getattr(value, "__dict__", None)
+    if type(attributes) is dict:
+        form.append(("__dict__", attributes))
+    return form
+
+
 def _form_watched(value: Any) -> bool:
     """Whether `_builtin_form` gives small plain data for `value` (then a
     copy of it is compared before each call)."""
@@ -1314,6 +1333,8 @@ def _form_watched(value: Any) -> bool:
         return False  # compared as themselves (`_snapshot`)
     try:
         form = _builtin_form(value)
+        if form is _NO_FORM and not isinstance(value, type):
+            form = _slots_form(value)
     except Exception:
         return False
     return form is not _NO_FORM and _plain(form)
@@ -1412,9 +1433,10 @@ def _probe(value: Any) -> tuple[Any, Any] | None:
     if isinstance(value, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
         return None
     if _form_watched(value):
-        copied = _copy_if_stable(_builtin_form(value))
+        reader = _builtin_form if _builtin_form(value) is not _NO_FORM else _slots_form
+        copied = _copy_if_stable(reader(value))
         if copied is not _SAME_OBJECT:
-            return _builtin_form, copied
+            return reader, copied
     attributes = getattr(value, "__dict__", None)
     if type(attributes) is dict and _plain(attributes):
         copied = _copy_if_stable(attributes)
@@ -1548,6 +1570,10 @@ class Watched:
                 for item in probe[1].items:
                     kind = type(item)
                     if kind in _PLAIN_CONTAINERS or (kind.__module__ == "numpy" and kind.__name__ == "ndarray"):
+                        self._snapshot(item, 1)
+                    elif kind.__module__ not in ("builtins", "numpy") and not is_external(kind):
+                        # An instance of the project's own class (`APP.config.k = 10`):
+                        # a package's objects keep caches that change as they are read.
                         self._snapshot(item, 1)
 
     def freeze(self) -> "Watched":
