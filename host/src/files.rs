@@ -189,9 +189,68 @@ fn feed(hasher: &mut blake3::Hasher, kind: &str, path: &str, digest: &str) {
     }
 }
 
-/// Whether a text is a glob pattern rather than a plain name.
+/// Directory listings by directory, kept while its size, time and inode
+/// hold (an entry added, removed or renamed changes its time): a function
+/// given a pattern at every call (or a text that only looks like one, a
+/// JSON document) costs a stat, not a listing.
+type Listings = std::collections::HashMap<PathBuf, (FileState, std::sync::Arc<Vec<String>>)>;
+static LISTINGS: std::sync::Mutex<Option<Listings>> = std::sync::Mutex::new(None);
+
+/// The names in a directory (empty when it cannot be read).
+fn listing(dir: &Path) -> std::sync::Arc<Vec<String>> {
+    let key = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let state = FileState::of(dir);
+    {
+        let listings = LISTINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((seen, names)) = listings.as_ref().and_then(|listings| listings.get(&key))
+            && !matches!(state, FileState::Racy)
+            && *seen == state
+        {
+            return names.clone();
+        }
+    }
+    let names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.flatten().filter_map(|entry| entry.file_name().to_str().map(str::to_owned)).collect(),
+        Err(_) => Vec::new(),
+    };
+    let names = std::sync::Arc::new(names);
+    // Kept only when the directory did not change while it was read.
+    if !matches!(state, FileState::Racy | FileState::Missing) && FileState::of(dir) == state {
+        let mut listings = LISTINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let listings = listings.get_or_insert_with(Default::default);
+        if listings.len() >= 4096 {
+            listings.clear();
+        }
+        listings.insert(key, (state, names.clone()));
+    }
+    names
+}
+
+/// Whether a text is a glob pattern rather than a plain name (a text with
+/// a quote or a control character, a JSON document or a sentence, is no
+/// pattern code passes to a glob function).
 fn is_pattern(text: &str) -> bool {
-    text.contains(['*', '?', '[', '{'])
+    text.contains(['*', '?', '[', '{']) && !text.contains(|c: char| c == '"' || c.is_control())
+}
+
+/// A glob component's matcher, compiled once per process (a function given
+/// the same pattern at every call does not compile it again); `None` when
+/// the glob syntax does not accept it.
+fn matcher(component: &str) -> Option<globset::GlobMatcher> {
+    type Compiled = std::collections::HashMap<String, Option<globset::GlobMatcher>>;
+    static COMPILED: std::sync::Mutex<Option<Compiled>> = std::sync::Mutex::new(None);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let compiled = compiled.get_or_insert_with(Default::default);
+    if let Some(known) = compiled.get(component) {
+        return known.clone();
+    }
+    if compiled.len() >= 1024 {
+        compiled.clear();
+    }
+    let made =
+        globset::GlobBuilder::new(component).literal_separator(true).build().ok().map(|glob| glob.compile_matcher());
+    compiled.insert(component.to_owned(), made.clone());
+    made
 }
 
 /// A glob pattern's `"glob:<matches>:<digest>"` (`None`: no pattern, or not
@@ -216,8 +275,8 @@ fn glob_entry(text: &str) -> Result<Option<String>> {
         if part == "**" {
             steps.push(Step::Any);
         } else if is_pattern(part) {
-            let Ok(glob) = globset::GlobBuilder::new(part).literal_separator(true).build() else { return Ok(None) };
-            steps.push(Step::Match(glob.compile_matcher(), part.starts_with('.')));
+            let Some(matcher) = matcher(part) else { return Ok(None) };
+            steps.push(Step::Match(matcher, part.starts_with('.')));
         } else {
             steps.push(Step::Name(part.to_owned()));
         }
@@ -246,12 +305,10 @@ fn glob_entry(text: &str) -> Result<Option<String>> {
                     }
                 }
                 Step::Match(matcher, hidden) => {
-                    let Ok(entries) = std::fs::read_dir(path) else { continue };
-                    for entry in entries.flatten() {
-                        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+                    for name in listing(path).iter() {
                         // `*` skips hidden entries unless the pattern names them (Python's glob, Node's).
-                        if matcher.is_match(&name) && (!name.starts_with('.') || *hidden) {
-                            next.push((join(shown, &name), entry.path()));
+                        if matcher.is_match(name) && (!name.starts_with('.') || *hidden) {
+                            next.push((join(shown, name), path.join(name)));
                         }
                     }
                 }
