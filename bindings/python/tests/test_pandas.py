@@ -87,3 +87,42 @@ def test_memo_with_a_frame_argument_hits_in_a_new_process(project):
     second = project.run(code)
     assert first.stdout.split() == ["ran", "4.0"]
     assert second.stdout.split() == ["4.0"]
+
+
+def test_a_module_level_frame_changed_in_place_is_seen_by_the_next_call(project):
+    """A notebook's pattern: `DF` loaded at the top, a memoized function
+    reading it, then `DF.loc[0, "a"] = 5` (or `DF.iat[...]`, new `columns`
+    or `index`, `S[0] = 5` on a Series, a frame inside a dict) and the
+    function called again: its attributes stay the same objects, so the
+    checks before each call saw no change and the call hit with the first
+    frame's result. Such values are now digested again before each call."""
+    project.write(
+        "frames.py",
+        """
+        import pandas as pd
+        from hitsave import memo
+
+        A = pd.DataFrame({"a": [1, 2], "b": [3, 4]})
+        B = pd.DataFrame({"a": [1, 2], "b": [3, 4]})
+        C = pd.DataFrame({"a": [1, 2], "b": [3, 4]})
+        S = pd.Series([1, 2])
+        CFG = {"df": pd.DataFrame({"a": [1, 2]}), "rows": list(range(3000))}
+
+        READERS = [
+            memo(lambda x: x + int(A["a"].iloc[0])), memo(lambda x: x + int(B.iloc[0, 0])),
+            memo(lambda x: x + len(str(list(C.columns)))), memo(lambda x: x + int(S.iloc[0])),
+            memo(lambda x: x + int(CFG["df"]["a"].iloc[0])),
+        ]
+
+        def change():
+            A.loc[0, "a"] = 5; B.iat[0, 0] = 5; C.columns = ["zzz", "b"]; S[0] = 5; CFG["df"].loc[0, "a"] = 5
+
+        def read():
+            return [read(1) for read in READERS]
+        """,
+    )
+    code = "import frames; a = frames.read(); frames.change(); print(*a, *frames.read())"
+    out = project.run(code).stdout.split()
+    assert out == ["2", "2", "11", "2", "2", "6", "6", "13", "6", "6"]
+    # A fresh process in the first state gets the first state's results.
+    assert project.run("import frames; print(*frames.read())").stdout.split() == ["2", "2", "11", "2", "2"]

@@ -1212,6 +1212,22 @@ def _is_builtin_iterator(value: Any) -> bool:
     return kind.__module__ in ("builtins", "itertools", "collections") and hasattr(kind, "__next__")
 
 
+def _pandas_bytes(value: Any) -> int | None:
+    """A pandas DataFrame's, Series' or Index's size in bytes (its values
+    and index, without what object columns point to), else None."""
+    module = type(value).__module__
+    if not module.startswith("pandas"):
+        return None
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(value, (pd.DataFrame, pd.Series, pd.Index)):
+        return None
+    try:
+        used = value.memory_usage(deep=False)
+        return int(used.sum()) if hasattr(used, "sum") else int(used)
+    except Exception:
+        return None
+
+
 def _array_bytes(value: Any) -> int | None:
     """A numpy array's size in bytes (of plain data), else None."""
     kind = type(value)
@@ -1575,6 +1591,15 @@ class Watched:
                         # An instance of the project's own class (`APP.config.k = 10`):
                         # a package's objects keep caches that change as they are read.
                         self._snapshot(item, 1)
+                    else:
+                        nbytes = _pandas_bytes(item)
+                        if nbytes is not None and self.hashed_bytes + nbytes <= _ARRAY_HASH_BYTES and id(item) not in self.probes:
+                            # A DataFrame in a dict or on a model (`CFG["df"].loc[0, "a"] = 5`).
+                            try:
+                                self.probes[id(item)] = (item, _native.value_digest, _native.value_digest(item))
+                                self.hashed_bytes += nbytes
+                            except _native.HitSaveError:
+                                pass
 
     def freeze(self) -> "Watched":
         flat: list[tuple[Any, str, Any]] = []
@@ -1930,8 +1955,13 @@ class _GraphBuilder:
             opaque = False
             if not _fully_watched(obj):
                 nbytes = _array_bytes(obj)
+                if nbytes is None:
+                    nbytes = _pandas_bytes(obj)
                 if nbytes is not None and self.watched.hashed_bytes + nbytes <= _ARRAY_HASH_BYTES:
-                    # A mid-sized array: digested again before every call.
+                    # A mid-sized array, a DataFrame, Series or Index (whose
+                    # changes in place, `DF.loc[0, "a"] = 5`, `S[0] = 5`,
+                    # `DF.columns = [...]`, leave its attributes as they were):
+                    # digested again before every call.
                     self.watched.hashed_bytes += nbytes
                     self.watched.probes[id(obj)] = (obj, _native.value_digest, content)
                 else:
