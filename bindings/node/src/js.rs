@@ -205,25 +205,16 @@ impl Js {
 
     /// Own enumerable string keys, as strings (what `Object.keys` gives).
     pub fn own_keys(self, value: V) -> Result<V> {
-        let mut out = ptr::null_mut();
-        check(
-            unsafe {
-                sys::napi_get_all_property_names(
-                    self.0,
-                    value,
-                    sys::KeyCollectionMode::own_only,
-                    sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
-                    sys::KeyConversion::numbers_to_strings,
-                    &mut out,
-                )
-            },
-            "keys",
-        )?;
-        Ok(out)
+        self.own_enumerable(value, sys::KeyFilter::skip_symbols, "keys")
     }
 
     /// An object's own enumerable symbol keys.
     pub fn own_symbols(self, value: V) -> Result<V> {
+        self.own_enumerable(value, sys::KeyFilter::skip_strings, "symbol keys")
+    }
+
+    /// Own enumerable keys but those `skip` leaves out (numbers as strings).
+    fn own_enumerable(self, value: V, skip: sys::napi_key_filter, what: &'static str) -> Result<V> {
         let mut out = ptr::null_mut();
         check(
             unsafe {
@@ -231,12 +222,12 @@ impl Js {
                     self.0,
                     value,
                     sys::KeyCollectionMode::own_only,
-                    sys::KeyFilter::enumerable | sys::KeyFilter::skip_strings,
-                    sys::KeyConversion::keep_numbers,
+                    sys::KeyFilter::enumerable | skip,
+                    sys::KeyConversion::numbers_to_strings,
                     &mut out,
                 )
             },
-            "symbol keys",
+            what,
         )?;
         Ok(out)
     }
