@@ -324,14 +324,16 @@ const HOLE = Symbol('hole');
 /**
  * The items a container holds, and its keys (an object's), for a shallow
  * comparison: an array's holes as HOLE; an object's properties under
- * symbol keys too; what a `Date` (its time), a `RegExp` (its `lastIndex`), a `URL` (its `href`), `URLSearchParams` (its
- * text), a boxed primitive (its value)
- * and an `Error` (its name and message) hold outside their properties.
+ * symbol keys too; what a `Date` (its time), a `RegExp` (its `lastIndex`),
+ * a `URL` (its `href`), `URLSearchParams` (its text), a boxed primitive
+ * (its value) and an `Error` (its name and message) hold outside their
+ * properties.
  */
 function itemsOf(item) {
   if (Array.isArray(item)) {
     const items = item.slice();
-    for (let index = 0; index < items.length; index++) if (!(index in items)) items[index] = HOLE;
+    // A hole reads as undefined: only then is each index asked (rarely).
+    if (items.includes(undefined)) for (let index = 0; index < items.length; index++) if (!(index in items)) items[index] = HOLE;
     return [null, items];
   }
   if (item instanceof Map) return [[...item.keys()], [...item.values()]];
