@@ -1834,6 +1834,27 @@ fn known_directory(semantic: &Semantic<'_>, here: &Here, expression: &Expression
                 None => known_directory(semantic, here, &binary.left),
             }
         }
+        // `new URL(`./data/${name}`, import.meta.url)`, `new URL(name, DATA)`
+        // with `DATA = new URL('./data/', import.meta.url)`: the directory the
+        // known part of the name resolves in (a name only known when the code
+        // runs resolves in the base's own directory).
+        Expression::NewExpression(new) => {
+            let Expression::Identifier(callee) = &new.callee else { return None };
+            if callee.name != "URL" || new.arguments.len() != 2 {
+                return None;
+            }
+            let base = part_text(semantic, here, new.arguments[1].as_expression()?)?;
+            let base = url_directory(Path::new(base.strip_prefix("file://")?))?;
+            let relative = new.arguments[0].as_expression()?;
+            let within = match relative.without_parentheses() {
+                Expression::TemplateLiteral(_) | Expression::BinaryExpression(_) => {
+                    known_directory(semantic, here, relative).unwrap_or_default()
+                }
+                _ => PathBuf::new(),
+            };
+            let directory = lexical_normal(&base.join(within));
+            (directory.components().count() > 1).then_some(directory)
+        }
         Expression::CallExpression(call) => {
             if !matches!(path_call_name(here, call), Some("join" | "resolve")) {
                 return None;
@@ -1853,6 +1874,13 @@ fn known_directory(semantic: &Semantic<'_>, here: &Here, expression: &Expression
         }
         _ => None,
     }
+}
+
+/// The directory a relative URL resolves in against `base` (a `file://`
+/// URL's path): the base itself when it ends with `/` (a directory URL),
+/// else its parent.
+fn url_directory(base: &Path) -> Option<PathBuf> {
+    if base.to_string_lossy().ends_with('/') { Some(base.to_path_buf()) } else { Some(base.parent()?.to_path_buf()) }
 }
 
 /// The name a call's callee goes by: `f(…)` or `….f(…)`.
@@ -2072,7 +2100,11 @@ fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here
             (Expression::ImportMeta(_), "dirname") => Some(here.dir.to_string_lossy().into_owned()),
             (Expression::ImportMeta(_), "filename") => Some(here.file.to_string_lossy().into_owned()),
             (Expression::ImportMeta(_), "url") => Some(format!("file://{}", here.file.to_string_lossy())),
-            (object, "pathname" | "href") => next(object),
+            (object, "href") => next(object),
+            // A file URL's path (`new URL(import.meta.url).pathname`).
+            (object, "pathname") => {
+                next(object).map(|text| text.strip_prefix("file://").map_or(text.clone(), str::to_owned))
+            }
             _ => None,
         },
         Expression::NewExpression(new) => {
@@ -2081,13 +2113,20 @@ fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here
                 return None;
             }
             let relative = next(new.arguments.first()?.as_expression()?)?;
+            if new.arguments.len() == 1 {
+                // `new URL(import.meta.url)`: the URL itself.
+                return relative.starts_with("file://").then_some(relative);
+            }
             let base = next(new.arguments.get(1)?.as_expression()?)?;
             let base = PathBuf::from(base.strip_prefix("file://")?);
             let joined = match relative.strip_prefix("file://") {
                 Some(absolute) => PathBuf::from(absolute),
-                None => base.parent()?.join(relative),
+                None => url_directory(&base)?.join(&relative),
             };
-            Some(format!("file://{}", lexical_normal(&joined).to_string_lossy()))
+            // A directory URL (`new URL('./data/', import.meta.url)`) keeps its
+            // `/`: a name resolves inside it.
+            let slash = if relative.ends_with('/') { "/" } else { "" };
+            Some(format!("file://{}{slash}", lexical_normal(&joined).to_string_lossy()))
         }
         // `process.cwd()`: the directory relative paths resolve against, as
         // a relative path itself does.
@@ -2117,6 +2156,8 @@ fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here
                     Some(lexical_normal(&path).to_string_lossy().into_owned())
                 }
                 "fileURLToPath" if parts.len() == 1 => parts[0].strip_prefix("file://").map(str::to_owned),
+                // `path.dirname(fileURLToPath(import.meta.url))`: the module's directory.
+                "dirname" if parts.len() == 1 => Some(Path::new(&parts[0]).parent()?.to_string_lossy().into_owned()),
                 _ => None,
             }
         }

@@ -959,6 +959,39 @@ function resultsAndRuns(project, options = {}) {
   return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
 }
 
+test('files read beside an ES module at names only known when the code runs count', () => {
+  // ESM's ways to the module's directory: `path.dirname(fileURLToPath(
+  // import.meta.url))`, `new URL(`./data/${name}`, import.meta.url)`, a
+  // directory URL (`new URL(name, DATA)`), `new URL(import.meta.url).pathname`:
+  // the file read at a name the caller gives was not counted, so an edit hit.
+  const project = new Project({
+    'package.json': JSON.stringify({ name: 'esm', private: true, type: 'module' }),
+    'data/a.txt': '1',
+    'main.mjs': `
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { memo } from ${JSON.stringify(require.resolve('../index.mjs'))};
+const here = path.dirname(fileURLToPath(import.meta.url));
+const beside = path.dirname(new URL(import.meta.url).pathname);
+const DATA = new URL('./data/', import.meta.url);
+const a = memo(function a(name) { console.error('ran:a'); return fs.readFileSync(path.join(here, 'data', name), 'utf8'); });
+const b = memo(function b(name) { console.error('ran:b'); return fs.readFileSync(new URL(\`./data/\${name}\`, import.meta.url), 'utf8'); });
+const c = memo(function c(name) { console.error('ran:c'); return fs.readFileSync(new URL(name, DATA), 'utf8'); });
+const d = memo(function d(name) { console.error('ran:d'); return fs.readFileSync(path.join(beside, 'data', name), 'utf8'); });
+console.log(JSON.stringify([a('a.txt'), b('a.txt'), c('a.txt'), d('a.txt')]));
+`,
+  });
+  const run = () => {
+    const { out, stderr } = project.run('main.mjs');
+    return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
+  };
+  assert.deepStrictEqual(run(), ['1', '1', '1', '1', 'a,b,c,d']);
+  assert.deepStrictEqual(run(), ['1', '1', '1', '1', '-']);
+  project.write({ 'data/a.txt': '2' });
+  assert.deepStrictEqual(run(), ['2', '2', '2', '2', 'a,b,c,d']);
+});
+
 test('files read from a data directory at names known only when the code runs count', () => {
   // `readFileSync(path.join(DATA, `${name}.csv`))` used to hit after the
   // file was edited (docs/node.md, data files): every file under the known
