@@ -1666,6 +1666,40 @@ def test_a_directory_or_glob_pattern_an_argument_names_counts_by_what_it_holds(p
     assert _results_and_runs(project, call) == ["15", "15", "3", "True", "2", "total,load_all,count"]
 
 
+def test_files_read_beside_the_module_at_names_the_caller_gives_count(project):
+    """`(Path(__file__).parent / "data" / name).read_text()`,
+    `open(os.path.join(os.path.dirname(__file__), "data", name))`,
+    `Path(__file__).with_name("data") / name`: the code reads `__file__`
+    too, and its absolute path was taken for a file named under `data/`, so
+    only that (the module itself) counted and an edit of the data hit."""
+    project.write("data/a.txt", "1")
+    project.write("beside.py", """
+        import os
+        from pathlib import Path
+        from hitsave import memo
+
+        @memo
+        def a(name):
+            print("ran:a")
+            return (Path(__file__).parent / "data" / name).read_text()
+
+        @memo
+        def b(name):
+            print("ran:b")
+            return open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", name)).read()
+
+        @memo
+        def c(name):
+            print("ran:c")
+            return (Path(__file__).with_name("data") / name).read_text()
+    """)
+    call = "import beside; print('=', beside.a('a.txt'), beside.b('a.txt'), beside.c('a.txt'))"
+    assert _results_and_runs(project, call) == ["1", "1", "1", "a,b,c"]
+    assert _results_and_runs(project, call) == ["1", "1", "1", "-"]
+    project.write("data/a.txt", "2")
+    assert _results_and_runs(project, call) == ["2", "2", "2", "a,b,c"]
+
+
 def test_a_directory_the_call_creates_at_a_path_its_argument_names_does_not_make_the_next_call_miss(project):
     """`export("data.txt", "out")` writing files into a directory it
     creates: the directory counts at the next call, so the result is stored

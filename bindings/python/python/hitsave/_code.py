@@ -2272,7 +2272,17 @@ class _GraphBuilder:
         entries, caches and stores left out; too many to count is
         `code_unavailable`), watched with the directories' listings so a file
         added or edited in this process counts too."""
-        named = sorted(text for text in texts if os.path.isfile(os.path.join(directory, text)))
+        # Names inside it only: an absolute text (`__file__`, which code
+        # locating its data reads too) or one leaving it (`../x`) is no file
+        # of the directory, and taking it for one left the directory's own
+        # files uncounted.
+        inside = os.path.join(os.path.normpath(directory), "")
+        named = sorted(
+            text
+            for text in texts
+            if os.path.normpath(os.path.join(directory, text)).startswith(inside)
+            and os.path.isfile(os.path.join(directory, text))
+        )
         if named:
             for constant in named:
                 self._file(node, f"{name}/{constant}", os.path.join(directory, constant))
