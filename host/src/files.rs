@@ -99,6 +99,10 @@ const ARGUMENT_PATH_MAX: usize = 4096;
 ///   Python's `glob` and Node's glob packages (`*` skips a leading dot, `**`
 ///   hidden directories), with braces from the latter; `**` descends like
 ///   [`directory_files`].
+/// - the start of file names beside it, naming no path itself
+///   (`load("train")` reading `train.csv`): `(text, "stem:<files>:<digest>")`
+///   over the files whose names continue it with `.`, `_` or `-`, when
+///   there are any (at most [`STEM_MAX_FILES`]).
 ///
 /// The bindings add them to the call's key, so editing what the text names
 /// misses where the text alone would hit. `unhashable_value` when a
@@ -121,12 +125,56 @@ pub fn argument_files(texts: &[String]) -> Result<Vec<(String, String)>> {
             Ok(meta) if meta.is_dir() => directory_entry(path, text)?,
             _ => match glob_entry(text)? {
                 Some(entry) => entry,
-                None => continue,
+                None => match stem_entry(text) {
+                    Some(entry) => entry,
+                    None => continue,
+                },
             },
         };
         found.push((text.to_owned(), digest));
     }
     Ok(found)
+}
+
+/// Most files a text's stem may name (`load("train")` reading
+/// `train.csv`); more, and the text is taken for no stem.
+const STEM_MAX_FILES: usize = 64;
+
+/// A text naming no path that is the start of file names beside it
+/// (`load("train")` reading `f"{name}.csv"`, `` `${name}.json` ``,
+/// `name + "_x.npy"`): `"stem:<files>:<hex>"` over those files (the name
+/// followed by `.`, `_` or `-`: `train.csv`, `train_2.csv`, not
+/// `trainer.py`) and their contents; `None` when there are none.
+fn stem_entry(text: &str) -> Option<String> {
+    let path = Path::new(text);
+    let stem = path.file_name()?.to_str()?;
+    if stem.is_empty() || stem.starts_with('.') || text.ends_with('/') || text.contains(|c: char| c.is_control()) {
+        return None;
+    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut names: Vec<&String> = Vec::new();
+    let listed = listing(&parent);
+    for name in listed.iter() {
+        let Some(rest) = name.strip_prefix(stem) else { continue };
+        if rest.starts_with(['.', '_', '-']) && parent.join(name).is_file() {
+            names.push(name);
+            if names.len() > STEM_MAX_FILES {
+                return None;
+            }
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    names.sort();
+    let mut hasher = blake3::Hasher::new();
+    for name in &names {
+        feed(&mut hasher, "f", name, &file_entry(&parent.join(name)));
+    }
+    Some(format!("stem:{}:{}", names.len(), hasher.finalize().to_hex()))
 }
 
 /// A file's `"<length>:<digest>"`, or `"unreadable"`.
@@ -439,6 +487,24 @@ mod tests {
             assert_eq!(refused.code(), "unhashable_value");
             assert!(refused.to_string().contains(&format!("{text:?}")), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_stem_counts_the_files_it_begins() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (file, text) in [("train.csv", "1"), ("train_2.csv", "2"), ("trainer.py", "3"), ("other.csv", "4")] {
+            std::fs::write(root.join(file), text).unwrap();
+        }
+        let stem = root.join("train").to_string_lossy().into_owned();
+        let first = argument_files(std::slice::from_ref(&stem)).unwrap();
+        assert!(first[0].1.starts_with("stem:2:"), "{first:?}");
+        std::fs::write(root.join("trainer.py"), "33").unwrap();
+        assert_eq!(argument_files(std::slice::from_ref(&stem)).unwrap(), first, "not a file the stem begins");
+        std::fs::write(root.join("train.csv"), "11").unwrap();
+        assert_ne!(argument_files(std::slice::from_ref(&stem)).unwrap(), first);
+        let nothing = root.join("missing").to_string_lossy().into_owned();
+        assert!(argument_files(&[nothing, "plain words".into()]).unwrap().is_empty());
     }
 
     #[test]

@@ -959,6 +959,27 @@ function resultsAndRuns(project, options = {}) {
   return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
 }
 
+test('a name the code completes into a file counts that file', () => {
+  // `load('train')` reading `${name}.csv`: the text names no file, so only
+  // the text was in the key and an edit of train.csv hit.
+  const project = new Project({
+    'train.csv': '1',
+    'trainer.txt': '100',
+    'main.js': `
+const fs = require('node:fs');
+const { memo } = require(HITSAVE);
+const load = memo(function load(name) { console.error('ran:load'); return Number(fs.readFileSync(\`\${name}.csv\`, 'utf8')); });
+console.log(JSON.stringify([load('train')]));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [1, 'load']);
+  assert.deepStrictEqual(resultsAndRuns(project), [1, '-']);
+  project.write({ 'trainer.txt': '200' }); // not a file `train` begins: still a hit
+  assert.deepStrictEqual(resultsAndRuns(project), [1, '-']);
+  project.write({ 'train.csv': '2' });
+  assert.deepStrictEqual(resultsAndRuns(project), [2, 'load']);
+});
+
 test('files read beside an ES module at names only known when the code runs count', () => {
   // ESM's ways to the module's directory: `path.dirname(fileURLToPath(
   // import.meta.url))`, `new URL(`./data/${name}`, import.meta.url)`, a

@@ -1666,6 +1666,30 @@ def test_a_directory_or_glob_pattern_an_argument_names_counts_by_what_it_holds(p
     assert _results_and_runs(project, call) == ["15", "15", "3", "True", "2", "total,load_all,count"]
 
 
+def test_a_name_the_code_completes_into_a_file_counts_that_file(project):
+    """`load("train")` reading `f"{name}.csv"` (or `name + "_x.txt"`): the
+    text names no file, so only the text was in the key and an edit of
+    `train.csv` hit."""
+    project.write("train.csv", "1")
+    project.write("train_x.txt", "10")
+    project.write("trainer.txt", "100")
+    project.write("loaders.py", """
+        from hitsave import memo
+
+        @memo
+        def load(name):
+            print("ran:load")
+            return int(open(f"{name}.csv").read()) + int(open(name + "_x.txt").read())
+    """)
+    call = "import loaders; print('=', loaders.load('train'))"
+    assert _results_and_runs(project, call) == ["11", "load"]
+    assert _results_and_runs(project, call) == ["11", "-"]
+    project.write("trainer.txt", "200")  # not a file `train` begins (`trainer`): still a hit
+    assert _results_and_runs(project, call) == ["11", "-"]
+    project.write("train.csv", "2")
+    assert _results_and_runs(project, call) == ["12", "load"]
+
+
 def test_files_read_beside_the_module_at_names_the_caller_gives_count(project):
     """`(Path(__file__).parent / "data" / name).read_text()`,
     `open(os.path.join(os.path.dirname(__file__), "data", name))`,
