@@ -241,36 +241,19 @@ fn feed(hasher: &mut blake3::Hasher, kind: &str, path: &str, digest: &str) {
 /// hold (an entry added, removed or renamed changes its time): a function
 /// given a pattern at every call (or a text that only looks like one, a
 /// JSON document) costs a stat, not a listing.
-type Listings = std::collections::HashMap<PathBuf, (FileState, std::sync::Arc<Vec<String>>)>;
-static LISTINGS: std::sync::Mutex<Option<Listings>> = std::sync::Mutex::new(None);
+static LISTINGS: StateCache<std::sync::Arc<Vec<String>>> = StateCache::new(4096);
 
 /// The names in a directory (empty when it cannot be read).
 fn listing(dir: &Path) -> std::sync::Arc<Vec<String>> {
-    let key = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let state = FileState::of(dir);
-    {
-        let listings = LISTINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((seen, names)) = listings.as_ref().and_then(|listings| listings.get(&key))
-            && !matches!(state, FileState::Racy)
-            && *seen == state
-        {
-            return names.clone();
-        }
-    }
-    let names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.flatten().filter_map(|entry| entry.file_name().to_str().map(str::to_owned)).collect(),
-        Err(_) => Vec::new(),
-    };
-    let names = std::sync::Arc::new(names);
-    // Kept only when the directory did not change while it was read.
-    if !matches!(state, FileState::Racy | FileState::Missing) && FileState::of(dir) == state {
-        let mut listings = LISTINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let listings = listings.get_or_insert_with(Default::default);
-        if listings.len() >= 4096 {
-            listings.clear();
-        }
-        listings.insert(key, (state, names.clone()));
-    }
+    let Ok(names) = LISTINGS.get_or_derive(dir, || {
+        let names = match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                entries.flatten().filter_map(|entry| entry.file_name().to_str().map(str::to_owned)).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        Ok::<_, std::convert::Infallible>(std::sync::Arc::new(names))
+    });
     names
 }
 
@@ -569,5 +552,48 @@ impl FileState {
     /// Whether `path` still has this state (never for `Racy`).
     pub fn still(&self, path: &Path) -> bool {
         !matches!(self, Self::Racy) && *self == Self::of(path)
+    }
+}
+
+/// Values derived from what is at a path (a file's digest, a directory's
+/// listing), by absolute path, kept while its [`FileState`] holds: never for
+/// a path missing or modified in the last two seconds, nor when it changed
+/// while the value was derived. Emptied when it holds `limit` entries.
+pub struct StateCache<T> {
+    entries: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, (FileState, T)>>>,
+    limit: usize,
+}
+
+impl<T: Clone> StateCache<T> {
+    /// An empty cache of at most `limit` entries.
+    pub const fn new(limit: usize) -> Self {
+        Self { entries: std::sync::Mutex::new(None), limit }
+    }
+
+    /// The value kept for `path` while it is unchanged, else `derive`'s (kept when it may be).
+    pub fn get_or_derive<E>(
+        &self,
+        path: &Path,
+        derive: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let state = FileState::of(path);
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let lock = || self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !matches!(state, FileState::Racy | FileState::Missing)
+            && let Some((seen, value)) = lock().as_ref().and_then(|entries| entries.get(&key))
+            && *seen == state
+        {
+            return Ok(value.clone());
+        }
+        let value = derive()?;
+        if !matches!(state, FileState::Racy | FileState::Missing) && FileState::of(path) == state {
+            let mut entries = lock();
+            let entries = entries.get_or_insert_with(Default::default);
+            if entries.len() >= self.limit {
+                entries.clear();
+            }
+            entries.insert(key, (state, value.clone()));
+        }
+        Ok(value)
     }
 }

@@ -43,37 +43,12 @@ pub fn file_digest(path: &Path) -> Result<(u64, Digest)> {
 
 /// Digests of files by path, kept while the file's size, time and inode
 /// hold (never for a file modified in the last two seconds: `FileState::Racy`).
-static FILE_DIGESTS: std::sync::Mutex<Option<std::collections::HashMap<std::path::PathBuf, KnownFile>>> =
-    std::sync::Mutex::new(None);
-
-/// A file's state when it was hashed, its length and digest.
-type KnownFile = (crate::files::FileState, u64, Digest);
+static FILE_DIGESTS: crate::files::StateCache<(u64, Digest)> = crate::files::StateCache::new(65_536);
 
 /// [`file_digest`], reusing the digest of a file unchanged since it was last
 /// hashed in this process (a call passing the same path again costs a stat).
 pub fn file_digest_cached(path: &Path) -> Result<(u64, Digest)> {
-    let state = crate::files::FileState::of(path);
-    let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    {
-        let cache = FILE_DIGESTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((seen, len, digest)) = cache.as_ref().and_then(|cache| cache.get(&key))
-            && !matches!(seen, crate::files::FileState::Racy)
-            && *seen == state
-        {
-            return Ok((*len, *digest));
-        }
-    }
-    let (len, digest) = file_digest(path)?;
-    // Kept only when the file did not change while it was read.
-    if crate::files::FileState::of(path) == state && !matches!(state, crate::files::FileState::Racy) {
-        let mut cache = FILE_DIGESTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let cache = cache.get_or_insert_with(Default::default);
-        if cache.len() >= 65_536 {
-            cache.clear();
-        }
-        cache.insert(key, (state, len, digest));
-    }
-    Ok((len, digest))
+    FILE_DIGESTS.get_or_derive(path, || file_digest(path))
 }
 
 /// Writes bytes into a stream: small ones inline, large ones by native digest.
