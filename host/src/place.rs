@@ -11,9 +11,9 @@
 /// blob): a path is text, in the small parts around them.
 const SEARCHED_PART: usize = 16 << 20;
 
-/// The directories a result must not hold: the working directory and the
-/// home directory, each when it says something (not `/`, at least two
-/// components), longest first.
+/// The directories a result must not hold, without a trailing separator:
+/// the working directory and the home directory, each when it says
+/// something (not `/`, at least two components), longest first.
 fn places() -> Vec<(&'static str, String)> {
     let mut found: Vec<(&'static str, String)> = Vec::new();
     if let Ok(cwd) = std::env::current_dir() {
@@ -22,10 +22,10 @@ fn places() -> Vec<(&'static str, String)> {
     if let Some(home) = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")) {
         found.push(("home directory", home.to_string_lossy().into_owned()));
     }
-    found.retain(|(_, path)| {
-        let trimmed = path.trim_end_matches(['/', '\\']);
-        trimmed.len() >= 4 && trimmed.split(['/', '\\']).filter(|part| !part.is_empty()).count() >= 2
-    });
+    for (_, path) in &mut found {
+        path.truncate(path.trim_end_matches(['/', '\\']).len());
+    }
+    found.retain(|(_, path)| path.len() >= 4 && path.split(['/', '\\']).filter(|part| !part.is_empty()).count() >= 2);
     found.sort_by_key(|(_, path)| std::cmp::Reverse(path.len()));
     found
 }
@@ -39,7 +39,6 @@ pub fn held_place(parts: &[&[u8]]) -> Option<String> {
     }
     for part in parts.iter().filter(|part| part.len() <= SEARCHED_PART) {
         for (what, path) in &places {
-            let path = path.trim_end_matches(['/', '\\']);
             if memchr::memmem::find(part, path.as_bytes()).is_some() {
                 return Some(format!("the {what} {path}"));
             }
