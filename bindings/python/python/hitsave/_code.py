@@ -1342,18 +1342,19 @@ def _slots_form(value: Any) -> Any:
     return form
 
 
-def _form_watched(value: Any) -> bool:
-    """Whether `_builtin_form` gives small plain data for `value` (then a
-    copy of it is compared before each call)."""
+def _watched_form(value: Any) -> tuple[Any, Any] | None:
+    """`(reader, form)` when `_builtin_form` (or, for an instance,
+    `_slots_form`) gives small plain data for `value`, a copy of which the
+    checks before each call compare; else None."""
     if type(value) in _PLAIN_CONTAINERS:
-        return False  # compared as themselves (`_snapshot`)
+        return None  # compared as themselves (`_snapshot`)
     try:
-        form = _builtin_form(value)
+        reader, form = _builtin_form, _builtin_form(value)
         if form is _NO_FORM and not isinstance(value, type):
-            form = _slots_form(value)
+            reader, form = _slots_form, _slots_form(value)
     except Exception:
-        return False
-    return form is not _NO_FORM and _plain(form)
+        return None
+    return (reader, form) if form is not _NO_FORM and _plain(form) else None
 
 
 def _fully_watched(value: Any) -> bool:
@@ -1368,7 +1369,7 @@ def _fully_watched(value: Any) -> bool:
     nbytes = _array_bytes(value)
     if nbytes is not None:
         return nbytes <= _ARRAY_WATCH_BYTES
-    if _form_watched(value):
+    if _watched_form(value) is not None:
         return True  # a deque, a Counter, …: compared with a copy of what it holds
     attributes = getattr(value, "__dict__", None)
     if type(attributes) is dict and _plain(attributes) and not hasattr(kind, "__slots__"):
@@ -1448,9 +1449,10 @@ def _probe(value: Any) -> tuple[Any, Any] | None:
             return None
     if isinstance(value, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
         return None
-    if _form_watched(value):
-        reader = _builtin_form if _builtin_form(value) is not _NO_FORM else _slots_form
-        copied = _copy_if_stable(reader(value))
+    watched_form = _watched_form(value)
+    if watched_form is not None:
+        reader, form = watched_form
+        copied = _copy_if_stable(form)
         if copied is not _SAME_OBJECT:
             return reader, copied
     attributes = getattr(value, "__dict__", None)
@@ -1591,15 +1593,26 @@ class Watched:
                         # An instance of the project's own class (`APP.config.k = 10`):
                         # a package's objects keep caches that change as they are read.
                         self._snapshot(item, 1)
-                    else:
+                    elif id(item) not in self.probes:
+                        # A DataFrame in a dict or on a model (`CFG["df"].loc[0, "a"] = 5`).
                         nbytes = _pandas_bytes(item)
-                        if nbytes is not None and self.hashed_bytes + nbytes <= _ARRAY_HASH_BYTES and id(item) not in self.probes:
-                            # A DataFrame in a dict or on a model (`CFG["df"].loc[0, "a"] = 5`).
+                        if nbytes is not None:
                             try:
-                                self.probes[id(item)] = (item, _native.value_digest, _native.value_digest(item))
-                                self.hashed_bytes += nbytes
+                                self.digested(item, nbytes)
                             except _native.HitSaveError:
                                 pass
+
+    def digested(self, value: Any, nbytes: int, digest: str | None = None) -> bool:
+        """Digests `value` (`nbytes` of array or frame data; its digest now,
+        computed when not given) again before every call when the budget of
+        them, 8 MiB per graph, allows (`_ARRAY_HASH_BYTES`); whether it does."""
+        if self.hashed_bytes + nbytes > _ARRAY_HASH_BYTES:
+            return False
+        if digest is None:
+            digest = _native.value_digest(value)
+        self.hashed_bytes += nbytes
+        self.probes[id(value)] = (value, _native.value_digest, digest)
+        return True
 
     def freeze(self) -> "Watched":
         flat: list[tuple[Any, str, Any]] = []
@@ -1957,14 +1970,11 @@ class _GraphBuilder:
                 nbytes = _array_bytes(obj)
                 if nbytes is None:
                     nbytes = _pandas_bytes(obj)
-                if nbytes is not None and self.watched.hashed_bytes + nbytes <= _ARRAY_HASH_BYTES:
-                    # A mid-sized array, a DataFrame, Series or Index (whose
-                    # changes in place, `DF.loc[0, "a"] = 5`, `S[0] = 5`,
-                    # `DF.columns = [...]`, leave its attributes as they were):
-                    # digested again before every call.
-                    self.watched.hashed_bytes += nbytes
-                    self.watched.probes[id(obj)] = (obj, _native.value_digest, content)
-                else:
+                # A mid-sized array, a DataFrame, Series or Index (whose
+                # changes in place, `DF.loc[0, "a"] = 5`, `S[0] = 5`,
+                # `DF.columns = [...]`, leave its attributes as they were):
+                # digested again before every call, within the budget.
+                if nbytes is None or not self.watched.digested(obj, nbytes, content):
                     self.watched.deep.append((obj, content))
         node = self._add("constant", name_hint, content)
         if opaque:
@@ -2279,9 +2289,8 @@ class _GraphBuilder:
         inside = os.path.join(os.path.normpath(directory), "")
         named = sorted(
             text
-            for text in texts
-            if os.path.normpath(os.path.join(directory, text)).startswith(inside)
-            and os.path.isfile(os.path.join(directory, text))
+            for text, path in ((text, os.path.normpath(os.path.join(directory, text))) for text in texts)
+            if path.startswith(inside) and os.path.isfile(path)
         )
         if named:
             for constant in named:
