@@ -208,9 +208,9 @@ impl Js {
         self.own_enumerable(value, sys::KeyFilter::skip_symbols, "keys")
     }
 
-    /// An object's own enumerable symbol keys.
-    pub fn own_symbols(self, value: V) -> Result<V> {
-        self.own_enumerable(value, sys::KeyFilter::skip_strings, "symbol keys")
+    /// Whether an object has own enumerable properties under symbol keys.
+    pub fn has_symbol_keys(self, value: V) -> Result<bool> {
+        Ok(self.array_len(self.own_enumerable(value, sys::KeyFilter::skip_strings, "symbol keys")?)? > 0)
     }
 
     /// Own enumerable keys but those `skip` leaves out (numbers as strings).

@@ -283,7 +283,7 @@ pub fn project_function(env: Env, source: String, files: Vec<String>) -> Result<
 /// The files, directories and glob patterns text arguments name, by
 /// contents, as `[[text, digest]]`, for a function whose code reads files at
 /// paths known only when it runs or writes files, or that has an explicit
-/// identity (`hitsave_host::files::argument_files`; `code_unavailable` when
+/// identity (`hitsave_host::files::argument_files`; `unhashable_value` when
 /// one names too many files to count).
 #[napi]
 pub fn argument_files(env: Env, texts: Vec<String>) -> Result<Vec<Vec<String>>> {
@@ -294,28 +294,39 @@ pub fn argument_files(env: Env, texts: Vec<String>) -> Result<Vec<Vec<String>>> 
 /// Stack of the analysis thread: 1 GiB of address space, touched only as deep as a chain goes.
 const ANALYSIS_STACK: usize = 1 << 30;
 
+/// What analyses of this process keep for JavaScript, each under the id
+/// (from 1) JavaScript holds for it; kept for the process.
+struct Kept<T>(Mutex<Vec<Arc<T>>>);
+
+impl<T> Kept<T> {
+    const fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+
+    /// Keeps `value`; its id.
+    fn keep(&self, value: T) -> usize {
+        let mut kept = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        kept.push(Arc::new(value));
+        kept.len()
+    }
+
+    /// The value kept under `id`.
+    fn get(&self, id: u32) -> Option<Arc<T>> {
+        let kept = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        id.checked_sub(1).and_then(|index| kept.get(index as usize)).cloned()
+    }
+}
+
 /// What analyses of this process read besides code, by the id JavaScript
 /// keeps (`watch` of an analysis; 0 when it read only code).
-static WATCHES: Mutex<Vec<Arc<analyze::Watched>>> = Mutex::new(Vec::new());
+static WATCHES: Kept<analyze::Watched> = Kept::new();
 
 /// Analysed graphs' nodes, by the id JavaScript keeps (`nodesId`): as the
 /// analysis named them, and as the core takes them.
-type KeptNodes = Arc<(Vec<analyze::GraphNode>, Vec<hitsave_core::graph::Node>)>;
-static NODES: Mutex<Vec<KeptNodes>> = Mutex::new(Vec::new());
+static NODES: Kept<(Vec<analyze::GraphNode>, Vec<hitsave_core::graph::Node>)> = Kept::new();
 
-/// Keeps an analysis's nodes under an id (from 1) for `graphNodes` and `registerFunction`.
-fn keep_nodes(named: Vec<analyze::GraphNode>, nodes: Vec<hitsave_core::graph::Node>) -> usize {
-    let mut kept = NODES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    kept.push(Arc::new((named, nodes)));
-    kept.len()
-}
-
-fn kept_nodes(js: Js, id: u32) -> Result<KeptNodes> {
-    let kept = NODES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    id.checked_sub(1)
-        .and_then(|index| kept.get(index as usize))
-        .cloned()
-        .ok_or_else(|| to_napi(js, HitSaveError::CodeUnavailable(format!("no analysed graph {id}"))))
+fn kept_nodes(js: Js, id: u32) -> Result<Arc<(Vec<analyze::GraphNode>, Vec<hitsave_core::graph::Node>)>> {
+    NODES.get(id).ok_or_else(|| to_napi(js, HitSaveError::CodeUnavailable(format!("no analysed graph {id}"))))
 }
 
 /// An analysed graph's nodes as `[kind, name, content, [deps]]` (for
@@ -343,9 +354,7 @@ fn keep_watch(watched: analyze::Watched) -> usize {
     if watched.is_empty() {
         return 0;
     }
-    let mut watches = WATCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    watches.push(Arc::new(watched));
-    watches.len()
+    WATCHES.keep(watched)
 }
 
 /// Whether nothing an analysis read besides code changed since (the files
@@ -353,10 +362,7 @@ fn keep_watch(watched: analyze::Watched) -> usize {
 /// variables by value): when something did, JavaScript analyses again.
 #[napi]
 pub fn watch_current(id: u32) -> bool {
-    let watches = WATCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let watched = id.checked_sub(1).and_then(|index| watches.get(index as usize)).cloned();
-    drop(watches);
-    watched.is_none_or(|watched| watched.current())
+    WATCHES.get(id).is_none_or(|watched| watched.current())
 }
 
 /// `{ root, fingerprint, nodes, watch }` for JavaScript.
@@ -366,7 +372,7 @@ fn analysis_to_js(js: Js, (mut graph, fingerprint, nodes): Analysis) -> Result<R
     js.set_named(out, "fingerprint", js.str(&fingerprint.to_string())?)?;
     // The nodes stay here (JavaScript reads them only to add module state:
     // `graph_nodes`); `registerFunction` takes them by this id.
-    let id = keep_nodes(std::mem::take(&mut graph.nodes), nodes);
+    let id = NODES.keep((std::mem::take(&mut graph.nodes), nodes));
     js.set_named(out, "nodesId", js.number(id as f64)?)?;
     // `[[file, [binding names], [[node, name, reassigned], …]], …]`: the
     // module-level variables JavaScript reads in the running program.

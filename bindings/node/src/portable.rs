@@ -113,7 +113,7 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
     if js.strict_equals(prototype, js.deref(ctx.object_prototype)?)? {
         // Properties under symbol keys have no portable form (and a map of
         // the string keys would come back without them).
-        if js.array_len(js.own_symbols(value)?)? > 0 {
+        if js.has_symbol_keys(value)? {
             return Ok(false);
         }
         let keys = js.own_keys(value)?;

@@ -608,7 +608,7 @@ impl<'c> Walker<'c> {
         // Properties under symbol keys (`{ [tag]: 2 }`) are state the map of
         // string keys leaves out: two objects differing there would share a
         // key. A symbol is no portable key either (its identity is the process's).
-        if js.array_len(js.own_symbols(value)?)? > 0 {
+        if js.has_symbol_keys(value)? {
             let name = record.map_or("Object", |name| name.trim_start_matches("js:"));
             self.out.unhashable(&format!("{name} (properties under symbol keys)"));
             return Ok(());
