@@ -2218,3 +2218,46 @@ def test_code_that_asks_which_machine_it_runs_on_counts_the_platform():
     assert sys.platform in _code._platform()
     assert _code.package_of(os.uname) == _code.package_of(platform.machine)
     assert _code.package_of(math.sqrt) == ("python", f"{sys.version_info[0]}.{sys.version_info[1]}")
+
+
+def test_a_fresh_process_analyses_again_only_the_code_that_changed(project):
+    """What analysing a function finds from its code alone is kept in the
+    store by the code's content: the next process reads it, and after one
+    file is edited only that file's functions are analysed again (#12). A
+    damaged file of facts is read as none."""
+    for m in range(3):
+        previous = f"from proj import m{m - 1} as prev\n" if m else ""
+        call = " + prev.f(x)" if m else ""
+        project.write(f"proj/m{m}.py", f"{previous}\ndef f(x):\n    return x * {m + 2}{call}\n\ndef g(x):\n    return f(x) + {m}\n")
+    project.write("proj/__init__.py", "")
+    probe = """
+        import json, os, hitsave
+        from hitsave import _code
+        import proj.m2
+        g = hitsave.memo(proj.m2.g)
+        missed = g.lookup(3) is hitsave.MISS
+        value = g(3)
+        computed = sorted(f"{os.path.basename(f)}:{n}" for f, n in _code.analysed_files.items())
+        print(json.dumps([missed, value, computed]))
+    """
+
+    def run():
+        return json.loads(project.run(probe).stdout.strip().splitlines()[-1])
+
+    missed, value, computed = run()
+    assert missed and value == 3 * 4 + 3 * 3 + 3 * 2 + 2
+    assert computed == ["m0.py:1", "m1.py:1", "m2.py:2"]
+    assert run() == [False, value, []], "a fresh process with no edit analyses nothing again"
+    text = (project.root / "proj/m0.py").read_text()
+    project.write("proj/m0.py", text.replace("x * 2", "x * 5"))
+    missed, edited, computed = run()
+    assert missed and edited == value + 3 * 3
+    assert computed == ["m0.py:1"], "only the edited file's function is analysed again"
+    # Files of facts damaged (cut short): read as none, analysed again, same answer.
+    facts = list((project.cache / "analysis").glob("codes-*.bin"))
+    assert facts
+    for path in facts:
+        path.write_bytes(path.read_bytes()[:-7])
+    missed, again, computed = run()
+    assert not missed and again == edited
+    assert computed == ["m0.py:1", "m1.py:1", "m2.py:2"]

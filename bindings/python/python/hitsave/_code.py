@@ -28,6 +28,7 @@ import builtins
 import collections.abc
 import functools
 import importlib
+import marshal
 import operator
 import os
 import re
@@ -43,14 +44,16 @@ from hitsave import _bytecode, _native, _types
 
 @functools.cache
 def _external_prefixes() -> tuple[str, ...]:
-    """The standard library's and the installed packages' directories."""
-    import sysconfig
-
-    return tuple(
-        os.path.realpath(p) + os.sep
-        for key in ("stdlib", "platstdlib", "purelib", "platlib")
-        if (p := sysconfig.get_paths().get(key))
-    )
+    """The standard library's directories: where `os` was loaded from, and
+    the directory holding `lib-dynload` (or Windows' `DLLs`) on `sys.path`.
+    (Installed packages' directories are told by their names,
+    :func:`_installed_directory`; `sysconfig.get_paths()` would cost a
+    fresh process two milliseconds to say the same.)"""
+    directories = [os.path.dirname(os.__file__)]
+    for entry in sys.path:
+        if os.path.basename(entry.rstrip("/\\")) in ("lib-dynload", "DLLs"):
+            directories.append(os.path.dirname(entry.rstrip("/\\")))
+    return tuple({os.path.realpath(directory) + os.sep: None for directory in directories})
 
 
 _BUILTIN_CODE = (
@@ -453,6 +456,139 @@ def _code_summary(code: types.CodeType, safe: bool = False) -> list[Any]:
     ]
 
 
+
+# What analysing a code object finds from the code alone: what it runs (the
+# digest of `_code_summary`), whether it reads or writes files
+# (`_file_use`), whether it names the local time (`_names_local_time`) and
+# the names and imports it reads (`_bytecode.references`). Kept by the
+# code's content, the marshalled code object itself (bytecode, constants,
+# names, nested code, file name, line numbers): in the process by identity,
+# and across processes in the store (`analysis/codes-*.bin`, one file per
+# source directory), so a fresh process analyses again only code that
+# changed (the functions of a file edited since the last run); what the
+# names are bound to is read again every time. Code from anywhere (a file
+# saved after import, a notebook cell, a replaced `__code__`) finds the
+# facts of exactly that code or none.
+_FACT_SUMMARY, _FACT_BARE, _FACT_USE, _FACT_LOCAL_TIME, _FACT_REFERENCES = range(5)
+_FACTS_FORMAT = 1
+# Entries a directory's file keeps beyond those this process used.
+_FACTS_LIMIT = 8192
+_FACTS: dict[int, tuple["weakref.ref[types.CodeType]", tuple[Any, ...]]] = {}
+# Per source directory: (file path or None, entries by key, keys used or added).
+_FACT_FILES: dict[str, tuple[str | None, dict[str, tuple[Any, ...]], set[str]]] = {}
+_FACTS_ADDED: set[str] = set()  # directories whose file has entries to write
+# How many code objects of each file this process analysed (found no facts
+# for): what the tests and the benchmark count.
+analysed_files: dict[str, int] = {}
+
+
+def _code_facts(code: types.CodeType) -> tuple[Any, ...]:
+    """The facts of `code` (see above), computed once per code content."""
+    known = _FACTS.get(id(code))
+    if known is not None and known[0]() is code:
+        return known[1]
+    try:
+        key: str | None = _native.blob_digest(marshal.dumps(code, 2))
+    except ValueError:  # a constant marshal cannot write (code built by `code.replace`)
+        key = None
+    facts = None
+    if key is not None:
+        directory = os.path.dirname(code.co_filename)
+        kept = _FACT_FILES.get(directory)
+        if kept is None:
+            kept = _FACT_FILES[directory] = _load_facts(directory)
+        facts = kept[1].get(key)
+        if facts is None:
+            facts = _compute_facts(code)
+            kept[1][key] = facts
+            _FACTS_ADDED.add(directory)
+        kept[2].add(key)
+    else:
+        facts = _compute_facts(code)
+    _FACTS[id(code)] = (weakref.ref(code), facts)
+    return facts  # type: ignore[return-value]
+
+
+def _compute_facts(code: types.CodeType) -> tuple[Any, ...]:
+    analysed_files[code.co_filename] = analysed_files.get(code.co_filename, 0) + 1
+    try:
+        summary = _native.value_digest(_code_summary(code))
+    except _native.HitSaveError:
+        summary = _native.value_digest(_code_summary(code, safe=True))
+    # A function's content with no annotations or defaults (`_function`).
+    bare = _native.value_digest(["function", summary, [], None, None])
+    references = [tuple(reference) for reference in _bytecode.references(code)]
+    return (summary, bare, _file_use(code), _names_local_time(code), references)
+
+
+def _facts_path(directory: str) -> str | None:
+    """Where the facts of code from `directory` are kept: the store's
+    analysis directory, a file per interpreter build, analysis code and
+    source directory (a new HitSave or Python starts afresh)."""
+    from hitsave import _memo
+
+    store = _memo._open_store()
+    if store is None:
+        return None
+    build = _facts_build()
+    where = _native.blob_digest(directory.encode("utf-8", "surrogatepass")).split("_", 1)[1][:24]
+    return os.path.join(store.path, "analysis", f"codes-{build}-{where}.bin")
+
+
+@functools.lru_cache(maxsize=1)
+def _facts_build() -> str:
+    parts: list[Any] = [sys.version, sys.implementation.cache_tag, sys.hexversion, _FACTS_FORMAT]
+    for module in (sys.modules[__name__], _bytecode, _native):
+        try:
+            state = os.stat(module.__file__ or "")
+            parts.append([state.st_size, state.st_mtime_ns])
+        except (OSError, TypeError):
+            parts.append(None)
+    return _native.value_digest(repr(parts)).split("_", 1)[1][:24]
+
+
+def _read_facts(path: str | None) -> dict[str, tuple[Any, ...]]:
+    """A facts file's entries: its first line is the digest of the rest, so
+    a file cut short or damaged is read as empty (never half-believed)."""
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+        check, _, payload = data.partition(b"\n")
+        if check.decode("ascii") != _native.blob_digest(payload):
+            return {}
+        entries = marshal.loads(payload)
+    except (OSError, ValueError, EOFError, TypeError):
+        return {}
+    return entries if type(entries) is dict else {}
+
+
+def _load_facts(directory: str) -> tuple[str | None, dict[str, tuple[Any, ...]], set[str]]:
+    path = _facts_path(directory)
+    return path, _read_facts(path), set()
+
+
+def save_facts() -> None:
+    """Writes the facts added since the last save (after a graph is built):
+    merged with what other processes wrote meanwhile; a directory's file
+    past `_FACTS_LIMIT` entries keeps only those this process used."""
+    while _FACTS_ADDED:
+        directory = _FACTS_ADDED.pop()
+        path, entries, used = _FACT_FILES[directory]
+        if path is None:
+            continue
+        merged = _read_facts(path)
+        merged.update(entries)
+        if len(merged) > _FACTS_LIMIT:
+            merged = {key: merged[key] for key in used if key in merged}
+        try:
+            payload = marshal.dumps(merged)
+        except ValueError:
+            continue
+        _bytecode.write_atomically(path, _native.blob_digest(payload).encode("ascii") + b"\n" + payload)
+
+
 def _import_module(name: str, level: int, package: str | None) -> types.ModuleType | None:
     """The module an ``import`` in a function body names, importing it as the
     function itself would (``None`` when it cannot be found now)."""
@@ -468,7 +604,7 @@ def _import_module(name: str, level: int, package: str | None) -> types.ModuleTy
         return None
 
 
-def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[str | None, Any, Any, str | None]]:
+def _referenced(code: types.CodeType, namespace: dict[str, Any], references: list[tuple[Any, ...]] | None = None) -> list[tuple[str | None, Any, Any, str | None]]:
     """What a code object (and its nested ones) reads from its globals, as
     ``(global name read, the value bound to it, the value used, qualified
     name of a module attribute)``:
@@ -478,7 +614,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any]) -> list[tuple[s
     package = namespace.get("__package__") or (namespace.get("__name__", "").rpartition(".")[0] or None)
     environment: Any = _MISSING
     counted: dict[str, list[Any]] | None = None  # collections and numbers read: `_written_only`
-    for reference in _bytecode.references(code):
+    for reference in _code_facts(code)[_FACT_REFERENCES] if references is None else references:
         if reference[0] == "import":
             found.extend(_imported(reference[1], reference[2], reference[3], package))
             continue
@@ -2103,16 +2239,20 @@ class _GraphBuilder:
         # What runs (bytecode, names, constants, nested code), never the
         # source on disk, which may be newer than the code loaded (a file
         # saved after import); two lambdas on one line differ here too.
-        parts = ["function", _code_summary(fn.__code__), _annotations(fn), fn.__defaults__, fn.__kwdefaults__]
-        try:
-            content = _native.value_digest(parts)
-        except _native.HitSaveError:
-            # Part of it cannot be hashed (a default holding a lock): that
-            # item by its type, every other item by value.
-            parts[1] = _code_summary(fn.__code__, safe=True)
-            parts[3] = None if fn.__defaults__ is None else [_safe_value(d) for d in fn.__defaults__]
-            parts[4] = None if fn.__kwdefaults__ is None else {k: _safe_value(v) for k, v in fn.__kwdefaults__.items()}
-            content = _native.value_digest(parts)
+        facts = _code_facts(fn.__code__)
+        annotations = _annotations(fn)
+        if not annotations and fn.__defaults__ is None and fn.__kwdefaults__ is None:
+            content = facts[_FACT_BARE]
+        else:
+            parts = ["function", facts[_FACT_SUMMARY], annotations, fn.__defaults__, fn.__kwdefaults__]
+            try:
+                content = _native.value_digest(parts)
+            except _native.HitSaveError:
+                # A default cannot be hashed (one holding a lock): that item
+                # by its type, every other item by value.
+                parts[3] = None if fn.__defaults__ is None else [_safe_value(d) for d in fn.__defaults__]
+                parts[4] = None if fn.__kwdefaults__ is None else {k: _safe_value(v) for k, v in fn.__kwdefaults__.items()}
+                content = _native.value_digest(parts)
         self.watched.code(fn)
         node = self._add("function", name, content)
         self.functions[id(fn)] = node
@@ -2147,8 +2287,9 @@ class _GraphBuilder:
 
     def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> str:
         """Links what `code` reads to `node`; returns its :func:`_file_use`."""
-        use = _file_use(code)
-        if _names_local_time(code):
+        facts = _code_facts(code)
+        use = facts[_FACT_USE]
+        if facts[_FACT_LOCAL_TIME]:
             self._link(node, self._local_time_node())
         reads_files = use == "reads"
         if reads_files:
@@ -2161,7 +2302,7 @@ class _GraphBuilder:
             self.file_namers.append((node, code, namespace))
         directories: list[tuple[str, str]] = []  # (node name, path) of data directories the code reads
         strings: set[str] = set()  # module-level strings it reads (`CONFIG = "config.json"`)
-        for name, bound, value, qualified in _referenced(code, namespace):
+        for name, bound, value, qualified in _referenced(code, namespace, facts[_FACT_REFERENCES]):
             if name is not None and name in namespace:
                 # Watched under the name the code reads (never another name
                 # bound to an equal small int or interned string), against
@@ -2480,9 +2621,14 @@ def _assignments_of(qualified: str) -> list[str]:
 def _memoized(obj: Any) -> Any:
     """The function a HitSave ``@memo`` wrapper wraps (as given: a function,
     a bound method, a partial), or ``None``."""
-    from hitsave._memo import MemoFunction
+    if not _MEMO_FUNCTION:
+        from hitsave._memo import MemoFunction
 
-    return obj._fn if isinstance(obj, MemoFunction) else None
+        _MEMO_FUNCTION.append(MemoFunction)
+    return obj._fn if isinstance(obj, _MEMO_FUNCTION[0]) else None
+
+
+_MEMO_FUNCTION: list[type] = []  # `_memo.MemoFunction`, imported at first use (`_memo` imports this module)
 
 
 def _qualified_type(kind: Any) -> str:
@@ -2587,4 +2733,6 @@ def _build_graph(obj: Any) -> tuple[str, list[tuple[str, str, str, list[int]]], 
         raise TypeError(f"{obj!r} has no code to fingerprint")
     builder.files_named_for_readers()
     builder.watched.files_in_key = builder.reads_files or builder.writes_files
+    if _FACTS_ADDED:
+        save_facts()
     return builder.nodes[root][1], builder.nodes, builder.watched.freeze()
