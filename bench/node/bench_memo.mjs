@@ -259,19 +259,24 @@ const moduleSource = (m, bump = 1) => {
   return source;
 };
 for (let m = 0; m < MODULES; m++) fs.writeFileSync(path.join(project, `m${m}.js`), moduleSource(m));
-const timing = (setup, call) => `
+const timing = (setup, call, parsed = '[]') => `
 const { f0 } = require('./m0');
 (async () => {
 let t = process.hrtime.bigint(); f0(1); const plain = Number(process.hrtime.bigint() - t) / 1e9;
 ${setup}
 t = process.hrtime.bigint();
 await ${call};
-process.stdout.write(JSON.stringify({ plain, first: Number(process.hrtime.bigint() - t) / 1e9 }));
+const first = Number(process.hrtime.bigint() - t) / 1e9;
+process.stdout.write(JSON.stringify({ plain, first, parsed: ${parsed} }));
 })();`;
 fs.writeFileSync(path.join(project, 'hitsave.js'), timing(
-  `const { memo } = require(${JSON.stringify(path.join(repo, 'bindings', 'node'))});`,
+  `const { memo, _native } = require(${JSON.stringify(path.join(repo, 'bindings', 'node'))});`,
   'memo(function run(x) { return f0(x); })(1)',
+  "_native.summarizedFiles().map((file) => require('node:path').basename(file))",
 ));
+// A project as users run it: its files older than the two seconds in which
+// a file may still change unseen (what the kept module summaries wait for).
+Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2100);
 fs.writeFileSync(path.join(project, 'memoizefs.js'), timing(
   `const memoizeFs = (await import(${JSON.stringify(import.meta.resolve('memoize-fs'))})).default; const m = memoizeFs({ cachePath: ${JSON.stringify(path.join(tmp, 'memoize-fs'))} });`,
   '(await m.fn(f0))(1)',
@@ -284,7 +289,11 @@ const firstCalls = (file, before = () => {}) => {
     before(i);
     samples.push(fresh(file));
   }
-  return { first: median(samples.map((x) => x.first)), plain: median(samples.map((x) => x.plain)) };
+  return {
+    first: median(samples.map((x) => x.first)),
+    plain: median(samples.map((x) => x.plain)),
+    parsed: [...new Set(samples.flatMap((x) => x.parsed))].sort(),
+  };
 };
 const oursFirst = firstCalls('hitsave.js');
 const peerFirst = firstCalls('memoizefs.js');
@@ -298,12 +307,15 @@ rows.push([
   '≤ 20 ms above a plain call (#13)',
   above <= 0.02 ? 'met' : '**missed**',
 ]);
+// Parsed again: the edited file, and the one that called memo() (its call is
+// located in its text in every process).
+const onlyEdited = oursEdited.parsed.every((file) => file === 'm150.js' || file === 'hitsave.js');
 rows.push([
   'First call after one of the 200 files changed (a miss: analysis, call, store)',
   '—',
-  fmt(oursEdited.first),
+  `${fmt(oursEdited.first)}; parsed again: ${oursEdited.parsed.join(', ')}`,
   'only that file parsed again (#13)',
-  '**missed**: every process parses all it reaches',
+  onlyEdited ? 'met' : '**missed**',
 ]);
 
 const cpu = (os.cpus()[0] || {}).model || 'unknown CPU';

@@ -22,6 +22,7 @@
 //! When that fails, the function's source text (`fn.toString()`) is looked
 //! up in the file.
 
+mod kept;
 mod normalise;
 mod resolve;
 
@@ -32,6 +33,8 @@ use resolve::{Resolved, project_root, resolve};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
 
 use hitsave_core::Digest;
 use hitsave_core::stream::StreamWriter;
@@ -185,7 +188,7 @@ fn unavailable(message: impl Into<String>) -> HitSaveError {
 }
 
 /// What an imported name is.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 enum Imported {
     Named(String),
     Default,
@@ -193,7 +196,7 @@ enum Imported {
 }
 
 /// An edge out of a unit.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum Dep {
     Unit(usize),
     Import {
@@ -257,16 +260,19 @@ impl Dep {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Unit {
     name: String,
-    kind: &'static str,
+    #[serde(with = "kept::forms::word")]
+    kind: Word,
     /// The text whose normalised form is the unit's content.
     text: String,
     /// The content digest, computed when a graph first reaches the unit:
     /// normalising means parsing the unit again, and most units of a big
     /// module are never reached.
+    #[serde(with = "kept::forms::content")]
     content: OnceLock<Digest>,
+    #[serde(with = "kept::forms::span")]
     span: Span,
     deps: Vec<Dep>,
     /// A top-level statement run for its effects (`config.nested.k = 3`,
@@ -293,18 +299,29 @@ struct Unit {
     /// says once the program runs (`let`, `var`, a `const` holding anything
     /// but a literal): its keyword. Its value is read in the process
     /// ([`AnalyzedGraph::state`]).
-    declared: Option<&'static str>,
+    #[serde(with = "kept::forms::optional_word")]
+    declared: Option<Word>,
 }
 
+/// A unit's kind or declaring keyword (named so serde's derive reads it as
+/// a type of its own: a `&'static str` field would tie what it reads to
+/// `'static`).
+type Word = &'static str;
+
+/// The words units are described by (kinds, declaring keywords), as the
+/// static strings the analysis compares; a kept summary holding another is
+/// read as none (`kept::forms`).
+const WORDS: &[&str] = &["function", "class", "constant", "module", "const", "let", "var"];
+
 /// What a module-level name is bound to.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum Binding {
     Unit(usize),
     Import { spec: String, imported: Imported },
 }
 
 /// What an exported name is.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum Export {
     Local(String),
     Unit(usize),
@@ -312,10 +329,12 @@ enum Export {
 }
 
 /// One module, summarised without its AST.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Module {
     /// The file's state before it was read.
+    #[serde(skip, default = "missing_state")]
     read_state: hitsave_host::files::FileState,
+    #[serde(skip)]
     path: PathBuf,
     rel: String,
     units: Vec<Unit>,
@@ -350,7 +369,16 @@ struct Module {
     /// (added to the binding's deps, but not references the binding makes).
     effect_edges: std::collections::HashSet<(usize, usize)>,
     /// How the units' texts parse.
+    #[serde(skip)]
     source_type: SourceType,
+    /// Kept across processes (`kept`): a unit digest computed for it is
+    /// written to the store's analysis directory.
+    #[serde(skip)]
+    kept: bool,
+}
+
+fn missing_state() -> hitsave_host::files::FileState {
+    hitsave_host::files::FileState::Missing
 }
 
 impl Module {
@@ -1665,6 +1693,7 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
                     // `readFileSync(process.env.INPUT)`: the file (or every file of
                     // the directory) the variable names when the graph is built.
                     let path = lexical_normal(&path);
+                    kept::situated();
                     module.units[holder].deps.push(if path.is_dir() {
                         Dep::Directory(path)
                     } else {
@@ -1686,6 +1715,7 @@ fn file_reads(module: &mut Module, semantic: &Semantic<'_>, index: &UnitIndex, h
             let text = text.strip_prefix("file://").unwrap_or(&text);
             let mut path = PathBuf::from(text);
             if path.is_relative() {
+                kept::situated();
                 let Ok(cwd) = std::env::current_dir() else { continue };
                 path = cwd.join(path);
             }
@@ -1755,6 +1785,7 @@ fn programs_run(semantic: &Semantic<'_>, here: &Here, arguments: &[Argument<'_>]
             }
             let Some(path) = absolute(Path::new(word)) else { continue };
             let path = lexical_normal(&path);
+            kept::situated();
             if path.is_file() && !found.contains(&path) {
                 found.push(path);
             }
@@ -1788,7 +1819,10 @@ fn env_text(semantic: &Semantic<'_>, expression: &Expression<'_>) -> Option<Stri
     let Expression::StaticMemberExpression(env) = object else { return None };
     let Expression::Identifier(process) = &env.object else { return None };
     (env.property.name == "env" && process.name == "process" && is_unresolved(semantic, process))
-        .then(|| std::env::var(name).ok())
+        .then(|| {
+            kept::situated();
+            std::env::var(name).ok()
+        })
         .flatten()
 }
 
@@ -1800,7 +1834,12 @@ fn part_text(semantic: &Semantic<'_>, here: &Here, expression: &Expression<'_>) 
 /// A relative path made absolute against the working directory (how the
 /// read resolves it).
 fn absolute(path: &Path) -> Option<PathBuf> {
-    if path.is_absolute() { Some(path.to_path_buf()) } else { Some(std::env::current_dir().ok()?.join(path)) }
+    if path.is_absolute() {
+        Some(path.to_path_buf())
+    } else {
+        kept::situated();
+        Some(std::env::current_dir().ok()?.join(path))
+    }
 }
 
 /// The directory a path built at run time starts with, when that much is
@@ -2137,6 +2176,7 @@ fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here
                         && matches!(&member.object, Expression::Identifier(process)
                             if process.name == "process" && is_unresolved(semantic, process))) =>
         {
+            kept::situated();
             Some(std::env::current_dir().ok()?.to_string_lossy().into_owned())
         }
         Expression::CallExpression(call) => {
@@ -2151,6 +2191,7 @@ fn static_text(semantic: &Semantic<'_>, expression: &Expression<'_>, here: &Here
                         path.push(part); // an absolute part starts over, as `resolve` does
                     }
                     if name == "resolve" && path.is_relative() {
+                        kept::situated();
                         path = std::env::current_dir().ok()?.join(path);
                     }
                     Some(lexical_normal(&path).to_string_lossy().into_owned())
@@ -3120,6 +3161,23 @@ fn json_without_whitespace(text: &str) -> String {
     out
 }
 
+/// Forgets the module summaries this process made or read (as a fresh
+/// process starts): for tests of the summaries kept across processes.
+#[doc(hidden)]
+pub fn forget_process_summaries() {
+    *cache() = None;
+    kept::forget();
+}
+
+/// The files this process parsed and summarised (rather than reading a kept
+/// summary, `kept`), in order: what tests and the benchmark count.
+static SUMMARIZED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// [`SUMMARIZED`].
+pub fn summarized_files() -> Vec<PathBuf> {
+    SUMMARIZED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
 fn summarize(
     core: &Core,
     path: &Path,
@@ -3129,6 +3187,7 @@ fn summarize(
     script: Option<&str>,
     what: &str,
 ) -> Result<Module, HitSaveError> {
+    SUMMARIZED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(path.to_path_buf());
     // Its state before it is read (a worker's module is read again when it changed: `Graph::runs`).
     let read_state = hitsave_host::files::FileState::of(path);
     let text = match script {
@@ -3154,6 +3213,7 @@ fn summarize(
         changes: Vec::new(),
         effect_edges: std::collections::HashSet::new(),
         source_type: source_type_of(path),
+        kept: false,
     };
     if path.extension().is_some_and(|ext| ext == "json") {
         let mut module = module;
@@ -3292,6 +3352,11 @@ struct Graph<'c> {
     state_globals: Vec<String>,
     /// `(from, to)` edges to what may change `from` (writers, effects).
     effect_links: std::collections::HashSet<(u32, u32)>,
+    /// The project's summaries kept across processes (`Program::summaries`).
+    kept: Option<Arc<Mutex<kept::Kept>>>,
+    /// A kept summary was added or a unit digest computed for one: the file
+    /// is written when the graph is done.
+    kept_changed: bool,
 }
 
 /// The program around a call to analyse: what its code reads besides the
@@ -3305,6 +3370,9 @@ pub struct Program {
     /// The command-line arguments after the script's path
     /// (`process.argv.slice(2)`), counted by value where code reads them.
     pub argv: Vec<String>,
+    /// The store's analysis directory, where module summaries are kept
+    /// across processes (`kept`); `None`: kept for the process only.
+    pub summaries: Option<PathBuf>,
 }
 
 impl<'c> Graph<'c> {
@@ -3321,6 +3389,8 @@ impl<'c> Graph<'c> {
             state_globals: Vec::new(),
             exported_data: std::collections::HashSet::new(),
             effect_links: std::collections::HashSet::new(),
+            kept: program.summaries.as_deref().map(|directory| kept::for_project(directory, &project)),
+            kept_changed: false,
             core,
             project,
             modules: cache().clone().unwrap_or_default(),
@@ -3360,8 +3430,30 @@ impl<'c> Graph<'c> {
         let module = match self.modules.get(path) {
             Some(module) => module.clone(),
             None => {
-                let rel = self.rel(path);
-                let module = Arc::new(summarize(self.core, path, rel, None, "", None, "")?);
+                let kept = self.kept.clone();
+                let mut kept = kept.as_ref().map(|kept| kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+                let module = match kept.as_mut().and_then(|kept| kept.get(path)) {
+                    Some(module) => module,
+                    None => {
+                        let rel = self.rel(path);
+                        // The state before the read: a summary is kept under it
+                        // (an edit while it is read is another state).
+                        let stamp = kept.as_ref().and_then(|_| kept::Stamp::of(path));
+                        let (module, situated) = kept::watching(|| summarize(self.core, path, rel, None, "", None, ""));
+                        let mut module = module?;
+                        match (kept.as_mut(), stamp) {
+                            (Some(kept), Some(stamp)) if !situated => {
+                                module.kept = true;
+                                let module = Arc::new(module);
+                                kept.put(stamp, module.clone());
+                                self.kept_changed = true;
+                                module
+                            }
+                            _ => Arc::new(module),
+                        }
+                    }
+                };
+                drop(kept);
                 self.modules.insert(path.to_path_buf(), module.clone());
                 module
             }
@@ -3862,6 +3954,7 @@ impl<'c> Graph<'c> {
             Some(content) => *content,
             None => {
                 let content = content_digest(self.core, data.kind, &data.text, module.source_type)?;
+                self.kept_changed |= module.kept;
                 *data.content.get_or_init(|| content)
             }
         };
@@ -4205,6 +4298,11 @@ impl Graph<'_> {
             reads_unknown || self.reached.iter().any(|(module, unit, _)| module.units[*unit].writes_files);
         self.files_named_for_readers(reads_unknown)?;
         self.collect_state(root);
+        if self.kept_changed
+            && let Some(kept) = &self.kept
+        {
+            kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).save();
+        }
         {
             let mut cache = cache();
             let cache = cache.get_or_insert_with(HashMap::new);

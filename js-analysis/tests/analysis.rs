@@ -127,3 +127,118 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The graph of `main.mjs`'s memoized function with module summaries kept
+/// in `kept` (as the Node SDK runs it), each time as a fresh process would.
+/// A graph's nodes as `(kind, name, content, dependency names)`, sorted.
+type Nodes = Vec<(String, String, String, Vec<String>)>;
+
+fn graph_kept(root: &Path, kept: &Path) -> (Nodes, String) {
+    hitsave_js_analysis::forget_process_summaries();
+    let file = root.join("main.mjs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (line, column) = text
+        .lines()
+        .enumerate()
+        .find_map(|(index, line)| line.find("memo(").map(|at| (index as u32 + 1, at as u32 + 1)))
+        .unwrap();
+    let program = hitsave_js_analysis::Program { summaries: Some(kept.to_path_buf()), ..Default::default() };
+    let graph = analyze(core(), &file, line, column, "", None, &program).unwrap();
+    let mut nodes: Vec<_> = graph
+        .nodes
+        .iter()
+        .map(|node| {
+            let mut deps: Vec<String> = node.deps.iter().map(|&dep| graph.nodes[dep as usize].name.clone()).collect();
+            deps.sort();
+            (node.kind.clone(), node.name.clone(), node.content.clone(), deps)
+        })
+        .collect();
+    nodes.sort();
+    // What the binding reads in the running program, by node name (node
+    // numbers follow the order modules were reached).
+    let mut state: Vec<String> = graph
+        .state
+        .iter()
+        .map(|module| {
+            let mut variables: Vec<String> = module
+                .variables
+                .iter()
+                .map(|(node, name, assigned)| format!("{}={name}:{assigned}", graph.nodes[*node as usize].name))
+                .collect();
+            variables.sort();
+            let mut bindings = module.bindings.clone();
+            bindings.sort();
+            format!("{}{bindings:?}{variables:?}", module.file.display())
+        })
+        .collect();
+    state.sort();
+    let rest = format!(
+        "{state:?} {:?} {:?} {} {} {:?}",
+        graph.state_names, graph.state_globals, graph.reads_unknown, graph.files_in_key, graph.watched.files
+    );
+    (nodes, rest)
+}
+
+#[test]
+fn a_graph_from_kept_module_summaries_is_the_graph_from_the_sources() {
+    // Every kind of unit a summary holds: functions, classes (with statics and
+    // methods changed at the top level), `let`/`var`/`const` state, CommonJS
+    // exports, a JSON module, TypeScript, re-exports, effects on an import,
+    // side-effect imports, globals written and read.
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    write(root, "package.json", r#"{ "name": "app", "type": "module" }"#);
+    write(root, "data.json", r#"{ "rate": 3 }"#);
+    write(
+        root,
+        "shapes.ts",
+        "export interface Shape { area(): number }\nexport class Square implements Shape {\n  constructor(private side: number) {}\n  \
+         area(): number { return this.side * this.side; }\n}\nexport enum Unit { Cm, In }\n",
+    );
+    write(
+        root,
+        "config.mjs",
+        "import data from './data.json' with { type: 'json' };\nexport const settings = { k: 2, rate: data.rate };\n\
+         export let counter = 0;\nexport var legacy = [1, 2];\nexport function bump() { counter += 1; }\n\
+         export let level = 1;\nlevel = 2;\n",
+    );
+    write(root, "setup.mjs", "import { settings } from './config.mjs';\nsettings.k = 5;\nglobalThis.RATE = 7;\n");
+    write(
+        root,
+        "lib.cjs",
+        "const helper = (x) => x + 1;\nmodule.exports = { helper, table: [1, 2, 3] };\nexports.extra = () => 4;\n",
+    );
+    write(
+        root,
+        "calc.mjs",
+        "import { settings, legacy, level, counter } from './config.mjs';\nimport lib from './lib.cjs';\nimport { Square } from './shapes.ts';\n\
+         export * from './config.mjs';\nexport class Calc {\n  static base = 10;\n  run(x) { return new Square(x).area() * settings.k + \
+         lib.helper(x) + legacy.length + RATE + level + counter; }\n}\nCalc.prototype.scale = 2;\nObject.assign(Calc, { extra: 1 });\n",
+    );
+    write(
+        root,
+        "main.mjs",
+        "import { memo } from 'hitsave';\nimport './setup.mjs';\nimport { Calc } from './calc.mjs';\n\
+         export const f = memo((x) => new Calc().run(x));\n",
+    );
+    // Files modified in the last two seconds are never kept.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let kept = tempfile::tempdir().unwrap();
+    let parsed = graph_kept(root, kept.path());
+    let files: Vec<_> = std::fs::read_dir(kept.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert_eq!(files.len(), 1, "one kept file for the project: {files:?}");
+    let before = hitsave_js_analysis::summarized_files().len();
+    let from_kept = graph_kept(root, kept.path());
+    // (Other tests of this process parse their own projects meanwhile.)
+    let root = root.canonicalize().unwrap();
+    let again: Vec<_> = hitsave_js_analysis::summarized_files()[before..]
+        .iter()
+        .filter(|file| file.starts_with(&root))
+        .cloned()
+        .collect();
+    assert_eq!(again, [root.join("main.mjs")], "only the memo() caller is parsed again");
+    assert_eq!(from_kept, parsed);
+    assert!(parsed.0.iter().any(|node| node.1.contains("shapes.ts")), "{parsed:?}");
+    assert!(parsed.0.iter().any(|node| node.1.contains("data.json")), "{parsed:?}");
+    assert!(parsed.1.contains("level:true"), "a top-level assignment makes `level` state read again: {}", parsed.1);
+}

@@ -204,13 +204,23 @@ fn analysis(
     argv: &[String],
 ) -> std::result::Result<Analysis, HitSaveError> {
     let core = Core::shared()?;
-    let program = analyze::Program { files: others.iter().map(PathBuf::from).collect(), argv: argv.to_vec() };
+    let program = analyze::Program {
+        files: others.iter().map(PathBuf::from).collect(),
+        argv: argv.to_vec(),
+        summaries: summaries_dir(),
+    };
     let (file, source, script) = (PathBuf::from(file), source.to_owned(), script.map(str::to_owned));
     let graph =
         on_analysis_thread(move || analyze::analyze(core, &file, line, column, &source, script.as_deref(), &program))?;
     let nodes = analyze::core_nodes(&graph.nodes)?;
     let fingerprint = root_fingerprint_of(core, &graph, &nodes)?;
     Ok((graph, fingerprint, nodes))
+}
+
+/// Where module summaries are kept across processes: the process's store's
+/// analysis directory (none when the configuration cannot be read).
+fn summaries_dir() -> Option<PathBuf> {
+    process_config().as_ref().ok().map(|config| config.cache_dir.join("analysis"))
 }
 
 /// Runs an analysis on a thread whose stack a dependency chain of tens of
@@ -260,7 +270,8 @@ pub fn class_fingerprints(
     let js = Js(env.raw());
     let found = (|| -> std::result::Result<Vec<String>, HitSaveError> {
         let core = Core::shared()?;
-        let program = analyze::Program { files: files.iter().map(PathBuf::from).collect(), argv };
+        let program =
+            analyze::Program { files: files.iter().map(PathBuf::from).collect(), argv, summaries: summaries_dir() };
         let graphs = on_analysis_thread(move || analyze::analyze_class(core, &source, &name, &program))?;
         graphs.iter().map(|graph| Ok(root_fingerprint(core, graph)?.to_string())).collect()
     })();
@@ -274,7 +285,11 @@ pub fn project_function(env: Env, source: String, files: Vec<String>) -> Result<
     let js = Js(env.raw());
     let found = (|| -> std::result::Result<bool, HitSaveError> {
         let core = Core::shared()?;
-        let program = analyze::Program { files: files.iter().map(PathBuf::from).collect(), argv: Vec::new() };
+        let program = analyze::Program {
+            files: files.iter().map(PathBuf::from).collect(),
+            argv: Vec::new(),
+            summaries: summaries_dir(),
+        };
         on_analysis_thread(move || analyze::project_text(core, &source, &program))
     })();
     found.map_err(|err| to_napi(js, err))
@@ -517,14 +532,17 @@ pub fn source_fingerprint(env: Env, source: String, name: String) -> Result<Stri
 static CONFIG: OnceLock<std::result::Result<Config, String>> = OnceLock::new();
 static STORES: Mutex<Option<HashMap<PathBuf, Arc<Cache>>>> = Mutex::new(None);
 
-fn config(js: Js) -> Result<&'static Config> {
-    let load = || {
+fn process_config() -> &'static std::result::Result<Config, String> {
+    CONFIG.get_or_init(|| {
         Config::load().map_err(|err| match err {
             HitSaveError::ConfigInvalid(message) => message,
             other => other.to_string(),
         })
-    };
-    match CONFIG.get_or_init(load) {
+    })
+}
+
+fn config(js: Js) -> Result<&'static Config> {
+    match process_config() {
         Ok(config) => Ok(config),
         Err(message) => Err(to_napi(js, HitSaveError::ConfigInvalid(message.clone()))),
     }
@@ -644,6 +662,14 @@ pub fn register_function(env: Env, spec: Raw) -> Result<Raw> {
         js.str(&cache_dir.display().to_string())?,
         js.number(config.lock_wait.as_secs_f64() * 1000.0)?,
     ])?))
+}
+
+/// The module files this process parsed for analyses, rather than reading
+/// a summary kept in the store (`js-analysis/src/kept.rs`), in order (what
+/// the tests and the benchmark count).
+#[napi]
+pub fn summarized_files() -> Vec<String> {
+    analyze::summarized_files().iter().map(|path| path.display().to_string()).collect()
 }
 
 /// How many distinct functions this process registered (for tests: memo()

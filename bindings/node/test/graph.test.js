@@ -153,19 +153,19 @@ test('functions that change a binding when called count toward it, wherever they
   );
   for (const [file, mark, before, after] of marks) {
     const project = new Project(files);
-    const first = project.run('main.mjs').out;
+    const first = project.run('main.js').out;
     assert.deepStrictEqual(first, [[2, 3, 4, 5], '34']);
     const line = files[file].split('\n').find((l) => l.includes(mark));
     project.write({ [file]: files[file].replace(line, line.replace(before, after)) });
-    const edited = project.run('main.mjs').out;
+    const edited = project.run('main.js').out;
     assert.notDeepStrictEqual(edited[0], first[0], `${file} ${mark}: the edit must miss, not return the old result`);
   }
   // A function that only reads those bindings is not a writer: editing it still hits.
   const project = new Project(files);
-  project.run('main.mjs');
-  const line = files['main.mjs'].split('\n').find((l) => l.includes('EDIT-reader'));
-  project.write({ 'main.mjs': files['main.mjs'].replace(line, line.replace('+ scale', '+ scale + "!"')) });
-  assert.deepStrictEqual(project.run('main.mjs').out, [[2, 3, 4, 5], '34!']);
+  project.run('main.js');
+  const line = files['main.js'].split('\n').find((l) => l.includes('EDIT-reader'));
+  project.write({ 'main.mjs': files['main.js'].replace(line, line.replace('+ scale', '+ scale + "!"')) });
+  assert.deepStrictEqual(project.run('main.js').out, [[2, 3, 4, 5], '34!']);
   assert.strictEqual(fs.readFileSync(path.join(project.root, 'runs.txt'), 'utf8'), 'x', 'the edit of a reader hits');
 });
 
@@ -295,7 +295,7 @@ test('module forms: CommonJS self-references and createRequire are followed', ()
       console.log(JSON.stringify([wrapped(1), viaA(1), viaLoad(1)]));
     `,
   });
-  const run = () => project.run('main.mjs').out;
+  const run = () => project.run('main.js').out;
   editMisses(project, run, 'lib.js', "'v' + x", "'w' + x");
   editMisses(project, run, 'lib.js', 'x * 2', 'x * 5');
   editMisses(project, run, 'helper.cjs', 'k: 3', 'k: 4');
@@ -405,7 +405,7 @@ test('statements in other modules that change an imported object count toward it
       console.log(JSON.stringify(g(2)));
     `,
   });
-  editMisses(project, () => project.run('main.mjs').out, 'setup.mjs', 'settings.k = 3', 'settings.k = 4');
+  editMisses(project, () => project.run('main.js').out, 'setup.mjs', 'settings.k = 3', 'settings.k = 4');
   editMisses(project, () => project.run('main.js').out, 'setup.js', 'cfg.rate = 5', 'cfg.rate = 6');
 });
 
@@ -1004,7 +1004,7 @@ console.log(JSON.stringify([a('a.txt'), b('a.txt'), c('a.txt'), d('a.txt')]));
 `,
   });
   const run = () => {
-    const { out, stderr } = project.run('main.mjs');
+    const { out, stderr } = project.run('main.js');
     return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
   };
   assert.deepStrictEqual(run(), ['1', '1', '1', '1', 'a,b,c,d']);
@@ -1241,7 +1241,7 @@ console.log(JSON.stringify([...out, runs]));
 `,
   });
   const run = () => {
-    const result = spawnSync(process.execPath, ['main.mjs'], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+    const result = spawnSync(process.execPath, ['main.js'], { cwd: project.root, env: project.env(), encoding: 'utf8' });
     assert.strictEqual(result.status, 0, result.stderr);
     const ran = result.stderr.split('\n').filter((line) => line.startsWith('ran:')).length;
     return [...JSON.parse(result.stdout.trim().split('\n').pop()), ran];
@@ -1824,4 +1824,42 @@ console.log(JSON.stringify([first, f(5)]));
   fs.mkdirSync(path.join(project.root, 'node_modules', '@acme'), { recursive: true });
   fs.symlinkSync(path.join(project.root, 'packages', 'lib'), path.join(project.root, 'node_modules', '@acme', 'lib'));
   assert.deepStrictEqual(project.run('packages/app/main.js').out, [10, 15]);
+});
+
+test('a fresh process parses again only the modules that changed since the last one', () => {
+  // Module summaries are kept in the store by each file's exact state: the
+  // next process reads them, and after one file is edited only that file
+  // (and the file that called memo(), whose call is located anew) is parsed.
+  // Files modified in the last two seconds are never kept, hence the waits.
+  const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  const project = new Project({
+    'm0.js': 'exports.f = (x) => x * 2;\n',
+    'm1.js': "const { f } = require('./m0');\nexports.g = (x) => f(x) + 10;\n",
+    'm2.js': "const { g } = require('./m1');\nexports.h = (x) => g(x) * 3;\n",
+    'main.js': `
+      const { memo, MISS, _native } = require(HITSAVE);
+      const { h } = require('./m2');
+      const path = require('node:path');
+      const run = memo(function run(x) { return h(x); });
+      const missed = run.lookup(4) === MISS;
+      const value = run(4);
+      const parsed = _native.summarizedFiles().map((file) => path.basename(file)).sort();
+      console.log(JSON.stringify([missed, value, [...new Set(parsed)]]));
+    `,
+  });
+  sleep(2100);
+  const first = project.run('main.js').out;
+  assert.deepStrictEqual(first, [true, 54, ['m0.js', 'm1.js', 'm2.js', 'main.js']]);
+  assert.deepStrictEqual(project.run('main.js').out, [false, 54, ['main.js']], 'nothing parsed again but the caller');
+  project.write({ 'm0.js': 'exports.f = (x) => x * 5;\n' });
+  sleep(2100);
+  assert.deepStrictEqual(project.run('main.js').out, [true, 90, ['m0.js', 'main.js']], 'only the edited module again');
+  assert.deepStrictEqual(project.run('main.js').out, [false, 90, ['main.js']]);
+  // A kept file damaged (cut short) is read as none: everything parsed again, same answer.
+  const analysis = path.join(project.cache, 'analysis');
+  const kept = fs.readdirSync(analysis).filter((name) => name.startsWith('js-modules-'));
+  assert.strictEqual(kept.length, 1);
+  const file = path.join(analysis, kept[0]);
+  fs.writeFileSync(file, fs.readFileSync(file).subarray(0, -5));
+  assert.deepStrictEqual(project.run('main.js').out, [false, 90, ['m0.js', 'm1.js', 'm2.js', 'main.js']]);
 });
