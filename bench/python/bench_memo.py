@@ -221,8 +221,8 @@ start = time.perf_counter()
 wrapped(argument)
 elapsed = time.perf_counter() - start
 import json, os
-analysed = sys.modules["hitsave._code"].analysed_files if how == "hitsave" else {}
-print(json.dumps(sorted({os.path.basename(f) for f in analysed})), sum(analysed.values()))
+analysed = getattr(sys.modules.get("hitsave._code"), "analysed_files", dict())
+print(json.dumps(sorted(set(os.path.basename(f) for f in analysed))), sum(analysed.values()))
 print(elapsed)
 """
 

@@ -474,7 +474,8 @@ _FACTS_FORMAT = 1
 # Entries a directory's file keeps beyond those this process used.
 _FACTS_LIMIT = 8192
 _FACTS: dict[int, tuple["weakref.ref[types.CodeType]", tuple[Any, ...]]] = {}
-# Per source directory: (file path or None, entries by key, keys used or added).
+# Per source directory (and per source file, the same): (file path or None,
+# entries by key, keys used or added).
 _FACT_FILES: dict[str, tuple[str | None, dict[str, tuple[Any, ...]], set[str]]] = {}
 _FACTS_ADDED: set[str] = set()  # directories whose file has entries to write
 # How many code objects of each file this process analysed (found no facts
@@ -493,15 +494,16 @@ def _code_facts(code: types.CodeType) -> tuple[Any, ...]:
         key = None
     facts = None
     if key is not None:
-        directory = os.path.dirname(code.co_filename)
-        kept = _FACT_FILES.get(directory)
+        kept = _FACT_FILES.get(code.co_filename)
         if kept is None:
-            kept = _FACT_FILES[directory] = _load_facts(directory)
+            directory = os.path.dirname(code.co_filename)
+            kept = _FACT_FILES[code.co_filename] = _FACT_FILES.get(directory) or _load_facts(directory)
+            _FACT_FILES[directory] = kept
         facts = kept[1].get(key)
         if facts is None:
             facts = _compute_facts(code)
             kept[1][key] = facts
-            _FACTS_ADDED.add(directory)
+            _FACTS_ADDED.add(os.path.dirname(code.co_filename))
         kept[2].add(key)
     else:
         facts = _compute_facts(code)
@@ -2256,7 +2258,7 @@ class _GraphBuilder:
         self.watched.code(fn)
         node = self._add("function", name, content)
         self.functions[id(fn)] = node
-        use = self._deps_of_code(node, fn.__code__, fn.__globals__, module_name(fn.__globals__.get("__name__", fn.__module__)))
+        use = self._deps_of_code(node, fn.__code__, fn.__globals__, module_name(fn.__globals__.get("__name__", fn.__module__)), facts)
         # Paths in its defaults (`def load(path="data.csv")`) count like those
         # in module-level values, when code of the graph reads files.
         if use != "writes":
@@ -2285,9 +2287,12 @@ class _GraphBuilder:
                 self._link(node, self.visit(owner))
         return node
 
-    def _deps_of_code(self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str) -> str:
+    def _deps_of_code(
+        self, node: int, code: types.CodeType, namespace: dict[str, Any], module: str, facts: tuple[Any, ...] | None = None
+    ) -> str:
         """Links what `code` reads to `node`; returns its :func:`_file_use`."""
-        facts = _code_facts(code)
+        if facts is None:
+            facts = _code_facts(code)
         use = facts[_FACT_USE]
         if facts[_FACT_LOCAL_TIME]:
             self._link(node, self._local_time_node())
