@@ -60,12 +60,6 @@ fn walk_value(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) ->
         write_contiguous_bytes(value, out)?;
     } else if value.cast_exact::<PyMemoryView>().is_ok() {
         write_memoryview(value, out)?;
-    } else if type_is(&value.get_type(), "pickle", "PickleBuffer") {
-        // What protocol 5 reductions hand over for large data (Arrow, numpy):
-        // its bytes, hashed natively without a copy.
-        out.typed("py:pickle.PickleBuffer");
-        let view = py.import("builtins")?.getattr("memoryview")?.call1((value,))?;
-        write_contiguous_bytes(&view, out)?;
     } else if let Some(_on_path) = Ancestors::enter(value, out)? {
         walk_container(value, out, depth)?;
     }
@@ -356,10 +350,64 @@ static FINGERPRINT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static PANDAS_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static DISPATCH_TABLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
+/// Per exact type whose instances `walk_object` writes by what pickle saves
+/// of them (the checks before `walk_reduced` depend on the type alone: most
+/// objects, a dataclass argument at every call): the type's `__mro__` when
+/// that was found (a base reassigned makes a new one) and its `py:` name.
+/// Held by the type, so an address is never another type's.
+static REDUCED_TYPES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
+/// Types kept in [`REDUCED_TYPES`] at most (beyond: every call checks).
+const REDUCED_TYPES_LIMIT: usize = 4096;
+
+/// The `py:` name of `kind` when its instances are known to be written by
+/// what pickle saves of them.
+fn reduced_type(kind: &Bound<'_, PyType>) -> PyResult<Option<String>> {
+    let py = kind.py();
+    let Some(known) = REDUCED_TYPES.get(py) else { return Ok(None) };
+    let Some(entry) = known.bind(py).get_item(kind)? else { return Ok(None) };
+    let entry = entry.cast::<PyTuple>()?;
+    if !entry.get_item(0)?.is(&kind.getattr(pyo3::intern!(py, "__mro__"))?) {
+        return Ok(None);
+    }
+    Ok(Some(entry.get_item(1)?.extract()?))
+}
+
+fn remember_reduced_type(kind: &Bound<'_, PyType>, name: &str) -> PyResult<()> {
+    let py = kind.py();
+    let known = REDUCED_TYPES.get_or_init(py, || PyDict::new(py).unbind()).bind(py);
+    if known.len() < REDUCED_TYPES_LIMIT {
+        known.set_item(kind, (kind.getattr(pyo3::intern!(py, "__mro__"))?, name))?;
+    }
+    Ok(())
+}
+
+/// `types.FunctionType`.
+fn function_type(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static FUNCTION: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    Ok(FUNCTION.import(py, "types", "FunctionType")?)
+}
+
 /// Everything that is not a builtin container or scalar.
 fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
     let py = value.py();
     let kind = value.get_type();
+    if let Some(name) = reduced_type(&kind)? {
+        return walk_reduced(value, &name, out, depth);
+    }
+    // Functions and classes (the commonest objects in a reduction: its
+    // constructor, its class): by their code, before the checks below,
+    // none of which an exact function or a class passes.
+    if value.is_instance_of::<PyType>() || kind.is(function_type(py)?) {
+        return write_code(value, out);
+    }
+    if type_is(&kind, "pickle", "PickleBuffer") {
+        // What protocol 5 reductions hand over for large data (Arrow, numpy):
+        // its bytes, hashed natively without a copy.
+        out.typed("py:pickle.PickleBuffer");
+        let view = py.import("builtins")?.getattr("memoryview")?.call1((value,))?;
+        return write_contiguous_bytes(&view, out);
+    }
     let module = kind.module().map(|m| m.to_string()).unwrap_or_default();
 
     if let Some((ndarray, generic)) = numpy_types(py)? {
@@ -416,13 +464,23 @@ fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -
     if hitsave_attr(py, &IS_CODE, "hitsave._code", "is_code_object")?.call1((value,))?.is_truthy()? {
         return write_code(value, out);
     }
-    walk_reduced(value, out, depth)
+    let name = py_type_name(&kind)?;
+    if !value.is_callable() {
+        // Not a function, a class or a builtin (whose binding decides): every
+        // check above holds for any instance of this type.
+        remember_reduced_type(&kind, &name)?;
+    }
+    walk_reduced(value, &name, out, depth)
 }
 
 /// A function or class, by its code fingerprint (`hitsave._code`); a
 /// callable the analysis finds no code for is `unhashable`.
 fn write_code(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<()> {
     let py = value.py();
+    if let Some(digest) = reconstructor(value)? {
+        out.function(&digest);
+        return Ok(());
+    }
     let fingerprint = match hitsave_attr(py, &FINGERPRINT, "hitsave._code", "fingerprint_of")?.call1((value,)) {
         Ok(fingerprint) => fingerprint.extract::<String>()?,
         Err(err) if err.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => {
@@ -436,10 +494,46 @@ fn write_code(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<()> 
     Ok(())
 }
 
+/// The fingerprint of `value` when it is one of `copyreg`'s reconstructors,
+/// which nearly every reduction names (`copyreg.__newobj__`): the standard
+/// library's code, fixed for the process, so found once (by identity: a
+/// reconstructor replaced is looked up as any function).
+fn reconstructor(value: &Bound<'_, PyAny>) -> PyResult<Option<hitsave_core::Digest>> {
+    static KNOWN: PyOnceLock<Vec<(Py<PyAny>, hitsave_core::Digest)>> = PyOnceLock::new();
+    thread_local! {
+        // Finding them runs the analysis, which may write code too.
+        static FINDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    let py = value.py();
+    let known = match KNOWN.get(py) {
+        Some(known) => known,
+        None if FINDING.with(|finding| finding.get()) => return Ok(None),
+        None => {
+            FINDING.with(|finding| finding.set(true));
+            let found = (|| -> PyResult<Vec<(Py<PyAny>, hitsave_core::Digest)>> {
+                let copyreg = py.import("copyreg")?;
+                let fingerprint = hitsave_attr(py, &FINGERPRINT, "hitsave._code", "fingerprint_of")?;
+                let mut known = Vec::new();
+                for name in ["__newobj__", "__newobj_ex__", "_reconstructor"] {
+                    let Ok(function) = copyreg.getattr(name) else { continue };
+                    let text: String = fingerprint.call1((&function,))?.extract()?;
+                    let digest = hitsave_core::Digest::parse(&text).map_err(|err| crate::to_py_err(err.into()))?;
+                    known.push((function.unbind(), digest));
+                }
+                Ok(known)
+            })();
+            FINDING.with(|finding| finding.set(false));
+            let _ = KNOWN.set(py, found?);
+            KNOWN.get(py).expect("set above or by another thread")
+        }
+    };
+    Ok(known.iter().find(|(function, _)| function.bind(py).is(value)).map(|(_, digest)| *digest))
+}
+
 /// Any other object, by what pickle would save of it: `__reduce_ex__(5)`,
 /// recursively (`docs/spec/values.md`). An object pickle refuses is
 /// `unhashable`, and so is anything unfaithful inside its reduction.
-fn walk_reduced(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
+fn walk_reduced(value: &Bound<'_, PyAny>, type_name_: &str, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
     let py = value.py();
     let kind = value.get_type();
     // As pickle does: a reducer registered with copyreg for the exact type
@@ -497,7 +591,7 @@ fn walk_reduced(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) 
         ("entries", listed(4)?),
         ("setter", part(5)),
     ];
-    out.record(&py_type_name(&kind)?, fields.iter().filter(|(_, item)| item.is_some()).count());
+    out.record(type_name_, fields.iter().filter(|(_, item)| item.is_some()).count());
     for (field, item) in &fields {
         if let Some(item) = item {
             out.field(field);
