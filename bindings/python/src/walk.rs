@@ -385,7 +385,7 @@ fn remember_reduced_type(kind: &Bound<'_, PyType>, name: &str) -> PyResult<()> {
 /// `types.FunctionType`.
 fn function_type(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static FUNCTION: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    Ok(FUNCTION.import(py, "types", "FunctionType")?)
+    FUNCTION.import(py, "types", "FunctionType")
 }
 
 /// Everything that is not a builtin container or scalar.
