@@ -470,7 +470,7 @@ def _code_summary(code: types.CodeType, safe: bool = False) -> list[Any]:
 # saved after import, a notebook cell, a replaced `__code__`) finds the
 # facts of exactly that code or none.
 _FACT_SUMMARY, _FACT_BARE, _FACT_USE, _FACT_LOCAL_TIME, _FACT_REFERENCES = range(5)
-_FACTS_FORMAT = 1
+_FACTS_FORMAT = 2
 # Entries a directory's file keeps beyond those this process used.
 _FACTS_LIMIT = 8192
 _FACTS: dict[int, tuple["weakref.ref[types.CodeType]", tuple[Any, ...]]] = {}
@@ -489,7 +489,7 @@ def _code_facts(code: types.CodeType) -> tuple[Any, ...]:
     if known is not None and known[0]() is code:
         return known[1]
     try:
-        key: str | None = _native.blob_digest(marshal.dumps(code, 2))
+        key: str | None = _native.blob_digest(marshal.dumps(code, 2))[6:38]  # 128 bits of it
     except ValueError:  # a constant marshal cannot write (code built by `code.replace`)
         key = None
     facts = None
@@ -511,6 +511,14 @@ def _code_facts(code: types.CodeType) -> tuple[Any, ...]:
     return facts  # type: ignore[return-value]
 
 
+def _kept_form(part: Any) -> Any:
+    """A part of a reference as facts keep it: tuples, and names interned,
+    so a file of them holds each name once and loads in half the time."""
+    if type(part) is list:
+        return tuple(map(_kept_form, part))
+    return sys.intern(part) if type(part) is str else part
+
+
 def _compute_facts(code: types.CodeType) -> tuple[Any, ...]:
     analysed_files[code.co_filename] = analysed_files.get(code.co_filename, 0) + 1
     try:
@@ -519,7 +527,7 @@ def _compute_facts(code: types.CodeType) -> tuple[Any, ...]:
         summary = _native.value_digest(_code_summary(code, safe=True))
     # A function's content with no annotations or defaults (`_function`).
     bare = _native.value_digest(["function", summary, [], None, None])
-    references = [tuple(reference) for reference in _bytecode.references(code)]
+    references = tuple(tuple(map(_kept_form, reference)) for reference in _bytecode.references(code))
     return (summary, bare, _file_use(code), _names_local_time(code), references)
 
 
@@ -606,7 +614,7 @@ def _import_module(name: str, level: int, package: str | None) -> types.ModuleTy
         return None
 
 
-def _referenced(code: types.CodeType, namespace: dict[str, Any], references: list[tuple[Any, ...]] | None = None) -> list[tuple[str | None, Any, Any, str | None]]:
+def _referenced(code: types.CodeType, namespace: dict[str, Any], references: collections.abc.Sequence[tuple[Any, ...]] | None = None) -> list[tuple[str | None, Any, Any, str | None]]:
     """What a code object (and its nested ones) reads from its globals, as
     ``(global name read, the value bound to it, the value used, qualified
     name of a module attribute)``:
@@ -634,7 +642,9 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any], references: lis
             found.extend(_modules_named_in(code, package, namespace))
             continue
         if name not in namespace:
-            injected = getattr(builtins, name, _MISSING)
+            injected = _BUILTINS.get(name, _MISSING)
+            if injected is _STANDARD_BUILTINS.get(name, _MISSING):
+                continue  # Python's own (`range`, `len`): the common case, without a call
             if injected is not _MISSING and _injected_builtin_cached(name, injected):
                 # A value a project put into builtins (`builtins.FACTOR = 3`):
                 # read like a global, so it counts like one.
@@ -1106,6 +1116,9 @@ def _injected_builtin_cached(name: str, value: Any) -> bool:
     return answer
 
 
+_BUILTINS = vars(builtins)
+
+
 def _injected_builtin(name: str, value: Any) -> bool:
     """Whether a name in :mod:`builtins` was put there by a program rather
     than by Python (its functions, types and exceptions, ``site``'s helpers)."""
@@ -1114,6 +1127,12 @@ def _injected_builtin(name: str, value: Any) -> bool:
     if isinstance(value, (type, types.BuiltinFunctionType)) and getattr(value, "__module__", None) == "builtins":
         return False
     return type(value).__module__ != "_sitebuiltins" and name not in ("None", "True", "False", "Ellipsis", "NotImplemented")
+
+
+# Python's own builtins, as they were when this module was imported (what a
+# program put there before is left out by `_injected_builtin`); one bound to
+# the same object still is Python's.
+_STANDARD_BUILTINS = {name: value for name, value in _BUILTINS.items() if not _injected_builtin(name, value)}
 
 
 def _imported(dotted: str, level: Any, names: list[str], package: str | None) -> list[tuple[str | None, Any, Any, str | None]]:
@@ -1684,7 +1703,8 @@ class Watched:
 
     def name(self, namespace: dict[str, Any], name: str, value: Any) -> None:
         self.names.setdefault(id(namespace), (namespace, {}))[1].setdefault(name, value)
-        self._snapshot(value)
+        if type(value) not in _CODE_TYPES:  # a function, class or module: only a rebinding counts
+            self._snapshot(value)
 
     def klass(self, cls: type, data: list[Any]) -> None:
         """A project class the graph read: any attribute rebound, added or
