@@ -362,15 +362,15 @@ const REDUCED_TYPES_LIMIT: usize = 4096;
 
 /// The `py:` name of `kind` when its instances are known to be written by
 /// what pickle saves of them.
-fn reduced_type(kind: &Bound<'_, PyType>) -> PyResult<Option<String>> {
+fn reduced_type<'py>(kind: &Bound<'py, PyType>) -> PyResult<Option<Bound<'py, PyString>>> {
     let py = kind.py();
     let Some(known) = REDUCED_TYPES.get(py) else { return Ok(None) };
     let Some(entry) = known.bind(py).get_item(kind)? else { return Ok(None) };
-    let entry = entry.cast::<PyTuple>()?;
+    let entry = entry.cast_into::<PyTuple>()?;
     if !entry.get_item(0)?.is(&kind.getattr(pyo3::intern!(py, "__mro__"))?) {
         return Ok(None);
     }
-    Ok(Some(entry.get_item(1)?.extract()?))
+    Ok(Some(entry.get_item(1)?.cast_into::<PyString>()?))
 }
 
 fn remember_reduced_type(kind: &Bound<'_, PyType>, name: &str) -> PyResult<()> {
@@ -393,7 +393,7 @@ fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -
     let py = value.py();
     let kind = value.get_type();
     if let Some(name) = reduced_type(&kind)? {
-        return walk_reduced(value, &name, out, depth);
+        return walk_reduced(value, name.to_str()?, out, depth);
     }
     // Functions and classes (the commonest objects in a reduction: its
     // constructor, its class): by their code, before the checks below,
@@ -539,8 +539,11 @@ fn walk_reduced(value: &Bound<'_, PyAny>, type_name_: &str, out: &mut StreamWrit
     // As pickle does: a reducer registered with copyreg for the exact type
     // (re.Pattern, numpy ufuncs) before the object's own `__reduce_ex__`.
     // (`dict.get`: a missing type is the common case, and a KeyError costs more than the lookup.)
-    let registered = hitsave_attr(py, &DISPATCH_TABLE, "copyreg", "dispatch_table")?.call_method1("get", (&kind,))?;
-    let registered = (!registered.is_none()).then_some(registered);
+    let table = hitsave_attr(py, &DISPATCH_TABLE, "copyreg", "dispatch_table")?;
+    let registered = match table.cast::<PyDict>() {
+        Ok(table) => table.get_item(&kind)?,
+        Err(_) => Some(table.call_method1("get", (&kind,))?).filter(|found| !found.is_none()),
+    };
     let reduced = match registered {
         Some(reducer) => reducer.call1((value,)),
         None => value.call_method1("__reduce_ex__", (5,)),

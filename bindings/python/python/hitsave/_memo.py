@@ -52,10 +52,12 @@ def _pickle(value: Any) -> bytes | _native.Payload:
 def _unpickle(data: bytes | _native.Mapped) -> Any:
     """Loads what ``_pickle`` wrote, or a plain pickle (results stored before
     out-of-band buffers; any pickle starts with 0x80, a container with 0x00)."""
+    magic = _native.PICKLE_MAGIC
+    if type(data) is bytes and not data.startswith(magic):
+        return pickle.loads(data)  # a small result from the index: the common case, without a view
     import struct
 
     view = memoryview(data)
-    magic = _native.PICKLE_MAGIC
     if view[: len(magic)] != magic:
         return pickle.loads(view)
     align = _native.PICKLE_ALIGN
