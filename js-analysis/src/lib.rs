@@ -460,6 +460,9 @@ struct Builder<'s> {
     module: Module,
     /// Units of statements that assign to a binding, applied once all bindings are known.
     assignments: Vec<(String, usize)>,
+    /// Units of top-level calls given `exports` that may define any export
+    /// (`defineAll(exports)`): every export depends on them.
+    export_writers: Vec<usize>,
 }
 
 impl Builder<'_> {
@@ -504,6 +507,59 @@ impl Builder<'_> {
             number += 1;
         }
         name
+    }
+
+    /// CommonJS exports a top-level call defines, as TypeScript and Babel
+    /// emit them: `Object.defineProperty(exports, 'name', { get: … })` (a
+    /// re-export, `export { helper } from './b'`) is the export `name`, made
+    /// by that statement (it replaces an earlier `exports.name = void 0`);
+    /// `__exportStar(require('./b'), exports)` (tslib's too) re-exports what
+    /// `./b` exports; any other call given `exports` may define any export,
+    /// so every export depends on it. (Taking `exports.name = void 0` for the
+    /// export left what the getter returns uncounted: stale hits.)
+    fn exports_call(&mut self, call: &oxc_ast::ast::CallExpression<'_>, span: Span) -> Result<(), HitSaveError> {
+        let is_exports = |expression: &Expression<'_>| match expression.without_parentheses() {
+            Expression::Identifier(name) => name.name == "exports",
+            Expression::StaticMemberExpression(member) => {
+                matches!(&member.object, Expression::Identifier(object) if object.name == "module")
+                    && member.property.name == "exports"
+            }
+            _ => false,
+        };
+        let arguments: Vec<&Expression<'_>> = call.arguments.iter().filter_map(Argument::as_expression).collect();
+        if !arguments.iter().any(|argument| is_exports(argument)) {
+            return Ok(());
+        }
+        let callee = match call.callee.without_parentheses() {
+            Expression::Identifier(name) => Some(name.name.as_str()),
+            Expression::StaticMemberExpression(member) => Some(member.property.name.as_str()),
+            _ => None,
+        };
+        let text = self.slice(span).to_owned();
+        let on_object = matches!(call.callee.without_parentheses(), Expression::StaticMemberExpression(member)
+            if matches!(&member.object, Expression::Identifier(object) if object.name == "Object"));
+        if callee == Some("defineProperty")
+            && on_object
+            && arguments.len() >= 2
+            && is_exports(arguments[0])
+            && let Expression::StringLiteral(key) = arguments[1].without_parentheses()
+        {
+            let name = self.unique_name(&format!("exports.{}", key.value));
+            let unit = self.unit(name, "constant", span, &text)?;
+            self.module.exports.insert(key.value.to_string(), Export::Unit(unit));
+            return Ok(());
+        }
+        if matches!(callee, Some("__exportStar" | "__export"))
+            && let Some(spec) = arguments.first().and_then(|argument| require_spec(argument))
+        {
+            self.module.star_exports.push(spec.to_owned());
+            return Ok(());
+        }
+        let name = self.text_name("<exports ", &text) + ">";
+        let unit = self.unit(name, "constant", span, &text)?;
+        self.module.units[unit].effect = true;
+        self.export_writers.push(unit);
+        Ok(())
     }
 
     fn bind(&mut self, name: &str, unit: usize) {
@@ -720,6 +776,9 @@ impl Builder<'_> {
             Statement::ExpressionStatement(expression) => {
                 if let Some(spec) = require_spec(&expression.expression) {
                     self.module.side_effect_imports.push(spec.to_owned());
+                }
+                if let Expression::CallExpression(call) = expression.expression.without_parentheses() {
+                    self.exports_call(call, expression.span)?;
                 }
                 if let Expression::AssignmentExpression(assignment) = &expression.expression {
                     let text = self.slice(expression.span).to_owned();
@@ -3254,7 +3313,7 @@ fn summarize(
     }
     let program = parsed.program;
     let semantic = SemanticBuilder::new().with_build_nodes(true).build(&program).semantic;
-    let mut builder = Builder { text: &text, source_type, module, assignments: Vec::new() };
+    let mut builder = Builder { text: &text, source_type, module, assignments: Vec::new(), export_writers: Vec::new() };
     for statement in &program.body {
         let before = builder.module.units.len();
         builder.statement(statement)?;
@@ -3306,11 +3365,32 @@ fn summarize(
         }
     }
     let assignments = std::mem::take(&mut builder.assignments);
+    let export_writers = std::mem::take(&mut builder.export_writers);
     let mut module = builder.module;
     for (_, unit) in &assignments {
         module.units[*unit].effect = true;
     }
     link(&mut module, &semantic);
+    if !export_writers.is_empty() {
+        let mut exported: Vec<usize> = module
+            .exports
+            .values()
+            .filter_map(|export| match export {
+                Export::Unit(unit) => Some(*unit),
+                _ => None,
+            })
+            .chain(module.cjs_exports)
+            .collect();
+        exported.sort_unstable();
+        exported.dedup();
+        for unit in exported {
+            for &writer in &export_writers {
+                if writer != unit {
+                    module.units[unit].deps.push(Dep::Unit(writer));
+                }
+            }
+        }
+    }
     for (target, unit) in assignments {
         if let Some(Binding::Unit(owner)) = module.bindings.get(&target).cloned() {
             module.effect_edges.insert((owner, unit));

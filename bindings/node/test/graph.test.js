@@ -153,19 +153,19 @@ test('functions that change a binding when called count toward it, wherever they
   );
   for (const [file, mark, before, after] of marks) {
     const project = new Project(files);
-    const first = project.run('main.js').out;
+    const first = project.run('main.mjs').out;
     assert.deepStrictEqual(first, [[2, 3, 4, 5], '34']);
     const line = files[file].split('\n').find((l) => l.includes(mark));
     project.write({ [file]: files[file].replace(line, line.replace(before, after)) });
-    const edited = project.run('main.js').out;
+    const edited = project.run('main.mjs').out;
     assert.notDeepStrictEqual(edited[0], first[0], `${file} ${mark}: the edit must miss, not return the old result`);
   }
   // A function that only reads those bindings is not a writer: editing it still hits.
   const project = new Project(files);
-  project.run('main.js');
-  const line = files['main.js'].split('\n').find((l) => l.includes('EDIT-reader'));
-  project.write({ 'main.mjs': files['main.js'].replace(line, line.replace('+ scale', '+ scale + "!"')) });
-  assert.deepStrictEqual(project.run('main.js').out, [[2, 3, 4, 5], '34!']);
+  project.run('main.mjs');
+  const line = files['main.mjs'].split('\n').find((l) => l.includes('EDIT-reader'));
+  project.write({ 'main.mjs': files['main.mjs'].replace(line, line.replace('+ scale', '+ scale + "!"')) });
+  assert.deepStrictEqual(project.run('main.mjs').out, [[2, 3, 4, 5], '34!']);
   assert.strictEqual(fs.readFileSync(path.join(project.root, 'runs.txt'), 'utf8'), 'x', 'the edit of a reader hits');
 });
 
@@ -295,7 +295,7 @@ test('module forms: CommonJS self-references and createRequire are followed', ()
       console.log(JSON.stringify([wrapped(1), viaA(1), viaLoad(1)]));
     `,
   });
-  const run = () => project.run('main.js').out;
+  const run = () => project.run('main.mjs').out;
   editMisses(project, run, 'lib.js', "'v' + x", "'w' + x");
   editMisses(project, run, 'lib.js', 'x * 2', 'x * 5');
   editMisses(project, run, 'helper.cjs', 'k: 3', 'k: 4');
@@ -405,7 +405,7 @@ test('statements in other modules that change an imported object count toward it
       console.log(JSON.stringify(g(2)));
     `,
   });
-  editMisses(project, () => project.run('main.js').out, 'setup.mjs', 'settings.k = 3', 'settings.k = 4');
+  editMisses(project, () => project.run('main.mjs').out, 'setup.mjs', 'settings.k = 3', 'settings.k = 4');
   editMisses(project, () => project.run('main.js').out, 'setup.js', 'cfg.rate = 5', 'cfg.rate = 6');
 });
 
@@ -1004,7 +1004,7 @@ console.log(JSON.stringify([a('a.txt'), b('a.txt'), c('a.txt'), d('a.txt')]));
 `,
   });
   const run = () => {
-    const { out, stderr } = project.run('main.js');
+    const { out, stderr } = project.run('main.mjs');
     return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
   };
   assert.deepStrictEqual(run(), ['1', '1', '1', '1', 'a,b,c,d']);
@@ -1241,7 +1241,7 @@ console.log(JSON.stringify([...out, runs]));
 `,
   });
   const run = () => {
-    const result = spawnSync(process.execPath, ['main.js'], { cwd: project.root, env: project.env(), encoding: 'utf8' });
+    const result = spawnSync(process.execPath, ['main.mjs'], { cwd: project.root, env: project.env(), encoding: 'utf8' });
     assert.strictEqual(result.status, 0, result.stderr);
     const ran = result.stderr.split('\n').filter((line) => line.startsWith('ran:')).length;
     return [...JSON.parse(result.stdout.trim().split('\n').pop()), ran];
@@ -1862,4 +1862,56 @@ test('a fresh process parses again only the modules that changed since the last 
   const file = path.join(analysis, kept[0]);
   fs.writeFileSync(file, fs.readFileSync(file).subarray(0, -5));
   assert.deepStrictEqual(project.run('main.js').out, [false, 90, ['m0.js', 'm1.js', 'm2.js', 'main.js']]);
+});
+
+test("CommonJS re-exports as TypeScript, Babel and esbuild emit them count the code they re-export", () => {
+  // `export { helper } from './b'` compiled by tsc: `exports.helper = void 0`
+  // then a getter defined on `exports` (taking the `void 0` statement for
+  // the export hit after b.js changed); `export *` through tslib and Babel;
+  // an esbuild bundle's `__export(target, { name: () => name })`.
+  const tsc = (body) => `"use strict";\nObject.defineProperty(exports, "__esModule", { value: true });\n${body}`;
+  const project = new Project({
+    'dist/b.js': tsc('exports.helper = void 0;\nconst K = 2;\nfunction helper(x) { return x * K; }\nexports.helper = helper;\n'),
+    'dist/c.js': tsc(
+      'exports.helper = void 0;\nvar b_1 = require("./b");\n' +
+        'Object.defineProperty(exports, "helper", { enumerable: true, get: function () { return b_1.helper; } });\n',
+    ),
+    'dist/r.js': tsc(
+      'exports.renamed = void 0;\nvar b_1 = require("./b");\n' +
+        'Object.defineProperty(exports, "renamed", { enumerable: true, get: function () { return b_1.helper; } });\n',
+    ),
+    'dist/d.js': tsc('var c_1 = require("./c");\nfunction twice(x) { return (0, c_1.helper)(x) * 2; }\nexports.twice = twice;\n'),
+    'dist/e.js': tsc('var r_1 = require("./r");\nfunction once(x) { return (0, r_1.renamed)(x); }\nexports.once = once;\n'),
+    'dist/babel.js': tsc(
+      'var _b = require("./b");\nObject.keys(_b).forEach(function (key) {\n  if (key === "default" || key === "__esModule") return;\n' +
+        '  Object.defineProperty(exports, key, { enumerable: true, get: function () { return _b[key]; } });\n});\n',
+    ),
+    'dist/esb.js':
+      '"use strict";\nvar __defProp = Object.defineProperty;\n' +
+      'var __export = (target, all) => { for (var name in all) __defProp(target, name, { get: all[name], enumerable: true }); };\n' +
+      'var src_exports = {};\n__export(src_exports, { scale: () => scale });\nmodule.exports = src_exports;\nvar F = 10;\nfunction scale(x) { return x * F; }\n',
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const fs = require('node:fs');
+      const { twice } = require('./dist/d');
+      const { once } = require('./dist/e');
+      const babel = require('./dist/babel');
+      const esb = require('./dist/esb');
+      const runs = () => fs.appendFileSync(__dirname + '/runs.txt', 'x');
+      const f = memo(function f(x) { runs(); return twice(x); });
+      const g = memo(function g(x) { runs(); return once(x); });
+      const h = memo(function h(x) { runs(); return babel.helper(x); });
+      const k = memo(function k(x) { runs(); return esb.scale(x); });
+      console.log(JSON.stringify([f(1), g(1), h(1), k(1)]));
+    `,
+  });
+  const runs = () => fs.readFileSync(path.join(project.root, 'runs.txt'), 'utf8').length;
+  assert.deepStrictEqual(project.run('main.js').out, [4, 2, 2, 10]);
+  assert.deepStrictEqual(project.run('main.js').out, [4, 2, 2, 10]);
+  assert.strictEqual(runs(), 4, 'the second process hits');
+  project.write({ 'dist/b.js': tsc('exports.helper = void 0;\nconst K = 3;\nfunction helper(x) { return x * K; }\nexports.helper = helper;\n') });
+  assert.deepStrictEqual(project.run('main.js').out, [6, 3, 3, 10], 'an edit of the re-exported code misses');
+  project.write({ 'dist/esb.js': fs.readFileSync(path.join(project.root, 'dist/esb.js'), 'utf8').replace('F = 10', 'F = 20') });
+  assert.deepStrictEqual(project.run('main.js').out, [6, 3, 3, 20], 'an edit inside the bundle misses');
+  assert.strictEqual(runs(), 8);
 });
