@@ -97,7 +97,55 @@ pub(crate) fn installed_package(file: &Path) -> Option<(String, String)> {
         .ok()
         .and_then(|text| json_string_field(&text, "version"))
         .unwrap_or_else(|| "unversioned".to_owned());
-    Some((name, version))
+    // What was installed at that version: a package rebuilt and installed
+    // again at the same version (`npm install ./lib-1.0.0.tgz` after an
+    // edit, a git dependency at a new commit) is another package.
+    let first = components.iter().position(|c| c == "node_modules")?;
+    let root: PathBuf = components[..first].iter().collect();
+    let key = components[first..at]
+        .iter()
+        .cloned()
+        .chain(["node_modules".to_owned(), name.clone()])
+        .collect::<Vec<_>>()
+        .join("/");
+    match installed_as(&root, &key) {
+        Some(installed) => Some((name, format!("{version} {installed}"))),
+        None => Some((name, version)),
+    }
+}
+
+/// What npm's record of the installed tree (`node_modules/.package-lock.json`
+/// under `root`, which npm rewrites at every install) says the package at
+/// `key` (`node_modules/a/node_modules/b`) was installed from: its
+/// `integrity` (the digest of the tarball: machine-independent), else its
+/// `resolved` (a git dependency's commit). The record is read once per
+/// process; only the package's own entry is parsed.
+fn installed_as(root: &Path, key: &str) -> Option<String> {
+    type Records = std::collections::HashMap<PathBuf, Option<std::sync::Arc<String>>>;
+    static RECORDS: OnceLock<std::sync::Mutex<Records>> = OnceLock::new();
+    let record = root.join("node_modules").join(".package-lock.json");
+    let text = RECORDS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(record.clone())
+        .or_insert_with(|| std::fs::read_to_string(&record).ok().map(std::sync::Arc::new))
+        .clone()?;
+    let needle = format!("{}:", serde_json::to_string(key).ok()?);
+    let mut from = 0;
+    while let Some(found) = text[from..].find(&needle) {
+        let at = from + found + needle.len();
+        from = at;
+        // The entry's object, parsed alone (a large record costs a search, not a parse).
+        let mut entry = serde_json::Deserializer::from_str(&text[at..]).into_iter::<serde_json::Value>();
+        let Some(Ok(serde_json::Value::Object(entry))) = entry.next() else { continue };
+        let field = |name: &str| entry.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
+        if let Some(found) = field("integrity").or_else(|| field("resolved")) {
+            return Some(found);
+        }
+        return None;
+    }
+    None
 }
 
 /// HitSave's own package, when a file belongs to it although it is not

@@ -1915,3 +1915,40 @@ test("CommonJS re-exports as TypeScript, Babel and esbuild emit them count the c
   assert.deepStrictEqual(project.run('main.js').out, [6, 3, 3, 20], 'an edit inside the bundle misses');
   assert.strictEqual(runs(), 8);
 });
+
+test('a package installed again at the same version with other contents misses', () => {
+  // A team's own library packed and installed from a tarball (no registry):
+  // edited and installed again without a version bump. npm's record of the
+  // installed tree (node_modules/.package-lock.json) holds each package's
+  // integrity, which counts with its name and version.
+  const project = new Project({
+    'lib/package.json': JSON.stringify({ name: 'teamlib', version: '1.0.0', main: 'index.js' }),
+    'lib/index.js': 'exports.scale = (x) => x * 2;\n',
+    'app/package.json': JSON.stringify({ name: 'app', private: true }),
+    'app/main.js': `
+      const { memo } = require(HITSAVE);
+      const { scale } = require('teamlib');
+      const f = memo(function f(x) { require('node:fs').appendFileSync(__dirname + '/runs.txt', 'x'); return scale(x); });
+      console.log(JSON.stringify(f(3)));
+    `,
+  });
+  const npm = (cwd, ...args) => {
+    const result = spawnSync('npm', [...args, '--offline', '--no-audit', '--no-fund', '--silent'], {
+      cwd: path.join(project.root, cwd),
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.strictEqual(result.status, 0, `npm ${args.join(' ')}: ${result.stderr}`);
+  };
+  const install = () => {
+    npm('lib', 'pack');
+    npm('app', 'install', '../lib/teamlib-1.0.0.tgz');
+  };
+  install();
+  assert.strictEqual(project.run('app/main.js').out, 6);
+  assert.strictEqual(project.run('app/main.js').out, 6);
+  project.write({ 'lib/index.js': 'exports.scale = (x) => x * 5;\n' });
+  install();
+  assert.strictEqual(project.run('app/main.js').out, 15, 'the package installed again is another package');
+  assert.strictEqual(fs.readFileSync(path.join(project.root, 'app', 'runs.txt'), 'utf8'), 'xx');
+});
