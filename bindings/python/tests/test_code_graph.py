@@ -2261,3 +2261,20 @@ def test_a_fresh_process_analyses_again_only_the_code_that_changed(project):
     missed, again, computed = run()
     assert not missed and again == edited
     assert computed == ["m0.py:1", "m1.py:1", "m2.py:2"]
+
+
+def test_the_analysis_directory_keeps_a_bounded_number_of_facts_files(project, monkeypatch):
+    """A directory per notebook kernel (`/tmp/ipykernel_<pid>`) makes a facts
+    file each: the oldest go once there are too many."""
+    from hitsave import _code
+
+    analysis = project.cache / "analysis"
+    analysis.mkdir(parents=True)
+    for number in range(6):
+        (analysis / f"codes-old-{number}.bin").write_bytes(b"x")
+        os.utime(analysis / f"codes-old-{number}.bin", ns=(number * 10**9, number * 10**9))
+    (analysis / "bytecode-keep.bin").write_bytes(b"x")
+    monkeypatch.setattr(_code, "_FACT_FILES_KEPT", 4)
+    _code._prune_facts(str(analysis))
+    left = sorted(path.name for path in analysis.iterdir())
+    assert left == ["bytecode-keep.bin", "codes-old-3.bin", "codes-old-4.bin", "codes-old-5.bin"]

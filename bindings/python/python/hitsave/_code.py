@@ -596,7 +596,33 @@ def save_facts() -> None:
             payload = marshal.dumps(merged)
         except ValueError:
             continue
+        if not os.path.exists(path):
+            _prune_facts(os.path.dirname(path))
         _bytecode.write_atomically(path, _native.blob_digest(payload).encode("ascii") + b"\n" + payload)
+
+
+# Facts files the analysis directory keeps: a directory per notebook kernel
+# (`/tmp/ipykernel_<pid>`) or per old HitSave build would otherwise add files
+# for ever; the least recently written go first.
+_FACT_FILES_KEPT = 256
+
+
+def _prune_facts(directory: str) -> None:
+    """Before a new facts file is written: removes the oldest ones beyond
+    `_FACT_FILES_KEPT` (another process's removal or a read-only store is no error)."""
+    try:
+        with os.scandir(directory) as listing:
+            files = [(entry.stat().st_mtime_ns, entry.path) for entry in listing if entry.name.startswith("codes-")]
+    except OSError:
+        return
+    if len(files) < _FACT_FILES_KEPT:
+        return
+    files.sort()
+    for _, path in files[: len(files) - _FACT_FILES_KEPT + 1]:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def _import_module(name: str, level: int, package: str | None) -> types.ModuleType | None:
