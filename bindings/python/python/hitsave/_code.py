@@ -49,7 +49,12 @@ def _external_prefixes() -> tuple[str, ...]:
     (Installed packages' directories are told by their names,
     :func:`_installed_directory`; `sysconfig.get_paths()` would cost a
     fresh process two milliseconds to say the same.)"""
-    directories = [os.path.dirname(os.__file__)]
+    stdlib = getattr(os, "__file__", None)
+    if not isinstance(stdlib, str):  # a build whose frozen `os` has no file: ask sysconfig
+        import sysconfig
+
+        stdlib = os.path.join(sysconfig.get_paths()["stdlib"], "os.py")
+    directories = [os.path.dirname(stdlib)]
     for entry in sys.path:
         if os.path.basename(entry.rstrip("/\\")) in ("lib-dynload", "DLLs"):
             directories.append(os.path.dirname(entry.rstrip("/\\")))
