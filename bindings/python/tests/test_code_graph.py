@@ -5,6 +5,7 @@ Each edit below kept hitting results computed by the code before the edit."""
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -2278,3 +2279,52 @@ def test_the_analysis_directory_keeps_a_bounded_number_of_facts_files(project, m
     _code._prune_facts(str(analysis))
     left = sorted(path.name for path in analysis.iterdir())
     assert left == ["bytecode-keep.bin", "codes-old-3.bin", "codes-old-4.bin", "codes-old-5.bin"]
+
+
+def _compiled_module(directory, factor):
+    """Builds `fastmath` (a C extension module: `scale(x)` = x * factor) in place, as
+    `setup.py build_ext --inplace` or a Cython/pybind11 build leaves one in a project."""
+    import shutil
+    import sysconfig
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    include = sysconfig.get_paths()["include"]
+    if compiler is None or not os.path.isfile(os.path.join(include, "Python.h")):
+        pytest.skip("no C compiler or Python headers")
+    source = directory / "fastmath.c"
+    source.write_text(
+        "#include <Python.h>\n"
+        "static PyObject* scale(PyObject* self, PyObject* args) { long x; if (!PyArg_ParseTuple(args, \"l\", &x)) return NULL;"
+        " return PyLong_FromLong(x * FACTOR); }\n"
+        "static PyMethodDef M[] = {{\"scale\", scale, METH_VARARGS, \"scale\"}, {NULL, NULL, 0, NULL}};\n"
+        "static struct PyModuleDef D = {PyModuleDef_HEAD_INIT, \"fastmath\", NULL, -1, M};\n"
+        "PyMODINIT_FUNC PyInit_fastmath(void) { return PyModule_Create(&D); }\n"
+    )
+    target = directory / f"fastmath{sysconfig.get_config_var('EXT_SUFFIX')}"
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O1", f"-DFACTOR={factor}", f"-I{include}", str(source), "-o", str(target)], check=True
+    )
+
+
+def test_a_compiled_module_of_the_project_rebuilt_misses(project):
+    """A project's own C/Cython/pybind11 module, rebuilt in place with other
+    behaviour: its functions count by the compiled file's contents (they
+    counted by name: the old result hit)."""
+    project.write("app.py", """
+        from hitsave import memo
+        import fastmath
+
+        @memo
+        def f(x):
+            return fastmath.scale(x)
+
+        @memo
+        def g(x):
+            return getattr(fastmath, "scale")(x) + 1
+    """)
+    _compiled_module(project.root, 2)
+    probe = "import json, hitsave, app; print(json.dumps([app.f.lookup(3) is hitsave.MISS, app.f(3), app.g(3)]))"
+    assert json.loads(project.run(probe).stdout) == [True, 6, 7]
+    assert json.loads(project.run(probe).stdout) == [False, 6, 7]
+    _compiled_module(project.root, 5)
+    assert json.loads(project.run(probe).stdout) == [True, 15, 16]

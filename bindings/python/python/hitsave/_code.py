@@ -28,6 +28,7 @@ import builtins
 import collections.abc
 import functools
 import importlib
+import importlib.machinery
 import marshal
 import operator
 import os
@@ -130,6 +131,17 @@ def _fingerprint_of(value: Any) -> str:
     return fingerprint
 
 
+def _project_extension(obj: Any) -> tuple[str, str] | None:
+    """``(module name, file)`` when `obj` is a compiled module of the
+    project's own or a callable or type one defines (installed packages'
+    count by their distribution instead)."""
+    module = obj if isinstance(obj, types.ModuleType) else sys.modules.get(_module_name_of(obj))
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(_EXTENSION_SUFFIXES) or is_external(module):
+        return None
+    return module.__name__, file
+
+
 def _module_name_of(obj: Any) -> str:
     """The module that defines ``obj`` (a method descriptor such as
     ``str.upper`` names it through the class it belongs to)."""
@@ -152,6 +164,10 @@ def is_external(obj: Any) -> bool:
     if module is None:
         return False
     return _module_is_external(module.__name__, getattr(module, "__file__", None))
+
+
+# The file endings of compiled modules (`.cpython-311-x86_64-linux-gnu.so`, `.abi3.so`, `.so`, `.pyd`).
+_EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -2083,6 +2099,10 @@ class _GraphBuilder:
             self.package_callables[id(obj)] = known
             self._package_state(known, _module_name_of(obj))
             return known
+        if not isinstance(obj, types.FunctionType):
+            extension = _project_extension(obj)
+            if extension is not None:
+                return self._extension(*extension)
         registry = getattr(obj, "registry", None)
         if isinstance(obj, types.FunctionType) and callable(getattr(obj, "dispatch", None)) and isinstance(registry, collections.abc.Mapping):
             # functools.singledispatch: the code that runs is each registered implementation.
@@ -2500,6 +2520,17 @@ class _GraphBuilder:
             self.watched.file(path)
         contents = [[os.path.relpath(path, directory), _types.File(path)] for path in files]
         self._link(node, self.visit(contents, name))
+
+    def _extension(self, module: str, path: str) -> int:
+        """A compiled module of the project (C, Cython, pybind11, built in
+        place): its functions and types run its machine code, which no source
+        shows, so they count by the file's contents."""
+        name = f"extension:{module}"
+        known = self.index.get(name)
+        if known is not None:
+            return known
+        self.watched.file(path)
+        return self._add("module", name, _native.value_digest(["extension", _types.File(path)]))
 
     def _file(self, node: int, name: str, path: str) -> None:
         """A data file the code names (`pd.read_csv("data/train.csv")`,
