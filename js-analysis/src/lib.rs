@@ -3249,6 +3249,9 @@ fn summarize(
     SUMMARIZED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(path.to_path_buf());
     // Its state before it is read (a worker's module is read again when it changed: `Graph::runs`).
     let read_state = hitsave_host::files::FileState::of(path);
+    if script.is_none() && path.extension().is_some_and(|ext| ext == "node") {
+        return addon_module(core, path, rel, read_state);
+    }
     let text = match script {
         Some(text) => text.to_owned(),
         None => std::fs::read_to_string(path)
@@ -3397,6 +3400,59 @@ fn summarize(
             module.units[owner].deps.push(Dep::Unit(unit));
         }
     }
+    Ok(module)
+}
+
+/// A native addon the project built (`require('./build/Release/addon.node')`,
+/// node-gyp or napi-rs output): machine code no source shows, so the module
+/// is one unit whose content is the digest of the file (its exports are
+/// that unit). Rebuilding it with other behaviour is an edit.
+fn addon_module(
+    core: &Core,
+    path: &Path,
+    rel: String,
+    read_state: hitsave_host::files::FileState,
+) -> Result<Module, HitSaveError> {
+    let bytes = std::fs::read(path).map_err(|err| unavailable(format!("cannot read {}: {err}", path.display())))?;
+    let mut stream = StreamWriter::new();
+    stream.list(2).str("addon").str(&hitsave_host::hash::blob_digest(&bytes).to_string());
+    let content = core.value_digest(stream.as_bytes())?;
+    let mut module = Module {
+        read_state,
+        path: path.to_path_buf(),
+        rel,
+        units: Vec::new(),
+        bindings: HashMap::new(),
+        exports: HashMap::new(),
+        star_exports: Vec::new(),
+        cjs_exports: Some(0),
+        root: None,
+        import_effects: Vec::new(),
+        side_effect_imports: Vec::new(),
+        global_writes: Vec::new(),
+        global_reads_at_run_time: Vec::new(),
+        global_reads: Vec::new(),
+        changes: Vec::new(),
+        effect_edges: std::collections::HashSet::new(),
+        source_type: source_type_of(path),
+        kept: false,
+    };
+    module.units.push(Unit {
+        name: "addon".into(),
+        kind: "constant",
+        text: String::new(),
+        content: OnceLock::from(content),
+        span: Span::default(),
+        deps: Vec::new(),
+        effect: false,
+        reads_unknown: false,
+        writes_files: false,
+        named_paths: Vec::new(),
+        exported_data: false,
+        at_run_time: Vec::new(),
+        declared: None,
+    });
+    module.exports.insert("default".into(), Export::Unit(0));
     Ok(module)
 }
 

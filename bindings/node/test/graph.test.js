@@ -1952,3 +1952,52 @@ test('a package installed again at the same version with other contents misses',
   assert.strictEqual(project.run('app/main.js').out, 15, 'the package installed again is another package');
   assert.strictEqual(fs.readFileSync(path.join(project.root, 'app', 'runs.txt'), 'utf8'), 'xx');
 });
+
+test("a native addon the project builds counts by the built file's contents", (t) => {
+  // `require('./build/Release/addon.node')` (node-gyp, napi-rs output): it
+  // was refused with code_unavailable (not text); rebuilt with other
+  // behaviour it must miss.
+  const include = ['/usr/include/node', path.join(path.dirname(process.execPath), '..', 'include', 'node')].find((dir) =>
+    fs.existsSync(path.join(dir, 'node_api.h')),
+  );
+  const compiler = ['cc', 'gcc'].find((name) => spawnSync(name, ['--version']).status === 0);
+  if (!include || !compiler) {
+    t.skip('no C compiler or Node headers');
+    return;
+  }
+  const project = new Project({
+    'addon.c': `#include <node_api.h>
+static napi_value Scale(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value args[1]; napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  double x; napi_get_value_double(env, args[0], &x);
+  napi_value out; napi_create_double(env, x * FACTOR, &out); return out;
+}
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_value fn; napi_create_function(env, "scale", NAPI_AUTO_LENGTH, Scale, NULL, &fn);
+  napi_set_named_property(env, exports, "scale", fn); return exports;
+}
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
+`,
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const addon = require('./build/Release/addon.node');
+      const f = memo(function f(x) { require('node:fs').appendFileSync(__dirname + '/runs.txt', 'x'); return addon.scale(x); });
+      console.log(JSON.stringify(f(3)));
+    `,
+  });
+  const build = (factor) => {
+    fs.mkdirSync(path.join(project.root, 'build', 'Release'), { recursive: true });
+    const result = spawnSync(
+      compiler,
+      ['-shared', '-fPIC', '-O1', `-DFACTOR=${factor}`, '-DNODE_GYP_MODULE_NAME=addon', `-I${include}`, 'addon.c', '-o', 'build/Release/addon.node'],
+      { cwd: project.root, encoding: 'utf8' },
+    );
+    assert.strictEqual(result.status, 0, result.stderr);
+  };
+  build(2);
+  assert.strictEqual(project.run('main.js').out, 6);
+  assert.strictEqual(project.run('main.js').out, 6);
+  build(5);
+  assert.strictEqual(project.run('main.js').out, 15, 'the rebuilt addon misses');
+  assert.strictEqual(fs.readFileSync(path.join(project.root, 'runs.txt'), 'utf8'), 'xx');
+});
