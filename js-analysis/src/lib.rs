@@ -313,6 +313,27 @@ type Word = &'static str;
 /// read as none (`kept::forms`).
 const WORDS: &[&str] = &["function", "class", "constant", "module", "const", "let", "var"];
 
+impl Unit {
+    /// A unit with no edges or flags yet.
+    fn new(name: String, kind: Word, span: Span, text: String, content: OnceLock<Digest>) -> Unit {
+        Unit {
+            name,
+            kind,
+            text,
+            content,
+            span,
+            deps: Vec::new(),
+            effect: false,
+            reads_unknown: false,
+            writes_files: false,
+            named_paths: Vec::new(),
+            exported_data: false,
+            at_run_time: Vec::new(),
+            declared: None,
+        }
+    }
+}
+
 /// What a module-level name is bound to.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Binding {
@@ -382,6 +403,39 @@ fn missing_state() -> hitsave_host::files::FileState {
 }
 
 impl Module {
+    /// A module of `path` with nothing in it yet, its file read at `read_state`.
+    fn empty(path: &Path, rel: String, read_state: hitsave_host::files::FileState) -> Module {
+        Module {
+            read_state,
+            path: path.to_path_buf(),
+            rel,
+            units: Vec::new(),
+            bindings: HashMap::new(),
+            exports: HashMap::new(),
+            star_exports: Vec::new(),
+            cjs_exports: None,
+            root: None,
+            import_effects: Vec::new(),
+            side_effect_imports: Vec::new(),
+            global_writes: Vec::new(),
+            global_reads_at_run_time: Vec::new(),
+            global_reads: Vec::new(),
+            changes: Vec::new(),
+            effect_edges: std::collections::HashSet::new(),
+            source_type: source_type_of(path),
+            kept: false,
+        }
+    }
+
+    /// This (empty) module as one constant unit `name` whose content is
+    /// `content`, which is also all it exports (a JSON file, a native addon).
+    fn with_only_unit(mut self, name: &str, content: Digest) -> Module {
+        self.units.push(Unit::new(name.into(), "constant", Span::default(), String::new(), OnceLock::from(content)));
+        self.cjs_exports = Some(0);
+        self.exports.insert("default".into(), Export::Unit(0));
+        self
+    }
+
     /// Whether code changes the module-level binding `unit` after it is
     /// made: a writer (`scale = v`, `cfg.k = 3`) or a statement run for its
     /// effects on it.
@@ -471,21 +525,7 @@ impl Builder<'_> {
     }
 
     fn unit(&mut self, name: String, kind: &'static str, span: Span, text: &str) -> Result<usize, HitSaveError> {
-        self.module.units.push(Unit {
-            name,
-            kind,
-            text: text.to_owned(),
-            content: OnceLock::new(),
-            span,
-            deps: Vec::new(),
-            effect: false,
-            reads_unknown: false,
-            writes_files: false,
-            named_paths: Vec::new(),
-            exported_data: false,
-            at_run_time: Vec::new(),
-            declared: None,
-        });
+        self.module.units.push(Unit::new(name, kind, span, text.to_owned(), OnceLock::new()));
         Ok(self.module.units.len() - 1)
     }
 
@@ -3257,49 +3297,11 @@ fn summarize(
         None => std::fs::read_to_string(path)
             .map_err(|err| unavailable(format!("cannot read {}: {err}", path.display())))?,
     };
-    let module = Module {
-        read_state,
-        path: path.to_path_buf(),
-        rel,
-        units: Vec::new(),
-        bindings: HashMap::new(),
-        exports: HashMap::new(),
-        star_exports: Vec::new(),
-        cjs_exports: None,
-        root: None,
-        import_effects: Vec::new(),
-        side_effect_imports: Vec::new(),
-        global_writes: Vec::new(),
-        global_reads_at_run_time: Vec::new(),
-        global_reads: Vec::new(),
-        changes: Vec::new(),
-        effect_edges: std::collections::HashSet::new(),
-        source_type: source_type_of(path),
-        kept: false,
-    };
+    let module = Module::empty(path, rel, read_state);
     if path.extension().is_some_and(|ext| ext == "json") {
-        let mut module = module;
         let mut stream = StreamWriter::new();
         stream.list(2).str("json").str(&json_without_whitespace(&text));
-        let content = core.value_digest(stream.as_bytes())?;
-        module.units.push(Unit {
-            name: "json".into(),
-            kind: "constant",
-            text: String::new(),
-            content: OnceLock::from(content),
-            span: Span::default(),
-            deps: Vec::new(),
-            effect: false,
-            reads_unknown: false,
-            writes_files: false,
-            named_paths: Vec::new(),
-            exported_data: false,
-            at_run_time: Vec::new(),
-            declared: None,
-        });
-        module.cjs_exports = Some(0);
-        module.exports.insert("default".into(), Export::Unit(0));
-        return Ok(module);
+        return Ok(module.with_only_unit("json", core.value_digest(stream.as_bytes())?));
     }
     let source_type = source_type_of(path);
     let allocator = Allocator::default();
@@ -3417,43 +3419,7 @@ fn addon_module(
     let mut stream = StreamWriter::new();
     stream.list(2).str("addon").str(&hitsave_host::hash::blob_digest(&bytes).to_string());
     let content = core.value_digest(stream.as_bytes())?;
-    let mut module = Module {
-        read_state,
-        path: path.to_path_buf(),
-        rel,
-        units: Vec::new(),
-        bindings: HashMap::new(),
-        exports: HashMap::new(),
-        star_exports: Vec::new(),
-        cjs_exports: Some(0),
-        root: None,
-        import_effects: Vec::new(),
-        side_effect_imports: Vec::new(),
-        global_writes: Vec::new(),
-        global_reads_at_run_time: Vec::new(),
-        global_reads: Vec::new(),
-        changes: Vec::new(),
-        effect_edges: std::collections::HashSet::new(),
-        source_type: source_type_of(path),
-        kept: false,
-    };
-    module.units.push(Unit {
-        name: "addon".into(),
-        kind: "constant",
-        text: String::new(),
-        content: OnceLock::from(content),
-        span: Span::default(),
-        deps: Vec::new(),
-        effect: false,
-        reads_unknown: false,
-        writes_files: false,
-        named_paths: Vec::new(),
-        exported_data: false,
-        at_run_time: Vec::new(),
-        declared: None,
-    });
-    module.exports.insert("default".into(), Export::Unit(0));
-    Ok(module)
+    Ok(Module::empty(path, rel, read_state).with_only_unit("addon", content))
 }
 
 /// Assembles the graph across modules.

@@ -53,15 +53,19 @@ fn write(root: &Path, relative: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Where `memo(` is called in `file`: line and column, from 1.
+fn memo_call(file: &Path) -> (u32, u32) {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines()
+        .enumerate()
+        .find_map(|(index, line)| line.find("memo(").map(|at| (index as u32 + 1, at as u32 + 1)))
+        .unwrap()
+}
+
 /// The graph of the function passed to the `memo(` in `main.mjs`.
 fn graph_of(root: &Path) -> hitsave_js_analysis::AnalyzedGraph {
     let file = root.join("main.mjs");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let (line, column) = text
-        .lines()
-        .enumerate()
-        .find_map(|(index, line)| line.find("memo(").map(|at| (index as u32 + 1, at as u32 + 1)))
-        .unwrap();
+    let (line, column) = memo_call(&file);
     analyze(core(), &file, line, column, "", None, &Default::default()).unwrap()
 }
 
@@ -136,12 +140,7 @@ type Nodes = Vec<(String, String, String, Vec<String>)>;
 fn graph_kept(root: &Path, kept: &Path) -> (Nodes, String) {
     hitsave_js_analysis::forget_process_summaries();
     let file = root.join("main.mjs");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let (line, column) = text
-        .lines()
-        .enumerate()
-        .find_map(|(index, line)| line.find("memo(").map(|at| (index as u32 + 1, at as u32 + 1)))
-        .unwrap();
+    let (line, column) = memo_call(&file);
     let program = hitsave_js_analysis::Program { summaries: Some(kept.to_path_buf()), ..Default::default() };
     let graph = analyze(core(), &file, line, column, "", None, &program).unwrap();
     let mut nodes: Vec<_> = graph
