@@ -214,17 +214,24 @@ def reader() -> Any:
     return _READER[0]
 
 
-def _tables_path() -> str | None:
-    """Where the learned tables of this exact interpreter are kept in the
-    store, so a fresh process neither imports :mod:`dis` nor learns again."""
+def analysis_file(kind: str, key: Any, suffix: str) -> str | None:
+    """Where the store's analysis directory keeps the file `kind` for `key`
+    (what its contents were derived from, digested by the core: another key
+    is another file), `<kind>-<digest>.<suffix>`; None without a store."""
     from hitsave import _memo
 
     store = _memo._open_store()
     if store is None:
         return None
+    digest = _native.value_digest(key).split("_", 1)[1][:32]
+    return os.path.join(store.path, "analysis", f"{kind}-{digest}.{suffix}")
+
+
+def _tables_path() -> str | None:
+    """Where the learned tables of this exact interpreter are kept in the
+    store, so a fresh process neither imports :mod:`dis` nor learns again."""
     build = [sys.version, sys.implementation.name, sys.implementation.cache_tag, sys.hexversion, _FORMAT]
-    digest = _native.value_digest(build).split("_", 1)[1][:32]
-    return os.path.join(store.path, "analysis", f"bytecode-{digest}.bin")
+    return analysis_file("bytecode", build, "bin")
 
 
 # The tables' layout in the file (three rows of 256 bytes: kinds, shifts,

@@ -264,13 +264,8 @@ def _distributions() -> tuple[dict[str, list[str]], dict[str, str]]:
     fresh process of an unchanged environment reads one small file."""
     import json
 
-    from hitsave import _memo
-
-    store = _memo._open_store()
-    path = None
-    if store is not None:
-        digest = _native.value_digest(_environment_signature()).split("_", 1)[1][:32]
-        path = os.path.join(store.path, "analysis", f"distributions-{digest}.json")
+    path = _bytecode.analysis_file("distributions", _environment_signature(), "json")
+    if path is not None:
         try:
             with open(path, encoding="utf-8") as file:
                 known = json.load(file)
@@ -556,18 +551,11 @@ def _facts_path(directory: str) -> str | None:
     """Where the facts of code from `directory` are kept: the store's
     analysis directory, a file per interpreter build, analysis code and
     source directory (a new HitSave or Python starts afresh)."""
-    from hitsave import _memo
-
-    store = _memo._open_store()
-    if store is None:
-        return None
-    build = _facts_build()
-    where = _native.blob_digest(directory.encode("utf-8", "surrogatepass")).split("_", 1)[1][:24]
-    return os.path.join(store.path, "analysis", f"codes-{build}-{where}.bin")
+    return _bytecode.analysis_file("codes", [_facts_build(), directory], "bin")
 
 
 @functools.lru_cache(maxsize=1)
-def _facts_build() -> str:
+def _facts_build() -> list[Any]:
     parts: list[Any] = [sys.version, sys.implementation.cache_tag, sys.hexversion, _FACTS_FORMAT]
     for module in (sys.modules[__name__], _bytecode, _native):
         try:
@@ -575,7 +563,7 @@ def _facts_build() -> str:
             parts.append([state.st_size, state.st_mtime_ns])
         except (OSError, TypeError):
             parts.append(None)
-    return _native.value_digest(repr(parts)).split("_", 1)[1][:24]
+    return parts
 
 
 def _read_facts(path: str | None) -> dict[str, tuple[Any, ...]]:
@@ -661,7 +649,7 @@ def _import_module(name: str, level: int, package: str | None) -> types.ModuleTy
         return None
 
 
-def _referenced(code: types.CodeType, namespace: dict[str, Any], references: collections.abc.Sequence[tuple[Any, ...]] | None = None) -> list[tuple[str | None, Any, Any, str | None]]:
+def _referenced(code: types.CodeType, namespace: dict[str, Any], references: collections.abc.Sequence[tuple[Any, ...]]) -> list[tuple[str | None, Any, Any, str | None]]:
     """What a code object (and its nested ones) reads from its globals, as
     ``(global name read, the value bound to it, the value used, qualified
     name of a module attribute)``:
@@ -671,7 +659,7 @@ def _referenced(code: types.CodeType, namespace: dict[str, Any], references: col
     package = namespace.get("__package__") or (namespace.get("__name__", "").rpartition(".")[0] or None)
     environment: Any = _MISSING
     counted: dict[str, list[Any]] | None = None  # collections and numbers read: `_written_only`
-    for reference in _code_facts(code)[_FACT_REFERENCES] if references is None else references:
+    for reference in references:
         if reference[0] == "import":
             found.extend(_imported(reference[1], reference[2], reference[3], package))
             continue
