@@ -483,6 +483,19 @@ impl Module {
     }
 }
 
+/// Whether `expression` is a CommonJS module's exports object: `exports`
+/// or `module.exports`.
+fn is_exports_object(expression: &Expression<'_>) -> bool {
+    match expression {
+        Expression::Identifier(name) => name.name == "exports",
+        Expression::StaticMemberExpression(member) => {
+            matches!(&member.object, Expression::Identifier(object) if object.name == "module")
+                && member.property.name == "exports"
+        }
+        _ => false,
+    }
+}
+
 /// The string argument of `require("x")`, if `expr` is such a call.
 fn require_spec<'a>(expr: &'a Expression<'a>) -> Option<&'a str> {
     if let Expression::CallExpression(call) = expr
@@ -558,14 +571,7 @@ impl Builder<'_> {
     /// so every export depends on it. (Taking `exports.name = void 0` for the
     /// export left what the getter returns uncounted: stale hits.)
     fn exports_call(&mut self, call: &oxc_ast::ast::CallExpression<'_>, span: Span) -> Result<(), HitSaveError> {
-        let is_exports = |expression: &Expression<'_>| match expression.without_parentheses() {
-            Expression::Identifier(name) => name.name == "exports",
-            Expression::StaticMemberExpression(member) => {
-                matches!(&member.object, Expression::Identifier(object) if object.name == "module")
-                    && member.property.name == "exports"
-            }
-            _ => false,
-        };
+        let is_exports = |expression: &Expression<'_>| is_exports_object(expression.without_parentheses());
         let arguments: Vec<&Expression<'_>> = call.arguments.iter().filter_map(Argument::as_expression).collect();
         if !arguments.iter().any(|argument| is_exports(argument)) {
             return Ok(());
@@ -827,11 +833,6 @@ impl Builder<'_> {
                         AssignmentTarget::StaticMemberExpression(member) => {
                             let object = &member.object;
                             let property = member.property.name.to_string();
-                            let is_module_exports = |e: &Expression<'_>| {
-                                matches!(e, Expression::StaticMemberExpression(m)
-                                    if matches!(&m.object, Expression::Identifier(o) if o.name == "module")
-                                        && m.property.name == "exports")
-                            };
                             if matches!(object, Expression::Identifier(o) if o.name == "module")
                                 && property == "exports"
                             {
@@ -851,9 +852,7 @@ impl Builder<'_> {
                                         }
                                     }
                                 }
-                            } else if is_module_exports(object)
-                                || matches!(object, Expression::Identifier(o) if o.name == "exports")
-                            {
+                            } else if is_exports_object(object) {
                                 let unit =
                                     self.unit(format!("exports.{property}"), "constant", expression.span, &text)?;
                                 self.module.units[unit].exported_data = holds_data(&assignment.right);
