@@ -1345,6 +1345,48 @@ console.log(JSON.stringify(out));
   assert.deepStrictEqual(run(['11']), [fresh, '-']);
 });
 
+test('module state that holds itself, and closures sharing one scope, count (a vendored lodash.js)', () => {
+  // lodash's `_` is a project closure (when vendored) whose
+  // `_.templateSettings.imports._` is `_` again, and whose scope holds its
+  // 600 functions, each closing over that scope: reading it recursed
+  // without end (a RangeError from memo()'s first call) and then read the
+  // scope once per function in it (12 s). Changes made while the program
+  // runs, through the cycle or the shared scope, still count.
+  const project = new Project({
+    'vendor/lib.js': `
+(function () {
+  function makeLib() {
+    let factor = 2;
+    function scale(x) { return x * factor; }
+    function setFactor(f) { factor = f; }
+    function lib(x) { return scale(x) + lib.settings.offset; }
+    lib.setFactor = setFactor;
+    lib.settings = { offset: 1, imports: { lib } };
+    return lib;
+  }
+  module.exports = makeLib();
+}());
+`,
+    'main.js': `
+const { memo } = require(HITSAVE);
+const lib = require('./vendor/lib');
+const f = memo(function f(x) { console.error('ran:f'); return lib(x); });
+const out = [f(3)];
+lib.settings.imports.lib.settings.offset = 10;
+out.push(f(3));
+lib.setFactor(5);
+out.push(f(3));
+console.log(JSON.stringify(out));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [7, 16, 25, 'f,f,f']);
+  // A fresh process meets the same three states: each was stored.
+  assert.deepStrictEqual(resultsAndRuns(project), [7, 16, 25, '-']);
+  const lib = path.join(project.root, 'vendor', 'lib.js');
+  fs.writeFileSync(lib, fs.readFileSync(lib, 'utf8').replace('offset: 1,', 'offset: 2,'));
+  assert.deepStrictEqual(resultsAndRuns(project), [8, 16, 25, 'f,f,f']);
+});
+
 test('a generator or a built-in iterator held in module state is refused; HITSAVE_MODE=off calls it', () => {
   // `const gen = idGen()` with `gen.next()` inside: a second call in a
   // process read a moved generator and its result was stored under the first
