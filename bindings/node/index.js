@@ -429,50 +429,53 @@ function withModuleState(graph, search, functionName, anchor) {
   const nodes = graph.nodes.map((node) => [node[0], node[1], node[2], node[3].slice()]);
   const root = nodes.findIndex((node) => node[1] === graph.root);
   const names = new Set();
-  const reading = search.read();
-  const digests = [];
-  for (const [at, variable, value] of reading.values) {
-    // A generator or a built-in iterator (`idGen()`, `rows[Symbol.iterator]()`):
-    // each `next()` moves it, and where it is cannot be read back.
-    const kind = value !== null && typeof value === 'object' && /^\[object (.*(?:Iterator|Generator))\]$/.exec(Object.prototype.toString.call(value));
-    if (kind) {
-      throw new HitSaveError(
-        `${functionName}: it reads ${variable}, ${/^[AEIOU]/.test(kind[1]) ? 'an' : 'a'} ${kind[1]} whose position changes as it is read and cannot be read back, ` +
-          'so results computed at different positions could not be told apart; pass the values it gives as arguments, or make it an array',
-        'code_unavailable',
-      );
-    }
-    // `state:<its node>` (`/<name>` for one of several names a declaration
-    // binds; `#2`… where another module's import of it is read too); a
-    // global under the root, `state:global:<name>`.
-    const node = at < 0 ? root : at;
-    const unit = at < 0 ? 'global' : graph.nodes[node][1];
-    let name = `state:${unit}${unit.endsWith(`:${variable}`) ? '' : at < 0 ? `:${variable}` : `/${variable}`}`;
-    for (let n = 2; names.has(name); n++) name = `state:${unit}/${variable}#${n}`;
-    names.add(name);
-    nodes[node][3].push(nodes.length);
-    const digest = stateDigest(value, search.held);
-    digests.push(digest);
-    nodes.push(['constant', name, digest, []]);
-  }
-  reading.digests = digests;
-  // Code that reads a path known only when it runs may read one these
-  // values hold (`readFileSync(cfg.data)`): those files count by contents,
-  // and are watched in the process (by the reading) like the graph's own files.
-  if (graph.readsUnknown) {
-    const texts = live_().pathsIn(reading.values.map(([, , value]) => value));
-    if (texts.length) {
-      const [found, watch] = native.fileNodes(anchor, texts);
-      const known = new Set(nodes.map((node) => node[1]));
-      for (const node of found) {
-        if (known.has(node[1])) continue;
-        nodes[root][3].push(nodes.length);
-        nodes.push(node);
+  // Each closure is read once for the snapshots and the digests.
+  return search.remembering(() => {
+    const reading = search.read();
+    const digests = [];
+    for (const [at, variable, value] of reading.values) {
+      // A generator or a built-in iterator (`idGen()`, `rows[Symbol.iterator]()`):
+      // each `next()` moves it, and where it is cannot be read back.
+      const kind = value !== null && typeof value === 'object' && /^\[object (.*(?:Iterator|Generator))\]$/.exec(Object.prototype.toString.call(value));
+      if (kind) {
+        throw new HitSaveError(
+          `${functionName}: it reads ${variable}, ${/^[AEIOU]/.test(kind[1]) ? 'an' : 'a'} ${kind[1]} whose position changes as it is read and cannot be read back, ` +
+            'so results computed at different positions could not be told apart; pass the values it gives as arguments, or make it an array',
+          'code_unavailable',
+        );
       }
-      reading.files = watch;
+      // `state:<its node>` (`/<name>` for one of several names a declaration
+      // binds; `#2`… where another module's import of it is read too); a
+      // global under the root, `state:global:<name>`.
+      const node = at < 0 ? root : at;
+      const unit = at < 0 ? 'global' : graph.nodes[node][1];
+      let name = `state:${unit}${unit.endsWith(`:${variable}`) ? '' : at < 0 ? `:${variable}` : `/${variable}`}`;
+      for (let n = 2; names.has(name); n++) name = `state:${unit}/${variable}#${n}`;
+      names.add(name);
+      nodes[node][3].push(nodes.length);
+      const digest = stateDigest(value, search.held);
+      digests.push(digest);
+      nodes.push(['constant', name, digest, []]);
     }
-  }
-  return [nodes, native.fingerprints(nodes)[root], reading];
+    reading.digests = digests;
+    // Code that reads a path known only when it runs may read one these
+    // values hold (`readFileSync(cfg.data)`): those files count by contents,
+    // and are watched in the process (by the reading) like the graph's own files.
+    if (graph.readsUnknown) {
+      const texts = live_().pathsIn(reading.values.map(([, , value]) => value));
+      if (texts.length) {
+        const [found, watch] = native.fileNodes(anchor, texts);
+        const known = new Set(nodes.map((node) => node[1]));
+        for (const node of found) {
+          if (known.has(node[1])) continue;
+          nodes[root][3].push(nodes.length);
+          nodes.push(node);
+        }
+        reading.files = watch;
+      }
+    }
+    return [nodes, native.fingerprints(nodes)[root], reading];
+  });
 }
 
 /**
@@ -628,24 +631,38 @@ const STATE_PATH = [];
  */
 const SCOPE_PATH = [];
 
-/** Whether two copies of scopes hold the same variables, bound to the same values. */
-function sameScope(a, b) {
-  const names = Object.keys(a);
-  const other = Object.keys(b);
-  return names.length === other.length && names.every((name, i) => other[i] === name && Object.is(a[name], b[name]));
+/**
+ * How the variables of `fn`'s closure `scopes` are digested: each by value;
+ * a function among them with what its own closure holds only when `fn`'s
+ * code can call it (`live.calledNames`), as the checks before each call
+ * compare them (`live.snapshot`).
+ */
+function closureVariableDigest(fn, scopes, held, level) {
+  const named = live_().calledNames(fn, scopes);
+  const nothing = () => null;
+  return (name, part) => stateDigest(part, named.has(name) ? held : nothing, level + 1);
+}
+
+/**
+ * A scope's variable names in one order: the inspector lists a scope's
+ * variables in an order that differs between processes (lodash's
+ * runInContext scope), which made every process miss.
+ */
+function scopeNames(scope) {
+  return Object.keys(scope).sort();
 }
 
 /**
  * A closure's scopes as `[name, digest]` pairs each, or, for a scope being
  * read further out, a reference to it (how far out): all of the function's
- * scopes are on the path while any of them is read.
+ * scopes are on the path while any of them is read; `digest(name, value)`.
  */
 function closureDigestParts(scopes, digest) {
   const base = SCOPE_PATH.length;
-  const outer = scopes.map((scope) => SCOPE_PATH.findLastIndex((on) => sameScope(on, scope)));
+  const outer = scopes.map((scope) => SCOPE_PATH.findLastIndex((on) => live_().sameScope(on, scope)));
   scopes.forEach((scope, i) => outer[i] < 0 && SCOPE_PATH.push(scope));
   try {
-    return scopes.map((scope, i) => (outer[i] >= 0 ? ['scope', base - outer[i]] : Object.keys(scope).map((name) => [name, digest(scope[name])])));
+    return scopes.map((scope, i) => (outer[i] >= 0 ? ['scope', base - outer[i]] : scopeNames(scope).map((name) => [name, digest(name, scope[name])])));
   } finally {
     SCOPE_PATH.length = base;
   }
@@ -704,7 +721,7 @@ function stateDigestVisible(value, held, level) {
         ? null
         : inside.bound
           ? ['bound', ...inside.bound.map(digest)]
-          : ['closure', closureDigestParts(inside.variables, digest)];
+          : ['closure', closureDigestParts(inside.variables, closureVariableDigest(value, inside.variables, held, level))];
     return stateDigest(['state', 'code', Function.prototype.toString.call(value), data, holds]);
   }
   if (level === 0 && value !== null && typeof value === 'object' && (Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype)) {

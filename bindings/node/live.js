@@ -195,6 +195,76 @@ function hiddenUnchanged(before, now) {
   return before.entries.every(([key, held]) => byKey.has(key) && unchanged(held, byKey.get(key)));
 }
 
+/**
+ * Whether two copies of scopes (the inspector gives each function its own)
+ * are of one scope: the same variables, bound to the same values. A
+ * function's scopes are fixed when it is made, so a function defined
+ * beside another shares that one's scopes for as long as both live.
+ */
+function sameScope(a, b) {
+  const names = Object.keys(a);
+  return names.length === Object.keys(b).length && names.every((name) => Object.prototype.hasOwnProperty.call(b, name) && Object.is(a[name], b[name]));
+}
+
+/** The names a function's text mentions (identifiers, and words in its strings and comments: more, never fewer). */
+function namesIn(fn) {
+  return Function.prototype.toString.call(fn).match(/[A-Za-z_$][\w$]*/g) || [];
+}
+
+/**
+ * The variables of `fn`'s closure `scopes` (`heldBy`'s) its code can call:
+ * named in its text, or in the text of a function of the scopes so named.
+ * Only these functions' own closures count with `fn`'s: lodash's `_` names
+ * 9 of the 274 functions in its scope; `setToString`, whose closure keeps
+ * the time it was last called, is not among them and would make every
+ * process miss (and every call read 600 closures again).
+ */
+function calledNames(fn, scopes) {
+  const named = new Set(namesIn(fn));
+  const pending = [...named];
+  while (pending.length) {
+    const name = pending.pop();
+    for (const scope of scopes) {
+      if (!Object.prototype.hasOwnProperty.call(scope, name) || typeof scope[name] !== 'function') continue;
+      for (const word of namesIn(scope[name])) {
+        if (named.has(word)) continue;
+        named.add(word);
+        pending.push(word);
+      }
+    }
+  }
+  return named;
+}
+
+// Own properties beyond which reading a function's scopes through the
+// inspector costs more than finding another function to read them through
+// (the inspector describes every property: lodash's `_` has 300 functions,
+// 10 ms a read).
+const READER_PROPERTIES = 16;
+
+/**
+ * A function of `fn`'s scopes `variables` (its own copies) whose scopes are
+ * those same scopes and that has few properties, to read them through
+ * before each call: `{ fn, scopes: [its scope indices] }`, or undefined when
+ * `fn` is cheap to read or none is found among a few tried. A function's
+ * scopes never change, so one found sharing them shares them for good.
+ */
+function readerOf(fn, variables) {
+  if (Object.getOwnPropertyNames(fn).length <= READER_PROPERTIES) return undefined;
+  let tries = 0;
+  for (const scope of variables) {
+    for (const name of Object.keys(scope)) {
+      const candidate = scope[name];
+      if (typeof candidate !== 'function' || candidate === fn || Object.getOwnPropertyNames(candidate).length > READER_PROPERTIES) continue;
+      if (++tries > 4) return undefined;
+      const theirs = scopesOf(candidate).map((entry) => (entry && entry.object && typeof entry.object === 'object' ? entry.object : null));
+      const indices = variables.map((mine) => theirs.findIndex((other) => other !== null && sameScope(mine, other)));
+      if (indices.every((index) => index >= 0)) return { fn: candidate, scopes: indices };
+    }
+  }
+  return undefined;
+}
+
 /** The captured variables of `fn`'s scopes `indices` now (`heldBy`'s, read again). */
 function variablesNow(fn, indices) {
   const scopes = Array.from(internalsOf(fn)['[[Scopes]]'] || []);
@@ -367,7 +437,9 @@ function sizeOf(item) {
  */
 function snapshot(value, depth = 0, opaque = () => false, held = () => null, flags = {}) {
   let budget = SNAPSHOT_ITEMS;
-  const copy = (item, level) => {
+  // The closure scopes being copied (`sameScope`).
+  const scopes = [];
+  const copy = (item, level, closures = true) => {
     if (item === null || (typeof item !== 'object' && typeof item !== 'function')) return item;
     // A package's object (a logger, a client, a cache): by identity only.
     if (opaque(item)) return { same: item };
@@ -408,14 +480,25 @@ function snapshot(value, depth = 0, opaque = () => false, held = () => null, fla
         entries: hidden.entries.map(([key, value]) => [key, copy(value, level + 1)]),
       };
     }
-    if (typeof item === 'function' && level <= 1 && depth === 0) {
+    if (typeof item === 'function' && level <= 1 && depth === 0 && closures) {
       // A bound function's `this` and arguments, a project closure's
       // captured variables (read again before each call: `rand()` changes them).
       const inside = held(item);
       if (inside !== null && inside.bound) copied.bound = inside.bound.map((part) => copy(part, level + 1));
       if (inside !== null && inside.scopes) {
-        copied.scopes = inside.scopes;
-        copied.variables = inside.variables.map((scope) => Object.entries(scope).map(([name, value]) => [name, copy(value, level + 1)]));
+        // Scopes a function further out shares are compared with its own:
+        // read once before each call (lodash's `_` and the functions
+        // beside it share two scopes of 478 variables).
+        const own = inside.scopes.map((_, i) => !scopes.some((on) => sameScope(on, inside.variables[i])));
+        const named = calledNames(item, inside.variables);
+        copied.scopes = inside.scopes.filter((_, i) => own[i]);
+        if (copied.scopes.length) copied.reader = readerOf(item, inside.variables.filter((_, i) => own[i]));
+        const base = scopes.length;
+        scopes.push(...inside.variables.filter((_, i) => own[i]));
+        copied.variables = inside.variables
+          .filter((_, i) => own[i])
+          .map((scope) => Object.entries(scope).map(([name, value]) => [name, copy(value, level + 1, named.has(name))]));
+        scopes.length = base;
       }
     }
     return copied;
@@ -431,8 +514,8 @@ function unchanged(before, now) {
     // A bound function's slots never change; the objects in them may.
     return before.bound.every((held) => held === null || typeof held !== 'object' || unchanged(held, held.same));
   }
-  if (before.scopes !== undefined) {
-    const scopes = variablesNow(now, before.scopes);
+  if (before.scopes !== undefined && before.scopes.length) {
+    const scopes = before.reader ? variablesNow(before.reader.fn, before.reader.scopes) : variablesNow(now, before.scopes);
     return before.variables.every(
       (variables, i) =>
         variables.length === Object.keys(scopes[i]).length &&
@@ -510,10 +593,22 @@ class ModuleState {
     this.hash = hash;
     // Values counted by their class and identity alone (a package's objects).
     this.opaque = opaque;
-    // What a function value holds (`heldBy`).
+    // What a function value holds (`heldBy`); while `remembering` (one
+    // registration: its snapshots, then its digests), each function's
+    // closure is read once.
     const nothing = new WeakSet();
+    let remembered = null;
+    this.remembering = (use) => {
+      remembered = new Map();
+      try {
+        return use();
+      } finally {
+        remembered = null;
+      }
+    };
     this.held = (fn) => {
       if (nothing.has(fn)) return null;
+      if (remembered !== null && remembered.has(fn)) return remembered.get(fn);
       let inside = null;
       try {
         inside = heldBy(fn, projectFunction);
@@ -522,6 +617,7 @@ class ModuleState {
       }
       // A function's scopes and target are fixed when it is made: one holding nothing never will.
       if (inside === null) nothing.add(fn);
+      else if (remembered !== null) remembered.set(fn, inside);
       return inside;
     };
     // Whether files watched under an id are unchanged (the addon's `watchCurrent`).
@@ -631,4 +727,4 @@ class Reading {
   }
 }
 
-module.exports = { ModuleState, MISSING, pathsIn, mayHide, hiddenOf };
+module.exports = { ModuleState, MISSING, pathsIn, mayHide, hiddenOf, calledNames, sameScope };

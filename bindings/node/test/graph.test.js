@@ -1387,6 +1387,55 @@ console.log(JSON.stringify(out));
   assert.deepStrictEqual(resultsAndRuns(project), [8, 16, 25, 'f,f,f']);
 });
 
+test('a vendored library whose closure holds hundreds of functions and its own bookkeeping hits in the next process', () => {
+  // lodash's shape: a factory's scope of hundreds of function declarations
+  // (the inspector lists them in another order in every process), one of
+  // them a closure keeping the time it was last called (\`shortOut\`), and
+  // the exported function with many properties. Every process missed. What
+  // the exported function can call still counts, and is checked before each
+  // call (read through a function sharing its scope, not through the
+  // exported one, whose 300 properties the inspector would describe).
+  const helpers = Array.from({ length: 300 }, (_, i) => `    function h${i}(x) { return x + ${i}; }`).join('\n');
+  const project = new Project({
+    'vendor/lib.js': `
+module.exports = (function () {
+  function make() {
+${helpers}
+    let factor = 2;
+    function shortOut(func) { let lastCalled = 0; return function () { lastCalled = Date.now(); return func.apply(undefined, arguments); }; }
+    const label = shortOut(function (f, n) { f.label = n; return f; });
+    // Functions of the scope use one another (each is then kept in the scope).
+    function every(x) { return ${Array.from({ length: 300 }, (_, i) => `h${i}(x)`).join(' + ')}; }
+    function relabel(f) { return label(f, every.name); }
+    // A closure the exported function calls: what it holds counts.
+    function makeScaler(k) { let m = k; const scale = (x) => x * m; scale.set = (v) => { m = v; }; return scale; }
+    const scaler = makeScaler(1);
+    function api(x) { return scaler(h1(x) * factor); }
+    api.setFactor = function (f) { factor = f; };
+    api.setScale = function (v) { scaler.set(v); };
+    for (let i = 0; i < 300; i++) api['p' + i] = h0;
+    label(api, 'api');
+    return api;
+  }
+  return make();
+}());
+`,
+    'main.js': `
+const { memo } = require(HITSAVE);
+const lib = require('./vendor/lib');
+const f = memo(function f(x) { console.error('ran:f'); return lib(x); });
+const out = [f(3), f(3)];
+lib.setFactor(5);
+out.push(f(3), f(3));
+lib.setScale(10);
+out.push(f(3), f(3));
+console.log(JSON.stringify(out));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), [8, 8, 20, 20, 200, 200, 'f,f,f']);
+  assert.deepStrictEqual(resultsAndRuns(project), [8, 8, 20, 20, 200, 200, '-']);
+});
+
 test('a generator or a built-in iterator held in module state is refused; HITSAVE_MODE=off calls it', () => {
   // `const gen = idGen()` with `gen.next()` inside: a second call in a
   // process read a moved generator and its result was stored under the first
