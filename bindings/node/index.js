@@ -556,9 +556,7 @@ function packageInstance(value) {
   let known = PACKAGE_CLASSES.get(constructor);
   if (known === undefined) {
     const source = Function.prototype.toString.call(constructor);
-    known =
-      !source.includes('[native code]') &&
-      native.classFingerprints(source, constructor.name || '', programFiles(stackSites(packageInstance, 32)), process.argv.slice(2)).length === 0;
+    known = !source.includes('[native code]') && !native.projectClass(source, constructor.name || '', programFiles(stackSites(packageInstance, 32)));
     PACKAGE_CLASSES.set(constructor, known);
   }
   return known;

@@ -6,6 +6,8 @@
 //! in the store's analysis directory, one file per project root
 //! (`analysis/js-modules-<build>-<project>.bin`), and a module is parsed
 //! again only when its file changed: after one file is edited, that file.
+//! The summaries made around a class (an instance's key holds its class's
+//! fingerprint) are kept the same way, under the class's text ([`rooted`]).
 //!
 //! A summary is used again only while its file has the exact state it had
 //! before it was read (size, modification and change times, inode, device:
@@ -90,23 +92,34 @@ pub(crate) fn watching<T>(summarize: impl FnOnce() -> T) -> (T, bool) {
 #[derive(Serialize, Deserialize)]
 struct Entry<M> {
     path: PathBuf,
+    root: String,
     stamp: Stamp,
     module: M,
+}
+
+/// What a summary is kept under: its file, and the root it was made for
+/// (empty for a module's own summary; [`rooted`] for one made around a
+/// class an instance has, which a fresh process would parse again).
+type Key = (PathBuf, String);
+
+/// The root key of a summary made around `source` (`what`: "class").
+pub(crate) fn rooted(what: &str, source: &str) -> String {
+    format!("{what}:{}", digest_hex(source.as_bytes()))
 }
 
 /// The kept summaries of one project, as this process knows them.
 pub(crate) struct Kept {
     file: PathBuf,
-    entries: HashMap<PathBuf, (Stamp, Arc<Module>)>,
-    /// Paths this process used (looked up or added): what a full file keeps.
-    used: std::collections::HashSet<PathBuf>,
+    entries: HashMap<Key, (Stamp, Arc<Module>)>,
+    /// Summaries this process used (looked up or added): what a full file keeps.
+    used: std::collections::HashSet<Key>,
 }
 
 /// Modules a file keeps beyond those the writing process used.
 const LIMIT: usize = 20_000;
 
 /// The layout of the file's entries: a new layout is a new file name.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 static KEPT: Mutex<Option<HashMap<PathBuf, Arc<Mutex<Kept>>>>> = Mutex::new(None);
 
@@ -134,20 +147,23 @@ pub(crate) fn forget() {
 }
 
 impl Kept {
-    /// The kept summary of `path` while its file is as it was.
-    pub(crate) fn get(&mut self, path: &Path) -> Option<Arc<Module>> {
-        let (stamp, module) = self.entries.get(path)?;
+    /// The kept summary of `path` (made for `root`: empty, or [`rooted`]) while its file is as it was.
+    pub(crate) fn get(&mut self, path: &Path, root: &str) -> Option<Arc<Module>> {
+        let key = (path.to_path_buf(), root.to_owned());
+        let (stamp, module) = self.entries.get(&key)?;
         if Stamp::of(path).as_ref() != Some(stamp) {
             return None;
         }
-        self.used.insert(path.to_path_buf());
-        Some(module.clone())
+        let module = module.clone();
+        self.used.insert(key);
+        Some(module)
     }
 
-    /// Keeps `module` (made from its file at `stamp`).
-    pub(crate) fn put(&mut self, stamp: Stamp, module: Arc<Module>) {
-        self.used.insert(module.path.clone());
-        self.entries.insert(module.path.clone(), (stamp, module));
+    /// Keeps `module` (made from its file at `stamp`, for `root`).
+    pub(crate) fn put(&mut self, stamp: Stamp, root: &str, module: Arc<Module>) {
+        let key = (module.path.clone(), root.to_owned());
+        self.used.insert(key.clone());
+        self.entries.insert(key, (stamp, module));
     }
 
     /// Writes the file whole (a unit digest or a module was added): to a
@@ -156,12 +172,17 @@ impl Kept {
     pub(crate) fn save(&mut self) {
         if self.entries.len() > LIMIT {
             let used = &self.used;
-            self.entries.retain(|path, _| used.contains(path));
+            self.entries.retain(|key, _| used.contains(key));
         }
         let entries: Vec<Entry<&Module>> = self
             .entries
             .iter()
-            .map(|(path, (stamp, module))| Entry { path: path.clone(), stamp: *stamp, module: module.as_ref() })
+            .map(|((path, root), (stamp, module))| Entry {
+                path: path.clone(),
+                root: root.clone(),
+                stamp: *stamp,
+                module: module.as_ref(),
+            })
             .collect();
         let Ok(payload) = postcard::to_allocvec(&entries) else { return };
         let mut data = digest_hex(&payload).into_bytes();
@@ -178,7 +199,7 @@ impl Kept {
     }
 }
 
-fn read(file: &Path) -> HashMap<PathBuf, (Stamp, Arc<Module>)> {
+fn read(file: &Path) -> HashMap<Key, (Stamp, Arc<Module>)> {
     let Ok(data) = std::fs::read(file) else { return HashMap::new() };
     let Some(cut) = data.iter().position(|&byte| byte == b'\n') else { return HashMap::new() };
     let (check, payload) = (&data[..cut], &data[cut + 1..]);
@@ -188,11 +209,11 @@ fn read(file: &Path) -> HashMap<PathBuf, (Stamp, Arc<Module>)> {
     let Ok(entries) = postcard::from_bytes::<Vec<Entry<Module>>>(payload) else { return HashMap::new() };
     entries
         .into_iter()
-        .map(|Entry { path, stamp, mut module }| {
+        .map(|Entry { path, root, stamp, mut module }| {
             module.read_state = stamp.file_state();
             module.source_type = crate::source_type_of(&path);
             module.path = path.clone();
-            (path, (stamp, Arc::new(module)))
+            ((path, root), (stamp, Arc::new(module)))
         })
         .collect()
 }

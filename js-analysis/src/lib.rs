@@ -3531,36 +3531,47 @@ impl<'c> Graph<'c> {
         let module = match self.modules.get(path) {
             Some(module) => module.clone(),
             None => {
-                let kept = self.kept.clone();
-                let mut kept = kept.as_ref().map(|kept| kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-                let module = match kept.as_mut().and_then(|kept| kept.get(path)) {
-                    Some(module) => module,
-                    None => {
-                        let rel = self.rel(path);
-                        // The state before the read: a summary is kept under it
-                        // (an edit while it is read is another state).
-                        let stamp = kept.as_ref().and_then(|_| kept::Stamp::of(path));
-                        let (module, situated) = kept::watching(|| summarize(self.core, path, rel, None, "", None, ""));
-                        let mut module = module?;
-                        match (kept.as_mut(), stamp) {
-                            (Some(kept), Some(stamp)) if !situated => {
-                                module.kept = true;
-                                let module = Arc::new(module);
-                                kept.put(stamp, module.clone());
-                                self.kept_changed = true;
-                                module
-                            }
-                            _ => Arc::new(module),
-                        }
-                    }
-                };
-                drop(kept);
+                let rel = self.rel(path);
+                let module = self.kept_summary(path, "", |core| summarize(core, path, rel, None, "", None, ""))?;
                 self.modules.insert(path.to_path_buf(), module.clone());
                 module
             }
         };
         self.mark_used(&module);
         Ok(module)
+    }
+
+    /// The summary `summarize` makes of `path` for `root` (empty: the
+    /// module's own; [`kept::rooted`]: one made around a class), from the
+    /// kept summaries while its file is as it was, else made and kept when
+    /// it may be (`kept::situated`).
+    fn kept_summary(
+        &mut self,
+        path: &Path,
+        root: &str,
+        summarize: impl FnOnce(&Core) -> Result<Module, HitSaveError>,
+    ) -> Result<Arc<Module>, HitSaveError> {
+        let kept = self.kept.clone();
+        let mut kept = kept.as_ref().map(|kept| kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        if let Some(module) = kept.as_mut().and_then(|kept| kept.get(path, root)) {
+            return Ok(module);
+        }
+        // The state before the read: a summary is kept under it (an edit
+        // while it is read is another state).
+        let stamp = kept.as_ref().and_then(|_| kept::Stamp::of(path));
+        let core = self.core;
+        let (module, situated) = kept::watching(|| summarize(core));
+        let mut module = module?;
+        match (kept.as_mut(), stamp) {
+            (Some(kept), Some(stamp)) if !situated => {
+                module.kept = true;
+                let module = Arc::new(module);
+                kept.put(stamp, root, module.clone());
+                self.kept_changed = true;
+                Ok(module)
+            }
+            _ => Ok(Arc::new(module)),
+        }
     }
 
     fn mark_used(&mut self, module: &Arc<Module>) {
@@ -4473,7 +4484,10 @@ pub fn analyze_class(
         // class declared inside a function is in that function's text).
         if summary.units.iter().any(|unit| unit.text.contains(source)) {
             let rel = graph.rel(&summary.path);
-            let module = Arc::new(summarize(core, &summary.path, rel, None, source, None, "class")?);
+            let path = summary.path.clone();
+            let module = graph.kept_summary(&path, &kept::rooted("class", source), |core| {
+                summarize(core, &path, rel, None, source, None, "class")
+            })?;
             if let Some(root) = module.root.clone() {
                 found = Some((module, root));
                 return Ok(true);
@@ -4493,7 +4507,9 @@ pub fn analyze_class(
     for (path, needle) in named {
         let mut graph = Graph::new(core, project.clone(), program);
         let rel = graph.rel(&path);
-        let module = Arc::new(summarize(core, &path, rel, None, &needle, None, "class")?);
+        let module = graph.kept_summary(&path, &kept::rooted("class", &needle), |core| {
+            summarize(core, &path, rel, None, &needle, None, "class")
+        })?;
         if let Some(root) = module.root.clone() {
             graph.modules.insert(path.clone(), module.clone());
             graphs.push(graph.finish(&module, &root, files)?);
@@ -4509,10 +4525,24 @@ pub fn analyze_class(
 /// (`const rand = mulberry32(1)`), a package's (a debounced function, a
 /// limiter) by identity, since their variables are its bookkeeping.
 pub fn project_text(core: &Core, source: &str, program: &Program) -> Result<bool, HitSaveError> {
+    project_class(core, source, "", program)
+}
+
+/// Whether the class (or constructor function) named `name` whose text is
+/// `source` is one the project defines: [`analyze_class`] would find it
+/// (its text in a project module, or a declaration of its name there),
+/// answered from the modules' summaries without analysing it.
+pub fn project_class(core: &Core, source: &str, name: &str, program: &Program) -> Result<bool, HitSaveError> {
     let files = &program.files;
     let Some(first) = files.iter().find_map(|file| file.canonicalize().ok()) else { return Ok(false) };
     let mut graph = Graph::new(core, project_root(&first), program);
-    graph.project_modules(files, true, |_, summary| Ok(summary.units.iter().any(|unit| unit.text.contains(source))))
+    let keyword = if source.trim_start().starts_with("class") { "class" } else { "function" };
+    let declared = format!("{keyword} {name}");
+    graph.project_modules(files, true, |_, summary| {
+        Ok(summary.units.iter().any(|unit| {
+            unit.text.contains(source) || (!name.is_empty() && declaration_text(&unit.text, &declared).is_some())
+        }))
+    })
 }
 
 /// `class Name` (or `function Name`) in `text` as a whole name, with the

@@ -278,6 +278,24 @@ pub fn class_fingerprints(
     found.map_err(|err| to_napi(js, err))
 }
 
+/// Whether the class named `name` whose text is `source` is the project's
+/// (`analyze::project_class`: what [`class_fingerprints`] would find, without
+/// analysing it), not a package's.
+#[napi]
+pub fn project_class(env: Env, source: String, name: String, files: Vec<String>) -> Result<bool> {
+    let js = Js(env.raw());
+    let found = (|| -> std::result::Result<bool, HitSaveError> {
+        let core = Core::shared()?;
+        let program = analyze::Program {
+            files: files.iter().map(PathBuf::from).collect(),
+            argv: Vec::new(),
+            summaries: summaries_dir(),
+        };
+        on_analysis_thread(move || analyze::project_class(core, &source, &name, &program))
+    })();
+    found.map_err(|err| to_napi(js, err))
+}
+
 /// Whether a function whose text is `source` is written in the project
 /// modules `files` import (`analyze::project_text`), not a package's.
 #[napi]

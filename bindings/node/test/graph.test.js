@@ -1955,6 +1955,34 @@ test('a fresh process parses again only the modules that changed since the last 
   assert.deepStrictEqual(project.run('main.js').out, [false, 90, ['m0.js', 'm1.js', 'm2.js', 'main.js']]);
 });
 
+test('the class of an instance argument is not parsed again in a fresh process until its file changes', () => {
+  // An instance's key holds its class's code fingerprint, found by
+  // analysing the class in its file: kept by the file's exact state like
+  // the module summaries (every process parsed shape.js, and a vendored
+  // lodash.js twice, for classes whose instances module state holds).
+  const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  const shape = (k) => `class Shape { constructor(w) { this.w = w; } area(x) { return x * this.w * ${k}; } }\nexports.Shape = Shape;\n`;
+  const project = new Project({
+    'shape.js': shape(1),
+    'main.js': `
+      const { memo, _native } = require(HITSAVE);
+      const path = require('node:path');
+      const { Shape } = require('./shape');
+      const area = memo(function area(s, x) { console.error('ran:area'); return s.area(x); });
+      const value = area(new Shape(2), 3);
+      const parsed = _native.summarizedFiles().map((file) => path.basename(file)).sort();
+      console.log(JSON.stringify([value, [...new Set(parsed)]]));
+    `,
+  });
+  sleep(2100);
+  assert.deepStrictEqual(resultsAndRuns(project), [6, ['main.js', 'shape.js'], 'area']);
+  assert.deepStrictEqual(resultsAndRuns(project), [6, ['main.js'], '-'], 'nothing parsed again but the caller');
+  project.write({ 'shape.js': shape(10) });
+  sleep(2100);
+  assert.deepStrictEqual(resultsAndRuns(project), [60, ['main.js', 'shape.js'], 'area'], 'the edited class is analysed again');
+  assert.deepStrictEqual(resultsAndRuns(project), [60, ['main.js'], '-']);
+});
+
 test("CommonJS re-exports as TypeScript, Babel and esbuild emit them count the code they re-export", () => {
   // `export { helper } from './b'` compiled by tsc: `exports.helper = void 0`
   // then a getter defined on `exports` (taking the `void 0` statement for
