@@ -224,9 +224,30 @@ function warnOnce(error) {
   native.warnOnce(String(error && error.code ? error.code : 'store_io'), String(error && error.message));
 }
 
+/**
+ * `callSite`'s answers by the stack's positions as V8 reports them: memo()
+ * run again at one place (in a request handler) finds it again without
+ * source maps, URLs or the file system (bounded: stacks made at run time
+ * could be endless).
+ */
+const CALL_SITES = new Map();
+
 /** The place `memo()` was called from: where its argument is found in the source. */
 function callSite(skip) {
   const sites = stackSites(skip, 12);
+  let key = '';
+  for (const site of sites) key += `${site.getFileName()}:${site.getLineNumber()}:${site.getColumnNumber()}\n`;
+  let where = CALL_SITES.get(key);
+  if (where === undefined) {
+    where = callSiteOf(sites);
+    if (CALL_SITES.size >= 4096) CALL_SITES.clear();
+    CALL_SITES.set(key, where);
+  }
+  return where;
+}
+
+/** `callSite` of a stack's `sites`, innermost first. */
+function callSiteOf(sites) {
   const site = sites[0];
   if (!site) return null;
   let file = site.getFileName();
