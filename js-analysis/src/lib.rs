@@ -193,6 +193,20 @@ enum Imported {
     Named(String),
     Default,
     Namespace,
+    /// `name.property` of a named import: the export `name`, and when that
+    /// is a namespace (`export * as name from './m'`, or `import * as name`
+    /// exported again), that module's export `property` only.
+    Member(String, String),
+}
+
+impl Imported {
+    /// The name imported (`Member`'s export, whatever property is read of it).
+    fn base(&self) -> Imported {
+        match self {
+            Imported::Member(name, _) => Imported::Named(name.clone()),
+            other => other.clone(),
+        }
+    }
 }
 
 /// An edge out of a unit.
@@ -483,6 +497,24 @@ impl Module {
     }
 }
 
+/// The properties of object literals (`{ fmt, other: helper, run(x) {} }`)
+/// as `(name, span)`, in order; none when one of `objects` is not such a
+/// literal or has a spread or a computed name (what it adds is not known).
+fn named_properties(objects: &[&Expression<'_>]) -> Option<Vec<(String, Span)>> {
+    let mut properties = Vec::new();
+    for object in objects {
+        let Expression::ObjectExpression(object) = object.without_parentheses() else { return None };
+        for property in &object.properties {
+            let ObjectPropertyKind::ObjectProperty(property) = property else { return None };
+            if property.computed {
+                return None;
+            }
+            properties.push((property.key.static_name()?.to_string(), property.span));
+        }
+    }
+    Some(properties)
+}
+
 /// Whether `expression` is a CommonJS module's exports object: `exports`
 /// or `module.exports`.
 fn is_exports_object(expression: &Expression<'_>) -> bool {
@@ -593,6 +625,22 @@ impl Builder<'_> {
             let name = self.unique_name(&format!("exports.{}", key.value));
             let unit = self.unit(name, "constant", span, &text)?;
             self.module.exports.insert(key.value.to_string(), Export::Unit(unit));
+            return Ok(());
+        }
+        // `Object.assign(module.exports, { fmt, other })`: each property an
+        // export of its own (a later one of a name replaces an earlier).
+        if callee == Some("assign")
+            && on_object
+            && arguments.len() >= 2
+            && is_exports(arguments[0])
+            && let Some(properties) = named_properties(&arguments[1..])
+        {
+            for (key, property) in properties {
+                let text = self.slice(property).to_owned();
+                let name = self.unique_name(&format!("exports.{key}"));
+                let unit = self.unit(name, "constant", property, &text)?;
+                self.module.exports.insert(key, Export::Unit(unit));
+            }
             return Ok(());
         }
         if matches!(callee, Some("__exportStar" | "__export"))
@@ -959,15 +1007,22 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
             let node = nodes.get_node(reference.node_id());
             let span = node.kind().span();
             let Some(user) = index.unit_at(span) else { continue };
-            // `ns.name` on a namespace import is a use of that export only.
-            let used = match &home {
-                Dep::Import { spec, imported: Imported::Namespace } => match nodes.parent_kind(node.id()) {
-                    AstKind::StaticMemberExpression(member) if member.object.span() == span => {
-                        Dep::Import { spec: spec.clone(), imported: Imported::Named(member.property.name.to_string()) }
-                    }
-                    _ => home.clone(),
-                },
-                other => other.clone(),
+            // `ns.name` on a namespace import is a use of that export only;
+            // `text.fmt` on a named import, of `fmt` when `text` is a
+            // namespace the other module exports (`export * as text`).
+            let used = match (&home, nodes.parent_kind(node.id())) {
+                (Dep::Import { spec, imported }, AstKind::StaticMemberExpression(member))
+                    if member.object.span() == span =>
+                {
+                    let property = member.property.name.to_string();
+                    let imported = match imported {
+                        Imported::Namespace => Imported::Named(property),
+                        Imported::Named(name) => Imported::Member(name.clone(), property),
+                        other => other.clone(),
+                    };
+                    Dep::Import { spec: spec.clone(), imported }
+                }
+                _ => home.clone(),
             };
             if at_root {
                 // A top-level statement that refers to a module-level binding
@@ -2056,7 +2111,7 @@ impl Here {
                     Imported::Named(function) if function == "join" || function == "resolve" => {
                         functions.push((name.clone(), function.clone()))
                     }
-                    Imported::Named(_) => {}
+                    Imported::Named(_) | Imported::Member(..) => {}
                     Imported::Default | Imported::Namespace => modules.push(name.clone()),
                 }
             }
@@ -4128,7 +4183,7 @@ impl<'c> Graph<'c> {
                         for (local, binding) in &module.bindings {
                             if let Binding::Import { spec: bound, imported: what } = binding
                                 && bound == spec
-                                && (what == imported || *what == Imported::Namespace)
+                                && (*what == imported.base() || *what == Imported::Namespace)
                             {
                                 self.import_reads.push((index, target, module.clone(), local.clone()));
                             }
@@ -4198,6 +4253,20 @@ impl<'c> Graph<'c> {
             Imported::Namespace => return Ok(Some(self.whole(module)?)),
             Imported::Default => "default",
             Imported::Named(name) => name.as_str(),
+            Imported::Member(name, property) => {
+                let namespace = match module.exports.get(name) {
+                    Some(Export::From { spec, imported: Imported::Namespace }) => Some(spec.clone()),
+                    Some(Export::Local(local)) => match module.bindings.get(local) {
+                        Some(Binding::Import { spec, imported: Imported::Namespace }) => Some(spec.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                return match namespace {
+                    Some(spec) => self.import(module, &spec, &Imported::Named(property.clone())),
+                    None => self.export(module, &Imported::Named(name.clone()), depth),
+                };
+            }
         };
         if let Some(export) = module.exports.get(name).cloned() {
             return match export {
@@ -4264,7 +4333,7 @@ fn export_unit(module: &Module, imported: &Imported) -> Option<usize> {
     let export = match imported {
         Imported::Namespace => return None,
         Imported::Default => module.exports.get("default"),
-        Imported::Named(name) => module.exports.get(name.as_str()),
+        Imported::Named(name) | Imported::Member(name, _) => module.exports.get(name.as_str()),
     };
     match export {
         Some(Export::Unit(unit)) => Some(*unit),

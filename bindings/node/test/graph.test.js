@@ -954,10 +954,42 @@ console.log(JSON.stringify([train(3), runs]));
 });
 
 /** Runs main.js in a fresh process: what it prints, then which bodies ran (their `ran:NAME` stderr lines; `-` for none). */
-function resultsAndRuns(project, options = {}) {
-  const { out, stderr } = project.run('main.js', options);
+function resultsAndRuns(project, options = {}, file = 'main.js') {
+  const { out, stderr } = project.run(file, options);
   return [...out, stderr.split('\n').filter((line) => line.startsWith('ran:')).map((line) => line.slice(4)).join(',') || '-'];
 }
+
+test('a namespace re-exported by name and exports assigned in one call count by the export used', () => {
+  // `export * as text from './text.mjs'` then `text.fmt(x)`, and
+  // `Object.assign(module.exports, { fmt, other })` then `fmt(x)`: both
+  // depended on the whole module, so editing `other`, which neither calls,
+  // missed. Editing `fmt` still does.
+  const text = (a, b) => `export function fmt(x) { return '${a}' + x; }\nexport function other() { return ${b}; }\n`;
+  const assigned = (a, b) => `function fmt(x) { return '${a}' + x; }\nfunction other() { return ${b}; }\nObject.assign(module.exports, { fmt, other });\n`;
+  const project = new Project({
+    'lib/text.mjs': text('v', 1),
+    'lib/index.mjs': "export * as text from './text.mjs';\n",
+    'lib/assigned.js': assigned('v', 1),
+    'main.mjs': `
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const { memo } = require(HITSAVE);
+import { text } from './lib/index.mjs';
+const { fmt } = require('./lib/assigned.js');
+const viaNamespace = memo(function viaNamespace(x) { console.error('ran:viaNamespace'); return text.fmt(x); });
+const viaAssign = memo(function viaAssign(x) { console.error('ran:viaAssign'); return fmt(x); });
+console.log(JSON.stringify([viaNamespace(1), viaAssign(2)]));
+`,
+  });
+  const results = () => resultsAndRuns(project, {}, 'main.mjs');
+  assert.deepStrictEqual(results(), ['v1', 'v2', 'viaNamespace,viaAssign']);
+  project.write({ 'lib/text.mjs': text('v', 2), 'lib/assigned.js': assigned('v', 2) });
+  assert.deepStrictEqual(results(), ['v1', 'v2', '-'], 'other() is not called');
+  project.write({ 'lib/text.mjs': text('w', 2) });
+  assert.deepStrictEqual(results(), ['w1', 'v2', 'viaNamespace']);
+  project.write({ 'lib/assigned.js': assigned('w', 2) });
+  assert.deepStrictEqual(results(), ['w1', 'w2', 'viaAssign']);
+});
 
 test('a name the code completes into a file counts that file', () => {
   // `load('train')` reading `${name}.csv`: the text names no file, so only
