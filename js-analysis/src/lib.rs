@@ -1034,7 +1034,10 @@ fn link(module: &mut Module, semantic: &Semantic<'_>) {
                 // the binding holds when the memoized function runs is theirs
                 // to decide. An imported binding: that export, in the graph.
                 let effect = module.units[user].effect && !called_for_a_shown_result(semantic, node.id());
+                // `memo(work)`: HitSave's memo() changes nothing of what it is given.
+                let memoized = passed_to_sdk_memo(module, semantic, node.id());
                 match &used {
+                    Dep::Unit(_) if memoized => {}
                     Dep::Unit(binding) if *binding != user && effect => effects.push((*binding, user)),
                     Dep::Unit(binding) if *binding != user && may_change(semantic, node.id(), reference.is_write()) => {
                         writers.push((*binding, user));
@@ -2427,6 +2430,10 @@ fn may_change_at(semantic: &Semantic<'_>, node: oxc_semantic::NodeId, written: b
         return true;
     }
     let nodes = semantic.nodes();
+    if depth == 0 && names_const_primitive(semantic, nodes.get_node(node).kind()) {
+        // `const ROOT = '/data'` passed on (`path.join(ROOT, name)`): nothing changes it.
+        return false;
+    }
     let mut current = node;
     let mut span = nodes.get_node(node).kind().span();
     let mut through_member = false;
@@ -2904,6 +2911,68 @@ fn is_unresolved(semantic: &Semantic<'_>, identifier: &oxc_ast::ast::IdentifierR
         .reference_id
         .get()
         .is_none_or(|reference| semantic.scoping().get_reference(reference).symbol_id().is_none())
+}
+
+/// Whether a reference is the function given to HitSave's own `memo()`
+/// (`memo(work)` with `memo` imported from the SDK, `hitsave.memo(work)`):
+/// memo() does not change it, so the call is no writer of it (it made the
+/// statement holding the memoized function part of its graph: renaming
+/// `const cachedWork = memo(work)` missed).
+fn passed_to_sdk_memo(module: &Module, semantic: &Semantic<'_>, node: oxc_semantic::NodeId) -> bool {
+    let nodes = semantic.nodes();
+    let span = nodes.get_node(node).kind().span();
+    let AstKind::CallExpression(call) = nodes.parent_kind(node) else { return false };
+    if call.arguments.first().is_none_or(|argument| argument.span() != span) {
+        return false;
+    }
+    let module_level = |name: &oxc_ast::ast::IdentifierReference<'_>| {
+        name.reference_id
+            .get()
+            .and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
+            .is_some_and(|symbol| semantic.scoping().symbol_scope_id(symbol) == semantic.scoping().root_scope_id())
+    };
+    let sdk = |spec: &str| matches!(resolve(&module.path, spec), Resolved::Package { name, .. } if name == "hitsave");
+    match call.callee.without_parentheses() {
+        Expression::Identifier(callee) => {
+            module_level(callee)
+                && matches!(module.bindings.get(callee.name.as_str()),
+                    Some(Binding::Import { spec, imported: Imported::Named(name) }) if name == "memo" && sdk(spec))
+        }
+        Expression::StaticMemberExpression(member) if member.property.name == "memo" => {
+            matches!(&member.object, Expression::Identifier(object) if module_level(object)
+                && matches!(module.bindings.get(object.name.as_str()),
+                    Some(Binding::Import { spec, imported: Imported::Namespace | Imported::Default }) if sdk(spec)))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a reference names a `const` bound to a primitive literal
+/// (`const ROOT = '/data'`, `const N = 3`): no code can change what it
+/// holds, so no call taking it is a writer of it.
+fn names_const_primitive(semantic: &Semantic<'_>, kind: AstKind<'_>) -> bool {
+    let AstKind::IdentifierReference(name) = kind else { return false };
+    let Some(symbol) =
+        name.reference_id.get().and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
+    else {
+        return false;
+    };
+    let declaration = semantic.symbol_declaration(symbol);
+    let AstKind::VariableDeclarator(declarator) = declaration.kind() else { return false };
+    let constant = matches!(semantic.nodes().parent_kind(declaration.id()),
+        AstKind::VariableDeclaration(variables) if variables.kind == oxc_ast::ast::VariableDeclarationKind::Const);
+    if !constant || !matches!(&declarator.id, BindingPattern::BindingIdentifier(_)) {
+        return false;
+    }
+    declarator.init.as_ref().is_some_and(|init| match init.without_parentheses() {
+        Expression::StringLiteral(_)
+        | Expression::NumericLiteral(_)
+        | Expression::BooleanLiteral(_)
+        | Expression::NullLiteral(_)
+        | Expression::BigIntLiteral(_) => true,
+        Expression::TemplateLiteral(template) => template.expressions.is_empty(),
+        _ => false,
+    })
 }
 
 /// Whether a callee is a name bound to `createRequire(…)`'s result.

@@ -991,6 +991,47 @@ console.log(JSON.stringify([viaNamespace(1), viaAssign(2)]));
   assert.deepStrictEqual(results(), ['w1', 'w2', 'viaAssign']);
 });
 
+test('a constant holding a primitive passed to a call is not changed by it: other code using it stays out', () => {
+  // \`const BASE = 'v'\` passed to \`label(BASE, x)\` by two functions: a
+  // call given a binding may change it (an object it holds), so each
+  // function became a writer of BASE and part of the graph of every
+  // function reading it: editing b() missed a(). A string never changes.
+  const main = (suffix) => `
+const { memo } = require(HITSAVE);
+const BASE = 'v';
+function label(prefix, x) { return prefix + x; }
+const a = memo(function a(x) { console.error('ran:a'); return label(BASE, x); });
+const b = memo(function b(x) { console.error('ran:b'); return label(BASE, x) + '${suffix}'; });
+console.log(JSON.stringify([a(1), b(2)]));
+`;
+  const project = new Project({ 'main.js': main('!') });
+  assert.deepStrictEqual(resultsAndRuns(project), ['v1', 'v2!', 'a,b']);
+  project.write({ 'main.js': main('?') });
+  assert.deepStrictEqual(resultsAndRuns(project), ['v1', 'v2?', 'b']);
+});
+
+test('the code that calls memo() is not part of the memoized function: renaming its variable or editing a handler hits', () => {
+  // A call given a binding may change it, so \`const cachedWork =
+  // memo(work)\` and a request handler running \`hs.memo(twice)(x)\` were
+  // writers of the function they memoize, in its graph: renaming the
+  // variable, or any edit of the handler, missed. memo() changes nothing.
+  const main = (name, tag, k) => `
+const { memo } = require(HITSAVE);
+const hs = require(HITSAVE);
+function work(x) { console.error('ran:work'); return x * ${k}; }
+function twice(x) { console.error('ran:twice'); return x + x; }
+const ${name} = memo(work);
+function handle(x) { const tag = '${tag}'; return hs.memo(twice)(x); }
+console.log(JSON.stringify([${name}(2), handle(3)]));
+`;
+  const project = new Project({ 'main.js': main('cachedWork', 'a', 2) });
+  assert.deepStrictEqual(resultsAndRuns(project), [4, 6, 'work,twice']);
+  project.write({ 'main.js': main('fastWork', 'b', 2) });
+  assert.deepStrictEqual(resultsAndRuns(project), [4, 6, '-']);
+  project.write({ 'main.js': main('fastWork', 'b', 3) });
+  assert.deepStrictEqual(resultsAndRuns(project), [6, 6, 'work']);
+});
+
 test('a name the code completes into a file counts that file', () => {
   // `load('train')` reading `${name}.csv`: the text names no file, so only
   // the text was in the key and an edit of train.csv hit.
