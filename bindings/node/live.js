@@ -277,6 +277,18 @@ function variablesOf(fn, index) {
   return scope && scope.object && typeof scope.object === 'object' ? scope.object : null;
 }
 
+/** A state variable's name as `[variable, member]`: `text.fmt` is the export `fmt` of the module bound whole to `text`; member null otherwise. */
+function splitMember(name) {
+  const dot = name.indexOf('.');
+  return dot < 0 ? [name, null] : [name.slice(0, dot), name.slice(dot + 1)];
+}
+
+/** What an object's member holds now (MISSING when the object is not one or lacks it). */
+function memberOf(object, member) {
+  if (object === null || (typeof object !== 'object' && typeof object !== 'function') || !(member in object)) return MISSING;
+  return object[member];
+}
+
 /** What `name` holds in a scope's (or the global object's) variables now; MISSING when it holds no such name. */
 function valueIn(variables, name) {
   return variables && name in variables ? variables[name] : MISSING;
@@ -302,7 +314,7 @@ function isModuleScope(keys, bindings, names) {
 function locate(root, modules, follow) {
   const wanted = modules.map(([, bindings, variables]) => ({
     bindings: new Set(bindings),
-    names: variables.map(([, name]) => name),
+    names: variables.map(([, name]) => splitMember(name)[0]),
   }));
   const found = modules.map(() => null);
   let missing = modules.length;
@@ -655,7 +667,12 @@ class ModuleState {
       const place = this.places[m];
       if (place === null) return;
       const scope = variablesOf(place.fn, place.index);
-      for (const [node, name] of variables) values.push([node, name, valueIn(scope, name)]);
+      for (const [node, name] of variables) {
+        const [base, member] = splitMember(name);
+        const value = valueIn(scope, base);
+        // `text.fmt`: the member now, and the object it is read from (read again before each call).
+        values.push(member === null ? [node, name, value] : [node, name, memberOf(value, member), value]);
+      }
     });
     // Globals the code reads (`RATE`, `globalThis.RATE`): on the global object.
     for (const name of this.globals) values.push([-1, name, valueIn(globalThis, name)]);
@@ -712,8 +729,14 @@ class Reading {
       const variables = modules[m][2];
       const reread = variables.some(([, , reassigned]) => reassigned) ? variablesOf(place.fn, place.index) : null;
       for (const [, name, reassigned] of variables) {
-        const held = this.values[index][2];
-        const now = reassigned ? valueIn(reread, name) : held;
+        const [base, member] = splitMember(name);
+        const [, , held, object] = this.values[index];
+        const now =
+          member === null
+            ? reassigned
+              ? valueIn(reread, name)
+              : held
+            : memberOf(reassigned ? valueIn(reread, base) : object, member);
         if (!unchanged(this.snapshots[index], now)) return false;
         index++;
       }

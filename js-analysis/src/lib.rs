@@ -147,6 +147,9 @@ pub struct StateModule {
     /// whether code may assign it (a `let`/`var` some unit writes), so its
     /// value has to be read again before each call; otherwise the value read
     /// once is the one the program keeps (its contents may still change).
+    /// `name.member` for the one export the code reads of a module bound
+    /// whole (`text.fmt` of `const text = require('./text')`): read from
+    /// that object before each call.
     pub variables: Vec<(u32, String, bool)>,
 }
 
@@ -3945,7 +3948,11 @@ impl<'c> Graph<'c> {
             // Or an export other than a function that some statement
             // changes (`Config.k = 3` on an imported class: an effect edge
             // into its node; a function's edges come from calls on it).
-            let data = self.variables.contains_key(&target)
+            // A member of a module bound whole (`text.rate`): any export,
+            // since code may replace it (`exports.rate = r`) while it runs.
+            let member = local.contains('.') && self.nodes[target as usize].kind != "package";
+            let data = member
+                || self.variables.contains_key(&target)
                 || self.nodes[target as usize].kind == "module"
                 || self.exported_data.contains(&target)
                 || (self.nodes[target as usize].kind != "function"
@@ -4254,7 +4261,14 @@ impl<'c> Graph<'c> {
                                 && bound == spec
                                 && (*what == imported.base() || *what == Imported::Namespace)
                             {
-                                self.import_reads.push((index, target, module.clone(), local.clone()));
+                                // `text.fmt` on a whole module (`const text =
+                                // require('./text')`, `import * as text`): that
+                                // member, not every function the module holds.
+                                let read = match (what, imported) {
+                                    (Imported::Namespace, Imported::Named(member)) => format!("{local}.{member}"),
+                                    _ => local.clone(),
+                                };
+                                self.import_reads.push((index, target, module.clone(), read));
                             }
                         }
                     }

@@ -1032,6 +1032,34 @@ console.log(JSON.stringify([${name}(2), handle(3)]));
   assert.deepStrictEqual(resultsAndRuns(project), [6, 6, 'work']);
 });
 
+test('a module bound whole (require, import * as) counts by the members the code reads, read before each call', () => {
+  // \`const text = require('./lib/text'); text.fmt(x)\`: the whole exports
+  // object was read as module state, every function it holds by its text,
+  // so editing \`other\` (never called) missed. Now \`text.fmt\` and
+  // \`text.rate\` are read, again before each call: a member replaced or
+  // changed while the program runs still counts.
+  const lib = (b) => `function fmt(x) { return 'v' + x; }\nfunction other() { return ${b}; }\n` +
+    'exports.fmt = fmt;\nexports.other = other;\nexports.rate = 2;\nexports.setRate = (r) => { exports.rate = r; };\n';
+  const project = new Project({
+    'lib/text.js': lib(1),
+    'main.js': `
+const { memo } = require(HITSAVE);
+const text = require('./lib/text');
+const f = memo(function f(x) { console.error('ran:f'); return text.fmt(x) + text.rate; });
+const out = [f(1)];
+text.setRate(5);
+out.push(f(1));
+text.fmt = (x) => 'z' + x;
+out.push(f(1));
+console.log(JSON.stringify(out));
+`,
+  });
+  assert.deepStrictEqual(resultsAndRuns(project), ['v12', 'v15', 'z15', 'f,f,f']);
+  assert.deepStrictEqual(resultsAndRuns(project), ['v12', 'v15', 'z15', '-']);
+  project.write({ 'lib/text.js': lib(2) });
+  assert.deepStrictEqual(resultsAndRuns(project), ['v12', 'v15', 'z15', '-'], 'other() is not read');
+});
+
 test('a name the code completes into a file counts that file', () => {
   // `load('train')` reading `${name}.csv`: the text names no file, so only
   // the text was in the key and an edit of train.csv hit.
