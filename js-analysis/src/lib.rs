@@ -2967,15 +2967,7 @@ fn names_const_primitive(semantic: &Semantic<'_>, kind: AstKind<'_>) -> bool {
     if !constant || !matches!(&declarator.id, BindingPattern::BindingIdentifier(_)) {
         return false;
     }
-    declarator.init.as_ref().is_some_and(|init| match init.without_parentheses() {
-        Expression::StringLiteral(_)
-        | Expression::NumericLiteral(_)
-        | Expression::BooleanLiteral(_)
-        | Expression::NullLiteral(_)
-        | Expression::BigIntLiteral(_) => true,
-        Expression::TemplateLiteral(template) => template.expressions.is_empty(),
-        _ => false,
-    })
+    declarator.init.as_ref().is_some_and(literal)
 }
 
 /// Whether a callee is a name bound to `createRequire(…)`'s result.
@@ -4670,20 +4662,15 @@ pub fn analyze_class(
     Ok(graphs)
 }
 
-/// Whether `source`, a function's text as it runs
-/// (`Function.prototype.toString`), is written in a module of the project
-/// that `program.files` import, not in a package's or Node's: the project's
-/// closures held in module state count by the variables they captured
-/// (`const rand = mulberry32(1)`), a package's (a debounced function, a
-/// limiter) by identity, since their variables are its bookkeeping.
-pub fn project_text(core: &Core, source: &str, program: &Program) -> Result<bool, HitSaveError> {
-    project_class(core, source, "", program)
-}
-
 /// Whether the class (or constructor function) named `name` whose text is
 /// `source` is one the project defines: [`analyze_class`] would find it
 /// (its text in a project module, or a declaration of its name there),
-/// answered from the modules' summaries without analysing it.
+/// answered from the modules' summaries without analysing it. With no name,
+/// whether a function's text as it runs (`Function.prototype.toString`) is
+/// written in a project module, not a package's or Node's: the project's
+/// closures held in module state count by the variables they captured
+/// (`const rand = mulberry32(1)`), a package's (a debounced function, a
+/// limiter) by identity, since their variables are its bookkeeping.
 pub fn project_class(core: &Core, source: &str, name: &str, program: &Program) -> Result<bool, HitSaveError> {
     let files = &program.files;
     let Some(first) = files.iter().find_map(|file| file.canonicalize().ok()) else { return Ok(false) };

@@ -297,20 +297,10 @@ pub fn project_class(env: Env, source: String, name: String, files: Vec<String>)
 }
 
 /// Whether a function whose text is `source` is written in the project
-/// modules `files` import (`analyze::project_text`), not a package's.
+/// modules `files` import ([`project_class`] without a name), not a package's.
 #[napi]
 pub fn project_function(env: Env, source: String, files: Vec<String>) -> Result<bool> {
-    let js = Js(env.raw());
-    let found = (|| -> std::result::Result<bool, HitSaveError> {
-        let core = Core::shared()?;
-        let program = analyze::Program {
-            files: files.iter().map(PathBuf::from).collect(),
-            argv: Vec::new(),
-            summaries: summaries_dir(),
-        };
-        on_analysis_thread(move || analyze::project_text(core, &source, &program))
-    })();
-    found.map_err(|err| to_napi(js, err))
+    project_class(env, source, String::new(), files)
 }
 
 /// The files, directories and glob patterns text arguments name, by
