@@ -144,8 +144,12 @@ function heldBy(fn, projectFunction) {
     if (index === outermost && description === 'Closure') return;
     picked.push(index);
   });
-  if (!picked.length || !projectFunction(fn)) return null;
-  return { scopes: picked, variables: picked.map((index) => scopes[index].object) };
+  if (!picked.length) return null;
+  const variables = picked.map((index) => scopes[index].object);
+  // Scopes a project closure being read has are the project's: a function
+  // made in them is project code (no search of the sources for its text).
+  if (!variables.every((variable) => READING.some((on) => sameScope(on, variable))) && !projectFunction(fn)) return null;
+  return { scopes: picked, variables };
 }
 
 // `#x` outside strings, as far as a cheap test can tell (index.js's test for arguments).
@@ -196,6 +200,13 @@ function hiddenUnchanged(before, now) {
 }
 
 /**
+ * The copies of closure scopes being read, outermost first, by a digest
+ * (index.js) or a snapshot: a scope met again further in is that scope
+ * (`sameScope`), read once.
+ */
+const READING = [];
+
+/**
  * Whether two copies of scopes (the inspector gives each function its own)
  * are of one scope: the same variables, bound to the same values. A
  * function's scopes are fixed when it is made, so a function defined
@@ -206,9 +217,17 @@ function sameScope(a, b) {
   return names.length === Object.keys(b).length && names.every((name) => Object.prototype.hasOwnProperty.call(b, name) && Object.is(a[name], b[name]));
 }
 
+/** `namesIn` by function (a function's text never changes). */
+const NAMES_IN = new WeakMap();
+
 /** The names a function's text mentions (identifiers, and words in its strings and comments: more, never fewer). */
 function namesIn(fn) {
-  return Function.prototype.toString.call(fn).match(/[A-Za-z_$][\w$]*/g) || [];
+  let names = NAMES_IN.get(fn);
+  if (names === undefined) {
+    names = [...new Set(Function.prototype.toString.call(fn).match(/[A-Za-z_$][\w$]*/g))];
+    NAMES_IN.set(fn, names);
+  }
+  return names;
 }
 
 /**
@@ -449,8 +468,7 @@ function sizeOf(item) {
  */
 function snapshot(value, depth = 0, opaque = () => false, held = () => null, flags = {}) {
   let budget = SNAPSHOT_ITEMS;
-  // The closure scopes being copied (`sameScope`).
-  const scopes = [];
+  const scopes = READING;
   const copy = (item, level, closures = true) => {
     if (item === null || (typeof item !== 'object' && typeof item !== 'function')) return item;
     // A package's object (a logger, a client, a cache): by identity only.
@@ -507,10 +525,13 @@ function snapshot(value, depth = 0, opaque = () => false, held = () => null, fla
         if (copied.scopes.length) copied.reader = readerOf(item, inside.variables.filter((_, i) => own[i]));
         const base = scopes.length;
         scopes.push(...inside.variables.filter((_, i) => own[i]));
-        copied.variables = inside.variables
-          .filter((_, i) => own[i])
-          .map((scope) => Object.entries(scope).map(([name, value]) => [name, copy(value, level + 1, named.has(name))]));
-        scopes.length = base;
+        try {
+          copied.variables = inside.variables
+            .filter((_, i) => own[i])
+            .map((scope) => Object.entries(scope).map(([name, value]) => [name, copy(value, level + 1, named.has(name))]));
+        } finally {
+          scopes.length = base;
+        }
       }
     }
     return copied;
@@ -612,10 +633,12 @@ class ModuleState {
     let remembered = null;
     this.remembering = (use) => {
       remembered = new Map();
+      READING.length = 0;
       try {
         return use();
       } finally {
         remembered = null;
+        READING.length = 0;
       }
     };
     this.held = (fn) => {
@@ -750,4 +773,4 @@ class Reading {
   }
 }
 
-module.exports = { ModuleState, MISSING, pathsIn, mayHide, hiddenOf, calledNames, sameScope };
+module.exports = { ModuleState, MISSING, pathsIn, mayHide, hiddenOf, calledNames, sameScope, READING };
