@@ -635,13 +635,6 @@ function withNodes(graph) {
 }
 
 /**
- * The objects and functions whose digest is being taken, outermost first:
- * a value met again inside itself (lodash's `_.templateSettings.imports._`
- * is `_`) counts as a reference to that enclosing value, by how many levels
- * up it is, instead of being digested again without end.
- */
-const STATE_PATH = [];
-/**
  * How the variables of `fn`'s closure `scopes` are digested: each by value;
  * a function among them with what its own closure holds only when `fn`'s
  * code can call it (`live.calledNames`), as the checks before each call
@@ -668,20 +661,22 @@ function scopeNames(scope) {
  * scopes are on the path while any of them is read; `digest(name, value)`.
  */
 function closureDigestParts(scopes, digest) {
-  // The scopes being read (`live.READING`, shared with the snapshots): a
+  // The scopes being read (`live.readingScopes`, shared with the snapshots): a
   // function defined beside the one being read shares its scopes, whose
   // variables count once, as a reference to the enclosing reading, not once
   // per function in them (lodash's 600 functions of two scopes: 90,000 digests).
-  const { READING, sameScope } = live_();
-  const base = READING.length;
-  const outer = scopes.map((scope) => READING.findLastIndex((on) => sameScope(on, scope)));
-  scopes.forEach((scope, i) => outer[i] < 0 && READING.push(scope));
-  try {
-    return scopes.map((scope, i) => (outer[i] >= 0 ? ['scope', base - outer[i]] : scopeNames(scope).map((name) => [name, digest(name, scope[name])])));
-  } finally {
-    READING.length = base;
-  }
+  return live_().readingScopes(scopes, (outer, base) =>
+    scopes.map((scope, i) => (outer[i] >= 0 ? ['scope', base - outer[i]] : scopeNames(scope).map((name) => [name, digest(name, scope[name])]))),
+  );
 }
+
+/**
+ * The objects and functions whose digest is being taken, outermost first:
+ * a value met again inside itself (lodash's `_.templateSettings.imports._`
+ * is `_`) counts as a reference to that enclosing value, by how many levels
+ * up it is, instead of being digested again without end.
+ */
+const STATE_PATH = [];
 
 /** How deep module state is read before the function is refused (the stack would not hold more). */
 const STATE_DEPTH = 256;
@@ -706,6 +701,7 @@ function stateDigest(value, held = () => null, level = 0) {
   }
 }
 
+/** `stateDigest` of a value not on `STATE_PATH` (or a primitive). */
 function stateDigestOf(value, held, level) {
   if (value === live_().MISSING) return native.valueDigest(['state', 'unread']);
   if (packageInstance(value)) return native.valueDigest(['state', 'instance', Object.getPrototypeOf(value).constructor.name || '']);

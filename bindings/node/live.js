@@ -148,7 +148,7 @@ function heldBy(fn, projectFunction) {
   const variables = picked.map((index) => scopes[index].object);
   // Scopes a project closure being read has are the project's: a function
   // made in them is project code (no search of the sources for its text).
-  if (!variables.every((variable) => READING.some((on) => sameScope(on, variable))) && !projectFunction(fn)) return null;
+  if (!variables.every((variable) => readAt(variable) >= 0) && !projectFunction(fn)) return null;
   return { scopes: picked, variables };
 }
 
@@ -205,6 +205,27 @@ function hiddenUnchanged(before, now) {
  * (`sameScope`), read once.
  */
 const READING = [];
+
+/** Where on `READING` the same scope as `scope` is read, or -1. */
+function readAt(scope) {
+  return READING.findLastIndex((on) => sameScope(on, scope));
+}
+
+/**
+ * `use(outer, base)` with `scopes` being read: `outer[i]` is where on
+ * `READING` the same scope is already read (-1 when it is not, and it is
+ * pushed for the time of `use`, above `base`).
+ */
+function readingScopes(scopes, use) {
+  const base = READING.length;
+  const outer = scopes.map(readAt);
+  scopes.forEach((scope, i) => outer[i] < 0 && READING.push(scope));
+  try {
+    return use(outer, base);
+  } finally {
+    READING.length = base;
+  }
+}
 
 /**
  * Whether two copies of scopes (the inspector gives each function its own)
@@ -468,7 +489,6 @@ function sizeOf(item) {
  */
 function snapshot(value, depth = 0, opaque = () => false, held = () => null, flags = {}) {
   let budget = SNAPSHOT_ITEMS;
-  const scopes = READING;
   const copy = (item, level, closures = true) => {
     if (item === null || (typeof item !== 'object' && typeof item !== 'function')) return item;
     // A package's object (a logger, a client, a cache): by identity only.
@@ -519,19 +539,13 @@ function snapshot(value, depth = 0, opaque = () => false, held = () => null, fla
         // Scopes a function further out shares are compared with its own:
         // read once before each call (lodash's `_` and the functions
         // beside it share two scopes of 478 variables).
-        const own = inside.scopes.map((_, i) => !scopes.some((on) => sameScope(on, inside.variables[i])));
         const named = calledNames(item, inside.variables);
-        copied.scopes = inside.scopes.filter((_, i) => own[i]);
-        if (copied.scopes.length) copied.reader = readerOf(item, inside.variables.filter((_, i) => own[i]));
-        const base = scopes.length;
-        scopes.push(...inside.variables.filter((_, i) => own[i]));
-        try {
-          copied.variables = inside.variables
-            .filter((_, i) => own[i])
-            .map((scope) => Object.entries(scope).map(([name, value]) => [name, copy(value, level + 1, named.has(name))]));
-        } finally {
-          scopes.length = base;
-        }
+        readingScopes(inside.variables, (outer) => {
+          const own = inside.variables.filter((_, i) => outer[i] < 0);
+          copied.scopes = inside.scopes.filter((_, i) => outer[i] < 0);
+          if (own.length) copied.reader = readerOf(item, own);
+          copied.variables = own.map((scope) => Object.entries(scope).map(([name, value]) => [name, copy(value, level + 1, named.has(name))]));
+        });
       }
     }
     return copied;
@@ -773,4 +787,4 @@ class Reading {
   }
 }
 
-module.exports = { ModuleState, MISSING, pathsIn, mayHide, hiddenOf, calledNames, sameScope, READING };
+module.exports = { ModuleState, MISSING, pathsIn, mayHide, hiddenOf, calledNames, readingScopes };

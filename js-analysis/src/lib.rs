@@ -1356,11 +1356,7 @@ fn is_builtin(module: &Module, semantic: &Semantic<'_>, expression: &Expression<
             if is_unresolved(semantic, identifier) {
                 return name == "process" && identifier.name == "process";
             }
-            let Some(symbol) = identifier
-                .reference_id
-                .get()
-                .and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
-            else {
+            let Some(symbol) = symbol_of(semantic, identifier) else {
                 return false;
             };
             if semantic.scoping().symbol_scope_id(symbol) != semantic.scoping().root_scope_id() {
@@ -2910,10 +2906,15 @@ fn builtin_root(semantic: &Semantic<'_>, expression: &Expression<'_>) -> Option<
 /// Whether an identifier refers to no declaration in the file (a global such
 /// as CommonJS's `exports` and `module`).
 fn is_unresolved(semantic: &Semantic<'_>, identifier: &oxc_ast::ast::IdentifierReference<'_>) -> bool {
-    identifier
-        .reference_id
-        .get()
-        .is_none_or(|reference| semantic.scoping().get_reference(reference).symbol_id().is_none())
+    symbol_of(semantic, identifier).is_none()
+}
+
+/// The symbol a name refers to; none for a global (or a name never resolved).
+fn symbol_of(
+    semantic: &Semantic<'_>,
+    identifier: &oxc_ast::ast::IdentifierReference<'_>,
+) -> Option<oxc_semantic::SymbolId> {
+    identifier.reference_id.get().and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
 }
 
 /// Whether a reference is the function given to HitSave's own `memo()`
@@ -2929,9 +2930,7 @@ fn passed_to_sdk_memo(module: &Module, semantic: &Semantic<'_>, node: oxc_semant
         return false;
     }
     let module_level = |name: &oxc_ast::ast::IdentifierReference<'_>| {
-        name.reference_id
-            .get()
-            .and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
+        symbol_of(semantic, name)
             .is_some_and(|symbol| semantic.scoping().symbol_scope_id(symbol) == semantic.scoping().root_scope_id())
     };
     let sdk = |spec: &str| matches!(resolve(&module.path, spec), Resolved::Package { name, .. } if name == "hitsave");
@@ -2955,11 +2954,7 @@ fn passed_to_sdk_memo(module: &Module, semantic: &Semantic<'_>, node: oxc_semant
 /// holds, so no call taking it is a writer of it.
 fn names_const_primitive(semantic: &Semantic<'_>, kind: AstKind<'_>) -> bool {
     let AstKind::IdentifierReference(name) = kind else { return false };
-    let Some(symbol) =
-        name.reference_id.get().and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
-    else {
-        return false;
-    };
+    let Some(symbol) = symbol_of(semantic, name) else { return false };
     let declaration = semantic.symbol_declaration(symbol);
     let AstKind::VariableDeclarator(declarator) = declaration.kind() else { return false };
     let constant = matches!(semantic.nodes().parent_kind(declaration.id()),
@@ -2973,11 +2968,7 @@ fn names_const_primitive(semantic: &Semantic<'_>, kind: AstKind<'_>) -> bool {
 /// Whether a callee is a name bound to `createRequire(…)`'s result.
 fn made_by_create_require(semantic: &Semantic<'_>, callee: &Expression<'_>) -> bool {
     let Expression::Identifier(name) = callee.without_parentheses() else { return false };
-    let Some(symbol) =
-        name.reference_id.get().and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
-    else {
-        return false;
-    };
+    let Some(symbol) = symbol_of(semantic, name) else { return false };
     match semantic.symbol_declaration(symbol).kind() {
         AstKind::VariableDeclarator(declarator) => declarator.init.as_ref().is_some_and(|init| {
             matches!(init.without_parentheses(), Expression::CallExpression(call)
@@ -3099,16 +3090,10 @@ fn static_expression(semantic: &Semantic<'_>, expression: &Expression<'_>, depth
         | Expression::ArrowFunctionExpression(_)
         | Expression::ClassExpression(_) => true,
         Expression::TemplateLiteral(template) => template.expressions.iter().all(fixed),
-        Expression::Identifier(identifier) => {
-            match identifier
-                .reference_id
-                .get()
-                .and_then(|reference| semantic.scoping().get_reference(reference).symbol_id())
-            {
-                Some(symbol) => static_const(semantic, symbol, depth),
-                None => matches!(identifier.name.as_str(), "undefined" | "NaN" | "Infinity" | "Math"),
-            }
-        }
+        Expression::Identifier(identifier) => match symbol_of(semantic, identifier) {
+            Some(symbol) => static_const(semantic, symbol, depth),
+            None => matches!(identifier.name.as_str(), "undefined" | "NaN" | "Infinity" | "Math"),
+        },
         Expression::UnaryExpression(unary) => fixed(&unary.argument),
         Expression::BinaryExpression(binary) => fixed(&binary.left) && fixed(&binary.right),
         Expression::LogicalExpression(logical) => fixed(&logical.left) && fixed(&logical.right),
@@ -3208,9 +3193,7 @@ fn find_root(
             }
             Expression::Identifier(identifier) => {
                 let scoping = semantic.scoping();
-                let symbol =
-                    identifier.reference_id.get().and_then(|reference| scoping.get_reference(reference).symbol_id());
-                match symbol {
+                match symbol_of(semantic, identifier) {
                     // A module-level name: its binding.
                     Some(symbol) if scoping.symbol_scope_id(symbol) == scoping.root_scope_id() => {
                         if let Some(binding) = builder.module.bindings.get(identifier.name.as_str()) {
@@ -3691,6 +3674,14 @@ impl<'c> Graph<'c> {
             }
             _ => Ok(Arc::new(module)),
         }
+    }
+
+    /// The summary of `path` made around the class whose text is `text` (its root), kept like a module's.
+    fn class_summary(&mut self, path: &Path, text: &str) -> Result<Arc<Module>, HitSaveError> {
+        let rel = self.rel(path);
+        self.kept_summary(path, &kept::rooted("class", text), |core| {
+            summarize(core, path, rel, None, text, None, "class")
+        })
     }
 
     fn mark_used(&mut self, module: &Arc<Module>) {
@@ -4621,17 +4612,12 @@ pub fn analyze_class(
     let mut graph = Graph::new(core, project.clone(), program);
     let mut found = None;
     let mut named: Vec<(PathBuf, String)> = Vec::new();
-    let keyword = if source.trim_start().starts_with("class") { "class" } else { "function" };
-    let declared = format!("{keyword} {name}");
+    let declared = declared_as(source, name);
     graph.project_modules(files, true, |graph, summary| {
         // Top-level units hold the text of everything in the module (a
         // class declared inside a function is in that function's text).
         if summary.units.iter().any(|unit| unit.text.contains(source)) {
-            let rel = graph.rel(&summary.path);
-            let path = summary.path.clone();
-            let module = graph.kept_summary(&path, &kept::rooted("class", source), |core| {
-                summarize(core, &path, rel, None, source, None, "class")
-            })?;
+            let module = graph.class_summary(&summary.path, source)?;
             if let Some(root) = module.root.clone() {
                 found = Some((module, root));
                 return Ok(true);
@@ -4650,10 +4636,7 @@ pub fn analyze_class(
     let mut graphs = Vec::new();
     for (path, needle) in named {
         let mut graph = Graph::new(core, project.clone(), program);
-        let rel = graph.rel(&path);
-        let module = graph.kept_summary(&path, &kept::rooted("class", &needle), |core| {
-            summarize(core, &path, rel, None, &needle, None, "class")
-        })?;
+        let module = graph.class_summary(&path, &needle)?;
         if let Some(root) = module.root.clone() {
             graph.modules.insert(path.clone(), module.clone());
             graphs.push(graph.finish(&module, &root, files)?);
@@ -4675,13 +4658,19 @@ pub fn project_class(core: &Core, source: &str, name: &str, program: &Program) -
     let files = &program.files;
     let Some(first) = files.iter().find_map(|file| file.canonicalize().ok()) else { return Ok(false) };
     let mut graph = Graph::new(core, project_root(&first), program);
-    let keyword = if source.trim_start().starts_with("class") { "class" } else { "function" };
-    let declared = format!("{keyword} {name}");
+    let declared = declared_as(source, name);
     graph.project_modules(files, true, |_, summary| {
         Ok(summary.units.iter().any(|unit| {
             unit.text.contains(source) || (!name.is_empty() && declaration_text(&unit.text, &declared).is_some())
         }))
     })
+}
+
+/// How a class (or constructor function) whose text is `source` is declared
+/// under `name`: `class Name` or `function Name`.
+fn declared_as(source: &str, name: &str) -> String {
+    let keyword = if source.trim_start().starts_with("class") { "class" } else { "function" };
+    format!("{keyword} {name}")
 }
 
 /// `class Name` (or `function Name`) in `text` as a whole name, with the
