@@ -9,6 +9,7 @@
  */
 const { EventEmitter } = require('node:events');
 const v8 = require('node:v8');
+const util = require('node:util');
 const native = loadNative();
 
 /**
@@ -150,24 +151,58 @@ function fingerprintFunction(fn) {
   const memoized = fn[IDENTITY];
   if (memoized) return memoized();
   let known = FUNCTION_FINGERPRINTS.get(fn);
-  if (known !== undefined) return known;
-  const source = Function.prototype.toString.call(fn);
-  if (source.includes('[native code]')) {
-    known = 'a bound or builtin function has no source';
-  } else {
-    const free = native.freeNames(source);
-    const outside = free === null ? null : free.filter((name) => !BUILTIN_GLOBALS.has(name) && name !== fn.name);
-    if (outside === null) {
-      known = 'its source does not parse alone';
-    } else if (outside.length > 0) {
-      known = `it reads ${outside.join(', ')} from around it; pass memo(fn) or the values instead`;
-    } else {
-      known = native.sourceFingerprint(source, fn.name || '');
-    }
+  if (known === undefined) {
+    known = sourceFingerprintOf(fn);
+    // A function's source and closure never change: what was found holds for the object's life.
+    FUNCTION_FINGERPRINTS.set(fn, known);
   }
-  // A function's source and closure never change: what was found holds for the object's life.
-  FUNCTION_FINGERPRINTS.set(fn, known);
-  return known;
+  if (known.reason !== undefined) return known.reason;
+  // Its properties do change: checked on every call.
+  const added = addedProperties(fn, known.source);
+  return added === null ? known.fingerprint : `it carries state its source leaves out (${added}); pass memo(fn) or the values instead`;
+}
+
+// What every function may have of its own: none of it is state.
+const FUNCTION_OWN = new Set(['length', 'name', 'prototype', 'arguments', 'caller']);
+
+/**
+ * The properties a function argument has beyond its source, named, or null:
+ * `fn.k = 1`, `P.prototype.calc = function …` after the declaration, a class's
+ * static data field. A member whose code is in the function's own source (a
+ * class's methods, accessors and static methods) is not state.
+ */
+function addedProperties(fn, source) {
+  const added = [];
+  const inSource = (descriptor) =>
+    ['value', 'get', 'set'].every((part) => {
+      const member = descriptor[part];
+      return member === undefined || (typeof member === 'function' && source.includes(Function.prototype.toString.call(member)));
+    });
+  for (const key of Reflect.ownKeys(fn)) {
+    if (typeof key === 'string' && FUNCTION_OWN.has(key)) continue;
+    if (!inSource(Object.getOwnPropertyDescriptor(fn, key))) added.push(String(key));
+  }
+  const prototype = Object.getOwnPropertyDescriptor(fn, 'prototype')?.value;
+  if (prototype !== null && typeof prototype === 'object' && prototype.constructor === fn) {
+    for (const key of Reflect.ownKeys(prototype)) {
+      if (key === 'constructor') continue;
+      if (!inSource(Object.getOwnPropertyDescriptor(prototype, key))) added.push(`prototype.${String(key)}`);
+    }
+    const base = Object.getPrototypeOf(prototype);
+    if (base !== Object.prototype && !source.startsWith('class')) added.push('a prototype chain set after it');
+  }
+  return added.length === 0 ? null : added.join(', ');
+}
+
+/** A function's fingerprint by its source alone (`{ fingerprint, source }`), or why it has none (`{ reason }`). */
+function sourceFingerprintOf(fn) {
+  const source = Function.prototype.toString.call(fn);
+  if (source.includes('[native code]')) return { reason: 'a bound or builtin function has no source' };
+  const free = native.freeNames(source);
+  if (free === null) return { reason: 'its source does not parse alone' };
+  const outside = free.filter((name) => !BUILTIN_GLOBALS.has(name) && name !== fn.name);
+  if (outside.length > 0) return { reason: `it reads ${outside.join(', ')} from around it; pass memo(fn) or the values instead` };
+  return { fingerprint: native.sourceFingerprint(source, fn.name || ''), source };
 }
 
 /** Fingerprints of a class and the classes it extends, by constructor (a class's source never changes in a process). */
@@ -207,7 +242,24 @@ function classFingerprints(constructor) {
   return known;
 }
 
-native.init({ HitSaveError, File, NDArray, EventEmitter, Buffer, fingerprintFunction, classFingerprints });
+// What `util.inspect` shows of an array with nothing but its elements (`maxArrayLength: 0`, hidden keys shown).
+const ARRAY_SHOWN = { maxArrayLength: 0, depth: 0, showHidden: true, customInspect: false, getters: false, breakLength: Infinity };
+
+/**
+ * The own properties of a long array besides its elements and `length`
+ * (joined), or null. `util.inspect` lists an array's non-index properties
+ * without listing its indices, which `Reflect.ownKeys` would (seconds for
+ * millions of items); any output but the plain one means there is more, and
+ * the keys are then listed to name it.
+ */
+function arrayExtras(array) {
+  const n = array.length;
+  if (util.inspect(array, ARRAY_SHOWN) === `[ ... ${n} more item${n === 1 ? '' : 's'}, [length]: ${n} ]`) return null;
+  const extras = Reflect.ownKeys(array).filter((key) => typeof key !== 'string' || (key !== 'length' && String(Number(key) >>> 0) !== key));
+  return extras.length === 0 ? null : extras.map((key) => (typeof key === 'string' ? key : 'a symbol key')).join(', ');
+}
+
+native.init({ HitSaveError, File, NDArray, EventEmitter, Buffer, fingerprintFunction, classFingerprints, arrayExtras });
 
 const MISS_STATUS = 0;
 const HIT_VALUE = 1;
@@ -352,7 +404,6 @@ const V8_FAITHFUL = new Set(
     Float32Array, Float64Array, BigInt64Array, BigUint64Array]
     .map((type) => type.prototype),
 );
-V8_FAITHFUL.add(null); // comes back with Object's prototype: the same own properties
 
 /**
  * Where a result holds something v8 serialization would bring back as
@@ -367,6 +418,11 @@ function unfaithfulToV8(value) {
     if (item === null || typeof item !== 'object' || seen.has(item)) continue;
     seen.add(item);
     const prototype = Object.getPrototypeOf(item);
+    if (prototype === null) {
+      // `Object.create(null)`, `Object.groupBy`'s result: v8 gives it Object's
+      // prototype, so `'constructor' in o` and `o.toString` would change.
+      return [where, 'an object without a prototype', 'brings back with Object.prototype'];
+    }
     if (!V8_FAITHFUL.has(prototype)) {
       const name = prototype && typeof prototype.constructor === 'function' ? prototype.constructor.name : 'object';
       return [where, name || 'an anonymous class', 'brings back as a plain object (or its base class)'];
@@ -374,6 +430,8 @@ function unfaithfulToV8(value) {
     if (Object.getOwnPropertySymbols(item).some((symbol) => Object.prototype.propertyIsEnumerable.call(item, symbol))) {
       return [where, 'properties under symbol keys', 'leaves out'];
     }
+    const hidden = hiddenProperties(item, prototype);
+    if (hidden !== null) return [where, `non-enumerable properties (${hidden})`, 'leaves out'];
     if (ArrayBuffer.isView(item)) continue;
     if (item instanceof Map) {
       let index = 0;
@@ -392,6 +450,21 @@ function unfaithfulToV8(value) {
     }
   }
   return null;
+}
+
+/** A plain object's or array's own non-enumerable properties (v8 serialization drops them), joined, or null. */
+function hiddenProperties(item, prototype) {
+  let names;
+  if (prototype === Array.prototype) {
+    if (item.length > 256 && arrayExtras(item) === null) return null;
+    names = Object.getOwnPropertyNames(item).filter((key) => key !== 'length' && String(Number(key) >>> 0) !== key);
+  } else if (prototype === Object.prototype) {
+    names = Object.getOwnPropertyNames(item);
+  } else {
+    return null;
+  }
+  const hidden = names.filter((key) => !Object.prototype.propertyIsEnumerable.call(item, key));
+  return hidden.length === 0 ? null : hidden.join(', ');
 }
 
 function encodeResult(value, codec, functionName) {

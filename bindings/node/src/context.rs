@@ -10,6 +10,7 @@ use crate::js::{Js, V};
 /// References (`napi_ref`) taken once by `init`.
 pub struct Context {
     pub object_prototype: sys::napi_ref,
+    pub array_prototype: sys::napi_ref,
     pub map: sys::napi_ref,
     pub set: sys::napi_ref,
     pub array_from: sys::napi_ref,
@@ -21,6 +22,7 @@ pub struct Context {
     pub event_emitter: sys::napi_ref,
     pub fingerprint_function: sys::napi_ref,
     pub class_fingerprints: sys::napi_ref,
+    pub array_extras: sys::napi_ref,
 }
 
 thread_local! {
@@ -35,6 +37,7 @@ pub fn init(js: Js, options: V) -> Result<()> {
     let take = |name: &str| -> Result<sys::napi_ref> { js.reference(js.get_named(options, name)?) };
     let context = Context {
         object_prototype: js.reference(js.get_named(object, "prototype")?)?,
+        array_prototype: js.reference(js.get_named(array, "prototype")?)?,
         map: js.reference(js.get_named(global, "Map")?)?,
         set: js.reference(js.get_named(global, "Set")?)?,
         array_from: js.reference(js.get_named(array, "from")?)?,
@@ -46,6 +49,7 @@ pub fn init(js: Js, options: V) -> Result<()> {
         event_emitter: take("EventEmitter")?,
         fingerprint_function: take("fingerprintFunction")?,
         class_fingerprints: take("classFingerprints")?,
+        array_extras: take("arrayExtras")?,
     };
     // One per JavaScript thread for the life of the process: leaking it is the lifetime.
     CONTEXT.with(|cell| cell.set(Some(Box::leak(Box::new(context)))));

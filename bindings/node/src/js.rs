@@ -215,6 +215,32 @@ impl Js {
 
     /// Own enumerable keys but those `skip` leaves out (numbers as strings).
     fn own_enumerable(self, value: V, skip: sys::napi_key_filter, what: &'static str) -> Result<V> {
+        self.own_property_names(value, sys::KeyFilter::enumerable | skip, sys::KeyConversion::numbers_to_strings, what)
+    }
+
+    /// Every own key, enumerable or not, string or symbol; array indices as
+    /// numbers (what `Reflect.ownKeys` gives, indices unconverted).
+    pub fn all_own_keys(self, value: V) -> Result<V> {
+        self.own_property_names(value, sys::KeyFilter::all_properties, sys::KeyConversion::keep_numbers, "own keys")
+    }
+
+    /// Own string keys, enumerable or not (`Object.getOwnPropertyNames`).
+    pub fn own_string_keys(self, value: V) -> Result<V> {
+        self.own_property_names(
+            value,
+            sys::KeyFilter::skip_symbols,
+            sys::KeyConversion::numbers_to_strings,
+            "own property names",
+        )
+    }
+
+    fn own_property_names(
+        self,
+        value: V,
+        filter: sys::napi_key_filter,
+        conversion: sys::napi_key_conversion,
+        what: &'static str,
+    ) -> Result<V> {
         let mut out = ptr::null_mut();
         check(
             unsafe {
@@ -222,8 +248,8 @@ impl Js {
                     self.0,
                     value,
                     sys::KeyCollectionMode::own_only,
-                    sys::KeyFilter::enumerable | skip,
-                    sys::KeyConversion::numbers_to_strings,
+                    filter,
+                    conversion,
                     &mut out,
                 )
             },

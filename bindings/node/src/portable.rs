@@ -62,6 +62,14 @@ pub fn encode(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth: us
 fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth: usize) -> Result<bool> {
     if js.is_array(value)? {
         let len = js.array_len(value)?;
+        // A list comes back as a plain Array of its elements: a subclass, or
+        // an array with properties of its own (a RegExp match's `index`),
+        // would come back as something else.
+        if !js.strict_equals(js.prototype(value)?, js.deref(ctx.array_prototype)?)?
+            || crate::walk::array_extras(js, ctx, value, len)?.is_some()
+        {
+            return Ok(false);
+        }
         out.list(len as usize);
         for index in 0..len {
             if !js.has_element(value, index)? || !encode(js, ctx, js.element(value, index)?, out, depth + 1)? {
@@ -117,6 +125,9 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
             return Ok(false);
         }
         let keys = js.own_keys(value)?;
+        if crate::walk::hidden_keys(js, value, keys)?.is_some() {
+            return Ok(false);
+        }
         let len = js.array_len(keys)?;
         out.map(len as usize);
         for index in 0..len {

@@ -24,6 +24,9 @@ use napi::{Result, sys};
 use crate::context::Context;
 use crate::js::{Js, V};
 
+/// Arrays up to this length have their own keys listed (see `Walker::array_extras`).
+const SHORT_ARRAY: u32 = 256;
+
 /// When big buffers are hashed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Hashing {
@@ -186,6 +189,59 @@ pub struct Paused {
     hashing: Hashing,
     deferred: Vec<Deferred>,
     frames: Vec<Frame<usize>>,
+}
+
+/// The names of an array's own properties other than its indices and
+/// `length` (joined), or `None`. A short array's keys are listed and counted
+/// (every index plus `length`: nothing else fits); listing a long one's costs
+/// more than walking it, so the JavaScript side asks Node for its non-index
+/// properties alone (`arrayExtras` in index.js).
+pub fn array_extras(js: Js, ctx: &Context, array: V, len: u32) -> Result<Option<String>> {
+    if len > SHORT_ARRAY {
+        let extras = js.call(js.undefined()?, js.deref(ctx.array_extras)?, &[array])?;
+        return Ok(if js.typeof_(extras)? == sys::ValueType::napi_string { Some(js.string(extras)?) } else { None });
+    }
+    let keys = js.all_own_keys(array)?;
+    let count = js.array_len(keys)?;
+    if count == len + 1 {
+        return Ok(None);
+    }
+    let mut extra = Vec::new();
+    for index in 0..count {
+        let key = js.element(keys, index)?;
+        match js.typeof_(key)? {
+            sys::ValueType::napi_number => {}
+            sys::ValueType::napi_string => {
+                let key = js.string(key)?;
+                if key != "length" {
+                    extra.push(key);
+                }
+            }
+            _ => extra.push("a symbol key".to_owned()),
+        }
+    }
+    Ok(if extra.is_empty() { None } else { Some(extra.join(", ")) })
+}
+
+/// Own string keys that are not enumerable (joined), or `None`: state that
+/// `Object.keys` leaves out (`Object.defineProperty(o, 'k', { value })`).
+/// `keys` are the object's own enumerable string keys.
+pub fn hidden_keys(js: Js, value: V, keys: V) -> Result<Option<String>> {
+    let len = js.array_len(keys)?;
+    let all = js.own_string_keys(value)?;
+    if js.array_len(all)? == len {
+        return Ok(None);
+    }
+    let enumerable: std::collections::HashSet<String> =
+        (0..len).map(|index| js.string(js.element(keys, index)?)).collect::<Result<_>>()?;
+    let mut hidden = Vec::new();
+    for index in 0..js.array_len(all)? {
+        let key = js.string(js.element(all, index)?)?;
+        if !enumerable.contains(&key) {
+            hidden.push(key);
+        }
+    }
+    Ok(Some(hidden.join(", ")))
 }
 
 fn release_frames(js: Js, frames: &[Frame<usize>]) {
@@ -457,6 +513,25 @@ impl<'c> Walker<'c> {
         let ctx = self.ctx;
         if js.is_array(value)? {
             let len = js.array_len(value)?;
+            // Own properties besides the elements and `length` (a RegExp
+            // match's `index`, `input` and `groups`; `a.tag = 1`) are state
+            // code reads that a list leaves out: two arrays differing there
+            // would share a key.
+            let prototype = js.prototype(value)?;
+            if !js.strict_equals(prototype, js.deref(ctx.array_prototype)?)? {
+                // A subclass's methods (or another realm's Array) are code a list leaves out.
+                let name = if js.typeof_(prototype)? == sys::ValueType::napi_null {
+                    "Array without a prototype".to_owned()
+                } else {
+                    format!("{} (an Array whose prototype is not Array.prototype)", constructor_name(js, prototype)?)
+                };
+                self.out.unhashable(&name);
+                return Ok(());
+            }
+            if let Some(extra) = array_extras(js, ctx, value, len)? {
+                self.out.unhashable(&format!("Array (own properties besides its elements: {extra})"));
+                return Ok(());
+            }
             self.out.list(len as usize);
             self.push_array(value, len, depth);
             return Ok(());
@@ -555,12 +630,7 @@ impl<'c> Walker<'c> {
                 self.push(value, last_index, Items::Elements, 1, depth);
                 Ok(())
             }
-            "[object Arguments]" => {
-                let len = js.f64_value(js.get_named(value, "length")?)? as u32;
-                self.out.typed("js:Arguments").list(len as usize);
-                self.push(value, value, Items::Elements, len, depth);
-                Ok(())
-            }
+            "[object Arguments]" => self.arguments(value, depth),
             // Boxed primitives, WeakMap, WeakRef, generators, module namespaces…:
             // their state is not in their properties.
             other => {
@@ -615,11 +685,30 @@ impl<'c> Walker<'c> {
         }
         let keys = js.own_keys(value)?;
         let len = js.array_len(keys)?;
+        if let Some(hidden) = hidden_keys(js, value, keys)? {
+            // An `arguments` object has Object's prototype and a hidden
+            // `length` and `callee`: it is a list, not a map of its indices.
+            if record.is_none()
+                && js.string(js.call(value, js.deref(self.ctx.object_to_string)?, &[])?)? == "[object Arguments]"
+            {
+                return self.arguments(value, depth);
+            }
+            let name = record.map_or("Object", |name| name.trim_start_matches("js:"));
+            self.out.unhashable(&format!("{name} (non-enumerable properties: {hidden})"));
+            return Ok(());
+        }
         match record {
             Some(name) => self.out.record(name, len as usize),
             None => self.out.map(len as usize),
         };
         self.push(value, value, Items::Fields { keys, record: record.is_some() }, len, depth);
+        Ok(())
+    }
+
+    fn arguments(&mut self, value: V, depth: usize) -> Result<()> {
+        let len = self.js.f64_value(self.js.get_named(value, "length")?)? as u32;
+        self.out.typed("js:Arguments").list(len as usize);
+        self.push(value, value, Items::Elements, len, depth);
         Ok(())
     }
 

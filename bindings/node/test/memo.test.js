@@ -947,6 +947,69 @@ test('properties under symbol keys and array holes are not left out of a key or 
   assert.match(out.warnings[0][1], /properties under symbol keys at result, which v8 serialization leaves out/);
 });
 
+test('state besides the elements and enumerable fields is not left out of a key or a stored result', () => {
+  // \`'abcb'.match(/b/)\` and \`'bbcd'.match(/b/)\` are both ['b']: their
+  // \`index\` (and \`input\`, \`groups\`) was left out of the key, so
+  // \`(m) => m.index\` returned 1 for the second. So were a non-enumerable
+  // property, a function argument's own properties and a prototype patched
+  // after its declaration, and an Array subclass's methods: each is refused
+  // in an argument. A result array's own properties came back without them
+  // from a fresh process's hit (the portable form is a list); a non-enumerable
+  // property or an object without a prototype (v8 gives it Object's) came
+  // back changed: such results are returned and not stored.
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const warnings = [];
+      process.on('warning', (warning) => warnings.push([warning.code, warning.message]));
+      let runs = 0;
+      const read = memo(function read(m) { runs++; return typeof m === 'function' ? String(m.k ?? m.prototype.calc) : String(m.index ?? m.h ?? m.length); });
+      function P() {}
+      P.prototype.calc = function calc(x) { return x; };
+      class Tags extends Array {}
+      const long = Array.from({ length: 1000 }, (_, i) => i);
+      long.index = 5;
+      const refused = [];
+      for (const arg of ['abcb'.match(/b/), long, Object.defineProperty({ a: 1 }, 'h', { value: 9 }),
+        Object.assign(function g() {}, { k: 2 }), P, Tags.from([1])]) {
+        try { read(arg); refused.push('read'); } catch (e) { refused.push([e.code, e.path, e.message.match(/type (.*) cannot be hashed/)[1]]); }
+      }
+      const plain = [read(['b']), read(Array.from({ length: 1000 }, (_, i) => i))];
+      // An \`arguments\` object is a list (\`js:Arguments\`), not the map of its indices.
+      const size = memo(function size(a) { return String(a.length); });
+      const sizes = [size({ 0: 1, 1: 2 }), size((function () { return arguments; })(1, 2))];
+      const match = memo(function match(s) { runs++; return s.match(/b/); });
+      const hidden = memo(function hidden(x) { runs++; return Object.defineProperty({ x }, 'h', { value: 9 }); });
+      const bare = memo(function bare(x) { runs++; return Object.assign(Object.create(null), { x }); });
+      const got = match('abcb');
+      const h = [hidden(1), hidden(1)];
+      const b = [bare(1), bare(1)];
+      setImmediate(() => console.log(JSON.stringify({
+        refused, plain, sizes, runs, index: got.index, input: got.input,
+        hidden: h.map((o) => o.h), bare: b.map((o) => Object.getPrototypeOf(o) === null), warnings: warnings.map(([code]) => code),
+      })));
+    `,
+  });
+  const first = project.run('main.js').out;
+  assert.deepStrictEqual(first.refused, [
+    ['unhashable_value', 'args[0]', 'Array (own properties besides its elements: index, input, groups)'],
+    ['unhashable_value', 'args[0]', 'Array (own properties besides its elements: index)'],
+    ['unhashable_value', 'args[0]', 'Object (non-enumerable properties: h)'],
+    ['unhashable_value', 'args[0]', 'function g (it carries state its source leaves out (k); pass memo(fn) or the values instead)'],
+    ['unhashable_value', 'args[0]', 'function P (it carries state its source leaves out (prototype.calc); pass memo(fn) or the values instead)'],
+    ['unhashable_value', 'args[0]', 'Tags (an Array whose prototype is not Array.prototype)'],
+  ]);
+  assert.deepStrictEqual(first.plain, ['1', '1000']);
+  assert.deepStrictEqual(first.sizes, ['undefined', '2']);
+  assert.deepStrictEqual(first.hidden, [9, 9]);
+  assert.deepStrictEqual(first.bare, [true, true]);
+  assert.strictEqual(first.runs, 2 + 1 + 2 + 2, 'hidden and bare are computed each time (not stored)');
+  assert.deepStrictEqual(first.warnings, Array(4).fill('HITSAVE_NOT_FAITHFUL'));
+  const second = project.run('main.js').out;
+  assert.deepStrictEqual([second.index, second.input], [1, 'abcb'], "a hit's match keeps its index and input");
+  assert.strictEqual(second.runs, 2 + 2, 'read and match are hits');
+});
+
 test('a result holding the working directory is returned and not stored', () => {
   // `path.resolve(name)` returns a path under the working directory: the
   // result computed in `a/` was served in `b/` (and to a teammate through
