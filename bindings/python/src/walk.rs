@@ -253,6 +253,19 @@ fn dtype_of_format(format: &str) -> Option<&'static str> {
     })
 }
 
+/// The shared dtype name of a numpy array's buffer format, if it has one.
+fn shared_dtype(value: &Bound<'_, PyAny>) -> PyResult<Option<&'static str>> {
+    let exported = if value.getattr("ndim")?.extract::<usize>()? == 0 {
+        value.call_method1("reshape", (1,))?
+    } else {
+        value.clone()
+    };
+    Ok(match PyUntypedBuffer::get(&exported) {
+        Ok(buffer) => dtype_of_format(buffer.format().to_str().unwrap_or("")),
+        Err(_) => None,
+    })
+}
+
 /// Writes a numpy array of a numeric dtype as an array; `Ok(false)` when its
 /// dtype is not one of the shared numeric dtypes.
 fn walk_numpy_array(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<bool> {
@@ -293,7 +306,14 @@ fn walk_ndarray(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) 
     let kind: String = dtype.getattr("kind")?.extract()?;
     if "biufc".contains(kind.as_str()) && !dtype.getattr("names")?.is_truthy()? {
         let swapped = value.call_method1("astype", (dtype.call_method1("newbyteorder", ("<",))?,))?;
-        if walk_numpy_array(&swapped, out)? {
+        if shared_dtype(&swapped)?.is_some() {
+            // Its values, little-endian; but the byte order is part of the
+            // dtype code sees (`a.tobytes()`, `a.dtype.str`): a big-endian
+            // array is not its little-endian twin.
+            if dtype.getattr("byteorder")?.extract::<String>()? == ">" {
+                out.typed("py:numpy.big-endian");
+            }
+            walk_numpy_array(&swapped, out)?;
             return Ok(());
         }
     }

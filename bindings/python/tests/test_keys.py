@@ -98,6 +98,16 @@ DISTINCT = [
     ("DataFrame object Timestamps", pd.DataFrame({"t": pd.Series([pd.Timestamp("2024-01-01"), "x"], dtype=object)}),
      pd.DataFrame({"t": pd.Series([pd.Timestamp("2024-01-02"), "x"], dtype=object)})),
     ("DataFrame column order", pd.DataFrame({"a": [1], "b": [2]}), pd.DataFrame({"b": [2], "a": [1]})),
+    # The byte order is part of the dtype: `a.tobytes()`, `a.dtype.str` differ.
+    ("big-endian array", np.arange(4, dtype=">i4"), np.arange(4, dtype="<i4")),
+    # A frequency is part of a DatetimeIndex: `index.shift(1)` needs one.
+    ("DatetimeIndex freq", pd.date_range("2024-01-01", periods=2), pd.DatetimeIndex(["2024-01-01", "2024-01-02"])),
+    (
+        "Series index freq",
+        pd.Series([1, 2], index=pd.date_range("2024-01-01", periods=2)),
+        pd.Series([1, 2], index=pd.DatetimeIndex(["2024-01-01", "2024-01-02"])),
+    ),
+    ("TimedeltaIndex freq", pd.timedelta_range("1D", periods=2), pd.TimedeltaIndex(["1D", "2D"])),
     # numpy
     ("MaskedArray mask", np.ma.MaskedArray([1, 2], mask=[0, 1]), np.ma.MaskedArray([1, 2], mask=[1, 0])),
     ("matrix vs array", np.matrix([[1, 2]]), np.array([[1, 2]])),
@@ -182,7 +192,7 @@ EQUAL = [
     ("dataclass", Point(1, 2), Point(y=2, x=1)),
     ("attribute order", Plain(a=1, b=2), Plain(b=2, a=1)),
     ("Path", pathlib.Path("/a/b"), pathlib.Path("/a", "b")),
-    ("big-endian array", np.arange(4, dtype=">i4"), np.arange(4, dtype="<i4")),
+    ("native byte order", np.arange(4, dtype="=i4"), np.arange(4, dtype="<i4")),
     ("strided array", np.arange(8)[::2], np.arange(0, 8, 2)),
     ("Generator", np.random.default_rng(7), np.random.default_rng(7)),
     ("float32 scalar", np.float32(1.5), np.float32(1.5)),

@@ -128,12 +128,16 @@ def test_graph_vector(case):
 
 
 def test_python_specific_values():
-    # Big-endian and strided arrays equal their little-endian C-order copies;
+    # Strided arrays equal their C-order copies; a big-endian array is its
+    # little-endian copy marked big-endian (`a.tobytes()` tells them apart);
     # a numpy scalar is not its Python value; bytes-like types stay apart.
     assert hitsave.value_digest(np.float64(2.0)) != hitsave.value_digest(2.0)
-    a = np.arange(12, dtype=">i4").reshape(3, 4)
-    assert hitsave.value_digest(a) == hitsave.value_digest(np.ascontiguousarray(a, dtype="<i4"))
-    assert hitsave.value_digest(a.T) == hitsave.value_digest(np.ascontiguousarray(a.T, dtype="<i4"))
+    a = np.arange(12, dtype="<i4").reshape(3, 4)
+    assert hitsave.value_digest(a.T) == hitsave.value_digest(np.ascontiguousarray(a.T))
+    big_endian = a.astype(">i4")
+    assert hitsave.value_digest(big_endian) != hitsave.value_digest(a)
+    assert hitsave.value_digest(big_endian.T) == hitsave.value_digest(np.ascontiguousarray(a.T, dtype=">i4"))
+    assert hitsave.value_digest(big_endian) != hitsave.value_digest(big_endian.astype(">i8"))
     assert len({hitsave.value_digest(v) for v in (b"xy", bytearray(b"xy"), memoryview(b"xy"))}) == 3
     assert hitsave.value_digest(True) != hitsave.value_digest(1)
     assert hitsave.value_digest(math.nan) == hitsave.value_digest(float("-nan"))

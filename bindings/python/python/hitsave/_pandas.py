@@ -38,7 +38,14 @@ def _array(values: Any) -> dict[str, Any]:
 
 
 def _index(index: Any) -> dict[str, Any]:
-    return {"type": type(index).__qualname__, "names": list(index.names), **_array(index)}
+    fields = {"type": type(index).__qualname__, "names": list(index.names), **_array(index)}
+    # A DatetimeIndex's or TimedeltaIndex's frequency is part of it: code
+    # reads it (`index.shift(1)` needs one, `asfreq`, `index.freq`), and
+    # `pd.date_range(…)` has one where the same dates parsed from a file have none.
+    freq = getattr(index, "freq", None)
+    if freq is not None:
+        fields["freq"] = freq.freqstr
+    return fields
 
 
 def state(value: Any) -> dict[str, Any] | None:
