@@ -4,7 +4,9 @@
 //! (`INSERT … ON CONFLICT DO NOTHING`, unique constraints), never by a
 //! process.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 
@@ -83,7 +85,19 @@ CREATE INDEX IF NOT EXISTS evals_by_function ON evals(project, function_name, ke
 pub struct PostgresMetadata {
     pool: Pool,
     runtime: SideRuntime,
+    /// Keys that authenticated lately, by id: a lookup is then one round
+    /// trip (its records) instead of two. See [`KEY_TTL`].
+    keys: Mutex<HashMap<String, (Instant, KeyRecord)>>,
 }
+
+/// How long an authenticated key is remembered. Revoking it through this
+/// server forgets it at once; another server (or `hitsave-server keys
+/// revoke`) is seen within this time. Unknown ids are never remembered, so a
+/// key just created anywhere works at once and guessing fills nothing.
+pub const KEY_TTL: Duration = Duration::from_secs(5);
+
+/// At most this many keys are remembered (the expired ones are dropped first).
+const KEYS_REMEMBERED: usize = 10_000;
 
 fn db(error: tokio_postgres::Error) -> ApiError {
     if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
@@ -158,7 +172,7 @@ impl PostgresMetadata {
             .recycle_timeout(Some(WAIT))
             .build()
             .map_err(|err| ApiError::internal(format!("metadata database pool: {err}")))?;
-        let metadata = Self { pool, runtime };
+        let metadata = Self { pool, runtime, keys: Mutex::new(HashMap::new()) };
         let create = match schema {
             Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};"),
             None => String::new(),
@@ -194,6 +208,10 @@ impl PostgresMetadata {
             )));
         }
         Ok(metadata)
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, KeyRecord)>> {
+        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn with<T>(
@@ -275,14 +293,35 @@ impl Metadata for PostgresMetadata {
     }
 
     fn key(&self, id: &str) -> Result<Option<KeyRecord>, ApiError> {
-        self.with(async |c| {
+        if let Some((at, record)) = self.remembered().get(id)
+            && at.elapsed() < KEY_TTL
+        {
+            return Ok(Some(record.clone()));
+        }
+        let record = self.with(async |c| {
             Ok(c.query_opt(
                 "SELECT id, project, scope, name, secret_hash, created, revoked FROM api_keys WHERE id = $1",
                 &[&id],
             )
             .await?
             .map(|row| key_from_row(&row)))
-        })
+        })?;
+        let mut remembered = self.remembered();
+        match &record {
+            Some(key) if !key.revoked => {
+                if remembered.len() >= KEYS_REMEMBERED {
+                    remembered.retain(|_, (at, _)| at.elapsed() < KEY_TTL);
+                    if remembered.len() >= KEYS_REMEMBERED {
+                        remembered.clear();
+                    }
+                }
+                remembered.insert(id.to_owned(), (Instant::now(), key.clone()));
+            }
+            _ => {
+                remembered.remove(id);
+            }
+        }
+        Ok(record)
     }
 
     fn keys(&self, project: ProjectId) -> Result<Vec<KeyRecord>, ApiError> {
@@ -298,10 +337,14 @@ impl Metadata for PostgresMetadata {
     }
 
     fn revoke_key(&self, project: ProjectId, id: &str) -> Result<bool, ApiError> {
-        self.with(async |c| {
+        self.remembered().remove(id);
+        let revoked = self.with(async |c| {
             Ok(c.execute("UPDATE api_keys SET revoked = TRUE WHERE project = $1 AND id = $2", &[&project, &id]).await?
                 > 0)
-        })
+        });
+        // Again: a lookup that read the row before the update may have remembered it meanwhile.
+        self.remembered().remove(id);
+        revoked
     }
 
     fn add_blob(&self, project: ProjectId, digest: &str, size: u64) -> Result<(), ApiError> {

@@ -1377,6 +1377,56 @@ fn a_postgres_database_written_before_schema_versions_is_migrated() {
 }
 
 #[test]
+fn a_key_revoked_through_another_server_stops_working_within_key_ttl() {
+    // Each server remembers keys that authenticated for KEY_TTL (a lookup is
+    // then one PostgreSQL round trip, not two). Revoking through the same
+    // server forgets the key at once (`projects_are_isolated_and_scopes_enforced`
+    // runs on PostgreSQL in CI); revoking through another is seen within
+    // KEY_TTL, never later; an unknown id is never remembered.
+    let Ok(url) = std::env::var("HITSAVE_TEST_DATABASE_URL") else { return };
+    if url.is_empty() {
+        return; // SQLite is one process's: nothing is remembered
+    }
+    use hitsave_server::storage::Metadata as _;
+    let schema = format!("t_keyttl_{}", std::process::id());
+    let (a, b) = (
+        hitsave_server::pg::PostgresMetadata::open(&url, Some(&schema)).unwrap(),
+        hitsave_server::pg::PostgresMetadata::open(&url, Some(&schema)).unwrap(),
+    );
+    let project = a.create_project("ttl").unwrap();
+    let key = |id: &str| hitsave_server::storage::KeyRecord {
+        id: id.to_owned(),
+        project,
+        scope: hitsave_server::storage::Scope::ReadWrite,
+        name: "k".into(),
+        secret_hash: [7; 32],
+        created: 1,
+        revoked: false,
+    };
+    assert!(a.key("later").unwrap().is_none());
+    b.add_key(&key("later")).unwrap();
+    assert!(a.key("later").unwrap().is_some(), "an unknown id was remembered as unknown");
+    a.add_key(&key("k1")).unwrap();
+    assert!(!a.key("k1").unwrap().unwrap().revoked);
+    let revoked_at = std::time::Instant::now();
+    assert!(b.revoke_key(project, "k1").unwrap());
+    assert!(b.key("k1").unwrap().unwrap().revoked, "the revoking server sees it at once");
+    loop {
+        let seen = a.key("k1").unwrap().unwrap().revoked;
+        let waited = revoked_at.elapsed();
+        if seen {
+            break;
+        }
+        assert!(waited < hitsave_server::pg::KEY_TTL, "still accepted {waited:?} after revocation");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        revoked_at.elapsed() >= std::time::Duration::from_secs(1),
+        "not remembered at all: the cache saves nothing"
+    );
+}
+
+#[test]
 fn postgres_over_tls_as_libpq_sslmode_means_it() {
     let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     let (Some(url), Some(ca), Some(other_ca)) =
