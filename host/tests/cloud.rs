@@ -502,7 +502,7 @@ fn an_upload_the_server_stops_reading_ends_instead_of_hanging() {
     let client =
         hitsave_host::cloud::CloudClient::with_timeout(&url, "hs_0_0", None, Duration::from_millis(500)).unwrap();
     let start = Instant::now();
-    let err = client.upload(&[(eval, &data)]).unwrap_err();
+    let err = client.upload(&[(eval, data.clone().into())]).unwrap_err();
     assert_eq!(err.code(), "cloud_unavailable", "{err}");
     assert!(err.to_string().contains("stalled"), "{err}");
     // Before: the blocking client's one-hour whole-request timeout.
@@ -521,7 +521,7 @@ fn a_slow_upload_that_keeps_moving_is_not_cut_off() {
     let client =
         hitsave_host::cloud::CloudClient::with_timeout(&url, "hs_0_0", None, Duration::from_millis(300)).unwrap();
     let start = Instant::now();
-    client.upload(&[(eval, &data)]).unwrap();
+    client.upload(&[(eval, data.clone().into())]).unwrap();
     assert_eq!(uploads.try_recv().unwrap(), data.len());
     assert!(start.elapsed() > Duration::from_secs(3), "the server read slowly: {:?}", start.elapsed());
 }

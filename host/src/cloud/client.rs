@@ -354,7 +354,7 @@ impl CloudClient {
     }
 
     /// Uploads a result: its blob unless the project holds it, then its record.
-    pub fn upload(&self, evals: &[(RemoteEval, &[u8])]) -> Result<()> {
+    pub fn upload(&self, evals: &[(RemoteEval, bytes::Bytes)]) -> Result<()> {
         for chunk in evals.chunks(BATCH) {
             let mut digests: Vec<String> = chunk.iter().map(|(eval, _)| eval.blob.clone()).collect();
             digests.sort_unstable();
@@ -380,12 +380,12 @@ impl CloudClient {
     /// ends the attempt as `cloud_unavailable` (the outbox keeps the entry and
     /// the uploader tries again after its backoff). A slow link that keeps
     /// moving is never cut off.
-    fn upload_blob(&self, digest: &str, data: &[u8]) -> Result<()> {
+    fn upload_blob(&self, digest: &str, data: &bytes::Bytes) -> Result<()> {
         let transfers = self.transfers()?;
         let total = data.len() as u64;
         let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let body =
-            CountedBody { data: bytes::Bytes::copy_from_slice(data), taken: taken.clone(), total: self.sent.clone() };
+        // A shared reference to the bytes (a mapped result stays mapped): no copy.
+        let body = CountedBody { data: data.clone(), taken: taken.clone(), total: self.sent.clone() };
         let request = transfers
             .uploads
             .put(self.url_of(&format!("/v1/blobs/{digest}")))

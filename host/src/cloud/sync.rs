@@ -2,16 +2,17 @@
 
 use super::*;
 
-/// An outbox entry as the record to send and its bytes, or `None` if the
-/// store no longer holds it.
-pub fn upload_record(store: &Store, key: &str) -> Result<Option<(RemoteEval, Vec<u8>)>> {
+/// An outbox entry as the record to send and its bytes (a large result's
+/// still mapped from its blob file, not copied: an 8 GiB result is sent
+/// without 8 GiB of memory), or `None` if the store no longer holds it.
+pub fn upload_record(store: &Store, key: &str) -> Result<Option<(RemoteEval, bytes::Bytes)>> {
     let Some(record) = store.record(key)? else { return Ok(None) };
     let Some(hit) = store.read_uncounted(&Digest::parse(key)?)? else { return Ok(None) };
     let graph = match &record.graph {
         Some(fingerprint) => store.graph_json(fingerprint)?,
         None => None,
     };
-    let data = hit.data.bytes().to_vec();
+    let data = hit.data.into_shared();
     let eval = RemoteEval {
         key: record.key,
         function_id: record.function_id,
@@ -357,7 +358,7 @@ impl CloudSync {
             // least one): each group's records are marked done when it is
             // sent, so progress shows (and survives an interruption) every few
             // tens of MiB, not only after 500 results.
-            let mut batch: Vec<(RemoteEval, Vec<u8>)> = Vec::new();
+            let mut batch: Vec<(RemoteEval, bytes::Bytes)> = Vec::new();
             let mut gone = Vec::new();
             let mut bytes = 0;
             for key in &keys {
@@ -372,9 +373,7 @@ impl CloudSync {
                     None => gone.push(key.clone()),
                 }
             }
-            let items: Vec<(RemoteEval, &[u8])> =
-                batch.iter().map(|(eval, data)| (eval.clone(), data.as_slice())).collect();
-            let result = self.client.upload(&items);
+            let result = self.client.upload(&batch);
             self.note(&result);
             match result {
                 Ok(()) => {}

@@ -117,6 +117,15 @@ impl ResultData {
             Self::Mapped(map) => map,
         }
     }
+
+    /// The bytes as a shared buffer, without copying them (a mapped
+    /// result's buffer keeps its mapping).
+    pub fn into_shared(self) -> bytes::Bytes {
+        match self {
+            Self::Inline(bytes) => bytes::Bytes::from(bytes),
+            Self::Mapped(map) => bytes::Bytes::from_owner(map),
+        }
+    }
 }
 
 /// What a caller tells the store about a fresh result.
