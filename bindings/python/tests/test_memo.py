@@ -155,6 +155,18 @@ def test_keyword_order_and_defaults_do_not_change_the_key():
     assert f.key(1) != f.key(2)
 
 
+def test_a_callable_without_a_signature_is_keyed_by_its_arguments_as_given():
+    # `hitsave.memo(str)` raised Python's ValueError ("no signature found for
+    # builtin type") at its first call: builtin types and some C functions
+    # have no signature to bind by. They are keyed as `(*args, **kwargs)`.
+    parse = hitsave.memo(int)
+    assert (parse("10", base=2), parse("10", base=8), parse("10")) == (2, 8, 10)
+    assert parse.key("10", base=2) != parse.key("10", base=8)
+    assert parse.key("10", base=2) == parse.key("10", **{"base": 2})
+    assert hitsave.memo(str)(12) == "12"
+    assert hitsave.memo(bytes)(bytearray(b"ab")) == b"ab"
+
+
 def test_explicit_identity_ignore_lookup_clear_and_why():
     calls = []
 

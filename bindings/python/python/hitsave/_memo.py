@@ -280,7 +280,16 @@ class MemoFunction(Generic[P, R]):
         if self._signature_cache is None:
             import inspect
 
-            self._signature_cache = inspect.signature(self._code_fn)
+            try:
+                self._signature_cache = inspect.signature(self._code_fn)
+            except (ValueError, TypeError):
+                # A callable Python cannot describe (`str`, `bytes`, some C
+                # functions): keyed as `(*args, **kwargs)` as given, so `f(1)`
+                # and `f(x=1)` are two keys (a miss, never a wrong value).
+                kind = inspect.Parameter
+                self._signature_cache = inspect.Signature(
+                    [kind("args", kind.VAR_POSITIONAL), kind("kwargs", kind.VAR_KEYWORD)]
+                )
         return self._signature_cache
 
     def _host(self, rebuild: bool = False) -> _native.Function:
