@@ -234,8 +234,21 @@ function readingScopes(scopes, use) {
  * beside another shares that one's scopes for as long as both live.
  */
 function sameScope(a, b) {
-  const names = Object.keys(a);
-  return names.length === Object.keys(b).length && names.every((name) => Object.prototype.hasOwnProperty.call(b, name) && Object.is(a[name], b[name]));
+  if (a === b) return true;
+  const names = scopeNames(a);
+  return names.length === scopeNames(b).length && names.every((name) => Object.prototype.hasOwnProperty.call(b, name) && Object.is(a[name], b[name]));
+}
+
+/** `Object.keys` of a scope copy, by copy: its bindings are fixed (a copy is never written), and `readAt` compares one against each scope being read (lodash's has 480). */
+const SCOPE_NAMES = new WeakMap();
+
+function scopeNames(scope) {
+  let names = SCOPE_NAMES.get(scope);
+  if (names === undefined) {
+    names = Object.keys(scope);
+    SCOPE_NAMES.set(scope, names);
+  }
+  return names;
 }
 
 /** `namesIn` by function (a function's text never changes). */
