@@ -983,7 +983,9 @@ function memo(fn, options = {}) {
   // is computed from, never under the old state.
   function stale(s) {
     if (s.live === null || !s.live.partial.some(Boolean)) return false;
-    if (!s.live.deepChanged((value) => stateDigest(value, s.live.state.held))) return false;
+    // Each closure read once for all of them (lodash's `_`, compared only in part, reaches 130).
+    const search = s.live.state;
+    if (!search.remembering(() => s.live.deepChanged((value) => stateDigest(value, search.held)))) return false;
     if (state === s) state = null;
     return true;
   }
