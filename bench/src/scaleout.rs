@@ -115,7 +115,7 @@ fn project(base: &str, name: &str) -> String {
 /// Keys per second and p99 of single-key lookups of 1000 stored evals.
 fn lookups(client: &Arc<CloudClient>) -> (f64, Duration) {
     let evals = small_evals(1000);
-    let items: Vec<_> = evals.iter().map(|(e, d)| (e.clone(), d.as_slice())).collect();
+    let items: Vec<_> = evals.iter().map(|(e, d)| (e.clone(), bytes::Bytes::from(d.clone()))).collect();
     client.upload(&items).unwrap();
     let keys = Arc::new(evals.iter().map(|(e, _)| e.key.clone()).collect::<Vec<_>>());
     let _ = lookup_rate(client, &keys, 1); // warm
@@ -181,8 +181,10 @@ pub fn scaleout_suite() -> Vec<Row> {
         bytes[0] = round as u8;
         bytes[1] = 0xCD;
         let eval = big_eval(round + 100, &bytes);
+        // Shared, as a stored result is (its mapping): the upload copies nothing.
+        let shared = bytes::Bytes::from(bytes.clone());
         let start = Instant::now();
-        direct.upload(&[(eval.clone(), bytes.as_slice())]).unwrap();
+        direct.upload(&[(eval.clone(), shared)]).unwrap();
         up.push(start.elapsed());
 
         let object = ObjectPath::from(format!("plain/{round}"));
