@@ -182,14 +182,18 @@ function addedProperties(fn, source) {
     if (typeof key === 'string' && FUNCTION_OWN.has(key)) continue;
     if (!inSource(Object.getOwnPropertyDescriptor(fn, key))) added.push(String(key));
   }
+  // Its prototype as made (a class's holds the methods of its body; a
+  // function's only `constructor`), or one assigned later (`P.prototype = { … }`).
   const prototype = Object.getOwnPropertyDescriptor(fn, 'prototype')?.value;
-  if (prototype !== null && typeof prototype === 'object' && prototype.constructor === fn) {
+  if (prototype !== null && typeof prototype === 'object') {
+    const isClass = source.startsWith('class');
     for (const key of Reflect.ownKeys(prototype)) {
-      if (key === 'constructor') continue;
-      if (!inSource(Object.getOwnPropertyDescriptor(prototype, key))) added.push(`prototype.${String(key)}`);
+      if (key === 'constructor' && prototype.constructor === fn) continue;
+      if (!isClass || !inSource(Object.getOwnPropertyDescriptor(prototype, key))) added.push(`prototype.${String(key)}`);
     }
-    const base = Object.getPrototypeOf(prototype);
-    if (base !== Object.prototype && !source.startsWith('class')) added.push('a prototype chain set after it');
+    // A generator function's prototype inherits from the generator prototype; any other function's from Object's.
+    const generator = /^\[object (Async)?GeneratorFunction\]$/.test(Object.prototype.toString.call(fn));
+    if (!isClass && !generator && Object.getPrototypeOf(prototype) !== Object.prototype) added.push('a prototype chain set after it');
   }
   return added.length === 0 ? null : added.join(', ');
 }

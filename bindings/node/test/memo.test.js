@@ -966,12 +966,14 @@ test('state besides the elements and enumerable fields is not left out of a key 
       const read = memo(function read(m) { runs++; return typeof m === 'function' ? String(m.k ?? m.prototype.calc) : String(m.index ?? m.h ?? m.length); });
       function P() {}
       P.prototype.calc = function calc(x) { return x; };
+      function Q() {}
+      Q.prototype = { calc(x) { return x; } };
       class Tags extends Array {}
       const long = Array.from({ length: 1000 }, (_, i) => i);
       long.index = 5;
       const refused = [];
       for (const arg of ['abcb'.match(/b/), long, Object.defineProperty({ a: 1 }, 'h', { value: 9 }),
-        Object.assign(function g() {}, { k: 2 }), P, Tags.from([1])]) {
+        Object.assign(function g() {}, { k: 2 }), P, Q, Tags.from([1])]) {
         try { read(arg); refused.push('read'); } catch (e) { refused.push([e.code, e.path, e.message.match(/type (.*) cannot be hashed/)[1]]); }
       }
       const plain = [read(['b']), read(Array.from({ length: 1000 }, (_, i) => i))];
@@ -997,6 +999,7 @@ test('state besides the elements and enumerable fields is not left out of a key 
     ['unhashable_value', 'args[0]', 'Object (non-enumerable properties: h)'],
     ['unhashable_value', 'args[0]', 'function g (it carries state its source leaves out (k); pass memo(fn) or the values instead)'],
     ['unhashable_value', 'args[0]', 'function P (it carries state its source leaves out (prototype.calc); pass memo(fn) or the values instead)'],
+    ['unhashable_value', 'args[0]', 'function Q (it carries state its source leaves out (prototype.calc); pass memo(fn) or the values instead)'],
     ['unhashable_value', 'args[0]', 'Tags (an Array whose prototype is not Array.prototype)'],
   ]);
   assert.deepStrictEqual(first.plain, ['1', '1000']);
