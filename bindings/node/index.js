@@ -248,6 +248,7 @@ function classFingerprints(constructor) {
 
 // What `util.inspect` shows of an array with nothing but its elements (`maxArrayLength: 0`, hidden keys shown).
 const ARRAY_SHOWN = { maxArrayLength: 0, depth: 0, showHidden: true, customInspect: false, getters: false, breakLength: Infinity };
+const TYPED_SHOWN = { ...ARRAY_SHOWN, showHidden: false };
 
 /**
  * The own properties of a long array besides its elements and `length`
@@ -258,7 +259,14 @@ const ARRAY_SHOWN = { maxArrayLength: 0, depth: 0, showHidden: true, customInspe
  */
 function arrayExtras(array) {
   const n = array.length;
-  if (util.inspect(array, ARRAY_SHOWN) === `[ ... ${n} more item${n === 1 ? '' : 's'}, [length]: ${n} ]`) return null;
+  const items = `[ ... ${n} more item${n === 1 ? '' : 's'}`;
+  if (ArrayBuffer.isView(array)) {
+    // A TypedArray or Buffer: its enumerable properties (with hidden ones
+    // shown, its buffer and offset would be too).
+    if (util.inspect(array, TYPED_SHOWN).endsWith(`${items} ]`)) return null;
+  } else if (util.inspect(array, ARRAY_SHOWN) === `${items}, [length]: ${n} ]`) {
+    return null;
+  }
   const extras = Reflect.ownKeys(array).filter((key) => typeof key !== 'string' || (key !== 'length' && String(Number(key) >>> 0) !== key));
   return extras.length === 0 ? null : extras.map((key) => (typeof key === 'string' ? key : 'a symbol key')).join(', ');
 }
@@ -435,7 +443,7 @@ function unfaithfulToV8(value) {
       return [where, 'properties under symbol keys', 'leaves out'];
     }
     const hidden = hiddenProperties(item, prototype);
-    if (hidden !== null) return [where, `non-enumerable properties (${hidden})`, 'leaves out'];
+    if (hidden !== null) return [where, `properties (${hidden}) that are not enumerable or not its contents`, 'leaves out'];
     if (ArrayBuffer.isView(item)) continue;
     if (item instanceof Map) {
       let index = 0;
@@ -456,8 +464,11 @@ function unfaithfulToV8(value) {
   return null;
 }
 
-/** A plain object's or array's own non-enumerable properties (v8 serialization drops them), joined, or null. */
+/** A plain object's or array's own non-enumerable properties (v8 serialization drops them), joined, or null; any own property of a builtin v8 writes as its contents alone. */
 function hiddenProperties(item, prototype) {
+  if (ArrayBuffer.isView(item) && !(item instanceof DataView)) return item.length > 256 ? arrayExtras(item) : ownNonIndex(item);
+  if (item instanceof RegExp) return ownNonIndex(item, ['lastIndex']);
+  if (item instanceof Map || item instanceof Set || item instanceof Date || item instanceof ArrayBuffer || item instanceof DataView) return ownNonIndex(item);
   let names;
   if (prototype === Array.prototype) {
     if (item.length > 256 && arrayExtras(item) === null) return null;
@@ -469,6 +480,12 @@ function hiddenProperties(item, prototype) {
   }
   const hidden = names.filter((key) => !Object.prototype.propertyIsEnumerable.call(item, key));
   return hidden.length === 0 ? null : hidden.join(', ');
+}
+
+/** An object's own keys but its indices and `allowed` (joined), or null. */
+function ownNonIndex(item, allowed = []) {
+  const extra = Reflect.ownKeys(item).filter((key) => typeof key !== 'string' || (!allowed.includes(key) && String(Number(key) >>> 0) !== key));
+  return extra.length === 0 ? null : extra.map((key) => (typeof key === 'string' ? key : 'a symbol key')).join(', ');
 }
 
 function encodeResult(value, codec, functionName) {

@@ -80,6 +80,10 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
     }
     if js.is(value, sys::napi_is_typedarray)? {
         let (kind, len, address) = js.typedarray_info(value)?;
+        // Properties of its own would not come back.
+        if crate::walk::array_extras(js, ctx, value, len as u32)?.is_some() {
+            return Ok(false);
+        }
         let prototype = js.prototype(value)?;
         if js.instance_of(value, js.deref(ctx.buffer)?)? {
             // `false` over 4 GiB (no portable form: v8 serialization instead).
@@ -139,6 +143,10 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
         return Ok(true);
     }
     if js.strict_equals(prototype, js.get_named(js.deref(ctx.map)?, "prototype")?)? {
+        // Properties of its own would not come back.
+        if js.array_len(js.all_own_keys(value)?)? > 0 {
+            return Ok(false);
+        }
         let pairs = js.call(js.undefined()?, js.deref(ctx.array_from)?, &[value])?;
         let len = js.array_len(pairs)?;
         let mut all_strings = true;
@@ -168,7 +176,7 @@ fn slice<'a>(address: *const u8, len: usize) -> &'a [u8] {
     if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(address, len) } }
 }
 
-fn typed_array_name(kind: sys::napi_typedarray_type) -> &'static str {
+pub(crate) fn typed_array_name(kind: sys::napi_typedarray_type) -> &'static str {
     use sys::TypedarrayType as T;
     match kind {
         T::int8_array => "Int8Array",

@@ -196,6 +196,7 @@ pub struct Paused {
 /// (every index plus `length`: nothing else fits); listing a long one's costs
 /// more than walking it, so the JavaScript side asks Node for its non-index
 /// properties alone (`arrayExtras` in index.js).
+/// A TypedArray's (or Buffer's) too: its indices are own keys, `length` is not.
 pub fn array_extras(js: Js, ctx: &Context, array: V, len: u32) -> Result<Option<String>> {
     if len > SHORT_ARRAY {
         let extras = js.call(js.undefined()?, js.deref(ctx.array_extras)?, &[array])?;
@@ -203,7 +204,8 @@ pub fn array_extras(js: Js, ctx: &Context, array: V, len: u32) -> Result<Option<
     }
     let keys = js.all_own_keys(array)?;
     let count = js.array_len(keys)?;
-    if count == len + 1 {
+    let plain = if js.is_array(array)? { len + 1 } else { len };
+    if count == plain {
         return Ok(None);
     }
     let mut extra = Vec::new();
@@ -538,8 +540,16 @@ impl<'c> Walker<'c> {
         }
         if js.is(value, sys::napi_is_typedarray)? {
             let (kind, len, address) = js.typedarray_info(value)?;
+            if let Some(extra) = array_extras(js, ctx, value, len as u32)? {
+                self.out.unhashable(&format!("TypedArray (own properties besides its elements: {extra})"));
+                return Ok(());
+            }
             if js.instance_of(value, js.deref(ctx.buffer)?)? {
                 return self.bytes(value, address, len, None);
+            }
+            let builtin = crate::portable::typed_array_name(kind);
+            if !builtin.is_empty() && self.refused_subclass(value, builtin)? {
+                return Ok(());
             }
             let Some(dtype) = dtype_of(kind) else {
                 self.out.unhashable("a TypedArray of an unsupported element type");
@@ -553,16 +563,25 @@ impl<'c> Walker<'c> {
             return self.bytes(value, address, len * size, Some((dtype, &[len as u64])));
         }
         if js.is(value, sys::napi_is_dataview)? {
+            if self.refused_builtin(value, "DataView", &[])? {
+                return Ok(());
+            }
             let (address, len) = js.dataview_info(value)?;
             self.out.typed("js:DataView");
             return self.bytes(value, address, len, None);
         }
         if js.is(value, sys::napi_is_arraybuffer)? {
+            if self.refused_builtin(value, "ArrayBuffer", &[])? {
+                return Ok(());
+            }
             let (address, len) = js.arraybuffer_info(value)?;
             self.out.typed("js:ArrayBuffer");
             return self.bytes(value, address, len, None);
         }
         if js.is(value, sys::napi_is_date)? {
+            if self.refused_builtin(value, "Date", &[])? {
+                return Ok(());
+            }
             self.out.typed("js:Date").float(js.date_value(value)?);
             return Ok(());
         }
@@ -584,6 +603,9 @@ impl<'c> Walker<'c> {
             return self.fields(value, None, depth);
         }
         if js.instance_of(value, js.deref(ctx.map)?)? {
+            if self.refused_builtin(value, "Map", &[])? {
+                return Ok(());
+            }
             let pairs = js.call(js.undefined()?, js.deref(ctx.array_from)?, &[value])?;
             let len = js.array_len(pairs)?;
             self.out.typed("js:Map").map(len as usize);
@@ -591,6 +613,9 @@ impl<'c> Walker<'c> {
             return Ok(());
         }
         if js.instance_of(value, js.deref(ctx.set)?)? {
+            if self.refused_builtin(value, "Set", &[])? {
+                return Ok(());
+            }
             // In insertion order: JavaScript code iterating a Set sees it.
             let members = js.call(js.undefined()?, js.deref(ctx.array_from)?, &[value])?;
             let len = js.array_len(members)?;
@@ -622,6 +647,9 @@ impl<'c> Walker<'c> {
         match tag.as_str() {
             "[object Object]" => self.instance(value, prototype, depth),
             "[object RegExp]" => {
+                if self.refused_builtin(value, "RegExp", &["lastIndex"])? {
+                    return Ok(());
+                }
                 // `lastIndex` is state: a global RegExp's `exec` starts there.
                 self.out.typed("js:RegExp").list(3);
                 write_string(&mut self.out, &js.utf16(js.get_named(value, "source")?)?);
@@ -703,6 +731,57 @@ impl<'c> Walker<'c> {
         };
         self.push(value, value, Items::Fields { keys, record: record.is_some() }, len, depth);
         Ok(())
+    }
+
+    /// Writes an `unhashable` token and says so when a builtin object
+    /// (`Map`, `Set`, `Date`, `RegExp`, `ArrayBuffer`, `DataView`: its
+    /// encoding is its contents alone) is of a subclass, whose methods are
+    /// code the encoding leaves out (`class DefaultMap extends Map`), or has
+    /// own properties besides `allowed` (`m.tag = 'x'`), state it leaves out:
+    /// either would give two values code tells apart one key.
+    fn refused_builtin(&mut self, value: V, builtin: &str, allowed: &[&str]) -> Result<bool> {
+        let js = self.js;
+        if self.refused_subclass(value, builtin)? {
+            return Ok(true);
+        }
+        let keys = js.all_own_keys(value)?;
+        let mut extra = Vec::new();
+        for index in 0..js.array_len(keys)? {
+            let key = js.element(keys, index)?;
+            match js.typeof_(key)? {
+                sys::ValueType::napi_string => {
+                    let key = js.string(key)?;
+                    if !allowed.contains(&key.as_str()) {
+                        extra.push(key);
+                    }
+                }
+                sys::ValueType::napi_number => extra.push(js.f64_value(key)?.to_string()),
+                _ => extra.push("a symbol key".to_owned()),
+            }
+        }
+        if extra.is_empty() {
+            return Ok(false);
+        }
+        self.out.unhashable(&format!("{builtin} (own properties its contents leave out: {})", extra.join(", ")));
+        Ok(true)
+    }
+
+    /// [`Walker::refused_builtin`]'s prototype check alone (a TypedArray's
+    /// own properties are checked with its elements).
+    fn refused_subclass(&mut self, value: V, builtin: &str) -> Result<bool> {
+        let js = self.js;
+        let prototype = js.prototype(value)?;
+        let own = js.get_named(js.get_named(js.global()?, builtin)?, "prototype")?;
+        if js.strict_equals(prototype, own)? {
+            return Ok(false);
+        }
+        let name = if js.typeof_(prototype)? == sys::ValueType::napi_null {
+            format!("{builtin} without a prototype")
+        } else {
+            constructor_name(js, prototype)?
+        };
+        self.out.unhashable(&format!("{name} (a {builtin} whose prototype is not {builtin}.prototype)"));
+        Ok(true)
     }
 
     fn arguments(&mut self, value: V, depth: usize) -> Result<()> {

@@ -971,9 +971,13 @@ test('state besides the elements and enumerable fields is not left out of a key 
       class Tags extends Array {}
       const long = Array.from({ length: 1000 }, (_, i) => i);
       long.index = 5;
+      class DefaultMap extends Map { get(k) { return super.get(k) ?? 0; } }
+      class Vec extends Float64Array {}
       const refused = [];
       for (const arg of ['abcb'.match(/b/), long, Object.defineProperty({ a: 1 }, 'h', { value: 9 }),
-        Object.assign(function g() {}, { k: 2 }), P, Q, Tags.from([1])]) {
+        Object.assign(function g() {}, { k: 2 }), P, Q, Tags.from([1]),
+        Object.assign(new Map(), { index: 1 }), new DefaultMap(), Object.assign(new Date(0), { tz: 'x' }),
+        Object.assign(new Float64Array(1000), { index: 2 }), Object.assign(Buffer.from('b'), { index: 3 }), Vec.from([1])]) {
         try { read(arg); refused.push('read'); } catch (e) { refused.push([e.code, e.path, e.message.match(/type (.*) cannot be hashed/)[1]]); }
       }
       const plain = [read(['b']), read(Array.from({ length: 1000 }, (_, i) => i))];
@@ -983,12 +987,15 @@ test('state besides the elements and enumerable fields is not left out of a key 
       const match = memo(function match(s) { runs++; return s.match(/b/); });
       const hidden = memo(function hidden(x) { runs++; return Object.defineProperty({ x }, 'h', { value: 9 }); });
       const bare = memo(function bare(x) { runs++; return Object.assign(Object.create(null), { x }); });
+      const tagged = memo(function tagged(x) { runs++; return Object.assign(new Map([[x, 1]]), { tag: 'x' }); });
+      const t = [tagged(1), tagged(1)];
       const got = match('abcb');
       const h = [hidden(1), hidden(1)];
       const b = [bare(1), bare(1)];
       setImmediate(() => console.log(JSON.stringify({
         refused, plain, sizes, runs, index: got.index, input: got.input,
-        hidden: h.map((o) => o.h), bare: b.map((o) => Object.getPrototypeOf(o) === null), warnings: warnings.map(([code]) => code),
+        hidden: h.map((o) => o.h), bare: b.map((o) => Object.getPrototypeOf(o) === null), tags: t.map((m) => m.tag),
+        warnings: warnings.map(([code]) => code),
       })));
     `,
   });
@@ -1001,16 +1008,23 @@ test('state besides the elements and enumerable fields is not left out of a key 
     ['unhashable_value', 'args[0]', 'function P (it carries state its source leaves out (prototype.calc); pass memo(fn) or the values instead)'],
     ['unhashable_value', 'args[0]', 'function Q (it carries state its source leaves out (prototype.calc); pass memo(fn) or the values instead)'],
     ['unhashable_value', 'args[0]', 'Tags (an Array whose prototype is not Array.prototype)'],
+    ['unhashable_value', 'args[0]', 'Map (own properties its contents leave out: index)'],
+    ['unhashable_value', 'args[0]', 'DefaultMap (a Map whose prototype is not Map.prototype)'],
+    ['unhashable_value', 'args[0]', 'Date (own properties its contents leave out: tz)'],
+    ['unhashable_value', 'args[0]', 'TypedArray (own properties besides its elements: index)'],
+    ['unhashable_value', 'args[0]', 'TypedArray (own properties besides its elements: index)'],
+    ['unhashable_value', 'args[0]', 'Vec (a Float64Array whose prototype is not Float64Array.prototype)'],
   ]);
   assert.deepStrictEqual(first.plain, ['1', '1000']);
   assert.deepStrictEqual(first.sizes, ['undefined', '2']);
   assert.deepStrictEqual(first.hidden, [9, 9]);
   assert.deepStrictEqual(first.bare, [true, true]);
-  assert.strictEqual(first.runs, 2 + 1 + 2 + 2, 'hidden and bare are computed each time (not stored)');
-  assert.deepStrictEqual(first.warnings, Array(4).fill('HITSAVE_NOT_FAITHFUL'));
+  assert.deepStrictEqual(first.tags, ['x', 'x']);
+  assert.strictEqual(first.runs, 2 + 1 + 2 + 2 + 2, 'hidden, bare and tagged are computed each time (not stored)');
+  assert.deepStrictEqual(first.warnings, Array(6).fill('HITSAVE_NOT_FAITHFUL'));
   const second = project.run('main.js').out;
   assert.deepStrictEqual([second.index, second.input], [1, 'abcb'], "a hit's match keeps its index and input");
-  assert.strictEqual(second.runs, 2 + 2, 'read and match are hits');
+  assert.strictEqual(second.runs, 2 + 2 + 2, 'read and match are hits');
 });
 
 test('a result holding the working directory is returned and not stored', () => {
