@@ -271,7 +271,24 @@ function arrayExtras(array) {
   return extras.length === 0 ? null : extras.map((key) => (typeof key === 'string' ? key : 'a symbol key')).join(', ');
 }
 
-native.init({ HitSaveError, File, NDArray, EventEmitter, Buffer, fingerprintFunction, classFingerprints, arrayExtras });
+/**
+ * An array with properties of its own besides its elements, as
+ * `[its elements (a plain copy), { those properties }]` for its key, or a
+ * string saying why it cannot be read faithfully (a non-enumerable property
+ * or one under a symbol key, which the key would leave out).
+ */
+function splitArray(array) {
+  const properties = {};
+  for (const key of Reflect.ownKeys(array)) {
+    if (typeof key === 'symbol') return 'own properties under symbol keys';
+    if (key === 'length' || String(Number(key) >>> 0) === key) continue;
+    if (!Object.prototype.propertyIsEnumerable.call(array, key)) return `own non-enumerable properties: ${key}`;
+    properties[key] = array[key];
+  }
+  return [Array.prototype.slice.call(array), properties];
+}
+
+native.init({ HitSaveError, File, NDArray, EventEmitter, Buffer, fingerprintFunction, classFingerprints, arrayExtras, splitArray });
 
 const MISS_STATUS = 0;
 const HIT_VALUE = 1;

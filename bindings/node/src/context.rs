@@ -23,6 +23,7 @@ pub struct Context {
     pub fingerprint_function: sys::napi_ref,
     pub class_fingerprints: sys::napi_ref,
     pub array_extras: sys::napi_ref,
+    pub split_array: sys::napi_ref,
 }
 
 thread_local! {
@@ -50,6 +51,7 @@ pub fn init(js: Js, options: V) -> Result<()> {
         fingerprint_function: take("fingerprintFunction")?,
         class_fingerprints: take("classFingerprints")?,
         array_extras: take("arrayExtras")?,
+        split_array: take("splitArray")?,
     };
     // One per JavaScript thread for the life of the process: leaking it is the lifetime.
     CONTEXT.with(|cell| cell.set(Some(Box::leak(Box::new(context)))));

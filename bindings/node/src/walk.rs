@@ -530,8 +530,16 @@ impl<'c> Walker<'c> {
                 self.out.unhashable(&name);
                 return Ok(());
             }
-            if let Some(extra) = array_extras(js, ctx, value, len)? {
-                self.out.unhashable(&format!("Array (own properties besides its elements: {extra})"));
+            if array_extras(js, ctx, value, len)?.is_some() {
+                // Its elements and those properties (d3's `csvParse(text).columns`,
+                // a RegExp match's `index`), or why they cannot be read faithfully.
+                let split = js.call(js.undefined()?, js.deref(ctx.split_array)?, &[value])?;
+                if js.typeof_(split)? == sys::ValueType::napi_string {
+                    self.out.unhashable(&format!("Array ({})", js.string(split)?));
+                    return Ok(());
+                }
+                self.out.typed("js:Array").list(2);
+                self.push(value, split, Items::Elements, 2, depth);
                 return Ok(());
             }
             self.out.list(len as usize);

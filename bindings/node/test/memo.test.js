@@ -950,10 +950,12 @@ test('properties under symbol keys and array holes are not left out of a key or 
 test('state besides the elements and enumerable fields is not left out of a key or a stored result', () => {
   // \`'abcb'.match(/b/)\` and \`'bbcd'.match(/b/)\` are both ['b']: their
   // \`index\` (and \`input\`, \`groups\`) was left out of the key, so
-  // \`(m) => m.index\` returned 1 for the second. So were a non-enumerable
-  // property, a function argument's own properties and a prototype patched
-  // after its declaration, and an Array subclass's methods: each is refused
-  // in an argument. A result array's own properties came back without them
+  // \`(m) => m.index\` returned 1 for the second: an array's own enumerable
+  // properties are now part of its key. A non-enumerable property, a function
+  // argument's own properties and a prototype patched after its declaration,
+  // an Array, Map or TypedArray subclass's methods, a Map's, Date's or
+  // TypedArray's own properties were left out too: each is refused in an
+  // argument. A result array's own properties came back without them
   // from a fresh process's hit (the portable form is a list); a non-enumerable
   // property or an object without a prototype (v8 gives it Object's) came
   // back changed: such results are returned and not stored.
@@ -974,7 +976,9 @@ test('state besides the elements and enumerable fields is not left out of a key 
       class DefaultMap extends Map { get(k) { return super.get(k) ?? 0; } }
       class Vec extends Float64Array {}
       const refused = [];
-      for (const arg of ['abcb'.match(/b/), long, Object.defineProperty({ a: 1 }, 'h', { value: 9 }),
+      // An array's own properties are part of its key (\`js:Array\` around its elements and them).
+      const matched = [read('abcb'.match(/b/)), read('bbcd'.match(/b/)), read(long), read(Object.assign([0], { index: 7 }))];
+      for (const arg of [Object.defineProperty([1], 'h', { value: 9 }), Object.defineProperty({ a: 1 }, 'h', { value: 9 }),
         Object.assign(function g() {}, { k: 2 }), P, Q, Tags.from([1]),
         Object.assign(new Map(), { index: 1 }), new DefaultMap(), Object.assign(new Date(0), { tz: 'x' }),
         Object.assign(new Float64Array(1000), { index: 2 }), Object.assign(Buffer.from('b'), { index: 3 }), Vec.from([1])]) {
@@ -993,16 +997,16 @@ test('state besides the elements and enumerable fields is not left out of a key 
       const h = [hidden(1), hidden(1)];
       const b = [bare(1), bare(1)];
       setImmediate(() => console.log(JSON.stringify({
-        refused, plain, sizes, runs, index: got.index, input: got.input,
+        matched, refused, plain, sizes, runs, index: got.index, input: got.input,
         hidden: h.map((o) => o.h), bare: b.map((o) => Object.getPrototypeOf(o) === null), tags: t.map((m) => m.tag),
         warnings: warnings.map(([code]) => code),
       })));
     `,
   });
   const first = project.run('main.js').out;
+  assert.deepStrictEqual(first.matched, ['1', '0', '5', '7']);
   assert.deepStrictEqual(first.refused, [
-    ['unhashable_value', 'args[0]', 'Array (own properties besides its elements: index, input, groups)'],
-    ['unhashable_value', 'args[0]', 'Array (own properties besides its elements: index)'],
+    ['unhashable_value', 'args[0]', 'Array (own non-enumerable properties: h)'],
     ['unhashable_value', 'args[0]', 'Object (non-enumerable properties: h)'],
     ['unhashable_value', 'args[0]', 'function g (it carries state its source leaves out (k); pass memo(fn) or the values instead)'],
     ['unhashable_value', 'args[0]', 'function P (it carries state its source leaves out (prototype.calc); pass memo(fn) or the values instead)'],
@@ -1020,7 +1024,7 @@ test('state besides the elements and enumerable fields is not left out of a key 
   assert.deepStrictEqual(first.hidden, [9, 9]);
   assert.deepStrictEqual(first.bare, [true, true]);
   assert.deepStrictEqual(first.tags, ['x', 'x']);
-  assert.strictEqual(first.runs, 2 + 1 + 2 + 2 + 2, 'hidden, bare and tagged are computed each time (not stored)');
+  assert.strictEqual(first.runs, 4 + 2 + 1 + 2 + 2 + 2, 'hidden, bare and tagged are computed each time (not stored)');
   assert.deepStrictEqual(first.warnings, Array(6).fill('HITSAVE_NOT_FAITHFUL'));
   const second = project.run('main.js').out;
   assert.deepStrictEqual([second.index, second.input], [1, 'abcb'], "a hit's match keeps its index and input");
