@@ -158,7 +158,7 @@ function fingerprintFunction(fn) {
   }
   if (known.reason !== undefined) return known.reason;
   // Its properties do change: checked on every call.
-  const added = addedProperties(fn, known.source);
+  const added = addedProperties(fn, known);
   return added === null ? known.fingerprint : `it carries state its source leaves out (${added}); pass memo(fn) or the values instead`;
 }
 
@@ -171,12 +171,21 @@ const FUNCTION_OWN = new Set(['length', 'name', 'prototype', 'arguments', 'calle
  * static data field. A member whose code is in the function's own source (a
  * class's methods, accessors and static methods) is not state.
  */
-function addedProperties(fn, source) {
+function addedProperties(fn, { source, members }) {
   const added = [];
+  // Whether a member's code is in the source, by member (neither text changes): a call pays no text search.
+  const inText = (member) => {
+    let found = members.get(member);
+    if (found === undefined) {
+      found = source.includes(Function.prototype.toString.call(member));
+      members.set(member, found);
+    }
+    return found;
+  };
   const inSource = (descriptor) =>
     ['value', 'get', 'set'].every((part) => {
       const member = descriptor[part];
-      return member === undefined || (typeof member === 'function' && source.includes(Function.prototype.toString.call(member)));
+      return member === undefined || (typeof member === 'function' && inText(member));
     });
   for (const key of Reflect.ownKeys(fn)) {
     if (typeof key === 'string' && FUNCTION_OWN.has(key)) continue;
@@ -198,7 +207,7 @@ function addedProperties(fn, source) {
   return added.length === 0 ? null : added.join(', ');
 }
 
-/** A function's fingerprint by its source alone (`{ fingerprint, source }`), or why it has none (`{ reason }`). */
+/** A function's fingerprint by its source alone (`{ fingerprint, source, members }`: `addedProperties`'s cache), or why it has none (`{ reason }`). */
 function sourceFingerprintOf(fn) {
   const source = Function.prototype.toString.call(fn);
   if (source.includes('[native code]')) return { reason: 'a bound or builtin function has no source' };
@@ -206,7 +215,7 @@ function sourceFingerprintOf(fn) {
   if (free === null) return { reason: 'its source does not parse alone' };
   const outside = free.filter((name) => !BUILTIN_GLOBALS.has(name) && name !== fn.name);
   if (outside.length > 0) return { reason: `it reads ${outside.join(', ')} from around it; pass memo(fn) or the values instead` };
-  return { fingerprint: native.sourceFingerprint(source, fn.name || ''), source };
+  return { fingerprint: native.sourceFingerprint(source, fn.name || ''), source, members: new WeakMap() };
 }
 
 /** Fingerprints of a class and the classes it extends, by constructor (a class's source never changes in a process). */
@@ -246,6 +255,13 @@ function classFingerprints(constructor) {
   return known;
 }
 
+/** Whether a property key is an array index. */
+const isIndex = (key) => typeof key === 'string' && String(Number(key) >>> 0) === key;
+
+// Arrays up to this length have their keys listed; longer ones are asked
+// through `util.inspect` (`arrayExtras`). The walker's SHORT_ARRAY (walk.rs).
+const SHORT_ARRAY = 256;
+
 // What `util.inspect` shows of an array with nothing but its elements (`maxArrayLength: 0`, hidden keys shown).
 const ARRAY_SHOWN = { maxArrayLength: 0, depth: 0, showHidden: true, customInspect: false, getters: false, breakLength: Infinity };
 const TYPED_SHOWN = { ...ARRAY_SHOWN, showHidden: false };
@@ -267,8 +283,7 @@ function arrayExtras(array) {
   } else if (util.inspect(array, ARRAY_SHOWN) === `${items}, [length]: ${n} ]`) {
     return null;
   }
-  const extras = Reflect.ownKeys(array).filter((key) => typeof key !== 'string' || (key !== 'length' && String(Number(key) >>> 0) !== key));
-  return extras.length === 0 ? null : extras.map((key) => (typeof key === 'string' ? key : 'a symbol key')).join(', ');
+  return ownNonIndex(array, ['length']);
 }
 
 /**
@@ -281,7 +296,7 @@ function splitArray(array) {
   const properties = {};
   for (const key of Reflect.ownKeys(array)) {
     if (typeof key === 'symbol') return 'own properties under symbol keys';
-    if (key === 'length' || String(Number(key) >>> 0) === key) continue;
+    if (key === 'length' || isIndex(key)) continue;
     if (!Object.prototype.propertyIsEnumerable.call(array, key)) return `own non-enumerable properties: ${key}`;
     properties[key] = array[key];
   }
@@ -483,13 +498,13 @@ function unfaithfulToV8(value) {
 
 /** A plain object's or array's own non-enumerable properties (v8 serialization drops them), joined, or null; any own property of a builtin v8 writes as its contents alone. */
 function hiddenProperties(item, prototype) {
-  if (ArrayBuffer.isView(item) && !(item instanceof DataView)) return item.length > 256 ? arrayExtras(item) : ownNonIndex(item);
+  if (ArrayBuffer.isView(item) && !(item instanceof DataView)) return item.length > SHORT_ARRAY ? arrayExtras(item) : ownNonIndex(item);
   if (item instanceof RegExp) return ownNonIndex(item, ['lastIndex']);
   if (item instanceof Map || item instanceof Set || item instanceof Date || item instanceof ArrayBuffer || item instanceof DataView) return ownNonIndex(item);
   let names;
   if (prototype === Array.prototype) {
-    if (item.length > 256 && arrayExtras(item) === null) return null;
-    names = Object.getOwnPropertyNames(item).filter((key) => key !== 'length' && String(Number(key) >>> 0) !== key);
+    if (item.length > SHORT_ARRAY && arrayExtras(item) === null) return null;
+    names = Object.getOwnPropertyNames(item).filter((key) => key !== 'length' && !isIndex(key));
   } else if (prototype === Object.prototype) {
     names = Object.getOwnPropertyNames(item);
   } else {
@@ -501,7 +516,7 @@ function hiddenProperties(item, prototype) {
 
 /** An object's own keys but its indices and `allowed` (joined), or null. */
 function ownNonIndex(item, allowed = []) {
-  const extra = Reflect.ownKeys(item).filter((key) => typeof key !== 'string' || (!allowed.includes(key) && String(Number(key) >>> 0) !== key));
+  const extra = Reflect.ownKeys(item).filter((key) => typeof key !== 'string' || (!allowed.includes(key) && !isIndex(key)));
   return extra.length === 0 ? null : extra.map((key) => (typeof key === 'string' ? key : 'a symbol key')).join(', ');
 }
 

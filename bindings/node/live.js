@@ -235,18 +235,18 @@ function readingScopes(scopes, use) {
  */
 function sameScope(a, b) {
   if (a === b) return true;
-  const names = scopeNames(a);
-  return names.length === scopeNames(b).length && names.every((name) => Object.prototype.hasOwnProperty.call(b, name) && Object.is(a[name], b[name]));
+  const names = scopeKeys(a);
+  return names.length === scopeKeys(b).length && names.every((name) => Object.prototype.hasOwnProperty.call(b, name) && Object.is(a[name], b[name]));
 }
 
 /** `Object.keys` of a scope copy, by copy: its bindings are fixed (a copy is never written), and `readAt` compares one against each scope being read (lodash's has 480). */
-const SCOPE_NAMES = new WeakMap();
+const SCOPE_KEYS = new WeakMap();
 
-function scopeNames(scope) {
-  let names = SCOPE_NAMES.get(scope);
+function scopeKeys(scope) {
+  let names = SCOPE_KEYS.get(scope);
   if (names === undefined) {
     names = Object.keys(scope);
-    SCOPE_NAMES.set(scope, names);
+    SCOPE_KEYS.set(scope, names);
   }
   return names;
 }

@@ -24,7 +24,7 @@ use napi::{Result, sys};
 use crate::context::Context;
 use crate::js::{Js, V};
 
-/// Arrays up to this length have their own keys listed (see `Walker::array_extras`).
+/// Arrays up to this length have their own keys listed (see [`array_extras`]; index.js's `SHORT_ARRAY` is this).
 const SHORT_ARRAY: u32 = 256;
 
 /// When big buffers are hashed.
@@ -203,26 +203,33 @@ pub fn array_extras(js: Js, ctx: &Context, array: V, len: u32) -> Result<Option<
         return Ok(if js.typeof_(extras)? == sys::ValueType::napi_string { Some(js.string(extras)?) } else { None });
     }
     let keys = js.all_own_keys(array)?;
-    let count = js.array_len(keys)?;
     let plain = if js.is_array(array)? { len + 1 } else { len };
-    if count == plain {
+    if js.array_len(keys)? == plain {
         return Ok(None);
     }
+    let extra = keys_besides(js, keys, &["length"], true)?;
+    Ok(if extra.is_empty() { None } else { Some(extra.join(", ")) })
+}
+
+/// The names of `keys` (an own-keys list, indices as numbers) but `allowed`
+/// and, with `skip_indices`, the indices; a symbol as "a symbol key".
+fn keys_besides(js: Js, keys: V, allowed: &[&str], skip_indices: bool) -> Result<Vec<String>> {
     let mut extra = Vec::new();
-    for index in 0..count {
+    for index in 0..js.array_len(keys)? {
         let key = js.element(keys, index)?;
         match js.typeof_(key)? {
-            sys::ValueType::napi_number => {}
+            sys::ValueType::napi_number if skip_indices => {}
+            sys::ValueType::napi_number => extra.push(js.f64_value(key)?.to_string()),
             sys::ValueType::napi_string => {
                 let key = js.string(key)?;
-                if key != "length" {
+                if !allowed.contains(&key.as_str()) {
                     extra.push(key);
                 }
             }
             _ => extra.push("a symbol key".to_owned()),
         }
     }
-    Ok(if extra.is_empty() { None } else { Some(extra.join(", ")) })
+    Ok(extra)
 }
 
 /// Own string keys that are not enumerable (joined), or `None`: state that
@@ -244,6 +251,11 @@ pub fn hidden_keys(js: Js, value: V, keys: V) -> Result<Option<String>> {
         }
     }
     Ok(Some(hidden.join(", ")))
+}
+
+/// `globalThis[builtin].prototype`.
+fn builtin_prototype(js: Js, builtin: &str) -> Result<V> {
+    js.get_named(js.get_named(js.global()?, builtin)?, "prototype")
 }
 
 fn release_frames(js: Js, frames: &[Frame<usize>]) {
@@ -519,15 +531,8 @@ impl<'c> Walker<'c> {
             // match's `index`, `input` and `groups`; `a.tag = 1`) are state
             // code reads that a list leaves out: two arrays differing there
             // would share a key.
-            let prototype = js.prototype(value)?;
-            if !js.strict_equals(prototype, js.deref(ctx.array_prototype)?)? {
-                // A subclass's methods (or another realm's Array) are code a list leaves out.
-                let name = if js.typeof_(prototype)? == sys::ValueType::napi_null {
-                    "Array without a prototype".to_owned()
-                } else {
-                    format!("{} (an Array whose prototype is not Array.prototype)", constructor_name(js, prototype)?)
-                };
-                self.out.unhashable(&name);
+            // A subclass's methods (or another realm's Array) are code a list leaves out.
+            if self.refused_subclass(value, "Array", js.deref(ctx.array_prototype)?)? {
                 return Ok(());
             }
             if array_extras(js, ctx, value, len)?.is_some() {
@@ -556,7 +561,7 @@ impl<'c> Walker<'c> {
                 return self.bytes(value, address, len, None);
             }
             let builtin = crate::portable::typed_array_name(kind);
-            if !builtin.is_empty() && self.refused_subclass(value, builtin)? {
+            if !builtin.is_empty() && self.refused_subclass(value, builtin, builtin_prototype(js, builtin)?)? {
                 return Ok(());
             }
             let Some(dtype) = dtype_of(kind) else {
@@ -749,24 +754,10 @@ impl<'c> Walker<'c> {
     /// either would give two values code tells apart one key.
     fn refused_builtin(&mut self, value: V, builtin: &str, allowed: &[&str]) -> Result<bool> {
         let js = self.js;
-        if self.refused_subclass(value, builtin)? {
+        if self.refused_subclass(value, builtin, builtin_prototype(js, builtin)?)? {
             return Ok(true);
         }
-        let keys = js.all_own_keys(value)?;
-        let mut extra = Vec::new();
-        for index in 0..js.array_len(keys)? {
-            let key = js.element(keys, index)?;
-            match js.typeof_(key)? {
-                sys::ValueType::napi_string => {
-                    let key = js.string(key)?;
-                    if !allowed.contains(&key.as_str()) {
-                        extra.push(key);
-                    }
-                }
-                sys::ValueType::napi_number => extra.push(js.f64_value(key)?.to_string()),
-                _ => extra.push("a symbol key".to_owned()),
-            }
-        }
+        let extra = keys_besides(js, js.all_own_keys(value)?, allowed, false)?;
         if extra.is_empty() {
             return Ok(false);
         }
@@ -774,12 +765,12 @@ impl<'c> Walker<'c> {
         Ok(true)
     }
 
-    /// [`Walker::refused_builtin`]'s prototype check alone (a TypedArray's
-    /// own properties are checked with its elements).
-    fn refused_subclass(&mut self, value: V, builtin: &str) -> Result<bool> {
+    /// [`Walker::refused_builtin`]'s prototype check alone (an Array's and a
+    /// TypedArray's own properties are checked with their elements): `own`
+    /// is `builtin`'s prototype.
+    fn refused_subclass(&mut self, value: V, builtin: &str, own: V) -> Result<bool> {
         let js = self.js;
         let prototype = js.prototype(value)?;
-        let own = js.get_named(js.get_named(js.global()?, builtin)?, "prototype")?;
         if js.strict_equals(prototype, own)? {
             return Ok(false);
         }
@@ -788,7 +779,8 @@ impl<'c> Walker<'c> {
         } else {
             constructor_name(js, prototype)?
         };
-        self.out.unhashable(&format!("{name} (a {builtin} whose prototype is not {builtin}.prototype)"));
+        let article = if builtin.starts_with(['A', 'I']) { "an" } else { "a" };
+        self.out.unhashable(&format!("{name} ({article} {builtin} whose prototype is not {builtin}.prototype)"));
         Ok(true)
     }
 
