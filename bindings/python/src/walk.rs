@@ -253,22 +253,10 @@ fn dtype_of_format(format: &str) -> Option<&'static str> {
     })
 }
 
-/// The shared dtype name of a numpy array's buffer format, if it has one.
-fn shared_dtype(value: &Bound<'_, PyAny>) -> PyResult<Option<&'static str>> {
-    let exported = if value.getattr("ndim")?.extract::<usize>()? == 0 {
-        value.call_method1("reshape", (1,))?
-    } else {
-        value.clone()
-    };
-    Ok(match PyUntypedBuffer::get(&exported) {
-        Ok(buffer) => dtype_of_format(buffer.format().to_str().unwrap_or("")),
-        Err(_) => None,
-    })
-}
-
-/// Writes a numpy array of a numeric dtype as an array; `Ok(false)` when its
-/// dtype is not one of the shared numeric dtypes.
-fn walk_numpy_array(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<bool> {
+/// Writes a numpy array of a numeric dtype as an array (typed `tag` around
+/// it, when given); `Ok(false)`, with nothing written, when its dtype is not
+/// one of the shared numeric dtypes.
+fn walk_numpy_array(value: &Bound<'_, PyAny>, out: &mut StreamWriter, tag: Option<&str>) -> PyResult<bool> {
     let scalar = value.getattr("ndim")?.extract::<usize>()? == 0;
     // A 0-d array exports no shape; its one item is read through a 1-d view.
     let exported = if scalar { value.call_method1("reshape", (1,))? } else { value.clone() };
@@ -281,7 +269,10 @@ fn walk_numpy_array(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResul
     if !buffer.is_c_contiguous() {
         let numpy = value.py().import("numpy")?;
         let contiguous = numpy.call_method1("ascontiguousarray", (value,))?;
-        return walk_numpy_array(&contiguous, out);
+        return walk_numpy_array(&contiguous, out, tag);
+    }
+    if let Some(tag) = tag {
+        out.typed(tag);
     }
     let shape: Vec<u64> = if scalar { Vec::new() } else { buffer.shape().iter().map(|&dim| dim as u64).collect() };
     // SAFETY: the export keeps the memory alive until `buffer` drops.
@@ -299,21 +290,18 @@ fn walk_numpy_array(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResul
 /// to little-endian first), any other dtype as `py:numpy.ndarray` around its
 /// dtype description, shape and C-order bytes (object arrays: their items).
 fn walk_ndarray(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
-    if walk_numpy_array(value, out)? {
+    if walk_numpy_array(value, out, None)? {
         return Ok(());
     }
     let dtype = value.getattr("dtype")?;
     let kind: String = dtype.getattr("kind")?.extract()?;
     if "biufc".contains(kind.as_str()) && !dtype.getattr("names")?.is_truthy()? {
         let swapped = value.call_method1("astype", (dtype.call_method1("newbyteorder", ("<",))?,))?;
-        if shared_dtype(&swapped)?.is_some() {
-            // Its values, little-endian; but the byte order is part of the
-            // dtype code sees (`a.tobytes()`, `a.dtype.str`): a big-endian
-            // array is not its little-endian twin.
-            if dtype.getattr("byteorder")?.extract::<String>()? == ">" {
-                out.typed("py:numpy.big-endian");
-            }
-            walk_numpy_array(&swapped, out)?;
+        // Its values, little-endian; but the byte order is part of the
+        // dtype code sees (`a.tobytes()`, `a.dtype.str`): a big-endian
+        // array is not its little-endian twin.
+        let big_endian = dtype.getattr("byteorder")?.extract::<String>()? == ">";
+        if walk_numpy_array(&swapped, out, big_endian.then_some("py:numpy.big-endian"))? {
             return Ok(());
         }
     }
