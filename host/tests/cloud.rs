@@ -117,8 +117,11 @@ fn a_result_computed_on_one_machine_hits_on_another() {
     assert!(b.get_local(&digest("key", "small")).unwrap().is_none());
     let hit = b.get(&digest("key", "small")).unwrap().expect("read through the cloud");
     assert_eq!(hit.data.bytes(), &portable(&small)[..]);
-    assert_eq!(b.get(&digest("key", "large")).unwrap().unwrap().data.bytes(), &portable(&large)[..]);
+    let hit = b.get(&digest("key", "large")).unwrap().unwrap();
+    assert_eq!(hit.data.bytes(), &portable(&large)[..]);
+    assert!(!hit.inline, "a large result arrives as the store's file, mapped, as a local hit is");
     assert!(b.get_local(&digest("key", "large")).unwrap().is_some(), "kept locally");
+    assert_eq!(temp_files(&b_config), 0, "its download file became the stored blob");
     assert_eq!(b.outbox_len().unwrap(), 0, "a downloaded result is not uploaded back");
     assert!(b.get(&digest("key", "never")).unwrap().is_none());
 }
@@ -602,6 +605,45 @@ fn a_portable_record_whose_blob_is_not_portable_is_a_miss_and_is_not_kept() {
     let asked = digest("key", "f(1)");
     assert!(store.get(&asked).unwrap().is_none(), "not served");
     assert!(store.get_local(&asked).unwrap().is_none(), "not stored, so a later offline call does not fail");
+}
+
+/// Files left in a store's `tmp/` directory.
+fn temp_files(config: &Config) -> usize {
+    std::fs::read_dir(config.cache_dir.join("tmp")).map_or(0, |dir| dir.count())
+}
+
+#[test]
+fn a_large_download_that_fails_its_checks_leaves_nothing_behind() {
+    // Larger than the inline limit: received into a file in the store, not memory.
+    let large: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let honest = portable(&large);
+    // Bytes that are not the record's (same length, another digest).
+    let mut forged = honest.clone();
+    *forged.last_mut().unwrap() ^= 1;
+    // Bytes that are the record's, but not a portable result.
+    let garbage = vec![0xffu8; 3_000_000];
+    for (record, sent, what) in [
+        (remote_eval("f(1)", &honest), forged, "a blob that fails its digest"),
+        (remote_eval("f(1)", &garbage), garbage.clone(), "a portable record whose blob is not portable"),
+    ] {
+        let url = lying_server(record, sent);
+        let (_dir, config) = machine(&url, "hs_0_0", None);
+        let store = Cache::open(&config).unwrap();
+        let asked = digest("key", "f(1)");
+        assert!(store.get(&asked).unwrap().is_none(), "{what}: not served");
+        assert!(store.get_local(&asked).unwrap().is_none(), "{what}: not stored");
+        assert_eq!(temp_files(&config), 0, "{what}: its download file is removed");
+        assert!(!config.cache_dir.join("blobs").read_dir().unwrap().any(|_| true), "{what}: no blob kept");
+    }
+    // The same server telling the truth: served and kept (a result that took long enough to be worth keeping).
+    let mut record = remote_eval("f(1)", &honest);
+    record.compute_micros = 10_000_000;
+    let url = lying_server(record, honest.clone());
+    let (_dir, config) = machine(&url, "hs_0_0", None);
+    let store = Cache::open(&config).unwrap();
+    assert_eq!(store.get(&digest("key", "f(1)")).unwrap().unwrap().data.bytes(), &honest[..]);
+    assert!(store.get_local(&digest("key", "f(1)")).unwrap().is_some());
+    assert_eq!(temp_files(&config), 0);
 }
 
 #[test]

@@ -287,43 +287,57 @@ impl CloudClient {
         }
     }
 
-    /// Downloads a result and verifies its size and digest. A transfer that
-    /// stops (an error, or no byte for `cloud_timeout`: a stalled server)
-    /// resumes where it stopped (range requests); five attempts in a row
-    /// without progress give up.
+    /// Downloads a result into memory and verifies its size and digest
+    /// (see [`Self::download_into`]).
     pub fn download(&self, eval: &RemoteEval) -> Result<Vec<u8>> {
-        let expected = Digest::parse(&eval.blob)?;
         let mut data: Vec<u8> = Vec::with_capacity(eval.size.min(1 << 30) as usize);
+        self.download_into(eval, &mut |chunk| {
+            data.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(data)
+    }
+
+    /// Downloads a result, handing its bytes to `sink` in order as they
+    /// arrive (nothing is held here), and verifies their size and digest,
+    /// hashed on the way: an error means the bytes given to `sink` must not
+    /// be used. A transfer that stops (an error, or no byte for
+    /// `cloud_timeout`: a stalled server) resumes where it stopped (range
+    /// requests); five attempts in a row without progress give up. An error
+    /// from `sink` (a full disk) ends the download with it.
+    pub fn download_into(&self, eval: &RemoteEval, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<Digest> {
+        let expected = Digest::parse(&eval.blob)?;
+        let mut received = Received { len: 0, hasher: blake3::Hasher::new(), sink };
         let mut idle_attempts = 0;
         loop {
-            let before = data.len();
-            match self.download_attempt(eval, &mut data) {
-                Ok(()) if data.len() as u64 == eval.size => break,
+            let before = received.len;
+            match self.download_attempt(eval, &mut received) {
+                Ok(()) if received.len == eval.size => break,
                 Ok(()) => {}
-                Err(HitSaveError::CloudUnavailable(_)) if data.len() > before => {}
+                Err(HitSaveError::CloudUnavailable(_)) if received.len > before => {}
                 Err(HitSaveError::CloudUnavailable(_)) if idle_attempts < 4 => {}
                 Err(error) => return Err(error),
             }
-            idle_attempts = if data.len() > before { 0 } else { idle_attempts + 1 };
+            idle_attempts = if received.len > before { 0 } else { idle_attempts + 1 };
             if idle_attempts >= 5 {
                 return Err(unavailable(format!("{}: download of {} did not complete", self.base, eval.blob)));
             }
             std::thread::sleep(Duration::from_millis(200 * idle_attempts.max(1) as u64));
         }
-        let actual = crate::hash::blob_digest(&data);
-        if actual != expected || data.len() as u64 != eval.size {
+        let actual = Digest::new(hitsave_core::DigestKind::Blob, *received.hasher.finalize().as_bytes());
+        if actual != expected {
             return Err(HitSaveError::CloudIntegrity(format!(
                 "{}: downloaded bytes hash to {actual}, not {} (a tampered or damaged blob; nothing was stored)",
                 eval.key, eval.blob
             )));
         }
-        Ok(data)
+        Ok(actual)
     }
 
-    /// One request for the rest of a blob, appended to `data`, with
+    /// One request for the rest of a blob, from `received.len` on, with
     /// reqwest's async client, whose read timeout (unlike the blocking
     /// client's whole-request timeout) notices a transfer that stalls midway.
-    fn download_attempt(&self, eval: &RemoteEval, data: &mut Vec<u8>) -> Result<()> {
+    fn download_attempt(&self, eval: &RemoteEval, received: &mut Received<'_>) -> Result<()> {
         let interrupted =
             |err: reqwest::Error| unavailable(format!("{}: download interrupted: {}", self.base, err.without_url()));
         let transfers = self.transfers()?;
@@ -331,8 +345,8 @@ impl CloudClient {
         let url = self.url_of(&format!("/v1/blobs/{}", eval.blob));
         transfers.runtime.block_on(async {
             let mut request = client.get(url).bearer_auth(&self.key);
-            if !data.is_empty() {
-                request = request.header(reqwest::header::RANGE, format!("bytes={}-", data.len()));
+            if received.len > 0 {
+                request = request.header(reqwest::header::RANGE, format!("bytes={}-", received.len));
             }
             let mut response = request.send().await.map_err(interrupted)?;
             let status = response.status();
@@ -341,13 +355,13 @@ impl CloudClient {
                 return Err(self.refusal(status, &body));
             }
             while let Some(chunk) = response.chunk().await.map_err(interrupted)? {
-                data.extend_from_slice(&chunk);
-                if data.len() as u64 > eval.size {
+                if received.len + chunk.len() as u64 > eval.size {
                     return Err(HitSaveError::CloudIntegrity(format!(
                         "{}: the server sent more than {} bytes",
                         eval.blob, eval.size
                     )));
                 }
+                received.take(&chunk)?;
             }
             Ok(())
         })
@@ -479,4 +493,20 @@ pub(super) fn encode_path(segment: &str) -> String {
         }
     }
     out
+}
+
+/// What a download has received so far: its length and hash, and where its bytes went.
+struct Received<'a> {
+    len: u64,
+    hasher: blake3::Hasher,
+    sink: &'a mut dyn FnMut(&[u8]) -> Result<()>,
+}
+
+impl Received<'_> {
+    fn take(&mut self, chunk: &[u8]) -> Result<()> {
+        (self.sink)(chunk)?;
+        self.hasher.update(chunk);
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
 }

@@ -278,20 +278,6 @@ impl CloudSync {
                 )
             }));
         }
-        let data = self.client.download(eval);
-        self.note(&data);
-        let data = data?;
-        // Decoded before it is kept: a record claiming the portable codec
-        // whose bytes are not a portable result would otherwise raise in
-        // every later call, offline too.
-        if eval.codec == crate::portable::CODEC
-            && let Err(error) = crate::portable::check(&data)
-        {
-            return Err(HitSaveError::CloudIntegrity(format!(
-                "{} ({}): the server's result is marked portable but is not a portable result ({error}); not used",
-                eval.key, eval.function_name
-            )));
-        }
         let new = NewEval {
             key: Digest::parse(&eval.key)?,
             function_id: eval.function_id.clone(),
@@ -302,8 +288,34 @@ impl CloudSync {
             compute_micros: eval.compute_micros,
             graph: None,
         };
-        // Keep it locally (not queued for upload: it came from there).
-        if let Err(error) = store.put_local(crate::runtime::Core::shared()?, &new, &data) {
+        let core = crate::runtime::Core::shared()?;
+        // A result the store keeps as a file goes straight to one (memory
+        // holds a chunk at a time, not the result; four bulk downloads at
+        // once, not four results), then the hit maps it, as a local hit would.
+        if eval.size > store.inline_limit()
+            && let Some(mut incoming) = store.incoming()?
+        {
+            let downloaded = self.client.download_into(eval, &mut |chunk| incoming.write(chunk));
+            self.note(&downloaded);
+            let digest = downloaded?;
+            let data = incoming.map()?;
+            check_portable(eval, &data)?;
+            // Kept locally (not queued for upload: it came from there).
+            if let Err(error) = store.put_incoming(core, &new, incoming, &digest) {
+                crate::warn::error(&error);
+            }
+            return Ok(Some(Hit {
+                codec: eval.codec.clone(),
+                language: eval.language.clone(),
+                inline: false,
+                data: ResultData::Mapped(data),
+            }));
+        }
+        let data = self.client.download(eval);
+        self.note(&data);
+        let data = data?;
+        check_portable(eval, &data)?;
+        if let Err(error) = store.put_local(core, &new, &data) {
             crate::warn::error(&error);
         }
         Ok(Some(Hit {
@@ -471,4 +483,19 @@ impl CloudSync {
         }
         Ok(total - failed)
     }
+}
+
+/// Decodes a record's result before it is kept when it claims the portable
+/// codec: bytes that are not a portable result would otherwise raise in every
+/// later call, offline too.
+fn check_portable(eval: &RemoteEval, data: &[u8]) -> Result<()> {
+    if eval.codec == crate::portable::CODEC
+        && let Err(error) = crate::portable::check(data)
+    {
+        return Err(HitSaveError::CloudIntegrity(format!(
+            "{} ({}): the server's result is marked portable but is not a portable result ({error}); not used",
+            eval.key, eval.function_name
+        )));
+    }
+    Ok(())
 }

@@ -294,6 +294,66 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// A large result arriving into the store ([`Store::incoming`]): written to
+/// a temp file as it comes, kept with [`Store::put_incoming`]; dropped
+/// without being kept, its file is removed.
+pub struct Incoming<'s> {
+    store: &'s Store,
+    temp: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    len: u64,
+}
+
+impl Incoming<'_> {
+    /// Appends the next bytes.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        self.file.write_all(chunk).map_err(|source| self.error(source))?;
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// How many bytes arrived.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing arrived.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes that arrived, mapped copy-on-write like a stored blob's
+    /// (they stay valid once the file is kept, renamed, or removed).
+    pub fn map(&mut self) -> Result<memmap2::MmapMut> {
+        self.flush()?;
+        if self.len == 0 {
+            return Err(self.error(std::io::Error::other("an empty result is kept inline, not as a file")));
+        }
+        // SAFETY: the file is this store's own temp file, written only here
+        // and renamed (never modified) once kept; the map is private.
+        unsafe { memmap2::MmapOptions::new().map_copy(self.file.get_ref()) }.map_err(|source| self.error(source))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.file.flush().map_err(|source| self.error(source))?;
+        if self.store.fsync {
+            self.file.get_ref().sync_all().map_err(|source| self.error(source))?;
+        }
+        Ok(())
+    }
+
+    fn error(&self, source: std::io::Error) -> HitSaveError {
+        HitSaveError::StoreIo { path: self.store.root.join(&self.temp), source }
+    }
+}
+
+impl Drop for Incoming<'_> {
+    fn drop(&mut self) {
+        // Gone already when it was kept (renamed into place).
+        let _ = self.store.dir.remove_file(&self.temp);
+    }
+}
+
 fn temp_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
@@ -413,6 +473,11 @@ impl Store {
     /// The store directory.
     pub fn path(&self) -> &Path {
         &self.root
+    }
+
+    /// Results larger than this are kept as files, not in the index.
+    pub fn inline_limit(&self) -> u64 {
+        self.inline_limit
     }
 
     /// The budget in bytes.
@@ -606,21 +671,97 @@ impl Store {
             return Ok(PutOutcome::Skipped);
         }
         let size = data.len();
-        let store_params =
-            StoreParams { budget: self.max_size(), min_compute_micros: 0, read_bytes_per_second: 1 << 30 };
-        if let Some(decline) = core.store_decision(size, eval.compute_micros, &store_params)? {
-            let reason = decline_reason(decline, &store_params);
-            self.note_declined(eval, size, &reason);
+        if let Some(reason) = self.decline(core, eval, size)? {
             return Ok(PutOutcome::Declined(reason));
         }
-        let inline = size <= self.inline_limit;
         // A small result kept in the index: its one slice as it is, or its parts joined.
         let inline_bytes: Option<std::borrow::Cow<'_, [u8]>> =
-            inline.then(|| data.as_one().map_or_else(|| data.to_vec().into(), Into::into));
+            (size <= self.inline_limit).then(|| data.as_one().map_or_else(|| data.to_vec().into(), Into::into));
         let digest = match &inline_bytes {
             Some(bytes) => crate::hash::blob_digest(bytes),
             None => self.write_new_blob(data)?,
         };
+        self.insert_eval(core, eval, size, &digest, inline_bytes.as_deref(), || {
+            // Eviction deletes blobs only inside write transactions: if ours
+            // vanished between the write above and now, write it again.
+            if self.dir.metadata(blob_path(&digest)).is_err() {
+                self.write_new_blob(data)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Starts receiving a large result into the store (a file under `tmp/`,
+    /// never a buffer in memory); `None` for a read-only store.
+    pub fn incoming(&self) -> Result<Option<Incoming<'_>>> {
+        if self.read_only {
+            return Ok(None);
+        }
+        let temp = PathBuf::from("tmp").join(temp_name());
+        // Readable too: the caller maps what arrived to check it before it is kept.
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.read(true).write(true).create_new(true);
+        let file = self
+            .dir
+            .open_with(&temp, &options)
+            .map_err(|source| HitSaveError::StoreIo { path: self.root.join(&temp), source })?;
+        Ok(Some(Incoming {
+            store: self,
+            temp,
+            file: std::io::BufWriter::with_capacity(1 << 20, file.into_std()),
+            len: 0,
+        }))
+    }
+
+    /// Keeps a result received with [`Store::incoming`] whose bytes hash to
+    /// `digest` (the caller verified them): its file is renamed into place,
+    /// never copied. Declined by the policy like any other put.
+    pub fn put_incoming(
+        &self,
+        core: &Core,
+        eval: &NewEval,
+        incoming: Incoming<'_>,
+        digest: &Digest,
+    ) -> Result<PutOutcome> {
+        let size = incoming.len;
+        if let Some(reason) = self.decline(core, eval, size)? {
+            return Ok(PutOutcome::Declined(reason));
+        }
+        let mut incoming = incoming;
+        incoming.flush()?;
+        // Placed inside the write transaction: eviction cannot remove it before its row exists.
+        self.insert_eval(core, eval, size, digest, None, || {
+            self.place_blob(&incoming.temp, digest, size)
+                .map_err(|source| HitSaveError::StoreIo { path: self.root.join(&incoming.temp), source })
+        })
+    }
+
+    /// The policy's reason not to keep a result of `size` bytes, if it has one (noted for `why`).
+    fn decline(&self, core: &Core, eval: &NewEval, size: u64) -> Result<Option<String>> {
+        let store_params =
+            StoreParams { budget: self.max_size(), min_compute_micros: 0, read_bytes_per_second: 1 << 30 };
+        Ok(match core.store_decision(size, eval.compute_micros, &store_params)? {
+            Some(decline) => {
+                let reason = decline_reason(decline, &store_params);
+                self.note_declined(eval, size, &reason);
+                Some(reason)
+            }
+            None => None,
+        })
+    }
+
+    /// Inserts a result's row (with its graph, if any). A result not kept
+    /// inline has its blob made sure of by `place_blob`, called inside the
+    /// write transaction.
+    fn insert_eval(
+        &self,
+        core: &Core,
+        eval: &NewEval,
+        size: u64,
+        digest: &Digest,
+        inline_bytes: Option<&[u8]>,
+        place_blob: impl FnOnce() -> Result<()>,
+    ) -> Result<PutOutcome> {
         let graph_row = match &eval.graph {
             Some(graph) => graph_row(core, graph)?,
             None => None,
@@ -644,7 +785,7 @@ impl Store {
                 arguments_text,
                 eval.codec,
                 result_text,
-                inline_bytes.as_deref(),
+                inline_bytes,
                 size as i64,
                 eval.compute_micros as i64,
                 time,
@@ -652,16 +793,14 @@ impl Store {
             ])?)
         };
         let outcome = self.with_db(|conn| {
-            let inserted = if inline && graph_row.is_none() {
+            let inserted = if inline_bytes.is_some() && graph_row.is_none() {
                 // A small result without a graph is one INSERT (autocommit): no blob
                 // to re-check, no graph to record alongside.
                 insert_eval(conn)?
             } else {
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                // Eviction deletes blobs only inside write transactions: if ours
-                // vanished between the write above and now, write it again.
-                if !inline && self.dir.metadata(blob_path(&digest)).is_err() {
-                    self.write_new_blob(data)?;
+                if inline_bytes.is_none() {
+                    place_blob()?;
                 }
                 if let (Some((fingerprint, json)), Some(graph)) = (&graph_row, &eval.graph) {
                     record_graph(&tx, fingerprint, &graph.root, json, &eval.function_name, &eval.language, time)?;
@@ -722,24 +861,27 @@ impl Store {
             })();
             (hashing.join().unwrap_or_else(|_| data.digest()), written)
         });
-        let placed = written.and_then(|()| {
-            let target = blob_path(&digest);
-            if self.dir.metadata(&target).is_ok_and(|meta| meta.len() == len) {
-                return self.dir.remove_file(&temp); // Identical results are stored once.
-            }
-            let parent = target.parent().expect("blob paths have a shard directory");
-            self.dir.create_dir_all(parent)?;
-            self.dir.rename(&temp, &self.dir, &target)?;
-            if self.fsync {
-                self.dir.open_dir(parent)?.into_std_file().sync_all()?;
-            }
-            Ok(())
-        });
-        if let Err(err) = placed {
+        if let Err(err) = written.and_then(|()| self.place_blob(&temp, &digest, len)) {
             let _ = self.dir.remove_file(&temp);
             return Err(io(&temp, err));
         }
         Ok(digest)
+    }
+
+    /// Renames a whole temp file to its blob's path (or removes it when an
+    /// identical blob is there already: identical results are stored once).
+    fn place_blob(&self, temp: &Path, digest: &Digest, len: u64) -> std::io::Result<()> {
+        let target = blob_path(digest);
+        if self.dir.metadata(&target).is_ok_and(|meta| meta.len() == len) {
+            return self.dir.remove_file(temp);
+        }
+        let parent = target.parent().expect("blob paths have a shard directory");
+        self.dir.create_dir_all(parent)?;
+        self.dir.rename(temp, &self.dir, &target)?;
+        if self.fsync {
+            self.dir.open_dir(parent)?.into_std_file().sync_all()?;
+        }
+        Ok(())
     }
 
     /// Records a result the policy declined, once per function per process
