@@ -767,9 +767,13 @@ function withNodes(graph) {
  * compare them (`live.snapshot`).
  */
 function closureVariableDigest(fn, scopes, held, level) {
-  const named = live_().calledNames(fn, scopes);
+  // Only when a scope of its own is digested (lodash's functions share theirs: a reference each).
+  let named = null;
   const nothing = () => null;
-  return (name, part) => stateDigest(part, named.has(name) ? held : nothing, level + 1);
+  return (name, part) => {
+    named ??= live_().calledNames(fn, scopes);
+    return stateDigest(part, named.has(name) ? held : nothing, level + 1);
+  };
 }
 
 /**
@@ -955,6 +959,7 @@ function memo(fn, options = {}) {
           watchCurrent: native.watchCurrent,
           projectFunction,
           hash: (view) => native.blobDigest(view),
+          declaredFunctions: native.declaredFunctions,
         });
         MODULE_STATES.set(graph, search);
       }

@@ -104,13 +104,15 @@ function internalsOf(fn) {
     const out = {};
     for (const { name, value } of internal) {
       if (!INTERNALS.has(name) || !value) continue;
-      out[name] = name === '[[Scopes]]' ? Array.from(local(value) || []) : local(value);
+      // Where the function is (`{ scriptId, lineNumber, columnNumber }`) comes in the answer itself.
+      if (name === '[[FunctionLocation]]') out[name] = value.value || null;
+      else out[name] = name === '[[Scopes]]' ? Array.from(local(value) || []) : local(value);
     }
     return out;
   });
 }
 
-const INTERNALS = new Set(['[[TargetFunction]]', '[[BoundThis]]', '[[BoundArgs]]', '[[Scopes]]']);
+const INTERNALS = new Set(['[[TargetFunction]]', '[[BoundThis]]', '[[BoundArgs]]', '[[Scopes]]', '[[FunctionLocation]]']);
 // Scopes a call made (a factory's, a block's), as V8 describes them; not a
 // module's, a script's or the global one.
 const CALL_SCOPE = /^(Closure|Block|Catch|With)\b/;
@@ -149,7 +151,41 @@ function heldBy(fn, projectFunction) {
   // Scopes a project closure being read has are the project's: a function
   // made in them is project code (no search of the sources for its text).
   if (!variables.every((variable) => readAt(variable) >= 0) && !projectFunction(fn)) return null;
-  return { scopes: picked, variables };
+  return { scopes: picked, variables, location: internals['[[FunctionLocation]]'] };
+}
+
+/** `declaredFunctions`' answer by function read (its scopes' names never change, nor where it is). */
+const DECLARED = new WeakMap();
+
+/**
+ * The functions `fn`'s scopes (`inside`, `heldBy`'s) declare and nothing
+ * reassigns (the analysis reads it from the file's text:
+ * `declaredFunctions(source, line, column, names)`, js-analysis's
+ * `declared.rs`) were made by those scopes: their own scopes are the one
+ * holding them and those around it, the ones just read. Each is put in
+ * `shared` with those, so that it is not read through the inspector too
+ * (lodash's `_.sortBy` reaches ~110 such functions, a third of a
+ * millisecond each). One whose text is not the declaration's is left to be
+ * read.
+ */
+function shareDeclared(fn, inside, shared, declaredFunctions) {
+  const location = inside.location;
+  if (!location || typeof location.lineNumber !== 'number' || typeof location.columnNumber !== 'number') return;
+  let found = DECLARED.get(fn);
+  if (found === undefined) {
+    found = declaredFunctions(Function.prototype.toString.call(fn), location.lineNumber, location.columnNumber, inside.variables.map(scopeKeys));
+    if (found === null) return; // not cached: a file read later may place it
+    DECLARED.set(fn, found);
+  }
+  found.forEach((pairs, i) => {
+    const variables = inside.variables[i];
+    const from = inside.scopes[i];
+    for (let k = 0; k + 1 < pairs.length; k += 2) {
+      const value = variables[pairs[k]];
+      if (typeof value !== 'function' || shared.has(value) || Function.prototype.toString.call(value) !== pairs[k + 1]) continue;
+      shared.set(value, { scopes: inside.scopes.slice(i).map((index) => index - from), variables: inside.variables.slice(i), location: null });
+    }
+  });
 }
 
 // `#x` outside strings, as far as a cheap test can tell (index.js's test for arguments).
@@ -552,11 +588,13 @@ function snapshot(value, depth = 0, opaque = () => false, held = () => null, fla
         // Scopes a function further out shares are compared with its own:
         // read once before each call (lodash's `_` and the functions
         // beside it share two scopes of 478 variables).
-        const named = calledNames(item, inside.variables);
+        let named = null;
         readingScopes(inside.variables, (outer) => {
           const own = inside.variables.filter((_, i) => outer[i] < 0);
           copied.scopes = inside.scopes.filter((_, i) => outer[i] < 0);
           if (own.length) copied.reader = readerOf(item, own);
+          // The names its code can call, only for scopes of its own (lodash's functions share theirs).
+          if (own.length) named = calledNames(item, inside.variables);
           copied.variables = own.map((scope) => Object.entries(scope).map(([name, value]) => [name, copy(value, level + 1, named.has(name))]));
         });
       }
@@ -646,7 +684,7 @@ class ModuleState {
     modules,
     follow,
     globals = [],
-    { opaque = () => false, watchCurrent = () => true, projectFunction = () => false, hash = null } = {},
+    { opaque = () => false, watchCurrent = () => true, projectFunction = () => false, hash = null, declaredFunctions = null } = {},
   ) {
     this.globals = globals;
     // A typed array's digest (the addon's BLAKE3), for those over 64 KiB.
@@ -655,22 +693,31 @@ class ModuleState {
     this.opaque = opaque;
     // What a function value holds (`heldBy`); while `remembering` (one
     // registration: its snapshots, then its digests), each function's
-    // closure is read once.
+    // closure is read once, and the functions a scope read declares for
+    // good (`shareDeclared`) take their scopes from it, unread.
     const nothing = new WeakSet();
     let remembered = null;
+    let shared = null;
     this.remembering = (use) => {
       remembered = new Map();
+      shared = new Map();
       READING.length = 0;
       try {
         return use();
       } finally {
         remembered = null;
+        shared = null;
         READING.length = 0;
       }
     };
     this.held = (fn) => {
       if (nothing.has(fn)) return null;
       if (remembered !== null && remembered.has(fn)) return remembered.get(fn);
+      if (shared !== null && shared.has(fn)) {
+        // As `heldBy` decides: scopes being read, or a project function's.
+        const inside = shared.get(fn);
+        return inside.variables.every((variables) => readAt(variables) >= 0) || projectFunction(fn) ? inside : null;
+      }
       let inside = null;
       try {
         inside = heldBy(fn, projectFunction);
@@ -679,7 +726,10 @@ class ModuleState {
       }
       // A function's scopes and target are fixed when it is made: one holding nothing never will.
       if (inside === null) nothing.add(fn);
-      else if (remembered !== null) remembered.set(fn, inside);
+      else if (remembered !== null) {
+        remembered.set(fn, inside);
+        if (inside.scopes && declaredFunctions !== null) shareDeclared(fn, inside, shared, declaredFunctions);
+      }
       return inside;
     };
     // Whether files watched under an id are unchanged (the addon's `watchCurrent`).

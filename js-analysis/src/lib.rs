@@ -22,10 +22,12 @@
 //! When that fails, the function's source text (`fn.toString()`) is looked
 //! up in the file.
 
+mod declared;
 mod kept;
 mod normalise;
 mod resolve;
 
+pub use declared::declared_functions;
 use normalise::{content_digest, normalize, source_type_of};
 pub use normalise::{free_names, function_info, normalized_function};
 use resolve::{Resolved, project_root, resolve};
@@ -406,6 +408,8 @@ struct Module {
     /// `(binding, unit)`: the edges from a binding to what may change it
     /// (added to the binding's deps, but not references the binding makes).
     effect_edges: std::collections::HashSet<(usize, usize)>,
+    /// Its scopes, when some declare functions nothing reassigns (`declared`).
+    declared_scopes: Vec<declared::DeclaredScope>,
     /// How the units' texts parse.
     #[serde(skip)]
     source_type: SourceType,
@@ -439,6 +443,7 @@ impl Module {
             global_reads: Vec::new(),
             changes: Vec::new(),
             effect_edges: std::collections::HashSet::new(),
+            declared_scopes: Vec::new(),
             source_type: source_type_of(path),
             kept: false,
         }
@@ -3473,6 +3478,7 @@ fn summarize(
     let assignments = std::mem::take(&mut builder.assignments);
     let export_writers = std::mem::take(&mut builder.export_writers);
     let mut module = builder.module;
+    module.declared_scopes = declared::scopes_of(&semantic);
     for (_, unit) in &assignments {
         module.units[*unit].effect = true;
     }

@@ -524,6 +524,22 @@ pub fn free_names(source: String) -> Option<Vec<String>> {
     analyze::free_names(&source)
 }
 
+/// For a function the live checks read (its source, V8's 0-based line and
+/// column of it, the names of the scopes it captures, innermost first): per
+/// scope, `[name, text, name, text, …]` of the function declarations of it
+/// that nothing reassigns (see `analyze::declared_functions`); `null` when
+/// the function or its scopes cannot be placed in a file this process read.
+#[napi]
+pub fn declared_functions(
+    source: String,
+    line: u32,
+    column: u32,
+    scopes: Vec<Vec<String>>,
+) -> Option<Vec<Vec<String>>> {
+    let found = analyze::declared_functions(&source, line, column, &scopes)?;
+    Some(found.into_iter().map(|scope| scope.into_iter().flat_map(|(name, text)| [name, text]).collect()).collect())
+}
+
 /// The `code2` fingerprint of a function value that is not memoized: its
 /// own normalised source (its dependencies are not followed: see docs/node.md).
 #[napi]
