@@ -7,6 +7,7 @@
  * reads and writes the store and analyses code; this file is the call path
  * (sync and async) and the public API. See docs/node.md.
  */
+const { AsyncLocalStorage } = require('node:async_hooks');
 const { EventEmitter } = require('node:events');
 const v8 = require('node:v8');
 const util = require('node:util');
@@ -834,6 +835,8 @@ function stateDigest(value, held = () => null, level = 0) {
 /** `stateDigest` of a value not on `STATE_PATH` (or a primitive). */
 function stateDigestOf(value, held, level) {
   if (value === live_().MISSING) return native.valueDigest(['state', 'unread']);
+  // A request's context (`als.getStore()` inside): by the store of the context calling.
+  if (value instanceof AsyncLocalStorage) return native.valueDigest(['state', 'AsyncLocalStorage', stateDigest(value.getStore(), held, level + 1)]);
   if (packageInstance(value)) return native.valueDigest(['state', 'instance', Object.getPrototypeOf(value).constructor.name || '']);
   if (level <= 1 && value !== null && (typeof value === 'object' || typeof value === 'function') && live_().mayHide(value)) {
     // #private fields, a WeakMap's entries (`live.js` reads them): with the rest.

@@ -15,6 +15,7 @@
 // module binds (the analysis lists them).
 
 const inspector = require('node:inspector');
+const { AsyncLocalStorage } = require('node:async_hooks');
 
 const HOLD = Symbol.for('hitsave.live');
 const GROUP = 'hitsave-live';
@@ -541,6 +542,10 @@ function snapshot(value, depth = 0, opaque = () => false, held = () => null, fla
   const copy = (item, level, closures = true) => {
     if (item === null || (typeof item !== 'object' && typeof item !== 'function')) return item;
     // A package's object (a logger, a client, a cache): by identity only.
+    // An AsyncLocalStorage (a request's context) by the store of the context
+    // calling, read again before each call, as Python's ContextVar: requests
+    // in different contexts are different calls.
+    if (item instanceof AsyncLocalStorage) return { same: item, context: true, store: copy(item.getStore(), level + 1) };
     if (opaque(item)) return { same: item };
     if (ArrayBuffer.isView(item)) {
       if (item.byteLength > ARRAY_WATCH_BYTES) {
@@ -626,6 +631,7 @@ function unchanged(before, now) {
 function unchangedItself(before, now) {
   if (before === null || typeof before !== 'object') return Object.is(before, now);
   if (before.same !== now) return false;
+  if (before.context) return unchanged(before.store, now.getStore());
   if (before.digest !== undefined) return now.byteLength === before.length && before.hash(now) === before.digest;
   if (before.bytes !== undefined) return now.byteLength === before.bytes.length && before.bytes.equals(new Uint8Array(now.buffer, now.byteOffset, now.byteLength));
   if (before.length !== undefined) return (ArrayBuffer.isView(now) ? now.byteLength : sizeOf(now)) === before.length;

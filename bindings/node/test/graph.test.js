@@ -1604,6 +1604,40 @@ console.log(JSON.stringify([reads < 40 ? 'few reads' : reads, ...out]));
   assert.deepStrictEqual(resultsAndRuns(project, { env: { HITSAVE_MODE: 'off' } }).slice(1), [sum + 100, sum + 101, sum + 102, 'f,f,f']);
 });
 
+test('an AsyncLocalStorage the function reads counts by the store of the context calling', () => {
+  // \`als.run({ scale }, () => f(2))\` per request, \`als.getStore()\` inside f:
+  // the storage counted by its class and identity alone, so the second
+  // request's call hit the first's result (4 where the code computes 10).
+  // As Python's ContextVar: the store of the calling context counts, read
+  // again before each call (a store changed in place too); directly, through
+  // a class's static field, inside an object.
+  const project = new Project({
+    'ctx.js': `
+const { AsyncLocalStorage } = require('node:async_hooks');
+const als = new AsyncLocalStorage();
+class RequestContext { static als = als; static scale() { return this.als.getStore().scale; } }
+module.exports = { als, RequestContext, holder: { als } };
+`,
+    'main.js': `
+const { memo } = require(HITSAVE);
+const { als, RequestContext, holder } = require('./ctx');
+const a = memo(function a(x) { console.error('ran:a'); return x * als.getStore().scale; });
+const b = memo(function b(x) { console.error('ran:b'); return x * RequestContext.scale(); });
+const c = memo(async function c(x) { console.error('ran:c'); await null; return x * holder.als.getStore().scale; });
+(async () => {
+  const out = [];
+  for (const s of [2, 5]) out.push(await als.run({ scale: s }, async () => [a(2), b(2), await c(2)]));
+  out.push(await Promise.all([3, 4].map((s) => als.run({ scale: s }, () => c(1)))));
+  als.run({ scale: 1 }, () => { out.push(a(2)); als.getStore().scale = 9; out.push(a(2)); });
+  console.log(JSON.stringify(out));
+})();
+`,
+  });
+  const expected = [[4, 4, 4], [10, 10, 10], [3, 4], 2, 18];
+  assert.deepStrictEqual(resultsAndRuns(project), [...expected, 'a,b,c,a,b,c,c,c,a,a']);
+  assert.deepStrictEqual(resultsAndRuns(project), [...expected, '-']);
+});
+
 test('a generator or a built-in iterator held in module state is refused; HITSAVE_MODE=off calls it', () => {
   // `const gen = idGen()` with `gen.next()` inside: a second call in a
   // process read a moved generator and its result was stored under the first
