@@ -693,11 +693,37 @@ async fn get_blob(
     };
     let blobs = state.blobs.clone();
     let owned = digest.clone();
+    let body = match blocking(move || blobs.stream_range(&owned, start, len)).await? {
+        // An object store's response, passed on chunk by chunk as it comes.
+        Some(stream) => Body::from_stream(stream),
+        None => read_body(&state, &digest, start, len).await?,
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+        headers.insert(header::ETAG, value);
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
+    {
+        headers.insert(header::CONTENT_RANGE, value);
+    }
+    Ok(response)
+}
+
+/// A blob's bytes read from a store read by [`Blobs::read_range`] (a
+/// directory), on a blocking thread, sent in frames of up to 1 MiB.
+async fn read_body(state: &AppState, digest: &str, start: u64, len: u64) -> Result<Body, ApiError> {
+    let blobs = state.blobs.clone();
+    let owned = digest.to_owned();
     let mut reader = blocking(move || blobs.read_range(&owned, start, len)).await?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
-        // Frames of 1 MiB, whatever the reader returns at a time (an object
-        // store's stream comes in chunks of a few KiB): fewer, larger sends.
+        // Frames of 1 MiB, whatever the reader returns at a time: fewer, larger sends.
         let mut buffer = vec![0u8; 1 << 20];
         loop {
             let mut filled = 0;
@@ -729,21 +755,7 @@ async fn get_blob(
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))
     });
-    let mut response = Response::new(Body::from_stream(stream));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Ok(value) = HeaderValue::from_str(&format!("\"{digest}\"")) {
-        headers.insert(header::ETAG, value);
-    }
-    if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
-    {
-        headers.insert(header::CONTENT_RANGE, value);
-    }
-    Ok(response)
+    Ok(Body::from_stream(stream))
 }
 
 async fn put_evals(

@@ -19,7 +19,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 
 use crate::error::ApiError;
-use crate::storage::{Blobs, SideRuntime};
+use crate::storage::{BlobStream, Blobs, SideRuntime};
 
 /// Where the blobs live. Credentials come from the standard AWS chain.
 #[derive(Clone, Debug)]
@@ -99,6 +99,25 @@ impl S3Blobs {
         self.runtime.get()
     }
 
+    /// A ranged GET of a blob: its object and the response's chunks.
+    fn get_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<(ObjectPath, futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>), ApiError>
+    {
+        let object = self.object(digest)?;
+        let options = GetOptions { range: Some(GetRange::Bounded(start..start + len)), ..GetOptions::default() };
+        match self.runtime().block_on(self.store.get_opts(&object, options)) {
+            Ok(result) => Ok((object, result.into_stream())),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(ApiError::not_found(format!("blob {digest} is not stored")))
+            }
+            Err(err) => Err(failed("GET", &object, err)),
+        }
+    }
+
     fn object(&self, digest: &str) -> Result<ObjectPath, ApiError> {
         let hex = digest
             .strip_prefix("blob1_")
@@ -154,24 +173,31 @@ impl Blobs for S3Blobs {
     }
 
     fn read_range(&self, digest: &str, start: u64, len: u64) -> Result<Box<dyn Read + Send>, ApiError> {
-        let object = self.object(digest)?;
         if len == 0 {
             return Ok(Box::new(std::io::empty()));
         }
-        let options = GetOptions { range: Some(GetRange::Bounded(start..start + len)), ..GetOptions::default() };
-        let result = match self.runtime().block_on(self.store.get_opts(&object, options)) {
-            Ok(result) => result,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(ApiError::not_found(format!("blob {digest} is not stored")));
-            }
-            Err(err) => return Err(failed("GET", &object, err)),
-        };
+        let (object, stream) = self.get_range(digest, start, len)?;
         Ok(Box::new(StreamReader {
-            stream: result.into_stream(),
+            stream,
             chunk: bytes::Bytes::new(),
             handle: self.runtime().handle().clone(),
             object,
         }))
+    }
+
+    fn stream_range(&self, digest: &str, start: u64, len: u64) -> Result<Option<BlobStream>, ApiError> {
+        if len == 0 {
+            return Ok(None);
+        }
+        let (object, stream) = self.get_range(digest, start, len)?;
+        // Polled by the server's runtime; the connection behind it runs on this store's.
+        Ok(Some(
+            stream
+                .map(move |chunk| {
+                    chunk.map_err(|err| std::io::Error::other(format!("object store GET {object}: {err}")))
+                })
+                .boxed(),
+        ))
     }
 
     fn stored_before(

@@ -117,6 +117,9 @@ pub trait Metadata: Send + Sync {
     ) -> Result<Vec<Eval>, ApiError>;
 }
 
+/// A blob's bytes as they arrive from where they are stored ([`Blobs::stream_range`]).
+pub type BlobStream = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
 /// Content-addressed bytes. Digests are `blob1_<hex>` of the content.
 ///
 /// The collector removes an object in three steps, so an upload racing it
@@ -137,6 +140,12 @@ pub trait Blobs: Send + Sync {
     fn exists(&self, digest: &str) -> Result<bool, ApiError>;
     /// Reads `len` bytes from `start`.
     fn read_range(&self, digest: &str, start: u64, len: u64) -> Result<Box<dyn Read + Send>, ApiError>;
+    /// The same bytes as the chunks the store sends them in, to pass on as
+    /// they come (an object store's response: no thread blocked on it, no
+    /// copy); `None` when the store is read with [`Blobs::read_range`].
+    fn stream_range(&self, _digest: &str, _start: u64, _len: u64) -> Result<Option<BlobStream>, ApiError> {
+        Ok(None)
+    }
     /// The digests stored, in batches, whose object was written before `before`.
     fn stored_before(
         &self,
