@@ -568,7 +568,7 @@ function locate(error, functionName) {
 function withModuleState(graph, search, functionName, anchor) {
   if (search.unfound.length) {
     throw new HitSaveError(
-      `${functionName}: the module-level variables ${search.unfound.join(', ')} that it reads could not be found in the running program` +
+      `${functionName}: the variables ${search.unfound.join(', ')} that it reads could not be found in the running program` +
         `${search.failure ? ` (${search.failure})` : ''}, ` +
         'so their values (which code may change while it runs) cannot be counted; pass them as arguments, or give the function a name and version',
       'code_unavailable',
@@ -941,6 +941,8 @@ function memo(fn, options = {}) {
     name !== undefined ? String(name) : `${site ? site.file.split(/[\\/]/).pop() : '<unknown>'}:${fn.name || 'anonymous'}`;
 
   let state = null; // { handle, mode, fingerprint, graph }
+  // The search with this function's closure (`ModuleState.withClosure`), for the graph it was made for.
+  let closure = null;
   // The command-line arguments count by value where the code reads them (`process.argv`).
   const where = [site ? site.file : '', site ? site.line : 0, site ? site.column : 0, source, site ? site.script : null, site ? site.others : [], process.argv.slice(2)];
   let registering = false;
@@ -951,7 +953,7 @@ function memo(fn, options = {}) {
     if (name !== undefined) {
       spec.name = String(name);
       spec.version = String(version);
-    } else if (graph.state.length || graph.stateGlobals.length) {
+    } else if (graph.state.length || graph.stateGlobals.length || graph.captures.length) {
       // The module-level variables the graph reads, found in the running
       // program once per analysis (live.js: memo() run again at one call
       // site searches once), read again at each registration.
@@ -965,6 +967,15 @@ function memo(fn, options = {}) {
           declaredFunctions: native.declaredFunctions,
         });
         MODULE_STATES.set(graph, search);
+      }
+      if (graph.captures.length) {
+        // The variables of the code around it (`make(3)`'s `k`): this
+        // function's own closure, read for this memo() alone.
+        if (closure === null || closure.graph !== graph) {
+          const root = graph.nodes.findIndex((node) => node[1] === graph.root);
+          closure = { graph, search: search.withClosure(fn, graph.captures, root) };
+        }
+        search = closure.search;
       }
       registering = true;
       let nodes, fingerprint;

@@ -763,6 +763,53 @@ class ModuleState {
   }
 
   /**
+   * This search with the variables of the code around `fn` that it uses
+   * (`captures`: `[[name, reassigned], …]`, the analysis's), read from
+   * `fn`'s closure and counted under the graph's node `root` as module state
+   * is (a `let` code assigns read again before each call, the others by the
+   * reference kept): one per memoized function, since closures of one text
+   * hold different values (`make(3)`, `make(4)`). One found in no scope of
+   * the closure is `unfound`.
+   */
+  withClosure(fn, captures, root) {
+    let scopes = [];
+    try {
+      scopes = scopesOf(fn);
+    } catch {
+      scopes = []; // no inspector: all unfound, refused where it matters
+    }
+    const byScope = new Map();
+    const missing = [];
+    for (const [name, reassigned] of captures) {
+      // The innermost scope binding the name is the one the code reads (the analysis resolved it so).
+      const index = scopes.findIndex(
+        (scope) =>
+          scope &&
+          CALL_SCOPE.test(String(scope.description || '')) &&
+          scope.object !== null &&
+          typeof scope.object === 'object' &&
+          Object.prototype.hasOwnProperty.call(scope.object, name),
+      );
+      if (index < 0) {
+        missing.push(`${name} (the code around the function)`);
+        continue;
+      }
+      if (!byScope.has(index)) byScope.set(index, []);
+      byScope.get(index).push([root, name, reassigned]);
+    }
+    const derived = Object.create(this);
+    derived.modules = [...this.modules];
+    derived.places = [...this.places];
+    for (const [index, variables] of byScope) {
+      derived.modules.push(['<closure>', [], variables]);
+      derived.places.push({ fn, index });
+    }
+    derived.unfound = [...this.unfound, ...missing];
+    derived.last = null;
+    return derived;
+  }
+
+  /**
    * The values now, as a `Reading` whose `current()` says later whether
    * they still hold (one per registration: memo() run again at one call
    * site shares the search, never another registration's values).

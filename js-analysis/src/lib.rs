@@ -44,8 +44,8 @@ use hitsave_host::{Core, HitSaveError};
 use oxc_allocator::Allocator;
 use oxc_ast::AstKind;
 use oxc_ast::ast::{
-    Argument, ArrayExpressionElement, AssignmentTarget, BindingPattern, Declaration, ExportDefaultDeclarationKind,
-    Expression, ImportDeclarationSpecifier, ModuleExportName, ObjectPropertyKind, Statement,
+    Argument, AssignmentTarget, BindingPattern, Declaration, ExportDefaultDeclarationKind, Expression,
+    ImportDeclarationSpecifier, ModuleExportName, ObjectPropertyKind, Statement,
 };
 use oxc_parser::Parser;
 use oxc_semantic::SymbolFlags;
@@ -115,6 +115,12 @@ pub struct AnalyzedGraph {
     /// writes is left out of the reading rules, so its reads are not seen
     /// otherwise: `report(src, out)` reading `src`).
     pub files_in_key: bool,
+    /// The variables of the code around the memoized function (a factory's
+    /// parameters, its `let`s, the objects and functions it made) that the
+    /// function uses, with whether code assigns them: the binding reads them
+    /// from the function's closure in the running program and counts them by
+    /// value, as module state (`[2, 3].map((k) => memo((x) => x * k))`).
+    pub captures: Vec<(String, bool)>,
 }
 
 /// Graph nodes for files by their contents (`file:<path>`, named relative to
@@ -410,6 +416,9 @@ struct Module {
     effect_edges: std::collections::HashSet<(usize, usize)>,
     /// Its scopes, when some declare functions nothing reassigns (`declared`).
     declared_scopes: Vec<declared::DeclaredScope>,
+    /// The variables of the code around the memoized function it uses, read
+    /// in the running program ([`AnalyzedGraph::captures`]).
+    root_captures: Vec<(String, bool)>,
     /// How the units' texts parse.
     #[serde(skip)]
     source_type: SourceType,
@@ -444,6 +453,7 @@ impl Module {
             changes: Vec::new(),
             effect_edges: std::collections::HashSet::new(),
             declared_scopes: Vec::new(),
+            root_captures: Vec::new(),
             source_type: source_type_of(path),
             kept: false,
         }
@@ -2994,12 +3004,20 @@ fn callee_mentions_require(callee: &Expression<'_>) -> bool {
     }
 }
 
-/// The variables of enclosing functions (parameters, loop variables, `let`s,
-/// `const`s computed at run time) that the code at `span` uses. Static
-/// analysis sees their code, not their values: `[2, 3].map((k) => memo((x) =>
-/// x * k))` makes two functions with one fingerprint. Functions, classes,
-/// types and `const`s bound to literals are code, and count as such.
-fn runtime_captures(semantic: &Semantic<'_>, span: Span) -> Vec<String> {
+/// The variables of enclosing functions that the code at `span` uses and
+/// whose values only the running program knows: parameters, loop variables,
+/// `let`s, `const`s computed at run time or holding an object, an array, a
+/// regular expression, a function or a class (code may change what they hold:
+/// `cfg.k = 5`, `helper.k = 3`, a regular expression's `lastIndex`), with
+/// whether code assigns the variable itself. Static analysis sees their
+/// code, not their values: `[2, 3].map((k) => memo((x) => x * k))` makes two
+/// functions of one text. Types and `const`s bound to primitive literals
+/// (and to other such `const`s) are code, and count as such.
+///
+/// `functions_as_code`: functions and classes of the surrounding code count
+/// by their code alone (for a class found by its text, whose captures cannot
+/// be read), not as values.
+fn runtime_captures(semantic: &Semantic<'_>, span: Span, functions_as_code: bool) -> Vec<(String, bool)> {
     let scoping = semantic.scoping();
     let nodes = semantic.nodes();
     let root_scope = scoping.root_scope_id();
@@ -3016,10 +3034,11 @@ fn runtime_captures(semantic: &Semantic<'_>, span: Span) -> Vec<String> {
             continue;
         }
         let flags = scoping.symbol_flags(symbol);
+        if functions_as_code && flags.intersects(SymbolFlags::Function | SymbolFlags::Class) {
+            continue;
+        }
         if flags.intersects(
-            SymbolFlags::Function
-                | SymbolFlags::Class
-                | SymbolFlags::TypeAlias
+            SymbolFlags::TypeAlias
                 | SymbolFlags::Interface
                 | SymbolFlags::TypeParameter
                 | SymbolFlags::TypeImport
@@ -3030,7 +3049,9 @@ fn runtime_captures(semantic: &Semantic<'_>, span: Span) -> Vec<String> {
         if static_const(semantic, symbol, 0) {
             continue;
         }
-        names.push(scoping.symbol_name(symbol).to_owned());
+        let assigned = !scoping.symbol_redeclarations(symbol).is_empty()
+            || scoping.get_resolved_references(symbol).any(|reference| reference.is_write());
+        names.push((scoping.symbol_name(symbol).to_owned(), assigned));
     }
     // `this` in an arrow function (or an expression) is the surrounding
     // code's: an instance known only at run time. A non-arrow function's own
@@ -3049,27 +3070,25 @@ fn runtime_captures(semantic: &Semantic<'_>, span: Span) -> Vec<String> {
         _ => false,
     });
     if lexical_this {
-        names.push("this".to_owned());
+        names.push(("this".to_owned(), false));
     }
     names.sort();
-    names.dedup();
+    names.dedup_by(|a, b| a.0 == b.0);
     names
 }
 
-/// Whether a name of the surrounding code holds a value the code fixes: a
-/// module-level binding (counted as code by the graph), a function or class,
-/// or a `const` bound to an expression of literals and other such names
-/// (`const k = BASE * 2`), never to a call, `new`, `this` or a parameter.
+/// Whether a variable of the surrounding code holds a value its text fixes
+/// for good: a `const` bound to an expression of primitive literals and
+/// other such `const`s (`const k = 2 * 3`), never an object, an array, a
+/// regular expression, a function or a class (what they hold can change), a
+/// call, a member, `this`, a parameter or a module-level name (module state
+/// may differ by the time the code around runs).
 fn static_const(semantic: &Semantic<'_>, symbol: oxc_semantic::SymbolId, depth: u32) -> bool {
     let scoping = semantic.scoping();
-    if scoping.symbol_scope_id(symbol) == scoping.root_scope_id() {
-        return true;
-    }
-    let flags = scoping.symbol_flags(symbol);
-    if flags.intersects(SymbolFlags::Function | SymbolFlags::Class) {
-        return true;
-    }
-    if !flags.contains(SymbolFlags::ConstVariable) || depth > 8 {
+    if scoping.symbol_scope_id(symbol) == scoping.root_scope_id()
+        || !scoping.symbol_flags(symbol).contains(SymbolFlags::ConstVariable)
+        || depth > 8
+    {
         return false;
     }
     match semantic.nodes().get_node(scoping.symbol_declaration(symbol)).kind() {
@@ -3081,7 +3100,7 @@ fn static_const(semantic: &Semantic<'_>, symbol: oxc_semantic::SymbolId, depth: 
     }
 }
 
-/// An expression whose value the code alone fixes (see [`static_const`]).
+/// A primitive the code alone fixes (see [`static_const`]).
 fn static_expression(semantic: &Semantic<'_>, expression: &Expression<'_>, depth: u32) -> bool {
     let fixed = |inner: &Expression<'_>| static_expression(semantic, inner, depth);
     match expression.without_parentheses() {
@@ -3089,15 +3108,11 @@ fn static_expression(semantic: &Semantic<'_>, expression: &Expression<'_>, depth
         | Expression::NumericLiteral(_)
         | Expression::BooleanLiteral(_)
         | Expression::NullLiteral(_)
-        | Expression::BigIntLiteral(_)
-        | Expression::RegExpLiteral(_)
-        | Expression::FunctionExpression(_)
-        | Expression::ArrowFunctionExpression(_)
-        | Expression::ClassExpression(_) => true,
+        | Expression::BigIntLiteral(_) => true,
         Expression::TemplateLiteral(template) => template.expressions.iter().all(fixed),
         Expression::Identifier(identifier) => match symbol_of(semantic, identifier) {
             Some(symbol) => static_const(semantic, symbol, depth),
-            None => matches!(identifier.name.as_str(), "undefined" | "NaN" | "Infinity" | "Math"),
+            None => matches!(identifier.name.as_str(), "undefined" | "NaN" | "Infinity"),
         },
         Expression::UnaryExpression(unary) => fixed(&unary.argument),
         Expression::BinaryExpression(binary) => fixed(&binary.left) && fixed(&binary.right),
@@ -3105,18 +3120,6 @@ fn static_expression(semantic: &Semantic<'_>, expression: &Expression<'_>, depth
         Expression::ConditionalExpression(conditional) => {
             fixed(&conditional.test) && fixed(&conditional.consequent) && fixed(&conditional.alternate)
         }
-        Expression::ArrayExpression(array) => array.elements.iter().all(|element| match element {
-            ArrayExpressionElement::SpreadElement(spread) => fixed(&spread.argument),
-            ArrayExpressionElement::Elision(_) => true,
-            other => other.as_expression().is_some_and(fixed),
-        }),
-        Expression::ObjectExpression(object) => object.properties.iter().all(|property| match property {
-            ObjectPropertyKind::ObjectProperty(property) => {
-                (!property.computed || property.key.as_expression().is_some_and(fixed)) && fixed(&property.value)
-            }
-            ObjectPropertyKind::SpreadProperty(spread) => fixed(&spread.argument),
-        }),
-        Expression::StaticMemberExpression(member) => fixed(&member.object),
         _ => false,
     }
 }
@@ -3461,18 +3464,28 @@ fn summarize(
         let offset = call_at.and_then(|(line, column)| offset_of(&text, line, column));
         builder.module.root = find_root(&mut builder, &semantic, offset, source)?;
         if let Some(Binding::Unit(unit)) = &builder.module.root {
-            let captured = runtime_captures(&semantic, builder.module.units[*unit].span);
-            if !captured.is_empty() {
+            let captured = runtime_captures(&semantic, builder.module.units[*unit].span, what != MEMOIZED);
+            // A memoized function's are read in the running program, from its
+            // closure (`AnalyzedGraph::captures`). Not a lexical `this`, nor
+            // what a class found by its text captures, nor the variables of an
+            // expression that made the function (`memo(makeScaler(k))` with the
+            // factory elsewhere: that `k` is the caller's, not the closure's).
+            let own_function = builder.module.units[*unit].kind == "function";
+            if !captured.is_empty()
+                && (what != MEMOIZED || !own_function || captured.iter().any(|(name, _)| name == "this"))
+            {
                 let line = text[..builder.module.units[*unit].span.start as usize].matches('\n').count() + 1;
+                let names: Vec<&str> = captured.iter().map(|(name, _)| name.as_str()).collect();
                 return Err(unavailable(format!(
                     "the {} at {}:{line} uses {} from the code around it, whose values are \
                      only known when it runs, so results for different values could not be told apart; pass them \
                      as arguments",
                     what,
                     path.display(),
-                    captured.join(", ")
+                    names.join(", ")
                 )));
             }
+            builder.module.root_captures = captured;
         }
     }
     let assignments = std::mem::take(&mut builder.assignments);
@@ -4592,6 +4605,7 @@ impl Graph<'_> {
             state_globals,
             reads_unknown,
             files_in_key,
+            captures: module.root_captures.clone(),
         })
     }
 }

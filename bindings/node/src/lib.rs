@@ -422,6 +422,14 @@ fn analysis_to_js(js: Js, (mut graph, fingerprint, nodes): Analysis) -> Result<R
     js.set_named(out, "stateGlobals", js.array_of(&globals)?)?;
     js.set_named(out, "readsUnknown", js.boolean(graph.reads_unknown)?)?;
     js.set_named(out, "filesInKey", js.boolean(graph.files_in_key)?)?;
+    // `[[name, reassigned], …]`: the variables of the code around the
+    // function it uses, read from its closure in the running program.
+    let captures: Vec<V> = graph
+        .captures
+        .iter()
+        .map(|(name, reassigned)| js.array_of(&[js.str(name)?, js.boolean(*reassigned)?]))
+        .collect::<Result<_>>()?;
+    js.set_named(out, "captures", js.array_of(&captures)?)?;
     let watch = keep_watch(graph.watched);
     js.set_named(out, "watch", js.number(watch as f64)?)?;
     Ok(Raw(out))

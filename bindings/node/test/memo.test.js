@@ -1223,50 +1223,79 @@ test('a function made by an expression (a bound method, a factory) counts that e
   assert.strictEqual(stored(), 4, 'an edit of the factory call misses that function only');
 });
 
-test('a function that uses run-time values of the code around it is refused, not keyed wrongly', () => {
-  const project = new Project({
-    'main.js': `
+test('a function that uses run-time values of the code around it counts them by value; a lexical this is refused', () => {
+  // \`[2, 3].map((k) => memo((x) => x * k))\` makes two functions of one
+  // text: refused before, now each counts the \`k\` its closure holds (read
+  // in the running program, as Python counts a closure's cells). A \`const\`
+  // of the code around holding an object, an array or a function counted as
+  // code: \`cfg.k = 5\` by a method of the factory was not seen (2 where the
+  // code computes 10). Primitive literal \`const\`s stay code.
+  const main = `
       const { memo } = require(HITSAVE);
-      function makeScaler(k) { return (x) => x * k; }
+      function makeScaler(k) { return (x) => { console.error('ran:scaler'); return x * k; }; }
       const BASE = 10;
       const out = {};
       const attempt = (label, make) => {
         try { out[label] = make(); } catch (e) { out[label] = [e.code, e.message]; }
       };
-      // Two closures of one memo() call, k = 2 and k = 3: one fingerprint, so refused.
-      attempt('loop', () => [2, 3].map((k) => memo((x) => x * k)).map((f) => f(5)));
+      attempt('loop', () => [2, 3].map((k) => memo((x) => { console.error('ran:loop'); return x * k; })).map((f) => f(5)));
       attempt('factory', () => [2, 3].map((k) => memo(makeScaler(k))).map((f) => f(5)));
-      attempt('parameter', () => { const wrap = (offset) => memo((x) => x + offset); return wrap(1)(1); });
+      attempt('parameter', () => { const wrap = (offset) => memo((x) => x + offset); return [wrap(1)(1), wrap(2)(1)]; });
       class Scaler { constructor(k) { this.k = k; this.scale = memo((x) => x * this.k); } }
       attempt('this', () => new Scaler(2).scale(5));
-      // Code and literal constants of the surrounding function are code: fine.
       attempt('code', () => {
         const K = 3;
-        const DERIVED = { scale: K * BASE, tags: ['a', \`k\${K}\`] };
+        const DERIVED = K * BASE;
         function helper(x) { return x + 1; }
-        const f = memo((x) => helper(x) * K + DERIVED.scale);
+        const f = memo((x) => helper(x) * K + DERIVED);
         return f(1);
       });
-      // A const computed by a call is a run-time value.
+      // Objects, arrays and functions of the code around, changed after memo(): seen.
+      attempt('mutated', () => {
+        function build() {
+          const cfg = { k: 1 };
+          const weights = [1];
+          function helper(x) { return x * helper.k; }
+          helper.k = 1;
+          const f = memo((x) => { console.error('ran:mutated'); return x * cfg.k + x * weights[0] + helper(x); });
+          return { f, set(v) { cfg.k = v; weights[0] = v; helper.k = v; } };
+        }
+        const b = build();
+        const first = b.f(2);
+        b.set(5);
+        return [first, b.f(2)];
+      });
+      // A let the code around assigns: read again before each call.
+      attempt('let', () => {
+        function counter() { let step = 1; return { f: memo((x) => x * step), set(v) { step = v; } }; }
+        const c = counter();
+        const first = c.f(3);
+        c.set(4);
+        return [first, c.f(3)];
+      });
       attempt('call', () => { const k = Math.max(2, BASE); return memo((x) => x * k)(1); });
-      // An explicit identity is the user's word that the function is the same.
       attempt('explicit', () => [2, 3].map((k) => memo((x) => x * k, { name: 'times-' + k, version: '1' })).map((f) => f(5)));
+      // Made by a factory of another file: the call's \`k\` is the caller's, not
+      // what the closure holds (its own \`k\` is 1 for both): refused.
+      const { makeScaled } = require('./lib');
+      attempt('imported', () => [2, 3].map((k) => memo(makeScaled(k))(5)));
       console.log(JSON.stringify(out));
-    `,
-  });
-  const { out } = project.run('main.js');
-  assert.strictEqual(out.loop[0], 'code_unavailable');
-  assert.match(out.loop[1], /main\.js:\d+ uses k from the code around it/);
-  assert.strictEqual(out.factory[0], 'code_unavailable');
-  assert.match(out.factory[1], /uses k from|appears more than once/);
-  assert.strictEqual(out.parameter[0], 'code_unavailable');
-  assert.match(out.parameter[1], /uses offset from/);
-  assert.strictEqual(out.code, 36, 'literal and derived consts of the code around it count as code');
-  assert.strictEqual(out.call[0], 'code_unavailable');
-  assert.match(out.call[1], /uses k from/);
-  assert.strictEqual(out.this[0], 'code_unavailable');
-  assert.match(out.this[1], /uses this from/);
-  assert.deepStrictEqual(out.explicit, [10, 15]);
+    `;
+  const project = new Project({ 'main.js': main, 'lib.js': 'exports.makeScaled = (n) => { const k = 1; return (x) => x * n * k; };\n' });
+  const expected = { loop: [10, 15], factory: [10, 15], parameter: [2, 3], code: 36, mutated: [6, 30], let: [3, 12], call: 10, explicit: [10, 15] };
+  const first = project.run('main.js');
+  const { this: refused, imported, ...rest } = first.out;
+  assert.deepStrictEqual(rest, expected);
+  assert.strictEqual(refused[0], 'code_unavailable');
+  assert.match(refused[1], /uses this from/);
+  assert.strictEqual(imported[0], 'code_unavailable');
+  assert.match(imported[1], /uses k from/);
+  const ran = (stderr) => stderr.split('\n').filter((line) => line.startsWith('ran:')).sort().join(',');
+  assert.strictEqual(ran(first.stderr), 'ran:loop,ran:loop,ran:mutated,ran:mutated,ran:scaler,ran:scaler');
+  // A fresh process: every value hits, none computed again.
+  const again = project.run('main.js');
+  assert.deepStrictEqual({ ...again.out, this: undefined, imported: undefined }, { ...expected, this: undefined, imported: undefined });
+  assert.strictEqual(ran(again.stderr), '');
 });
 
 test('memo() run again for the same function (a handler, a loop) shares one registration', () => {
