@@ -567,9 +567,20 @@ async fn put_blob(
         }
         None => None,
     };
-    let temp = state.blobs.temp_dir().join(format!("upload-{}", random_hex(12)?));
-    let guard = TempGuard(Some(temp.clone()));
-    let mut file = tokio::fs::File::create(&temp).await?;
+    // An object store gets the bytes while they arrive (its upload overlaps
+    // the client's); otherwise they go to a temporary file, stored once verified.
+    let mut upload = {
+        let (blobs, wanted) = (state.blobs.clone(), digest.clone());
+        blocking(move || blobs.begin_upload(&wanted)).await?
+    };
+    let (mut file, guard) = match upload {
+        Some(_) => (None, TempGuard(None)),
+        None => {
+            let temp = state.blobs.temp_dir().join(format!("upload-{}", random_hex(12)?));
+            let file = tokio::fs::File::create(&temp).await?;
+            (Some(file), TempGuard(Some(temp)))
+        }
+    };
     let mut hasher = blake3::Hasher::new();
     let mut size: u64 = 0;
     let mut stream = body.into_data_stream();
@@ -577,7 +588,7 @@ async fn put_blob(
     // A write that fails (a full disk) is answered once the body is read, so
     // the client gets its `503 storage_unavailable` instead of a connection
     // closed mid-send; the rest is discarded, still under the size limit.
-    let mut write_failed: Option<std::io::Error> = None;
+    let mut write_failed: Option<ApiError> = None;
     loop {
         let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
             // A client that stopped sending (or sends a byte a minute) does not hold a connection and a file for ever.
@@ -599,37 +610,61 @@ async fn put_blob(
         }
         if write_failed.is_none() {
             hasher.update(&chunk);
-            if let Err(error) = file.write_all(&chunk).await {
+            let written = match (&mut file, &mut upload) {
+                (Some(file), _) => file.write_all(&chunk).await.map_err(ApiError::from),
+                (None, Some(upload)) => upload.write(chunk).await,
+                (None, None) => Ok(()),
+            };
+            if let Err(error) = written {
                 write_failed = Some(error);
             }
         }
     }
     if let Some(error) = write_failed {
-        return Err(error.into());
+        return Err(error);
     }
     if let Some((used, quota)) = quota {
         check_quota(used, size, quota)?;
     }
-    file.sync_all().await?;
-    drop(file);
+    if let Some(file) = file {
+        file.sync_all().await?;
+    }
     let actual = format!("blob1_{}", hasher.finalize().to_hex());
     if actual != digest {
+        // (An upload in flight is dropped here: aborted, nothing stored.)
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "digest_mismatch",
             format!("the uploaded bytes hash to {actual}, not {digest}"),
         ));
     }
+    if let Some(upload) = upload {
+        upload.finish().await?;
+    }
     let (metadata, blobs) = (state.metadata.clone(), state.blobs.clone());
     let stored = digest.clone();
+    let temp = guard.0.clone();
     blocking(move || {
-        blobs.put_file(&stored, &temp)?;
+        if let Some(temp) = &temp {
+            blobs.put_file(&stored, temp)?;
+        }
         metadata.add_blob(auth.project, &stored, size)?;
         // A collector may have taken the object between the two (it was
         // stored and no project held it): the row is recorded now, so the
         // collector puts it back or this stores it again (see storage::Blobs).
+        // An object this upload just wrote is younger than the collector's
+        // grace period, so only a temporary's object can have been taken.
         if !blobs.exists(&stored)? {
-            blobs.put_file(&stored, &temp)?;
+            match &temp {
+                Some(temp) => blobs.put_file(&stored, temp)?,
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_unavailable",
+                        format!("blob {stored} was removed from the store while it was uploaded; upload it again"),
+                    ));
+                }
+            }
         }
         Ok(())
     })
@@ -639,26 +674,46 @@ async fn put_blob(
     Ok((StatusCode::CREATED, Json(json!({ "digest": digest, "size": size }))))
 }
 
+/// Why a `Range` header is not served.
+#[derive(Debug, PartialEq)]
+enum RangeRefusal {
+    /// Not one `bytes=first-last` (or `bytes=first-`, `bytes=-suffix`) range with `first <= last`: 400.
+    Malformed,
+    /// Well formed, but no byte of it is in the blob: 416.
+    Unsatisfiable,
+}
+
 /// `(start, length)` of a `Range: bytes=…` header over `size` bytes.
-fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (first, last) = spec.split_once('-')?;
-    let (start, end) = if first.is_empty() {
-        let suffix: u64 = last.parse().ok()?;
-        if suffix == 0 {
-            return None;
+fn parse_range(value: &str, size: u64) -> Result<(u64, u64), RangeRefusal> {
+    use RangeRefusal::{Malformed, Unsatisfiable};
+    let spec = value.trim().strip_prefix("bytes=").ok_or(Malformed)?;
+    let (first, last) = spec.split_once('-').ok_or(Malformed)?;
+    let number = |text: &str| {
+        // Digits only (`u64::from_str` would take a `+`).
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Malformed);
         }
-        (size.saturating_sub(suffix), size.checked_sub(1)?)
-    } else {
-        let start: u64 = first.parse().ok()?;
-        let end =
-            if last.is_empty() { size.checked_sub(1)? } else { last.parse::<u64>().ok()?.min(size.checked_sub(1)?) };
-        (start, end)
+        // More digits than a u64 holds: past any blob's end.
+        Ok(text.parse::<u64>().unwrap_or(u64::MAX))
     };
-    (start <= end && end < size).then(|| (start, end - start + 1))
+    if first.is_empty() {
+        let suffix = number(last)?;
+        if suffix == 0 || size == 0 {
+            return Err(Unsatisfiable);
+        }
+        let start = size.saturating_sub(suffix);
+        return Ok((start, size - start));
+    }
+    let start = number(first)?;
+    let end = if last.is_empty() { None } else { Some(number(last)?) };
+    if end.is_some_and(|end| end < start) {
+        return Err(Malformed);
+    }
+    if start >= size {
+        return Err(Unsatisfiable);
+    }
+    let end = end.map_or(size - 1, |end| end.min(size - 1));
+    Ok((start, end - start + 1))
 }
 
 async fn get_blob(
@@ -676,8 +731,13 @@ async fn get_blob(
     let (status, start, len) = match headers.get(header::RANGE).and_then(|value| value.to_str().ok()) {
         None => (StatusCode::OK, 0, size),
         Some(range) => match parse_range(range, size) {
-            Some((start, len)) => (StatusCode::PARTIAL_CONTENT, start, len),
-            None => {
+            Ok((start, len)) => (StatusCode::PARTIAL_CONTENT, start, len),
+            Err(RangeRefusal::Malformed) => {
+                return Err(ApiError::bad_request(format!(
+                    "Range {range:?} is not one range of bytes (bytes=first-last, bytes=first- or bytes=-suffix)"
+                )));
+            }
+            Err(RangeRefusal::Unsatisfiable) => {
                 let mut response = ApiError::new(
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     "range_not_satisfiable",
@@ -1003,18 +1063,25 @@ fn clean_temp_files(dir: &std::path::Path, age: std::time::Duration) {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{RangeRefusal::*, parse_range};
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
-        assert_eq!(parse_range("bytes=90-", 100), Some((90, 10)));
-        assert_eq!(parse_range("bytes=-5", 100), Some((95, 5)));
-        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 50)));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=5-1", 100), None);
-        assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
-        assert_eq!(parse_range("bytes=0-0", 0), None);
+        assert_eq!(parse_range("bytes=0-9", 100), Ok((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100), Ok((90, 10)));
+        assert_eq!(parse_range("bytes=-5", 100), Ok((95, 5)));
+        assert_eq!(parse_range("bytes=-500", 100), Ok((0, 100)));
+        assert_eq!(parse_range("bytes=50-500", 100), Ok((50, 50)));
+        assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=0-0", 0), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=-0", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=5-1", 100), Err(Malformed));
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), Err(Malformed));
+        assert_eq!(parse_range("items=0-1", 100), Err(Malformed));
+        assert_eq!(parse_range("bytes=+1-2", 100), Err(Malformed));
+        assert_eq!(parse_range("bytes=a-", 100), Err(Malformed));
+        assert_eq!(parse_range("bytes=-", 100), Err(Malformed));
+        assert_eq!(parse_range("bytes=99999999999999999999-", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=10-99999999999999999999", 100), Ok((10, 90)));
     }
 }

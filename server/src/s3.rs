@@ -6,8 +6,9 @@
 //! `AWS_*` environment variables with session tokens, web identity, ECS and
 //! EC2 instance roles), retries with backoff, and multipart uploads (one S3
 //! PUT is at most 5 GiB; the default largest blob is 8 GiB). Objects are
-//! `blobs/ab/<hex>`; an upload is of the verified temporary file, made
-//! visible atomically by the store when it completes.
+//! `blobs/ab/<hex>`; an upload is sent to the store in parts while the
+//! client sends it ([`Blobs::begin_upload`]) and made visible atomically by
+//! the store when it completes, once the server has verified its digest.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 
 use crate::error::ApiError;
-use crate::storage::{BlobStream, Blobs, SideRuntime};
+use crate::storage::{BlobStream, Blobs, SideRuntime, Upload};
 
 /// Where the blobs live. Credentials come from the standard AWS chain.
 #[derive(Clone, Debug)]
@@ -161,6 +162,33 @@ impl Blobs for S3Blobs {
             })?;
         }
         Ok(())
+    }
+
+    fn begin_upload(&self, digest: &str) -> Result<Option<Upload>, ApiError> {
+        if self.exists(digest)? {
+            return Ok(None);
+        }
+        let object = self.object(digest)?;
+        let store = self.store.clone();
+        Ok(Some(Upload::spawn(self.runtime(), move |mut received| async move {
+            let upload = store.put_multipart(&object).await.map_err(|err| failed("PUT", &object, err))?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+            while let Some(chunk) = received.next().await {
+                // At most a few parts in flight: memory stays bounded for an 8 GiB blob.
+                if let Err(err) = writer.wait_for_capacity(4).await {
+                    let _ = writer.abort().await;
+                    return Err(failed("PUT", &object, err));
+                }
+                writer.write(&chunk);
+            }
+            if !received.committed().await {
+                // Not verified (or the client went away): the parts are
+                // dropped and nothing appears under the digest.
+                let _ = writer.abort().await;
+                return Err(storage_error(format!("the upload of {object} was abandoned")));
+            }
+            writer.finish().await.map(drop).map_err(|err| failed("PUT", &object, err))
+        })))
     }
 
     fn exists(&self, digest: &str) -> Result<bool, ApiError> {

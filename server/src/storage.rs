@@ -120,6 +120,83 @@ pub trait Metadata: Send + Sync {
 /// A blob's bytes as they arrive from where they are stored ([`Blobs::stream_range`]).
 pub type BlobStream = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
 
+/// A blob sent to its store while the client is still uploading it
+/// ([`Blobs::begin_upload`]): the store's part of the work overlaps the
+/// receiving instead of following it. Nothing is visible under the digest
+/// until [`Upload::finish`], called once the bytes are verified; dropped
+/// unfinished (a digest mismatch, a timeout, a client gone), the upload is
+/// aborted.
+pub struct Upload {
+    chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    commit: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<Result<(), ApiError>>,
+}
+
+impl Upload {
+    /// An upload whose bytes `store` receives from a channel on `runtime`:
+    /// it gets every chunk, then `true` to make them visible or `false` to
+    /// abort (when the upload is dropped unfinished).
+    pub fn spawn<F>(runtime: &tokio::runtime::Runtime, store: impl FnOnce(Receiver) -> F) -> Self
+    where
+        F: std::future::Future<Output = Result<(), ApiError>> + Send + 'static,
+    {
+        let (chunks, receiver) = tokio::sync::mpsc::channel(64);
+        let (commit, committed) = tokio::sync::oneshot::channel();
+        let done = runtime.spawn(store(Receiver { chunks: receiver, committed }));
+        Self { chunks: Some(chunks), commit: Some(commit), done }
+    }
+
+    /// Passes `chunk` on (waiting while the store is behind).
+    pub async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), ApiError> {
+        let sent = match &self.chunks {
+            Some(chunks) => chunks.send(chunk).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The store stopped taking bytes: its error says why.
+        self.chunks = None;
+        self.commit = None;
+        match self.outcome().await {
+            Err(err) => Err(err),
+            Ok(()) => Err(ApiError::internal("the blob store stopped an upload without an error")),
+        }
+    }
+
+    /// What the store's task ended with.
+    async fn outcome(&mut self) -> Result<(), ApiError> {
+        (&mut self.done).await.map_err(|err| ApiError::internal(format!("blob upload: {err}")))?
+    }
+
+    /// Makes the bytes visible under the digest; returns once they are stored.
+    pub async fn finish(mut self) -> Result<(), ApiError> {
+        self.chunks = None;
+        if let Some(commit) = self.commit.take() {
+            let _ = commit.send(());
+        }
+        self.outcome().await
+    }
+}
+
+/// The store's end of an [`Upload`].
+pub struct Receiver {
+    chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    committed: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Receiver {
+    /// The next chunk; `None` once the upload sent them all (or was dropped).
+    pub async fn next(&mut self) -> Option<bytes::Bytes> {
+        self.chunks.recv().await
+    }
+
+    /// After the last chunk: whether the bytes are to be made visible (`false`: abort).
+    pub async fn committed(self) -> bool {
+        self.committed.await.is_ok()
+    }
+}
+
 /// Content-addressed bytes. Digests are `blob1_<hex>` of the content.
 ///
 /// The collector removes an object in three steps, so an upload racing it
@@ -136,6 +213,13 @@ pub trait Blobs: Send + Sync {
     /// caller removes it (and may store it again if the object was collected
     /// meanwhile).
     fn put_file(&self, digest: &str, file: &Path) -> Result<(), ApiError>;
+    /// An upload of `digest` streamed to the store as it is received, for a
+    /// store whose writes are slow enough to be worth overlapping (an object
+    /// store); `None` when it takes the verified temporary file
+    /// ([`Blobs::put_file`]), or when the digest is already stored.
+    fn begin_upload(&self, _digest: &str) -> Result<Option<Upload>, ApiError> {
+        Ok(None)
+    }
     /// Whether the bytes of `digest` are stored.
     fn exists(&self, digest: &str) -> Result<bool, ApiError>;
     /// Reads `len` bytes from `start`.
