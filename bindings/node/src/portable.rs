@@ -26,6 +26,39 @@ pub type ResultWriter = PartsWriter<V>;
 
 /// Writes `value` as a portable stream; `false` when it has no exact portable form.
 pub fn encode(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth: usize) -> Result<bool> {
+    encode_in(js, ctx, value, out, depth, &mut Met::default())
+}
+
+/// The objects of a result written so far, in a `Map` made at the first.
+/// One met twice (`[a, a]`, or an array holding itself) has no portable
+/// form: it would come back as two copies, and code pushing to `r[0]` would
+/// no longer see `r[1]` change. v8's serializer keeps such sharing.
+#[derive(Default)]
+struct Met {
+    map: Option<(V, V, V)>,
+}
+
+impl Met {
+    /// `true` when `value` is met for the first time (and recorded).
+    fn first(&mut self, js: Js, ctx: &Context, value: V) -> Result<bool> {
+        let (map, has, add) = match self.map {
+            Some(map) => map,
+            None => {
+                let map = js.new_instance(js.deref(ctx.set)?, &[])?;
+                let made = (map, js.get_named(map, "has")?, js.get_named(map, "add")?);
+                self.map = Some(made);
+                made
+            }
+        };
+        if js.bool_value(js.call(map, has, &[value])?)? {
+            return Ok(false);
+        }
+        js.call(map, add, &[value])?;
+        Ok(true)
+    }
+}
+
+fn encode_in(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth: usize, met: &mut Met) -> Result<bool> {
     if depth >= MAX_DEPTH {
         return Ok(false);
     }
@@ -53,13 +86,18 @@ pub fn encode(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth: us
                 Err(_) => return Ok(false),
             };
         }
-        sys::ValueType::napi_object => return encode_object(js, ctx, value, out, depth),
+        sys::ValueType::napi_object => {
+            if !met.first(js, ctx, value)? {
+                return Ok(false);
+            }
+            return encode_object(js, ctx, value, out, depth, met);
+        }
         _ => return Ok(false),
     }
     Ok(true)
 }
 
-fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth: usize) -> Result<bool> {
+fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth: usize, met: &mut Met) -> Result<bool> {
     if js.is_array(value)? {
         let len = js.array_len(value)?;
         // A list comes back as a plain Array of its elements: a subclass, or
@@ -72,7 +110,7 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
         }
         out.list(len as usize);
         for index in 0..len {
-            if !js.has_element(value, index)? || !encode(js, ctx, js.element(value, index)?, out, depth + 1)? {
+            if !js.has_element(value, index)? || !encode_in(js, ctx, js.element(value, index)?, out, depth + 1, met)? {
                 return Ok(false);
             }
         }
@@ -136,7 +174,9 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
         out.map(len as usize);
         for index in 0..len {
             let key = js.element(keys, index)?;
-            if !encode(js, ctx, key, out, depth + 1)? || !encode(js, ctx, js.get(value, key)?, out, depth + 1)? {
+            if !encode_in(js, ctx, key, out, depth + 1, met)?
+                || !encode_in(js, ctx, js.get(value, key)?, out, depth + 1, met)?
+            {
                 return Ok(false);
             }
         }
@@ -161,8 +201,8 @@ fn encode_object(js: Js, ctx: &Context, value: V, out: &mut ResultWriter, depth:
         out.map(len as usize);
         for index in 0..len {
             let pair = js.element(pairs, index)?;
-            if !encode(js, ctx, js.element(pair, 0)?, out, depth + 1)?
-                || !encode(js, ctx, js.element(pair, 1)?, out, depth + 1)?
+            if !encode_in(js, ctx, js.element(pair, 0)?, out, depth + 1, met)?
+                || !encode_in(js, ctx, js.element(pair, 1)?, out, depth + 1, met)?
             {
                 return Ok(false);
             }

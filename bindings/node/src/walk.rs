@@ -180,7 +180,24 @@ pub struct Walker<'c> {
     pub deferred: Vec<Deferred>,
     /// The containers from the argument down to the one being written.
     frames: Vec<Frame<V>>,
+    /// The objects written so far ([`Walker::first_meeting`]).
+    seen: Option<Seen<V>>,
 }
+
+/// The objects a walk has written: a `Map` from each to its ordinal in the
+/// order first met (the `Map` holds them, so none is collected and replaced
+/// within the walk), and its `get` and `set`.
+#[derive(Clone, Copy)]
+struct Seen<T> {
+    map: T,
+    get: T,
+    set: T,
+    count: u32,
+}
+
+/// The type name of a reference to an object met earlier in the same value
+/// (`docs/spec/values.md`, "The rule").
+const REF_TYPE: &str = "hitsave:ref";
 
 /// A walk stopped between two items, holding what it still has to read by
 /// references, so the JavaScript thread can run other code meanwhile.
@@ -189,6 +206,7 @@ pub struct Paused {
     hashing: Hashing,
     deferred: Vec<Deferred>,
     frames: Vec<Frame<usize>>,
+    seen: Option<Seen<usize>>,
 }
 
 /// The names of an array's own properties other than its indices and
@@ -268,7 +286,33 @@ fn release_frames(js: Js, frames: &[Frame<usize>]) {
 
 impl<'c> Walker<'c> {
     pub fn new(js: Js, ctx: &'c Context, hashing: Hashing) -> Self {
-        Self { js, ctx, out: StreamWriter::new(), hashing, deferred: Vec::new(), frames: Vec::new() }
+        Self { js, ctx, out: StreamWriter::new(), hashing, deferred: Vec::new(), frames: Vec::new(), seen: None }
+    }
+
+    /// `true` when `value` (an object) is met for the first time in this walk
+    /// (recorded: the caller writes it); `false` after writing a reference to
+    /// where it was first met, `typed("hitsave:ref", int(ordinal))`. So
+    /// `[a, a]` and `[[1], [1]]` differ: code pushing to `v[0]` sees `v[1]`
+    /// change in one and not the other.
+    fn first_meeting(&mut self, value: V) -> Result<bool> {
+        let js = self.js;
+        let seen = match self.seen {
+            Some(seen) => seen,
+            None => {
+                let map = js.new_instance(js.deref(self.ctx.map)?, &[])?;
+                let seen = Seen { map, get: js.get_named(map, "get")?, set: js.get_named(map, "set")?, count: 0 };
+                self.seen = Some(seen);
+                seen
+            }
+        };
+        let ordinal = js.call(seen.map, seen.get, &[value])?;
+        if js.typeof_(ordinal)? == sys::ValueType::napi_number {
+            self.out.typed(REF_TYPE).int(js.f64_value(ordinal)? as i64);
+            return Ok(false);
+        }
+        js.call(seen.map, seen.set, &[value, js.number(f64::from(seen.count))?])?;
+        self.seen = Some(Seen { count: seen.count.saturating_add(1), ..seen });
+        Ok(true)
     }
 
     /// Releases deferred holders if the walk is abandoned (an error).
@@ -353,19 +397,53 @@ impl<'c> Walker<'c> {
                 }
             }
         }
-        Ok(Paused { out: self.out, hashing: self.hashing, deferred: self.deferred, frames })
+        let seen = match self.seen {
+            None => None,
+            Some(seen) => {
+                let held = [seen.map, seen.get, seen.set].map(|value| js.reference(value).map(|r| r as usize));
+                match held {
+                    [Ok(map), Ok(get), Ok(set)] => Some(Seen { map, get, set, count: seen.count }),
+                    held => {
+                        for reference in held.into_iter().flatten() {
+                            js.drop_reference(reference as sys::napi_ref);
+                        }
+                        release_frames(js, &frames);
+                        Deferred::release(js, &self.deferred);
+                        return Err(napi::Error::from_reason("a paused walk could not hold its objects met"));
+                    }
+                }
+            }
+        };
+        Ok(Paused { out: self.out, hashing: self.hashing, deferred: self.deferred, frames, seen })
     }
 
     /// Goes on with a paused walk (call [`Walker::run`] next). An array it
     /// was in the middle of that changed length meanwhile is refused: the
     /// stream would describe a value that never existed.
     pub fn resume(js: Js, ctx: &'c Context, paused: Paused) -> Result<Self> {
-        let Paused { out, hashing, deferred, frames: held } = paused;
+        let Paused { out, hashing, deferred, frames: held, seen: held_seen } = paused;
         let frames: Result<Vec<Frame<V>>> =
             held.iter().map(|frame| frame.map(|reference| js.deref(reference as sys::napi_ref))).collect();
         release_frames(js, &held);
-        let mut walker = Self { js, ctx, out, hashing, deferred, frames: Vec::new() };
-        let checked = frames.and_then(|frames| {
+        let seen = match held_seen {
+            None => Ok(None),
+            Some(seen) => {
+                let back = [seen.map, seen.get, seen.set].map(|reference| js.deref(reference as sys::napi_ref));
+                for reference in [seen.map, seen.get, seen.set] {
+                    js.drop_reference(reference as sys::napi_ref);
+                }
+                match back {
+                    [Ok(map), Ok(get), Ok(set)] => Ok(Some(Seen { map, get, set, count: seen.count })),
+                    [Err(error), ..] | [_, Err(error), _] | [_, _, Err(error)] => Err(error),
+                }
+            }
+        };
+        let mut walker = Self { js, ctx, out, hashing, deferred, frames: Vec::new(), seen: None };
+        let checked = seen.and_then(|seen| {
+            walker.seen = seen;
+            frames
+        });
+        let checked = checked.and_then(|frames| {
             for frame in &frames {
                 if frame.live && js.array_len(frame.source)? != frame.len {
                     return Err(crate::to_napi(
@@ -518,6 +596,9 @@ impl<'c> Walker<'c> {
                 self.out.unhashable(&format!("cyclic {name}"));
                 return Ok(());
             }
+        }
+        if !self.first_meeting(value)? {
+            return Ok(());
         }
         self.object_contents(value, depth)
     }

@@ -399,6 +399,36 @@ test('results come back as the values the function returned', () => {
   assert.strictEqual(listing.status, 0, listing.stderr);
 });
 
+test('one object reached twice is not two equal copies, in arguments and in results', () => {
+  // [a, a] and [[1], [1]] are equal, but a function tells them apart (v[0] === v[1],
+  // or pushing to v[0]): each has its own key, in a fresh process too, and a
+  // result holding one array twice comes back holding it twice.
+  const project = new Project({
+    'main.mjs': `
+      import { memo } from ${JSON.stringify(path.join(PACKAGE, "index.js"))};
+      import fs from 'node:fs';
+      const mark = () => fs.appendFileSync('runs.log', 'x');
+      const shared = memo((v) => { mark(); return [v[0] === v[1], v[2] === v[3]]; });
+      const pair = memo(async (n) => { mark(); const row = [n]; return { a: row, b: row }; });
+      const a = [1], box = { n: 0 }, t = new Float64Array(2);
+      const out = [
+        shared([a, a, box, box]), shared([[1], [1], { n: 0 }, { n: 0 }]),
+        shared([t, t, box, { n: 0 }]), shared([t, new Float64Array(2), new Map(), new Map()]),
+        shared([new Map([[1, a]]), 0, [a, a], 0]),
+      ];
+      const grid = await pair(1);
+      grid.a.push(2);
+      out.push(grid);
+      console.log(JSON.stringify(out));
+    `,
+  });
+  const expected = [[true, true], [false, false], [true, false], [false, false], [false, false], { a: [1, 2], b: [1, 2] }];
+  assert.deepStrictEqual(project.run('main.mjs').out, expected);
+  assert.strictEqual(runs(project), 6);
+  assert.deepStrictEqual(project.run('main.mjs').out, expected, 'a hit keeps which objects are one');
+  assert.strictEqual(runs(project), 6, 'the second process hits every call');
+});
+
 test('lookup, key, clear, ignore and explicit identity', () => {
   const project = new Project({
     'main.js': `
@@ -446,8 +476,10 @@ test('errors are typed with stable codes and paths; nothing stored is lost', () 
       const node = { name: 'root', children: [] };
       node.children.push({ name: 'leaf', parent: node });
       try { f.key(1, { x: node }); } catch (e) { out.cycle = [e.code, e.path, e.message.includes('cyclic Object')]; }
+      // ... but not two equal copies either (pushing to one changes the other).
       const shared = { n: 1 };
-      out.shared = f.key(1, { x: [shared, shared] }) === f.key(1, { x: [{ n: 1 }, { n: 1 }] });
+      out.shared = [f.key(1, { x: [shared, shared] }) === f.key(1, { x: [shared, shared] }),
+        f.key(1, { x: [shared, shared] }) === f.key(1, { x: [{ n: 1 }, { n: 1 }] })];
       console.log(JSON.stringify(out));
     `,
   });
@@ -460,7 +492,7 @@ test('errors are typed with stable codes and paths; nothing stored is lost', () 
   assert.strictEqual(out.identity, 'invalid_identity');
   assert.ok(out.ignore);
   assert.deepStrictEqual(out.cycle, ['unhashable_value', 'args[1]["x"]["children"][0]["parent"]', true]);
-  assert.strictEqual(out.shared, true);
+  assert.deepStrictEqual(out.shared, [true, false]);
 
   // A bad setting is a typed error from sync and async functions alike.
   project.write({

@@ -45,7 +45,25 @@ pub fn contiguous_buffer(value: &Bound<'_, PyAny>) -> PyResult<PyUntypedBuffer> 
 
 /// Writes `value` as a portable stream; `false` when it has no portable form.
 pub fn encode(value: &Bound<'_, PyAny>, out: &mut ResultWriter, depth: usize) -> PyResult<bool> {
+    encode_in(value, out, depth, &mut std::collections::HashSet::new())
+}
+
+/// [`encode`], with the lists, dicts and arrays written so far (by address:
+/// the result holds them all while it is encoded). One met twice (`[a, a]`,
+/// or a list holding itself) has no portable form: it would come back as
+/// two copies, and code appending to `r[0]` would no longer see `r[1]`
+/// change. Pickle keeps such sharing.
+fn encode_in(
+    value: &Bound<'_, PyAny>,
+    out: &mut ResultWriter,
+    depth: usize,
+    seen: &mut std::collections::HashSet<usize>,
+) -> PyResult<bool> {
     if depth >= MAX_DEPTH {
+        return Ok(false);
+    }
+    let shared = value.cast_exact::<PyList>().is_ok() || value.cast_exact::<PyDict>().is_ok() || is_numpy_array(value);
+    if shared && !seen.insert(value.as_ptr() as usize) {
         return Ok(false);
     }
     if value.is_none() {
@@ -70,7 +88,7 @@ pub fn encode(value: &Bound<'_, PyAny>, out: &mut ResultWriter, depth: usize) ->
         let items: Vec<Bound<'_, PyAny>> = list.iter().collect();
         out.list(items.len());
         for item in &items {
-            if !encode(item, out, depth + 1)? {
+            if !encode_in(item, out, depth + 1, seen)? {
                 return Ok(false);
             }
         }
@@ -78,7 +96,7 @@ pub fn encode(value: &Bound<'_, PyAny>, out: &mut ResultWriter, depth: usize) ->
         let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = dict.iter().collect();
         out.map(items.len());
         for (key, item) in &items {
-            if !encode(key, out, depth + 1)? || !encode(item, out, depth + 1)? {
+            if !encode_in(key, out, depth + 1, seen)? || !encode_in(item, out, depth + 1, seen)? {
                 return Ok(false);
             }
         }

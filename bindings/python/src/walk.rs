@@ -24,10 +24,13 @@ use pyo3::types::{
 pub fn walk(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
     if depth == 0 {
         // A walk of its own (Python code run during a walk, such as a
-        // `__getstate__`, may walk other arguments): its own path.
+        // `__getstate__`, may walk other arguments): its own path and its own
+        // objects met.
         let outer = PATH.with(|path| std::mem::take(&mut *path.borrow_mut()));
+        let outer_seen = SEEN.with(|seen| std::mem::take(&mut *seen.borrow_mut()));
         let walked = walk_value(value, out, 0);
         PATH.with(|path| *path.borrow_mut() = outer);
+        SEEN.with(|seen| *seen.borrow_mut() = outer_seen);
         return walked;
     }
     walk_value(value, out, depth)
@@ -56,15 +59,91 @@ fn walk_value(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) ->
     } else if let Ok(bytes) = value.cast_exact::<PyBytes>() {
         write_buffer_bytes(py, bytes.as_bytes(), out);
     } else if value.cast_exact::<PyByteArray>().is_ok() {
-        out.typed("py:builtins.bytearray");
-        write_contiguous_bytes(value, out)?;
+        if Seen::first(value, out)? {
+            out.typed("py:builtins.bytearray");
+            write_contiguous_bytes(value, out)?;
+        }
     } else if value.cast_exact::<PyMemoryView>().is_ok() {
         write_memoryview(value, out)?;
-    } else if let Some(_on_path) = Ancestors::enter(value, out)? {
+    } else if let Some(_on_path) = Ancestors::enter(value, out)?
+        // (One met before is written as a reference to it.)
+        && (!has_identity(value)? || Seen::first(value, out)?)
+    {
         walk_container(value, out, depth)?;
     }
     Ok(())
 }
+
+/// Whether code can tell this object from an equal copy by mutating it: a
+/// list, dict, set, bytearray, numpy array, pandas object or instance of a
+/// class that hashes by identity. Tuples, frozensets, functions, classes and
+/// types that hash by value (`datetime`, `Decimal`, a frozen dataclass, an
+/// enum member) are values: two equal ones are interchangeable.
+fn has_identity(value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if value.cast_exact::<PyList>().is_ok()
+        || value.cast_exact::<PyDict>().is_ok()
+        || value.cast_exact::<PySet>().is_ok()
+    {
+        return Ok(true);
+    }
+    if value.cast_exact::<PyTuple>().is_ok()
+        || value.cast_exact::<PyFrozenSet>().is_ok()
+        || value.is_instance_of::<PyType>()
+        || value.get_type().is(function_type(value.py())?)
+    {
+        return Ok(false);
+    }
+    let kind = value.get_type();
+    let module = kind.module()?;
+    let module = module.to_str()?;
+    if module == "pandas" || module.starts_with("pandas.") {
+        // Mutable, though their `__hash__` exists (to raise).
+        return Ok(true);
+    }
+    static OBJECT_HASH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let object_hash = OBJECT_HASH.import(value.py(), "builtins", "object")?.getattr("__hash__")?;
+    let hash = kind.getattr("__hash__")?;
+    Ok(hash.is_none() || hash.is(&object_hash))
+}
+
+/// The objects with an identity ([`has_identity`]) this walk has written, by
+/// address, with their ordinal in the order first met. One met again (not
+/// on its own path: that is a cycle) is written as `typed("hitsave:ref",
+/// int(ordinal))`, so `[a, a]` and `[[1], [1]]` differ (code mutating `v[0]`
+/// sees `v[1]` change in one and not the other). Each object is held until
+/// the walk ends, so no address is reused within it.
+#[derive(Default)]
+struct Seen {
+    ordinals: std::collections::HashMap<usize, u32>,
+    held: Vec<Py<PyAny>>,
+}
+
+thread_local! {
+    static SEEN: std::cell::RefCell<Seen> = std::cell::RefCell::new(Seen::default());
+}
+
+impl Seen {
+    /// `true` when `value` is met for the first time in this walk (recorded:
+    /// the caller writes it); `false` after writing a reference to it.
+    fn first(value: &Bound<'_, PyAny>, out: &mut StreamWriter) -> PyResult<bool> {
+        let address = value.as_ptr() as usize;
+        SEEN.with(|seen| {
+            let mut seen = seen.borrow_mut();
+            if let Some(ordinal) = seen.ordinals.get(&address) {
+                out.typed(REF_TYPE).int(i64::from(*ordinal));
+                return Ok(false);
+            }
+            let ordinal = u32::try_from(seen.held.len()).unwrap_or(u32::MAX);
+            seen.ordinals.insert(address, ordinal);
+            seen.held.push(value.clone().unbind());
+            Ok(true)
+        })
+    }
+}
+
+/// The type name of a reference to an object met earlier in the same value
+/// (`docs/spec/values.md`, "The rule"); no language's type names look like it.
+const REF_TYPE: &str = "hitsave:ref";
 
 /// Whether a type is `module.name` exactly.
 fn type_is(kind: &Bound<'_, PyType>, module: &str, name: &str) -> bool {

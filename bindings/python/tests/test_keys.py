@@ -79,6 +79,8 @@ class Slotted:
 Pair = collections.namedtuple("Pair", "a b")
 
 # (name, a, b): the function can tell a from b, so they must not share a key.
+_LIST, _DICT, _ARRAY = [1], {"k": 1}, np.zeros(2)
+
 DISTINCT = [
     # pandas scalars and extension types: their state, not an empty record
     ("Timestamp", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-02")),
@@ -167,6 +169,10 @@ DISTINCT = [
     ("np.sqrt vs np.exp", np.sqrt, np.exp),
     ("bound methods of two lists", [1].append, [2].append),
     ("loggers", logging.getLogger("a"), logging.getLogger("b")),
+    # one mutable object reached twice is not two equal copies
+    ("a list reached twice", [_LIST, _LIST], [[1], [1]]),
+    ("a dict reached twice", {"a": _DICT, "b": _DICT}, {"a": {"k": 1}, "b": {"k": 1}}),
+    ("an array reached twice", (_ARRAY, _ARRAY), (_ARRAY, _ARRAY.copy())),
 ]
 
 
@@ -182,6 +188,8 @@ def test_values_a_function_can_tell_apart_get_distinct_keys(name, a, b):
 
     assert f.key(a) != f.key(b)
 
+
+_TUPLE = (1, 2)
 
 # (name, a, b): equal values of one type, built differently: one key.
 EQUAL = [
@@ -199,6 +207,7 @@ EQUAL = [
     ("pattern", re.compile("a+"), re.compile("a+")),
     ("frame copies", pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [1, 2]}).copy()),
     ("one NaN", float("nan"), -float("nan")),
+    ("a value reached twice", [(1, 2), (1, 2)], [_TUPLE, _TUPLE]),
 ]
 
 
@@ -276,6 +285,51 @@ def test_a_hit_is_never_another_arguments_result(project):
     assert json.loads(first.stdout) == expected
     assert first.stderr.count("computed") == len(expected)
     assert json.loads(second.stdout) == expected
+    assert second.stderr.count("computed") == 0
+
+
+def test_one_object_reached_twice_is_not_two_equal_copies(project):
+    """`[a, a]` and `[[1], [1]]` are equal but a function tells them apart
+    (`v[0] is v[1]`, or appending to `v[0]`): each gets its own key, in a
+    fresh process too; a result holding one list twice comes back holding it
+    twice. (Values that hash by value, a tuple or a date, reached twice key
+    as equal copies: `EQUAL` above.)"""
+    project.write("job.py", """
+        import json, sys
+        import numpy as np
+        from hitsave import memo
+
+        @memo
+        def shared(v):
+            print("computed", file=sys.stderr)
+            return [v[0] is v[1], v[2] is v[3]]
+
+        @memo
+        def pair(n):
+            print("computed", file=sys.stderr)
+            row = [n]
+            return [row, row]
+
+        class Box:
+            def __init__(self):
+                self.n = 0
+
+        a, box, arr = [1], Box(), np.zeros(2)
+        out = [
+            shared([a, a, box, box]), shared([[1], [1], Box(), Box()]),
+            shared([arr, arr, box, Box()]), shared([arr, arr.copy(), box, box]),
+        ]
+        grid = pair(1)
+        grid[0].append(2)
+        out.append(grid)
+        print(json.dumps(out))
+    """)
+    expected = [[True, True], [False, False], [True, False], [False, True], [[1, 2], [1, 2]]]
+    first = project.run("import job")
+    assert json.loads(first.stdout) == expected
+    assert first.stderr.count("computed") == 5
+    second = project.run("import job")
+    assert json.loads(second.stdout) == expected, "a hit keeps which objects are one"
     assert second.stderr.count("computed") == 0
 
 
