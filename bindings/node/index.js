@@ -1097,12 +1097,17 @@ function memo(fn, options = {}) {
     return Promise.resolve(analysing).then(register);
   }
 
-  function argumentList(self, args) {
+  function boundArguments(self, args) {
     let end = args.length;
     while (end > 0 && args[end - 1] === undefined) end--;
     let list = end === args.length ? args : args.slice(0, end);
     if (ignored.size) list = list.filter((_, index) => !ignored.has(index));
     if (usesThis && self !== undefined && self !== globalThis) list = [self, ...list];
+    return list;
+  }
+
+  function argumentList(self, args) {
+    let list = boundArguments(self, args);
     if (filesInKey(state)) {
       const texts = pathTexts(list);
       if (texts.length) {
@@ -1111,6 +1116,40 @@ function memo(fn, options = {}) {
       }
     }
     return list;
+  }
+
+  // Before a miss computes: the digest of the call's arguments without the
+  // files they name (`digest` when none are named), for `changedSync`/`changedAsync`.
+  function boundDigest(s, list, digest) {
+    const last = list[list.length - 1];
+    const files = Array.isArray(last) && last.length === 2 && last[0] === 'hitsave:files';
+    return files ? native.argumentsKey(s.handle, list.slice(0, -1))[1] : digest;
+  }
+  // After a miss computed: whether the call changed its arguments (read
+  // again, they digest differently from `before`). A hit would return the
+  // result without changing them, so the host declines to store it. An
+  // argument that can no longer be read changed too.
+  function changedSync(s, self, args, before) {
+    try {
+      return native.argumentsKey(s.handle, boundArguments(self, args))[1] !== before;
+    } catch {
+      return true;
+    }
+  }
+  // The same for async functions, read in slices like a lookup (the event
+  // loop turning between them).
+  async function changedAsync(s, self, args, before) {
+    try {
+      let next = native.lookupCallAsync(s.handle, boundArguments(self, args));
+      while (typeof next === 'number') {
+        await new Promise(setImmediate);
+        next = native.lookupCallResume(next);
+      }
+      const [, after] = Array.isArray(next) ? next : await next;
+      return after !== before;
+    } catch {
+      return true;
+    }
   }
 
   function enabled() {
@@ -1157,13 +1196,14 @@ function memo(fn, options = {}) {
         const value = decodeHit(again, found, functionName);
         return promised ? Promise.resolve(value) : value;
       }
+      const before = boundDigest(s, list, digest);
       const start = process.hrtime.bigint();
       const value = fn.apply(self, args);
       if (value !== null && typeof value === 'object' && typeof value.then === 'function') {
         // A plain function that returned a promise: store what it resolves to.
         promised = true;
         releaseLater = lock !== null;
-        const settled = settle(s, key, digest, value, start);
+        const settled = settle(s, key, digest, value, start, () => changedAsync(s, self, args, before));
         const done = () => {
           pending.delete(key);
           if (releaseLater) native.releaseLock(lock);
@@ -1175,8 +1215,9 @@ function memo(fn, options = {}) {
       const micros = Number((process.hrtime.bigint() - start) / 1000n);
       const encoded = save(s, value);
       if (encoded) {
-        stored(native.put(s.handle, key, digest, encoded[0], encoded[1], micros));
-        const created = createdKey(s, self, args, list);
+        const changed = changedSync(s, self, args, before);
+        stored(native.put(s.handle, key, digest, encoded[0], encoded[1], micros, changed));
+        const created = !changed && createdKey(s, self, args, list);
         const copy = created && save(s, value);
         if (copy) stored(native.put(s.handle, created[0], created[1], copy[0], copy[1], micros));
       }
@@ -1194,11 +1235,12 @@ function memo(fn, options = {}) {
     if (warning !== null) process.emitWarning(warning, { type: 'HitSaveNotStoredWarning', code: 'HITSAVE_NOT_STORED' });
   }
 
-  async function settle(s, key, digest, promise, start) {
+  // `changed`: whether the call changed its arguments (`changedAsync`).
+  async function settle(s, key, digest, promise, start, changed) {
     const value = await promise;
     const micros = Number((process.hrtime.bigint() - start) / 1000n);
     const encoded = save(s, value);
-    if (encoded) stored(await native.putAsync(s.handle, key, digest, encoded[0], encoded[1], micros));
+    if (encoded) stored(await native.putAsync(s.handle, key, digest, encoded[0], encoded[1], micros, await changed()));
     return value;
   }
 
@@ -1267,9 +1309,11 @@ function memo(fn, options = {}) {
       try {
         if (again === HIT_VALUE || again === HIT_DATA) return decodeHit(again, found, functionName);
         // From before the call: an async function's synchronous part is compute time too.
+        const before = boundDigest(s, list, digest);
         const start = process.hrtime.bigint();
-        const value = await settle(s, key, digest, fn.apply(self, args), start);
-        const created = createdKey(s, self, args, list);
+        let changed = false;
+        const value = await settle(s, key, digest, fn.apply(self, args), start, async () => (changed = await changedAsync(s, self, args, before)));
+        const created = !changed && createdKey(s, self, args, list);
         const copy = created && save(s, value);
         if (copy) {
           const micros = Number((process.hrtime.bigint() - start) / 1000n);

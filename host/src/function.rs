@@ -51,7 +51,15 @@ pub struct Computed<'a> {
     pub data: Payload<'a>,
     /// How long the function ran.
     pub compute_micros: u64,
+    /// Whether its arguments were different after the call than before it
+    /// (the binding walked them again): the function changed them, and a hit
+    /// would return the result without changing them.
+    pub changed_arguments: bool,
 }
+
+/// Why a result whose call changed its arguments is not stored.
+pub const CHANGED_ARGUMENTS: &str = "the call changed its arguments (a hit would return the result without \
+    changing them, and code after it would see other values): copy an argument before changing it";
 
 /// A memoized function registered by a binding.
 pub struct Function {
@@ -189,7 +197,7 @@ impl Function {
     /// no outcome; a result the policy declines is remembered for
     /// [`Function::why`], and the first one gives the warning to print.
     pub fn finish(&self, cache: &Cache, core: &Core, computed: Computed<'_>) -> Finish {
-        let Computed { key, arguments, codec, data, compute_micros } = computed;
+        let Computed { key, arguments, codec, data, compute_micros, changed_arguments } = computed;
         let eval = NewEval {
             key,
             function_id: self.function_id.clone(),
@@ -203,6 +211,7 @@ impl Function {
         // A result holding this machine's working or home directory is not
         // what another directory, user or machine computes (`crate::place`).
         let outcome = match crate::place::held_place(data.parts()) {
+            _ if changed_arguments => Ok(PutOutcome::Declined(CHANGED_ARGUMENTS.to_owned())),
             Some(place) => Ok(PutOutcome::Declined(format!(
                 "it holds {place} as text, which the same call run elsewhere (another directory, user or \
                  machine) would not return"

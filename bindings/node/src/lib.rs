@@ -1035,6 +1035,8 @@ pub struct Put {
     arguments: Digest,
     codec: String,
     micros: u64,
+    /// The call changed its arguments (`hitsave_host::function::Computed`).
+    changed_arguments: bool,
     /// Where each part lies.
     spans: Vec<Span>,
     holders: Vec<usize>,
@@ -1052,7 +1054,17 @@ fn view_bytes(js: Js, value: V) -> Result<(*const u8, usize)> {
 
 impl Put {
     /// `data`: a Buffer, or an array of parts (`encode_portable`).
-    fn new(js: Js, handle: u32, key: &str, arguments: &str, codec: String, data: V, micros: f64) -> Result<Self> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        js: Js,
+        handle: u32,
+        key: &str,
+        arguments: &str,
+        codec: String,
+        data: V,
+        micros: f64,
+        changed_arguments: bool,
+    ) -> Result<Self> {
         let function = function(handle)?;
         let parts = if js.is_array(data)? {
             (0..js.array_len(data)?).map(|index| js.element(data, index)).collect::<Result<Vec<_>>>()?
@@ -1070,6 +1082,7 @@ impl Put {
             arguments: parse_digest(js, arguments)?,
             codec,
             micros: micros.max(0.0) as u64,
+            changed_arguments,
             spans,
             holders: Vec::with_capacity(parts.len()),
         };
@@ -1110,6 +1123,7 @@ impl Put {
             codec: &self.codec,
             data: hitsave_host::Payload::Parts(&parts),
             compute_micros: self.micros,
+            changed_arguments: self.changed_arguments,
         };
         self.function.host.finish(&store, core, computed)
     }
@@ -1148,6 +1162,7 @@ impl Task for Put {
 /// Stores a result (the host's `finish`): `[outcome, warning]`, never throws
 /// for the store (a store error is a warning: the caller has its value).
 #[napi]
+#[allow(clippy::too_many_arguments)]
 pub fn put(
     env: Env,
     handle: u32,
@@ -1156,9 +1171,11 @@ pub fn put(
     codec: String,
     data: Raw,
     compute_micros: f64,
+    changed_arguments: Option<bool>,
 ) -> Result<Raw> {
     let js = Js(env.raw());
-    let put = Put::new(js, handle, &key, &arguments, codec, data.0, compute_micros)?;
+    let changed = changed_arguments.unwrap_or(false);
+    let put = Put::new(js, handle, &key, &arguments, codec, data.0, compute_micros, changed)?;
     let finish = put.run();
     put.release(js);
     finish_to_js(js, finish)
@@ -1166,6 +1183,7 @@ pub fn put(
 
 /// `put` on a worker thread.
 #[napi(ts_return_type = "Promise<[string, string | null]>")]
+#[allow(clippy::too_many_arguments)]
 pub fn put_async(
     env: Env,
     handle: u32,
@@ -1174,9 +1192,11 @@ pub fn put_async(
     codec: String,
     data: Raw,
     compute_micros: f64,
+    changed_arguments: Option<bool>,
 ) -> Result<AsyncTask<Put>> {
     let js = Js(env.raw());
-    Ok(AsyncTask::new(Put::new(js, handle, &key, &arguments, codec, data.0, compute_micros)?))
+    let changed = changed_arguments.unwrap_or(false);
+    Ok(AsyncTask::new(Put::new(js, handle, &key, &arguments, codec, data.0, compute_micros, changed)?))
 }
 
 /// Removes one function's results; returns how many.

@@ -429,6 +429,37 @@ test('one object reached twice is not two equal copies, in arguments and in resu
   assert.strictEqual(runs(project), 6, 'the second process hits every call');
 });
 
+test('a call that changes its arguments is returned, not stored', () => {
+  // A hit returns the result without running the body, so it would not make
+  // the change the call made (xs.push, d.n += 1, an in-place sort): code
+  // after it would see other values. Sync and async; a function that only
+  // reads its arguments hits as before.
+  const project = new Project({
+    'main.mjs': `
+      import { memo } from ${JSON.stringify(path.join(PACKAGE, 'index.js'))};
+      import fs from 'node:fs';
+      const mark = () => fs.appendFileSync('runs.log', 'x');
+      const warned = new Set();
+      process.on('warning', (w) => { if (w.message.includes('changed its arguments')) warned.add(w.message.split(': ')[1]); });
+      const push = memo(function push(xs) { mark(); xs.push(1); return xs.length; });
+      const count = memo(async function count(d) { mark(); d.n = (d.n ?? 0) + 1; return d.n; });
+      const smallest = memo(function smallest(xs) { mark(); return xs.sort((a, b) => a - b)[0]; });
+      const total = memo(function total(xs) { mark(); return xs.reduce((a, b) => a + b, 0); });
+      const v = [], d = {}, u = [3, 1, 2];
+      const out = [push(v), push(v), v, await count(d), await count(d), d, smallest(u), u, total([1, 2])];
+      await new Promise(setImmediate);
+      console.log(JSON.stringify({ out, warned: [...warned].sort() }));
+    `,
+  });
+  const expected = [1, 2, [1, 1], 1, 2, { n: 2 }, 1, [1, 2, 3], 3];
+  const first = project.run('main.mjs').out;
+  assert.deepStrictEqual(first.out, expected);
+  assert.deepStrictEqual(first.warned, ['main.mjs:count', 'main.mjs:push', 'main.mjs:smallest']);
+  assert.strictEqual(runs(project), 6);
+  assert.deepStrictEqual(project.run('main.mjs').out.out, expected);
+  assert.strictEqual(runs(project), 11, 'only total hits');
+});
+
 test('lookup, key, clear, ignore and explicit identity', () => {
   const project = new Project({
     'main.js': `

@@ -635,7 +635,9 @@ impl Function {
     /// `already_present`, `skipped` (read-only), `declined` (the policy) or
     /// `failed`; the warning the "not stored" text to give once per
     /// function, or `None`.
-    #[pyo3(signature = (store, key, arguments, codec, data, compute_micros))]
+    /// `changed_arguments`: the call left its arguments different (walked
+    /// again after it): the result is declined, not stored.
+    #[pyo3(signature = (store, key, arguments, codec, data, compute_micros, changed_arguments=false))]
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
@@ -646,6 +648,7 @@ impl Function {
         codec: &str,
         data: &Bound<'_, PyAny>,
         compute_micros: u64,
+        changed_arguments: bool,
     ) -> PyResult<(&'static str, Option<String>)> {
         let (key, arguments) = (parse_digest(key)?, parse_digest(arguments)?);
         let core = core()?;
@@ -658,7 +661,8 @@ impl Function {
             // SAFETY: the spans lie in a bytes object or a payload's parts held by the caller for this call.
             let parts = unsafe { span_slices(&spans) };
             let data = hitsave_host::Payload::Parts(&parts);
-            let computed = hitsave_host::function::Computed { key, arguments, codec, data, compute_micros };
+            let computed =
+                hitsave_host::function::Computed { key, arguments, codec, data, compute_micros, changed_arguments };
             self.inner.finish(&store.inner, core, computed)
         });
         Ok((finish.outcome_name(), finish.warning))

@@ -815,6 +815,55 @@ def test_why_explains_a_policy_decline_in_a_later_process(project):
     assert out == "miss: nothing is stored for this function yet", out
 
 
+def test_a_call_that_changes_its_arguments_is_returned_not_stored(project):
+    """A hit returns the result without running the body, so it would not
+    make the change the call made to its arguments: code after it would see
+    other values (`f(a, a)` adding to `a` in place; a list appended to). Such
+    a result is returned with a warning and not stored, sync and async; a
+    function that only reads its arguments hits as before."""
+    project.write(
+        "job.py",
+        """
+        import asyncio, json, sys, warnings
+        import numpy as np
+        from hitsave import memo
+
+        @memo
+        def bump(x, y):
+            print("computed", file=sys.stderr)
+            x += 1
+            return int(y.sum())
+
+        @memo
+        async def count(d):
+            print("computed", file=sys.stderr)
+            d["n"] = d.get("n", 0) + 1
+            return d["n"]
+
+        @memo
+        def total(xs):
+            print("computed", file=sys.stderr)
+            return sum(xs)
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            a = np.zeros(3)
+            first = [bump(a, a), bump(a, a.copy())]
+            d = {}
+            counts = [asyncio.run(count(d)), asyncio.run(count(d))]
+            print(json.dumps([first, counts, d, total([1, 2])]))
+            print(json.dumps(sorted({str(w.message).split(": ")[1] for w in caught if "changed its arguments" in str(w.message)})))
+        """,
+    )
+    for run in range(2):
+        done = project.run("import job")
+        values, warned = (json.loads(line) for line in done.stdout.splitlines())
+        assert values == [[3, 3], [1, 2], {"n": 2}, 3], (run, values)
+        assert warned == ["job:bump", "job:count"], warned
+        # bump twice, count twice, every run; total only in the first.
+        assert done.stderr.count("computed") == (5 if run == 0 else 4), (run, done.stderr)
+
+
 def test_async_waits_for_another_process_hold_no_executor_thread(project):
     project.write(
         "slow_async.py",

@@ -478,7 +478,33 @@ class MemoFunction(Generic[P, R]):
             return _unpickle(data)
         raise _native.foreign_codec_error(self.function_name, language, codec)
 
-    def _save(self, function: _native.Function, store: _native.Store | None, key: str, arguments: str, value: Any, micros: int) -> None:
+    def _bound_digest(self, function: _native.Function, values: list[Any], arguments: str) -> str:
+        """The digest of the call's arguments without the files they name
+        (`arguments` when none are named): what `_changed` compares."""
+        if not _argument_files(values):
+            return arguments
+        return function.key(values[:-1])[1]  # type: ignore[no-any-return]
+
+    def _changed(self, function: _native.Function, before: str, args: Any, kwargs: Any) -> bool:
+        """After a miss computed: whether the call changed its arguments
+        (walked again, they digest differently from `before`). A hit would
+        return the result without changing them, so the host declines to
+        store it. An argument that can no longer be hashed changed too."""
+        try:
+            return function.key(self._bound_arguments(args, kwargs))[1] != before  # type: ignore[no-any-return]
+        except _native.HitSaveError:
+            return True
+
+    def _save(
+        self,
+        function: _native.Function,
+        store: _native.Store | None,
+        key: str,
+        arguments: str,
+        value: Any,
+        micros: int,
+        changed: bool = False,
+    ) -> None:
         if store is None:
             return
         data = _native.encode_portable(value) if self._codec in (None, PORTABLE) else None
@@ -498,7 +524,7 @@ class MemoFunction(Generic[P, R]):
         # With the handle the key was derived with (the function may have read
         # a value that changed while it ran: its next call gets a new identity,
         # this result belongs to the one its key names).
-        _, warning = function.finish(store, key, arguments, codec, data, micros)
+        _, warning = function.finish(store, key, arguments, codec, data, micros, changed)
         if warning is not None:
             warnings.warn(warning, NotStoredWarning, stacklevel=3)
 
@@ -545,11 +571,14 @@ class MemoFunction(Generic[P, R]):
                 again = self._lookup(store, key, cloud=False)
                 if again is not MISS:
                     return again  # type: ignore[no-any-return]
+            before = self._bound_digest(function, values, arguments)
             start = time.perf_counter_ns()
             value = self._fn(*args, **kwargs)
             micros = (time.perf_counter_ns() - start) // 1000
-            self._save(function, store, key, arguments, value, micros)
-            self._save_created(function, store, values, args, kwargs, value, micros)
+            changed = self._changed(function, before, args, kwargs)
+            self._save(function, store, key, arguments, value, micros, changed)
+            if not changed:
+                self._save_created(function, store, values, args, kwargs, value, micros)
             return value
         finally:
             if lock is not None:
@@ -593,11 +622,14 @@ class MemoFunction(Generic[P, R]):
                 if again is not MISS:
                     future.set_result(again)
                     return again
+            before = self._bound_digest(function, values, arguments)
             start = time.perf_counter_ns()
             value = await self._fn(*args, **kwargs)  # type: ignore[misc]
             micros = (time.perf_counter_ns() - start) // 1000
-            await asyncio.to_thread(self._save, function, store, key, arguments, value, micros)
-            await asyncio.to_thread(self._save_created, function, store, values, args, kwargs, value, micros)
+            changed = self._changed(function, before, args, kwargs)
+            await asyncio.to_thread(self._save, function, store, key, arguments, value, micros, changed)
+            if not changed:
+                await asyncio.to_thread(self._save_created, function, store, values, args, kwargs, value, micros)
             future.set_result(value)
             return value
         except BaseException as error:

@@ -106,7 +106,14 @@ class Function:
         self, store: Store, arguments: object, *, memory_only: bool = False
     ) -> tuple[str, str, tuple[str, str, bytes | Mapped] | HitSaveError | None]: ...
     def finish(
-        self, store: Store, key: str, arguments: str, codec: str, data: bytes | Payload, compute_micros: int
+        self,
+        store: Store,
+        key: str,
+        arguments: str,
+        codec: str,
+        data: bytes | Payload,
+        compute_micros: int,
+        changed_arguments: bool = False,
     ) -> tuple[str, str | None]: ...
     def why(self, store: Store, key: str, arguments: str) -> str: ...
 
