@@ -925,7 +925,7 @@ function memo(fn, options = {}) {
     if (FUNCTION_INFO.size >= 4096) FUNCTION_INFO.clear(); // bounded: sources made at run time could be endless
     FUNCTION_INFO.set(source, info);
   }
-  const [params, usesThis] = info;
+  const [params, usesThis, countsArguments] = info;
   const ignored = new Set();
   for (const item of ignore) {
     const index = typeof item === 'number' ? item : params.indexOf(item);
@@ -1099,7 +1099,9 @@ function memo(fn, options = {}) {
 
   function boundArguments(self, args) {
     let end = args.length;
-    while (end > 0 && args[end - 1] === undefined) end--;
+    // Trailing undefineds are missing arguments, unless the function can
+    // count them (a rest parameter, `arguments`): `f(1, undefined)` is then another call.
+    while (!countsArguments && end > 0 && args[end - 1] === undefined) end--;
     let list = end === args.length ? args : args.slice(0, end);
     if (ignored.size) list = list.filter((_, index) => !ignored.has(index));
     if (usesThis && self !== undefined && self !== globalThis) list = [self, ...list];

@@ -28,8 +28,8 @@ mod normalise;
 mod resolve;
 
 pub use declared::declared_functions;
+pub use normalise::{FunctionInfo, free_names, function_info, normalized_function};
 use normalise::{content_digest, normalize, source_type_of};
-pub use normalise::{free_names, function_info, normalized_function};
 use resolve::{Resolved, project_root, resolve};
 
 use std::collections::HashMap;

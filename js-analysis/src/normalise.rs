@@ -102,10 +102,23 @@ pub fn free_names(source: &str) -> Option<Vec<String>> {
     None
 }
 
-/// What `memo()` needs to know about a function from its own source:
-/// its parameter names (`None` for a destructured one) and whether it
-/// refers to `this` (outside nested non-arrow functions).
-pub fn function_info(source: &str) -> (Vec<Option<String>>, bool) {
+/// What `memo()` needs to know about a function from its own source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionInfo {
+    /// Its parameter names (`None` for a destructured one).
+    pub params: Vec<Option<String>>,
+    /// Whether it refers to `this`.
+    pub uses_this: bool,
+    /// Whether it can see how many arguments it was given: a rest parameter,
+    /// or `arguments` anywhere in it. Then `f(1)` and `f(1, undefined)` are
+    /// different calls (`(...xs) => xs.length` is 1 and 2); otherwise
+    /// trailing `undefined`s are the same as missing arguments.
+    pub counts_arguments: bool,
+}
+
+/// [`FunctionInfo`] of a function's source; a source that does not parse
+/// gets the cautious answers (`this` used, arguments counted).
+pub fn function_info(source: &str) -> FunctionInfo {
     let allocator = Allocator::default();
     for text in [format!("({source})"), format!("({{{source}}})")] {
         let parsed = Parser::new(&allocator, &text, SourceType::mjs()).parse();
@@ -115,9 +128,11 @@ pub fn function_info(source: &str) -> (Vec<Option<String>>, bool) {
         let semantic = SemanticBuilder::new().with_build_nodes(true).build(&parsed.program).semantic;
         let mut params: Option<Vec<Option<String>>> = None;
         let mut uses_this = false;
+        let mut counts_arguments = false;
         for node in semantic.nodes().iter() {
             match node.kind() {
                 AstKind::Function(function) if params.is_none() => {
+                    counts_arguments |= function.params.rest.is_some();
                     params = Some(
                         function
                             .params
@@ -135,6 +150,7 @@ pub fn function_info(source: &str) -> (Vec<Option<String>>, bool) {
                     );
                 }
                 AstKind::ArrowFunctionExpression(arrow) if params.is_none() => {
+                    counts_arguments |= arrow.params.rest.is_some();
                     params = Some(
                         arrow
                             .params
@@ -152,12 +168,13 @@ pub fn function_info(source: &str) -> (Vec<Option<String>>, bool) {
                     );
                 }
                 AstKind::ThisExpression(_) => uses_this = true,
+                AstKind::IdentifierReference(reference) if reference.name == "arguments" => counts_arguments = true,
                 _ => {}
             }
         }
-        return (params.unwrap_or_default(), uses_this);
+        return FunctionInfo { params: params.unwrap_or_default(), uses_this, counts_arguments };
     }
-    (Vec::new(), true)
+    FunctionInfo { params: Vec::new(), uses_this: true, counts_arguments: true }
 }
 
 #[cfg(test)]

@@ -36,15 +36,20 @@ fn free_names_are_what_a_function_reads_from_around_it() {
 }
 
 #[test]
-fn function_info_names_parameters_and_sees_this() {
-    let (params, uses_this) = function_info("function f(a, { b }, ...rest) { return a + b + rest.length; }");
-    assert_eq!(params, [Some("a".to_owned()), None, Some("rest".to_owned())]);
-    assert!(!uses_this);
-    let (_, uses_this) = function_info("function g() { return this.x; }");
-    assert!(uses_this);
-    // `this` inside a nested ordinary function is that function's own.
-    let (_, uses_this) = function_info("(x) => [x].map(function () { return x; })");
-    assert!(!uses_this);
+fn function_info_names_parameters_and_sees_this_and_argument_counts() {
+    let info = function_info("function f(a, { b }, ...rest) { return a + b + rest.length; }");
+    assert_eq!(info.params, [Some("a".to_owned()), None, Some("rest".to_owned())]);
+    assert!(!info.uses_this);
+    assert!(info.counts_arguments, "a rest parameter sees how many arguments were given");
+    let info = function_info("function g() { return this.x; }");
+    assert!(info.uses_this);
+    assert!(!info.counts_arguments);
+    assert!(function_info("function h(a) { return arguments.length; }").counts_arguments);
+    assert!(function_info("(a, b = 5) => [a, b]").params.len() == 2);
+    assert!(!function_info("(a, b = 5) => [a, b]").counts_arguments);
+    assert!(!function_info("(x) => [x].map(function () { return x; })").uses_this);
+    // Cautious when the source does not parse.
+    assert!(function_info("not a function (").counts_arguments);
 }
 
 fn write(root: &Path, relative: &str, text: &str) {

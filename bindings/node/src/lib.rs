@@ -1327,15 +1327,16 @@ pub fn configuration(env: Env) -> Result<Vec<String>> {
 #[napi]
 pub fn function_info(env: Env, source: String) -> Result<Raw> {
     let js = Js(env.raw());
-    let (params, uses_this) = analyze::function_info(&source);
-    let names: Vec<V> = params
+    let info = analyze::function_info(&source);
+    let names: Vec<V> = info
+        .params
         .iter()
         .map(|name| match name {
             Some(name) => js.str(name),
             None => js.null(),
         })
         .collect::<Result<_>>()?;
-    Ok(Raw(js.array_of(&[js.array_of(&names)?, js.boolean(uses_this)?])?))
+    Ok(Raw(js.array_of(&[js.array_of(&names)?, js.boolean(info.uses_this)?, js.boolean(info.counts_arguments)?])?))
 }
 
 /// `code2` fingerprints of `[kind, name, content digest, dep indices]` nodes (for the shared vectors).

@@ -460,6 +460,27 @@ test('a call that changes its arguments is returned, not stored', () => {
   assert.strictEqual(runs(project), 11, 'only total hits');
 });
 
+test('trailing undefined arguments: missing ones, unless the function counts its arguments', () => {
+  // (...xs) => xs.length is 1 for f(1) and 2 for f(1, undefined); a function
+  // with a default parameter cannot tell them apart and keeps one key.
+  const project = new Project({
+    'main.js': `
+      const { memo } = require(HITSAVE);
+      const fs = require('node:fs');
+      const mark = () => fs.appendFileSync(__dirname + '/runs.log', 'x');
+      const rest = memo((...xs) => { mark(); return xs.length; });
+      const args = memo(function args() { mark(); return arguments.length; });
+      const plain = memo((a, b = 5) => { mark(); return [a, b]; });
+      console.log(JSON.stringify([rest(1), rest(1, undefined), args(1), args(1, undefined), plain(1), plain(1, undefined)]));
+    `,
+  });
+  const expected = [1, 2, 1, 2, [1, 5], [1, 5]];
+  assert.deepStrictEqual(project.run('main.js').out, expected);
+  assert.strictEqual(runs(project), 5, 'plain(1, undefined) is plain(1)');
+  assert.deepStrictEqual(project.run('main.js').out, expected);
+  assert.strictEqual(runs(project), 5);
+});
+
 test('lookup, key, clear, ignore and explicit identity', () => {
   const project = new Project({
     'main.js': `
