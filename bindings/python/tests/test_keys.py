@@ -216,13 +216,23 @@ def test_equal_values_of_one_type_share_a_key(name, a, b):
     assert digest(a) == digest(b), name
 
 
-def test_keyword_order_does_not_count_even_for_kwargs():
+def test_keyword_order_counts_only_where_the_function_sees_it():
     @hitsave.memo
     def f(a, **options):
-        return 0
+        return list(options)
 
-    assert f.key(1, x=1, y=2) == f.key(1, y=2, x=1)
+    @hitsave.memo
+    def g(a, b=2):
+        return [a, b]
+
+    # A `**kwargs` dict keeps its order, which the function sees.
+    assert f(1, x=1, y=2) == ["x", "y"]
+    assert f(1, y=2, x=1) == ["y", "x"]
+    assert f.key(1, x=1, y=2) != f.key(1, y=2, x=1)
     assert f.key(a=1, x=1) == f.key(1, x=1)
+    # Named parameters bind by name: their order, and spelled-out defaults, do not count.
+    assert g.key(a=1, b=3) == g.key(b=3, a=1) == g.key(1, 3)
+    assert g.key(1) == g.key(1, b=2)
 
 
 def test_common_defaults_and_arguments_are_hashed_not_refused():

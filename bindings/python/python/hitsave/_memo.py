@@ -355,22 +355,10 @@ class MemoFunction(Generic[P, R]):
         # The general case (and every binding error, with Python's own message).
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return [
-            # Keyword order never counts (docs/python.md): `**kwargs` in key order.
-            dict(sorted(value.items())) if parameter_name == self._var_keyword else value
-            for parameter_name, value in bound.arguments.items()
-            if parameter_name not in self._ignore
-        ]
-
-    @functools.cached_property
-    def _var_keyword(self) -> str | None:
-        """The name of the ``**kwargs`` parameter, if there is one."""
-        import inspect
-
-        for parameter in self._signature.parameters.values():
-            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                return parameter.name
-        return None
+        # Named parameters bind by name, so their keyword order never counts;
+        # a `**kwargs` dict keeps the order it was given in, which the
+        # function sees (`list(options)`, `pd.DataFrame(columns)`).
+        return [value for parameter_name, value in bound.arguments.items() if parameter_name not in self._ignore]
 
     @functools.cached_property
     def _fast_binding(self) -> tuple[tuple[str, ...], dict[str, Any]] | None:
