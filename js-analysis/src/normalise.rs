@@ -107,7 +107,7 @@ pub fn free_names(source: &str) -> Option<Vec<String>> {
 pub struct FunctionInfo {
     /// Its parameter names (`None` for a destructured one).
     pub params: Vec<Option<String>>,
-    /// Whether it refers to `this`.
+    /// Whether it refers to `this` (or `super`, which calls with it).
     pub uses_this: bool,
     /// Whether it can see how many arguments it was given: a rest parameter,
     /// or `arguments` anywhere in it. Then `f(1)` and `f(1, undefined)` are
@@ -167,7 +167,8 @@ pub fn function_info(source: &str) -> FunctionInfo {
                             .collect(),
                     );
                 }
-                AstKind::ThisExpression(_) => uses_this = true,
+                // `super.calc(x)` calls with this `this`: the instance counts.
+                AstKind::ThisExpression(_) | AstKind::Super(_) => uses_this = true,
                 AstKind::IdentifierReference(reference) if reference.name == "arguments" => counts_arguments = true,
                 _ => {}
             }

@@ -48,6 +48,7 @@ fn function_info_names_parameters_and_sees_this_and_argument_counts() {
     assert!(function_info("(a, b = 5) => [a, b]").params.len() == 2);
     assert!(!function_info("(a, b = 5) => [a, b]").counts_arguments);
     assert!(!function_info("(x) => [x].map(function () { return x; })").uses_this);
+    assert!(function_info("calc2(x) { return super.calc(x); }").uses_this, "super calls with this");
     // Cautious when the source does not parse.
     assert!(function_info("not a function (").counts_arguments);
 }

@@ -675,11 +675,16 @@ test('methods: this is part of the key when the function uses it', () => {
       out.sameKey = Scaler.prototype.apply.key.call(a, 5) !== Scaler.prototype.apply.key.call(b, 5);
       const bare = memo(function bare(x) { return this === undefined || this === globalThis ? x : -x; });
       out.bare = [bare(4), bare.why(4)];
+      // super.calc(x) calls with this instance: it counts as this does.
+      class Doubler extends Scaler { twice(x) { return super.times(x) * 2; } }
+      Scaler.prototype.times = function (x) { return this.k * x; };
+      Doubler.prototype.twice = memo(Doubler.prototype.twice);
+      out.super = [new Doubler(2).twice(5), new Doubler(3).twice(5)];
       console.log(JSON.stringify(out));
     `,
   });
   assert.deepStrictEqual(project.run('main.js').out, {
-    a: 10, b: 15, again: 10, plain: [1, 1], runs: 3, why: ['hit', 'miss'], sameKey: true, bare: [4, 'hit'],
+    a: 10, b: 15, again: 10, plain: [1, 1], runs: 3, why: ['hit', 'miss'], sameKey: true, bare: [4, 'hit'], super: [20, 30],
   });
 });
 
