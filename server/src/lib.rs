@@ -442,7 +442,7 @@ async fn whoami(State(state): State<AppState>, auth: Auth) -> Result<Json<serde_
 async fn create_project_route(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<NewProject>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
     let Some(admin) = state.admin_token.clone() else {
         return Err(ApiError::forbidden("creating projects over HTTP is disabled (no admin token configured)"));
@@ -455,6 +455,9 @@ async fn create_project_route(
     if blake3::hash(presented.as_bytes()) != blake3::hash(admin.as_bytes()) {
         return Err(ApiError::unauthorized("wrong admin token"));
     }
+    // The body is read only once the token is right: a caller without it
+    // learns nothing from how its body is parsed.
+    let JsonBody(body) = JsonBody::<NewProject>::from_request(request, &state).await?;
     let metadata = state.metadata.clone();
     let (project, key) = blocking(move || create_project(metadata.as_ref(), &body.name)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "project": project, "key": key }))))

@@ -137,6 +137,17 @@ fn health_and_authentication() {
         .send()
         .unwrap();
     assert_eq!(error_code(wrong_admin).0, StatusCode::UNAUTHORIZED);
+    // Without the token the body is not even read: a malformed one is 401 too, not 400.
+    for token in [None, Some("nope")] {
+        let mut request = http.post(format!("{}/v1/projects", server.base)).body("{not json");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        assert_eq!(error_code(request.send().unwrap()).0, StatusCode::UNAUTHORIZED, "{token:?}");
+    }
+    let garbled =
+        http.post(format!("{}/v1/projects", server.base)).bearer_auth(ADMIN).body("{not json").send().unwrap();
+    assert_eq!(error_code(garbled).0, StatusCode::BAD_REQUEST, "with the token, the body's error");
     let unknown = http.get(format!("{}/v1/nothing", server.base)).send().unwrap();
     assert_eq!(error_code(unknown), (StatusCode::NOT_FOUND, "not_found".into()));
     let method = http.patch(format!("{}/v1/evals", server.base)).send().unwrap();
