@@ -287,6 +287,12 @@ function arrayExtras(array) {
   return ownNonIndex(array, ['length']);
 }
 
+/** The `[text, digest]` pairs of the files an argument list names (its last item `['hitsave:files', …]`), or none. */
+function argumentFiles(list) {
+  const last = list[list.length - 1];
+  return Array.isArray(last) && last.length === 2 && last[0] === 'hitsave:files' ? last[1] : [];
+}
+
 /**
  * An array with properties of its own besides its elements, as
  * `[its elements (a plain copy), { those properties }]` for its key, or a
@@ -1039,12 +1045,8 @@ function memo(fn, options = {}) {
   function createdKey(s, self, args, before) {
     if (!filesInKey(s)) return null;
     const after = argumentList(self, args);
-    const filesOf = (list) => {
-      const last = list[list.length - 1];
-      return Array.isArray(last) && last.length === 2 && last[0] === 'hitsave:files' ? last[1] : [];
-    };
-    const known = new Map(filesOf(before));
-    const now = filesOf(after);
+    const known = new Map(argumentFiles(before));
+    const now = argumentFiles(after);
     if (now.some(([text, digest]) => known.has(text) && known.get(text) !== digest)) return null;
     if (!now.some(([text]) => !known.has(text))) return null;
     return native.argumentsKey(s.handle, after);
@@ -1123,9 +1125,7 @@ function memo(fn, options = {}) {
   // Before a miss computes: the digest of the call's arguments without the
   // files they name (`digest` when none are named), for `changedSync`/`changedAsync`.
   function boundDigest(s, list, digest) {
-    const last = list[list.length - 1];
-    const files = Array.isArray(last) && last.length === 2 && last[0] === 'hitsave:files';
-    return files ? native.argumentsKey(s.handle, list.slice(0, -1))[1] : digest;
+    return argumentFiles(list).length ? native.argumentsKey(s.handle, list.slice(0, -1))[1] : digest;
   }
   // After a miss computed: whether the call changed its arguments (read
   // again, they digest differently from `before`). A hit would return the
@@ -1142,12 +1142,8 @@ function memo(fn, options = {}) {
   // loop turning between them).
   async function changedAsync(s, self, args, before) {
     try {
-      let next = native.lookupCallAsync(s.handle, boundArguments(self, args));
-      while (typeof next === 'number') {
-        await new Promise(setImmediate);
-        next = native.lookupCallResume(next);
-      }
-      const [, after] = Array.isArray(next) ? next : await next;
+      const { answer } = await walkedOn(native.lookupCallAsync(s.handle, boundArguments(self, args)));
+      const [, after] = await answer;
       return after !== before;
     } catch {
       return true;
@@ -1263,15 +1259,24 @@ function memo(fn, options = {}) {
     return lookedUp(self, args, first, recheck, list);
   }
 
+  // What `lookupCallAsync` answered (`next`), once its walk is done: a paused
+  // walk (a number) goes on after each turn of the event loop. Boxed as
+  // `{ answer }`: an async function would otherwise settle the lookup's own
+  // promise, which callers tell from a hit's array.
+  async function walkedOn(next) {
+    while (typeof next === 'number') {
+      await new Promise(setImmediate);
+      next = native.lookupCallResume(next);
+    }
+    return { answer: next };
+  }
+
   // Arguments that take long to read are read in slices (a few ms each),
   // the event loop turning between them; `id` is the paused walk.
   async function walking(self, args, id, recheck, list) {
-    let next = id;
+    let next;
     try {
-      while (typeof next === 'number') {
-        await new Promise(setImmediate);
-        next = native.lookupCallResume(next);
-      }
+      ({ answer: next } = await walkedOn(id));
     } catch (error) {
       throw locate(error, functionName);
     }
