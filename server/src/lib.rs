@@ -525,6 +525,13 @@ fn discard_for(body: Body, linger: std::time::Duration) {
     });
 }
 
+/// Where an upload's bytes go as they arrive: a temporary file, stored once
+/// verified, or the blob store itself ([`storage::Blobs::begin_upload`]).
+enum Sink {
+    File(tokio::fs::File),
+    Store(storage::Upload),
+}
+
 async fn put_blob(
     State(state): State<AppState>,
     Extension(metrics): Extension<Arc<observe::Metrics>>,
@@ -572,16 +579,16 @@ async fn put_blob(
     };
     // An object store gets the bytes while they arrive (its upload overlaps
     // the client's); otherwise they go to a temporary file, stored once verified.
-    let mut upload = {
+    let upload = {
         let (blobs, wanted) = (state.blobs.clone(), digest.clone());
         blocking(move || blobs.begin_upload(&wanted)).await?
     };
-    let (mut file, guard) = match upload {
-        Some(_) => (None, TempGuard(None)),
+    let (mut sink, guard) = match upload {
+        Some(upload) => (Sink::Store(upload), TempGuard(None)),
         None => {
             let temp = state.blobs.temp_dir().join(format!("upload-{}", random_hex(12)?));
             let file = tokio::fs::File::create(&temp).await?;
-            (Some(file), TempGuard(Some(temp)))
+            (Sink::File(file), TempGuard(Some(temp)))
         }
     };
     let mut hasher = blake3::Hasher::new();
@@ -613,10 +620,9 @@ async fn put_blob(
         }
         if write_failed.is_none() {
             hasher.update(&chunk);
-            let written = match (&mut file, &mut upload) {
-                (Some(file), _) => file.write_all(&chunk).await.map_err(ApiError::from),
-                (None, Some(upload)) => upload.write(chunk).await,
-                (None, None) => Ok(()),
+            let written = match &mut sink {
+                Sink::File(file) => file.write_all(&chunk).await.map_err(ApiError::from),
+                Sink::Store(upload) => upload.write(chunk).await,
             };
             if let Err(error) = written {
                 write_failed = Some(error);
@@ -629,7 +635,7 @@ async fn put_blob(
     if let Some((used, quota)) = quota {
         check_quota(used, size, quota)?;
     }
-    if let Some(file) = file {
+    if let Sink::File(file) = &sink {
         file.sync_all().await?;
     }
     let actual = format!("blob1_{}", hasher.finalize().to_hex());
@@ -641,7 +647,7 @@ async fn put_blob(
             format!("the uploaded bytes hash to {actual}, not {digest}"),
         ));
     }
-    if let Some(upload) = upload {
+    if let Sink::Store(upload) = sink {
         upload.finish().await?;
     }
     let (metadata, blobs) = (state.metadata.clone(), state.blobs.clone());
