@@ -101,9 +101,11 @@ fn has_identity(value: &Bound<'_, PyAny>) -> PyResult<bool> {
         return Ok(true);
     }
     static OBJECT_HASH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let object_hash = OBJECT_HASH.import(value.py(), "builtins", "object")?.getattr("__hash__")?;
+    let py = value.py();
+    let object_hash = OBJECT_HASH
+        .get_or_try_init(py, || PyResult::Ok(py.get_type::<pyo3::types::PyAny>().getattr("__hash__")?.unbind()))?;
     let hash = kind.getattr("__hash__")?;
-    Ok(hash.is_none() || hash.is(&object_hash))
+    Ok(hash.is_none() || hash.is(object_hash.bind(py)))
 }
 
 /// The objects with an identity ([`has_identity`]) this walk has written, by
