@@ -535,6 +535,99 @@ fn a_newer_schema_is_refused_without_changes() {
     assert_eq!(error.code(), "store_too_new");
 }
 
+/// A store as builds with schema 2 wrote it (digests as text): this build
+/// migrates it on open, keeping every record, result and queued upload, and a
+/// process of the older build that had it open fails instead of writing text
+/// rows into the new tables.
+#[test]
+fn a_schema_2_store_is_migrated_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite_connection(&dir.path().join("index.sqlite"));
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+        CREATE TABLE evals (
+            key TEXT PRIMARY KEY NOT NULL, function_id TEXT NOT NULL, function_name TEXT NOT NULL,
+            language TEXT NOT NULL, arguments TEXT NOT NULL, codec TEXT NOT NULL, result TEXT NOT NULL,
+            inline BLOB, size INTEGER NOT NULL, compute_micros INTEGER NOT NULL, created INTEGER NOT NULL,
+            last_access INTEGER NOT NULL, hits INTEGER NOT NULL DEFAULT 0, graph TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX evals_by_result ON evals(result) WHERE inline IS NULL;
+        CREATE TABLE graphs (fingerprint TEXT PRIMARY KEY NOT NULL, root TEXT NOT NULL, nodes TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE functions (name TEXT PRIMARY KEY NOT NULL, language TEXT NOT NULL, graph TEXT, seen INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE totals (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO totals VALUES ('evictions', 3);
+        CREATE TABLE outbox (key TEXT PRIMARY KEY NOT NULL, queued INTEGER NOT NULL) WITHOUT ROWID;
+        PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    let fingerprint = Digest::new(DigestKind::Code, *blake3::hash(b"code").as_bytes()).to_string();
+    let large = content(0);
+    let large_digest = Digest::blob(&large);
+    let hex = large_digest.hex();
+    std::fs::create_dir_all(dir.path().join("blobs").join(&hex[..2])).unwrap();
+    std::fs::write(dir.path().join("blobs").join(&hex[..2]).join(&hex[2..]), &large).unwrap();
+    // (label, function id, inline bytes, result bytes, graph)
+    type Row<'a> = (&'a str, String, Option<&'a [u8]>, &'a [u8], Option<&'a str>);
+    let rows: [Row; 3] = [
+        ("small", fingerprint.clone(), Some(b"small"), b"small", Some(&fingerprint)),
+        ("explicit", "f@1".into(), Some(b"other"), b"other", None),
+        ("large", fingerprint.clone(), None, &large, Some(&fingerprint)),
+    ];
+    for (label, function_id, inline, bytes, graph) in &rows {
+        conn.execute(
+            "INSERT INTO evals VALUES (?1, ?2, 'f', 'rust', ?3, 'raw', ?4, ?5, ?6, 7, 100, 200, 4, ?7)",
+            rusqlite::params![
+                key(label).to_string(),
+                function_id,
+                eval(label, "f", 0).arguments.to_string(),
+                Digest::blob(bytes).to_string(),
+                inline,
+                bytes.len() as i64,
+                graph,
+            ],
+        )
+        .unwrap();
+    }
+    conn.execute("INSERT INTO outbox VALUES (?1, 5)", [key("large").to_string()]).unwrap();
+    // An older build's process, its statement prepared before the migration.
+    let mut older = conn.prepare("INSERT INTO evals (key, function_id, function_name, language, arguments, codec, result, size, compute_micros, created, last_access) VALUES ('k', 'f', 'f', 'rust', 'a', 'raw', 'r', 0, 0, 0, 0)").unwrap();
+
+    let store = Cache::open(&config(dir.path())).unwrap();
+    for (label, function_id, _, bytes, graph) in &rows {
+        let record = store.record(&key(label).to_string()).unwrap().expect("kept");
+        assert_eq!(record.key, key(label).to_string());
+        assert_eq!(&record.function_id, function_id);
+        assert_eq!(record.arguments, eval(label, "f", 0).arguments.to_string());
+        assert_eq!(record.result, Digest::blob(bytes).to_string());
+        assert_eq!(record.graph.as_deref(), *graph);
+        assert_eq!((record.hits, record.created, record.last_access), (4, 100, 200));
+        assert_eq!(store.get(&key(label)).unwrap().expect("a hit").data.bytes(), *bytes);
+    }
+    assert_eq!(store.outbox(10).unwrap(), vec![key("large").to_string()]);
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.evals, stats.size, stats.evictions, stats.schema_version), (3, 10 + large.len() as u64, 3, 3));
+    assert!(store.verify(|_, _| {}).unwrap().corrupt.is_empty());
+    // Digests are blobs now, and an identity that is the graph's fingerprint is not kept twice.
+    let index = rusqlite_connection(&dir.path().join("index.sqlite"));
+    let (key_type, ids): (String, i64) = index
+        .query_row(
+            "SELECT typeof(key), count(function_id) FROM records WHERE key = (SELECT min(key) FROM records)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(key_type, "blob");
+    let kept_ids: i64 = index.query_row("SELECT count(function_id) FROM records", [], |row| row.get(0)).unwrap();
+    assert_eq!(kept_ids, 1, "only the explicit identity is kept beside its graph ({ids})");
+    let error = older.execute([]).expect_err("the older build's statement fails");
+    assert!(error.to_string().contains("no such table"), "{error}");
+    // Puts, evictions and clears after the migration keep the size total exact.
+    store.put(core(), &eval("after", "g", 10), &content(1)).unwrap();
+    store.clear(Some("f")).unwrap();
+    assert_eq!(store.stats().unwrap().size, content(1).len() as u64);
+    assert_eq!(store.stats().unwrap().blobs, 0, "the migrated large result's blob went with its record");
+}
+
 fn rusqlite_connection(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
@@ -760,7 +853,7 @@ fn the_size_total_stays_exact_through_puts_evictions_clears_and_other_writers() 
     other.wait_for_eviction();
     let index = rusqlite::Connection::open(dir.path().join("index.sqlite")).unwrap();
     let kept: i64 = index.query_row("SELECT value FROM totals WHERE name = 'size'", [], |row| row.get(0)).unwrap();
-    let scanned: i64 = index.query_row("SELECT coalesce(sum(size), 0) FROM evals", [], |row| row.get(0)).unwrap();
+    let scanned: i64 = index.query_row("SELECT coalesce(sum(size), 0) FROM records", [], |row| row.get(0)).unwrap();
     assert_eq!(kept, scanned);
     assert_eq!(store.stats().unwrap().size as i64, scanned);
     assert!(scanned <= 100_000 + 5000, "{scanned}");

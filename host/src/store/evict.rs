@@ -45,7 +45,7 @@ const OVERSHOOT: f64 = 0.25;
 
 impl Store {
     /// The exact total size of the results: one row the triggers keep
-    /// (`ensure_size_total`); a scan only for a read-only store opened on an
+    /// (`schema::SIZE_TOTAL`); a scan only for a read-only store opened on an
     /// index no writer has given the triggers yet.
     pub(super) fn total_size(&self) -> Result<u64> {
         self.with_db(|conn| {
@@ -53,7 +53,7 @@ impl Store {
                 conn.query_row("SELECT value FROM totals WHERE name = 'size'", [], |row| row.get(0)).optional()?;
             Ok(match kept {
                 Some(total) => total.max(0) as u64,
-                None => conn.query_row("SELECT total(size) FROM evals", [], |row| row.get::<_, f64>(0))? as u64,
+                None => conn.query_row("SELECT total(size) FROM records", [], |row| row.get::<_, f64>(0))? as u64,
             })
         })
     }
@@ -187,11 +187,11 @@ impl Store {
         loop {
             let rows: Vec<(String, Entry)> = self.with_db(|conn| {
                 let mut statement = conn.prepare_cached(
-                    "SELECT key, size, compute_micros, last_access, hits FROM evals WHERE key > ?1 ORDER BY key LIMIT ?2",
+                    "SELECT key, size, compute_micros, last_access, hits FROM records WHERE key > ?1 ORDER BY key LIMIT ?2",
                 )?;
-                let rows = statement.query_map(params![after, page as i64], |row| {
+                let rows = statement.query_map(params![PackedText(&after), page as i64], |row| {
                     Ok((
-                        row.get::<_, String>(0)?,
+                        row.get::<_, Unpacked>(0)?.0,
                         Entry {
                             size: row.get::<_, i64>(1)?.max(0) as u64,
                             compute_micros: row.get::<_, i64>(2)?.max(0) as u64,
@@ -231,10 +231,12 @@ impl Store {
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let mut deleted = 0u64;
                 for (key, size) in chunk {
-                    let removed: Option<(String, bool)> = tx
-                        .query_row("DELETE FROM evals WHERE key = ?1 RETURNING result, inline IS NULL", [key], |row| {
-                            Ok((row.get(0)?, row.get(1)?))
-                        })
+                    let removed: Option<(Digest, bool)> = tx
+                        .query_row(
+                            "DELETE FROM records WHERE key = ?1 RETURNING result, inline IS NULL",
+                            [PackedText(key)],
+                            |row| Ok((result_column(row, 0)?, row.get(1)?)),
+                        )
                         .optional()?;
                     let Some((result, blob)) = removed else { continue };
                     deleted += 1;
@@ -279,7 +281,7 @@ impl Store {
                 for name in &names {
                     let Ok(digest) = Digest::parse(&format!("blob1_{shard}{name}")) else { continue };
                     let present = self.dir.metadata(blob_path(&digest)).is_ok();
-                    remove_blob_if_unused(&self.dir, &tx, &digest.to_string())?;
+                    remove_blob_if_unused(&self.dir, &tx, &digest)?;
                     if present && self.dir.metadata(blob_path(&digest)).is_err() {
                         report.orphan_blobs += 1;
                     }
@@ -334,10 +336,10 @@ mod tests {
         }
         let rows: Vec<(String, Entry)> = store
             .with_db(|conn| {
-                let mut statement = conn.prepare("SELECT key, size, compute_micros, last_access, hits FROM evals")?;
+                let mut statement = conn.prepare("SELECT key, size, compute_micros, last_access, hits FROM records")?;
                 let rows = statement.query_map([], |row| {
                     Ok((
-                        row.get::<_, String>(0)?,
+                        row.get::<_, Unpacked>(0)?.0,
                         Entry {
                             size: row.get::<_, i64>(1)? as u64,
                             compute_micros: row.get::<_, i64>(2)? as u64,
@@ -360,8 +362,8 @@ mod tests {
         let (count, bytes) = store.evict_paged(core, target, 7, 5).unwrap();
         let kept: std::collections::HashSet<String> = store
             .with_db(|conn| {
-                let mut statement = conn.prepare("SELECT key FROM evals")?;
-                let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+                let mut statement = conn.prepare("SELECT key FROM records")?;
+                let rows = statement.query_map([], |row| Ok(row.get::<_, Unpacked>(0)?.0))?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
             })
             .unwrap();

@@ -71,10 +71,10 @@ impl RecentHits {
 pub(super) fn write_hits(conn: &mut Connection, hits: &HashMap<String, (u64, u64)>) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
-        let mut statement =
-            tx.prepare_cached("UPDATE evals SET hits = hits + ?2, last_access = max(last_access, ?3) WHERE key = ?1")?;
+        let mut statement = tx
+            .prepare_cached("UPDATE records SET hits = hits + ?2, last_access = max(last_access, ?3) WHERE key = ?1")?;
         for (key, (count, at)) in hits {
-            statement.execute(params![key, *count as i64, *at as i64])?;
+            statement.execute(params![PackedText(key), *count as i64, *at as i64])?;
         }
     }
     tx.commit()?;

@@ -54,17 +54,19 @@ mod evict;
 mod hits;
 mod lock;
 mod outbox;
+mod packed;
 mod report;
 mod schema;
 
 pub use evict::GcReport;
 use hits::{Flusher, PendingHits, RecentHits};
 pub use lock::{ComputeLock, TryLock};
+use packed::{Packed, PackedText, Unpacked};
 pub use report::{FunctionSummary, Stats, VerifyReport, WhyGroup, WhyReport};
-use schema::{BUSY_TIMEOUT, MIGRATIONS, enable_wal, ensure_additive_tables, missing_table};
+use schema::{BUSY_TIMEOUT, enable_wal, ensure_additive_tables, migrations, missing_table};
 
 /// The schema this build writes. Older stores are migrated forward on open.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Eviction brings the store down to this fraction of the budget, so a
 /// store at its budget does not evict on every put.
@@ -372,40 +374,48 @@ fn parse_result_digest(text: &str) -> Result<Digest> {
     Ok(digest)
 }
 
-const RECORD_COLUMNS: &str = "key, function_id, function_name, language, arguments, codec, result, \
+const RECORD_COLUMNS: &str = "key, coalesce(function_id, graph), function_name, language, arguments, codec, result, \
      inline IS NOT NULL, size, compute_micros, created, last_access, hits, graph";
-const GET_SQL: &str = "SELECT codec, language, result, size, inline FROM evals WHERE key = ?1";
+const GET_SQL: &str = "SELECT codec, language, result, size, inline FROM records WHERE key = ?1";
 
 fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EvalRecord> {
     Ok(EvalRecord {
-        key: row.get(0)?,
-        function_id: row.get(1)?,
+        key: row.get::<_, Unpacked>(0)?.0,
+        function_id: row.get::<_, Unpacked>(1)?.0,
         function_name: row.get(2)?,
         language: row.get(3)?,
-        arguments: row.get(4)?,
+        arguments: row.get::<_, Unpacked>(4)?.0,
         codec: row.get(5)?,
-        result: row.get(6)?,
+        result: row.get::<_, Unpacked>(6)?.0,
         inline: row.get(7)?,
         size: row.get::<_, i64>(8)? as u64,
         compute_micros: row.get::<_, i64>(9)? as u64,
         created: row.get::<_, i64>(10)? as u64,
         last_access: row.get::<_, i64>(11)? as u64,
         hits: row.get::<_, i64>(12)? as u64,
-        graph: row.get(13)?,
+        graph: row.get::<_, Option<Unpacked>>(13)?.map(|graph| graph.0),
     })
 }
 
 /// Deletes a blob file once no row refers to it. Only called inside a write
 /// transaction, so a concurrent put cannot come to rely on it meanwhile.
-fn remove_blob_if_unused(dir: &Dir, tx: &rusqlite::Transaction<'_>, result: &str) -> Result<()> {
-    let still_used: bool =
-        tx.query_row("SELECT EXISTS (SELECT 1 FROM evals WHERE result = ?1 AND inline IS NULL)", [result], |row| {
-            row.get(0)
-        })?;
+fn remove_blob_if_unused(dir: &Dir, tx: &rusqlite::Transaction<'_>, result: &Digest) -> Result<()> {
+    let still_used: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM records WHERE result = ?1 AND inline IS NULL)",
+        [Packed(result)],
+        |row| row.get(0),
+    )?;
     if !still_used {
-        let _ = dir.remove_file(blob_path(&parse_result_digest(result)?));
+        let _ = dir.remove_file(blob_path(result));
     }
     Ok(())
+}
+
+/// A result digest as a column holds it.
+fn result_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Digest> {
+    let text = row.get::<_, Unpacked>(index)?.0;
+    parse_result_digest(&text)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, Box::new(err)))
 }
 
 /// The root's `code2` fingerprint and the JSON of a graph, or `None` when
@@ -510,7 +520,7 @@ impl Store {
             // Migrate under the write lock; re-read the version in case another process did it first.
             let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
             let current: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
-            for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            for (index, migration) in migrations().iter().enumerate().skip(current as usize) {
                 tx.execute_batch(migration)?;
                 tx.pragma_update(None, "user_version", index as i64 + 1)?;
             }
@@ -564,32 +574,31 @@ impl Store {
         let found = self.with_db(|conn| {
             let mut statement = conn.prepare_cached(GET_SQL)?;
             Ok(statement
-                .query_row([&key_text], |row| {
+                .query_row([Packed(key)], |row| {
                     Ok((
                         row.get::<_, String>(0)?,
                         row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
+                        result_column(row, 2)?,
                         row.get::<_, i64>(3)? as u64,
                         row.get::<_, Option<Vec<u8>>>(4)?,
                     ))
                 })
                 .optional()?)
         })?;
-        let Some((codec, language, result, size, inline)) = found else { return Ok(None) };
-        let expected = parse_result_digest(&result)?;
+        let Some((codec, language, expected, size, inline)) = found else { return Ok(None) };
         let is_inline = inline.is_some();
         let data = match inline {
             Some(bytes) => ResultData::Inline(bytes),
             None => match self.map_blob(&expected)? {
                 Some(map) => ResultData::Mapped(map),
                 None => {
-                    self.remove_corrupt(&key_text)?;
+                    self.remove_corrupt(key)?;
                     return Ok(None);
                 }
             },
         };
         if crate::hash::blob_digest(data.bytes()) != expected || data.bytes().len() as u64 != size {
-            self.remove_corrupt(&key_text)?;
+            self.remove_corrupt(key)?;
             return Ok(None);
         }
         if let ResultData::Inline(bytes) = &data {
@@ -626,23 +635,24 @@ impl Store {
 
     /// Drops an entry whose bytes failed verification (and its blob, if no
     /// other entry uses it).
-    fn remove_corrupt(&self, key: &str) -> Result<()> {
+    fn remove_corrupt(&self, key: &Digest) -> Result<()> {
         self.forget_recent();
         if self.read_only {
             return Ok(());
         }
         self.with_db(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let removed: Option<(String, bool)> = tx
-                .query_row("DELETE FROM evals WHERE key = ?1 RETURNING result, inline IS NULL", [key], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
+            let removed: Option<(Digest, bool)> = tx
+                .query_row(
+                    "DELETE FROM records WHERE key = ?1 RETURNING result, inline IS NULL",
+                    [Packed(key)],
+                    |row| Ok((result_column(row, 0)?, row.get(1)?)),
+                )
                 .optional()?;
             if let Some((result, true)) = removed {
                 // A corrupt blob is removed even if other rows use it: they would fail too.
-                let digest = parse_result_digest(&result)?;
-                tx.execute("DELETE FROM evals WHERE result = ?1 AND inline IS NULL", [&result])?;
-                let _ = self.dir.remove_file(blob_path(&digest));
+                tx.execute("DELETE FROM records WHERE result = ?1 AND inline IS NULL", [Packed(&result)])?;
+                let _ = self.dir.remove_file(blob_path(&result));
             }
             tx.commit()?;
             Ok(())
@@ -767,29 +777,29 @@ impl Store {
             None => None,
         };
         let time = now() as i64;
-        let key_text = eval.key.to_string();
-        let arguments_text = eval.arguments.to_string();
-        let result_text = digest.to_string();
+        let fingerprint = graph_row.as_ref().map(|(fingerprint, _)| fingerprint.as_str());
+        // An identity that is the graph's fingerprint is kept once (NULL: the graph's).
+        let function_id = (fingerprint != Some(eval.function_id.as_str())).then(|| PackedText(&eval.function_id));
         let insert_eval = |conn: &Connection| -> Result<usize> {
             let mut statement = conn.prepare_cached(
-                "INSERT INTO evals (key, function_id, function_name, language, arguments, codec, result, inline, size,
+                "INSERT INTO records (key, function_id, function_name, language, arguments, codec, result, inline, size,
                                     compute_micros, created, last_access, hits, graph)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 0, ?12)
                  ON CONFLICT(key) DO NOTHING",
             )?;
             Ok(statement.execute(params![
-                key_text,
-                eval.function_id,
+                Packed(&eval.key),
+                function_id,
                 eval.function_name,
                 eval.language,
-                arguments_text,
+                Packed(&eval.arguments),
                 eval.codec,
-                result_text,
+                Packed(digest),
                 inline_bytes,
                 size as i64,
                 eval.compute_micros as i64,
                 time,
-                graph_row.as_ref().map(|(fingerprint, _)| fingerprint),
+                fingerprint.map(PackedText),
             ])?)
         };
         let outcome = self.with_db(|conn| {
@@ -943,15 +953,15 @@ impl Store {
         self.flush_hits()?;
         let removed = self.with_db(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let rows: Vec<(String, bool)> = {
+            let rows: Vec<(Digest, bool)> = {
                 let mut statement = tx.prepare(
-                    "DELETE FROM evals WHERE (?1 IS NULL OR function_name = ?1) RETURNING result, inline IS NULL",
+                    "DELETE FROM records WHERE (?1 IS NULL OR function_name = ?1) RETURNING result, inline IS NULL",
                 )?;
                 statement
-                    .query_map([function_name], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .query_map([function_name], |row| Ok((result_column(row, 0)?, row.get(1)?)))?
                     .collect::<rusqlite::Result<_>>()?
             };
-            let mut blobs: Vec<&String> = rows.iter().filter(|(_, blob)| *blob).map(|(digest, _)| digest).collect();
+            let mut blobs: Vec<&Digest> = rows.iter().filter(|(_, blob)| *blob).map(|(digest, _)| digest).collect();
             blobs.sort();
             blobs.dedup();
             for result in blobs {
@@ -977,7 +987,11 @@ impl Store {
     pub fn record(&self, key: &str) -> Result<Option<EvalRecord>> {
         self.with_db(|conn| {
             Ok(conn
-                .query_row(&format!("SELECT {RECORD_COLUMNS} FROM evals WHERE key = ?1"), [key], record_from_row)
+                .query_row(
+                    &format!("SELECT {RECORD_COLUMNS} FROM records WHERE key = ?1"),
+                    [PackedText(key)],
+                    record_from_row,
+                )
                 .optional()?)
         })
     }
@@ -987,7 +1001,7 @@ impl Store {
         self.flush_hits()?;
         self.with_db(|conn| {
             let mut statement = conn.prepare(&format!(
-                "SELECT {RECORD_COLUMNS} FROM evals WHERE (?1 IS NULL OR function_name = ?1) ORDER BY created DESC, key"
+                "SELECT {RECORD_COLUMNS} FROM records WHERE (?1 IS NULL OR function_name = ?1) ORDER BY created DESC, key"
             ))?;
             Ok(statement.query_map([function_name], record_from_row)?.collect::<rusqlite::Result<_>>()?)
         })

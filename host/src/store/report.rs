@@ -89,7 +89,7 @@ impl Store {
     /// are reported and removed. `progress(done, total)` is called as it goes.
     pub fn verify(&self, mut progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
         let total = self
-            .with_db(|conn| Ok(conn.query_row("SELECT count(*) FROM evals", [], |row| row.get::<_, i64>(0))?))?
+            .with_db(|conn| Ok(conn.query_row("SELECT count(*) FROM records", [], |row| row.get::<_, i64>(0))?))?
             as u64;
         let mut report = VerifyReport::default();
         // Page by page, by key: memory stays bounded whatever the number of
@@ -98,9 +98,9 @@ impl Store {
         loop {
             let page: Vec<EvalRecord> = self.with_db(|conn| {
                 let mut statement = conn.prepare_cached(&format!(
-                    "SELECT {RECORD_COLUMNS} FROM evals WHERE key > ?1 ORDER BY key LIMIT {VERIFY_PAGE}"
+                    "SELECT {RECORD_COLUMNS} FROM records WHERE key > ?1 ORDER BY key LIMIT {VERIFY_PAGE}"
                 ))?;
-                Ok(statement.query_map([&after], record_from_row)?.collect::<rusqlite::Result<_>>()?)
+                Ok(statement.query_map([PackedText(&after)], record_from_row)?.collect::<rusqlite::Result<_>>()?)
             })?;
             let Some(last) = page.last() else { break };
             after = last.key.clone();
@@ -108,7 +108,7 @@ impl Store {
                 let key = Digest::parse(&record.key)?;
                 if !self.verify_one(&key, record)? {
                     report.corrupt.push(record.key.clone());
-                    self.remove_corrupt(&record.key)?;
+                    self.remove_corrupt(&key)?;
                 }
                 report.checked += 1;
                 progress(report.checked, total.max(report.checked));
@@ -122,7 +122,7 @@ impl Store {
         let bytes = if record.inline {
             let inline: Option<Vec<u8>> = self.with_db(|conn| {
                 Ok(conn
-                    .query_row("SELECT inline FROM evals WHERE key = ?1", [key.to_string()], |row| row.get(0))
+                    .query_row("SELECT inline FROM records WHERE key = ?1", [Packed(key)], |row| row.get(0))
                     .optional()?
                     .flatten())
             })?;
@@ -148,7 +148,7 @@ impl Store {
         self.with_db(|conn| {
             let mut statement = conn.prepare(
                 "SELECT function_name, group_concat(DISTINCT language), count(*), sum(size), sum(hits), max(last_access)
-                 FROM evals GROUP BY function_name ORDER BY function_name",
+                 FROM records GROUP BY function_name ORDER BY function_name",
             )?;
             Ok(statement
                 .query_map([], |row| {
@@ -177,7 +177,7 @@ impl Store {
                 "SELECT count(*), count(DISTINCT function_name), coalesce(sum(size), 0),
                         coalesce(sum(CASE WHEN inline IS NULL THEN 0 ELSE size END), 0), coalesce(sum(hits), 0),
                         (SELECT value FROM totals WHERE name = 'evictions'), (SELECT user_version FROM pragma_user_version)
-                 FROM evals",
+                 FROM records",
                 [],
                 |row| {
                     Ok((
@@ -227,18 +227,19 @@ impl Store {
     /// [`Store::why`] over the results of one argument digest only (`None`:
     /// every result of the function).
     pub fn why_of(&self, core: &Core, function_name: &str, arguments: Option<&Digest>) -> Result<WhyReport> {
-        let arguments = arguments.map(Digest::to_string);
         let (current, groups) = self.with_db(|conn| {
             let current: Option<String> = conn
                 .query_row("SELECT graph FROM functions WHERE name = ?1", [function_name], |row| row.get(0))
                 .optional()?
                 .flatten();
             let mut statement = conn.prepare(
-                "SELECT graph, count(*) FROM evals WHERE function_name = ?1 AND (?2 IS NULL OR arguments = ?2) \
+                "SELECT graph, count(*) FROM records WHERE function_name = ?1 AND (?2 IS NULL OR arguments = ?2) \
                  GROUP BY graph ORDER BY max(created) DESC",
             )?;
             let groups: Vec<(Option<String>, i64)> = statement
-                .query_map(params![function_name, arguments], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .query_map(params![function_name, arguments.map(Packed)], |row| {
+                    Ok((row.get::<_, Option<Unpacked>>(0)?.map(|graph| graph.0), row.get(1)?))
+                })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok((current, groups))
         })?;

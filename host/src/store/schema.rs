@@ -2,7 +2,12 @@
 
 use super::*;
 
-pub(super) const MIGRATIONS: &[&str] = &[
+/// The migrations, in order: the one at index `i` takes a store from version `i` to `i + 1`.
+pub(super) fn migrations() -> [std::borrow::Cow<'static, str>; SCHEMA_VERSION as usize] {
+    [MIGRATION_1.into(), MIGRATION_2.into(), migration_3().into()]
+}
+
+const MIGRATION_1: &str =
     // 0 -> 1
     "CREATE TABLE evals (
         key TEXT PRIMARY KEY NOT NULL,
@@ -34,10 +39,71 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seen INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE TABLE totals (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
-    INSERT INTO totals VALUES ('evictions', 0);",
-    // 1 -> 2: results waiting to be uploaded to the cloud (a persistent outbox).
-    "CREATE TABLE outbox (key TEXT PRIMARY KEY NOT NULL, queued INTEGER NOT NULL) WITHOUT ROWID;",
-];
+    INSERT INTO totals VALUES ('evictions', 0);";
+
+/// 1 -> 2: results waiting to be uploaded to the cloud (a persistent outbox).
+const MIGRATION_2: &str = "CREATE TABLE outbox (key TEXT PRIMARY KEY NOT NULL, queued INTEGER NOT NULL) WITHOUT ROWID;";
+
+/// The total size of the results, kept exact in `totals` by triggers on
+/// `records`, in the same transaction as every insert and delete (the
+/// triggers live in the file, so every build sharing the store keeps it). A
+/// put then reads one row instead of scanning the index (a scan cost
+/// 330-430 ms at a million entries).
+const SIZE_TOTAL: &str = "CREATE TRIGGER records_size_insert AFTER INSERT ON records BEGIN
+        UPDATE totals SET value = value + NEW.size WHERE name = 'size';
+    END;
+    CREATE TRIGGER records_size_delete AFTER DELETE ON records BEGIN
+        UPDATE totals SET value = value - OLD.size WHERE name = 'size';
+    END;
+    CREATE TRIGGER records_size_update AFTER UPDATE OF size ON records BEGIN
+        UPDATE totals SET value = value - OLD.size + NEW.size WHERE name = 'size';
+    END;
+    INSERT OR REPLACE INTO totals (name, value) VALUES ('size', (SELECT coalesce(sum(size), 0) FROM records));";
+
+/// 2 -> 3: digests as 34-byte blobs (`packed.rs`), a function identity that
+/// is its graph's fingerprint kept once (NULL in `function_id`), in tables
+/// of new names: `records` for `evals`, `uploads` for `outbox`. The names are
+/// new so that a process of an older build with the index already open
+/// fails on its next statement ("no such table") instead of writing text
+/// digests into the new tables, where lookups by blob would never see them.
+fn migration_3() -> String {
+    let pack = packed::pack_sql;
+    format!(
+        "CREATE TABLE records (
+            key BLOB PRIMARY KEY NOT NULL,
+            function_id,
+            function_name TEXT NOT NULL,
+            language TEXT NOT NULL,
+            arguments BLOB NOT NULL,
+            codec TEXT NOT NULL,
+            result BLOB NOT NULL,
+            inline BLOB,
+            size INTEGER NOT NULL,
+            compute_micros INTEGER NOT NULL,
+            created INTEGER NOT NULL,
+            last_access INTEGER NOT NULL,
+            hits INTEGER NOT NULL DEFAULT 0,
+            graph BLOB
+        ) WITHOUT ROWID;
+        INSERT INTO records
+            SELECT {key}, CASE WHEN function_id = graph THEN NULL ELSE {function_id} END, function_name, language,
+                   {arguments}, codec, {result}, inline, size, compute_micros, created, last_access, hits, {graph}
+            FROM evals;
+        DROP TABLE evals;
+        CREATE INDEX records_by_result ON records(result) WHERE inline IS NULL;
+        CREATE TABLE uploads (key BLOB PRIMARY KEY NOT NULL, queued INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO uploads SELECT {outbox_key}, queued FROM outbox;
+        DROP TABLE outbox;
+        {size_total}",
+        key = pack("key"),
+        function_id = pack("function_id"),
+        arguments = pack("arguments"),
+        result = pack("result"),
+        graph = pack("graph"),
+        outbox_key = pack("key"),
+        size_total = SIZE_TOTAL,
+    )
+}
 
 /// Tables a build may add without a schema version: builds that do not know
 /// them ignore them, so an older SDK sharing the store (pip and npm upgrade
@@ -68,37 +134,6 @@ pub(super) fn ensure_additive_tables(conn: &mut Connection) -> Result<()> {
             conn.execute_batch(create)?;
         }
     }
-    ensure_size_total(conn)
-}
-
-/// The total size of the results, kept exact in `totals` by triggers on
-/// `evals`, in the same transaction as every insert and delete (by any
-/// build: the triggers live in the file, so an older SDK sharing the store
-/// keeps the total too). A put then reads one row instead of scanning the
-/// index (a scan cost 330-430 ms at a million entries).
-pub(super) fn ensure_size_total(conn: &mut Connection) -> Result<()> {
-    let exists: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'evals_size_insert')",
-        [],
-        |row| row.get(0),
-    )?;
-    if exists {
-        return Ok(());
-    }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TRIGGER IF NOT EXISTS evals_size_insert AFTER INSERT ON evals BEGIN
-             UPDATE totals SET value = value + NEW.size WHERE name = 'size';
-         END;
-         CREATE TRIGGER IF NOT EXISTS evals_size_delete AFTER DELETE ON evals BEGIN
-             UPDATE totals SET value = value - OLD.size WHERE name = 'size';
-         END;
-         CREATE TRIGGER IF NOT EXISTS evals_size_update AFTER UPDATE OF size ON evals BEGIN
-             UPDATE totals SET value = value - OLD.size + NEW.size WHERE name = 'size';
-         END;
-         INSERT OR REPLACE INTO totals (name, value) VALUES ('size', (SELECT coalesce(sum(size), 0) FROM evals));",
-    )?;
-    tx.commit()?;
     Ok(())
 }
 
