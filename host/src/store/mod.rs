@@ -285,6 +285,9 @@ pub struct Store {
     recent: Mutex<RecentHits>,
     /// Functions whose declined result this process recorded ([`Store::declined`]).
     declined_noted: Mutex<std::collections::HashSet<String>>,
+    /// The last graph each function put, with its fingerprint and JSON
+    /// ([`Store::graph_row`]): every put of a function names the same graph.
+    graph_rows: Mutex<HashMap<String, (Graph, Option<std::sync::Arc<(String, String)>>)>>,
     max_size: AtomicU64,
     inline_limit: u64,
     fsync: bool,
@@ -428,7 +431,10 @@ fn graph_row(core: &Core, graph: &Graph) -> Result<Option<(String, String)>> {
     Ok(Some((fingerprints[index].to_string(), json)))
 }
 
-/// Stores a graph (once per fingerprint) and makes it the function's current one.
+/// Stores a graph (once per fingerprint) and makes it the function's current
+/// one. Reads first and writes only what is missing or different: every put
+/// of a function names the same graph, and a write would dirty two more pages
+/// in each put's commit.
 fn record_graph(
     tx: &rusqlite::Transaction<'_>,
     fingerprint: &str,
@@ -438,8 +444,22 @@ fn record_graph(
     language: &str,
     time: i64,
 ) -> Result<()> {
-    tx.prepare_cached("INSERT INTO graphs (fingerprint, root, nodes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?
-        .execute(params![fingerprint, root, json])?;
+    let stored: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM graphs WHERE fingerprint = ?1)")?
+        .query_row([fingerprint], |row| row.get(0))?;
+    if !stored {
+        tx.prepare_cached("INSERT INTO graphs (fingerprint, root, nodes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?
+            .execute(params![fingerprint, root, json])?;
+    }
+    let current = tx
+        .prepare_cached("SELECT graph = ?2 AND language = ?3 FROM functions WHERE name = ?1")?
+        .query_row(params![function_name, fingerprint, language], |row| row.get::<_, Option<bool>>(0))
+        .optional()?
+        .flatten()
+        .unwrap_or(false);
+    if current {
+        return Ok(());
+    }
     tx.prepare_cached(
         "INSERT INTO functions (name, language, graph, seen) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(name) DO UPDATE SET language = excluded.language, graph = excluded.graph, seen = excluded.seen",
@@ -470,6 +490,7 @@ impl Store {
             evictor: Mutex::new(None),
             recent: Mutex::new(RecentHits::default()),
             declined_noted: Mutex::default(),
+            graph_rows: Mutex::default(),
             max_size: AtomicU64::new(config.max_size),
             inline_limit: config.inline_limit,
             fsync: config.fsync,
@@ -773,11 +794,11 @@ impl Store {
         place_blob: impl FnOnce() -> Result<()>,
     ) -> Result<PutOutcome> {
         let graph_row = match &eval.graph {
-            Some(graph) => graph_row(core, graph)?,
+            Some(graph) => self.graph_row(core, &eval.function_name, graph)?,
             None => None,
         };
         let time = now() as i64;
-        let fingerprint = graph_row.as_ref().map(|(fingerprint, _)| fingerprint.as_str());
+        let fingerprint = graph_row.as_deref().map(|(fingerprint, _)| fingerprint.as_str());
         // An identity that is the graph's fingerprint is kept once (NULL: the graph's).
         let function_id = (fingerprint != Some(eval.function_id.as_str())).then(|| PackedText(&eval.function_id));
         let insert_eval = |conn: &Connection| -> Result<usize> {
@@ -812,7 +833,7 @@ impl Store {
                 if inline_bytes.is_none() {
                     place_blob()?;
                 }
-                if let (Some((fingerprint, json)), Some(graph)) = (&graph_row, &eval.graph) {
+                if let (Some((fingerprint, json)), Some(graph)) = (graph_row.as_deref(), &eval.graph) {
                     record_graph(&tx, fingerprint, &graph.root, json, &eval.function_name, &eval.language, time)?;
                 }
                 let inserted = insert_eval(&tx)?;
@@ -845,6 +866,24 @@ impl Store {
             tx.commit()?;
             Ok(())
         })
+    }
+
+    /// [`graph_row`], kept per function: a function's puts name one graph,
+    /// whose fingerprint (a call into the core) and JSON are made once.
+    fn graph_row(
+        &self,
+        core: &Core,
+        function_name: &str,
+        graph: &Graph,
+    ) -> Result<Option<std::sync::Arc<(String, String)>>> {
+        if let Some((known, row)) = crate::fork::lock(&self.graph_rows).get(function_name)
+            && known == graph
+        {
+            return Ok(row.clone());
+        }
+        let row = graph_row(core, graph)?.map(std::sync::Arc::new);
+        crate::fork::lock(&self.graph_rows).insert(function_name.to_owned(), (graph.clone(), row.clone()));
+        Ok(row)
     }
 
     /// Writes a large result: hashing (on one other thread) overlaps writing
