@@ -269,6 +269,9 @@ pub enum PutOutcome {
     Skipped,
 }
 
+/// A graph's fingerprint and JSON, as `graphs` keeps them.
+type GraphRow = std::sync::Arc<(String, String)>;
+
 struct Db {
     conn: Connection,
     generation: u64,
@@ -287,7 +290,7 @@ pub struct Store {
     declined_noted: Mutex<std::collections::HashSet<String>>,
     /// The last graph each function put, with its fingerprint and JSON
     /// ([`Store::graph_row`]): every put of a function names the same graph.
-    graph_rows: Mutex<HashMap<String, (Graph, Option<std::sync::Arc<(String, String)>>)>>,
+    graph_rows: Mutex<HashMap<String, (Graph, Option<GraphRow>)>>,
     max_size: AtomicU64,
     inline_limit: u64,
     fsync: bool,
@@ -870,12 +873,7 @@ impl Store {
 
     /// [`graph_row`], kept per function: a function's puts name one graph,
     /// whose fingerprint (a call into the core) and JSON are made once.
-    fn graph_row(
-        &self,
-        core: &Core,
-        function_name: &str,
-        graph: &Graph,
-    ) -> Result<Option<std::sync::Arc<(String, String)>>> {
+    fn graph_row(&self, core: &Core, function_name: &str, graph: &Graph) -> Result<Option<GraphRow>> {
         if let Some((known, row)) = crate::fork::lock(&self.graph_rows).get(function_name)
             && known == graph
         {
