@@ -371,6 +371,14 @@ fn walk_numpy_array(value: &Bound<'_, PyAny>, out: &mut StreamWriter, tag: Optio
 /// to little-endian first), any other dtype as `py:numpy.ndarray` around its
 /// dtype description, shape and C-order bytes (object arrays: their items).
 fn walk_ndarray(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -> PyResult<()> {
+    if let Some(layout) = numpy_layout(value)? {
+        // Around the array: what code reads of its memory besides the values.
+        out.typed("py:numpy.layout").list(2);
+        out.list(3).int(i64::from(layout.f_contiguous)).int(i64::from(layout.readonly)).list(layout.axes.len());
+        for axis in layout.axes {
+            out.int(axis);
+        }
+    }
     if walk_numpy_array(value, out, None)? {
         return Ok(());
     }
@@ -402,6 +410,57 @@ fn walk_ndarray(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) 
         write_buffer_bytes(value.py(), data.cast::<PyBytes>()?.as_bytes(), out);
         Ok(())
     }
+}
+
+/// How an array lies in memory, where ordinary numpy operations can tell it
+/// from its C-order copy: the order of its axes in memory
+/// (`np.ravel(a, order='K')`, `np.copy(a, order='K')`, `np.empty_like(a)`),
+/// Fortran contiguity (`order='A'`, `a.tobytes(order='A')`) and whether it is
+/// read-only (an in-place write is refused). So `np.asfortranarray(x)`, `x.T`
+/// and a read-only `x` each key apart from `x`. A strided or reversed view in
+/// C order (`x[::2]`, `x[:, 0]`, `x[::-1]`: order `'K'` undoes negative
+/// strides) keys as its copy: only `a.strides` and `a.flags` tell them apart.
+struct NumpyLayout {
+    f_contiguous: bool,
+    readonly: bool,
+    /// The axes longer than 1, from the largest stride to the smallest
+    /// (by magnitude; ties in axis order).
+    axes: Vec<i64>,
+}
+
+fn numpy_layout(value: &Bound<'_, PyAny>) -> PyResult<Option<NumpyLayout>> {
+    let (c_contiguous, f_contiguous, readonly, shape, strides): (bool, bool, bool, Vec<usize>, Vec<isize>) =
+        match PyUntypedBuffer::get(value) {
+            Ok(buffer) => (
+                buffer.is_c_contiguous(),
+                buffer.is_fortran_contiguous(),
+                buffer.readonly(),
+                buffer.shape().to_vec(),
+                buffer.strides().to_vec(),
+            ),
+            // Object and other arrays that export no buffer: numpy's own flags.
+            Err(_) => {
+                let flags = value.getattr("flags")?;
+                (
+                    flags.getattr("c_contiguous")?.extract()?,
+                    flags.getattr("f_contiguous")?.extract()?,
+                    !flags.getattr("writeable")?.extract::<bool>()?,
+                    value.getattr("shape")?.extract()?,
+                    value.getattr("strides")?.extract()?,
+                )
+            }
+        };
+    if c_contiguous && !readonly {
+        return Ok(None);
+    }
+    let f_contiguous = f_contiguous && !c_contiguous;
+    let mut order: Vec<usize> = (0..strides.len().min(shape.len())).filter(|&axis| shape[axis] > 1).collect();
+    order.sort_by_key(|&axis| std::cmp::Reverse(strides[axis].unsigned_abs()));
+    if order.is_sorted() && !f_contiguous && !readonly {
+        return Ok(None);
+    }
+    let axes = order.into_iter().map(|axis| axis as i64).collect();
+    Ok(Some(NumpyLayout { f_contiguous, readonly, axes }))
 }
 
 /// numpy's `ndarray` and `generic` (scalar) types, once numpy is imported by

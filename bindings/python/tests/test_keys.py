@@ -80,6 +80,8 @@ Pair = collections.namedtuple("Pair", "a b")
 
 # (name, a, b): the function can tell a from b, so they must not share a key.
 _LIST, _DICT, _ARRAY = [1], {"k": 1}, np.zeros(2)
+_READ_ONLY_OBJECTS = np.array([1, "a"], dtype=object)
+_READ_ONLY_OBJECTS.flags.writeable = False
 
 DISTINCT = [
     # pandas scalars and extension types: their state, not an empty record
@@ -113,6 +115,11 @@ DISTINCT = [
     # numpy
     ("MaskedArray mask", np.ma.MaskedArray([1, 2], mask=[0, 1]), np.ma.MaskedArray([1, 2], mask=[1, 0])),
     ("matrix vs array", np.matrix([[1, 2]]), np.array([[1, 2]])),
+    # Layout that ordinary operations read (`np.ravel(a, order='K')`, `order='A'`, in-place writes).
+    ("Fortran order", np.asfortranarray(np.arange(6).reshape(2, 3)), np.arange(6).reshape(2, 3)),
+    ("transposed view", np.arange(6).reshape(2, 3).T, np.arange(6).reshape(2, 3).T.copy()),
+    ("read-only", np.frombuffer(np.arange(4).tobytes(), dtype=np.int64), np.arange(4, dtype=np.int64)),
+    ("read-only object array", _READ_ONLY_OBJECTS, np.array([1, "a"], dtype=object)),
     ("float32 vs float64 scalar", np.float32(1), np.float64(1)),
     ("float64 scalar vs float", np.float64(1), 1.0),
     ("int8 scalar vs int", np.int8(100), 100),
@@ -202,6 +209,9 @@ EQUAL = [
     ("Path", pathlib.Path("/a/b"), pathlib.Path("/a", "b")),
     ("native byte order", np.arange(4, dtype="=i4"), np.arange(4, dtype="<i4")),
     ("strided array", np.arange(8)[::2], np.arange(0, 8, 2)),
+    ("column of a C-order array", np.arange(6).reshape(2, 3)[:, 1], np.array([1, 4])),
+    ("reversed view", np.arange(4)[::-1], np.array([3, 2, 1, 0])),
+    ("one row both C and F contiguous", np.asfortranarray(np.arange(3).reshape(1, 3)), np.arange(3).reshape(1, 3)),
     ("Generator", np.random.default_rng(7), np.random.default_rng(7)),
     ("float32 scalar", np.float32(1.5), np.float32(1.5)),
     ("pattern", re.compile("a+"), re.compile("a+")),
@@ -294,6 +304,47 @@ def test_a_hit_is_never_another_arguments_result(project):
                 "OrderedDict([('a', 1)])", "{'a': 1}", "datetime.date(2024, 1, 1)"]
     assert json.loads(first.stdout) == expected
     assert first.stderr.count("computed") == len(expected)
+    assert json.loads(second.stdout) == expected
+    assert second.stderr.count("computed") == 0
+
+
+def test_an_arrays_memory_order_is_part_of_its_key(project):
+    """`np.ravel(x, order='K')` reads a Fortran-order or transposed array in
+    memory order: a call with one must not hit a call with the C-order
+    array. Fresh processes; the second hits every call with its own value,
+    and an array a hit returns keys as the computed one did (a memo taking
+    it hits too)."""
+    project.write("job.py", """
+        import json, sys
+        import numpy as np
+        from hitsave import memo
+
+        @memo
+        def flat(x):
+            print("computed", file=sys.stderr)
+            return np.ravel(x, order="K").tolist()
+
+        @memo
+        def make():
+            print("computed", file=sys.stderr)
+            return np.arange(6).reshape(2, 3) * 2
+
+        @memo
+        def total(x):
+            print("computed", file=sys.stderr)
+            return int(x.sum())
+
+        x = np.arange(6).reshape(2, 3)
+        calls = [x, np.asfortranarray(x), x.T, x.T.copy(), x[:, ::-1], x[:, ::-1].copy()]
+        print(json.dumps([flat(c) for c in calls] + [total(make())]))
+    """)
+    first = project.run("import job")
+    second = project.run("import job")
+    expected = [[0, 1, 2, 3, 4, 5], [0, 3, 1, 4, 2, 5], [0, 1, 2, 3, 4, 5], [0, 3, 1, 4, 2, 5],
+                [2, 1, 0, 5, 4, 3], [2, 1, 0, 5, 4, 3], 30]
+    assert json.loads(first.stdout) == expected
+    # The reversed view and its copy read alike (order='K' undoes negative strides): one key.
+    assert first.stderr.count("computed") == 7
     assert json.loads(second.stdout) == expected
     assert second.stderr.count("computed") == 0
 

@@ -128,15 +128,20 @@ def test_graph_vector(case):
 
 
 def test_python_specific_values():
-    # Strided arrays equal their C-order copies; a big-endian array is its
-    # little-endian copy marked big-endian (`a.tobytes()` tells them apart);
-    # a numpy scalar is not its Python value; bytes-like types stay apart.
+    # Strided arrays in C order equal their C-order copies; a transposed one
+    # does not (`np.ravel(a, order='K')` reads memory order): it is its copy
+    # marked with its layout. A big-endian array is its little-endian copy
+    # marked big-endian (`a.tobytes()` tells them apart); a numpy scalar is
+    # not its Python value; bytes-like types stay apart.
     assert hitsave.value_digest(np.float64(2.0)) != hitsave.value_digest(2.0)
     a = np.arange(12, dtype="<i4").reshape(3, 4)
-    assert hitsave.value_digest(a.T) == hitsave.value_digest(np.ascontiguousarray(a.T))
+    assert hitsave.value_digest(a[:, ::2]) == hitsave.value_digest(np.ascontiguousarray(a[:, ::2]))
+    assert hitsave.value_digest(a.T) != hitsave.value_digest(np.ascontiguousarray(a.T))
+    assert hitsave.value_digest(a.T) == hitsave.value_digest(np.asfortranarray(a.T.copy()))
     big_endian = a.astype(">i4")
     assert hitsave.value_digest(big_endian) != hitsave.value_digest(a)
-    assert hitsave.value_digest(big_endian.T) == hitsave.value_digest(np.ascontiguousarray(a.T, dtype=">i4"))
+    assert hitsave.value_digest(big_endian.T) == hitsave.value_digest(np.asfortranarray(a.T, dtype=">i4"))
+    assert hitsave.value_digest(big_endian.T) != hitsave.value_digest(np.ascontiguousarray(a.T, dtype=">i4"))
     assert hitsave.value_digest(big_endian) != hitsave.value_digest(big_endian.astype(">i8"))
     assert len({hitsave.value_digest(v) for v in (b"xy", bytearray(b"xy"), memoryview(b"xy"))}) == 3
     assert hitsave.value_digest(True) != hitsave.value_digest(1)
