@@ -428,6 +428,12 @@ struct NumpyLayout {
     axes: Vec<i64>,
 }
 
+thread_local! {
+    /// Walking the state `hitsave._pandas` describes a pandas object by: its
+    /// arrays' read-only flag is pandas' (copy-on-write views), not the value's.
+    static PANDAS_VALUES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn numpy_layout(value: &Bound<'_, PyAny>) -> PyResult<Option<NumpyLayout>> {
     let (c_contiguous, f_contiguous, readonly, shape, strides): (bool, bool, bool, Vec<usize>, Vec<isize>) =
         match PyUntypedBuffer::get(value) {
@@ -450,6 +456,7 @@ fn numpy_layout(value: &Bound<'_, PyAny>) -> PyResult<Option<NumpyLayout>> {
                 )
             }
         };
+    let readonly = readonly && !PANDAS_VALUES.get();
     if c_contiguous && !readonly {
         return Ok(None);
     }
@@ -591,7 +598,12 @@ fn walk_object(value: &Bound<'_, PyAny>, out: &mut StreamWriter, depth: usize) -
     if module == "pandas" || module.starts_with("pandas.") {
         let described = hitsave_attr(py, &PANDAS_STATE, "hitsave._pandas", "state")?.call1((value,))?;
         if !described.is_none() {
-            return walk_record(&py_type_name(&kind)?, described.cast::<PyDict>()?, out, depth);
+            // Its columns' arrays are pandas' views (read-only under
+            // copy-on-write): the frame's values, not arrays code was given.
+            let outer = PANDAS_VALUES.replace(true);
+            let walked = walk_record(&py_type_name(&kind)?, described.cast::<PyDict>()?, out, depth);
+            PANDAS_VALUES.set(outer);
+            return walked;
         }
     }
     if value.is_instance(&hitsave_attr(py, &FILE, "hitsave._types", "File")?)? {
