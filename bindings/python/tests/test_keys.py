@@ -102,6 +102,10 @@ DISTINCT = [
     ("DataFrame object Timestamps", pd.DataFrame({"t": pd.Series([pd.Timestamp("2024-01-01"), "x"], dtype=object)}),
      pd.DataFrame({"t": pd.Series([pd.Timestamp("2024-01-02"), "x"], dtype=object)})),
     ("DataFrame column order", pd.DataFrame({"a": [1], "b": [2]}), pd.DataFrame({"b": [2], "a": [1]})),
+    # With duplicate labels refused, `pd.concat([df, df])` raises.
+    ("DataFrame duplicate labels refused", pd.DataFrame({"a": [1]}).set_flags(allows_duplicate_labels=False),
+     pd.DataFrame({"a": [1]})),
+    ("Series duplicate labels refused", pd.Series([1]).set_flags(allows_duplicate_labels=False), pd.Series([1])),
     # The byte order is part of the dtype: `a.tobytes()`, `a.dtype.str` differ.
     ("big-endian array", np.arange(4, dtype=">i4"), np.arange(4, dtype="<i4")),
     # A frequency is part of a DatetimeIndex: `index.shift(1)` needs one.

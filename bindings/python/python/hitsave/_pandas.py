@@ -48,20 +48,31 @@ def _index(index: Any) -> dict[str, Any]:
     return fields
 
 
+def _flags(value: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    # `df.flags.allows_duplicate_labels = False` makes operations that would
+    # duplicate a label raise: code can tell the frames apart. Only the
+    # non-default is written, so other frames keep their keys.
+    if not value.flags.allows_duplicate_labels:
+        fields["allows_duplicate_labels"] = False
+    return fields
+
+
 def state(value: Any) -> dict[str, Any] | None:
     """The fields of a pandas DataFrame, Series or Index, else ``None``
     (other pandas objects are hashed by what pickle saves of them)."""
     import pandas as pd
 
     if isinstance(value, pd.DataFrame):
-        return {
+        return _flags(value, {
             "columns": _index(value.columns),
             "index": _index(value.index),
             "data": [_array(value.iloc[:, position]) for position in range(value.shape[1])],
             "attrs": dict(value.attrs),
-        }
+        })
     if isinstance(value, pd.Series):
-        return {"name": value.name, "index": _index(value.index), "data": _array(value), "attrs": dict(value.attrs)}
+        return _flags(value, {
+            "name": value.name, "index": _index(value.index), "data": _array(value), "attrs": dict(value.attrs),
+        })
     if isinstance(value, pd.Index):
         return _index(value)
     return None
