@@ -45,8 +45,8 @@ const OVERSHOOT: f64 = 0.25;
 
 impl Store {
     /// The exact total size of the results: one row the triggers keep
-    /// (`schema::SIZE_TOTAL`); a scan only for a read-only store opened on an
-    /// index no writer has given the triggers yet.
+    /// (`schema::SIZE_TOTAL`, created with them by the schema 3 migration);
+    /// a scan only if that row is missing.
     pub(super) fn total_size(&self) -> Result<u64> {
         self.with_db(|conn| {
             let kept: Option<i64> =

@@ -521,7 +521,7 @@ impl Store {
 
     fn connect(&self) -> Result<Connection> {
         let path = self.root.join("index.sqlite");
-        let mut conn = Connection::open(&path)?;
+        let conn = Connection::open(&path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         enable_wal(&conn)?;
         conn.pragma_update(None, "synchronous", if self.fsync { "FULL" } else { "NORMAL" })?;
@@ -551,7 +551,7 @@ impl Store {
             tx.commit()?;
         }
         if !self.read_only {
-            ensure_additive_tables(&mut conn)?;
+            ensure_additive_tables(&conn)?;
         }
         Ok(conn)
     }

@@ -92,7 +92,7 @@ fn migration_3() -> String {
         DROP TABLE evals;
         CREATE INDEX records_by_result ON records(result) WHERE inline IS NULL;
         CREATE TABLE uploads (key BLOB PRIMARY KEY NOT NULL, queued INTEGER NOT NULL) WITHOUT ROWID;
-        INSERT INTO uploads SELECT {outbox_key}, queued FROM outbox;
+        INSERT INTO uploads SELECT {key}, queued FROM outbox;
         DROP TABLE outbox;
         {size_total}",
         key = pack("key"),
@@ -100,7 +100,6 @@ fn migration_3() -> String {
         arguments = pack("arguments"),
         result = pack("result"),
         graph = pack("graph"),
-        outbox_key = pack("key"),
         size_total = SIZE_TOTAL,
     )
 }
@@ -123,7 +122,7 @@ pub(super) const ADDITIVE_TABLES: &[(&str, &str)] = &[(
     ) WITHOUT ROWID;",
 )];
 
-pub(super) fn ensure_additive_tables(conn: &mut Connection) -> Result<()> {
+pub(super) fn ensure_additive_tables(conn: &Connection) -> Result<()> {
     for (name, create) in ADDITIVE_TABLES {
         let exists: bool = conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
